@@ -1,0 +1,36 @@
+# Two commands on a fresh machine (README "Set-up"):
+#   make repro   -> creates .venv on first use, then `dvc repro` (the whole pipeline)
+#   make test    -> creates .venv on first use, then the whole test suite (incl. nbval)
+# Everything else here is a convenience around those two.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+KERNEL := bench-suite
+# The venv's bin first, so `python`, `papermill` and `dvc` inside stages are the venv's.
+RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
+
+.PHONY: venv repro test lab clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e .
+	# A kernel inside the venv (--sys-prefix), so papermill, nbval and JupyterLab find it without a manual step.
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (bench suite)"
+	touch $(STAMP)
+
+repro: $(STAMP)
+	$(RUN) dvc repro
+
+test: $(STAMP)
+	$(RUN) python -m pytest --nbval-lax tests notebooks
+
+lab: $(STAMP)
+	$(RUN) jupyter lab notebooks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,108 @@
+"""``python -m bench ...``: headless entry points for devices, DVC and people.
+
+    python -m bench profiles            print every shipped profile's targets and DVFS levels
+    python -m bench params [--describe] validate params.yaml (or list every key with its doc)
+    python -m bench notebook STAGE      run a pipeline stage's notebook via papermill (used by dvc.yaml)
+    python -m bench workloads [--write] print (or recompute and write) the workload table
+    python -m bench collect ...         sweep workloads x targets x frequencies with a meter (hw.cli)
+    python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_profiles(args) -> int:
+    import pandas as pd
+
+    from bench.profiles import list_profiles, load_profile
+
+    names = args.names or list_profiles()
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        for name in names:
+            prof = load_profile(name)
+            print(f"== {prof.name} ({prof.kind}): {prof.description}")
+            print(f"   radios: {', '.join(prof.radios) or '-'};  idle power: {prof.idle_power_w:g} W")
+            print(pd.DataFrame(prof.summary()).drop(columns=["profile"]).to_string(index=False))
+            print()
+    return 0
+
+
+def _cmd_params(args) -> int:
+    from bench.config import describe, load_params
+
+    if args.describe:
+        for row in describe():
+            print(f"{row['key']:<32} {row['type']:<16} default={row['default']!r}\n    {row['doc']}")
+        return 0
+    load_params(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _cmd_notebook(args) -> int:
+    from bench.stages import run_stage
+
+    out = run_stage(args.stage, Path(args.params))
+    print(f"executed notebook: {out}")
+    return 0
+
+
+def _cmd_workloads(args) -> int:
+    from bench import workloads
+
+    return workloads.main(args.rest)
+
+
+def _cmd_collect(args) -> int:
+    from hw import cli as hw_cli
+
+    return hw_cli.main(args.rest)
+
+
+def _cmd_env_yml(args) -> int:
+    from bench import envfile
+
+    return envfile.main(["--check"] if args.check else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.config import ParamsError
+    from bench.paths import PARAMS_FILE
+    from bench.profiles import ProfileError
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("profiles", help="print device profiles")
+    p.add_argument("names", nargs="*", help="profile names (default: all shipped)")
+    p.set_defaults(func=_cmd_profiles)
+    p = sub.add_parser("params", help="validate params.yaml")
+    p.add_argument("--file", default=str(PARAMS_FILE))
+    p.add_argument("--describe", action="store_true", help="list every key, its type, default and meaning")
+    p.set_defaults(func=_cmd_params)
+    p = sub.add_parser("notebook", help="run a stage notebook via papermill")
+    p.add_argument("stage")
+    p.add_argument("--params", default=str(PARAMS_FILE))
+    p.set_defaults(func=_cmd_notebook)
+    for name, func, doc in (("workloads", _cmd_workloads, "workload table (bench.workloads)"),
+                            ("collect", _cmd_collect, "trace collection with a meter (hw.cli)")):
+        p = sub.add_parser(name, help=doc, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
+    p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")
+    p.add_argument("--check", action="store_true")
+    p.set_defaults(func=_cmd_env_yml)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ParamsError, ProfileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

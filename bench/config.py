@@ -1,0 +1,195 @@
+"""The ``params.yaml`` schema and its loader.
+
+Each section is a frozen dataclass whose fields carry a docstring (``doc``) and
+their limits (``ge``/``le``/``choices``) in field metadata. :func:`load_params`
+validates the whole file before any work starts: an unknown key, a wrong type
+or an out-of-range value raises :class:`ParamsError` naming the key (as a dotted
+path) and what is allowed. Later stages add their own section dataclass to
+:class:`Params`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from bench.paths import PARAMS_FILE
+
+ADAPTERS = ("auto", "none", "rapl", "nvml", "jetson", "android", "replay")
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message names the key and what is allowed."""
+
+
+def spec(default: Any, doc: str, *, ge: float | None = None, le: float | None = None,
+         choices: tuple | Callable[[], list] | None = None) -> Any:
+    """A dataclass field with a docstring and limits (read by the validator)."""
+    meta = {"doc": doc, "ge": ge, "le": le, "choices": choices}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults (params are immutable)")
+    return field(default=default, metadata=meta)
+
+
+def _workload_names() -> list[str]:
+    from bench.workloads import WORKLOADS  # lazy: keeps `bench.config` free of torch
+
+    return sorted(WORKLOADS)
+
+
+def _profile_names() -> list[str]:
+    from bench.profiles import list_profiles
+
+    return list_profiles()
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    """Stage ``profile`` (notebooks/01_profile.ipynb): workload analysis and host measurement."""
+
+    workloads: tuple[str, ...] = spec(
+        ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "inception_v3", "vit_b_16",
+         "lstm_text", "transformer_text"),
+        "DNN workloads to time on this host (names from bench.workloads.WORKLOADS).",
+        choices=_workload_names)
+    warmup: int = spec(2, "Untimed runs per workload before measuring (caches, allocator, lazy init).", ge=0, le=100)
+    repeats: int = spec(10, "Timed runs per workload; latency_ms is their median, latency_p95_ms the 95th percentile.",
+                        ge=1, le=10_000)
+    threads: int = spec(0, "torch intra-op threads for the host measurement; 0 keeps torch's default (all cores).",
+                        ge=0, le=1024)
+    adapter: str = spec("none", "Energy meter for the host measurement: 'auto' picks the best one available, "
+                        "'none' records latency only (meter: none, energy NaN).", choices=ADAPTERS)
+    reference_profiles: tuple[str, ...] = spec(
+        ("phone_sd845", "jetson_xavier_nx", "peer_laptop", "cloud_rtx3080"),
+        "Shipped device profiles (data/profiles/*.yaml) to tabulate next to the host profile.",
+        choices=_profile_names)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything in params.yaml."""
+
+    seed: int = spec(20261123, "The one seed; every random generator is derived from it via numpy.random.SeedSequence.",
+                     ge=0, le=2**63 - 1)
+    profile: ProfileParams = field(default_factory=ProfileParams, metadata={"doc": ProfileParams.__doc__})
+
+
+# --------------------------------------------------------------------------- validation
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"params.yaml: {key} must be a list, got {value!r}")
+        (item_tp, _) = typing.get_args(tp)
+        return tuple(_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value))
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported params type {tp!r} for {key}")
+    if not ok:
+        raise ParamsError(f"params.yaml: {key} must be of type {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _check_limits(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    items = value if isinstance(value, tuple) else (value,)
+    choices = meta.get("choices")
+    if choices is not None:
+        allowed = list(choices() if callable(choices) else choices)
+        for item in items:
+            if item not in allowed:
+                raise ParamsError(f"params.yaml: {key} = {item!r} is not allowed; allowed values: {allowed}")
+    for item in items:
+        if meta.get("ge") is not None and item < meta["ge"]:
+            raise ParamsError(f"params.yaml: {key} = {item!r} is out of range: must be >= {meta['ge']} ({meta['doc']})")
+        if meta.get("le") is not None and item > meta["le"]:
+            raise ParamsError(f"params.yaml: {key} = {item!r} is out of range: must be <= {meta['le']} ({meta['doc']})")
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ParamsError(f"params.yaml: {where} must be a mapping of keys to values, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ParamsError(f"params.yaml: unknown key '{prefix}{key}'{hint}; allowed keys under {where}: "
+                              f"{sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue  # dataclass default
+        key = f"{prefix}{name}"
+        value = _coerce(key, hints[name], data[name])
+        _check_limits(key, value, f.metadata)
+        values[name] = value
+    return cls(**values)
+
+
+def params_from_dict(data: Mapping[str, Any]) -> Params:
+    """Validate a parsed params mapping (see :func:`load_params`)."""
+    return _build(Params, data)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml; raises :class:`ParamsError` on the first problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such file (the pipeline reads its parameters from params.yaml at the repo root)")
+    with open(path) as fh:
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return params_from_dict(data or {})
+
+
+def as_dict(obj: Any) -> Any:
+    """A params dataclass as plain data (tuples -> lists), e.g. for papermill parameters."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [as_dict(v) for v in obj]
+    return obj
+
+
+def describe(cls: type = Params, prefix: str = "") -> list[dict[str, Any]]:
+    """Every key with its type, default and doc (for `python -m bench params --describe`)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe(tp, f"{prefix}{f.name}.")
+            continue
+        rows.append({"key": f"{prefix}{f.name}", "type": _type_name(tp), "default": as_dict(f.default),
+                     "doc": f.metadata.get("doc", "")})
+    return rows

@@ -1,0 +1,43 @@
+"""environment.yml is derived from pyproject.toml's pinned list, never edited by hand.
+
+``python -m bench env-yml`` rewrites it; ``--check`` (and tests/test_environment.py)
+fails when the two have drifted apart.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+
+from bench.paths import REPO_ROOT
+
+HEADER = ("# Generated from pyproject.toml by `python -m bench env-yml`; do not edit by hand.\n"
+          "# conda env create -f environment.yml && conda activate edge-inference-bench\n")
+
+
+def pinned_dependencies() -> list[str]:
+    with open(REPO_ROOT / "pyproject.toml", "rb") as fh:
+        return list(tomllib.load(fh)["project"]["dependencies"])
+
+
+def render() -> str:
+    lines = [HEADER, "name: edge-inference-bench", "channels:", "  - conda-forge", "dependencies:",
+             "  - python=3.11", "  - pip", "  - pip:"]
+    lines += [f"      - {dep}" for dep in pinned_dependencies()]
+    lines += ["      - -e ."]
+    return "\n".join(lines[:1]) + "\n".join(lines[1:]) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = REPO_ROOT / "environment.yml"
+    text = render()
+    if "--check" in argv:
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            print("environment.yml is out of date with pyproject.toml; run `python -m bench env-yml`", file=sys.stderr)
+            return 1
+        print("environment.yml matches pyproject.toml")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,317 @@
+"""Device profiles: what a device offers and what running a DNN on it costs.
+
+A profile (``data/profiles/<name>.yaml``) lists the device's execution targets
+(``cpu``, ``gpu``, ``dsp`` on an edge device; the one accelerator of a peer or a
+cloud server), their DVFS levels, and the constants of a simple analytical model:
+
+* latency   ``t(f, f_mem) = flops / (gflops_per_ghz * f) + bytes / (mem_gbps_per_ghz * f_mem) + fixed_ms``
+* power     ``P(f, f_mem) = static_power_w + dynamic_power_w_at_max * (V(f)/V_max)^2 * (f/f_max)
+  + mem_power_w_at_max * (f_mem/f_mem_max)`` (dynamic CMOS power ∝ C V² f)
+
+where ``V(f)`` is interpolated from the ``voltage_v`` table. Where a profile
+carries ``measurements`` (from traces), those override the model for that
+(workload, frequency). Every number in a profile file is a mapping
+``{value: ..., source: ...}``; the source names a datasheet, paper or trace, or
+starts with ``assumed:`` and says why. :func:`load_profile` refuses a number
+without a source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from bench.paths import PROFILES_DIR
+
+TARGET_KINDS = ("cpu", "gpu", "dsp")
+PROFILE_KINDS = ("phone", "jetson", "peer", "cloud", "host")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# Sourced quantities of a target: name -> (required, is_list)
+_TARGET_QUANTITIES: dict[str, tuple[bool, bool]] = {
+    "freq_mhz": (True, True),
+    "voltage_v": (True, True),
+    "mem_freq_mhz": (True, True),
+    "gflops_per_ghz": (True, False),
+    "mem_gbps_per_ghz": (True, False),
+    "fixed_ms": (True, False),
+    "static_power_w": (True, False),
+    "dynamic_power_w_at_max": (True, False),
+    "mem_power_w_at_max": (False, False),
+}
+_TARGET_PLAIN = {"kind", "precision", "description", "measurements"}
+_PROFILE_KEYS = {"name", "kind", "description", "idle_power_w", "radios", "targets", "notes"}
+_MEASUREMENT_KEYS = {"workload", "freq_mhz", "mem_freq_mhz", "latency_ms", "power_w", "source"}
+
+
+class ProfileError(ValueError):
+    """A profile file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A number (or list of numbers) with where it came from."""
+
+    value: Any
+    source: str
+
+    @property
+    def assumed(self) -> bool:
+        return self.source.strip().lower().startswith("assumed")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One execution target of a device and its latency/power model."""
+
+    name: str
+    kind: str
+    precision: str
+    freq_mhz: np.ndarray
+    voltage_v: np.ndarray
+    mem_freq_mhz: np.ndarray
+    gflops_per_ghz: float
+    mem_gbps_per_ghz: float
+    fixed_ms: float
+    static_power_w: float
+    dynamic_power_w_at_max: float
+    mem_power_w_at_max: float = 0.0
+    description: str = ""
+    #: (workload, freq_mhz, mem_freq_mhz) -> (latency_ms, power_w, source)
+    measurements: Mapping[tuple[str, float, float], tuple[float, float, str]] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def _freq(self, freq_mhz):
+        return self.freq_mhz[-1] if freq_mhz is None else np.asarray(freq_mhz, dtype=float)
+
+    def _mem(self, mem_freq_mhz):
+        return self.mem_freq_mhz[-1] if mem_freq_mhz is None else np.asarray(mem_freq_mhz, dtype=float)
+
+    def voltage(self, freq_mhz=None) -> np.ndarray:
+        """V(f): the voltage table interpolated over frequency (two values = linear min..max)."""
+        f = self._freq(freq_mhz)
+        if len(self.voltage_v) == len(self.freq_mhz):
+            grid = self.freq_mhz
+        else:  # [v_min, v_max] spans [f_min, f_max]
+            grid = np.array([self.freq_mhz[0], self.freq_mhz[-1]])
+        return np.interp(f, grid, self.voltage_v)
+
+    def latency_ms(self, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> np.ndarray:
+        """Modelled latency (ms) of ``flops`` of compute moving ``mem_bytes``; broadcasts."""
+        f_ghz = self._freq(freq_mhz) / 1e3
+        fm_ghz = self._mem(mem_freq_mhz) / 1e3
+        compute = np.asarray(flops, dtype=float) / (self.gflops_per_ghz * f_ghz * 1e9)
+        memory = np.asarray(mem_bytes, dtype=float) / (self.mem_gbps_per_ghz * fm_ghz * 1e9)
+        return (compute + memory) * 1e3 + self.fixed_ms
+
+    def power_w(self, freq_mhz=None, mem_freq_mhz=None) -> np.ndarray:
+        """Modelled active power (W) at the given levels; broadcasts."""
+        f = self._freq(freq_mhz)
+        fm = self._mem(mem_freq_mhz)
+        v_ratio = self.voltage(f) / self.voltage(self.freq_mhz[-1])
+        dynamic = self.dynamic_power_w_at_max * v_ratio**2 * (f / self.freq_mhz[-1])
+        memory = self.mem_power_w_at_max * (fm / self.mem_freq_mhz[-1])
+        return self.static_power_w + dynamic + memory
+
+    def cost(self, workload: str, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> tuple[float, float, str]:
+        """(latency_ms, power_w, source) for one workload: measured if the profile has it, else modelled."""
+        f = float(self._freq(freq_mhz))
+        fm = float(self._mem(mem_freq_mhz))
+        hit = self.measurements.get((workload, f, fm))
+        if hit is not None:
+            return hit
+        return float(self.latency_ms(flops, mem_bytes, f, fm)), float(self.power_w(f, fm)), "modeled"
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A device: its targets, radios and idle power (see module docstring)."""
+
+    name: str
+    kind: str
+    description: str
+    idle_power_w: float
+    radios: tuple[str, ...]
+    targets: Mapping[str, Target]
+    path: Path | None = None
+    idle_power_source: str = ""
+
+    @property
+    def primary_target(self) -> Target:
+        """The first-listed target (a peer's or a cloud's accelerator)."""
+        return next(iter(self.targets.values()))
+
+    def default_freq_mhz(self, target: str) -> float:
+        """The highest DVFS level of ``target`` (what a governor under load settles on)."""
+        return float(self.targets[target].freq_mhz[-1])
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per target: kind, precision and frequency levels (for printing)."""
+        rows = []
+        for t in self.targets.values():
+            rows.append({
+                "profile": self.name, "target": t.name, "kind": t.kind, "precision": t.precision,
+                "n_levels": len(t.freq_mhz), "freq_mhz": _fmt_levels(t.freq_mhz),
+                "mem_freq_mhz": _fmt_levels(t.mem_freq_mhz), "measured_points": len(t.measurements),
+            })
+        return rows
+
+
+def _fmt_levels(levels: np.ndarray) -> str:
+    vals = [f"{x:g}" for x in levels]
+    return ", ".join(vals) if len(vals) <= 6 else f"{vals[0]} .. {vals[-1]} ({len(vals)} levels)"
+
+
+# --------------------------------------------------------------------------- loading
+
+def list_profiles(directory: Path = PROFILES_DIR) -> list[str]:
+    """Names of the shipped reference profiles."""
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = PROFILES_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    raise ProfileError(f"no device profile {str(name_or_path)!r}; shipped profiles: {list_profiles()} "
+                       f"(or give the path of a profile YAML file)")
+
+
+def _sourced(where: str, raw: Any, is_list: bool) -> Sourced:
+    if not isinstance(raw, Mapping) or set(raw) != {"value", "source"}:
+        raise ProfileError(f"{where}: expected a mapping {{value: ..., source: ...}} (every number says where it "
+                           f"came from, or 'assumed: why'), got {raw!r}")
+    source = raw["source"]
+    if not isinstance(source, str) or not source.strip():
+        raise ProfileError(f"{where}.source: must be a non-empty string")
+    value = raw["value"]
+    if is_list:
+        if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) for v in value):
+            raise ProfileError(f"{where}.value: expected a non-empty list of numbers, got {value!r}")
+        if where.endswith("freq_mhz") and any(b <= a for a, b in zip(value, value[1:])):
+            raise ProfileError(f"{where}.value: levels must be strictly ascending, got {value!r}")
+        if any(b < a for a, b in zip(value, value[1:])):
+            raise ProfileError(f"{where}.value: values must not decrease, got {value!r}")
+    elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ProfileError(f"{where}.value: expected a non-negative number, got {value!r}")
+    return Sourced(value, source.strip())
+
+
+def _check_keys(where: str, data: Mapping, allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ProfileError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _target(where: str, name: str, raw: Mapping) -> Target:
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{where}: expected a mapping")
+    _check_keys(where, raw, set(_TARGET_QUANTITIES) | _TARGET_PLAIN)
+    kind = raw.get("kind")
+    if kind not in TARGET_KINDS:
+        raise ProfileError(f"{where}.kind: {kind!r} is not allowed; allowed: {list(TARGET_KINDS)}")
+    precision = raw.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ProfileError(f"{where}.precision: {precision!r} is not allowed; allowed: {list(PRECISIONS)}")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, (required, is_list) in _TARGET_QUANTITIES.items():
+        if key not in raw:
+            if required:
+                raise ProfileError(f"{where}: missing field {key!r}")
+            continue
+        q = _sourced(f"{where}.{key}", raw[key], is_list)
+        values[key] = np.asarray(q.value, dtype=float) if is_list else float(q.value)
+        sources[key] = q.source
+    volts = values["voltage_v"]
+    if len(volts) not in (2, len(values["freq_mhz"])):
+        raise ProfileError(f"{where}.voltage_v: give 2 values (V at f_min, V at f_max) or one per frequency level")
+    for key in ("gflops_per_ghz", "mem_gbps_per_ghz"):
+        if values[key] <= 0:
+            raise ProfileError(f"{where}.{key}: must be > 0")
+    measurements = {}
+    for i, m in enumerate(raw.get("measurements") or []):
+        mw = f"{where}.measurements[{i}]"
+        _check_keys(mw, m, _MEASUREMENT_KEYS)
+        missing = _MEASUREMENT_KEYS - set(m) - {"power_w", "mem_freq_mhz"}
+        if missing:
+            raise ProfileError(f"{mw}: missing field(s) {sorted(missing)}")
+        fm = float(m.get("mem_freq_mhz", values["mem_freq_mhz"][-1]))
+        power = m.get("power_w")
+        measurements[(str(m["workload"]), float(m["freq_mhz"]), fm)] = (
+            float(m["latency_ms"]), float("nan") if power is None else float(power), str(m["source"]))
+    return Target(name=name, kind=kind, precision=precision, description=str(raw.get("description", "")),
+                  measurements=measurements, sources=sources, **values)
+
+
+def profile_from_dict(data: Mapping, where: str = "profile") -> DeviceProfile:
+    """Validate and build a profile from parsed YAML (see :func:`load_profile`)."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{where}: expected a mapping at the top level")
+    _check_keys(where, data, _PROFILE_KEYS)
+    for key in ("name", "kind", "targets", "idle_power_w"):
+        if key not in data:
+            raise ProfileError(f"{where}: missing field {key!r}")
+    if data["kind"] not in PROFILE_KINDS:
+        raise ProfileError(f"{where}.kind: {data['kind']!r} is not allowed; allowed: {list(PROFILE_KINDS)}")
+    if not isinstance(data["targets"], Mapping) or not data["targets"]:
+        raise ProfileError(f"{where}.targets: expected a non-empty mapping of target name -> target")
+    idle = _sourced(f"{where}.idle_power_w", data["idle_power_w"], False)
+    targets = {name: _target(f"{where}.targets.{name}", name, raw) for name, raw in data["targets"].items()}
+    radios = data.get("radios") or []
+    if not isinstance(radios, list) or not all(isinstance(r, str) for r in radios):
+        raise ProfileError(f"{where}.radios: expected a list of network model names")
+    return DeviceProfile(name=str(data["name"]), kind=data["kind"], description=str(data.get("description", "")),
+                         idle_power_w=float(idle.value), idle_power_source=idle.source,
+                         radios=tuple(radios), targets=targets)
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load a shipped profile by name (``phone_sd845``) or any profile YAML by path."""
+    path = _resolve(name_or_path)
+    with open(path) as fh:
+        data = yaml.safe_load(fh)
+    prof = profile_from_dict(data, where=path.name)
+    return dataclasses.replace(prof, path=path)
+
+
+def profile_to_dict(profile: DeviceProfile) -> dict[str, Any]:
+    """The inverse of :func:`profile_from_dict` (for writing fitted profiles)."""
+    targets = {}
+    for t in profile.targets.values():
+        entry: dict[str, Any] = {"kind": t.kind, "precision": t.precision}
+        if t.description:
+            entry["description"] = t.description
+        for key, (_, is_list) in _TARGET_QUANTITIES.items():
+            if key == "mem_power_w_at_max" and key not in t.sources:
+                continue
+            val = getattr(t, key)
+            entry[key] = {"value": [float(v) for v in val] if is_list else float(val), "source": t.sources[key]}
+        if t.measurements:
+            entry["measurements"] = [
+                {"workload": w, "freq_mhz": f, "mem_freq_mhz": fm, "latency_ms": lat,
+                 **({} if np.isnan(p) else {"power_w": p}), "source": src}
+                for (w, f, fm), (lat, p, src) in sorted(t.measurements.items())
+            ]
+        targets[t.name] = entry
+    return {
+        "name": profile.name, "kind": profile.kind, "description": profile.description,
+        "idle_power_w": {"value": profile.idle_power_w, "source": profile.idle_power_source},
+        "radios": list(profile.radios), "targets": targets,
+    }
+
+
+def unsourced_numbers(profile: DeviceProfile) -> list[str]:
+    """Fields whose source is empty (always [] for a loaded profile; used by tests and checks)."""
+    missing = [] if profile.idle_power_source else ["idle_power_w"]
+    for t in profile.targets.values():
+        missing += [f"{t.name}.{k}" for k, s in t.sources.items() if not s]
+    return missing

@@ -1,0 +1,78 @@
+"""The DVC + papermill wiring, end to end, on a copy of the repo with a tiny params.yaml.
+
+`dvc repro` runs the profile notebook; a second `dvc repro` runs nothing; changing
+a parameter marks the stage as changed.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.paths import REPO_ROOT
+from bench.stages import stage_parameters
+
+IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "__pycache__", ".pytest_cache", "*.egg-info",
+                                ".ipynb_checkpoints", "tmp")
+
+
+def _run(args, cwd):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("pipeline") / "repo"
+    shutil.copytree(REPO_ROOT, dst, ignore=IGNORE)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["profile"].update(workloads=["mobilenet_v2", "resnet18", "lstm_text"], warmup=0, repeats=2)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], dst)
+    return dst
+
+
+def test_stage_parameters_come_from_params_yaml():
+    params = stage_parameters("profile")
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert params["seed"] == raw["seed"]
+    assert params["workloads"] == raw["profile"]["workloads"]
+    assert params["out_dir"].endswith(os.path.join("results", "profile"))
+
+
+def test_repro_twice_runs_nothing_the_second_time(repo_copy):
+    first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
+    assert "Running stage 'profile'" in first
+    out = repo_copy / "results" / "profile"
+    metrics = json.loads((out / "fit_metrics.json").read_text())
+    assert metrics["n_workloads"] == 3 and metrics["ms_per_gflop"] > 0
+    assert (repo_copy / "results" / "notebooks" / "01_profile.ipynb").exists()
+    second = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
+    assert "Running stage" not in second, second
+    status = _run([sys.executable, "-m", "dvc", "status"], repo_copy)
+    assert "up to date" in status
+
+
+def test_changing_a_param_marks_the_stage_changed(repo_copy):
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    params["profile"]["repeats"] = 3
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([sys.executable, "-m", "dvc", "status"], repo_copy)
+    assert "changed deps" in status and "modified" in status and "profile" in status
+
+
+def test_bad_param_stops_before_any_work(repo_copy, tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 1\nprofile:\n  repeat: 3\n")
+    env = {**os.environ}
+    proc = subprocess.run([sys.executable, "-m", "bench", "notebook", "profile", "--params", str(bad)],
+                          cwd=repo_copy, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown key 'profile.repeat'" in proc.stderr and "did you mean 'profile.repeats'" in proc.stderr

@@ -1,0 +1,113 @@
+"""Device profiles: schema, sources on every number, and the physics of the model."""
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from bench.profiles import (ProfileError, list_profiles, load_profile, profile_from_dict, profile_to_dict,
+                            unsourced_numbers)
+
+SHIPPED = list_profiles()
+
+
+def test_required_reference_profiles_ship():
+    assert {"phone_sd845", "jetson_xavier_nx", "peer_laptop", "cloud_rtx3080"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_number_has_a_source(name):
+    prof = load_profile(name)
+    assert unsourced_numbers(prof) == []
+    for target in prof.targets.values():
+        # a source is either a citation or says it is an assumption, with a reason
+        for key, src in target.sources.items():
+            assert len(src) > 15, (name, key, src)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_is_physical(name):
+    for t in load_profile(name).targets.values():
+        f = t.freq_mhz
+        lat = t.latency_ms(1e9, 50e6, f)
+        power = t.power_w(f)
+        assert np.all(np.diff(lat) < 0) or len(f) == 1, "higher frequency must lower latency"
+        assert np.all(np.diff(power) > 0) or len(f) == 1, "higher frequency must raise power"
+        # more work costs more time
+        assert t.latency_ms(2e9, 50e6) > t.latency_ms(1e9, 50e6)
+        assert t.latency_ms(1e9, 100e6) > t.latency_ms(1e9, 50e6)
+
+
+def test_phone_has_autoscale_targets_and_jetson_has_dvfo_knobs():
+    phone = load_profile("phone_sd845")
+    assert set(phone.targets) == {"cpu", "gpu", "dsp"}
+    assert phone.targets["dsp"].precision == "int8"
+    assert set(phone.radios) == {"wifi", "lte"}
+    nx = load_profile("jetson_xavier_nx")
+    # DVFO's poster: CPU 1900 MHz, GPU 1100 MHz, memory 1866 MHz (maximum levels)
+    assert abs(nx.default_freq_mhz("cpu") - 1900) < 10
+    assert abs(nx.default_freq_mhz("gpu") - 1100) < 10
+    assert nx.targets["gpu"].mem_freq_mhz[-1] == 1866
+    assert len(nx.targets["gpu"].mem_freq_mhz) > 1  # memory frequency is a DVFS knob
+
+
+def test_latency_matches_its_formula():
+    t = load_profile("phone_sd845").targets["cpu"]
+    f, fm = t.freq_mhz[3], t.mem_freq_mhz[-1]
+    expected = 1e9 / (t.gflops_per_ghz * f / 1e3 * 1e9) * 1e3 + 5e6 / (t.mem_gbps_per_ghz * fm / 1e3 * 1e9) * 1e3 + t.fixed_ms
+    assert t.latency_ms(1e9, 5e6, f, fm) == pytest.approx(expected)
+
+
+def test_dynamic_power_scales_with_v_squared_f():
+    t = load_profile("phone_sd845").targets["cpu"]
+    fmin, fmax = t.freq_mhz[0], t.freq_mhz[-1]
+    vmin, vmax = t.voltage(fmin), t.voltage(fmax)
+    mem = t.mem_power_w_at_max
+    dyn_min = t.power_w(fmin) - t.static_power_w - mem
+    assert dyn_min == pytest.approx(t.dynamic_power_w_at_max * (vmin / vmax) ** 2 * fmin / fmax)
+
+
+def test_measurements_override_the_model():
+    data = profile_to_dict(load_profile("peer_laptop"))
+    data["targets"]["cpu"]["measurements"] = [
+        {"workload": "resnet18", "freq_mhz": 3000.0, "latency_ms": 12.5, "power_w": 20.0, "source": "measured: test"}]
+    prof = profile_from_dict(data)
+    assert prof.targets["cpu"].cost("resnet18", 1.8e9, 60e6) == (12.5, 20.0, "measured: test")
+    lat, _, src = prof.targets["cpu"].cost("resnet50", 8e9, 100e6)
+    assert src == "modeled" and lat == pytest.approx(float(prof.targets["cpu"].latency_ms(8e9, 100e6)))
+
+
+def test_round_trip_through_yaml():
+    prof = load_profile("jetson_xavier_nx")
+    again = profile_from_dict(yaml.safe_load(yaml.safe_dump(profile_to_dict(prof))))
+    for name, t in prof.targets.items():
+        u = again.targets[name]
+        assert np.array_equal(t.freq_mhz, u.freq_mhz) and t.sources == u.sources
+        assert t.latency_ms(1e9, 1e6) == u.latency_ms(1e9, 1e6)
+
+
+def _phone():
+    return yaml.safe_load(open(load_profile("phone_sd845").path))
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda d: d["targets"]["cpu"].__setitem__("fixed_ms", 1.0), "cpu.fixed_ms: expected a mapping"),
+    (lambda d: d["targets"]["cpu"]["fixed_ms"].__setitem__("source", ""), "fixed_ms.source"),
+    (lambda d: d["targets"]["cpu"].__setitem__("turbo", 1), "unknown field(s) ['turbo']"),
+    (lambda d: d["targets"]["cpu"].__setitem__("kind", "npu"), "allowed: ['cpu', 'gpu', 'dsp']"),
+    (lambda d: d["targets"]["gpu"]["freq_mhz"].__setitem__("value", [500, 400]), "strictly ascending"),
+    (lambda d: d["targets"]["cpu"].pop("gflops_per_ghz"), "missing field 'gflops_per_ghz'"),
+    (lambda d: d.__setitem__("kind", "toaster"), "kind: 'toaster' is not allowed"),
+])
+def test_malformed_profile_errors_name_the_field(mutate, needle):
+    data = copy.deepcopy(_phone())
+    mutate(data)
+    with pytest.raises(ProfileError) as err:
+        profile_from_dict(data, where="phone_sd845.yaml")
+    assert needle in str(err.value)
+
+
+def test_unknown_profile_lists_shipped():
+    with pytest.raises(ProfileError, match="phone_sd845"):
+        load_profile("no_such_phone")
