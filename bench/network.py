@@ -1,0 +1,183 @@
+"""Link models: signal strength (dBm) -> throughput, RTT, loss, radio power and tail.
+
+One YAML file per radio (``data/network/<name>.yaml``: ``wifi``, ``lte``); every
+number is ``{value, source}`` with a literature source or ``assumed: why``.
+All functions are vectorised over numpy arrays of signal strengths.
+
+Model (suite choice, documented here and in the data files):
+
+* goodput is a piecewise-linear table signal_dbm -> Mbit/s (``np.interp``);
+* packet loss after link-layer retries is logistic in the signal:
+  ``p = 1 / (1 + exp((s - loss_midpoint_dbm) / loss_slope_db))``; retransmissions
+  cut the goodput to ``(1 - p)`` of the table value and, with probability ``p``,
+  one TCP retransmission timeout (``rto_ms``) is added to the round trip;
+* radio power while transferring follows Huang et al. (MobiSys 2012):
+  ``P = base + alpha_u * up_mbps`` (uplink) or ``base + alpha_d * down_mbps``,
+  plus ``weak_extra_mw_per_db`` per dB below ``weak_ref_dbm`` on the uplink
+  (transmit-power control raises power at weak signal);
+* after a transfer the radio stays in a high-power tail (``tail_mw`` for
+  ``tail_ms``; about 1.06 W for 11.6 s on LTE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from bench.paths import DATA_DIR
+
+NETWORK_DIR = DATA_DIR / "network"
+
+_LIST_KEYS = ("signal_dbm", "downlink_mbps", "uplink_mbps")
+_SCALAR_KEYS = (
+    "rtt_ms", "lan_rtt_ms", "rtt_sigma", "throughput_sigma", "loss_midpoint_dbm", "loss_slope_db", "rto_ms",
+    "uplink_mw_per_mbps", "downlink_mw_per_mbps", "base_mw", "tail_mw", "tail_ms",
+    "weak_extra_mw_per_db", "weak_ref_dbm",
+)
+_ALLOWED = {"name", "description", "levels_dbm", *_LIST_KEYS, *_SCALAR_KEYS}
+#: Smallest goodput the model returns, so a dead link gives a huge but finite time.
+MIN_MBPS = 1e-3
+
+
+class NetworkError(ValueError):
+    """A link-model file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """One radio's link and power model (see the module docstring)."""
+
+    name: str
+    signal_dbm: np.ndarray
+    downlink_mbps: np.ndarray
+    uplink_mbps: np.ndarray
+    levels_dbm: Mapping[str, float]
+    rtt_ms: float
+    lan_rtt_ms: float
+    rtt_sigma: float
+    throughput_sigma: float
+    loss_midpoint_dbm: float
+    loss_slope_db: float
+    rto_ms: float
+    uplink_mw_per_mbps: float
+    downlink_mw_per_mbps: float
+    base_mw: float
+    tail_mw: float
+    tail_ms: float
+    weak_extra_mw_per_db: float
+    weak_ref_dbm: float
+    description: str = ""
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    # -- throughput and loss ------------------------------------------------
+    def loss_prob(self, signal_dbm) -> np.ndarray:
+        """Packet-loss probability after link-layer retries (logistic in dBm)."""
+        s = np.asarray(signal_dbm, dtype=float)
+        return 1.0 / (1.0 + np.exp((s - self.loss_midpoint_dbm) / self.loss_slope_db))
+
+    def uplink_goodput_mbps(self, signal_dbm) -> np.ndarray:
+        """Expected uplink goodput after retransmissions (Mbit/s, >= MIN_MBPS)."""
+        s = np.asarray(signal_dbm, dtype=float)
+        raw = np.interp(s, self.signal_dbm, self.uplink_mbps)
+        return np.maximum(raw * (1.0 - self.loss_prob(s)), MIN_MBPS)
+
+    def downlink_goodput_mbps(self, signal_dbm) -> np.ndarray:
+        """Expected downlink goodput after retransmissions (Mbit/s, >= MIN_MBPS)."""
+        s = np.asarray(signal_dbm, dtype=float)
+        raw = np.interp(s, self.signal_dbm, self.downlink_mbps)
+        return np.maximum(raw * (1.0 - self.loss_prob(s)), MIN_MBPS)
+
+    # -- power ----------------------------------------------------------------
+    def weak_extra_w(self, signal_dbm) -> np.ndarray:
+        """Extra uplink transmit power (W) at weak signal."""
+        s = np.asarray(signal_dbm, dtype=float)
+        return self.weak_extra_mw_per_db * np.maximum(self.weak_ref_dbm - s, 0.0) / 1e3
+
+    def uplink_power_w(self, mbps, signal_dbm) -> np.ndarray:
+        """Radio power (W) while sending at ``mbps`` with signal ``signal_dbm``."""
+        return (self.base_mw + self.uplink_mw_per_mbps * np.asarray(mbps, dtype=float)) / 1e3 + self.weak_extra_w(signal_dbm)
+
+    def downlink_power_w(self, mbps) -> np.ndarray:
+        """Radio power (W) while receiving at ``mbps``."""
+        return (self.base_mw + self.downlink_mw_per_mbps * np.asarray(mbps, dtype=float)) / 1e3
+
+    @property
+    def tail_w(self) -> float:
+        return self.tail_mw / 1e3
+
+    def level_dbm(self, level: str) -> float:
+        """The dBm of a named level (``strong``, ``medium``, ``weak``)."""
+        if level not in self.levels_dbm:
+            raise NetworkError(f"{self.name}: unknown signal level {level!r}; allowed: {sorted(self.levels_dbm)}")
+        return float(self.levels_dbm[level])
+
+    def transfer(self, n_bits, signal_dbm, throughput_factor=1.0) -> dict[str, np.ndarray]:
+        """Time (ms) and radio energy (mJ) to send ``n_bits`` uplink, tail excluded (for inspection)."""
+        mbps = np.maximum(self.uplink_goodput_mbps(signal_dbm) * throughput_factor, MIN_MBPS)
+        time_ms = np.asarray(n_bits, dtype=float) / (mbps * 1e3)
+        return {"time_ms": time_ms, "energy_mj": self.uplink_power_w(mbps, signal_dbm) * time_ms, "mbps": mbps}
+
+
+def list_links(directory: Path = NETWORK_DIR) -> list[str]:
+    """Names of the shipped link models."""
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+
+
+def _sourced(where: str, raw: Any) -> tuple[Any, str]:
+    if not isinstance(raw, Mapping) or set(raw) != {"value", "source"}:
+        raise NetworkError(f"{where}: expected {{value: ..., source: ...}} (a literature source or 'assumed: why'), got {raw!r}")
+    if not isinstance(raw["source"], str) or not raw["source"].strip():
+        raise NetworkError(f"{where}.source: must be a non-empty string")
+    return raw["value"], raw["source"].strip()
+
+
+def link_from_dict(data: Mapping, where: str = "link") -> LinkModel:
+    """Validate parsed YAML and build a :class:`LinkModel`."""
+    if not isinstance(data, Mapping):
+        raise NetworkError(f"{where}: expected a mapping at the top level")
+    unknown = sorted(set(data) - _ALLOWED)
+    if unknown:
+        raise NetworkError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_ALLOWED)}")
+    missing = sorted(_ALLOWED - {"description"} - set(data))
+    if missing:
+        raise NetworkError(f"{where}: missing field(s) {missing}")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in _LIST_KEYS:
+        val, sources[key] = _sourced(f"{where}.{key}", data[key])
+        arr = np.asarray(val, dtype=float)
+        if arr.ndim != 1 or len(arr) < 2:
+            raise NetworkError(f"{where}.{key}: expected a list of at least two numbers")
+        values[key] = arr
+    if np.any(np.diff(values["signal_dbm"]) <= 0):
+        raise NetworkError(f"{where}.signal_dbm: must be strictly ascending")
+    for key in ("downlink_mbps", "uplink_mbps"):
+        if len(values[key]) != len(values["signal_dbm"]):
+            raise NetworkError(f"{where}.{key}: needs one value per signal_dbm entry")
+        if np.any(np.diff(values[key]) < 0):
+            raise NetworkError(f"{where}.{key}: goodput must not fall as the signal gets stronger")
+    for key in _SCALAR_KEYS:
+        val, sources[key] = _sourced(f"{where}.{key}", data[key])
+        if not isinstance(val, (int, float)) or isinstance(val, bool):
+            raise NetworkError(f"{where}.{key}: expected a number, got {val!r}")
+        values[key] = float(val)
+    levels, sources["levels_dbm"] = _sourced(f"{where}.levels_dbm", data["levels_dbm"])
+    if not isinstance(levels, Mapping) or not levels:
+        raise NetworkError(f"{where}.levels_dbm: expected a mapping level name -> dBm")
+    return LinkModel(name=str(data["name"]), description=str(data.get("description", "")),
+                     levels_dbm={str(k): float(v) for k, v in levels.items()}, sources=sources, **values)
+
+
+def load_link(name_or_path: str | Path) -> LinkModel:
+    """Load a shipped link model by name (``wifi``, ``lte``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = NETWORK_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise NetworkError(f"no link model {str(name_or_path)!r}; shipped: {list_links()}")
+    with open(path) as fh:
+        return link_from_dict(yaml.safe_load(fh), where=path.name)

@@ -1,0 +1,425 @@
+"""Scripted, seeded scenarios: signal strength, interference and workload mix over time.
+
+A scenario (``data/scenarios/<name>.yaml``) describes, per decision step:
+
+* ``signal``: one process per radio (``wifi``, ``lte``), values in dBm;
+* ``bandwidth_cap_mbps``: optional cap on every link's goodput (like ``trickle``
+  in DVFO's setup), a process in Mbit/s;
+* ``interference``: the co-runner's CPU load and memory load, each in [0, 1];
+* ``workload_mix``: which DNN each request runs, with its latency target (QoS)
+  and accuracy-loss bound.
+
+Process kinds (``kind:``) and their fields:
+
+=============  =====================================================================
+kind           fields
+=============  =====================================================================
+constant       ``level`` (strong / medium / weak, from the link model) or ``value``
+step           ``at`` (step indices, first 0), ``values`` (numbers or level names)
+random_walk    ``start``, ``step_std``, ``min``, ``max`` (bounded by reflection)
+periodic       ``mean``, ``amplitude``, ``period_steps``, optional ``phase_steps``, ``noise_std``
+mobility       ``p0_dbm`` (at 1 m), ``path_loss_exponent``, ``start_m``, ``speed_m_per_step``,
+               ``min_m``, ``max_m``, ``shadowing_std_db``, ``shadowing_corr``
+               (log-distance path loss + AR(1) log-normal shadowing; walks away and back)
+replay         ``path`` (CSV; relative to the scenario file or the repo), ``column``,
+               optional ``loop`` (default true)
+=============  =====================================================================
+
+Interference kinds: ``none``; ``cpu_heavy`` / ``memory_heavy`` (optional
+``intensity`` in [0, 1]); ``constant`` (``cpu``, ``mem``); ``bursty`` (a two-state
+Markov chain: ``app`` when on, ``p_on`` = P(off -> on), ``p_off`` = P(on -> off));
+``app_mix`` (named apps from ``_model.yaml``, ``apps``, ``stay_prob``, optional
+``weights``). App loads and the slowdown/power constants live in
+``data/scenarios/_model.yaml``, each with its ``assumed:`` reason.
+
+All randomness comes from the ``numpy.random.Generator`` passed to
+:meth:`Scenario.trace` (the signal, cap, interference and mix each get their own
+child stream, so changing one process does not reshuffle the others).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bench.network import load_link
+from bench.paths import DATA_DIR, REPO_ROOT
+
+SCENARIO_DIR = DATA_DIR / "scenarios"
+MODEL_FILE = SCENARIO_DIR / "_model.yaml"
+RADIOS = ("wifi", "lte")
+
+_TOP_FIELDS = {"name", "description", "source", "steps", "interarrival_ms", "signal", "bandwidth_cap_mbps",
+               "interference", "workload_mix"}
+_PROCESS_FIELDS = {
+    "constant": ({"level", "value"}, set()),  # (allowed, required)
+    "step": ({"at", "values"}, {"at", "values"}),
+    "random_walk": ({"start", "step_std", "min", "max"}, {"start", "step_std", "min", "max"}),
+    "periodic": ({"mean", "amplitude", "period_steps", "phase_steps", "noise_std"}, {"mean", "amplitude", "period_steps"}),
+    "mobility": ({"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "min_m", "max_m",
+                  "shadowing_std_db", "shadowing_corr"},
+                 {"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "max_m"}),
+    "replay": ({"path", "column", "loop"}, {"path", "column"}),
+}
+_INTERFERENCE_FIELDS = {
+    "none": (set(), set()),
+    "cpu_heavy": ({"intensity"}, set()),
+    "memory_heavy": ({"intensity"}, set()),
+    "constant": ({"cpu", "mem"}, {"cpu", "mem"}),
+    "bursty": ({"app", "p_on", "p_off", "start_on"}, {"app", "p_on", "p_off"}),
+    "app_mix": ({"apps", "stay_prob", "weights"}, {"apps", "stay_prob"}),
+}
+_MIX_FIELDS = {"workload", "weight", "qos_ms", "max_accuracy_loss"}
+_DEFAULT_SIGNAL = {"kind": "constant", "level": "medium"}
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; the message names the file and the field."""
+
+
+# --------------------------------------------------------------------------- shared model constants
+
+@dataclass(frozen=True)
+class InterferenceModel:
+    """How co-runner load slows local execution and adds power (see ``_model.yaml``).
+
+    Suite choice: local compute time x ``1 + cpu_slowdown * u_cpu * coupling``
+    (coupling 1 on the CPU target, ``accel_cpu_coupling`` on GPU/DSP), memory-bound
+    time x ``1 + mem_slowdown * u_mem``, and ``cpu_power_w * u_cpu + mem_power_w *
+    u_mem`` extra watts while the inference runs locally. Offloaded work is not slowed.
+    """
+
+    cpu_slowdown: float
+    mem_slowdown: float
+    accel_cpu_coupling: float
+    cpu_power_w: float
+    mem_power_w: float
+    apps: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_interference_model(path: str | Path = MODEL_FILE) -> InterferenceModel:
+    with open(path) as fh:
+        data = yaml.safe_load(fh)
+    where = Path(path).name
+    raw = data.get("interference_model") or {}
+    keys = ("cpu_slowdown", "mem_slowdown", "accel_cpu_coupling", "cpu_power_w", "mem_power_w")
+    unknown = sorted(set(raw) - set(keys))
+    if unknown:
+        raise ScenarioError(f"{where}.interference_model: unknown field(s) {unknown}; allowed: {list(keys)}")
+    values, sources = {}, {}
+    for k in keys:
+        entry = raw.get(k)
+        if not isinstance(entry, Mapping) or set(entry) != {"value", "source"}:
+            raise ScenarioError(f"{where}.interference_model.{k}: expected {{value, source}}")
+        values[k], sources[k] = float(entry["value"]), str(entry["source"])
+    apps = {}
+    for name, entry in (data.get("apps") or {}).items():
+        if not isinstance(entry, Mapping) or set(entry) != {"cpu", "mem", "source"}:
+            raise ScenarioError(f"{where}.apps.{name}: expected fields ['cpu', 'mem', 'source']")
+        apps[str(name)] = (float(entry["cpu"]), float(entry["mem"]))
+        sources[f"apps.{name}"] = str(entry["source"])
+    return InterferenceModel(apps=apps, sources=sources, **values)
+
+
+# --------------------------------------------------------------------------- the trace of a scenario
+
+@dataclass(frozen=True)
+class ScenarioTrace:
+    """Per-step arrays of a scenario realisation (all of length ``steps``)."""
+
+    scenario: str
+    interarrival_ms: float
+    signal_dbm: Mapping[str, np.ndarray]  # radio -> dBm
+    bandwidth_cap_mbps: np.ndarray  # inf where uncapped
+    cpu_load: np.ndarray
+    mem_load: np.ndarray
+    workload: np.ndarray  # str
+    qos_ms: np.ndarray
+    max_accuracy_loss: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        return len(self.cpu_load)
+
+    def frame(self) -> pd.DataFrame:
+        """Wide per-step frame (one row per step)."""
+        data = {"scenario": self.scenario, "step": np.arange(self.steps),
+                "time_s": np.arange(self.steps) * self.interarrival_ms / 1e3}
+        data.update({f"{r}_dbm": v for r, v in self.signal_dbm.items()})
+        data.update(bandwidth_cap_mbps=self.bandwidth_cap_mbps, cpu_load=self.cpu_load, mem_load=self.mem_load,
+                    workload=self.workload, qos_ms=self.qos_ms, max_accuracy_loss=self.max_accuracy_loss)
+        return pd.DataFrame(data)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario definition; :meth:`trace` realises it with a generator."""
+
+    name: str
+    description: str
+    steps: int
+    interarrival_ms: float
+    signal: Mapping[str, Mapping[str, Any]]
+    bandwidth_cap_mbps: Mapping[str, Any] | None
+    interference: Mapping[str, Any]
+    workload_mix: Sequence[Mapping[str, Any]]
+    source: str = ""
+    path: Path | None = None
+
+    @property
+    def workloads(self) -> list[str]:
+        return [m["workload"] for m in self.workload_mix]
+
+    def trace(self, rng: np.random.Generator, steps: int | None = None,
+              model: InterferenceModel | None = None) -> ScenarioTrace:
+        """Realise the scenario for ``steps`` decisions (default: the scenario's own length)."""
+        n = int(self.steps if steps is None else steps)
+        model = model or load_interference_model()
+        child = rng.spawn(4)
+        signal = {}
+        for radio in RADIOS:
+            spec = self.signal.get(radio, _DEFAULT_SIGNAL)
+            signal[radio] = _realise(spec, n, child[0].spawn(1)[0], f"{self.name}.signal.{radio}",
+                                     levels=dict(load_link(radio).levels_dbm), base=self.path)
+        if self.bandwidth_cap_mbps is None:
+            cap = np.full(n, np.inf)
+        else:
+            cap = np.maximum(_realise(self.bandwidth_cap_mbps, n, child[1], f"{self.name}.bandwidth_cap_mbps",
+                                      levels={}, base=self.path), 1e-3)
+        cpu, mem = _interference(self.interference, n, child[2], model, f"{self.name}.interference")
+        weights = np.array([float(m.get("weight", 1.0)) for m in self.workload_mix])
+        pick = child[3].choice(len(self.workload_mix), size=n, p=weights / weights.sum())
+        names = np.array(self.workloads, dtype=object)
+        qos = np.array([float(m["qos_ms"]) for m in self.workload_mix])
+        acc = np.array([float(m["max_accuracy_loss"]) for m in self.workload_mix])
+        return ScenarioTrace(self.name, self.interarrival_ms, signal, cap, cpu, mem, names[pick], qos[pick], acc[pick])
+
+
+# --------------------------------------------------------------------------- processes
+
+def _check(where: str, spec: Mapping, kinds: Mapping[str, tuple[set, set]]) -> str:
+    if not isinstance(spec, Mapping) or "kind" not in spec:
+        raise ScenarioError(f"{where}: expected a mapping with a 'kind' field; allowed kinds: {sorted(kinds)}")
+    kind = spec["kind"]
+    if kind not in kinds:
+        raise ScenarioError(f"{where}.kind: {kind!r} is not allowed; allowed kinds: {sorted(kinds)}")
+    allowed, required = kinds[kind]
+    unknown = sorted(set(spec) - allowed - {"kind"})
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {unknown} for kind {kind!r}; allowed fields: {sorted(allowed | {'kind'})}")
+    missing = sorted(required - set(spec))
+    if missing:
+        raise ScenarioError(f"{where}: missing field(s) {missing} for kind {kind!r}")
+    if kind == "constant" and len({"level", "value"} & set(spec)) != 1:
+        raise ScenarioError(f"{where}: kind 'constant' needs exactly one of ['level', 'value']")
+    return kind
+
+
+def _value(v: Any, levels: Mapping[str, float], where: str) -> float:
+    if isinstance(v, str):
+        if v not in levels:
+            raise ScenarioError(f"{where}: level {v!r} is not allowed; allowed: {sorted(levels)} or a number")
+        return float(levels[v])
+    return float(v)
+
+
+def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels: Mapping[str, float],
+             base: Path | None) -> np.ndarray:
+    kind = _check(where, spec, _PROCESS_FIELDS)
+    t = np.arange(n)
+    if kind == "constant":
+        return np.full(n, _value(spec.get("level", spec.get("value")), levels, where))
+    if kind == "step":
+        at, vals = list(spec["at"]), [_value(v, levels, f"{where}.values") for v in spec["values"]]
+        if len(at) != len(vals) or not at or at[0] != 0 or any(b <= a for a, b in zip(at, at[1:])):
+            raise ScenarioError(f"{where}: 'at' must start at 0, ascend, and match 'values' in length")
+        return np.asarray(vals)[np.searchsorted(at, t, side="right") - 1]
+    if kind == "random_walk":
+        lo, hi = float(spec["min"]), float(spec["max"])
+        x = np.empty(n)
+        cur = _value(spec["start"], levels, where)
+        steps = rng.normal(0.0, float(spec["step_std"]), size=n)
+        for i in range(n):  # reflection at the bounds keeps the walk inside [lo, hi]
+            x[i] = cur
+            cur += steps[i]
+            if cur > hi:
+                cur = 2 * hi - cur
+            if cur < lo:
+                cur = 2 * lo - cur
+            cur = min(max(cur, lo), hi)
+        return x
+    if kind == "periodic":
+        mean = _value(spec["mean"], levels, where)
+        phase = float(spec.get("phase_steps", 0))
+        x = mean + float(spec["amplitude"]) * np.sin(2 * np.pi * (t + phase) / float(spec["period_steps"]))
+        return x + rng.normal(0.0, float(spec.get("noise_std", 0.0)), size=n)
+    if kind == "mobility":
+        lo, hi = float(spec.get("min_m", 1.0)), float(spec["max_m"])
+        span = hi - lo
+        travelled = float(spec["start_m"]) - lo + float(spec["speed_m_per_step"]) * t
+        phase = np.mod(travelled, 2 * span)  # walk out to max_m and back (triangle wave)
+        dist = lo + np.where(phase <= span, phase, 2 * span - phase)
+        sigma, rho = float(spec.get("shadowing_std_db", 0.0)), float(spec.get("shadowing_corr", 0.0))
+        eps = rng.normal(0.0, 1.0, size=n)
+        shadow = np.empty(n)
+        s = eps[0] * sigma
+        for i in range(n):  # AR(1) keeps the marginal std at sigma
+            shadow[i] = s
+            s = rho * s + np.sqrt(1 - rho**2) * sigma * eps[(i + 1) % n]
+        return float(spec["p0_dbm"]) - 10 * float(spec["path_loss_exponent"]) * np.log10(np.maximum(dist, 1e-3)) + shadow
+    # replay
+    path = Path(spec["path"])
+    candidates = [path] if path.is_absolute() else [*(([base.parent / path]) if base else []), REPO_ROOT / path]
+    found = next((c for c in candidates if c.exists()), None)
+    if found is None:
+        raise ScenarioError(f"{where}.path: {spec['path']!r} not found (looked in {[str(c) for c in candidates]})")
+    frame = pd.read_csv(found)
+    if spec["column"] not in frame.columns:
+        raise ScenarioError(f"{where}.column: {spec['column']!r} not in {found.name}; columns: {list(frame.columns)}")
+    values = frame[spec["column"]].to_numpy(dtype=float)
+    if len(values) == 0:
+        raise ScenarioError(f"{where}: {found.name} has no rows")
+    if spec.get("loop", True):
+        return values[t % len(values)]
+    return values[np.minimum(t, len(values) - 1)]
+
+
+def _interference(spec: Mapping, n: int, rng: np.random.Generator, model: InterferenceModel,
+                  where: str) -> tuple[np.ndarray, np.ndarray]:
+    kind = _check(where, spec, _INTERFERENCE_FIELDS)
+
+    def app(name: str) -> tuple[float, float]:
+        if name not in model.apps:
+            raise ScenarioError(f"{where}: app {name!r} is not allowed; allowed apps: {sorted(model.apps)}")
+        return model.apps[name]
+
+    if kind == "none":
+        return np.zeros(n), np.zeros(n)
+    if kind in ("cpu_heavy", "memory_heavy"):
+        k = float(spec.get("intensity", 1.0))
+        c, m = app(kind)
+        return np.full(n, c * k), np.full(n, m * k)
+    if kind == "constant":
+        c, m = float(spec["cpu"]), float(spec["mem"])
+        if not (0 <= c <= 1 and 0 <= m <= 1):
+            raise ScenarioError(f"{where}: cpu and mem loads must lie in [0, 1]")
+        return np.full(n, c), np.full(n, m)
+    if kind == "bursty":
+        c, m = app(spec["app"])
+        p_on, p_off = float(spec["p_on"]), float(spec["p_off"])
+        u = rng.random(n)
+        on = np.empty(n, dtype=bool)
+        state = bool(spec.get("start_on", False))
+        for i in range(n):
+            on[i] = state
+            state = (u[i] >= p_off) if state else (u[i] < p_on)
+        return np.where(on, c, 0.0), np.where(on, m, 0.0)
+    # app_mix: Markov chain over named apps
+    names = list(spec["apps"])
+    loads = np.array([app(a) for a in names])
+    w = np.asarray(spec.get("weights", [1.0] * len(names)), dtype=float)
+    if len(w) != len(names):
+        raise ScenarioError(f"{where}.weights: needs one weight per app")
+    stay = float(spec["stay_prob"])
+    u, jump = rng.random(n), rng.choice(len(names), size=n, p=w / w.sum())
+    idx = np.empty(n, dtype=int)
+    cur = int(jump[0])
+    for i in range(n):
+        idx[i] = cur
+        if u[i] >= stay:
+            cur = int(jump[(i + 1) % n])
+    return loads[idx, 0].copy(), loads[idx, 1].copy()
+
+
+# --------------------------------------------------------------------------- loading
+
+def list_scenarios(directory: Path = SCENARIO_DIR) -> list[str]:
+    """Names of the shipped scenarios (files starting with ``_`` hold shared constants)."""
+    return sorted(p.stem for p in Path(directory).glob("*.yaml") if not p.name.startswith("_"))
+
+
+def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None = None) -> Scenario:
+    """Validate parsed YAML; an unknown or missing field raises naming it and the allowed fields."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping at the top level")
+    unknown = sorted(set(data) - _TOP_FIELDS)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {unknown}; allowed fields: {sorted(_TOP_FIELDS)}")
+    missing = sorted({"name", "steps", "interarrival_ms", "signal", "interference", "workload_mix"} - set(data))
+    if missing:
+        raise ScenarioError(f"{where}: missing field(s) {missing}; allowed fields: {sorted(_TOP_FIELDS)}")
+    signal = data["signal"]
+    if not isinstance(signal, Mapping):
+        raise ScenarioError(f"{where}.signal: expected a mapping radio -> process; allowed radios: {list(RADIOS)}")
+    bad = sorted(set(signal) - set(RADIOS))
+    if bad:
+        raise ScenarioError(f"{where}.signal: unknown radio(s) {bad}; allowed radios: {list(RADIOS)}")
+    for radio, spec in signal.items():
+        _check(f"{where}.signal.{radio}", spec, _PROCESS_FIELDS)
+    cap = data.get("bandwidth_cap_mbps")
+    if cap is not None:
+        _check(f"{where}.bandwidth_cap_mbps", cap, _PROCESS_FIELDS)
+    _check(f"{where}.interference", data["interference"], _INTERFERENCE_FIELDS)
+    mix = data["workload_mix"]
+    if not isinstance(mix, list) or not mix:
+        raise ScenarioError(f"{where}.workload_mix: expected a non-empty list of requests")
+    for i, m in enumerate(mix):
+        if not isinstance(m, Mapping):
+            raise ScenarioError(f"{where}.workload_mix[{i}]: expected a mapping; allowed fields: {sorted(_MIX_FIELDS)}")
+        unknown = sorted(set(m) - _MIX_FIELDS)
+        if unknown:
+            raise ScenarioError(f"{where}.workload_mix[{i}]: unknown field(s) {unknown}; allowed fields: {sorted(_MIX_FIELDS)}")
+        missing = sorted({"workload", "qos_ms", "max_accuracy_loss"} - set(m))
+        if missing:
+            raise ScenarioError(f"{where}.workload_mix[{i}]: missing field(s) {missing}")
+        if float(m["qos_ms"]) <= 0 or float(m.get("weight", 1.0)) <= 0 or float(m["max_accuracy_loss"]) < 0:
+            raise ScenarioError(f"{where}.workload_mix[{i}]: qos_ms and weight must be > 0, max_accuracy_loss >= 0")
+    steps, inter = int(data["steps"]), float(data["interarrival_ms"])
+    if steps <= 0 or inter <= 0:
+        raise ScenarioError(f"{where}: steps and interarrival_ms must be > 0")
+    return Scenario(name=str(data["name"]), description=str(data.get("description", "")), steps=steps,
+                    interarrival_ms=inter, signal=dict(signal), bandwidth_cap_mbps=cap,
+                    interference=dict(data["interference"]), workload_mix=list(mix),
+                    source=str(data.get("source", "")), path=path)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a shipped scenario by name or any scenario YAML by path."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ScenarioError(f"no scenario {str(name_or_path)!r}; shipped scenarios: {list_scenarios()}")
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path.name}: not valid YAML: {exc}") from None
+    return scenario_from_dict(data, where=path.name, path=path)
+
+
+def scenario_traces_frame(names: Sequence[str] | None = None, seed: int = 0, steps: int | None = None) -> pd.DataFrame:
+    """Tidy (long) frame of each scenario's signal, cap and interference traces, for plotting.
+
+    Columns: ``scenario, step, time_s, variable, value`` with variables
+    ``wifi_dbm, lte_dbm, bandwidth_cap_mbps, cpu_load, mem_load``. Each scenario
+    gets its own child of ``SeedSequence(seed)`` so adding a scenario changes no other.
+    """
+    names = list(names) if names is not None else list_scenarios()
+    model = load_interference_model()
+    frames = []
+    for name in names:
+        scen = load_scenario(name)
+        # Seed per scenario name: the trace of one scenario does not depend on which others are listed.
+        key = [seed, *name.encode()]
+        wide = scen.trace(np.random.default_rng(np.random.SeedSequence(key)), steps, model).frame()
+        value_cols = [f"{r}_dbm" for r in RADIOS] + ["bandwidth_cap_mbps", "cpu_load", "mem_load"]
+        frames.append(wide.melt(id_vars=["scenario", "step", "time_s"], value_vars=value_cols,
+                                var_name="variable", value_name="value"))
+    return pd.concat(frames, ignore_index=True)

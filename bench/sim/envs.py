@@ -1,0 +1,289 @@
+"""Gymnasium environments over the simulator core: ``bench/AutoScale-v0`` and ``bench/DVFO-v0``.
+
+Both are thin wrappers: at ``reset`` they realise the scenario (signal,
+interference, workload mix) and draw the common random numbers for the whole
+episode from ``self.np_random``; each ``step`` evaluates one request with
+:meth:`bench.sim.core.Simulator.evaluate`. The same seed gives the same rollout.
+Register them with :func:`register_envs` (idempotent; run on ``import bench``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+from gymnasium import spaces
+
+from bench.scenarios import Scenario, load_scenario
+from bench.sim.system import System, autoscale_system, dvfo_system
+
+AUTOSCALE_ID = "bench/AutoScale-v0"
+DVFO_ID = "bench/DVFO-v0"
+EPISODE_STEPS = 200
+_DBM_LOW, _DBM_HIGH = -150.0, 0.0
+# finite observation bounds (generous; values are clipped to them)
+_MAX_LAYERS, _MAX_LOG_FLOPS, _MAX_MS, _MAX_MBPS = 1e4, 20.0, 1e6, 1e4
+
+
+def _scenario(s: Scenario | str) -> Scenario:
+    return s if isinstance(s, Scenario) else load_scenario(s)
+
+
+def _nn_features(system: System) -> np.ndarray:
+    """(W, 5): conv / fc / recurrent / attention layer counts and log10 FLOPs."""
+    wl = system.workloads
+    return np.column_stack([wl["n_conv"], wl["n_fc"], wl["n_recurrent"], wl["n_attention"],
+                            np.log10(np.maximum(wl["flops"].to_numpy(dtype=float), 1.0))]).astype(np.float32)
+
+
+class _SimEnv(gym.Env):
+    """Shared episode machinery: a scenario trace + draws per episode, one request per step."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, system: System, scenario: Scenario | str):
+        self.system = system
+        self.sim = system.sim
+        self.scenario = _scenario(scenario)
+        missing = sorted(set(self.scenario.workloads) - set(self.sim.tables.workloads))
+        if missing:
+            raise ValueError(f"scenario {self.scenario.name!r} requests workload(s) {missing} the simulator does not "
+                             f"know; known: {list(self.sim.tables.workloads)}")
+        self.action_space = spaces.Discrete(self.sim.A)
+        self._nn = _nn_features(system)
+        self._t = 0
+        self._states = None
+
+    @property
+    def action_table(self) -> pd.DataFrame:
+        """One row per action index: what it runs where and at which levels."""
+        return self.sim.tables.actions
+
+    def _new_episode(self) -> None:
+        trace_rng, draw_rng = self.np_random.spawn(2)
+        self.trace = self.scenario.trace(trace_rng, model=self.sim.interference)
+        self._states = self.sim.states_from_trace(self.trace)
+        self._draws = self.sim.draw(len(self._states), draw_rng)
+        self._t = 0
+
+    def _outcome(self, action) -> Any:
+        if self._states is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        i = np.array([self._t])
+        return self.sim.evaluate(self._states.take(i), np.array([int(action)]), self._draws.take(i))
+
+    def _info(self, out, action) -> dict[str, Any]:
+        return {"energy_mj": float(out.energy_mj[0]), "remote_energy_mj": float(out.remote_energy_mj[0]),
+                "latency_ms": float(out.latency_ms[0]), "accuracy": float(out.accuracy[0]),
+                "accuracy_loss": float(out.accuracy_loss[0]), "qos_ok": bool(out.qos_ok[0]),
+                "workload": str(self.trace.workload[self._t]), "action_name": str(self.action_table["name"][int(action)]),
+                "step": self._t}
+
+
+class AutoScaleEnv(_SimEnv):
+    """AutoScale (Kim & Wu, MICRO 2020): pick where each inference runs.
+
+    Suite formulation (see PAPERS.md, "suite choice"); one step = one inference request.
+
+    **Action** - ``Discrete(A)``; index ``i`` is row ``i`` of :attr:`action_table`:
+
+    =====================  =============================================
+    actions                meaning
+    =====================  =============================================
+    ``cpu@f`` for each f   edge CPU at DVFS level f (fp32)
+    ``gpu@f`` for each f   edge GPU at DVFS level f (profile precision)
+    ``dsp@f``              edge DSP, INT8 (accuracy cost)
+    ``peer``               nearby device over the WLAN
+    ``cloud_<radio>``      cloud over Wi-Fi / LTE
+    =====================  =============================================
+
+    **Observation** - ``Box(float32, (11,))``:
+
+    ===  ==========================  ==========================
+    idx  feature                     range
+    ===  ==========================  ==========================
+    0-3  conv / fc / recurrent /     [0, 1e4]
+         attention layer counts
+    4    log10 FLOPs of the DNN      [0, 20]
+    5    co-runner CPU load          [0, 1]
+    6    co-runner memory load       [0, 1]
+    7    Wi-Fi RSSI (dBm)            [-150, 0]
+    8    LTE RSRP (dBm)              [-150, 0]
+    9    latency target (ms)         (0, 1e6]
+    10   accuracy-loss bound         [0, 1]
+    ===  ==========================  ==========================
+
+    **Reward** - inferences per joule of the mobile device (``1000 / energy_mj``)
+    when latency <= target and accuracy loss <= bound; otherwise
+    ``-violation_penalty * (1 + violation)`` (violation: relative latency excess +
+    relative accuracy excess).
+
+    **Episode end** - ``truncated`` when the scenario's trace ends; the registered
+    id adds a ``TimeLimit`` of 200 steps. Never ``terminated``.
+
+    **Arguments** - ``scenario`` (name/path/Scenario), ``edge``, ``peer``, ``cloud``
+    (profile names/paths/objects; ``peer=None`` drops the peer action),
+    ``workloads`` (DataFrame, default: the shipped table),
+    ``max_levels_per_target``, ``violation_penalty``; extra keyword arguments go to
+    the :class:`~bench.sim.core.Simulator`. ``info`` carries energy, remote energy,
+    latency, accuracy and the QoS flag of the step.
+    """
+
+    def __init__(self, scenario: Scenario | str = "wifi_strong", edge="phone_sd845", peer="peer_laptop",
+                 cloud="cloud_rtx3080", workloads: pd.DataFrame | None = None, max_levels_per_target: int | None = None,
+                 violation_penalty: float = 10.0, render_mode: str | None = None, **sim_kwargs):
+        system = autoscale_system(edge=edge, cloud=cloud, peer=peer, workloads=workloads,
+                                  max_levels_per_target=max_levels_per_target, **sim_kwargs)
+        super().__init__(system, scenario)
+        self.violation_penalty = float(violation_penalty)
+        self._radio = [self.sim.radio_names.index(r) for r in ("wifi", "lte")]
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1], dtype=np.float32)
+        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0], dtype=np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+
+    def _obs(self) -> np.ndarray:
+        s, t = self._states, self._t
+        sig = np.clip(s.signal_dbm[t, self._radio], _DBM_LOW, _DBM_HIGH)
+        runtime = [s.cpu_load[t], s.mem_load[t], sig[0], sig[1], s.qos_ms[t], min(s.max_accuracy_loss[t], 1.0)]
+        obs = np.concatenate([self._nn[s.workload[t]], np.asarray(runtime, dtype=np.float32)]).astype(np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._new_episode()
+        return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
+
+    def step(self, action):
+        out = self._outcome(action)
+        ok = bool(out.qos_ok[0])
+        reward = 1000.0 / float(out.energy_mj[0]) if ok else -self.violation_penalty * (1.0 + float(out.violation[0]))
+        info = self._info(out, action)
+        self._t += 1
+        truncated = self._t >= self._states.workload.shape[0]
+        obs = self._obs() if not truncated else self._last_obs()
+        return obs, float(reward), False, truncated, info
+
+    def _last_obs(self) -> np.ndarray:
+        self._t -= 1
+        obs = self._obs()
+        self._t += 1
+        return obs
+
+
+class DVFOEnv(_SimEnv):
+    """DVFO (Zhang et al., TMC 2024): DVFS levels of the edge device + share of feature maps to offload.
+
+    Suite formulation (see PAPERS.md and :mod:`bench.sim.system`); one step = one request.
+
+    **Action** - ``Discrete(n_cpu * n_gpu * n_mem * n_xi)``, C-order over
+    (f_CPU index, f_GPU index, f_MEM index, xi index); :attr:`action_table` lists
+    the frequencies (MHz) and xi of every index; :meth:`decode` gives the indices.
+
+    **Observation** - ``Box(float32, (11,))``:
+
+    ===  ===================================================  ===========
+    idx  feature                                              range
+    ===  ===================================================  ===========
+    0-3  conv / fc / recurrent / attention layer counts       [0, 1e4]
+    4    log10 FLOPs                                          [0, 20]
+    5    bandwidth: expected uplink goodput, capped (Mbit/s)  [0, 1e4]
+    6-9  previous action: f_CPU, f_GPU, f_MEM, xi indices     [0, 1]
+         scaled to [0, 1] (concurrent control)
+    10   time to go: the previous request's remaining         [0, 10]
+         execution when this one arrives / inter-arrival
+    ===  ===================================================  ===========
+
+    **Reward** - ``-(w_energy * E / E_ref + w_time * T / T_ref) - qos_penalty``
+    when the latency target or accuracy bound is missed (no penalty otherwise);
+    E_ref and T_ref are the workload's local-only energy and latency at the
+    highest frequencies (computed from the profile, not typed in); ``w_time=0``
+    gives the poster's energy-only reward. T includes the wait for the previous
+    request (thinking-while-moving: a new request can arrive while the last still runs).
+
+    **Episode end** - ``truncated`` when the trace ends; the registered id adds a
+    ``TimeLimit`` of 200 steps. Never ``terminated``.
+
+    **Arguments** - ``scenario``, ``edge``, ``cloud``, ``workloads``, ``partitions``,
+    ``accuracy_curve`` (CSV path or DataFrame; default ``data/dvfo/accuracy_vs_xi.csv``),
+    ``n_cpu_levels``, ``n_gpu_levels``, ``n_mem_levels``, ``xi_levels``,
+    ``w_energy``, ``w_time``, ``qos_penalty``, ``host_flop_share``, ``radio``.
+    """
+
+    def __init__(self, scenario: Scenario | str = "dvfo_trickle_5mbps", edge="jetson_xavier_nx", cloud="cloud_rtx3080",
+                 workloads: pd.DataFrame | None = None, partitions: pd.DataFrame | None = None, accuracy_curve=None,
+                 n_cpu_levels: int | None = 4, n_gpu_levels: int | None = 5, n_mem_levels: int | None = 3,
+                 xi_levels=6, w_energy: float = 1.0, w_time: float = 0.0, qos_penalty: float = 1.0,
+                 host_flop_share: float = 0.05, radio: str | None = None, render_mode: str | None = None, **sim_kwargs):
+        system = dvfo_system(edge=edge, cloud=cloud, workloads=workloads, partitions=partitions,
+                             accuracy_curve=accuracy_curve, n_cpu_levels=n_cpu_levels, n_gpu_levels=n_gpu_levels,
+                             n_mem_levels=n_mem_levels, xi_levels=xi_levels, host_flop_share=host_flop_share,
+                             radio=radio, **sim_kwargs)
+        super().__init__(system, scenario)
+        self.w_energy, self.w_time, self.qos_penalty = float(w_energy), float(w_time), float(qos_penalty)
+        acts = self.action_table
+        self._dims = np.array([acts[c].max() + 1 for c in ("i_cpu", "i_gpu", "i_mem", "i_xi")])
+        self._idx = acts[["i_cpu", "i_gpu", "i_mem", "i_xi"]].to_numpy()
+        self._radio = self.sim.routes[0].radio
+        # references: local-only (xi = 0) at the highest levels, no interference, no jitter
+        ref = np.flatnonzero((acts["i_cpu"] == self._dims[0] - 1) & (acts["i_gpu"] == self._dims[1] - 1)
+                             & (acts["i_mem"] == self._dims[2] - 1) & (acts["xi"] == 0))
+        if len(ref) == 0:
+            raise ValueError("xi_levels must include 0 (local-only execution defines E_ref and T_ref)")
+        t = self.sim.tables
+        self.t_ref_ms = t.pre_ms[:, ref[0]] + t.par_ms[:, ref[0]]
+        self.e_ref_mj = t.local_power_w[:, ref[0]] * self.t_ref_ms + self.sim.idle_power_w * self.t_ref_ms
+        low = np.zeros(11, dtype=np.float32)
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, _MAX_MBPS, 1, 1, 1, 1, 10], dtype=np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+
+    def decode(self, action: int) -> tuple[int, int, int, int]:
+        """(f_CPU index, f_GPU index, f_MEM index, xi index) of an action."""
+        return tuple(int(x) for x in self._idx[int(action)])
+
+    def _obs(self) -> np.ndarray:
+        s, t = self._states, self._t
+        bw = min(float(self._bw[t]), float(s.cap_mbps[t]))
+        prev = self._idx[self._prev] / np.maximum(self._dims - 1, 1)
+        togo = min(self._wait_ms / float(s.interarrival_ms[t]), 10.0)
+        obs = np.concatenate([self._nn[s.workload[t]], [bw], prev, [togo]]).astype(np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._new_episode()
+        self._bw = self.sim.link_state(self._states)["up_mbps"][:, self._radio]
+        self._prev = len(self._idx) - 1 if self._idx[-1, 3] == 0 else int(np.flatnonzero(self._idx[:, 3] == 0)[-1])
+        self._wait_ms = 0.0
+        return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
+
+    def step(self, action):
+        out = self._outcome(action)
+        w = self._states.workload[self._t]
+        latency = float(out.latency_ms[0]) + self._wait_ms
+        ok = bool(out.qos_ok[0]) and latency <= float(self._states.qos_ms[self._t])
+        reward = -(self.w_energy * float(out.energy_mj[0]) / self.e_ref_mj[w] + self.w_time * latency / self.t_ref_ms[w])
+        reward -= 0.0 if ok else self.qos_penalty
+        info = self._info(out, action)
+        info.update(latency_ms=latency, qos_ok=ok, wait_ms=self._wait_ms)
+        self._wait_ms = max(0.0, latency - float(self._states.interarrival_ms[self._t]))
+        self._prev = int(action)
+        self._t += 1
+        truncated = self._t >= self._states.workload.shape[0]
+        if truncated:
+            self._t -= 1
+            obs = self._obs()
+            self._t += 1
+        else:
+            obs = self._obs()
+        return obs, float(reward), False, truncated, info
+
+
+def register_envs(max_episode_steps: int = EPISODE_STEPS) -> None:
+    """Register ``bench/AutoScale-v0`` and ``bench/DVFO-v0`` with gymnasium (idempotent)."""
+    for env_id, entry in ((AUTOSCALE_ID, "bench.sim.envs:AutoScaleEnv"), (DVFO_ID, "bench.sim.envs:DVFOEnv")):
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry, max_episode_steps=max_episode_steps)

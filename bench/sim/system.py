@@ -1,0 +1,306 @@
+"""Build the simulator's (workload x action) tables from device profiles and workloads.
+
+Two action sets share one core (:mod:`bench.sim.core`):
+
+* :func:`autoscale_system` - AutoScale's execution targets: every DVFS level of
+  every local target (CPU, GPU, DSP), the connected peer, and the cloud over each
+  radio of the edge device;
+* :func:`dvfo_system` - DVFO's (f_CPU, f_GPU, f_MEM, xi): the head of the DNN runs
+  on the edge GPU, a share xi of the feature maps at the split point is quantised
+  to 8 bits and sent to the cloud, which runs the tail on them while the edge runs
+  the tail on the rest.
+
+Suite choices (documented, configurable by arguments):
+
+* memory traffic of a workload = ``weight_bytes + activation_bytes_total`` (fp32
+  counts from :mod:`bench.workloads`), scaled by the target's precision
+  (fp16 x 1/2, int8 x 1/4);
+* an image request uploads the input as 8-bit pixels (fp32 tensor bytes / 4); a
+  text request uploads its token tensor as is; the result downloaded is
+  ``output_bytes``;
+* accuracy: fp32 and fp16 targets keep ``acc_fp32``; int8 targets use
+  ``acc_int8``; accuracies are fractions (the workloads table stores percent);
+* an INT8 target (the phone's DSP) runs only DNNs for which an INT8 model exists
+  (torchvision publishes its accuracy); for the others the request falls back to
+  the CPU at its highest level, as mobile NN delegates fall back on unsupported
+  graphs - so the DSP is not a free lunch for every DNN;
+* DVFO: ``host_flop_share`` of the FLOPs (pre/post-processing, host operators)
+  run on the CPU at f_CPU, the rest on the GPU at (f_GPU, f_MEM); the tail's local
+  and remote FLOPs and bytes scale linearly with (1 - xi) and xi; the split point
+  is the interior partition point with the smallest cut tensor among those before
+  ``head_max_flop_fraction`` of the FLOPs; accuracy loss vs xi comes from the
+  measured curve ``data/dvfo/accuracy_vs_xi.csv`` (column ``accuracy_loss``,
+  a fraction), linearly interpolated.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.network import load_link
+from bench.paths import DATA_DIR
+from bench.profiles import DeviceProfile, Target, load_profile
+from bench.scenarios import InterferenceModel, load_interference_model
+from bench.sim.core import ActionTables, Route, Simulator
+
+PRECISION_BYTES = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
+ACCURACY_CURVE = DATA_DIR / "dvfo" / "accuracy_vs_xi.csv"
+_WORKLOAD_COLUMNS = ("workload", "domain", "flops", "weight_bytes", "activation_bytes_total", "input_bytes",
+                     "output_bytes", "n_conv", "n_fc", "n_recurrent", "n_attention", "acc_fp32", "acc_int8")
+
+
+def _profile(p: DeviceProfile | str | Path | None) -> DeviceProfile | None:
+    return p if (p is None or isinstance(p, DeviceProfile)) else load_profile(p)
+
+
+def _workloads(df: pd.DataFrame | None) -> pd.DataFrame:
+    if df is None:
+        from bench.workloads import load_workloads
+        df = load_workloads()
+    missing = [c for c in _WORKLOAD_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"workloads table lacks column(s) {missing}; needed: {list(_WORKLOAD_COLUMNS)}")
+    return df.reset_index(drop=True)
+
+
+def subsample_levels(levels: np.ndarray, k: int | None) -> np.ndarray:
+    """``k`` evenly spread levels including the lowest and highest (all when k is None)."""
+    levels = np.asarray(levels, dtype=float)
+    if k is None or k >= len(levels):
+        return levels
+    if k < 1:
+        raise ValueError(f"number of levels must be >= 1, got {k}")
+    if k == 1:
+        return levels[-1:]
+    return levels[np.unique(np.round(np.linspace(0, len(levels) - 1, k)).astype(int))]
+
+
+def _mem_bytes(row: pd.Series, precision: str) -> float:
+    return float(row["weight_bytes"] + row["activation_bytes_total"]) * PRECISION_BYTES[precision]
+
+
+def _model_parts(t: Target, flops, mem_bytes, f, fm) -> tuple[np.ndarray, np.ndarray]:
+    """(compute ms, memory ms) of the profile's latency model, without the fixed term."""
+    fixed = t.latency_ms(0.0, 0.0, f, fm)
+    return t.latency_ms(flops, 0.0, f, fm) - fixed, t.latency_ms(0.0, mem_bytes, f, fm) - fixed
+
+
+def _accuracy(row: pd.Series, precision: str) -> tuple[float, float]:
+    """(accuracy fraction, loss fraction vs fp32) of a workload at a precision."""
+    fp32 = float(row["acc_fp32"]) / 100.0
+    if precision != "int8":
+        return fp32, 0.0
+    int8 = float(row["acc_int8"]) / 100.0
+    if not np.isfinite(int8):  # no INT8 model: the request ran in fp32 on the CPU (fallback above)
+        return fp32, 0.0
+    return int8, max(fp32 - int8, 0.0) if np.isfinite(fp32) else 0.0
+
+
+def has_int8_model(row: pd.Series) -> bool:
+    """Whether an INT8 model of the workload exists (torchvision publishes its accuracy)."""
+    return bool(np.isfinite(float(row["acc_int8"])))
+
+
+def _upload_bytes(row: pd.Series) -> float:
+    return float(row["input_bytes"]) * (0.25 if str(row["domain"]) == "vision" else 1.0)
+
+
+class System:
+    """A built simulator plus what was used to build it (profiles, workloads)."""
+
+    def __init__(self, sim: Simulator, workloads: pd.DataFrame, edge: DeviceProfile, extras: Mapping | None = None):
+        self.sim = sim
+        self.workloads = workloads
+        self.edge = edge
+        self.extras = dict(extras or {})
+
+
+def _links_and_routes(edge: DeviceProfile, peer: DeviceProfile | None, cloud_radios: Sequence[str]):
+    names = list(dict.fromkeys(["wifi", "lte"] + list(edge.radios)))
+    links = [load_link(n) for n in names]
+    routes = [Route(f"cloud_{r}", names.index(r), links[names.index(r)].rtt_ms) for r in cloud_radios]
+    if peer is not None and "wifi" in edge.radios:
+        j = names.index("wifi")
+        routes.append(Route("peer", j, links[j].lan_rtt_ms))
+    return links, routes
+
+
+def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_laptop", workloads: pd.DataFrame | None = None,
+                     max_levels_per_target: int | None = None, interference: InterferenceModel | None = None,
+                     **sim_kwargs) -> System:
+    """AutoScale's action set over ``edge`` (+ ``peer``) (+ ``cloud``) (see module docstring)."""
+    edge, cloud, peer = _profile(edge), _profile(cloud), _profile(peer)
+    wl = _workloads(workloads)
+    links, routes = _links_and_routes(edge, peer, list(edge.radios) if cloud is not None else [])
+    rows: list[dict] = []
+    for name, t in edge.targets.items():
+        for f in subsample_levels(t.freq_mhz, max_levels_per_target):
+            rows.append({"name": f"{name}@{f:g}", "target": name, "kind": "local", "freq_mhz": f,
+                         "mem_freq_mhz": float(t.mem_freq_mhz[-1]), "route": -1, "precision": t.precision})
+    for qi, r in enumerate(routes):
+        remote = peer if r.name == "peer" else cloud
+        rt = remote.primary_target
+        rows.append({"name": r.name, "target": "peer" if r.name == "peer" else "cloud", "kind": "offload",
+                     "freq_mhz": float(rt.freq_mhz[-1]), "mem_freq_mhz": float(rt.mem_freq_mhz[-1]), "route": qi,
+                     "precision": rt.precision})
+    actions = pd.DataFrame(rows)
+    W, A = len(wl), len(actions)
+    z = lambda: np.zeros((W, A))  # noqa: E731
+    pre, pre_cpu, pre_mem, p_local = z(), z(), z(), z()
+    up_bits, down_bits, remote_ms, remote_p, acc, loss = z(), z(), z(), z(), z(), z()
+    offloads = np.zeros((W, A), dtype=bool)
+    it = interference or load_interference_model()
+    for wi, row in wl.iterrows():
+        for ai, act in actions.iterrows():
+            if act["kind"] == "local":
+                t, f, fm = edge.targets[act["target"]], act["freq_mhz"], act["mem_freq_mhz"]
+                if t.precision == "int8" and not has_int8_model(row) and "cpu" in edge.targets:
+                    # No INT8 model exists for this DNN: the NN delegate falls back to the CPU at its top level.
+                    t = edge.targets["cpu"]
+                    f, fm = float(t.freq_mhz[-1]), float(t.mem_freq_mhz[-1])
+                mem = _mem_bytes(row, t.precision)
+                lat, power, _src = t.cost(row["workload"], row["flops"], mem, f, fm)
+                comp, memt = _model_parts(t, row["flops"], mem, f, fm)
+                scale = lat / float(t.latency_ms(row["flops"], mem, f, fm))
+                coupling = 1.0 if t.kind == "cpu" else it.accel_cpu_coupling
+                pre[wi, ai] = lat
+                pre_cpu[wi, ai] = comp * scale * coupling
+                pre_mem[wi, ai] = memt * scale
+                p_local[wi, ai] = power if np.isfinite(power) else float(t.power_w(f, fm))
+                acc[wi, ai], loss[wi, ai] = _accuracy(row, t.precision)
+            else:
+                remote = (peer if act["target"] == "peer" else cloud).primary_target
+                mem = _mem_bytes(row, remote.precision)
+                lat, power, _src = remote.cost(row["workload"], row["flops"], mem)
+                offloads[wi, ai] = True
+                up_bits[wi, ai] = _upload_bytes(row) * 8
+                down_bits[wi, ai] = float(row["output_bytes"]) * 8
+                remote_ms[wi, ai] = lat
+                remote_p[wi, ai] = power if np.isfinite(power) else float(remote.power_w())
+                acc[wi, ai], loss[wi, ai] = _accuracy(row, remote.precision)
+    tables = ActionTables(tuple(wl["workload"]), actions, pre, pre_cpu, pre_mem, z(), z(), z(), p_local, offloads,
+                          actions["route"].to_numpy(dtype=np.int64), up_bits, down_bits, remote_ms, remote_p, acc, loss)
+    sim = Simulator(tables, links, routes, it, edge.idle_power_w, **sim_kwargs)
+    return System(sim, wl, edge, {"cloud": cloud, "peer": peer})
+
+
+# --------------------------------------------------------------------------- DVFO
+
+def load_accuracy_curve(curve: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+    """The measured accuracy-vs-xi curve (columns ``xi, accuracy, accuracy_loss``; loss a fraction)."""
+    if curve is None:
+        curve = ACCURACY_CURVE
+    if not isinstance(curve, pd.DataFrame):
+        path = Path(curve)
+        if not path.exists():
+            raise FileNotFoundError(f"DVFO accuracy-vs-xi curve {path} does not exist; it is measured by the DVFO "
+                                    f"attention stage (or pass accuracy_curve=<DataFrame or CSV path>)")
+        curve = pd.read_csv(path)
+    missing = [c for c in ("xi", "accuracy_loss") if c not in curve.columns]
+    if missing:
+        raise ValueError(f"accuracy curve lacks column(s) {missing}; needed: ['xi', 'accuracy', 'accuracy_loss']")
+    curve = curve.sort_values("xi").reset_index(drop=True)
+    if curve["xi"].min() > 0 or curve["xi"].max() < 1:
+        raise ValueError("accuracy curve must cover xi from 0 to 1")
+    if (curve["accuracy_loss"].abs() > 1).any():
+        raise ValueError("accuracy_loss must be a fraction (0.01 = one percentage point), values found above 1")
+    return curve
+
+
+def choose_split(parts: pd.DataFrame, total_flops: float, head_max_flop_fraction: float = 0.5) -> pd.Series:
+    """The interior partition point with the smallest cut tensor before ``head_max_flop_fraction`` of the FLOPs."""
+    parts = parts.sort_values("point")
+    interior = parts.iloc[1:-1]
+    interior = interior[interior["flops_before"] <= head_max_flop_fraction * total_flops]
+    if interior.empty:
+        return parts.iloc[0]
+    return interior.loc[interior["activation_bytes"].idxmin()]
+
+
+def dvfo_system(edge="jetson_xavier_nx", cloud="cloud_rtx3080", workloads: pd.DataFrame | None = None,
+                partitions: pd.DataFrame | None = None, accuracy_curve=None,
+                n_cpu_levels: int | None = 4, n_gpu_levels: int | None = 5, n_mem_levels: int | None = 3,
+                xi_levels: Sequence[float] | int = 6, host_flop_share: float = 0.05,
+                head_max_flop_fraction: float = 0.5, radio: str | None = None,
+                interference: InterferenceModel | None = None, **sim_kwargs) -> System:
+    """DVFO's action set (see module docstring). ``host_flop_share`` is assumed: pre/post-processing
+    and host-side operators are a few percent of the FLOPs."""
+    edge, cloud = _profile(edge), _profile(cloud)
+    wl = _workloads(workloads)
+    if partitions is None:
+        from bench.workloads import load_partitions
+        partitions = load_partitions()
+    curve = load_accuracy_curve(accuracy_curve)
+    for key in ("cpu", "gpu"):
+        if key not in edge.targets:
+            raise ValueError(f"DVFO needs an edge profile with 'cpu' and 'gpu' targets; {edge.name} has {list(edge.targets)}")
+    cpu, gpu = edge.targets["cpu"], edge.targets["gpu"]
+    radio = radio or (edge.radios[0] if edge.radios else "wifi")
+    links, routes = _links_and_routes(edge, None, [radio])
+    xis = np.linspace(0.0, 1.0, int(xi_levels)) if np.isscalar(xi_levels) else np.asarray(xi_levels, dtype=float)
+    if xis.min() < 0 or xis.max() > 1:
+        raise ValueError("xi levels must lie in [0, 1]")
+    fc_l, fg_l = subsample_levels(cpu.freq_mhz, n_cpu_levels), subsample_levels(gpu.freq_mhz, n_gpu_levels)
+    fm_l = subsample_levels(gpu.mem_freq_mhz, n_mem_levels)
+    grid = list(itertools.product(range(len(fc_l)), range(len(fg_l)), range(len(fm_l)), range(len(xis))))
+    actions = pd.DataFrame([{"name": f"cpu{fc_l[i]:g}_gpu{fg_l[j]:g}_mem{fm_l[k]:g}_xi{xis[m]:.2f}",
+                             "i_cpu": i, "i_gpu": j, "i_mem": k, "i_xi": m, "cpu_mhz": fc_l[i], "gpu_mhz": fg_l[j],
+                             "mem_mhz": fm_l[k], "xi": xis[m], "route": 0 if xis[m] > 0 else -1} for i, j, k, m in grid])
+    fc = actions["cpu_mhz"].to_numpy()[None, :]
+    fg = actions["gpu_mhz"].to_numpy()[None, :]
+    fm = actions["mem_mhz"].to_numpy()[None, :]
+    xi = actions["xi"].to_numpy()[None, :]
+    it = interference or load_interference_model()
+    flops = wl["flops"].to_numpy(dtype=float)[:, None]
+    mem = np.array([_mem_bytes(r, gpu.precision) for _, r in wl.iterrows()])[:, None]
+    heads, cuts = [], []
+    for _, r in wl.iterrows():
+        p = partitions[partitions["workload"] == r["workload"]]
+        if p.empty:  # no partition points: the cut is the input itself
+            heads.append(0.0)
+            cuts.append(float(r["input_bytes"]))
+        else:
+            s = choose_split(p, float(r["flops"]), head_max_flop_fraction)
+            heads.append(float(s["flops_before"]))
+            cuts.append(float(s["activation_bytes"]))
+    head_frac = (np.array(heads) / wl["flops"].to_numpy(dtype=float))[:, None]
+    c = host_flop_share
+
+    def local(frac):
+        """(time, cpu-sensitive, mem-sensitive, energy) of running ``frac`` of the DNN locally, no fixed term."""
+        g_comp, g_mem = _model_parts(gpu, flops * frac * (1 - c), mem * frac, fg, fm)
+        c_comp, _ = _model_parts(cpu, flops * frac * c, 0.0, fc, fm)
+        t_gpu, t_cpu = g_comp + g_mem, c_comp
+        energy = gpu.power_w(fg, fm) * t_gpu + cpu.power_w(fc) * t_cpu
+        return t_gpu + t_cpu, c_comp + it.accel_cpu_coupling * g_comp, g_mem, energy
+
+    fixed = gpu.latency_ms(0.0, 0.0, fg, fm) + cpu.latency_ms(0.0, 0.0, fc)
+    pre_t, pre_c, pre_m, pre_e = local(head_frac)
+    par_t, par_c, par_m, par_e = local((1 - head_frac) * (1 - xi))
+    pre_t = pre_t + fixed
+    pre_e = pre_e + gpu.power_w(fg, fm) * gpu.latency_ms(0.0, 0.0, fg, fm) + cpu.power_w(fc) * cpu.latency_ms(0.0, 0.0, fc)
+    W, A = len(wl), len(actions)
+    power = (pre_e + par_e) / np.maximum(pre_t + par_t, 1e-12)
+    offloads = np.broadcast_to(xi > 0, (W, A)).copy()
+    rt = cloud.primary_target
+    remote_ms = rt.latency_ms(flops * (1 - head_frac) * xi, mem * (1 - head_frac) * xi * PRECISION_BYTES[rt.precision]
+                              / PRECISION_BYTES[gpu.precision]) * offloads
+    remote_p = np.broadcast_to(rt.power_w(), (W, A)).copy()
+    up_bits = np.array(cuts)[:, None] * 0.25 * 8 * xi  # fp32 feature maps quantised to int8
+    down_bits = wl["output_bytes"].to_numpy(dtype=float)[:, None] * 8 * offloads
+    loss = np.broadcast_to(np.interp(xi, curve["xi"], curve["accuracy_loss"]), (W, A)).copy()
+    acc = wl["acc_fp32"].to_numpy(dtype=float)[:, None] / 100.0 - loss
+    bc = lambda x: np.broadcast_to(x, (W, A)).copy()  # noqa: E731
+    tables = ActionTables(tuple(wl["workload"]), actions, bc(pre_t), bc(pre_c), bc(pre_m), bc(par_t), bc(par_c),
+                          bc(par_m), bc(power), offloads, actions["route"].to_numpy(dtype=np.int64),
+                          bc(up_bits), bc(down_bits), bc(remote_ms), remote_p, bc(acc), loss)
+    sim = Simulator(tables, links, routes, it, edge.idle_power_w, **sim_kwargs)
+    extras = {"cloud": cloud, "split_flops_before": np.array(heads), "split_bytes": np.array(cuts),
+              "cpu_mhz": fc_l, "gpu_mhz": fg_l, "mem_mhz": fm_l, "xi": xis, "curve": curve,
+              "host_flop_share": c}
+    return System(sim, wl, edge, extras)
