@@ -10,8 +10,13 @@ path) and what is allowed. Later stages add their own section dataclass to
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
+import textwrap
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +89,9 @@ class Params:
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
-    if origin is tuple:
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
         return f"list of {_type_name(typing.get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))
 
@@ -93,12 +100,21 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")
-    if origin is tuple:
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, inner, value)
+    if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ParamsError(f"params.yaml: {key} must be a list, got {value!r}")
-        (item_tp, _) = typing.get_args(tp)
-        return tuple(_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value))
-    if tp is bool:
+        item_tp = typing.get_args(tp)[0]
+        items = [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is type(None):
+        ok = value is None
+    elif tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -115,7 +131,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
 
 
 def _check_limits(key: str, value: Any, meta: Mapping[str, Any]) -> None:
-    items = value if isinstance(value, tuple) else (value,)
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    items = tuple(i for i in items if i is not None)
     choices = meta.get("choices")
     if choices is not None:
         allowed = list(choices() if callable(choices) else choices)
@@ -151,7 +168,12 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         value = _coerce(key, hints[name], data[name])
         _check_limits(key, value, f.metadata)
         values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # a section's own cross-field checks
+        if isinstance(exc, ParamsError):
+            raise
+        raise ParamsError(f"params.yaml: {where}: {exc}") from None
 
 
 def params_from_dict(data: Mapping[str, Any]) -> Params:
@@ -181,6 +203,27 @@ def as_dict(obj: Any) -> Any:
     return obj
 
 
+@functools.lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """Docs of a dataclass's fields: ``spec(doc=...)`` metadata, else the attribute
+    docstring written under the field (the CleanRL / Sphinx convention)."""
+    docs: dict[str, str] = {}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    except (OSError, TypeError, SyntaxError, IndexError):
+        pass
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("doc"):
+            docs[f.name] = f.metadata["doc"]
+    return docs
+
+
 def describe(cls: type = Params, prefix: str = "") -> list[dict[str, Any]]:
     """Every key with its type, default and doc (for `python -m bench params --describe`)."""
     rows = []
@@ -190,6 +233,7 @@ def describe(cls: type = Params, prefix: str = "") -> list[dict[str, Any]]:
         if dataclasses.is_dataclass(tp):
             rows += describe(tp, f"{prefix}{f.name}.")
             continue
-        rows.append({"key": f"{prefix}{f.name}", "type": _type_name(tp), "default": as_dict(f.default),
-                     "doc": f.metadata.get("doc", "")})
+        default = f.default_factory() if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING else f.default
+        rows.append({"key": f"{prefix}{f.name}", "type": _type_name(tp), "default": as_dict(default),
+                     "doc": field_docs(cls).get(f.name, "")})
     return rows

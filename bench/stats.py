@@ -1,0 +1,136 @@
+"""Statistics over the tidy results table: summaries with bootstrap 95% intervals.
+
+The independent unit is a *cell* (scenario, seed): requests inside one episode
+share signal and interference processes, so resampling requests would overstate
+confidence. Every interval here is a cluster bootstrap over cells. Because all
+policies of a cell see the same scenario realisation and the same random draws
+(common random numbers), ratios between policies are *paired*: each bootstrap
+replicate resamples cells once and compares every policy on the same cells.
+
+All functions are pure and seeded: same table + same seed -> same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+REQUIRED = ("policy", "scenario", "seed", "step", "energy_mj", "latency_ms", "qos_ok", "accuracy")
+
+
+def check_results(results: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED if c not in results.columns]
+    if missing:
+        raise ValueError(f"results table lacks column(s) {missing}; required: {list(REQUIRED)}")
+
+
+def cell_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (policy, scenario, seed): sums and counts that bootstrap replicates add up."""
+    check_results(results)
+    g = results.groupby(["policy", "scenario", "seed"], sort=True)
+    cells = g.agg(n=("energy_mj", "size"), energy_sum=("energy_mj", "sum"),
+                  violations=("qos_ok", lambda s: int((~s.astype(bool)).sum())),
+                  accuracy_sum=("accuracy", "sum")).reset_index()
+    return cells
+
+
+def _wide(cells: pd.DataFrame, column: str) -> pd.DataFrame:
+    """(scenario, seed) x policy matrix of a cell column."""
+    return cells.pivot_table(index=["scenario", "seed"], columns="policy", values=column, aggfunc="sum")
+
+
+def _ci(replicates: np.ndarray, point: float, level: float = 0.95) -> dict[str, float]:
+    lo, hi = np.nanpercentile(replicates, [(1 - level) / 2 * 100, (1 + level) / 2 * 100]) if len(replicates) else (np.nan, np.nan)
+    return {"mean": float(point), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def _bootstrap_index(n_cells: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, n_cells, size=(n_boot, n_cells))
+
+
+def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, oracle: str = "oracle",
+              n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per-policy metrics with paired cluster-bootstrap 95% CIs.
+
+    ``baselines`` maps a label to a policy name, e.g. ``{"cpu_only": "cpu_only",
+    "cloud_only": "cloud_only"}``: for each, the energy-efficiency ratio
+    ``E_baseline / E_policy`` (>1: the policy uses less energy per inference).
+    The gap to the oracle is ``E_policy / E_oracle - 1``. Latency percentiles are
+    over all requests (with a bootstrap over cells).
+    """
+    baselines = baselines or {}
+    cells = cell_table(results)
+    energy = _wide(cells, "energy_sum")
+    count = _wide(cells, "n")
+    viol = _wide(cells, "violations")
+    acc = _wide(cells, "accuracy_sum")
+    policies = list(energy.columns)
+    rng = np.random.default_rng(seed)
+    idx = _bootstrap_index(len(energy), n_boot, rng)
+
+    def per_request(mat: pd.DataFrame, rows: np.ndarray | None = None) -> pd.Series:
+        m, c = (mat.to_numpy(float), count.to_numpy(float)) if rows is None else (mat.to_numpy(float)[rows], count.to_numpy(float)[rows])
+        return pd.Series(m.sum(axis=0) / c.sum(axis=0), index=policies)
+
+    def boot(stat: Callable[[np.ndarray | None], pd.Series]) -> tuple[pd.Series, np.ndarray]:
+        point = stat(None)
+        reps = np.stack([stat(rows).to_numpy() for rows in idx]) if n_boot else np.empty((0, len(policies)))
+        return point, reps
+
+    e_point, e_reps = boot(lambda r: per_request(energy, r))
+    v_point, v_reps = boot(lambda r: per_request(viol, r))
+    a_point, a_reps = boot(lambda r: per_request(acc, r))
+
+    lat = results.groupby("policy")["latency_ms"]
+    lat_cells = {k: v for k, v in results.groupby(["scenario", "seed"])}
+    keys = list(energy.index)
+
+    out: dict[str, dict] = {}
+    for j, pol in enumerate(policies):
+        entry = {
+            "energy_mj": _ci(e_reps[:, j], e_point[pol]),
+            "qos_violation_rate": _ci(v_reps[:, j], v_point[pol]),
+            "accuracy": _ci(a_reps[:, j], a_point[pol]),
+            "latency_p50_ms": float(lat.quantile(0.5)[pol]),
+            "latency_p95_ms": float(lat.quantile(0.95)[pol]),
+            "n_requests": int(count[pol].sum()),
+            "n_cells": int(count[pol].notna().sum()),
+        }
+        for label, base in baselines.items():
+            if base in energy.columns:
+                k = policies.index(base)
+                entry[f"efficiency_vs_{label}"] = _ci(e_reps[:, k] / e_reps[:, j], e_point[base] / e_point[pol])
+        if oracle in energy.columns:
+            k = policies.index(oracle)
+            entry["gap_to_oracle"] = _ci(e_reps[:, j] / e_reps[:, k] - 1, e_point[pol] / e_point[oracle] - 1)
+        out[pol] = entry
+    # p95 latency CIs need per-request data: resample cells and recompute (small tables only)
+    if n_boot and len(keys) <= 2000:
+        frames = [lat_cells[k] for k in keys]
+        reps = {pol: [] for pol in policies}
+        for rows in idx[: min(n_boot, 200)]:
+            sample = pd.concat([frames[i] for i in rows], ignore_index=True)
+            q = sample.groupby("policy")["latency_ms"].quantile(0.95)
+            for pol in policies:
+                reps[pol].append(q.get(pol, np.nan))
+        for pol in policies:
+            out[pol]["latency_p95_ms"] = _ci(np.asarray(reps[pol]), out[pol]["latency_p95_ms"])
+    return out
+
+
+def summarise_by_scenario(results: pd.DataFrame, **kwargs) -> dict[str, dict]:
+    """:func:`summarise` for each scenario separately."""
+    return {sc: summarise(frame, **kwargs) for sc, frame in results.groupby("scenario", sort=True)}
+
+
+def round_floats(obj, digits: int = 6):
+    """Round every float in a nested structure (stable, diff-friendly metrics files)."""
+    if isinstance(obj, dict):
+        return {k: round_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [round_floats(v, digits) for v in obj]
+    if isinstance(obj, float):
+        return None if not np.isfinite(obj) else round(obj, digits)
+    return obj
