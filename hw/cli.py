@@ -1,0 +1,185 @@
+"""``collect`` command line: sweep workloads on this host (or a phone) and write a trace.
+
+    python -m bench collect --adapter auto --out traces/host.parquet --workloads resnet18 mobilenet_v3_small
+
+``main(argv) -> int`` (the lead wires it as ``python -m bench collect``). Exit codes:
+0 success (failed cells are rows with ``error``), 2 bad arguments / meter not
+available (the reason is printed), 3 device gone mid-run (rows so far kept),
+130 interrupted (rows so far kept; rerun the same command to resume).
+
+The default runner is ``bench.measure.time_workload(name, warmup, repeats, threads)``:
+``warm_cell`` calls it with the warm-up count (unmeasured) and ``run_cell`` with
+``warmup=0`` inside the energy window, so warm-up never counts towards energy.
+With ``--adapter android`` the workload runs on the phone: ``--phone-command``
+is a template (``{workload}`` is substituted) timed on the phone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any, Callable, Sequence
+
+from . import METERS, best_available_meter
+from .base import DeviceGoneError, DvfsController, Meter, MeterError
+from .collect import collect, sweep
+
+ADAPTERS = ("rapl", "jetson", "android", "nvml", "replay", "none", "auto")
+TimeFn = Callable[[str, int, int, int], dict]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="collect", description=__doc__.split("\n\n")[0])
+    p.add_argument("--adapter", choices=ADAPTERS, default="auto", help="meter to measure energy with (default: auto)")
+    p.add_argument("--out", required=True, help="output trace (.parquet); a .journal.jsonl beside it makes reruns resume")
+    p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.workloads)")
+    p.add_argument("--targets", nargs="+", default=["cpu"], help="execution targets (default: cpu)")
+    p.add_argument("--repeats", type=int, default=20, help="measured inferences per cell (default: 20)")
+    p.add_argument("--warmup", type=int, default=3, help="unmeasured inferences before each cell (default: 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--rate-hz", type=float, default=50.0, help="meter sampling rate (default: 50)")
+    p.add_argument("--device", default=None, help="device name in the trace (default: host name)")
+    p.add_argument("--cpu-mhz", type=float, nargs="+", help="CPU levels to sweep (needs a DVFS-capable adapter and root)")
+    p.add_argument("--gpu-mhz", type=float, nargs="+", help="GPU levels to sweep (jetson)")
+    p.add_argument("--cpu-domain", default="cpu_policy0", help="cpufreq policy pinned by --cpu-mhz (default: cpu_policy0)")
+    p.add_argument("--retry-failed", action="store_true", help="on resume, rerun cells that failed before")
+    p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("adapter options")
+    g.add_argument("--replay", metavar="LOG", help="recorded tegrastats log or samples .jsonl (adapter replay)")
+    g.add_argument("--replay-speed", type=float, default=1.0)
+    g.add_argument("--rapl-root", default="/sys/class/powercap")
+    g.add_argument("--sysfs-root", default="/", help="root of sysfs for jetson/cpufreq (tests)")
+    g.add_argument("--tegrastats-interval-ms", type=int, default=100)
+    g.add_argument("--nvml-index", type=int, default=0)
+    g.add_argument("--serial", help="adb serial (adapter android)")
+    g.add_argument("--adb", default="adb", help="adb binary")
+    g.add_argument("--allow-charging", action="store_true", help="measure the phone even while it charges")
+    g.add_argument("--phone-command", help="command run on the phone per cell, e.g. "
+                   "'/data/local/tmp/benchmark_model --graph=/data/local/tmp/{workload}.tflite'")
+    return p
+
+
+def make_meter(args: argparse.Namespace) -> Meter | None:
+    """The meter the arguments ask for (``None`` for ``none``); raises MeterError when it cannot run."""
+    if args.adapter == "none":
+        return None
+    if args.adapter == "auto":
+        reasons: dict[str, str] = {}
+        meter = best_available_meter(reasons, rapl={"root": args.rapl_root}, nvml={"index": args.nvml_index},
+                                     **{"jetson-ina3221": {"root": args.sysfs_root},
+                                        "jetson": {"interval_ms": args.tegrastats_interval_ms}})
+        if meter is None:
+            print("auto: no meter available, energy will be NaN. Why: "
+                  + "; ".join(f"{k}: {v}" for k, v in reasons.items()), file=sys.stderr)
+        return meter
+    if args.adapter == "replay":
+        if not args.replay:
+            raise MeterError("--adapter replay needs --replay LOG (a tegrastats log or a samples .jsonl)")
+        return METERS["replay"].from_file(args.replay, speed=args.replay_speed)  # type: ignore[attr-defined]
+    if args.adapter == "rapl":
+        return METERS["rapl"](root=args.rapl_root)
+    if args.adapter == "nvml":
+        return METERS["nvml"](index=args.nvml_index)
+    if args.adapter == "jetson":
+        from .jetson import Ina3221Meter, TegrastatsMeter
+
+        if Ina3221Meter.probe(args.sysfs_root):
+            return Ina3221Meter(args.sysfs_root)
+        return TegrastatsMeter(args.tegrastats_interval_ms)
+    if args.adapter == "android":
+        from .android import AdbDevice, AndroidBatteryMeter
+
+        return AndroidBatteryMeter(AdbDevice(args.serial, args.adb), allow_charging=args.allow_charging)
+    raise AssertionError(args.adapter)
+
+
+def make_dvfs(args: argparse.Namespace, meter: Meter | None) -> DvfsController | None:
+    if not (args.cpu_mhz or args.gpu_mhz):
+        return None
+    if args.adapter == "android":
+        from .android import android_dvfs
+
+        return android_dvfs(meter.device)  # type: ignore[union-attr]
+    from .jetson import jetson_dvfs
+
+    return jetson_dvfs(args.sysfs_root)  # plain cpufreq on non-Jetson hosts
+
+
+def _default_time_fn() -> TimeFn:
+    from bench.measure import time_workload  # written by the lead; imported only when used
+
+    return time_workload
+
+
+def main(argv: Sequence[str] | None = None, time_fn: TimeFn | None = None) -> int:
+    """``collect`` entry point. ``time_fn`` replaces ``bench.measure.time_workload`` (tests)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "collect":
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        print(f"error: --repeats={args.repeats} must be >= 1 and --warmup={args.warmup} >= 0", file=sys.stderr)
+        return 2
+    try:
+        meter = make_meter(args)
+        dvfs = make_dvfs(args, meter)
+    except MeterError as exc:
+        print(f"error: {args.adapter}: {exc}", file=sys.stderr)
+        return 2
+    import socket
+
+    device = args.device or socket.gethostname()
+    freqs: list[dict[str, Any]] = [{}]
+    if args.cpu_mhz:
+        freqs = [{"cpu_mhz": f} for f in args.cpu_mhz]
+    if args.gpu_mhz:
+        freqs = [{**f, "gpu_mhz": g} for f in freqs for g in args.gpu_mhz]
+    cells = sweep(args.workloads, args.targets, freqs, batch=args.batch)
+
+    if args.adapter == "android":
+        if not args.phone_command:
+            print("error: --adapter android runs the workload on the phone: give --phone-command", file=sys.stderr)
+            return 2
+        phone = meter.device  # type: ignore[union-attr]
+
+        def run_cell(cell):
+            return phone.time_command(shlex.split(args.phone_command.format(**cell)), args.repeats)
+
+        def warm_cell(cell):
+            if args.warmup:
+                phone.time_command(shlex.split(args.phone_command.format(**cell)), args.warmup)
+    else:
+        fn = time_fn or _default_time_fn()
+
+        def run_cell(cell):
+            return fn(cell["workload"], 0, args.repeats, args.threads)
+
+        def warm_cell(cell):
+            if args.warmup:
+                fn(cell["workload"], args.warmup, 1, args.threads)
+
+    adapter_name = args.adapter if args.adapter != "auto" else (meter.name if meter else "none")
+    try:
+        frame = collect(cells, run_cell, args.out, meter, warm_cell=warm_cell, rate_hz=args.rate_hz, device=device,
+                        adapter=adapter_name, dvfs=dvfs,
+                        freq_domains={k: v for k, v in (("cpu_mhz", args.cpu_domain), ("gpu_mhz", "gpu")) if getattr(args, k)},
+                        retry_failed=args.retry_failed, progress=not args.no_progress,
+                        metadata={"argv": argv})
+    except DeviceGoneError as exc:
+        print(f"error: device gone mid-run: {exc}. Rows so far are in {args.out}; rerun to resume.", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"interrupted: rows so far are in {args.out}; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    finally:
+        if meter is not None:
+            meter.close()
+    failed = int((frame["error"] != "").sum())
+    print(f"wrote {len(frame)} rows to {args.out} ({failed} failed)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

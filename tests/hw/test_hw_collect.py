@@ -1,0 +1,232 @@
+"""Resumable sweeps: journal, torn lines, kill -9 + resume, failed cells, DVFS restore, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.traces import read_trace
+from hw import best_available_meter
+from hw.base import Availability, DeviceGoneError, Meter, Sample
+from hw.cli import main
+from hw.collect import cell_id, collect, journal_path, read_journal, sweep
+from hw.dvfs import LocalFS, SysfsDvfs
+from hw.replay import ReplayMeter
+
+from hw_fakes import LOGS, make_cpufreq, make_powercap
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fake_runner(calls):
+    def run(cell):
+        calls.append(cell["workload"])
+        if cell["workload"] == "broken":
+            raise RuntimeError("model failed to load")
+        return {"latency_ms": 2.0, "latency_p95_ms": 3.0, "n_runs": 4}
+    return run
+
+
+class ConstMeter(Meter):
+    name = "const"
+
+    def __init__(self, watts=5.0, fail_after=None):
+        self.watts, self.n, self.fail_after = watts, 0, fail_after
+
+    @classmethod
+    def probe(cls, **_):
+        return Availability(True)
+
+    def read(self):
+        self.n += 1
+        if self.fail_after is not None and self.n > self.fail_after:
+            raise DeviceGoneError("meter unplugged")
+        return Sample(t_s=time.monotonic(), power_w={"p": self.watts})
+
+
+def test_collect_rows_energy_and_failed_cells(tmp_path):
+    out = tmp_path / "t.parquet"
+    cells = sweep(["a", "broken", "b"], targets=["cpu", "gpu"], frequencies=[{"cpu_mhz": 1000.0}])
+    calls = []
+    frame = collect(cells, fake_runner(calls), out, ConstMeter(5.0), rate_hz=100, device="box", progress=False)
+    assert len(frame) == 6 and list(frame["workload"]) == ["a", "a", "broken", "broken", "b", "b"]
+    ok = frame[frame["error"] == ""]
+    bad = frame[frame["error"] != ""]
+    assert len(bad) == 2 and bad["error"].str.contains("model failed to load").all()
+    # constant 5 W: mean power is 5 W and energy per inference = 5 W * window / n_runs
+    assert ok["power_w"].tolist() == pytest.approx([5.0] * 4)
+    window_s = ok["energy_mj"] * 4 / 1e3 / 5.0
+    assert ((window_s > 0) & (window_s < 5)).all() and (ok["meter"] == "const").all() and (ok["cpu_mhz"] == 1000.0).all()
+    frame2, meta = read_trace(out)
+    pd.testing.assert_frame_equal(frame, frame2)
+    assert meta["adapter"] == "const" and len(meta["cell_ids"]) == 6
+    calls.clear()
+    collect(cells, fake_runner(calls), out, progress=False)  # rerun: everything already done
+    assert calls == []
+    collect(cells, fake_runner(calls), out, progress=False, retry_failed=True)
+    assert calls == ["broken", "broken"]
+    assert len(read_trace(out)[0]) == 6
+    with pytest.raises(ValueError, match="duplicate"):
+        collect(cells + cells[:1], fake_runner(calls), out, progress=False)
+    with pytest.raises(ValueError, match="unknown key"):
+        sweep(["a"], frequencies=[{"cpu_ghz": 1}])
+
+
+def test_runner_with_unknown_column_becomes_error_row(tmp_path):
+    frame = collect([{"workload": "a", "target": "cpu"}], lambda c: {"latency_s": 1}, tmp_path / "x.parquet", progress=False)
+    assert "latency_s" in frame.loc[0, "error"] and "allowed" in frame.loc[0, "error"]
+
+
+def test_torn_last_line_tolerated_and_repaired(tmp_path):
+    out = tmp_path / "t.parquet"
+    cells = sweep(["a", "b", "c"])
+    collect(cells[:2], fake_runner([]), out, progress=False)
+    j = journal_path(out)
+    with open(j, "ab") as fh:
+        fh.write(b'{"cell_id": "' + cell_id(cells[2]).encode() + b'", "row": {"workl')  # crash mid-write
+    assert set(read_journal(j)) == {cell_id(c) for c in cells[:2]}
+    calls = []
+    frame = collect(cells, fake_runner(calls), out, progress=False)
+    assert calls == ["c"] and len(frame) == 3
+    assert all(json.loads(l) for l in j.read_text().splitlines())
+    j.write_text(j.read_text().replace('"cell_id"', "garbage", 1))
+    with pytest.raises(ValueError, match="line 1 is corrupt"):
+        read_journal(j)
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from hw.collect import collect, sweep
+    def run(cell):
+        time.sleep(0.05)
+        return {{"latency_ms": float(len(cell["workload"])), "n_runs": 1}}
+    collect(sweep([f"w{{i}}" for i in range(40)]), run, {out!r}, progress=False)
+""")
+
+
+def test_kill9_then_resume_no_lost_no_duplicate_rows(tmp_path):
+    out = tmp_path / "sweep.parquet"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(repo=str(REPO), out=str(out)))
+    proc = subprocess.Popen([sys.executable, str(script)])
+    j = journal_path(out)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if j.exists() and len(j.read_bytes().splitlines()) >= 5:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done_before = read_journal(j)
+    assert 5 <= len(done_before) < 40, "the child must be killed mid-sweep"
+    cells = sweep([f"w{i}" for i in range(40)])
+    calls = []
+
+    def run(cell):
+        calls.append(cell["workload"])
+        return {"latency_ms": float(len(cell["workload"])), "n_runs": 1}
+
+    frame = collect(cells, run, out, progress=False)
+    expected_rerun = [c["workload"] for c in cells if cell_id(c) not in done_before]
+    assert calls == expected_rerun  # only the unfinished cells, in order, once
+    assert len(frame) == 40 and frame["workload"].is_unique
+    assert list(frame["workload"]) == [c["workload"] for c in cells]
+    assert len(j.read_text().splitlines()) == 40  # no duplicate journal lines either
+
+
+def test_device_gone_mid_sweep_keeps_rows(tmp_path):
+    out = tmp_path / "t.parquet"
+
+    def slow(cell):
+        time.sleep(0.1)
+        return {"latency_ms": 1.0, "n_runs": 1}
+
+    with pytest.raises(DeviceGoneError):
+        collect(sweep(["a", "b", "c", "d", "e"]), slow, out, ConstMeter(fail_after=12), rate_hz=50, progress=False)
+    frame, _ = read_trace(out)
+    assert 1 <= len(frame) < 5
+    assert (frame["error"].iloc[:-1] == "").all() and "DeviceGoneError" in frame["error"].iloc[-1]
+
+
+def test_collect_sets_frequencies_and_restores_on_interrupt(tmp_path):
+    make_cpufreq(tmp_path, {"policy0": [500000, 1000000, 2000000]})
+    pol = tmp_path / "sys/devices/system/cpu/cpufreq/policy0"
+    seen = []
+
+    def run(cell):
+        seen.append(int((pol / "scaling_max_freq").read_text()))
+        if cell["cpu_mhz"] == 1000.0:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the sweep
+        return {"latency_ms": 1.0, "n_runs": 1}
+
+    cells = sweep(["a"], frequencies=[{"cpu_mhz": 500.0}, {"cpu_mhz": 1000.0}, {"cpu_mhz": 2000.0}])
+    with pytest.raises(KeyboardInterrupt):
+        collect(cells, run, tmp_path / "t.parquet", dvfs=SysfsDvfs(LocalFS(tmp_path)),
+                freq_domains={"cpu_mhz": "cpu_policy0"}, progress=False)
+    assert seen == [500000, 1000000]
+    assert (pol / "scaling_min_freq").read_text().strip() == "500000"
+    assert (pol / "scaling_max_freq").read_text().strip() == "2000000"
+    assert len(read_trace(tmp_path / "t.parquet")[0]) == 1  # the finished cell was compacted on Ctrl-C
+
+
+def fake_time_fn(calls):
+    def time_workload(name, warmup, repeats, threads):
+        calls.append((name, warmup, repeats, threads))
+        return {"latency_ms": 1.5, "latency_p95_ms": 2.5, "n_runs": repeats}
+    return time_workload
+
+
+def test_cli_replay_adapter(tmp_path):
+    out = tmp_path / "cli.parquet"
+    calls = []
+    rc = main(["collect", "--adapter", "replay", "--replay", str(LOGS[0]), "--replay-speed", "50", "--out", str(out),
+               "--workloads", "w1", "w2", "--repeats", "5", "--warmup", "2", "--threads", "2", "--no-progress",
+               "--device", "jetson-log"], time_fn=fake_time_fn(calls))
+    assert rc == 0
+    assert calls == [("w1", 2, 1, 2), ("w1", 0, 5, 2), ("w2", 2, 1, 2), ("w2", 0, 5, 2)]  # warm-up outside the window
+    frame, meta = read_trace(out)
+    assert list(frame["workload"]) == ["w1", "w2"] and (frame["adapter"] == "replay").all()
+    assert (frame["device"] == "jetson-log").all() and frame["power_w"].notna().all()
+    assert meta["meter_settings"]["source"] == str(LOGS[0])
+    assert main(["collect", "--adapter", "replay", "--out", str(out), "--workloads", "w"], time_fn=fake_time_fn([])) == 2
+
+
+def test_cli_auto_picks_best_meter(tmp_path, monkeypatch):
+    import types
+    nvml = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    def no_driver():
+        raise NVMLError("Driver Not Loaded")
+
+    nvml.NVMLError, nvml.nvmlInit = NVMLError, no_driver
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tegrastats
+    reasons = {}
+    assert best_available_meter(reasons, rapl={"root": tmp_path / "none"}, **{"jetson-ina3221": {"root": tmp_path}}) is None
+    assert set(reasons) == {"nvml", "rapl", "jetson-ina3221", "jetson"}
+    out = tmp_path / "auto.parquet"
+    rc = main(["--adapter", "auto", "--rapl-root", str(tmp_path / "none"), "--sysfs-root", str(tmp_path),
+               "--out", str(out), "--workloads", "w", "--no-progress"], time_fn=fake_time_fn([]))
+    assert rc == 0 and read_trace(out)[0]["meter"].tolist() == ["none"]
+    root = make_powercap(tmp_path / "pc", {"intel-rapl:0": ("package-0", 0, 2**40)})
+    out2 = tmp_path / "auto2.parquet"
+    rc = main(["--adapter", "auto", "--rapl-root", str(root), "--sysfs-root", str(tmp_path), "--out", str(out2),
+               "--workloads", "w", "--no-progress"], time_fn=fake_time_fn([]))
+    frame = read_trace(out2)[0]
+    assert rc == 0 and frame["meter"].tolist() == ["rapl"] and frame["adapter"].tolist() == ["rapl"]
+    assert frame["energy_mj"].tolist() == [0.0]  # the fake counter never moves
+    assert main(["--adapter", "rapl", "--rapl-root", str(tmp_path / "none"), "--out", str(out2), "--workloads", "w"]) == 2
