@@ -68,12 +68,19 @@ class ProfileParams:
                         ge=1, le=10_000)
     threads: int = spec(0, "torch intra-op threads for the host measurement; 0 keeps torch's default (all cores).",
                         ge=0, le=1024)
-    adapter: str = spec("none", "Energy meter for the host measurement: 'auto' picks the best one available, "
-                        "'none' records latency only (meter: none, energy NaN).", choices=ADAPTERS)
+    adapter: str = spec("auto", "Energy meter for the host measurement: 'auto' picks the best one available "
+                        "(nvml > rapl > jetson) and falls back to none; 'none' records latency only (meter: none, "
+                        "energy NaN); 'replay' replays replay_log.", choices=ADAPTERS)
+    replay_log: str = spec("", "A recorded tegrastats log or samples .jsonl for adapter 'replay' (else empty).")
     reference_profiles: tuple[str, ...] = spec(
         ("phone_sd845", "jetson_xavier_nx", "peer_laptop", "cloud_rtx3080"),
         "Shipped device profiles (data/profiles/*.yaml) to tabulate next to the host profile.",
         choices=_profile_names)
+
+    def __post_init__(self):
+        if (self.adapter == "replay") != bool(self.replay_log):
+            raise ParamsError("params.yaml: profile.replay_log must be set exactly when profile.adapter is 'replay' "
+                              f"(adapter={self.adapter!r}, replay_log={self.replay_log!r})")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,13 @@ def fit_latency_model(trace: pd.DataFrame, workloads: pd.DataFrame) -> tuple[dic
     x = _design(data["flops"], memory_bytes(data))
     y = data["latency_ms"].to_numpy(float)
     coef = _solve(x, y)
+    model = "compute+memory+fixed"
+    if coef[0] * x[:, 0].mean() <= 1e-6 * y.mean():  # compute explains (numerically) nothing
+        # Few or collinear workloads can push all of the time into the memory term; compute is the
+        # primary term of the profile model, so refit without the memory term rather than report 0 ms/GFLOP.
+        x = x * np.array([1.0, 0.0, 1.0])
+        coef = _solve(x, y)
+        model = "compute+fixed"
     fitted = x @ coef
     loo = np.empty_like(y)
     for i in range(len(y)):
@@ -60,7 +67,7 @@ def fit_latency_model(trace: pd.DataFrame, workloads: pd.DataFrame) -> tuple[dic
     f_ghz = float(np.nanmedian(data["cpu_mhz"])) / 1e3
     a, b, c = (float(v) for v in coef)
     result = {
-        "ms_per_gflop": a, "ms_per_mb": b, "fixed_ms": c, "cpu_ghz": f_ghz, "n_workloads": int(len(y)),
+        "model": model, "ms_per_gflop": a, "ms_per_mb": b, "fixed_ms": c, "cpu_ghz": f_ghz, "n_workloads": int(len(y)),
         "mape": float(np.mean(np.abs(table["rel_error"]))),
         "max_abs_rel_error": float(np.max(np.abs(table["rel_error"]))),
         "loo_mape": float(np.mean(np.abs(table["loo_rel_error"]))),

@@ -54,7 +54,8 @@ def summarise_latencies(samples_ms: np.ndarray) -> dict[str, float]:
 
 
 def time_workload(name: str, warmup: int = 2, repeats: int = 10, threads: int = 0) -> dict[str, float]:
-    """Median and p95 latency (ms) of one batch-1 inference of workload ``name`` on the host CPU."""
+    """Median and p95 latency (ms) of one batch-1 inference of workload ``name`` on the host CPU,
+    with the CPU clock read right after the timed runs."""
     import torch
 
     from bench.workloads import build
@@ -64,37 +65,47 @@ def time_workload(name: str, warmup: int = 2, repeats: int = 10, threads: int = 
     model, example = build(name)
     with torch.inference_mode():
         samples = time_callable(lambda: model(example), warmup, repeats)
-    return summarise_latencies(samples)
+    return {**summarise_latencies(samples), "cpu_mhz": host_cpu_mhz()}
 
 
-def host_rows(workloads: Iterable[str], warmup: int, repeats: int, threads: int = 0,
-              progress: bool = True) -> list[dict]:
-    """Trace rows (bench.traces schema) for every workload on the host CPU, latency only.
+def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: int = 0, adapter: str = "auto",
+                 out_path: str | Path = "host_trace.parquet", replay_log: str = "", progress: bool = False):
+    """Measure every workload on this host through ``hw`` and write the trace to ``out_path``.
 
-    A workload that fails becomes a row with ``error`` set; the sweep goes on.
+    Energy comes from the meter ``adapter`` names (``auto``: the best one available,
+    ``none``: latency only). The sweep is crash-safe: ``hw.collect`` journals every
+    finished workload in a working directory keyed by the sweep's settings, so
+    rerunning after a crash or Ctrl-C resumes without redoing finished workloads,
+    and a run with other settings never mixes with it. Returns the trace frame.
     """
+    import hashlib
+    import json
     import platform
+    import shutil
 
-    from bench.traces import utc_now
+    from bench.traces import read_trace, write_trace
+    from hw import cli as hw_cli
 
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
     names = list(workloads)
-    it = tqdm(names, desc="host latency", disable=not progress) if tqdm else names
-    device = f"host:{platform.node()}"
-    rows = []
-    for name in it:
-        row = {"device": device, "adapter": "none", "workload": name, "target": "cpu",
-               "cpu_mhz": host_cpu_mhz(), "batch": 1, "source": "measured", "meter": "none",
-               "timestamp": utc_now()}
-        try:
-            row.update(time_workload(name, warmup, repeats, threads))
-        except Exception as exc:  # keep the row: nothing is silently dropped
-            row.update(n_runs=0, error=f"{type(exc).__name__}: {exc}")
-        rows.append(row)
-    return rows
+    settings = {"workloads": names, "warmup": warmup, "repeats": repeats, "threads": threads, "adapter": adapter,
+                "replay_log": replay_log}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    out_path = Path(out_path)
+    work = out_path.parent / f".collect-{key}" / out_path.name
+    argv = ["--adapter", adapter, "--out", str(work), "--workloads", *names, "--repeats", str(repeats),
+            "--warmup", str(warmup), "--threads", str(threads), "--device", f"host:{platform.node()}"]
+    if replay_log:
+        argv += ["--replay", replay_log]
+    if not progress:
+        argv.append("--no-progress")
+    code = hw_cli.main(argv)
+    if code != 0:
+        raise RuntimeError(f"host measurement failed (exit {code}, see the message above); every finished workload "
+                           f"is kept in {work.parent} and a rerun with the same parameters resumes from there")
+    frame, meta = read_trace(work)
+    write_trace(frame, out_path, {**meta, "profile_settings": settings})
+    shutil.rmtree(work.parent)
+    return frame
 
 
 def torch_threads() -> int:

@@ -77,3 +77,11 @@ def test_every_key_is_documented():
     rows = describe()
     assert rows and all(r["doc"].strip() for r in rows)
     assert {"seed", "profile.repeats", "profile.adapter"} <= {r["key"] for r in rows}
+
+
+def test_replay_adapter_needs_a_log_and_only_then():
+    with pytest.raises(ParamsError, match="replay_log"):
+        params_from_dict({"profile": {"adapter": "replay"}})
+    with pytest.raises(ParamsError, match="replay_log"):
+        params_from_dict({"profile": {"adapter": "none", "replay_log": "x.log"}})
+    assert params_from_dict({"profile": {"adapter": "replay", "replay_log": "x.log"}}).profile.replay_log == "x.log"

@@ -83,3 +83,16 @@ def test_host_profile_uses_measured_power_when_a_meter_exists():
     cpu = prof.targets["cpu"]
     assert cpu.power_w() == pytest.approx(35.0)
     assert "rapl" in cpu.sources["dynamic_power_w_at_max"]
+
+
+def test_falls_back_to_compute_when_memory_absorbs_everything():
+    # latency driven by bytes that happen to track FLOPs poorly: nnls puts it all in the memory term
+    wl = _workloads(4, seed=3)
+    wl["flops"] = [1e9, 2e9, 3e9, 4e9]
+    wl["weight_bytes"] = [10e6, 60e6, 80e6, 130e6]
+    wl["activation_bytes_total"] = 0.0
+    tr = _trace(wl, 0.0, 0.05, 1.0)
+    result, _ = fit_latency_model(tr, wl)
+    assert result["model"] == "compute+fixed" and result["ms_per_gflop"] > 0 and result["ms_per_mb"] == 0
+    full, _ = fit_latency_model(_trace(_workloads(), 20.0, 0.05, 1.5), _workloads())
+    assert full["model"] == "compute+memory+fixed"

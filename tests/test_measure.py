@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from bench import measure
-from bench.traces import trace_frame
 
 
 def test_time_callable_counts_and_excludes_warmup():
@@ -26,19 +25,34 @@ def test_summary_is_median_and_p95():
     assert s["latency_p95_ms"] == pytest.approx(np.percentile([1, 2, 3, 4, 100], 95))
 
 
-def test_host_rows_measure_a_real_model_and_keep_failures(monkeypatch):
-    rows = measure.host_rows(["lstm_text"], warmup=1, repeats=2, progress=False)
-    row = rows[0]
-    assert row["latency_ms"] > 0 and row["n_runs"] == 2 and row["meter"] == "none"
-    assert "energy_mj" not in row  # no meter, no energy: never an invented number
+def test_measure_host_is_real_resumable_and_keeps_failures(tmp_path, monkeypatch):
+    out = tmp_path / "host_trace.parquet"
+    frame = measure.measure_host(["lstm_text"], warmup=1, repeats=2, adapter="none", out_path=out)
+    row = frame.iloc[0]
+    assert row.latency_ms > 0 and row.n_runs == 2 and row.meter == "none" and row.error == ""
+    assert np.isnan(row.energy_mj)  # no meter, no energy: never an invented number
+    assert not list(tmp_path.glob(".collect-*"))  # the journal is cleared after a complete sweep
 
-    def broken(*a, **k):
-        raise RuntimeError("simulated failure")
+    calls = []
 
-    monkeypatch.setattr(measure, "time_workload", broken)
-    rows = measure.host_rows(["resnet18", "lstm_text"], 0, 1, progress=False)
-    frame = trace_frame(rows)
-    assert len(frame) == 2 and (frame.error.str.contains("simulated failure")).all()
+    def flaky(name, warmup, repeats, threads):
+        calls.append(name)
+        if name == "resnet18":
+            raise RuntimeError("simulated failure")
+        return {"latency_ms": 1.0, "latency_p95_ms": 1.5, "n_runs": repeats}
+
+    monkeypatch.setattr(measure, "time_workload", flaky)
+    frame = measure.measure_host(["resnet18", "lstm_text"], 0, 1, adapter="none", out_path=out)
+    assert len(frame) == 2
+    assert "simulated failure" in frame.set_index("workload").error["resnet18"]  # a failed workload is a row
+
+
+def test_measure_host_says_how_to_resume(tmp_path, monkeypatch):
+    from hw import cli as hw_cli
+
+    monkeypatch.setattr(hw_cli, "main", lambda argv: 3)
+    with pytest.raises(RuntimeError, match="resumes"):
+        measure.measure_host(["lstm_text"], 0, 1, adapter="none", out_path=tmp_path / "t.parquet")
 
 
 def test_host_cpu_mhz_is_a_number():
