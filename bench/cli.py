@@ -51,16 +51,19 @@ def _cmd_notebook(args) -> int:
     return 0
 
 
-def _cmd_workloads(args) -> int:
+def _workloads_main(argv: list[str]) -> int:
     from bench import workloads
 
-    return workloads.main(args.rest)
+    return workloads.main(argv)
 
 
-def _cmd_collect(args) -> int:
+def _collect_main(argv: list[str]) -> int:
     from hw import cli as hw_cli
 
-    return hw_cli.main(args.rest)
+    return hw_cli.main(argv)
+
+
+_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -74,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     from bench.paths import PARAMS_FILE
     from bench.profiles import ProfileError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Sub-commands with their own parsers get their arguments untouched (argparse's
+    # REMAINDER would swallow nothing after a leading --option).
+    if argv and argv[0] in _PASSTHROUGH:
+        return _PASSTHROUGH[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,11 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stage")
     p.add_argument("--params", default=str(PARAMS_FILE))
     p.set_defaults(func=_cmd_notebook)
-    for name, func, doc in (("workloads", _cmd_workloads, "workload table (bench.workloads)"),
-                            ("collect", _cmd_collect, "trace collection with a meter (hw.cli)")):
-        p = sub.add_parser(name, help=doc, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=func)
+    sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
+    sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
     p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_cmd_env_yml)

@@ -38,3 +38,24 @@ def test_module_entry_point_runs():
 
 def test_env_yml_check_passes():
     assert main(["env-yml", "--check"]) == 0
+
+
+def test_collect_passes_options_through_and_writes_a_trace(tmp_path):
+    from pathlib import Path
+
+    from bench.traces import read_trace
+
+    log = Path(__file__).resolve().parents[2] / "shared/fixtures/tegrastats/tegra_burn_6core_vdd_cpu_gpu_cv.log"
+    out = tmp_path / "trace.parquet"
+    code = main(["collect", "--adapter", "replay", "--replay", str(log), "--workloads", "lstm_text",
+                 "--repeats", "2", "--warmup", "0", "--out", str(out), "--no-progress"])
+    assert code == 0
+    frame, meta = read_trace(out)
+    assert frame.workload.tolist() == ["lstm_text"] and frame.meter[0] == "replay"
+    assert frame.energy_mj[0] > 0 and meta["adapter"] == "replay"
+
+
+def test_collect_unavailable_meter_exits_2_with_reason(capsys, tmp_path):
+    assert main(["collect", "--adapter", "rapl", "--rapl-root", str(tmp_path / "none"), "--workloads", "lstm_text",
+                 "--out", str(tmp_path / "t.parquet")]) == 2
+    assert "rapl" in capsys.readouterr().err
