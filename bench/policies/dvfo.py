@@ -1,0 +1,577 @@
+"""DVFO (Zhang et al., TMC 2024): a DQN over ``bench/DVFO-v0`` with thinking-while-moving.
+
+The agent picks, per inference request, the edge device's (f_CPU, f_GPU, f_MEM)
+levels and the share xi of feature maps offloaded to the cloud (one ``Discrete``
+index, see :class:`bench.sim.envs.DVFOEnv`). Read top to bottom, CleanRL style:
+
+1. :class:`DVFOConfig` - every knob, one docstring each (``DVFOConfig.ci()`` is
+   the few-second configuration for tests and notebooks);
+2. seeding - one ``numpy.random.SeedSequence`` fans out to the torch generator
+   (weight init), the environment seeds, replay sampling and epsilon draws; no
+   global random state is read or written (torch's default init runs inside
+   ``fork_rng`` and is then overwritten from the explicit generator);
+3. :class:`QNetwork` - a small MLP; observations are standardised with running
+   mean / variance collected during the random warm-up (``learning_starts``
+   steps) and frozen afterwards, so the input scale never moves under the
+   learned Q-values (stats are saved with the weights); standardised values are
+   clipped to +-``obs_clip``;
+4. :class:`DVFOLearner` - replay buffer, Double-DQN target (online net picks the
+   next action, target net scores it; van Hasselt et al., AAAI 2016), Huber
+   loss, Polyak-averaged target network (``tau``), linear epsilon schedule;
+5. :func:`train` - the loop over the environment (scenarios cycled per episode);
+6. thinking-while-moving (Xiao et al., ICLR 2020): :class:`ConcurrentController`
+   computes the next request's action in a background thread while the current
+   inference executes; :func:`hidden_decision_share` measures how much of the
+   real wall-clock decision time of the torch network on CPU that overlap hides
+   behind the simulated execution latencies.
+
+Suite choices (not the paper's published settings; see PAPERS.md): the state is
+the env's observation (DNN features, bandwidth, previous action, time to go);
+the discount defaults to a short horizon (``gamma=0.1``, tuned on training seeds) because consecutive
+requests interact only through the queueing wait; Double DQN; the default
+training scenarios are the three DVFO bandwidth scenarios on the Jetson Xavier NX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from bench.policies.base import Learner, Transition, register
+from bench.sim.envs import DVFO_ID
+
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- 1. configuration
+
+@dataclass
+class DVFOConfig:
+    """Hyper-parameters and environment settings of a DVFO training run."""
+
+    seed: int = 0
+    """Root seed; fans out through ``numpy.random.SeedSequence`` to every generator."""
+    total_steps: int = 100_000
+    """Environment steps (= inference requests) of training."""
+    learning_rate: float = 5e-4
+    """Adam learning rate of the Q-network."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity (transitions); the oldest are overwritten."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    gamma: float = 0.1
+    """Discount. Suite choice: short horizon, requests interact only through the queueing wait."""
+    tau: float = 0.01
+    """Polyak factor of the target-network update (1.0 = hard copy)."""
+    target_update_interval: int = 1
+    """Env steps between target-network updates (each blends ``tau`` of the online net in)."""
+    train_frequency: int = 4
+    """Env steps between gradient steps."""
+    learning_starts: int = 2_000
+    """Random-action warm-up steps; observation statistics are collected (then frozen) over them."""
+    start_e: float = 1.0
+    """Initial exploration probability."""
+    end_e: float = 0.02
+    """Final exploration probability."""
+    exploration_fraction: float = 0.5
+    """Fraction of ``total_steps`` over which epsilon decays linearly from ``start_e`` to ``end_e``."""
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    """Widths of the Q-network's hidden layers (ReLU)."""
+    obs_clip: float = 5.0
+    """Standardised observations are clipped to [-obs_clip, obs_clip]."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip of each update."""
+    scenarios: tuple[str, ...] = ("dvfo_trickle_5mbps", "dvfo_bandwidth_sweep", "dvfo_bandwidth_walk")
+    """Scenarios trained on, cycled one per episode (names from ``bench.scenarios.list_scenarios()``)."""
+    max_episode_steps: int | None = None
+    """Steps per episode; ``None`` = the scenario's whole trace (so a bandwidth sweep is seen in full)."""
+    edge: str = "jetson_xavier_nx"
+    """Edge device profile."""
+    cloud: str = "cloud_rtx3080"
+    """Cloud profile."""
+    n_cpu_levels: int | None = 4
+    """CPU DVFS levels offered (evenly spread incl. lowest and highest; ``None`` = all)."""
+    n_gpu_levels: int | None = 5
+    """GPU DVFS levels offered."""
+    n_mem_levels: int | None = 3
+    """Memory (EMC) frequency levels offered."""
+    xi_levels: int | tuple[float, ...] = 6
+    """Offload-share levels: a count (evenly spaced in [0, 1]) or explicit values (must include 0)."""
+    w_energy: float = 1.0
+    """Weight of normalised device energy in the reward."""
+    w_time: float = 0.0
+    """Weight of normalised latency in the reward (0 = the DVFO poster's energy-only reward)."""
+    qos_penalty: float = 1.0
+    """Reward penalty when the latency target or accuracy bound is missed."""
+    torch_threads: int = 1
+    """CPU threads torch may use (a single small MLP gains nothing from more)."""
+    log_every_episodes: int = 1
+    """Learning-curve row every this many episodes."""
+
+    def __post_init__(self):
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else tuple(self.scenarios)
+        if not isinstance(self.xi_levels, (int, np.integer)):
+            self.xi_levels = tuple(float(x) for x in self.xi_levels)
+        checks = {"total_steps": self.total_steps >= 1, "buffer_size": self.buffer_size >= self.batch_size,
+                  "batch_size": self.batch_size >= 1, "gamma": 0.0 <= self.gamma < 1.0, "tau": 0.0 < self.tau <= 1.0,
+                  "target_update_interval": self.target_update_interval >= 1,
+                  "train_frequency": self.train_frequency >= 1, "learning_starts": self.learning_starts >= 1,
+                  "start_e": 0.0 <= self.start_e <= 1.0, "end_e": 0.0 <= self.end_e <= 1.0,
+                  "exploration_fraction": 0.0 < self.exploration_fraction <= 1.0,
+                  "hidden_sizes": len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
+                  "scenarios": len(self.scenarios) >= 1, "torch_threads": self.torch_threads >= 1,
+                  "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid DVFOConfig field(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+
+    @classmethod
+    def ci(cls, **overrides) -> "DVFOConfig":
+        """A configuration that trains in a few seconds (tests, notebooks' CI parameters)."""
+        base = dict(total_steps=3_000, learning_starts=500, buffer_size=3_000, batch_size=64, hidden_sizes=(64, 64),
+                    train_frequency=2, learning_rate=1e-3, max_episode_steps=250, exploration_fraction=0.6)
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DVFOConfig":
+        """Build from a mapping (e.g. params.yaml); unknown keys are named with the allowed ones."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown DVFOConfig field(s) {unknown}; allowed: {allowed}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``bench/DVFO-v0`` (besides the scenario)."""
+        xi = self.xi_levels if isinstance(self.xi_levels, (int, np.integer)) else list(self.xi_levels)
+        return dict(edge=self.edge, cloud=self.cloud, n_cpu_levels=self.n_cpu_levels, n_gpu_levels=self.n_gpu_levels,
+                    n_mem_levels=self.n_mem_levels, xi_levels=xi, w_energy=self.w_energy, w_time=self.w_time,
+                    qos_penalty=self.qos_penalty)
+
+
+def make_env(config: DVFOConfig, scenario: str) -> gym.Env:
+    """``bench/DVFO-v0`` for one scenario with the config's settings."""
+    from bench.scenarios import load_scenario
+    steps = config.max_episode_steps or load_scenario(scenario).steps
+    return gym.make(DVFO_ID, scenario=scenario, max_episode_steps=steps, **config.env_kwargs())
+
+
+# --------------------------------------------------------------------------- 2. seeding
+
+@dataclass
+class Seeds:
+    """Independent generators fanned out from one root seed."""
+
+    torch_init: torch.Generator
+    env: np.random.Generator  # draws per-episode env seeds
+    replay: np.random.Generator
+    explore: np.random.Generator  # epsilon coin flips and random actions
+
+    @classmethod
+    def from_seed(cls, seed: int) -> "Seeds":
+        ss_torch, ss_env, ss_replay, ss_explore = np.random.SeedSequence(seed).spawn(4)
+        g = torch.Generator().manual_seed(int(ss_torch.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+        return cls(g, np.random.default_rng(ss_env), np.random.default_rng(ss_replay), np.random.default_rng(ss_explore))
+
+
+@contextlib.contextmanager
+def torch_settings(threads: int) -> Iterator[None]:
+    """Deterministic algorithms and a thread count for the block; restores torch's previous global settings."""
+    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
+
+
+# --------------------------------------------------------------------------- 3. Q-network
+
+class QNetwork(nn.Module):
+    """MLP: standardised observation -> one Q-value per action.
+
+    Buffers ``obs_mean`` / ``obs_std`` hold the (frozen) observation statistics so
+    that they travel with the weights in the safetensors file.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: tuple[int, ...], obs_clip: float,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        # nn.Linear's default init draws from torch's global RNG: fork it (leave it as it was),
+        # then re-draw every parameter from the explicit generator.
+        with torch.random.fork_rng(devices=[]):
+            sizes = (obs_dim, *hidden_sizes)
+            layers: list[nn.Module] = []
+            for a, b in zip(sizes[:-1], sizes[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            layers.append(nn.Linear(sizes[-1], n_actions))
+            self.net = nn.Sequential(*layers)
+        if generator is not None:
+            for m in self.net:
+                if isinstance(m, nn.Linear):  # same distribution as nn.Linear.reset_parameters
+                    nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5, generator=generator)
+                    bound = 1.0 / m.in_features ** 0.5
+                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        self.obs_clip = float(obs_clip)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = ((obs - self.obs_mean) / self.obs_std).clamp(-self.obs_clip, self.obs_clip)
+        return self.net(z)
+
+
+class RunningStats:
+    """Welford running mean / variance of observations (float64)."""
+
+    def __init__(self, dim: int):
+        self.n, self.mean, self.m2 = 0, np.zeros(dim), np.zeros(dim)
+
+    def push(self, x: np.ndarray) -> None:
+        self.n += 1
+        d = x - self.mean
+        self.mean += d / self.n
+        self.m2 += d * (x - self.mean)
+
+    def std(self, floor: float = 1e-3) -> np.ndarray:
+        var = self.m2 / max(self.n - 1, 1)
+        # constant features (std 0) map to 0 rather than blowing up
+        return np.maximum(np.sqrt(var), floor)
+
+
+class ReplayBuffer:
+    """Fixed-size ring buffer of transitions in preallocated numpy arrays."""
+
+    def __init__(self, capacity: int, obs_dim: int):
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.action = np.zeros(capacity, dtype=np.int64)
+        self.reward = np.zeros(capacity, dtype=np.float32)
+        self.done = np.zeros(capacity, dtype=np.float32)
+
+    def add(self, obs, action, reward, next_obs, terminated) -> None:
+        i = self.pos
+        self.obs[i], self.next_obs[i], self.action[i] = obs, next_obs, action
+        self.reward[i], self.done[i] = reward, float(terminated)  # truncation still bootstraps
+        self.pos, self.size = (i + 1) % self.capacity, min(self.size + 1, self.capacity)
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        idx = rng.integers(0, self.size, size=n)
+        t = torch.from_numpy
+        return t(self.obs[idx]), t(self.action[idx]), t(self.reward[idx]), t(self.next_obs[idx]), t(self.done[idx])
+
+
+# --------------------------------------------------------------------------- 4. learner
+
+class DVFOLearner(Learner):
+    """Double-DQN learner; ``act`` is greedy, ``explore`` is epsilon-greedy (training only).
+
+    ``update(transition)`` stores the transition and, on schedule, takes a
+    gradient step and updates the target network; it returns diagnostics.
+    """
+
+    name = "dvfo"
+
+    def __init__(self, config: DVFOConfig, obs_dim: int, n_actions: int, seeds: Seeds | None = None):
+        self.config = config
+        self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
+        self.seeds = seeds or Seeds.from_seed(config.seed)
+        self.q = QNetwork(self.obs_dim, self.n_actions, config.hidden_sizes, config.obs_clip, self.seeds.torch_init)
+        self.target = QNetwork(self.obs_dim, self.n_actions, config.hidden_sizes, config.obs_clip)
+        self.target.load_state_dict(self.q.state_dict())
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate)
+        self.buffer = ReplayBuffer(config.buffer_size, self.obs_dim)
+        self.stats = RunningStats(self.obs_dim)
+        self.steps = 0
+
+    # ---------------------------------------------------------------- acting
+    def act(self, obs: np.ndarray) -> int:
+        """Greedy action for one observation."""
+        with torch.inference_mode():
+            q = self.q(torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0))
+        return int(q.argmax(dim=1).item())
+
+    def epsilon(self, step: int | None = None) -> float:
+        """Linear schedule from ``start_e`` to ``end_e`` over ``exploration_fraction * total_steps``."""
+        c = self.config
+        step = self.steps if step is None else step
+        if step < c.learning_starts:
+            return 1.0
+        span = c.exploration_fraction * c.total_steps
+        return float(max(c.end_e, c.start_e + (c.end_e - c.start_e) * step / span))
+
+    def explore(self, obs: np.ndarray) -> int:
+        """Epsilon-greedy action (training); coin flips and random actions come from the explore generator."""
+        rng = self.seeds.explore
+        if rng.random() < self.epsilon():
+            return int(rng.integers(self.n_actions))
+        return self.act(obs)
+
+    # ---------------------------------------------------------------- learning
+    def update(self, transition: Transition) -> dict[str, float]:
+        c = self.config
+        obs = np.asarray(transition.obs, dtype=np.float32)
+        if self.steps < c.learning_starts:
+            self.stats.push(obs.astype(np.float64))
+        self.buffer.add(obs, transition.action, transition.reward, transition.next_obs, transition.terminated)
+        self.steps += 1
+        if self.steps == c.learning_starts:  # freeze the standardisation before the first gradient step
+            for net in (self.q, self.target):
+                net.obs_mean.copy_(torch.as_tensor(self.stats.mean, dtype=torch.float32))
+                net.obs_std.copy_(torch.as_tensor(self.stats.std(), dtype=torch.float32))
+        diag: dict[str, float] = {"epsilon": self.epsilon()}
+        if self.steps < c.learning_starts:
+            return diag
+        if self.steps % c.train_frequency == 0:
+            diag["loss"] = self._gradient_step()
+        if self.steps % c.target_update_interval == 0:
+            with torch.no_grad():
+                for p_t, p in zip(self.target.net.parameters(), self.q.net.parameters()):
+                    p_t.lerp_(p, c.tau)
+        return diag
+
+    def _gradient_step(self) -> float:
+        c = self.config
+        obs, act, rew, nxt, done = self.buffer.sample(c.batch_size, self.seeds.replay)
+        with torch.no_grad():  # Double DQN: online net chooses, target net evaluates
+            a_next = self.q(nxt).argmax(dim=1, keepdim=True)
+            q_next = self.target(nxt).gather(1, a_next).squeeze(1)
+            y = rew + c.gamma * (1.0 - done) * q_next
+        q = self.q(obs).gather(1, act.unsqueeze(1)).squeeze(1)
+        loss = nn.functional.smooth_l1_loss(q, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        return float(loss.item())
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/weights.safetensors`` (Q-network + observation stats) and ``path/config.json``."""
+        from safetensors.torch import save_file
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().clone() for k, v in self.q.state_dict().items()}
+        save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "bench.dvfo", "version": str(FORMAT_VERSION)})
+        meta = {"format": "bench.dvfo", "version": FORMAT_VERSION, "obs_dim": self.obs_dim,
+                "n_actions": self.n_actions, "train_steps": self.steps, "config": self.config.to_dict()}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, env=None) -> "DVFOLearner":
+        """Inverse of :meth:`save`; checks the spaces against ``env`` when given."""
+        from safetensors.torch import load_file
+        path = Path(path)
+        for f in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (path / f).exists():
+                raise FileNotFoundError(f"{path / f} does not exist; a saved DVFO learner is a directory with "
+                                        f"{CONFIG_FILE} and {WEIGHTS_FILE}")
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        if meta.get("format") != "bench.dvfo":
+            raise ValueError(f"{path / CONFIG_FILE} is not a saved DVFO learner (format={meta.get('format')!r})")
+        if env is not None:
+            obs_dim, n_act = _spaces(env)
+            if (obs_dim, n_act) != (meta["obs_dim"], meta["n_actions"]):
+                raise ValueError(f"saved learner has obs_dim={meta['obs_dim']}, n_actions={meta['n_actions']} but the "
+                                 f"env has obs_dim={obs_dim}, n_actions={n_act} (different level settings?)")
+        learner = cls(DVFOConfig.from_dict(meta["config"]), meta["obs_dim"], meta["n_actions"])
+        state = load_file(str(path / WEIGHTS_FILE))
+        learner.q.load_state_dict(state)
+        learner.target.load_state_dict(state)
+        learner.steps = int(meta.get("train_steps", 0))
+        return learner
+
+
+def _spaces(env) -> tuple[int, int]:
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(act_space, gym.spaces.Discrete) or len(obs_space.shape) != 1:
+        raise ValueError(f"DVFO needs a flat Box observation and a Discrete action space; got {obs_space}, {act_space}")
+    return int(obs_space.shape[0]), int(act_space.n)
+
+
+@register("dvfo")
+def make_dvfo(env, path: str | Path | None = None, **config: Any) -> DVFOLearner:
+    """Registry factory: an untrained learner from ``DVFOConfig`` fields, or a saved one via ``path=``."""
+    if path is not None:
+        if config:
+            raise ValueError(f"pass either path= or DVFOConfig fields, not both (got {sorted(config)})")
+        return DVFOLearner.load(path, env)
+    obs_dim, n_act = _spaces(env)
+    return DVFOLearner(DVFOConfig.from_dict(config), obs_dim, n_act)
+
+
+# --------------------------------------------------------------------------- 5. training loop
+
+@dataclass
+class DVFOResult:
+    """What :func:`train` returns."""
+
+    learner: DVFOLearner
+    curve: pd.DataFrame  # one row per logged episode
+    wall_time_s: float
+    env_steps: int
+    config: DVFOConfig = field(repr=False, default=None)
+
+
+def train(config: DVFOConfig) -> DVFOResult:
+    """Train DVFO on ``config.scenarios`` (cycled per episode) for ``config.total_steps`` requests."""
+    t0 = time.perf_counter()
+    seeds = Seeds.from_seed(config.seed)
+    envs = {s: make_env(config, s) for s in dict.fromkeys(config.scenarios)}
+    first = envs[config.scenarios[0]]
+    for name, e in envs.items():
+        if _spaces(e) != _spaces(first):
+            raise ValueError(f"scenario {name!r} gives different spaces than {config.scenarios[0]!r}")
+    rows: list[dict[str, Any]] = []
+    with torch_settings(config.torch_threads):
+        learner = DVFOLearner(config, *_spaces(first), seeds=seeds)
+        step, episode = 0, 0
+        while step < config.total_steps:
+            scenario = config.scenarios[episode % len(config.scenarios)]
+            env = envs[scenario]
+            obs, _ = env.reset(seed=int(seeds.env.integers(2**31)))
+            ep = {"reward": 0.0, "energy_mj": 0.0, "latency_ms": 0.0, "qos_ok": 0.0, "n": 0, "loss": []}
+            done = False
+            while not done and step < config.total_steps:
+                action = learner.explore(obs)
+                nxt, reward, term, trunc, info = env.step(action)
+                diag = learner.update(Transition(obs, action, reward, nxt, term, trunc, info))
+                obs, done, step = nxt, term or trunc, step + 1
+                ep["reward"] += reward
+                ep["energy_mj"] += info["energy_mj"]
+                ep["latency_ms"] += info["latency_ms"]
+                ep["qos_ok"] += info["qos_ok"]
+                ep["n"] += 1
+                if "loss" in diag:
+                    ep["loss"].append(diag["loss"])
+            if episode % config.log_every_episodes == 0:
+                n = ep["n"]
+                rows.append({"step": step, "episode": episode, "scenario": scenario, "reward": ep["reward"] / n,
+                             "energy_mj": ep["energy_mj"] / n, "latency_ms": ep["latency_ms"] / n,
+                             "qos_ok": ep["qos_ok"] / n, "epsilon": learner.epsilon(),
+                             "loss": float(np.mean(ep["loss"])) if ep["loss"] else float("nan"), "n_steps": n})
+            episode += 1
+    for e in envs.values():
+        e.close()
+    return DVFOResult(learner, pd.DataFrame(rows), time.perf_counter() - t0, step, config)
+
+
+# --------------------------------------------------------------------------- 6. thinking while moving
+
+class ConcurrentController:
+    """Thinking-while-moving control loop (Xiao et al., ICLR 2020).
+
+    As soon as request t starts executing, the observation for request t+1 is
+    known to the agent (the env's observation carries the action still running
+    and the time it has to go), so the next action is computed in a background
+    thread while request t executes. Per request the controller records the
+    real wall-clock decision time ``d`` of ``policy.act`` (measured in the
+    worker thread) and the request's simulated execution time ``e``
+    (``info["latency_ms"]``); the share of the decision hidden behind the
+    execution is ``min(d, e) / d``.
+
+    ``time_scale > 0`` makes the overlap physical: the main thread sleeps for
+    ``e * time_scale`` (the execution window on a compressed clock) while the
+    worker decides, and the exposed part is the time the main thread then
+    still blocks on the worker; the hidden share is measured, not computed.
+    With ``time_scale = 0`` (default) no time is slept and the exposed part is
+    ``max(0, d - e)`` on the simulated clock. The first decision of an episode
+    has nothing to overlap with and counts as fully exposed.
+    """
+
+    def __init__(self, policy, env, time_scale: float = 0.0):
+        if time_scale < 0:
+            raise ValueError(f"time_scale must be >= 0, got {time_scale}")
+        self.policy, self.env, self.time_scale = policy, env, float(time_scale)
+
+    @staticmethod
+    def _timed_act(policy, obs) -> tuple[int, float]:
+        t = time.perf_counter()
+        a = policy.act(obs)
+        return a, time.perf_counter() - t
+
+    def run(self, n_steps: int, seed: int) -> pd.DataFrame:
+        """Run ``n_steps`` requests (resetting the env as episodes end); one row per request."""
+        env_seeds = np.random.default_rng(np.random.SeedSequence(seed))
+        rows: list[dict[str, Any]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dvfo-think") as pool:
+            obs, _ = self.env.reset(seed=int(env_seeds.integers(2**31)))
+            action, d_s = self._timed_act(self.policy, obs)  # nothing executes yet: fully exposed
+            exposed_s, first = d_s, True
+            for _ in range(n_steps):
+                nxt, _r, term, trunc, info = self.env.step(action)  # request starts executing
+                exec_ms = float(info["latency_ms"])
+                done = term or trunc
+                if done:
+                    future = None
+                else:
+                    future = pool.submit(self._timed_act, self.policy, nxt)  # think while moving
+                    if self.time_scale > 0:
+                        t = time.perf_counter()
+                        time.sleep(exec_ms / 1e3 * self.time_scale)
+                        window_s = time.perf_counter() - t
+                        t = time.perf_counter()
+                        nxt_action, nxt_d_s = future.result()
+                        nxt_exposed_s = time.perf_counter() - t
+                    else:
+                        nxt_action, nxt_d_s = future.result()
+                        window_s = exec_ms / 1e3
+                        nxt_exposed_s = max(0.0, nxt_d_s - window_s)
+                rows.append({"decision_us": d_s * 1e6, "exposed_us": exposed_s * 1e6, "execution_ms": exec_ms,
+                             "hidden_share": 1.0 - min(exposed_s, d_s) / d_s if d_s > 0 else 1.0,
+                             "action": action, "first_of_episode": first})
+                first = done
+                if done:
+                    obs, _ = self.env.reset(seed=int(env_seeds.integers(2**31)))
+                    action, d_s = self._timed_act(self.policy, obs)
+                    exposed_s = d_s
+                else:
+                    action, d_s, exposed_s = nxt_action, nxt_d_s, nxt_exposed_s
+        return pd.DataFrame(rows)
+
+
+def hidden_decision_share(learner, env, n_steps: int = 500, seed: int = 0, time_scale: float = 0.0) -> dict[str, float]:
+    """How much DVFO decision latency thinking-while-moving hides (see :class:`ConcurrentController`).
+
+    Returns mean / p50 / p99 decision time (µs, real wall clock of ``learner.act``
+    on this CPU), mean simulated execution time (ms), mean exposed decision time
+    with and without concurrency (µs), and ``share_hidden`` = mean over requests
+    of ``min(decision, execution) / decision`` (first decisions of episodes count
+    as not hidden).
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    threads = getattr(getattr(learner, "config", None), "torch_threads", 1)
+    with torch_settings(threads):
+        df = ConcurrentController(learner, env, time_scale).run(n_steps, seed)
+    d = df["decision_us"].to_numpy()
+    return {"n_requests": int(len(df)), "decision_us_mean": float(d.mean()),
+            "decision_us_p50": float(np.percentile(d, 50)), "decision_us_p99": float(np.percentile(d, 99)),
+            "execution_ms_mean": float(df["execution_ms"].mean()),
+            "exposed_us_sequential_mean": float(d.mean()),
+            "exposed_us_concurrent_mean": float(df["exposed_us"].mean()),
+            "share_hidden": float(df["hidden_share"].mean()), "time_scale": float(time_scale)}

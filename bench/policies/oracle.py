@@ -1,0 +1,60 @@
+"""The per-request oracle: the upper bound every scheduler is measured against.
+
+*Privileged.* At every step it evaluates all actions on the env's current request
+under that request's realised draw (the same common random numbers the env will
+use) and picks :func:`bench.sim.core.best_actions`: least device energy among the
+actions meeting the latency target and accuracy bound; where none does, the least
+violation (ties: least energy). This is :meth:`Simulator.oracle` one request at a time.
+
+DVFO env and thinking-while-moving: the env adds the wait for the previous request
+(``info["wait_ms"]``) to the latency it scores, while the simulator's oracle judges
+the request on its own execution. With ``wait_aware=False`` (default, the sim's
+semantics, identical to ``Simulator.oracle`` over the episode) the oracle can pick an
+action that then misses the target because of the wait; ``wait_aware=True`` adds the
+current wait before choosing (a greedy, per-request bound: it does not plan how
+today's choice delays the next request). The AutoScale env has no wait; both agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.policies.base import Policy, register
+from bench.policies.baselines import env_kind, episode_arrays
+from bench.sim.core import Outcome, best_actions
+
+
+class Oracle(Policy):
+    """Per-request best action under the realised draw (see the module docstring)."""
+
+    name = "oracle"
+    privileged = True
+
+    def __init__(self, env, wait_aware: bool = False):
+        self.env = env
+        self.sim = env.unwrapped.sim
+        self.wait_aware = bool(wait_aware) and env_kind(env) == "dvfo"
+
+    def outcomes(self) -> Outcome:
+        """Outcomes of every action on the current request, shape (1, A)."""
+        states, draws, t = episode_arrays(self.env)
+        i = np.array([t])
+        return self.sim.evaluate(states.take(i), None, draws.take(i))
+
+    def act(self, obs) -> int:
+        out = self.outcomes()
+        if self.wait_aware:
+            states, _, t = episode_arrays(self.env)
+            qos = float(states.qos_ms[t])
+            latency = out.latency_ms + float(self.env.unwrapped._wait_ms)
+            ok = out.qos_ok & (latency <= qos)
+            excess = np.maximum(latency / qos - 1.0, 0.0) - np.maximum(out.latency_ms / qos - 1.0, 0.0)
+            # violation = latency excess + accuracy excess; swap in the latency excess with the wait
+            out = Outcome(out.energy_mj, out.remote_energy_mj, latency, out.accuracy, out.accuracy_loss, ok,
+                          np.where(ok, 0.0, out.violation + excess))
+        return int(best_actions(out)[0])
+
+
+@register("oracle")
+def oracle(env, wait_aware: bool = False, **_) -> Oracle:
+    return Oracle(env, wait_aware=wait_aware)

@@ -1,0 +1,108 @@
+"""AutoScale speed and quality figures (a benchmark, not a test).
+
+``python -m bench.policies.perf_autoscale`` trains the default config and prints
+``act()`` latency (p50 / p99 microseconds over observations from real rollouts)
+and the training wall time. ``--evaluate`` also compares the trained policy with
+the oracle, cpu_only and cloud_only on every scenario, greedily, on evaluation
+seeds disjoint from the training seeds (training draws its episode seeds from
+``SeedSequence(seed)``; evaluation uses ``--eval-seeds``), and prints per-scenario
+and overall: device energy per inference, gap to the oracle (%), QoS violation
+rate and the energy-efficiency ratios ``E_cpu_only / E_autoscale`` and
+``E_cloud_only / E_autoscale``. ``--train-seeds 0 1 2`` repeats for several
+training seeds (the spread is part of the result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from bench.policies.autoscale import AutoScaleConfig, AutoScaleLearner, make_envs, train
+from bench.policies.rollout import evaluate_policy
+from bench.sim.envs import AUTOSCALE_ID
+
+
+def act_latency_us(learner: AutoScaleLearner, n_obs: int = 20_000, seed: int = 0) -> dict[str, float]:
+    """p50 / p99 of ``learner.act`` in microseconds over observations collected from the training envs."""
+    envs = make_envs(learner.config)
+    obs_list = []
+    rng = np.random.default_rng(seed)
+    while len(obs_list) < n_obs:
+        env = envs[len(obs_list) % len(envs)]
+        obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+        for _ in range(200):
+            obs_list.append(obs)
+            obs, _, _, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            if truncated:
+                break
+    times = np.empty(len(obs_list))
+    clock, act = time.perf_counter_ns, learner.act
+    for i, o in enumerate(obs_list):
+        t0 = clock()
+        act(o)
+        times[i] = clock() - t0
+    return {"p50_us": float(np.percentile(times, 50) / 1e3), "p99_us": float(np.percentile(times, 99) / 1e3)}
+
+
+def compare(learner: AutoScaleLearner, seeds, n_steps: int = 1000) -> pd.DataFrame:
+    """Per-step results of autoscale, oracle, cpu_only and cloud_only on every training scenario."""
+    kw = {k: v for k, v in learner.config.env_kwargs().items() if k != "violation_penalty"}
+    frames = []
+    for scen in learner.config.scenarios:
+        frames.append(evaluate_policy(learner, AUTOSCALE_ID, scen, seeds, n_steps, env_kwargs=kw, label="autoscale"))
+        for name in ("oracle", "cpu_only", "cloud_only"):
+            frames.append(evaluate_policy(name, AUTOSCALE_ID, scen, seeds, n_steps, env_kwargs=kw))
+        # the oracle over the full DVFS action set, to show what subsampling levels costs
+        full = dict(kw, max_levels_per_target=None)
+        frames.append(evaluate_policy("oracle", AUTOSCALE_ID, scen, seeds, n_steps, env_kwargs=full,
+                                      label="oracle_all_levels"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def figures(results: pd.DataFrame) -> pd.DataFrame:
+    """Energy, gap to oracle, violations and ratios per scenario, plus an ``ALL`` row (mean over all requests)."""
+    def one(df: pd.DataFrame) -> dict[str, float]:
+        e = df.groupby("policy")["energy_mj"].mean()
+        v = 1.0 - df.groupby("policy")["qos_ok"].mean()
+        return {"autoscale_mj": e["autoscale"], "oracle_mj": e["oracle"],
+                "oracle_all_levels_mj": e["oracle_all_levels"],
+                "gap_pct": 100 * (e["autoscale"] / e["oracle"] - 1), "viol_pct": 100 * v["autoscale"],
+                "oracle_viol_pct": 100 * v["oracle"], "x_vs_cpu_only": e["cpu_only"] / e["autoscale"],
+                "x_vs_cloud_only": e["cloud_only"] / e["autoscale"], "cpu_only_viol_pct": 100 * v["cpu_only"],
+                "cloud_only_viol_pct": 100 * v["cloud_only"]}
+
+    rows = {s: one(d) for s, d in results.groupby("scenario")}
+    rows["ALL"] = one(results)
+    non_dvfo = results[~results["scenario"].str.startswith("dvfo_")]
+    rows["ALL_except_dvfo"] = one(non_dvfo)
+    return pd.DataFrame(rows).T
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--total-steps", type=int, default=None, help="override AutoScaleConfig.total_steps")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--evaluate", action="store_true", help="also compare with the oracle and baselines")
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=[9001, 9002, 9003])
+    p.add_argument("--eval-steps", type=int, default=1000)
+    args = p.parse_args(argv)
+    for seed in args.train_seeds:
+        steps = {} if args.total_steps is None else {"total_steps": args.total_steps}
+        cfg = AutoScaleConfig(seed=seed, **steps)
+        result = train(cfg)
+        lat = act_latency_us(result.learner)
+        visited = int((result.learner.visits.sum(axis=1) > 0).sum())
+        print(f"train seed {seed}: {result.env_steps} env steps in {result.wall_time_s:.1f} s "
+              f"({1e6 * result.wall_time_s / result.env_steps:.0f} us/step); states visited {visited} of "
+              f"{result.learner.bins.n_states}; act p50 {lat['p50_us']:.2f} us, p99 {lat['p99_us']:.2f} us")
+        if args.evaluate:
+            table = figures(compare(result.learner, args.eval_seeds, args.eval_steps))
+            with pd.option_context("display.width", 200, "display.max_columns", 20):
+                print(table.round(2).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Baselines and the oracle: valid actions on both envs, and the properties that define them."""
+
+import numpy as np
+import pytest
+
+from bench.network import MIN_MBPS, load_link
+from bench.policies import make_policy
+from bench.policies.baselines import (baselines_for, episode_arrays, local_actions, mean_condition_states,
+                                      neurosurgeon_candidates, wifi_no_service_dbm)
+from bench.policies.rollout import COLUMNS, evaluate_policy
+from bench.profiles import load_profile
+from bench.sim.core import Draws
+
+N = 80
+
+
+def _kwargs(name):
+    return {"seed": 5} if name == "random" else {}
+
+
+def test_every_baseline_and_the_oracle_run_a_full_episode(any_env):
+    names = baselines_for(any_env) + ["oracle"]
+    assert {"cpu_only", "cloud_only", "random", "edge_best_static", "neurosurgeon"} <= set(names)
+    for name in names:
+        df = evaluate_policy(name, any_env, None, [3], N, policy_kwargs=_kwargs(name))
+        assert list(df.columns) == COLUMNS
+        assert len(df) == N, name
+        assert all(any_env.action_space.contains(int(a)) for a in df["action"]), name
+        assert np.isfinite(df["energy_mj"]).all() and (df["energy_mj"] > 0).all(), name
+
+
+def test_gpu_only_applies_to_autoscale_only(as_env, dvfo_env):
+    assert "gpu_only" in baselines_for(as_env) and "gpu_only" not in baselines_for(dvfo_env)
+    with pytest.raises(ValueError, match="cpu_only"):
+        make_policy("gpu_only", dvfo_env)
+
+
+@pytest.mark.parametrize("name,target", [("cpu_only", "cpu"), ("gpu_only", "gpu")])
+def test_local_only_is_the_target_at_its_highest_level(as_env, name, target):
+    row = as_env.unwrapped.action_table.loc[make_policy(name, as_env).act(None)]
+    profile = load_profile("phone_sd845")
+    assert row["kind"] == "local" and row["target"] == target
+    assert row["freq_mhz"] == pytest.approx(float(np.max(profile.targets[target].freq_mhz)))
+
+
+def test_dvfo_cpu_only_and_cloud_only_are_the_xi_extremes_at_top_frequencies(dvfo_env):
+    acts = dvfo_env.unwrapped.action_table
+    for name, xi in (("cpu_only", 0.0), ("cloud_only", float(acts["xi"].max()))):
+        row = acts.loc[make_policy(name, dvfo_env).act(None)]
+        assert row["xi"] == xi
+        for col in ("cpu_mhz", "gpu_mhz", "mem_mhz"):
+            assert row[col] == acts[col].max(), (name, col)
+
+
+def test_cloud_only_switches_to_lte_when_wifi_has_no_service(as_env):
+    link = load_link("wifi")
+    thr = wifi_no_service_dbm(link)
+    # the threshold is where the link model stops carrying data
+    assert link.uplink_goodput_mbps(thr) <= MIN_MBPS
+    assert link.uplink_goodput_mbps(thr + 2.0) > MIN_MBPS
+    u = as_env.unwrapped
+    policy = make_policy("cloud_only", as_env)
+    obs, _ = as_env.reset(seed=0)
+    radio_of = lambda a: u.sim.links[u.sim.routes[int(u.action_table.at[a, "route"])].radio].name  # noqa: E731
+    for wifi_dbm, radio in ((thr + 1.0, "wifi"), (-50.0, "wifi"), (thr, "lte"), (thr - 10.0, "lte")):
+        o = obs.copy()
+        o[7] = wifi_dbm
+        a = policy.act(o)
+        assert u.action_table.at[a, "target"] == "cloud"
+        assert radio_of(a) == radio, wifi_dbm
+
+
+def test_random_is_seeded(as_env):
+    p1, p2 = make_policy("random", as_env, seed=11), make_policy("random", as_env, seed=11)
+    a1, a2 = [p1.act(None) for _ in range(50)], [p2.act(None) for _ in range(50)]
+    assert a1 == a2
+    assert a1 != [make_policy("random", as_env, seed=12).act(None) for _ in range(50)]
+    assert len(set(a1)) > 1 and all(0 <= a < as_env.action_space.n for a in a1)
+    with pytest.raises(ValueError, match="seed"):
+        make_policy("random", as_env)
+
+
+def test_edge_best_static_is_least_energy_local_action_meeting_its_qos_criterion(any_env):
+    any_env.reset(seed=21)
+    policy = make_policy("edge_best_static", any_env, n_steps=N)
+    a = policy.act(None)
+    states, draws, _ = episode_arrays(any_env)
+    idx = np.arange(N)
+    out = any_env.unwrapped.sim.evaluate(states.take(idx), None, draws.take(idx))
+    local = local_actions(any_env)
+    assert a in local
+    rate, energy = out.qos_ok.mean(axis=0), out.energy_mj.mean(axis=0)
+    assert rate[a] == rate[local].max()  # tolerance 0: the best local QoS rate
+    meets = local[rate[local] >= rate[a]]
+    assert energy[a] <= energy[meets].min() + 1e-9
+    # refits on the next episode's trace
+    any_env.reset(seed=22)
+    policy.reset()
+    assert policy.summary is not None and len(policy.summary) == len(local)
+
+
+def test_neurosurgeon_is_static_per_dnn_and_minimises_predicted_energy(any_env):
+    policy = make_policy("neurosurgeon", any_env)
+    df = evaluate_policy(policy, any_env, None, [4], N)
+    assert (df.groupby("workload")["action"].nunique() == 1).all()  # one choice per DNN, not per request
+    sim = any_env.unwrapped.sim
+    cand = neurosurgeon_candidates(any_env)
+    states = mean_condition_states(any_env)
+    out = sim.evaluate(states, None, Draws.neutral(len(states), len(sim.links)))
+    for w in df["workload"].unique():
+        i = sim.tables.workload_index([w])[0]
+        a = int(df.loc[df["workload"] == w, "action"].iloc[0])
+        assert a in cand
+        ok = out.qos_ok[i, cand]
+        if ok.any():
+            assert out.qos_ok[i, a] and out.energy_mj[i, a] <= out.energy_mj[i, cand][ok].min() + 1e-9
+        else:
+            assert out.latency_ms[i, a] <= out.latency_ms[i, cand].min() + 1e-9
+
+
+def test_oracle_is_never_beaten_by_a_fixed_action_under_the_same_draws(as_env):
+    seed = 8
+    df = evaluate_policy("oracle", as_env, None, [seed], N)
+    as_env.reset(seed=seed)
+    states, draws, _ = episode_arrays(as_env)
+    idx = np.arange(N)
+    out = as_env.unwrapped.sim.evaluate(states.take(idx), None, draws.take(idx))
+    any_ok = out.qos_ok.any(axis=1)
+    ok_energy = np.where(out.qos_ok, out.energy_mj, np.inf).min(axis=1)
+    oracle_ok, oracle_e = df["qos_ok"].to_numpy(), df["energy_mj"].to_numpy()
+    assert (oracle_ok == any_ok).all()  # meets QoS whenever any action can
+    assert (oracle_e[any_ok] <= ok_energy[any_ok] * (1 + 1e-12)).all()
+    # and fixed actions, compared over the whole episode, never use less energy while meeting QoS as often
+    for a in range(out.energy_mj.shape[1]):
+        assert out.qos_ok[:, a].sum() < oracle_ok.sum() or out.energy_mj[:, a].mean() >= oracle_e.mean() - 1e-9
+
+
+def test_evaluate_policy_rejects_a_scenario_other_than_the_envs(as_env):
+    with pytest.raises(ValueError, match="differs"):
+        evaluate_policy("cpu_only", as_env, "wifi_strong", [0], 5)
