@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 
 repro: $(STAMP)
 	$(RUN) dvc repro
+	$(RUN) python -m bench readme
 
 test: $(STAMP)
 	$(RUN) python -m pytest --nbval-lax tests notebooks

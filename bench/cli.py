@@ -5,6 +5,7 @@
     python -m bench notebook STAGE      run a pipeline stage's notebook via papermill (used by dvc.yaml)
     python -m bench workloads [--write] print (or recompute and write) the workload table
     python -m bench collect ...         sweep workloads x targets x frequencies with a meter (hw.cli)
+    python -m bench readme [--check]    refresh README's tables and figures from results/ (never by hand)
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
 """
 
@@ -46,7 +47,7 @@ def _cmd_params(args) -> int:
 def _cmd_notebook(args) -> int:
     from bench.stages import run_stage
 
-    out = run_stage(args.stage, Path(args.params))
+    out = run_stage(args.stage, Path(args.params), run=args.run)
     print(f"executed notebook: {out}")
     return 0
 
@@ -63,7 +64,13 @@ def _collect_main(argv: list[str]) -> int:
     return hw_cli.main(argv)
 
 
-_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main}
+def _readme_main(argv: list[str]) -> int:
+    from bench import readme
+
+    return readme.main(argv)
+
+
+_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "readme": _readme_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -93,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--describe", action="store_true", help="list every key, its type, default and meaning")
     p.set_defaults(func=_cmd_params)
     p = sub.add_parser("notebook", help="run a stage notebook via papermill")
-    p.add_argument("stage")
+    p.add_argument("stage", help="profile | train | evaluate | report")
+    p.add_argument("--run", help="the train.runs entry (stage train)")
     p.add_argument("--params", default=str(PARAMS_FILE))
     p.set_defaults(func=_cmd_notebook)
     sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
     sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
+    sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
     p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_cmd_env_yml)

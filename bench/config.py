@@ -83,6 +83,97 @@ class ProfileParams:
                               f"(adapter={self.adapter!r}, replay_log={self.replay_log!r})")
 
 
+LEARNERS = ("autoscale", "dvfo")
+
+
+def _policy_names() -> list[str]:
+    from bench.policies import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+def _scenario_names() -> list[str]:
+    from bench.scenarios import list_scenarios
+
+    return list_scenarios()
+
+
+def _autoscale_config():
+    from bench.policies.autoscale import AutoScaleConfig
+
+    return AutoScaleConfig
+
+
+def _dvfo_config():
+    from bench.policies.dvfo import DVFOConfig
+
+    return DVFOConfig
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One training run: a learner on a device profile."""
+
+    learner: str = spec("autoscale", "Which learner to train.", choices=LEARNERS)
+    profile: str = spec("phone_sd845", "Edge device profile it learns to schedule on (data/profiles).",
+                        choices=_profile_names)
+
+
+def _default_runs() -> dict[str, TrainRun]:
+    return {"autoscale_phone": TrainRun("autoscale", "phone_sd845"), "dvfo_jetson": TrainRun("dvfo", "jetson_xavier_nx")}
+
+
+@dataclass(frozen=True)
+class EvalSuite:
+    """One comparison: a trained run against baselines on a set of scenarios (same devices as the run)."""
+
+    run: str = spec("autoscale_phone", "A key of train.runs: the trained learner and the devices it was trained on.")
+    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
+                                     "Policies compared (bench.policies registry); the run's learner is added.",
+                                     choices=_policy_names)
+    scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios (data/scenarios) every policy is run on.",
+                                      choices=_scenario_names)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Stage ``evaluate`` (notebooks/03_evaluate.ipynb): every policy x scenario x seed."""
+
+    seeds: int = spec(5, "Evaluation episodes per (policy, scenario); their seeds derive from the top-level seed "
+                      "and never coincide with training seeds.", ge=1, le=1000)
+    steps: int = spec(500, "Requests per evaluation episode.", ge=10, le=100_000)
+    workers: int = spec(0, "Parallel worker processes; 0 = one per CPU core.", ge=0, le=256)
+    n_boot: int = spec(1000, "Bootstrap replicates for the 95% confidence intervals.", ge=0, le=100_000)
+    suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={"doc": "Named comparisons."})
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Stage ``train`` (notebooks/02_train.ipynb): one DVC stage per entry of ``runs``.
+
+    ``autoscale`` and ``dvfo`` hold the learners' configs (bench.policies.autoscale.AutoScaleConfig,
+    bench.policies.dvfo.DVFOConfig); their ``seed`` and device fields are set by the stage from the
+    top-level seed and the run's profile.
+    """
+
+    runs: dict[str, TrainRun] = field(default_factory=_default_runs, metadata={"doc": "Named training runs."})
+    autoscale: Any = field(default=None, metadata={"doc": "AutoScaleConfig fields (see its docstrings).",
+                                                   "type": _autoscale_config})
+    dvfo: Any = field(default=None, metadata={"doc": "DVFOConfig fields (see its docstrings).", "type": _dvfo_config})
+
+    def __post_init__(self):
+        for name in LEARNERS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _LEARNER_CONFIGS[name]()())
+            cfg = getattr(self, name)
+            if cfg.seed != 0:
+                raise ParamsError(f"params.yaml: train.{name}.seed: learners take their seed from the top-level "
+                                  f"'seed' (fanned out per run); remove train.{name}.seed")
+
+
+_LEARNER_CONFIGS = {"autoscale": _autoscale_config, "dvfo": _dvfo_config}
+
+
 @dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
@@ -90,6 +181,14 @@ class Params:
     seed: int = spec(20261123, "The one seed; every random generator is derived from it via numpy.random.SeedSequence.",
                      ge=0, le=2**63 - 1)
     profile: ProfileParams = field(default_factory=ProfileParams, metadata={"doc": ProfileParams.__doc__})
+    train: TrainParams = field(default_factory=TrainParams, metadata={"doc": TrainParams.__doc__})
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams, metadata={"doc": EvaluateParams.__doc__})
+
+    def __post_init__(self):
+        for name, suite in self.evaluate.suites.items():
+            if suite.run not in self.train.runs:
+                raise ParamsError(f"params.yaml: evaluate.suites.{name}.run = {suite.run!r} is not a training run; "
+                                  f"allowed values: {sorted(self.train.runs)}")
 
 
 # --------------------------------------------------------------------------- validation
@@ -100,6 +199,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin in (tuple, list):
         return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of name -> {_type_name(typing.get_args(tp)[1])}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -111,8 +212,18 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, inner, value)
+        errors = []
+        for inner in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(key, inner, value)
+            except ParamsError as exc:
+                errors.append(exc)
+        raise ParamsError(f"params.yaml: {key} must be of type {_type_name(tp)}, got {value!r}")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ParamsError(f"params.yaml: {key} must be a mapping of names to entries, got {value!r}")
+        _, item_tp = typing.get_args(tp)
+        return {str(k): _coerce(f"{key}.{k}", item_tp, v) for k, v in value.items()}
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ParamsError(f"params.yaml: {key} must be a list, got {value!r}")
@@ -172,7 +283,8 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         if name not in data:
             continue  # dataclass default
         key = f"{prefix}{name}"
-        value = _coerce(key, hints[name], data[name])
+        tp = f.metadata["type"]() if "type" in f.metadata else hints[name]
+        value = _coerce(key, tp, data[name])
         _check_limits(key, value, f.metadata)
         values[name] = value
     try:
@@ -205,8 +317,10 @@ def as_dict(obj: Any) -> Any:
     """A params dataclass as plain data (tuples -> lists), e.g. for papermill parameters."""
     if dataclasses.is_dataclass(obj):
         return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple):
+    if isinstance(obj, (tuple, list)):
         return [as_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
     return obj
 
 
@@ -236,7 +350,7 @@ def describe(cls: type = Params, prefix: str = "") -> list[dict[str, Any]]:
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp = f.metadata["type"]() if "type" in f.metadata else hints[f.name]
         if dataclasses.is_dataclass(tp):
             rows += describe(tp, f"{prefix}{f.name}.")
             continue

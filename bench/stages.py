@@ -1,38 +1,27 @@
 """Run a pipeline stage's notebook through papermill with validated parameters.
 
-``python -m bench notebook profile`` is what ``dvc.yaml`` calls: it validates
-the whole params.yaml first (a bad key stops before any work), then executes
-``notebooks/01_profile.ipynb`` with the stage's section as papermill parameters
-and writes the executed copy to ``results/notebooks/`` (a DVC output, never
-committed). The notebook writes its data files under ``out_dir``.
+``python -m bench notebook STAGE [--run NAME]`` is what ``dvc.yaml`` calls: it
+validates the whole params.yaml first (a bad key stops before any work), then
+executes the stage's notebook with that stage's parameters and writes the
+executed copy to ``results/notebooks/`` (a DVC output, never committed). The
+notebook writes its data files under ``out_dir``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import as_dict, load_params
+from bench.config import Params, as_dict, load_params
 from bench.paths import NOTEBOOKS_DIR, PARAMS_FILE, RESULTS_DIR
 
 KERNEL_NAME = "bench-suite"
-
-
-@dataclass(frozen=True)
-class Stage:
-    notebook: str
-    section: str  # params.yaml section handed to the notebook
-    out_dir: str  # relative to results/
-
-
-STAGES = {
-    "profile": Stage("01_profile.ipynb", "profile", "profile"),
-}
+NOTEBOOKS = {"profile": "01_profile.ipynb", "train": "02_train.ipynb", "evaluate": "03_evaluate.ipynb",
+             "report": "04_report.ipynb"}
 
 
 def kernel_name() -> str:
-    """The venv's registered kernel (Makefile registers it); else the current interpreter's python3."""
+    """The venv's registered kernel (the Makefile registers it); else the current interpreter's python3."""
     try:
         from jupyter_client.kernelspec import KernelSpecManager
 
@@ -40,30 +29,44 @@ def kernel_name() -> str:
             return KERNEL_NAME
     except Exception:  # pragma: no cover - jupyter_client is a dependency
         pass
-    logging.getLogger(__name__).warning(
-        "kernel %r is not registered (run `make venv`); using 'python3'", KERNEL_NAME)
+    logging.getLogger(__name__).warning("kernel %r is not registered (run `make venv`); using 'python3'", KERNEL_NAME)
     return "python3"
 
 
-def stage_parameters(stage: str, params_path: Path = PARAMS_FILE) -> dict:
-    """The papermill parameters of ``stage``: seed, its params section and out_dir."""
-    if stage not in STAGES:
-        raise SystemExit(f"unknown stage {stage!r}; stages: {sorted(STAGES)}")
-    spec = STAGES[stage]
+def _parameters(stage: str, params: Params, run: str | None) -> dict:
+    if stage == "profile":
+        return {**as_dict(params.profile), "out_dir": str(RESULTS_DIR / "profile")}
+    if stage == "train":
+        if run not in params.train.runs:
+            raise SystemExit(f"stage train needs --run NAME; runs in params.yaml: {sorted(params.train.runs)}")
+        r = params.train.runs[run]
+        return {"run": run, "learner": r.learner, "profile": r.profile,
+                "config": as_dict(getattr(params.train, r.learner)), "out_dir": str(RESULTS_DIR / "train" / run)}
+    if stage == "evaluate":
+        ev = params.evaluate
+        return {"seeds": ev.seeds, "steps": ev.steps, "workers": ev.workers, "n_boot": ev.n_boot,
+                "suites": as_dict(ev.suites), "train_dir": str(RESULTS_DIR / "train"),
+                "out_dir": str(RESULTS_DIR / "evaluate"), "metrics_path": str(RESULTS_DIR / "metrics.json")}
+    if stage == "report":
+        return {"results_dir": str(RESULTS_DIR), "out_dir": str(RESULTS_DIR / "report")}
+    raise SystemExit(f"unknown stage {stage!r}; stages: {sorted(NOTEBOOKS)}")
+
+
+def stage_parameters(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None) -> dict:
+    """The papermill parameters of ``stage``: the top-level seed, its params section and out_dir."""
     params = load_params(params_path)
-    section = as_dict(getattr(params, spec.section))
-    return {"seed": params.seed, **section, "out_dir": str(RESULTS_DIR / spec.out_dir)}
+    return {"seed": params.seed, **_parameters(stage, params, run)}
 
 
-def run_stage(stage: str, params_path: Path = PARAMS_FILE, output: Path | None = None) -> Path:
+def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None, output: Path | None = None) -> Path:
     import papermill as pm
 
-    parameters = stage_parameters(stage, params_path)
-    spec = STAGES[stage]
-    output = output or RESULTS_DIR / "notebooks" / spec.notebook
+    parameters = stage_parameters(stage, params_path, run)
+    notebook = NOTEBOOKS[stage]
+    if output is None:
+        name = notebook if run is None else notebook.replace(".ipynb", f"_{run}.ipynb")
+        output = RESULTS_DIR / "notebooks" / name
     output.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(
-        str(NOTEBOOKS_DIR / spec.notebook), str(output), parameters=parameters,
-        kernel_name=kernel_name(), cwd=str(NOTEBOOKS_DIR), progress_bar=False,
-    )
+    pm.execute_notebook(str(NOTEBOOKS_DIR / notebook), str(output), parameters=parameters,
+                        kernel_name=kernel_name(), cwd=str(NOTEBOOKS_DIR), progress_bar=False)
     return output

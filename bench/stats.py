@@ -32,7 +32,7 @@ def cell_table(results: pd.DataFrame) -> pd.DataFrame:
     g = results.groupby(["policy", "scenario", "seed"], sort=True)
     cells = g.agg(n=("energy_mj", "size"), energy_sum=("energy_mj", "sum"),
                   violations=("qos_ok", lambda s: int((~s.astype(bool)).sum())),
-                  accuracy_sum=("accuracy", "sum")).reset_index()
+                  accuracy_sum=("accuracy", "sum"), accuracy_n=("accuracy", "count")).reset_index()
     return cells
 
 
@@ -70,9 +70,14 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
     rng = np.random.default_rng(seed)
     idx = _bootstrap_index(len(energy), n_boot, rng)
 
-    def per_request(mat: pd.DataFrame, rows: np.ndarray | None = None) -> pd.Series:
-        m, c = (mat.to_numpy(float), count.to_numpy(float)) if rows is None else (mat.to_numpy(float)[rows], count.to_numpy(float)[rows])
-        return pd.Series(m.sum(axis=0) / c.sum(axis=0), index=policies)
+    acc_n = _wide(cells, "accuracy_n")  # requests with a known accuracy (text DNNs have none published)
+
+    def per_request(mat: pd.DataFrame, rows: np.ndarray | None = None, denom: pd.DataFrame = count) -> pd.Series:
+        m, c = mat.to_numpy(float), denom.to_numpy(float)
+        if rows is not None:
+            m, c = m[rows], c[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return pd.Series(m.sum(axis=0) / c.sum(axis=0), index=policies)
 
     def boot(stat: Callable[[np.ndarray | None], pd.Series]) -> tuple[pd.Series, np.ndarray]:
         point = stat(None)
@@ -81,7 +86,7 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
 
     e_point, e_reps = boot(lambda r: per_request(energy, r))
     v_point, v_reps = boot(lambda r: per_request(viol, r))
-    a_point, a_reps = boot(lambda r: per_request(acc, r))
+    a_point, a_reps = boot(lambda r: per_request(acc, r, acc_n))
 
     lat = results.groupby("policy")["latency_ms"]
     lat_cells = {k: v for k, v in results.groupby(["scenario", "seed"])}

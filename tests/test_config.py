@@ -16,6 +16,12 @@ def test_shipped_params_are_valid_and_complete():
     assert set(raw) == {f.name for f in dataclasses.fields(Params)}
     assert set(raw["profile"]) == {f.name for f in dataclasses.fields(type(params.profile))}
     assert params.seed == raw["seed"]
+    # the learner sections override the configs' defaults with what params.yaml says
+    assert params.train.autoscale.total_steps == raw["train"]["autoscale"]["total_steps"]
+    assert params.train.dvfo.xi_levels == raw["train"]["dvfo"]["xi_levels"]
+    assert set(params.evaluate.suites) == set(raw["evaluate"]["suites"])
+    for suite in params.evaluate.suites.values():
+        assert suite.run in params.train.runs
 
 
 def test_unknown_key_names_it_and_suggests():

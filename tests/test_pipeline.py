@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from bench.demo import CI_RUNS, CI_SUITES
 from bench.paths import REPO_ROOT
 from bench.stages import stage_parameters
 
@@ -33,7 +35,11 @@ def repo_copy(tmp_path_factory):
     dst = tmp_path_factory.mktemp("pipeline") / "repo"
     shutil.copytree(REPO_ROOT, dst, ignore=IGNORE)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["profile"].update(workloads=["mobilenet_v2", "resnet18", "lstm_text"], warmup=0, repeats=2)
+    params["profile"].update(workloads=["mobilenet_v2", "resnet18", "lstm_text"], warmup=0, repeats=2, adapter="none")
+    for run, (learner, profile, config) in CI_RUNS.items():  # CI-sized learners, same code path
+        params["train"]["runs"][run] = {"learner": learner, "profile": profile}
+        params["train"][learner] = {k: v for k, v in config.items()}
+    params["evaluate"].update(seeds=1, steps=30, n_boot=50, workers=1, suites=CI_SUITES)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], dst)
     return dst
@@ -47,20 +53,38 @@ def test_stage_parameters_come_from_params_yaml():
     assert params["out_dir"].endswith(os.path.join("results", "profile"))
 
 
-def test_repro_twice_runs_nothing_the_second_time(repo_copy):
+def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
     first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
-    assert "Running stage 'profile'" in first
-    out = repo_copy / "results" / "profile"
-    metrics = json.loads((out / "fit_metrics.json").read_text())
-    assert metrics["n_workloads"] == 3 and metrics["ms_per_gflop"] > 0
-    assert (repo_copy / "results" / "notebooks" / "01_profile.ipynb").exists()
+    for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in first, first
+    results = repo_copy / "results"
+    fit = json.loads((results / "profile" / "fit_metrics.json").read_text())
+    assert fit["n_workloads"] == 3 and fit["ms_per_gflop"] > 0
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert set(metrics) == set(CI_SUITES)
+    assert "efficiency_vs_cpu_only" in metrics["autoscale_phone"]["autoscale"]
+    assert (results / "report" / "papers_vs_suite.csv").exists()
+    assert len(list((results / "notebooks").glob("*.ipynb"))) == 5
     second = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
     assert "Running stage" not in second, second
-    status = _run([sys.executable, "-m", "dvc", "status"], repo_copy)
-    assert "up to date" in status
+    assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], repo_copy)
+    shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], repo_copy)
+    assert "autoscale_phone" in shown
 
 
-def test_changing_a_param_marks_the_stage_changed(repo_copy):
+def test_an_evaluation_param_reruns_only_what_depends_on_it(repo_copy):
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    params["evaluate"]["steps"] = 25
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
+    assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out, out
+    for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson"):
+        assert f"Running stage '{stage}'" not in out
+    results = pd.read_parquet(repo_copy / "results" / "evaluate" / "results.parquet")
+    assert results.groupby(["policy", "scenario", "seed"]).size().eq(25).all()
+
+
+def test_changing_a_profile_param_marks_the_stage_changed(repo_copy):
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["profile"]["repeats"] = 3
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

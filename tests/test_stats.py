@@ -59,6 +59,13 @@ def test_by_scenario_and_cells():
     assert len(cells) == 4 * 3 * 4 and (cells["n"] == 50).all()
 
 
+def test_accuracy_averages_only_requests_with_a_known_accuracy():
+    r = _results()
+    r.loc[r.step % 2 == 0, "accuracy"] = float("nan")  # e.g. text DNNs: no published accuracy
+    res = summarise(r, n_boot=20)
+    assert res["learner"]["accuracy"]["mean"] == pytest.approx(0.7)
+
+
 def test_missing_column_is_named():
     with pytest.raises(ValueError, match="qos_ok"):
         summarise(_results().drop(columns="qos_ok"))

@@ -1,0 +1,124 @@
+"""Every policy x every scenario x seeds, on the devices a learner was trained for.
+
+A *cell* is one (suite, policy, scenario, seed) episode. :func:`run_cell` is pure:
+its result depends only on the cell (and the files it names), so cells run in
+any order, in parallel processes here, or on Ray/Dask workers without change —
+``pool.map(run_cell, cells)`` is the whole contract. :func:`run_cells`
+concatenates results in cell order, so the table's bytes do not depend on which
+worker finished first.
+
+The tidy results table (DESIGN.md "Results") has one row per request: ``suite,
+profile, policy, scenario, seed, step, workload, action, action_name, energy_mj,
+remote_energy_mj, latency_ms, qos_ok, accuracy, reward``. Everything else is
+derived from it (:mod:`bench.stats`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from bench.seeding import derive_seeds
+
+ENV_IDS = {"autoscale": "bench/AutoScale-v0", "dvfo": "bench/DVFO-v0"}
+#: the baselines every comparison reports ratios against (named by the mission)
+RATIO_BASELINES = {"cpu_only": "cpu_only", "cloud_only": "cloud_only"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One evaluation episode; everything :func:`run_cell` needs, as plain data."""
+
+    suite: str
+    learner: str  # the suite's learner kind: autoscale | dvfo (selects the env)
+    profile: str
+    policy: str
+    scenario: str
+    seed: int
+    steps: int
+    env_kwargs_json: str  # the trained run's env arguments (devices, levels, reward), JSON
+    artefact: str = ""  # saved learner directory, for the learned policy
+
+
+def _policy_kwargs(cell: Cell) -> dict[str, Any]:
+    if cell.policy == cell.learner:
+        return {"path": cell.artefact}
+    return {"seed": cell.seed, "n_steps": cell.steps}
+
+
+def run_cell(cell: Cell) -> pd.DataFrame:
+    """Roll ``cell.policy`` out for one episode of ``cell.scenario`` (pure; safe in any worker)."""
+    import bench  # noqa: F401  (registers the envs in a fresh worker)
+    import bench.policies  # noqa: F401  (registers the policies)
+    from bench.policies.rollout import evaluate_policy
+
+    _single_thread_torch()
+    frame = evaluate_policy(cell.policy, ENV_IDS[cell.learner], cell.scenario, [cell.seed], cell.steps,
+                            policy_kwargs=_policy_kwargs(cell), env_kwargs=json.loads(cell.env_kwargs_json))
+    frame.insert(0, "profile", cell.profile)
+    frame.insert(0, "suite", cell.suite)
+    return frame
+
+
+def _single_thread_torch() -> None:
+    # one process per core: torch's own thread pool would oversubscribe the cores
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run_cells(cells: Sequence[Cell], workers: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Run every cell (in ``workers`` processes; 0 = one per core) and concatenate in cell order."""
+    from tqdm.auto import tqdm
+
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:
+        frames = [run_cell(c) for c in tqdm(cells, desc="evaluate", disable=not progress)]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            frames = list(tqdm(pool.map(run_cell, cells, chunksize=4), total=len(cells), desc="evaluate",
+                               disable=not progress))
+    out = pd.concat(frames, ignore_index=True)
+    for col in ("suite", "profile", "policy", "scenario", "workload", "action_name"):
+        out[col] = out[col].astype("string")
+    return out
+
+
+def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenarios: Iterable[str], seeds: int,
+                steps: int, root_seed: int) -> list[Cell]:
+    """All cells of a suite: the run's learner + ``policies`` x ``scenarios`` x derived seeds."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "train.json").read_text())
+    from bench.training import config_class
+
+    config = config_class(info["learner"]).from_dict(info["config"])
+    env_kwargs = json.dumps(config.env_kwargs(), sort_keys=True, default=list)
+    eval_seeds = derive_seeds(root_seed, seeds, "evaluate", suite)
+    names = [info["learner"]] + [p for p in policies if p != info["learner"]]
+    return [Cell(suite, info["learner"], info["profile"], pol, sc, s, steps, env_kwargs,
+                 str(run_dir / "policy") if pol == info["learner"] else "")
+            for pol in names for sc in scenarios for s in eval_seeds]
+
+
+def metrics(results: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """Per suite: overall and per-scenario summaries with bootstrap 95% CIs (see :mod:`bench.stats`)."""
+    from bench.stats import round_floats, summarise, summarise_by_scenario
+
+    out: dict[str, Any] = {}
+    for suite, frame in results.groupby("suite", sort=True):
+        kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed)
+        out[str(suite)] = {"overall": summarise(frame, **kw), "by_scenario": summarise_by_scenario(frame, **kw)}
+    return round_floats(out)
+
+
+def cell_manifest(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    return [asdict(c) for c in cells]

@@ -1,0 +1,134 @@
+"""Refresh README.md's generated sections from the pipeline's outputs.
+
+``python -m bench readme`` replaces the text between ``<!-- NAME:start -->`` and
+``<!-- NAME:end -->`` markers with tables rendered from ``results/metrics.json``,
+``results/report/papers_vs_suite.csv`` and ``results/perf.json``, and copies the
+figures the README shows into ``docs/figures/``. README numbers are therefore
+always computed by the pipeline, never typed by hand. ``--check`` exits 1 when
+the README is out of date with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from bench.paths import REPO_ROOT, RESULTS_DIR
+
+README = REPO_ROOT / "README.md"
+FIGURES = REPO_ROOT / "docs" / "figures"
+SHOWN_FIGURES = ("efficiency_autoscale_phone.png", "energy_latency_autoscale_phone.png")
+POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only",
+                "random")
+
+
+def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _ci(entry: Mapping | None, fmt: str) -> str:
+    if not isinstance(entry, Mapping) or entry.get("mean") is None:
+        return "n/a"
+    lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    return f"{fmt.format(entry['mean'])} [{fmt.format(lo)}, {fmt.format(hi)}]" if lo is not None else fmt.format(entry["mean"])
+
+
+def results_section(metrics: Mapping[str, Mapping]) -> str:
+    parts = []
+    for suite in sorted(metrics):
+        pols = metrics[suite]
+        order = [p for p in POLICY_ORDER if p in pols] + sorted(set(pols) - set(POLICY_ORDER))
+        rows = [{"policy": f"**{p}**" if p in ("autoscale", "dvfo") else p,
+                 "energy / inference (mJ)": _ci(pols[p].get("energy_mj"), "{:.1f}"),
+                 "QoS violations": _ci(pols[p].get("qos_violation_rate"), "{:.3f}"),
+                 "× vs CPU-only": _ci(pols[p].get("efficiency_vs_cpu_only"), "{:.2f}"),
+                 "× vs cloud-only": _ci(pols[p].get("efficiency_vs_cloud_only"), "{:.2f}"),
+                 "gap to oracle": _ci(pols[p].get("gap_to_oracle"), "{:+.1%}")} for p in order]
+        parts.append(f"**{suite}** (mean over scenarios × seeds; 95% bootstrap CI)\n\n"
+                     + markdown_table(rows, list(rows[0])))
+    return "\n\n".join(parts)
+
+
+def claims_section(table: pd.DataFrame) -> str:
+    cols = ["paper", "claim", "paper_value", "suite_value", "verdict", "why they differ"]
+    rows = table.fillna("").to_dict("records")
+    return markdown_table(rows, cols)
+
+
+def figures_section(names: Iterable[str]) -> str:
+    return "\n\n".join(f"![{n}](docs/figures/{n})" for n in names)
+
+
+def perf_section(perf: Mapping) -> str:
+    rows = perf.get("table", [])
+    if not rows:
+        return "_run `python -m bench perf` to fill this section_"
+    cols = list(rows[0])
+    machine = perf.get("machine", {})
+    head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores), " \
+           f"{machine.get('date', '')}; median over repeats.\n\n"
+    return head + markdown_table(rows, cols)
+
+
+def splice(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README.md lacks the markers {start} ... {end}")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{body}\n{end}{after}"
+
+
+def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]:
+    metrics_path = results_dir / "metrics.json"
+    claims_path = results_dir / "report" / "papers_vs_suite.csv"
+    perf_path = results_dir / "perf.json"
+    figs = []
+    if metrics_path.exists():
+        text = splice(text, "results", results_section(json.loads(metrics_path.read_text())))
+    if claims_path.exists():
+        text = splice(text, "claims", claims_section(pd.read_csv(claims_path)))
+    shown = [n for n in SHOWN_FIGURES if (results_dir / "report" / n).exists()]
+    if shown:
+        text = splice(text, "figures", figures_section(shown))
+        figs = [results_dir / "report" / n for n in shown]
+    if perf_path.exists():
+        text = splice(text, "perf", perf_section(json.loads(perf_path.read_text())))
+    return text, figs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench readme", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    parser.add_argument("--results", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    if not (results / "metrics.json").exists():
+        print(f"no {results / 'metrics.json'}: run `make repro` (dvc repro) first", file=sys.stderr)
+        return 2
+    old = README.read_text()
+    new, figs = render(old, results)
+    stale = [f for f in figs if not (FIGURES / f.name).exists() or (FIGURES / f.name).read_bytes() != f.read_bytes()]
+    if args.check:
+        if new != old or stale:
+            print("README.md is out of date with results/: run `python -m bench readme`", file=sys.stderr)
+            return 1
+        print("README.md is up to date")
+        return 0
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for f in figs:
+        shutil.copyfile(f, FIGURES / f.name)
+    README.write_text(new)
+    print(f"refreshed README.md ({len(figs)} figures in {FIGURES.relative_to(REPO_ROOT)})")
+    return 0

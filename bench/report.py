@@ -1,0 +1,170 @@
+"""Tables and seaborn figures from the evaluation results (thin notebooks call these).
+
+Every function takes data produced by the pipeline (the tidy results table,
+metrics dicts, learning curves, the measured accuracy curve) and returns a
+figure or a table; nothing here computes a number that is not derived from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless by default; notebooks still display inline
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def metrics_table(metrics: Mapping[str, Mapping], columns: Iterable[str] = ("energy_mj", "qos_violation_rate",
+                  "efficiency_vs_cpu_only", "efficiency_vs_cloud_only", "gap_to_oracle")) -> pd.DataFrame:
+    """One row per policy: ``mean [ci_low, ci_high]`` per metric, as numbers in separate columns."""
+    rows = []
+    for pol, entry in metrics.items():
+        row = {"policy": pol}
+        for col in columns:
+            v = entry.get(col)
+            if isinstance(v, Mapping):
+                row[col] = v["mean"]
+                row[f"{col}_ci"] = (v["ci_low"], v["ci_high"])
+            elif v is not None:
+                row[col] = v
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def format_ci(mean: float, lo: float, hi: float, fmt: str = "{:.2f}") -> str:
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def headline_table(metrics: Mapping[str, Mapping], order: Iterable[str] | None = None) -> pd.DataFrame:
+    """Human-readable headline: energy per inference, QoS violations, efficiency ratios, oracle gap (95% CI)."""
+    rows = []
+    for pol in (order or metrics):
+        if pol not in metrics:
+            continue
+        m = metrics[pol]
+        get = lambda k, f="{:.2f}": format_ci(m[k]["mean"], m[k]["ci_low"], m[k]["ci_high"], f) if k in m else "n/a"  # noqa: E731
+        rows.append({"policy": pol, "energy / inference (mJ)": get("energy_mj", "{:.1f}"),
+                     "QoS violations": get("qos_violation_rate", "{:.3f}"),
+                     "× vs CPU-only": get("efficiency_vs_cpu_only"), "× vs cloud-only": get("efficiency_vs_cloud_only"),
+                     "gap to oracle": get("gap_to_oracle", "{:+.1%}")})
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], baseline: str = "cpu_only",
+                           title: str | None = None):
+    """Energy efficiency vs ``baseline`` per scenario and policy, with 95% CI error bars."""
+    key = f"efficiency_vs_{baseline}"
+    rows = [{"scenario": sc, "policy": pol, "ratio": m[key]["mean"], "lo": m[key]["ci_low"], "hi": m[key]["ci_high"]}
+            for sc, pols in by_scenario.items() for pol, m in pols.items() if key in m]
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(11, 0.45 * max(df.scenario.nunique(), 4) + 1.5))
+    policies = list(dict.fromkeys(df.policy))
+    scen = list(dict.fromkeys(df.scenario))
+    palette = dict(zip(policies, sns.color_palette("tab10", len(policies))))
+    height = 0.8 / max(len(policies), 1)
+    for i, pol in enumerate(policies):
+        d = df[df.policy == pol].set_index("scenario").reindex(scen)
+        y = np.arange(len(scen)) + i * height - 0.4 + height / 2
+        ax.barh(y, d.ratio, height=height, color=palette[pol], label=pol)
+        ax.errorbar(d.ratio, y, xerr=[d.ratio - d.lo, d.hi - d.ratio], fmt="none", ecolor="black", lw=0.8)
+    ax.set_yticks(np.arange(len(scen)), scen)
+    ax.axvline(1.0, color="grey", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"energy efficiency vs {baseline} (×, log scale; 95% CI)")
+    ax.set_title(title or f"Inferences per joule relative to {baseline}")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Rows not dominated in (x, y), both minimised, sorted by x."""
+    pts = points.sort_values([x, y]).reset_index(drop=True)
+    keep, best_y = [], np.inf
+    for i, r in pts.iterrows():
+        if r[y] < best_y:
+            keep.append(i)
+            best_y = r[y]
+    return pts.loc[keep]
+
+
+def energy_latency_scatter(results: pd.DataFrame, title: str = "Energy vs latency (mean per policy and scenario)"):
+    """Mean device energy vs p95 latency per (policy, scenario), with the Pareto front over policy means."""
+    per = (results.groupby(["policy", "scenario"])
+           .agg(energy_mj=("energy_mj", "mean"), latency_p95_ms=("latency_ms", lambda s: s.quantile(0.95)))
+           .reset_index())
+    overall = (results.groupby("policy")
+               .agg(energy_mj=("energy_mj", "mean"), latency_p95_ms=("latency_ms", lambda s: s.quantile(0.95)))
+               .reset_index())
+    fig, ax = plt.subplots(figsize=(8, 6))
+    sns.scatterplot(data=per, x="latency_p95_ms", y="energy_mj", hue="policy", alpha=0.35, s=30, ax=ax, legend=False)
+    sns.scatterplot(data=overall, x="latency_p95_ms", y="energy_mj", hue="policy", s=160, marker="D", ax=ax,
+                    edgecolor="black")
+    front = pareto_front(overall, "latency_p95_ms", "energy_mj")
+    ax.plot(front.latency_p95_ms, front.energy_mj, color="black", lw=1.2, ls="--", label="Pareto front")
+    ax.set(xscale="log", yscale="log", xlabel="p95 latency (ms, log)", ylabel="device energy per inference (mJ, log)",
+           title=title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def signal_and_actions(trace: pd.DataFrame, actions: pd.DataFrame, title: str):
+    """Top: signal strength over time; bottom: the target each policy chose per request.
+
+    ``trace``: columns ``step, variable, value`` (one scenario); ``actions``: columns
+    ``policy, step, target`` (one seed).
+    """
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[1, 1.3])
+    sig = trace[trace.variable.isin(["wifi_dbm", "lte_dbm"])]
+    sns.lineplot(data=sig, x="step", y="value", hue="variable", ax=ax1)
+    ax1.set(ylabel="signal (dBm)", title=title)
+    targets = sorted(actions.target.unique())
+    policies = list(dict.fromkeys(actions.policy))
+    ypos = {p: i for i, p in enumerate(policies)}
+    palette = dict(zip(targets, sns.color_palette("Set2", len(targets))))
+    for tgt in targets:
+        d = actions[actions.target == tgt]
+        ax2.scatter(d.step, d.policy.map(ypos), s=12, color=palette[tgt], label=tgt, marker="s")
+    ax2.set_yticks(range(len(policies)), policies)
+    ax2.set(xlabel="request", ylabel="")
+    ax2.legend(title="target chosen", ncol=len(targets), fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves: pd.DataFrame, oracle_levels: Mapping[str, float] | None = None):
+    """Reward per episode (rolling mean) for each learner; ``curves`` has ``learner, step, reward``."""
+    g = sns.FacetGrid(curves, col="learner", sharey=False, height=3.6, aspect=1.4)
+    g.map_dataframe(sns.lineplot, x="step", y="reward", errorbar=None)
+    g.set_axis_labels("environment steps", "episode reward")
+    g.figure.suptitle("Learning curves", y=1.03)
+    return g.figure
+
+
+def accuracy_vs_xi(curve: pd.DataFrame):
+    """Measured accuracy against the offloaded share ξ (attention vs random ranking)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=curve, x="xi", y="accuracy", hue="ranking", style="ranking", markers=True, ax=ax)
+    ax.set(xlabel="offloaded share of feature maps ξ", ylabel="top-1 accuracy (test split)",
+           title="DVFO on digits: measured accuracy vs offload ratio")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: str | Path, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # fixed metadata so the same data gives the same bytes
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return path
