@@ -7,9 +7,12 @@ import os
 import stat
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+
+from hw.base import Availability, DeviceGoneError, Meter, Sample
 
 FIXTURES = Path("/work/shared/fixtures/tegrastats")
 LOGS = sorted(FIXTURES.glob("*.log"))
@@ -145,3 +148,23 @@ class FakePhone:
         self.state_path.write_text(json.dumps(self.state))
 
 
+class RampMeter(Meter):
+    """Power rising linearly in time: P(t) = a + b t (exact trapezoid); b = 0 is a constant meter.
+
+    After ``fail_after`` reads it raises DeviceGoneError, like an unplugged meter."""
+
+    name = "ramp"
+
+    def __init__(self, a=2.0, b=4.0, fail_after=None):
+        self.a, self.b, self.t0, self.n, self.fail_after = a, b, time.monotonic(), 0, fail_after
+
+    @classmethod
+    def probe(cls, **_):
+        return Availability(True)
+
+    def read(self):
+        self.n += 1
+        if self.fail_after is not None and self.n > self.fail_after:
+            raise DeviceGoneError("unplugged")
+        t = time.monotonic()
+        return Sample(t_s=t, power_w={"x": self.a + self.b * (t - self.t0)})

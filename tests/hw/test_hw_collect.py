@@ -22,7 +22,7 @@ from hw.collect import cell_id, collect, journal_path, read_journal, sweep
 from hw.dvfs import LocalFS, SysfsDvfs
 from hw.replay import ReplayMeter
 
-from hw_fakes import LOGS, make_cpufreq, make_powercap
+from hw_fakes import LOGS, RampMeter, make_cpufreq, make_powercap
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,21 +36,8 @@ def fake_runner(calls):
     return run
 
 
-class ConstMeter(Meter):
-    name = "const"
-
-    def __init__(self, watts=5.0, fail_after=None):
-        self.watts, self.n, self.fail_after = watts, 0, fail_after
-
-    @classmethod
-    def probe(cls, **_):
-        return Availability(True)
-
-    def read(self):
-        self.n += 1
-        if self.fail_after is not None and self.n > self.fail_after:
-            raise DeviceGoneError("meter unplugged")
-        return Sample(t_s=time.monotonic(), power_w={"p": self.watts})
+def ConstMeter(watts=5.0, fail_after=None):  # noqa: N802 - reads like the class it stands for
+    return RampMeter(a=watts, b=0.0, fail_after=fail_after)
 
 
 def test_collect_rows_energy_and_failed_cells(tmp_path):
@@ -65,10 +52,10 @@ def test_collect_rows_energy_and_failed_cells(tmp_path):
     # constant 5 W: mean power is 5 W and energy per inference = 5 W * window / n_runs
     assert ok["power_w"].tolist() == pytest.approx([5.0] * 4)
     window_s = ok["energy_mj"] * 4 / 1e3 / 5.0
-    assert ((window_s > 0) & (window_s < 5)).all() and (ok["meter"] == "const").all() and (ok["cpu_mhz"] == 1000.0).all()
+    assert ((window_s > 0) & (window_s < 5)).all() and (ok["meter"] == "ramp").all() and (ok["cpu_mhz"] == 1000.0).all()
     frame2, meta = read_trace(out)
     pd.testing.assert_frame_equal(frame, frame2)
-    assert meta["adapter"] == "const" and len(meta["cell_ids"]) == 6
+    assert meta["adapter"] == "ramp" and len(meta["cell_ids"]) == 6
     calls.clear()
     collect(cells, fake_runner(calls), out, progress=False)  # rerun: everything already done
     assert calls == []

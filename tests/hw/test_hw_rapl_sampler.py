@@ -13,7 +13,7 @@ from hw.base import DeviceGoneError, Meter, MeterError, PermissionDeniedError, S
 from hw.rapl import RaplMeter, find_zones
 from hw.sampler import Sampler, integrate_power, measure, window
 
-from hw_fakes import make_powercap, write
+from hw_fakes import RampMeter, make_powercap, write
 
 MAX = 262_143_328_850  # a typical Intel max_energy_range_uj
 
@@ -116,26 +116,6 @@ def test_unreadable_counter_and_missing_tree(tmp_path):
 
 
 # --------------------------------------------------------------------------- sampler
-class RampMeter(Meter):
-    """Power rising linearly in time: P(t) = a + b t (exact trapezoid)."""
-
-    name = "ramp"
-
-    def __init__(self, a=2.0, b=4.0, fail_after=None):
-        self.a, self.b, self.t0, self.n, self.fail_after = a, b, time.monotonic(), 0, fail_after
-
-    @classmethod
-    def probe(cls, **_):
-        return Availability(True)
-
-    def read(self):
-        self.n += 1
-        if self.fail_after is not None and self.n > self.fail_after:
-            raise DeviceGoneError("unplugged")
-        t = time.monotonic()
-        return Sample(t_s=t, power_w={"x": self.a + self.b * (t - self.t0)})
-
-
 def test_trapezoid_window_matches_analytic_integral():
     m = RampMeter()
     with Sampler(m, rate_hz=100) as s, s.window() as w:
