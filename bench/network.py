@@ -38,7 +38,9 @@ _SCALAR_KEYS = (
     "uplink_mw_per_mbps", "downlink_mw_per_mbps", "base_mw", "tail_mw", "tail_ms",
     "weak_extra_mw_per_db", "weak_ref_dbm",
 )
-_ALLOWED = {"name", "description", "levels_dbm", *_LIST_KEYS, *_SCALAR_KEYS}
+#: optional: the weakest signal at which the radio is considered usable (a phone hands over below it)
+_OPTIONAL_SCALARS = ("min_usable_dbm",)
+_ALLOWED = {"name", "description", "levels_dbm", *_LIST_KEYS, *_SCALAR_KEYS, *_OPTIONAL_SCALARS}
 #: Smallest goodput the model returns, so a dead link gives a huge but finite time.
 MIN_MBPS = 1e-3
 
@@ -70,6 +72,8 @@ class LinkModel:
     tail_ms: float
     weak_extra_mw_per_db: float
     weak_ref_dbm: float
+    #: weakest usable signal (dBm); default: the weakest table point with non-zero uplink goodput
+    min_usable_dbm: float = float("nan")
     description: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -142,7 +146,7 @@ def link_from_dict(data: Mapping, where: str = "link") -> LinkModel:
     unknown = sorted(set(data) - _ALLOWED)
     if unknown:
         raise NetworkError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_ALLOWED)}")
-    missing = sorted(_ALLOWED - {"description"} - set(data))
+    missing = sorted(_ALLOWED - {"description", *_OPTIONAL_SCALARS} - set(data))
     if missing:
         raise NetworkError(f"{where}: missing field(s) {missing}")
     values: dict[str, Any] = {}
@@ -160,11 +164,15 @@ def link_from_dict(data: Mapping, where: str = "link") -> LinkModel:
             raise NetworkError(f"{where}.{key}: needs one value per signal_dbm entry")
         if np.any(np.diff(values[key]) < 0):
             raise NetworkError(f"{where}.{key}: goodput must not fall as the signal gets stronger")
-    for key in _SCALAR_KEYS:
+    for key in _SCALAR_KEYS + tuple(k for k in _OPTIONAL_SCALARS if k in data):
         val, sources[key] = _sourced(f"{where}.{key}", data[key])
         if not isinstance(val, (int, float)) or isinstance(val, bool):
             raise NetworkError(f"{where}.{key}: expected a number, got {val!r}")
         values[key] = float(val)
+    if "min_usable_dbm" not in values:
+        alive = np.flatnonzero(values["uplink_mbps"] > 0)
+        values["min_usable_dbm"] = float(values["signal_dbm"][alive[0]]) if len(alive) else float(values["signal_dbm"][-1])
+        sources["min_usable_dbm"] = "derived: the weakest signal_dbm point with non-zero uplink goodput"
     levels, sources["levels_dbm"] = _sourced(f"{where}.levels_dbm", data["levels_dbm"])
     if not isinstance(levels, Mapping) or not levels:
         raise NetworkError(f"{where}.levels_dbm: expected a mapping level name -> dBm")

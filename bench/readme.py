@@ -24,6 +24,14 @@ from bench.paths import REPO_ROOT, RESULTS_DIR
 README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures"
 SHOWN_FIGURES = ("efficiency_autoscale_phone.png", "energy_latency_autoscale_phone.png")
+#: what the baselines mean in each suite's action space (bench/policies/baselines.py)
+SUITE_NOTES = {
+    "autoscale_phone": "Phone (Snapdragon-845-class reference profile), AutoScale's action space: CPU-only = the CPU "
+                       "at its top DVFS level; cloud-only = offload every input (Wi-Fi above -82 dBm, else LTE).",
+    "dvfo_jetson": "Jetson Xavier NX reference profile, DVFO's action space: CPU-only = edge-only at the top "
+                   "CPU/GPU/memory frequencies (the DNN runs on the Jetson's GPU); cloud-only = the largest "
+                   "offloaded share of feature maps DVFO can choose.",
+}
 POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only",
                 "random")
 
@@ -55,13 +63,14 @@ def results_section(metrics: Mapping[str, Mapping]) -> str:
                  "× vs CPU-only": _ci(pols[p].get("efficiency_vs_cpu_only"), "{:.2f}"),
                  "× vs cloud-only": _ci(pols[p].get("efficiency_vs_cloud_only"), "{:.2f}"),
                  "gap to oracle": _ci(pols[p].get("gap_to_oracle"), "{:+.1%}")} for p in order]
-        parts.append(f"**{suite}** (mean over scenarios × seeds; 95% bootstrap CI)\n\n"
+        note = SUITE_NOTES.get(suite, "")
+        parts.append(f"**{suite}** (mean over scenarios × seeds; 95% bootstrap CI). {note}\n\n"
                      + markdown_table(rows, list(rows[0])))
     return "\n\n".join(parts)
 
 
 def claims_section(table: pd.DataFrame) -> str:
-    cols = ["paper", "claim", "paper_value", "suite_value", "verdict", "why they differ"]
+    cols = ["paper", "claim", "paper_value", "suite_value", "verdict", "how measured", "why they differ"]
     rows = table.fillna("").to_dict("records")
     return markdown_table(rows, cols)
 

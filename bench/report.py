@@ -61,27 +61,28 @@ def headline_table(metrics: Mapping[str, Mapping], order: Iterable[str] | None =
 
 def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], baseline: str = "cpu_only",
                            title: str | None = None):
-    """Energy efficiency vs ``baseline`` per scenario and policy, with 95% CI error bars."""
+    """Energy efficiency vs ``baseline`` per scenario and policy: dots with 95% CI whiskers (log scale)."""
     key = f"efficiency_vs_{baseline}"
     rows = [{"scenario": sc, "policy": pol, "ratio": m[key]["mean"], "lo": m[key]["ci_low"], "hi": m[key]["ci_high"]}
-            for sc, pols in by_scenario.items() for pol, m in pols.items() if key in m]
+            for sc, pols in by_scenario.items() for pol, m in pols.items() if key in m and pol != baseline]
     df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(11, 0.45 * max(df.scenario.nunique(), 4) + 1.5))
     policies = list(dict.fromkeys(df.policy))
-    scen = list(dict.fromkeys(df.scenario))
+    scen = sorted(dict.fromkeys(df.scenario))
+    fig, ax = plt.subplots(figsize=(10, 0.55 * max(len(scen), 3) + 1.2))
     palette = dict(zip(policies, sns.color_palette("tab10", len(policies))))
-    height = 0.8 / max(len(policies), 1)
+    step = 0.7 / max(len(policies), 1)
     for i, pol in enumerate(policies):
         d = df[df.policy == pol].set_index("scenario").reindex(scen)
-        y = np.arange(len(scen)) + i * height - 0.4 + height / 2
-        ax.barh(y, d.ratio, height=height, color=palette[pol], label=pol)
-        ax.errorbar(d.ratio, y, xerr=[d.ratio - d.lo, d.hi - d.ratio], fmt="none", ecolor="black", lw=0.8)
+        y = np.arange(len(scen)) - 0.35 + (i + 0.5) * step
+        ax.errorbar(d.ratio, y, xerr=[d.ratio - d.lo, d.hi - d.ratio], fmt="o", ms=5, color=palette[pol], lw=1,
+                    label=pol)
     ax.set_yticks(np.arange(len(scen)), scen)
+    ax.invert_yaxis()
     ax.axvline(1.0, color="grey", lw=1, ls="--")
     ax.set_xscale("log")
-    ax.set_xlabel(f"energy efficiency vs {baseline} (×, log scale; 95% CI)")
-    ax.set_title(title or f"Inferences per joule relative to {baseline}")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.set_xlabel(f"inferences per joule relative to {baseline} (×, log; 95% CI); right of the dashed line = better")
+    ax.set_title(title or f"Energy efficiency vs {baseline}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="policy")
     fig.tight_layout()
     return fig
 

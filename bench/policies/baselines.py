@@ -15,8 +15,9 @@ name               AutoScale env                                   DVFO env
 ``gpu_only``       edge GPU at its highest level                   not applicable (no separate GPU target; it
                                                                    would equal ``cpu_only``)
 ``cloud_only``     send the input to the cloud: over Wi-Fi when    the largest xi at the highest frequencies -
-                   the observed RSSI is above Wi-Fi's no-service   the most DVFO's action space can offload (the
-                   level (:func:`wifi_no_service_dbm`), else LTE   head always runs on the edge)
+                   the observed RSSI is above Wi-Fi's minimum      the most DVFO's action space can offload (the
+                   usable level (:func:`wifi_min_usable_dbm`,      head always runs on the edge)
+                   802.11n MCS0 sensitivity), else LTE
 ``random``         uniform over all actions (seeded Generator)     same
 ``edge_best_static`` *privileged*: the single local action with    same over local (xi = 0) actions
                    least mean device energy among those whose
@@ -168,16 +169,10 @@ def gpu_only(env, **_) -> ConstantPolicy:
     return ConstantPolicy(_highest_local(env.unwrapped.action_table, "gpu"), "gpu_only")
 
 
-def wifi_no_service_dbm(link: LinkModel | None = None) -> float:
-    """RSSI (dBm) at or below which Wi-Fi carries no data, from the link model.
-
-    The highest table point where the uplink goodput is 0 (-92 dBm in the shipped
-    ``data/network/wifi.yaml``: "no link below -92 dBm"); a table without such a
-    point falls back to the 50%-loss signal ``loss_midpoint_dbm``.
-    """
-    link = link or load_link("wifi")
-    dead = np.flatnonzero(np.asarray(link.uplink_mbps) <= 0)
-    return float(link.signal_dbm[dead].max()) if len(dead) else float(link.loss_midpoint_dbm)
+def wifi_min_usable_dbm(link: LinkModel | None = None) -> float:
+    """RSSI (dBm) below which cloud-only leaves Wi-Fi for LTE: the link model's ``min_usable_dbm``
+    (-82 dBm, the 802.11n MCS0 sensitivity, in the shipped ``data/network/wifi.yaml``)."""
+    return float((link or load_link("wifi")).min_usable_dbm)
 
 
 class CloudOnly(Policy):
@@ -208,7 +203,7 @@ def cloud_only(env, wifi_threshold_dbm: float | None = None, **_) -> Policy:
         top = _dvfo_top(acts)
         return ConstantPolicy(int(top[acts.loc[top, "xi"].to_numpy().argmax()]), "cloud_only")
     cloud = _cloud_actions(env)
-    thr = wifi_no_service_dbm() if wifi_threshold_dbm is None else wifi_threshold_dbm
+    thr = wifi_min_usable_dbm() if wifi_threshold_dbm is None else wifi_threshold_dbm
     return CloudOnly(cloud.get("wifi"), cloud.get("lte"), thr)
 
 

@@ -40,3 +40,16 @@ def test_unknown_field_is_named():
     data["rtt_msec"] = {"value": 1, "source": "x"}
     with pytest.raises(NetworkError, match="rtt_msec.*allowed"):
         link_from_dict(data)
+
+
+def test_min_usable_signal_is_read_or_derived():
+    from bench.network import link_from_dict, load_link
+    import yaml
+    from bench.paths import DATA_DIR
+
+    assert load_link("wifi").min_usable_dbm == -82.0  # sourced in wifi.yaml
+    data = yaml.safe_load((DATA_DIR / "network" / "lte.yaml").read_text())
+    data.pop("min_usable_dbm", None)
+    lte = link_from_dict(data)
+    alive = lte.signal_dbm[lte.uplink_mbps > 0]
+    assert lte.min_usable_dbm == alive.min() and "derived" in lte.sources["min_usable_dbm"]
