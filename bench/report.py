@@ -143,13 +143,25 @@ def signal_and_actions(trace: pd.DataFrame, actions: pd.DataFrame, title: str):
     return fig
 
 
-def learning_curves(curves: pd.DataFrame, oracle_levels: Mapping[str, float] | None = None):
-    """Reward per episode (rolling mean) for each learner; ``curves`` has ``learner, step, reward``."""
-    g = sns.FacetGrid(curves, col="learner", sharey=False, height=3.6, aspect=1.4)
-    g.map_dataframe(sns.lineplot, x="step", y="reward", errorbar=None)
-    g.set_axis_labels("environment steps", "episode reward")
-    g.figure.suptitle("Learning curves", y=1.03)
-    return g.figure
+def learning_curves(curves: pd.DataFrame):
+    """Reward per request over training for each learner: episodes (faint) and a rolling mean (bold).
+
+    ``curves`` has ``learner, step, reward``; episodes cycle through scenarios of very
+    different difficulty, so the rolling mean over ~5% of the episodes shows the trend.
+    """
+    learners = list(dict.fromkeys(curves.learner))
+    fig, axes = plt.subplots(1, len(learners), figsize=(5.5 * len(learners), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], learners):
+        d = curves[curves.learner == name].sort_values("step")
+        window = max(1, len(d) // 20)
+        ax.plot(d.step, d.reward, color="tab:blue", alpha=0.25, lw=0.8, label="episode")
+        ax.plot(d.step, d.reward.rolling(window, min_periods=1).mean(), color="tab:blue", lw=2,
+                label=f"rolling mean ({window} episodes)")
+        ax.set(title=name, xlabel="environment steps", ylabel="mean reward per request")
+        ax.legend(fontsize="small", loc="lower right")
+    fig.suptitle("Learning curves", y=1.02)
+    fig.tight_layout()
+    return fig
 
 
 def accuracy_vs_xi(curve: pd.DataFrame):

@@ -113,13 +113,26 @@ def library_versions(names: Iterable[str] = _VERSIONED) -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                if name and not name.isdigit():
+                    return name
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def run_metadata(**extra: Any) -> dict[str, Any]:
     """Host, OS, library versions and git revision, plus ``extra`` (adapter settings...)."""
     meta = {
         "host": socket.gethostname(),
         "os": platform.platform(),
         "machine": platform.machine(),
-        "processor": platform.processor() or "unknown",
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python_executable": sys.executable,
         "versions": library_versions(),
