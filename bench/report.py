@@ -168,7 +168,9 @@ def accuracy_vs_xi(curve: pd.DataFrame):
     """Measured accuracy against the offloaded share ξ (attention vs random ranking)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(data=curve, x="xi", y="accuracy", hue="ranking", style="ranking", markers=True, ax=ax)
-    ax.set(xlabel="offloaded share of feature maps ξ", ylabel="top-1 accuracy (test split)",
+    # an honest scale: differences of a fraction of a point should look like one
+    lo = max(0.0, float(curve.accuracy.min()) - 0.05)
+    ax.set(xlabel="offloaded share of feature maps ξ", ylabel="top-1 accuracy (test split)", ylim=(lo, 1.0),
            title="DVFO on digits: measured accuracy vs offload ratio")
     fig.tight_layout()
     return fig
