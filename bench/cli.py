@@ -6,6 +6,7 @@
     python -m bench workloads [--write] print (or recompute and write) the workload table
     python -m bench collect ...         sweep workloads x targets x frequencies with a meter (hw.cli)
     python -m bench readme [--check]    refresh README's tables and figures from results/ (never by hand)
+    python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
 """
 
@@ -70,7 +71,13 @@ def _readme_main(argv: list[str]) -> int:
     return readme.main(argv)
 
 
-_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "readme": _readme_main}
+def _perf_main(argv: list[str]) -> int:
+    from bench import perf
+
+    return perf.main(argv)
+
+
+_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "readme": _readme_main, "perf": _perf_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -107,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
     sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
+    sub.add_parser("perf", help="speed and training cost beside Stable-Baselines3 (python -m bench perf --help)",
+                   add_help=False)
     p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_cmd_env_yml)

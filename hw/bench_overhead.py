@@ -103,6 +103,36 @@ def meters(tmp: Path) -> dict[str, tuple[Meter, str]]:
     return out
 
 
+#: meters tried for the overhead figure, best first (real hardware before the fake tree)
+OVERHEAD_METERS = ("rapl", "nvml", "jetson-ina3221", "rapl (fake tree)")
+
+
+def sampler_overhead(seconds: float = 2.0, rate_hz: float = 100.0, repeats: int = 3) -> dict[str, object]:
+    """CPU cost of a :class:`Sampler` polling at ``rate_hz``: median over ``repeats`` of
+    (process CPU / wall with the sampler) - (same without), in % of one core.
+
+    Uses the first meter of :data:`OVERHEAD_METERS` that exists here; returns ``overhead_pct``,
+    ``samples_per_s`` (achieved), ``meter`` and its ``kind`` (real / fake tree).
+    """
+    if seconds <= 0 or rate_hz <= 0 or repeats < 1:
+        raise ValueError(f"need seconds > 0, rate_hz > 0, repeats >= 1; got {seconds}, {rate_hz}, {repeats}")
+    with tempfile.TemporaryDirectory() as d:
+        ms = meters(Path(d))
+        name = next(n for n in OVERHEAD_METERS if n in ms)
+        meter, kind = ms[name]
+        overheads, rates = [], []
+        cpu_fraction(min(seconds, 0.5), None)  # settle: the first window still carries start-up work
+        for _ in range(repeats):  # baseline next to each measurement: background load drifts
+            base, _ = cpu_fraction(seconds, None)
+            frac, n = cpu_fraction(seconds, Sampler(meter, rate_hz))
+            overheads.append(100 * (frac - base))
+            rates.append(n / seconds)
+        for m, _ in ms.values():
+            m.close()
+    return {"overhead_pct": statistics.median(overheads), "samples_per_s": statistics.median(rates),
+            "meter": name, "kind": kind, "rate_hz": rate_hz, "seconds": seconds, "repeats": repeats}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hw.bench_overhead", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0)

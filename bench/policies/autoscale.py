@@ -38,7 +38,7 @@ import time
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -309,8 +309,19 @@ def make_envs(config: AutoScaleConfig) -> list[gym.Env]:
     return envs
 
 
-def train(config: AutoScaleConfig) -> AutoScaleResult:
-    """Train AutoScale by epsilon-greedy Q-learning, cycling through ``config.scenarios`` per episode."""
+def train(config: AutoScaleConfig, callback: Callable[[int, "AutoScaleLearner"], bool | None] | None = None,
+          callback_every: int = 1000, progress: bool = False) -> AutoScaleResult:
+    """Train AutoScale by epsilon-greedy Q-learning, cycling through ``config.scenarios`` per episode.
+
+    ``callback(step, learner)``, when given, is called after every ``callback_every`` env steps (e.g. to
+    evaluate the greedy policy); returning True stops training there. It draws nothing from the training
+    generators, so a run that is not stopped is identical to one without a callback. ``progress`` shows a
+    tqdm bar over env steps (updated once per episode, so the hot loop pays nothing).
+    """
+    from tqdm.auto import tqdm
+
+    if callback is not None and callback_every < 1:
+        raise ValueError(f"callback_every must be >= 1, got {callback_every}")
     t0 = time.perf_counter()
     envs = make_envs(config)
     learner = AutoScaleLearner(config, list(envs[0].unwrapped.action_table["name"]))
@@ -318,8 +329,9 @@ def train(config: AutoScaleConfig) -> AutoScaleResult:
     seed_rng, explore_rng = np.random.default_rng(env_ss), np.random.default_rng(explore_ss)
     n_actions, q, state_id = learner.n_actions, learner.q, learner.bins.state_id
 
-    rows, step, episode = [], 0, 0
-    while step < config.total_steps:
+    rows, step, episode, stop = [], 0, 0, False
+    bar = tqdm(total=config.total_steps, desc="autoscale", unit="step", disable=not progress)
+    while step < config.total_steps and not stop:
         env = envs[episode % len(envs)]
         obs, _ = env.reset(seed=int(seed_rng.integers(2**31 - 1)))
         s = state_id(obs)
@@ -339,12 +351,16 @@ def train(config: AutoScaleConfig) -> AutoScaleResult:
             ep_reward += reward
             ep_energy += info["energy_mj"]
             ep_ok += info["qos_ok"]
-            if terminated or truncated or step >= config.total_steps:
+            if callback is not None and step % callback_every == 0 and callback(step, learner):
+                stop = True
+            if terminated or truncated or step >= config.total_steps or stop:
                 break
         rows.append({"step": step, "episode": episode, "scenario": env.unwrapped.scenario.name,
                      "reward": ep_reward / ep_len, "energy_mj": ep_energy / ep_len, "qos_ok": ep_ok / ep_len,
                      "epsilon": learner.epsilon(step)})
         episode += 1
+        bar.update(ep_len)
+    bar.close()
     return AutoScaleResult(learner, pd.DataFrame(rows), time.perf_counter() - t0, step)
 
 

@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -437,8 +437,19 @@ class DVFOResult:
     config: DVFOConfig = field(repr=False, default=None)
 
 
-def train(config: DVFOConfig) -> DVFOResult:
-    """Train DVFO on ``config.scenarios`` (cycled per episode) for ``config.total_steps`` requests."""
+def train(config: DVFOConfig, callback: Callable[[int, DVFOLearner], bool | None] | None = None,
+          callback_every: int = 1000, progress: bool = False) -> DVFOResult:
+    """Train DVFO on ``config.scenarios`` (cycled per episode) for ``config.total_steps`` requests.
+
+    ``callback(step, learner)``, when given, is called after every ``callback_every`` env steps (e.g. to
+    evaluate the greedy policy); returning True stops training there. It must not use the learner's
+    generators; a run that is not stopped is then identical to one without a callback. ``progress`` shows a
+    tqdm bar over env steps (updated once per episode).
+    """
+    from tqdm.auto import tqdm
+
+    if callback is not None and callback_every < 1:
+        raise ValueError(f"callback_every must be >= 1, got {callback_every}")
     t0 = time.perf_counter()
     seeds = Seeds.from_seed(config.seed)
     envs = {s: make_env(config, s) for s in dict.fromkeys(config.scenarios)}
@@ -449,8 +460,9 @@ def train(config: DVFOConfig) -> DVFOResult:
     rows: list[dict[str, Any]] = []
     with torch_settings(config.torch_threads):
         learner = DVFOLearner(config, *_spaces(first), seeds=seeds)
-        step, episode = 0, 0
-        while step < config.total_steps:
+        step, episode, stop = 0, 0, False
+        bar = tqdm(total=config.total_steps, desc="dvfo", unit="step", disable=not progress)
+        while step < config.total_steps and not stop:
             scenario = config.scenarios[episode % len(config.scenarios)]
             env = envs[scenario]
             obs, _ = env.reset(seed=int(seeds.env.integers(2**31)))
@@ -468,6 +480,9 @@ def train(config: DVFOConfig) -> DVFOResult:
                 ep["n"] += 1
                 if "loss" in diag:
                     ep["loss"].append(diag["loss"])
+                if callback is not None and step % callback_every == 0 and callback(step, learner):
+                    stop = True
+                    break
             if episode % config.log_every_episodes == 0:
                 n = ep["n"]
                 rows.append({"step": step, "episode": episode, "scenario": scenario, "reward": ep["reward"] / n,
@@ -475,6 +490,8 @@ def train(config: DVFOConfig) -> DVFOResult:
                              "qos_ok": ep["qos_ok"] / n, "epsilon": learner.epsilon(),
                              "loss": float(np.mean(ep["loss"])) if ep["loss"] else float("nan"), "n_steps": n})
             episode += 1
+            bar.update(ep["n"])
+        bar.close()
     for e in envs.values():
         e.close()
     return DVFOResult(learner, pd.DataFrame(rows), time.perf_counter() - t0, step, config)

@@ -1,0 +1,389 @@
+"""``python -m bench perf``: speed and training cost of the suite, beside Stable-Baselines3.
+
+One table (also ``--json``), saved with the machine's details to ``results/perf.json``
+(``--out``) and rendered into README's "Performance" section by ``python -m bench readme``:
+
+* vectorised simulator decisions/s on one core, one gym step (µs), peak memory
+  (:mod:`bench.perf_sim`);
+* ``act`` latency of AutoScale and of DVFO on CPU (p50 / p99 µs) and the share of
+  DVFO's decision time hidden by thinking-while-moving
+  (:mod:`bench.policies.perf_autoscale`, :mod:`bench.policies.perf_dvfo`);
+* per env, our learner and SB3 DQN / PPO trained with the same env-step budget,
+  seed and training scenarios: env steps and training wall time until within 10%
+  of the oracle, final gap and QoS violations, whole-budget wall time, peak memory
+  (:mod:`bench.perf_learn`);
+* CPU overhead of the power sampler at 100 Hz (:mod:`hw.bench_overhead`).
+
+Timings are medians over ``repeats``; training figures are medians over
+``train_seeds`` seeds (one by default). Training runs first, in ``workers``
+processes (one per core by default, one fresh process per run, so each run's peak
+RSS is its own); the micro-benchmarks run after, alone. ``--quick`` is a
+seconds-long smoke run (tiny budgets; its numbers mean little).
+Without the optional ``perf`` dependency group (``pip install -e .[perf]``) the SB3
+columns read "not installed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from bench.paths import RESULTS_DIR
+
+COLUMNS = ("measure", "ours", "goal", "sb3_dqn", "sb3_ppo", "note")
+DEFAULT_OUT = RESULTS_DIR / "perf.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of the benchmark. The default fits in 5 minutes on 2 cores; see :meth:`quick`."""
+
+    budget_autoscale: int = 150_000
+    """Env steps of every learner on AutoScale-v0 (params.yaml trains 300,000; halved to fit 5 minutes)."""
+    budget_dvfo: int = 30_000
+    """Env steps of every learner on DVFO-v0 (params.yaml trains 100,000; cut to fit 5 minutes)."""
+    eval_every_autoscale: int = 15_000
+    """Env steps between greedy evaluations (gap to the oracle) on AutoScale-v0."""
+    eval_every_dvfo: int = 3_000
+    """Env steps between greedy evaluations on DVFO-v0."""
+    eval_seeds: int = 2
+    """Evaluation episodes per training scenario (seeds derived for perf, never used in training)."""
+    eval_steps: int = 250
+    """Requests per evaluation episode."""
+    target_gap: float = 0.10
+    """'Within 10% of the oracle': energy gap E/E_oracle - 1 at most this ..."""
+    max_extra_violation: float = 0.05
+    """... and a QoS violation rate at most this much above the oracle's."""
+    train_seeds: int = 1
+    """Training seeds per (env, learner); the table shows medians over them."""
+    repeats: int = 5
+    """Repeats of every timing; the table shows medians."""
+    sim_batch: int = 50_000
+    """Requests per vectorised simulator call."""
+    gym_steps: int = 2_000
+    """Env steps per gym-step timing."""
+    act_obs: int = 5_000
+    """Observations per act() timing pass."""
+    hidden_steps: int = 500
+    """Requests per thinking-while-moving run."""
+    sampler_seconds: float = 1.0
+    """Seconds per sampler-overhead window (one with, one without the sampler, per repeat)."""
+    sampler_rate_hz: float = 100.0
+    """Sampling rate of the overhead measurement."""
+    workers: int = 0
+    """Processes for the training runs; 0 = one per core, 1 = in this process."""
+
+    @classmethod
+    def quick(cls, **overrides) -> "Settings":
+        """Tiny budgets (seconds): a smoke test of the whole benchmark, not a measurement."""
+        base = dict(budget_autoscale=2048, budget_dvfo=2048, eval_every_autoscale=1024, eval_every_dvfo=1024,
+                    eval_seeds=1, eval_steps=30, repeats=1, sim_batch=2_000, gym_steps=200, act_obs=300,
+                    hidden_steps=50, sampler_seconds=0.2, workers=1)
+        base.update(overrides)
+        return cls(**base)
+
+
+# --------------------------------------------------------------------------- machine
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    from bench.traces import git_revision, library_versions
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = library_versions(["torch", "numpy", "gymnasium", "stable-baselines3"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"cpu": cpu, "cores": cores, "python": versions.pop("python"), "torch": versions.pop("torch"),
+            "numpy": versions["numpy"], "gymnasium": versions["gymnasium"],
+            "stable_baselines3": versions["stable-baselines3"], "os": platform.platform(),
+            "date": _dt.date.today().isoformat(), "git_revision": git_revision(),
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+# --------------------------------------------------------------------------- training runs
+
+def _jobs(settings: Settings, root_seed: int, learners: Sequence[str], save_root: Path) -> list:
+    from bench.perf_learn import Job
+    from bench.seeding import derive_seed, derive_seeds
+
+    jobs = []
+    for env in ("autoscale", "dvfo"):
+        budget = settings.budget_autoscale if env == "autoscale" else settings.budget_dvfo
+        every = settings.eval_every_autoscale if env == "autoscale" else settings.eval_every_dvfo
+        eval_seeds = tuple(derive_seeds(root_seed, settings.eval_seeds, "perf", "eval", env))
+        for k in range(settings.train_seeds):
+            seed = derive_seed(root_seed, "perf", "train", env, str(k))  # the same seed for every learner
+            for learner in learners:
+                save = str(save_root / f"{env}_{k}") if learner == "ours" else None
+                jobs.append(Job(env, learner, budget, seed, every, eval_seeds, settings.eval_steps,
+                                settings.target_gap, settings.max_extra_violation, save))
+    # longest first (SB3 on AutoScale), so two workers finish together
+    cost = {("autoscale", "ours"): 1, ("dvfo", "ours"): 4, ("dvfo", "dqn"): 3, ("dvfo", "ppo"): 3,
+            ("autoscale", "dqn"): 4, ("autoscale", "ppo"): 4}
+    return sorted(jobs, key=lambda j: -cost.get((j.env, j.learner), 1) * j.budget)
+
+
+def run_training(jobs: list, workers: int) -> list[dict[str, Any]]:
+    """Every job, in ``workers`` fresh processes (0 = one per core; 1 = here), results in job order."""
+    from bench.perf_learn import run_job
+
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:
+        return [run_job(j) for j in jobs]
+    ctx = multiprocessing.get_context("spawn")  # a clean process per run: its own peak RSS, no forked torch state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+        return list(pool.map(run_job, jobs))
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    """Median where a missing value (target never met) counts as +inf; None if the median is missing."""
+    vals = [math.inf if v is None else float(v) for v in values]
+    if not vals:
+        return None
+    m = statistics.median(vals)
+    return None if math.isinf(m) else m
+
+
+def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{env: {learner: medians over seeds of the training figures}}."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    keys = ("steps_to_target", "wall_s_to_target", "final_gap", "final_qos_violation", "oracle_qos_violation",
+            "train_wall_s", "env_steps", "max_rss_mib")
+    for r in runs:
+        out.setdefault(r["env"], {}).setdefault(r["learner"], {"runs": []})["runs"].append(r)
+    for env in out.values():
+        for entry in env.values():
+            rs = entry.pop("runs")
+            entry.update({k: _median_or_none([r.get(k) for r in rs]) for k in keys})
+            entry["reached"] = sum(r.get("steps_to_target") is not None for r in rs)
+            entry["n_seeds"] = len(rs)
+            if "hyperparameters" in rs[0]:
+                entry["hyperparameters"] = rs[0]["hyperparameters"]
+    return out
+
+
+# --------------------------------------------------------------------------- micro-benchmarks
+
+def micro(settings: Settings, save_root: Path, root_seed: int) -> dict[str, Any]:
+    """Simulator, act() and sampler timings (alone on the machine: run after the training pool)."""
+    from bench.perf_sim import measure
+    from bench.policies.autoscale import AutoScaleLearner
+    from bench.policies.dvfo import DVFOLearner, hidden_decision_share
+    from bench.policies.dvfo import make_env as dvfo_env
+    from bench.policies.perf_autoscale import act_latency_us as as_act
+    from bench.policies.perf_dvfo import act_latency_us as dvfo_act
+    from bench.seeding import derive_seed
+    from hw.bench_overhead import sampler_overhead
+
+    r = settings.repeats
+    seed = derive_seed(root_seed, "perf", "micro")
+    out: dict[str, Any] = {"sim": measure(settings.sim_batch, "random_walk", r, seed, settings.gym_steps)}
+    as_learner = AutoScaleLearner.load(save_root / "autoscale_0")
+    out["autoscale_act"] = as_act(as_learner, settings.act_obs, seed, repeats=r)
+    dvfo = DVFOLearner.load(save_root / "dvfo_0")
+    env = dvfo_env(dvfo.config, dvfo.config.scenarios[-1])
+    out["dvfo_act"] = dvfo_act(dvfo, env, n=settings.act_obs, seed=seed, repeats=r)
+    shares = [hidden_decision_share(dvfo, env, settings.hidden_steps, seed=seed + i) for i in range(r)]
+    out["dvfo_hidden"] = {k: statistics.median(s[k] for s in shares) for k in shares[0]}
+    env.close()
+    out["sampler"] = sampler_overhead(settings.sampler_seconds, settings.sampler_rate_hz, r)
+    return out
+
+
+# --------------------------------------------------------------------------- the table
+
+def _num(v: float | None, fmt: str, missing: str = "not reached") -> str:
+    return missing if v is None else fmt.format(v)
+
+
+def _gap(entry: dict | None) -> str:
+    if entry is None:
+        return "n/a"
+    return f"{entry['final_gap']:+.1%} ({entry['final_qos_violation']:.1%} viol.)"
+
+
+def build_table(m: dict[str, Any], training: dict[str, dict[str, dict]], settings: Settings,
+                sb3_note: str, sb3_version: str | None = None) -> list[dict[str, Any]]:
+    """The rows of the Performance table (strings, formatted from the raw numbers)."""
+    sb3_label = (f"SB3 {sb3_version} DQN / PPO: defaults, our discount, VecNormalize'd observations, same seed, "
+                 f"budget and scenarios" if sb3_version else f"SB3 {sb3_note}")
+    sim, a_act, d_act, hid, smp = m["sim"], m["autoscale_act"], m["dvfo_act"], m["dvfo_hidden"], m["sampler"]
+
+    def row(measure, ours, goal="—", dqn="—", ppo="—", note=""):
+        return dict(zip(COLUMNS, (measure, ours, goal, dqn, ppo, note)))
+
+    def met(ok: bool) -> str:
+        return "goal met" if ok else "goal not met"
+
+    rows = [
+        row("Vectorised simulator, decisions/s (one core)", f"{sim['decisions_per_s']:,.0f}", "≥ 1,000,000",
+            note=f"{met(sim['decisions_per_s'] >= 1e6)}; AutoScale system, {sim['n_actions']} actions, batch "
+                 f"{sim['batch']:,}; all actions per request: {sim['decisions_per_s_all_actions']:,.0f}/s; "
+                 f"oracle: {sim['oracle_requests_per_s']:,.0f} requests/s"),
+        row("One gym step, AutoScale-v0 / DVFO-v0 (µs)", f"{sim['gym_step_us']:.1f} / {sim['dvfo_gym_step_us']:.1f}",
+            note="random actions, incl. TimeLimit"),
+        row("AutoScale act, p50 / p99 (µs)", f"{a_act['p50_us']:.2f} / {a_act['p99_us']:.2f}", "≤ 5 µs median",
+            note=f"{met(a_act['p50_us'] <= 5)}; trained table, observations from training envs"),
+        row("DVFO act on CPU, p50 / p99 (µs)", f"{d_act['act_us_p50']:.1f} / {d_act['act_us_p99']:.1f}",
+            "≤ 500 µs median", note=f"{met(d_act['act_us_p50'] <= 500)}; one observation, 1 torch thread"),
+        row("DVFO decision time hidden by concurrent control", f"{hid['share_hidden']:.1%}",
+            note=f"thinking-while-moving: exposed {hid['exposed_us_sequential_mean']:.0f} µs sequential -> "
+                 f"{hid['exposed_us_concurrent_mean']:.1f} µs concurrent per request"),
+    ]
+    for env, label in (("autoscale", "AutoScale-v0"), ("dvfo", "DVFO-v0")):
+        t = training.get(env, {})
+        ours = t.get("ours")
+        sb3 = {a: t.get(a) for a in ("dqn", "ppo")}
+        budget = settings.budget_autoscale if env == "autoscale" else settings.budget_dvfo
+
+        def cells(key, fmt, missing="not reached"):
+            vals = [None if e is None else _num(e[key], fmt, missing) for e in (ours, sb3["dqn"], sb3["ppo"])]
+            return [sb3_note if v is None else v for v in vals]
+
+        def beats(key) -> str:
+            best = [e[key] for e in sb3.values() if e is not None and e[key] is not None]
+            if ours is None or not any(e is not None for e in sb3.values()):
+                return "no SB3 comparison"
+            if ours[key] is None:
+                return met(False)
+            return met(not best or ours[key] < min(best))
+
+        o, d, p = cells("steps_to_target", "{:,.0f}")
+        rows.append(row(f"{label}: env steps until within {settings.target_gap:.0%} of the oracle", o,
+                        "fewer than best SB3", d, p,
+                        note=f"{beats('steps_to_target')}; budget {budget:,} steps, evaluated every "
+                             f"{settings.eval_every_autoscale if env == 'autoscale' else settings.eval_every_dvfo:,}; "
+                             f"{sb3_label}"))
+        o, d, p = cells("wall_s_to_target", "{:.1f}")
+        rows.append(row(f"{label}: training wall time until within {settings.target_gap:.0%} (s)", o,
+                        "less than best SB3", d, p, note=f"{beats('wall_s_to_target')}; evaluation time excluded"))
+        o, d, p = [sb3_note if e is None else _gap(e) for e in (ours, sb3["dqn"], sb3["ppo"])]
+        rows.append(row(f"{label}: final gap to oracle (QoS violations)", o, "—", d, p,
+                        note="after the whole budget; oracle's violations "
+                             + _num((ours or {}).get("oracle_qos_violation"), "{:.1%}", "n/a")))
+        o, d, p = cells("train_wall_s", "{:.1f}")
+        rows.append(row(f"{label}: training wall time, whole budget (s)", o, "—", d, p,
+                        note="env steps: " + " / ".join(_num(e["env_steps"], "{:,.0f}", "-") if e else "-"
+                                                      for e in (ours, sb3["dqn"], sb3["ppo"]))))
+        o, d, p = cells("max_rss_mib", "{:.0f}")
+        rows.append(row(f"{label}: peak memory while training (MiB, max RSS)", o, "—", d, p,
+                        note="whole process incl. torch" if settings.workers != 1 else
+                             "in-process run: max RSS of the shared process"))
+    rows.append(row("Peak memory, simulator batch (MiB traced)", f"{sim['peak_traced_mib']:.0f}",
+                    note=f"all {sim['n_actions']} actions of {sim['batch']:,} requests + oracle"))
+    rows.append(row(f"Sampler overhead at {smp['rate_hz']:g} Hz (% of one core)", f"{smp['overhead_pct']:.2f}",
+                    note=f"meter: {smp['meter']}; {smp['samples_per_s']:.0f} samples/s achieved"))
+    return rows
+
+
+def run(settings: Settings, root_seed: int, with_sb3: bool = True) -> dict[str, Any]:
+    """The whole benchmark: training runs, then micro-benchmarks; the JSON document."""
+    from bench.perf_learn import sb3_available
+
+    t0 = time.perf_counter()
+    machine = machine_info()
+    sb3_version = sb3_available() if with_sb3 else None
+    learners = ["ours"] + (["dqn", "ppo"] if sb3_version else [])
+    sb3_note = "not installed" if with_sb3 and not sb3_version else "skipped"
+    with tempfile.TemporaryDirectory(prefix="bench-perf-") as tmp:
+        save_root = Path(tmp)
+        t_train = time.perf_counter()
+        runs = run_training(_jobs(settings, root_seed, learners, save_root), settings.workers)
+        train_s = time.perf_counter() - t_train
+        training = summarise_runs(runs)
+        m = micro(settings, save_root, root_seed)
+    table = build_table(m, training, settings, sb3_note, sb3_version)
+    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    gammas = {"autoscale": "AutoScale discount", "dvfo": "DVFO gamma"}
+    doc_settings = {
+        **dataclasses.asdict(settings), "root_seed": root_seed,
+        "learners": "ours = params.yaml train.<learner> config with total_steps = the budget",
+        "target": f"energy gap <= {settings.target_gap:.0%} and QoS violations <= oracle's + "
+                  f"{settings.max_extra_violation:.0%}, greedy, on every training scenario x eval seeds",
+        "sb3": {"version": sb3_version, "algorithms": ["DQN", "PPO"] if sb3_version else [], "policy": "MlpPolicy",
+                "device": "cpu", "torch_threads": 1,
+                "hyperparameters": "SB3 defaults; gamma = our learner's (" + ", ".join(gammas.values()) + "); "
+                                   "VecNormalize(norm_obs=True, norm_reward=False)",
+                "per_run": {f"{env}/{a}": e.get("hyperparameters") for env, t in training.items()
+                            for a, e in t.items() if a != "ours"},
+                "scenarios": "ScenarioCycle: one training scenario per episode, the same episode seeds as ours",
+                "note": None if sb3_version else sb3_note},
+        "training_wall_s": train_s, "total_wall_s": time.perf_counter() - t0,
+    }
+    return {"machine": machine, "settings": doc_settings, "table": table,
+            "raw": {"micro": m, "training": training, "runs": runs}}
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The table as markdown, as the README shows it."""
+    from bench.readme import perf_section
+
+    return perf_section(doc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench perf", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run in seconds (numbers mean little)")
+    ap.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
+    ap.add_argument("--out", default=None, help=f"where to save the JSON (default {DEFAULT_OUT}; --quick: not saved)")
+    ap.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 runs")
+    ap.add_argument("--workers", type=int, default=None, help="training processes (0 = one per core, 1 = in-process)")
+    ap.add_argument("--train-seeds", type=int, default=None, help="training seeds per learner (medians shown)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats of every timing (medians shown)")
+    ap.add_argument("--seed", type=int, default=None, help="root seed (default: params.yaml's seed)")
+    args = ap.parse_args(argv)
+    over = {k: v for k, v in {"workers": args.workers, "train_seeds": args.train_seeds,
+                              "repeats": args.repeats}.items() if v is not None}
+    for k, v in over.items():
+        if v < (0 if k == "workers" else 1):
+            ap.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'workers' else 1}, got {v}")
+    settings = Settings.quick(**over) if args.quick else Settings(**over)
+    if args.seed is None:
+        from bench.config import load_params
+
+        root_seed = load_params().seed
+    else:
+        root_seed = args.seed
+    doc = run(settings, root_seed, with_sb3=not args.no_sb3)
+    out = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    if args.json:
+        print(json.dumps(doc, indent=1, default=_json_default))
+    else:
+        print(render(doc))
+        print(f"\ntotal {doc['settings']['total_wall_s']:.0f} s" + (f"; saved {out}" if out else ""), file=sys.stderr)
+    return 0
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

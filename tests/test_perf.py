@@ -1,0 +1,252 @@
+"""``python -m bench perf``: the quick smoke run, the training-cost machinery, the learners' callback.
+
+No timing thresholds: the numbers depend on the machine. The tests check that the
+table has its rows and keys, that measured numbers are finite and positive where
+they must be, and the behaviour of the pieces (gap tracking, scenario cycling,
+early stopping) from first principles.
+"""
+
+import json
+import math
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import bench.policies  # noqa: F401  (registers the policies)
+import bench.sim  # noqa: F401  (registers the envs)
+from bench import perf
+from bench.perf_learn import Job, LearningTracker, ScenarioCycle, episode_seeds, run_job
+from bench.readme import perf_section
+
+MEASURES = ("Vectorised simulator, decisions/s", "One gym step", "AutoScale act", "DVFO act on CPU",
+            "DVFO decision time hidden", "AutoScale-v0: env steps until within", "AutoScale-v0: training wall time until",
+            "AutoScale-v0: final gap", "AutoScale-v0: training wall time, whole budget", "AutoScale-v0: peak memory",
+            "DVFO-v0: env steps until within", "DVFO-v0: training wall time until", "DVFO-v0: final gap",
+            "DVFO-v0: training wall time, whole budget", "DVFO-v0: peak memory", "Peak memory, simulator batch",
+            "Sampler overhead at 100 Hz")
+
+
+@pytest.fixture(scope="module")
+def quick_doc(tmp_path_factory):
+    """One ``--quick --no-sb3`` run through the CLI entry point, read back from the JSON it saved."""
+    out = tmp_path_factory.mktemp("perf") / "perf.json"
+    assert perf.main(["--quick", "--no-sb3", "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_quick_table_has_every_row_and_column(quick_doc):
+    rows = quick_doc["table"]
+    assert [tuple(r) for r in rows] == [perf.COLUMNS] * len(rows)
+    measures = [r["measure"] for r in rows]
+    assert len(measures) == len(MEASURES)
+    for prefix, measure in zip(MEASURES, measures):
+        assert measure.startswith(prefix), (prefix, measure)
+    training = [r for r in rows if r["measure"].startswith(("AutoScale-v0", "DVFO-v0"))]
+    assert training and all(r["sb3_dqn"] == r["sb3_ppo"] == "skipped" for r in training)
+    # the README renders the same document: header + separator + one line per row
+    table_lines = [ln for ln in perf_section(quick_doc).splitlines() if ln.startswith("|")]
+    assert len(table_lines) == len(rows) + 2
+
+
+def test_quick_numbers_are_finite_and_positive(quick_doc):
+    micro = quick_doc["raw"]["micro"]
+    sim = micro["sim"]
+    for key in ("decisions_per_s", "decisions_per_s_all_actions", "oracle_requests_per_s", "gym_step_us",
+                "dvfo_gym_step_us", "peak_traced_mib", "max_rss_mib"):
+        assert math.isfinite(sim[key]) and sim[key] > 0, key
+    for lat, (p50, p99) in ((micro["autoscale_act"], ("p50_us", "p99_us")),
+                            (micro["dvfo_act"], ("act_us_p50", "act_us_p99"))):
+        assert 0 < lat[p50] <= lat[p99] < math.inf
+    assert 0.0 <= micro["dvfo_hidden"]["share_hidden"] <= 1.0
+    assert micro["sampler"]["samples_per_s"] > 0 and math.isfinite(micro["sampler"]["overhead_pct"])
+    settings = quick_doc["settings"]
+    runs = quick_doc["raw"]["runs"]
+    assert sorted((r["env"], r["learner"]) for r in runs) == [("autoscale", "ours"), ("dvfo", "ours")]
+    for r in runs:
+        assert r["env_steps"] == settings[f"budget_{r['env']}"]
+        assert r["train_wall_s"] > 0 and r["max_rss_mib"] > 0 and r["oracle_energy_mj"] > 0
+        assert math.isfinite(r["final_gap"]) and 0 <= r["final_qos_violation"] <= 1
+        # one evaluation every eval_every steps, the last at the end of the budget
+        every = settings[f"eval_every_{r['env']}"]
+        assert [c["step"] for c in r["curve"]] == list(range(every, r["env_steps"] + 1, every))
+    machine = quick_doc["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and machine["torch"] and machine["python"]
+    assert len(machine["date"]) == 10 and machine["date"][4] == "-"
+    assert settings["sb3"]["version"] is None and settings["total_wall_s"] > 0
+
+
+# --------------------------------------------------------------------------- gap tracking
+
+class _ScriptedEvaluator:
+    """Returns scripted (gap, violation) results and takes ``delay`` seconds per call."""
+
+    def __init__(self, results, delay=0.0):
+        self.results, self.delay, self.calls = list(results), delay, 0
+
+    def __call__(self, policy):
+        time.sleep(self.delay)
+        gap, viol = self.results[self.calls]
+        self.calls += 1
+        return {"energy_mj": 1.0 + gap, "gap": gap, "qos_violation": viol, "oracle_qos_violation": 0.01}
+
+
+def test_tracker_needs_both_the_gap_and_the_violation_bound():
+    # step 10: gap ok, too many violations; step 20: gap too big; step 30: both ok; step 40: ok again
+    ev = _ScriptedEvaluator([(0.05, 0.20), (0.30, 0.0), (0.08, 0.05), (0.02, 0.0)])
+    tr = LearningTracker(ev, target_gap=0.10, max_extra_violation=0.05)
+    for step in (10, 20, 30, 40):
+        assert tr(step, policy=None) is False  # never stops training early
+    s = tr.summary(env_steps=40)
+    assert s["steps_to_target"] == 30
+    assert s["final_gap"] == 0.02 and s["final_qos_violation"] == 0.0 and s["env_steps"] == 40
+    assert len(s["curve"]) == 4
+
+
+def test_tracker_excludes_evaluation_time():
+    ev = _ScriptedEvaluator([(0.5, 0.0), (0.0, 0.0)], delay=0.2)
+    tr = LearningTracker(ev)
+    t0 = time.perf_counter()
+    tr(1, None)
+    time.sleep(0.05)  # "training"
+    tr(2, None)
+    s = tr.summary(2)
+    elapsed = time.perf_counter() - t0
+    assert s["eval_wall_s"] >= 0.4
+    assert s["wall_s_to_target"] < 0.2 < elapsed  # the 2 x 0.2 s of evaluation are not training time
+    assert s["train_wall_s"] == pytest.approx(elapsed - s["eval_wall_s"], abs=0.05)
+
+
+# --------------------------------------------------------------------------- scenario cycling, seeds
+
+def _envs(*scenarios):
+    return [gym.make("bench/AutoScale-v0", scenario=s, max_levels_per_target=2, max_episode_steps=5)
+            for s in scenarios]
+
+
+def test_scenario_cycle_cycles_and_reseeds():
+    cyc = ScenarioCycle(_envs("wifi_strong", "cellular_only"), lambda s: episode_seeds("autoscale", s), seed=7)
+    obs_a, _ = cyc.reset(seed=3)
+    names = [cyc._env.unwrapped.scenario.name]
+    for _ in range(3):
+        cyc.reset()
+        names.append(cyc._env.unwrapped.scenario.name)
+    assert names == ["wifi_strong", "cellular_only", "wifi_strong", "cellular_only"]
+    obs_b, _ = cyc.reset(seed=3)  # restarts the episode-seed stream: the same first episode
+    np.testing.assert_array_equal(obs_a, obs_b)
+    assert cyc._env.unwrapped.scenario.name == "wifi_strong"
+
+
+def test_scenario_cycle_rejects_different_spaces():
+    a = gym.make("bench/AutoScale-v0", scenario="wifi_strong", max_levels_per_target=2)
+    b = gym.make("bench/AutoScale-v0", scenario="wifi_strong", max_levels_per_target=3)
+    with pytest.raises(ValueError, match="other spaces"):
+        ScenarioCycle([a, b], lambda s: episode_seeds("autoscale", s))
+
+
+class _SeedRecorder(gym.Wrapper):
+    def __init__(self, env, log):
+        super().__init__(env)
+        self.log = log
+
+    def reset(self, *, seed=None, options=None):
+        self.log.append(seed)
+        return self.env.reset(seed=seed, options=options)
+
+
+def test_episode_seeds_are_the_ones_our_learners_train_on(monkeypatch):
+    """SB3 sees the same episodes as ours: episode_seeds() reproduces each train()'s env-seed stream."""
+    from bench.policies import autoscale, dvfo
+
+    log = []
+    orig_as = autoscale.make_envs
+    monkeypatch.setattr(autoscale, "make_envs", lambda c: [_SeedRecorder(e, log) for e in orig_as(c)])
+    autoscale.train(autoscale.AutoScaleConfig(seed=11, total_steps=20, episode_steps=5, scenarios=("wifi_strong",),
+                                              max_levels_per_target=2))
+    stream = episode_seeds("autoscale", 11)
+    assert log == [next(stream) for _ in range(4)]
+
+    log.clear()
+    orig_dvfo = dvfo.make_env
+    monkeypatch.setattr(dvfo, "make_env", lambda c, s: _SeedRecorder(orig_dvfo(c, s), log))
+    dvfo.train(dvfo.DVFOConfig.ci(seed=11, total_steps=20, max_episode_steps=5, learning_starts=5,
+                                  scenarios=("dvfo_trickle_5mbps",), n_cpu_levels=2, n_gpu_levels=2, n_mem_levels=2,
+                                  xi_levels=3))
+    stream = episode_seeds("dvfo", 11)
+    assert log == [next(stream) for _ in range(4)]
+
+
+# --------------------------------------------------------------------------- the learners' callback
+
+def test_autoscale_callback_sees_every_nth_step_stops_early_and_changes_nothing_else():
+    from bench.policies.autoscale import AutoScaleConfig, train
+
+    cfg = AutoScaleConfig(seed=5, total_steps=600, episode_steps=100, scenarios=("wifi_weak", "signal_steps"),
+                          max_levels_per_target=2)
+    seen = []
+    ref = train(cfg)
+    watched = train(cfg, callback=lambda step, learner: seen.append(step), callback_every=250)
+    assert seen == [250, 500]
+    np.testing.assert_array_equal(ref.learner.q, watched.learner.q)  # returning None never changes training
+    stopped = train(cfg, callback=lambda step, learner: step >= 250, callback_every=250)
+    assert stopped.env_steps == 250 and stopped.learner.visits.sum() == 250
+    with pytest.raises(ValueError, match="callback_every"):
+        train(cfg, callback=lambda s, l: None, callback_every=0)
+
+
+def test_dvfo_callback_stops_early_and_changes_nothing_else():
+    import torch
+
+    from bench.policies.dvfo import DVFOConfig, train
+
+    cfg = DVFOConfig.ci(seed=5, total_steps=300, max_episode_steps=100, learning_starts=50,
+                        scenarios=("dvfo_trickle_5mbps",), n_cpu_levels=2, n_gpu_levels=2, n_mem_levels=2, xi_levels=3)
+    seen = []
+    ref = train(cfg)
+    watched = train(cfg, callback=lambda step, learner: seen.append((step, learner.steps)), callback_every=100)
+    assert seen == [(100, 100), (200, 200), (300, 300)]
+    for a, b in zip(ref.learner.q.parameters(), watched.learner.q.parameters()):
+        assert torch.equal(a, b)
+    stopped = train(cfg, callback=lambda step, learner: True, callback_every=120)
+    assert stopped.env_steps == 120 and stopped.learner.steps == 120
+
+
+# --------------------------------------------------------------------------- Stable-Baselines3 (optional)
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_sb3_run_uses_the_same_budget_and_is_evaluated(algo):
+    pytest.importorskip("stable_baselines3")
+    budget = 256 if algo == "dqn" else 2048  # PPO collects whole rollouts of 2048 steps
+    job = Job(env="dvfo", learner=algo, budget=budget, seed=3, eval_every=128 if algo == "dqn" else 1024,
+              eval_seeds=(101,), eval_steps=20)
+    r = run_job(job)
+    assert r["env_steps"] == budget and r["learner"] == algo
+    assert [c["step"] for c in r["curve"]] == list(range(job.eval_every, budget + 1, job.eval_every))
+    assert math.isfinite(r["final_gap"]) and r["train_wall_s"] > 0 and r["oracle_energy_mj"] > 0
+    assert r["hyperparameters"] == {"gamma": 0.1}  # the DVFO config's discount from params.yaml
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_sb3_policy_acts_as_predict(algo):
+    """The fast greedy action equals SB3's own ``predict(deterministic=True)`` on normalised observations."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from bench.perf_learn import SB3Policy
+
+    env = gym.make("bench/DVFO-v0", scenario="dvfo_trickle_5mbps", n_cpu_levels=2, n_gpu_levels=2, n_mem_levels=2,
+                   xi_levels=3, max_episode_steps=50)
+    venv = VecNormalize(DummyVecEnv([lambda: env]), norm_reward=False)
+    model = (DQN if algo == "dqn" else PPO)("MlpPolicy", venv, seed=0, device="cpu")
+    venv.reset()
+    for _ in range(30):  # move the running statistics away from (0, 1)
+        venv.step(np.array([venv.action_space.sample()]))
+    policy = SB3Policy(model, venv)
+    rng = np.random.default_rng(0)
+    low, high = env.observation_space.low, np.minimum(env.observation_space.high, 1e3)
+    for _ in range(50):
+        obs = rng.uniform(low, high).astype(np.float32)
+        expected, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
+        assert policy.act(obs) == int(expected)
