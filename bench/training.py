@@ -43,12 +43,12 @@ def make_config(learner: str, profile: str, overrides: dict[str, Any], root_seed
 
 
 def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], root_seed: int,
-              out_dir: str | Path) -> dict[str, Any]:
+              out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
     """Train and write ``out_dir/policy/`` (the artefact), ``curve.csv`` and ``train.json``; returns the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = make_config(learner, profile, overrides, root_seed, run)
-    result = learner_module(learner).train(config)
+    result = learner_module(learner).train(config, progress=progress)
     result.learner.save(out_dir / "policy")
     curve = result.curve.copy()
     curve.insert(0, "learner", learner)
