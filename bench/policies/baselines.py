@@ -67,14 +67,10 @@ def env_kind(env) -> str:
 
 
 def episode_arrays(env) -> tuple[States, Draws, int]:
-    """(states, draws, current step) of the env's current episode - privileged information.
-
-    The one place that reads the env's episode internals; raises if ``reset`` was not called.
-    """
-    u = env.unwrapped
-    if getattr(u, "_states", None) is None:
-        raise RuntimeError("the env has no episode yet: call env.reset() before using a privileged policy")
-    return u._states, u._draws, int(u._t)
+    """(states, draws, current step) of the env's current episode - privileged information
+    (:meth:`bench.sim.envs._SimEnv.episode`); raises if ``reset`` was not called."""
+    ep = env.unwrapped.episode()
+    return ep.states, ep.draws, ep.step
 
 
 def baselines_for(env) -> list[str]:
@@ -122,9 +118,9 @@ class WorkloadFromObs:
     """
 
     def __init__(self, env):
-        from bench.sim.envs import _nn_features
+        from bench.sim.envs import nn_features
 
-        self.features = _nn_features(env.unwrapped.system).astype(np.float32)
+        self.features = nn_features(env.unwrapped.system).astype(np.float32)
         self._exact = {tuple(r.tolist()): i for i, r in enumerate(self.features)}
 
     def __call__(self, obs) -> int:

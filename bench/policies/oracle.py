@@ -46,7 +46,7 @@ class Oracle(Policy):
         if self.wait_aware:
             states, _, t = episode_arrays(self.env)
             qos = float(states.qos_ms[t])
-            latency = out.latency_ms + float(self.env.unwrapped._wait_ms)
+            latency = out.latency_ms + self.env.unwrapped.episode().wait_ms
             ok = out.qos_ok & (latency <= qos)
             excess = np.maximum(latency / qos - 1.0, 0.0) - np.maximum(out.latency_ms / qos - 1.0, 0.0)
             # violation = latency excess + accuracy excess; swap in the latency excess with the wait

@@ -58,7 +58,8 @@ def evaluate(learner: DVFOLearner, config: DVFOConfig, scenarios: Sequence[str],
             env.reset(seed=int(seed))
             u = env.unwrapped
             # the oracle needs the episode's realised states and draws (the env's own episode data)
-            best, _ = u.sim.oracle(u._states, u._draws)
+            ep = u.episode()
+            best, _ = u.sim.oracle(ep.states, ep.draws)
             n_steps = env.spec.max_episode_steps or len(best)
             best = best[:n_steps]
             policies = {"dvfo": lambda t, o: learner.act(o), "oracle": lambda t, o, b=best: int(b[t])}

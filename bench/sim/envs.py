@@ -9,6 +9,7 @@ Register them with :func:`register_envs` (idempotent; run on ``import bench``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ import pandas as pd
 from gymnasium import spaces
 
 from bench.scenarios import Scenario, load_scenario
+from bench.sim.core import Draws, States
 from bench.sim.system import System, autoscale_system, dvfo_system
 
 AUTOSCALE_ID = "bench/AutoScale-v0"
@@ -31,11 +33,21 @@ def _scenario(s: Scenario | str) -> Scenario:
     return s if isinstance(s, Scenario) else load_scenario(s)
 
 
-def _nn_features(system: System) -> np.ndarray:
+def nn_features(system: System) -> np.ndarray:
     """(W, 5): conv / fc / recurrent / attention layer counts and log10 FLOPs."""
     wl = system.workloads
     return np.column_stack([wl["n_conv"], wl["n_fc"], wl["n_recurrent"], wl["n_attention"],
                             np.log10(np.maximum(wl["flops"].to_numpy(dtype=float), 1.0))]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """See :meth:`_SimEnv.episode`."""
+
+    states: States
+    draws: Draws
+    step: int
+    wait_ms: float  # DVFO: the previous request still running when this one arrives (0 for AutoScale)
 
 
 class _SimEnv(gym.Env):
@@ -52,7 +64,7 @@ class _SimEnv(gym.Env):
             raise ValueError(f"scenario {self.scenario.name!r} requests workload(s) {missing} the simulator does not "
                              f"know; known: {list(self.sim.tables.workloads)}")
         self.action_space = spaces.Discrete(self.sim.A)
-        self._nn = _nn_features(system)
+        self._nn = nn_features(system)
         self._t = 0
         self._states = None
 
@@ -60,6 +72,16 @@ class _SimEnv(gym.Env):
     def action_table(self) -> pd.DataFrame:
         """One row per action index: what it runs where and at which levels."""
         return self.sim.tables.actions
+
+    def episode(self) -> "Episode":
+        """The current episode's realised states and random draws, the step and the queueing wait.
+
+        Privileged information (what the oracle and the hindsight baselines use); a real
+        scheduler only sees observations. Raises if ``reset`` has not been called.
+        """
+        if self._states is None:
+            raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
+        return Episode(self._states, self._draws, int(self._t), float(getattr(self, "_wait_ms", 0.0)))
 
     def _new_episode(self) -> None:
         trace_rng, draw_rng = self.np_random.spawn(2)

@@ -82,3 +82,16 @@ def test_profile_and_scenario_by_constructor(placeholder_curve):
     assert "peer" not in set(env.unwrapped.action_table["name"])
     obs, _ = env.reset(seed=1)
     assert obs[5] == pytest.approx(0.9)  # the CPU-heavy co-runner's load is observed
+
+
+def test_episode_accessor_is_privileged_and_tracks_the_step():
+    import gymnasium as gym
+
+    env = gym.make("bench/AutoScale-v0", scenario="wifi_strong")
+    with pytest.raises(gym.error.ResetNeeded):
+        env.unwrapped.episode()
+    env.reset(seed=3)
+    first = env.unwrapped.episode()
+    assert first.step == 0 and first.wait_ms == 0.0 and len(first.states.workload) > 1
+    env.step(0)
+    assert env.unwrapped.episode().step == 1 and env.unwrapped.episode().states is first.states
