@@ -16,7 +16,7 @@ def test_time_callable_counts_and_excludes_warmup():
 
 def test_time_callable_measures_real_time():
     samples = measure.time_callable(lambda: time.sleep(0.02), warmup=0, repeats=3)
-    assert np.all(samples >= 19.0) and np.all(samples < 200.0)
+    assert np.all(samples >= 19.0) and np.all(samples < 2000.0)  # milliseconds, not seconds or µs
 
 
 def test_summary_is_median_and_p95():

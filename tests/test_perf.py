@@ -114,7 +114,8 @@ def test_tracker_excludes_evaluation_time():
     s = tr.summary(2)
     elapsed = time.perf_counter() - t0
     assert s["eval_wall_s"] >= 0.4
-    assert s["wall_s_to_target"] < 0.2 < elapsed  # the 2 x 0.2 s of evaluation are not training time
+    # the 2 x 0.2 s of evaluation are not training time (an identity, no wall-clock threshold)
+    assert s["wall_s_to_target"] <= elapsed - s["eval_wall_s"] + 1e-3
     assert s["train_wall_s"] == pytest.approx(elapsed - s["eval_wall_s"], abs=0.05)
 
 

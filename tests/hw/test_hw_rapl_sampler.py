@@ -125,7 +125,7 @@ def test_trapezoid_window_matches_analytic_integral():
     assert w.method == "trapezoid"
     assert w.energy_j == pytest.approx(exact, rel=1e-6)
     assert w.power_w == pytest.approx(exact / (t1 - t0), rel=1e-6)
-    assert 10 <= w.n_samples <= 40
+    assert 2 <= w.n_samples <= 40  # ~20 at 100 Hz; fewer only if this thread is starved (no timing goal here)
     assert all(b.t_s >= a.t_s for a, b in zip(w.samples, w.samples[1:]))
 
 
