@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -118,7 +118,3 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
         kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed)
         out[str(suite)] = {"overall": summarise(frame, **kw), "by_scenario": summarise_by_scenario(frame, **kw)}
     return round_floats(out)
-
-
-def cell_manifest(cells: Sequence[Cell]) -> list[dict[str, Any]]:
-    return [asdict(c) for c in cells]

@@ -10,7 +10,6 @@ or stays NaN with ``meter: none``.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -112,7 +111,3 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -32,8 +32,7 @@ SUITE_NOTES = {
                    "CPU/GPU/memory frequencies (the DNN runs on the Jetson's GPU); cloud-only = the largest "
                    "offloaded share of feature maps DVFO can choose.",
 }
-POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only",
-                "random")
+
 
 
 def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
@@ -45,24 +44,13 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str])
     return "\n".join(lines)
 
 
-def _ci(entry: Mapping | None, fmt: str) -> str:
-    if not isinstance(entry, Mapping) or entry.get("mean") is None:
-        return "n/a"
-    lo, hi = entry.get("ci_low"), entry.get("ci_high")
-    return f"{fmt.format(entry['mean'])} [{fmt.format(lo)}, {fmt.format(hi)}]" if lo is not None else fmt.format(entry["mean"])
-
-
 def results_section(metrics: Mapping[str, Mapping]) -> str:
+    from bench.report import LEARNERS, headline_rows
+
     parts = []
     for suite in sorted(metrics):
-        pols = metrics[suite]
-        order = [p for p in POLICY_ORDER if p in pols] + sorted(set(pols) - set(POLICY_ORDER))
-        rows = [{"policy": f"**{p}**" if p in ("autoscale", "dvfo") else p,
-                 "energy / inference (mJ)": _ci(pols[p].get("energy_mj"), "{:.1f}"),
-                 "QoS violations": _ci(pols[p].get("qos_violation_rate"), "{:.3f}"),
-                 "× vs CPU-only": _ci(pols[p].get("efficiency_vs_cpu_only"), "{:.2f}"),
-                 "× vs cloud-only": _ci(pols[p].get("efficiency_vs_cloud_only"), "{:.2f}"),
-                 "gap to oracle": _ci(pols[p].get("gap_to_oracle"), "{:+.1%}")} for p in order]
+        rows = [{**r, "policy": f"**{r['policy']}**" if r["policy"] in LEARNERS else r["policy"]}
+                for r in headline_rows(metrics[suite])]
         note = SUITE_NOTES.get(suite, "")
         parts.append(f"**{suite}** (mean over scenarios × seeds; 95% bootstrap CI). {note}\n\n"
                      + markdown_table(rows, list(rows[0])))

@@ -21,42 +21,39 @@ import seaborn as sns  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def metrics_table(metrics: Mapping[str, Mapping], columns: Iterable[str] = ("energy_mj", "qos_violation_rate",
-                  "efficiency_vs_cpu_only", "efficiency_vs_cloud_only", "gap_to_oracle")) -> pd.DataFrame:
-    """One row per policy: ``mean [ci_low, ci_high]`` per metric, as numbers in separate columns."""
-    rows = []
-    for pol, entry in metrics.items():
-        row = {"policy": pol}
-        for col in columns:
-            v = entry.get(col)
-            if isinstance(v, Mapping):
-                row[col] = v["mean"]
-                row[f"{col}_ci"] = (v["ci_low"], v["ci_high"])
-            elif v is not None:
-                row[col] = v
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("policy")
+#: row order of headline tables: the learners first, then the references
+POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only",
+                "random")
+LEARNERS = ("autoscale", "dvfo")
 
 
-def format_ci(mean: float, lo: float, hi: float, fmt: str = "{:.2f}") -> str:
-    if mean is None or not np.isfinite(mean):
+def format_ci(entry: Mapping | None, fmt: str = "{:.2f}") -> str:
+    """``mean [ci_low, ci_high]`` of a metrics entry; ``n/a`` when missing (NaN is stored as None)."""
+    if not isinstance(entry, Mapping) or entry.get("mean") is None or not np.isfinite(entry["mean"]):
         return "n/a"
-    return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    if lo is None or hi is None:
+        return fmt.format(entry["mean"])
+    return f"{fmt.format(entry['mean'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
-def headline_table(metrics: Mapping[str, Mapping], order: Iterable[str] | None = None) -> pd.DataFrame:
-    """Human-readable headline: energy per inference, QoS violations, efficiency ratios, oracle gap (95% CI)."""
-    rows = []
-    for pol in (order or metrics):
-        if pol not in metrics:
-            continue
-        m = metrics[pol]
-        get = lambda k, f="{:.2f}": format_ci(m[k]["mean"], m[k]["ci_low"], m[k]["ci_high"], f) if k in m else "n/a"  # noqa: E731
-        rows.append({"policy": pol, "energy / inference (mJ)": get("energy_mj", "{:.1f}"),
-                     "QoS violations": get("qos_violation_rate", "{:.3f}"),
-                     "× vs CPU-only": get("efficiency_vs_cpu_only"), "× vs cloud-only": get("efficiency_vs_cloud_only"),
-                     "gap to oracle": get("gap_to_oracle", "{:+.1%}")})
-    return pd.DataFrame(rows).set_index("policy")
+def headline_rows(metrics: Mapping[str, Mapping]) -> list[dict[str, str]]:
+    """Energy per inference, QoS violations, efficiency ratios and oracle gap (95% CI), one row per policy.
+
+    The one formatting of the headline: the report notebook shows it, README's refresh renders it.
+    """
+    order = [p for p in POLICY_ORDER if p in metrics] + sorted(set(metrics) - set(POLICY_ORDER))
+    return [{"policy": p,
+             "energy / inference (mJ)": format_ci(metrics[p].get("energy_mj"), "{:.1f}"),
+             "QoS violations": format_ci(metrics[p].get("qos_violation_rate"), "{:.3f}"),
+             "× vs CPU-only": format_ci(metrics[p].get("efficiency_vs_cpu_only")),
+             "× vs cloud-only": format_ci(metrics[p].get("efficiency_vs_cloud_only")),
+             "gap to oracle": format_ci(metrics[p].get("gap_to_oracle"), "{:+.1%}")} for p in order]
+
+
+def headline_table(metrics: Mapping[str, Mapping]) -> pd.DataFrame:
+    """:func:`headline_rows` as a DataFrame indexed by policy (for notebooks)."""
+    return pd.DataFrame(headline_rows(metrics)).set_index("policy")
 
 
 def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], baseline: str = "cpu_only",

@@ -89,7 +89,6 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
     a_point, a_reps = boot(lambda r: per_request(acc, r, acc_n))
 
     lat = results.groupby("policy")["latency_ms"]
-    lat_cells = {k: v for k, v in results.groupby(["scenario", "seed"])}
     keys = list(energy.index)
 
     out: dict[str, dict] = {}
@@ -99,7 +98,8 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
             "qos_violation_rate": _ci(v_reps[:, j], v_point[pol]),
             "accuracy": _ci(a_reps[:, j], a_point[pol]),
             "latency_p50_ms": float(lat.quantile(0.5)[pol]),
-            "latency_p95_ms": float(lat.quantile(0.95)[pol]),
+            # same shape whether or not the bootstrap below runs (no interval without it)
+            "latency_p95_ms": {"mean": float(lat.quantile(0.95)[pol]), "ci_low": np.nan, "ci_high": np.nan},
             "n_requests": int(count[pol].sum()),
             "n_cells": int(count[pol].notna().sum()),
         }
@@ -113,6 +113,7 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
         out[pol] = entry
     # p95 latency CIs need per-request data: resample cells and recompute (small tables only)
     if n_boot and len(keys) <= 2000:
+        lat_cells = dict(iter(results.groupby(["scenario", "seed"])))
         frames = [lat_cells[k] for k in keys]
         reps = {pol: [] for pol in policies}
         for rows in idx[: min(n_boot, 200)]:
@@ -121,7 +122,7 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
             for pol in policies:
                 reps[pol].append(q.get(pol, np.nan))
         for pol in policies:
-            out[pol]["latency_p95_ms"] = _ci(np.asarray(reps[pol]), out[pol]["latency_p95_ms"])
+            out[pol]["latency_p95_ms"] = _ci(np.asarray(reps[pol]), out[pol]["latency_p95_ms"]["mean"])
     return out
 
 

@@ -66,6 +66,13 @@ def test_accuracy_averages_only_requests_with_a_known_accuracy():
     assert res["learner"]["accuracy"]["mean"] == pytest.approx(0.7)
 
 
+def test_every_interval_metric_has_the_same_shape_with_or_without_bootstrap():
+    for n_boot in (0, 30):
+        entry = summarise(_results(), n_boot=n_boot)["learner"]
+        for key in ("energy_mj", "qos_violation_rate", "accuracy", "latency_p95_ms"):
+            assert set(entry[key]) == {"mean", "ci_low", "ci_high"}, (n_boot, key)
+
+
 def test_missing_column_is_named():
     with pytest.raises(ValueError, match="qos_ok"):
         summarise(_results().drop(columns="qos_ok"))

@@ -82,10 +82,3 @@ def evaluate_policy(policy: Policy | str, env_id_or_env: str | gym.Env, scenario
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     out["qos_ok"] = out["qos_ok"].astype(bool)
     return out[COLUMNS]
-
-
-def summarize(results: pd.DataFrame, by: Iterable[str] = ("policy", "scenario")) -> pd.DataFrame:
-    """Mean device energy per inference, QoS violation rate and step count per group."""
-    g = results.groupby(list(by), sort=True)
-    return pd.DataFrame({"energy_mj": g["energy_mj"].mean(), "qos_violation": 1.0 - g["qos_ok"].mean(),
-                         "n": g.size()}).reset_index()
