@@ -20,7 +20,7 @@ from pathlib import Path
 def _cmd_profiles(args) -> int:
     import pandas as pd
 
-    from bench.profiles import list_profiles, load_profile
+    from bench.world.profiles import list_profiles, load_profile
 
     names = args.names or list_profiles()
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
@@ -46,7 +46,7 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_notebook(args) -> int:
-    from bench.stages import run_stage
+    from bench.pipeline.stages import run_stage
 
     out = run_stage(args.stage, Path(args.params), run=args.run)
     print(f"executed notebook: {out}")
@@ -54,25 +54,26 @@ def _cmd_notebook(args) -> int:
 
 
 def _workloads_main(argv: list[str]) -> int:
-    from bench import workloads
+    from bench.world import workloads
 
     return workloads.main(argv)
 
 
 def _collect_main(argv: list[str]) -> int:
+    from bench.pipeline.measure import time_workload
     from hw import cli as hw_cli
 
-    return hw_cli.main(argv)
+    return hw_cli.main(argv, time_fn=time_workload)
 
 
 def _readme_main(argv: list[str]) -> int:
-    from bench import readme
+    from bench.pipeline import readme
 
     return readme.main(argv)
 
 
 def _perf_main(argv: list[str]) -> int:
-    from bench import perf
+    from bench.perf import main as perf
 
     return perf.main(argv)
 
@@ -87,9 +88,9 @@ def _cmd_env_yml(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.config import ParamsError
+    from bench.errors import BenchError
     from bench.paths import PARAMS_FILE
-    from bench.profiles import ProfileError
+    from hw.base import MeterError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # Sub-commands with their own parsers get their arguments untouched (argparse's
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ParamsError, ProfileError) as exc:
+    except (BenchError, MeterError) as exc:  # a user's mistake or a missing device: one line, exit 2
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

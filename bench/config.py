@@ -24,12 +24,13 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from bench.errors import ConfigError
 from bench.paths import PARAMS_FILE
 
 ADAPTERS = ("auto", "none", "rapl", "nvml", "jetson", "android", "replay")
 
 
-class ParamsError(ValueError):
+class ParamsError(ConfigError):
     """params.yaml is invalid; the message names the key and what is allowed."""
 
 
@@ -43,13 +44,13 @@ def spec(default: Any, doc: str, *, ge: float | None = None, le: float | None = 
 
 
 def _workload_names() -> list[str]:
-    from bench.workloads import WORKLOADS  # lazy: keeps `bench.config` free of torch
+    from bench.world.workloads import WORKLOADS  # lazy: keeps `bench.config` free of torch
 
     return sorted(WORKLOADS)
 
 
 def _profile_names() -> list[str]:
-    from bench.profiles import list_profiles
+    from bench.world.profiles import list_profiles
 
     return list_profiles()
 
@@ -61,7 +62,7 @@ class ProfileParams:
     workloads: tuple[str, ...] = spec(
         ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "inception_v3", "vit_b_16",
          "lstm_text", "transformer_text"),
-        "DNN workloads to time on this host (names from bench.workloads.WORKLOADS).",
+        "DNN workloads to time on this host (names from bench.world.workloads.WORKLOADS).",
         choices=_workload_names)
     warmup: int = spec(2, "Untimed runs per workload before measuring (caches, allocator, lazy init).", ge=0, le=100)
     repeats: int = spec(10, "Timed runs per workload; latency_ms is their median, latency_p95_ms the 95th percentile.",
@@ -93,7 +94,7 @@ def _policy_names() -> list[str]:
 
 
 def _scenario_names() -> list[str]:
-    from bench.scenarios import list_scenarios
+    from bench.world.scenarios import list_scenarios
 
     return list_scenarios()
 

@@ -130,7 +130,7 @@ class AdbDevice:
         """Run ``argv`` on the phone ``warmup + repeats`` times, timed on the phone (``date +%s%N``).
 
         Returns ``latency_ms`` (median), ``latency_p95_ms`` and ``n_runs`` like
-        ``bench.measure.time_workload``, so it plugs into :func:`hw.collect.collect`.
+        ``bench.pipeline.measure.time_workload``, so it plugs into :func:`hw.collect.collect`.
         """
         if repeats < 1 or warmup < 0:
             raise ValueError(f"repeats={repeats} must be >= 1 and warmup={warmup} >= 0")

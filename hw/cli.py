@@ -7,7 +7,7 @@
 available (the reason is printed), 3 device gone mid-run (rows so far kept),
 130 interrupted (rows so far kept; rerun the same command to resume).
 
-The default runner is ``bench.measure.time_workload(name, warmup, repeats, threads)``:
+The default runner is ``bench.pipeline.measure.time_workload(name, warmup, repeats, threads)``:
 ``warm_cell`` calls it with the warm-up count (unmeasured) and ``run_cell`` with
 ``warmup=0`` inside the energy window, so warm-up never counts towards energy.
 With ``--adapter android`` the workload runs on the phone: ``--phone-command``
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="collect", description=__doc__.split("\n\n")[0])
     p.add_argument("--adapter", choices=ADAPTERS, default="auto", help="meter to measure energy with (default: auto)")
     p.add_argument("--out", required=True, help="output trace (.parquet); a .journal.jsonl beside it makes reruns resume")
-    p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.workloads)")
+    p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.world.workloads)")
     p.add_argument("--targets", nargs="+", default=["cpu"], help="execution targets (default: cpu)")
     p.add_argument("--repeats", type=int, default=20, help="measured inferences per cell (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="unmeasured inferences before each cell (default: 3)")
@@ -107,14 +107,9 @@ def make_dvfs(args: argparse.Namespace, meter: Meter | None) -> DvfsController |
     return jetson_dvfs(args.sysfs_root)  # plain cpufreq on non-Jetson hosts
 
 
-def _default_time_fn() -> TimeFn:
-    from bench.measure import time_workload  # written by the lead; imported only when used
-
-    return time_workload
-
-
 def main(argv: Sequence[str] | None = None, time_fn: TimeFn | None = None) -> int:
-    """``collect`` entry point. ``time_fn`` replaces ``bench.measure.time_workload`` (tests)."""
+    """``collect`` entry point. ``time_fn(workload, warmup, repeats, threads)`` runs one cell on this host;
+    ``python -m bench collect`` passes ``bench.pipeline.measure.time_workload`` (hw never imports bench)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "collect":
         argv = argv[1:]
@@ -151,7 +146,11 @@ def main(argv: Sequence[str] | None = None, time_fn: TimeFn | None = None) -> in
             if args.warmup:
                 phone.time_command(shlex.split(args.phone_command.format(**cell)), args.warmup)
     else:
-        fn = time_fn or _default_time_fn()
+        if time_fn is None:
+            print("error: no workload runner: call through `python -m bench collect`, which supplies one",
+                  file=sys.stderr)
+            return 2
+        fn = time_fn
 
         def run_cell(cell):
             return fn(cell["workload"], 0, args.repeats, args.threads)

@@ -2,7 +2,7 @@
 
 :func:`collect` runs one caller-supplied ``run_cell(cell) -> dict`` per cell, measures
 energy around it through :class:`hw.sampler.Sampler` when a meter is given, and
-writes one trace row per cell (schema: :mod:`bench.traces`).
+writes one trace row per cell (schema: :mod:`hw.traces`).
 
 Crash safety — an append-only journal ``<out>.journal.jsonl`` next to the output:
 
@@ -12,7 +12,7 @@ Crash safety — an append-only journal ``<out>.journal.jsonl`` next to the outp
   write a crash interrupted) is cut off, and a finished cell is never run or
   written twice;
 * at the end (and on Ctrl-C) the journal is compacted to parquet + ``.meta.json``
-  with :func:`bench.traces.write_trace` (temporary file + rename).
+  with :func:`hw.traces.write_trace` (temporary file + rename).
 
 A cell is a dict; its id is the hash of its canonical JSON unless it has an ``id``
 key. Cell keys that are trace columns (``workload``, ``target``, ``cpu_mhz``...)
@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from bench.traces import TRACE_COLUMNS, run_metadata, trace_frame, utc_now, write_trace
+from hw.traces import TRACE_COLUMNS, run_metadata, trace_frame, utc_now, write_trace
 
 from .base import DeviceGoneError, DvfsController, Meter
 from .sampler import Sampler

@@ -2,7 +2,7 @@
 
 tegrastats formats handled by :func:`parse_tegrastats` (sources: the L4T
 Developer Guide, "tegrastats Utility" appendix, and logs recorded on real boards —
-see tests/hw and /work/shared/fixtures/tegrastats/README.md):
+see tests/hw and data/samples/tegrastats/README.md):
 
 =====================================  ===============================================
 token                                  seen on

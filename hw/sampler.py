@@ -16,7 +16,7 @@ How energy is computed over a window ``[t0, t1]`` (monotonic wall time of the bl
   ``t1`` and held constant beyond the first/last sample (``numpy.interp``).
 
 The thread only calls ``meter.read()`` and appends to a list, so its CPU overhead is
-the meter's read cost times the rate (``python -m hw.bench_overhead`` measures it).
+the meter's read cost times the rate (``python -m bench.perf.sampler`` measures it).
 Timestamps are ``time.monotonic()``. A meter error in the thread (device unplugged)
 stops sampling; the window then raises :class:`~hw.base.DeviceGoneError` with every
 sample taken so far attached.

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from bench.cli import main
-from bench.profiles import list_profiles, load_profile
+from bench.world.profiles import list_profiles, load_profile
 
 
 def test_profiles_prints_targets_and_levels(capsys):
@@ -43,9 +43,9 @@ def test_env_yml_check_passes():
 def test_collect_passes_options_through_and_writes_a_trace(tmp_path):
     from pathlib import Path
 
-    from bench.traces import read_trace
+    from hw.traces import read_trace
 
-    log = Path(__file__).resolve().parents[2] / "shared/fixtures/tegrastats/tegra_burn_6core_vdd_cpu_gpu_cv.log"
+    log = Path(__file__).resolve().parents[1] / "data/samples/tegrastats/tegra_burn_6core_vdd_cpu_gpu_cv.log"
     out = tmp_path / "trace.parquet"
     code = main(["collect", "--adapter", "replay", "--replay", str(log), "--workloads", "lstm_text",
                  "--repeats", "2", "--warmup", "0", "--out", str(out), "--no-progress"])

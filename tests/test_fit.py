@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.fit import fit_latency_model, host_profile
-from bench.profiles import profile_from_dict, profile_to_dict
-from bench.traces import trace_frame
+from bench.world.fit import fit_latency_model, host_profile
+from bench.world.profiles import profile_from_dict, profile_to_dict
+from hw.traces import trace_frame
 
 
 def _workloads(n=6, seed=0):

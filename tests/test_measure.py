@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from bench import measure
+from bench.pipeline import measure
 
 
 def test_time_callable_counts_and_excludes_warmup():
@@ -50,7 +50,7 @@ def test_measure_host_is_real_resumable_and_keeps_failures(tmp_path, monkeypatch
 def test_measure_host_says_how_to_resume(tmp_path, monkeypatch):
     from hw import cli as hw_cli
 
-    monkeypatch.setattr(hw_cli, "main", lambda argv: 3)
+    monkeypatch.setattr(hw_cli, "main", lambda argv, time_fn=None: 3)
     with pytest.raises(RuntimeError, match="resumes"):
         measure.measure_host(["lstm_text"], 0, 1, adapter="none", out_path=tmp_path / "t.parquet")
 

@@ -16,9 +16,9 @@ import pytest
 
 import bench.policies  # noqa: F401  (registers the policies)
 import bench.sim  # noqa: F401  (registers the envs)
-from bench import perf
-from bench.perf_learn import Job, LearningTracker, ScenarioCycle, episode_seeds, run_job
-from bench.readme import perf_section
+from bench.perf import main as perf
+from bench.perf.learn import Job, LearningTracker, ScenarioCycle, episode_seeds, run_job
+from bench.pipeline.readme import perf_section
 
 MEASURES = ("Vectorised simulator, decisions/s", "One gym step", "AutoScale act", "DVFO act on CPU",
             "DVFO decision time hidden", "AutoScale-v0: env steps until within", "AutoScale-v0: training wall time until",
@@ -235,7 +235,7 @@ def test_sb3_policy_acts_as_predict(algo):
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from bench.perf_learn import SB3Policy
+    from bench.perf.learn import SB3Policy
 
     env = gym.make("bench/DVFO-v0", scenario="dvfo_trickle_5mbps", n_cpu_levels=2, n_gpu_levels=2, n_mem_levels=2,
                    xi_levels=3, max_episode_steps=50)

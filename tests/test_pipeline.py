@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.demo import CI_RUNS, CI_SUITES
+from bench.pipeline.demo import CI_RUNS, CI_SUITES
 from bench.paths import REPO_ROOT
-from bench.stages import stage_parameters
+from bench.pipeline.stages import stage_parameters
 
 IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "__pycache__", ".pytest_cache", "*.egg-info",
                                 ".ipynb_checkpoints", "tmp")

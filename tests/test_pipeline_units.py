@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import claims, demo, evaluate, readme, training
+from bench.pipeline import claims, demo, evaluate, readme, training
 from bench.seeding import derive_seed, derive_seeds
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.profiles import (ProfileError, list_profiles, load_profile, profile_from_dict, profile_to_dict,
+from bench.world.profiles import (ProfileError, list_profiles, load_profile, profile_from_dict, profile_to_dict,
                             unsourced_numbers)
 
 SHIPPED = list_profiles()

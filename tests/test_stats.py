@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import cell_table, summarise, summarise_by_scenario
+from bench.pipeline.stats import cell_table, summarise, summarise_by_scenario
 
 
 def _results(n_scen=3, n_seeds=4, n_steps=50, seed=0):

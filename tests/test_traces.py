@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from bench.traces import TRACE_COLUMNS, TraceSchemaError, read_trace, run_metadata, sidecar_path, trace_frame, write_trace
+from hw.traces import TRACE_COLUMNS, TraceSchemaError, read_trace, run_metadata, sidecar_path, trace_frame, write_trace
 
 ROW = {"device": "d", "adapter": "none", "workload": "resnet18", "target": "cpu", "source": "measured", "meter": "none",
        "latency_ms": 12.0, "n_runs": 3, "batch": 1}

@@ -1,4 +1,4 @@
-"""Tests for bench.workloads: counting, partitions, and the shipped cache.
+"""Tests for bench.world.workloads: counting, partitions, and the shipped cache.
 
 Expected values are derived from layer shapes (hand FLOP counts), published
 architecture definitions, or torchvision's own metadata — never copied from
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import workloads as wl
+from bench.world import workloads as wl
 
 CHEAP = ["lstm_text", "mobilenet_v2", "resnet18", "transformer_text"]
 REPO = Path(__file__).resolve().parent.parent
@@ -183,7 +183,7 @@ def test_unknown_workload_names_allowed_values(call):
 
 
 def test_loading_cache_does_not_import_torch():
-    code = ("import sys; from bench import workloads as w; w.load_workloads(); "
+    code = ("import sys; from bench.world import workloads as w; w.load_workloads(); "
             "w.load_partitions(); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                    env={"PYTHONPATH": str(REPO), "PATH": ""})

@@ -51,7 +51,7 @@ Q_FILE, META_FILE = "q_table.npz", "autoscale.json"
 _LOG10_2 = float(np.log10(2.0))  # observation carries log10 FLOPs; MACs = FLOPs / 2
 
 def _default_scenarios() -> tuple[str, ...]:
-    from bench.scenarios import list_scenarios
+    from bench.world.scenarios import list_scenarios
 
     return tuple(list_scenarios())
 
@@ -297,7 +297,7 @@ def make_envs(config: AutoScaleConfig) -> list[gym.Env]:
     """One AutoScale env per training scenario (same devices, so the same action table)."""
     from bench.sim.envs import AUTOSCALE_ID
 
-    from bench.scenarios import load_scenario
+    from bench.world.scenarios import load_scenario
 
     envs = []
     for s in config.scenarios:

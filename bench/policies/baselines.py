@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.network import LinkModel, load_link
+from bench.world.network import LinkModel, load_link
 from bench.policies.base import Policy, register
 from bench.sim.core import Draws, States
 

@@ -96,7 +96,7 @@ class DVFOConfig:
     max_grad_norm: float = 10.0
     """Gradient-norm clip of each update."""
     scenarios: tuple[str, ...] = ("dvfo_trickle_5mbps", "dvfo_bandwidth_sweep", "dvfo_bandwidth_walk")
-    """Scenarios trained on, cycled one per episode (names from ``bench.scenarios.list_scenarios()``)."""
+    """Scenarios trained on, cycled one per episode (names from ``bench.world.scenarios.list_scenarios()``)."""
     max_episode_steps: int | None = None
     """Steps per episode; ``None`` = the scenario's whole trace (so a bandwidth sweep is seen in full)."""
     edge: str = "jetson_xavier_nx"
@@ -171,7 +171,7 @@ class DVFOConfig:
 
 def make_env(config: DVFOConfig, scenario: str) -> gym.Env:
     """``bench/DVFO-v0`` for one scenario with the config's settings."""
-    from bench.scenarios import load_scenario
+    from bench.world.scenarios import load_scenario
     steps = config.max_episode_steps or load_scenario(scenario).steps
     return gym.make(DVFO_ID, scenario=scenario, max_episode_steps=steps, **config.env_kwargs())
 

@@ -4,8 +4,8 @@ Everything that depends only on (workload, action) is precomputed once into
 ``(W, A)`` arrays (:class:`ActionTables`, built by :mod:`bench.sim.system`); the
 per-decision hot path is array indexing, the link model and noise.
 
-Model of one request (suite choice; see also :mod:`bench.network` and
-:class:`bench.scenarios.InterferenceModel`):
+Model of one request (suite choice; see also :mod:`bench.world.network` and
+:class:`bench.world.scenarios.InterferenceModel`):
 
 * local time ``t_pre`` runs first (the whole DNN for a local target; the DVFO
   head), then ``t_par`` (DVFO's local tail on the kept feature maps) runs in
@@ -36,8 +36,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from bench.network import MIN_MBPS, LinkModel
-from bench.scenarios import InterferenceModel, ScenarioTrace
+from bench.world.network import MIN_MBPS, LinkModel
+from bench.world.scenarios import InterferenceModel, ScenarioTrace
 
 
 @dataclass(frozen=True)

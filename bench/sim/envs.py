@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
-from bench.scenarios import Scenario, load_scenario
+from bench.world.scenarios import Scenario, load_scenario
 from bench.sim.core import Draws, States
 from bench.sim.system import System, autoscale_system, dvfo_system
 

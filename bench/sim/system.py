@@ -13,7 +13,7 @@ Two action sets share one core (:mod:`bench.sim.core`):
 Suite choices (documented, configurable by arguments):
 
 * memory traffic of a workload = ``weight_bytes + activation_bytes_total`` (fp32
-  counts from :mod:`bench.workloads`), scaled by the target's precision
+  counts from :mod:`bench.world.workloads`), scaled by the target's precision
   (fp16 x 1/2, int8 x 1/4);
 * an image request uploads the input as 8-bit pixels (fp32 tensor bytes / 4); a
   text request uploads its token tensor as is; the result downloaded is
@@ -42,10 +42,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.network import load_link
+from bench.world.network import load_link
 from bench.paths import DATA_DIR
-from bench.profiles import DeviceProfile, Target, load_profile
-from bench.scenarios import InterferenceModel, load_interference_model
+from bench.world.profiles import DeviceProfile, Target, load_profile
+from bench.world.scenarios import InterferenceModel, load_interference_model
 from bench.sim.core import ActionTables, Route, Simulator
 
 PRECISION_BYTES = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
@@ -60,7 +60,7 @@ def _profile(p: DeviceProfile | str | Path | None) -> DeviceProfile | None:
 
 def _workloads(df: pd.DataFrame | None) -> pd.DataFrame:
     if df is None:
-        from bench.workloads import load_workloads
+        from bench.world.workloads import load_workloads
         df = load_workloads()
     missing = [c for c in _WORKLOAD_COLUMNS if c not in df.columns]
     if missing:
@@ -233,7 +233,7 @@ def dvfo_system(edge="jetson_xavier_nx", cloud="cloud_rtx3080", workloads: pd.Da
     edge, cloud = _profile(edge), _profile(cloud)
     wl = _workloads(workloads)
     if partitions is None:
-        from bench.workloads import load_partitions
+        from bench.world.workloads import load_partitions
         partitions = load_partitions()
     curve = load_accuracy_curve(accuracy_curve)
     for key in ("cpu", "gpu"):

@@ -14,7 +14,7 @@ import pytest
 
 from hw.base import Availability, DeviceGoneError, Meter, Sample
 
-FIXTURES = Path("/work/shared/fixtures/tegrastats")
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "samples" / "tegrastats"
 LOGS = sorted(FIXTURES.glob("*.log"))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.traces import read_trace
+from hw.traces import read_trace
 from hw import best_available_meter
 from hw.base import Availability, DeviceGoneError, Meter, Sample
 from hw.cli import main

@@ -11,8 +11,8 @@ import yaml
 from bench.policies import Transition, make_policy
 from bench.policies.autoscale import META_FILE, Q_FILE, AutoScaleConfig, AutoScaleLearner, StateBins, train
 from bench.policies.baselines import episode_arrays
-from bench.scenarios import load_scenario
-from bench.workloads import load_workloads
+from bench.world.scenarios import load_scenario
+from bench.world.workloads import load_workloads
 
 TINY = dict(scenarios=("wifi_strong", "cpu_corunner"), total_steps=1500, episode_steps=100, epsilon_decay_steps=1000,
             max_levels_per_target=2)

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from bench.network import MIN_MBPS, load_link
+from bench.world.network import MIN_MBPS, load_link
 from bench.policies import make_policy
 from bench.policies.baselines import (baselines_for, episode_arrays, local_actions, mean_condition_states,
                                       neurosurgeon_candidates, wifi_min_usable_dbm)
 from bench.policies.rollout import COLUMNS, evaluate_policy
-from bench.profiles import load_profile
+from bench.world.profiles import load_profile
 from bench.sim.core import Draws
 
 N = 80

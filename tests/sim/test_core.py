@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.scenarios import load_scenario
+from bench.world.scenarios import load_scenario
 from bench.sim.core import Draws, States
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.network import NETWORK_DIR, NetworkError, link_from_dict, list_links, load_link
+from bench.world.network import NETWORK_DIR, NetworkError, link_from_dict, list_links, load_link
 
 
 @pytest.mark.parametrize("name", ["wifi", "lte"])
@@ -43,7 +43,7 @@ def test_unknown_field_is_named():
 
 
 def test_min_usable_signal_is_read_or_derived():
-    from bench.network import link_from_dict, load_link
+    from bench.world.network import link_from_dict, load_link
     import yaml
     from bench.paths import DATA_DIR
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.scenarios import (SCENARIO_DIR, ScenarioError, list_scenarios, load_scenario, scenario_from_dict,
+from bench.world.scenarios import (SCENARIO_DIR, ScenarioError, list_scenarios, load_scenario, scenario_from_dict,
                              scenario_traces_frame)
 
 

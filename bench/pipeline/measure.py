@@ -57,7 +57,7 @@ def time_workload(name: str, warmup: int = 2, repeats: int = 10, threads: int = 
     with the CPU clock read right after the timed runs."""
     import torch
 
-    from bench.workloads import build
+    from bench.world.workloads import build
 
     if threads:
         torch.set_num_threads(threads)
@@ -82,7 +82,7 @@ def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: i
     import platform
     import shutil
 
-    from bench.traces import read_trace, write_trace
+    from hw.traces import read_trace, write_trace
     from hw import cli as hw_cli
 
     names = list(workloads)
@@ -97,7 +97,7 @@ def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: i
         argv += ["--replay", replay_log]
     if not progress:
         argv.append("--no-progress")
-    code = hw_cli.main(argv)
+    code = hw_cli.main(argv, time_fn=time_workload)
     if code != 0:
         raise RuntimeError(f"host measurement failed (exit {code}, see the message above); every finished workload "
                            f"is kept in {work.parent} and a rerun with the same parameters resumes from there")

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 
 NETWORK_DIR = DATA_DIR / "network"
@@ -45,7 +46,7 @@ _ALLOWED = {"name", "description", "levels_dbm", *_LIST_KEYS, *_SCALAR_KEYS, *_O
 MIN_MBPS = 1e-3
 
 
-class NetworkError(ValueError):
+class NetworkError(DataFileError):
     """A link-model file is malformed; the message names the file and the field."""
 
 

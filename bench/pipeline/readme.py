@@ -45,7 +45,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str])
 
 
 def results_section(metrics: Mapping[str, Mapping]) -> str:
-    from bench.report import LEARNERS, headline_rows
+    from bench.pipeline.report import LEARNERS, headline_rows
 
     parts = []
     for suite in sorted(metrics):

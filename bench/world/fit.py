@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from bench.profiles import DeviceProfile, Target
+from bench.world.profiles import DeviceProfile, Target
 
 #: Bytes a workload moves per inference in the latency model's memory term.
 def memory_bytes(workloads: pd.DataFrame) -> pd.Series:

@@ -1,6 +1,6 @@
 """Measure what measuring costs: sampler CPU overhead and the time of one ``read()`` per meter.
 
-    python -m hw.bench_overhead [--seconds 3] [--rate-hz 100]
+    python -m bench.perf.sampler [--seconds 3] [--rate-hz 100]
 
 * **sampler overhead** — process CPU time / wall time while the main thread sleeps
   and a :class:`hw.sampler.Sampler` polls at ``--rate-hz``, minus the same ratio
@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .base import Meter
-from .jetson import Ina3221Meter, parse_tegrastats
-from .rapl import RaplMeter
-from .replay import ReplayMeter
-from .sampler import Sampler
+from bench.paths import DATA_DIR
+from hw.base import Meter
+from hw.jetson import Ina3221Meter, parse_tegrastats
+from hw.rapl import RaplMeter
+from hw.replay import ReplayMeter
+from hw.sampler import Sampler
 
-FIXTURE_LOG = Path("/work/shared/fixtures/tegrastats/llm_pipeline_12core_orin_rails.log")
+FIXTURE_LOG = DATA_DIR / "samples" / "tegrastats" / "llm_pipeline_12core_orin_rails.log"
 SAMPLE_LINE = ("08-14-2025 15:00:57 RAM 12574/62841MB (lfb 258x4MB) SWAP 0/31420MB (cached 0MB) CPU [2%@1036,0%@806,"
                "3%@806,0%@806,4%@1036,0%@1036,16%@1036,62%@1036,off,off,off,off] EMC_FREQ 3%@665 GR3D_FREQ 43%@[305,0] "
                "NVENC off NVDEC off APE 174 cpu@51.031C soc2@48C gpu@47.875C tj@51.031C VDD_GPU_SOC 2797mW/2797mW "
@@ -134,7 +135,7 @@ def sampler_overhead(seconds: float = 2.0, rate_hz: float = 100.0, repeats: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hw.bench_overhead", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.perf.sampler", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rate-hz", type=float, default=100.0)
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""DVFO performance and quality figures: ``python -m bench.policies.perf_dvfo``.
+"""DVFO performance and quality figures: ``python -m bench.perf.dvfo``.
 
 Prints, for the default :class:`~bench.policies.dvfo.DVFOConfig` (or ``--ci``):
 

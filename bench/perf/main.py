@@ -4,15 +4,15 @@ One table (also ``--json``), saved with the machine's details to ``results/perf.
 (``--out``) and rendered into README's "Performance" section by ``python -m bench readme``:
 
 * vectorised simulator decisions/s on one core, one gym step (µs), peak memory
-  (:mod:`bench.perf_sim`);
+  (:mod:`bench.perf.sim`);
 * ``act`` latency of AutoScale and of DVFO on CPU (p50 / p99 µs) and the share of
   DVFO's decision time hidden by thinking-while-moving
-  (:mod:`bench.policies.perf_autoscale`, :mod:`bench.policies.perf_dvfo`);
+  (:mod:`bench.perf.autoscale`, :mod:`bench.perf.dvfo`);
 * per env, our learner and SB3 DQN / PPO trained with the same env-step budget,
   seed and training scenarios: env steps and training wall time until within 10%
   of the oracle, final gap and QoS violations, whole-budget wall time, peak memory
-  (:mod:`bench.perf_learn`);
-* CPU overhead of the power sampler at 100 Hz (:mod:`hw.bench_overhead`).
+  (:mod:`bench.perf.learn`);
+* CPU overhead of the power sampler at 100 Hz (:mod:`bench.perf.sampler`).
 
 Timings are medians over ``repeats``; training figures are medians over
 ``train_seeds`` seeds (one by default). Training runs first, in ``workers``
@@ -101,7 +101,7 @@ class Settings:
 
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
-    from bench.traces import git_revision, library_versions
+    from hw.traces import git_revision, library_versions
 
     cpu = platform.processor() or "unknown"
     try:
@@ -123,7 +123,7 @@ def machine_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------- training runs
 
 def _jobs(settings: Settings, root_seed: int, learners: Sequence[str], save_root: Path) -> list:
-    from bench.perf_learn import Job
+    from bench.perf.learn import Job
     from bench.seeding import derive_seed, derive_seeds
 
     jobs = []
@@ -145,7 +145,7 @@ def _jobs(settings: Settings, root_seed: int, learners: Sequence[str], save_root
 
 def run_training(jobs: list, workers: int) -> list[dict[str, Any]]:
     """Every job, in ``workers`` fresh processes (0 = one per core; 1 = here), results in job order."""
-    from bench.perf_learn import run_job
+    from bench.perf.learn import run_job
 
     workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     if workers <= 1:
@@ -186,14 +186,14 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 def micro(settings: Settings, save_root: Path, root_seed: int) -> dict[str, Any]:
     """Simulator, act() and sampler timings (alone on the machine: run after the training pool)."""
-    from bench.perf_sim import measure
+    from bench.perf.sim import measure
     from bench.policies.autoscale import AutoScaleLearner
     from bench.policies.dvfo import DVFOLearner, hidden_decision_share
     from bench.policies.dvfo import make_env as dvfo_env
-    from bench.policies.perf_autoscale import act_latency_us as as_act
-    from bench.policies.perf_dvfo import act_latency_us as dvfo_act
+    from bench.perf.autoscale import act_latency_us as as_act
+    from bench.perf.dvfo import act_latency_us as dvfo_act
     from bench.seeding import derive_seed
-    from hw.bench_overhead import sampler_overhead
+    from bench.perf.sampler import sampler_overhead
 
     r = settings.repeats
     seed = derive_seed(root_seed, "perf", "micro")
@@ -298,7 +298,7 @@ def build_table(m: dict[str, Any], training: dict[str, dict[str, dict]], setting
 
 def run(settings: Settings, root_seed: int, with_sb3: bool = True) -> dict[str, Any]:
     """The whole benchmark: training runs, then micro-benchmarks; the JSON document."""
-    from bench.perf_learn import sb3_available
+    from bench.perf.learn import sb3_available
 
     t0 = time.perf_counter()
     machine = machine_info()
@@ -336,7 +336,7 @@ def run(settings: Settings, root_seed: int, with_sb3: bool = True) -> dict[str, 
 
 def render(doc: dict[str, Any]) -> str:
     """The table as markdown, as the README shows it."""
-    from bench.readme import perf_section
+    from bench.pipeline.readme import perf_section
 
     return perf_section(doc)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.evaluate import run_cells, suite_cells
-from bench.training import train_run
+from bench.pipeline.evaluate import run_cells, suite_cells
+from bench.pipeline.training import train_run
 
 CI_RUNS = {
     "autoscale_phone": ("autoscale", "phone_sd845", {"total_steps": 4000, "epsilon_decay_steps": 3000,

@@ -10,7 +10,7 @@ worker finished first.
 The tidy results table (DESIGN.md "Results") has one row per request: ``suite,
 profile, policy, scenario, seed, step, workload, action, action_name, energy_mj,
 remote_energy_mj, latency_ms, qos_ok, accuracy, reward``. Everything else is
-derived from it (:mod:`bench.stats`).
+derived from it (:mod:`bench.pipeline.stats`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
     """All cells of a suite: the run's learner + ``policies`` x ``scenarios`` x derived seeds."""
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "train.json").read_text())
-    from bench.training import config_class
+    from bench.pipeline.training import config_class
 
     config = config_class(info["learner"]).from_dict(info["config"])
     env_kwargs = json.dumps(config.env_kwargs(), sort_keys=True, default=list)
@@ -110,8 +110,8 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
 
 
 def metrics(results: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
-    """Per suite: overall and per-scenario summaries with bootstrap 95% CIs (see :mod:`bench.stats`)."""
-    from bench.stats import round_floats, summarise, summarise_by_scenario
+    """Per suite: overall and per-scenario summaries with bootstrap 95% CIs (see :mod:`bench.pipeline.stats`)."""
+    from bench.pipeline.stats import round_floats, summarise, summarise_by_scenario
 
     out: dict[str, Any] = {}
     for suite, frame in results.groupby("suite", sort=True):

@@ -1,4 +1,4 @@
-"""Benchmark of the simulator (not a test): ``python -m bench.perf_sim``.
+"""Benchmark of the simulator (not a test): ``python -m bench.perf.sim``.
 
 Prints vectorised decisions per second on one core (one decision = one
 (state, action) pair evaluated: latency, device and remote energy, accuracy,
@@ -61,7 +61,7 @@ def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3
     ``dvfo_gym_step_us`` (DVFO-v0), ``peak_traced_mib`` (numpy allocations during the batch runs),
     ``max_rss_mib`` (process), ``batch`` and ``n_actions``.
     """
-    from bench.scenarios import load_scenario
+    from bench.world.scenarios import load_scenario
     from bench.sim.envs import AUTOSCALE_ID, DVFO_ID
     from bench.sim.system import autoscale_system
 

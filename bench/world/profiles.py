@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from bench.errors import DataFileError
 from bench.paths import PROFILES_DIR
 
 TARGET_KINDS = ("cpu", "gpu", "dsp")
@@ -49,7 +50,7 @@ _PROFILE_KEYS = {"name", "kind", "description", "idle_power_w", "radios", "targe
 _MEASUREMENT_KEYS = {"workload", "freq_mhz", "mem_freq_mhz", "latency_ms", "power_w", "source"}
 
 
-class ProfileError(ValueError):
+class ProfileError(DataFileError):
     """A profile file is malformed; the message names the file and the field."""
 
 

@@ -1,6 +1,6 @@
 """AutoScale speed and quality figures (a benchmark, not a test).
 
-``python -m bench.policies.perf_autoscale`` trains the default config and prints
+``python -m bench.perf.autoscale`` trains the default config and prints
 ``act()`` latency (p50 / p99 microseconds over observations from real rollouts)
 and the training wall time. ``--evaluate`` also compares the trained policy with
 the oracle, cpu_only and cloud_only on every scenario, greedily, on evaluation

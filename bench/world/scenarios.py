@@ -47,8 +47,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.network import load_link
+from bench.errors import DataFileError
 from bench.paths import DATA_DIR, REPO_ROOT
+from bench.world.network import load_link
 
 SCENARIO_DIR = DATA_DIR / "scenarios"
 MODEL_FILE = SCENARIO_DIR / "_model.yaml"
@@ -78,7 +79,7 @@ _MIX_FIELDS = {"workload", "weight", "qos_ms", "max_accuracy_loss"}
 _DEFAULT_SIGNAL = {"kind": "constant", "level": "medium"}
 
 
-class ScenarioError(ValueError):
+class ScenarioError(DataFileError):
     """A scenario file is malformed; the message names the file and the field."""
 
 

@@ -1,0 +1,97 @@
+"""The package's layers import one way: hw <- world <- sim <- policies <- pipeline/perf.
+
+Parsed from the source (``ast``), so the test sees every import, including the lazy
+ones inside functions, and fails on a cycle between modules or a layer importing
+upwards (e.g. ``hw`` importing ``bench``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# rank of each layer: a module may import only modules of its own rank or lower
+LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.world": 1, "bench.sim": 2,
+          "bench.policies": 3, "bench.pipeline": 4, "bench.perf": 5, "bench.testbed": 5, "bench.sweep": 5,
+          "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.__main__": 7, "bench": 7,
+          "bench.plugins": 0, "bench.measurement": 0}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in ("bench", "hw") for p in (ROOT / pkg).rglob("*.py")}
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] in ("bench", "hw")}
+
+
+def _rank(module: str) -> int:
+    best = max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len, default=None)
+    if best is None:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS in {__file__}")
+    return LAYERS[best]
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {name: {m for m in _imports(p, name) if m in mods and m != name} for name, p in mods.items()}
+
+
+def test_hw_imports_nothing_from_bench():
+    bad = [(n, m) for n, deps in _graph().items() if n.startswith("hw") for m in deps if m.startswith("bench")]
+    assert not bad, f"hw must not import bench: {bad}"
+
+
+def test_imports_go_down_the_layers():
+    upward = [(n, m) for n, deps in _graph().items() for m in deps
+              if _rank(m) > _rank(n) and not n.startswith(m + ".")]  # a package may not import its parent
+    assert not upward, "imports against the layer order (module -> imported): " + ", ".join(f"{a} -> {b}" for a, b in upward)
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    # a package importing its own submodules (re-exports in __init__) is not a cycle
+    for n in graph:
+        graph[n] = {m for m in graph[n] if not m.startswith(n + ".")}
+    seen: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        seen[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if seen.get(m) == 1:
+                cycle = stack[stack.index(m):] + [m]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if m not in seen:
+                visit(m)
+        stack.pop()
+        seen[n] = 2
+
+    for n in sorted(graph):
+        if n not in seen:
+            visit(n)
