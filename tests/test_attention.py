@@ -1,4 +1,4 @@
-"""Tests for bench.attention: the measured DVFO accuracy-vs-xi curve.
+"""Tests for bench.world.attention: the measured DVFO accuracy-vs-xi curve.
 
 Two trainings are shared through module fixtures: a tiny config (one network, a
 few epochs) for behaviour, and the shipped config (read from the shipped sidecar)
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import attention as att
+from bench.world import attention as att
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "dvfo"
 TINY = att.AttentionConfig(seed=3, epochs=3, finetune_epochs=3, n_models=1, n_random_rankings=2)
@@ -168,20 +168,40 @@ def test_offloaded_channels_rejects_bad_xi():
 
 
 # ----------------------------------------------------------------- shipped curve
-def test_shipped_csv_equals_fresh_recomputation(shipped):
-    shipped_text = (DATA / "accuracy_vs_xi.csv").read_text()
-    assert att.curve_to_csv(shipped.curve) == shipped_text
+# Tolerances for comparing a retraining with the shipped curve. The training's float
+# results depend on the CPU's vector instructions (AVX2 vs AVX-512 kernels round
+# differently), so bytes are never compared. Seen across x86 machines: the fused and
+# local accuracies differ by up to 0.005 (two of 360 test images); the remote tail's
+# accuracy at small xi (a near-chance classifier fed 2 of 32 channels) by up to 0.035.
+ACC_TOL = 0.02  # absolute, on accuracies in [0, 1]: 7 test images of 360
+REMOTE_TOL = 0.06  # absolute: the remote-only accuracy with very few channels is far noisier
+
+
+def test_shipped_csv_matches_fresh_recomputation_within_tolerance(shipped):
     loaded = att.load_accuracy_curve(DATA / "accuracy_vs_xi.csv")
     assert (loaded["ranking"] == "attention").all() and loaded["xi"].is_monotonic_increasing
+    on_disk = pd.read_csv(DATA / "accuracy_vs_xi.csv")
+    fresh = shipped.curve.reset_index(drop=True)
+    # the structure is exact: same rows, same xi grid, same rankings, same byte counts
+    assert list(on_disk.columns) == list(fresh.columns)
+    assert on_disk[["xi", "ranking", "offload_bytes", "n_test", "offloaded_channels"]].equals(
+        fresh[["xi", "ranking", "offload_bytes", "n_test", "offloaded_channels"]].astype(on_disk.dtypes[
+            ["xi", "ranking", "offload_bytes", "n_test", "offloaded_channels"]].to_dict()))
+    # the measured numbers agree within the stated tolerance
+    for col, tol in (("accuracy", ACC_TOL), ("local_accuracy", ACC_TOL), ("accuracy_loss", ACC_TOL),
+                     ("remote_accuracy", REMOTE_TOL)):
+        np.testing.assert_allclose(fresh[col].to_numpy(float), on_disk[col].to_numpy(float), atol=tol, err_msg=col)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured, not tuned: with the shipped config the attention ranking's mean fused "
-    "accuracy over 0.3<=xi<=0.7 is slightly below the random ranking's (see "
-    "data/dvfo/README.md, 'Summary'); the difference is within the spread across networks"))
-def test_attention_not_worse_than_random_at_mid_xi(shipped):
+def test_attention_and_random_rankings_are_within_noise_at_mid_xi(shipped):
+    # Measured, not tuned: on digits the attention ranking's mean fused accuracy over
+    # 0.3 <= xi <= 0.7 is within the spread across networks of the random ranking's
+    # (data/dvfo/README.md, "Summary"). Its sign differs between CPUs, so the test
+    # checks the size of the difference, not which ranking wins.
     mid = att.mid_xi_means(shipped.curve)
-    assert mid.loc["attention", "accuracy"] >= mid.loc["random", "accuracy"]
+    curve = shipped.curve
+    spread = curve[(curve["xi"] >= 0.3) & (curve["xi"] <= 0.7)]["accuracy_sd"].mean()
+    assert abs(mid.loc["attention", "accuracy"] - mid.loc["random", "accuracy"]) <= 2 * spread + ACC_TOL
 
 
 def test_attention_ranking_offloads_low_information_channels_first(shipped):
