@@ -6,6 +6,7 @@
     python -m bench workloads [--write] print (or recompute and write) the workload table
     python -m bench collect ...         sweep workloads x targets x frequencies with a meter (hw.cli)
     python -m bench readme [--check]    refresh README's tables and figures from results/ (never by hand)
+    python -m bench sweep [...]         a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)
     python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
 """
@@ -78,7 +79,14 @@ def _perf_main(argv: list[str]) -> int:
     return perf.main(argv)
 
 
-_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "readme": _readme_main, "perf": _perf_main}
+def _sweep_main(argv: list[str]) -> int:
+    from bench.pipeline import sweep
+
+    return sweep.main(argv)
+
+
+_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "readme": _readme_main, "perf": _perf_main,
+                "sweep": _sweep_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -96,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     # Sub-commands with their own parsers get their arguments untouched (argparse's
     # REMAINDER would swallow nothing after a leading --option).
     if argv and argv[0] in _PASSTHROUGH:
-        return _PASSTHROUGH[argv[0]](argv[1:])
+        try:
+            return _PASSTHROUGH[argv[0]](argv[1:])
+        except (BenchError, MeterError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
     sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
+    sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
+                   "(python -m bench sweep --help)", add_help=False)
     sub.add_parser("perf", help="speed and training cost beside Stable-Baselines3 (python -m bench perf --help)",
                    add_help=False)
     p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")

@@ -175,6 +175,48 @@ class TrainParams:
 _LEARNER_CONFIGS = {"autoscale": _autoscale_config, "dvfo": _dvfo_config}
 
 
+def _engine_class():
+    from bench.pipeline.engine import Engine  # the engine's own dataclass is the schema (docs under each field)
+
+    return Engine
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """One grid of a sweep: a learner trained on each profile under each config variant, then
+    compared with ``policies`` on ``scenarios`` (every combination, ``sweep.seeds`` seeds each)."""
+
+    learner: str = spec("autoscale", "Which learner to train (its env decides the action set).", choices=LEARNERS)
+    profiles: tuple[str, ...] = spec(("phone_sd845",), "Edge device profiles to train and evaluate on.",
+                                     choices=_profile_names)
+    configs: dict[str, Any] = field(default_factory=lambda: {"default": {}}, metadata={
+        "doc": "Learner config variants: name -> overrides of train.<learner> (e.g. {eps_low: {epsilon_end: 0.05}}); "
+               "an empty mapping trains params.yaml's config as it is."})
+    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
+                                     "Policies compared (bench.policies registry); the learner is added.",
+                                     choices=_policy_names)
+    scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios every policy runs on.", choices=_scenario_names)
+
+    def __post_init__(self):
+        if not self.configs:
+            raise ParamsError("params.yaml: sweep.grids.*.configs must name at least one variant (e.g. {default: {}})")
+        for name, over in self.configs.items():
+            if not isinstance(over, Mapping):
+                raise ParamsError(f"params.yaml: sweep.grids.*.configs.{name} must be a mapping of learner fields "
+                                  f"to values, got {over!r}")
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """Stage ``sweep`` (``python -m bench sweep``): a grid of profiles x learner configs x policies x
+    scenarios x seeds, trained and evaluated on ``engine``; resumable. Off by default."""
+
+    enabled: bool = spec(False, "Run the sweep. Off: the stage writes an empty table and a summary saying so.")
+    seeds: int = spec(3, "Evaluation episodes per (profile, config, policy, scenario).", ge=1, le=10_000)
+    steps: int = spec(200, "Requests per evaluation episode.", ge=10, le=100_000)
+    grids: dict[str, SweepGrid] = field(default_factory=dict, metadata={"doc": "Named grids."})
+
+
 @dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
@@ -184,8 +226,21 @@ class Params:
     profile: ProfileParams = field(default_factory=ProfileParams, metadata={"doc": ProfileParams.__doc__})
     train: TrainParams = field(default_factory=TrainParams, metadata={"doc": TrainParams.__doc__})
     evaluate: EvaluateParams = field(default_factory=EvaluateParams, metadata={"doc": EvaluateParams.__doc__})
+    engine: Any = field(default=None, metadata={
+        "doc": "Where evaluation cells and sweep jobs run: local processes or a Dask cluster "
+               "(bench/pipeline/engine.py).", "type": _engine_class})
+    sweep: SweepParams = field(default_factory=SweepParams, metadata={"doc": SweepParams.__doc__})
 
     def __post_init__(self):
+        if self.engine is None:
+            object.__setattr__(self, "engine", _engine_class()())
+        for name, grid in self.sweep.grids.items():
+            base = getattr(self.train, grid.learner)
+            for variant, over in grid.configs.items():
+                try:
+                    type(base).from_dict({**as_dict(base), **dict(over)})
+                except (TypeError, ValueError) as exc:
+                    raise ParamsError(f"params.yaml: sweep.grids.{name}.configs.{variant}: {exc}") from None
         for name, suite in self.evaluate.suites.items():
             if suite.run not in self.train.runs:
                 raise ParamsError(f"params.yaml: evaluate.suites.{name}.run = {suite.run!r} is not a training run; "
@@ -231,6 +286,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         item_tp = typing.get_args(tp)[0]
         items = [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if tp is Any:  # free-form (e.g. learner overrides); the owning section validates it
+        return value
     if tp is type(None):
         ok = value is None
     elif tp is bool:

@@ -86,13 +86,17 @@ class Settings:
     """Sampling rate of the overhead measurement."""
     workers: int = 0
     """Processes for the training runs; 0 = one per core, 1 = in this process."""
+    engine_cells: int = 24
+    """Evaluation cells per engine-scaling measurement (1 and 2 Dask workers); 0 skips it."""
+    engine_steps: int = 200
+    """Requests per cell in the engine-scaling measurement."""
 
     @classmethod
     def quick(cls, **overrides) -> "Settings":
         """Tiny budgets (seconds): a smoke test of the whole benchmark, not a measurement."""
         base = dict(budget_autoscale=2048, budget_dvfo=2048, eval_every_autoscale=1024, eval_every_dvfo=1024,
                     eval_seeds=1, eval_steps=30, repeats=1, sim_batch=2_000, gym_steps=200, act_obs=300,
-                    hidden_steps=50, sampler_seconds=0.2, workers=1)
+                    hidden_steps=50, sampler_seconds=0.2, workers=1, engine_cells=0)
         base.update(overrides)
         return cls(**base)
 
@@ -207,6 +211,10 @@ def micro(settings: Settings, save_root: Path, root_seed: int) -> dict[str, Any]
     out["dvfo_hidden"] = {k: statistics.median(s[k] for s in shares) for k in shares[0]}
     env.close()
     out["sampler"] = sampler_overhead(settings.sampler_seconds, settings.sampler_rate_hz, r)
+    if settings.engine_cells:
+        from bench.perf.engine import measure as engine_measure
+
+        out["engine"] = engine_measure(settings.engine_cells, settings.engine_steps, root_seed=seed)
     return out
 
 
@@ -293,6 +301,18 @@ def build_table(m: dict[str, Any], training: dict[str, dict[str, dict]], setting
                     note=f"all {sim['n_actions']} actions of {sim['batch']:,} requests + oracle"))
     rows.append(row(f"Sampler overhead at {smp['rate_hz']:g} Hz (% of one core)", f"{smp['overhead_pct']:.2f}",
                     note=f"meter: {smp['meter']}; {smp['samples_per_s']:.0f} samples/s achieved"))
+    eng = m.get("engine")
+    if eng:
+        est = eng["estimate_100k_cells_100_workers"]
+        rows.append(row("Sweep engine (Dask, local cluster): cells/s with 1 / 2 workers",
+                        f"{eng['cells_per_s_1_workers']:.1f} / {eng['cells_per_s_2_workers']:.1f}",
+                        note=f"speedup {eng['speedup_2_vs_1']:.2f}x; scheduler overhead "
+                             f"{eng['scheduler_s_per_task'] * 1e3:.2f} ms per task; result "
+                             f"{eng['result_bytes_per_cell'] / 1024:.0f} KiB per cell ({eng['steps_per_cell']} requests)"))
+        rows.append(row("Sweep of 100,000 cells on 100 workers (estimate, min)", f"{est['total_s'] / 60:.1f}",
+                        note=f"bottleneck: {est['bottleneck']}; compute {est['compute_s'] / 60:.1f} min, scheduler "
+                             f"{est['scheduler_s'] / 60:.1f} min, gathering {est['gather_s'] / 60:.1f} min "
+                             f"(assumed: {est['assumed']})"))
     return rows
 
 

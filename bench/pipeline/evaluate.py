@@ -2,8 +2,8 @@
 
 A *cell* is one (suite, policy, scenario, seed) episode. :func:`run_cell` is pure:
 its result depends only on the cell (and the files it names), so cells run in
-any order, in parallel processes here, or on Ray/Dask workers without change —
-``pool.map(run_cell, cells)`` is the whole contract. :func:`run_cells`
+any order, in local processes or on a Dask cluster (:mod:`bench.pipeline.engine`) —
+``map(run_cell, cells)`` is the whole contract. :func:`run_cells`
 concatenates results in cell order, so the table's bytes do not depend on which
 worker finished first.
 
@@ -15,16 +15,19 @@ derived from it (:mod:`bench.pipeline.stats`).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from bench.seeding import derive_seeds
+
+if TYPE_CHECKING:
+    from bench.pipeline.engine import Engine
 
 ENV_IDS = {"autoscale": "bench/AutoScale-v0", "dvfo": "bench/DVFO-v0"}
 #: the baselines every comparison reports ratios against (named by the mission)
@@ -76,21 +79,29 @@ def _single_thread_torch() -> None:
         pass
 
 
-def run_cells(cells: Sequence[Cell], workers: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Run every cell (in ``workers`` processes; 0 = one per core) and concatenate in cell order."""
-    from tqdm.auto import tqdm
+def run_cells(cells: Sequence[Cell], workers: int = 0, progress: bool = True,
+              engine: "Engine | Mapping[str, Any] | None" = None) -> pd.DataFrame:
+    """Run every cell on ``engine`` (an :class:`~bench.pipeline.engine.Engine` or params.yaml's ``engine``
+    mapping; default: local processes) with ``workers`` workers when not 0, and concatenate in cell
+    order, so the table's bytes do not depend on the backend or the number of workers."""
+    from bench.pipeline.engine import Engine, map_ordered
 
-    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if workers <= 1:
-        frames = [run_cell(c) for c in tqdm(cells, desc="evaluate", disable=not progress)]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            frames = list(tqdm(pool.map(run_cell, cells, chunksize=4), total=len(cells), desc="evaluate",
-                               disable=not progress))
+    if engine is None or isinstance(engine, Mapping):
+        engine = Engine.from_dict(engine or {})
+    if workers:
+        engine = dataclasses.replace(engine, workers=workers)
+    frames = map_ordered(run_cell, cells, engine, keys=[cell_key(c) for c in cells], progress=progress,
+                         desc="evaluate")
     out = pd.concat(frames, ignore_index=True)
     for col in ("suite", "profile", "policy", "scenario", "workload", "action_name"):
         out[col] = out[col].astype("string")
     return out
+
+
+def cell_key(cell: Cell) -> str:
+    """A name for the cell from its full definition (same definition, same key; on every machine)."""
+    blob = json.dumps(dataclasses.asdict(cell), sort_keys=True)
+    return f"cell-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
 def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenarios: Iterable[str], seeds: int,

@@ -45,6 +45,7 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
     if stage == "evaluate":
         ev = params.evaluate
         return {"seeds": ev.seeds, "steps": ev.steps, "workers": ev.workers, "n_boot": ev.n_boot,
+                "engine": as_dict(params.engine),
                 "suites": as_dict(ev.suites), "train_dir": str(RESULTS_DIR / "train"),
                 "out_dir": str(RESULTS_DIR / "evaluate"), "metrics_path": str(RESULTS_DIR / "metrics.json")}
     if stage == "report":

@@ -1,0 +1,185 @@
+"""Where independent cells run: local processes on this machine, or a Dask cluster.
+
+Evaluation cells and sweep jobs are pure functions of plain data, so running them
+anywhere is a ``map``. This module is that map, behind one call::
+
+    results = map_ordered(run_cell, cells, Engine(backend="dask"), keys=[...])
+
+Backends (``engine.backend`` in params.yaml):
+
+* ``local-processes`` — a ``concurrent.futures.ProcessPoolExecutor`` on this
+  machine (the default; nothing to install or start).
+* ``dask`` — Dask's distributed scheduler. With ``engine.address`` empty, a
+  ``LocalCluster`` of ``workers`` single-threaded worker processes is started and
+  stopped around the map (embedded: ``dvc repro`` needs nothing extra); with an
+  address (``tcp://host:8786``) the map runs on that running cluster.
+* ``dask-slurm`` — a ``dask_jobqueue.SLURMCluster`` started by the stage: it
+  submits ``workers`` single-core Slurm jobs (``engine.slurm`` gives queue, memory
+  and wall time) and tears them down at the end.
+
+Why Dask rather than Ray (docs/distributed.md): the cells are plain Python
+functions over small inputs, which is exactly ``client.map``; Dask is pure Python
+(pip-installable everywhere this suite runs, no separate object-store daemon),
+reschedules the tasks of a lost worker by itself, and ``dask-jobqueue`` reaches
+Slurm/PBS/SGE clusters, where most academic sweeps run.
+
+Results come back in *item order* whatever finished first, so the bytes of every
+table built from them do not depend on the backend or on the number of workers.
+``on_result(i, value)`` is called in the driver as each item completes (in
+completion order): the sweep stage uses it to store each cell as soon as it
+exists, which is what makes a sweep resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+BACKENDS = ("local-processes", "dask", "dask-slurm")
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What each Slurm job asks for (``engine.slurm``); one single-core worker per job."""
+
+    queue: str = ""
+    """Slurm partition (``-p``); empty = the cluster's default."""
+    memory: str = "4GB"
+    """Memory per job (a worker imports torch: give it at least 2 GB)."""
+    walltime: str = "01:00:00"
+    """Wall-time limit per job (HH:MM:SS)."""
+    account: str = ""
+    """Slurm account (``-A``); empty = none."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which backend runs the cells (``engine`` in params.yaml)."""
+
+    backend: str = "local-processes"
+    """``local-processes`` | ``dask`` | ``dask-slurm``."""
+    address: str = ""
+    """Dask scheduler address of a running cluster (backend ``dask``); empty = start a local one."""
+    workers: int = 0
+    """Worker processes (local pool, local Dask cluster or Slurm jobs); 0 = one per core of this machine."""
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"engine.backend = {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if self.address and self.backend != "dask":
+            raise ValueError(f"engine.address is only used with backend 'dask' (backend is {self.backend!r})")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Engine":
+        """From params.yaml's ``engine`` mapping (as papermill passes it to a notebook)."""
+        data = dict(data)
+        slurm = SlurmSettings(**data.pop("slurm", {}) or {})
+        return cls(**data, slurm=slurm)
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or local_cores()
+
+
+def local_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def dask_client(engine: Engine) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``engine``: attached to a running cluster or to one started here."""
+    from distributed import Client, LocalCluster
+
+    if engine.backend == "dask" and engine.address:
+        with Client(engine.address) as client:
+            yield client
+        return
+    if engine.backend == "dask-slurm":
+        from dask_jobqueue import SLURMCluster
+
+        s = engine.slurm
+        cluster = SLURMCluster(cores=1, processes=1, memory=s.memory, walltime=s.walltime,
+                               queue=s.queue or None, account=s.account or None)
+        cluster.scale(jobs=engine.n_workers)
+    else:
+        # one single-threaded process per worker: cells are CPU-bound Python + numpy,
+        # and torch inside a cell is pinned to one thread (no oversubscription)
+        cluster = LocalCluster(n_workers=engine.n_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def session(engine: Engine) -> Iterator[Any]:
+    """Hold the engine's resources across several maps (one Dask cluster, not one per map)."""
+    if engine.backend == "local-processes":
+        yield None
+    else:
+        with dask_client(engine) as client:
+            yield client
+
+
+def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], engine: Engine = Engine(), *,
+                keys: Sequence[str] | None = None, on_result: Callable[[int, Any], None] | None = None,
+                progress: bool = False, desc: str = "cells", client: Any = None) -> list[Any]:
+    """``[fn(x) for x in items]`` on ``engine``, returned in item order.
+
+    ``keys`` name the items (unique; e.g. a hash of the cell's definition): Dask uses
+    them as task keys, so a resubmitted item is recognised, and a task lost with its
+    worker is re-run on another one (Dask's own fault tolerance). ``client`` is the
+    value of an open :func:`session` (else a Dask backend starts its own for this map).
+    """
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    if keys is not None and len(set(keys)) != len(items):
+        raise ValueError("map_ordered: keys must be unique, one per item")
+    out: list[Any] = [None] * len(items)
+    if not items:
+        return out
+    bar = tqdm(total=len(items), desc=desc, disable=not progress)
+
+    def done(i: int, value: Any) -> None:
+        out[i] = value
+        if on_result is not None:
+            on_result(i, value)
+        bar.update(1)
+
+    try:
+        if engine.backend == "local-processes" and engine.n_workers <= 1:
+            for i, item in enumerate(items):
+                done(i, fn(item))
+        elif engine.backend == "local-processes":
+            with ProcessPoolExecutor(max_workers=min(engine.n_workers, len(items))) as pool:
+                futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+        elif client is None:
+            with dask_client(engine) as own:
+                _dask_map(own, fn, items, keys, done)
+        else:
+            _dask_map(client, fn, items, keys, done)
+    finally:
+        bar.close()
+    return out
+
+
+def _dask_map(client: Any, fn: Callable, items: list, keys: Sequence[str] | None, done: Callable) -> None:
+    from distributed import as_completed as dask_completed
+
+    # retries: a task that *raises* is retried once; a task whose worker *dies* is
+    # rescheduled by the scheduler itself (distributed's allowed-failures)
+    futures = client.map(fn, items, key=list(keys) if keys is not None else None, pure=False, retries=1)
+    index = {f.key: i for i, f in enumerate(futures)}
+    for fut in dask_completed(futures):
+        done(index[fut.key], fut.result())
+        fut.release()

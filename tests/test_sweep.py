@@ -1,0 +1,123 @@
+"""The sweep stage and the engines: same bytes on every backend, resumable, survives a lost worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pandas as pd
+import pytest
+import yaml
+
+from bench.config import params_from_dict
+from bench.paths import PARAMS_FILE
+from bench.pipeline import sweep
+from bench.pipeline.engine import Engine, map_ordered
+
+distributed = pytest.importorskip("distributed")
+
+
+def _tiny_params(**sweep_over):
+    data = yaml.safe_load(PARAMS_FILE.read_text())
+    data["train"]["autoscale"].update(total_steps=1500, epsilon_decay_steps=1000)
+    data["sweep"] = {"enabled": True, "seeds": 2, "steps": 20, "grids": {
+        "tiny": {"learner": "autoscale", "profiles": ["phone_sd845"], "configs": {"default": {}},
+                 "policies": ["cpu_only", "cloud_only"], "scenarios": ["wifi_strong"]}}, **sweep_over}
+    return params_from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One 2-worker local Dask cluster shared by the tests (starting one costs seconds: torch imports)."""
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as c:
+        yield Engine("dask", address=c.scheduler_address)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep-local")
+    summary = sweep.run_sweep(_tiny_params(), out, Engine("local-processes", workers=1))
+    return out, summary
+
+
+def test_grid_expands_to_every_combination_once():
+    jobs, cells = sweep.expand(_tiny_params())
+    assert len(jobs) == 1
+    assert len(cells) == 3 * 1 * 2  # (learner + 2 baselines) x 1 scenario x 2 seeds
+    assert len({c.key for c in cells}) == len(cells)
+    assert {c.cell.policy for c in cells} == {"autoscale", "cpu_only", "cloud_only"}
+
+
+def test_local_sweep_writes_tidy_table_and_summary(local_run):
+    out, summary = local_run
+    assert summary["cells"] == 6 and summary["computed"] == 6 and summary["reused"] == 0 and summary["missing"] == 0
+    results = pd.read_parquet(out / "results.parquet")
+    assert set(sweep.KEY_COLUMNS) <= set(results.columns)
+    assert len(results.groupby(["policy", "seed"])) == 6 and len(results) == 6 * 20
+    table = pd.read_csv(out / "summary.csv")
+    assert set(table["policy"]) == {"autoscale", "cpu_only", "cloud_only"}
+
+
+def test_dask_cluster_gives_the_same_bytes_as_local_processes(local_run, cluster, tmp_path):
+    out, _ = local_run
+    sweep.run_sweep(_tiny_params(), tmp_path, cluster)
+    assert (tmp_path / "results.parquet").read_bytes() == (out / "results.parquet").read_bytes()
+    assert (tmp_path / "summary.csv").read_bytes() == (out / "summary.csv").read_bytes()
+
+
+def test_interrupted_sweep_resumes_without_recomputing(local_run, tmp_path):
+    out, _ = local_run
+    first = sweep.run_sweep(_tiny_params(), tmp_path, Engine("local-processes", workers=1), limit=2)
+    assert first["computed"] == 2 and first["missing"] == 4
+    second = sweep.run_sweep(_tiny_params(), tmp_path, Engine("local-processes", workers=1))
+    assert second["computed"] == 4 and second["reused"] == 2 and second["trained"] == 0
+    assert (tmp_path / "results.parquet").read_bytes() == (out / "results.parquet").read_bytes()
+
+
+def test_a_changed_definition_is_not_reused(tmp_path):
+    a = sweep.expand(_tiny_params())[1]
+    b = sweep.expand(_tiny_params(steps=25))[1]
+    assert not {c.key for c in a} & {c.key for c in b}
+
+
+def test_sweep_survives_a_killed_worker_with_every_cell_exactly_once(local_run, cluster, tmp_path, monkeypatch):
+    out, _ = local_run
+    killed: list[int] = []
+    put = sweep.Store.put_cell
+
+    def put_and_kill_a_worker(self, key, frame):
+        put(self, key, frame)
+        if not killed:  # after the first result: SIGKILL one worker process (its tasks are lost with it)
+            client = distributed.get_client()
+            pids = sorted(client.run(os.getpid).values())
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    monkeypatch.setattr(sweep.Store, "put_cell", put_and_kill_a_worker)
+    summary = sweep.run_sweep(_tiny_params(), tmp_path, cluster)
+    assert killed and summary["missing"] == 0 and summary["computed"] == 6
+    results = pd.read_parquet(tmp_path / "results.parquet")
+    assert results.groupby(["policy", "seed"]).size().eq(20).all() and len(results) == 6 * 20
+    assert (tmp_path / "results.parquet").read_bytes() == (out / "results.parquet").read_bytes()
+
+
+def test_disabled_sweep_writes_a_stub(tmp_path):
+    summary = sweep.run_sweep(_tiny_params(enabled=False), tmp_path)
+    assert summary["enabled"] is False
+    assert pd.read_parquet(tmp_path / "results.parquet").empty
+
+
+def test_map_ordered_keeps_item_order_on_every_backend():
+    items = list(range(7))
+    assert map_ordered(abs, [-i for i in items], Engine("local-processes", workers=2)) == items
+    assert map_ordered(abs, [-i for i in items], Engine("dask", workers=2), keys=[f"k{i}" for i in items]) == items
+
+
+def test_engine_refuses_unknown_backend_and_misplaced_address():
+    with pytest.raises(ValueError, match="allowed"):
+        Engine("spark")
+    with pytest.raises(ValueError, match="only used with backend 'dask'"):
+        Engine("local-processes", address="tcp://127.0.0.1:8786")
