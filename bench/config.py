@@ -27,7 +27,22 @@ import yaml
 from bench.errors import ConfigError
 from bench.paths import PARAMS_FILE
 
+#: the built-in meters; what params.yaml accepts is :func:`adapter_names` (plugins included)
 ADAPTERS = ("auto", "none", "rapl", "nvml", "jetson", "android", "replay")
+
+
+def adapter_names() -> list[str]:
+    """``auto``, ``none`` and every meter registered in ``hw.METERS`` (plugins included)."""
+    import hw
+
+    return ["auto", "none", *hw.METERS.names()]
+
+
+def learner_names() -> list[str]:
+    """Every learner registered in ``bench.policies.LEARNERS`` (plugins included)."""
+    from bench.policies import LEARNERS
+
+    return LEARNERS.names()
 
 
 class ParamsError(ConfigError):
@@ -71,7 +86,8 @@ class ProfileParams:
                         ge=0, le=1024)
     adapter: str = spec("auto", "Energy meter for the host measurement: 'auto' picks the best one available "
                         "(nvml > rapl > jetson) and falls back to none; 'none' records latency only (meter: none, "
-                        "energy NaN); 'replay' replays replay_log.", choices=ADAPTERS)
+                        "energy NaN); 'replay' replays replay_log; a plugin meter by its registered name.",
+                        choices=adapter_names)
     replay_log: str = spec("", "A recorded tegrastats log or samples .jsonl for adapter 'replay' (else empty).")
     reference_profiles: tuple[str, ...] = spec(
         ("phone_sd845", "jetson_xavier_nx", "peer_laptop", "cloud_rtx3080"),
@@ -84,6 +100,8 @@ class ProfileParams:
                               f"(adapter={self.adapter!r}, replay_log={self.replay_log!r})")
 
 
+#: learners whose config is a section of ``train`` (train.autoscale, train.dvfo); a plugin learner
+#: trains with its config's defaults (plus the run's profile and seed)
 LEARNERS = ("autoscale", "dvfo")
 
 
@@ -115,9 +133,23 @@ def _dvfo_config():
 class TrainRun:
     """One training run: a learner on a device profile."""
 
-    learner: str = spec("autoscale", "Which learner to train.", choices=LEARNERS)
-    profile: str = spec("phone_sd845", "Edge device profile it learns to schedule on (data/profiles).",
-                        choices=_profile_names)
+    learner: str = spec("autoscale", "Which learner to train (bench.policies.LEARNERS; plugins add names).",
+                        choices=learner_names)
+    profile: str = spec("phone_sd845", "Edge device profile it learns to schedule on: a name under data/profiles, "
+                        "or the path of a profile YAML (relative to the repo root), e.g. "
+                        "results/profile/host_profile.yaml from the profile stage.")
+
+    def __post_init__(self):
+        from bench.world.profiles import is_profile_path, list_profiles, resolve_profile
+
+        if is_profile_path(self.profile):
+            try:
+                resolve_profile(self.profile)
+            except Exception as exc:
+                raise ValueError(f"profile = {self.profile!r}: {exc}") from None
+        elif self.profile not in list_profiles():  # _build prefixes the run's key
+            raise ValueError(f"profile = {self.profile!r} is not allowed; allowed values: {list_profiles()} "
+                             f"or the path of a profile .yaml file")
 
 
 def _default_runs() -> dict[str, TrainRun]:
@@ -172,6 +204,26 @@ class TrainParams:
                                   f"'seed' (fanned out per run); remove train.{name}.seed")
 
 
+    def learner_config(self, learner: str) -> Any:
+        """The config of ``learner``: train.autoscale / train.dvfo, a plugin learner's ``train.<name>``
+        section, or (no section) its config class's defaults."""
+        if learner in _LEARNER_CONFIGS:
+            return getattr(self, learner)
+        sections = getattr(self, "plugin_sections", {})
+        if learner in sections:
+            return sections[learner]
+        from bench.policies import LEARNERS
+
+        return LEARNERS[learner].config_class()()
+
+    @staticmethod
+    def _extra_sections() -> dict[str, type]:
+        """Keys allowed besides the fields: one section per plugin learner, typed by its config class."""
+        from bench.policies import LEARNERS
+
+        return {name: spec.config_class() for name, spec in LEARNERS.items() if name not in _LEARNER_CONFIGS}
+
+
 _LEARNER_CONFIGS = {"autoscale": _autoscale_config, "dvfo": _dvfo_config}
 
 
@@ -186,7 +238,8 @@ class SweepGrid:
     """One grid of a sweep: a learner trained on each profile under each config variant, then
     compared with ``policies`` on ``scenarios`` (every combination, ``sweep.seeds`` seeds each)."""
 
-    learner: str = spec("autoscale", "Which learner to train (its env decides the action set).", choices=LEARNERS)
+    learner: str = spec("autoscale", "Which learner to train (its env decides the action set).",
+                        choices=learner_names)
     profiles: tuple[str, ...] = spec(("phone_sd845",), "Edge device profiles to train and evaluate on.",
                                      choices=_profile_names)
     configs: dict[str, Any] = field(default_factory=lambda: {"default": {}}, metadata={
@@ -221,6 +274,9 @@ class SweepParams:
 class Params:
     """Everything in params.yaml."""
 
+    plugins: tuple[str, ...] = spec((), "Python files (relative to params.yaml) or module names imported before "
+                                    "validation: they register policies, learners, meters or scenario kinds "
+                                    "(docs/extending.md). Installed plugins need no entry here (entry points).")
     seed: int = spec(20261123, "The one seed; every random generator is derived from it via numpy.random.SeedSequence.",
                      ge=0, le=2**63 - 1)
     profile: ProfileParams = field(default_factory=ProfileParams, metadata={"doc": ProfileParams.__doc__})
@@ -329,8 +385,10 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     if not isinstance(data, Mapping):
         raise ParamsError(f"params.yaml: {where} must be a mapping of keys to values, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    # plugin sections (e.g. a plugin learner's train.<name>): asked from the registries
+    extra = cls._extra_sections() if hasattr(cls, "_extra_sections") and any(k not in fields for k in data) else {}
     for key in data:
-        if key not in fields:
+        if key not in fields and key not in extra:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ParamsError(f"params.yaml: unknown key '{prefix}{key}'{hint}; allowed keys under {where}: "
@@ -346,15 +404,36 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         _check_limits(key, value, f.metadata)
         values[name] = value
     try:
-        return cls(**values)
+        obj = cls(**values)
     except (TypeError, ValueError) as exc:  # a section's own cross-field checks
         if isinstance(exc, ParamsError):
             raise
         raise ParamsError(f"params.yaml: {where}: {exc}") from None
+    if extra:
+        object.__setattr__(obj, "plugin_sections", {str(k): _build(extra[k], v, f"{prefix}{k}.")
+                                                    for k, v in data.items() if k in extra})
+    return obj
 
 
-def params_from_dict(data: Mapping[str, Any]) -> Params:
-    """Validate a parsed params mapping (see :func:`load_params`)."""
+def _load_plugins(data: Any, base_dir: Path | None) -> None:
+    plugins = data.get("plugins") if isinstance(data, Mapping) else None
+    if not plugins:
+        return
+    if not isinstance(plugins, (list, tuple)) or not all(isinstance(p, str) for p in plugins):
+        raise ParamsError(f"params.yaml: plugins must be a list of file paths or module names, got {plugins!r}")
+    from hw.registry import PluginError, load_plugin
+
+    for i, plugin in enumerate(plugins):
+        try:
+            load_plugin(plugin, base_dir)
+        except PluginError as exc:
+            raise ParamsError(f"params.yaml: plugins[{i}]: {exc}") from None
+
+
+def params_from_dict(data: Mapping[str, Any], base_dir: str | Path | None = None) -> Params:
+    """Validate a parsed params mapping (see :func:`load_params`); ``plugins`` are imported first
+    (relative to ``base_dir``), so the registries they fill are what validation checks against."""
+    _load_plugins(data, Path(base_dir) if base_dir is not None else None)
     return _build(Params, data)
 
 
@@ -368,7 +447,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
             data = yaml.safe_load(fh)
         except yaml.YAMLError as exc:
             raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return params_from_dict(data or {})
+    return params_from_dict(data or {}, base_dir=path.resolve().parent)
 
 
 def as_dict(obj: Any) -> Any:

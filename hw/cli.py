@@ -21,17 +21,23 @@ import shlex
 import sys
 from typing import Any, Callable, Sequence
 
-from . import METERS, best_available_meter
+from . import DVFS, METERS, best_available_meter
 from .base import DeviceGoneError, DvfsController, Meter, MeterError
 from .collect import collect, sweep
 
-ADAPTERS = ("rapl", "jetson", "android", "nvml", "replay", "none", "auto")
+
+def adapter_names() -> list[str]:
+    """What ``--adapter`` accepts: every registered meter (plugins included), ``none`` and ``auto``."""
+    return [*METERS.names(), "none", "auto"]
+
+
 TimeFn = Callable[[str, int, int, int], dict]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="collect", description=__doc__.split("\n\n")[0])
-    p.add_argument("--adapter", choices=ADAPTERS, default="auto", help="meter to measure energy with (default: auto)")
+    p.add_argument("--adapter", choices=adapter_names(), default="auto",
+                   help="meter to measure energy with (default: auto; plugins add names)")
     p.add_argument("--out", required=True, help="output trace (.parquet); a .journal.jsonl beside it makes reruns resume")
     p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.world.workloads)")
     p.add_argument("--targets", nargs="+", default=["cpu"], help="execution targets (default: cpu)")
@@ -56,9 +62,58 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--serial", help="adb serial (adapter android)")
     g.add_argument("--adb", default="adb", help="adb binary")
     g.add_argument("--allow-charging", action="store_true", help="measure the phone even while it charges")
+    g.add_argument("--dvfs", choices=DVFS.names(), default=None,
+                   help="DVFS controller for --cpu-mhz/--gpu-mhz (default: android with --adapter android, else sysfs)")
+    g.add_argument("--meter-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument of a plugin meter (repeatable; values parsed as YAML scalars)")
     g.add_argument("--phone-command", help="command run on the phone per cell, e.g. "
                    "'/data/local/tmp/benchmark_model --graph=/data/local/tmp/{workload}.tflite'")
     return p
+
+
+def _jetson(args: argparse.Namespace) -> Meter:
+    from .jetson import Ina3221Meter, TegrastatsMeter
+
+    if Ina3221Meter.probe(args.sysfs_root):
+        return Ina3221Meter(args.sysfs_root)
+    return TegrastatsMeter(args.tegrastats_interval_ms)
+
+
+def _replay(args: argparse.Namespace) -> Meter:
+    if not args.replay:
+        raise MeterError("--adapter replay needs --replay LOG (a tegrastats log or a samples .jsonl)")
+    return METERS["replay"].from_file(args.replay, speed=args.replay_speed)  # type: ignore[attr-defined]
+
+
+def _android(args: argparse.Namespace) -> Meter:
+    from .android import AdbDevice
+
+    return METERS["android"](AdbDevice(args.serial, args.adb), allow_charging=args.allow_charging)
+
+
+#: how the built-in meters take their command-line options; any other registered meter is
+#: built as ``cls(**meter_options)`` from ``--meter-option KEY=VALUE``
+BUILDERS: dict[str, Callable[[argparse.Namespace], Meter]] = {
+    "replay": _replay,
+    "rapl": lambda a: METERS["rapl"](root=a.rapl_root),
+    "nvml": lambda a: METERS["nvml"](index=a.nvml_index),
+    "jetson": _jetson,
+    "jetson-ina3221": lambda a: METERS["jetson-ina3221"](a.sysfs_root),
+    "android": _android,
+}
+
+
+def meter_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{k: yaml scalar v}``; a pair without ``=`` raises MeterError."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MeterError(f"--meter-option {pair!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value) if value else ""
+    return out
 
 
 def make_meter(args: argparse.Namespace) -> Meter | None:
@@ -74,37 +129,25 @@ def make_meter(args: argparse.Namespace) -> Meter | None:
             print("auto: no meter available, energy will be NaN. Why: "
                   + "; ".join(f"{k}: {v}" for k, v in reasons.items()), file=sys.stderr)
         return meter
-    if args.adapter == "replay":
-        if not args.replay:
-            raise MeterError("--adapter replay needs --replay LOG (a tegrastats log or a samples .jsonl)")
-        return METERS["replay"].from_file(args.replay, speed=args.replay_speed)  # type: ignore[attr-defined]
-    if args.adapter == "rapl":
-        return METERS["rapl"](root=args.rapl_root)
-    if args.adapter == "nvml":
-        return METERS["nvml"](index=args.nvml_index)
-    if args.adapter == "jetson":
-        from .jetson import Ina3221Meter, TegrastatsMeter
-
-        if Ina3221Meter.probe(args.sysfs_root):
-            return Ina3221Meter(args.sysfs_root)
-        return TegrastatsMeter(args.tegrastats_interval_ms)
-    if args.adapter == "android":
-        from .android import AdbDevice, AndroidBatteryMeter
-
-        return AndroidBatteryMeter(AdbDevice(args.serial, args.adb), allow_charging=args.allow_charging)
-    raise AssertionError(args.adapter)
+    if args.adapter not in METERS:
+        raise MeterError(METERS.unknown_message(args.adapter))
+    builder = BUILDERS.get(args.adapter)
+    if builder is not None:
+        return builder(args)
+    options = meter_options(getattr(args, "meter_option", []) or [])
+    try:
+        return METERS[args.adapter](**options)
+    except TypeError as exc:  # wrong option names for the plugin's constructor
+        raise MeterError(f"meter {args.adapter!r}: {exc}") from None
 
 
 def make_dvfs(args: argparse.Namespace, meter: Meter | None) -> DvfsController | None:
     if not (args.cpu_mhz or args.gpu_mhz):
         return None
-    if args.adapter == "android":
-        from .android import android_dvfs
-
-        return android_dvfs(meter.device)  # type: ignore[union-attr]
-    from .jetson import jetson_dvfs
-
-    return jetson_dvfs(args.sysfs_root)  # plain cpufreq on non-Jetson hosts
+    name = getattr(args, "dvfs", None) or ("android" if args.adapter == "android" else "sysfs")
+    if name == "android":
+        return DVFS[name](device=getattr(meter, "device", None))
+    return DVFS[name](root=args.sysfs_root)  # plain cpufreq on non-Jetson hosts
 
 
 def main(argv: Sequence[str] | None = None, time_fn: TimeFn | None = None) -> int:

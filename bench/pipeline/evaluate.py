@@ -7,7 +7,7 @@ any order, in local processes or on a Dask cluster (:mod:`bench.pipeline.engine`
 concatenates results in cell order, so the table's bytes do not depend on which
 worker finished first.
 
-The tidy results table (DESIGN.md "Results") has one row per request: ``suite,
+The tidy results table (docs/architecture.md, "Results") has one row per request: ``suite,
 profile, policy, scenario, seed, step, workload, action, action_name, energy_mj,
 remote_energy_mj, latency_ms, qos_ok, accuracy, reward``. Everything else is
 derived from it (:mod:`bench.pipeline.stats`).
@@ -29,7 +29,13 @@ from bench.seeding import derive_seeds
 if TYPE_CHECKING:
     from bench.pipeline.engine import Engine
 
-ENV_IDS = {"autoscale": "bench/AutoScale-v0", "dvfo": "bench/DVFO-v0"}
+
+def env_id(learner: str) -> str:
+    """The gymnasium id a learner trains and is evaluated on (``bench.policies.LEARNERS``)."""
+    from bench.pipeline.training import learner_spec
+
+    return learner_spec(learner).env_id
+
 #: the baselines every comparison reports ratios against (named by the mission)
 RATIO_BASELINES = {"cpu_only": "cpu_only", "cloud_only": "cloud_only"}
 
@@ -39,7 +45,7 @@ class Cell:
     """One evaluation episode; everything :func:`run_cell` needs, as plain data."""
 
     suite: str
-    learner: str  # the suite's learner kind: autoscale | dvfo (selects the env)
+    learner: str  # the suite's learner (a bench.policies.LEARNERS name; selects the env)
     profile: str
     policy: str
     scenario: str
@@ -62,7 +68,7 @@ def run_cell(cell: Cell) -> pd.DataFrame:
     from bench.policies.rollout import evaluate_policy
 
     _single_thread_torch()
-    frame = evaluate_policy(cell.policy, ENV_IDS[cell.learner], cell.scenario, [cell.seed], cell.steps,
+    frame = evaluate_policy(cell.policy, env_id(cell.learner), cell.scenario, [cell.seed], cell.steps,
                             policy_kwargs=_policy_kwargs(cell), env_kwargs=json.loads(cell.env_kwargs_json))
     frame.insert(0, "profile", cell.profile)
     frame.insert(0, "suite", cell.suite)

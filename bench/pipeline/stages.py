@@ -41,7 +41,7 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
             raise SystemExit(f"stage train needs --run NAME; runs in params.yaml: {sorted(params.train.runs)}")
         r = params.train.runs[run]
         return {"run": run, "learner": r.learner, "profile": r.profile,
-                "config": as_dict(getattr(params.train, r.learner)), "out_dir": str(RESULTS_DIR / "train" / run)}
+                "config": as_dict(params.train.learner_config(r.learner)), "out_dir": str(RESULTS_DIR / "train" / run)}
     if stage == "evaluate":
         ev = params.evaluate
         return {"seeds": ev.seeds, "steps": ev.steps, "workers": ev.workers, "n_boot": ev.n_boot,

@@ -18,19 +18,21 @@ import pandas as pd
 from bench.seeding import derive_seed
 
 
+def learner_spec(learner: str):
+    """The :class:`bench.policies.LearnerSpec` registered as ``learner`` (plugins included)."""
+    from bench.policies import LEARNERS
+
+    if learner not in LEARNERS:
+        raise ValueError(LEARNERS.unknown_message(learner))
+    return LEARNERS[learner]
+
+
 def learner_module(learner: str):
-    if learner == "autoscale":
-        from bench.policies import autoscale as mod
-    elif learner == "dvfo":
-        from bench.policies import dvfo as mod
-    else:
-        raise ValueError(f"unknown learner {learner!r}; allowed: ['autoscale', 'dvfo']")
-    return mod
+    return learner_spec(learner).load_module()
 
 
 def config_class(learner: str):
-    mod = learner_module(learner)
-    return mod.AutoScaleConfig if learner == "autoscale" else mod.DVFOConfig
+    return learner_spec(learner).config_class()
 
 
 def make_config(learner: str, profile: str, overrides: dict[str, Any], root_seed: int, run: str):
@@ -48,7 +50,7 @@ def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], r
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = make_config(learner, profile, overrides, root_seed, run)
-    result = learner_module(learner).train(config, progress=progress)
+    result = learner_spec(learner).train(config, progress=progress)
     result.learner.save(out_dir / "policy")
     curve = result.curve.copy()
     curve.insert(0, "learner", learner)

@@ -11,6 +11,12 @@ uses): ``make_policy("autoscale", env, **kwargs)``. A factory receives the
 environment (gymnasium ``Env``; use ``env.unwrapped`` for the simulator,
 ``action_table`` and the current request) and keyword arguments.
 
+:data:`REGISTRY` and :data:`LEARNERS` are :class:`hw.registry.Registry` objects: besides
+``@register(name)`` in this package, installed distributions add policies through the
+entry-point group ``edge_inference_bench.policies`` (and learners through
+``edge_inference_bench.learners``, each a :class:`LearnerSpec`), and a file of your own
+project through ``plugins:`` in params.yaml (docs/extending.md).
+
 Some baselines are *privileged*: the oracle sees the realised draw of the
 current request, the hindsight statics see the whole scenario. They say so in
 their docstring (``privileged = True``) and exist only as references.
@@ -18,12 +24,13 @@ their docstring (``privileged = True``) and exist only as references.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+
+from hw.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -70,25 +77,61 @@ class Learner(Policy):
 
 
 PolicyFactory = Callable[..., Policy]
-REGISTRY: dict[str, PolicyFactory] = {}
+#: policy name -> ``factory(env, **kwargs) -> Policy`` (plugins: entry-point group ``edge_inference_bench.policies``)
+REGISTRY: Registry = Registry("policy", "policies")
 
 
 def register(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
     """Decorator: make a policy class/factory available as ``make_policy(name, env)``."""
-
-    def deco(factory: PolicyFactory) -> PolicyFactory:
-        if name in REGISTRY and REGISTRY[name] is not factory:
-            raise ValueError(f"policy name {name!r} is already registered")
-        REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return REGISTRY.register(name)
 
 
 def make_policy(name: str, env, **kwargs: Any) -> Policy:
     """Build the policy registered as ``name`` for ``env``; unknown names list the allowed ones."""
     if name not in REGISTRY:
-        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown policy {name!r}{hint}; registered policies: {sorted(REGISTRY)}")
+        raise ValueError(REGISTRY.unknown_message(name))
     return REGISTRY[name](env, **kwargs)
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What the pipeline needs to train a learner and evaluate what it learned: one registration.
+
+    ``module`` holds the CleanRL-style single file: a config dataclass named ``config``
+    (with ``from_dict(dict)``, ``env_kwargs()`` and the fields ``edge`` and ``seed``), a
+    ``train(config, progress=False)`` returning an object with ``learner`` (a
+    :class:`Learner`), ``curve`` (a DataFrame with ``step`` and ``reward``), ``env_steps``
+    and ``wall_time_s``. The trained policy is evaluated as ``make_policy(name, env, path=...)``,
+    so the learner's class is also registered in :data:`REGISTRY` under the same name.
+    """
+
+    name: str
+    #: gymnasium id of the environment it learns on (and is evaluated on)
+    env_id: str
+    #: module holding ``train`` and the config class
+    module: str
+    #: name of the config dataclass in ``module``
+    config: str
+
+    def load_module(self):
+        import importlib
+
+        return importlib.import_module(self.module)
+
+    def config_class(self) -> type:
+        return getattr(self.load_module(), self.config)
+
+    def train(self, config, progress: bool = False):
+        return self.load_module().train(config, progress=progress)
+
+
+def _check_learner(name: str, value: object) -> None:
+    if not isinstance(value, LearnerSpec):
+        raise ValueError(f"learner {name!r}: {value!r} is not a bench.policies.LearnerSpec")
+
+
+#: learner name -> :class:`LearnerSpec` (plugins: entry-point group ``edge_inference_bench.learners``)
+LEARNERS: Registry = Registry("learner", "learners", check=_check_learner)
+LEARNERS.register("autoscale", LearnerSpec("autoscale", "bench/AutoScale-v0", "bench.policies.autoscale",
+                                           "AutoScaleConfig"))
+LEARNERS.register("dvfo", LearnerSpec("dvfo", "bench/DVFO-v0", "bench.policies.dvfo", "DVFOConfig"))

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from bench.errors import DataFileError
-from bench.paths import PROFILES_DIR
+from bench.paths import PROFILES_DIR, REPO_ROOT
 
 TARGET_KINDS = ("cpu", "gpu", "dsp")
 PROFILE_KINDS = ("phone", "jetson", "peer", "cloud", "host")
@@ -175,10 +175,29 @@ def list_profiles(directory: Path = PROFILES_DIR) -> list[str]:
     return sorted(p.stem for p in Path(directory).glob("*.yaml"))
 
 
+def is_profile_path(name_or_path: str | Path) -> bool:
+    """True when ``name_or_path`` names a YAML file (a profile outside ``data/profiles``)."""
+    return Path(name_or_path).suffix in (".yaml", ".yml")
+
+
+def resolve_profile(name_or_path: str | Path) -> Path:
+    """The file of a shipped profile name, or of a profile path.
+
+    A relative path is tried against the working directory, then the repository root,
+    so ``results/profile/host_profile.yaml`` (written by the ``profile`` stage) works from
+    the repo root (DVC), from ``notebooks/`` (papermill) and from the tests alike.
+    """
+    return _resolve(name_or_path)
+
+
 def _resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
+    if is_profile_path(path):
+        for candidate in ([path] if path.is_absolute() else [path, REPO_ROOT / path]):
+            if candidate.exists():
+                return candidate
+        raise ProfileError(f"device profile file {str(name_or_path)!r} not found (looked in the working directory "
+                           f"and {REPO_ROOT}); shipped profiles: {list_profiles()}")
     candidate = PROFILES_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate

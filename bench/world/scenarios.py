@@ -32,6 +32,10 @@ Markov chain: ``app`` when on, ``p_on`` = P(off -> on), ``p_off`` = P(on -> off)
 ``weights``). App loads and the slowdown/power constants live in
 ``data/scenarios/_model.yaml``, each with its ``assumed:`` reason.
 
+The kinds are registries (:data:`PROCESS_KINDS`, :data:`INTERFERENCE_KINDS`): a plugin adds
+one with ``PROCESS_KINDS.register("name", ProcessKind(fields, required, realise))`` or an
+entry point (docs/extending.md).
+
 All randomness comes from the ``numpy.random.Generator`` passed to
 :meth:`Scenario.trace` (the signal, cap, interference and mix each get their own
 child stream, so changing one process does not reshuffle the others).
@@ -41,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,6 +54,7 @@ import yaml
 from bench.errors import DataFileError
 from bench.paths import DATA_DIR, REPO_ROOT
 from bench.world.network import load_link
+from hw.registry import Registry
 
 SCENARIO_DIR = DATA_DIR / "scenarios"
 MODEL_FILE = SCENARIO_DIR / "_model.yaml"
@@ -57,24 +62,6 @@ RADIOS = ("wifi", "lte")
 
 _TOP_FIELDS = {"name", "description", "source", "steps", "interarrival_ms", "signal", "bandwidth_cap_mbps",
                "interference", "workload_mix"}
-_PROCESS_FIELDS = {
-    "constant": ({"level", "value"}, set()),  # (allowed, required)
-    "step": ({"at", "values"}, {"at", "values"}),
-    "random_walk": ({"start", "step_std", "min", "max"}, {"start", "step_std", "min", "max"}),
-    "periodic": ({"mean", "amplitude", "period_steps", "phase_steps", "noise_std"}, {"mean", "amplitude", "period_steps"}),
-    "mobility": ({"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "min_m", "max_m",
-                  "shadowing_std_db", "shadowing_corr"},
-                 {"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "max_m"}),
-    "replay": ({"path", "column", "loop"}, {"path", "column"}),
-}
-_INTERFERENCE_FIELDS = {
-    "none": (set(), set()),
-    "cpu_heavy": ({"intensity"}, set()),
-    "memory_heavy": ({"intensity"}, set()),
-    "constant": ({"cpu", "mem"}, {"cpu", "mem"}),
-    "bursty": ({"app", "p_on", "p_off", "start_on"}, {"app", "p_on", "p_off"}),
-    "app_mix": ({"apps", "stay_prob", "weights"}, {"apps", "stay_prob"}),
-}
 _MIX_FIELDS = {"workload", "weight", "qos_ms", "max_accuracy_loss"}
 _DEFAULT_SIGNAL = {"kind": "constant", "level": "medium"}
 
@@ -204,21 +191,94 @@ class Scenario:
 
 # --------------------------------------------------------------------------- processes
 
-def _check(where: str, spec: Mapping, kinds: Mapping[str, tuple[set, set]]) -> str:
+@dataclass(frozen=True)
+class ProcessContext:
+    """What a process kind's ``realise`` gets besides its spec."""
+
+    n: int  # steps to realise
+    rng: np.random.Generator  # this process's own stream (draw from nothing else)
+    where: str  # for error messages: "<scenario>.signal.wifi"
+    levels: Mapping[str, float]  # named levels of the radio (strong/medium/weak), dBm; {} for a cap
+    base: Path | None  # the scenario file (relative paths resolve against it)
+
+    @property
+    def t(self) -> np.ndarray:
+        return np.arange(self.n)
+
+    def value(self, v: Any) -> float:
+        """A number, or a named level of the radio."""
+        return _value(v, self.levels, self.where)
+
+
+@dataclass(frozen=True)
+class ProcessKind:
+    """A kind of per-step process (signal in dBm, bandwidth cap in Mbit/s): ``kind: NAME`` in a scenario.
+
+    ``realise(spec, ctx) -> np.ndarray`` of length ``ctx.n``; ``check(spec, where)`` (optional)
+    validates the spec at load time beyond the allowed/required field names.
+    """
+
+    fields: frozenset[str]
+    required: frozenset[str]
+    realise: Callable[[Mapping, ProcessContext], np.ndarray]
+    check: Callable[[Mapping, str], None] | None = None
+
+
+@dataclass(frozen=True)
+class InterferenceContext:
+    """What an interference kind's ``realise`` gets besides its spec."""
+
+    n: int
+    rng: np.random.Generator
+    where: str
+    model: InterferenceModel
+
+    def app(self, name: str) -> tuple[float, float]:
+        """(cpu, mem) load of a named app of ``_model.yaml``."""
+        if name not in self.model.apps:
+            raise ScenarioError(f"{self.where}: app {name!r} is not allowed; allowed apps: {sorted(self.model.apps)}")
+        return self.model.apps[name]
+
+
+@dataclass(frozen=True)
+class InterferenceKind:
+    """A kind of co-runner process: ``realise(spec, ctx) -> (cpu_load, mem_load)``, each in [0, 1] per step."""
+
+    fields: frozenset[str]
+    required: frozenset[str]
+    realise: Callable[[Mapping, InterferenceContext], tuple[np.ndarray, np.ndarray]]
+    check: Callable[[Mapping, str], None] | None = None
+
+
+def _check_kind(name: str, value: Any) -> None:
+    if not isinstance(value, (ProcessKind, InterferenceKind)):
+        raise ValueError(f"scenario kind {name!r}: {value!r} is not a ProcessKind / InterferenceKind")
+
+
+#: ``kind`` of a signal or bandwidth-cap process -> :class:`ProcessKind`
+#: (plugins: entry-point group ``edge_inference_bench.scenario_kinds``)
+PROCESS_KINDS: Registry = Registry("scenario process kind", "scenario_kinds", check=_check_kind)
+#: ``kind`` of an interference process -> :class:`InterferenceKind`
+#: (plugins: entry-point group ``edge_inference_bench.interference_kinds``)
+INTERFERENCE_KINDS: Registry = Registry("interference kind", "interference_kinds", check=_check_kind)
+
+
+def _check(where: str, spec: Mapping, kinds: Registry) -> str:
     if not isinstance(spec, Mapping) or "kind" not in spec:
         raise ScenarioError(f"{where}: expected a mapping with a 'kind' field; allowed kinds: {sorted(kinds)}")
     kind = spec["kind"]
     if kind not in kinds:
         raise ScenarioError(f"{where}.kind: {kind!r} is not allowed; allowed kinds: {sorted(kinds)}")
-    allowed, required = kinds[kind]
+    entry = kinds[kind]
+    allowed, required = set(entry.fields), set(entry.required)
     unknown = sorted(set(spec) - allowed - {"kind"})
     if unknown:
         raise ScenarioError(f"{where}: unknown field(s) {unknown} for kind {kind!r}; allowed fields: {sorted(allowed | {'kind'})}")
     missing = sorted(required - set(spec))
     if missing:
         raise ScenarioError(f"{where}: missing field(s) {missing} for kind {kind!r}")
-    if kind == "constant" and len({"level", "value"} & set(spec)) != 1:
-        raise ScenarioError(f"{where}: kind 'constant' needs exactly one of ['level', 'value']")
+    if entry.check is not None:
+        entry.check(spec, where)
     return kind
 
 
@@ -232,49 +292,72 @@ def _value(v: Any, levels: Mapping[str, float], where: str) -> float:
 
 def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels: Mapping[str, float],
              base: Path | None) -> np.ndarray:
-    kind = _check(where, spec, _PROCESS_FIELDS)
-    t = np.arange(n)
-    if kind == "constant":
-        return np.full(n, _value(spec.get("level", spec.get("value")), levels, where))
-    if kind == "step":
-        at, vals = list(spec["at"]), [_value(v, levels, f"{where}.values") for v in spec["values"]]
-        if len(at) != len(vals) or not at or at[0] != 0 or any(b <= a for a, b in zip(at, at[1:])):
-            raise ScenarioError(f"{where}: 'at' must start at 0, ascend, and match 'values' in length")
-        return np.asarray(vals)[np.searchsorted(at, t, side="right") - 1]
-    if kind == "random_walk":
-        lo, hi = float(spec["min"]), float(spec["max"])
-        x = np.empty(n)
-        cur = _value(spec["start"], levels, where)
-        steps = rng.normal(0.0, float(spec["step_std"]), size=n)
-        for i in range(n):  # reflection at the bounds keeps the walk inside [lo, hi]
-            x[i] = cur
-            cur += steps[i]
-            if cur > hi:
-                cur = 2 * hi - cur
-            if cur < lo:
-                cur = 2 * lo - cur
-            cur = min(max(cur, lo), hi)
-        return x
-    if kind == "periodic":
-        mean = _value(spec["mean"], levels, where)
-        phase = float(spec.get("phase_steps", 0))
-        x = mean + float(spec["amplitude"]) * np.sin(2 * np.pi * (t + phase) / float(spec["period_steps"]))
-        return x + rng.normal(0.0, float(spec.get("noise_std", 0.0)), size=n)
-    if kind == "mobility":
-        lo, hi = float(spec.get("min_m", 1.0)), float(spec["max_m"])
-        span = hi - lo
-        travelled = float(spec["start_m"]) - lo + float(spec["speed_m_per_step"]) * t
-        phase = np.mod(travelled, 2 * span)  # walk out to max_m and back (triangle wave)
-        dist = lo + np.where(phase <= span, phase, 2 * span - phase)
-        sigma, rho = float(spec.get("shadowing_std_db", 0.0)), float(spec.get("shadowing_corr", 0.0))
-        eps = rng.normal(0.0, 1.0, size=n)
-        shadow = np.empty(n)
-        s = eps[0] * sigma
-        for i in range(n):  # AR(1) keeps the marginal std at sigma
-            shadow[i] = s
-            s = rho * s + np.sqrt(1 - rho**2) * sigma * eps[(i + 1) % n]
-        return float(spec["p0_dbm"]) - 10 * float(spec["path_loss_exponent"]) * np.log10(np.maximum(dist, 1e-3)) + shadow
-    # replay
+    kind = _check(where, spec, PROCESS_KINDS)
+    out = np.asarray(PROCESS_KINDS[kind].realise(spec, ProcessContext(n, rng, where, levels, base)), dtype=float)
+    if out.shape != (n,):
+        raise ScenarioError(f"{where}: kind {kind!r} returned shape {out.shape}, expected ({n},)")
+    return out
+
+
+def _constant_check(spec: Mapping, where: str) -> None:
+    if len({"level", "value"} & set(spec)) != 1:
+        raise ScenarioError(f"{where}: kind 'constant' needs exactly one of ['level', 'value']")
+
+
+def _constant(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    return np.full(ctx.n, ctx.value(spec.get("level", spec.get("value"))))
+
+
+def _step(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    at, vals = list(spec["at"]), [_value(v, ctx.levels, f"{ctx.where}.values") for v in spec["values"]]
+    if len(at) != len(vals) or not at or at[0] != 0 or any(b <= a for a, b in zip(at, at[1:])):
+        raise ScenarioError(f"{ctx.where}: 'at' must start at 0, ascend, and match 'values' in length")
+    return np.asarray(vals)[np.searchsorted(at, ctx.t, side="right") - 1]
+
+
+def _random_walk(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    n = ctx.n
+    lo, hi = float(spec["min"]), float(spec["max"])
+    x = np.empty(n)
+    cur = ctx.value(spec["start"])
+    steps = ctx.rng.normal(0.0, float(spec["step_std"]), size=n)
+    for i in range(n):  # reflection at the bounds keeps the walk inside [lo, hi]
+        x[i] = cur
+        cur += steps[i]
+        if cur > hi:
+            cur = 2 * hi - cur
+        if cur < lo:
+            cur = 2 * lo - cur
+        cur = min(max(cur, lo), hi)
+    return x
+
+
+def _periodic(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    mean = ctx.value(spec["mean"])
+    phase = float(spec.get("phase_steps", 0))
+    x = mean + float(spec["amplitude"]) * np.sin(2 * np.pi * (ctx.t + phase) / float(spec["period_steps"]))
+    return x + ctx.rng.normal(0.0, float(spec.get("noise_std", 0.0)), size=ctx.n)
+
+
+def _mobility(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    n, t = ctx.n, ctx.t
+    lo, hi = float(spec.get("min_m", 1.0)), float(spec["max_m"])
+    span = hi - lo
+    travelled = float(spec["start_m"]) - lo + float(spec["speed_m_per_step"]) * t
+    phase = np.mod(travelled, 2 * span)  # walk out to max_m and back (triangle wave)
+    dist = lo + np.where(phase <= span, phase, 2 * span - phase)
+    sigma, rho = float(spec.get("shadowing_std_db", 0.0)), float(spec.get("shadowing_corr", 0.0))
+    eps = ctx.rng.normal(0.0, 1.0, size=n)
+    shadow = np.empty(n)
+    s = eps[0] * sigma
+    for i in range(n):  # AR(1) keeps the marginal std at sigma
+        shadow[i] = s
+        s = rho * s + np.sqrt(1 - rho**2) * sigma * eps[(i + 1) % n]
+    return float(spec["p0_dbm"]) - 10 * float(spec["path_loss_exponent"]) * np.log10(np.maximum(dist, 1e-3)) + shadow
+
+
+def _replay(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    where, base, t = ctx.where, ctx.base, ctx.t
     path = Path(spec["path"])
     candidates = [path] if path.is_absolute() else [*(([base.parent / path]) if base else []), REPO_ROOT / path]
     found = next((c for c in candidates if c.exists()), None)
@@ -291,44 +374,77 @@ def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels
     return values[np.minimum(t, len(values) - 1)]
 
 
+def _kind(fields: set, required: set, realise, check=None, cls=ProcessKind):
+    return cls(frozenset(fields), frozenset(required), realise, check)
+
+
+for _name, _entry in {
+    "constant": _kind({"level", "value"}, set(), _constant, _constant_check),
+    "step": _kind({"at", "values"}, {"at", "values"}, _step),
+    "random_walk": _kind({"start", "step_std", "min", "max"}, {"start", "step_std", "min", "max"}, _random_walk),
+    "periodic": _kind({"mean", "amplitude", "period_steps", "phase_steps", "noise_std"},
+                      {"mean", "amplitude", "period_steps"}, _periodic),
+    "mobility": _kind({"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "min_m", "max_m",
+                       "shadowing_std_db", "shadowing_corr"},
+                      {"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "max_m"}, _mobility),
+    "replay": _kind({"path", "column", "loop"}, {"path", "column"}, _replay),
+}.items():
+    PROCESS_KINDS.register(_name, _entry)
+
+
 def _interference(spec: Mapping, n: int, rng: np.random.Generator, model: InterferenceModel,
                   where: str) -> tuple[np.ndarray, np.ndarray]:
-    kind = _check(where, spec, _INTERFERENCE_FIELDS)
+    kind = _check(where, spec, INTERFERENCE_KINDS)
+    cpu, mem = INTERFERENCE_KINDS[kind].realise(spec, InterferenceContext(n, rng, where, model))
+    cpu, mem = np.asarray(cpu, dtype=float), np.asarray(mem, dtype=float)
+    if cpu.shape != (n,) or mem.shape != (n,):
+        raise ScenarioError(f"{where}: kind {kind!r} returned shapes {cpu.shape}, {mem.shape}, expected ({n},)")
+    return cpu, mem
 
-    def app(name: str) -> tuple[float, float]:
-        if name not in model.apps:
-            raise ScenarioError(f"{where}: app {name!r} is not allowed; allowed apps: {sorted(model.apps)}")
-        return model.apps[name]
 
-    if kind == "none":
-        return np.zeros(n), np.zeros(n)
-    if kind in ("cpu_heavy", "memory_heavy"):
+def _no_interference(spec: Mapping, ctx: InterferenceContext):
+    return np.zeros(ctx.n), np.zeros(ctx.n)
+
+
+def _heavy(app: str):
+    def realise(spec: Mapping, ctx: InterferenceContext):
         k = float(spec.get("intensity", 1.0))
-        c, m = app(kind)
-        return np.full(n, c * k), np.full(n, m * k)
-    if kind == "constant":
-        c, m = float(spec["cpu"]), float(spec["mem"])
-        if not (0 <= c <= 1 and 0 <= m <= 1):
-            raise ScenarioError(f"{where}: cpu and mem loads must lie in [0, 1]")
-        return np.full(n, c), np.full(n, m)
-    if kind == "bursty":
-        c, m = app(spec["app"])
-        p_on, p_off = float(spec["p_on"]), float(spec["p_off"])
-        u = rng.random(n)
-        on = np.empty(n, dtype=bool)
-        state = bool(spec.get("start_on", False))
-        for i in range(n):
-            on[i] = state
-            state = (u[i] >= p_off) if state else (u[i] < p_on)
-        return np.where(on, c, 0.0), np.where(on, m, 0.0)
-    # app_mix: Markov chain over named apps
+        c, m = ctx.app(app)
+        return np.full(ctx.n, c * k), np.full(ctx.n, m * k)
+
+    return realise
+
+
+def _constant_load(spec: Mapping, ctx: InterferenceContext):
+    c, m = float(spec["cpu"]), float(spec["mem"])
+    if not (0 <= c <= 1 and 0 <= m <= 1):
+        raise ScenarioError(f"{ctx.where}: cpu and mem loads must lie in [0, 1]")
+    return np.full(ctx.n, c), np.full(ctx.n, m)
+
+
+def _bursty(spec: Mapping, ctx: InterferenceContext):
+    n = ctx.n
+    c, m = ctx.app(spec["app"])
+    p_on, p_off = float(spec["p_on"]), float(spec["p_off"])
+    u = ctx.rng.random(n)
+    on = np.empty(n, dtype=bool)
+    state = bool(spec.get("start_on", False))
+    for i in range(n):
+        on[i] = state
+        state = (u[i] >= p_off) if state else (u[i] < p_on)
+    return np.where(on, c, 0.0), np.where(on, m, 0.0)
+
+
+def _app_mix(spec: Mapping, ctx: InterferenceContext):
+    """Markov chain over named apps."""
+    n = ctx.n
     names = list(spec["apps"])
-    loads = np.array([app(a) for a in names])
+    loads = np.array([ctx.app(a) for a in names])
     w = np.asarray(spec.get("weights", [1.0] * len(names)), dtype=float)
     if len(w) != len(names):
-        raise ScenarioError(f"{where}.weights: needs one weight per app")
+        raise ScenarioError(f"{ctx.where}.weights: needs one weight per app")
     stay = float(spec["stay_prob"])
-    u, jump = rng.random(n), rng.choice(len(names), size=n, p=w / w.sum())
+    u, jump = ctx.rng.random(n), ctx.rng.choice(len(names), size=n, p=w / w.sum())
     idx = np.empty(n, dtype=int)
     cur = int(jump[0])
     for i in range(n):
@@ -336,6 +452,17 @@ def _interference(spec: Mapping, n: int, rng: np.random.Generator, model: Interf
         if u[i] >= stay:
             cur = int(jump[(i + 1) % n])
     return loads[idx, 0].copy(), loads[idx, 1].copy()
+
+
+for _name, _entry in {
+    "none": _kind(set(), set(), _no_interference, cls=InterferenceKind),
+    "cpu_heavy": _kind({"intensity"}, set(), _heavy("cpu_heavy"), cls=InterferenceKind),
+    "memory_heavy": _kind({"intensity"}, set(), _heavy("memory_heavy"), cls=InterferenceKind),
+    "constant": _kind({"cpu", "mem"}, {"cpu", "mem"}, _constant_load, cls=InterferenceKind),
+    "bursty": _kind({"app", "p_on", "p_off", "start_on"}, {"app", "p_on", "p_off"}, _bursty, cls=InterferenceKind),
+    "app_mix": _kind({"apps", "stay_prob", "weights"}, {"apps", "stay_prob"}, _app_mix, cls=InterferenceKind),
+}.items():
+    INTERFERENCE_KINDS.register(_name, _entry)
 
 
 # --------------------------------------------------------------------------- loading
@@ -362,11 +489,11 @@ def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None
     if bad:
         raise ScenarioError(f"{where}.signal: unknown radio(s) {bad}; allowed radios: {list(RADIOS)}")
     for radio, spec in signal.items():
-        _check(f"{where}.signal.{radio}", spec, _PROCESS_FIELDS)
+        _check(f"{where}.signal.{radio}", spec, PROCESS_KINDS)
     cap = data.get("bandwidth_cap_mbps")
     if cap is not None:
-        _check(f"{where}.bandwidth_cap_mbps", cap, _PROCESS_FIELDS)
-    _check(f"{where}.interference", data["interference"], _INTERFERENCE_FIELDS)
+        _check(f"{where}.bandwidth_cap_mbps", cap, PROCESS_KINDS)
+    _check(f"{where}.interference", data["interference"], INTERFERENCE_KINDS)
     mix = data["workload_mix"]
     if not isinstance(mix, list) or not mix:
         raise ScenarioError(f"{where}.workload_mix: expected a non-empty list of requests")
