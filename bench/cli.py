@@ -5,6 +5,8 @@
     python -m bench notebook STAGE      run a pipeline stage's notebook via papermill (used by dvc.yaml)
     python -m bench workloads [--write] print (or recompute and write) the workload table
     python -m bench collect ...         sweep workloads x targets x frequencies with a meter (hw.cli)
+    python -m bench monitor -- CMD ...  energy, duration and average power of any command (hw.measurement)
+    python -m bench plugins             every extension point and what is registered (plugins included)
     python -m bench readme [--check]    refresh README's tables and figures from results/ (never by hand)
     python -m bench sweep [...]         a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)
     python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
@@ -67,6 +69,26 @@ def _collect_main(argv: list[str]) -> int:
     return hw_cli.main(argv, time_fn=time_workload)
 
 
+def _monitor_main(argv: list[str]) -> int:
+    from hw import measurement
+
+    return measurement.main(argv)
+
+
+def _cmd_plugins(args) -> int:
+    import bench.policies  # noqa: F401  (fills the policy and learner registries)
+    import bench.world.scenarios  # noqa: F401  (fills the scenario kinds)
+    import hw
+    from hw.registry import registries
+
+    for reg in registries():
+        print(f"{reg.kind}s ({reg.group}): {', '.join(reg.names())}")
+        for name, why in sorted(reg.errors.items()):
+            print(f"    not loaded: {name}: {why}")
+    del hw
+    return 0
+
+
 def _readme_main(argv: list[str]) -> int:
     from bench.pipeline import readme
 
@@ -85,8 +107,8 @@ def _sweep_main(argv: list[str]) -> int:
     return sweep.main(argv)
 
 
-_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "readme": _readme_main, "perf": _perf_main,
-                "sweep": _sweep_main}
+_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
+                "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -126,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_notebook)
     sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
     sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
+    sub.add_parser("monitor", help="energy of any command (python -m bench monitor --help)", add_help=False)
+    p = sub.add_parser("plugins", help="list the registries (meters, DVFS, policies, learners, scenario kinds)")
+    p.set_defaults(func=_cmd_plugins)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
     sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
                    "(python -m bench sweep --help)", add_help=False)

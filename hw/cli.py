@@ -34,24 +34,12 @@ def adapter_names() -> list[str]:
 TimeFn = Callable[[str, int, int, int], dict]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="collect", description=__doc__.split("\n\n")[0])
+def add_meter_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--adapter``, ``--rate-hz`` and every meter's options (shared by ``collect`` and ``monitor``);
+    :func:`make_meter` reads them."""
     p.add_argument("--adapter", choices=adapter_names(), default="auto",
                    help="meter to measure energy with (default: auto; plugins add names)")
-    p.add_argument("--out", required=True, help="output trace (.parquet); a .journal.jsonl beside it makes reruns resume")
-    p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.world.workloads)")
-    p.add_argument("--targets", nargs="+", default=["cpu"], help="execution targets (default: cpu)")
-    p.add_argument("--repeats", type=int, default=20, help="measured inferences per cell (default: 20)")
-    p.add_argument("--warmup", type=int, default=3, help="unmeasured inferences before each cell (default: 3)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
-    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--rate-hz", type=float, default=50.0, help="meter sampling rate (default: 50)")
-    p.add_argument("--device", default=None, help="device name in the trace (default: host name)")
-    p.add_argument("--cpu-mhz", type=float, nargs="+", help="CPU levels to sweep (needs a DVFS-capable adapter and root)")
-    p.add_argument("--gpu-mhz", type=float, nargs="+", help="GPU levels to sweep (jetson)")
-    p.add_argument("--cpu-domain", default="cpu_policy0", help="cpufreq policy pinned by --cpu-mhz (default: cpu_policy0)")
-    p.add_argument("--retry-failed", action="store_true", help="on resume, rerun cells that failed before")
-    p.add_argument("--no-progress", action="store_true")
     g = p.add_argument_group("adapter options")
     g.add_argument("--replay", metavar="LOG", help="recorded tegrastats log or samples .jsonl (adapter replay)")
     g.add_argument("--replay-speed", type=float, default=1.0)
@@ -62,10 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--serial", help="adb serial (adapter android)")
     g.add_argument("--adb", default="adb", help="adb binary")
     g.add_argument("--allow-charging", action="store_true", help="measure the phone even while it charges")
-    g.add_argument("--dvfs", choices=DVFS.names(), default=None,
-                   help="DVFS controller for --cpu-mhz/--gpu-mhz (default: android with --adapter android, else sysfs)")
     g.add_argument("--meter-option", action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument of a plugin meter (repeatable; values parsed as YAML scalars)")
+    return g
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="collect", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="output trace (.parquet); a .journal.jsonl beside it makes reruns resume")
+    p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.world.workloads)")
+    p.add_argument("--targets", nargs="+", default=["cpu"], help="execution targets (default: cpu)")
+    p.add_argument("--repeats", type=int, default=20, help="measured inferences per cell (default: 20)")
+    p.add_argument("--warmup", type=int, default=3, help="unmeasured inferences before each cell (default: 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", default=None, help="device name in the trace (default: host name)")
+    p.add_argument("--cpu-mhz", type=float, nargs="+", help="CPU levels to sweep (needs a DVFS-capable adapter and root)")
+    p.add_argument("--gpu-mhz", type=float, nargs="+", help="GPU levels to sweep (jetson)")
+    p.add_argument("--cpu-domain", default="cpu_policy0", help="cpufreq policy pinned by --cpu-mhz (default: cpu_policy0)")
+    p.add_argument("--retry-failed", action="store_true", help="on resume, rerun cells that failed before")
+    p.add_argument("--no-progress", action="store_true")
+    g = add_meter_arguments(p)
+    g.add_argument("--dvfs", choices=DVFS.names(), default=None,
+                   help="DVFS controller for --cpu-mhz/--gpu-mhz (default: android with --adapter android, else sysfs)")
     g.add_argument("--phone-command", help="command run on the phone per cell, e.g. "
                    "'/data/local/tmp/benchmark_model --graph=/data/local/tmp/{workload}.tflite'")
     return p
