@@ -82,7 +82,7 @@ def _cmd_plugins(args) -> int:
     from hw.registry import registries
 
     for reg in registries():
-        print(f"{reg.kind}s ({reg.group}): {', '.join(reg.names())}")
+        print(f"{reg.kind} ({reg.group}): {', '.join(reg.names())}")
         for name, why in sorted(reg.errors.items()):
             print(f"    not loaded: {name}: {why}")
     del hw

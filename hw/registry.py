@@ -219,7 +219,11 @@ class Registry(MutableMapping):
         names = sorted(self._items)
         close = difflib.get_close_matches(str(name), names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; registered {self.kind}s: {names}"
+        return f"unknown {self.kind} {name!r}{hint}; registered {self.plural}: {names}"
+
+    @property
+    def plural(self) -> str:
+        return self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, group={self.group!r}, names={sorted(self._items)})"

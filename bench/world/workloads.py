@@ -59,10 +59,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 
+from bench import paths
+
 if TYPE_CHECKING:  # torch is imported lazily: the cache readers must stay cheap
     import torch
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "workloads"
+DATA_DIR = paths.DATA_DIR / "workloads"
 WORKLOADS_CSV = "workloads.csv"
 PARTITIONS_CSV = "partitions.csv"
 SEED = 0
