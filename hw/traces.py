@@ -1,7 +1,7 @@
 """The trace schema: one row per measured configuration, long format, parquet.
 
 Every adapter, the host measurement in the ``profile`` stage and ``hw.collect``
-write traces through this module so that the schema (DESIGN.md, "Trace schema")
+write traces through this module so that the schema (docs/architecture.md, "Contracts")
 lives in one place. Units are in the column names. Nothing is silently dropped:
 a configuration that failed is a row whose ``error`` column says why.
 

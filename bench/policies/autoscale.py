@@ -1,6 +1,6 @@
 """AutoScale (Kim & Wu, MICRO 2020): tabular Q-learning over execution targets.
 
-Suite formulation (PAPERS.md, "suite choice" - the paper's exact algorithm is not
+Suite formulation (docs/papers.md, "suite choice" - the paper's exact algorithm is not
 public): one decision per inference request on ``bench/AutoScale-v0``.
 
 * **State** - a discrete id from mixed-radix index arithmetic (no hashing) over

@@ -25,7 +25,7 @@ index, see :class:`bench.sim.envs.DVFOEnv`). Read top to bottom, CleanRL style:
    real wall-clock decision time of the torch network on CPU that overlap hides
    behind the simulated execution latencies.
 
-Suite choices (not the paper's published settings; see PAPERS.md): the state is
+Suite choices (not the paper's published settings; see docs/papers.md): the state is
 the env's observation (DNN features, bandwidth, previous action, time to go);
 the discount defaults to a short horizon (``gamma=0.1``, tuned on training seeds) because consecutive
 requests interact only through the queueing wait; Double DQN; the default

@@ -3,7 +3,7 @@
 :func:`evaluate_policy` is the one loop every comparison uses: for each seed,
 ``env.reset(seed=seed)``, then ``policy.reset()`` (so hindsight baselines fit on
 that very episode), then ``n_steps`` greedy decisions. Columns follow the results
-contract of DESIGN.md: ``policy, scenario, seed, step, workload, action,
+contract of docs/architecture.md: ``policy, scenario, seed, step, workload, action,
 action_name, energy_mj, remote_energy_mj, latency_ms, qos_ok, accuracy, reward``.
 """
 

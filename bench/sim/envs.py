@@ -109,7 +109,7 @@ class _SimEnv(gym.Env):
 class AutoScaleEnv(_SimEnv):
     """AutoScale (Kim & Wu, MICRO 2020): pick where each inference runs.
 
-    Suite formulation (see PAPERS.md, "suite choice"); one step = one inference request.
+    Suite formulation (see docs/papers.md, "suite choice"); one step = one inference request.
 
     **Action** - ``Discrete(A)``; index ``i`` is row ``i`` of :attr:`action_table`:
 
@@ -199,7 +199,7 @@ class AutoScaleEnv(_SimEnv):
 class DVFOEnv(_SimEnv):
     """DVFO (Zhang et al., TMC 2024): DVFS levels of the edge device + share of feature maps to offload.
 
-    Suite formulation (see PAPERS.md and :mod:`bench.sim.system`); one step = one request.
+    Suite formulation (see docs/papers.md and :mod:`bench.sim.system`); one step = one request.
 
     **Action** - ``Discrete(n_cpu * n_gpu * n_mem * n_xi)``, C-order over
     (f_CPU index, f_GPU index, f_MEM index, xi index); :attr:`action_table` lists

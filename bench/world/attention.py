@@ -644,7 +644,7 @@ def _readme(result: AttentionResult, config: AttentionConfig, csv_name: str, com
         "  stratified split train {} / validation {} / test {} images, drawn anew for each".format(*result.split_sizes),
         f"  of the {config.n_models} independently trained networks the curve averages over.",
         "- method: DVFO (Zhang et al., arXiv 2306.01811, IEEE TMC 2024; IPSN 2023 poster) as",
-        "  described in PAPERS.md; CBAM attention (Woo et al., ECCV 2018); every other detail",
+        "  described in docs/papers.md; CBAM attention (Woo et al., ECCV 2018); every other detail",
         "  is a suite choice documented in the `bench.world.attention` module docstring.",
         f"- split-point feature map: C x H x W = {c} x {h} x {w}; offloaded channels are",
         f"  quantised to uint8, so offload_bytes = round(xi*C)*H*W = round(xi*{c})*{h * w}",
