@@ -140,16 +140,19 @@ class TrainRun:
                         "results/profile/host_profile.yaml from the profile stage.")
 
     def __post_init__(self):
-        from bench.world.profiles import is_profile_path, list_profiles, resolve_profile
+        from bench.errors import DataFileError
+        from bench.world.profiles import is_profile_path, list_profiles, load_profile, unmeasured_numbers
 
-        if is_profile_path(self.profile):
-            try:
-                resolve_profile(self.profile)
-            except Exception as exc:
-                raise ValueError(f"profile = {self.profile!r}: {exc}") from None
-        elif self.profile not in list_profiles():  # _build prefixes the run's key
+        if not is_profile_path(self.profile) and self.profile not in list_profiles():  # _build prefixes the run
             raise ValueError(f"profile = {self.profile!r} is not allowed; allowed values: {list_profiles()} "
                              f"or the path of a profile .yaml file")
+        try:
+            missing = unmeasured_numbers(load_profile(self.profile))
+        except DataFileError as exc:
+            raise ValueError(f"profile = {self.profile!r}: {exc}") from None
+        if missing:
+            raise ValueError(f"profile = {self.profile!r} has numbers that were not measured (NaN): {missing}; "
+                             "give them values with a source (README, 'Bring your own device')")
 
 
 def _default_runs() -> dict[str, TrainRun]:

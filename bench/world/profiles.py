@@ -335,3 +335,14 @@ def unsourced_numbers(profile: DeviceProfile) -> list[str]:
     for t in profile.targets.values():
         missing += [f"{t.name}.{k}" for k, s in t.sources.items() if not s]
     return missing
+
+
+def unmeasured_numbers(profile: DeviceProfile) -> list[str]:
+    """Fields the simulator needs that are NaN (e.g. a host profile fitted without an energy meter:
+    its power and idle power are "not measured"). A profile with any cannot be trained or evaluated on."""
+    missing = [] if np.isfinite(profile.idle_power_w) else ["idle_power_w"]
+    for t in profile.targets.values():
+        for key, (required, _) in _TARGET_QUANTITIES.items():
+            if (required or key in t.sources) and not np.all(np.isfinite(np.asarray(getattr(t, key), dtype=float))):
+                missing.append(f"targets.{t.name}.{key}")
+    return missing
