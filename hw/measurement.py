@@ -244,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         opts, command = argv[:cut], argv[cut + 1:]
+    elif argv and argv[0].startswith("-"):  # options only (--help), or a command forgotten after them
+        opts, command = argv, []
     else:
         opts, command = [], argv
     parser = build_parser()

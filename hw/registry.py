@@ -219,7 +219,7 @@ class Registry(MutableMapping):
         names = sorted(self._items)
         close = difflib.get_close_matches(str(name), names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; registered {self.plural}: {names}"
+        return f"unknown {self.kind} {name!r}{hint}; allowed (registered {self.plural}): {names}"
 
     @property
     def plural(self) -> str:
