@@ -1,20 +1,17 @@
 """Named registries for the suite's extension points, filled from the package and from plugins.
 
 One :class:`Registry` per extension point; each maps a name (what params.yaml and the
-command line use) to a class or factory:
+command line use) to a class or factory. Registry — entry-point group — value:
 
-==========================  ==========================================  ==================================
-registry                    entry-point group                           value
-==========================  ==========================================  ==================================
-:data:`hw.METERS`           ``edge_inference_bench.meters``             a :class:`hw.base.Meter` subclass
-:data:`hw.DVFS`             ``edge_inference_bench.dvfs``               ``factory(**options) -> DvfsController``
-``bench.policies.REGISTRY`` ``edge_inference_bench.policies``           ``factory(env, **kwargs) -> Policy``
-``bench.policies.LEARNERS`` ``edge_inference_bench.learners``           a ``bench.policies.LearnerSpec``
-``bench.world.scenarios.PROCESS_KINDS``       ``edge_inference_bench.scenario_kinds``       a ``ProcessKind``
-``bench.world.scenarios.INTERFERENCE_KINDS``  ``edge_inference_bench.interference_kinds``  an ``InterferenceKind``
-==========================  ==========================================  ==================================
+* ``hw.METERS`` — ``edge_inference_bench.meters`` — a :class:`hw.base.Meter` subclass
+* ``hw.DVFS`` — ``edge_inference_bench.dvfs`` — ``factory(**options) -> DvfsController``
+* ``bench.policies.REGISTRY`` — ``edge_inference_bench.policies`` — ``factory(env, **kwargs) -> Policy``
+* ``bench.policies.LEARNERS`` — ``edge_inference_bench.learners`` — a ``bench.policies.LearnerSpec``
+* ``bench.world.scenarios.PROCESS_KINDS`` — ``edge_inference_bench.scenario_kinds`` — a ``ProcessKind``
+* ``bench.world.scenarios.INTERFERENCE_KINDS`` — ``edge_inference_bench.interference_kinds`` — an
+  ``InterferenceKind``
 
-Plugins come from two places, loaded the first time any registry is read:
+Plugins come from two places, loaded the first time a registry is read:
 
 * **installed distributions**: an entry point in one of the groups above, e.g. in a
   plugin's ``pyproject.toml``::
