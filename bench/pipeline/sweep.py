@@ -152,7 +152,7 @@ def expand(params) -> tuple[list[TrainJob], list[SweepCell]]:
     jobs: list[TrainJob] = []
     cells: list[SweepCell] = []
     for gname, grid in sorted(params.sweep.grids.items()):
-        base = as_dict(getattr(params.train, grid.learner))
+        base = as_dict(params.train.learner_config(grid.learner))
         for profile in grid.profiles:
             for vname, over in sorted(grid.configs.items()):
                 fields = {**base, **dict(over)}
