@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
-
-from bench.errors import ConfigError
-from bench.paths import PARAMS_FILE
+from bench.errors import BenchError, ConfigError, allowed_list, short
+from bench.paths import PARAMS_FILE, REPO_ROOT
+from bench.validate import read_yaml, safe_name
 
 #: the built-in meters; what params.yaml accepts is :func:`adapter_names` (plugins included)
 ADAPTERS = ("auto", "none", "rapl", "nvml", "jetson", "android", "replay")
@@ -49,10 +48,16 @@ class ParamsError(ConfigError):
     """params.yaml is invalid; the message names the key and what is allowed."""
 
 
-def spec(default: Any, doc: str, *, ge: float | None = None, le: float | None = None,
-         choices: tuple | Callable[[], list] | None = None) -> Any:
-    """A dataclass field with a docstring and limits (read by the validator)."""
-    meta = {"doc": doc, "ge": ge, "le": le, "choices": choices}
+def spec(default: Any, doc: str, *, ge: float | None = None, le: float | None = None, gt: float | None = None,
+         lt: float | None = None, choices: tuple | Callable[[], list] | None = None, min_len: int | None = None,
+         max_len: int | None = None) -> Any:
+    """A dataclass field with a docstring and limits (read by the validator).
+
+    ``ge``/``gt``/``le``/``lt`` bound a number (or every number of a list); ``choices`` lists the
+    allowed names (or a function returning them); ``min_len``/``max_len`` bound a list or mapping.
+    """
+    meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "choices": choices, "min_len": min_len,
+            "max_len": max_len}
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for sequence defaults (params are immutable)")
     return field(default=default, metadata=meta)
@@ -78,7 +83,7 @@ class ProfileParams:
         ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "inception_v3", "vit_b_16",
          "lstm_text", "transformer_text"),
         "DNN workloads to time on this host (names from bench.world.workloads.WORKLOADS).",
-        choices=_workload_names)
+        choices=_workload_names, min_len=1)
     warmup: int = spec(2, "Untimed runs per workload before measuring (caches, allocator, lazy init).", ge=0, le=100)
     repeats: int = spec(10, "Timed runs per workload; latency_ms is their median, latency_p95_ms the 95th percentile.",
                         ge=1, le=10_000)
@@ -88,7 +93,8 @@ class ProfileParams:
                         "(nvml > rapl > jetson) and falls back to none; 'none' records latency only (meter: none, "
                         "energy NaN); 'replay' replays replay_log; a plugin meter by its registered name.",
                         choices=adapter_names)
-    replay_log: str = spec("", "A recorded tegrastats log or samples .jsonl for adapter 'replay' (else empty).")
+    replay_log: str = spec("", "A recorded tegrastats log or samples .jsonl for adapter 'replay' (else empty); "
+                           "a relative path is taken from the directory of params.yaml and must exist.")
     reference_profiles: tuple[str, ...] = spec(
         ("phone_sd845", "jetson_xavier_nx", "peer_laptop", "cloud_rtx3080"),
         "Shipped device profiles (data/profiles/*.yaml) to tabulate next to the host profile.",
@@ -96,8 +102,8 @@ class ProfileParams:
 
     def __post_init__(self):
         if (self.adapter == "replay") != bool(self.replay_log):
-            raise ParamsError("params.yaml: profile.replay_log must be set exactly when profile.adapter is 'replay' "
-                              f"(adapter={self.adapter!r}, replay_log={self.replay_log!r})")
+            raise ParamsError.at("params.yaml: profile.replay_log", "must be set exactly when profile.adapter is "
+                                 f"'replay' (adapter={short(self.adapter)})", self.replay_log)
 
 
 #: learners whose config is a section of ``train`` (train.autoscale, train.dvfo); a plugin learner
@@ -166,9 +172,9 @@ class EvalSuite:
     run: str = spec("autoscale_phone", "A key of train.runs: the trained learner and the devices it was trained on.")
     policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
                                      "Policies compared (bench.policies registry); the run's learner is added.",
-                                     choices=_policy_names)
+                                     choices=_policy_names, min_len=1)
     scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios (data/scenarios) every policy is run on.",
-                                      choices=_scenario_names)
+                                      choices=_scenario_names, min_len=1)
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,9 @@ class EvaluateParams:
     steps: int = spec(500, "Requests per evaluation episode.", ge=10, le=100_000)
     workers: int = spec(0, "Parallel worker processes; 0 = one per CPU core.", ge=0, le=256)
     n_boot: int = spec(1000, "Bootstrap replicates for the 95% confidence intervals.", ge=0, le=100_000)
-    suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={"doc": "Named comparisons."})
+    suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={
+        "doc": "Named comparisons (names: a letter, then letters, digits, '_' or '-'; they name output files).",
+        "safe_keys": True})
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,9 @@ class TrainParams:
     top-level seed and the run's profile.
     """
 
-    runs: dict[str, TrainRun] = field(default_factory=_default_runs, metadata={"doc": "Named training runs."})
+    runs: dict[str, TrainRun] = field(default_factory=_default_runs, metadata={
+        "doc": "Named training runs (names: a letter, then letters, digits, '_' or '-'; each becomes "
+               "results/train/NAME).", "safe_keys": True, "min_len": 1})
     autoscale: Any = field(default=None, metadata={"doc": "AutoScaleConfig fields (see its docstrings).",
                                                    "type": _autoscale_config})
     dvfo: Any = field(default=None, metadata={"doc": "DVFOConfig fields (see its docstrings).", "type": _dvfo_config})
@@ -203,8 +213,8 @@ class TrainParams:
                 object.__setattr__(self, name, _LEARNER_CONFIGS[name]()())
             cfg = getattr(self, name)
             if cfg.seed != 0:
-                raise ParamsError(f"params.yaml: train.{name}.seed: learners take their seed from the top-level "
-                                  f"'seed' (fanned out per run); remove train.{name}.seed")
+                raise ParamsError.at(f"params.yaml: train.{name}.seed", "learners take their seed from the top-level "
+                                     f"'seed' (fanned out per run); remove train.{name}.seed", cfg.seed, "0 (absent)")
 
 
     def learner_config(self, learner: str) -> Any:
@@ -302,8 +312,82 @@ class Params:
                     raise ParamsError(f"params.yaml: sweep.grids.{name}.configs.{variant}: {exc}") from None
         for name, suite in self.evaluate.suites.items():
             if suite.run not in self.train.runs:
-                raise ParamsError(f"params.yaml: evaluate.suites.{name}.run = {suite.run!r} is not a training run; "
-                                  f"allowed values: {sorted(self.train.runs)}")
+                raise ParamsError.at(f"params.yaml: evaluate.suites.{name}.run", "not a training run", suite.run,
+                                     allowed_list(sorted(self.train.runs)))
+
+
+# --------------------------------------------------------------------------- learner limits
+
+# The learners' configs (bench.policies.*) are plain dataclasses usable outside params.yaml; the limits a
+# params.yaml value must meet live here, next to the rest of the schema. Every int/float field of every
+# section has a range (tests/test_config.py checks it), so NaN, inf, a negative weight or an absurd size
+# stops at validation instead of turning into NaN rewards or an out-of-memory replay buffer hours later.
+_BIG_STEPS = 1_000_000_000
+_LIMITS: dict[str, dict[str, dict[str, Any]]] = {
+    "AutoScaleConfig": {
+        "seed": dict(ge=0, le=0),
+        "total_steps": dict(ge=1, le=_BIG_STEPS),
+        "learning_rate": dict(gt=0, le=1),
+        "discount": dict(ge=0, lt=1),
+        "epsilon_start": dict(ge=0, le=1),
+        "epsilon_end": dict(ge=0, le=1),
+        "epsilon_decay_steps": dict(ge=1, le=_BIG_STEPS),
+        "macs_log10_edges": dict(ge=0, le=20, max_len=1000),
+        "conv_edges": dict(ge=0, le=1e6, max_len=1000),
+        "fc_edges": dict(ge=0, le=1e6, max_len=1000),
+        "recurrent_edges": dict(ge=0, le=1e6, max_len=1000),
+        "attention_edges": dict(ge=0, le=1e6, max_len=1000),
+        "cpu_load_edges": dict(ge=0, le=1, max_len=1000),
+        "mem_load_edges": dict(ge=0, le=1, max_len=1000),
+        "wifi_dbm_edges": dict(ge=-200, le=50, max_len=1000),
+        "lte_dbm_edges": dict(ge=-200, le=50, max_len=1000),
+        "qos_ms_edges": dict(gt=0, le=1e7, max_len=1000),
+        "scenarios": dict(choices=_scenario_names, min_len=1),
+        "edge": dict(choices=_profile_names),
+        "peer": dict(choices=_profile_names),
+        "cloud": dict(choices=_profile_names),
+        "episode_steps": dict(ge=1, le=10_000_000),
+        "violation_penalty": dict(ge=0, le=1e6),
+        "max_levels_per_target": dict(ge=1, le=10_000),
+    },
+    "DVFOConfig": {
+        "seed": dict(ge=0, le=0),
+        "total_steps": dict(ge=1, le=_BIG_STEPS),
+        "learning_rate": dict(gt=0, le=1),
+        # preallocated: two float32 observations + action, reward, done per transition
+        "buffer_size": dict(ge=1, le=10_000_000),
+        "batch_size": dict(ge=1, le=1_000_000),
+        "gamma": dict(ge=0, lt=1),
+        "tau": dict(gt=0, le=1),
+        "target_update_interval": dict(ge=1, le=_BIG_STEPS),
+        "train_frequency": dict(ge=1, le=_BIG_STEPS),
+        "learning_starts": dict(ge=1, le=_BIG_STEPS),
+        "start_e": dict(ge=0, le=1),
+        "end_e": dict(ge=0, le=1),
+        "exploration_fraction": dict(gt=0, le=1),
+        "hidden_sizes": dict(ge=1, le=65_536, min_len=1, max_len=16),
+        "obs_clip": dict(gt=0, le=1e6),
+        "max_grad_norm": dict(gt=0, le=1e9),
+        "scenarios": dict(choices=_scenario_names, min_len=1),
+        "max_episode_steps": dict(ge=1, le=10_000_000),
+        "edge": dict(choices=_profile_names),
+        "cloud": dict(choices=_profile_names),
+        "n_cpu_levels": dict(ge=1, le=10_000),
+        "n_gpu_levels": dict(ge=1, le=10_000),
+        "n_mem_levels": dict(ge=1, le=10_000),
+        # a count (>= 2: 0 and 1) or explicit shares in [0, 1]
+        "xi_levels": dict(ge=0, le=1, min_len=2, max_len=1000, int_ge=2, int_le=1000),
+        "w_energy": dict(ge=0, le=1e6),
+        "w_time": dict(ge=0, le=1e6),
+        "qos_penalty": dict(ge=0, le=1e6),
+        "torch_threads": dict(ge=1, le=1024),
+        "log_every_episodes": dict(ge=1, le=1_000_000),
+    },
+}
+
+
+def _limits(cls: type, f: dataclasses.Field) -> dict[str, Any]:
+    return {**f.metadata, **_LIMITS.get(cls.__name__, {}).get(f.name, {})}
 
 
 # --------------------------------------------------------------------------- validation
@@ -319,6 +403,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _err(key: str, problem: str, value: Any = ..., allowed: str | None = None) -> ParamsError:
+    return ParamsError.at(f"params.yaml: {key}", problem, value, allowed)
+
+
 def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -327,21 +415,25 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for inner in (a for a in args if a is not type(None)):
             try:
                 return _coerce(key, inner, value)
-            except ParamsError as exc:
-                errors.append(exc)
-        raise ParamsError(f"params.yaml: {key} must be of type {_type_name(tp)}, got {value!r}")
+            except ParamsError:
+                continue
+        raise _err(key, f"must be of type {_type_name(tp)}", value)
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ParamsError(f"params.yaml: {key} must be a mapping of names to entries, got {value!r}")
+            raise _err(key, "must be a mapping of names to entries", value)
         _, item_tp = typing.get_args(tp)
-        return {str(k): _coerce(f"{key}.{k}", item_tp, v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _err(key, "names must be strings", k)
+            out[k] = _coerce(f"{key}.{k}", item_tp, v)
+        return out
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ParamsError(f"params.yaml: {key} must be a list, got {value!r}")
+            raise _err(key, "must be a list", value, f"a list of {_type_name(typing.get_args(tp)[0])}")
         item_tp = typing.get_args(tp)[0]
         items = [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -355,17 +447,41 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:  # a YAML integer with hundreds of digits
+                raise _err(key, "number too large", value) from None
     elif tp is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported params type {tp!r} for {key}")
     if not ok:
-        raise ParamsError(f"params.yaml: {key} must be of type {_type_name(tp)}, got {value!r}")
+        raise _err(key, f"must be of type {_type_name(tp)}", value)
     return value
 
 
+def _range_text(meta: Mapping[str, Any]) -> str:
+    parts = [f"{op} {meta[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+             if meta.get(k) is not None]
+    return "a finite number" + (" " + " and ".join(parts) if parts else "")
+
+
 def _check_limits(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    doc = meta.get("doc")
+    hint = f" ({' '.join(str(doc).split())[:120]})" if doc else ""
+    if isinstance(value, (tuple, list, dict)):
+        n = len(value)
+        if meta.get("min_len") is not None and n < meta["min_len"]:
+            raise _err(key, f"needs at least {meta['min_len']} entr{'y' if meta['min_len'] == 1 else 'ies'}{hint}",
+                       value)
+        if meta.get("max_len") is not None and n > meta["max_len"]:
+            raise _err(key, f"has {n} entries", allowed=f"at most {meta['max_len']}")
+        if isinstance(value, dict):
+            if meta.get("safe_keys"):
+                for k in value:
+                    safe_name(f"params.yaml: {key}.{k}", k, ParamsError)
+            return
     items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     items = tuple(i for i in items if i is not None)
     choices = meta.get("choices")
@@ -373,12 +489,20 @@ def _check_limits(key: str, value: Any, meta: Mapping[str, Any]) -> None:
         allowed = list(choices() if callable(choices) else choices)
         for item in items:
             if item not in allowed:
-                raise ParamsError(f"params.yaml: {key} = {item!r} is not allowed; allowed values: {allowed}")
+                raise _err(key, "not allowed", item, allowed_list(allowed, 40))
+    bounds = dict(meta)
+    if isinstance(value, int) and not isinstance(value, bool) and "int_ge" in meta:
+        bounds = {"ge": meta["int_ge"], "le": meta.get("int_le")}  # e.g. xi_levels: a count, or explicit shares
     for item in items:
-        if meta.get("ge") is not None and item < meta["ge"]:
-            raise ParamsError(f"params.yaml: {key} = {item!r} is out of range: must be >= {meta['ge']} ({meta['doc']})")
-        if meta.get("le") is not None and item > meta["le"]:
-            raise ParamsError(f"params.yaml: {key} = {item!r} is out of range: must be <= {meta['le']} ({meta['doc']})")
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if isinstance(item, float) and item != item or item in (float("inf"), float("-inf")):
+            raise _err(key, "must be finite", item, _range_text(bounds))
+        if ((bounds.get("ge") is not None and not item >= bounds["ge"])
+                or (bounds.get("gt") is not None and not item > bounds["gt"])
+                or (bounds.get("le") is not None and not item <= bounds["le"])
+                or (bounds.get("lt") is not None and not item < bounds["lt"])):
+            raise _err(key, f"out of range{hint}", item, _range_text(bounds))
 
 
 def _build(cls: type, data: Any, prefix: str = "") -> Any:
@@ -386,7 +510,7 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ParamsError(f"params.yaml: {where} must be a mapping of keys to values, got {data!r}")
+        raise ParamsError.at(f"params.yaml: {where}", "must be a mapping of keys to values", data)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     # plugin sections (e.g. a plugin learner's train.<name>): asked from the registries
     extra = cls._extra_sections() if hasattr(cls, "_extra_sections") and any(k not in fields for k in data) else {}
@@ -394,8 +518,8 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         if key not in fields and key not in extra:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ParamsError(f"params.yaml: unknown key '{prefix}{key}'{hint}; allowed keys under {where}: "
-                              f"{sorted(fields)}")
+            raise ParamsError(f"params.yaml: unknown key '{prefix}{short(key)[1:-1] if isinstance(key, str) else short(key)}'"
+                              f"{hint}; allowed keys under {where}: {allowed_list(sorted(fields), 40)}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
@@ -404,14 +528,14 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         key = f"{prefix}{name}"
         tp = f.metadata["type"]() if "type" in f.metadata else hints[name]
         value = _coerce(key, tp, data[name])
-        _check_limits(key, value, f.metadata)
+        _check_limits(key, value, _limits(cls, f))
         values[name] = value
     try:
         obj = cls(**values)
+    except BenchError:
+        raise
     except (TypeError, ValueError) as exc:  # a section's own cross-field checks
-        if isinstance(exc, ParamsError):
-            raise
-        raise ParamsError(f"params.yaml: {where}: {exc}") from None
+        raise ParamsError(f"params.yaml: {where}: {' '.join(str(exc).split())[:300]}") from None
     if extra:
         object.__setattr__(obj, "plugin_sections", {str(k): _build(extra[k], v, f"{prefix}{k}.")
                                                     for k, v in data.items() if k in extra})
@@ -423,34 +547,50 @@ def _load_plugins(data: Any, base_dir: Path | None) -> None:
     if not plugins:
         return
     if not isinstance(plugins, (list, tuple)) or not all(isinstance(p, str) for p in plugins):
-        raise ParamsError(f"params.yaml: plugins must be a list of file paths or module names, got {plugins!r}")
+        raise ParamsError.at("params.yaml: plugins", "must be a list of file paths or module names", plugins)
     from hw.registry import PluginError, load_plugin
 
     for i, plugin in enumerate(plugins):
         try:
             load_plugin(plugin, base_dir)
         except PluginError as exc:
-            raise ParamsError(f"params.yaml: plugins[{i}]: {exc}") from None
+            raise ParamsError(f"params.yaml: plugins[{i}]: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _resolve_replay_log(params: Params, base: Path) -> Params:
+    """adapter 'replay' needs a log that exists; a relative path is taken from ``base`` (params.yaml's
+    directory) and stored absolute, so the notebook (run from notebooks/) finds the same file."""
+    prof = params.profile
+    if prof.adapter != "replay":
+        return params
+    path = Path(prof.replay_log).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise _err("profile.replay_log", f"no such file (looked for {short(str(path))})", prof.replay_log,
+                   "an existing tegrastats log or samples .jsonl (relative to params.yaml's directory)")
+    return dataclasses.replace(params, profile=dataclasses.replace(prof, replay_log=str(path.resolve())))
 
 
 def params_from_dict(data: Mapping[str, Any], base_dir: str | Path | None = None) -> Params:
     """Validate a parsed params mapping (see :func:`load_params`); ``plugins`` are imported first
-    (relative to ``base_dir``), so the registries they fill are what validation checks against."""
+    (relative to ``base_dir``), so the registries they fill are what validation checks against.
+    A relative ``profile.replay_log`` resolves against ``base_dir`` (default: the repo root)."""
     _load_plugins(data, Path(base_dir) if base_dir is not None else None)
-    return _build(Params, data)
+    params = _build(Params, data)
+    return _resolve_replay_log(params, Path(base_dir) if base_dir is not None else REPO_ROOT)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml; raises :class:`ParamsError` on the first problem."""
+    """Read and validate params.yaml; raises :class:`ParamsError` on the first problem.
+
+    The file is read with :func:`bench.validate.read_yaml` (UTF-8 only, size and nesting bounded,
+    duplicate keys and alias bombs refused, a mapping at the top level).
+    """
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: no such file (the pipeline reads its parameters from params.yaml at the repo root)")
-    with open(path) as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return params_from_dict(data or {}, base_dir=path.resolve().parent)
+    data = read_yaml(path, ParamsError, where=str(path.name))
+    return params_from_dict(data, base_dir=path.resolve().parent)
 
 
 def as_dict(obj: Any) -> Any:
