@@ -340,3 +340,69 @@ def mapping(where: str, value: Any, error: type[BenchError], *, allowed: Iterabl
     if missing:
         raise error.at(where, f"missing field(s) {missing}")
     return value
+
+
+# --------------------------------------------------------------------------- CSV traces
+
+def read_csv_column(path: str | Path, column: Any, error: type[BenchError], where: str | None = None, *,
+                    max_bytes: int = MAX_CSV_BYTES, **bounds) -> np.ndarray:
+    """One numeric column of a CSV trace (header row first) as a float array.
+
+    A trace drives a simulation step by step, so a bad cell is refused (naming its line,
+    the value and the allowed range) rather than skipped, which would shift every later
+    step. Every value must be finite and within ``bounds`` (as :func:`number`).
+    """
+    import csv
+    import io
+
+    path = Path(path)
+    where = where or path.name
+    if not isinstance(column, str) or not column:
+        raise error.at(f"{where}.column", "expected a column name", column, "a non-empty string")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error.at(where, f"file too large ({size} bytes)", allowed=f"at most {max_bytes} bytes")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error.at(where, f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise error.at(where, f"is a directory, not a file: {path}") from None
+    except OSError as exc:
+        raise error.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        body = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise error.at(f"{where} line {line}", f"not UTF-8 text (byte {exc.start})", raw[exc.start:exc.start + 4],
+                       "UTF-8 encoded CSV") from None
+    if "\x00" in body:
+        raise error.at(where, "NUL byte in a CSV trace", allowed="UTF-8 text")
+    reader = csv.reader(io.StringIO(body, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise error.at(where, "empty CSV (no header row)", allowed=f"a header row naming {short(column)}")
+        header = [h.strip() for h in header]
+        if column not in header:
+            raise error.at(f"{where}.column", f"no column {short(column)} in the header", header,
+                           allowed_list(header))
+        idx = header.index(column)
+        out = []
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue  # blank line
+            line = reader.line_num
+            if idx >= len(row):
+                raise error.at(f"{where} line {line}", f"row has no {short(column)} cell", row)
+            cell = row[idx].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                raise error.at(f"{where} line {line}", f"{column}: not a number", cell, _range_text(**bounds)) from None
+            out.append(number(f"{where} line {line}: {column}", value, error, **bounds))
+    except csv.Error as exc:
+        raise error.at(f"{where} line {reader.line_num}", f"malformed CSV: {str(exc)[:100]}") from None
+    if not out:
+        raise error.at(where, f"no rows in column {short(column)}", allowed="at least one row")
+    return np.asarray(out, dtype=float)

@@ -7,13 +7,18 @@ import yaml
 
 from bench.world.fit import fit_latency_model, host_profile
 from bench.world.profiles import profile_from_dict, profile_to_dict
+from bench.world.workloads import WORKLOADS
 from hw.traces import trace_frame
+
+
+# real workload names: a profile refuses measurements of workloads that do not exist
+NAMES = sorted(WORKLOADS)
 
 
 def _workloads(n=6, seed=0):
     rng = np.random.default_rng(seed)
     return pd.DataFrame({
-        "workload": [f"w{i}" for i in range(n)],
+        "workload": NAMES[:n],
         "flops": rng.uniform(0.2e9, 10e9, n),
         "weight_bytes": rng.uniform(5e6, 100e6, n),
         "activation_bytes_total": rng.uniform(5e6, 50e6, n),
@@ -55,7 +60,7 @@ def test_failed_rows_are_excluded_not_fatal():
     tr = _trace(wl, 20.0, 0.05, 1.5)
     tr.loc[0, "error"] = "RuntimeError: out of memory"
     result, table = fit_latency_model(tr, wl)
-    assert result["n_workloads"] == len(wl) - 1 and "w0" not in set(table.workload)
+    assert result["n_workloads"] == len(wl) - 1 and NAMES[0] not in set(table.workload)
 
 
 def test_too_few_workloads():
@@ -71,7 +76,7 @@ def test_host_profile_is_a_valid_profile_without_invented_power():
     cpu = again.targets["cpu"]
     assert np.isnan(cpu.dynamic_power_w_at_max) and "not measured" in cpu.sources["dynamic_power_w_at_max"]
     # measured workloads come back measured; an unseen one from the fitted model
-    lat, _, src = cpu.cost("w0", 0, 0)
+    lat, _, src = cpu.cost(NAMES[0], 0, 0)
     assert src.startswith("measured") and lat == pytest.approx(float(_trace(wl, 20, 0.05, 1.5).latency_ms[0]))
     unseen = cpu.latency_ms(4e9, 30e6)
     assert unseen == pytest.approx(4 * 20.0 + 30 * 0.05 + 1.5, rel=1e-4)

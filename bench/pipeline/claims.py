@@ -11,7 +11,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from bench.paths import DATA_DIR
 
@@ -31,7 +30,22 @@ WHY = {
 
 
 def load_claims() -> list[dict[str, Any]]:
-    return yaml.safe_load((DATA_DIR / "claims.yaml").read_text())
+    """data/claims.yaml: a list of claims, each a mapping with a finite ``value`` (or [low, high]) and a ``source``."""
+    from bench import validate as V
+    from bench.errors import DataFileError
+
+    claims = V.read_yaml(DATA_DIR / "claims.yaml", DataFileError, "claims.yaml", top="any")
+    if not isinstance(claims, list):
+        raise DataFileError.at("claims.yaml", "expected a list of claims", claims)
+    for i, c in enumerate(claims):
+        V.mapping(f"claims.yaml[{i}]", c, DataFileError, required=("id", "value", "source"))
+        value = c["value"]  # a number or a [low, high] range
+        if isinstance(value, list):
+            V.numbers(f"claims.yaml[{i}].value", value, DataFileError, min_len=2, max_len=2, ascending="weak")
+        else:
+            V.number(f"claims.yaml[{i}].value", value, DataFileError)
+        V.text(f"claims.yaml[{i}].source", c["source"], DataFileError, empty=False)
+    return claims
 
 
 def _reduction(m: Mapping, policy: str, base: str, key: str) -> float:

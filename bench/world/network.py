@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
+from bench import validate as V
 from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 
@@ -134,30 +134,43 @@ def list_links(directory: Path = NETWORK_DIR) -> list[str]:
 
 def _sourced(where: str, raw: Any) -> tuple[Any, str]:
     if not isinstance(raw, Mapping) or set(raw) != {"value", "source"}:
-        raise NetworkError(f"{where}: expected {{value: ..., source: ...}} (a literature source or 'assumed: why'), got {raw!r}")
+        raise NetworkError.at(where, "expected {value: ..., source: ...} (a literature source or 'assumed: why')", raw)
     if not isinstance(raw["source"], str) or not raw["source"].strip():
-        raise NetworkError(f"{where}.source: must be a non-empty string")
+        raise NetworkError.at(f"{where}.source", "must be a non-empty string", raw["source"])
     return raw["value"], raw["source"].strip()
+
+
+_DBM = dict(ge=-200.0, le=50.0)
+#: Limits of every number of a link model (dBm in [-200, 50]; rates, powers and times >= 0;
+#: loss_slope_db > 0 because the loss model divides by it).
+_LIMITS: dict[str, dict[str, float]] = {
+    "signal_dbm": _DBM, "downlink_mbps": dict(ge=0, le=1e6), "uplink_mbps": dict(ge=0, le=1e6),
+    "rtt_ms": dict(ge=0, le=1e6), "lan_rtt_ms": dict(ge=0, le=1e6), "rtt_sigma": dict(ge=0, le=10),
+    "throughput_sigma": dict(ge=0, le=10), "loss_midpoint_dbm": _DBM, "loss_slope_db": dict(gt=0, le=100),
+    "rto_ms": dict(ge=0, le=1e6), "uplink_mw_per_mbps": dict(ge=0, le=1e6), "downlink_mw_per_mbps": dict(ge=0, le=1e6),
+    "base_mw": dict(ge=0, le=1e6), "tail_mw": dict(ge=0, le=1e6), "tail_ms": dict(ge=0, le=1e7),
+    "weak_extra_mw_per_db": dict(ge=0, le=1e6), "weak_ref_dbm": _DBM, "min_usable_dbm": _DBM,
+}
 
 
 def link_from_dict(data: Mapping, where: str = "link") -> LinkModel:
     """Validate parsed YAML and build a :class:`LinkModel`."""
     if not isinstance(data, Mapping):
-        raise NetworkError(f"{where}: expected a mapping at the top level")
-    unknown = sorted(set(data) - _ALLOWED)
+        raise NetworkError.at(where, "expected a mapping at the top level", data)
+    unknown = sorted((k for k in data if k not in _ALLOWED), key=str)
     if unknown:
-        raise NetworkError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_ALLOWED)}")
+        raise NetworkError(f"{where}: unknown field(s) {V.short(unknown)}; allowed: {sorted(_ALLOWED)}")
     missing = sorted(_ALLOWED - {"description", *_OPTIONAL_SCALARS} - set(data))
     if missing:
         raise NetworkError(f"{where}: missing field(s) {missing}")
+    V.text(f"{where}.name", data["name"], NetworkError, empty=False, max_len=200)
+    if "description" in data:
+        V.text(f"{where}.description", data["description"], NetworkError)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key in _LIST_KEYS:
         val, sources[key] = _sourced(f"{where}.{key}", data[key])
-        arr = np.asarray(val, dtype=float)
-        if arr.ndim != 1 or len(arr) < 2:
-            raise NetworkError(f"{where}.{key}: expected a list of at least two numbers")
-        values[key] = arr
+        values[key] = V.numbers(f"{where}.{key}.value", val, NetworkError, min_len=2, max_len=10_000, **_LIMITS[key])
     if np.any(np.diff(values["signal_dbm"]) <= 0):
         raise NetworkError(f"{where}.signal_dbm: must be strictly ascending")
     for key in ("downlink_mbps", "uplink_mbps"):
@@ -167,26 +180,26 @@ def link_from_dict(data: Mapping, where: str = "link") -> LinkModel:
             raise NetworkError(f"{where}.{key}: goodput must not fall as the signal gets stronger")
     for key in _SCALAR_KEYS + tuple(k for k in _OPTIONAL_SCALARS if k in data):
         val, sources[key] = _sourced(f"{where}.{key}", data[key])
-        if not isinstance(val, (int, float)) or isinstance(val, bool):
-            raise NetworkError(f"{where}.{key}: expected a number, got {val!r}")
-        values[key] = float(val)
+        values[key] = V.number(f"{where}.{key}.value", val, NetworkError, **_LIMITS.get(key, dict(ge=-1e9, le=1e9)))
     if "min_usable_dbm" not in values:
         alive = np.flatnonzero(values["uplink_mbps"] > 0)
         values["min_usable_dbm"] = float(values["signal_dbm"][alive[0]]) if len(alive) else float(values["signal_dbm"][-1])
         sources["min_usable_dbm"] = "derived: the weakest signal_dbm point with non-zero uplink goodput"
     levels, sources["levels_dbm"] = _sourced(f"{where}.levels_dbm", data["levels_dbm"])
     if not isinstance(levels, Mapping) or not levels:
-        raise NetworkError(f"{where}.levels_dbm: expected a mapping level name -> dBm")
+        raise NetworkError.at(f"{where}.levels_dbm", "expected a mapping level name -> dBm", levels)
+    for k in levels:
+        V.text(f"{where}.levels_dbm", k, NetworkError, empty=False, max_len=100)
+    levels_dbm = {k: V.number(f"{where}.levels_dbm.{k}", v, NetworkError, **_DBM) for k, v in levels.items()}
     return LinkModel(name=str(data["name"]), description=str(data.get("description", "")),
-                     levels_dbm={str(k): float(v) for k, v in levels.items()}, sources=sources, **values)
+                     levels_dbm=levels_dbm, sources=sources, **values)
 
 
 def load_link(name_or_path: str | Path) -> LinkModel:
     """Load a shipped link model by name (``wifi``, ``lte``) or a YAML file by path."""
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = NETWORK_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise NetworkError(f"no link model {str(name_or_path)!r}; shipped: {list_links()}")
-    with open(path) as fh:
-        return link_from_dict(yaml.safe_load(fh), where=path.name)
+        if not path.is_file():
+            raise NetworkError.at("link model", "unknown link model", str(name_or_path), ", ".join(list_links()))
+    return link_from_dict(V.read_yaml(path, NetworkError, path.name), where=path.name)

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
-from bench.errors import DataFileError
+import bench.validate as V
+from bench.errors import DataFileError, allowed_list
 from bench.paths import PROFILES_DIR, REPO_ROOT
 
 TARGET_KINDS = ("cpu", "gpu", "dsp")
@@ -194,7 +194,7 @@ def _resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if is_profile_path(path):
         for candidate in ([path] if path.is_absolute() else [path, REPO_ROOT / path]):
-            if candidate.exists():
+            if candidate.is_file():
                 return candidate
         raise ProfileError(f"device profile file {str(name_or_path)!r} not found (looked in the working directory "
                            f"and {REPO_ROOT}); shipped profiles: {list_profiles()}")
@@ -205,42 +205,53 @@ def _resolve(name_or_path: str | Path) -> Path:
                        f"(or give the path of a profile YAML file)")
 
 
+#: Limits of a sourced quantity (by field name); any other is a finite number in [0, 1e9].
+#: Frequencies and voltages must be > 0: the model divides by f_max and V_max.
+_QUANTITY_LIMITS: dict[str, dict[str, float]] = {
+    "freq_mhz": dict(gt=0, le=1e5), "mem_freq_mhz": dict(gt=0, le=1e5), "voltage_v": dict(gt=0, le=10),
+    "gflops_per_ghz": dict(gt=0, le=1e9), "mem_gbps_per_ghz": dict(gt=0, le=1e9),
+}
+_DEFAULT_LIMITS = dict(ge=0, le=1e9)
+#: The only NaN a profile may hold is a scalar whose source starts with this (see bench.world.fit).
+NOT_MEASURED = "not measured"
+
+
 def _sourced(where: str, raw: Any, is_list: bool) -> Sourced:
     if not isinstance(raw, Mapping) or set(raw) != {"value", "source"}:
-        raise ProfileError(f"{where}: expected a mapping {{value: ..., source: ...}} (every number says where it "
-                           f"came from, or 'assumed: why'), got {raw!r}")
+        raise ProfileError.at(where, "expected a mapping {value: ..., source: ...} (every number says where it "
+                              "came from, or 'assumed: why')", raw)
     source = raw["source"]
     if not isinstance(source, str) or not source.strip():
-        raise ProfileError(f"{where}.source: must be a non-empty string")
+        raise ProfileError.at(f"{where}.source", "must be a non-empty string", source)
     value = raw["value"]
+    bounds = _QUANTITY_LIMITS.get(where.rsplit(".", 1)[-1], _DEFAULT_LIMITS)
     if is_list:
-        if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) for v in value):
-            raise ProfileError(f"{where}.value: expected a non-empty list of numbers, got {value!r}")
-        if where.endswith("freq_mhz") and any(b <= a for a, b in zip(value, value[1:])):
-            raise ProfileError(f"{where}.value: levels must be strictly ascending, got {value!r}")
-        if any(b < a for a, b in zip(value, value[1:])):
-            raise ProfileError(f"{where}.value: values must not decrease, got {value!r}")
-    elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ProfileError(f"{where}.value: expected a non-negative number, got {value!r}")
+        # frequency levels strictly ascend; other tables (voltages) never decrease
+        V.numbers(f"{where}.value", value, ProfileError, max_len=10_000,
+                  ascending="strict" if where.endswith("freq_mhz") else "weak", **bounds)
+        value = [float(v) for v in value]
+    elif (isinstance(value, float) and value != value
+          and source.strip().lower().startswith(NOT_MEASURED)):
+        pass  # a quantity declared unmeasurable (a host without an energy meter) stays NaN, never invented
+    else:
+        value = V.number(f"{where}.value", value, ProfileError, **bounds)
     return Sourced(value, source.strip())
 
 
 def _check_keys(where: str, data: Mapping, allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted((k for k in data if k not in allowed), key=str)
     if unknown:
-        raise ProfileError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ProfileError(f"{where}: unknown field(s) {V.short(unknown)}; allowed: {sorted(allowed)}")
 
 
 def _target(where: str, name: str, raw: Mapping) -> Target:
     if not isinstance(raw, Mapping):
-        raise ProfileError(f"{where}: expected a mapping")
+        raise ProfileError.at(where, "expected a mapping", raw)
     _check_keys(where, raw, set(_TARGET_QUANTITIES) | _TARGET_PLAIN)
-    kind = raw.get("kind")
-    if kind not in TARGET_KINDS:
-        raise ProfileError(f"{where}.kind: {kind!r} is not allowed; allowed: {list(TARGET_KINDS)}")
-    precision = raw.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise ProfileError(f"{where}.precision: {precision!r} is not allowed; allowed: {list(PRECISIONS)}")
+    kind = V.choice(f"{where}.kind", raw.get("kind"), TARGET_KINDS, ProfileError, "target kind")
+    precision = V.choice(f"{where}.precision", raw.get("precision", "fp32"), PRECISIONS, ProfileError, "precision")
+    if "description" in raw:
+        V.text(f"{where}.description", raw["description"], ProfileError)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, (required, is_list) in _TARGET_QUANTITIES.items():
@@ -258,37 +269,69 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
         if values[key] <= 0:
             raise ProfileError(f"{where}.{key}: must be > 0")
     measurements = {}
-    for i, m in enumerate(raw.get("measurements") or []):
+    raw_meas = raw.get("measurements") or []
+    if not isinstance(raw_meas, list):
+        raise ProfileError.at(f"{where}.measurements", "expected a list of measured points", raw_meas)
+    for i, m in enumerate(raw_meas):
         mw = f"{where}.measurements[{i}]"
+        if not isinstance(m, Mapping):
+            raise ProfileError.at(mw, "expected a mapping", m, allowed_list(sorted(_MEASUREMENT_KEYS)))
         _check_keys(mw, m, _MEASUREMENT_KEYS)
         missing = _MEASUREMENT_KEYS - set(m) - {"power_w", "mem_freq_mhz"}
         if missing:
             raise ProfileError(f"{mw}: missing field(s) {sorted(missing)}")
-        fm = float(m.get("mem_freq_mhz", values["mem_freq_mhz"][-1]))
-        power = m.get("power_w")
-        measurements[(str(m["workload"]), float(m["freq_mhz"]), fm)] = (
-            float(m["latency_ms"]), float("nan") if power is None else float(power), str(m["source"]))
+        workload = V.choice(f"{mw}.workload", m["workload"], _workload_names(), ProfileError, "workload")
+        f = V.number(f"{mw}.freq_mhz", m["freq_mhz"], ProfileError, **_QUANTITY_LIMITS["freq_mhz"])
+        fm = V.number(f"{mw}.mem_freq_mhz", m.get("mem_freq_mhz", values["mem_freq_mhz"][-1]), ProfileError,
+                      **_QUANTITY_LIMITS["mem_freq_mhz"])
+        latency = V.number(f"{mw}.latency_ms", m["latency_ms"], ProfileError, gt=0, le=1e9)
+        power = m.get("power_w")  # absent: latency-only meter (NaN power, never a made-up number)
+        power = float("nan") if power is None else V.number(f"{mw}.power_w", power, ProfileError, ge=0, le=1e6)
+        source = V.text(f"{mw}.source", m["source"], ProfileError, empty=False)
+        measurements[(workload, f, fm)] = (latency, power, source)
     return Target(name=name, kind=kind, precision=precision, description=str(raw.get("description", "")),
                   measurements=measurements, sources=sources, **values)
 
 
+def _workload_names() -> list[str]:
+    from bench.world.workloads import WORKLOADS  # a plain dict; torch is imported lazily there
+
+    return sorted(WORKLOADS)
+
+
 def profile_from_dict(data: Mapping, where: str = "profile") -> DeviceProfile:
-    """Validate and build a profile from parsed YAML (see :func:`load_profile`)."""
+    """Validate and build a profile from parsed YAML (see :func:`load_profile`).
+
+    Every number is finite and in range (frequencies and voltages > 0), every name
+    (target kind, precision, radio, measured workload) one that exists.
+    """
+    from bench.world.network import list_links
+
     if not isinstance(data, Mapping):
-        raise ProfileError(f"{where}: expected a mapping at the top level")
+        raise ProfileError.at(where, "expected a mapping at the top level", data)
     _check_keys(where, data, _PROFILE_KEYS)
     for key in ("name", "kind", "targets", "idle_power_w"):
         if key not in data:
             raise ProfileError(f"{where}: missing field {key!r}")
-    if data["kind"] not in PROFILE_KINDS:
-        raise ProfileError(f"{where}.kind: {data['kind']!r} is not allowed; allowed: {list(PROFILE_KINDS)}")
+    V.text(f"{where}.name", data["name"], ProfileError, empty=False, max_len=200)
+    for key in ("description", "notes"):
+        if key in data and not isinstance(data[key], (str, list)):
+            raise ProfileError.at(f"{where}.{key}", "expected text", data[key])
+    V.choice(f"{where}.kind", data["kind"], PROFILE_KINDS, ProfileError, "profile kind")
     if not isinstance(data["targets"], Mapping) or not data["targets"]:
-        raise ProfileError(f"{where}.targets: expected a non-empty mapping of target name -> target")
+        raise ProfileError.at(f"{where}.targets", "expected a non-empty mapping of target name -> target",
+                              data["targets"])
     idle = _sourced(f"{where}.idle_power_w", data["idle_power_w"], False)
+    for name in data["targets"]:
+        if not isinstance(name, str) or not name:
+            raise ProfileError.at(f"{where}.targets", "target names must be non-empty strings", name)
     targets = {name: _target(f"{where}.targets.{name}", name, raw) for name, raw in data["targets"].items()}
     radios = data.get("radios") or []
-    if not isinstance(radios, list) or not all(isinstance(r, str) for r in radios):
-        raise ProfileError(f"{where}.radios: expected a list of network model names")
+    if not isinstance(radios, list):
+        raise ProfileError.at(f"{where}.radios", "expected a list of network model names", radios,
+                              allowed_list(list_links()))
+    for i, r in enumerate(radios):
+        V.choice(f"{where}.radios[{i}]", r, list_links(), ProfileError, "radio (data/network)")
     return DeviceProfile(name=str(data["name"]), kind=data["kind"], description=str(data.get("description", "")),
                          idle_power_w=float(idle.value), idle_power_source=idle.source,
                          radios=tuple(radios), targets=targets)
@@ -297,8 +340,7 @@ def profile_from_dict(data: Mapping, where: str = "profile") -> DeviceProfile:
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """Load a shipped profile by name (``phone_sd845``) or any profile YAML by path."""
     path = _resolve(name_or_path)
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
+    data = V.read_yaml(path, ProfileError, path.name)
     prof = profile_from_dict(data, where=path.name)
     return dataclasses.replace(prof, path=path)
 

@@ -49,9 +49,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from bench.errors import DataFileError
+import bench.validate as V
+from bench.errors import DataFileError, allowed_list
 from bench.paths import DATA_DIR, REPO_ROOT
 from bench.world.network import load_link
 from hw.registry import Registry
@@ -92,26 +92,38 @@ class InterferenceModel:
 
 
 def load_interference_model(path: str | Path = MODEL_FILE) -> InterferenceModel:
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
     where = Path(path).name
+    return interference_model_from_dict(V.read_yaml(path, ScenarioError, where), where)
+
+
+#: Limits of the interference constants: slowdowns and coupling are factors, powers in watts.
+_MODEL_LIMITS = {"cpu_slowdown": dict(ge=0, le=100), "mem_slowdown": dict(ge=0, le=100),
+                 "accel_cpu_coupling": dict(ge=0, le=1), "cpu_power_w": dict(ge=0, le=1000),
+                 "mem_power_w": dict(ge=0, le=1000)}
+
+
+def interference_model_from_dict(data: Mapping, where: str = "_model.yaml") -> InterferenceModel:
+    """Validate parsed ``_model.yaml``: every constant finite and in range, every app load in [0, 1]."""
+    V.mapping(where, data, ScenarioError)
     raw = data.get("interference_model") or {}
-    keys = ("cpu_slowdown", "mem_slowdown", "accel_cpu_coupling", "cpu_power_w", "mem_power_w")
-    unknown = sorted(set(raw) - set(keys))
-    if unknown:
-        raise ScenarioError(f"{where}.interference_model: unknown field(s) {unknown}; allowed: {list(keys)}")
+    V.mapping(f"{where}.interference_model", raw, ScenarioError, allowed=_MODEL_LIMITS)
     values, sources = {}, {}
-    for k in keys:
+    for k, bounds in _MODEL_LIMITS.items():
         entry = raw.get(k)
         if not isinstance(entry, Mapping) or set(entry) != {"value", "source"}:
-            raise ScenarioError(f"{where}.interference_model.{k}: expected {{value, source}}")
-        values[k], sources[k] = float(entry["value"]), str(entry["source"])
+            raise ScenarioError.at(f"{where}.interference_model.{k}", "expected {value, source}", entry)
+        values[k] = V.number(f"{where}.interference_model.{k}.value", entry["value"], ScenarioError, **bounds)
+        sources[k] = V.text(f"{where}.interference_model.{k}.source", entry["source"], ScenarioError, empty=False)
     apps = {}
-    for name, entry in (data.get("apps") or {}).items():
-        if not isinstance(entry, Mapping) or set(entry) != {"cpu", "mem", "source"}:
-            raise ScenarioError(f"{where}.apps.{name}: expected fields ['cpu', 'mem', 'source']")
-        apps[str(name)] = (float(entry["cpu"]), float(entry["mem"]))
-        sources[f"apps.{name}"] = str(entry["source"])
+    raw_apps = data.get("apps") or {}
+    V.mapping(f"{where}.apps", raw_apps, ScenarioError)
+    for name, entry in raw_apps.items():
+        aw = f"{where}.apps.{name}"
+        if not isinstance(name, str) or not isinstance(entry, Mapping) or set(entry) != {"cpu", "mem", "source"}:
+            raise ScenarioError.at(aw, "expected a named entry with fields ['cpu', 'mem', 'source']", entry)
+        apps[name] = (V.number(f"{aw}.cpu", entry["cpu"], ScenarioError, ge=0, le=1),
+                      V.number(f"{aw}.mem", entry["mem"], ScenarioError, ge=0, le=1))
+        sources[f"apps.{name}"] = V.text(f"{aw}.source", entry["source"], ScenarioError, empty=False)
     return InterferenceModel(apps=apps, sources=sources, **values)
 
 
@@ -174,12 +186,12 @@ class Scenario:
         for radio in RADIOS:
             spec = self.signal.get(radio, _DEFAULT_SIGNAL)
             signal[radio] = _realise(spec, n, child[0].spawn(1)[0], f"{self.name}.signal.{radio}",
-                                     levels=dict(load_link(radio).levels_dbm), base=self.path)
+                                     levels=dict(load_link(radio).levels_dbm), base=self.path, bounds=SIGNAL_DBM)
         if self.bandwidth_cap_mbps is None:
             cap = np.full(n, np.inf)
         else:
             cap = np.maximum(_realise(self.bandwidth_cap_mbps, n, child[1], f"{self.name}.bandwidth_cap_mbps",
-                                      levels={}, base=self.path), 1e-3)
+                                      levels={}, base=self.path, bounds=CAP_MBPS), 1e-3)
         cpu, mem = _interference(self.interference, n, child[2], model, f"{self.name}.interference")
         weights = np.array([float(m.get("weight", 1.0)) for m in self.workload_mix])
         pick = child[3].choice(len(self.workload_mix), size=n, p=weights / weights.sum())
@@ -265,15 +277,15 @@ INTERFERENCE_KINDS: Registry = Registry("interference kind", "interference_kinds
 
 def _check(where: str, spec: Mapping, kinds: Registry) -> str:
     if not isinstance(spec, Mapping) or "kind" not in spec:
-        raise ScenarioError(f"{where}: expected a mapping with a 'kind' field; allowed kinds: {sorted(kinds)}")
+        raise ScenarioError.at(where, "expected a mapping with a 'kind' field", spec, f"kinds {sorted(kinds)}")
     kind = spec["kind"]
-    if kind not in kinds:
-        raise ScenarioError(f"{where}.kind: {kind!r} is not allowed; allowed kinds: {sorted(kinds)}")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ScenarioError.at(f"{where}.kind", "unknown kind", kind, allowed_list(sorted(kinds)))
     entry = kinds[kind]
     allowed, required = set(entry.fields), set(entry.required)
-    unknown = sorted(set(spec) - allowed - {"kind"})
+    unknown = sorted((k for k in spec if k not in allowed and k != "kind"), key=str)
     if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {unknown} for kind {kind!r}; allowed fields: {sorted(allowed | {'kind'})}")
+        raise ScenarioError(f"{where}: unknown field(s) {V.short(unknown)} for kind {kind!r}; allowed fields: {sorted(allowed | {'kind'})}")
     missing = sorted(required - set(spec))
     if missing:
         raise ScenarioError(f"{where}: missing field(s) {missing} for kind {kind!r}")
@@ -282,21 +294,71 @@ def _check(where: str, spec: Mapping, kinds: Registry) -> str:
     return kind
 
 
-def _value(v: Any, levels: Mapping[str, float], where: str) -> float:
+def _value(v: Any, levels: Mapping[str, float], where: str, **bounds) -> float:
+    """A level name (from the link model) or a finite number within ``bounds``."""
     if isinstance(v, str):
         if v not in levels:
-            raise ScenarioError(f"{where}: level {v!r} is not allowed; allowed: {sorted(levels)} or a number")
+            raise ScenarioError.at(where, "unknown level", v, f"{sorted(levels)} or a number")
         return float(levels[v])
-    return float(v)
+    return V.number(where, v, ScenarioError, **bounds)
+
+
+#: Range of a process's values by what it drives (a signal in dBm, a bandwidth cap in Mbit/s).
+SIGNAL_DBM = dict(ge=-200.0, le=50.0)
+CAP_MBPS = dict(ge=0.0, le=1e6)
+#: Limits of each process kind's numeric fields (level-or-value fields are checked with the quantity's range).
+_PROCESS_NUMBERS: dict[str, dict[str, dict[str, float]]] = {
+    "random_walk": {"step_std": dict(ge=0, le=1e3)},
+    "periodic": {"amplitude": dict(ge=0, le=1e3), "period_steps": dict(gt=0, le=1e9),
+                 "phase_steps": dict(ge=-1e9, le=1e9), "noise_std": dict(ge=0, le=1e3)},
+    "mobility": {"p0_dbm": dict(ge=-200, le=50), "path_loss_exponent": dict(gt=0, le=10), "start_m": dict(ge=0, le=1e6),
+                 "speed_m_per_step": dict(ge=0, le=1e6), "min_m": dict(gt=0, le=1e6), "max_m": dict(gt=0, le=1e6),
+                 "shadowing_std_db": dict(ge=0, le=100), "shadowing_corr": dict(ge=-1, le=1)},
+}
+_LEVEL_FIELDS = {"constant": ("level", "value"), "random_walk": ("start", "min", "max"), "periodic": ("mean",)}
+
+
+def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: Mapping[str, float]) -> None:
+    """Validate a process's numbers at load time, so :func:`_realise` only ever sees finite, ranged values."""
+    kind = _check(where, spec, PROCESS_KINDS)
+    for key in _LEVEL_FIELDS.get(kind, ()):
+        if key in spec:
+            _value(spec[key], levels, f"{where}.{key}", **qty)
+    for key, bounds in _PROCESS_NUMBERS.get(kind, {}).items():
+        if key in spec:
+            V.number(f"{where}.{key}", spec[key], ScenarioError, **bounds)
+    if kind == "step":
+        at = V.numbers(f"{where}.at", spec["at"], ScenarioError, integer=True, ge=0, le=1e9, ascending="strict")
+        if not isinstance(spec["values"], list):
+            raise ScenarioError.at(f"{where}.values", "expected a list", spec["values"])
+        for i, v in enumerate(spec["values"]):
+            _value(v, levels, f"{where}.values[{i}]", **qty)
+        if at[0] != 0 or len(at) != len(spec["values"]):
+            raise ScenarioError.at(f"{where}.at", "must start at 0 and match 'values' in length", spec["at"])
+    elif kind == "random_walk":
+        lo, hi = (_value(spec[k], levels, where, **qty) for k in ("min", "max"))
+        start = _value(spec["start"], levels, where, **qty)
+        if not lo <= start <= hi:
+            raise ScenarioError.at(where, "needs min <= start <= max", (spec["min"], spec["start"], spec["max"]))
+    elif kind == "mobility":
+        lo = V.number(f"{where}.min_m", spec.get("min_m", 1.0), ScenarioError, gt=0, le=1e6)
+        if not spec["max_m"] > lo:
+            raise ScenarioError.at(f"{where}.max_m", "must exceed min_m", spec["max_m"], f"> {lo:g}")
+    elif kind == "replay":
+        V.text(f"{where}.path", spec["path"], ScenarioError, empty=False, max_len=4096)
+        V.text(f"{where}.column", spec["column"], ScenarioError, empty=False, max_len=1000)
+        if not isinstance(spec.get("loop", True), bool):
+            raise ScenarioError.at(f"{where}.loop", "expected true or false", spec["loop"])
 
 
 def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels: Mapping[str, float],
-             base: Path | None) -> np.ndarray:
+             base: Path | None, bounds: Mapping[str, float] | None = None) -> np.ndarray:
     kind = _check(where, spec, PROCESS_KINDS)
     out = np.asarray(PROCESS_KINDS[kind].realise(spec, ProcessContext(n, rng, where, levels, base)), dtype=float)
     if out.shape != (n,):
         raise ScenarioError(f"{where}: kind {kind!r} returned shape {out.shape}, expected ({n},)")
-    return out
+    # whatever the kind (a plugin's included): finite values within the quantity's range, never NaN downstream
+    return V.finite_array(where, out, ScenarioError, what="step value", **(bounds or {}))
 
 
 def _constant_check(spec: Mapping, where: str) -> None:
@@ -358,17 +420,14 @@ def _mobility(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
 
 def _replay(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
     where, base, t = ctx.where, ctx.base, ctx.t
-    path = Path(spec["path"])
+    path = Path(V.text(f"{where}.path", spec["path"], ScenarioError, empty=False, max_len=4096))
     candidates = [path] if path.is_absolute() else [*(([base.parent / path]) if base else []), REPO_ROOT / path]
-    found = next((c for c in candidates if c.exists()), None)
+    found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        raise ScenarioError(f"{where}.path: {spec['path']!r} not found (looked in {[str(c) for c in candidates]})")
-    frame = pd.read_csv(found)
-    if spec["column"] not in frame.columns:
-        raise ScenarioError(f"{where}.column: {spec['column']!r} not in {found.name}; columns: {list(frame.columns)}")
-    values = frame[spec["column"]].to_numpy(dtype=float)
-    if len(values) == 0:
-        raise ScenarioError(f"{where}: {found.name} has no rows")
+        raise ScenarioError.at(f"{where}.path", f"file not found (looked in {V.short([str(c) for c in candidates])})",
+                               spec["path"])
+    # cell by cell: a non-number or NaN/inf names its line (the range is checked by _realise)
+    values = V.read_csv_column(found, spec["column"], ScenarioError, f"{where}: {found.name}")
     if spec.get("loop", True):
         return values[t % len(values)]
     return values[np.minimum(t, len(values) - 1)]
@@ -399,7 +458,9 @@ def _interference(spec: Mapping, n: int, rng: np.random.Generator, model: Interf
     cpu, mem = np.asarray(cpu, dtype=float), np.asarray(mem, dtype=float)
     if cpu.shape != (n,) or mem.shape != (n,):
         raise ScenarioError(f"{where}: kind {kind!r} returned shapes {cpu.shape}, {mem.shape}, expected ({n},)")
-    return cpu, mem
+    # loads are fractions of capacity, whatever the kind (a plugin's included)
+    return (V.finite_array(f"{where} (cpu load)", cpu, ScenarioError, ge=0, le=1, what="load"),
+            V.finite_array(f"{where} (mem load)", mem, ScenarioError, ge=0, le=1, what="load"))
 
 
 def _no_interference(spec: Mapping, ctx: InterferenceContext):
@@ -472,46 +533,92 @@ def list_scenarios(directory: Path = SCENARIO_DIR) -> list[str]:
     return sorted(p.stem for p in Path(directory).glob("*.yaml") if not p.name.startswith("_"))
 
 
+def _workload_names() -> list[str]:
+    from bench.world.workloads import WORKLOADS  # a plain dict; torch is imported lazily there
+
+    return sorted(WORKLOADS)
+
+
+def _app_names() -> list[str]:
+    return sorted(load_interference_model().apps)
+
+
+def _check_interference(where: str, spec: Mapping) -> None:
+    """Validate an interference process's numbers and app names at load time."""
+    kind = _check(where, spec, INTERFERENCE_KINDS)
+    unit = dict(ge=0, le=1)
+    for key in ("intensity", "cpu", "mem", "p_on", "p_off", "stay_prob"):
+        if key in spec:
+            V.number(f"{where}.{key}", spec[key], ScenarioError, **unit)
+    if "start_on" in spec and not isinstance(spec["start_on"], bool):
+        raise ScenarioError.at(f"{where}.start_on", "expected true or false", spec["start_on"])
+    if kind in ("cpu_heavy", "memory_heavy"):
+        V.choice(where, kind, _app_names(), ScenarioError, "app (in _model.yaml)")
+    if kind == "bursty":
+        V.choice(f"{where}.app", spec["app"], _app_names(), ScenarioError, "app")
+    if kind == "app_mix":
+        apps = spec["apps"]
+        if not isinstance(apps, list) or not apps:
+            raise ScenarioError.at(f"{where}.apps", "expected a non-empty list of app names", apps)
+        for i, a in enumerate(apps):
+            V.choice(f"{where}.apps[{i}]", a, _app_names(), ScenarioError, "app")
+        if "weights" in spec:
+            w = V.numbers(f"{where}.weights", spec["weights"], ScenarioError, ge=0, le=1e9)
+            if len(w) != len(apps) or not w.sum() > 0:
+                raise ScenarioError.at(f"{where}.weights", "needs one weight >= 0 per app, not all zero", spec["weights"])
+
+
 def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None = None) -> Scenario:
-    """Validate parsed YAML; an unknown or missing field raises naming it and the allowed fields."""
+    """Validate parsed YAML; an unknown or missing field raises naming it and the allowed fields.
+
+    Every number is checked here (finite, in range: dBm in [-200, 50], loads and probabilities in
+    [0, 1], QoS and inter-arrival times > 0, ...), every level, app and workload name against what
+    exists, so a realised trace holds finite values only.
+    """
     if not isinstance(data, Mapping):
-        raise ScenarioError(f"{where}: expected a mapping at the top level")
-    unknown = sorted(set(data) - _TOP_FIELDS)
+        raise ScenarioError.at(where, "expected a mapping at the top level", data)
+    unknown = sorted((k for k in data if k not in _TOP_FIELDS), key=str)
     if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {unknown}; allowed fields: {sorted(_TOP_FIELDS)}")
+        raise ScenarioError(f"{where}: unknown field(s) {V.short(unknown)}; allowed fields: {sorted(_TOP_FIELDS)}")
     missing = sorted({"name", "steps", "interarrival_ms", "signal", "interference", "workload_mix"} - set(data))
     if missing:
         raise ScenarioError(f"{where}: missing field(s) {missing}; allowed fields: {sorted(_TOP_FIELDS)}")
+    name = V.text(f"{where}.name", data["name"], ScenarioError, empty=False, max_len=200)
+    for key in ("description", "source"):
+        if key in data:
+            V.text(f"{where}.{key}", data[key], ScenarioError)
+    steps = V.number(f"{where}.steps", data["steps"], ScenarioError, integer=True, ge=1, le=10_000_000)
+    inter = V.number(f"{where}.interarrival_ms", data["interarrival_ms"], ScenarioError, gt=0, le=1e7)
     signal = data["signal"]
     if not isinstance(signal, Mapping):
-        raise ScenarioError(f"{where}.signal: expected a mapping radio -> process; allowed radios: {list(RADIOS)}")
-    bad = sorted(set(signal) - set(RADIOS))
+        raise ScenarioError.at(f"{where}.signal", "expected a mapping radio -> process", signal, list(RADIOS))
+    bad = sorted((r for r in signal if r not in RADIOS), key=str)
     if bad:
-        raise ScenarioError(f"{where}.signal: unknown radio(s) {bad}; allowed radios: {list(RADIOS)}")
+        raise ScenarioError(f"{where}.signal: unknown radio(s) {V.short(bad)}; allowed radios: {list(RADIOS)}")
     for radio, spec in signal.items():
-        _check(f"{where}.signal.{radio}", spec, PROCESS_KINDS)
+        _check_process(f"{where}.signal.{radio}", spec, dict(load_link(radio).levels_dbm), SIGNAL_DBM)
     cap = data.get("bandwidth_cap_mbps")
     if cap is not None:
-        _check(f"{where}.bandwidth_cap_mbps", cap, PROCESS_KINDS)
-    _check(f"{where}.interference", data["interference"], INTERFERENCE_KINDS)
+        _check_process(f"{where}.bandwidth_cap_mbps", cap, {}, CAP_MBPS)
+    _check_interference(f"{where}.interference", data["interference"])
     mix = data["workload_mix"]
     if not isinstance(mix, list) or not mix:
-        raise ScenarioError(f"{where}.workload_mix: expected a non-empty list of requests")
+        raise ScenarioError.at(f"{where}.workload_mix", "expected a non-empty list of requests", mix)
     for i, m in enumerate(mix):
+        mw = f"{where}.workload_mix[{i}]"
         if not isinstance(m, Mapping):
-            raise ScenarioError(f"{where}.workload_mix[{i}]: expected a mapping; allowed fields: {sorted(_MIX_FIELDS)}")
-        unknown = sorted(set(m) - _MIX_FIELDS)
+            raise ScenarioError.at(mw, "expected a mapping", m, f"fields {sorted(_MIX_FIELDS)}")
+        unknown = sorted((k for k in m if k not in _MIX_FIELDS), key=str)
         if unknown:
-            raise ScenarioError(f"{where}.workload_mix[{i}]: unknown field(s) {unknown}; allowed fields: {sorted(_MIX_FIELDS)}")
+            raise ScenarioError(f"{mw}: unknown field(s) {V.short(unknown)}; allowed fields: {sorted(_MIX_FIELDS)}")
         missing = sorted({"workload", "qos_ms", "max_accuracy_loss"} - set(m))
         if missing:
-            raise ScenarioError(f"{where}.workload_mix[{i}]: missing field(s) {missing}")
-        if float(m["qos_ms"]) <= 0 or float(m.get("weight", 1.0)) <= 0 or float(m["max_accuracy_loss"]) < 0:
-            raise ScenarioError(f"{where}.workload_mix[{i}]: qos_ms and weight must be > 0, max_accuracy_loss >= 0")
-    steps, inter = int(data["steps"]), float(data["interarrival_ms"])
-    if steps <= 0 or inter <= 0:
-        raise ScenarioError(f"{where}: steps and interarrival_ms must be > 0")
-    return Scenario(name=str(data["name"]), description=str(data.get("description", "")), steps=steps,
+            raise ScenarioError(f"{mw}: missing field(s) {missing}")
+        V.choice(f"{mw}.workload", m["workload"], _workload_names(), ScenarioError, "workload")
+        V.number(f"{mw}.qos_ms", m["qos_ms"], ScenarioError, gt=0, le=1e7)
+        V.number(f"{mw}.weight", m.get("weight", 1.0), ScenarioError, gt=0, le=1e9)
+        V.number(f"{mw}.max_accuracy_loss", m["max_accuracy_loss"], ScenarioError, ge=0, le=1)
+    return Scenario(name=name, description=str(data.get("description", "")), steps=int(steps),
                     interarrival_ms=inter, signal=dict(signal), bandwidth_cap_mbps=cap,
                     interference=dict(data["interference"]), workload_mix=list(mix),
                     source=str(data.get("source", "")), path=path)
@@ -520,15 +627,11 @@ def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load a shipped scenario by name or any scenario YAML by path."""
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = SCENARIO_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise ScenarioError(f"no scenario {str(name_or_path)!r}; shipped scenarios: {list_scenarios()}")
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path.name}: not valid YAML: {exc}") from None
+        if not path.is_file():
+            raise ScenarioError.at("scenario", "unknown scenario", str(name_or_path), allowed_list(list_scenarios()))
+    data = V.read_yaml(path, ScenarioError, path.name)
     return scenario_from_dict(data, where=path.name, path=path)
 
 
