@@ -16,8 +16,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
 import sys
 from pathlib import Path
+
+#: Set to 1 to see the traceback behind a one-line error (for reporting a bug in the suite).
+TRACEBACK_ENV = "BENCH_TRACEBACK"
 
 
 def _cmd_profiles(args) -> int:
@@ -117,23 +123,79 @@ def _cmd_env_yml(args) -> int:
     return envfile.main(["--check"] if args.check else [])
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bench.errors import BenchError
-    from bench.paths import PARAMS_FILE
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``; exit 2), like every other user mistake."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        _one_line_usage_error(self, message)
+
+
+def _one_line_usage_error(parser: argparse.ArgumentParser, message: str):
+    print(f"error: {parser.prog}: {' '.join(message.split())} (see {parser.prog} --help)", file=sys.stderr)
+    sys.exit(2)
+
+
+@contextlib.contextmanager
+def _one_line_argparse():
+    """Sub-commands with their own argparse parsers report usage errors on one line too."""
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _one_line_usage_error  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[assignment]
+
+
+#: OS errors that come from a path or resource the user chose (a missing or read-only file, a full disk).
+_USER_OS_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC, errno.EROFS,
+                   errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT, errno.ELOOP}
+
+
+def _run(fn, *args) -> int:
+    """Run a sub-command; a user's mistake prints ``error: <one line>`` and returns 2."""
+    from bench.errors import BenchError, short
     from hw.base import MeterError
+
+    try:
+        with _one_line_argparse():
+            return fn(*args)
+    except SystemExit as exc:  # argparse (usage error: 2, --help: 0) or a sub-command's sys.exit
+        return _exit_code(exc)
+    except (BenchError, MeterError) as exc:  # a user's mistake or a missing device
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRNOS or os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        where = exc.filename if exc.filename is not None else "-"
+        print(f"error: {short(str(where))[1:-1] if isinstance(where, str) else where}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(f"error: {' '.join(str(exc.code).split())}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.paths import PARAMS_FILE
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # Sub-commands with their own parsers get their arguments untouched (argparse's
     # REMAINDER would swallow nothing after a leading --option).
     if argv and argv[0] in _PASSTHROUGH:
-        try:
-            return _PASSTHROUGH[argv[0]](argv[1:])
-        except (BenchError, MeterError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+        return _run(_PASSTHROUGH[argv[0]], argv[1:])
+    parser = _Parser(prog="python -m bench", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("profiles", help="print device profiles")
     p.add_argument("names", nargs="*", help="profile names (default: all shipped)")
     p.set_defaults(func=_cmd_profiles)
@@ -159,12 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")
     p.add_argument("--check", action="store_true")
     p.set_defaults(func=_cmd_env_yml)
-    args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except (BenchError, MeterError) as exc:  # a user's mistake or a missing device: one line, exit 2
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return _exit_code(exc)
+    return _run(args.func, args)
 
 
 if __name__ == "__main__":

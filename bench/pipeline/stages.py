@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bench.config import Params, as_dict, load_params
+from bench.config import Params, ParamsError, as_dict, load_params
+from bench.errors import allowed_list
 from bench.paths import NOTEBOOKS_DIR, PARAMS_FILE, RESULTS_DIR
 
 KERNEL_NAME = "bench-suite"
@@ -38,7 +39,8 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
         return {**as_dict(params.profile), "out_dir": str(RESULTS_DIR / "profile")}
     if stage == "train":
         if run not in params.train.runs:
-            raise SystemExit(f"stage train needs --run NAME; runs in params.yaml: {sorted(params.train.runs)}")
+            raise ParamsError.at("stage train --run", "needs the name of a run in params.yaml's train.runs", run,
+                                 allowed_list(sorted(params.train.runs)))
         r = params.train.runs[run]
         return {"run": run, "learner": r.learner, "profile": r.profile,
                 "config": as_dict(params.train.learner_config(r.learner)), "out_dir": str(RESULTS_DIR / "train" / run)}
@@ -50,7 +52,7 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
                 "out_dir": str(RESULTS_DIR / "evaluate"), "metrics_path": str(RESULTS_DIR / "metrics.json")}
     if stage == "report":
         return {"results_dir": str(RESULTS_DIR), "out_dir": str(RESULTS_DIR / "report")}
-    raise SystemExit(f"unknown stage {stage!r}; stages: {sorted(NOTEBOOKS)}")
+    raise ParamsError.at("notebook", "unknown stage", stage, allowed_list(NOTEBOOKS))
 
 
 def stage_parameters(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None) -> dict:
