@@ -47,7 +47,8 @@ class BenchError(ValueError):
             msg += f" (got {short(value)})"
         if allowed:
             msg += f"; allowed: {allowed}"
-        return cls(msg)
+        # one line whatever the user's text holds (a key or a CSV header may contain a newline)
+        return cls(msg.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class ConfigError(BenchError):

@@ -31,6 +31,8 @@ numpy and :mod:`bench.errors`.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import re
 from pathlib import Path
@@ -164,9 +166,10 @@ def parse_yaml(text: str | bytes, error: type[BenchError], where: str, *, max_by
     if "\x00" in text:
         raise error.at(f"{where} line {text[:text.index(chr(0))].count(chr(10)) + 1}", "NUL byte in text",
                        allowed="UTF-8 encoded YAML")
-    loader = _StrictLoader(text)
-    loader.max_depth = max_depth
+    loader = None
     try:
+        loader = _StrictLoader(text)  # its reader already refuses control characters
+        loader.max_depth = max_depth
         node = loader.get_single_node()
         if node is None:
             data = None
@@ -188,13 +191,18 @@ def parse_yaml(text: str | bytes, error: type[BenchError], where: str, *, max_by
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
         raise error.at(f"{where}{_line(mark)}", f"not valid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text[:max(exc.position, 0)].count("\n") + 1
+        raise error.at(f"{where} line {line}", "not valid YAML: a control character is not allowed",
+                       allowed="printable UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise error.at(where, f"not valid YAML: {' '.join(str(exc).split())[:200]}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # e.g. an implicit timestamp that is no date (2020-13-45) raises ValueError inside PyYAML
         raise error.at(where, f"not valid YAML: {type(exc).__name__}: {str(exc)[:120]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if top == "mapping":
         if data is None:
             return {}
@@ -204,8 +212,16 @@ def parse_yaml(text: str | bytes, error: type[BenchError], where: str, *, max_by
     return data
 
 
+_CACHE: dict[tuple, Any] = {}
+_CACHE_SIZE = 256
+
+
 def read_yaml(path: str | Path, error: type[BenchError], where: str | None = None, **kw) -> Any:
-    """Read a YAML file with :func:`parse_yaml`'s checks; ``where`` defaults to the file name."""
+    """Read a YAML file with :func:`parse_yaml`'s checks; ``where`` defaults to the file name.
+
+    Parsed documents are cached by the hash of their bytes and returned as deep copies:
+    the simulator reloads the same link and model files for every realised scenario.
+    """
     path = Path(path)
     where = where or path.name
     try:
@@ -221,7 +237,14 @@ def read_yaml(path: str | Path, error: type[BenchError], where: str | None = Non
         raise error.at(where, f"is a directory, not a file: {path}") from None
     except OSError as exc:
         raise error.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_yaml(raw, error, where, **kw)
+    key = (hashlib.sha256(raw).digest(), error, where, repr(sorted(kw.items())))
+    if key in _CACHE:
+        return copy.deepcopy(_CACHE[key])
+    data = parse_yaml(raw, error, where, **kw)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = copy.deepcopy(data)
+    return data
 
 
 # --------------------------------------------------------------------------- numbers and names
@@ -386,7 +409,7 @@ def read_csv_column(path: str | Path, column: Any, error: type[BenchError], wher
         header = [h.strip() for h in header]
         if column not in header:
             raise error.at(f"{where}.column", f"no column {short(column)} in the header", header,
-                           allowed_list(header))
+                           allowed_list([short(h) for h in header]))
         idx = header.index(column)
         out = []
         for row in reader:

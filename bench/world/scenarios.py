@@ -546,6 +546,7 @@ def _app_names() -> list[str]:
 def _check_interference(where: str, spec: Mapping) -> None:
     """Validate an interference process's numbers and app names at load time."""
     kind = _check(where, spec, INTERFERENCE_KINDS)
+    apps = _app_names() if kind in ("cpu_heavy", "memory_heavy", "bursty", "app_mix") else []
     unit = dict(ge=0, le=1)
     for key in ("intensity", "cpu", "mem", "p_on", "p_off", "stay_prob"):
         if key in spec:
@@ -553,18 +554,18 @@ def _check_interference(where: str, spec: Mapping) -> None:
     if "start_on" in spec and not isinstance(spec["start_on"], bool):
         raise ScenarioError.at(f"{where}.start_on", "expected true or false", spec["start_on"])
     if kind in ("cpu_heavy", "memory_heavy"):
-        V.choice(where, kind, _app_names(), ScenarioError, "app (in _model.yaml)")
+        V.choice(where, kind, apps, ScenarioError, "app (in _model.yaml)")
     if kind == "bursty":
-        V.choice(f"{where}.app", spec["app"], _app_names(), ScenarioError, "app")
+        V.choice(f"{where}.app", spec["app"], apps, ScenarioError, "app")
     if kind == "app_mix":
-        apps = spec["apps"]
-        if not isinstance(apps, list) or not apps:
-            raise ScenarioError.at(f"{where}.apps", "expected a non-empty list of app names", apps)
-        for i, a in enumerate(apps):
-            V.choice(f"{where}.apps[{i}]", a, _app_names(), ScenarioError, "app")
+        names = spec["apps"]
+        if not isinstance(names, list) or not names:
+            raise ScenarioError.at(f"{where}.apps", "expected a non-empty list of app names", names)
+        for i, a in enumerate(names):
+            V.choice(f"{where}.apps[{i}]", a, apps, ScenarioError, "app")
         if "weights" in spec:
             w = V.numbers(f"{where}.weights", spec["weights"], ScenarioError, ge=0, le=1e9)
-            if len(w) != len(apps) or not w.sum() > 0:
+            if len(w) != len(names) or not w.sum() > 0:
                 raise ScenarioError.at(f"{where}.weights", "needs one weight >= 0 per app, not all zero", spec["weights"])
 
 
@@ -630,7 +631,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = SCENARIO_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ScenarioError.at("scenario", "unknown scenario", str(name_or_path), allowed_list(list_scenarios()))
+            raise ScenarioError.at("scenario", "unknown scenario", str(name_or_path), allowed_list(list_scenarios(), 100))
     data = V.read_yaml(path, ScenarioError, path.name)
     return scenario_from_dict(data, where=path.name, path=path)
 
