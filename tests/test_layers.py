@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # rank of each layer: a module may import only modules of its own rank or lower
-LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.world": 1, "bench.sim": 2,
+LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.validate": 0, "bench.world": 1, "bench.sim": 2,
           "bench.policies": 3, "bench.pipeline": 4, "bench.perf": 5, "bench.testbed": 5, "bench.sweep": 5,
           "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.__main__": 7, "bench": 7,
           "bench.plugins": 0, "bench.measurement": 0}

@@ -108,3 +108,12 @@ def test_link_numbers(path, value, needle):
     with pytest.raises(NetworkError) as err:
         link_from_dict(_set(_raw(NETWORK_DIR, "wifi"), path, value), where="wifi.yaml")
     assert needle in str(err.value), str(err.value)
+
+
+def test_unknown_workload_is_the_layer_error():
+    from bench.errors import WorkloadError
+    from bench.world.workloads import get_spec
+
+    for bad in ("alexnet", ["resnet18"], None, "../../x"):
+        with pytest.raises(WorkloadError, match=r"workload: unknown workload \(got .*\); allowed: .*resnet18"):
+            get_spec(bad)

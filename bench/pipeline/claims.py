@@ -31,7 +31,7 @@ WHY = {
 
 def load_claims() -> list[dict[str, Any]]:
     """data/claims.yaml: a list of claims, each a mapping with a finite ``value`` (or [low, high]) and a ``source``."""
-    from bench import validate as V
+    import bench.validate as V
     from bench.errors import DataFileError
 
     claims = V.read_yaml(DATA_DIR / "claims.yaml", DataFileError, "claims.yaml", top="any")

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bench import validate as V
+import bench.validate as V
 from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 

@@ -286,13 +286,13 @@ WORKLOADS: dict[str, WorkloadSpec] = {
 
 
 def get_spec(name: str) -> WorkloadSpec:
-    """The registry entry for ``name``; ValueError naming the allowed names otherwise."""
+    """The registry entry for ``name``; :class:`WorkloadError` (a ValueError) naming the allowed names otherwise."""
+    from bench.errors import WorkloadError
+
     try:
         return WORKLOADS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown workload {name!r}; allowed: {', '.join(sorted(WORKLOADS))}"
-        ) from None
+        raise WorkloadError.at("workload", "unknown workload", name, ", ".join(sorted(WORKLOADS))) from None
 
 
 def build(name: str, seed: int = SEED) -> tuple[Any, Any]:
