@@ -22,6 +22,8 @@ from __future__ import annotations
 import collections
 import copy
 import math
+import os
+import time
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -30,13 +32,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 #: Inputs per loader and per kind (structured / textual); the report quotes these.
-MAX_EXAMPLES = 300
+MAX_EXAMPLES = int(os.environ.get("BENCH_FUZZ_EXAMPLES", "300"))
 #: Generous per-input bound: parsing one small file takes milliseconds; 20 s means a hang.
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=timedelta(seconds=20), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 #: (loader, kind) -> Counter of outcomes ("parsed" / "refused")
 COUNTS: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
+#: (loader, kind) -> slowest input (s); printed for the record, never asserted (no wall-clock tests)
+SLOWEST: dict[tuple[str, str], float] = collections.defaultdict(float)
 
 _SPECIAL_FLOATS = st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 0.0, -1.0, 1e308, -1e308,
                                    5e-324, 1e-12, 1e12])
@@ -172,13 +176,16 @@ def finite_numbers(obj: Any, allow_nan: Callable[[tuple], bool] = lambda path: F
 def record(loader: str, kind: str, fn: Callable[[], Any], errors: tuple[type, ...]) -> Any:
     """Run one input: the outcome is a value or one of ``errors``; any other exception propagates
     (and fails the test). Counts the outcome."""
+    start = time.perf_counter()
     try:
         out = fn()
     except errors as exc:
+        SLOWEST[(loader, kind)] = max(SLOWEST[(loader, kind)], time.perf_counter() - start)
         msg = str(exc)
         assert "\n" not in msg and len(msg) < 2000, msg  # one line, bounded (no expanded value)
         COUNTS[(loader, kind)]["refused"] += 1
         return None
+    SLOWEST[(loader, kind)] = max(SLOWEST[(loader, kind)], time.perf_counter() - start)
     COUNTS[(loader, kind)]["parsed"] += 1
     return out
 
@@ -187,5 +194,5 @@ def report(loader: str, kind: str) -> int:
     c = COUNTS[(loader, kind)]
     total = c["parsed"] + c["refused"]
     print(f"\nfuzz {loader}/{kind}: {total} inputs, {c['parsed']} parsed, {c['refused']} refused, "
-          "0 other exceptions, 0 non-finite results")
+          f"0 other exceptions, 0 non-finite results, slowest input {SLOWEST[(loader, kind)]:.3f} s")
     return total
