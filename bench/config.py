@@ -254,14 +254,16 @@ class SweepGrid:
     learner: str = spec("autoscale", "Which learner to train (its env decides the action set).",
                         choices=learner_names)
     profiles: tuple[str, ...] = spec(("phone_sd845",), "Edge device profiles to train and evaluate on.",
-                                     choices=_profile_names)
+                                     choices=_profile_names, min_len=1)
     configs: dict[str, Any] = field(default_factory=lambda: {"default": {}}, metadata={
         "doc": "Learner config variants: name -> overrides of train.<learner> (e.g. {eps_low: {epsilon_end: 0.05}}); "
-               "an empty mapping trains params.yaml's config as it is."})
+               "an empty mapping trains params.yaml's config as it is. Names: a letter, then letters, digits, "
+               "'_' or '-' (they name directories under results/sweep).", "safe_keys": True})
     policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
                                      "Policies compared (bench.policies registry); the learner is added.",
-                                     choices=_policy_names)
-    scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios every policy runs on.", choices=_scenario_names)
+                                     choices=_policy_names, min_len=1)
+    scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios every policy runs on.", choices=_scenario_names,
+                                      min_len=1)
 
     def __post_init__(self):
         if not self.configs:
@@ -280,7 +282,9 @@ class SweepParams:
     enabled: bool = spec(False, "Run the sweep. Off: the stage writes an empty table and a summary saying so.")
     seeds: int = spec(3, "Evaluation episodes per (profile, config, policy, scenario).", ge=1, le=10_000)
     steps: int = spec(200, "Requests per evaluation episode.", ge=10, le=100_000)
-    grids: dict[str, SweepGrid] = field(default_factory=dict, metadata={"doc": "Named grids."})
+    grids: dict[str, SweepGrid] = field(default_factory=dict, metadata={
+        "doc": "Named grids (names: a letter, then letters, digits, '_' or '-'; they name directories).",
+        "safe_keys": True})
 
 
 @dataclass(frozen=True)
@@ -306,10 +310,13 @@ class Params:
         for name, grid in self.sweep.grids.items():
             base = getattr(self.train, grid.learner)
             for variant, over in grid.configs.items():
-                try:
-                    type(base).from_dict({**as_dict(base), **dict(over)})
-                except (TypeError, ValueError) as exc:
-                    raise ParamsError(f"params.yaml: sweep.grids.{name}.configs.{variant}: {exc}") from None
+                # the variant is validated like train.<learner> itself: same types, ranges and names
+                unknown = sorted((k for k in over if k not in {f.name for f in dataclasses.fields(base)}), key=str)
+                if unknown:
+                    raise ParamsError.at(f"params.yaml: sweep.grids.{name}.configs.{variant}",
+                                         f"unknown {type(base).__name__} field(s) {short(unknown)}",
+                                         allowed=allowed_list(sorted(f.name for f in dataclasses.fields(base)), 40))
+                _build(type(base), {**as_dict(base), **dict(over)}, f"sweep.grids.{name}.configs.{variant}.")
         for name, suite in self.evaluate.suites.items():
             if suite.run not in self.train.runs:
                 raise ParamsError.at(f"params.yaml: evaluate.suites.{name}.run", "not a training run", suite.run,
@@ -324,6 +331,7 @@ class Params:
 # stops at validation instead of turning into NaN rewards or an out-of-memory replay buffer hours later.
 _BIG_STEPS = 1_000_000_000
 _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
+    "Engine": {"workers": dict(ge=0, le=100_000)},
     "AutoScaleConfig": {
         "seed": dict(ge=0, le=0),
         "total_steps": dict(ge=1, le=_BIG_STEPS),

@@ -240,3 +240,19 @@ def test_utf8_bom_and_empty_file_are_fine(tmp_path):
     assert load_params(path).seed == 7
     path.write_text("")
     assert load_params(path) == Params()
+
+
+def test_sweep_names_and_overrides_are_validated_like_train():
+    grid = {"learner": "dvfo", "profiles": ["jetson_xavier_nx"], "policies": ["cpu_only"], "scenarios": ["wifi_strong"]}
+    with pytest.raises(ParamsError, match="not a safe name"):
+        params_from_dict({"sweep": {"grids": {"../g": grid}}})
+    with pytest.raises(ParamsError, match="not a safe name"):
+        params_from_dict({"sweep": {"grids": {"g": {**grid, "configs": {"/abs": {}}}}}})
+    with pytest.raises(ParamsError, match=r"sweep.grids.g.configs.v.w_energy: must be finite"):
+        params_from_dict({"sweep": {"grids": {"g": {**grid, "configs": {"v": {"w_energy": float("nan")}}}}}})
+    with pytest.raises(ParamsError, match=r"sweep.grids.g.configs.v: unknown DVFOConfig field\(s\) \['w_enrgy'\]"):
+        params_from_dict({"sweep": {"grids": {"g": {**grid, "configs": {"v": {"w_enrgy": 1.0}}}}}})
+    with pytest.raises(ParamsError, match=r"sweep.grids.g.profiles: needs at least 1"):
+        params_from_dict({"sweep": {"grids": {"g": {**grid, "profiles": []}}}})
+    with pytest.raises(ParamsError, match=r"engine.workers: out of range"):
+        params_from_dict({"engine": {"workers": -1}})

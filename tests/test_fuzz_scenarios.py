@@ -20,6 +20,10 @@ TEXT = {n: (SCENARIO_DIR / f"{n}.yaml").read_text() for n in NAMES}
 MODEL = load_interference_model()
 
 
+def setup_module():
+    _realise(load_scenario(NAMES[0]))  # lazy imports once, outside the per-input deadline
+
+
 def _realise(scen):
     """Load + realise: every per-step array finite (the cap is +inf where a scenario has none)."""
     tr = scen.trace(np.random.default_rng(0), steps=40, model=MODEL)
