@@ -119,6 +119,7 @@ def test_params_mistakes(tmp_path, capsys, content, needles):
     (["perf", "--workers", "many"], ["invalid int value"]),
     (["env-yml", "--fix"], ["unrecognized arguments"]),
     (["collect", "--no-such-option"], ["collect"]),
+    (["sweep", "--no-such-option"], ["unrecognized arguments"]),
 ])
 def test_every_sub_command_reports_mistakes_on_one_line(capsys, argv, needles):
     _one_line_exit_2(capsys, argv, *needles)

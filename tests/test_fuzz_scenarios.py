@@ -7,12 +7,13 @@ never another exception, never a hang (Hypothesis deadline).
 
 import numpy as np
 import yaml
-from fuzz_support import FUZZ, MAX_EXAMPLES, edited_bytes, mutated, numeric_mutated, record, report
+from fuzz_support import (FUZZ, MAX_EXAMPLES, edited_bytes, finite_numbers, mutated, numeric_mutated, record,
+                          report)
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.world.scenarios import (SCENARIO_DIR, ScenarioError, list_scenarios, load_interference_model,
-                                   load_scenario, scenario_from_dict)
+from bench.world.scenarios import (MODEL_FILE, SCENARIO_DIR, ScenarioError, interference_model_from_dict,
+                                   list_scenarios, load_interference_model, load_scenario, scenario_from_dict)
 
 NAMES = list_scenarios()
 RAW = {n: yaml.safe_load((SCENARIO_DIR / f"{n}.yaml").read_text()) for n in NAMES}
@@ -139,3 +140,24 @@ def test_csv_trace_errors_name_line_value_and_range(tmp_path):
         with np.testing.assert_raises_regex(ScenarioError, "") as ctx:
             scenario_from_dict(doc).trace(np.random.default_rng(0), steps=5, model=MODEL)
         assert needle in str(ctx.exception), (needle, str(ctx.exception))
+
+
+MODEL_RAW = yaml.safe_load(MODEL_FILE.read_text())
+
+
+def _use_model(model):
+    for c, m in model.apps.values():
+        assert 0 <= c <= 1 and 0 <= m <= 1
+    assert not finite_numbers(model)
+    return model
+
+
+def test_fuzz_interference_model():
+    @FUZZ
+    @given(st.one_of(mutated(MODEL_RAW), numeric_mutated(MODEL_RAW)))
+    def run(doc):
+        record("interference_model", "structured+numeric", lambda: _use_model(interference_model_from_dict(doc)),
+               (ScenarioError,))
+
+    run()
+    assert report("interference_model", "structured+numeric") >= MAX_EXAMPLES // 2
