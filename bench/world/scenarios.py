@@ -212,6 +212,7 @@ class ProcessContext:
     where: str  # for error messages: "<scenario>.signal.wifi"
     levels: Mapping[str, float]  # named levels of the radio (strong/medium/weak), dBm; {} for a cap
     base: Path | None  # the scenario file (relative paths resolve against it)
+    bounds: Mapping[str, float] = field(default_factory=dict)  # allowed range of the values (ge/le): dBm or Mbit/s
 
     @property
     def t(self) -> np.ndarray:
@@ -354,7 +355,8 @@ def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: 
 def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels: Mapping[str, float],
              base: Path | None, bounds: Mapping[str, float] | None = None) -> np.ndarray:
     kind = _check(where, spec, PROCESS_KINDS)
-    out = np.asarray(PROCESS_KINDS[kind].realise(spec, ProcessContext(n, rng, where, levels, base)), dtype=float)
+    ctx = ProcessContext(n, rng, where, levels, base, dict(bounds or {}))
+    out = np.asarray(PROCESS_KINDS[kind].realise(spec, ctx), dtype=float)
     if out.shape != (n,):
         raise ScenarioError(f"{where}: kind {kind!r} returned shape {out.shape}, expected ({n},)")
     # whatever the kind (a plugin's included): finite values within the quantity's range, never NaN downstream
@@ -426,8 +428,8 @@ def _replay(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
     if found is None:
         raise ScenarioError.at(f"{where}.path", f"file not found (looked in {V.short([str(c) for c in candidates])})",
                                spec["path"])
-    # cell by cell: a non-number or NaN/inf names its line (the range is checked by _realise)
-    values = V.read_csv_column(found, spec["column"], ScenarioError, f"{where}: {found.name}")
+    # cell by cell: a non-number, NaN/inf or out-of-range value names its line
+    values = V.read_csv_column(found, spec["column"], ScenarioError, f"{where}: {found.name}", **ctx.bounds)
     if spec.get("loop", True):
         return values[t % len(values)]
     return values[np.minimum(t, len(values) - 1)]
