@@ -9,7 +9,8 @@ real co-runner processes, and the HTTP client that offloads over the shaped link
 * :class:`CoRunners` are ``stress-ng`` processes (Debian's package) pinned to the
   edge's CPUs: a CPU stressor and a memory stressor, each duty-cycled with
   SIGSTOP/SIGCONT so it is runnable for the scenario's load fraction of every
-  period. Their measured CPU use (``/proc/<pid>/stat``) is what the policy observes.
+  period. Their measured CPU demand (``/proc/<pid>/schedstat``: running or
+  waiting to run) while the inference is idle is what the policy observes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -247,7 +247,10 @@ class CoRunners:
                 return
 
     def measured_load(self) -> dict[str, float]:
-        """Share of one of ``cpus`` each stressor used since the last call (from /proc/<pid>/stat)."""
+        """CPU demand of each stressor since the last call, as a share of ``cpus``: time on a CPU plus time
+        runnable but waiting for one (``/proc/<pid>/schedstat``). Demand rather than utilisation because on
+        a shared host other processes take CPU time the co-runner wants; utilisation would then read far
+        below the scenario's load. Call it over a window in which the inference is idle."""
         out = {}
         now = time.monotonic()
         for kind in ("cpu", "mem"):
@@ -257,7 +260,7 @@ class CoRunners:
             if last is None or now <= last[0]:
                 out[kind] = self.load[kind]
             else:
-                out[kind] = float(np.clip((ticks - last[1]) / CLK_TCK / (now - last[0]) / len(self.cpus), 0, 1))
+                out[kind] = float(np.clip((ticks - last[1]) / 1e9 / (now - last[0]) / len(self.cpus), 0, 1))
         return out
 
     def _ticks(self, kind: str) -> int:
@@ -267,9 +270,9 @@ class CoRunners:
         total = 0
         for child in _group_pids(p.pid):
             try:
-                fields = Path(f"/proc/{child}/stat").read_text().rsplit(") ", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-            except (OSError, IndexError, ValueError):
+                run_ns, wait_ns = Path(f"/proc/{child}/schedstat").read_text().split()[:2]
+                total += int(run_ns) + int(wait_ns)
+            except (OSError, ValueError):
                 pass
         return total
 

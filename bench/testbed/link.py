@@ -37,6 +37,7 @@ LINK_RE = re.compile(r"^bt\d{1,8}[hn](@.*)?$")
 FRAME_OVERHEAD = 1514.0 / 1448.0
 MIN_RATE_KBIT = 8  # htb's smallest useful rate; a "dead" radio still passes a trickle
 CONTROL_RATE = "1gbit"
+GSO_MAX_BYTES = 1500
 
 
 class TestbedUnavailable(RuntimeError):
@@ -128,6 +129,11 @@ class Link:
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if])
         _run(["ip", "-n", self.netns, "link", "set", self.ns_if, "up"])
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        # No segmentation offload on the veth: htb would let a 64 KB GSO super-packet through on one token
+        # check and pay the debt afterwards, so short transfers would beat the shaped rate.
+        _run(["ip", "link", "set", "dev", self.host_if, "gso_max_size", str(GSO_MAX_BYTES), "gso_max_segs", "1"])
+        _run(["ip", "-n", self.netns, "link", "set", "dev", self.ns_if, "gso_max_size", str(GSO_MAX_BYTES),
+              "gso_max_segs", "1"])
         for prefix, dev, match in (([], self.host_if, "dport"), (ns, self.ns_if, "sport")):
             tc = prefix + ["tc"]
             _run(tc + ["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "999"])

@@ -1,6 +1,6 @@
 """The suite's workloads as the testbed runs them: warm full models, split heads/tails, wire formats.
 
-Full models come from :func:`bench.workloads.build` (random weights, batch 1).
+Full models come from :func:`bench.world.workloads.build` (random weights, batch 1).
 A split model cuts at the partition point the simulator's DVFO system uses
 (:func:`bench.sim.system.choose_split`): the model is traced with
 ``torch.fx`` keeping the cut module whole, the graph is split after it with
@@ -12,7 +12,7 @@ Wire formats (what the link carries, as the simulator counts it):
 
 * image input: uint8 pixels (the fp32 tensor's bytes / 4), the server rescales to [0, 1];
 * token input: the int64 token tensor as is;
-* a feature-map share: uint8 per-tensor affine (:func:`bench.attention.quantize_uint8`)
+* a feature-map share: uint8 per-tensor affine (:func:`bench.world.attention.quantize_uint8`)
   of the offloaded channels, with a small JSON header (shape, channels, scale, zero point);
 * result: the fp32 output tensor.
 """
@@ -41,7 +41,7 @@ class Warm:
 
 
 def _domain(name: str) -> str:
-    from bench.workloads import load_workloads
+    from bench.world.workloads import load_workloads
 
     wl = load_workloads().set_index("workload")
     return str(wl.at[name, "domain"])
@@ -50,7 +50,7 @@ def _domain(name: str) -> str:
 def split_point(name: str) -> str:
     """The module name at which the simulator's DVFO system splits workload ``name`` ("" = no split)."""
     from bench.sim.system import choose_split
-    from bench.workloads import load_partitions, load_workloads
+    from bench.world.workloads import load_partitions, load_workloads
 
     wl = load_workloads().set_index("workload")
     parts = load_partitions()
@@ -90,7 +90,7 @@ def warm(name: str, with_split: bool = False, runs: int = 2) -> Warm:
     """Build workload ``name`` (and its split at the simulator's cut), run it ``runs`` times untimed."""
     import torch
 
-    from bench.workloads import build
+    from bench.world.workloads import build
 
     model, example = build(name)
     model.eval()
@@ -142,7 +142,7 @@ def channel_importance(f) -> np.ndarray:
 
 def encode_share(f, xi: float) -> tuple[bytes, np.ndarray]:
     """Quantise the ``xi`` share of least important channels of ``f``; returns (body, offloaded channel ids)."""
-    from bench.attention import offloaded_channels, quantize_uint8
+    from bench.world.attention import offloaded_channels, quantize_uint8
 
     k = offloaded_channels(xi, int(f.shape[1]))
     order = np.argsort(channel_importance(f), kind="stable")  # least important first: DVFO offloads secondary features
@@ -157,7 +157,7 @@ def decode_share(body: bytes):
     """The server side of :func:`encode_share`: the full-shape feature map, zeros outside the offloaded channels."""
     import torch
 
-    from bench.attention import Quantized, dequantize_uint8
+    from bench.world.attention import Quantized, dequantize_uint8
 
     (n,) = struct.unpack("<I", body[:4])
     h = json.loads(body[4:4 + n])

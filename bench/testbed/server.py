@@ -9,6 +9,7 @@ started by :class:`bench.testbed.loop.Testbed`). Endpoints:
                                response body: the fp32 output
 ``POST /tail/{workload}``      body: a quantised feature-map share; response: the
                                tail's fp32 output on it (zeros elsewhere)
+``POST /sink``                  body: anything; response: its length (a transfer probe)
 ``POST /control``              ``{"radio": "wifi", "rtt_ms": 30}``: the proxy's delay
 =============================  ===================================================
 
@@ -75,6 +76,11 @@ def make_app(warm_models: dict, proxy=None):
         f = m.decode_share(await request.body())
         return await asyncio.to_thread(_run, w.name, lambda: w.tail(f))
 
+    async def sink(request):
+        body = await request.body()  # a transfer probe: no compute, 8 bytes back
+        return Response(len(body).to_bytes(8, "little"), media_type="application/octet-stream",
+                        headers={"x-server-ms": "0", "x-queue-ms": "0"})
+
     async def health(request):
         return JSONResponse({"ok": True, "workloads": sorted(warm_models), "pid": os.getpid()})
 
@@ -88,7 +94,7 @@ def make_app(warm_models: dict, proxy=None):
 
     return Starlette(routes=[Route("/health", health), Route("/infer/{workload}", infer, methods=["POST"]),
                              Route("/tail/{workload}", tail, methods=["POST"]),
-                             Route("/control", control, methods=["POST"])])
+                             Route("/sink", sink, methods=["POST"]), Route("/control", control, methods=["POST"])])
 
 
 def parse_args(argv):
@@ -138,3 +144,68 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class ServerProcess:
+    """The server started inside ``link``'s namespace; stopped on exit (and with the namespace, always)."""
+
+    def __init__(self, link, workloads, port: int = 8000, threads: int = 1, cpus: tuple[int, ...] = (),
+                 start_timeout_s: float = 300.0, python: str = sys.executable):
+        self.link, self.port = link, port
+        self.url_host = link.ns_ip
+        self.start_timeout_s = start_timeout_s
+        self.cmd = link.ns_cmd([python, "-m", "bench.testbed.server", "--port", str(port),
+                                *[a for r, p in sorted(link.ports.items()) for a in ("--proxy", f"{r}:{p}")],
+                                "--workloads", *workloads, "--threads", str(threads)]
+                               + (["--cpus", ",".join(map(str, cpus))] if cpus else []))
+        self.proc = None
+
+    def __enter__(self) -> "ServerProcess":
+        import http.client
+        import json
+        import subprocess
+
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:  # bounded wait for warm models
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"the testbed server exited with {self.proc.returncode}: {err}")
+            try:
+                c = http.client.HTTPConnection(self.url_host, self.port, timeout=2)
+                c.request("GET", "/health")
+                if json.loads(c.getresponse().read()).get("ok"):
+                    c.close()
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.25)
+        self.close()
+        raise RuntimeError(f"the testbed server did not become healthy within {self.start_timeout_s:.0f} s")
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def control(self, radio: str, rtt_ms: float) -> None:
+        import http.client
+        import json
+
+        c = http.client.HTTPConnection(self.url_host, self.port, timeout=10)
+        c.request("POST", "/control", body=json.dumps({"radio": radio, "rtt_ms": rtt_ms}),
+                  headers={"content-type": "application/json"})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        if r.status != 200:
+            raise RuntimeError(f"proxy control failed: {body!r}")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - last resort below
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
