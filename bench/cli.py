@@ -12,6 +12,7 @@
     python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
     python -m bench testbed ...         a policy live on real inference over a shaped link (root; bench.testbed)
+    python -m bench testbed-stage       the testbed DVC stage: params' policies x scenarios live vs simulated
     python -m bench testbed-cleanup     remove namespaces/veths/qdiscs a crashed testbed run left behind
 """
 
@@ -121,9 +122,15 @@ def _testbed_cleanup_main(argv: list[str]) -> int:
     return testbed_cli.cleanup_main(argv)
 
 
+def _testbed_stage_main(argv: list[str]) -> int:
+    from bench.testbed import compare
+
+    return compare.main(argv)
+
+
 _PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
                 "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
-                "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main}
+                "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -167,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("plugins", help="list the registries (meters, DVFS, policies, learners, scenario kinds)")
     p.set_defaults(func=_cmd_plugins)
     sub.add_parser("testbed", help="live testbed run (python -m bench testbed --help)", add_help=False)
+    sub.add_parser("testbed-stage", help="the testbed DVC stage (python -m bench testbed-stage --help)",
+                   add_help=False)
     sub.add_parser("testbed-cleanup", help="remove what a crashed testbed run left behind", add_help=False)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
     sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
