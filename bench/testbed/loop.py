@@ -454,6 +454,7 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
     df["pred_latency_ms"] = pred.latency_ms
     df["pred_energy_mj"] = pred.energy_mj
     df["qos_ok"] = df["latency_ms"] <= df["qos_ms"]
+    df["route"] = _route_labels(acts)[df["action"].to_numpy()]
     df.insert(0, "scenario", trace.scenario)
     df.insert(0, "policy", cfg.policy)
     df.to_parquet(out / "requests.parquet", index=False)
@@ -464,10 +465,16 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
         cfg, sim_env, scen_path, edge_path, cloud_path, out)
     sim_df = evaluate_policy(sim_policy, sim_env, None, [cfg.seed], n)
     sim_df["target"] = acts["target"].to_numpy()[sim_df["action"].to_numpy()]
+    sim_df["route"] = _route_labels(acts)[sim_df["action"].to_numpy()]
     sim_df.to_parquet(out / "simulated.parquet", index=False)
     summary = summarise(df, sim_df, cfg, prof_info, meter.meter is not None)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _route_labels(acts: pd.DataFrame) -> np.ndarray:
+    """Per action: the local target (``cpu``) or the offload route (``cloud_wifi``, ``cloud_lte``)."""
+    return np.where(acts["kind"] == "local", acts["target"], acts["name"]).astype(str)
 
 
 def _mix(targets: pd.Series) -> dict[str, float]:
@@ -486,7 +493,7 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "server_ms_mean": float(df["server_ms"].mean()), "queue_ms_mean": float(df["queue_ms"].mean()),
         "qos_rate": float(df["qos_ok"].mean()), "energy_mj_mean": float(df["energy_mj"].mean()),
         "energy_source": "measured: rapl" if rapl else "modeled",
-        "target_mix_live": _mix(df["target"]), "target_mix_sim": _mix(sim_df["target"]),
+        "target_mix_live": _mix(df["route"]), "target_mix_sim": _mix(sim_df["route"]),
         "sim_own_latency_median_ms": float(sim_df["latency_ms"].median()),
         "sim_own_latency_p95_ms": float(sim_df["latency_ms"].quantile(0.95)),
         **{f"profile_{k}": v for k, v in prof_info.items()},
