@@ -228,9 +228,14 @@ def leftovers() -> dict[str, list[str]]:
     return {"netns": names, "links": devs}
 
 
-def cleanup_all() -> dict[str, list[str]]:
-    """Remove every testbed namespace (and the processes in it) and host link left by a crashed run."""
+def cleanup_all(names: list[str] | None = None) -> dict[str, list[str]]:
+    """Remove every testbed namespace (and the processes in it) and host link left by a crashed run
+    (only those of the namespaces ``names``, e.g. ``["bt1234"]``, when given)."""
     found = leftovers()
+    if names is not None:
+        keep = set(names)
+        found = {"netns": [n for n in found["netns"] if n in keep],
+                 "links": [d for d in found["links"] if d[:-1] in keep]}
     for ns in found["netns"]:
         kill_namespace_processes(ns)
         _run(["ip", "netns", "del", ns], check=False)
@@ -238,5 +243,6 @@ def cleanup_all() -> dict[str, list[str]]:
         _run(["ip", "link", "del", dev], check=False)
     if STATE_DIR.exists():
         for f in STATE_DIR.glob("bt*.json"):
-            f.unlink(missing_ok=True)
+            if names is None or f.stem in names:
+                f.unlink(missing_ok=True)
     return found

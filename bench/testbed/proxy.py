@@ -55,8 +55,11 @@ class DelayProxy:
         except OSError:
             client_w.close()
             return
+        # each direction ends on its own EOF (half-close forwarded); sockets close when both have ended
         await asyncio.gather(self._pipe(radio, client_r, up_w), self._pipe(radio, up_r, client_w),
                              return_exceptions=True)
+        for w in (up_w, client_w):
+            w.close()
 
     async def _pipe(self, radio: str, reader, writer) -> None:
         """Copy reader -> writer, each chunk delayed by half the RTT in force when it arrived."""
@@ -85,6 +88,4 @@ class DelayProxy:
         try:
             await asyncio.gather(pump_in(), pump_out())
         except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
+            writer.close()  # a reset on one side ends the other side too
