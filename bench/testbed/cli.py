@@ -55,11 +55,12 @@ def cleanup_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench testbed-cleanup",
                                 description="Remove every testbed namespace, veth and qdisc (and the processes in "
                                             "those namespaces) left behind by a crashed run.")
-    p.parse_args(argv)
+    p.add_argument("--netns", nargs="+", metavar="NAME", help="only these testbed namespaces (default: every bt<N>)")
+    args = p.parse_args(argv)
     reason = unavailable_reason()
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 2
-    found = cleanup_all()
+    found = cleanup_all(names=args.netns)
     print(json.dumps({"removed": found}))
     return 0

@@ -102,6 +102,8 @@ class Link:
         self.close()
 
     def open(self) -> None:
+        if self._up:  # already built (open() then `with link:`)
+            return
         reason = unavailable_reason()
         if reason:
             raise TestbedUnavailable(reason)

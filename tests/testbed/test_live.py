@@ -1,0 +1,121 @@
+"""The live testbed on this machine: a shaped link, 20 live requests, and cleanup after crashes.
+
+Needs root, ``ip netns`` and ``tc`` (CI is root); skips with a one-line reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.testbed.link import Link, cleanup_all, leftovers, unavailable_reason
+
+REASON = unavailable_reason()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+REPO = Path(__file__).resolve().parents[2]
+PORTS = {"wifi": 9001, "lte": 9002}
+
+
+def _gone(link_or_ns: str) -> bool:
+    ns = link_or_ns
+    found = leftovers()
+    qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    return ns not in found["netns"] and not any(d.startswith(ns) for d in found["links"]) and f"dev {ns}" not in qdiscs
+
+
+def test_shaped_link_transfers_at_rate_plus_delay():
+    from bench.testbed.edge import Client
+    from bench.testbed.server import ServerProcess
+
+    rate_mbps, rtt_ms, nbytes = 4.0, 40.0, 200_000
+    with Link(dict(PORTS)) as link:
+        netns = link.netns
+        with ServerProcess(link, ["lstm_text"], threads=1) as srv:
+            link.set_rate("wifi", rate_mbps, rate_mbps)
+            srv.control("wifi", rtt_ms)
+            client = Client(link.ns_ip, PORTS["wifi"])
+            client.post("/sink", b"")  # connection set up outside the timed transfers
+            walls = [client.post("/sink", bytes(nbytes))[1] for _ in range(3)]
+            client.close()
+    expected = nbytes * 8 / (rate_mbps * 1e3) + rtt_ms  # 400 ms + 40 ms
+    # shaping and delay are physical: never faster than rate + delay allow (small slack for htb's burst);
+    # a loaded host may add time, so the upper bound is loose
+    assert min(walls) >= 0.9 * expected, (walls, expected)
+    assert float(np.median(walls)) <= 1.6 * expected, (walls, expected)
+    assert _gone(netns)
+
+
+@pytest.mark.skipif(subprocess.run(["which", "stress-ng"], capture_output=True).returncode != 0,
+                    reason="stress-ng not installed (apt-get install -y stress-ng)")
+def test_twenty_live_requests(tmp_path):
+    from bench.testbed.loop import TestbedConfig, run
+
+    cfg = TestbedConfig(policy="random", scenario="cpu_corunner", requests=20, seed=3,
+                        workloads=("mobilenet_v2", "lstm_text"), profile_repeats=3)
+    summary = run(cfg, tmp_path)
+    df = pd.read_parquet(tmp_path / "requests.parquet")
+    assert len(df) == 20 and summary["requests"] == 20
+    split = df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["server_queue_ms"]
+    assert np.allclose(split, df["latency_ms"])
+    assert (df["latency_ms"] > 0).all() and np.isfinite(df["pred_latency_ms"]).all()
+    off = df["route"] != "cpu"
+    assert off.any() and (~off).any()  # random over cpu / cloud_wifi / cloud_lte: both kinds ran
+    assert (df.loc[off, "bytes_up"] > 0).all() and (df.loc[off, "server_ms"] > 0).all()
+    assert (df.loc[~off, "bytes_up"] == 0).all() and (df.loc[~off, "transfer_ms"] == 0).all()
+    assert set(df["energy_source"]) <= {"modeled", "measured: rapl (whole package)"}
+    assert 0 <= summary["latency_mape"] < 100 and set(summary["target_mix_live"]) <= {"cpu", "cloud_wifi", "cloud_lte"}
+    assert _gone(f"bt{os.getpid() % 10**8}")  # the run's namespace (tagged with this process id) is gone
+
+
+_CRASH = """
+import os, sys, time
+from bench.testbed.link import Link
+from bench.testbed.server import ServerProcess
+link = Link({{"wifi": 9001, "lte": 9002}}, tag="{tag}")
+link.open()
+link.set_rate("wifi", 2.0, 2.0)
+print(link.netns, flush=True)
+mode = "{mode}"
+if mode == "raise":
+    with link:
+        raise RuntimeError("a crash inside the testbed")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["raise", "sigterm", "sigint", "sigkill"])
+def test_crashed_run_leaves_nothing_behind(mode):
+    tag = str(90_000_000 + os.getpid() % 1_000_000 * 10 + ["raise", "sigterm", "sigint", "sigkill"].index(mode))[:8]
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH.format(tag=tag, mode=mode)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    netns = proc.stdout.readline().strip()
+    assert netns == f"bt{tag}", proc.stderr.read()
+    assert not _gone(netns)  # it was really built: namespace, veth and qdisc
+    if mode != "raise":
+        proc.send_signal({"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[mode])
+    proc.wait(timeout=30)
+    if mode == "sigkill":  # nothing runs in a SIGKILLed process: the cleanup command removes what it left
+        assert not _gone(netns)
+        res = subprocess.run([sys.executable, "-m", "bench", "testbed-cleanup", "--netns", netns],
+                             capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert res.returncode == 0, res.stderr
+        assert netns in json.loads(res.stdout)["removed"]["netns"]
+    deadline = time.monotonic() + 10
+    while not _gone(netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(netns)
+
+
+def test_cleanup_all_only_touches_named_namespaces():
+    with Link(dict(PORTS)) as link:
+        assert cleanup_all(names=["bt0"]) == {"netns": [], "links": []}
+        assert not _gone(link.netns)
