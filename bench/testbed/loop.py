@@ -328,6 +328,17 @@ def modeled_energy_mj(row: dict, edge, links: dict, interarrival_ms: float) -> f
 
 def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
     """Run one live episode; write ``requests.parquet`` and ``summary.json``; return the summary."""
+    import torch
+
+    own_cpus, own_threads = os.sched_getaffinity(0), torch.get_num_threads()
+    try:
+        return _run(cfg, Path(out_dir), progress)
+    finally:  # the caller's process gets its CPUs and threads back
+        os.sched_setaffinity(0, own_cpus)
+        torch.set_num_threads(own_threads)
+
+
+def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     from bench.policies.rollout import evaluate_policy
     from bench.sim.core import Draws
     from bench.testbed.edge import Client, CoRunners, EdgeRunner
@@ -336,7 +347,6 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
     from bench.world.network import load_link
     from bench.world.profiles import load_profile
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
     edge_path, cloud_path, prof_info = host_profiles(cfg, out)

@@ -32,20 +32,27 @@ def _gone(link_or_ns: str) -> bool:
     return ns not in found["netns"] and not any(d.startswith(ns) for d in found["links"]) and f"dev {ns}" not in qdiscs
 
 
-def test_shaped_link_transfers_at_rate_plus_delay():
-    from bench.testbed.edge import Client
+def test_shaped_link_transfers_at_rate_plus_delay_and_serves_split_tails():
+    from bench.testbed.edge import Client, EdgeRunner
     from bench.testbed.server import ServerProcess
 
     rate_mbps, rtt_ms, nbytes = 4.0, 40.0, 200_000
     with Link(dict(PORTS)) as link:
         netns = link.netns
-        with ServerProcess(link, ["lstm_text"], threads=1) as srv:
+        with ServerProcess(link, ["mobilenet_v2"], threads=1) as srv:
             link.set_rate("wifi", rate_mbps, rate_mbps)
             srv.control("wifi", rtt_ms)
             client = Client(link.ns_ip, PORTS["wifi"])
             client.post("/sink", b"")  # connection set up outside the timed transfers
             walls = [client.post("/sink", bytes(nbytes))[1] for _ in range(3)]
+            # DVFO's split: head here, 50% of the feature maps quantised to the server's tail, fused
+            edge = EdgeRunner(["mobilenet_v2"], threads=1, cpus=tuple(sorted(os.sched_getaffinity(0))), with_split=True)
+            split = edge.split("mobilenet_v2", 0.5, client)
+            full = edge.offload("mobilenet_v2", client)
             client.close()
+    assert split.output.shape == (1000,) and np.isfinite(split.output).all()
+    assert 0 < split.bytes_up < full.bytes_up and split.server_ms >= 0 and split.local_ms > 0
+    assert full.bytes_up == 3 * 224 * 224 and full.bytes_down == 4000
     expected = nbytes * 8 / (rate_mbps * 1e3) + rtt_ms  # 400 ms + 40 ms
     # shaping and delay are physical: never faster than rate + delay allow (small slack for htb's burst);
     # a loaded host may add time, so the upper bound is loose
