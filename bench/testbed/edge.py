@@ -171,6 +171,9 @@ class CoRunners:
     cpus: tuple[int, ...] = (0,)
     period_s: float = 0.1
     vm_bytes: str = "64M"
+    #: command prefix, e.g. ``["ip", "netns", "exec", "bt123"]``: started inside the testbed's namespace, the
+    #: stressors are among the processes its cleanup kills, even after the testbed itself was SIGKILLed
+    wrap: tuple[str, ...] = ()
     procs: dict = field(default_factory=dict)
     load: dict = field(default_factory=lambda: {"cpu": 0.0, "mem": 0.0})
 
@@ -190,8 +193,11 @@ class CoRunners:
         cmds = {"cpu": ["stress-ng", "--cpu", "1", "--taskset", taskset, "--quiet"],
                 "mem": ["stress-ng", "--vm", "1", "--vm-bytes", self.vm_bytes, "--taskset", taskset, "--quiet"]}
         for kind, cmd in cmds.items():
-            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            # `ip netns exec` execs the command in place, so the pid (and process group) stay stress-ng's
+            p = subprocess.Popen([*self.wrap, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
             self.procs[kind] = p
+            _wait_exec(p.pid, "stress-ng")  # past `ip netns exec`: in the namespace, before it is stopped
             self._signal(kind, signal.SIGSTOP)
         self._thread = threading.Thread(target=self._cycle, daemon=True)
         self._thread.start()
@@ -275,6 +281,18 @@ class CoRunners:
             except (OSError, ValueError):
                 pass
         return total
+
+
+def _wait_exec(pid: int, name: str, timeout_s: float = 5.0) -> None:
+    """Wait (bounded) until process ``pid`` runs ``name`` (a wrapper such as ``ip netns exec`` has exec'd)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(name.encode()):
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
 
 
 def _group_pids(pgid: int) -> list[int]:

@@ -191,18 +191,25 @@ def kill_namespace_processes(netns: str, timeout_s: float = 3.0) -> list[int]:
     """SIGTERM, then SIGKILL, every process inside the testbed namespace ``netns`` (ours by construction)."""
     if not NAME_RE.match(netns):
         raise ValueError(f"{netns!r} is not a testbed namespace name")
-    res = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
-    pids = [int(p) for p in res.stdout.split() if p.isdigit()]
+    killed: set[int] = set()
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in pids:
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline:
+            # listed again each round: a process may still be entering the namespace (`ip netns exec`)
+            res = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+            pids = [int(p) for p in res.stdout.split() if p.isdigit() and _alive(int(p))]
+            if not pids:
+                return sorted(killed)
+            for p in pids:
+                try:
+                    os.kill(p, sig)
+                    if sig == signal.SIGTERM:
+                        os.kill(p, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
+                except ProcessLookupError:
+                    pass
+            killed.update(pids)
             time.sleep(0.05)
-    return pids
+    return sorted(killed)
 
 
 def _alive(pid: int) -> bool:

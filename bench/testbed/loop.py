@@ -368,7 +368,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     rows = []
     with Link(dict(cfg.ports)) as link, \
             ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
-        corun = CoRunners(cpus=cfg.edge_cpus) if cfg.corunners else None
+        corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
         if corun is not None:
             corun.__enter__()
         try:
@@ -466,6 +466,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     pred = u.sim.evaluate(states.take(idx), df["action"].to_numpy(), Draws.neutral(len(df), len(u.sim.links)))
     df["pred_latency_ms"] = pred.latency_ms
     df["pred_energy_mj"] = pred.energy_mj
+    add_predicted_parts(df, u.sim, states.cpu_load[idx], states.mem_load[idx])
     df["qos_ok"] = df["latency_ms"] <= df["qos_ms"]
     df["route"] = _route_labels(acts)[df["action"].to_numpy()]
     df.insert(0, "scenario", trace.scenario)
@@ -485,6 +486,32 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     return summary
 
 
+def add_predicted_parts(df: pd.DataFrame, sim, cpu_load: np.ndarray, mem_load: np.ndarray) -> None:
+    """The prediction split like the measurement: ``pred_local_ms`` (compute on the edge, interference
+    included), ``pred_server_ms`` (the cloud's compute) and ``pred_transfer_ms`` (upload, RTT, download)."""
+    t = sim.tables
+    w = t.workload_index(df["workload"].to_numpy())
+    a = df["action"].to_numpy()
+    it = sim.interference
+    local = (t.pre_ms[w, a] + it.cpu_slowdown * cpu_load * t.pre_cpu_ms[w, a]
+             + it.mem_slowdown * mem_load * t.pre_mem_ms[w, a])
+    server = np.where(t.offloads[w, a], t.remote_ms[w, a], 0.0)
+    df["pred_local_ms"] = local
+    df["pred_server_ms"] = server
+    df["pred_transfer_ms"] = np.where(t.offloads[w, a], df["pred_latency_ms"] - local - server, 0.0)
+
+
+def part_errors(df: pd.DataFrame) -> dict[str, float]:
+    """Mean absolute relative error of each latency part, over the requests that have it."""
+    out = {}
+    local = df["route"] == "cpu"
+    for part, rows in (("local", local), ("transfer", ~local), ("server", ~local)):
+        d = df[rows]
+        out[f"{part}_mape"] = (float((np.abs(d[f"pred_{part}_ms"] - d[f"{part}_ms"]) / d[f"{part}_ms"]).mean())
+                               if len(d) else float("nan"))
+    return out
+
+
 def _route_labels(acts: pd.DataFrame) -> np.ndarray:
     """Per action: the local target (``cpu``) or the offload route (``cloud_wifi``, ``cloud_lte``)."""
     return np.where(acts["kind"] == "local", acts["target"], acts["name"]).astype(str)
@@ -501,7 +528,7 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "policy": cfg.policy, "scenario": str(df["scenario"].iloc[0]), "requests": int(len(df)), "seed": cfg.seed,
         "latency_median_ms": float(np.median(meas)), "latency_p95_ms": float(np.percentile(meas, 95)),
         "pred_latency_median_ms": float(np.median(pred)), "pred_latency_p95_ms": float(np.percentile(pred, 95)),
-        "latency_mape": float(ape.mean()), "latency_median_ape": float(np.median(ape)),
+        "latency_mape": float(ape.mean()), "latency_median_ape": float(np.median(ape)), **part_errors(df),
         "local_ms_mean": float(df["local_ms"].mean()), "transfer_ms_mean": float(df["transfer_ms"].mean()),
         "server_ms_mean": float(df["server_ms"].mean()), "queue_ms_mean": float(df["queue_ms"].mean()),
         "qos_rate": float(df["qos_ok"].mean()), "energy_mj_mean": float(df["energy_mj"].mean()),

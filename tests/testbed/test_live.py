@@ -84,13 +84,19 @@ def test_twenty_live_requests(tmp_path):
 
 
 _CRASH = """
-import os, sys, time
+import os, shutil, sys, time
 from bench.testbed.link import Link
 from bench.testbed.server import ServerProcess
 link = Link({{"wifi": 9001, "lte": 9002}}, tag="{tag}")
 link.open()
 link.set_rate("wifi", 2.0, 2.0)
-print(link.netns, flush=True)
+pids = []
+if shutil.which("stress-ng"):
+    from bench.testbed.edge import CoRunners
+    co = CoRunners(cpus=(0,), wrap=tuple(link.ns_cmd([]))).__enter__()
+    co.set_load(0.1, 0.1)
+    pids = [p.pid for p in co.procs.values()]
+print(link.netns, *pids, flush=True)
 mode = "{mode}"
 if mode == "raise":
     with link:
@@ -104,7 +110,7 @@ def test_crashed_run_leaves_nothing_behind(mode):
     tag = str(90_000_000 + os.getpid() % 1_000_000 * 10 + ["raise", "sigterm", "sigint", "sigkill"].index(mode))[:8]
     proc = subprocess.Popen([sys.executable, "-c", _CRASH.format(tag=tag, mode=mode)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    netns = proc.stdout.readline().strip()
+    netns, *corunners = proc.stdout.readline().split()
     assert netns == f"bt{tag}", proc.stderr.read()
     assert not _gone(netns)  # it was really built: namespace, veth and qdisc
     if mode != "raise":
@@ -120,6 +126,8 @@ def test_crashed_run_leaves_nothing_behind(mode):
     while not _gone(netns) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(netns)
+    for pid in map(int, corunners):  # the stress-ng co-runners died with the namespace
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
 
 
 def test_cleanup_all_only_touches_named_namespaces():
