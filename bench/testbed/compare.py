@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_median_ms", "median_error",
-           "measured_p95_ms", "predicted_p95_ms", "p95_error", "latency_mape", "local_ms_mean", "transfer_ms_mean",
-           "server_ms_mean", "queue_ms_mean", "energy_mj_mean", "energy_source", "target_mix_live", "target_mix_sim"]
+           "measured_p95_ms", "predicted_p95_ms", "p95_error", "latency_mape", "local_mape", "transfer_mape",
+           "server_mape", "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "energy_mj_mean",
+           "energy_source", "target_mix_live", "target_mix_sim"]
 
 
 def _mix_text(mix: dict) -> str:
@@ -33,6 +34,8 @@ def row_from_summary(s: dict) -> dict:
             "median_error": rel(s["pred_latency_median_ms"], s["latency_median_ms"]),
             "measured_p95_ms": s["latency_p95_ms"], "predicted_p95_ms": s["pred_latency_p95_ms"],
             "p95_error": rel(s["pred_latency_p95_ms"], s["latency_p95_ms"]), "latency_mape": s["latency_mape"],
+            "local_mape": s.get("local_mape"), "transfer_mape": s.get("transfer_mape"),
+            "server_mape": s.get("server_mape"),
             "local_ms_mean": s["local_ms_mean"], "transfer_ms_mean": s["transfer_ms_mean"],
             "server_ms_mean": s["server_ms_mean"], "queue_ms_mean": s["queue_ms_mean"],
             "energy_mj_mean": s["energy_mj_mean"], "energy_source": s["energy_source"],
@@ -47,7 +50,7 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tb = params.testbed
-    rows, runs = [], []
+    run_dirs = []
     if tb.enabled:
         for scenario in tb.scenarios:
             seed = derive_seed(params.seed, "testbed", scenario)  # one trace per scenario, shared by every policy
@@ -59,15 +62,45 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
                 run_dir = out / "runs" / f"{scenario}__{policy}"
                 if progress:
                     print(f"testbed: {policy} on {scenario} -> {run_dir}", flush=True)
-                summary = run(cfg, run_dir)
-                rows.append(row_from_summary(summary))
-                runs.append(pd.read_parquet(run_dir / "requests.parquet"))
-    table = pd.DataFrame(rows, columns=COLUMNS)
+                run(cfg, run_dir)
+                run_dirs.append(run_dir)
+    table, requests = tabulate(run_dirs)
+    write(table, requests, out, tb.enabled)
+    return table
+
+
+def run_summary(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """A run's summary and requests, re-derived from its files (so the table can be rebuilt without rerunning)."""
+    from bench.testbed import loop
+
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if "pred_local_ms" not in requests.columns:  # a run written before the split prediction existed
+        env = loop.twin_env(next(run_dir.glob("scenario_*.yaml")), run_dir / "testbed_edge.yaml",
+                            run_dir / "testbed_cloud.yaml", len(requests))
+        loop.add_predicted_parts(requests, env.unwrapped.sim, requests["cpu_load_trace"].to_numpy(),
+                                 requests["mem_load_trace"].to_numpy())
+    summary.update(loop.part_errors(requests))
+    return summary, requests
+
+
+def tabulate(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table, all requests) over the given run directories."""
+    rows, runs = [], []
+    for run_dir in map(Path, run_dirs):
+        summary, requests = run_summary(run_dir)
+        rows.append(row_from_summary(summary))
+        runs.append(requests)
+    return pd.DataFrame(rows, columns=COLUMNS), (pd.concat(runs, ignore_index=True) if runs else pd.DataFrame())
+
+
+def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool) -> None:
+    """The stage's outputs: the table (CSV), all requests (parquet), summary.json and the figure."""
+    out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "sim_vs_testbed.csv", index=False, float_format="%.6g")
-    requests = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
-    if runs:
+    if len(requests):
         requests.to_parquet(out / "requests.parquet", index=False)
-    summary = {"enabled": bool(tb.enabled), "runs": int(len(table))}
+    summary = {"enabled": bool(enabled), "runs": int(len(table))}
     if len(table):
         ape = np.abs(requests["pred_latency_ms"] - requests["latency_ms"]) / requests["latency_ms"]
         worst = table.loc[table["latency_mape"].idxmax()]
@@ -78,7 +111,6 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
         summary["note"] = "testbed disabled in params.yaml (testbed.enabled: false); no live runs"
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     figure(requests, out / "sim_vs_testbed.png")
-    return table
 
 
 def figure(requests: pd.DataFrame, path: Path) -> None:
@@ -124,9 +156,16 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default=str(PARAMS_FILE))
     p.add_argument("--out", default=str(RESULTS_DIR / "testbed"))
+    p.add_argument("--tabulate", action="store_true",
+                   help="rebuild the table and figure from OUT/runs/* without running anything live")
     args = p.parse_args(argv)
     try:
-        table = run_stage(load_params(args.params), args.out, progress=True)
+        if args.tabulate:
+            runs = sorted(d for d in (Path(args.out) / "runs").glob("*") if (d / "summary.json").exists())
+            table, requests = tabulate(runs)
+            write(table, requests, Path(args.out), enabled=True)
+        else:
+            table = run_stage(load_params(args.params), args.out, progress=True)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

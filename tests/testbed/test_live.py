@@ -81,6 +81,15 @@ def test_twenty_live_requests(tmp_path):
     assert set(df["energy_source"]) <= {"modeled", "measured: rapl (whole package)"}
     assert 0 <= summary["latency_mape"] < 100 and set(summary["target_mix_live"]) <= {"cpu", "cloud_wifi", "cloud_lte"}
     assert _gone(f"bt{os.getpid() % 10**8}")  # the run's namespace (tagged with this process id) is gone
+    from bench.testbed.compare import COLUMNS, tabulate
+
+    table, requests = tabulate([tmp_path])
+    assert list(table.columns) == COLUMNS and len(table) == 1 and len(requests) == 20
+    row = table.iloc[0]
+    assert np.isclose(row["measured_median_ms"], df["latency_ms"].median())
+    assert np.isclose(row["median_error"], (row["predicted_median_ms"] - row["measured_median_ms"]) / row["measured_median_ms"])
+    parts = df.loc[off, ["pred_transfer_ms", "pred_server_ms"]]
+    assert (parts > 0).all().all()  # the offloads' prediction splits into transfer and server time
 
 
 _CRASH = """
