@@ -11,6 +11,9 @@
     python -m bench sweep [...]         a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)
     python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
+    python -m bench testbed ...         a policy live on real inference over a shaped link (root; bench.testbed)
+    python -m bench testbed-stage       the testbed DVC stage: params' policies x scenarios live vs simulated
+    python -m bench testbed-cleanup     remove namespaces/veths/qdiscs a crashed testbed run left behind
 """
 
 from __future__ import annotations
@@ -113,8 +116,27 @@ def _sweep_main(argv: list[str]) -> int:
     return sweep.main(argv)
 
 
+def _testbed_main(argv: list[str]) -> int:
+    from bench.testbed import cli as testbed_cli
+
+    return testbed_cli.main(argv)
+
+
+def _testbed_cleanup_main(argv: list[str]) -> int:
+    from bench.testbed import cli as testbed_cli
+
+    return testbed_cli.cleanup_main(argv)
+
+
+def _testbed_stage_main(argv: list[str]) -> int:
+    from bench.testbed import compare
+
+    return compare.main(argv)
+
+
 _PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
-                "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main}
+                "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
+                "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -213,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("monitor", help="energy of any command (python -m bench monitor --help)", add_help=False)
     p = sub.add_parser("plugins", help="list the registries (meters, DVFS, policies, learners, scenario kinds)")
     p.set_defaults(func=_cmd_plugins)
+    sub.add_parser("testbed", help="live testbed run (python -m bench testbed --help)", add_help=False)
+    sub.add_parser("testbed-stage", help="the testbed DVC stage (python -m bench testbed-stage --help)",
+                   add_help=False)
+    sub.add_parser("testbed-cleanup", help="remove what a crashed testbed run left behind", add_help=False)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
     sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
                    "(python -m bench sweep --help)", add_help=False)

@@ -288,6 +288,39 @@ class SweepParams:
 
 
 @dataclass(frozen=True)
+class TestbedParams:
+    """Stage ``testbed`` (bench/testbed): shipped policies live on this machine vs the simulator.
+
+    Off by default: it needs root, network namespaces, ``tc`` and ``stress-ng``. With ``enabled: false``
+    the stage writes an empty table that says so; ``enabled: true`` runs every policy x scenario live.
+    """
+
+    enabled: bool = spec(False, "Run the live testbed (root, ip netns, tc, stress-ng); false writes an empty table.")
+    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "neurosurgeon", "random", "autoscale"),
+                                     "Policies run live (registry names; oracle and hindsight statics excluded; "
+                                     "autoscale is trained on the simulator twin of this host first).",
+                                     choices=_policy_names)
+    scenarios: tuple[str, ...] = spec(("wifi_strong", "wifi_weak", "cpu_corunner"),
+                                      "Scenarios (data/scenarios); their mixes are restricted to `workloads`.",
+                                      choices=_scenario_names)
+    requests: int = spec(40, "Live requests per (policy, scenario).", ge=1, le=10_000)
+    workloads: tuple[str, ...] = spec(("mobilenet_v2", "lstm_text"), "Workloads the edge and the server keep warm.",
+                                      choices=_workload_names)
+    threads: int = spec(1, "Torch threads of the edge and of the server.", ge=1, le=256)
+    edge_cpus: tuple[int, ...] = spec((0,), "CPUs the edge and its stress-ng co-runners are pinned to.")
+    server_cpus: tuple[int, ...] = spec((1,), "CPUs the server is pinned to.")
+    corunners: bool = spec(True, "Run stress-ng co-runners following each scenario's interference trace.")
+    autoscale_steps: int = spec(20_000, "AutoScale's training steps on the simulator twin.", ge=1, le=10_000_000)
+
+    def __post_init__(self):
+        live_excluded = ("oracle", "edge_best_static", "dvfo")  # privileged, or DVFO's action set (no GPU here)
+        bad = [p for p in self.policies if p in live_excluded]
+        if bad:
+            raise ParamsError(f"params.yaml: testbed.policies: {bad} cannot run live on this host; "
+                              f"excluded: {list(live_excluded)}")
+
+
+@dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
 
@@ -303,6 +336,7 @@ class Params:
         "doc": "Where evaluation cells and sweep jobs run: local processes or a Dask cluster "
                "(bench/pipeline/engine.py).", "type": _engine_class})
     sweep: SweepParams = field(default_factory=SweepParams, metadata={"doc": SweepParams.__doc__})
+    testbed: TestbedParams = field(default_factory=TestbedParams, metadata={"doc": TestbedParams.__doc__})
 
     def __post_init__(self):
         if self.engine is None:

@@ -55,8 +55,10 @@ def test_stage_parameters_come_from_params_yaml():
 
 def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
     first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
-    for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "report"):
+    for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "testbed", "report"):
         assert f"Running stage '{stage}'" in first, first
+    # the live testbed is off by default: its stage says so in an empty table
+    assert json.loads((repo_copy / "results" / "testbed" / "summary.json").read_text())["enabled"] is False
     results = repo_copy / "results"
     fit = json.loads((results / "profile" / "fit_metrics.json").read_text())
     # a real, noisy measurement (2 repeats on a shared machine): check the wiring, not the physics

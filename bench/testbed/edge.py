@@ -1,0 +1,307 @@
+"""The edge: inference on this host's CPU with a fixed thread count and CPU affinity,
+real co-runner processes, and the HTTP client that offloads over the shaped link.
+
+* :class:`EdgeRunner` pins the calling process to ``cpus`` and sets torch's
+  thread count, keeps the workloads warm, and runs a request locally, fully
+  offloaded, or split DVFO-style (head locally, the ``xi`` share of least
+  important feature-map channels quantised and sent to the server's tail, the
+  rest finished locally, the two predictions fused).
+* :class:`CoRunners` are ``stress-ng`` processes (Debian's package) pinned to the
+  edge's CPUs: a CPU stressor and a memory stressor, each duty-cycled with
+  SIGSTOP/SIGCONT so it is runnable for the scenario's load fraction of every
+  period. Their measured CPU demand (``/proc/<pid>/schedstat``: running or
+  waiting to run) while the inference is idle is what the policy observes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+
+@dataclass
+class Timing:
+    """One request as the edge measured it (ms) and what went over the link."""
+
+    local_ms: float = 0.0
+    transfer_ms: float = 0.0
+    server_ms: float = 0.0
+    server_queue_ms: float = 0.0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    output: np.ndarray | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return self.local_ms + self.transfer_ms + self.server_ms + self.server_queue_ms
+
+
+class Client:
+    """A persistent HTTP/1.1 connection to the server through one radio's proxy port."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 60.0):
+        self.host, self.port, self.timeout_s = host, port, timeout_s
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+
+    def post(self, path: str, body: bytes) -> tuple[bytes, float, float, float]:
+        """(response body, wall ms, server compute ms, server queue ms)."""
+        t0 = time.perf_counter()
+        try:
+            self.conn.request("POST", path, body=body, headers={"content-type": "application/octet-stream"})
+            resp = self.conn.getresponse()
+            data = resp.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()  # a dropped keep-alive connection: reconnect once
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            t0 = time.perf_counter()
+            self.conn.request("POST", path, body=body, headers={"content-type": "application/octet-stream"})
+            resp = self.conn.getresponse()
+            data = resp.read()
+        wall = (time.perf_counter() - t0) * 1e3
+        if resp.status != 200:
+            raise RuntimeError(f"server answered {resp.status} to POST {path}: {data[:200]!r}")
+        return data, wall, float(resp.getheader("x-server-ms", "nan")), float(resp.getheader("x-queue-ms", "0"))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class EdgeRunner:
+    """Local, offloaded and split inference of warm workloads (see module docstring)."""
+
+    def __init__(self, workloads, threads: int = 1, cpus: tuple[int, ...] = (0,), with_split: bool = False):
+        import torch
+
+        from bench.testbed import models as m
+
+        self.cpus = tuple(int(c) for c in cpus)
+        os.sched_setaffinity(0, set(self.cpus))
+        torch.set_num_threads(int(threads))
+        self.threads = int(threads)
+        self.models = {n: m.warm(n, with_split=with_split) for n in workloads}
+
+    def local(self, name: str) -> Timing:
+        import torch
+
+        w = self.models[name]
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            y = w.model(w.example)
+            t1 = time.perf_counter()
+        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y))
+
+    def offload(self, name: str, client: Client) -> Timing:
+        from bench.testbed import models as m
+
+        w = self.models[name]
+        t0 = time.perf_counter()
+        body = m.encode_input(w)
+        enc_ms = (time.perf_counter() - t0) * 1e3
+        data, wall, srv, queue = client.post(f"/infer/{name}", body)
+        return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
+                      bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32))
+
+    def split(self, name: str, xi: float, client: Client) -> Timing:
+        """DVFO: head locally, the xi share offloaded while the rest of the tail runs locally, fused."""
+        import torch
+
+        from bench.testbed import models as m
+
+        w = self.models[name]
+        if w.head is None:
+            raise ValueError(f"workload {name!r} has no split point")
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            f = w.head(w.example)
+            body, idx = m.encode_share(f, xi) if xi > 0 else (b"", np.array([], dtype=int))
+            t_head = (time.perf_counter() - t0) * 1e3
+            result: dict = {}
+            thread = None
+            if xi > 0:
+                def remote():
+                    result["r"] = client.post(f"/tail/{name}", body)
+                thread = threading.Thread(target=remote)
+                thread.start()
+            t1 = time.perf_counter()
+            local_out = None
+            if xi < 1:
+                f_local = f.clone()
+                f_local[:, idx] = 0.0
+                local_out = _np(w.tail(f_local))
+            t_tail = (time.perf_counter() - t1) * 1e3
+            if thread is not None:
+                thread.join()
+        tim = Timing(local_ms=t_head + t_tail, bytes_up=len(body))
+        if xi > 0:
+            data, wall, srv, queue = result["r"]
+            remote_out = np.frombuffer(data, dtype=np.float32)
+            # the offload ran beside the local tail: only the part past the local tail is on the critical path
+            exposed = max(wall - t_tail, 0.0)
+            tim.server_ms = min(srv, exposed)
+            tim.server_queue_ms = min(queue, max(exposed - tim.server_ms, 0.0))
+            tim.transfer_ms = max(exposed - tim.server_ms - tim.server_queue_ms, 0.0)
+            tim.bytes_down = len(data)
+            tim.output = remote_out if local_out is None else m.fuse(local_out, remote_out, xi)
+        else:
+            tim.output = local_out
+        return tim
+
+
+def _np(y) -> np.ndarray:
+    t = y[0] if isinstance(y, (tuple, list)) else y
+    return t.detach().float().numpy().ravel()
+
+
+# --------------------------------------------------------------------------- co-runners
+
+@dataclass
+class CoRunners:
+    """Duty-cycled ``stress-ng`` CPU and memory stressors on ``cpus`` (see module docstring)."""
+
+    cpus: tuple[int, ...] = (0,)
+    period_s: float = 0.1
+    vm_bytes: str = "64M"
+    #: command prefix, e.g. ``["ip", "netns", "exec", "bt123"]``: started inside the testbed's namespace, the
+    #: stressors are among the processes its cleanup kills, even after the testbed itself was SIGKILLed
+    wrap: tuple[str, ...] = ()
+    procs: dict = field(default_factory=dict)
+    load: dict = field(default_factory=lambda: {"cpu": 0.0, "mem": 0.0})
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict[str, tuple[float, int]] = {}
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("stress-ng") is not None
+
+    def __enter__(self) -> "CoRunners":
+        if not self.available():
+            raise RuntimeError("stress-ng is not installed (apt-get install -y stress-ng)")
+        taskset = ",".join(str(c) for c in self.cpus)
+        cmds = {"cpu": ["stress-ng", "--cpu", "1", "--taskset", taskset, "--quiet"],
+                "mem": ["stress-ng", "--vm", "1", "--vm-bytes", self.vm_bytes, "--taskset", taskset, "--quiet"]}
+        for kind, cmd in cmds.items():
+            # `ip netns exec` execs the command in place, so the pid (and process group) stay stress-ng's
+            p = subprocess.Popen([*self.wrap, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+            self.procs[kind] = p
+            _wait_exec(p.pid, "stress-ng")  # past `ip netns exec`: in the namespace, before it is stopped
+            self._signal(kind, signal.SIGSTOP)
+        self._thread = threading.Thread(target=self._cycle, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        for kind, p in list(self.procs.items()):
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                self._signal(kind, sig)
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self._signal(kind, signal.SIGKILL)
+                p.wait(timeout=3)
+        self.procs.clear()
+
+    def _signal(self, kind: str, sig) -> None:
+        p = self.procs.get(kind)
+        if p is None:
+            return
+        try:
+            os.killpg(p.pid, sig)  # stress-ng forks workers: the whole (own) process group
+        except ProcessLookupError:
+            pass
+
+    def set_load(self, cpu: float, mem: float) -> None:
+        self.load = {"cpu": float(np.clip(cpu, 0, 1)), "mem": float(np.clip(mem, 0, 1))}
+
+    def _cycle(self) -> None:
+        running = {"cpu": False, "mem": False}
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            # on at the start of each period for load * period, then off
+            for k in running:
+                if self.load[k] > 0 and not running[k]:
+                    self._signal(k, signal.SIGCONT)
+                    running[k] = True
+            for frac, k in sorted((self.load[k], k) for k in running):
+                wait = t0 + frac * self.period_s - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                if running[k] and frac < 1.0:
+                    self._signal(k, signal.SIGSTOP)
+                    running[k] = False
+            rest = t0 + self.period_s - time.monotonic()
+            if rest > 0 and self._stop.wait(rest):
+                return
+
+    def measured_load(self) -> dict[str, float]:
+        """CPU demand of each stressor since the last call, as a share of ``cpus``: time on a CPU plus time
+        runnable but waiting for one (``/proc/<pid>/schedstat``). Demand rather than utilisation because on
+        a shared host other processes take CPU time the co-runner wants; utilisation would then read far
+        below the scenario's load. Call it over a window in which the inference is idle."""
+        out = {}
+        now = time.monotonic()
+        for kind in ("cpu", "mem"):
+            ticks = self._ticks(kind)
+            last = self._last.get(kind)
+            self._last[kind] = (now, ticks)
+            if last is None or now <= last[0]:
+                out[kind] = self.load[kind]
+            else:
+                out[kind] = float(np.clip((ticks - last[1]) / 1e9 / (now - last[0]) / len(self.cpus), 0, 1))
+        return out
+
+    def _ticks(self, kind: str) -> int:
+        p = self.procs.get(kind)
+        if p is None:
+            return 0
+        total = 0
+        for child in _group_pids(p.pid):
+            try:
+                run_ns, wait_ns = Path(f"/proc/{child}/schedstat").read_text().split()[:2]
+                total += int(run_ns) + int(wait_ns)
+            except (OSError, ValueError):
+                pass
+        return total
+
+
+def _wait_exec(pid: int, name: str, timeout_s: float = 5.0) -> None:
+    """Wait (bounded) until process ``pid`` runs ``name`` (a wrapper such as ``ip netns exec`` has exec'd)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(name.encode()):
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
+def _group_pids(pgid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getpgid(int(d.name)) == pgid:
+                    out.append(int(d.name))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return out

@@ -1,0 +1,540 @@
+"""The closed loop: a policy acting live on real inference over the shaped link.
+
+``python -m bench testbed --policy P --scenario S --requests N --out DIR``:
+
+1. **Host profile.** The simulator needs a profile of *this* host at the testbed's
+   thread count and affinity: by default the testbed times the served workloads
+   on the edge's CPUs (:func:`bench.pipeline.measure.time_workload`) and fits a
+   profile with the profile stage's code (:func:`bench.world.fit.host_profile`);
+   ``--host-profile`` uses a given one (e.g. ``results/profile/host_profile.yaml``).
+   The server's CPUs are timed and fitted the same way for the cloud's profile.
+   Power comes from the profile where a meter measured it, else from
+   ``data/testbed/host_power.yaml`` (assumed, sourced).
+2. **Simulator twin.** ``bench/AutoScale-v0`` over that host (targets: the CPU;
+   the cloud over Wi-Fi and LTE; no peer) on the scenario with its workload mix
+   restricted to the served workloads. Its trace (seeded) drives the testbed.
+3. **Live loop.** Per request (arrivals paced at the scenario's inter-arrival
+   time): the link's classes are shaped to the trace's goodput and RTT, the
+   co-runners to its CPU/memory load; the policy observes the scenario's
+   observation with the runtime features replaced by the testbed's measurements -
+   co-runner load from ``/proc`` and each radio's signal inferred from its recent
+   goodput estimate (from small probes in idle time) through the
+   link model's goodput-vs-signal curve; the chosen action runs for real.
+4. **Comparison.** The simulator's prediction for the same requests (same
+   states, same actions, expected conditions: no jitter, no retransmission
+   timeout) gives ``pred_latency_ms``; ``latency_mape`` is the mean absolute
+   relative error against the measured latency. The same policy rolled out in
+   the simulator on the same trace gives the simulated target mix.
+
+Writes ``DIR/requests.parquet`` (one row per request), ``DIR/summary.json`` and
+the host profile used; prints the summary as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bench.paths import DATA_DIR
+
+POWER_FILE = DATA_DIR / "testbed" / "host_power.yaml"
+RADIOS = ("wifi", "lte")
+#: workloads added to the quick fit when fewer are served (the fit has three constants)
+FIT_FILLERS = ("mobilenet_v2", "lstm_text", "resnet18")
+#: privileged baselines see the realised episode: no live scheduler can run them
+LIVE_EXCLUDED = ("oracle", "edge_best_static")
+
+
+class TestbedError(ValueError):
+    """A user mistake in the testbed's arguments (one line, exit code 2)."""
+
+
+@dataclass
+class TestbedConfig:
+    """One live run."""
+
+    policy: str
+    """Registered policy name (the oracle and hindsight statics excluded); ``autoscale`` trains AutoScale
+    on the simulator twin of this host first; ``autoscale:PATH`` loads a saved learner for the twin's actions."""
+    scenario: str
+    """Scenario name or YAML path; its workload mix is restricted to ``workloads``."""
+    requests: int = 20
+    """Live requests (bounded: at most the scenario's steps after restriction)."""
+    seed: int = 0
+    """Seeds the scenario trace, the policy's randomness and AutoScale's training."""
+    workloads: tuple[str, ...] = ("mobilenet_v2", "lstm_text")
+    """Workloads the edge and server keep warm; the scenario's mix is filtered to them."""
+    threads: int = 1
+    """Torch threads of the edge and of the server."""
+    edge_cpus: tuple[int, ...] = (0,)
+    """CPUs the edge (and its co-runners) are pinned to."""
+    server_cpus: tuple[int, ...] = (1,)
+    """CPUs the server is pinned to."""
+    corunners: bool = True
+    """Run stress-ng co-runners following the scenario's interference trace."""
+    host_profile: str = ""
+    """A host profile YAML to use; empty = fit a quick one at the testbed's threads and affinity."""
+    profile_repeats: int = 5
+    """Timed runs per workload for the quick fit."""
+    autoscale_steps: int = 20_000
+    """Training steps of AutoScale on the simulator twin (policy ``autoscale``)."""
+    probe_bytes: int = 32_768
+    """Payload of a bandwidth probe (sent in idle time)."""
+    probe_every: int = 5
+    """Requests after which a radio's goodput estimate is refreshed by a probe."""
+    pace: bool = True
+    """Pace arrivals at the scenario's inter-arrival time (else back to back)."""
+    ports: dict[str, int] = field(default_factory=lambda: {"wifi": 9001, "lte": 9002})
+    """Proxy port per emulated radio (inside the namespace)."""
+    server_port: int = 8000
+    """Server port inside the namespace (control and unshaped access)."""
+
+    def __post_init__(self):
+        if self.requests < 1:
+            raise TestbedError(f"--requests must be >= 1, got {self.requests}")
+        if self.threads < 1:
+            raise TestbedError(f"--threads must be >= 1, got {self.threads}")
+        name = self.policy.split(":", 1)[0]
+        if name in LIVE_EXCLUDED:
+            raise TestbedError(f"policy {name!r} is privileged (it sees the realised episode) and cannot run live; "
+                               f"excluded: {list(LIVE_EXCLUDED)}")
+        self.workloads = tuple(self.workloads)
+        self.edge_cpus = tuple(int(c) for c in self.edge_cpus)
+        self.server_cpus = tuple(int(c) for c in self.server_cpus)
+
+
+# --------------------------------------------------------------------------- scenario and host profile
+
+def restricted_scenario(name: str, workloads, steps: int, out_dir: Path) -> Path:
+    """The scenario with its mix restricted to ``workloads`` and at least ``steps`` steps, as YAML in ``out_dir``."""
+    from bench.world.scenarios import ScenarioError, load_scenario
+
+    try:
+        scen = load_scenario(name)
+    except (ScenarioError, FileNotFoundError) as exc:
+        raise TestbedError(str(exc)) from None
+    raw = yaml.safe_load(Path(scen.path).read_text())
+    mix = [m for m in raw["workload_mix"] if m["workload"] in set(workloads)]
+    if not mix:
+        raise TestbedError(f"scenario {scen.name!r} requests {scen.workloads}; none is among the testbed's workloads "
+                           f"{list(workloads)} (pass --workloads)")
+    raw["workload_mix"] = mix
+    raw["steps"] = max(int(raw["steps"]), int(steps))
+    raw["description"] = f"{raw.get('description', '')} [testbed: mix restricted to {sorted({m['workload'] for m in mix})}]"
+    out = Path(out_dir) / f"scenario_{scen.name}.yaml"
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
+def _power() -> dict[str, tuple[float, str]]:
+    raw = yaml.safe_load(POWER_FILE.read_text())
+    return {k: (float(v["value"]), str(v["source"])) for k, v in raw.items()}
+
+
+def quick_host_trace(workloads, threads: int, repeats: int) -> pd.DataFrame:
+    """Time ``workloads`` on this process's CPUs (trace columns the fit reads)."""
+    from bench.pipeline.measure import time_workload
+
+    rows = []
+    for w in workloads:
+        r = time_workload(w, warmup=2, repeats=repeats, threads=threads)
+        rows.append({"workload": w, "latency_ms": r["latency_ms"], "latency_p95_ms": r["latency_p95_ms"],
+                     "n_runs": r["n_runs"], "cpu_mhz": r["cpu_mhz"], "error": "", "meter": "none",
+                     "power_w": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """(edge profile path, cloud profile path, provenance) for the simulator twin (see module docstring)."""
+    from bench.world.fit import host_profile
+    from bench.world.profiles import load_profile, profile_to_dict
+    from bench.world.workloads import load_workloads
+
+    if cfg.host_profile:
+        prof = server_prof = load_profile(cfg.host_profile)
+        info = {"host_profile": str(cfg.host_profile), "fitted_here": False}
+    else:
+        names = list(dict.fromkeys([*cfg.workloads, *FIT_FILLERS]))
+        names = names[:max(3, len(cfg.workloads))]
+        fitted, info = [], {"host_profile": "fitted here", "fitted_here": True, "threads": cfg.threads}
+        own = os.sched_getaffinity(0)
+        try:  # the edge's and the server's CPUs each timed where that role runs (their loads differ)
+            for role, cpus in (("edge", cfg.edge_cpus), ("server", cfg.server_cpus)):
+                os.sched_setaffinity(0, set(cpus))
+                trace = quick_host_trace(names, cfg.threads, cfg.profile_repeats)
+                trace.to_csv(out_dir / f"host_quick_trace_{role}.csv", index=False)
+                p, fit, _ = host_profile(trace, load_workloads(), name=f"testbed_{role}",
+                                         description=f"this host at {cfg.threads} thread(s) on CPUs {list(cpus)}")
+                fitted.append(p)
+                info[f"{role}_fit_mape"] = fit["mape"]
+                info[f"{role}_cpus"] = list(cpus)
+        finally:
+            os.sched_setaffinity(0, own)
+        prof, server_prof = fitted
+    power = _power()
+    p_active, src_active = power["active_power_w_per_thread"]
+
+    def powered(p):
+        cpu = p.primary_target
+        if not np.isfinite(cpu.dynamic_power_w_at_max):
+            sources = dict(cpu.sources)
+            sources["static_power_w"] = "assumed: all active power in the dynamic term (see dynamic_power_w_at_max)"
+            sources["dynamic_power_w_at_max"] = f"{src_active} (x {cfg.threads} thread(s))"
+            cpu = dataclasses.replace(cpu, static_power_w=0.0, dynamic_power_w_at_max=p_active * cfg.threads,
+                                      sources=sources)
+        idle, idle_src = (p.idle_power_w, p.idle_power_source)
+        if not np.isfinite(idle):
+            idle, idle_src = power["idle_power_w"]
+        return dataclasses.replace(p, targets={"cpu": cpu}, idle_power_w=idle, idle_power_source=idle_src)
+
+    edge = dataclasses.replace(powered(prof), name="testbed_edge", kind="host", radios=RADIOS)
+    cloud = dataclasses.replace(powered(server_prof), name="testbed_cloud", kind="cloud", radios=(),
+                                description="the testbed's server: this host's CPU in its own namespace")
+    paths = []
+    for p in (edge, cloud):
+        path = out_dir / f"{p.name}.yaml"
+        path.write_text(yaml.safe_dump(profile_to_dict(p), sort_keys=False))
+        paths.append(path)
+    return paths[0], paths[1], info
+
+
+def twin_env(scenario_path: Path, edge_path: Path, cloud_path: Path, steps: int):
+    import gymnasium as gym
+
+    from bench.sim.envs import AUTOSCALE_ID
+
+    return gym.make(AUTOSCALE_ID, scenario=str(scenario_path), max_episode_steps=int(steps), edge=str(edge_path),
+                    peer=None, cloud=str(cloud_path), max_levels_per_target=None)
+
+
+def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Path, cloud_path: Path, out_dir: Path):
+    """The policy for the twin's action set (AutoScale trained on the twin when asked)."""
+    from bench.policies.base import REGISTRY, make_policy
+    from bench.seeding import derive_seed
+
+    name, _, path = cfg.policy.partition(":")
+    if name not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        raise TestbedError(f"unknown policy {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                           f"allowed: {sorted(set(REGISTRY) - set(LIVE_EXCLUDED))}")
+    if name == "autoscale":
+        if path:
+            return make_policy("autoscale", env, path=path)
+        from bench.policies.autoscale import AutoScaleConfig, train
+
+        conf = AutoScaleConfig(seed=derive_seed(cfg.seed, "testbed", "autoscale"), total_steps=cfg.autoscale_steps,
+                               epsilon_decay_steps=max(cfg.autoscale_steps // 3, 1), scenarios=(str(scenario_path),),
+                               edge=str(edge_path), peer=None, cloud=str(cloud_path), max_levels_per_target=None)
+        result = train(conf)
+        result.learner.save(out_dir / "policy")
+        return result.learner
+    if name == "dvfo":
+        raise TestbedError("policy 'dvfo' needs DVFO's action set (edge GPU + xi); the testbed's twin has AutoScale's "
+                           "(this host has no GPU): run an AutoScale-space policy")
+    return make_policy(name, env, seed=derive_seed(cfg.seed, "testbed", name))
+
+
+# --------------------------------------------------------------------------- live observation
+
+class BandwidthEstimator:
+    """Per radio: latest goodput (Mbit/s) and RTT (ms) estimates, mapped to an equivalent signal level."""
+
+    def __init__(self, links: dict):
+        self.links = links
+        self.mbps: dict[str, float] = {}
+        self.rtt_ms: dict[str, float] = {}
+        self.age: dict[str, int] = {r: 10**9 for r in links}
+        grid = np.arange(-140.0, -20.0, 0.25)
+        self._grid = {r: (grid, np.maximum.accumulate(lk.uplink_goodput_mbps(grid))) for r, lk in links.items()}
+
+    def tick(self) -> None:
+        for r in self.age:
+            self.age[r] += 1
+
+    def update(self, radio: str, mbps: float, rtt_ms: float | None = None) -> None:
+        if np.isfinite(mbps) and mbps > 0:
+            self.mbps[radio] = float(mbps)
+            self.age[radio] = 0
+        if rtt_ms is not None and np.isfinite(rtt_ms):
+            self.rtt_ms[radio] = float(rtt_ms)
+
+    def signal_dbm(self, radio: str) -> float:
+        """The weakest signal at which the link model's goodput reaches the estimate (-140 dBm when none)."""
+        mbps = self.mbps.get(radio)
+        if mbps is None:
+            return -140.0
+        grid, good = self._grid[radio]
+        # at or above the curve's top, the weakest signal that already gives the top goodput
+        i = min(int(np.searchsorted(good, mbps, side="left")), int(np.argmax(good >= good[-1] * (1 - 1e-3))))
+        return float(grid[i])
+
+
+def _probe(client, nbytes: int) -> tuple[float, float]:
+    """(RTT ms, uplink goodput Mbit/s) from empty requests and one of ``nbytes`` to the server's sink.
+
+    The difference between the two round trips cancels the RTT and the HTTP overheads; the least of
+    two empty round trips is the RTT, since CPU contention only ever adds time."""
+    small = min(client.post("/sink", b"")[1] for _ in range(2))
+    _, big, _, _ = client.post("/sink", bytes(nbytes))
+    return small, nbytes * 8 / max(big - small, 1e-3) / 1e3
+
+
+# --------------------------------------------------------------------------- energy
+
+class EnergyMeter:
+    """RAPL through ``hw`` where readable (``measured: rapl``), else None (energy is then modeled)."""
+
+    def __init__(self):
+        self.meter = None
+        try:
+            from hw.rapl import RaplMeter
+
+            if RaplMeter.probe():
+                self.meter = RaplMeter()
+        except Exception:  # noqa: BLE001 - no meter is a normal outcome on VMs
+            self.meter = None
+
+    def read_j(self) -> float | None:
+        if self.meter is None:
+            return None
+        return self.meter.read().total_energy_j()
+
+
+def modeled_energy_mj(row: dict, edge, links: dict, interarrival_ms: float) -> float:
+    """Energy of one measured request from the host profile and the link model's radio power (``modeled``)."""
+    cpu = edge.primary_target
+    e = float(cpu.power_w()) * row["local_ms"] + edge.idle_power_w * row["latency_ms"]
+    if row["bytes_up"] > 0:
+        lk = links[row["radio"]]
+        up = max(row["shaped_up_mbps"], 1e-3)
+        t_up = row["bytes_up"] * 8 / (up * 1e3)
+        e += float(lk.uplink_power_w(up, row["signal_dbm"])) * t_up
+        e += lk.tail_w * max(row["transfer_ms"] + row["server_ms"] - t_up, 0.0) + lk.tail_w * min(lk.tail_ms, interarrival_ms)
+    return e
+
+
+# --------------------------------------------------------------------------- the loop
+
+def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Run one live episode; write ``requests.parquet`` and ``summary.json``; return the summary."""
+    import torch
+
+    own_cpus, own_threads = os.sched_getaffinity(0), torch.get_num_threads()
+    try:
+        return _run(cfg, Path(out_dir), progress)
+    finally:  # the caller's process gets its CPUs and threads back
+        os.sched_setaffinity(0, own_cpus)
+        torch.set_num_threads(own_threads)
+
+
+def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
+    from bench.policies.rollout import evaluate_policy
+    from bench.sim.core import Draws
+    from bench.testbed.edge import Client, CoRunners, EdgeRunner
+    from bench.testbed.link import Link
+    from bench.testbed.server import ServerProcess
+    from bench.world.network import load_link
+    from bench.world.profiles import load_profile
+
+    out.mkdir(parents=True, exist_ok=True)
+    scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
+    edge_path, cloud_path, prof_info = host_profiles(cfg, out)
+    os.sched_setaffinity(0, set(cfg.edge_cpus))
+    env = twin_env(scen_path, edge_path, cloud_path, cfg.requests)
+    policy = make_live_policy(cfg, env, scen_path, edge_path, cloud_path, out)
+    u = env.unwrapped
+    acts = u.action_table
+    links = {r: load_link(r) for r in RADIOS}
+    edge_prof = load_profile(edge_path)
+    n = cfg.requests
+
+    obs, _ = env.reset(seed=cfg.seed)
+    policy.reset()
+    trace, states = u.trace, u.episode().states
+    ia_ms = float(trace.interarrival_ms)
+    radio_of = {i: u.sim.links[u.sim.routes[int(r)].radio].name for i, r in enumerate(acts["route"]) if int(r) >= 0}
+    meter = EnergyMeter()
+    rows = []
+    with Link(dict(cfg.ports)) as link, \
+            ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
+        corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
+        if corun is not None:
+            corun.__enter__()
+        try:
+            edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus)
+            clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
+            est = BandwidthEstimator(links)
+            shaped: dict[str, tuple[float, float, float]] = {}
+
+            def shape(t: int) -> None:
+                """The world at request t: each radio's goodput (capped) and RTT, the co-runners' load."""
+                for r in RADIOS:
+                    sig = float(trace.signal_dbm[r][t])
+                    cap = float(trace.bandwidth_cap_mbps[t])
+                    up = float(min(links[r].uplink_goodput_mbps(sig), cap))
+                    down = float(min(links[r].downlink_goodput_mbps(sig), cap))
+                    if shaped.get(r) != (up, down, links[r].rtt_ms):
+                        link.set_rate(r, up, down)
+                        srv.control(r, links[r].rtt_ms)
+                        shaped[r] = (up, down, links[r].rtt_ms)
+                if corun is not None:
+                    corun.set_load(float(trace.cpu_load[t]), float(trace.mem_load[t]))
+
+            shape(0)
+            for r in RADIOS:  # first estimates before the clock starts
+                rtt, mbps = _probe(clients[r], cfg.probe_bytes)
+                est.update(r, mbps, rtt)
+            if corun is not None:
+                corun.measured_load()
+            t_start = time.perf_counter()
+            for t in range(n):
+                arrival = t_start + t * ia_ms / 1e3
+                shape(t)
+                for r in RADIOS:  # probes in idle time (when paced), or when the estimate is thrice overdue
+                    idle = not cfg.pace or arrival - time.perf_counter() > 0
+                    if est.age[r] >= cfg.probe_every and (idle or est.age[r] >= 3 * cfg.probe_every):
+                        rtt, mbps = _probe(clients[r], cfg.probe_bytes)
+                        est.update(r, mbps, rtt)
+                if cfg.pace:
+                    wait = arrival - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                start = time.perf_counter()
+                queue_ms = max((start - arrival) * 1e3, 0.0) if cfg.pace else 0.0
+                load = corun.measured_load() if corun is not None else {"cpu": 0.0, "mem": 0.0}
+                live = np.array(obs, dtype=np.float32).copy()
+                live[5], live[6] = load["cpu"], load["mem"]
+                live[7], live[8] = est.signal_dbm("wifi"), est.signal_dbm("lte")
+                a = int(policy.act(live))
+                wl = str(trace.workload[t])
+                radio = radio_of.get(a, "")
+                e0 = meter.read_j()
+                # goodput is estimated from probes only: an offload's transfer time also holds the server
+                # process's HTTP handling, which CPU contention stretches
+                if radio:
+                    tim = edge.offload(wl, clients[radio])
+                else:
+                    tim = edge.local(wl)
+                e1 = meter.read_j()
+                if corun is not None:
+                    corun.measured_load()  # the next observation's window starts now: the inference is idle
+                est.tick()
+                row = {"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
+                       "target": str(acts.at[a, "target"]), "radio": radio,
+                       "latency_ms": tim.latency_ms, "local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms,
+                       "server_ms": tim.server_ms, "queue_ms": queue_ms + tim.server_queue_ms,
+                       "edge_queue_ms": queue_ms, "server_queue_ms": tim.server_queue_ms,
+                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
+                       "qos_ms": float(trace.qos_ms[t]),
+                       "shaped_up_mbps": shaped[radio][0] if radio else np.nan,
+                       "shaped_down_mbps": shaped[radio][1] if radio else np.nan,
+                       "rtt_ms": shaped[radio][2] if radio else np.nan,
+                       "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
+                       "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
+                       "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
+                       "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8])}
+                if e0 is not None and e1 is not None:
+                    row["energy_mj"], row["energy_source"] = (e1 - e0) * 1e3, "measured: rapl (whole package)"
+                else:
+                    row["energy_mj"] = modeled_energy_mj(row, edge_prof, links, ia_ms)
+                    row["energy_source"] = "modeled"
+                rows.append(row)
+                obs, _, _, truncated, _ = env.step(a)
+                if progress:
+                    print(f"[{t + 1}/{n}] {wl} -> {row['action_name']}: {row['latency_ms']:.1f} ms", flush=True)
+                if truncated and t + 1 < n:
+                    raise RuntimeError("the twin's episode ended before the live run; this is a bug")
+            for c in clients.values():
+                c.close()
+        finally:
+            if corun is not None:
+                corun.close()
+
+    df = pd.DataFrame(rows)
+    idx = np.arange(len(df))
+    pred = u.sim.evaluate(states.take(idx), df["action"].to_numpy(), Draws.neutral(len(df), len(u.sim.links)))
+    df["pred_latency_ms"] = pred.latency_ms
+    df["pred_energy_mj"] = pred.energy_mj
+    add_predicted_parts(df, u.sim, states.cpu_load[idx], states.mem_load[idx])
+    df["qos_ok"] = df["latency_ms"] <= df["qos_ms"]
+    df["route"] = _route_labels(acts)[df["action"].to_numpy()]
+    df.insert(0, "scenario", trace.scenario)
+    df.insert(0, "policy", cfg.policy)
+    df.to_parquet(out / "requests.parquet", index=False)
+
+    # the same policy in the simulator on the same trace: its own choices, its own latencies
+    sim_env = twin_env(scen_path, edge_path, cloud_path, n)
+    sim_policy = policy if cfg.policy.startswith("autoscale") else make_live_policy(
+        cfg, sim_env, scen_path, edge_path, cloud_path, out)
+    sim_df = evaluate_policy(sim_policy, sim_env, None, [cfg.seed], n)
+    sim_df["target"] = acts["target"].to_numpy()[sim_df["action"].to_numpy()]
+    sim_df["route"] = _route_labels(acts)[sim_df["action"].to_numpy()]
+    sim_df.to_parquet(out / "simulated.parquet", index=False)
+    summary = summarise(df, sim_df, cfg, prof_info, meter.meter is not None)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def add_predicted_parts(df: pd.DataFrame, sim, cpu_load: np.ndarray, mem_load: np.ndarray) -> None:
+    """The prediction split like the measurement: ``pred_local_ms`` (compute on the edge, interference
+    included), ``pred_server_ms`` (the cloud's compute) and ``pred_transfer_ms`` (upload, RTT, download)."""
+    t = sim.tables
+    w = t.workload_index(df["workload"].to_numpy())
+    a = df["action"].to_numpy()
+    it = sim.interference
+    local = (t.pre_ms[w, a] + it.cpu_slowdown * cpu_load * t.pre_cpu_ms[w, a]
+             + it.mem_slowdown * mem_load * t.pre_mem_ms[w, a])
+    server = np.where(t.offloads[w, a], t.remote_ms[w, a], 0.0)
+    df["pred_local_ms"] = local
+    df["pred_server_ms"] = server
+    df["pred_transfer_ms"] = np.where(t.offloads[w, a], df["pred_latency_ms"] - local - server, 0.0)
+
+
+def part_errors(df: pd.DataFrame) -> dict[str, float]:
+    """Mean absolute relative error of each latency part, over the requests that have it."""
+    out = {}
+    local = df["route"] == "cpu"
+    for part, rows in (("local", local), ("transfer", ~local), ("server", ~local)):
+        d = df[rows]
+        out[f"{part}_mape"] = (float((np.abs(d[f"pred_{part}_ms"] - d[f"{part}_ms"]) / d[f"{part}_ms"]).mean())
+                               if len(d) else float("nan"))
+    return out
+
+
+def _route_labels(acts: pd.DataFrame) -> np.ndarray:
+    """Per action: the local target (``cpu``) or the offload route (``cloud_wifi``, ``cloud_lte``)."""
+    return np.where(acts["kind"] == "local", acts["target"], acts["name"]).astype(str)
+
+
+def _mix(targets: pd.Series) -> dict[str, float]:
+    return {str(k): round(float(v), 4) for k, v in targets.value_counts(normalize=True).sort_index().items()}
+
+
+def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_info: dict, rapl: bool) -> dict:
+    meas, pred = df["latency_ms"].to_numpy(), df["pred_latency_ms"].to_numpy()
+    ape = np.abs(pred - meas) / meas
+    return {
+        "policy": cfg.policy, "scenario": str(df["scenario"].iloc[0]), "requests": int(len(df)), "seed": cfg.seed,
+        "latency_median_ms": float(np.median(meas)), "latency_p95_ms": float(np.percentile(meas, 95)),
+        "pred_latency_median_ms": float(np.median(pred)), "pred_latency_p95_ms": float(np.percentile(pred, 95)),
+        "latency_mape": float(ape.mean()), "latency_median_ape": float(np.median(ape)), **part_errors(df),
+        "local_ms_mean": float(df["local_ms"].mean()), "transfer_ms_mean": float(df["transfer_ms"].mean()),
+        "server_ms_mean": float(df["server_ms"].mean()), "queue_ms_mean": float(df["queue_ms"].mean()),
+        "qos_rate": float(df["qos_ok"].mean()), "energy_mj_mean": float(df["energy_mj"].mean()),
+        "energy_source": "measured: rapl" if rapl else "modeled",
+        "target_mix_live": _mix(df["route"]), "target_mix_sim": _mix(sim_df["route"]),
+        "sim_own_latency_median_ms": float(sim_df["latency_ms"].median()),
+        "sim_own_latency_p95_ms": float(sim_df["latency_ms"].quantile(0.95)),
+        **{f"profile_{k}": v for k, v in prof_info.items()},
+    }

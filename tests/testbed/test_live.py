@@ -1,0 +1,146 @@
+"""The live testbed on this machine: a shaped link, 20 live requests, and cleanup after crashes.
+
+Needs root, ``ip netns`` and ``tc`` (CI is root); skips with a one-line reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.testbed.link import Link, cleanup_all, leftovers, unavailable_reason
+
+REASON = unavailable_reason()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+REPO = Path(__file__).resolve().parents[2]
+PORTS = {"wifi": 9001, "lte": 9002}
+
+
+def _gone(link_or_ns: str) -> bool:
+    ns = link_or_ns
+    found = leftovers()
+    qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    return ns not in found["netns"] and not any(d.startswith(ns) for d in found["links"]) and f"dev {ns}" not in qdiscs
+
+
+def test_shaped_link_transfers_at_rate_plus_delay_and_serves_split_tails():
+    from bench.testbed.edge import Client, EdgeRunner
+    from bench.testbed.server import ServerProcess
+
+    rate_mbps, rtt_ms, nbytes = 4.0, 40.0, 200_000
+    with Link(dict(PORTS)) as link:
+        netns = link.netns
+        with ServerProcess(link, ["mobilenet_v2"], threads=1) as srv:
+            link.set_rate("wifi", rate_mbps, rate_mbps)
+            srv.control("wifi", rtt_ms)
+            client = Client(link.ns_ip, PORTS["wifi"])
+            client.post("/sink", b"")  # connection set up outside the timed transfers
+            walls = [client.post("/sink", bytes(nbytes))[1] for _ in range(3)]
+            # DVFO's split: head here, 50% of the feature maps quantised to the server's tail, fused
+            edge = EdgeRunner(["mobilenet_v2"], threads=1, cpus=tuple(sorted(os.sched_getaffinity(0))), with_split=True)
+            split = edge.split("mobilenet_v2", 0.5, client)
+            full = edge.offload("mobilenet_v2", client)
+            client.close()
+    assert split.output.shape == (1000,) and np.isfinite(split.output).all()
+    assert 0 < split.bytes_up < full.bytes_up and split.server_ms >= 0 and split.local_ms > 0
+    assert full.bytes_up == 3 * 224 * 224 and full.bytes_down == 4000
+    expected = nbytes * 8 / (rate_mbps * 1e3) + rtt_ms  # 400 ms + 40 ms
+    # shaping and delay are physical: never faster than rate + delay allow (small slack for htb's burst);
+    # a loaded host may add time, so the upper bound is loose
+    assert min(walls) >= 0.9 * expected, (walls, expected)
+    assert float(np.median(walls)) <= 1.6 * expected, (walls, expected)
+    assert _gone(netns)
+
+
+def test_twenty_live_requests(tmp_path):
+    import shutil
+
+    from bench.testbed.loop import TestbedConfig, run
+
+    cfg = TestbedConfig(policy="random", scenario="cpu_corunner", requests=20, seed=3,
+                        workloads=("mobilenet_v2", "lstm_text"), profile_repeats=3,
+                        corunners=shutil.which("stress-ng") is not None)  # without stress-ng: no co-runners
+    summary = run(cfg, tmp_path)
+    df = pd.read_parquet(tmp_path / "requests.parquet")
+    assert len(df) == 20 and summary["requests"] == 20
+    split = df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["server_queue_ms"]
+    assert np.allclose(split, df["latency_ms"])
+    assert (df["latency_ms"] > 0).all() and np.isfinite(df["pred_latency_ms"]).all()
+    off = df["route"] != "cpu"
+    assert off.any() and (~off).any()  # random over cpu / cloud_wifi / cloud_lte: both kinds ran
+    assert (df.loc[off, "bytes_up"] > 0).all() and (df.loc[off, "server_ms"] > 0).all()
+    assert (df.loc[~off, "bytes_up"] == 0).all() and (df.loc[~off, "transfer_ms"] == 0).all()
+    assert set(df["energy_source"]) <= {"modeled", "measured: rapl (whole package)"}
+    assert 0 <= summary["latency_mape"] < 100 and set(summary["target_mix_live"]) <= {"cpu", "cloud_wifi", "cloud_lte"}
+    assert _gone(f"bt{os.getpid() % 10**8}")  # the run's namespace (tagged with this process id) is gone
+    from bench.testbed.compare import COLUMNS, tabulate
+
+    table, requests = tabulate([tmp_path])
+    assert list(table.columns) == COLUMNS and len(table) == 1 and len(requests) == 20
+    row = table.iloc[0]
+    assert np.isclose(row["measured_median_ms"], df["latency_ms"].median())
+    assert np.isclose(row["median_error"], (row["predicted_median_ms"] - row["measured_median_ms"]) / row["measured_median_ms"])
+    parts = df.loc[off, ["pred_transfer_ms", "pred_server_ms"]]
+    assert (parts > 0).all().all()  # the offloads' prediction splits into transfer and server time
+
+
+_CRASH = """
+import os, shutil, sys, time
+from bench.testbed.link import Link
+from bench.testbed.server import ServerProcess
+link = Link({{"wifi": 9001, "lte": 9002}}, tag="{tag}")
+link.open()
+link.set_rate("wifi", 2.0, 2.0)
+pids = []
+if shutil.which("stress-ng"):
+    from bench.testbed.edge import CoRunners
+    co = CoRunners(cpus=(0,), wrap=tuple(link.ns_cmd([]))).__enter__()
+    co.set_load(0.1, 0.1)
+    pids = [p.pid for p in co.procs.values()]
+print(link.netns, *pids, flush=True)
+mode = "{mode}"
+if mode == "raise":
+    with link:
+        raise RuntimeError("a crash inside the testbed")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["raise", "sigterm", "sigint", "sigkill"])
+def test_crashed_run_leaves_nothing_behind(mode):
+    tag = str(90_000_000 + os.getpid() % 1_000_000 * 10 + ["raise", "sigterm", "sigint", "sigkill"].index(mode))[:8]
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH.format(tag=tag, mode=mode)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    netns, *corunners = proc.stdout.readline().split()
+    assert netns == f"bt{tag}", proc.stderr.read()
+    assert not _gone(netns)  # it was really built: namespace, veth and qdisc
+    if mode != "raise":
+        proc.send_signal({"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[mode])
+    proc.wait(timeout=30)
+    if mode == "sigkill":  # nothing runs in a SIGKILLed process: the cleanup command removes what it left
+        assert not _gone(netns)
+        res = subprocess.run([sys.executable, "-m", "bench", "testbed-cleanup", "--netns", netns],
+                             capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert res.returncode == 0, res.stderr
+        assert netns in json.loads(res.stdout)["removed"]["netns"]
+    deadline = time.monotonic() + 10
+    while not _gone(netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(netns)
+    for pid in map(int, corunners):  # the stress-ng co-runners died with the namespace
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+
+
+def test_cleanup_all_only_touches_named_namespaces():
+    with Link(dict(PORTS)) as link:
+        assert cleanup_all(names=["bt0"]) == {"netns": [], "links": []}
+        assert not _gone(link.netns)
