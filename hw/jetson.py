@@ -24,6 +24,12 @@ token                                  seen on
 anything else                          kept verbatim in ``unparsed``; never fatal
 =====================================  ===============================================
 
+A corrupt token never becomes a value: numbers longer than 9 digits, rails above
+:data:`MAX_RAIL_MW`, and memory tokens that lost their unit (``RAM 12579/6``,
+``RAM 2633/7850``) stay in ``unparsed``. A line that is unusable as a whole (malformed
+date prefix, nothing recognised) is marked ``bad``; readers skip and count it
+(:class:`ParseStats`).
+
 The device total is the board input rail (``VDD_IN`` on TX2/Xavier NX/Orin NX and
 Nano, ``POM_5V_IN`` on Nano/TX1) when present; boards without one (AGX Xavier,
 AGX Orin) sum all their rails — the choice energymon's Jetson backend makes too.
@@ -56,20 +62,37 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 #: devfreq names of the Jetson GPU (Orin, Xavier, TX2, Nano/TX1)
 GPU_DEVFREQ = ("17000000.ga10b", "17000000.gv11b", "17000000.gp10b", "57000000.gpu")
 
-_DATE = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+")
-_RAM = re.compile(r"\bRAM (\d+)/(\d+)([kMG])B(?: \(lfb [^)]*\))?")
-_SWAP = re.compile(r"\bSWAP (\d+)/(\d+)([kMG])B(?: \(cached [^)]*\))?")
-_IRAM = re.compile(r"\bIRAM (\d+)/(\d+)([kMG])B(?: \(lfb [^)]*\))?")
-_CPU = re.compile(r"\bCPU \[([^\]]*)\](?:@(\d+))?", re.IGNORECASE)
-_UNIT = r"(?:\d+(?:\.\d+)?)"
-_CLOCK = re.compile(r"\b(EMC_FREQ|EMC|GR3D_FREQ|GR3D) (?:(\d+)%)?(?:@(\d+|\[[\d,]*\]))?(?=\s|$)")
-_RAIL = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*) (\d+(?:\.\d+)?)(mW)?/(\d+(?:\.\d+)?)(mW)?(?:/(\d+(?:\.\d+)?)(mW)?)?(?=\s|$)")
-_TEMP = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C(?=\s|$)")
-_ENGINE = re.compile(r"\b(NV[A-Z]+\d*|VIC|OFA|PVA\d_FREQ|APE|MSENC|DLA\d\w*) (off|\d+%@\d+|\d+)(?=\s|$)")
-_MTS = re.compile(r"\bMTS fg (\d+)% bg (\d+)%")
+# Numbers are bounded in length ({1,9} digits) so that a corrupt token never becomes a huge or
+# infinite float; character classes never cross the next bracket or line, so every pattern scans a
+# line in linear time (an unclosed "CPU [" once made the bracket pattern quadratic). re.ASCII: \d
+# is 0-9 only.
+_N = r"\d{1,9}(?!\d)"  # an integer of at most 9 digits
+_F = r"\d{1,9}(?:\.\d{1,6})?(?![\d.])"  # a decimal of at most 9.6 digits
+_A = re.ASCII
+_DATE = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+", _A)
+_DATEISH = re.compile(r"^\s*\d{1,4}[-/]\d{1,4}[-/]\d{1,4}[ T]\d{1,2}:\d{1,2}", _A)
+_RAM = re.compile(rf"\bRAM ({_N})/({_N})([kMG])B(?: \(lfb [^)(]{{0,40}}\))?", _A)
+_SWAP = re.compile(rf"\bSWAP ({_N})/({_N})([kMG])B(?: \(cached [^)(]{{0,40}}\))?", _A)
+_IRAM = re.compile(rf"\bIRAM ({_N})/({_N})([kMG])B(?: \(lfb [^)(]{{0,40}}\))?", _A)
+_CPU = re.compile(rf"\bCPU \[([^\]\[]{{0,2000}})\](?:@({_N}))?", re.IGNORECASE | _A)
+_CLOCK = re.compile(rf"\b(EMC_FREQ|EMC|GR3D_FREQ|GR3D) (?:({_N})%)?(?:@({_N}|\[[\d,]{{0,200}}\]))?(?=\s|$)", _A)
+_RAIL = re.compile(rf"\b([A-Za-z][A-Za-z0-9_]{{0,63}}) ({_F})(mW)?/({_F})(mW)?(?:/({_F})(mW)?)?(?=\s|$)", _A)
+_TEMP = re.compile(rf"\b([A-Za-z][A-Za-z0-9_]{{0,63}})@(-?{_F})C(?=\s|$)", _A)
+_ENGINE = re.compile(rf"\b(NV[A-Z]{{1,10}}\d?|VIC|OFA|PVA\d_FREQ|APE|MSENC|DLA\d\w{{0,10}}) (off|{_N}%@{_N}|{_N})(?=\s|$)", _A)
+_MTS = re.compile(rf"\bMTS fg ({_N})% bg ({_N})%", _A)
+_CPU_ENTRY = re.compile(rf"({_N})%(?:@({_N}))?", _A)
 _UNITS_MB = {"k": 1 / 1024, "M": 1.0, "G": 1024.0}
 #: tegrastats prints this when a thermal zone exists but has no sensor
 ABSENT_TEMP_C = -256.0
+#: token names that are never power rails: a truncated ``RAM 12579/6`` or a ``RAM 2633/7850`` whose
+#: ``MB`` was lost has the rail shape ``NAME a/b`` but is memory, not mW
+NOT_RAILS = frozenset({"RAM", "SWAP", "IRAM", "CPU", "EMC", "EMC_FREQ", "GR3D", "GR3D_FREQ", "MTS", "lfb", "cached",
+                       "fg", "bg"})
+#: assumed: no Jetson rail reads above 1 kW (the largest module, AGX Orin 64GB, is rated 60 W);
+#: a larger value is a corrupt token, not a reading
+MAX_RAIL_MW = 1_000_000.0
+#: assumed: tegrastats lines are < 2 KB (24-core AGX Thor lines ~1 KB); longer lines are not tegrastats
+MAX_LINE_CHARS = 16_384
 
 
 @dataclass
@@ -95,6 +118,8 @@ class TegraSample:
     absent_sensors: list[str] = field(default_factory=list)
     engines_mhz: dict[str, float | None] = field(default_factory=dict)
     unparsed: list[str] = field(default_factory=list)
+    #: why the line is unusable (skipped and counted by the log readers); "" when it is usable
+    bad: str = ""
 
     @property
     def total_rails(self) -> tuple[str, ...]:
@@ -119,8 +144,15 @@ class TegraSample:
                       temp_c=dict(self.temps_c), total=self.total_rails)
 
 
+class _BadToken(Exception):
+    """A token had the right shape but an impossible value; it goes to ``unparsed``."""
+
+
 def _mw(value: str) -> float:
-    return float(value) / 1000.0  # rails are mW with or without the unit
+    mw = float(value)  # rails are mW with or without the unit; at most 9.6 digits, so finite
+    if mw > MAX_RAIL_MW:
+        raise _BadToken
+    return mw / 1000.0
 
 
 def _clock(value: str | None) -> tuple[float | None, list[float]]:
@@ -128,23 +160,47 @@ def _clock(value: str | None) -> tuple[float | None, list[float]]:
         return None, []
     if value.startswith("["):
         gpcs = [float(v) for v in value.strip("[]").split(",") if v]
+        if any(len(v) > 9 for v in value.strip("[]").split(",")):
+            raise _BadToken
         return (max(gpcs) if gpcs else None), gpcs
     return float(value), []
 
 
 def parse_tegrastats(line: str) -> TegraSample:
-    """Parse one tegrastats line (any format in the table above). Unknown tokens never raise."""
+    """Parse one tegrastats line (any format in the table above). Never raises.
+
+    Unknown or corrupt tokens are kept in ``unparsed``. A line that cannot be used at
+    all — a malformed date prefix, nothing recognised, longer than :data:`MAX_LINE_CHARS`,
+    not text — comes back with ``bad`` saying why; :func:`iter_tegrastats_log` and the
+    streaming meter skip such lines and count them. Time: linear in the line length.
+    """
     s = TegraSample()
+    if not isinstance(line, str):
+        s.bad = f"not text: {type(line).__name__}"
+        return s
+    if len(line) > MAX_LINE_CHARS:
+        s.bad = f"line of {len(line)} characters; allowed: at most {MAX_LINE_CHARS}"
+        return s
     rest = line.strip()
     m = _DATE.match(rest)
     if m:
-        s.timestamp = _dt.datetime.strptime(m.group(1), "%m-%d-%Y %H:%M:%S")
+        try:
+            s.timestamp = _dt.datetime.strptime(m.group(1), "%m-%d-%Y %H:%M:%S")
+        except ValueError:
+            s.bad = f"malformed date prefix {m.group(1)!r}; allowed: MM-DD-YYYY HH:MM:SS"
+            return s
         rest = rest[m.end():]
+    elif _DATEISH.match(rest):
+        s.bad = f"malformed date prefix {rest[:19]!r}; allowed: MM-DD-YYYY HH:MM:SS"
+        return s
 
     def take(regex: re.Pattern, handler) -> None:
         nonlocal rest
         def sub(mm: re.Match) -> str:
-            handler(mm)
+            try:
+                handler(mm)
+            except (_BadToken, ValueError, OverflowError):
+                s.unparsed.append(mm.group(0))
             return " "
         rest = regex.sub(sub, rest)
 
@@ -160,7 +216,7 @@ def parse_tegrastats(line: str) -> TegraSample:
         cluster_f = float(mm.group(2)) if mm.group(2) else None
         for entry in mm.group(1).split(","):
             entry = entry.strip()
-            em = re.fullmatch(r"(\d+)%(?:@(\d+))?", entry)
+            em = _CPU_ENTRY.fullmatch(entry)
             if entry == "off" or not em:
                 s.cpu_load_pct.append(None)
                 s.cpu_freq_mhz.append(None)
@@ -180,10 +236,13 @@ def parse_tegrastats(line: str) -> TegraSample:
 
     def rail(mm):
         name = mm.group(1)
-        s.rails_w[name] = _mw(mm.group(2))
-        s.rails_avg_w[name] = _mw(mm.group(4))
-        if mm.group(6) is not None:
-            s.rails_extra_w[name] = _mw(mm.group(6))
+        if name in NOT_RAILS:  # memory with its unit lost or cut off: never a rail
+            raise _BadToken
+        now, avg = _mw(mm.group(2)), _mw(mm.group(4))
+        extra = _mw(mm.group(6)) if mm.group(6) is not None else None
+        s.rails_w[name], s.rails_avg_w[name] = now, avg
+        if extra is not None:
+            s.rails_extra_w[name] = extra
 
     def temp(mm):
         value = float(mm.group(2))
@@ -206,15 +265,44 @@ def parse_tegrastats(line: str) -> TegraSample:
     take(_MTS, lambda mm: None)
     take(_ENGINE, engine)
     s.unparsed.extend(rest.split())
+    recognised = (s.rails_w or s.ram_used_mb is not None or s.cpu_load_pct or s.temps_c or s.engines_mhz
+                  or s.gpu_freq_mhz is not None or s.emc_freq_mhz is not None or s.swap_used_mb is not None)
+    if not recognised:
+        s.bad = f"no tegrastats field recognised in {line.strip()[:60]!r}"
     return s
 
 
-def iter_tegrastats_log(path: str | os.PathLike) -> Iterator[TegraSample]:
-    """Parsed samples of a tegrastats log file (blank lines skipped)."""
-    with open(path, errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                yield parse_tegrastats(line)
+@dataclass
+class ParseStats:
+    """Lines read and skipped by a log reader; ``examples`` keeps the first few reasons."""
+
+    n_lines: int = 0
+    n_bad: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, lineno: int, reason: str) -> None:
+        self.n_bad += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"line {lineno}: {reason}")
+
+    def summary(self) -> str:
+        return f"{self.n_bad} of {self.n_lines} lines skipped" + (f" ({'; '.join(self.examples)})" if self.examples else "")
+
+
+def iter_tegrastats_log(path: str | os.PathLike, stats: ParseStats | None = None) -> Iterator[TegraSample]:
+    """Usable samples of a tegrastats log file. Blank lines are ignored; bad lines (see
+    :func:`parse_tegrastats`) are skipped and counted in ``stats``; undecodable bytes are replaced."""
+    stats = stats if stats is not None else ParseStats()
+    with open(path, errors="replace", newline=None) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            stats.n_lines += 1
+            sample = parse_tegrastats(line)
+            if sample.bad:
+                stats.skip(lineno, sample.bad)
+                continue
+            yield sample
 
 
 # --------------------------------------------------------------------------- tegrastats streaming
@@ -234,9 +322,11 @@ class TegrastatsMeter(Meter):
         self.interval_ms, self.binary = int(interval_ms), binary
         self._latest: tuple[float, TegraSample] | None = None
         self._cond = threading.Condition()
+        #: lines streamed and lines skipped as unusable
+        self.stats = ParseStats()
         try:
             self._proc = subprocess.Popen([binary, "--interval", str(self.interval_ms)], stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, bufsize=1)
+                                          stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1)
         except FileNotFoundError:
             raise MissingFileError(f"{binary!r} not found on PATH: not a Jetson, or L4T tools not installed") from None
         except PermissionError:
@@ -263,10 +353,15 @@ class TegrastatsMeter(Meter):
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None
+        # a line that is not valid UTF-8 must not end the stream: text mode with errors="replace"
         for line in self._proc.stdout:
             if not line.strip():
                 continue
+            self.stats.n_lines += 1
             sample = parse_tegrastats(line)
+            if sample.bad:  # one bad line never ends a collection: skip it, count it
+                self.stats.skip(self.stats.n_lines, sample.bad)
+                continue
             with self._cond:
                 self._latest = (time.monotonic(), sample)
                 self._cond.notify_all()
