@@ -37,6 +37,7 @@ value and never adds a phantom full range. A ``max_energy_range_uj`` of 0 is ref
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -99,31 +100,45 @@ def _parse_counter(raw: bytes, path: Path) -> int:
     return value
 
 
+def _zone_name(d: Path) -> str | None:
+    try:
+        return (d / "name").read_text(errors="replace").strip()
+    except OSError:
+        return None  # an unreadable zone name: not a zone we can use
+
+
 def find_zones(root: str | os.PathLike = "/sys/class/powercap") -> dict[str, Path]:
     """Rail name -> zone directory, for package/dram/core/uncore/psys zones.
 
     Rails are named ``package-N`` (as the kernel names them) and ``dram-N``,
-    ``core-N``, ``uncore-N`` after the package that contains them.
+    ``core-N``, ``uncore-N`` after the package that contains them — read from the
+    parent zone's ``name``, since zone numbers need not follow package numbers (real
+    4-socket hosts list ``intel-rapl:0`` as ``package-3``).
     """
     root = Path(root)
     if not root.is_dir():
         raise MissingFileError(f"{root} does not exist: no powercap interface (not Linux, or the intel_rapl module is not loaded: `sudo modprobe intel_rapl_common`)")
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise MeterError(f"cannot list {root}: {exc.strerror or exc}") from None
     zones: dict[str, Path] = {}
-    for d in sorted(root.iterdir()):
+    for d in entries:
         if not d.name.startswith(("intel-rapl:", "amd-rapl:")) or not (d / "name").is_file():
             continue
-        try:
-            name = (d / "name").read_text(errors="replace").strip()
-        except OSError:
-            continue  # an unreadable zone name: not a zone we can use
+        name = _zone_name(d)
         parts = d.name.split(":")
-        if name.startswith("package") or name == "psys":
+        if name is None:
+            continue
+        if re.fullmatch(r"package-\d{1,4}", name, re.ASCII) or name == "psys":
             rail = name
-        elif name in ("dram", "core", "uncore") and len(parts) >= 3:
-            rail = f"{name}-{parts[1]}"
+        elif name in ("dram", "core", "uncore") and len(parts) == 3:
+            parent = _zone_name(root / f"{parts[0]}:{parts[1]}") or ""
+            m = re.fullmatch(r"package-(\d{1,4})", parent, re.ASCII)
+            rail = f"{name}-{m.group(1) if m else parts[1]}"
         else:
             continue
-        zones.setdefault(rail, d)  # intel-rapl and intel-rapl-mmio may both list a package; keep the first
+        zones.setdefault(rail, d)  # a zone listed twice (two interfaces): keep the first
     return zones
 
 
