@@ -209,6 +209,14 @@ class Meter(abc.ABC):
     def read(self) -> Sample:
         """One timestamped reading; raises a :class:`MeterError` subclass on failure."""
 
+    def poll(self) -> Sample:
+        """The sampler thread's periodic reading (window edges use :meth:`read`).
+
+        May carry fewer rails than :meth:`read` where that is exact and cheaper (RAPL: only
+        the counters of the total between edges); by default it is :meth:`read`.
+        """
+        return self.read()
+
     def settings(self) -> dict[str, Any]:
         """Constructor arguments, recorded in the trace metadata sidecar."""
         return {}

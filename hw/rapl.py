@@ -168,13 +168,17 @@ class RaplMeter(Meter):
         except BaseException:
             self.close()
             raise
-        self._last_t = time.monotonic()
+        t0 = time.monotonic()
+        self._last_full_t = t0
         # parallel lists, in zone order: the read loop indexes them instead of hashing rail names
         self._rails = list(zones)
+        self._last_t_list = [t0] * len(self._rails)
         self._fd_list = [self._fds[r] for r in self._rails]
         self._last_list = [self._last_uj[r] for r in self._rails]
         self._acc_list = [0.0] * len(self._rails)
         self.total = tuple(r for r in zones if r.startswith(("package", "dram")))
+        self._all_idx = list(range(len(zones)))
+        self._total_idx = [k for k, r in enumerate(zones) if r in self.total]
         smallest_range_j = min(self._max_uj.values()) / 1e6
         self.max_poll_interval_s = smallest_range_j / ASSUMED_MAX_ZONE_POWER_W / 2
 
@@ -206,39 +210,56 @@ class RaplMeter(Meter):
         return {"root": str(self.root)}
 
     def read(self) -> Sample:
-        """Cumulative energy per zone. A counter that went backwards in a way no wrap explains
+        """Cumulative energy of every zone. A counter that went backwards in a way no wrap explains
         (a reset) raises :class:`~hw.base.CounterError`; the meter then counts on from the new
         value, so the next read is good again and no phantom range is ever added."""
         t = time.monotonic()
+        self._update(self._all_idx, t)
+        self._last_full_t = t
+        acc = self._acc_list
+        return Sample.fast(t, energy_j=dict(zip(self._rails, [a * 1e-6 for a in acc])), total=self.total)
+
+    def poll(self) -> Sample:
+        """The sampler thread's periodic read: only the zones of the total (one ``pread`` each),
+        plus every zone at least every half ``max_poll_interval_s`` so that no sub-zone wrap is
+        missed. Window edges use :meth:`read`, so per-zone window energies stay exact."""
+        t = time.monotonic()
+        if t - self._last_full_t >= 0.5 * self.max_poll_interval_s:
+            return self.read()
+        self._update(self._total_idx, t)
+        acc = self._acc_list
+        return Sample.fast(t, energy_j={self._rails[k]: acc[k] * 1e-6 for k in self._total_idx}, total=self.total)
+
+    def _update(self, idx: list[int], t: float) -> None:
+        fds = self._fd_list
         try:  # fast path: one pread per zone, nothing else (this runs 10-100 times a second)
             pread = os.pread
-            raws = [int(pread(fd, 32, 0)) for fd in self._fd_list]
-        except (OSError, ValueError):
-            raws = [self._pread(r) for r in self._rails]  # the slow path names the file and the fault
-        if not raws:
-            raise MeterError(f"RAPL meter on {self.root} is closed")
+            raws = [int(pread(fds[k], 32, 0)) for k in idx]
+        except (OSError, ValueError, IndexError):
+            if not fds:
+                raise MeterError(f"RAPL meter on {self.root} is closed") from None
+            raws = [self._pread(self._rails[k]) for k in idx]  # the slow path names the file and the fault
         if min(raws) < 0:
             raise ParseError(f"RAPL under {self.root}: a negative energy_uj ({raws}); allowed: counters >= 0")
-        last, acc = self._last_list, self._acc_list
+        last, acc, last_t = self._last_list, self._acc_list, self._last_t_list
         bad = None
-        for k, raw in enumerate(raws):
+        for k, raw in zip(idx, raws):
             prev = last[k]
             if raw >= prev:
                 acc[k] += raw - prev
             else:
                 bad = self._unwrap(k, prev, raw, t, bad)
             last[k] = raw
-        self._last_t = t
+            last_t[k] = t
         if bad:
             raise CounterError(f"RAPL under {self.root}: " + "; ".join(bad))
-        return Sample.fast(t, energy_j=dict(zip(self._rails, [a * 1e-6 for a in acc])), total=self.total)
 
     def _unwrap(self, k: int, prev: int, raw: int, t: float, bad: list[str] | None) -> list[str] | None:
         """Add one wrap of zone ``k``; a decrease no wrap explains is a reset: noted in ``bad``, not added."""
         rail = self._rails[k]
-        # the most any zone can advance since the last read: x2 margin, and never less than
+        # the most the zone can advance since its last read: x2 margin, and never less than
         # 0.1 s worth, so that scheduler jitter and the counter's ~1 ms update steps never trip it
-        max_step_uj = 2.0 * ASSUMED_MAX_ZONE_POWER_W * max(t - self._last_t, RESET_MIN_WINDOW_S) * 1e6
+        max_step_uj = 2.0 * ASSUMED_MAX_ZONE_POWER_W * max(t - self._last_t_list[k], RESET_MIN_WINDOW_S) * 1e6
         try:
             self._acc_list[k] += counter_delta(prev, raw, self._max_uj[rail], max_step_uj)
         except CounterError as exc:
