@@ -246,8 +246,9 @@ class Sampler:
         """The error that stopped the thread, if it has stopped; a thread stopped by a
         non-fatal error is forgotten so that the next window starts a fresh one."""
         exc = self.error
-        if exc is not None and self._thread is not None and not self._thread.is_alive():
-            if not isinstance(exc, DeviceGoneError):
+        if exc is not None and self._thread is not None:
+            self._thread.join(timeout=1.0)  # it sets error as its last act: this returns at once
+            if not isinstance(exc, DeviceGoneError) and not self._thread.is_alive():
                 self._thread = None  # e.g. a counter reset: the next window samples again
         return exc
 
