@@ -34,6 +34,7 @@ import atexit
 import dataclasses
 import math
 import time
+import types
 import weakref
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -88,6 +89,8 @@ class Availability:
 
 # --------------------------------------------------------------------------- samples
 _object_new = object.__new__
+#: the one empty mapping that samples from :meth:`Sample.fast` share for fields they do not fill (read-only)
+_NONE: Mapping[str, float] = types.MappingProxyType({})
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
@@ -139,13 +142,15 @@ class Sample:
         dataclass's per-field ``__setattr__`` calls: meters build one per read on the sampler thread,
         where a read's cost is the sampler's overhead (``python -m bench.perf.sampler``)."""
         s = _object_new(cls)
-        s.__dict__.update(t_s=t_s, power_w={} if power_w is None else power_w,
-                          energy_j={} if energy_j is None else energy_j, freq_mhz={}, util_pct={}, temp_c={},
-                          total=total)
+        s.__dict__.update(t_s=t_s, power_w=_NONE if power_w is None else power_w,
+                          energy_j=_NONE if energy_j is None else energy_j, freq_mhz=_NONE, util_pct=_NONE,
+                          temp_c=_NONE, total=total)
         return s
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("power_w", "energy_j", "freq_mhz", "util_pct", "temp_c"):
+            out[key] = dict(out[key])
         out["total"] = list(self.total)
         return out
 
