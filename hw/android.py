@@ -152,7 +152,9 @@ class AdbDevice:
         script = (f"i=0; while [ $i -lt {warmup + repeats} ]; do s=$(date +%s%N); {cmd} >/dev/null || exit 3; "
                   f"e=$(date +%s%N); echo LAT_NS $((e-s)); i=$((i+1)); done")
         out = self.shell(["sh", "-c", script], timeout_s=max(self.timeout_s, 600))
-        lat = [int(line.split()[1]) / 1e6 for line in out.splitlines() if line.startswith("LAT_NS ")][warmup:]
+        # a phone whose date lacks %N prints "LAT_NS 0" or garbage: such lines are not timings
+        lat = [int(m.group(1)) / 1e6 for m in re.finditer(r"^LAT_NS (\d{1,15})\s*$", out, re.M | re.ASCII)
+               if int(m.group(1)) > 0][warmup:]
         if len(lat) != repeats:
             raise MeterError(f"expected {repeats} timings from the phone, got {len(lat)}: {out[-300:]!r}")
         lat.sort()

@@ -338,7 +338,8 @@ class TegrastatsMeter(Meter):
         if self._latest is None:
             err = (self._proc.stderr.read() if self._proc.poll() is not None else "") or "no output"
             self.close()
-            raise NoDeviceError(f"{binary} produced no sample within {startup_timeout_s}s: {err.strip()}")
+            raise NoDeviceError(f"{binary} produced no usable sample within {startup_timeout_s}s "
+                                f"({self.stats.summary()}): {err.strip()[:300]}")
 
     @classmethod
     def probe(cls, interval_ms: int = 100, binary: str = "tegrastats", **_: Any) -> Availability:
