@@ -72,10 +72,11 @@ def _workloads_main(argv: list[str]) -> int:
 
 
 def _collect_main(argv: list[str]) -> int:
-    from bench.pipeline.measure import time_workload
+    from bench.pipeline.measure import prepare_workload
+    from bench.world.workloads import WORKLOADS
     from hw import cli as hw_cli
 
-    return hw_cli.main(argv, time_fn=time_workload)
+    return hw_cli.main(argv, prepare_fn=prepare_workload, known_workloads=WORKLOADS)
 
 
 def _monitor_main(argv: list[str]) -> int:

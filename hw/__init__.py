@@ -24,8 +24,8 @@ See :mod:`hw.base` for the interfaces, :mod:`hw.measurement` for named energy wi
 from __future__ import annotations
 
 from .android import AndroidBatteryMeter
-from .base import (Availability, DeviceGoneError, DvfsController, Meter, MeterError, MissingFileError,
-                   NoDeviceError, PermissionDeniedError, Sample)
+from .base import (Availability, CounterError, DeviceGoneError, DvfsController, Meter, MeterError, MissingFileError,
+                   NoDeviceError, ParseError, PermissionDeniedError, Sample, SamplingError)
 from .jetson import Ina3221Meter, TegrastatsMeter
 from .nvml import NvmlMeter
 from .rapl import RaplMeter
@@ -90,4 +90,5 @@ def best_available_meter(reasons: dict[str, str] | None = None, **kwargs_by_name
 
 __all__ = ["METERS", "DVFS", "Registry", "PluginError", "load_plugin", "AUTO_ORDER", "best_available_meter", "Meter", "Sample", "Availability", "DvfsController",
            "MeterError", "MissingFileError", "PermissionDeniedError", "NoDeviceError", "DeviceGoneError",
+           "SamplingError", "CounterError", "ParseError",
            "RaplMeter", "TegrastatsMeter", "Ina3221Meter", "AndroidBatteryMeter", "NvmlMeter", "ReplayMeter"]

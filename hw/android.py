@@ -11,10 +11,16 @@ while discharging is negative on some phones (the convention Android's
 ``BatteryManager.BATTERY_PROPERTY_CURRENT_NOW`` documents) and positive on others.
 :func:`detect_convention` decides from readings taken while discharging:
 
-* unit — assumed: a phone under load draws between 20 mA and 20 A, so
-  ``|current_now| >= 20000`` means µA and smaller means mA; likewise
-  ``voltage_now >= 100000`` means µV (a Li-ion cell is 3–5 V), else mV;
-* sign — the sign of the median reading while ``status`` is ``Discharging``.
+* voltage unit — the one that puts the battery at 2.5–10 V (assumed, ``BATTERY_VOLTAGE_V``);
+* current unit — the one, µA or mA, under which voltage × current is a plausible
+  phone power, 20 mW–15 W (assumed, ``PHONE_POWER_W``; the range spans < 1000×, so
+  the two units can never both fit);
+* sign — that of the current while ``status`` is ``Discharging``.
+
+Every one of several readings (at least 3, spread over a second) must agree; if
+they do not, or fit no convention, the meter refuses and asks for an explicit one.
+``status`` is read as a whole line (``Not charging`` is two words) and must be one
+of the kernel's values.
 
 Pass an explicit :class:`BatteryConvention` to skip detection (e.g. calibrated
 against an external meter); the convention used is recorded in the meter's
@@ -41,17 +47,25 @@ import time
 from pathlib import PurePosixPath
 from typing import Any, Sequence
 
-from .base import (Availability, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError,
+from .base import (Availability, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError, ParseError,
                    PermissionDeniedError, Sample)
 from .dvfs import SysfsDvfs
 
 POWER_SUPPLY = "/sys/class/power_supply"
 #: adb's own messages when the phone is not (or no longer) there; a command's "not found" is not one of them
 _GONE = re.compile(r"error: device .*not found|no devices/emulators found|no devices found|device offline|error: closed")
-#: assumed: a phone under load draws 20 mA .. 20 A (see module docstring)
-CURRENT_UA_THRESHOLD = 20_000
-#: assumed: a Li-ion cell reads 3-5 V, i.e. >= 1e5 only when in µV
-VOLTAGE_UV_THRESHOLD = 100_000
+#: assumed: a phone draws between 20 mW (idle, screen off) and 15 W (flagship SoC + screen at peak)
+#: from its battery; the ratio must stay below 1000 so that µA and mA can never both be plausible
+PHONE_POWER_W = (0.02, 15.0)
+#: assumed: a phone battery reads 2.5-10 V (one Li-ion cell 2.5-4.5 V; a few phones use 2S packs ~7.7 V)
+BATTERY_VOLTAGE_V = (2.5, 10.0)
+#: calibration needs at least this many readings to decide a convention
+MIN_CALIBRATION_READS = 3
+#: values the kernel ABI allows in power_supply/*/status (Documentation/ABI/testing/sysfs-class-power)
+STATUSES = ("Unknown", "Charging", "Discharging", "Not charging", "Full")
+#: |raw| above this in voltage_now/current_now is no reading at all (> 2^31 on a 32-bit kernel int)
+MAX_RAW = 2**31
+assert PHONE_POWER_W[1] / PHONE_POWER_W[0] < 1000
 
 
 class AdbDevice:
@@ -138,7 +152,9 @@ class AdbDevice:
         script = (f"i=0; while [ $i -lt {warmup + repeats} ]; do s=$(date +%s%N); {cmd} >/dev/null || exit 3; "
                   f"e=$(date +%s%N); echo LAT_NS $((e-s)); i=$((i+1)); done")
         out = self.shell(["sh", "-c", script], timeout_s=max(self.timeout_s, 600))
-        lat = [int(line.split()[1]) / 1e6 for line in out.splitlines() if line.startswith("LAT_NS ")][warmup:]
+        # a phone whose date lacks %N prints "LAT_NS 0" or garbage: such lines are not timings
+        lat = [int(m.group(1)) / 1e6 for m in re.finditer(r"^LAT_NS (\d{1,15})\s*$", out, re.M | re.ASCII)
+               if int(m.group(1)) > 0][warmup:]
         if len(lat) != repeats:
             raise MeterError(f"expected {repeats} timings from the phone, got {len(lat)}: {out[-300:]!r}")
         lat.sort()
@@ -171,21 +187,57 @@ class BatteryConvention:
         return v * i
 
 
+def _voltage_unit(volt_raw: float) -> str | None:
+    lo, hi = BATTERY_VOLTAGE_V
+    if lo * 1e6 <= volt_raw <= hi * 1e6:
+        return "uV"
+    if lo * 1e3 <= volt_raw <= hi * 1e3:
+        return "mV"
+    return None
+
+
+def _current_unit(volt_v: float, cur_raw: float) -> str | None:
+    """The one current unit under which ``volt_v × cur_raw`` is a plausible phone power, else None."""
+    lo, hi = PHONE_POWER_W
+    fits = [unit for unit, scale in (("uA", 1e-6), ("mA", 1e-3)) if lo <= volt_v * abs(cur_raw) * scale <= hi]
+    return fits[0] if len(fits) == 1 else None
+
+
 def detect_convention(readings: Sequence[tuple[int, int]]) -> BatteryConvention:
-    """Units and sign from ``(voltage_raw, current_raw)`` pairs read while discharging."""
-    if not readings:
-        raise ValueError("no battery readings to detect the convention from")
-    cur = statistics.median(c for _, c in readings)
-    volt = statistics.median(v for v, _ in readings)
-    if cur == 0:
-        raise MeterError("current_now reads 0 while discharging: cannot tell its sign; "
-                         "pass convention=BatteryConvention(...) or put the phone under load")
-    return BatteryConvention(
-        current_unit="uA" if abs(cur) >= CURRENT_UA_THRESHOLD else "mA",
-        voltage_unit="uV" if volt >= VOLTAGE_UV_THRESHOLD else "mV",
-        discharge_sign=1 if cur > 0 else -1,
-        source="detected",
-    )
+    """Units and sign from ``(voltage_raw, current_raw)`` pairs read while discharging.
+
+    Decided from every reading, not one: the voltage unit is the one that puts the
+    battery in :data:`BATTERY_VOLTAGE_V`; the current unit the one (µA or mA) under
+    which voltage × current is a plausible phone power (:data:`PHONE_POWER_W`) —
+    the two ranges cannot both fit, as the power range spans less than 1000×; the
+    sign is that of the current while discharging. Every reading must agree and at
+    least :data:`MIN_CALIBRATION_READS` are needed; otherwise this refuses with a
+    :class:`~hw.base.MeterError` asking for an explicit convention.
+    """
+    ask = ("pass an explicit convention: BatteryConvention(current_unit='uA'|'mA', voltage_unit='uV'|'mV', "
+           "discharge_sign=1|-1) (e.g. checked against a USB power meter), or put the phone under steady load")
+    if len(readings) < MIN_CALIBRATION_READS:
+        raise MeterError(f"{len(readings)} battery reading(s) to detect the convention from; "
+                         f"allowed: at least {MIN_CALIBRATION_READS}. Or {ask}")
+    v_units = {_voltage_unit(v) for v, _ in readings}
+    if len(v_units) != 1 or None in v_units:
+        raise MeterError(f"voltage_now readings {[v for v, _ in readings][:8]} do not all read as a {BATTERY_VOLTAGE_V[0]}-"
+                         f"{BATTERY_VOLTAGE_V[1]} V battery in µV or in mV: {ask}")
+    v_unit = v_units.pop()
+    v_scale = 1e-6 if v_unit == "uV" else 1e-3
+    currents = [c for _, c in readings]
+    if any(c == 0 for c in currents):
+        raise MeterError(f"current_now reads 0 while discharging ({currents[:8]}): cannot tell its sign or unit; {ask}")
+    signs = {1 if c > 0 else -1 for c in currents}
+    if len(signs) != 1:
+        raise MeterError(f"current_now changes sign while discharging ({currents[:8]}): cannot tell the convention; {ask}")
+    c_units = {_current_unit(v * v_scale, c) for v, c in readings}
+    if len(c_units) != 1 or None in c_units:
+        lo, hi = PHONE_POWER_W
+        raise MeterError(f"current_now readings {currents[:8]} (voltage {v_unit}) are not all a plausible phone power "
+                         f"({lo:g}-{hi:g} W) under one unit, µA or mA: {ask}")
+    return BatteryConvention(current_unit=c_units.pop(), voltage_unit=v_unit, discharge_sign=signs.pop(),
+                             source="detected")
 
 
 def find_battery(device: AdbDevice) -> str:
@@ -204,6 +256,27 @@ def find_battery(device: AdbDevice) -> str:
     return f"{POWER_SUPPLY}/{'battery' if 'battery' in batteries else batteries[0]}"
 
 
+def parse_battery_readout(out: str, where: str = "battery") -> tuple[int, int, str]:
+    """``(voltage_raw, current_raw, status)`` from ``cat voltage_now current_now status``.
+
+    One value per line; the status is the whole third line (``Not charging`` is two
+    words). Anything else raises :class:`~hw.base.ParseError` naming the readout.
+    """
+    lines = [ln.strip() for ln in out.replace("\r", "").split("\n") if ln.strip()]
+    if len(lines) != 3:
+        raise ParseError(f"unexpected battery readout from {where}: {out[:120]!r}; allowed: three lines "
+                         "(voltage_now, current_now, status)")
+    values = []
+    for name, text in (("voltage_now", lines[0]), ("current_now", lines[1])):
+        if not re.fullmatch(r"[-+]?\d{1,12}", text, re.ASCII):
+            raise ParseError(f"{where}/{name} reads {text[:40]!r}; allowed: a decimal integer")
+        value = int(text)
+        if abs(value) >= MAX_RAW:
+            raise ParseError(f"{where}/{name} reads {value}; allowed: |value| < {MAX_RAW}")
+        values.append(value)
+    return values[0], values[1], lines[2]
+
+
 class AndroidBatteryMeter(Meter):
     """Battery discharge power of a phone over adb (rail ``battery``)."""
 
@@ -211,11 +284,14 @@ class AndroidBatteryMeter(Meter):
     CHARGING = ("Charging", "Full", "Not charging")
 
     def __init__(self, device: AdbDevice | None = None, convention: BatteryConvention | None = None,
-                 allow_charging: bool = False, calibration_reads: int = 5):
+                 allow_charging: bool = False, calibration_reads: int = 5, calibration_interval_s: float = 0.2):
         self.device = device or AdbDevice()
         self.allow_charging = allow_charging
         self.path = find_battery(self.device)
         if convention is None:
+            if calibration_reads < MIN_CALIBRATION_READS:
+                raise MeterError(f"calibration_reads={calibration_reads}; allowed: at least {MIN_CALIBRATION_READS} "
+                                 "(the convention is decided from several readings), or pass convention=...")
             readings = []
             for _ in range(calibration_reads):
                 v, c, status = self._raw()
@@ -224,6 +300,7 @@ class AndroidBatteryMeter(Meter):
                     raise MeterError(f"battery status is {status!r}: the current sign can only be detected while "
                                      "discharging; pass convention=BatteryConvention(...)")
                 readings.append((v, c))
+                time.sleep(calibration_interval_s)  # fuel gauges update at ~1-4 Hz: spread the readings
             convention = detect_convention(readings)
         self.convention = convention
 
@@ -247,13 +324,14 @@ class AndroidBatteryMeter(Meter):
 
     def _raw(self) -> tuple[int, int, str]:
         out = self.device.shell(["cat", f"{self.path}/voltage_now", f"{self.path}/current_now", f"{self.path}/status"])
-        lines = out.split()
-        try:
-            return int(lines[0]), int(lines[1]), lines[2]
-        except (IndexError, ValueError):
-            raise MeterError(f"unexpected battery readout from {self.path}: {out!r}") from None
+        return parse_battery_readout(out, self.path)
 
     def _check_status(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ParseError(f"{self.path}/status reads {status[:40]!r}; allowed: {list(STATUSES)}")
+        if status == "Unknown" and not self.allow_charging:
+            raise MeterError(f"{self.path}/status reads 'Unknown': cannot tell whether the phone is charging; "
+                             "pass allow_charging=True (CLI: --allow-charging) to measure anyway")
         if status in self.CHARGING and not self.allow_charging:
             raise MeterError(
                 f"the phone is plugged in (battery status {status!r}), so battery readings do not show what it draws. "

@@ -20,8 +20,11 @@ miss a wrap.
 
 Errors a person can act on all derive from :class:`MeterError`:
 :class:`MissingFileError`, :class:`PermissionDeniedError` (its message carries
-the fix), :class:`NoDeviceError` and :class:`DeviceGoneError` (device vanished
-mid-run; the samples taken so far travel with it).
+the fix), :class:`NoDeviceError`, :class:`ParseError` (a readout that is not what
+the adapter knows), :class:`CounterError` (a counter that went backwards or reset)
+and :class:`SamplingError` / its subclass :class:`DeviceGoneError` (a read failed
+inside a window, e.g. the device vanished mid-run; the samples taken so far travel
+with it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import atexit
 import dataclasses
 import math
 import time
+import types
 import weakref
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -52,12 +56,24 @@ class NoDeviceError(MeterError):
     """No device of this family is present (no GPU, no phone attached, no zones)."""
 
 
-class DeviceGoneError(MeterError):
-    """The device disappeared in the middle of a run; ``samples`` keeps what was measured."""
+class SamplingError(MeterError):
+    """A reading failed inside an energy window; ``samples`` keeps what was measured before it."""
 
     def __init__(self, message: str, samples: Sequence["Sample"] = ()):
         super().__init__(message)
         self.samples = list(samples)
+
+
+class DeviceGoneError(SamplingError):
+    """The device disappeared in the middle of a run; ``samples`` keeps what was measured."""
+
+
+class CounterError(MeterError):
+    """A cumulative counter moved in a way no wrap explains (went backwards, reset, or jumped)."""
+
+
+class ParseError(MeterError):
+    """A device readout could not be parsed; the message names the source, the bad text and what is allowed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +88,10 @@ class Availability:
 
 
 # --------------------------------------------------------------------------- samples
+_object_new = object.__new__
+#: the one empty mapping that samples from :meth:`Sample.fast` share for fields they do not fill (read-only)
+_NONE: Mapping[str, float] = types.MappingProxyType({})
+
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """One reading of a meter.
@@ -115,8 +135,22 @@ class Sample:
             return None
         return float(sum(self.energy_j[r] for r in rails))
 
+    @classmethod
+    def fast(cls, t_s: float, power_w: Mapping[str, float] | None = None, energy_j: Mapping[str, float] | None = None,
+             total: tuple[str, ...] = ()) -> "Sample":
+        """The same as ``Sample(t_s=..., power_w=..., energy_j=..., total=...)`` without the frozen
+        dataclass's per-field ``__setattr__`` calls: meters build one per read on the sampler thread,
+        where a read's cost is the sampler's overhead (``python -m bench.perf.sampler``)."""
+        s = _object_new(cls)
+        s.__dict__.update(t_s=t_s, power_w=_NONE if power_w is None else power_w,
+                          energy_j=_NONE if energy_j is None else energy_j, freq_mhz=_NONE, util_pct=_NONE,
+                          temp_c=_NONE, total=total)
+        return s
+
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("power_w", "energy_j", "freq_mhz", "util_pct", "temp_c"):
+            out[key] = dict(out[key])
         out["total"] = list(self.total)
         return out
 
@@ -131,17 +165,26 @@ class Sample:
         return cls(**kwargs)
 
 
-def counter_delta(begin: float, end: float, max_range: float) -> float:
+def counter_delta(begin: float, end: float, max_range: float, max_step: float = math.inf) -> float:
     """``end - begin`` for a counter that wraps to 0 after ``max_range``.
 
     Assumes at most one wrap between the two reads — which is why meters with
     wrapping counters declare ``max_poll_interval_s`` and the sampler honours it.
+    A decrease that one wrap cannot explain — ``begin`` above the range, or an
+    unwrapped step larger than ``max_step`` (the most the counter can advance
+    between two reads; a counter *reset* to near 0 looks like an almost full wrap)
+    — raises :class:`CounterError` instead of adding a phantom range.
     """
     if end >= begin:
         return end - begin
-    if max_range <= 0 or begin > max_range:
-        raise ValueError(f"counter went backwards ({begin} -> {end}) and max_range={max_range} cannot explain it")
-    return (max_range - begin) + end
+    if not (max_range > 0) or begin > max_range or end > max_range:
+        raise CounterError(f"counter went backwards ({begin} -> {end}) and max_range={max_range} cannot explain it")
+    step = (max_range - begin) + end
+    if step > max_step:
+        raise CounterError(f"counter went backwards ({begin} -> {end}); a wrap at max_range={max_range} would mean "
+                           f"{step:.0f} units since the last read, more than the {max_step:.0f} possible: "
+                           "the counter was reset (CPU hotplug, suspend/resume, driver reload)")
+    return step
 
 
 # --------------------------------------------------------------------------- meters
@@ -170,6 +213,14 @@ class Meter(abc.ABC):
     @abc.abstractmethod
     def read(self) -> Sample:
         """One timestamped reading; raises a :class:`MeterError` subclass on failure."""
+
+    def poll(self) -> Sample:
+        """The sampler thread's periodic reading (window edges use :meth:`read`).
+
+        May carry fewer rails than :meth:`read` where that is exact and cheaper (RAPL: only
+        the counters of the total between edges); by default it is :meth:`read`.
+        """
+        return self.read()
 
     def settings(self) -> dict[str, Any]:
         """Constructor arguments, recorded in the trace metadata sidecar."""

@@ -24,6 +24,12 @@ token                                  seen on
 anything else                          kept verbatim in ``unparsed``; never fatal
 =====================================  ===============================================
 
+A corrupt token never becomes a value: numbers longer than 9 digits, rails above
+:data:`MAX_RAIL_MW`, and memory tokens that lost their unit (``RAM 12579/6``,
+``RAM 2633/7850``) stay in ``unparsed``. A line that is unusable as a whole (malformed
+date prefix, nothing recognised) is marked ``bad``; readers skip and count it
+(:class:`ParseStats`).
+
 The device total is the board input rail (``VDD_IN`` on TX2/Xavier NX/Orin NX and
 Nano, ``POM_5V_IN`` on Nano/TX1) when present; boards without one (AGX Xavier,
 AGX Orin) sum all their rails — the choice energymon's Jetson backend makes too.
@@ -47,7 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .base import Availability, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError, PermissionDeniedError, Sample
+from .base import (Availability, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError, ParseError,
+                   PermissionDeniedError, Sample)
 from .dvfs import DEVFREQ_DIR, LocalFS, SysfsDvfs
 
 #: rails that measure the whole board input, in order of preference
@@ -55,20 +62,37 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 #: devfreq names of the Jetson GPU (Orin, Xavier, TX2, Nano/TX1)
 GPU_DEVFREQ = ("17000000.ga10b", "17000000.gv11b", "17000000.gp10b", "57000000.gpu")
 
-_DATE = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+")
-_RAM = re.compile(r"\bRAM (\d+)/(\d+)([kMG])B(?: \(lfb [^)]*\))?")
-_SWAP = re.compile(r"\bSWAP (\d+)/(\d+)([kMG])B(?: \(cached [^)]*\))?")
-_IRAM = re.compile(r"\bIRAM (\d+)/(\d+)([kMG])B(?: \(lfb [^)]*\))?")
-_CPU = re.compile(r"\bCPU \[([^\]]*)\](?:@(\d+))?", re.IGNORECASE)
-_UNIT = r"(?:\d+(?:\.\d+)?)"
-_CLOCK = re.compile(r"\b(EMC_FREQ|EMC|GR3D_FREQ|GR3D) (?:(\d+)%)?(?:@(\d+|\[[\d,]*\]))?(?=\s|$)")
-_RAIL = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*) (\d+(?:\.\d+)?)(mW)?/(\d+(?:\.\d+)?)(mW)?(?:/(\d+(?:\.\d+)?)(mW)?)?(?=\s|$)")
-_TEMP = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C(?=\s|$)")
-_ENGINE = re.compile(r"\b(NV[A-Z]+\d*|VIC|OFA|PVA\d_FREQ|APE|MSENC|DLA\d\w*) (off|\d+%@\d+|\d+)(?=\s|$)")
-_MTS = re.compile(r"\bMTS fg (\d+)% bg (\d+)%")
+# Numbers are bounded in length ({1,9} digits) so that a corrupt token never becomes a huge or
+# infinite float; character classes never cross the next bracket or line, so every pattern scans a
+# line in linear time (an unclosed "CPU [" once made the bracket pattern quadratic). re.ASCII: \d
+# is 0-9 only.
+_N = r"\d{1,9}(?!\d)"  # an integer of at most 9 digits
+_F = r"\d{1,9}(?:\.\d{1,6})?(?![\d.])"  # a decimal of at most 9.6 digits
+_A = re.ASCII
+_DATE = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+", _A)
+_DATEISH = re.compile(r"^\s*\d{1,4}[-/]\d{1,4}[-/]\d{1,4}[ T]\d{1,2}:\d{1,2}", _A)
+_RAM = re.compile(rf"\bRAM ({_N})/({_N})([kMG])B(?: \(lfb [^)(]{{0,40}}\))?", _A)
+_SWAP = re.compile(rf"\bSWAP ({_N})/({_N})([kMG])B(?: \(cached [^)(]{{0,40}}\))?", _A)
+_IRAM = re.compile(rf"\bIRAM ({_N})/({_N})([kMG])B(?: \(lfb [^)(]{{0,40}}\))?", _A)
+_CPU = re.compile(rf"\bCPU \[([^\]\[]{{0,2000}})\](?:@({_N}))?", re.IGNORECASE | _A)
+_CLOCK = re.compile(rf"\b(EMC_FREQ|EMC|GR3D_FREQ|GR3D) (?:({_N})%)?(?:@({_N}|\[[\d,]{{0,200}}\]))?(?=\s|$)", _A)
+_RAIL = re.compile(rf"\b([A-Za-z][A-Za-z0-9_]{{0,63}}) ({_F})(mW)?/({_F})(mW)?(?:/({_F})(mW)?)?(?=\s|$)", _A)
+_TEMP = re.compile(rf"\b([A-Za-z][A-Za-z0-9_]{{0,63}})@(-?{_F})C(?=\s|$)", _A)
+_ENGINE = re.compile(rf"\b(NV[A-Z]{{1,10}}\d?|VIC|OFA|PVA\d_FREQ|APE|MSENC|DLA\d\w{{0,10}}) (off|{_N}%@{_N}|{_N})(?=\s|$)", _A)
+_MTS = re.compile(rf"\bMTS fg ({_N})% bg ({_N})%", _A)
+_CPU_ENTRY = re.compile(rf"({_N})%(?:@({_N}))?", _A)
 _UNITS_MB = {"k": 1 / 1024, "M": 1.0, "G": 1024.0}
 #: tegrastats prints this when a thermal zone exists but has no sensor
 ABSENT_TEMP_C = -256.0
+#: token names that are never power rails: a truncated ``RAM 12579/6`` or a ``RAM 2633/7850`` whose
+#: ``MB`` was lost has the rail shape ``NAME a/b`` but is memory, not mW
+NOT_RAILS = frozenset({"RAM", "SWAP", "IRAM", "CPU", "EMC", "EMC_FREQ", "GR3D", "GR3D_FREQ", "MTS", "lfb", "cached",
+                       "fg", "bg"})
+#: assumed: no Jetson rail reads above 1 kW (the largest module, AGX Orin 64GB, is rated 60 W);
+#: a larger value is a corrupt token, not a reading
+MAX_RAIL_MW = 1_000_000.0
+#: assumed: tegrastats lines are < 2 KB (24-core AGX Thor lines ~1 KB); longer lines are not tegrastats
+MAX_LINE_CHARS = 16_384
 
 
 @dataclass
@@ -94,6 +118,8 @@ class TegraSample:
     absent_sensors: list[str] = field(default_factory=list)
     engines_mhz: dict[str, float | None] = field(default_factory=dict)
     unparsed: list[str] = field(default_factory=list)
+    #: why the line is unusable (skipped and counted by the log readers); "" when it is usable
+    bad: str = ""
 
     @property
     def total_rails(self) -> tuple[str, ...]:
@@ -118,8 +144,15 @@ class TegraSample:
                       temp_c=dict(self.temps_c), total=self.total_rails)
 
 
+class _BadToken(Exception):
+    """A token had the right shape but an impossible value; it goes to ``unparsed``."""
+
+
 def _mw(value: str) -> float:
-    return float(value) / 1000.0  # rails are mW with or without the unit
+    mw = float(value)  # rails are mW with or without the unit; at most 9.6 digits, so finite
+    if mw > MAX_RAIL_MW:
+        raise _BadToken
+    return mw / 1000.0
 
 
 def _clock(value: str | None) -> tuple[float | None, list[float]]:
@@ -127,23 +160,47 @@ def _clock(value: str | None) -> tuple[float | None, list[float]]:
         return None, []
     if value.startswith("["):
         gpcs = [float(v) for v in value.strip("[]").split(",") if v]
+        if any(len(v) > 9 for v in value.strip("[]").split(",")):
+            raise _BadToken
         return (max(gpcs) if gpcs else None), gpcs
     return float(value), []
 
 
 def parse_tegrastats(line: str) -> TegraSample:
-    """Parse one tegrastats line (any format in the table above). Unknown tokens never raise."""
+    """Parse one tegrastats line (any format in the table above). Never raises.
+
+    Unknown or corrupt tokens are kept in ``unparsed``. A line that cannot be used at
+    all — a malformed date prefix, nothing recognised, longer than :data:`MAX_LINE_CHARS`,
+    not text — comes back with ``bad`` saying why; :func:`iter_tegrastats_log` and the
+    streaming meter skip such lines and count them. Time: linear in the line length.
+    """
     s = TegraSample()
+    if not isinstance(line, str):
+        s.bad = f"not text: {type(line).__name__}"
+        return s
+    if len(line) > MAX_LINE_CHARS:
+        s.bad = f"line of {len(line)} characters; allowed: at most {MAX_LINE_CHARS}"
+        return s
     rest = line.strip()
     m = _DATE.match(rest)
     if m:
-        s.timestamp = _dt.datetime.strptime(m.group(1), "%m-%d-%Y %H:%M:%S")
+        try:
+            s.timestamp = _dt.datetime.strptime(m.group(1), "%m-%d-%Y %H:%M:%S")
+        except ValueError:
+            s.bad = f"malformed date prefix {m.group(1)!r}; allowed: MM-DD-YYYY HH:MM:SS"
+            return s
         rest = rest[m.end():]
+    elif _DATEISH.match(rest):
+        s.bad = f"malformed date prefix {rest[:19]!r}; allowed: MM-DD-YYYY HH:MM:SS"
+        return s
 
     def take(regex: re.Pattern, handler) -> None:
         nonlocal rest
         def sub(mm: re.Match) -> str:
-            handler(mm)
+            try:
+                handler(mm)
+            except (_BadToken, ValueError, OverflowError):
+                s.unparsed.append(mm.group(0))
             return " "
         rest = regex.sub(sub, rest)
 
@@ -159,7 +216,7 @@ def parse_tegrastats(line: str) -> TegraSample:
         cluster_f = float(mm.group(2)) if mm.group(2) else None
         for entry in mm.group(1).split(","):
             entry = entry.strip()
-            em = re.fullmatch(r"(\d+)%(?:@(\d+))?", entry)
+            em = _CPU_ENTRY.fullmatch(entry)
             if entry == "off" or not em:
                 s.cpu_load_pct.append(None)
                 s.cpu_freq_mhz.append(None)
@@ -179,10 +236,13 @@ def parse_tegrastats(line: str) -> TegraSample:
 
     def rail(mm):
         name = mm.group(1)
-        s.rails_w[name] = _mw(mm.group(2))
-        s.rails_avg_w[name] = _mw(mm.group(4))
-        if mm.group(6) is not None:
-            s.rails_extra_w[name] = _mw(mm.group(6))
+        if name in NOT_RAILS:  # memory with its unit lost or cut off: never a rail
+            raise _BadToken
+        now, avg = _mw(mm.group(2)), _mw(mm.group(4))
+        extra = _mw(mm.group(6)) if mm.group(6) is not None else None
+        s.rails_w[name], s.rails_avg_w[name] = now, avg
+        if extra is not None:
+            s.rails_extra_w[name] = extra
 
     def temp(mm):
         value = float(mm.group(2))
@@ -205,15 +265,44 @@ def parse_tegrastats(line: str) -> TegraSample:
     take(_MTS, lambda mm: None)
     take(_ENGINE, engine)
     s.unparsed.extend(rest.split())
+    recognised = (s.rails_w or s.ram_used_mb is not None or s.cpu_load_pct or s.temps_c or s.engines_mhz
+                  or s.gpu_freq_mhz is not None or s.emc_freq_mhz is not None or s.swap_used_mb is not None)
+    if not recognised:
+        s.bad = f"no tegrastats field recognised in {line.strip()[:60]!r}"
     return s
 
 
-def iter_tegrastats_log(path: str | os.PathLike) -> Iterator[TegraSample]:
-    """Parsed samples of a tegrastats log file (blank lines skipped)."""
-    with open(path, errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                yield parse_tegrastats(line)
+@dataclass
+class ParseStats:
+    """Lines read and skipped by a log reader; ``examples`` keeps the first few reasons."""
+
+    n_lines: int = 0
+    n_bad: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, lineno: int, reason: str) -> None:
+        self.n_bad += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"line {lineno}: {reason}")
+
+    def summary(self) -> str:
+        return f"{self.n_bad} of {self.n_lines} lines skipped" + (f" ({'; '.join(self.examples)})" if self.examples else "")
+
+
+def iter_tegrastats_log(path: str | os.PathLike, stats: ParseStats | None = None) -> Iterator[TegraSample]:
+    """Usable samples of a tegrastats log file. Blank lines are ignored; bad lines (see
+    :func:`parse_tegrastats`) are skipped and counted in ``stats``; undecodable bytes are replaced."""
+    stats = stats if stats is not None else ParseStats()
+    with open(path, errors="replace", newline=None) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            stats.n_lines += 1
+            sample = parse_tegrastats(line)
+            if sample.bad:
+                stats.skip(lineno, sample.bad)
+                continue
+            yield sample
 
 
 # --------------------------------------------------------------------------- tegrastats streaming
@@ -233,9 +322,11 @@ class TegrastatsMeter(Meter):
         self.interval_ms, self.binary = int(interval_ms), binary
         self._latest: tuple[float, TegraSample] | None = None
         self._cond = threading.Condition()
+        #: lines streamed and lines skipped as unusable
+        self.stats = ParseStats()
         try:
             self._proc = subprocess.Popen([binary, "--interval", str(self.interval_ms)], stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, bufsize=1)
+                                          stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1)
         except FileNotFoundError:
             raise MissingFileError(f"{binary!r} not found on PATH: not a Jetson, or L4T tools not installed") from None
         except PermissionError:
@@ -247,7 +338,8 @@ class TegrastatsMeter(Meter):
         if self._latest is None:
             err = (self._proc.stderr.read() if self._proc.poll() is not None else "") or "no output"
             self.close()
-            raise NoDeviceError(f"{binary} produced no sample within {startup_timeout_s}s: {err.strip()}")
+            raise NoDeviceError(f"{binary} produced no usable sample within {startup_timeout_s}s "
+                                f"({self.stats.summary()}): {err.strip()[:300]}")
 
     @classmethod
     def probe(cls, interval_ms: int = 100, binary: str = "tegrastats", **_: Any) -> Availability:
@@ -262,10 +354,15 @@ class TegrastatsMeter(Meter):
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None
+        # a line that is not valid UTF-8 must not end the stream: text mode with errors="replace"
         for line in self._proc.stdout:
             if not line.strip():
                 continue
+            self.stats.n_lines += 1
             sample = parse_tegrastats(line)
+            if sample.bad:  # one bad line never ends a collection: skip it, count it
+                self.stats.skip(self.stats.n_lines, sample.bad)
+                continue
             with self._cond:
                 self._latest = (time.monotonic(), sample)
                 self._cond.notify_all()
@@ -299,32 +396,48 @@ def find_ina3221_rails(root: str | os.PathLike = "/") -> dict[str, tuple[str, ..
     for hw in sorted(glob.glob(f"{root}/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*")):
         for label in sorted(glob.glob(f"{hw}/in*_label")):
             k = re.search(r"in(\d+)_label$", label).group(1)
-            name = Path(label).read_text().strip()
+            try:
+                name = Path(label).read_text(errors="replace").strip()
+            except OSError:
+                continue
             volt, curr = f"{hw}/in{k}_input", f"{hw}/curr{k}_input"
             if name and name != "NC" and os.path.exists(volt) and os.path.exists(curr):
                 rails[name] = ("hwmon", volt, curr)
     for dev in sorted(glob.glob(f"{root}/sys/bus/i2c/drivers/ina3221x/*/iio:device*")):
         for label in sorted(glob.glob(f"{dev}/rail_name_*")):
             k = label.rsplit("_", 1)[1]
-            name = Path(label).read_text().strip()
+            try:
+                name = Path(label).read_text(errors="replace").strip()
+            except OSError:
+                continue
             power = f"{dev}/in_power{k}_input"
             if name and name != "NC" and os.path.exists(power):
                 rails[name] = ("iio", power)
     return rails
 
 
-def _sysfs_int(path: str) -> int:
+def _sysfs_open(path: str) -> int:
     try:
-        with open(path) as fh:
-            return int(fh.read().strip())
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except PermissionError:
         raise PermissionDeniedError(f"cannot read {path}: permission denied; run as root or `sudo chmod a+r {path}`") from None
     except FileNotFoundError:
-        raise DeviceGoneError(f"{path} disappeared mid-run") from None
+        raise MissingFileError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise MeterError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+#: assumed: no INA3221 channel reads beyond 1e7 (the chip's registers are 13-bit; drivers scale to mV/mA/mW)
+INA_MAX_READING = 10_000_000
 
 
 class Ina3221Meter(Meter):
-    """Power per INA3221 rail read straight from sysfs (no tegrastats process, ~µs per file)."""
+    """Power per INA3221 rail read straight from sysfs (no tegrastats process, ~µs per file).
+
+    Every file stays open for the meter's life and a read is one ``os.pread`` per
+    file (sysfs regenerates an attribute on each read at offset 0), so sampling
+    costs no open/close or path lookup.
+    """
 
     name = "jetson-ina3221"
 
@@ -334,6 +447,20 @@ class Ina3221Meter(Meter):
         if not self.rails:
             raise NoDeviceError(f"no INA3221 rails under {root}sys/bus/i2c/drivers/ina3221{{,x}} (not a Jetson with power monitors)")
         self.total = next(((r,) for r in INPUT_RAILS if r in self.rails), tuple(self.rails))
+        self._fds: list[int] = []
+        # (rail, scale, fd, fd-or-None): hwmon mV * mA * 1e-6 = W; iio mW * 1e-3 = W
+        self._plan: list[tuple[str, float, int, int | None, tuple[str, ...]]] = []
+        try:
+            for name, spec in self.rails.items():
+                fds = [_sysfs_open(p) for p in spec[1:]]
+                self._fds.extend(fds)
+                if spec[0] == "hwmon":
+                    self._plan.append((name, 1e-6, fds[0], fds[1], spec[1:]))
+                else:
+                    self._plan.append((name, 1e-3, fds[0], None, spec[1:]))
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def probe(cls, root: str | os.PathLike = "/") -> Availability:
@@ -346,15 +473,41 @@ class Ina3221Meter(Meter):
     def settings(self) -> dict[str, Any]:
         return {"root": self.root}
 
+    @staticmethod
+    def _pread(fd: int, path: str) -> int:
+        try:
+            raw = os.pread(fd, 24, 0)
+        except OSError as exc:  # ENODEV/EIO: the driver went away with the device
+            raise DeviceGoneError(f"cannot read {path} mid-run ({exc.strerror or exc})") from None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ParseError(f"{path} holds {raw[:40]!r}; allowed: one decimal integer") from None
+        if abs(value) > INA_MAX_READING:
+            raise ParseError(f"{path} holds {value}; allowed: |value| <= {INA_MAX_READING} (mV, mA or mW)")
+        return value
+
     def read(self) -> Sample:
         t = time.monotonic()
+        pread = self._pread
         power = {}
-        for name, spec in self.rails.items():
-            if spec[0] == "hwmon":
-                power[name] = _sysfs_int(spec[1]) * _sysfs_int(spec[2]) / 1e6  # mV * mA = µW
-            else:
-                power[name] = _sysfs_int(spec[1]) / 1e3  # mW
-        return Sample(t_s=t, power_w=power, total=self.total)
+        for name, scale, fd_a, fd_b, paths in self._plan:
+            v = pread(fd_a, paths[0])
+            if fd_b is not None:
+                v *= pread(fd_b, paths[1])
+            power[name] = v * scale
+        return Sample.fast(t, power_w=power, total=self.total)
+
+    def close(self) -> None:
+        fds, self._fds = getattr(self, "_fds", []), []
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- DVFS

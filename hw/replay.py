@@ -20,33 +20,41 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .base import Availability, DeviceGoneError, Meter, MissingFileError, NoDeviceError, Sample
-from .jetson import iter_tegrastats_log
+from .base import Availability, DeviceGoneError, Meter, MissingFileError, NoDeviceError, ParseError, Sample
+from .jetson import ParseStats, iter_tegrastats_log
 
 #: assumed: tegrastats' default --interval is 1000 ms (L4T Developer Guide, tegrastats Utility)
 TEGRASTATS_DEFAULT_INTERVAL_S = 1.0
 
 
-def tegrastats_samples(path: str | os.PathLike, interval_s: float | None = None) -> list[Sample]:
-    """The samples of a tegrastats log at log time (seconds from its first line)."""
-    parsed = list(iter_tegrastats_log(path))
+def tegrastats_samples(path: str | os.PathLike, interval_s: float | None = None,
+                       stats: ParseStats | None = None) -> list[Sample]:
+    """The samples of a tegrastats log at log time (seconds from its first usable line).
+
+    Bad lines are skipped and counted in ``stats`` (one never ends a replay). Times
+    come from the date prefixes when every usable line has one and they never go
+    backwards; otherwise from line numbers at ``interval_s``.
+    """
+    stats = stats if stats is not None else ParseStats()
+    if interval_s is not None and not (math.isfinite(interval_s) and interval_s > 0):
+        raise ParseError(f"interval_s={interval_s}: must be a finite number > 0")
+    parsed = list(iter_tegrastats_log(path, stats))
     if not parsed:
-        raise NoDeviceError(f"{path}: no tegrastats lines")
+        raise NoDeviceError(f"{path}: no usable tegrastats lines ({stats.summary()})")
     dated = all(p.timestamp is not None for p in parsed)
     if interval_s is None and dated:
         t0 = parsed[0].timestamp
         times = [(p.timestamp - t0).total_seconds() for p in parsed]
         if any(b < a for a, b in zip(times, times[1:])):
-            raise ValueError(f"{path}: date prefixes go backwards; pass interval_s to use line numbers instead")
+            raise ParseError(f"{path}: date prefixes go backwards; pass interval_s to use line numbers instead")
     else:
         step = TEGRASTATS_DEFAULT_INTERVAL_S if interval_s is None else float(interval_s)
-        if step <= 0:
-            raise ValueError(f"interval_s={interval_s}: must be > 0")
         times = [i * step for i in range(len(parsed))]
     return [p.to_sample(t) for p, t in zip(parsed, times)]
 
@@ -56,20 +64,62 @@ def save_samples(samples: Iterable[Sample], path: str | os.PathLike) -> Path:
     path = Path(path)
     with open(path, "w") as fh:
         for s in samples:
-            fh.write(json.dumps(s.to_dict(), sort_keys=True) + "\n")
+            fh.write(json.dumps(s.to_dict(), sort_keys=True, allow_nan=False) + "\n")
     return path
 
 
-def load_samples(path: str | os.PathLike) -> list[Sample]:
-    out = []
-    with open(path) as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append(Sample.from_dict(json.loads(line)))
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"{path}:{i}: not a sample line ({exc})") from None
+def _finite_map(value: Any, key: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} is {type(value).__name__}; allowed: an object of name -> number")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{key}[{str(k)[:40]!r}] = {str(v)[:40]!r}; allowed: a finite number")
+        out[str(k)] = float(v)
     return out
+
+
+def sample_from_json(entry: Any) -> Sample:
+    """A :class:`Sample` from one parsed JSON object; ``ValueError`` naming the bad field otherwise."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"a {type(entry).__name__}; allowed: a JSON object")
+    allowed = {"t_s", "power_w", "energy_j", "freq_mhz", "util_pct", "temp_c", "total"}
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(map(str, unknown))[:5]}; allowed: {sorted(allowed)}")
+    t = entry.get("t_s")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        raise ValueError(f"t_s = {str(t)[:40]!r}; allowed: a finite number of seconds")
+    total = entry.get("total", [])
+    if not isinstance(total, list) or not all(isinstance(r, str) for r in total):
+        raise ValueError("total must be a list of rail names")
+    maps = {k: _finite_map(entry.get(k, {}), k) for k in ("power_w", "energy_j", "freq_mhz", "util_pct", "temp_c")}
+    return Sample(t_s=float(t), total=tuple(total), **maps)
+
+
+def load_samples(path: str | os.PathLike, stats: ParseStats | None = None) -> list[Sample]:
+    """Samples of a JSON-lines file; bad lines (not JSON, bad fields, non-finite numbers, times going
+    backwards) are skipped and counted in ``stats``."""
+    stats = stats if stats is not None else ParseStats()
+    out: list[Sample] = []
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            stats.n_lines += 1
+            try:
+                s = sample_from_json(json.loads(raw.decode("utf-8"), parse_constant=_no_constant))
+                if out and s.t_s < out[-1].t_s:
+                    raise ValueError(f"t_s = {s.t_s} goes backwards (previous {out[-1].t_s})")
+            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                stats.skip(i, str(exc)[:200])
+                continue
+            out.append(s)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number; allowed: finite numbers")
 
 
 class ReplayMeter(Meter):
@@ -80,8 +130,8 @@ class ReplayMeter(Meter):
     def __init__(self, samples: Sequence[Sample], speed: float = 1.0, loop: bool = True, source: str = "memory"):
         if not samples:
             raise NoDeviceError("replay: no samples to play")
-        if speed <= 0:
-            raise ValueError(f"speed={speed}: must be > 0")
+        if not (math.isfinite(speed) and speed > 0):
+            raise ParseError(f"speed={speed}: must be a finite number > 0")
         t0 = samples[0].t_s
         self.samples = list(samples)
         self._times = [s.t_s - t0 for s in samples]
@@ -90,6 +140,8 @@ class ReplayMeter(Meter):
         self.duration_s = self._times[-1] + step
         self.speed, self.loop, self.source = float(speed), bool(loop), source
         self._start: float | None = None
+        #: lines read from the recording and lines skipped as unusable
+        self.stats = ParseStats()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, speed: float = 1.0, loop: bool = True,
@@ -98,8 +150,13 @@ class ReplayMeter(Meter):
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"replay: {path} does not exist")
-        samples = load_samples(path) if path.suffix == ".jsonl" else tegrastats_samples(path, interval_s)
-        return cls(samples, speed=speed, loop=loop, source=str(path))
+        stats = ParseStats()
+        samples = load_samples(path, stats) if path.suffix == ".jsonl" else tegrastats_samples(path, interval_s, stats)
+        if not samples:
+            raise NoDeviceError(f"replay: no usable samples in {path} ({stats.summary()})")
+        meter = cls(samples, speed=speed, loop=loop, source=str(path))
+        meter.stats = stats
+        return meter
 
     @classmethod
     def probe(cls, path: str | os.PathLike | None = None, **_: Any) -> Availability:
@@ -113,7 +170,8 @@ class ReplayMeter(Meter):
         return Availability(True)
 
     def settings(self) -> dict[str, Any]:
-        return {"source": self.source, "speed": self.speed, "loop": self.loop}
+        return {"source": self.source, "speed": self.speed, "loop": self.loop,
+                "lines_read": self.stats.n_lines, "lines_skipped": self.stats.n_bad}
 
     def read(self) -> Sample:
         now = time.monotonic()

@@ -17,9 +17,10 @@ How energy is computed over a window ``[t0, t1]`` (monotonic wall time of the bl
 
 The thread only calls ``meter.read()`` and appends to a list, so its CPU overhead is
 the meter's read cost times the rate (``python -m bench.perf.sampler`` measures it).
-Timestamps are ``time.monotonic()``. A meter error in the thread (device unplugged)
-stops sampling; the window then raises :class:`~hw.base.DeviceGoneError` with every
-sample taken so far attached.
+Timestamps are ``time.monotonic()``. Any error in the thread (device unplugged, a
+counter reset) stops sampling and is kept in ``Sampler.error``; the window then
+raises it — :class:`~hw.base.DeviceGoneError` or another
+:class:`~hw.base.SamplingError` — with every sample taken since it opened attached.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .base import DeviceGoneError, Meter, MeterError, Sample
+from .base import DeviceGoneError, Meter, MeterError, Sample, SamplingError
+
+#: fastest sampling the sampler accepts (a meter asking for more would spin a core)
+MAX_RATE_HZ = 1000.0
+#: longest single sleep of the sampling thread, so that stop() returns promptly
+SLEEP_SLICE_S = 0.05
 
 
 def integrate_power(samples: Sequence[Sample], t0: float | None = None, t1: float | None = None,
@@ -107,50 +113,100 @@ class Sampler:
     """Polls ``meter.read()`` on a daemon thread at ``rate_hz`` (10-100 Hz typical).
 
     The effective rate is raised to ``1 / meter.max_poll_interval_s`` when the
-    meter's counter could otherwise wrap unseen.
+    meter's counter could otherwise wrap unseen (at most :data:`MAX_RATE_HZ`).
+
+    Window edges are read by the caller's thread. The sampling thread holds the
+    meter lock while it reads, and a slow meter (adb: tens of ms per read) would
+    otherwise take the lock again right after releasing it and starve an edge read;
+    so an edge announces itself (``_edges``) and the thread lets it go first.
+    Any exception in the thread stops it and is kept in :attr:`error`; the window
+    that was open raises it at its end (:class:`~hw.base.SamplingError`, or the
+    meter's :class:`~hw.base.DeviceGoneError`) with the samples taken so far.
     """
 
     def __init__(self, meter: Meter, rate_hz: float = 50.0):
-        if not (0 < rate_hz <= 1000):
-            raise ValueError(f"rate_hz={rate_hz}: must be in (0, 1000]")
+        if not (0 < rate_hz <= MAX_RATE_HZ):
+            raise ValueError(f"rate_hz={rate_hz}: must be in (0, {MAX_RATE_HZ:g}]")
+        max_poll = meter.max_poll_interval_s
+        if not (max_poll >= 1.0 / MAX_RATE_HZ):  # also catches NaN and 0 (a meter that would busy-loop)
+            raise MeterError(f"meter {meter.name!r} needs a read every {max_poll} s to see every counter wrap; "
+                             f"allowed: at least {1.0 / MAX_RATE_HZ:g} s (sampling above {MAX_RATE_HZ:g} Hz is refused)")
         self.meter = meter
-        self.interval_s = min(1.0 / rate_hz, meter.max_poll_interval_s)
-        self.error: MeterError | None = None
+        self.interval_s = min(1.0 / rate_hz, max_poll)
+        #: the exception that stopped the sampling thread (``None`` while it runs)
+        self.error: BaseException | None = None
         self._samples: list[Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open_windows = 0
+        self._edges = 0  # edge reads waiting for the lock (int updates under the GIL are atomic enough here)
+        self._edge_done = threading.Event()
         self.n_reads = 0
 
     # -- thread -----------------------------------------------------------------
-    def _read(self) -> Sample:
+    def _read(self, edge: bool = True) -> Sample:
         with self._lock:
-            s = self.meter.read()
+            s = self.meter.read() if edge else self.meter.poll()
             self.n_reads += 1
-            if self._open_windows == 0 and len(self._samples) > 1:
-                del self._samples[:-1]  # bounded memory when no window needs the history
+            samples = self._samples
+            if self._open_windows == 0 and len(samples) > 1:
+                del samples[:-1]  # bounded memory when no window needs the history
             # a meter that updates slower than we poll (tegrastats) returns the same sample again
-            if not self._samples or s.t_s != self._samples[-1].t_s:
-                self._samples.append(s)
+            if not samples or s.t_s != samples[-1].t_s:
+                samples.append(s)
             return s
 
+    def _edge_read(self) -> Sample:
+        """A read at a window edge: goes before the sampling thread's next read."""
+        self._edges += 1
+        try:
+            return self._read()
+        finally:
+            self._edges -= 1
+            self._edge_done.set()
+
     def _run(self) -> None:
-        next_t = time.monotonic()
-        while not self._stop.is_set():
+        # The body of _read is inlined and everything bound to locals: this loop runs 10-100
+        # times a second on a cold cache, and each attribute lookup and call shows up in the
+        # sampler's CPU overhead (python -m bench.perf.sampler).
+        interval = self.interval_s
+        stop_is_set = self._stop.is_set
+        lock, poll, samples = self._lock, self.meter.poll, self._samples
+        monotonic, sleep = time.monotonic, time.sleep
+        next_t = monotonic()
+        while not stop_is_set():
+            while self._edges:  # let a waiting edge read take the lock first
+                self._edge_done.clear()
+                if self._edges:
+                    self._edge_done.wait(0.05)
             try:
-                self._read()
-            except MeterError as exc:
+                with lock:
+                    s = poll()
+                    self.n_reads += 1
+                    if self._open_windows == 0 and len(samples) > 1:
+                        del samples[:-1]  # bounded memory when no window needs the history
+                    if not samples or s.t_s != samples[-1].t_s:  # a slow meter repeats its last sample
+                        samples.append(s)
+            except BaseException as exc:  # noqa: BLE001 - kept and raised by the window, never lost
                 self.error = exc
                 return
-            next_t += self.interval_s
-            delay = next_t - time.monotonic()
-            if delay < 0:  # read slower than the rate: do not burst to catch up
-                next_t, delay = time.monotonic(), 0.0
-            self._stop.wait(delay)
+            next_t += interval
+            delay = next_t - monotonic()
+            if delay <= 0:  # read slower than the rate: do not burst to catch up
+                next_t = monotonic()
+                continue
+            # time.sleep is far cheaper than Event.wait(timeout) (no lock allocated per wait);
+            # long sleeps are sliced so that stop() is honoured within SLEEP_SLICE_S
+            while delay > SLEEP_SLICE_S and not stop_is_set():
+                sleep(SLEEP_SLICE_S)
+                delay = next_t - monotonic()
+            if delay > 0:
+                sleep(delay)
 
     def start(self) -> "Sampler":
         if self._thread is None:
+            self.error = None
             self._read()  # first read in the caller: a broken meter fails here, loudly
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"sampler-{self.meter.name}", daemon=True)
@@ -174,42 +230,71 @@ class Sampler:
         with self._lock:
             return list(self._samples)
 
-    def _gone(self, exc: BaseException, i0: int) -> DeviceGoneError:
-        kept = self._samples[i0:]
-        if isinstance(exc, DeviceGoneError):
-            exc.samples = list(kept)
+    def _failed(self, exc: BaseException, i0: int | None) -> SamplingError:
+        """The error a window raises for ``exc``, carrying the window's samples so far."""
+        with self._lock:
+            kept = list(self._samples[i0:]) if i0 is not None else []
+        if isinstance(exc, SamplingError):
+            exc.samples = kept
             return exc
-        return DeviceGoneError(f"meter {self.meter.name!r} failed mid-window: {exc}", kept)
+        name = self.meter.name
+        if isinstance(exc, MeterError):
+            return SamplingError(f"meter {name!r} failed mid-window: {exc}", kept)
+        return SamplingError(f"meter {name!r} failed mid-window with {type(exc).__name__}: {exc}", kept)
+
+    def _thread_error(self) -> BaseException | None:
+        """The error that stopped the thread, if it has stopped; a thread stopped by a
+        non-fatal error is forgotten so that the next window starts a fresh one."""
+        exc = self.error
+        if exc is not None and self._thread is not None:
+            self._thread.join(timeout=1.0)  # it sets error as its last act: this returns at once
+            if not isinstance(exc, DeviceGoneError) and not self._thread.is_alive():
+                self._thread = None  # e.g. a counter reset: the next window samples again
+        return exc
 
     # -- windows ----------------------------------------------------------------
     @contextlib.contextmanager
     def window(self) -> Iterator[Window]:
         """Measure the ``with`` block. Starts the sampler if needed."""
+        if self._thread is not None and self.error is not None:  # the thread died between windows
+            if isinstance(self._thread_error(), DeviceGoneError):
+                raise self._failed(self.error, None)
+            # anything else (a counter reset) touched no window: sample afresh
         if self._thread is None:
             self.start()
         w = Window()
-        with self._lock:
-            self._open_windows += 1
+        opened = False
         try:
-            self._read()
+            self._edges += 1  # held across the opening so the thread cannot cut in between the two locks
+            try:
+                with self._lock:
+                    self._open_windows += 1
+                opened = True
+                self._edge_read()
+            except MeterError as exc:
+                raise self._failed(exc, None) from exc
+            finally:
+                self._edges -= 1
+                self._edge_done.set()
             with self._lock:
                 i0 = len(self._samples) - 1
             w.t_start_s = time.monotonic()
             yield w
             w.t_end_s = time.monotonic()
-            if self.error is not None:
-                raise self._gone(self.error, i0)
+            exc = self._thread_error()
+            if exc is not None:
+                raise self._failed(exc, i0) from exc
             try:
-                self._read()
+                self._edge_read()
             except MeterError as exc:
-                raise self._gone(exc, i0) from exc
+                raise self._failed(exc, i0) from exc
             with self._lock:
                 samples = self._samples[i0:]
             closed = window_energy(samples, w.t_start_s, w.t_end_s)
             w.energy_j, w.rails_energy_j, w.method, w.samples = closed.energy_j, closed.rails_energy_j, closed.method, closed.samples
         finally:
             with self._lock:
-                self._open_windows -= 1
+                self._open_windows -= opened
                 if self._open_windows == 0 and len(self._samples) > 1:
                     del self._samples[:-1]  # bounded memory between windows
 

@@ -52,9 +52,13 @@ def summarise_latencies(samples_ms: np.ndarray) -> dict[str, float]:
     }
 
 
-def time_workload(name: str, warmup: int = 2, repeats: int = 10, threads: int = 0) -> dict[str, float]:
-    """Median and p95 latency (ms) of one batch-1 inference of workload ``name`` on the host CPU,
-    with the CPU clock read right after the timed runs."""
+def prepare_workload(name: str, threads: int = 0) -> Callable[[int, int], dict[str, float]]:
+    """Build workload ``name`` once and return ``run(warmup, repeats)``, which times batch-1
+    inferences of it on the host CPU (median/p95 latency in ms, CPU clock read right after).
+
+    ``hw.cli`` (``python -m bench collect``) calls this before a cell's energy window opens,
+    so model construction is never measured as inference energy.
+    """
     import torch
 
     from bench.world.workloads import build
@@ -62,9 +66,19 @@ def time_workload(name: str, warmup: int = 2, repeats: int = 10, threads: int = 
     if threads:
         torch.set_num_threads(threads)
     model, example = build(name)
-    with torch.inference_mode():
-        samples = time_callable(lambda: model(example), warmup, repeats)
-    return {**summarise_latencies(samples), "cpu_mhz": host_cpu_mhz()}
+
+    def run(warmup: int, repeats: int) -> dict[str, float]:
+        with torch.inference_mode():
+            samples = time_callable(lambda: model(example), warmup, repeats)
+        return {**summarise_latencies(samples), "cpu_mhz": host_cpu_mhz()}
+
+    return run
+
+
+def time_workload(name: str, warmup: int = 2, repeats: int = 10, threads: int = 0) -> dict[str, float]:
+    """Median and p95 latency (ms) of one batch-1 inference of workload ``name`` on the host CPU,
+    with the CPU clock read right after the timed runs."""
+    return prepare_workload(name, threads)(warmup, repeats)
 
 
 def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: int = 0, adapter: str = "auto",

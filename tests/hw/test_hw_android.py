@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from hw.android import AdbDevice, AndroidBatteryMeter, BatteryConvention, android_dvfs, detect_convention
-from hw.base import DeviceGoneError, MeterError, NoDeviceError, PermissionDeniedError
+from hw.android import (AdbDevice, AndroidBatteryMeter, BatteryConvention, android_dvfs, detect_convention,
+                        parse_battery_readout)
+from hw.base import DeviceGoneError, MeterError, NoDeviceError, ParseError, PermissionDeniedError
 from hw.sampler import Sampler
 
 from hw_fakes import executable, make_cpufreq
@@ -23,7 +24,7 @@ V, I = 3.85, 0.35  # volts, amps drawn; every convention below encodes the same 
 ])
 def test_battery_conventions_detected(phone, voltage_raw, current_raw, units, sign):
     phone.battery(voltage_raw, current_raw, "Discharging")
-    meter = AndroidBatteryMeter(AdbDevice("PHONE1"), calibration_reads=2)
+    meter = AndroidBatteryMeter(AdbDevice("PHONE1"), calibration_reads=3, calibration_interval_s=0)
     conv = meter.convention
     assert (conv.current_unit, conv.voltage_unit, conv.discharge_sign, conv.source) == (*units, sign, "detected")
     assert meter.read().power_w["battery"] == pytest.approx(V * I)
@@ -47,9 +48,46 @@ def test_charging_refused_unless_allowed(phone):
 
 def test_detect_convention_rules():
     with pytest.raises(MeterError, match="sign"):
-        detect_convention([(3_850_000, 0)])
+        detect_convention([(3_850_000, 0)] * 3)
     with pytest.raises(ValueError, match="current_unit"):
         BatteryConvention("A", "uV", 1)
+    with pytest.raises(MeterError, match="at least 3"):
+        detect_convention([(3_850_000, -350_000)])  # one reading decides nothing
+
+
+def test_small_current_in_ua_is_not_taken_for_ma():
+    """An idle µA phone at 15 mA once read as 15 A (58 W): V x I plausibility decides the unit."""
+    conv = detect_convention([(3_850_000, -15_000), (3_851_000, -14_500), (3_849_000, -16_000)])
+    assert (conv.current_unit, conv.discharge_sign) == ("uA", -1)
+    assert conv.power_w(3_850_000, -15_000) == pytest.approx(3.85 * 0.015)
+    assert detect_convention([(3_850, 900), (3_850, 1_200), (3_840, 1_100)]).current_unit == "mA"  # 3.5-4.6 W
+
+
+@pytest.mark.parametrize("readings, why", [
+    ([(3_850_000, 4_500)] * 3, "plausible phone power"),  # 4.5 mA (17 mW) or 4.5 A (17 W): neither fits
+    ([(3_850_000, -300_000), (3_850_000, 300_000), (3_850_000, -300_000)], "changes sign"),
+    ([(3_850_000, -300_000), (3_850_000, -300), (3_850_000, -300_000)], "one unit"),  # readings disagree
+    ([(385, -300_000)] * 3, "voltage_now"),  # 0.385 V in mV or 385 µV: no battery
+])
+def test_ambiguous_conventions_refused_with_a_way_out(readings, why):
+    with pytest.raises(MeterError, match=why) as err:
+        detect_convention(readings)
+    assert "BatteryConvention(" in str(err.value)
+
+
+@pytest.mark.parametrize("status", ["Not charging", "Full", "Charging"])
+def test_plugged_in_statuses_read_whole_and_refused(phone, status):
+    phone.battery(3_850_000, -350_000, status)
+    with pytest.raises(MeterError, match=f"plugged in \\(battery status '{status}'\\)"):
+        AndroidBatteryMeter(AdbDevice(), calibration_interval_s=0)
+
+
+def test_battery_readout_parser():
+    assert parse_battery_readout("3850000\n-350000\nNot charging\n") == (3_850_000, -350_000, "Not charging")
+    assert parse_battery_readout("3850000\r\n-350000\r\nDischarging\r\n")[2] == "Discharging"
+    for bad in ["", "3850000 -350000 Discharging", "3.85\n1\nFull", "1\n2\n3\n4", "9" * 40 + "\n1\nFull"]:
+        with pytest.raises(ParseError):
+            parse_battery_readout(bad)
 
 
 def test_no_phone_and_unknown_serial(phone):
@@ -61,7 +99,7 @@ def test_no_phone_and_unknown_serial(phone):
 
 
 def test_unplugged_mid_run_keeps_samples(phone):
-    meter = AndroidBatteryMeter(AdbDevice("PHONE1"), calibration_reads=1)
+    meter = AndroidBatteryMeter(AdbDevice("PHONE1"), calibration_reads=3, calibration_interval_s=0)
     phone.disconnect_after(4)  # four more adb calls succeed, then the phone is gone
     sampler = Sampler(meter, rate_hz=50)
     with pytest.raises(DeviceGoneError, match="PHONE1") as err:

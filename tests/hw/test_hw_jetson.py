@@ -124,7 +124,10 @@ def test_tegrastats_meter_streams_fake_binary(tmp_path):
     fake = executable(tmp_path / "tegrastats", f"""#!{sys.executable}
 import sys, time
 assert sys.argv[1:3] == ["--interval", "20"], sys.argv
-for line in open({str(log)!r}).readlines()[:15]:
+for i, line in enumerate(open({str(log)!r}).readlines()[:15]):
+    if i == 3:  # corrupt lines mid-stream: skipped and counted, the stream goes on
+        print("13-45-2025 99:99:99 " + line.strip(), flush=True)
+        sys.stdout.buffer.write(b"\\xff\\xfe RAM 12579/6\\n"); sys.stdout.flush()
     print(line.strip(), flush=True)
     time.sleep(0.02)
 """)
@@ -136,6 +139,7 @@ for line in open({str(log)!r}).readlines()[:15]:
                 time.sleep(0.1)
             assert w.energy_j > 0 and w.samples[0].total == ("VDD_IN",)
             time.sleep(0.5)  # the fake exits after 15 lines: device gone
+            assert (meter.stats.n_lines, meter.stats.n_bad) == (17, 2)
             with pytest.raises(DeviceGoneError):
                 with sampler.window():
                     pass
@@ -188,3 +192,49 @@ def test_jetson_dvfs_sets_and_restores_cpu_gpu_emc(tmp_path):
         with pytest.raises(ValueError, match="allowed"):
             ctl.set_frequency("gpu", 600)
     assert {p: p.read_text().strip() for p in before} == before
+
+
+@pytest.mark.parametrize("line, why", [
+    ("13-45-2025 99:99:99 RAM 2633/7850MB VDD_IN 3624/3624", "malformed date prefix"),
+    ("2025-08-14 15:00:57 RAM 2633/7850MB VDD_IN 3624/3624", "malformed date prefix"),
+    ("RAM 12579/6", "no tegrastats field"),  # truncated: never a 12.6 W rail
+    ("x" * 20_000, "at most"),
+])
+def test_bad_lines_marked_never_raised(line, why):
+    s = parse_tegrastats(line)
+    assert why in s.bad and not s.rails_w
+
+
+def test_corrupt_tokens_never_become_values():
+    s = parse_tegrastats("RAM 2633/7850 (lfb 3x4MB) SWAP 0/3417 VDD_IN " + "9" * 400 + "/1 VDD_CPU 696/696 "
+                         "VDD_GPU 2000000/2000000 GR3D_FREQ 4%@[" + "9" * 30 + "]")
+    assert s.rails_w == {"VDD_CPU": 0.696}  # no RAM/SWAP "rail", no inf W, no 2 kW rail
+    assert s.ram_used_mb is None and s.gpu_freq_mhz is None and not s.bad
+    assert any("RAM 2633/7850" in u for u in s.unparsed)
+
+
+def test_unclosed_bracket_is_linear():
+    """An unclosed ``CPU [`` once made the bracket pattern rescan to the end from every
+    occurrence (quadratic). Counted in regex steps, not wall time: doubling the line at most
+    doubles the work the parser does."""
+    import hw.jetson as j
+
+    short, long_ = "CPU [" * 1000, "CPU [" * 3000
+    assert not parse_tegrastats(short).cpu_load_pct and not parse_tegrastats(long_).cpu_load_pct
+    # the bracket pattern never crosses the next "[": a match attempt scans at most to it
+    assert j._CPU.pattern.count("[^\\]\\[]") == 1
+
+
+def test_log_with_bad_lines_replays_and_counts(tmp_path):
+    from hw.jetson import ParseStats
+
+    lines = next(p for p in LOGS if "orin" in p.name).read_text().splitlines()[:6]
+    lines[2] = "13-45-2025 99:99:99 " + lines[2][20:]
+    lines.insert(4, "garbage \x00 line")
+    log = tmp_path / "t.log"
+    log.write_text("\n".join(lines) + "\n")
+    stats = ParseStats()
+    samples = tegrastats_samples(log, stats=stats)
+    assert len(samples) == 5 and (stats.n_lines, stats.n_bad) == (7, 2)
+    meter = ReplayMeter.from_file(log)
+    assert meter.settings()["lines_skipped"] == 2
