@@ -307,8 +307,9 @@ class TestbedParams:
     workloads: tuple[str, ...] = spec(("mobilenet_v2", "lstm_text"), "Workloads the edge and the server keep warm.",
                                       choices=_workload_names)
     threads: int = spec(1, "Torch threads of the edge and of the server.", ge=1, le=256)
-    edge_cpus: tuple[int, ...] = spec((0,), "CPUs the edge and its stress-ng co-runners are pinned to.")
-    server_cpus: tuple[int, ...] = spec((1,), "CPUs the server is pinned to.")
+    edge_cpus: tuple[int, ...] = spec((0,), "CPUs the edge and its stress-ng co-runners are pinned to.",
+                                      ge=0, le=4095)
+    server_cpus: tuple[int, ...] = spec((1,), "CPUs the server is pinned to.", ge=0, le=4095)
     corunners: bool = spec(True, "Run stress-ng co-runners following each scenario's interference trace.")
     autoscale_steps: int = spec(20_000, "AutoScale's training steps on the simulator twin.", ge=1, le=10_000_000)
 
