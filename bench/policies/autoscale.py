@@ -46,7 +46,7 @@ import pandas as pd
 
 from bench.policies.base import Learner, Transition, register
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: named observation fields incl. the co-runner GPU load
 Q_FILE, META_FILE = "q_table.npz", "autoscale.json"
 _LOG10_2 = float(np.log10(2.0))  # observation carries log10 FLOPs; MACs = FLOPs / 2
 
@@ -93,6 +93,9 @@ class AutoScaleConfig:
     """Bucket edges on the co-runner CPU load in [0, 1]."""
     mem_load_edges: tuple[float, ...] = (0.5,)
     """Bucket edges on the co-runner memory load in [0, 1]."""
+    gpu_load_edges: tuple[float, ...] = (0.5,)
+    """Bucket edges on the co-runner GPU load in [0, 1] (a game or camera pipeline; the paper names processor
+    utilisation). A scenario without a GPU co-runner observes 0, so its requests all fall in the first bucket."""
     wifi_dbm_edges: tuple[float, ...] = (-85.0, -81.0, -78.0, -74.0, -70.0, -60.0)
     """Bucket edges on the Wi-Fi RSSI (dBm); finer around -80 dBm, where offloading a heavy DNN turns from
     paying to failing (the MCS0 edge is -82 dBm in data/network/wifi.yaml)."""
@@ -160,11 +163,23 @@ class AutoScaleConfig:
 
 # --------------------------------------------------------------------------- state discretisation
 
-#: (observation index, config field) of every bucketed feature, in mixed-radix order (NN first)
-_FEATURES = (
-    (0, "conv_edges"), (1, "fc_edges"), (2, "recurrent_edges"), (3, "attention_edges"), (4, "macs_log10_edges"),
-    (5, "cpu_load_edges"), (6, "mem_load_edges"), (7, "wifi_dbm_edges"), (8, "lte_dbm_edges"), (9, "qos_ms_edges"),
+#: (observation field, config field) of every bucketed feature, in mixed-radix order (NN first); the
+#: index of a field comes from the env's named observation (bench.sim.envs.AUTOSCALE_OBS_FIELDS)
+_FEATURE_NAMES = (
+    ("n_conv", "conv_edges"), ("n_fc", "fc_edges"), ("n_recurrent", "recurrent_edges"),
+    ("n_attention", "attention_edges"), ("log10_flops", "macs_log10_edges"), ("cpu_load", "cpu_load_edges"),
+    ("mem_load", "mem_load_edges"), ("gpu_load", "gpu_load_edges"), ("wifi_dbm", "wifi_dbm_edges"),
+    ("lte_dbm", "lte_dbm_edges"), ("qos_ms", "qos_ms_edges"),
 )
+
+
+def _feature_index() -> tuple[tuple[int, str], ...]:
+    from bench.sim.envs import AUTOSCALE_OBS_FIELDS
+
+    return tuple((AUTOSCALE_OBS_FIELDS.index(obs), name) for obs, name in _FEATURE_NAMES)
+
+
+_FEATURES = _feature_index()
 
 
 class StateBins:
@@ -222,6 +237,10 @@ class AutoScaleLearner(Learner):
 
     def act(self, obs) -> int:
         return int(self.q[self.bins.state_id(obs)].argmax())
+
+    def act_batch(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions for an (N, obs_dim) batch (feature-importance measurements)."""
+        return self.q[self.bins.state_ids(obs)].argmax(axis=1)
 
     def epsilon(self, step: int) -> float:
         c = self.config

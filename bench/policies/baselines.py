@@ -1,19 +1,20 @@
-"""Baseline schedulers every learned policy is compared to.
+"""Simple baseline schedulers and the helpers the fitted baselines share.
 
 All of them work on ``bench/AutoScale-v0`` and, where the concept exists there,
 on ``bench/DVFO-v0``. Action indices are always derived from the env's
-``action_table`` (never hard-coded), so a profile with other DVFS levels or radios
+``action_table`` (never hard-coded), and observation fields are looked up by name
+(:func:`bench.sim.envs.obs_index`), so a profile with other DVFS levels or radios
 gets the right actions.
 
 =================  ==============================================  ==============================================
 name               AutoScale env                                   DVFO env
 =================  ==============================================  ==============================================
-``cpu_only``       edge CPU at its highest DVFS level              everything local (xi = 0) at the highest CPU,
-                                                                   GPU and memory levels: on the Jetson the DNN
-                                                                   runs on the GPU with host work on the CPU, so
-                                                                   this is "edge-only at default frequencies"
-``gpu_only``       edge GPU at its highest level                   not applicable (no separate GPU target; it
-                                                                   would equal ``cpu_only``)
+``cpu_only``       edge CPU at its highest DVFS level              not applicable: DVFO's action space has no CPU
+                                                                   target (the DNN runs on the Jetson's GPU)
+``gpu_only``       edge GPU at its highest level                   not applicable (see ``edge_gpu_max``)
+``edge_gpu_max``   not applicable (use ``gpu_only``)               everything local (xi = 0) at the highest CPU,
+                                                                   GPU and memory levels: DVFO's "edge-only" -
+                                                                   the DNN on the Jetson GPU at top clocks
 ``cloud_only``     send the input to the cloud: over Wi-Fi when    the largest xi at the highest frequencies -
                    the observed RSSI is above Wi-Fi's minimum      the most DVFO's action space can offload (the
                    usable level (:func:`wifi_min_usable_dbm`,      head always runs on the edge)
@@ -23,14 +24,13 @@ name               AutoScale env                                   DVFO env
                    least mean device energy among those whose
                    QoS rate is within ``tolerance`` of the best
                    local QoS rate, in hindsight over the episode
-``neurosurgeon``   Kang et al. (ASPLOS 2017), adapted: per DNN     per DNN one xi level at the highest
-                   one static choice among {each local target at   frequencies, same criterion
-                   its highest level, cloud over each radio}
-                   minimising predicted energy s.t. latency <=
-                   target at the scenario's mean signal / cap, no
-                   interference, no noise; where none meets the
-                   target, the fastest
 =================  ==============================================  ==============================================
+
+The fitted and published baselines live in their own modules:
+:mod:`bench.policies.static` (best static per DNN, per DNN and signal bucket),
+:mod:`bench.policies.distilled` (a depth-3 tree fitted to the oracle),
+:mod:`bench.policies.neurosurgeon`, :mod:`bench.policies.appealnet`,
+:mod:`bench.policies.drldo`.
 
 Hindsight fit (``edge_best_static``): the policy is fitted in :meth:`reset` on the
 *current* episode of the env it was built with (the policy contract calls
@@ -49,7 +49,11 @@ from bench.world.network import LinkModel, load_link
 from bench.policies.base import Policy, register
 from bench.sim.core import Draws, States
 
-BASELINES = ("cpu_only", "gpu_only", "cloud_only", "random", "edge_best_static", "neurosurgeon")
+#: every baseline in the registry, and which env kinds it applies to
+BASELINES = ("cpu_only", "gpu_only", "edge_gpu_max", "cloud_only", "random", "edge_best_static", "neurosurgeon",
+             "best_static_dnn", "best_static_dnn_signal", "distilled", "appealnet", "drldo")
+_ONLY = {"cpu_only": "autoscale", "gpu_only": "autoscale", "edge_gpu_max": "dvfo", "appealnet": "dvfo",
+         "drldo": "dvfo"}
 
 
 # --------------------------------------------------------------------------- env helpers
@@ -75,7 +79,8 @@ def episode_arrays(env) -> tuple[States, Draws, int]:
 
 def baselines_for(env) -> list[str]:
     """Names of the baselines that apply to ``env``'s action space."""
-    return [b for b in BASELINES if not (b == "gpu_only" and env_kind(env) == "dvfo")]
+    kind = env_kind(env)
+    return [b for b in BASELINES if _ONLY.get(b, kind) == kind]
 
 
 def _highest_local(acts: pd.DataFrame, target: str) -> int:
@@ -111,24 +116,30 @@ def local_actions(env) -> np.ndarray:
 
 
 class WorkloadFromObs:
-    """Recovers the workload index from an observation's NN features (obs[0:5], both envs).
+    """Recovers the workload index from an observation's NN features (the first fields of both envs).
 
     The features are a deterministic function of the workload, so an exact match
     suffices; the nearest row is used otherwise (e.g. after a float round trip).
     """
 
     def __init__(self, env):
-        from bench.sim.envs import nn_features
+        from bench.sim.envs import NN_FIELDS, nn_features
 
+        self.n = len(NN_FIELDS)
         self.features = nn_features(env.unwrapped.system).astype(np.float32)
         self._exact = {tuple(r.tolist()): i for i, r in enumerate(self.features)}
 
     def __call__(self, obs) -> int:
-        key = tuple(np.asarray(obs[:5], dtype=np.float32).tolist())
+        key = tuple(np.asarray(obs[:self.n], dtype=np.float32).tolist())
         i = self._exact.get(key)
         if i is None:
-            i = int(np.argmin(np.abs(self.features - np.asarray(obs[:5], dtype=np.float32)).sum(axis=1)))
+            i = int(np.argmin(np.abs(self.features - np.asarray(obs[:self.n], dtype=np.float32)).sum(axis=1)))
         return i
+
+    def batch(self, obs: np.ndarray) -> np.ndarray:
+        """Workload index of every row of an (N, obs_dim) batch."""
+        nn = np.asarray(obs, dtype=np.float32)[:, :self.n]
+        return np.abs(nn[:, None, :] - self.features[None, :, :]).sum(axis=2).argmin(axis=1)
 
 
 # --------------------------------------------------------------------------- simple policies
@@ -148,12 +159,26 @@ class ConstantPolicy(Policy):
 
 @register("cpu_only")
 def cpu_only(env, **_) -> ConstantPolicy:
-    """Edge CPU at its highest level (AutoScale); edge-only at the highest frequencies (DVFO)."""
+    """Edge CPU at its highest level (AutoScale env only)."""
+    if env_kind(env) == "dvfo":
+        raise ValueError("cpu_only does not apply to the DVFO env: its action space has no CPU target (the DNN runs "
+                         "on the Jetson's GPU); use edge_gpu_max, everything local at the highest frequencies")
+    return ConstantPolicy(_highest_local(env.unwrapped.action_table, "cpu"), "cpu_only")
+
+
+def edge_gpu_max_action(env) -> int:
+    """DVFO env: the everything-local action (xi = 0) at the highest CPU, GPU and memory levels."""
     acts = env.unwrapped.action_table
-    if env_kind(env) == "autoscale":
-        return ConstantPolicy(_highest_local(acts, "cpu"), "cpu_only")
     top = _dvfo_top(acts)
-    return ConstantPolicy(int(top[acts.loc[top, "xi"].to_numpy().argmin()]), "cpu_only")
+    return int(top[acts.loc[top, "xi"].to_numpy().argmin()])
+
+
+@register("edge_gpu_max")
+def edge_gpu_max(env, **_) -> ConstantPolicy:
+    """DVFO's "edge-only": xi = 0 at the highest frequencies (DVFO env only; on the AutoScale env use gpu_only)."""
+    if env_kind(env) != "dvfo":
+        raise ValueError("edge_gpu_max applies to the DVFO env only; on the AutoScale env use gpu_only")
+    return ConstantPolicy(edge_gpu_max_action(env), "edge_gpu_max")
 
 
 @register("gpu_only")
@@ -161,7 +186,7 @@ def gpu_only(env, **_) -> ConstantPolicy:
     """Edge GPU at its highest level (AutoScale env only)."""
     if env_kind(env) == "dvfo":
         raise ValueError("gpu_only does not apply to the DVFO env (its DNN always runs on the GPU: "
-                         "use cpu_only, edge-only at the highest frequencies)")
+                         "use edge_gpu_max, edge-only at the highest frequencies)")
     return ConstantPolicy(_highest_local(env.unwrapped.action_table, "gpu"), "gpu_only")
 
 
@@ -175,18 +200,20 @@ class CloudOnly(Policy):
     """Always offload the input to the cloud; Wi-Fi while usable, else LTE (AutoScale env)."""
 
     name = "cloud_only"
-    WIFI_OBS, LTE_OBS = 7, 8  # AutoScale observation indices of the radios' signals
 
     def __init__(self, wifi_action: int | None, lte_action: int | None, wifi_threshold_dbm: float):
         if wifi_action is None and lte_action is None:
             raise ValueError("cloud_only needs a cloud action over Wi-Fi or LTE; the env has none")
+        from bench.sim.envs import AUTOSCALE_OBS_FIELDS
+
         self.wifi_action, self.lte_action = wifi_action, lte_action
         self.wifi_threshold_dbm = float(wifi_threshold_dbm)
+        self.wifi_obs = AUTOSCALE_OBS_FIELDS.index("wifi_dbm")
 
     def act(self, obs) -> int:
         if self.lte_action is None:
             return self.wifi_action
-        if self.wifi_action is not None and float(obs[self.WIFI_OBS]) > self.wifi_threshold_dbm:
+        if self.wifi_action is not None and float(obs[self.wifi_obs]) > self.wifi_threshold_dbm:
             return self.wifi_action
         return self.lte_action
 
@@ -282,70 +309,3 @@ class EdgeBestStatic(Policy):
 @register("edge_best_static")
 def edge_best_static(env, n_steps: int | None = None, tolerance: float = 0.0, **_) -> EdgeBestStatic:
     return EdgeBestStatic(env, n_steps=n_steps, tolerance=tolerance)
-
-
-# --------------------------------------------------------------------------- Neurosurgeon
-
-def mean_condition_states(env, seed: int = 0) -> States:
-    """One state per simulator workload at the scenario's *average* conditions.
-
-    Signal per radio and bandwidth cap = mean over a trace of the scenario realised
-    with ``seed`` (a calibration run, not the evaluation episode); no co-runner
-    load. Latency target and accuracy bound from the scenario's mix (a workload the
-    mix does not request gets no target: energy only).
-    """
-    u = env.unwrapped
-    sim, scen = u.sim, u.scenario
-    trace = scen.trace(np.random.default_rng(seed), model=sim.interference)
-    st = sim.states_from_trace(trace)
-    w = sim.W
-    qos, acc = np.full(w, np.inf), np.full(w, 1.0)
-    for m in scen.workload_mix:
-        i = sim.tables.workload_index([m["workload"]])[0]
-        qos[i], acc[i] = float(m["qos_ms"]), float(m["max_accuracy_loss"])
-    cap = st.cap_mbps
-    return States(workload=np.arange(w), signal_dbm=np.repeat(st.signal_dbm.mean(axis=0, keepdims=True), w, axis=0),
-                  cap_mbps=np.full(w, float(cap.mean()) if np.isfinite(cap).all() else np.inf),
-                  cpu_load=np.zeros(w), mem_load=np.zeros(w), qos_ms=qos, max_accuracy_loss=acc,
-                  interarrival_ms=np.full(w, float(trace.interarrival_ms)))
-
-
-def neurosurgeon_candidates(env) -> np.ndarray:
-    """AutoScale: each local target at its top level + the cloud over each radio; DVFO: xi levels at top frequencies."""
-    acts = env.unwrapped.action_table
-    if env_kind(env) == "dvfo":
-        return np.asarray(_dvfo_top(acts), dtype=np.int64)
-    local = [_highest_local(acts, t) for t in acts.loc[acts["kind"] == "local", "target"].unique()]
-    return np.array(sorted(local + list(_cloud_actions(env).values())), dtype=np.int64)
-
-
-class Neurosurgeon(Policy):
-    """One static choice per DNN from predicted average conditions (see module docstring)."""
-
-    name = "neurosurgeon"
-
-    def __init__(self, env, seed: int = 0):
-        sim = env.unwrapped.sim
-        self.candidates = neurosurgeon_candidates(env)
-        states = mean_condition_states(env, seed)
-        out = sim.evaluate(states, None, Draws.neutral(len(states), len(sim.links)))
-        c = self.candidates
-        ok = out.qos_ok[:, c]
-        e = np.where(ok, out.energy_mj[:, c], np.inf)
-        pick = np.where(ok.any(axis=1), e.argmin(axis=1), out.latency_ms[:, c].argmin(axis=1))
-        self.per_workload = c[pick]  # (W,) action per simulator workload
-        rows = np.arange(len(states))
-        self.predicted = pd.DataFrame({"workload": sim.tables.workloads, "action": self.per_workload,
-                                       "action_name": sim.tables.actions["name"].to_numpy()[self.per_workload],
-                                       "predicted_energy_mj": out.energy_mj[rows, self.per_workload],
-                                       "predicted_latency_ms": out.latency_ms[rows, self.per_workload],
-                                       "meets_target": ok.any(axis=1)})
-        self._workload = WorkloadFromObs(env)
-
-    def act(self, obs) -> int:
-        return int(self.per_workload[self._workload(obs)])
-
-
-@register("neurosurgeon")
-def neurosurgeon(env, seed: int = 0, **_) -> Neurosurgeon:
-    return Neurosurgeon(env, seed=seed)

@@ -314,6 +314,12 @@ class DVFOLearner(Learner):
             q = self.q(torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0))
         return int(q.argmax(dim=1).item())
 
+    def act_batch(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions for an (N, obs_dim) batch (feature-importance measurements)."""
+        with torch.inference_mode():
+            q = self.q(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+        return q.argmax(dim=1).numpy().astype(np.int64)
+
     def epsilon(self, step: int | None = None) -> float:
         """Linear schedule from ``start_e`` to ``end_e`` over ``exploration_fraction * total_steps``."""
         c = self.config
@@ -438,13 +444,15 @@ class DVFOResult:
 
 
 def train(config: DVFOConfig, callback: Callable[[int, DVFOLearner], bool | None] | None = None,
-          callback_every: int = 1000, progress: bool = False) -> DVFOResult:
+          callback_every: int = 1000, progress: bool = False,
+          wrap_env: Callable[[gym.Env], gym.Env] | None = None) -> DVFOResult:
     """Train DVFO on ``config.scenarios`` (cycled per episode) for ``config.total_steps`` requests.
 
     ``callback(step, learner)``, when given, is called after every ``callback_every`` env steps (e.g. to
     evaluate the greedy policy); returning True stops training there. It must not use the learner's
     generators; a run that is not stopped is then identical to one without a callback. ``progress`` shows a
-    tqdm bar over env steps (updated once per episode).
+    tqdm bar over env steps (updated once per episode). ``wrap_env``, when given, wraps every training env
+    (e.g. DRLDO's restriction to the offload share at the top frequencies, :mod:`bench.policies.drldo`).
     """
     from tqdm.auto import tqdm
 
@@ -453,6 +461,8 @@ def train(config: DVFOConfig, callback: Callable[[int, DVFOLearner], bool | None
     t0 = time.perf_counter()
     seeds = Seeds.from_seed(config.seed)
     envs = {s: make_env(config, s) for s in dict.fromkeys(config.scenarios)}
+    if wrap_env is not None:
+        envs = {s: wrap_env(e) for s, e in envs.items()}
     first = envs[config.scenarios[0]]
     for name, e in envs.items():
         if _spaces(e) != _spaces(first):

@@ -29,6 +29,38 @@ _DBM_LOW, _DBM_HIGH = -150.0, 0.0
 _MAX_LAYERS, _MAX_LOG_FLOPS, _MAX_MS, _MAX_MBPS = 1e4, 20.0, 1e6, 1e4
 
 
+#: names of the observation fields, in index order (policies look features up by name, never by number)
+NN_FIELDS = ("n_conv", "n_fc", "n_recurrent", "n_attention", "log10_flops")
+AUTOSCALE_OBS_FIELDS = NN_FIELDS + ("cpu_load", "mem_load", "wifi_dbm", "lte_dbm", "qos_ms", "max_accuracy_loss",
+                                    "gpu_load")
+DVFO_OBS_FIELDS = NN_FIELDS + ("bandwidth_mbps", "prev_cpu", "prev_gpu", "prev_mem", "prev_xi", "time_to_go",
+                               "cpu_load", "mem_load", "gpu_load", "signal_dbm")
+
+
+def obs_fields(env) -> tuple[str, ...]:
+    """Names of ``env``'s observation fields in index order (an AutoScale or DVFO env, wrapped or not)."""
+    u = getattr(env, "unwrapped", env)
+    fields_ = getattr(u, "OBS_FIELDS", None)
+    if fields_ is None:
+        raise TypeError(f"expected a bench AutoScale or DVFO env, got {type(u).__name__}")
+    return fields_
+
+
+def obs_index(env, name: str) -> int:
+    """Index of observation field ``name`` in ``env``'s observations; unknown names list the allowed ones."""
+    names = obs_fields(env)
+    if name not in names:
+        raise ValueError(f"observation field {name!r} is not in {type(env.unwrapped).__name__}'s observation; "
+                         f"fields: {list(names)}")
+    return names.index(name)
+
+
+def _state_column(states: States, name: str) -> np.ndarray:
+    """A per-request state column, zeros when the simulator does not model it (e.g. a GPU co-runner)."""
+    col = getattr(states, name, None)
+    return np.zeros(len(states.workload)) if col is None else np.asarray(col, dtype=float)
+
+
 def _scenario(s: Scenario | str) -> Scenario:
     return s if isinstance(s, Scenario) else load_scenario(s)
 
@@ -88,6 +120,7 @@ class _SimEnv(gym.Env):
         self.trace = self.scenario.trace(trace_rng, model=self.sim.interference)
         self._states = self.sim.states_from_trace(self.trace)
         self._draws = self.sim.draw(len(self._states), draw_rng)
+        self._gpu_load = _state_column(self._states, "gpu_load")
         self._t = 0
 
     def _outcome(self, action) -> Any:
@@ -123,21 +156,27 @@ class AutoScaleEnv(_SimEnv):
     ``cloud_<radio>``      cloud over Wi-Fi / LTE
     =====================  =============================================
 
-    **Observation** - ``Box(float32, (11,))``:
+    **Observation** - ``Box(float32, (12,))``; field names in :data:`AUTOSCALE_OBS_FIELDS`.
+    The runtime signals are the ones the paper names (signal strength, processor
+    utilisation, memory usage), observed with the request:
 
-    ===  ==========================  ==========================
-    idx  feature                     range
-    ===  ==========================  ==========================
-    0-3  conv / fc / recurrent /     [0, 1e4]
-         attention layer counts
-    4    log10 FLOPs of the DNN      [0, 20]
-    5    co-runner CPU load          [0, 1]
-    6    co-runner memory load       [0, 1]
-    7    Wi-Fi RSSI (dBm)            [-150, 0]
-    8    LTE RSRP (dBm)              [-150, 0]
-    9    latency target (ms)         (0, 1e6]
-    10   accuracy-loss bound         [0, 1]
-    ===  ==========================  ==========================
+    ===  =====================  ===============================================  ==========
+    idx  name                   feature                                          range
+    ===  =====================  ===============================================  ==========
+    0    ``n_conv``             convolution layers of the DNN                    [0, 1e4]
+    1    ``n_fc``               fully connected layers                           [0, 1e4]
+    2    ``n_recurrent``        recurrent layers                                 [0, 1e4]
+    3    ``n_attention``        attention layers                                 [0, 1e4]
+    4    ``log10_flops``        log10 FLOPs of the DNN                           [0, 20]
+    5    ``cpu_load``           co-runner CPU load                               [0, 1]
+    6    ``mem_load``           co-runner memory load                            [0, 1]
+    7    ``wifi_dbm``           Wi-Fi RSSI (dBm)                                 [-150, 0]
+    8    ``lte_dbm``            LTE RSRP (dBm)                                   [-150, 0]
+    9    ``qos_ms``             latency target of the request (ms)               (0, 1e6]
+    10   ``max_accuracy_loss``  accuracy-loss bound of the request               [0, 1]
+    11   ``gpu_load``           co-runner GPU load (0 where the simulator's      [0, 1]
+                                states carry none)
+    ===  =====================  ===============================================  ==========
 
     **Reward** - inferences per joule of the mobile device (``1000 / energy_mj``)
     when latency <= target and accuracy loss <= bound; otherwise
@@ -155,6 +194,8 @@ class AutoScaleEnv(_SimEnv):
     latency, accuracy and the QoS flag of the step.
     """
 
+    OBS_FIELDS = AUTOSCALE_OBS_FIELDS
+
     def __init__(self, scenario: Scenario | str = "wifi_strong", edge="phone_sd845", peer="peer_laptop",
                  cloud="cloud_rtx3080", workloads: pd.DataFrame | None = None, max_levels_per_target: int | None = None,
                  violation_penalty: float = 10.0, render_mode: str | None = None, **sim_kwargs):
@@ -163,14 +204,15 @@ class AutoScaleEnv(_SimEnv):
         super().__init__(system, scenario)
         self.violation_penalty = float(violation_penalty)
         self._radio = [self.sim.radio_names.index(r) for r in ("wifi", "lte")]
-        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1], dtype=np.float32)
-        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0], dtype=np.float32)
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1, 1], dtype=np.float32)
+        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0], dtype=np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
     def _obs(self) -> np.ndarray:
         s, t = self._states, self._t
         sig = np.clip(s.signal_dbm[t, self._radio], _DBM_LOW, _DBM_HIGH)
-        runtime = [s.cpu_load[t], s.mem_load[t], sig[0], sig[1], s.qos_ms[t], min(s.max_accuracy_loss[t], 1.0)]
+        runtime = [s.cpu_load[t], s.mem_load[t], sig[0], sig[1], s.qos_ms[t], min(s.max_accuracy_loss[t], 1.0),
+                   self._gpu_load[t]]
         obs = np.concatenate([self._nn[s.workload[t]], np.asarray(runtime, dtype=np.float32)]).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
@@ -205,19 +247,26 @@ class DVFOEnv(_SimEnv):
     (f_CPU index, f_GPU index, f_MEM index, xi index); :attr:`action_table` lists
     the frequencies (MHz) and xi of every index; :meth:`decode` gives the indices.
 
-    **Observation** - ``Box(float32, (11,))``:
+    **Observation** - ``Box(float32, (15,))``; field names in :data:`DVFO_OBS_FIELDS`.
+    The poster's state (DNN type, bandwidth), the thinking-while-moving fields
+    (previous action, time to go; Xiao et al., ICLR 2020) and the runtime signals
+    a co-located edge device sees (co-runner loads, signal strength):
 
-    ===  ===================================================  ===========
-    idx  feature                                              range
-    ===  ===================================================  ===========
-    0-3  conv / fc / recurrent / attention layer counts       [0, 1e4]
-    4    log10 FLOPs                                          [0, 20]
-    5    bandwidth: expected uplink goodput, capped (Mbit/s)  [0, 1e4]
-    6-9  previous action: f_CPU, f_GPU, f_MEM, xi indices     [0, 1]
-         scaled to [0, 1] (concurrent control)
-    10   time to go: the previous request's remaining         [0, 10]
-         execution when this one arrives / inter-arrival
-    ===  ===================================================  ===========
+    ===  ==================  ====================================================  ===========
+    idx  name                feature                                               range
+    ===  ==================  ====================================================  ===========
+    0-3  ``n_conv`` ...      conv / fc / recurrent / attention layer counts        [0, 1e4]
+    4    ``log10_flops``     log10 FLOPs                                           [0, 20]
+    5    ``bandwidth_mbps``  expected uplink goodput, capped (Mbit/s)              [0, 1e4]
+    6-9  ``prev_cpu`` ...    previous action: f_CPU, f_GPU, f_MEM, xi indices      [0, 1]
+                             scaled to [0, 1] (concurrent control)
+    10   ``time_to_go``      the previous request's remaining execution when       [0, 10]
+                             this one arrives / inter-arrival
+    11   ``cpu_load``        co-runner CPU load                                    [0, 1]
+    12   ``mem_load``        co-runner memory load                                 [0, 1]
+    13   ``gpu_load``        co-runner GPU load (0 where the states carry none)    [0, 1]
+    14   ``signal_dbm``      signal strength of the offload radio (dBm)            [-150, 0]
+    ===  ==================  ====================================================  ===========
 
     **Reward** - ``-(w_energy * E / E_ref + w_time * T / T_ref) - qos_penalty``
     when the latency target or accuracy bound is missed (no penalty otherwise);
@@ -234,6 +283,8 @@ class DVFOEnv(_SimEnv):
     ``n_cpu_levels``, ``n_gpu_levels``, ``n_mem_levels``, ``xi_levels``,
     ``w_energy``, ``w_time``, ``qos_penalty``, ``host_flop_share``, ``radio``.
     """
+
+    OBS_FIELDS = DVFO_OBS_FIELDS
 
     def __init__(self, scenario: Scenario | str = "dvfo_trickle_5mbps", edge="jetson_xavier_nx", cloud="cloud_rtx3080",
                  workloads: pd.DataFrame | None = None, partitions: pd.DataFrame | None = None, accuracy_curve=None,
@@ -258,8 +309,9 @@ class DVFOEnv(_SimEnv):
         t = self.sim.tables
         self.t_ref_ms = t.pre_ms[:, ref[0]] + t.par_ms[:, ref[0]]
         self.e_ref_mj = t.local_power_w[:, ref[0]] * self.t_ref_ms + self.sim.idle_power_w * self.t_ref_ms
-        low = np.zeros(11, dtype=np.float32)
-        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, _MAX_MBPS, 1, 1, 1, 1, 10], dtype=np.float32)
+        low = np.array([0] * 11 + [0, 0, 0, _DBM_LOW], dtype=np.float32)
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, _MAX_MBPS, 1, 1, 1, 1, 10, 1, 1, 1, _DBM_HIGH],
+                        dtype=np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
     def decode(self, action: int) -> tuple[int, int, int, int]:
@@ -271,7 +323,8 @@ class DVFOEnv(_SimEnv):
         bw = min(float(self._bw[t]), float(s.cap_mbps[t]))
         prev = self._idx[self._prev] / np.maximum(self._dims - 1, 1)
         togo = min(self._wait_ms / float(s.interarrival_ms[t]), 10.0)
-        obs = np.concatenate([self._nn[s.workload[t]], [bw], prev, [togo]]).astype(np.float32)
+        runtime = [s.cpu_load[t], s.mem_load[t], self._gpu_load[t], s.signal_dbm[t, self._radio]]
+        obs = np.concatenate([self._nn[s.workload[t]], [bw], prev, [togo], runtime]).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

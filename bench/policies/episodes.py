@@ -1,0 +1,81 @@
+"""Episodes of other scenarios and seeds, for baselines fitted on data (hindsight statics, the distilled rule).
+
+:func:`collect_episodes` replays, for each (scenario, seed), exactly the episode
+``evaluate_policy`` would play (``env.reset(seed=seed)`` on an env of the same
+class and arguments), rolls the per-request oracle through it and keeps, per
+request, the observation the oracle saw, the realised state and draw, and the
+oracle's action. Outcomes of any action can then be recomputed in batch with
+:meth:`bench.sim.core.Simulator.evaluate` (nothing of shape requests x actions is
+kept: DVFO has hundreds of actions).
+
+Results are cached per process (the key is the env's id and arguments, the
+scenarios, seeds and length), so a suite's cells running in one worker fit once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from bench.sim.core import Draws, States
+
+
+@dataclass(frozen=True)
+class EpisodeData:
+    """One replayed episode: per request the oracle's observation, state, draw and action."""
+
+    scenario: str
+    seed: int
+    obs: np.ndarray  # (N, obs_dim) float32, observations along the oracle's rollout
+    states: States
+    draws: Draws
+    oracle: np.ndarray  # (N,) the oracle's action (Simulator.oracle semantics)
+
+
+def env_recipe(env) -> tuple[str, str]:
+    """(env id, JSON of its constructor arguments without the scenario) of a ``gymnasium.make`` env."""
+    spec = getattr(env, "spec", None) or getattr(env.unwrapped, "spec", None)
+    if spec is None:
+        raise ValueError("fitting on other scenarios needs an env made with gymnasium.make (it has no spec to "
+                         "rebuild it from); pass fit_seeds=None to fit on the current episode instead")
+    kwargs = {k: v for k, v in dict(spec.kwargs).items() if k != "scenario"}
+    return spec.id, json.dumps(kwargs, sort_keys=True, default=list)
+
+
+def collect_episodes(env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int) -> tuple[EpisodeData, ...]:
+    """Replay ``scenarios`` x ``seeds`` (``n_steps`` requests each) on envs built like ``env`` (cached)."""
+    env_id, kwargs_json = env_recipe(env)
+    return _collect(env_id, kwargs_json, tuple(str(s) for s in scenarios), tuple(int(s) for s in seeds), int(n_steps))
+
+
+@lru_cache(maxsize=8)
+def _collect(env_id: str, kwargs_json: str, scenarios: tuple[str, ...], seeds: tuple[int, ...],
+             n_steps: int) -> tuple[EpisodeData, ...]:
+    out = []
+    for sc in scenarios:
+        env = gym.make(env_id, scenario=sc, max_episode_steps=n_steps, **json.loads(kwargs_json))
+        for seed in seeds:
+            out.append(replay(env, seed, n_steps))
+        env.close()
+    return tuple(out)
+
+
+def replay(env, seed: int, n_steps: int) -> EpisodeData:
+    """Reset ``env`` with ``seed`` and roll the oracle through the first ``n_steps`` requests."""
+    obs, _ = env.reset(seed=int(seed))
+    ep = env.unwrapped.episode()
+    n = min(int(n_steps), len(ep.states))
+    idx = np.arange(n)
+    states, draws = ep.states.take(idx), ep.draws.take(idx)
+    best, _ = env.unwrapped.sim.oracle(states, draws)
+    rows = [obs]
+    for t in range(n - 1):
+        obs, *_ = env.step(int(best[t]))
+        rows.append(obs)
+    return EpisodeData(env.unwrapped.scenario.name, int(seed), np.asarray(rows, dtype=np.float32), states, draws,
+                       best.astype(np.int64))
