@@ -25,7 +25,7 @@ CI_RUNS = {
 CI_SUITES = {
     "autoscale_phone": {"run": "autoscale_phone", "policies": ["cpu_only", "cloud_only", "oracle"],
                         "scenarios": ["wifi_strong", "mobility_walk"]},
-    "dvfo_jetson": {"run": "dvfo_jetson", "policies": ["cpu_only", "cloud_only", "oracle"],
+    "dvfo_jetson": {"run": "dvfo_jetson", "policies": ["edge_gpu_max", "cloud_only", "oracle"],
                     "scenarios": ["dvfo_trickle_5mbps"]},
 }
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from bench.seeding import derive_seeds
+from bench.seeding import derive_seed, derive_seeds
 
 if TYPE_CHECKING:
     from bench.pipeline.engine import Engine
@@ -36,8 +36,14 @@ def env_id(learner: str) -> str:
 
     return learner_spec(learner).env_id
 
-#: the baselines every comparison reports ratios against (named by the mission)
-RATIO_BASELINES = {"cpu_only": "cpu_only", "cloud_only": "cloud_only"}
+
+#: the baselines every comparison reports paired energy ratios against (``efficiency_vs_<label>``, with CIs):
+#: the mission's CPU-only and cloud-only, DVFO's edge-only (on the Jetson GPU), the references a learner must
+#: beat to matter, and DVFO's published baselines; a label whose policy a suite lacks is skipped
+RATIO_BASELINES = {"cpu_only": "cpu_only", "cloud_only": "cloud_only", "edge_gpu_max": "edge_gpu_max",
+                   "best_static_dnn": "best_static_dnn", "best_static_dnn_signal": "best_static_dnn_signal",
+                   "distilled": "distilled", "neurosurgeon": "neurosurgeon", "drldo": "drldo",
+                   "appealnet": "appealnet"}
 
 
 @dataclass(frozen=True)
@@ -53,12 +59,32 @@ class Cell:
     steps: int
     env_kwargs_json: str  # the trained run's env arguments (devices, levels, reward), JSON
     artefact: str = ""  # saved learner directory, for the learned policy
+    policy_kwargs_json: str = ""  # extra arguments of a fitted baseline (what it is fitted on), JSON
 
 
 def _policy_kwargs(cell: Cell) -> dict[str, Any]:
     if cell.policy == cell.learner:
         return {"path": cell.artefact}
-    return {"seed": cell.seed, "n_steps": cell.steps}
+    return {"seed": cell.seed, "n_steps": cell.steps, **json.loads(cell.policy_kwargs_json or "{}")}
+
+
+def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], scenarios: Sequence[str],
+                         eval_seeds: Sequence[int], steps: int, root_seed: int) -> dict[str, Any]:
+    """What a fitted baseline of a suite is fitted on (the same for all its cells, so one fit per suite).
+
+    * hindsight statics: every evaluation scenario x seed of the suite (``steps`` requests each);
+    * the distilled rule: the run's *training* scenarios, with as many seeds as the evaluation has, drawn
+      for the purpose (``derive_seeds(root, n, "distill", suite)``: never the evaluation's);
+    * DRLDO: the DVFO run's config (training scenarios, steps, hyper-parameters) with a seed of its own.
+    """
+    if policy in ("best_static_dnn", "best_static_dnn_signal"):
+        return {"fit_scenarios": list(scenarios), "fit_seeds": [int(s) for s in eval_seeds], "n_steps": int(steps)}
+    if policy == "distilled":
+        return {"train_scenarios": list(run_config["scenarios"]), "n_steps": int(steps),
+                "train_seeds": derive_seeds(root_seed, len(eval_seeds), "distill", suite)}
+    if policy == "drldo":
+        return {"config": dict(run_config), "train_seed": derive_seed(root_seed, "train", "drldo", suite)}
+    return {}
 
 
 def run_cell(cell: Cell) -> pd.DataFrame:
@@ -121,8 +147,11 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
     env_kwargs = json.dumps(config.env_kwargs(), sort_keys=True, default=list)
     eval_seeds = derive_seeds(root_seed, seeds, "evaluate", suite)
     names = [info["learner"]] + [p for p in policies if p != info["learner"]]
+    scenarios = list(scenarios)
+    fitted = {p: json.dumps(fitted_policy_kwargs(p, suite, info["config"], scenarios, eval_seeds, steps, root_seed),
+                            sort_keys=True, default=list) for p in names}
     return [Cell(suite, info["learner"], info["profile"], pol, sc, s, steps, env_kwargs,
-                 str(run_dir / "policy") if pol == info["learner"] else "")
+                 str(run_dir / "policy") if pol == info["learner"] else "", fitted[pol])
             for pol in names for sc in scenarios for s in eval_seeds]
 
 
@@ -135,3 +164,31 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
         kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed)
         out[str(suite)] = {"overall": summarise(frame, **kw), "by_scenario": summarise_by_scenario(frame, **kw)}
     return round_floats(out)
+
+
+def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str], seeds: int, steps: int,
+                       root_seed: int, n_repeats: int = 5) -> pd.DataFrame:
+    """Permutation importance of the suite's trained learner on its evaluation scenarios and seeds.
+
+    The same episodes as the suite's cells (:func:`suite_cells`); one row per observation field
+    (:func:`bench.policies.importance.permutation_importance`), with ``suite`` and ``learner`` columns. The
+    evaluate stage writes the suites' tables to ``results/evaluate/feature_importance.csv``.
+    """
+    import bench  # noqa: F401  (registers the envs)
+    from bench.policies import make_policy
+    from bench.policies.importance import permutation_importance
+    from bench.policies.rollout import make_env
+    from bench.pipeline.training import config_class
+
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "train.json").read_text())
+    config = config_class(info["learner"]).from_dict(info["config"])
+    scenarios = list(scenarios)
+    env = make_env(env_id(info["learner"]), scenarios[0], steps, **config.env_kwargs())
+    policy = make_policy(info["learner"], env, path=str(run_dir / "policy"))
+    eval_seeds = derive_seeds(root_seed, seeds, "evaluate", suite)
+    df = permutation_importance(policy, env, scenarios, eval_seeds, steps, n_repeats=n_repeats,
+                                seed=derive_seed(root_seed, "importance", suite))
+    df.insert(0, "learner", info["learner"])
+    df.insert(0, "suite", suite)
+    return df
