@@ -4,6 +4,8 @@ import json
 
 import gymnasium as gym
 import numpy as np
+
+from bench.sim.envs import AUTOSCALE_OBS_FIELDS
 import pandas as pd
 import pytest
 import yaml
@@ -40,7 +42,8 @@ def test_state_ids_are_consistent_and_separate_the_shipped_dnns():
     wl = load_workloads()
     nn = np.column_stack([wl["n_conv"], wl["n_fc"], wl["n_recurrent"], wl["n_attention"], np.log10(wl["flops"])])
     runtime = np.column_stack([rng.random(len(wl)), rng.random(len(wl)), rng.uniform(-95, -40, len(wl)),
-                               rng.uniform(-125, -70, len(wl)), rng.uniform(20, 500, len(wl)), np.full(len(wl), 0.01)])
+                               rng.uniform(-125, -70, len(wl)), rng.uniform(20, 500, len(wl)), np.full(len(wl), 0.01),
+                               rng.random(len(wl))])  # the env's named fields after the NN's: ..., gpu_load
     obs = np.hstack([nn, runtime]).astype(np.float32)
     ids = bins.state_ids(obs)
     assert [bins.state_id(o) for o in obs] == ids.tolist()
@@ -48,7 +51,13 @@ def test_state_ids_are_consistent_and_separate_the_shipped_dnns():
     same_runtime = np.hstack([nn, np.tile(runtime[:1], (len(wl), 1))]).astype(np.float32)
     assert len(set(bins.state_ids(same_runtime).tolist())) == len(wl)  # each DNN its own NN bucket
     decoded = bins.decode(int(ids[0]))
-    assert set(decoded) >= {"macs_log10", "cpu_load", "wifi_dbm", "lte_dbm"}
+    assert set(decoded) >= {"macs_log10", "cpu_load", "gpu_load", "wifi_dbm", "lte_dbm"}
+    # a GPU co-runner above the bucket edge moves the request to another state
+    busy = obs.copy()
+    busy[:, AUTOSCALE_OBS_FIELDS.index("gpu_load")] = 0.9
+    idle = obs.copy()
+    idle[:, AUTOSCALE_OBS_FIELDS.index("gpu_load")] = 0.1
+    assert (bins.state_ids(busy) != bins.state_ids(idle)).all()
 
 
 def test_update_is_a_sample_average_then_act_is_the_row_argmax(as_env):
