@@ -88,30 +88,123 @@ def test_metrics_report_ratios_against_the_named_baselines(trained):
     assert m["oracle"]["gap_to_oracle"]["mean"] == pytest.approx(0.0)
 
 
+def test_fitted_baselines_are_fitted_on_the_evaluation_traces_or_the_training_scenarios(trained):
+    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone",
+                                 ["best_static_dnn", "distilled", "cpu_only"], ["wifi_strong", "wifi_weak"], 2, 30,
+                                 root_seed=5)
+    kw = {c.policy: json.loads(c.policy_kwargs_json or "{}") for c in cells}
+    eval_seeds = derive_seeds(5, 2, "evaluate", "autoscale_phone")
+    assert kw["best_static_dnn"] == {"fit_scenarios": ["wifi_strong", "wifi_weak"], "fit_seeds": eval_seeds,
+                                     "n_steps": 30}
+    info = json.loads((trained / "autoscale_phone" / "train.json").read_text())
+    assert kw["distilled"]["train_scenarios"] == info["config"]["scenarios"]
+    assert not set(kw["distilled"]["train_seeds"]) & set(eval_seeds)  # never the evaluation's seeds
+    assert kw["cpu_only"] == {}
+    # one fit per suite: every cell of a fitted baseline carries the same arguments
+    assert len({c.policy_kwargs_json for c in cells if c.policy == "best_static_dnn"}) == 1
+    res = evaluate.run_cells([c for c in cells if c.scenario == "wifi_weak"], workers=1, progress=False)
+    assert set(res.policy) == {"autoscale", "best_static_dnn", "distilled", "cpu_only"}
+    static = res[res.policy == "best_static_dnn"]
+    assert (static.groupby("workload")["action"].nunique() == 1).all()
+
+
 # ----------------------------------------------------------------------------- claims and README
-def _metrics(eff_cpu, eff_cloud, e_dvfo, e_cpu, e_cloud, lat=(50.0, 60.0, 90.0), acc=(0.70, 0.695)):
-    ci = lambda v: {"mean": v, "ci_low": v, "ci_high": v}  # noqa: E731
-    return {
-        "autoscale_phone": {"overall": {"autoscale": {"efficiency_vs_cpu_only": ci(eff_cpu),
-                                                      "efficiency_vs_cloud_only": ci(eff_cloud)}}},
-        "dvfo_jetson": {"overall": {
-            "dvfo": {"energy_mj": ci(e_dvfo), "latency_p50_ms": lat[0], "accuracy": ci(acc[1])},
-            "cpu_only": {"energy_mj": ci(e_cpu), "latency_p50_ms": lat[1], "accuracy": ci(acc[0])},
-            "cloud_only": {"energy_mj": ci(e_cloud), "latency_p50_ms": lat[2], "accuracy": ci(acc[0])}}},
-    }
+def _ci(v, lo=None, hi=None):
+    return {"mean": v, "ci_low": v if lo is None else lo, "ci_high": v if hi is None else hi}
 
 
-def test_papers_vs_suite_computes_the_suite_side():
-    table = claims.papers_vs_suite(_metrics(9.0, 3.0, 60.0, 100.0, 200.0)).set_index("claim")
-    rows = {r["paper"] + ":" + str(r["paper_value"]): r for r in table.reset_index().to_dict("records")}
-    assert rows["AutoScale:9.8"]["suite_value"] == 9.0 and rows["AutoScale:9.8"]["verdict"] == "consistent"
-    assert rows["AutoScale:1.6"]["verdict"] == "differs" and rows["AutoScale:1.6"]["why they differ"]
-    # energy reduction = mean(1 - 60/100, 1 - 60/200) = mean(0.4, 0.7)
-    assert rows["DVFO:0.33"]["suite_value"] == pytest.approx(0.55)
-    assert rows["DVFO:0.33"]["verdict"] == "differs on average only"  # 0.55 is outside 0.33 +- 25% and rows["DVFO:0.33"]["why they differ"]
-    # latency reduction = mean(1 - 50/60, 1 - 50/90)
-    assert rows["DVFO:0.286–0.591"]["suite_value"] == pytest.approx(np.mean([1 - 50 / 60, 1 - 50 / 90]), abs=1e-4)
-    assert rows["DVFO:0.01"]["suite_value"] == pytest.approx(0.005) and rows["DVFO:0.01"]["verdict"] == "consistent"
+def _claim(**kw):
+    base = {"id": "x", "paper": "P", "claim": "c", "value": 1.0, "unit": "x", "source": "s", "suite": "s",
+            "policy": "learner", "baseline": "base", "metric": "efficiency", "why": "the reason"}
+    return {**base, **kw}
+
+
+def test_verdict_is_consistent_only_inside_the_ci_and_close_within_ten_percent():
+    c = _claim(value=9.8)
+    assert claims.verdict(c, 9.0, 8.5, 10.0) == "consistent"
+    assert claims.verdict(c, 8.5, 8.0, 9.5) == "close"  # 9.8 is 0.3 above the CI, within 0.98
+    assert claims.verdict(c, 5.0, 4.0, 6.0) == "differs"
+    assert claims.verdict(c, 9.8, float("nan"), float("nan")) == "consistent"  # no CI: the point itself
+    rng = _claim(value=[0.286, 0.591])
+    assert claims.verdict(rng, 0.2, 0.1, 0.3) == "consistent" and claims.verdict(rng, 0.2, 0.1, 0.26) == "close"
+    assert claims.verdict(rng, -0.1, -0.2, 0.0) == "differs"
+    bound = _claim(value=0.01, bound="at most")
+    assert claims.verdict(bound, 0.001, 0.0, 0.005) == "consistent"
+    assert claims.verdict(bound, 0.01, 0.005, 0.02) == "close" and claims.verdict(bound, 0.05, 0.04, 0.06) == "differs"
+    direction = _claim(value=None)
+    assert claims.verdict(direction, 1.2, 1.1, 1.3) == "consistent"
+    assert claims.verdict(direction, 1.0, 0.9, 1.1) == "close" and claims.verdict(direction, 0.8, 0.7, 0.9) == "differs"
+    assert claims.verdict(c, float("nan"), float("nan"), float("nan")) == "not measured"
+
+
+def test_papers_vs_suite_has_one_row_per_claim_and_baseline_never_an_average():
+    m = {"s": {"overall": {"learner": {"efficiency_vs_a": _ci(2.0, 1.8, 2.2), "efficiency_vs_b": _ci(1.25, 1.2, 1.3)},
+                           "a": {}, "b": {}},
+               "by_scenario": {"sc": {"learner": {"efficiency_vs_a": _ci(1.5, 1.4, 1.6)}, "a": {}}}}}
+    rows = [_claim(id="a", baseline="a", metric="energy_reduction", value=0.5),
+            _claim(id="b", baseline="b", metric="energy_reduction", value=0.5),
+            _claim(id="a_sc", baseline="a", metric="energy_reduction", value=0.33, scenario="sc"),
+            _claim(id="gone", baseline="zzz", metric="efficiency", value=2.0)]
+    t = claims.papers_vs_suite(m, claims=rows).set_index(pd.Index(["a", "b", "a_sc", "gone"]))
+    assert t.loc["a", "suite_mean"] == pytest.approx(0.5) and t.loc["a", "verdict"] == "consistent"
+    assert t.loc["a", "ci_low"] == pytest.approx(1 - 1 / 1.8) and t.loc["a", "ci_high"] == pytest.approx(1 - 1 / 2.2)
+    assert t.loc["b", "suite_mean"] == pytest.approx(0.2) and t.loc["b", "verdict"] == "differs"
+    assert "suite below the paper: the reason" == t.loc["b", "why they differ"]
+    assert t.loc["a_sc", "suite_mean"] == pytest.approx(1 - 1 / 1.5) and t.loc["a_sc", "scenario"] == "sc"
+    assert t.loc["gone", "verdict"] == "not measured" and "zzz" in t.loc["gone", "why they differ"]
+    assert t.loc["a", "why they differ"] == ""
+
+
+def test_latency_and_accuracy_rows_get_paired_cis_from_the_results_table():
+    rows = []
+    for seed in range(6):
+        for pol, lat in (("learner", 60.0), ("base", 100.0)):
+            for step in range(10):
+                rows.append({"suite": "s", "policy": pol, "scenario": "sc", "seed": seed, "step": step,
+                             "latency_ms": lat * (1 + 0.1 * seed), "accuracy": 0.7 if pol == "base" else 0.695,
+                             "energy_mj": 1.0, "qos_ok": True})
+    res = pd.DataFrame(rows)
+    m = {"s": {"overall": {"learner": {"latency_p50_ms": 1.0}, "base": {"latency_p50_ms": 1.0}}}}
+    lat = _claim(metric="latency_reduction", value=[0.286, 0.591])
+    acc = _claim(metric="accuracy_loss", value=0.01, bound="at most")
+    p, lo, hi, how = claims.suite_interval(m, lat, res, n_boot=200, seed=0)
+    assert p == pytest.approx(0.4) and lo == pytest.approx(0.4) and hi == pytest.approx(0.4)  # paired: same ratio
+    assert "paired" in how
+    p, lo, hi, _ = claims.suite_interval(m, acc, res, n_boot=200, seed=0)
+    assert p == pytest.approx(0.005)
+    assert claims.verdict(acc, p, lo, hi) == "consistent"
+
+
+def test_shipped_claims_are_per_baseline_and_include_the_reviewers_rows():
+    rows = claims.load_claims()
+    pairs = {(c["policy"], c["baseline"]) for c in rows}
+    assert {("autoscale", "best_static_dnn"), ("dvfo", "drldo"), ("dvfo", "appealnet")} <= pairs
+    assert all(c["baseline"] for c in rows)
+
+
+def test_load_claims_names_the_entry_and_the_bad_key(tmp_path):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("- {id: a, paper: P, claim: c, value: 1, unit: x, source: s, suite: s, policy: p, baseline: b, "
+                   "metric: average, why: w}\n")
+    with pytest.raises(ValueError, match=r"entry 0 \(a\): metric = 'average'; allowed"):
+        claims.load_claims(bad)
+
+
+def test_what_learners_add_compares_with_statics_the_distilled_rule_and_the_oracle():
+    m = {"s": {"overall": {
+        "autoscale": {"energy_mj": _ci(100.0, 95, 105), "qos_violation_rate": _ci(0.01),
+                      "efficiency_vs_best_static_dnn": _ci(1.25, 1.1, 1.4), "efficiency_vs_distilled": _ci(0.9, 0.8, 0.95),
+                      "gap_to_oracle": _ci(0.05, 0.02, 0.08)},
+        "best_static_dnn": {"energy_mj": _ci(125.0), "qos_violation_rate": _ci(0.0)},
+        "distilled": {"energy_mj": _ci(90.0), "qos_violation_rate": _ci(0.02)},
+        "oracle": {"energy_mj": _ci(95.0), "qos_violation_rate": _ci(0.0)}}}}
+    t = claims.what_learners_add(m).set_index("reference")
+    assert list(t.index) == ["best_static_dnn", "distilled", "oracle"]
+    assert t.loc["best_static_dnn", "learner_saving"] == pytest.approx(0.2) and t.loc["best_static_dnn", "learner_better"] == "yes"
+    assert t.loc["distilled", "learner_better"] == "no" and t.loc["oracle", "learner_saving"] == pytest.approx(-0.05)
+    notes = claims.learner_notes(claims.what_learners_add(m))
+    assert len(notes) == 1 and "uses more energy than the distilled depth-3 rule" in notes[0]
+    assert "+5.0% [+2.0%, +8.0%] energy vs the oracle" in notes[0]
 
 
 def test_readme_refresh_splices_generated_sections(tmp_path, monkeypatch):
