@@ -123,6 +123,5 @@ def distilled(env, path: str | Path | None = None, train_scenarios: Sequence[str
                          "(the training scenarios, never the evaluation's)")
     from bench.sim.envs import obs_fields
 
-    steps = n_steps or getattr(getattr(env, "spec", None), "max_episode_steps", None) or 200
-    episodes = collect_episodes(env, train_scenarios, train_seeds, int(steps))
+    episodes = collect_episodes(env, train_scenarios, train_seeds, n_steps)  # 0 / None: whole scenarios
     return DistilledTree.fit(episodes, obs_fields(env), list(env.unwrapped.action_table["name"]), max_depth)

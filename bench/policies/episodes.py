@@ -47,10 +47,20 @@ def env_recipe(env) -> tuple[str, str]:
     return spec.id, json.dumps(kwargs, sort_keys=True, default=list)
 
 
-def collect_episodes(env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int) -> tuple[EpisodeData, ...]:
-    """Replay ``scenarios`` x ``seeds`` (``n_steps`` requests each) on envs built like ``env`` (cached)."""
+def collect_episodes(env, scenarios: Sequence[str], seeds: Sequence[int],
+                     n_steps: int | None) -> tuple[EpisodeData, ...]:
+    """Replay ``scenarios`` x ``seeds`` on envs built like ``env`` (cached): the first ``n_steps`` requests of
+    each, or (``n_steps`` None or 0) each scenario's whole trace."""
     env_id, kwargs_json = env_recipe(env)
-    return _collect(env_id, kwargs_json, tuple(str(s) for s in scenarios), tuple(int(s) for s in seeds), int(n_steps))
+    return _collect(env_id, kwargs_json, tuple(str(s) for s in scenarios), tuple(int(s) for s in seeds),
+                    int(n_steps or 0))
+
+
+def scenario_steps(scenario: str) -> int:
+    """Requests in a scenario's whole trace."""
+    from bench.world.scenarios import load_scenario
+
+    return int(load_scenario(scenario).steps)
 
 
 @lru_cache(maxsize=8)
@@ -58,24 +68,34 @@ def _collect(env_id: str, kwargs_json: str, scenarios: tuple[str, ...], seeds: t
              n_steps: int) -> tuple[EpisodeData, ...]:
     out = []
     for sc in scenarios:
-        env = gym.make(env_id, scenario=sc, max_episode_steps=n_steps, **json.loads(kwargs_json))
+        limit = n_steps or scenario_steps(sc)
+        env = gym.make(env_id, scenario=sc, max_episode_steps=limit, **json.loads(kwargs_json))
         for seed in seeds:
-            out.append(replay(env, seed, n_steps))
+            out.append(replay(env, seed, limit))
         env.close()
     return tuple(out)
 
 
 def replay(env, seed: int, n_steps: int) -> EpisodeData:
-    """Reset ``env`` with ``seed`` and roll the oracle through the first ``n_steps`` requests."""
+    """Reset ``env`` with ``seed`` and let the per-request oracle act for (at most) ``n_steps`` requests.
+
+    The oracle decides step by step on the env's current episode (:class:`bench.policies.oracle.Oracle`), so
+    any state the env carries from request to request is the one the oracle's own choices left; the states
+    and draws are read after the rollout, with that history in them.
+    """
+    from bench.policies.oracle import Oracle
+
+    oracle = Oracle(env)
     obs, _ = env.reset(seed=int(seed))
-    ep = env.unwrapped.episode()
-    n = min(int(n_steps), len(ep.states))
-    idx = np.arange(n)
-    states, draws = ep.states.take(idx), ep.draws.take(idx)
-    best, _ = env.unwrapped.sim.oracle(states, draws)
-    rows = [obs]
-    for t in range(n - 1):
-        obs, *_ = env.step(int(best[t]))
+    rows, actions = [], []
+    for _ in range(int(n_steps)):
+        a = oracle.act(obs)
         rows.append(obs)
-    return EpisodeData(env.unwrapped.scenario.name, int(seed), np.asarray(rows, dtype=np.float32), states, draws,
-                       best.astype(np.int64))
+        actions.append(a)
+        obs, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            break
+    ep = env.unwrapped.episode()
+    idx = np.arange(len(rows))
+    return EpisodeData(env.unwrapped.scenario.name, int(seed), np.asarray(rows, dtype=np.float32),
+                       ep.states.take(idx), ep.draws.take(idx), np.asarray(actions, dtype=np.int64))

@@ -45,22 +45,26 @@ def _concat(items, cls):
     return cls(**{f.name: np.concatenate([getattr(x, f.name) for x in items]) for f in dc_fields(cls)})
 
 
-def rollout(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int):
-    """(obs (N, D), states, draws) of the policy's greedy rollouts on envs built like ``env``."""
+def rollout(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int | None):
+    """(obs (N, D), states, draws) of the policy's greedy rollouts on envs built like ``env``
+    (``n_steps`` requests each; 0 or None: each scenario's whole trace)."""
+    from bench.policies.episodes import scenario_steps
+
     env_id, kwargs_json = env_recipe(env)
     obs_rows, states, draws = [], [], []
     for sc in scenarios:
-        e = gym.make(env_id, scenario=sc, max_episode_steps=int(n_steps), **json.loads(kwargs_json))
+        limit = int(n_steps or scenario_steps(sc))
+        e = gym.make(env_id, scenario=sc, max_episode_steps=limit, **json.loads(kwargs_json))
         for seed in seeds:
             obs, _ = e.reset(seed=int(seed))
             policy.reset()
-            ep = e.unwrapped.episode()
             rows = []
-            for _ in range(int(n_steps)):
+            for _ in range(limit):
                 rows.append(obs)
                 obs, _, term, trunc, _ = e.step(int(policy.act(obs)))
                 if term or trunc:
                     break
+            ep = e.unwrapped.episode()  # read after the rollout: any carried state is the policy's own
             idx = np.arange(len(rows))
             obs_rows.append(np.asarray(rows, dtype=np.float32))
             states.append(ep.states.take(idx))
@@ -69,7 +73,7 @@ def rollout(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int],
     return np.concatenate(obs_rows), _concat(states, States), _concat(draws, Draws)
 
 
-def permutation_importance(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int,
+def permutation_importance(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int | None,
                            n_repeats: int = 5, seed: int = 0) -> pd.DataFrame:
     """One row per observation field, ranked by ``decisions_changed`` (see the module docstring)."""
     from bench.sim.envs import obs_fields

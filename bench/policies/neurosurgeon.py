@@ -51,11 +51,15 @@ def neurosurgeon_candidates(env) -> np.ndarray:
 
 
 def make_states(n: int, **columns) -> States:
-    """A States batch of ``n`` rows; fields not given are zero (e.g. a load the estimate does not track)."""
+    """A States batch of ``n`` rows; a field not given takes its default where States has one, else zeros
+    (e.g. a co-runner load the estimate does not track)."""
     out = {}
     for f in dataclasses.fields(States):
         v = columns.get(f.name)
-        out[f.name] = np.zeros(n) if v is None else np.asarray(v)
+        if v is not None:
+            out[f.name] = np.asarray(v)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            out[f.name] = np.zeros(n)
     return States(**out)
 
 

@@ -18,7 +18,8 @@ adds nothing over a lookup table.
     in the fit falls back to the DNN's choice.
 
 Fit data (suite choice): ``fit_scenarios`` x ``fit_seeds`` replayed episodes of
-``n_steps`` requests (:mod:`bench.policies.episodes`). The evaluation passes its
+``n_steps`` requests, or each scenario's whole trace when ``n_steps`` is 0 or None
+(:mod:`bench.policies.episodes`). The evaluation passes its
 scenarios and seeds, so a suite has one table fitted over all its evaluation
 traces; by default (only ``seed`` given) the fit is the current cell's episode.
 """
@@ -46,9 +47,9 @@ def fit_episodes(env, fit_scenarios: Sequence[str] | None, fit_seeds: Sequence[i
         if seed is None:
             raise ValueError("a fitted baseline needs fit_seeds=[...] or seed=<int> (the episode to fit on)")
         fit_seeds = [seed]
-    spec = getattr(env, "spec", None)
-    steps = n_steps or getattr(spec, "max_episode_steps", None) or 200
-    return collect_episodes(env, scenarios, list(fit_seeds), int(steps))
+    if not n_steps and not fit_scenarios:  # the current cell's episode: as long as the env's
+        n_steps = getattr(getattr(env, "spec", None), "max_episode_steps", None)
+    return collect_episodes(env, scenarios, list(fit_seeds), n_steps)
 
 
 def choose_static(energy_sum: np.ndarray, ok_sum: np.ndarray, count: np.ndarray, tolerance: float) -> np.ndarray:
