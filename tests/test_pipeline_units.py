@@ -186,7 +186,7 @@ def test_load_claims_names_the_entry_and_the_bad_key(tmp_path):
     bad = tmp_path / "claims.yaml"
     bad.write_text("- {id: a, paper: P, claim: c, value: 1, unit: x, source: s, suite: s, policy: p, baseline: b, "
                    "metric: average, why: w}\n")
-    with pytest.raises(ValueError, match=r"entry 0 \(a\): metric = 'average'; allowed"):
+    with pytest.raises(ValueError, match=r"\[0\] \(a\): metric = 'average'; allowed"):
         claims.load_claims(bad)
 
 
