@@ -382,6 +382,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "attention_edges": dict(ge=0, le=1e6, max_len=1000),
         "cpu_load_edges": dict(ge=0, le=1, max_len=1000),
         "mem_load_edges": dict(ge=0, le=1, max_len=1000),
+        "gpu_load_edges": dict(ge=0, le=1, max_len=1000),
         "wifi_dbm_edges": dict(ge=-200, le=50, max_len=1000),
         "lte_dbm_edges": dict(ge=-200, le=50, max_len=1000),
         "qos_ms_edges": dict(gt=0, le=1e7, max_len=1000),
