@@ -1,6 +1,8 @@
 """``python -m bench ...``: headless entry points for devices, DVC and people.
 
-    python -m bench profiles            print every shipped profile's targets and DVFS levels
+    python -m bench profiles            print every shipped profile's targets, runtime, levels and calibration error
+    python -m bench calibrate [--write] fit the shipped profiles to data/calibration (and write them)
+    python -m bench predict ...         latency/power/energy of a DNN on a profile's target (--help)
     python -m bench params [--describe] validate params.yaml (or list every key with its doc)
     python -m bench notebook STAGE      run a pipeline stage's notebook via papermill (used by dvc.yaml)
     python -m bench workloads [--write] print (or recompute and write) the workload table
@@ -37,7 +39,11 @@ def _cmd_profiles(args) -> int:
     names = args.names or list_profiles()
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         for name in names:
-            prof = load_profile(name)
+            try:
+                prof = load_profile(name)
+            except Exception as exc:  # ProfileError: one line, exit 2
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             print(f"== {prof.name} ({prof.kind}): {prof.description}")
             print(f"   radios: {', '.join(prof.radios) or '-'};  idle power: {prof.idle_power_w:g} W")
             print(pd.DataFrame(prof.summary()).drop(columns=["profile"]).to_string(index=False))
@@ -99,6 +105,18 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
+def _calibrate_main(argv: list[str]) -> int:
+    from bench.world import fit
+
+    return fit.main(argv)
+
+
+def _predict_main(argv: list[str]) -> int:
+    from bench.world import predict
+
+    return predict.main(argv)
+
+
 def _readme_main(argv: list[str]) -> int:
     from bench.pipeline import readme
 
@@ -137,7 +155,9 @@ def _testbed_stage_main(argv: list[str]) -> int:
 
 _PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
                 "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
-                "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main}
+                "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main,
+
+                "calibrate": _calibrate_main, "predict": _predict_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -232,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default=str(PARAMS_FILE))
     p.set_defaults(func=_cmd_notebook)
     sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
+    sub.add_parser("calibrate", help="fit profiles to published measurements (python -m bench calibrate --help)",
+                   add_help=False)
+    sub.add_parser("predict", help="latency/power/energy from a profile (python -m bench predict --help)",
+                   add_help=False)
     sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
     sub.add_parser("monitor", help="energy of any command (python -m bench monitor --help)", add_help=False)
     p = sub.add_parser("plugins", help="list the registries (meters, DVFS, policies, learners, scenario kinds)")

@@ -12,9 +12,11 @@ Two action sets share one core (:mod:`bench.sim.core`):
 
 Suite choices (documented, configurable by arguments):
 
-* memory traffic of a workload = ``weight_bytes + activation_bytes_total`` (fp32
-  counts from :mod:`bench.world.workloads`), scaled by the target's precision
-  (fp16 x 1/2, int8 x 1/4);
+* the work of a workload is its operator-class features (FLOPs, fp32 bytes and
+  kernels per class, ``data/workloads/op_classes.csv``), costed by each target's
+  layer-aware model (:mod:`bench.world.profiles`; the target scales bytes by its
+  precision); a workloads table without those features falls back to one dense
+  class of ``flops`` and ``weight_bytes + activation_bytes_total``;
 * an image request uploads the input as 8-bit pixels (fp32 tensor bytes / 4); a
   text request uploads its token tensor as is; the result downloaded is
   ``output_bytes``;
@@ -44,11 +46,10 @@ import pandas as pd
 
 from bench.world.network import load_link
 from bench.paths import DATA_DIR
-from bench.world.profiles import DeviceProfile, Target, load_profile
+from bench.world.profiles import OP_CLASSES, PRECISION_BYTES, DeviceProfile, Target, Work, load_profile
 from bench.world.scenarios import InterferenceModel, load_interference_model
 from bench.sim.core import ActionTables, Route, Simulator
 
-PRECISION_BYTES = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
 ACCURACY_CURVE = DATA_DIR / "dvfo" / "accuracy_vs_xi.csv"
 _WORKLOAD_COLUMNS = ("workload", "domain", "flops", "weight_bytes", "activation_bytes_total", "input_bytes",
                      "output_bytes", "n_conv", "n_fc", "n_recurrent", "n_attention", "acc_fp32", "acc_int8")
@@ -58,14 +59,39 @@ def _profile(p: DeviceProfile | str | Path | None) -> DeviceProfile | None:
     return p if (p is None or isinstance(p, DeviceProfile)) else load_profile(p)
 
 
-def _workloads(df: pd.DataFrame | None) -> pd.DataFrame:
+_FEATURE_COLUMNS = tuple(f"{c}_{f}" for c in OP_CLASSES for f in ("flops", "bytes", "kernels"))
+
+
+def _workloads(df: pd.DataFrame | None, op_classes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The workloads table with its op-class feature columns joined on (NaN where a workload has none)."""
     if df is None:
         from bench.world.workloads import load_workloads
         df = load_workloads()
     missing = [c for c in _WORKLOAD_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"workloads table lacks column(s) {missing}; needed: {list(_WORKLOAD_COLUMNS)}")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    if all(c in df.columns for c in _FEATURE_COLUMNS):
+        return df
+    if op_classes is None:
+        from bench.world.opclasses import load_op_classes
+        op_classes = load_op_classes()
+    feats = op_classes.rename(columns={"model": "workload"})[["workload", *_FEATURE_COLUMNS]]
+    return df.drop(columns=[c for c in _FEATURE_COLUMNS if c in df.columns]).merge(feats, on="workload", how="left")
+
+
+def _work(row: pd.Series) -> Work:
+    """A workload's op-class work; one dense class of its FLOPs and bytes where no features are known."""
+    if all(np.isfinite(float(row[c])) for c in _FEATURE_COLUMNS):
+        return Work.from_features(row)
+    return Work.aggregate(float(row["flops"]), float(row["weight_bytes"] + row["activation_bytes_total"]))
+
+
+def _work_matrix(wl: pd.DataFrame) -> Work:
+    """All workloads' work as (W, 1) arrays, for (workload x action) tables."""
+    works = [_work(r) for _, r in wl.iterrows()]
+    col = lambda get: {c: np.array([float(get(w)[c]) for w in works])[:, None] for c in OP_CLASSES}  # noqa: E731
+    return Work(col(lambda w: w.flops), col(lambda w: w.bytes), col(lambda w: w.kernels))
 
 
 def subsample_levels(levels: np.ndarray, k: int | None) -> np.ndarray:
@@ -84,10 +110,14 @@ def _mem_bytes(row: pd.Series, precision: str) -> float:
     return float(row["weight_bytes"] + row["activation_bytes_total"]) * PRECISION_BYTES[precision]
 
 
-def _model_parts(t: Target, flops, mem_bytes, f, fm) -> tuple[np.ndarray, np.ndarray]:
-    """(compute ms, memory ms) of the profile's latency model, without the fixed term."""
-    fixed = t.latency_ms(0.0, 0.0, f, fm)
-    return t.latency_ms(flops, 0.0, f, fm) - fixed, t.latency_ms(0.0, mem_bytes, f, fm) - fixed
+def _model_parts(t: Target, work: Work, f, fm) -> tuple[np.ndarray, np.ndarray]:
+    """(CPU-sensitive ms, memory-sensitive ms) of the target's model, without the fixed term.
+
+    Compute-bound classes and the per-kernel launch cost (host-side dispatch) are
+    CPU-sensitive; memory-bound classes are memory-sensitive.
+    """
+    comp, mem, overhead = t.parts_ms(work, f, fm)
+    return comp + (overhead - t.fixed_ms), mem
 
 
 def _accuracy(row: pd.Series, precision: str) -> tuple[float, float]:
@@ -163,10 +193,10 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
                     # No INT8 model exists for this DNN: the NN delegate falls back to the CPU at its top level.
                     t = edge.targets["cpu"]
                     f, fm = float(t.freq_mhz[-1]), float(t.mem_freq_mhz[-1])
-                mem = _mem_bytes(row, t.precision)
-                lat, power, _src = t.cost(row["workload"], row["flops"], mem, f, fm)
-                comp, memt = _model_parts(t, row["flops"], mem, f, fm)
-                scale = lat / float(t.latency_ms(row["flops"], mem, f, fm))
+                work = _work(row)
+                lat, power, _src = t.estimate(row["workload"], work, f, fm)
+                comp, memt = _model_parts(t, work, f, fm)
+                scale = lat / float(t.work_latency_ms(work, f, fm))
                 coupling = 1.0 if t.kind == "cpu" else it.accel_cpu_coupling
                 pre[wi, ai] = lat
                 pre_cpu[wi, ai] = comp * scale * coupling
@@ -175,8 +205,7 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
                 acc[wi, ai], loss[wi, ai] = _accuracy(row, t.precision)
             else:
                 remote = (peer if act["target"] == "peer" else cloud).primary_target
-                mem = _mem_bytes(row, remote.precision)
-                lat, power, _src = remote.cost(row["workload"], row["flops"], mem)
+                lat, power, _src = remote.estimate(row["workload"], _work(row))
                 offloads[wi, ai] = True
                 up_bits[wi, ai] = _upload_bytes(row) * 8
                 down_bits[wi, ai] = float(row["output_bytes"]) * 8
@@ -257,7 +286,7 @@ def dvfo_system(edge="jetson_xavier_nx", cloud="cloud_rtx3080", workloads: pd.Da
     xi = actions["xi"].to_numpy()[None, :]
     it = interference or load_interference_model()
     flops = wl["flops"].to_numpy(dtype=float)[:, None]
-    mem = np.array([_mem_bytes(r, gpu.precision) for _, r in wl.iterrows()])[:, None]
+    work = _work_matrix(wl)
     heads, cuts = [], []
     for _, r in wl.iterrows():
         p = partitions[partitions["workload"] == r["workload"]]
@@ -273,8 +302,8 @@ def dvfo_system(edge="jetson_xavier_nx", cloud="cloud_rtx3080", workloads: pd.Da
 
     def local(frac):
         """(time, cpu-sensitive, mem-sensitive, energy) of running ``frac`` of the DNN locally, no fixed term."""
-        g_comp, g_mem = _model_parts(gpu, flops * frac * (1 - c), mem * frac, fg, fm)
-        c_comp, _ = _model_parts(cpu, flops * frac * c, 0.0, fc, fm)
+        g_comp, g_mem = _model_parts(gpu, work.scaled(frac * (1 - c)), fg, fm)
+        c_comp, _ = _model_parts(cpu, Work.aggregate(flops * frac * c, 0.0), fc, fm)
         t_gpu, t_cpu = g_comp + g_mem, c_comp
         energy = gpu.power_w(fg, fm) * t_gpu + cpu.power_w(fc) * t_cpu
         return t_gpu + t_cpu, c_comp + it.accel_cpu_coupling * g_comp, g_mem, energy
@@ -288,8 +317,7 @@ def dvfo_system(edge="jetson_xavier_nx", cloud="cloud_rtx3080", workloads: pd.Da
     power = (pre_e + par_e) / np.maximum(pre_t + par_t, 1e-12)
     offloads = np.broadcast_to(xi > 0, (W, A)).copy()
     rt = cloud.primary_target
-    remote_ms = rt.latency_ms(flops * (1 - head_frac) * xi, mem * (1 - head_frac) * xi * PRECISION_BYTES[rt.precision]
-                              / PRECISION_BYTES[gpu.precision]) * offloads
+    remote_ms = rt.work_latency_ms(work.scaled((1 - head_frac) * xi)) * offloads
     remote_p = np.broadcast_to(rt.power_w(), (W, A)).copy()
     up_bits = np.array(cuts)[:, None] * 0.25 * 8 * xi  # fp32 feature maps quantised to int8
     down_bits = wl["output_bytes"].to_numpy(dtype=float)[:, None] * 8 * offloads

@@ -2,18 +2,32 @@
 
 A profile (``data/profiles/<name>.yaml``) lists the device's execution targets
 (``cpu``, ``gpu``, ``dsp`` on an edge device; the one accelerator of a peer or a
-cloud server), their DVFS levels, and the constants of a simple analytical model:
+cloud server), the runtime each target stands for, their DVFS levels, and the
+constants of a layer-aware analytical model. A DNN's work comes as operator-class
+features (:mod:`bench.world.opclasses`): FLOPs ``F_c``, bytes ``B_c`` and kernel
+launches ``K_c`` per class ``c`` in (conv, dwconv, matmul, attention, recurrent,
+elementwise). At core clock ``f`` and memory clock ``f_mem`` (GHz):
 
-* latency   ``t(f, f_mem) = flops / (gflops_per_ghz * f) + bytes / (mem_gbps_per_ghz * f_mem) + fixed_ms``
-* power     ``P(f, f_mem) = static_power_w + dynamic_power_w_at_max * (V(f)/V_max)^2 * (f/f_max)
-  + mem_power_w_at_max * (f_mem/f_mem_max)`` (dynamic CMOS power ∝ C V² f)
+* per class, a roofline: ``t_c = max(F_c / (gflops_per_ghz * eff_c * f),
+  B_c * bytes_per_value / (mem_gbps_per_ghz * f_mem))`` (``eff_conv = 1``;
+  ``bytes_per_value`` = 1, 1/2, 1/4 of fp32 for fp32, fp16, int8 targets);
+* latency ``t = sum_c t_c + launch_ms * sum_c K_c + fixed_ms``;
+* power ``P(f, f_mem) = static_power_w + dynamic_power_w_at_max * (V(f)/V_max)^2 * (f/f_max)
+  + mem_power_w_at_max * (f_mem/f_mem_max)`` (dynamic CMOS power ~ C V^2 f), with
+  ``V(f)`` interpolated from the ``voltage_v`` table.
 
-where ``V(f)`` is interpolated from the ``voltage_v`` table. Where a profile
-carries ``measurements`` (from traces), those override the model for that
-(workload, frequency). Every number in a profile file is a mapping
-``{value: ..., source: ...}``; the source names a datasheet, paper or trace, or
-starts with ``assumed:`` and says why. :func:`load_profile` refuses a number
-without a source.
+Without layer features (:meth:`Target.latency_ms` given FLOPs and bytes only) the
+work is treated as one dense-conv class with no kernel count.
+
+Every number in a profile file is a mapping ``{value: ..., source: ...}``; the
+source names a datasheet, paper, measurement set or fit, or starts with
+``assumed:`` and says why. :func:`load_profile` refuses a number without a
+source. The shipped profiles are written by the calibration fit
+(:mod:`bench.world.fit`) from the hand-made priors in ``data/profiles/priors/``
+and the published measurements in ``data/calibration/``; a target's
+``calibration`` block records how well it fits them. Where a profile carries
+``measurements`` (from traces), those override the model for that
+(workload, frequency).
 """
 
 from __future__ import annotations
@@ -32,6 +46,11 @@ from bench.paths import PROFILES_DIR, REPO_ROOT
 TARGET_KINDS = ("cpu", "gpu", "dsp")
 PROFILE_KINDS = ("phone", "jetson", "peer", "cloud", "host")
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Bytes per value relative to fp32: memory traffic of a target at its precision.
+PRECISION_BYTES = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
+OP_CLASSES = ("conv", "dwconv", "matmul", "attention", "recurrent", "elementwise")
+#: Throughput of each class relative to dense conv (``eff_conv`` is 1 by definition).
+EFFICIENCY_KEYS = tuple(f"eff_{c}" for c in OP_CLASSES[1:])
 
 # Sourced quantities of a target: name -> (required, is_list)
 _TARGET_QUANTITIES: dict[str, tuple[bool, bool]] = {
@@ -44,8 +63,16 @@ _TARGET_QUANTITIES: dict[str, tuple[bool, bool]] = {
     "static_power_w": (True, False),
     "dynamic_power_w_at_max": (True, False),
     "mem_power_w_at_max": (False, False),
+    "launch_ms": (False, False),
+    **{k: (False, False) for k in EFFICIENCY_KEYS},
 }
-_TARGET_PLAIN = {"kind", "precision", "description", "measurements"}
+#: Values of optional quantities a profile leaves out, and what that means.
+_DEFAULTS = {
+    "mem_power_w_at_max": (0.0, "not given: no memory power term"),
+    "launch_ms": (0.0, "not given: no per-kernel launch cost (all overhead in fixed_ms)"),
+    **{k: (1.0, "not given: this class runs at the dense-conv rate") for k in EFFICIENCY_KEYS},
+}
+_TARGET_PLAIN = {"kind", "precision", "description", "measurements", "runtime", "calibration"}
 _PROFILE_KEYS = {"name", "kind", "description", "idle_power_w", "radios", "targets", "notes"}
 _MEASUREMENT_KEYS = {"workload", "freq_mhz", "mem_freq_mhz", "latency_ms", "power_w", "source"}
 
@@ -67,8 +94,47 @@ class Sourced:
 
 
 @dataclass(frozen=True)
+class Work:
+    """Operator-class work of one inference (or a fraction of it): FLOPs, fp32 bytes and kernels per class.
+
+    Values are floats or numpy arrays that broadcast together (the simulator
+    builds (workload x action) tables from them).
+    """
+
+    flops: Mapping[str, Any]
+    bytes: Mapping[str, Any]
+    kernels: Mapping[str, Any]
+
+    @classmethod
+    def from_features(cls, row: Mapping[str, Any]) -> "Work":
+        """From a row of the op-class table (columns ``<class>_flops``, ``<class>_bytes``, ``<class>_kernels``)."""
+        def col(c: str, f: str) -> Any:
+            v = row[f"{c}_{f}"]
+            return np.asarray(v, dtype=float) if not np.isscalar(v) else float(v)
+        return cls({c: col(c, "flops") for c in OP_CLASSES}, {c: col(c, "bytes") for c in OP_CLASSES},
+                   {c: col(c, "kernels") for c in OP_CLASSES})
+
+    @classmethod
+    def aggregate(cls, flops: Any, fp32_bytes: Any) -> "Work":
+        """Work known only as total FLOPs and bytes: one dense-conv class, no kernel count."""
+        zero = {c: 0.0 for c in OP_CLASSES}
+        return cls({**zero, "conv": flops}, {**zero, "conv": fp32_bytes}, dict(zero))
+
+    def scaled(self, k: Any) -> "Work":
+        """This work times ``k`` (a share of the DNN; broadcasts)."""
+        return Work({c: v * k for c, v in self.flops.items()}, {c: v * k for c, v in self.bytes.items()},
+                    {c: v * k for c, v in self.kernels.items()})
+
+    def total_flops(self) -> Any:
+        return sum(self.flops[c] for c in OP_CLASSES)
+
+    def total_bytes(self) -> Any:
+        return sum(self.bytes[c] for c in OP_CLASSES)
+
+
+@dataclass(frozen=True)
 class Target:
-    """One execution target of a device and its latency/power model."""
+    """One execution target of a device and its layer-aware latency/power model (module docstring)."""
 
     name: str
     kind: str
@@ -82,7 +148,16 @@ class Target:
     static_power_w: float
     dynamic_power_w_at_max: float
     mem_power_w_at_max: float = 0.0
+    launch_ms: float = 0.0
+    eff_dwconv: float = 1.0
+    eff_matmul: float = 1.0
+    eff_attention: float = 1.0
+    eff_recurrent: float = 1.0
+    eff_elementwise: float = 1.0
     description: str = ""
+    runtime: str = ""
+    #: what the calibration fit reported for this target (written by bench.world.fit)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
     #: (workload, freq_mhz, mem_freq_mhz) -> (latency_ms, power_w, source)
     measurements: Mapping[tuple[str, float, float], tuple[float, float, str]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -93,6 +168,10 @@ class Target:
     def _mem(self, mem_freq_mhz):
         return self.mem_freq_mhz[-1] if mem_freq_mhz is None else np.asarray(mem_freq_mhz, dtype=float)
 
+    def efficiency(self, op_class: str) -> float:
+        """Throughput of ``op_class`` relative to dense conv."""
+        return 1.0 if op_class == "conv" else float(getattr(self, f"eff_{op_class}"))
+
     def voltage(self, freq_mhz=None) -> np.ndarray:
         """V(f): the voltage table interpolated over frequency (two values = linear min..max)."""
         f = self._freq(freq_mhz)
@@ -102,13 +181,40 @@ class Target:
             grid = np.array([self.freq_mhz[0], self.freq_mhz[-1]])
         return np.interp(f, grid, self.voltage_v)
 
-    def latency_ms(self, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> np.ndarray:
-        """Modelled latency (ms) of ``flops`` of compute moving ``mem_bytes``; broadcasts."""
+    def parts_ms(self, work: Work, freq_mhz=None, mem_freq_mhz=None, compute_scale=1.0,
+                 memory_scale=1.0) -> tuple[Any, Any, Any]:
+        """(compute-bound ms, memory-bound ms, overhead ms) of ``work``; they add up to the latency.
+
+        Each class's roofline time goes to the part that binds it. ``compute_scale`` /
+        ``memory_scale`` multiply the compute throughput / bandwidth (a measured device
+        with more or fewer units than the profile's; 1 for the profile itself).
+        """
         f_ghz = self._freq(freq_mhz) / 1e3
         fm_ghz = self._mem(mem_freq_mhz) / 1e3
-        compute = np.asarray(flops, dtype=float) / (self.gflops_per_ghz * f_ghz * 1e9)
-        memory = np.asarray(mem_bytes, dtype=float) / (self.mem_gbps_per_ghz * fm_ghz * 1e9)
-        return (compute + memory) * 1e3 + self.fixed_ms
+        per_byte = PRECISION_BYTES[self.precision]
+        bw = self.mem_gbps_per_ghz * fm_ghz * 1e9 * memory_scale
+        compute = memory = 0.0
+        kernels = 0.0
+        for c in OP_CLASSES:
+            t_c = np.asarray(work.flops[c], dtype=float) / (self.gflops_per_ghz * self.efficiency(c) * f_ghz * 1e9
+                                                           * compute_scale) * 1e3
+            t_m = np.asarray(work.bytes[c], dtype=float) * per_byte / bw * 1e3
+            bound = t_c >= t_m
+            compute = compute + np.where(bound, t_c, 0.0)
+            memory = memory + np.where(bound, 0.0, t_m)
+            kernels = kernels + np.asarray(work.kernels[c], dtype=float)
+        return compute, memory, self.launch_ms * kernels + self.fixed_ms
+
+    def work_latency_ms(self, work: Work, freq_mhz=None, mem_freq_mhz=None, **scales) -> np.ndarray:
+        """Modelled latency (ms) of ``work`` at the given levels; broadcasts."""
+        c, m, o = self.parts_ms(work, freq_mhz, mem_freq_mhz, **scales)
+        return c + m + o
+
+    def latency_ms(self, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> np.ndarray:
+        """Modelled latency (ms) of ``flops`` of dense compute moving ``mem_bytes`` (already at this target's
+        precision), when no layer features are known; broadcasts."""
+        fp32 = np.asarray(mem_bytes, dtype=float) / PRECISION_BYTES[self.precision]
+        return self.work_latency_ms(Work.aggregate(flops, fp32), freq_mhz, mem_freq_mhz)
 
     def power_w(self, freq_mhz=None, mem_freq_mhz=None) -> np.ndarray:
         """Modelled active power (W) at the given levels; broadcasts."""
@@ -119,14 +225,19 @@ class Target:
         memory = self.mem_power_w_at_max * (fm / self.mem_freq_mhz[-1])
         return self.static_power_w + dynamic + memory
 
-    def cost(self, workload: str, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> tuple[float, float, str]:
+    def estimate(self, workload: str, work: Work, freq_mhz=None, mem_freq_mhz=None) -> tuple[float, float, str]:
         """(latency_ms, power_w, source) for one workload: measured if the profile has it, else modelled."""
         f = float(self._freq(freq_mhz))
         fm = float(self._mem(mem_freq_mhz))
         hit = self.measurements.get((workload, f, fm))
         if hit is not None:
             return hit
-        return float(self.latency_ms(flops, mem_bytes, f, fm)), float(self.power_w(f, fm)), "modeled"
+        return float(self.work_latency_ms(work, f, fm)), float(self.power_w(f, fm)), "modeled"
+
+    def cost(self, workload: str, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> tuple[float, float, str]:
+        """:meth:`estimate` for work known only as FLOPs and bytes (at this target's precision)."""
+        fp32 = float(mem_bytes) / PRECISION_BYTES[self.precision]
+        return self.estimate(workload, Work.aggregate(float(flops), fp32), freq_mhz, mem_freq_mhz)
 
 
 @dataclass(frozen=True)
@@ -152,15 +263,24 @@ class DeviceProfile:
         return float(self.targets[target].freq_mhz[-1])
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per target: kind, precision and frequency levels (for printing)."""
+        """One row per target: runtime, precision, levels and calibration quality (for printing)."""
         rows = []
         for t in self.targets.values():
+            cal = t.calibration or {}
             rows.append({
                 "profile": self.name, "target": t.name, "kind": t.kind, "precision": t.precision,
-                "n_levels": len(t.freq_mhz), "freq_mhz": _fmt_levels(t.freq_mhz),
-                "mem_freq_mhz": _fmt_levels(t.mem_freq_mhz), "measured_points": len(t.measurements),
+                "runtime": t.runtime or "-", "n_levels": len(t.freq_mhz), "freq_mhz": _fmt_levels(t.freq_mhz),
+                "mem_freq_mhz": _fmt_levels(t.mem_freq_mhz),
+                "sourced_points": int(cal.get("n_points", 0)),
+                "fit_median_err": _fmt_pct(cal.get("in_sample_median_abs_err")),
+                "loo_median_err": _fmt_pct(cal.get("loo_median_abs_err")),
+                "measured_points": len(t.measurements),
             })
         return rows
+
+
+def _fmt_pct(x: Any) -> str:
+    return "-" if x is None or not np.isfinite(float(x)) else f"{100 * float(x):.1f}%"
 
 
 def _fmt_levels(levels: np.ndarray) -> str:
@@ -258,6 +378,7 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
         if key not in raw:
             if required:
                 raise ProfileError(f"{where}: missing field {key!r}")
+            values[key], sources[key] = _DEFAULTS[key]
             continue
         q = _sourced(f"{where}.{key}", raw[key], is_list)
         values[key] = np.asarray(q.value, dtype=float) if is_list else float(q.value)
@@ -265,9 +386,15 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
     volts = values["voltage_v"]
     if len(volts) not in (2, len(values["freq_mhz"])):
         raise ProfileError(f"{where}.voltage_v: give 2 values (V at f_min, V at f_max) or one per frequency level")
-    for key in ("gflops_per_ghz", "mem_gbps_per_ghz"):
+    for key in ("gflops_per_ghz", "mem_gbps_per_ghz", *EFFICIENCY_KEYS):
         if values[key] <= 0:
             raise ProfileError(f"{where}.{key}: must be > 0")
+    for key in ("runtime", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ProfileError(f"{where}.{key}: expected a string, got {raw[key]!r}")
+    calibration = raw.get("calibration") or {}
+    if not isinstance(calibration, Mapping):
+        raise ProfileError(f"{where}.calibration: expected a mapping, got {calibration!r}")
     measurements = {}
     raw_meas = raw.get("measurements") or []
     if not isinstance(raw_meas, list):
@@ -290,6 +417,7 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
         source = V.text(f"{mw}.source", m["source"], ProfileError, empty=False)
         measurements[(workload, f, fm)] = (latency, power, source)
     return Target(name=name, kind=kind, precision=precision, description=str(raw.get("description", "")),
+                  runtime=str(raw.get("runtime", "")), calibration=dict(calibration),
                   measurements=measurements, sources=sources, **values)
 
 
@@ -352,9 +480,11 @@ def profile_to_dict(profile: DeviceProfile) -> dict[str, Any]:
         entry: dict[str, Any] = {"kind": t.kind, "precision": t.precision}
         if t.description:
             entry["description"] = t.description
+        if t.runtime:
+            entry["runtime"] = t.runtime
         for key, (_, is_list) in _TARGET_QUANTITIES.items():
-            if key == "mem_power_w_at_max" and key not in t.sources:
-                continue
+            if key in _DEFAULTS and t.sources.get(key, _DEFAULTS[key][1]) == _DEFAULTS[key][1]:
+                continue  # an optional quantity left at its default stays out of the file
             val = getattr(t, key)
             entry[key] = {"value": [float(v) for v in val] if is_list else float(val), "source": t.sources[key]}
         if t.measurements:
@@ -363,12 +493,25 @@ def profile_to_dict(profile: DeviceProfile) -> dict[str, Any]:
                  **({} if np.isnan(p) else {"power_w": p}), "source": src}
                 for (w, f, fm), (lat, p, src) in sorted(t.measurements.items())
             ]
+        if t.calibration:
+            entry["calibration"] = _plain(t.calibration)
         targets[t.name] = entry
     return {
         "name": profile.name, "kind": profile.kind, "description": profile.description,
         "idle_power_w": {"value": profile.idle_power_w, "source": profile.idle_power_source},
         "radios": list(profile.radios), "targets": targets,
     }
+
+
+def _plain(obj: Any) -> Any:
+    """YAML-safe copy: numpy scalars to Python numbers, tuples to lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def unsourced_numbers(profile: DeviceProfile) -> list[str]:

@@ -1,0 +1,155 @@
+"""``python -m bench predict``: latency, power and energy of a DNN on a device target, from a profile.
+
+Batch form: ``--csv IN --out OUT`` reads rows with columns ``profile, workload,
+target`` and optionally ``level_mhz`` (a core clock, or ``max``/empty for the
+highest level), ``mem_level_mhz`` (likewise) and ``precision`` (must equal the
+target's), and writes the same rows plus ``latency_ms, power_w, energy_mj,
+runtime, source, error``. A row that cannot be predicted keeps its place with
+``error`` saying why (and NaN numbers); the count goes to stderr.
+
+Single-row form: ``--profile P --workload W --target T [--level-mhz F]
+[--mem-level-mhz F] [--precision P] [--json]``.
+
+``profile`` is a shipped profile name (``python -m bench profiles``) or the path
+of a profile YAML; ``workload`` is a suite workload or a reference model with
+op-class features (``data/workloads/op_classes.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from bench.world.profiles import DeviceProfile, ProfileError, Work, load_profile
+
+OUTPUT_COLUMNS = ("latency_ms", "power_w", "energy_mj", "runtime", "source", "error")
+
+
+class PredictError(ValueError):
+    """A request that cannot be predicted; the message says which field and what is allowed."""
+
+
+def _level(text: Any, levels: Sequence[float], what: str) -> float:
+    if text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip().lower() in ("", "max"):
+        return float(levels[-1])
+    try:
+        value = float(text)
+    except ValueError:
+        raise PredictError(f"{what}={text!r} is not a number or 'max'") from None
+    lo, hi = float(min(levels)), float(max(levels))
+    if not lo <= value <= hi:
+        raise PredictError(f"{what}={value:g} is outside the target's range [{lo:g}, {hi:g}] MHz")
+    return value
+
+
+class Predictor:
+    """Caches profiles and the op-class table across rows."""
+
+    def __init__(self, features: pd.DataFrame | None = None):
+        if features is None:
+            from bench.world.opclasses import load_op_classes
+            features = load_op_classes()
+        self.features = features.set_index("model")
+        self._profiles: dict[str, DeviceProfile] = {}
+
+    def profile(self, name: str) -> DeviceProfile:
+        if name not in self._profiles:
+            try:
+                self._profiles[name] = load_profile(name)
+            except ProfileError as exc:
+                raise PredictError(str(exc)) from None
+        return self._profiles[name]
+
+    def predict(self, profile: str, workload: str, target: str, level_mhz: Any = None, mem_level_mhz: Any = None,
+                precision: Any = None) -> dict[str, Any]:
+        prof = self.profile(str(profile).strip())
+        if target not in prof.targets:
+            raise PredictError(f"target={target!r}: profile {prof.name} has targets {sorted(prof.targets)}")
+        t = prof.targets[target]
+        if precision not in (None, "") and not (isinstance(precision, float) and math.isnan(precision)) \
+                and str(precision).strip() != t.precision:
+            raise PredictError(f"precision={precision!r}: target {prof.name}/{target} runs {t.precision} "
+                               f"({t.runtime or 'runtime not stated'})")
+        if workload not in self.features.index:
+            raise PredictError(f"workload={workload!r} has no op-class features; known: {', '.join(sorted(self.features.index))}")
+        f = _level(level_mhz, t.freq_mhz, "level_mhz")
+        fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
+        lat, power, source = t.estimate(workload, Work.from_features(self.features.loc[workload]), f, fm)
+        return {"profile": prof.name, "workload": workload, "target": target, "level_mhz": f, "mem_level_mhz": fm,
+                "precision": t.precision, "runtime": t.runtime, "latency_ms": lat, "power_w": power,
+                "energy_mj": lat * power, "source": source}
+
+
+def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tuple[pd.DataFrame, int]:
+    """The rows plus the output columns; the number of rows that failed (their ``error`` says why)."""
+    for col in ("profile", "workload", "target"):
+        if col not in rows.columns:
+            raise PredictError(f"input lacks column {col!r}; needed: profile, workload, target "
+                               f"[, level_mhz, mem_level_mhz, precision]")
+    predictor = predictor or Predictor()
+    out = rows.copy()
+    results: list[Mapping[str, Any]] = []
+    failed = 0
+    for i, r in rows.iterrows():
+        try:
+            res = predictor.predict(str(r["profile"]), str(r["workload"]), str(r["target"]), r.get("level_mhz"),
+                                    r.get("mem_level_mhz"), r.get("precision"))
+            results.append({**{k: res[k] for k in OUTPUT_COLUMNS if k != "error"}, "error": ""})
+        except PredictError as exc:
+            failed += 1
+            results.append({"latency_ms": math.nan, "power_w": math.nan, "energy_mj": math.nan, "runtime": "",
+                            "source": "", "error": f"row {i + 2}: {exc}"})
+    for col in OUTPUT_COLUMNS:
+        out[col] = [r[col] for r in results]
+    return out, failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--csv", help="input CSV (columns profile, workload, target[, level_mhz, mem_level_mhz, precision])")
+    parser.add_argument("--out", help="output CSV (with --csv)")
+    parser.add_argument("--profile")
+    parser.add_argument("--workload")
+    parser.add_argument("--target")
+    parser.add_argument("--level-mhz", default=None, help="core clock in MHz, or 'max' (default)")
+    parser.add_argument("--mem-level-mhz", default=None, help="memory clock in MHz, or 'max' (default)")
+    parser.add_argument("--precision", default=None, help="must equal the target's precision if given")
+    parser.add_argument("--json", action="store_true", help="print the single-row result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        if args.csv:
+            if not args.out:
+                raise PredictError("--csv needs --out")
+            try:
+                rows = pd.read_csv(args.csv, dtype=str, keep_default_na=False)
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                raise PredictError(f"cannot read {args.csv}: {exc}") from None
+            out, failed = predict_frame(rows)
+            out.to_csv(args.out, index=False, lineterminator="\n")
+            print(f"wrote {args.out}: {len(out) - failed} rows predicted, {failed} failed (see column 'error')",
+                  file=sys.stderr)
+            return 0
+        missing = [k for k in ("profile", "workload", "target") if not getattr(args, k)]
+        if missing:
+            raise PredictError(f"give --csv IN --out OUT, or --profile, --workload and --target (missing: "
+                               f"{', '.join('--' + m for m in missing)})")
+        res = Predictor().predict(args.profile, args.workload, args.target, args.level_mhz, args.mem_level_mhz,
+                                  args.precision)
+    except (PredictError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"{res['profile']}/{res['target']} @ {res['level_mhz']:g} MHz ({res['runtime']}): {res['workload']} "
+              f"{res['latency_ms']:.3f} ms, {res['power_w']:.3f} W, {res['energy_mj']:.3f} mJ ({res['source']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
