@@ -1,103 +1,177 @@
-"""The traces -> profile fit recovers known constants and reports honest errors."""
+"""The calibration fit: recovers known constants, cross-validates honestly, reads its data strictly."""
+
+import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
-from bench.world.fit import fit_latency_model, host_profile
-from bench.world.profiles import profile_from_dict, profile_to_dict
-from bench.world.workloads import WORKLOADS
-from hw.traces import trace_frame
+from bench.world import fit
+from bench.world.opclasses import load_op_classes
+from bench.world.profiles import OP_CLASSES, Work, load_profile, profile_from_dict, profile_to_dict
+
+FEATURES = load_op_classes().set_index("model")
+SETTINGS = fit.FitSettings()
+TRUTH = {"gflops_per_ghz": 40.0, "mem_gbps_per_ghz": 12.0, "launch_ms": 0.02, "fixed_ms": 0.8, "eff_dwconv": 0.25,
+         "eff_matmul": 0.7, "eff_attention": 0.5, "eff_recurrent": 0.2, "eff_elementwise": 0.4}
+MODELS = ["mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "vit_b_16", "lstm_text", "transformer_text",
+          "mobilenet_v1", "squeezenet1_1", "vgg11", "densenet121", "shufflenet_v2_x1_0", "mnasnet1_0", "googlenet"]
 
 
-# real workload names: a profile refuses measurements of workloads that do not exist
-NAMES = sorted(WORKLOADS)
+def _host_like(cpu_mhz=2000.0, **params):
+    return dataclasses.replace(fit.host_prior(cpu_mhz), **params)
 
 
-def _workloads(n=6, seed=0):
+def _points(target, models=MODELS, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "workload": NAMES[:n],
-        "flops": rng.uniform(0.2e9, 10e9, n),
-        "weight_bytes": rng.uniform(5e6, 100e6, n),
-        "activation_bytes_total": rng.uniform(5e6, 50e6, n),
-    })
+    pts = []
+    for m in models:
+        p = fit.Point(m, Work.from_features(FEATURES.loc[m]), 1.0)
+        true = fit.predict_point(target, p)
+        pts.append(dataclasses.replace(p, measured_ms=true * math.exp(noise * rng.standard_normal())))
+    return pts
 
 
-def _trace(wl, ms_per_gflop, ms_per_mb, fixed, mhz=2000.0, noise=0.0, seed=1, power=None):
-    rng = np.random.default_rng(seed)
-    lat = wl.flops / 1e9 * ms_per_gflop + (wl.weight_bytes + wl.activation_bytes_total) / 1e6 * ms_per_mb + fixed
-    lat = lat * (1 + noise * rng.standard_normal(len(wl)))
-    return trace_frame([
-        {"device": "host:test", "adapter": "none", "workload": w, "target": "cpu", "cpu_mhz": mhz, "batch": 1,
-         "latency_ms": l, "latency_p95_ms": l * 1.05, "n_runs": 5, "source": "measured",
-         "meter": "none" if power is None else "rapl", "power_w": power}
-        for w, l in zip(wl.workload, lat)])
+def test_prediction_of_a_point_is_the_target_model():
+    t = _host_like(**TRUTH)
+    work = Work.from_features(FEATURES.loc["resnet18"])
+    p = fit.Point("resnet18", work, 1.0)
+    assert fit.predict_point(t, p) == pytest.approx(float(t.work_latency_ms(work)))
+    # a class-only point carries no fixed cost
+    q = dataclasses.replace(p, include_fixed=False)
+    assert fit.predict_point(t, q) == pytest.approx(float(t.work_latency_ms(work)) - t.fixed_ms)
 
 
-def test_recovers_exact_constants():
-    wl = _workloads()
-    result, table = fit_latency_model(_trace(wl, 20.0, 0.05, 1.5), wl)
-    assert result["ms_per_gflop"] == pytest.approx(20.0, rel=1e-6)
-    assert result["ms_per_mb"] == pytest.approx(0.05, rel=1e-5)
-    assert result["fixed_ms"] == pytest.approx(1.5, rel=1e-5)
-    assert result["mape"] < 1e-6 and result["loo_mape"] < 1e-5
-    # 20 ms per GFLOP at 2 GHz = 50 GFLOP/s = 25 GFLOP/s per GHz
-    assert result["gflops_per_ghz"] == pytest.approx(25.0, rel=1e-6)
+def test_recovers_the_latencies_of_a_known_target_from_a_wrong_prior():
+    truth = _host_like(**TRUTH)
+    prior = _host_like(**{k: v * 3.0 for k, v in TRUTH.items()})  # every constant 3x off
+    params, table = fit.evaluate(prior, _points(truth), SETTINGS)
+    assert table["rel_error"].abs().median() < 0.03
+    assert table["prior_rel_error"].abs().median() > 0.3
+    # the well-identified constants come back
+    assert params["gflops_per_ghz"] == pytest.approx(TRUTH["gflops_per_ghz"], rel=0.15)
 
 
-def test_noise_shows_up_in_the_errors():
-    wl = _workloads(8)
-    result, table = fit_latency_model(_trace(wl, 20.0, 0.05, 1.5, noise=0.1), wl)
-    assert result["mape"] > 0.01
-    assert result["loo_mape"] >= result["mape"]  # out-of-sample is never better here
-    assert len(table) == 8
+def test_leave_one_workload_out_holds_each_workload_out():
+    truth = _host_like(**TRUTH)
+    pts = _points(truth, noise=0.1, seed=3)
+    _, table = fit.evaluate(_host_like(), pts, SETTINGS)
+    assert len(table) == len(pts) and table["loo_ms"].notna().all()
+    # held-out predictions are worse than in-sample ones, never better on average
+    assert table["loo_rel_error"].abs().mean() >= table["rel_error"].abs().mean() - 1e-9
 
 
-def test_failed_rows_are_excluded_not_fatal():
-    wl = _workloads()
-    tr = _trace(wl, 20.0, 0.05, 1.5)
-    tr.loc[0, "error"] = "RuntimeError: out of memory"
-    result, table = fit_latency_model(tr, wl)
-    assert result["n_workloads"] == len(wl) - 1 and NAMES[0] not in set(table.workload)
+def test_without_data_the_fit_keeps_the_prior():
+    prior = _host_like(**TRUTH)
+    params = fit.fit_points(prior, [], SETTINGS)
+    for k, v in params.items():
+        assert v == pytest.approx(getattr(prior, k), rel=1e-6)
 
 
-def test_too_few_workloads():
-    wl = _workloads(2)
-    with pytest.raises(ValueError, match="at least 3"):
-        fit_latency_model(_trace(wl, 20.0, 0.05, 1.5), wl)
+def test_fitted_constants_stay_within_bounds():
+    prior = _host_like(**TRUTH)
+    truth = _host_like(**{**TRUTH, "gflops_per_ghz": TRUTH["gflops_per_ghz"] * 1e4})
+    params = fit.fit_points(prior, _points(truth), SETTINGS)
+    assert params["gflops_per_ghz"] <= TRUTH["gflops_per_ghz"] * SETTINGS.bound_factor * (1 + 1e-6)
 
 
-def test_host_profile_is_a_valid_profile_without_invented_power():
-    wl = _workloads()
-    prof, result, _ = host_profile(_trace(wl, 20.0, 0.05, 1.5), wl)
-    again = profile_from_dict(yaml.safe_load(yaml.safe_dump(profile_to_dict(prof))))
-    cpu = again.targets["cpu"]
-    assert np.isnan(cpu.dynamic_power_w_at_max) and "not measured" in cpu.sources["dynamic_power_w_at_max"]
-    # measured workloads come back measured; an unseen one from the fitted model
-    lat, _, src = cpu.cost(NAMES[0], 0, 0)
-    assert src.startswith("measured") and lat == pytest.approx(float(_trace(wl, 20, 0.05, 1.5).latency_ms[0]))
-    unseen = cpu.latency_ms(4e9, 30e6)
-    assert unseen == pytest.approx(4 * 20.0 + 30 * 0.05 + 1.5, rel=1e-4)
+def _class_table(truth, models):
+    rows = []
+    for m in models:
+        work = Work.from_features(FEATURES.loc[m])
+        row = {"workload": m, "latency_ms": float(truth.work_latency_ms(work)), "cpu_mhz": 2000.0}
+        for c in OP_CLASSES:
+            part = fit.restrict(work, c)
+            row[f"class_ms_{c}"] = float(truth.work_latency_ms(part)) - truth.fixed_ms if float(work.flops[c]) else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def test_host_profile_uses_measured_power_when_a_meter_exists():
-    wl = _workloads()
-    prof, _, _ = host_profile(_trace(wl, 20.0, 0.05, 1.5, power=35.0), wl)
+def test_host_profile_from_class_timings_predicts_unseen_workloads():
+    truth = _host_like(**TRUTH)
+    suite = ["mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "vit_b_16", "lstm_text", "transformer_text",
+             "inception_v3"]
+    prof, metrics, table = fit.host_profile(_class_table(truth, suite), load_op_classes())
+    assert metrics["n_workloads"] == len(suite)
+    assert metrics["loo_median_abs_err"] < 0.05
     cpu = prof.targets["cpu"]
-    assert cpu.power_w() == pytest.approx(35.0)
-    assert "rapl" in cpu.sources["dynamic_power_w_at_max"]
+    assert cpu.calibration["n_points"] == len(suite)
+    assert math.isnan(cpu.power_w()) and "not measured" in cpu.sources["dynamic_power_w_at_max"]
+    again = profile_from_dict(yaml.safe_load(yaml.safe_dump(profile_to_dict(prof))))
+    w = Work.from_features(FEATURES.loc["resnet34"])
+    assert float(again.targets["cpu"].work_latency_ms(w)) == pytest.approx(float(cpu.work_latency_ms(w)))
 
 
-def test_falls_back_to_compute_when_memory_absorbs_everything():
-    # latency driven by bytes that happen to track FLOPs poorly: nnls puts it all in the memory term
-    wl = _workloads(4, seed=3)
-    wl["flops"] = [1e9, 2e9, 3e9, 4e9]
-    wl["weight_bytes"] = [10e6, 60e6, 80e6, 130e6]
-    wl["activation_bytes_total"] = 0.0
-    tr = _trace(wl, 0.0, 0.05, 1.0)
-    result, _ = fit_latency_model(tr, wl)
-    assert result["model"] == "compute+fixed" and result["ms_per_gflop"] > 0 and result["ms_per_mb"] == 0
-    full, _ = fit_latency_model(_trace(_workloads(), 20.0, 0.05, 1.5), _workloads())
-    assert full["model"] == "compute+memory+fixed"
+def test_host_profile_needs_two_workloads():
+    truth = _host_like(**TRUTH)
+    with pytest.raises(ValueError, match="at least 2 workloads"):
+        fit.host_profile(_class_table(truth, ["resnet18"]), load_op_classes())
+
+
+# --------------------------------------------------------------------------- shipped calibration
+
+def test_shipped_calibration_rows_parse_and_name_their_sources():
+    rows, skipped = fit.load_calibration()
+    assert skipped == []
+    used = rows[rows["use"] == "fit"]
+    assert len(used) >= 40
+    assert used["source"].str.startswith("https://").all()
+    assert (used["where"].str.len() > 5).all()
+    # every fitted row's model has op-class features
+    assert set(used["model"]) <= set(FEATURES.index)
+
+
+def test_shipped_profiles_are_the_fit_of_their_priors():
+    """data/profiles/<name>.yaml is what `python -m bench calibrate --write` produces (within fit tolerance)."""
+    rows, _ = fit.load_calibration()
+    prior = load_profile(fit.PRIORS_DIR / "cloud_rtx3080.yaml")
+    fitted, table, summary = fit.calibrate_profile(prior, rows, load_op_classes())
+    shipped = load_profile("cloud_rtx3080")
+    for key in SETTINGS.fitted_parameters:
+        assert getattr(shipped.targets["gpu"], key) == pytest.approx(getattr(fitted.targets["gpu"], key), rel=1e-3)
+    assert shipped.targets["gpu"].calibration["n_points"] == len(table)
+
+
+def test_fit_refuses_rows_whose_precision_differs_from_the_target(tmp_path):
+    rows, _ = fit.load_calibration()
+    rows = rows.copy()
+    rows.loc[(rows["profile"] == "cloud_rtx3080") & (rows["use"] == "fit"), "precision"] = "int8"
+    with pytest.raises(fit.CalibrationError, match="precision differs"):
+        fit.calibrate_profile(load_profile(fit.PRIORS_DIR / "cloud_rtx3080.yaml"), rows, load_op_classes())
+
+
+_HEADER = ",".join(fit.CALIBRATION_COLUMNS)
+_GOOD = ("dev,cloud_rtx3080,gpu,resnet50,ResNet-50,fp32,1,MNN,,1710,9500,1,1,3.35,mean,,,fit,"
+         "https://example.org/x,table 1,ok")
+
+
+@settings(max_examples=40, deadline=None)
+@given(latency=st.one_of(st.text(max_size=6), st.floats(allow_nan=True, allow_infinity=True).map(str)),
+       use=st.sampled_from(["fit", "none", "maybe", ""]))
+def test_loader_skips_and_counts_bad_lines(tmp_path_factory, latency, use):
+    bad = _GOOD.replace(",3.35,", f",{latency.replace(',', ' ').replace(chr(10), ' ').replace(chr(13), ' ')},")
+    bad = bad.replace(",fit,https", f",{use},https")
+    path = tmp_path_factory.mktemp("cal") / "m.csv"
+    path.write_text("\n".join([_HEADER, _GOOD, bad, _GOOD]) + "\n")
+    rows, skipped = fit.load_calibration(path)
+    assert len(rows) + len(skipped) == 3
+    assert len(rows) >= 2
+    for msg in skipped:
+        assert "line 3" in msg and msg.startswith("m.csv")
+
+
+def test_loader_names_missing_columns(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("device,latency_ms\nx,1\n")
+    with pytest.raises(fit.CalibrationError, match="missing column"):
+        fit.load_calibration(path)
+
+
+def test_settings_need_a_source(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("measurement_sigma: 0.1\n")
+    with pytest.raises(fit.CalibrationError, match="measurement_sigma"):
+        fit.load_settings(path)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.world.profiles import (ProfileError, list_profiles, load_profile, profile_from_dict, profile_to_dict,
-                            unsourced_numbers)
+from bench.world.profiles import (OP_CLASSES, PRECISION_BYTES, ProfileError, Work, list_profiles, load_profile,
+                                  profile_from_dict, profile_to_dict, unsourced_numbers)
 
 SHIPPED = list_profiles()
 
@@ -32,11 +32,15 @@ def test_model_is_physical(name):
         f = t.freq_mhz
         lat = t.latency_ms(1e9, 50e6, f)
         power = t.power_w(f)
-        assert np.all(np.diff(lat) < 0) or len(f) == 1, "higher frequency must lower latency"
+        assert np.all(np.diff(lat) <= 0), "higher frequency must never raise latency"
+        compute_bound = t.latency_ms(1e9, 1e3, f)
+        assert np.all(np.diff(compute_bound) < 0) or len(f) == 1, "higher frequency must lower compute-bound latency"
         assert np.all(np.diff(power) > 0) or len(f) == 1, "higher frequency must raise power"
-        # more work costs more time
-        assert t.latency_ms(2e9, 50e6) > t.latency_ms(1e9, 50e6)
-        assert t.latency_ms(1e9, 100e6) > t.latency_ms(1e9, 50e6)
+        # more work never costs less time; more bytes cost more once memory binds
+        assert t.latency_ms(2e9, 50e6) >= t.latency_ms(1e9, 50e6)
+        assert t.latency_ms(2e10, 1e3) > t.latency_ms(1e10, 1e3)
+        assert t.latency_ms(1e9, 100e6) >= t.latency_ms(1e9, 50e6)
+        assert t.latency_ms(1e6, 2e9) > t.latency_ms(1e6, 1e9)
 
 
 def test_phone_has_autoscale_targets_and_jetson_has_dvfo_knobs():
@@ -52,11 +56,59 @@ def test_phone_has_autoscale_targets_and_jetson_has_dvfo_knobs():
     assert len(nx.targets["gpu"].mem_freq_mhz) > 1  # memory frequency is a DVFS knob
 
 
-def test_latency_matches_its_formula():
+def test_latency_matches_its_roofline_formula():
     t = load_profile("phone_sd845").targets["cpu"]
     f, fm = t.freq_mhz[3], t.mem_freq_mhz[-1]
-    expected = 1e9 / (t.gflops_per_ghz * f / 1e3 * 1e9) * 1e3 + 5e6 / (t.mem_gbps_per_ghz * fm / 1e3 * 1e9) * 1e3 + t.fixed_ms
-    assert t.latency_ms(1e9, 5e6, f, fm) == pytest.approx(expected)
+    compute = 1e9 / (t.gflops_per_ghz * f / 1e3 * 1e9) * 1e3
+    memory = 5e6 / (t.mem_gbps_per_ghz * fm / 1e3 * 1e9) * 1e3
+    assert t.latency_ms(1e9, 5e6, f, fm) == pytest.approx(max(compute, memory) + t.fixed_ms)
+
+
+def _work(**per_class):
+    zero = {c: 0.0 for c in OP_CLASSES}
+    flops = {**zero, **{c: v[0] for c, v in per_class.items()}}
+    nbytes = {**zero, **{c: v[1] for c, v in per_class.items()}}
+    kernels = {**zero, **{c: v[2] for c, v in per_class.items()}}
+    return Work(flops, nbytes, kernels)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_layer_aware_model_adds_class_rooflines_and_launches(name):
+    for t in load_profile(name).targets.values():
+        f, fm = t.freq_mhz[-1] / 1e3, t.mem_freq_mhz[-1] / 1e3
+        per_byte = PRECISION_BYTES[t.precision]
+        w = _work(conv=(2e9, 1e6, 10), dwconv=(1e8, 5e7, 20), elementwise=(1e6, 4e7, 30))
+        expect = 0.0
+        for c, (fl, by) in {"conv": (2e9, 1e6), "dwconv": (1e8, 5e7), "elementwise": (1e6, 4e7)}.items():
+            expect += max(fl / (t.gflops_per_ghz * t.efficiency(c) * f * 1e9), by * per_byte / (t.mem_gbps_per_ghz * fm * 1e9)) * 1e3
+        expect += 60 * t.launch_ms + t.fixed_ms
+        assert float(t.work_latency_ms(w)) == pytest.approx(expect)
+        comp, mem, over = t.parts_ms(w)
+        assert float(comp + mem + over) == pytest.approx(expect)
+        # a class's throughput is its efficiency times the dense-conv rate
+        if t.eff_dwconv < 1:
+            dense = float(t.work_latency_ms(_work(conv=(1e9, 0.0, 0))))
+            depthwise = float(t.work_latency_ms(_work(dwconv=(1e9, 0.0, 0))))
+            assert depthwise > dense
+
+
+def test_precision_scales_memory_traffic():
+    gpu = load_profile("jetson_xavier_nx").targets["gpu"]  # fp16
+    w = _work(elementwise=(1.0, 1e9, 0))
+    expect = 1e9 * 0.5 / (gpu.mem_gbps_per_ghz * gpu.mem_freq_mhz[-1] / 1e3 * 1e9) * 1e3 + gpu.fixed_ms
+    assert float(gpu.work_latency_ms(w)) == pytest.approx(expect)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_declare_runtime_and_calibration(name):
+    prof = load_profile(name)
+    for t in prof.targets.values():
+        assert t.runtime, (name, t.name)
+        assert "n_points" in t.calibration
+        if t.calibration["n_points"]:
+            assert t.calibration["loo_median_abs_err"] >= 0
+            assert all(s.startswith("https://") for s in t.calibration["sources"])
+            assert t.sources["gflops_per_ghz"].startswith("fitted:")
 
 
 def test_dynamic_power_scales_with_v_squared_f():
@@ -89,6 +141,10 @@ def test_round_trip_through_yaml():
 
 def _phone():
     return yaml.safe_load(open(load_profile("phone_sd845").path))
+
+
+def test_priors_stay_out_of_the_shipped_list():
+    assert all("prior" not in n for n in SHIPPED)
 
 
 @pytest.mark.parametrize("mutate,needle", [

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 
+from bench.world.opclasses import load_op_classes
+from bench.world.profiles import Work
+
 from bench.world.scenarios import load_scenario
 from bench.sim.core import Draws, States
 
@@ -69,8 +72,9 @@ def test_dvfo_xi_zero_is_local_only(dvfo):
     st = _states(sim, len(zero), workload="efficientnet_b0")
     out = sim.evaluate(st, zero, Draws.neutral(len(zero), len(sim.links)))
     fc, fg, fm = (acts.loc[zero, k].to_numpy() for k in ("cpu_mhz", "gpu_mhz", "mem_mhz"))
-    mem = (wl["weight_bytes"] + wl["activation_bytes_total"]) * 0.5  # the Jetson GPU runs fp16
-    t_gpu = gpu.latency_ms(wl["flops"] * (1 - c), mem, fg, fm)
+    # the GPU runs the DNN's op-class work (its layer-aware model), the CPU the host share of the FLOPs
+    work = Work.from_features(load_op_classes().set_index("model").loc["efficientnet_b0"])
+    t_gpu = gpu.work_latency_ms(work.scaled(1 - c), fg, fm)
     t_cpu = cpu.latency_ms(wl["flops"] * c, 0.0, fc)
     expected_e = gpu.power_w(fg, fm) * t_gpu + cpu.power_w(fc) * t_cpu + edge.idle_power_w * (t_gpu + t_cpu)
     np.testing.assert_allclose(out.latency_ms, t_gpu + t_cpu, rtol=1e-9)
