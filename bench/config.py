@@ -85,8 +85,21 @@ class ProfileParams:
         "DNN workloads to time on this host (names from bench.world.workloads.WORKLOADS).",
         choices=_workload_names, min_len=1)
     warmup: int = spec(2, "Untimed runs per workload before measuring (caches, allocator, lazy init).", ge=0, le=100)
-    repeats: int = spec(10, "Timed runs per workload; latency_ms is their median, latency_p95_ms the 95th percentile.",
+    repeats: int = spec(10, "Minimum timed runs per workload; latency_ms is their median, latency_p95_ms the 95th "
+                        "percentile. More runs follow until the median's 95% CI is within ci_rel (max_repeats cap).",
                         ge=1, le=10_000)
+    max_repeats: int = spec(60, "Cap on timed runs per workload (measurement hygiene: repeats until the median is "
+                            "tight or this cap).", ge=1, le=100_000)
+    ci_rel: float = spec(0.02, "Stop timing a workload once the 95% confidence interval of its median latency is "
+                         "within +-ci_rel of it.", ge=0.0, le=1.0)
+    max_warmup: int = spec(30, "Cap on warm-up runs; warm-up ends earlier once three consecutive runs agree within "
+                           "warmup_tol.", ge=0, le=10_000)
+    warmup_tol: float = spec(0.05, "Relative spread (max/min - 1) of three consecutive warm-up runs that counts as "
+                             "stable.", ge=0.0, le=10.0)
+    noisy_cv: float = spec(0.10, "Robust coefficient of variation (IQR/1.349/median) of a workload's timings above "
+                           "which the machine is reported noisy (trace metadata and notebook).", ge=0.0, le=10.0)
+    class_runs: int = spec(8, "Hooked runs per workload that split its latency into operator classes for the host "
+                           "fit.", ge=3, le=10_000)
     threads: int = spec(0, "torch intra-op threads for the host measurement; 0 keeps torch's default (all cores).",
                         ge=0, le=1024)
     adapter: str = spec("auto", "Energy meter for the host measurement: 'auto' picks the best one available "
