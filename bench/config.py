@@ -100,6 +100,9 @@ class ProfileParams:
                            "which the machine is reported noisy (trace metadata and notebook).", ge=0.0, le=10.0)
     class_runs: int = spec(8, "Hooked runs per workload that split its latency into operator classes for the host "
                            "fit.", ge=3, le=10_000)
+    fit_quantile: float = spec(0.10, "Quantile of a workload's timed runs the host fit uses (other load only adds "
+                               "time, so a low quantile estimates the machine's own cost; the trace keeps the median).",
+                               ge=0.0, le=1.0)
     threads: int = spec(0, "torch intra-op threads for the host measurement; 0 keeps torch's default (all cores).",
                         ge=0, le=1024)
     adapter: str = spec("auto", "Energy meter for the host measurement: 'auto' picks the best one available "

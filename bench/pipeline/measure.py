@@ -108,6 +108,9 @@ class Hygiene:
     """Robust coefficient of variation (IQR / 1.349 / median) above which a workload is flagged noisy."""
     class_runs: int = 10
     """Hooked runs per workload for the per-operator-class split."""
+    fit_quantile: float = 0.10
+    """Quantile of the timed runs the host fit uses: other load only ever adds time, so a low quantile
+    estimates the machine's own cost better than the median on a shared machine (the trace keeps the median)."""
 
 
 def median_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -167,6 +170,8 @@ def hygiene_stats(samples: np.ndarray, reached: bool, h: Hygiene) -> dict[str, A
     if cv > h.noisy_cv:
         reasons.append(f"robust spread {cv:.1%} above {h.noisy_cv:.0%}")
     return {"latency_ms": med, "latency_p95_ms": float(np.percentile(samples, 95)), "n_runs": int(len(samples)),
+            "latency_min_ms": float(np.min(samples)),
+            "latency_fit_ms": float(np.quantile(samples, h.fit_quantile)),
             "ci_low_ms": lo, "ci_high_ms": hi, "ci_rel": float((hi - lo) / 2 / med) if med > 0 else math.nan,
             "robust_cv": cv, "noisy": bool(reasons), "noise_reasons": "; ".join(reasons)}
 
@@ -230,10 +235,11 @@ def measure_classes(workloads: Iterable[str], hygiene: Hygiene, threads: int = 0
                     latency_ms: dict[str, float] | None = None) -> "pd.DataFrame":
     """Per-operator-class split (ms) of each workload's latency, from hooked runs.
 
-    Hooks add a few microseconds per module; the class times are scaled so they
-    sum to the hook-free median ``latency_ms[workload]`` where given (the trace's),
-    else to the hooked median. Columns: ``workload, latency_ms, hooked_ms,
-    class_ms_<class>``.
+    Each class's time is the ``hygiene.fit_quantile`` quantile over the hooked
+    runs. Hooks add a few microseconds per module, so the class times are scaled
+    to sum to the hook-free ``latency_ms[workload]`` where given (the timer's
+    ``latency_fit_ms``), else to the hooked quantile. Columns: ``workload,
+    latency_ms, hooked_ms, cpu_mhz, class_ms_<class>``.
     """
     import pandas as pd
     import torch
@@ -249,12 +255,14 @@ def measure_classes(workloads: Iterable[str], hygiene: Hygiene, threads: int = 0
         with torch.inference_mode():
             warm_until_stable(lambda: model(example), 1, hygiene)
         totals, splits = class_times_ms(model, example, max(hygiene.class_runs, 3))
-        hooked = float(np.median(totals))
+        hooked = float(np.quantile(totals, hygiene.fit_quantile))
         target = float((latency_ms or {}).get(name, hooked))
-        scale = target / hooked if hooked > 0 else math.nan
         row = {"workload": name, "latency_ms": target, "hooked_ms": hooked, "cpu_mhz": host_cpu_mhz()}
         for c in OP_CLASSES:
-            row[f"class_ms_{c}"] = float(np.median([s[c] for s in splits])) * scale
+            row[f"class_ms_{c}"] = float(np.quantile([s[c] for s in splits], hygiene.fit_quantile))
+        parts = sum(row[f"class_ms_{c}"] for c in OP_CLASSES)
+        for c in OP_CLASSES:
+            row[f"class_ms_{c}"] *= target / parts if parts > 0 else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,8 +1,8 @@
 """Fit device profiles to measurements: published ones for the reference devices, this host's own for ``host``.
 
-The layer-aware model of :mod:`bench.world.profiles` has nine latency constants
+The layer-aware model of :mod:`bench.world.profiles` has ten latency constants
 per target (dense-conv throughput, five class efficiencies, memory bandwidth,
-per-kernel launch cost, fixed cost). :func:`fit_points` estimates them from
+per-kernel launch costs of compute and of elementwise kernels, fixed cost). :func:`fit_points` estimates them from
 measured latencies by bounded least squares in log space, regularised towards
 the profile's hand-set prior (a maximum a posteriori estimate): with many
 measurements the data decide, with few the prior keeps the unidentifiable
@@ -71,7 +71,8 @@ class FitSettings:
     """Spread of log(constant) of a hand-set prior."""
     bound_factor: float = 100.0
     """A fitted constant stays within [prior / bound_factor, prior * bound_factor]."""
-    fitted_parameters: tuple[str, ...] = ("gflops_per_ghz", "mem_gbps_per_ghz", "launch_ms", "fixed_ms", "eff_dwconv",
+    fitted_parameters: tuple[str, ...] = ("gflops_per_ghz", "mem_gbps_per_ghz", "launch_ms", "launch_elementwise_ms",
+                                          "fixed_ms", "eff_dwconv",
                                           "eff_matmul", "eff_attention", "eff_recurrent", "eff_elementwise")
     """Target constants the fit estimates; the others keep their prior."""
 
@@ -393,7 +394,8 @@ def host_points(measured: pd.DataFrame, features: pd.DataFrame) -> list[Point]:
 def host_prior(cpu_mhz: float) -> Target:
     """The host CPU's prior: one clock level (the host's governor is not changed), generic constants."""
     settings_src = "assumed: generic prior for a desktop/server CPU running PyTorch eager; the host's own timings decide"
-    values = {"gflops_per_ghz": 20.0, "mem_gbps_per_ghz": 10.0, "launch_ms": 0.01, "fixed_ms": 0.05,
+    values = {"gflops_per_ghz": 20.0, "mem_gbps_per_ghz": 10.0, "launch_ms": 0.01, "launch_elementwise_ms": 0.01,
+              "fixed_ms": 0.05,
               "eff_dwconv": 0.2, "eff_matmul": 0.6, "eff_attention": 0.4, "eff_recurrent": 0.3, "eff_elementwise": 0.3}
     f = cpu_mhz if np.isfinite(cpu_mhz) and cpu_mhz > 0 else 1000.0
     sources = {k: settings_src for k in values}

@@ -11,7 +11,10 @@ elementwise). At core clock ``f`` and memory clock ``f_mem`` (GHz):
 * per class, a roofline: ``t_c = max(F_c / (gflops_per_ghz * eff_c * f),
   B_c * bytes_per_value / (mem_gbps_per_ghz * f_mem))`` (``eff_conv = 1``;
   ``bytes_per_value`` = 1, 1/2, 1/4 of fp32 for fp32, fp16, int8 targets);
-* latency ``t = sum_c t_c + launch_ms * sum_c K_c + fixed_ms``;
+* latency ``t = sum_c t_c + launch_ms * sum_(c != elementwise) K_c
+  + launch_elementwise_ms * K_elementwise + fixed_ms`` (runtimes that fuse
+  activations and normalisation into the preceding kernel pay little per
+  elementwise op; unfused runtimes pay a full launch);
 * power ``P(f, f_mem) = static_power_w + dynamic_power_w_at_max * (V(f)/V_max)^2 * (f/f_max)
   + mem_power_w_at_max * (f_mem/f_mem_max)`` (dynamic CMOS power ~ C V^2 f), with
   ``V(f)`` interpolated from the ``voltage_v`` table.
@@ -33,6 +36,7 @@ and the published measurements in ``data/calibration/``; a target's
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,12 +68,14 @@ _TARGET_QUANTITIES: dict[str, tuple[bool, bool]] = {
     "dynamic_power_w_at_max": (True, False),
     "mem_power_w_at_max": (False, False),
     "launch_ms": (False, False),
+    "launch_elementwise_ms": (False, False),
     **{k: (False, False) for k in EFFICIENCY_KEYS},
 }
 #: Values of optional quantities a profile leaves out, and what that means.
 _DEFAULTS = {
     "mem_power_w_at_max": (0.0, "not given: no memory power term"),
     "launch_ms": (0.0, "not given: no per-kernel launch cost (all overhead in fixed_ms)"),
+    "launch_elementwise_ms": (math.nan, "not given: elementwise kernels cost launch_ms like the others"),
     **{k: (1.0, "not given: this class runs at the dense-conv rate") for k in EFFICIENCY_KEYS},
 }
 _TARGET_PLAIN = {"kind", "precision", "description", "measurements", "runtime", "calibration"}
@@ -149,6 +155,7 @@ class Target:
     dynamic_power_w_at_max: float
     mem_power_w_at_max: float = 0.0
     launch_ms: float = 0.0
+    launch_elementwise_ms: float = math.nan
     eff_dwconv: float = 1.0
     eff_matmul: float = 1.0
     eff_attention: float = 1.0
@@ -194,7 +201,8 @@ class Target:
         per_byte = PRECISION_BYTES[self.precision]
         bw = self.mem_gbps_per_ghz * fm_ghz * 1e9 * memory_scale
         compute = memory = 0.0
-        kernels = 0.0
+        overhead = self.fixed_ms
+        ew_launch = self.launch_ms if math.isnan(self.launch_elementwise_ms) else self.launch_elementwise_ms
         for c in OP_CLASSES:
             t_c = np.asarray(work.flops[c], dtype=float) / (self.gflops_per_ghz * self.efficiency(c) * f_ghz * 1e9
                                                            * compute_scale) * 1e3
@@ -202,8 +210,9 @@ class Target:
             bound = t_c >= t_m
             compute = compute + np.where(bound, t_c, 0.0)
             memory = memory + np.where(bound, 0.0, t_m)
-            kernels = kernels + np.asarray(work.kernels[c], dtype=float)
-        return compute, memory, self.launch_ms * kernels + self.fixed_ms
+            launch = ew_launch if c == "elementwise" else self.launch_ms
+            overhead = overhead + launch * np.asarray(work.kernels[c], dtype=float)
+        return compute, memory, overhead
 
     def work_latency_ms(self, work: Work, freq_mhz=None, mem_freq_mhz=None, **scales) -> np.ndarray:
         """Modelled latency (ms) of ``work`` at the given levels; broadcasts."""
