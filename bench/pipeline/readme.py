@@ -78,6 +78,24 @@ def perf_section(perf: Mapping) -> str:
     return head + markdown_table(rows, cols)
 
 
+def calibration_section(summary: pd.DataFrame, orderings: pd.DataFrame) -> str:
+    """The reference profiles' calibration error (``data/calibration/fit_summary.csv``) and target orderings."""
+    def pct(x) -> str:
+        return "—" if pd.isna(x) else f"{100 * float(x):.1f}%"
+
+    rows = []
+    for r in summary.itertuples():
+        single = int(r.n_points) <= 1
+        rows.append({"profile / target": f"{r.profile} {r.target}", "runtime": r.runtime, "points": int(r.n_points),
+                     "in-sample": pct(r.in_sample_median_abs_err),
+                     "LOO": pct(r.loo_median_abs_err) + (" (prior)" if single and int(r.n_points) else ""),
+                     "LOO p90": "—" if single else pct(r.loo_p90_abs_err), "prior": pct(r.prior_median_abs_err)})
+    matched = int(orderings["match"].sum()) if len(orderings) else 0
+    tail = (f"\n\nTarget order per DNN measured on two or more targets of one device: the fitted profiles match "
+            f"the measurements for {matched} of {len(orderings)} DNNs (`data/calibration/fit_orderings.csv`).")
+    return markdown_table(rows, list(rows[0])) + tail if rows else "_run `python -m bench calibrate --write`_"
+
+
 def splice(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
@@ -102,6 +120,10 @@ def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]
         figs = [results_dir / "report" / n for n in shown]
     if perf_path.exists():
         text = splice(text, "perf", perf_section(json.loads(perf_path.read_text())))
+    cal = REPO_ROOT / "data" / "calibration"
+    if (cal / "fit_summary.csv").exists() and "<!-- calibration:start -->" in text:
+        text = splice(text, "calibration", calibration_section(pd.read_csv(cal / "fit_summary.csv"),
+                                                                pd.read_csv(cal / "fit_orderings.csv")))
     return text, figs
 
 
