@@ -23,7 +23,7 @@ def test_measure_fit_train_evaluate_on_a_profile_path(tmp_path):
     from bench.pipeline.training import train_run
     from bench.world.fit import host_profile
     from bench.world.profiles import load_profile, profile_to_dict
-    from bench.world.workloads import load_workloads
+    from bench.world.opclasses import load_op_classes
     from hw.measurement import EnergyMonitor
     from hw.replay import ReplayMeter
 
@@ -32,7 +32,7 @@ def test_measure_fit_train_evaluate_on_a_profile_path(tmp_path):
                          adapter="replay", replay_log=str(REPLAY_LOG), out_path=tmp_path / "host_trace.parquet")
     assert (trace["error"].fillna("") == "").all() and trace["power_w"].notna().all()
     # 2. fit
-    prof, fit, _ = host_profile(trace, load_workloads(), name="my_host")
+    prof, fit, _ = host_profile(trace, load_op_classes(), name="my_host")
     data = profile_to_dict(prof)
     path = tmp_path / "my_host.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

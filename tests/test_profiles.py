@@ -81,7 +81,8 @@ def test_layer_aware_model_adds_class_rooflines_and_launches(name):
         expect = 0.0
         for c, (fl, by) in {"conv": (2e9, 1e6), "dwconv": (1e8, 5e7), "elementwise": (1e6, 4e7)}.items():
             expect += max(fl / (t.gflops_per_ghz * t.efficiency(c) * f * 1e9), by * per_byte / (t.mem_gbps_per_ghz * fm * 1e9)) * 1e3
-        expect += 60 * t.launch_ms + t.fixed_ms
+        ew_launch = t.launch_ms if np.isnan(t.launch_elementwise_ms) else t.launch_elementwise_ms
+        expect += 30 * t.launch_ms + 30 * ew_launch + t.fixed_ms
         assert float(t.work_latency_ms(w)) == pytest.approx(expect)
         comp, mem, over = t.parts_ms(w)
         assert float(comp + mem + over) == pytest.approx(expect)

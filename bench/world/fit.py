@@ -411,17 +411,36 @@ def host_prior(cpu_mhz: float) -> Target:
                   sources=sources, **values)
 
 
-def host_profile(measured: pd.DataFrame, features: pd.DataFrame, name: str = "host", description: str = "",
-                 settings: FitSettings | None = None, power_w: float = math.nan,
-                 meter: str = "none") -> tuple[DeviceProfile, dict, pd.DataFrame]:
+def host_profile(measured: pd.DataFrame, features: pd.DataFrame | None = None, name: str = "host",
+                 description: str = "", settings: FitSettings | None = None, power_w: float | None = None,
+                 meter: str | None = None) -> tuple[DeviceProfile, dict, pd.DataFrame]:
     """A profile of this host's CPU fitted from its own timings, in the reference profiles' schema.
 
     Returns (profile, metrics, per-point table). Metrics give the in-sample and
     leave-one-workload-out median and p90 |error| of the *total* latencies (the
-    per-class points help the fit but are not what a user predicts). Power is
-    the measured mean where a meter produced one, NaN otherwise — never invented.
+    per-class points help the fit but are not what a user predicts). ``measured``
+    is the profile stage's class table or a trace (``workload, latency_ms``,
+    optional ``cpu_mhz``, ``power_w``, ``meter``, ``error``; failed rows are
+    ignored). Power is ``power_w`` if given, else the trace's mean measured power
+    where a meter produced one, NaN otherwise — never invented. The measured
+    latencies are attached as ``measurements`` (they override the model for
+    those workloads at the host's clock).
     """
     settings = settings or load_settings()
+    if features is None:
+        from bench.world.opclasses import load_op_classes
+        features = load_op_classes()
+    if not any(c.endswith("_flops") and c != "flops" for c in features.columns):
+        raise ValueError("features must be the op-class table (bench.world.opclasses.load_op_classes()), "
+                         f"got columns {list(features.columns)[:6]}...")
+    if "error" in measured.columns:
+        measured = measured[measured["error"].fillna("") == ""]
+    if power_w is None:
+        p = measured["power_w"].astype(float) if "power_w" in measured.columns else pd.Series(dtype=float)
+        power_w = float(p.mean()) if p.notna().any() else math.nan
+    if meter is None:
+        meter = ",".join(sorted(set(measured["meter"].dropna()))) if "meter" in measured.columns else "none"
+        meter = meter or "none"
     cpu_mhz = float(np.nanmedian(measured["cpu_mhz"])) if "cpu_mhz" in measured and measured["cpu_mhz"].notna().any() \
         else math.nan
     prior = host_prior(cpu_mhz)
@@ -445,8 +464,12 @@ def host_profile(measured: pd.DataFrame, features: pd.DataFrame, name: str = "ho
                                           else f"not measured: no energy meter on this host (meter: {meter})")}
     calibration = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in error_summary(totals).items()}
     calibration.update({"n_points": int(len(totals)), "n_sources": 1, "data": "this host's profile-stage timings"})
+    f_mhz = float(prior.freq_mhz[-1])
+    measurements = {(str(r.workload), f_mhz, 1000.0): (float(r.latency_ms), float(power_w) if has_power else math.nan,
+                                                         f"measured: this host (meter: {meter})")
+                    for r in measured.itertuples() if np.isfinite(float(r.latency_ms))}
     target = dataclasses.replace(_with(prior, params), sources=sources, calibration=calibration,
-                                 static_power_w=0.0 if has_power else math.nan,
+                                 measurements=measurements, static_power_w=0.0 if has_power else math.nan,
                                  dynamic_power_w_at_max=float(power_w) if has_power else math.nan)
     prof = DeviceProfile(name=name, kind="host", description=description or "this host, measured by the profile stage",
                          idle_power_w=math.nan, idle_power_source="not measured: idle power needs a meter and an idle window",

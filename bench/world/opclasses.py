@@ -47,7 +47,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "workloads"
+from bench.paths import DATA_DIR as _DATA_DIR
+
+DATA_DIR = _DATA_DIR / "workloads"
 OP_CLASSES_CSV = "op_classes.csv"
 OP_CLASSES = ("conv", "dwconv", "matmul", "attention", "recurrent", "elementwise")
 FEATURES = ("flops", "bytes", "kernels")
