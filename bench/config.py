@@ -103,7 +103,10 @@ class ProfileParams:
     fit_quantile: float = spec(0.10, "Quantile of a workload's timed runs the host fit uses (other load only adds "
                                "time, so a low quantile estimates the machine's own cost; the trace keeps the median).",
                                ge=0.0, le=1.0)
-    threads: int = spec(0, "torch intra-op threads for the host measurement; 0 keeps torch's default (all cores).",
+    fit_on_cpu_time: bool = spec(True, "With threads 1, fit the inference thread's CPU time instead (other load "
+                                 "that deschedules it cannot inflate it); the trace keeps wall-clock latency.")
+    threads: int = spec(1, "torch intra-op threads for the host measurement; 0 keeps torch's default (all cores). "
+                        "1 on a shared machine: more threads spin and stall when other processes hold the cores.",
                         ge=0, le=1024)
     adapter: str = spec("auto", "Energy meter for the host measurement: 'auto' picks the best one available "
                         "(nvml > rapl > jetson) and falls back to none; 'none' records latency only (meter: none, "

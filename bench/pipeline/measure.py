@@ -111,6 +111,9 @@ class Hygiene:
     fit_quantile: float = 0.10
     """Quantile of the timed runs the host fit uses: other load only ever adds time, so a low quantile
     estimates the machine's own cost better than the median on a shared machine (the trace keeps the median)."""
+    fit_on_cpu_time: bool = True
+    """With one intra-op thread, fit the calling thread's CPU time (median) instead: it counts only the time the
+    inference ran, so other load that deschedules it does not inflate it (the trace keeps wall-clock latency)."""
 
 
 def median_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -143,26 +146,54 @@ def warm_until_stable(fn: Callable[[], object], min_runs: int, h: Hygiene) -> di
     return {"warmup_runs": n, "warmup_stable": stable}
 
 
-def time_until_tight(fn: Callable[[], object], min_runs: int, h: Hygiene) -> tuple[np.ndarray, bool]:
-    """Timed runs until the median's 95% CI is within ``h.ci_rel`` (at least ``min_runs``, at most ``h.max_repeats``)."""
-    samples = list(time_callable(fn, 0, max(min_runs, 3)))
+def time_wall_and_cpu(fn: Callable[[], object], repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wall-clock and calling-thread CPU time (ms) of ``repeats`` calls of ``fn``."""
+    wall, cpu = np.empty(repeats), np.empty(repeats)
+    for i in range(repeats):
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        fn()
+        cpu[i] = (time.thread_time_ns() - c0) / 1e6
+        wall[i] = (time.perf_counter_ns() - t0) / 1e6
+    return wall, cpu
+
+
+def time_until_tight(fn: Callable[[], object], min_runs: int, h: Hygiene,
+                     cpu_out: list | None = None) -> tuple[np.ndarray, bool]:
+    """Timed runs until the median's 95% CI is within ``h.ci_rel`` (at least ``min_runs``, at most ``h.max_repeats``).
+
+    Returns the wall-clock samples; the calling thread's CPU time of the same runs
+    is appended to ``cpu_out`` when given.
+    """
+    samples: list[float] = []
+    cpu: list[float] = []
+    n = max(min_runs, 3)
     while True:
+        w, c = time_wall_and_cpu(fn, n)
+        samples += list(w)
+        cpu += list(c)
         x = np.asarray(samples)
         lo, hi = median_ci(x)
         med = float(np.median(x))
-        if (hi - lo) / 2 <= h.ci_rel * med:
-            return x, True
-        if len(samples) >= h.max_repeats:
-            return x, False
-        more = min(max(len(samples) // 4, 3), h.max_repeats - len(samples))
-        samples += list(time_callable(fn, 0, more))
+        done = (hi - lo) / 2 <= h.ci_rel * med
+        if done or len(samples) >= h.max_repeats:
+            if cpu_out is not None:
+                cpu_out.extend(cpu)
+            return x, done
+        n = min(max(len(samples) // 4, 3), h.max_repeats - len(samples))
 
 
-def hygiene_stats(samples: np.ndarray, reached: bool, h: Hygiene) -> dict[str, Any]:
-    """Summary of a timed series with its confidence interval and the noise verdict."""
+def hygiene_stats(samples: np.ndarray, reached: bool, h: Hygiene, cpu: np.ndarray | None = None,
+                  single_thread: bool = False) -> dict[str, Any]:
+    """Summary of a timed series with its confidence interval and the noise verdict.
+
+    ``latency_fit_ms`` is what the host fit uses: the median thread CPU time when
+    the run was single-threaded and ``h.fit_on_cpu_time``, else the
+    ``h.fit_quantile`` quantile of the wall-clock samples.
+    """
     med = float(np.median(samples))
     lo, hi = median_ci(samples)
     q1, q3 = np.percentile(samples, [25, 75])
+    use_cpu = bool(single_thread and h.fit_on_cpu_time and cpu is not None and len(cpu))
     cv = float((q3 - q1) / 1.349 / med) if med > 0 else math.nan
     reasons = []
     if not reached:
@@ -171,7 +202,9 @@ def hygiene_stats(samples: np.ndarray, reached: bool, h: Hygiene) -> dict[str, A
         reasons.append(f"robust spread {cv:.1%} above {h.noisy_cv:.0%}")
     return {"latency_ms": med, "latency_p95_ms": float(np.percentile(samples, 95)), "n_runs": int(len(samples)),
             "latency_min_ms": float(np.min(samples)),
-            "latency_fit_ms": float(np.quantile(samples, h.fit_quantile)),
+            "cpu_ms": float(np.median(cpu)) if cpu is not None and len(cpu) else math.nan,
+            "fit_clock": "thread CPU time" if use_cpu else f"wall clock, q{h.fit_quantile:g}",
+            "latency_fit_ms": float(np.median(cpu)) if use_cpu else float(np.quantile(samples, h.fit_quantile)),
             "ci_low_ms": lo, "ci_high_ms": hi, "ci_rel": float((hi - lo) / 2 / med) if med > 0 else math.nan,
             "robust_cv": cv, "noisy": bool(reasons), "noise_reasons": "; ".join(reasons)}
 
@@ -212,9 +245,10 @@ class HostTimer:
             rec = self.records.setdefault(name, {"warmup_runs": 0, "warmup_stable": False})
             if warmup:
                 rec.update(warm_until_stable(run, warmup, self.hygiene))
-            samples, reached = time_until_tight(run, repeats, self.hygiene)
+            cpu: list[float] = []
+            samples, reached = time_until_tight(run, repeats, self.hygiene, cpu)
         self._models.pop(name, None)
-        stats = hygiene_stats(samples, reached, self.hygiene)
+        stats = hygiene_stats(samples, reached, self.hygiene, np.asarray(cpu), single_thread=torch.get_num_threads() == 1)
         rec.update(stats)
         if not rec.get("warmup_stable", False):
             rec["noisy"] = True
@@ -236,7 +270,7 @@ def measure_classes(workloads: Iterable[str], hygiene: Hygiene, threads: int = 0
     """Per-operator-class split (ms) of each workload's latency, from hooked runs.
 
     Each class's time is the ``hygiene.fit_quantile`` quantile over the hooked
-    runs. Hooks add a few microseconds per module, so the class times are scaled
+    runs (thread CPU time when single-threaded and ``hygiene.fit_on_cpu_time``). Hooks add a few microseconds per module, so the class times are scaled
     to sum to the hook-free ``latency_ms[workload]`` where given (the timer's
     ``latency_fit_ms``), else to the hooked quantile. Columns: ``workload,
     latency_ms, hooked_ms, cpu_mhz, class_ms_<class>``.
@@ -254,7 +288,8 @@ def measure_classes(workloads: Iterable[str], hygiene: Hygiene, threads: int = 0
         model, example = build(name)
         with torch.inference_mode():
             warm_until_stable(lambda: model(example), 1, hygiene)
-        totals, splits = class_times_ms(model, example, max(hygiene.class_runs, 3))
+        clock = "cpu" if hygiene.fit_on_cpu_time and torch.get_num_threads() == 1 else "wall"
+        totals, splits = class_times_ms(model, example, max(hygiene.class_runs, 3), clock=clock)
         hooked = float(np.quantile(totals, hygiene.fit_quantile))
         target = float((latency_ms or {}).get(name, hooked))
         row = {"workload": name, "latency_ms": target, "hooked_ms": hooked, "cpu_mhz": host_cpu_mhz()}

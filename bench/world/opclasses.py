@@ -267,14 +267,17 @@ def _timed_modules(model: Any) -> list[tuple[Any, str]]:
     return picked
 
 
-def class_times_ms(model: Any, example: Any, runs: int) -> tuple[list[float], list[dict[str, float]]]:
+def class_times_ms(model: Any, example: Any, runs: int, clock: str = "wall") -> tuple[list[float], list[dict[str, float]]]:
     """Per-run total latency (ms) and per-class split of it, from forward hooks around the classified modules.
 
     Time outside any timed module (residual adds, reshapes, functional ops in a
     ``forward``) is elementwise work and goes to ``elementwise``; so the classes
     add up to the total. Hooks cost a few microseconds per module, which the
-    totals include (they are reported next to the hook-free latency).
+    totals include (they are reported next to the hook-free latency). ``clock``:
+    ``wall`` (``perf_counter``) or ``cpu`` (the calling thread's CPU time, which
+    other load cannot inflate; meaningful with one intra-op thread).
     """
+    now = time.thread_time_ns if clock == "cpu" else time.perf_counter_ns
     import torch
 
     from bench.world.workloads import _SlowPathAttention
@@ -284,11 +287,11 @@ def class_times_ms(model: Any, example: Any, runs: int) -> tuple[list[float], li
     handles = []
 
     def pre(m: Any, *_a: Any) -> None:
-        stamps[id(m)] = time.perf_counter_ns()
+        stamps[id(m)] = now()
 
     def post_for(cls: str) -> Callable[..., None]:
         def post(m: Any, *_a: Any) -> None:
-            acc[cls] += (time.perf_counter_ns() - stamps.pop(id(m))) / 1e6
+            acc[cls] += (now() - stamps.pop(id(m))) / 1e6
         return post
 
     for m, cls in _timed_modules(model):
@@ -300,9 +303,9 @@ def class_times_ms(model: Any, example: Any, runs: int) -> tuple[list[float], li
             for _ in range(runs):
                 for c in acc:
                     acc[c] = 0.0
-                t0 = time.perf_counter_ns()
+                t0 = now()
                 model(example)
-                total = (time.perf_counter_ns() - t0) / 1e6
+                total = (now() - t0) / 1e6
                 split = dict(acc)
                 split["elementwise"] += max(total - sum(acc.values()), 0.0)
                 totals.append(total)

@@ -33,7 +33,7 @@ def tiny_scenario(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_config(tiny_scenario) -> DVFOConfig:
-    return DVFOConfig.ci(scenarios=(tiny_scenario,), total_steps=2_000, learning_starts=400, max_episode_steps=None,
+    return DVFOConfig.ci(scenarios=(tiny_scenario,), total_steps=4_000, learning_starts=400, max_episode_steps=None,
                          **SMALL)
 
 
