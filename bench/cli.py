@@ -156,7 +156,6 @@ def _testbed_stage_main(argv: list[str]) -> int:
 _PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
                 "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
                 "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main,
-
                 "calibrate": _calibrate_main, "predict": _predict_main}
 
 

@@ -537,6 +537,8 @@ def unmeasured_numbers(profile: DeviceProfile) -> list[str]:
     missing = [] if np.isfinite(profile.idle_power_w) else ["idle_power_w"]
     for t in profile.targets.values():
         for key, (required, _) in _TARGET_QUANTITIES.items():
+            if key in _DEFAULTS and t.sources.get(key) == _DEFAULTS[key][1]:
+                continue  # left at its default (launch_elementwise_ms NaN means "as launch_ms")
             if (required or key in t.sources) and not np.all(np.isfinite(np.asarray(getattr(t, key), dtype=float))):
                 missing.append(f"targets.{t.name}.{key}")
     return missing
