@@ -157,7 +157,7 @@ def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[s
     """(edge profile path, cloud profile path, provenance) for the simulator twin (see module docstring)."""
     from bench.world.fit import host_profile
     from bench.world.profiles import load_profile, profile_to_dict
-    from bench.world.workloads import load_workloads
+    from bench.world.opclasses import load_op_classes
 
     if cfg.host_profile:
         prof = server_prof = load_profile(cfg.host_profile)
@@ -172,10 +172,11 @@ def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[s
                 os.sched_setaffinity(0, set(cpus))
                 trace = quick_host_trace(names, cfg.threads, cfg.profile_repeats)
                 trace.to_csv(out_dir / f"host_quick_trace_{role}.csv", index=False)
-                p, fit, _ = host_profile(trace, load_workloads(), name=f"testbed_{role}",
+                p, fit, _ = host_profile(trace, load_op_classes(), name=f"testbed_{role}",
                                          description=f"this host at {cfg.threads} thread(s) on CPUs {list(cpus)}")
                 fitted.append(p)
-                info[f"{role}_fit_mape"] = fit["mape"]
+                info[f"{role}_fit_median_abs_err"] = fit["in_sample_median_abs_err"]
+                info[f"{role}_fit_loo_median_abs_err"] = fit["loo_median_abs_err"]
                 info[f"{role}_cpus"] = list(cpus)
         finally:
             os.sched_setaffinity(0, own)
