@@ -116,6 +116,50 @@ def load_sim_constants(path: str | Path = SIM_MODEL_FILE) -> SimConstants:
     return SimConstants(sources=sources, **values)
 
 
+THERMAL_FILE = DATA_DIR / "sim" / "thermal.yaml"
+
+
+@dataclass(frozen=True)
+class ThermalModel:
+    """First-order thermal throttling (``data/sim/thermal.yaml``, see its header)."""
+
+    time_constant_s: float
+    trip_power_w: float
+    release_fraction: float
+    cap_fraction: float
+
+    def step(self, heat_w: float, throttled: bool, power_w: float, dt_ms: float) -> tuple[float, bool]:
+        """The heat state and throttle flag after ``dt_ms`` at average local power ``power_w``."""
+        k = float(np.exp(-dt_ms / (self.time_constant_s * 1e3)))
+        heat = heat_w * k + power_w * (1.0 - k)
+        if throttled:
+            return heat, heat >= self.release_fraction * self.trip_power_w
+        return heat, heat > self.trip_power_w
+
+
+def load_thermal_model(kind: str, path: str | Path = THERMAL_FILE) -> ThermalModel | None:
+    """The thermal model of a profile kind (``phone``, ``jetson``); None if the file has none for it."""
+    where = Path(path).name
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if kind not in data:
+        return None
+    keys = ("time_constant_s", "trip_power_w", "release_fraction", "cap_fraction")
+    entry = data[kind]
+    if not isinstance(entry, Mapping) or set(entry) != set(keys):
+        raise SimModelError(f"{where}.{kind}: keys {sorted(entry) if isinstance(entry, Mapping) else entry!r}; "
+                            f"allowed (all required): {list(keys)}")
+    vals = {}
+    for k in keys:
+        e = entry[k]
+        if not isinstance(e, Mapping) or set(e) != {"value", "source"} or not str(e["source"]).strip():
+            raise SimModelError(f"{where}.{kind}.{k}: expected {{value, source}} with a non-empty source, got {e!r}")
+        v = e["value"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (k.endswith("fraction") and v > 1):
+            raise SimModelError(f"{where}.{kind}.{k}: {v!r}; allowed: a number > 0 (fractions <= 1)")
+        vals[k] = float(v)
+    return ThermalModel(**vals)
+
+
 @dataclass(frozen=True)
 class Route:
     """An offload destination reached over one radio."""
@@ -157,6 +201,7 @@ class ActionTables:
     par_gpu_ms: np.ndarray | None = None
     timeout_ms: np.ndarray | None = None  # (W,), default: no timeout (inf)
     fallback: np.ndarray | None = None  # (A,), default: -1 (a timed-out request is dropped)
+    throttle_to: np.ndarray | None = None  # (A,), the action run instead while thermally throttled; default: itself
 
     def __post_init__(self):
         shape = self.pre_ms.shape
@@ -167,6 +212,8 @@ class ActionTables:
             object.__setattr__(self, "timeout_ms", np.full(shape[0], np.inf))
         if self.fallback is None:
             object.__setattr__(self, "fallback", np.full(shape[1], -1, dtype=np.int64))
+        if self.throttle_to is None:
+            object.__setattr__(self, "throttle_to", np.arange(shape[1], dtype=np.int64))
 
     @property
     def n_actions(self) -> int:
@@ -201,9 +248,12 @@ class States:
     interarrival_ms: np.ndarray
     radio_idle_ms: np.ndarray | None = None
     gpu_load: np.ndarray | None = None
+    throttled: np.ndarray | None = None  # (N,) bool: thermal throttling caps the top DVFS levels
 
     def __post_init__(self):
         n = len(self.workload)
+        if self.throttled is None:
+            object.__setattr__(self, "throttled", np.zeros(n, dtype=bool))
         if self.radio_idle_ms is None:
             object.__setattr__(self, "radio_idle_ms", np.full(np.shape(self.signal_dbm), np.inf))
         if self.gpu_load is None:
@@ -280,8 +330,10 @@ class Simulator:
     def __init__(self, tables: ActionTables, links: Sequence[LinkModel], routes: Sequence[Route],
                  interference: InterferenceModel, idle_power_w: float,
                  local_jitter_sigma: float | None = None, remote_jitter_sigma: float | None = None,
-                 on_timeout: str | None = None, constants: SimConstants | None = None):
+                 on_timeout: str | None = None, constants: SimConstants | None = None,
+                 thermal: ThermalModel | None = None):
         self.constants = constants or load_sim_constants()
+        self.thermal = thermal
         self.tables = tables
         self.links = list(links)
         self.routes = list(routes)
@@ -307,6 +359,7 @@ class Simulator:
         fb = np.asarray(t.fallback, dtype=np.int64)
         self._has_fb = fb >= 0
         self._fb = np.where(self._has_fb, fb, np.arange(self.A))
+        self._throttle_to = np.asarray(t.throttle_to, dtype=np.int64)
         self._route = np.where(t.route < 0, 0, t.route).astype(np.int64)  # masked by _off
         if len(self.routes) == 0:  # a local-only system still needs one (unused) route column
             self.routes = [Route("none", 0, 0.0)]
@@ -387,8 +440,10 @@ class Simulator:
             if n and (a.min() < 0 or a.max() >= self.A):
                 raise ValueError(f"actions must lie in [0, {self.A}); got {a.min()}..{a.max()}")
             col = lambda x: x  # noqa: E731
-        idx = col(states.workload * self.A) + a
         q = self._route[a]  # (1, A) or (N,)
+        hot = col(states.throttled)
+        a_run = np.where(hot, self._throttle_to[a], a)  # thermal throttling: capped DVFS levels
+        idx = col(states.workload * self.A) + a_run
 
         # link quantities per state and route, with this request's draws
         ls = self.link_state(states)
@@ -444,7 +499,8 @@ class Simulator:
 
         # a timed-out request falls back to a local action (or is dropped)
         fb_local = timed_out & (self.on_timeout == "local") & self._has_fb[a]
-        fidx = col(states.workload * self.A) + self._fb[a]
+        fb_local = np.broadcast_to(fb_local, np.broadcast_shapes(np.shape(fb_local), np.shape(idx)))
+        fidx = col(states.workload * self.A) + np.where(hot, self._throttle_to[self._fb[a]], self._fb[a])
         f_pre, f_par, f_p = self._local(fidx, states, col, jit)
         t_fb = (f_pre + f_par) * fb_local
         t_off_eff = np.where(timed_out, timeout, t_off) * off

@@ -131,6 +131,8 @@ class _SimEnv(gym.Env):
         self._radio_idle = np.full(len(self.sim.links), np.inf)
         self._states.radio_idle_ms[0] = self._radio_idle
         self.ledger = EnergyLedger(self.sim.idle_power_w)
+        # thermal state: average local compute power (W) over the thermal time constant; starts cool
+        self._heat_w, self._throttled = 0.0, False
 
     def _arrival_ms(self, t: int) -> float:
         return float(t) * float(self._states.interarrival_ms[0])
@@ -144,9 +146,15 @@ class _SimEnv(gym.Env):
         self._states.radio_idle_ms[self._t] = self._radio_idle
         out = self.sim.evaluate(self._states.take(i), np.array([int(action)]), self._draws.take(i))
         self.ledger.record(self._arrival_ms(self._t), out)
-        self._radio_idle = self.sim.next_radio_idle(self._radio_idle, out, float(self._states.interarrival_ms[self._t]))
+        ia = float(self._states.interarrival_ms[self._t])
+        self._radio_idle = self.sim.next_radio_idle(self._radio_idle, out, ia)
+        if self.sim.thermal is not None:  # sustained local load heats the device; the governor caps top levels
+            ph = self.ledger.phases[-1]
+            local_mj = ph["local_w"] * ph["local_ms"] + ph["fallback_w"] * ph["fallback_ms"]
+            self._heat_w, self._throttled = self.sim.thermal.step(self._heat_w, self._throttled, local_mj / ia, ia)
         if self._t + 1 < len(self._states):
             self._states.radio_idle_ms[self._t + 1] = self._radio_idle
+            self._states.throttled[self._t + 1] = self._throttled
         return out
 
     def _info(self, out, action) -> dict[str, Any]:
@@ -157,7 +165,8 @@ class _SimEnv(gym.Env):
                 else float(self._states.interarrival_ms[t]))
         return {"energy_mj": float(out.energy_mj[0]), "total_energy_mj": float(out.energy_mj[0]) + self.sim.idle_power_w * slot,
                 "tail_mj": float(out.tail_mj[0]), "promo_mj": float(out.promo_mj[0]),
-                "timed_out": bool(out.timed_out[0]), "remote_energy_mj": float(out.remote_energy_mj[0]),
+                "timed_out": bool(out.timed_out[0]), "throttled": bool(self._states.throttled[t]),
+                "remote_energy_mj": float(out.remote_energy_mj[0]),
                 "latency_ms": float(out.latency_ms[0]), "accuracy": float(out.accuracy[0]),
                 "accuracy_loss": float(out.accuracy_loss[0]), "qos_ok": bool(out.qos_ok[0]),
                 "workload": str(self.trace.workload[t]), "action_name": str(self.action_table["name"][int(action)]),

@@ -55,7 +55,7 @@ from bench.world.network import load_link
 from bench.paths import DATA_DIR
 from bench.world.profiles import DeviceProfile, Target, load_profile
 from bench.world.scenarios import InterferenceModel, load_interference_model
-from bench.sim.core import ActionTables, Route, SimConstants, Simulator, load_sim_constants
+from bench.sim.core import ActionTables, Route, SimConstants, Simulator, load_sim_constants, load_thermal_model
 
 PRECISION_BYTES = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
 ACCURACY_CURVE = DATA_DIR / "dvfo" / "accuracy_vs_xi.csv"
@@ -89,6 +89,14 @@ def load_dvfo_model(path: str | Path = DVFO_MODEL) -> dict:
             raise DVFOModelError(f"{where}.{k}: {v!r}; allowed: a number in [{rng[0]}, {rng[1]}]")
         out[k] = v
     return out
+
+
+def _capped_index(levels: np.ndarray, cap_fraction: float) -> np.ndarray:
+    """For each level, the index of the level run under a thermal cap (the highest not above the cap)."""
+    levels = np.asarray(levels, dtype=float)
+    allowed = np.flatnonzero(levels <= cap_fraction * levels.max() + 1e-9)
+    top = int(allowed[np.argmax(levels[allowed])]) if len(allowed) else int(np.argmin(levels))
+    return np.where(levels > levels[top], top, np.arange(len(levels)))
 
 
 def _timeouts(wl: pd.DataFrame, constants: SimConstants) -> np.ndarray:
@@ -237,10 +245,19 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
     fb_rows = actions.index[(actions["kind"] == "local") & (actions["target"] == fb_target)]
     fb_action = int(actions.loc[fb_rows, "freq_mhz"].idxmax())
     fallback = np.where(actions["kind"].to_numpy() == "offload", fb_action, -1).astype(np.int64)
+    # thermal throttling: each local target's levels above the cap run at the highest level under it
+    thermal = sim_kwargs.pop("thermal", None) or load_thermal_model(edge.kind)
+    throttle_to = np.arange(len(actions), dtype=np.int64)
+    if thermal is not None:
+        for name in edge.targets:
+            rows = actions.index[(actions["kind"] == "local") & (actions["target"] == name)].to_numpy()
+            if len(rows):
+                throttle_to[rows] = rows[_capped_index(actions.loc[rows, "freq_mhz"].to_numpy(), thermal.cap_fraction)]
     tables = ActionTables(tuple(wl["workload"]), actions, pre, pre_cpu, pre_mem, z(), z(), z(), p_local, offloads,
                           actions["route"].to_numpy(dtype=np.int64), up_bits, down_bits, remote_ms, remote_p, acc, loss,
-                          pre_gpu_ms=pre_gpu, par_gpu_ms=z(), timeout_ms=_timeouts(wl, constants), fallback=fallback)
-    sim = Simulator(tables, links, routes, it, edge.idle_power_w, constants=constants, **sim_kwargs)
+                          pre_gpu_ms=pre_gpu, par_gpu_ms=z(), timeout_ms=_timeouts(wl, constants), fallback=fallback,
+                          throttle_to=throttle_to)
+    sim = Simulator(tables, links, routes, it, edge.idle_power_w, constants=constants, thermal=thermal, **sim_kwargs)
     return System(sim, wl, edge, {"cloud": cloud, "peer": peer})
 
 
@@ -379,12 +396,19 @@ def dvfo_system(edge="jetson_xavier_nx", cloud="cloud_rtx3080", workloads: pd.Da
     keys = list(zip(actions["i_cpu"], actions["i_gpu"], actions["i_mem"]))
     local_of = {k: i for i, (k, x) in enumerate(zip(keys, actions["xi"])) if x == 0}
     fallback = np.array([local_of.get(k, -1) if x > 0 else -1 for k, x in zip(keys, actions["xi"])], dtype=np.int64)
+    # thermal throttling: CPU and GPU levels above the cap run at the highest level under it (f_MEM and xi kept)
+    thermal = sim_kwargs.pop("thermal", None) or load_thermal_model(edge.kind)
+    throttle_to = np.arange(len(actions), dtype=np.int64)
+    if thermal is not None:
+        ci, gi = _capped_index(fc_l, thermal.cap_fraction), _capped_index(fg_l, thermal.cap_fraction)
+        index_of = {k: i for i, k in enumerate(zip(actions["i_cpu"], actions["i_gpu"], actions["i_mem"], actions["i_xi"]))}
+        throttle_to = np.array([index_of[(ci[i], gi[j], k, m)] for (i, j, k, m) in index_of], dtype=np.int64)
     tables = ActionTables(tuple(wl["workload"]), actions, bc(pre_t), bc(pre_c), bc(pre_m), bc(par_t), bc(par_c),
                           bc(par_m), bc(power), offloads, actions["route"].to_numpy(dtype=np.int64),
                           bc(up_bits), bc(down_bits), bc(remote_ms), remote_p, bc(acc), loss,
                           pre_gpu_ms=bc(pre_g), par_gpu_ms=bc(par_g), timeout_ms=_timeouts(wl, constants),
-                          fallback=fallback)
-    sim = Simulator(tables, links, routes, it, edge.idle_power_w, constants=constants, **sim_kwargs)
+                          fallback=fallback, throttle_to=throttle_to)
+    sim = Simulator(tables, links, routes, it, edge.idle_power_w, constants=constants, thermal=thermal, **sim_kwargs)
     extras = {"cloud": cloud, "split_flops_before": np.array(heads), "split_bytes": np.array(cuts),
               "cpu_mhz": fc_l, "gpu_mhz": fg_l, "mem_mhz": fm_l, "xi": xis, "curve": curve,
               "host_flop_share": c, "head_max_flop_fraction": head_max_flop_fraction,

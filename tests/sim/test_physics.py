@@ -177,3 +177,45 @@ def test_gpu_corunner_slows_the_gpu_not_the_cpu(autoscale):
 
     assert lat(gpu, 0.9) > lat(gpu, 0.0) * 1.2
     assert lat(cpu, 0.9) == pytest.approx(lat(cpu, 0.0))
+
+
+def test_thermal_model_trips_and_releases_with_hysteresis():
+    from bench.sim.core import load_thermal_model
+
+    th = load_thermal_model("phone")
+    heat, hot, steps = 0.0, False, 0
+    while not hot:  # sustained power 2x the trip: trips after a fraction of the time constant
+        heat, hot = th.step(heat, hot, 2 * th.trip_power_w, 200.0)
+        steps += 1
+    assert 0 < steps * 0.2 < th.time_constant_s
+    heat, hot = th.step(heat, hot, 0.0, 1.0)  # a moment of idle does not release it (hysteresis)
+    assert hot
+    while hot:
+        heat, hot = th.step(heat, hot, 0.0, 200.0)
+    assert heat < th.release_fraction * th.trip_power_w
+
+
+def test_sustained_cpu_load_throttles_the_top_level(autoscale):
+    import gymnasium as gym
+    from bench.sim.envs import AUTOSCALE_ID
+
+    env = gym.make(AUTOSCALE_ID, scenario="cpu_corunner", max_episode_steps=500, max_levels_per_target=6).unwrapped
+    env.reset(seed=0)
+    acts = env.action_table
+    top = int(acts.index[acts.target == "cpu"][-1])
+    capped = int(env.sim.tables.throttle_to[top])
+    assert acts.loc[capped, "freq_mhz"] < acts.loc[top, "freq_mhz"]
+    seen = []
+    for _ in range(500):
+        _, _, _, trunc, info = env.step(top)
+        seen.append(info["throttled"])
+        if trunc:
+            break
+    assert not seen[0] and any(seen)  # starts cool, throttles under sustained top-level CPU load
+    st = env.episode().states
+    i = int(np.argmax(seen))
+    one = st.take(np.array([i]))
+    d = env.episode().draws.take(np.array([i]))
+    hot = env.sim.evaluate(one, np.array([top]), d).latency_ms[0]
+    cool = env.sim.evaluate(States(**{**one.__dict__, "throttled": np.array([False])}), np.array([top]), d).latency_ms[0]
+    assert hot > cool
