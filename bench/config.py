@@ -186,6 +186,9 @@ class EvaluateParams:
 
     seeds: int = spec(5, "Evaluation episodes per (policy, scenario); their seeds derive from the top-level seed "
                       "and never coincide with training seeds.", ge=1, le=1000)
+    steps: int = spec(0, "0 (the default, the shipped pipeline): every episode covers every step of its scenario "
+                      "(the scenario's own `steps`). A positive value caps episodes, for CI-sized runs only.",
+                      ge=0, le=100_000)
     workers: int = spec(0, "Parallel worker processes; 0 = one per CPU core.", ge=0, le=256)
     n_boot: int = spec(1000, "Bootstrap replicates for the 95% confidence intervals.", ge=0, le=100_000)
     suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={
