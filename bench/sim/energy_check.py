@@ -21,7 +21,7 @@ from bench.seeding import derive_seeds
 ENV_IDS = {"autoscale": "bench/AutoScale-v0", "dvfo": "bench/DVFO-v0"}
 
 
-def run(seeds: int = 1) -> pd.DataFrame:
+def run(seeds: int = 1, suites=None) -> pd.DataFrame:
     import bench  # noqa: F401  (registers the envs)
     from bench.policies.rollout import evaluate_policy
     from bench.world.scenarios import load_scenario
@@ -29,6 +29,8 @@ def run(seeds: int = 1) -> pd.DataFrame:
     params = load_params()
     frames = []
     for suite, s in params.evaluate.suites.items():
+        if suites and suite not in suites:
+            continue
         learner = params.train.runs[s.run].learner
         cfg = getattr(params.train, learner)
         env_kwargs = {"autoscale": lambda: {"max_levels_per_target": cfg.max_levels_per_target},
@@ -61,8 +63,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.sim.energy_check", description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=1, help="episodes per (policy, scenario) (default %(default)s)")
     ap.add_argument("--out", help="also write the per-request rows here (CSV)")
+    ap.add_argument("--suite", action="append", help="only this suite of params.yaml (repeatable; default: all)")
     args = ap.parse_args(argv)
-    df = run(args.seeds)
+    df = run(args.seeds, args.suite)
     if args.out:
         df.to_csv(args.out, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):

@@ -310,7 +310,10 @@ class DVFOEnv(_SimEnv):
     E_ref and T_ref are the workload's local-only energy and latency at the
     highest frequencies (computed from the profile, not typed in); ``w_time=0``
     gives the poster's energy-only reward. T includes the wait for the previous
-    request (thinking-while-moving: a new request can arrive while the last still runs).
+    request (thinking-while-moving: a new request can arrive while the last still runs);
+    the edge runs one DNN at a time, so a request waits for the previous one's local
+    compute (its head and kept tail), not for the previous result's network round trip
+    nor for a timed-out offload's local fallback (which shares the device).
 
     **Episode end** - ``truncated`` when the trace ends; the registered id adds a
     ``TimeLimit`` of 200 steps. Never ``terminated``.
@@ -383,7 +386,13 @@ class DVFOEnv(_SimEnv):
         reward -= 0.0 if ok else self.qos_penalty
         info = self._info(out, action)
         info.update(latency_ms=latency, qos_ok=ok, wait_ms=self._wait_ms)
-        self._wait_ms = max(0.0, latency - float(self._states.interarrival_ms[self._t]))
+        # The edge runs the requests' scheduled local work one at a time, but transfers overlap the next
+        # request (the GPU is free while a result is in flight): the next request waits only for this one's
+        # head and kept tail. A timed-out offload's local fallback, which starts when the timeout fires, is
+        # not queued behind: it shares the device with whatever runs then (suite choice; its slowdown of
+        # the other request is not modelled).
+        ph = self.ledger.phases[-1]
+        self._wait_ms = max(0.0, self._wait_ms + ph["local_ms"] - float(self._states.interarrival_ms[self._t]))
         self._prev = int(action)
         self._t += 1
         truncated = self._t >= self._states.workload.shape[0]

@@ -219,3 +219,27 @@ def test_sustained_cpu_load_throttles_the_top_level(autoscale):
     hot = env.sim.evaluate(one, np.array([top]), d).latency_ms[0]
     cool = env.sim.evaluate(States(**{**one.__dict__, "throttled": np.array([False])}), np.array([top]), d).latency_ms[0]
     assert hot > cool
+
+
+def test_dvfo_latency_stays_bounded_when_offloads_time_out(dvfo):
+    """Cloud-only at 0.5 Mbit/s times ViT offloads out; the queue must not grow without bound."""
+    import gymnasium as gym
+    from bench.sim.envs import DVFO_ID
+    from bench.policies import make_policy
+
+    env = gym.make(DVFO_ID, scenario="dvfo_bandwidth_sweep", max_episode_steps=200, n_cpu_levels=2, n_gpu_levels=2,
+                   n_mem_levels=1, xi_levels=(0.0, 0.5, 1.0))
+    pol = make_policy("cloud_only", env)
+    obs, _ = env.reset(seed=0)
+    lat, timed = [], []
+    for _ in range(200):
+        obs, _, _, trunc, info = env.step(pol.act(obs))
+        lat.append(info["latency_ms"])
+        timed.append(info["timed_out"])
+        if trunc:
+            break
+    sim = env.unwrapped.sim
+    t = sim.tables
+    worst_local = float((t.pre_ms + t.par_ms).max()) * 1.5  # the slowest local fallback, with jitter headroom
+    assert any(timed)
+    assert max(lat) <= float(t.timeout_ms.max()) + 2 * worst_local
