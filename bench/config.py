@@ -361,6 +361,14 @@ class Params:
             if suite.run not in self.train.runs:
                 raise ParamsError.at(f"params.yaml: evaluate.suites.{name}.run", "not a training run", suite.run,
                                      allowed_list(sorted(self.train.runs)))
+            # the suite's learner must not have trained on its held-out scenarios
+            learner = self.train.runs[suite.run].learner
+            trained = set(getattr(self.train.learner_config(learner), "scenarios", ()))
+            leaked = sorted(set(suite.heldout_scenarios) & trained)
+            if leaked:
+                raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios = {leaked} are training "
+                                  f"scenarios of train.{learner}.scenarios; allowed: scenarios its learner does not "
+                                  f"train on")
 
 
 # --------------------------------------------------------------------------- learner limits
@@ -437,14 +445,6 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
 
 def _limits(cls: type, f: dataclasses.Field) -> dict[str, Any]:
     return {**f.metadata, **_LIMITS.get(cls.__name__, {}).get(f.name, {})}
-            # the suite's learner must not have trained on its held-out scenarios
-            learner = self.train.runs[suite.run].learner
-            trained = set(getattr(self.train.learner_config(learner), "scenarios", ()))
-            leaked = sorted(set(suite.heldout_scenarios) & trained)
-            if leaked:
-                raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios = {leaked} are training "
-                                  f"scenarios of train.{learner}.scenarios; allowed: scenarios its learner does not "
-                                  f"train on")
 
 
 # --------------------------------------------------------------------------- validation

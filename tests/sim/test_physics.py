@@ -243,3 +243,17 @@ def test_dvfo_latency_stays_bounded_when_offloads_time_out(dvfo):
     worst_local = float((t.pre_ms + t.par_ms).max()) * 1.5  # the slowest local fallback, with jitter headroom
     assert any(timed)
     assert max(lat) <= float(t.timeout_ms.max()) + 2 * worst_local
+
+
+def test_params_refuse_a_heldout_scenario_the_learner_trains_on(tmp_path):
+    import yaml
+    from bench.config import ParamsError, load_params
+    from bench.paths import PARAMS_FILE
+
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    held = raw["evaluate"]["suites"]["autoscale_phone"]["heldout_scenarios"]
+    assert len(held) >= 4
+    raw["train"]["autoscale"]["scenarios"] = list(raw["train"]["autoscale"]["scenarios"]) + [held[0]]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match="heldout_scenarios"):
+        load_params(tmp_path / "params.yaml")
