@@ -4,8 +4,8 @@
 scenario (train and held-out) of both suites in ``params.yaml`` over whole scenarios and prints,
 per suite and policy: energy per inference above idle (what policies minimise) and total (with the
 device's idle baseline over the episode), p95 latency, QoS violations, timeouts, and the radio
-tail / promotion share of the above-idle energy. Learned policies are not included (they need the
-train stage). Seeds derive from the top-level seed like the evaluate stage's.
+tail / promotion share of the above-idle energy. Learned and fitted policies are not included
+(they need the train and evaluate stages). Seeds derive from the top-level seed like the evaluate stage's.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from bench.config import load_params
 from bench.seeding import derive_seeds
 
 ENV_IDS = {"autoscale": "bench/AutoScale-v0", "dvfo": "bench/DVFO-v0"}
+#: baselines that need no fitting or training (the fitted ones take their data from the evaluate stage)
+UNFITTED = ("cpu_only", "gpu_only", "edge_gpu_max", "cloud_only", "random", "neurosurgeon", "oracle")
 
 
 def run(seeds: int = 1, suites=None) -> pd.DataFrame:
@@ -39,7 +41,7 @@ def run(seeds: int = 1, suites=None) -> pd.DataFrame:
         for split, scens in (("train", s.scenarios), ("heldout", s.heldout_scenarios)):
             for sc in scens:
                 n = load_scenario(sc).steps
-                for pol in s.policies:
+                for pol in [p for p in s.policies if p in UNFITTED]:
                     f = evaluate_policy(pol, ENV_IDS[learner], sc, derive_seeds(params.seed, seeds, "evaluate", suite), n,
                                         policy_kwargs={"seed": params.seed, "n_steps": n}, env_kwargs=env_kwargs)
                     f.insert(0, "split", split)
