@@ -192,8 +192,11 @@ class EvalSuite:
     policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
                                      "Policies compared (bench.policies registry); the run's learner is added.",
                                      choices=_policy_names, min_len=1)
-    scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios (data/scenarios) every policy is run on.",
-                                      choices=_scenario_names, min_len=1)
+    scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios (data/scenarios) every policy is run on; "
+                                      "the learner may have trained on them.", choices=_scenario_names, min_len=1)
+    heldout_scenarios: tuple[str, ...] = spec((), "Held-out scenarios every policy is also run on; the suite's "
+                                              "learner may not train on them (checked against its scenarios).",
+                                              choices=_scenario_names)
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,9 @@ class EvaluateParams:
 
     seeds: int = spec(5, "Evaluation episodes per (policy, scenario); their seeds derive from the top-level seed "
                       "and never coincide with training seeds.", ge=1, le=1000)
-    steps: int = spec(500, "Requests per evaluation episode.", ge=10, le=100_000)
+    steps: int = spec(0, "0 (the default, the shipped pipeline): every episode covers every step of its scenario "
+                      "(the scenario's own `steps`). A positive value caps episodes, for CI-sized runs only.",
+                      ge=0, le=100_000)
     workers: int = spec(0, "Parallel worker processes; 0 = one per CPU core.", ge=0, le=256)
     n_boot: int = spec(1000, "Bootstrap replicates for the 95% confidence intervals.", ge=0, le=100_000)
     suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={
@@ -375,6 +380,14 @@ class Params:
             if suite.run not in self.train.runs:
                 raise ParamsError.at(f"params.yaml: evaluate.suites.{name}.run", "not a training run", suite.run,
                                      allowed_list(sorted(self.train.runs)))
+            # the suite's learner must not have trained on its held-out scenarios
+            learner = self.train.runs[suite.run].learner
+            trained = set(getattr(self.train.learner_config(learner), "scenarios", ()))
+            leaked = sorted(set(suite.heldout_scenarios) & trained)
+            if leaked:
+                raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios = {leaked} are training "
+                                  f"scenarios of train.{learner}.scenarios; allowed: scenarios its learner does not "
+                                  f"train on")
 
 
 # --------------------------------------------------------------------------- learner limits

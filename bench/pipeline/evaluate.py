@@ -150,7 +150,12 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
     scenarios = list(scenarios)
     fitted = {p: json.dumps(fitted_policy_kwargs(p, suite, info["config"], scenarios, eval_seeds, steps, root_seed),
                             sort_keys=True, default=list) for p in names}
-    return [Cell(suite, info["learner"], info["profile"], pol, sc, s, steps, env_kwargs,
+    from bench.world.scenarios import load_scenario
+
+    # steps <= 0: the whole scenario (its own length); a positive value caps it (CI-sized runs only)
+    length = {sc: (load_scenario(sc).steps if steps <= 0 else min(int(steps), load_scenario(sc).steps))
+              for sc in scenarios}
+    return [Cell(suite, info["learner"], info["profile"], pol, sc, s, length[sc], env_kwargs,
                  str(run_dir / "policy") if pol == info["learner"] else "", fitted[pol])
             for pol in names for sc in scenarios for s in eval_seeds]
 

@@ -46,6 +46,7 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
                 "config": as_dict(params.train.learner_config(r.learner)), "out_dir": str(RESULTS_DIR / "train" / run)}
     if stage == "evaluate":
         ev = params.evaluate
+        # steps = 0 (the default): every episode covers its whole scenario (the scenario's own `steps`)
         return {"seeds": ev.seeds, "steps": ev.steps, "workers": ev.workers, "n_boot": ev.n_boot,
                 "engine": as_dict(params.engine),
                 "suites": as_dict(ev.suites), "train_dir": str(RESULTS_DIR / "train"),

@@ -17,7 +17,12 @@ import pandas as pd
 from bench.policies.base import Policy, make_policy
 
 COLUMNS = ["policy", "scenario", "seed", "step", "workload", "action", "action_name", "energy_mj",
-           "remote_energy_mj", "latency_ms", "qos_ok", "accuracy", "reward"]
+           "remote_energy_mj", "latency_ms", "qos_ok", "accuracy", "reward",
+           # energy_mj is above the device's idle baseline; total_energy_mj adds the baseline over the
+           # request's slot (sums to the episode's device energy); radio tail / promotion parts; timeouts
+           "total_energy_mj", "tail_mj", "promo_mj", "timed_out"]
+_INFO_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "accuracy", "total_energy_mj", "tail_mj",
+              "promo_mj", "timed_out")
 
 
 def make_env(env_id: str, scenario: str, n_steps: int, **env_kwargs: Any) -> gym.Env:
@@ -60,15 +65,14 @@ def evaluate_policy(policy: Policy | str, env_id_or_env: str | gym.Env, scenario
     for seed in seeds:
         obs, _ = env.reset(seed=int(seed))
         policy.reset()
-        rows: dict[str, list] = {k: [] for k in ("step", "workload", "action", "energy_mj", "remote_energy_mj",
-                                                 "latency_ms", "qos_ok", "accuracy", "reward")}
+        rows: dict[str, list] = {k: [] for k in ("step", "workload", "action", *_INFO_KEYS, "reward")}
         for t in range(int(n_steps)):
             a = int(policy.act(obs))
             obs, reward, terminated, truncated, info = env.step(a)
             rows["step"].append(t)
             rows["workload"].append(info["workload"])
             rows["action"].append(a)
-            for k in ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "accuracy"):
+            for k in _INFO_KEYS:
                 rows[k].append(info[k])
             rows["reward"].append(reward)
             if terminated or truncated:
@@ -81,4 +85,5 @@ def evaluate_policy(policy: Policy | str, env_id_or_env: str | gym.Env, scenario
         frames.append(df)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     out["qos_ok"] = out["qos_ok"].astype(bool)
+    out["timed_out"] = out["timed_out"].astype(bool)
     return out[COLUMNS]

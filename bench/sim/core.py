@@ -10,34 +10,151 @@ Model of one request (suite choice; see also :mod:`bench.world.network` and
 * local time ``t_pre`` runs first (the whole DNN for a local target; the DVFO
   head), then ``t_par`` (DVFO's local tail on the kept feature maps) runs in
   parallel with the offload path; latency = ``t_pre + max(t_par, t_off)``;
-* interference stretches local time by ``cpu_slowdown * u_cpu`` times the
-  CPU-sensitive part and ``mem_slowdown * u_mem`` times the memory-bound part,
-  and adds ``cpu_power_w * u_cpu + mem_power_w * u_mem`` while running locally;
-* offload path ``t_off`` = upload (bits / realised uplink goodput, capped by the
-  scenario's bandwidth cap) + RTT (+ one TCP RTO with probability = loss) +
-  remote compute + download of the result;
-* device energy = local active energy + radio energy (Huang et al.: base +
-  per-Mbps power while sending/receiving, the tail power while waiting for the
-  result, plus the tail after the transfer, cut at the next request's arrival:
-  ``tail_w * min(tail_ms, interarrival_ms)``) + device idle power over the
-  request's latency. Energy of the cloud or peer is reported separately
-  (``remote_energy_mj``).
+* interference stretches local time: a CPU-bound co-runner the CPU-sensitive part
+  (all compute on the CPU target, the CPU-side share of an accelerator's), a
+  memory-bound one the memory-bound part on every local target, a GPU-bound one
+  the GPU's compute; it adds ``cpu_power_w * u_cpu + mem_power_w * u_mem`` while
+  running locally;
+* offload path ``t_off`` = promotion (only when the radio is idle: LTE RRC_IDLE,
+  Wi-Fi PSM; the radio's state is carried across requests in
+  ``States.radio_idle_ms``) + upload (bits / realised uplink goodput, capped by the
+  scenario's bandwidth cap) + RTT (+ one TCP RTO with probability = loss) + remote
+  compute + download of the result;
+* **timeout**: an offload that cannot finish within the app class's timeout
+  (``data/sim/model.yaml``) is abandoned at the timeout: the radio energy up to then
+  is paid, the request counts as a QoS violation (``timed_out``) and then runs the
+  local fallback action (or is dropped, ``on_timeout``). Same rule for every action
+  and policy. A dead link (zero goodput) therefore costs at most the timeout;
+* **energy** (device, above its idle baseline; the baseline is the same for every
+  policy over an episode and is accounted by :class:`EnergyLedger`): local active
+  power x local time + radio power x transfer time (Huang et al.: base + per-Mbps
+  power, saturating above the source's measured range) + promotion + tail power
+  while waiting for the result + the **radio tail**: every offload is charged the
+  full tail after its last packet (``tail_w * tail_ms``), and an offload that starts
+  while an earlier tail still runs is credited the part of that tail it cuts short
+  (``tail_w * (tail_ms - gap)``). Summed over an episode this is exactly the tail
+  energy the radio draws over time (a tail that runs into idle time is paid; a
+  tail still running when the next offload starts saves that offload's
+  promotion), and per request it is the offload's marginal tail cost. Energy of
+  the cloud or peer is reported separately (``remote_energy_mj``).
 
 Stochastic variance comes from :class:`Draws` (common random numbers: one draw
 per request, shared by every action, so all actions are compared under the same
-realisation). The oracle is an argmin over all actions under those draws.
+realisation). The oracle is an argmin over all actions under those draws and
+the current radio state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bench.world.network import MIN_MBPS, LinkModel
+from bench.errors import DataFileError
+from bench.paths import DATA_DIR
+from bench.validate import read_yaml
+from bench.world.network import LinkModel
 from bench.world.scenarios import InterferenceModel, ScenarioTrace
+
+SIM_MODEL_FILE = DATA_DIR / "sim" / "model.yaml"
+ON_TIMEOUT = ("local", "drop")
+APP_CLASSES = ("vision", "text")
+
+
+class SimModelError(DataFileError):
+    """``data/sim/model.yaml`` is malformed; the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class SimConstants:
+    """The simulator's own constants (``data/sim/model.yaml``), each with its source."""
+
+    local_jitter_sigma: float
+    remote_jitter_sigma: float
+    offload_timeout_ms: Mapping[str, float]
+    on_timeout: str
+    fallback_target: str
+    vision_upload_bits_per_value: float
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_sim_constants(path: str | Path = SIM_MODEL_FILE) -> SimConstants:
+    """Read and check ``data/sim/model.yaml``."""
+    where = Path(path).name
+    data = read_yaml(path, SimModelError)
+    keys = ("local_jitter_sigma", "remote_jitter_sigma", "offload_timeout_ms", "on_timeout", "fallback_target",
+            "vision_upload_bits_per_value")
+    if not isinstance(data, Mapping):
+        raise SimModelError(f"{where}: expected a mapping of {list(keys)}")
+    unknown, missing = sorted(set(data) - set(keys)), sorted(set(keys) - set(data))
+    if unknown or missing:
+        raise SimModelError(f"{where}: unknown {unknown} / missing {missing} key(s); allowed: {list(keys)}")
+    values, sources = {}, {}
+    for k in keys:
+        entry = data[k]
+        if not isinstance(entry, Mapping) or set(entry) != {"value", "source"} or not str(entry["source"]).strip():
+            raise SimModelError(f"{where}.{k}: expected {{value, source}} with a non-empty source, got {entry!r}")
+        values[k], sources[k] = entry["value"], str(entry["source"])
+    for k in ("local_jitter_sigma", "remote_jitter_sigma", "vision_upload_bits_per_value"):
+        if not isinstance(values[k], (int, float)) or isinstance(values[k], bool) or values[k] < 0:
+            raise SimModelError(f"{where}.{k}: {values[k]!r}; allowed: a number >= 0")
+        values[k] = float(values[k])
+    t = values["offload_timeout_ms"]
+    if not isinstance(t, Mapping) or set(t) != set(APP_CLASSES) or any(
+            not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in t.values()):
+        raise SimModelError(f"{where}.offload_timeout_ms: {t!r}; allowed: a mapping {list(APP_CLASSES)} -> ms > 0")
+    values["offload_timeout_ms"] = {str(k): float(v) for k, v in t.items()}
+    if values["on_timeout"] not in ON_TIMEOUT:
+        raise SimModelError(f"{where}.on_timeout: {values['on_timeout']!r}; allowed: {list(ON_TIMEOUT)}")
+    values["fallback_target"] = str(values["fallback_target"])
+    return SimConstants(sources=sources, **values)
+
+
+THERMAL_FILE = DATA_DIR / "sim" / "thermal.yaml"
+
+
+@dataclass(frozen=True)
+class ThermalModel:
+    """First-order thermal throttling (``data/sim/thermal.yaml``, see its header)."""
+
+    time_constant_s: float
+    trip_power_w: float
+    release_fraction: float
+    cap_fraction: float
+
+    def step(self, heat_w: float, throttled: bool, power_w: float, dt_ms: float) -> tuple[float, bool]:
+        """The heat state and throttle flag after ``dt_ms`` at average local power ``power_w``."""
+        k = float(np.exp(-dt_ms / (self.time_constant_s * 1e3)))
+        heat = heat_w * k + power_w * (1.0 - k)
+        if throttled:
+            return heat, heat >= self.release_fraction * self.trip_power_w
+        return heat, heat > self.trip_power_w
+
+
+def load_thermal_model(kind: str, path: str | Path = THERMAL_FILE) -> ThermalModel | None:
+    """The thermal model of a profile kind (``phone``, ``jetson``); None if the file has none for it."""
+    where = Path(path).name
+    data = read_yaml(path, SimModelError) or {}
+    if kind not in data:
+        return None
+    keys = ("time_constant_s", "trip_power_w", "release_fraction", "cap_fraction")
+    entry = data[kind]
+    if not isinstance(entry, Mapping) or set(entry) != set(keys):
+        raise SimModelError(f"{where}.{kind}: keys {sorted(entry) if isinstance(entry, Mapping) else entry!r}; "
+                            f"allowed (all required): {list(keys)}")
+    vals = {}
+    for k in keys:
+        e = entry[k]
+        if not isinstance(e, Mapping) or set(e) != {"value", "source"} or not str(e["source"]).strip():
+            raise SimModelError(f"{where}.{kind}.{k}: expected {{value, source}} with a non-empty source, got {e!r}")
+        v = e["value"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (k.endswith("fraction") and v > 1):
+            raise SimModelError(f"{where}.{kind}.{k}: {v!r}; allowed: a number > 0 (fractions <= 1)")
+        vals[k] = float(v)
+    return ThermalModel(**vals)
 
 
 @dataclass(frozen=True)
@@ -53,9 +170,11 @@ class Route:
 class ActionTables:
     """Per (workload, action) constants, each ``(W, A)`` unless noted.
 
-    ``*_ms`` local times at no interference; ``*_cpu_ms`` / ``*_mem_ms`` the parts
-    that CPU / memory contention stretch (CPU-sensitive part already multiplied
-    by the target's coupling).
+    ``*_ms`` local times at no interference; ``*_cpu_ms`` / ``*_mem_ms`` / ``*_gpu_ms``
+    the parts that CPU / memory / GPU contention stretch (the CPU-sensitive part
+    already multiplied by the target's coupling). ``timeout_ms`` (W,) is the
+    offload timeout of the workload's app class; ``fallback`` (A,) the local action
+    a timed-out offload runs instead (-1: none).
     """
 
     workloads: tuple[str, ...]
@@ -75,6 +194,23 @@ class ActionTables:
     remote_power_w: np.ndarray
     accuracy: np.ndarray  # fraction in [0, 1]; NaN where the workload has no published accuracy
     accuracy_loss: np.ndarray  # fraction (0.01 = one percentage point)
+    pre_gpu_ms: np.ndarray | None = None  # default: zeros
+    par_gpu_ms: np.ndarray | None = None
+    timeout_ms: np.ndarray | None = None  # (W,), default: no timeout (inf)
+    fallback: np.ndarray | None = None  # (A,), default: -1 (a timed-out request is dropped)
+    throttle_to: np.ndarray | None = None  # (A,), the action run instead while thermally throttled; default: itself
+
+    def __post_init__(self):
+        shape = self.pre_ms.shape
+        for name in ("pre_gpu_ms", "par_gpu_ms"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(shape))
+        if self.timeout_ms is None:
+            object.__setattr__(self, "timeout_ms", np.full(shape[0], np.inf))
+        if self.fallback is None:
+            object.__setattr__(self, "fallback", np.full(shape[1], -1, dtype=np.int64))
+        if self.throttle_to is None:
+            object.__setattr__(self, "throttle_to", np.arange(shape[1], dtype=np.int64))
 
     @property
     def n_actions(self) -> int:
@@ -90,7 +226,14 @@ class ActionTables:
 
 @dataclass(frozen=True)
 class States:
-    """A batch of N request states."""
+    """A batch of N request states.
+
+    ``radio_idle_ms`` (N, R): how long each radio has carried no traffic when the
+    request arrives (``inf``: idle since the episode began, so a promotion is due;
+    negative: an earlier transfer is still running).
+    The env carries it across steps; ``None`` means every radio idle.
+    ``gpu_load`` (N,): a GPU-bound co-runner's share of the GPU (``None``: 0).
+    """
 
     workload: np.ndarray  # int (N,)
     signal_dbm: np.ndarray  # (N, R), one column per Simulator.links
@@ -100,6 +243,18 @@ class States:
     qos_ms: np.ndarray
     max_accuracy_loss: np.ndarray
     interarrival_ms: np.ndarray
+    radio_idle_ms: np.ndarray | None = None
+    gpu_load: np.ndarray | None = None
+    throttled: np.ndarray | None = None  # (N,) bool: thermal throttling caps the top DVFS levels
+
+    def __post_init__(self):
+        n = len(self.workload)
+        if self.throttled is None:
+            object.__setattr__(self, "throttled", np.zeros(n, dtype=bool))
+        if self.radio_idle_ms is None:
+            object.__setattr__(self, "radio_idle_ms", np.full(np.shape(self.signal_dbm), np.inf))
+        if self.gpu_load is None:
+            object.__setattr__(self, "gpu_load", np.zeros(n))
 
     def __len__(self) -> int:
         return len(self.workload)
@@ -129,20 +284,41 @@ class Draws:
         return Draws(one, one, one, np.ones((n, n_radios)), np.ones(n), np.ones(n))
 
 
+#: Per-request timing and power of each phase, for the episode ledger and the power trace.
+#: Times are ms from the request's arrival; powers are W above the idle baseline.
+PHASES = ("local_ms", "local_w", "fallback_ms", "fallback_w", "radio_start_ms", "promo_ms", "promo_w",
+          "up_ms", "up_w", "wait_ms", "wait_w", "down_ms", "down_w", "radio_end_ms", "tail_w", "tail_ms",
+          "tail_credit_mj", "radio")
+
+
 @dataclass
 class Outcome:
-    """Per (request, action) results; arrays shaped like the action batch."""
+    """Per (request, action) results; arrays shaped like the action batch.
 
-    energy_mj: np.ndarray  # device (mobile / edge) energy
+    ``energy_mj`` is the device energy attributed to the request above the device's
+    idle baseline (what every policy minimises); ``tail_mj`` and ``promo_mj`` are
+    its radio tail (net of the credit for a tail it cut short) and promotion parts.
+    ``phases`` holds the timing of each phase (:data:`PHASES`) for the ledger.
+    """
+
+    energy_mj: np.ndarray  # device (mobile / edge) energy above idle
     remote_energy_mj: np.ndarray  # cloud or peer energy, reported separately
     latency_ms: np.ndarray
     accuracy: np.ndarray
     accuracy_loss: np.ndarray
-    qos_ok: np.ndarray  # latency <= QoS target and accuracy loss <= bound
+    qos_ok: np.ndarray  # latency <= QoS target and accuracy loss <= bound (and no timeout)
     violation: np.ndarray  # 0 when qos_ok; relative latency excess + relative accuracy excess
+    tail_mj: np.ndarray | None = None
+    promo_mj: np.ndarray | None = None
+    timed_out: np.ndarray | None = None
+    phases: dict[str, np.ndarray] | None = None
 
     def take(self, idx) -> "Outcome":
-        return Outcome(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            kw[f.name] = None if v is None else ({k: x[idx] for k, x in v.items()} if isinstance(v, dict) else v[idx])
+        return Outcome(**kw)
 
 
 class Simulator:
@@ -150,36 +326,52 @@ class Simulator:
 
     def __init__(self, tables: ActionTables, links: Sequence[LinkModel], routes: Sequence[Route],
                  interference: InterferenceModel, idle_power_w: float,
-                 local_jitter_sigma: float = 0.05, remote_jitter_sigma: float = 0.1):
+                 local_jitter_sigma: float | None = None, remote_jitter_sigma: float | None = None,
+                 on_timeout: str | None = None, constants: SimConstants | None = None,
+                 thermal: ThermalModel | None = None):
+        self.constants = constants or load_sim_constants()
+        self.thermal = thermal
         self.tables = tables
         self.links = list(links)
         self.routes = list(routes)
         self.interference = interference
         self.idle_power_w = float(idle_power_w)
-        # suite choice, assumed: 5% log-normal jitter of on-device latency (OS scheduling, DVFS
-        # transitions), 10% of remote latency (server queueing)
-        self.local_jitter_sigma = float(local_jitter_sigma)
-        self.remote_jitter_sigma = float(remote_jitter_sigma)
+        c = self.constants
+        self.local_jitter_sigma = float(c.local_jitter_sigma if local_jitter_sigma is None else local_jitter_sigma)
+        self.remote_jitter_sigma = float(c.remote_jitter_sigma if remote_jitter_sigma is None else remote_jitter_sigma)
+        self.on_timeout = str(c.on_timeout if on_timeout is None else on_timeout)
+        if self.on_timeout not in ON_TIMEOUT:
+            raise ValueError(f"on_timeout={self.on_timeout!r}; allowed: {list(ON_TIMEOUT)}")
         t = tables
         self.W, self.A = t.pre_ms.shape
         flat = lambda x: np.ascontiguousarray(x, dtype=float).ravel()  # noqa: E731
         self._pre, self._pre_cpu, self._pre_mem = flat(t.pre_ms), flat(t.pre_cpu_ms), flat(t.pre_mem_ms)
         self._par, self._par_cpu, self._par_mem = flat(t.par_ms), flat(t.par_cpu_ms), flat(t.par_mem_ms)
-        self._p_local, self._off = flat(t.local_power_w), flat(t.offloads)
+        self._pre_gpu, self._par_gpu = flat(t.pre_gpu_ms), flat(t.par_gpu_ms)
+        self._p_local, self._off = flat(t.local_power_w), flat(t.offloads).astype(bool)
         self._up_bits, self._down_bits = flat(t.up_bits), flat(t.down_bits)
         self._remote_ms, self._remote_p = flat(t.remote_ms), flat(t.remote_power_w)
         self._acc, self._loss = flat(t.accuracy), flat(t.accuracy_loss)
+        self._timeout = np.asarray(t.timeout_ms, dtype=float)
+        fb = np.asarray(t.fallback, dtype=np.int64)
+        self._has_fb = fb >= 0
+        self._fb = np.where(self._has_fb, fb, np.arange(self.A))
+        self._throttle_to = np.asarray(t.throttle_to, dtype=np.int64)
         self._route = np.where(t.route < 0, 0, t.route).astype(np.int64)  # masked by _off
         if len(self.routes) == 0:  # a local-only system still needs one (unused) route column
             self.routes = [Route("none", 0, 0.0)]
+        rl = [self.links[r.radio] for r in self.routes]
         self._route_radio = np.array([r.radio for r in self.routes], dtype=np.int64)
         self._route_rtt = np.array([r.rtt_ms for r in self.routes])
-        self._rto = np.array([self.links[r.radio].rto_ms for r in self.routes])
-        self._base_w = np.array([self.links[r.radio].base_mw / 1e3 for r in self.routes])
-        self._au_w = np.array([self.links[r.radio].uplink_mw_per_mbps / 1e3 for r in self.routes])
-        self._ad_w = np.array([self.links[r.radio].downlink_mw_per_mbps / 1e3 for r in self.routes])
-        self._tail_w = np.array([self.links[r.radio].tail_w for r in self.routes])
-        self._tail_ms = np.array([self.links[r.radio].tail_ms for r in self.routes])
+        self._rto = np.array([lk.rto_ms for lk in rl])
+        self._base_w = np.array([lk.base_mw / 1e3 for lk in rl])
+        self._au_w = np.array([lk.uplink_mw_per_mbps / 1e3 for lk in rl])
+        self._ad_w = np.array([lk.downlink_mw_per_mbps / 1e3 for lk in rl])
+        self._pmax = np.array([lk.power_max_mbps for lk in rl])
+        self._tail_w = np.array([lk.tail_w for lk in rl])
+        self._tail_ms = np.array([lk.tail_ms for lk in rl])
+        self._promo_w = np.array([lk.promotion_w for lk in rl])
+        self._promo_ms = np.array([lk.promotion_ms for lk in rl])
         self._tp_sigma = np.array([lk.throughput_sigma for lk in self.links])
         self._rtt_sigma = np.array([lk.rtt_sigma for lk in self.links])
 
@@ -189,12 +381,14 @@ class Simulator:
         return [lk.name for lk in self.links]
 
     def states_from_trace(self, trace: ScenarioTrace) -> States:
-        """States for every step of a scenario trace."""
+        """States for every step of a scenario trace (every radio idle; the env updates that as it steps)."""
         sig = np.stack([trace.signal_dbm[name] for name in self.radio_names], axis=1)
         n = trace.steps
+        gpu = getattr(trace, "gpu_load", None)
         return States(self.tables.workload_index(trace.workload), sig, trace.bandwidth_cap_mbps.astype(float),
                       trace.cpu_load.astype(float), trace.mem_load.astype(float), trace.qos_ms.astype(float),
-                      trace.max_accuracy_loss.astype(float), np.full(n, float(trace.interarrival_ms)))
+                      trace.max_accuracy_loss.astype(float), np.full(n, float(trace.interarrival_ms)),
+                      np.full(sig.shape, np.inf), None if gpu is None else np.asarray(gpu, dtype=float))
 
     def draw(self, n: int, rng: np.random.Generator) -> Draws:
         """Draw the randomness of ``n`` requests (in a fixed order, so a seed fixes everything)."""
@@ -220,6 +414,16 @@ class Simulator:
         return {"up_mbps": up, "down_mbps": down, "loss": loss, "weak_extra_w": extra}
 
     # ------------------------------------------------------------------ evaluation
+    def _local(self, idx, states: States, col, jit):
+        it = self.interference
+        kc = col(it.cpu_slowdown * states.cpu_load)
+        km = col(it.mem_slowdown * states.mem_load)
+        kg = col(getattr(it, "gpu_slowdown", 0.0) * states.gpu_load)
+        t_pre = (self._pre[idx] + kc * self._pre_cpu[idx] + km * self._pre_mem[idx] + kg * self._pre_gpu[idx]) * jit
+        t_par = (self._par[idx] + kc * self._par_cpu[idx] + km * self._par_mem[idx] + kg * self._par_gpu[idx]) * jit
+        p = self._p_local[idx] + col(it.cpu_power_w * states.cpu_load + it.mem_power_w * states.mem_load)
+        return t_pre, t_par, p
+
     def evaluate(self, states: States, actions: np.ndarray | None, draws: Draws) -> Outcome:
         """Outcomes of ``actions`` (shape (N,)) or, with ``actions=None``, of every action ((N, A))."""
         n = len(states)
@@ -233,57 +437,144 @@ class Simulator:
             if n and (a.min() < 0 or a.max() >= self.A):
                 raise ValueError(f"actions must lie in [0, {self.A}); got {a.min()}..{a.max()}")
             col = lambda x: x  # noqa: E731
-        idx = col(states.workload * self.A) + a
         q = self._route[a]  # (1, A) or (N,)
+        hot = col(states.throttled)
+        a_run = np.where(hot, self._throttle_to[a], a)  # thermal throttling: capped DVFS levels
+        idx = col(states.workload * self.A) + a_run
 
         # link quantities per state and route, with this request's draws
         ls = self.link_state(states)
         radio = self._route_radio
         cap = states.cap_mbps[:, None]
-        up_r = np.maximum(np.minimum(ls["up_mbps"][:, radio] * draws.up_factor[:, radio], cap), MIN_MBPS)
-        down_r = np.maximum(np.minimum(ls["down_mbps"][:, radio] * draws.down_factor[:, radio], cap), MIN_MBPS)
+        up_r = np.minimum(ls["up_mbps"][:, radio] * draws.up_factor[:, radio], cap)
+        down_r = np.minimum(ls["down_mbps"][:, radio] * draws.down_factor[:, radio], cap)
         rtt_r = self._route_rtt * draws.rtt_factor[:, radio] + self._rto * (draws.loss_u[:, radio] < ls["loss"][:, radio])
         extra_r = ls["weak_extra_w"][:, radio]
+        idle_r = states.radio_idle_ms[:, radio]
         nq = len(self.routes)
         ridx = (np.arange(n) * nq)[:, None] + q if actions is None else np.arange(n) * nq + q
-        up, down, rtt, extra = (m.ravel()[ridx] for m in (up_r, down_r, rtt_r, extra_r))
+        up, down, rtt, extra, idle = (m.ravel()[ridx] for m in (up_r, down_r, rtt_r, extra_r, idle_r))
 
         # local part
-        it = self.interference
-        kc = col(it.cpu_slowdown * states.cpu_load)
-        km = col(it.mem_slowdown * states.mem_load)
         jit = col(draws.local_factor)
-        t_pre = (self._pre[idx] + kc * self._pre_cpu[idx] + km * self._pre_mem[idx]) * jit
-        t_par = (self._par[idx] + kc * self._par_cpu[idx] + km * self._par_mem[idx]) * jit
-        p_local = self._p_local[idx] + col(it.cpu_power_w * states.cpu_load + it.mem_power_w * states.mem_load)
+        t_pre, t_par, p_local = self._local(idx, states, col, jit)
 
-        # offload part
+        # offload part: promotion if the radio is idle when the offload starts, then the transfer
         off = self._off[idx]
-        t_up = self._up_bits[idx] / (up * 1e3)
-        t_down = self._down_bits[idx] / (down * 1e3)
+        bits_up, bits_down = self._up_bits[idx], self._down_bits[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_up = np.where(bits_up > 0, bits_up / (up * 1e3), 0.0)  # inf on a dead link
+            t_down = np.where(bits_down > 0, bits_down / (down * 1e3), 0.0)
+        # time the radio has been quiet when this offload starts (idle < 0: an earlier transfer still runs)
+        gap = np.maximum(idle + t_pre, 0.0)
+        tail_ms, tail_w = self._tail_ms[q], self._tail_w[q]
+        promoted = gap >= tail_ms
+        t_promo = self._promo_ms[q] * promoted
         t_remote = self._remote_ms[idx] * col(draws.remote_factor)
         t_wait = rtt + t_remote
-        t_off = (t_up + t_wait + t_down) * off
-        latency = t_pre + np.maximum(t_par, t_off)
+        t_off = t_promo + t_up + t_wait + t_down
+        timeout = self._timeout[col(states.workload)] if actions is None else self._timeout[states.workload]
+        timed_out = off & (t_off > timeout)
+        budget = np.where(timed_out, timeout, t_off) * off
+        # the phases actually run before the budget is spent, in order
+        c_promo = np.minimum(t_promo, budget)
+        rem = budget - c_promo
+        c_up = np.minimum(t_up, rem)
+        rem = rem - c_up
+        c_wait = np.minimum(t_wait, rem)
+        rem = rem - c_wait
+        c_down = np.minimum(t_down, rem)
+        base = self._base_w[q]
+        up_w = base + self._au_w[q] * np.clip(up, 0.0, self._pmax[q]) + extra
+        down_w = base + self._ad_w[q] * np.clip(down, 0.0, self._pmax[q])
+        promo_w = self._promo_w[q]
+        # tail: charge the full tail after this offload, credit the part of an earlier tail it cuts short
+        credit = tail_w * np.maximum(tail_ms - gap, 0.0) * off
+        tail_mj = (tail_w * tail_ms * off - credit)
+        promo_mj = promo_w * c_promo
+        radio_mj = promo_mj + up_w * c_up + tail_w * c_wait + down_w * c_down + tail_mj
 
-        tail_w = self._tail_w[q]
-        radio_mj = ((self._base_w[q] + self._au_w[q] * up + extra) * t_up
-                    + (self._base_w[q] + self._ad_w[q] * down) * t_down
-                    + tail_w * t_wait + tail_w * np.minimum(self._tail_ms[q], col(states.interarrival_ms)))
-        energy = p_local * (t_pre + t_par) + radio_mj * off + self.idle_power_w * latency
-        remote = self._remote_p[idx] * t_remote * off
+        # a timed-out request falls back to a local action (or is dropped)
+        fb_local = timed_out & (self.on_timeout == "local") & self._has_fb[a]
+        fb_local = np.broadcast_to(fb_local, np.broadcast_shapes(np.shape(fb_local), np.shape(idx)))
+        fidx = col(states.workload * self.A) + np.where(hot, self._throttle_to[self._fb[a]], self._fb[a])
+        f_pre, f_par, f_p = self._local(fidx, states, col, jit)
+        t_fb = (f_pre + f_par) * fb_local
+        t_off_eff = np.where(timed_out, timeout, t_off) * off
+        latency = t_pre + np.maximum(t_par, t_off_eff) + t_fb
+        energy = p_local * (t_pre + t_par) + radio_mj + f_p * t_fb
+        remote = self._remote_p[idx] * np.minimum(t_remote, np.maximum(budget - c_promo - c_up, 0.0)) * off
 
-        loss = self._loss[idx]
+        loss = np.where(fb_local, self._loss[fidx], self._loss[idx])
+        acc = np.where(fb_local, self._acc[fidx], self._acc[idx])
+        dropped = timed_out & ~fb_local
+        acc = np.where(dropped, np.nan, acc)
         qos = col(states.qos_ms)
         bound = col(states.max_accuracy_loss)
         lat_excess = np.maximum(latency / qos - 1.0, 0.0)
         acc_excess = np.maximum(loss - bound, 0.0) / np.maximum(bound, 1e-3)
-        ok = (latency <= qos) & (loss <= bound + 1e-12)
-        return Outcome(energy, remote, latency, self._acc[idx], loss, ok, np.where(ok, 0.0, lat_excess + acc_excess))
+        ok = (latency <= qos) & (loss <= bound + 1e-12) & ~timed_out
+        violation = np.where(ok, 0.0, lat_excess + acc_excess + timed_out)
+        shape = np.broadcast_shapes(np.shape(energy), np.shape(off))
+        bc = lambda x: np.broadcast_to(x, shape)  # noqa: E731
+        phases = {
+            "local_ms": bc(t_pre + t_par), "local_w": bc(p_local), "fallback_ms": bc(t_fb), "fallback_w": bc(f_p),
+            "radio_start_ms": bc(t_pre), "promo_ms": bc(c_promo), "promo_w": bc(promo_w),
+            "up_ms": bc(c_up), "up_w": bc(up_w), "wait_ms": bc(c_wait), "wait_w": bc(tail_w),
+            "down_ms": bc(c_down), "down_w": bc(down_w), "radio_end_ms": bc(np.where(off, t_pre + budget, np.nan)),
+            "tail_w": bc(tail_w * off), "tail_ms": bc(tail_ms * off), "tail_credit_mj": bc(credit),
+            "radio": bc(np.where(off, self._route_radio[q], -1)),
+        }
+        return Outcome(energy, remote, latency, acc, loss, ok, violation, bc(tail_mj), bc(promo_mj),
+                       bc(timed_out), phases)
+
+    # ------------------------------------------------------------------ radio state across requests
+    def next_radio_idle(self, radio_idle_ms: np.ndarray, out: Outcome, interarrival_ms: float) -> np.ndarray:
+        """Each radio's quiet time when the next request arrives, after a request with outcome ``out`` (one request)."""
+        nxt = np.asarray(radio_idle_ms, dtype=float) + float(interarrival_ms)
+        r = int(np.asarray(out.phases["radio"]).ravel()[0])
+        if r >= 0:
+            end = float(np.asarray(out.phases["radio_end_ms"]).ravel()[0])
+            nxt[r] = float(interarrival_ms) - end  # negative: the transfer outlasts the slot
+        return nxt
+
+    def run_sequence(self, states: States, actions: np.ndarray, draws: Draws,
+                     radio_idle_ms: np.ndarray | None = None) -> Outcome:
+        """Outcomes of a fixed action sequence over consecutive requests, carrying the radio state.
+
+        ``actions`` is (N,) or (N, K): K independent sequences evaluated side by side
+        (e.g. every static action at once). Returns arrays shaped like ``actions``.
+        """
+        acts = np.asarray(actions, dtype=np.int64)
+        single = acts.ndim == 1
+        acts = acts[:, None] if single else acts
+        n, k = acts.shape
+        r = len(self.links)
+        idle = np.full((k, r), np.inf) if radio_idle_ms is None else np.broadcast_to(radio_idle_ms, (k, r)).copy()
+        outs = []
+        for i in range(n):
+            st = states.take(np.full(k, i))
+            st = States(**{**{f.name: getattr(st, f.name) for f in fields(st)}, "radio_idle_ms": idle.copy()})
+            o = self.evaluate(st, acts[i], draws.take(np.full(k, i)))
+            outs.append(o)
+            ia = float(states.interarrival_ms[i])
+            idle = idle + ia
+            rr = o.phases["radio"]
+            used = rr >= 0
+            if used.any():
+                rows = np.flatnonzero(used)
+                idle[rows, rr[used]] = ia - o.phases["radio_end_ms"][used]
+        stack = lambda xs: np.stack(xs)[:, 0] if single else np.stack(xs)  # noqa: E731
+        kw = {}
+        for f in fields(Outcome):
+            vals = [getattr(o, f.name) for o in outs]
+            kw[f.name] = ({key: stack([v[key] for v in vals]) for key in vals[0]} if f.name == "phases"
+                          else stack(vals))
+        return Outcome(**kw)
 
     # ------------------------------------------------------------------ oracle and best static
     def oracle(self, states: States, draws: Draws) -> tuple[np.ndarray, Outcome]:
-        """Per request, the best action under its realised draw.
+        """Per request, the best action under its realised draw and radio state.
 
         Least device energy among actions meeting QoS and accuracy; where none
         does, least violation (ties: least energy).
@@ -294,13 +585,15 @@ class Simulator:
         return best, out.take((rows, best))
 
     def best_static(self, states: States, draws: Draws, tolerance: float = 0.0) -> tuple[int, pd.DataFrame]:
-        """Hindsight best single action over a batch (e.g. a whole scenario).
+        """Hindsight best single action over a batch of consecutive requests (e.g. a whole scenario).
 
-        Among the actions whose QoS-met rate is within ``tolerance`` of the best
-        rate any single action reaches, the one with least mean device energy.
+        Every action is run as a sequence (so its radio tails and promotions are those
+        it really causes). Among the actions whose QoS-met rate is within ``tolerance``
+        of the best rate any single action reaches, the one with least mean device energy.
         Returns the action and a per-action summary.
         """
-        out = self.evaluate(states, None, draws)
+        acts = np.broadcast_to(np.arange(self.A), (len(states), self.A))
+        out = self.run_sequence(states, acts, draws)
         rate = out.qos_ok.mean(axis=0)
         energy = out.energy_mj.mean(axis=0)
         eligible = rate >= rate.max() - tolerance
@@ -322,3 +615,99 @@ def best_actions(out: Outcome) -> np.ndarray:
     vmin = v.min(axis=1, keepdims=True)
     best_v = np.argmin(np.where(v <= vmin, out.energy_mj, np.inf), axis=1)
     return np.where(ok.any(axis=1), best_ok, best_v)
+
+
+# --------------------------------------------------------------------------- episode energy accounting
+
+@dataclass
+class EnergyLedger:
+    """Device energy over an episode: one accounting for every policy.
+
+    ``total = sum(active above-idle energy of each request, radio tails and promotions
+    included) + idle_power_w * duration``, where ``duration`` runs from the first
+    arrival to the end of the episode: the later of the last slot's end, the last
+    request's completion and the last radio tail's end (a tail running past the
+    last request is paid). The idle baseline is drawn whatever the policy does; it is
+    not charged per unit of a request's latency. ``per_request_total_mj`` spreads it
+    over the requests by their slot (arrival to the next arrival; the last takes the
+    remainder), so its sum is ``total_mj``.
+    """
+
+    idle_power_w: float
+    arrivals_ms: list[float] = field(default_factory=list)
+    energy_mj: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    tail_mj: list[float] = field(default_factory=list)
+    promo_mj: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+
+    def record(self, arrival_ms: float, out: Outcome) -> None:
+        """Add one request (a single-request outcome) that arrived at ``arrival_ms``."""
+        one = lambda x: float(np.asarray(x).ravel()[0])  # noqa: E731
+        self.arrivals_ms.append(float(arrival_ms))
+        self.energy_mj.append(one(out.energy_mj))
+        self.latency_ms.append(one(out.latency_ms))
+        self.tail_mj.append(one(out.tail_mj))
+        self.promo_mj.append(one(out.promo_mj))
+        self.phases.append({k: one(v) for k, v in out.phases.items()})
+
+    def end_ms(self, slot_end_ms: float) -> float:
+        """The episode's end: the last slot's end or the last activity (request or radio tail), whichever is later."""
+        end = float(slot_end_ms)
+        for a, lat, ph in zip(self.arrivals_ms, self.latency_ms, self.phases):
+            end = max(end, a + lat)
+            if ph["radio"] >= 0:
+                end = max(end, a + ph["radio_end_ms"] + ph["tail_ms"])
+        return end
+
+    def slots_ms(self, slot_end_ms: float) -> np.ndarray:
+        a = np.asarray(self.arrivals_ms)
+        return np.diff(np.append(a, self.end_ms(slot_end_ms)))
+
+    def per_request_total_mj(self, slot_end_ms: float) -> np.ndarray:
+        """Each request's above-idle energy plus the idle baseline over its slot."""
+        return np.asarray(self.energy_mj) + self.idle_power_w * self.slots_ms(slot_end_ms)
+
+    def summary(self, slot_end_ms: float) -> dict[str, float]:
+        """Totals over the episode (mJ) and per inference."""
+        start = self.arrivals_ms[0] if self.arrivals_ms else 0.0
+        duration = self.end_ms(slot_end_ms) - start
+        above = float(np.sum(self.energy_mj))
+        idle = self.idle_power_w * duration
+        n = max(len(self.energy_mj), 1)
+        return {"requests": len(self.energy_mj), "duration_ms": duration, "above_idle_mj": above, "idle_mj": idle,
+                "total_mj": above + idle, "tail_mj": float(np.sum(self.tail_mj)), "promo_mj": float(np.sum(self.promo_mj)),
+                "total_per_inference_mj": (above + idle) / n, "above_idle_per_inference_mj": above / n}
+
+    def power_segments(self, slot_end_ms: float) -> list[tuple[float, float, float]]:
+        """The device's power trace as (start_ms, end_ms, watts) segments, built from the phases.
+
+        Independent of the per-request bookkeeping: each radio tail is cut where the
+        next transfer on that radio starts (or runs its full length), rather than
+        charged in full and credited back. Integrating this trace gives the
+        episode's total energy (see the conservation test).
+        """
+        start = self.arrivals_ms[0] if self.arrivals_ms else 0.0
+        end = self.end_ms(slot_end_ms)
+        segs = [(start, end, self.idle_power_w)]
+        last_tail: dict[int, tuple[float, float]] = {}  # radio -> (tail start, tail power)
+        for a, ph in zip(self.arrivals_ms, self.phases):
+            segs.append((a, a + ph["local_ms"], ph["local_w"]))
+            if ph["radio"] < 0:
+                continue
+            r = int(ph["radio"])
+            t0 = a + ph["radio_start_ms"]
+            if r in last_tail:  # the earlier tail runs until this transfer starts or its timer expires
+                ts, tw = last_tail.pop(r)
+                segs.append((ts, min(max(t0, ts), ts + ph["tail_ms"]), tw))
+            t = t0
+            for name in ("promo", "up", "wait", "down"):
+                segs.append((t, t + ph[f"{name}_ms"], ph[f"{name}_w"]))
+                t += ph[f"{name}_ms"]
+            fb0 = a + max(ph["local_ms"], ph["radio_end_ms"])
+            segs.append((fb0, fb0 + ph["fallback_ms"], ph["fallback_w"]))
+            last_tail[r] = (a + ph["radio_end_ms"], ph["tail_w"])
+        for r, (ts, tw) in last_tail.items():
+            tail_len = next(p["tail_ms"] for p in reversed(self.phases) if p["radio"] == r)
+            segs.append((ts, ts + tail_len, tw))
+        return [(s, e, w) for s, e, w in segs if e > s]

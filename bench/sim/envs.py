@@ -3,7 +3,12 @@
 Both are thin wrappers: at ``reset`` they realise the scenario (signal,
 interference, workload mix) and draw the common random numbers for the whole
 episode from ``self.np_random``; each ``step`` evaluates one request with
-:meth:`bench.sim.core.Simulator.evaluate`. The same seed gives the same rollout.
+:meth:`bench.sim.core.Simulator.evaluate`. The radio state (how long each radio
+has been quiet: promotion due or tail still running) is carried from step to
+step and written into the episode's states before each step, so the oracle and
+hindsight baselines see it too; every step is recorded in an
+:class:`~bench.sim.core.EnergyLedger` (``env.unwrapped.ledger``), the one energy
+accounting of the episode. The same seed gives the same rollout.
 Register them with :func:`register_envs` (idempotent; run on ``import bench``).
 """
 
@@ -18,7 +23,7 @@ import pandas as pd
 from gymnasium import spaces
 
 from bench.world.scenarios import Scenario, load_scenario
-from bench.sim.core import Draws, States
+from bench.sim.core import Draws, EnergyLedger, States
 from bench.sim.system import System, autoscale_system, dvfo_system
 
 AUTOSCALE_ID = "bench/AutoScale-v0"
@@ -122,6 +127,15 @@ class _SimEnv(gym.Env):
         self._draws = self.sim.draw(len(self._states), draw_rng)
         self._gpu_load = _state_column(self._states, "gpu_load")
         self._t = 0
+        # every radio starts idle (a promotion is due); the env updates this as requests go by
+        self._radio_idle = np.full(len(self.sim.links), np.inf)
+        self._states.radio_idle_ms[0] = self._radio_idle
+        self.ledger = EnergyLedger(self.sim.idle_power_w)
+        # thermal state: average local compute power (W) over the thermal time constant; starts cool
+        self._heat_w, self._throttled = 0.0, False
+
+    def _arrival_ms(self, t: int) -> float:
+        return float(t) * float(self._states.interarrival_ms[0])
 
     def _outcome(self, action) -> Any:
         if self._states is None:
@@ -129,14 +143,34 @@ class _SimEnv(gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
         i = np.array([self._t])
-        return self.sim.evaluate(self._states.take(i), np.array([int(action)]), self._draws.take(i))
+        self._states.radio_idle_ms[self._t] = self._radio_idle
+        out = self.sim.evaluate(self._states.take(i), np.array([int(action)]), self._draws.take(i))
+        self.ledger.record(self._arrival_ms(self._t), out)
+        ia = float(self._states.interarrival_ms[self._t])
+        self._radio_idle = self.sim.next_radio_idle(self._radio_idle, out, ia)
+        if self.sim.thermal is not None:  # sustained local load heats the device; the governor caps top levels
+            ph = self.ledger.phases[-1]
+            local_mj = ph["local_w"] * ph["local_ms"] + ph["fallback_w"] * ph["fallback_ms"]
+            self._heat_w, self._throttled = self.sim.thermal.step(self._heat_w, self._throttled, local_mj / ia, ia)
+        if self._t + 1 < len(self._states):
+            self._states.radio_idle_ms[self._t + 1] = self._radio_idle
+            self._states.throttled[self._t + 1] = self._throttled
+        return out
 
     def _info(self, out, action) -> dict[str, Any]:
-        return {"energy_mj": float(out.energy_mj[0]), "remote_energy_mj": float(out.remote_energy_mj[0]),
+        t = self._t
+        last = t + 1 >= len(self._states)
+        # the idle baseline over this request's slot (the last slot runs to the episode's end: tails included)
+        slot = (self.ledger.slots_ms(self._arrival_ms(t + 1))[-1] if last
+                else float(self._states.interarrival_ms[t]))
+        return {"energy_mj": float(out.energy_mj[0]), "total_energy_mj": float(out.energy_mj[0]) + self.sim.idle_power_w * slot,
+                "tail_mj": float(out.tail_mj[0]), "promo_mj": float(out.promo_mj[0]),
+                "timed_out": bool(out.timed_out[0]), "throttled": bool(self._states.throttled[t]),
+                "remote_energy_mj": float(out.remote_energy_mj[0]),
                 "latency_ms": float(out.latency_ms[0]), "accuracy": float(out.accuracy[0]),
                 "accuracy_loss": float(out.accuracy_loss[0]), "qos_ok": bool(out.qos_ok[0]),
-                "workload": str(self.trace.workload[self._t]), "action_name": str(self.action_table["name"][int(action)]),
-                "step": self._t}
+                "workload": str(self.trace.workload[t]), "action_name": str(self.action_table["name"][int(action)]),
+                "step": t}
 
 
 class AutoScaleEnv(_SimEnv):
@@ -178,7 +212,8 @@ class AutoScaleEnv(_SimEnv):
                                 states carry none)
     ===  =====================  ===============================================  ==========
 
-    **Reward** - inferences per joule of the mobile device (``1000 / energy_mj``)
+    **Reward** - inferences per joule of the mobile device (``1000 / energy_mj``,
+    energy above the idle baseline, radio promotion and tail included)
     when latency <= target and accuracy loss <= bound; otherwise
     ``-violation_penalty * (1 + violation)`` (violation: relative latency excess +
     relative accuracy excess).
@@ -191,7 +226,9 @@ class AutoScaleEnv(_SimEnv):
     ``workloads`` (DataFrame, default: the shipped table),
     ``max_levels_per_target``, ``violation_penalty``; extra keyword arguments go to
     the :class:`~bench.sim.core.Simulator`. ``info`` carries energy, remote energy,
-    latency, accuracy and the QoS flag of the step.
+    latency, accuracy and the QoS flag of the step, plus ``total_energy_mj`` (with
+    the idle baseline over the request's slot), ``tail_mj``, ``promo_mj`` and
+    ``timed_out`` (the offload hit its timeout and failed over).
     """
 
     OBS_FIELDS = AUTOSCALE_OBS_FIELDS
@@ -273,7 +310,10 @@ class DVFOEnv(_SimEnv):
     E_ref and T_ref are the workload's local-only energy and latency at the
     highest frequencies (computed from the profile, not typed in); ``w_time=0``
     gives the poster's energy-only reward. T includes the wait for the previous
-    request (thinking-while-moving: a new request can arrive while the last still runs).
+    request (thinking-while-moving: a new request can arrive while the last still runs);
+    the edge runs one DNN at a time, so a request waits for the previous one's local
+    compute (its head and kept tail), not for the previous result's network round trip
+    nor for a timed-out offload's local fallback (which shares the device).
 
     **Episode end** - ``truncated`` when the trace ends; the registered id adds a
     ``TimeLimit`` of 200 steps. Never ``terminated``.
@@ -290,7 +330,8 @@ class DVFOEnv(_SimEnv):
                  workloads: pd.DataFrame | None = None, partitions: pd.DataFrame | None = None, accuracy_curve=None,
                  n_cpu_levels: int | None = 4, n_gpu_levels: int | None = 5, n_mem_levels: int | None = 3,
                  xi_levels=6, w_energy: float = 1.0, w_time: float = 0.0, qos_penalty: float = 1.0,
-                 host_flop_share: float = 0.05, radio: str | None = None, render_mode: str | None = None, **sim_kwargs):
+                 host_flop_share: float | None = None, radio: str | None = None, render_mode: str | None = None,
+                 **sim_kwargs):
         system = dvfo_system(edge=edge, cloud=cloud, workloads=workloads, partitions=partitions,
                              accuracy_curve=accuracy_curve, n_cpu_levels=n_cpu_levels, n_gpu_levels=n_gpu_levels,
                              n_mem_levels=n_mem_levels, xi_levels=xi_levels, host_flop_share=host_flop_share,
@@ -308,7 +349,8 @@ class DVFOEnv(_SimEnv):
             raise ValueError("xi_levels must include 0 (local-only execution defines E_ref and T_ref)")
         t = self.sim.tables
         self.t_ref_ms = t.pre_ms[:, ref[0]] + t.par_ms[:, ref[0]]
-        self.e_ref_mj = t.local_power_w[:, ref[0]] * self.t_ref_ms + self.sim.idle_power_w * self.t_ref_ms
+        # above-idle, like every step's energy (the idle baseline is not charged per unit of latency)
+        self.e_ref_mj = t.local_power_w[:, ref[0]] * self.t_ref_ms
         low = np.array([0] * 11 + [0, 0, 0, _DBM_LOW], dtype=np.float32)
         high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, _MAX_MBPS, 1, 1, 1, 1, 10, 1, 1, 1, _DBM_HIGH],
                         dtype=np.float32)
@@ -344,7 +386,13 @@ class DVFOEnv(_SimEnv):
         reward -= 0.0 if ok else self.qos_penalty
         info = self._info(out, action)
         info.update(latency_ms=latency, qos_ok=ok, wait_ms=self._wait_ms)
-        self._wait_ms = max(0.0, latency - float(self._states.interarrival_ms[self._t]))
+        # The edge runs the requests' scheduled local work one at a time, but transfers overlap the next
+        # request (the GPU is free while a result is in flight): the next request waits only for this one's
+        # head and kept tail. A timed-out offload's local fallback, which starts when the timeout fires, is
+        # not queued behind: it shares the device with whatever runs then (suite choice; its slowdown of
+        # the other request is not modelled).
+        ph = self.ledger.phases[-1]
+        self._wait_ms = max(0.0, self._wait_ms + ph["local_ms"] - float(self._states.interarrival_ms[self._t]))
         self._prev = int(action)
         self._t += 1
         truncated = self._t >= self._states.workload.shape[0]

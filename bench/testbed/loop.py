@@ -44,7 +44,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bench.errors import BenchError
 from bench.paths import DATA_DIR
+from bench.validate import read_yaml
 
 POWER_FILE = DATA_DIR / "testbed" / "host_power.yaml"
 RADIOS = ("wifi", "lte")
@@ -54,7 +56,7 @@ FIT_FILLERS = ("mobilenet_v2", "lstm_text", "resnet18")
 LIVE_EXCLUDED = ("oracle", "edge_best_static")
 
 
-class TestbedError(ValueError):
+class TestbedError(BenchError):
     """A user mistake in the testbed's arguments (one line, exit code 2)."""
 
 
@@ -122,7 +124,7 @@ def restricted_scenario(name: str, workloads, steps: int, out_dir: Path) -> Path
         scen = load_scenario(name)
     except (ScenarioError, FileNotFoundError) as exc:
         raise TestbedError(str(exc)) from None
-    raw = yaml.safe_load(Path(scen.path).read_text())
+    raw = read_yaml(scen.path, ScenarioError)
     mix = [m for m in raw["workload_mix"] if m["workload"] in set(workloads)]
     if not mix:
         raise TestbedError(f"scenario {scen.name!r} requests {scen.workloads}; none is among the testbed's workloads "
@@ -136,7 +138,7 @@ def restricted_scenario(name: str, workloads, steps: int, out_dir: Path) -> Path
 
 
 def _power() -> dict[str, tuple[float, str]]:
-    raw = yaml.safe_load(POWER_FILE.read_text())
+    raw = read_yaml(POWER_FILE, TestbedError)
     return {k: (float(v["value"]), str(v["source"])) for k, v in raw.items()}
 
 

@@ -39,6 +39,8 @@ import yaml
 from scipy.optimize import least_squares
 
 from bench.paths import DATA_DIR, PROFILES_DIR
+from bench.errors import DataFileError
+from bench.validate import read_yaml
 from bench.world.profiles import (OP_CLASSES, DeviceProfile, ProfileError, Target, Work, load_profile,
                                   profile_from_dict, profile_to_dict)
 
@@ -80,7 +82,7 @@ class FitSettings:
 def load_settings(path: Path | str = SETTINGS_YAML) -> FitSettings:
     """Read the fit settings; every entry is ``{value, source}`` like a profile's numbers."""
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path, DataFileError) or {}
     fields = {f.name for f in dataclasses.fields(FitSettings)}
     values: dict[str, Any] = {}
     for key, entry in raw.items():

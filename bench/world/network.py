@@ -14,9 +14,21 @@ Model (suite choice, documented here and in the data files):
 * radio power while transferring follows Huang et al. (MobiSys 2012):
   ``P = base + alpha_u * up_mbps`` (uplink) or ``base + alpha_d * down_mbps``,
   plus ``weak_extra_mw_per_db`` per dB below ``weak_ref_dbm`` on the uplink
-  (transmit-power control raises power at weak signal);
-* after a transfer the radio stays in a high-power tail (``tail_mw`` for
-  ``tail_ms``; about 1.06 W for 11.6 s on LTE).
+  (transmit-power control raises power at weak signal). The linear model is used
+  only inside the throughput range its source measured (``power_max_mbps``); above
+  it the power is held at the range's edge (a saturating model: Sun et al.,
+  ICDCS 2014, find Wi-Fi power grows sub-linearly at high throughput, so
+  extrapolating the line overstates it);
+* radio state machine (Huang et al. Table 3): from idle (LTE RRC_IDLE, Wi-Fi PSM)
+  a transfer first pays a promotion (``promotion_ms`` at ``promotion_mw``); after the
+  last packet the radio stays in a high-power tail (``tail_mw`` for ``tail_ms``: LTE
+  RRC_CONNECTED with its DRX cycles, whose average power the measured tail power
+  is; about 1.06 W for 11.6 s) before it demotes; a transfer that starts inside the
+  tail needs no promotion. The simulator (:mod:`bench.sim.core`) keeps this state
+  across requests.
+
+A dead link has zero goodput (no floor): the simulator's offload timeout bounds
+the time and energy spent on it.
 """
 
 from __future__ import annotations
@@ -37,13 +49,11 @@ _LIST_KEYS = ("signal_dbm", "downlink_mbps", "uplink_mbps")
 _SCALAR_KEYS = (
     "rtt_ms", "lan_rtt_ms", "rtt_sigma", "throughput_sigma", "loss_midpoint_dbm", "loss_slope_db", "rto_ms",
     "uplink_mw_per_mbps", "downlink_mw_per_mbps", "base_mw", "tail_mw", "tail_ms",
-    "weak_extra_mw_per_db", "weak_ref_dbm",
+    "weak_extra_mw_per_db", "weak_ref_dbm", "promotion_ms", "promotion_mw", "power_max_mbps",
 )
 #: optional: the weakest signal at which the radio is considered usable (a phone hands over below it)
 _OPTIONAL_SCALARS = ("min_usable_dbm",)
 _ALLOWED = {"name", "description", "levels_dbm", *_LIST_KEYS, *_SCALAR_KEYS, *_OPTIONAL_SCALARS}
-#: Smallest goodput the model returns, so a dead link gives a huge but finite time.
-MIN_MBPS = 1e-3
 
 
 class NetworkError(DataFileError):
@@ -73,6 +83,10 @@ class LinkModel:
     tail_ms: float
     weak_extra_mw_per_db: float
     weak_ref_dbm: float
+    promotion_ms: float
+    promotion_mw: float
+    #: highest throughput (Mbit/s) the power model's source measured; power is held there above it
+    power_max_mbps: float
     #: weakest usable signal (dBm); default: the weakest table point with non-zero uplink goodput
     min_usable_dbm: float = float("nan")
     description: str = ""
@@ -85,16 +99,16 @@ class LinkModel:
         return 1.0 / (1.0 + np.exp((s - self.loss_midpoint_dbm) / self.loss_slope_db))
 
     def uplink_goodput_mbps(self, signal_dbm) -> np.ndarray:
-        """Expected uplink goodput after retransmissions (Mbit/s, >= MIN_MBPS)."""
+        """Expected uplink goodput after retransmissions (Mbit/s; 0 where the link is dead)."""
         s = np.asarray(signal_dbm, dtype=float)
         raw = np.interp(s, self.signal_dbm, self.uplink_mbps)
-        return np.maximum(raw * (1.0 - self.loss_prob(s)), MIN_MBPS)
+        return raw * (1.0 - self.loss_prob(s))
 
     def downlink_goodput_mbps(self, signal_dbm) -> np.ndarray:
-        """Expected downlink goodput after retransmissions (Mbit/s, >= MIN_MBPS)."""
+        """Expected downlink goodput after retransmissions (Mbit/s; 0 where the link is dead)."""
         s = np.asarray(signal_dbm, dtype=float)
         raw = np.interp(s, self.signal_dbm, self.downlink_mbps)
-        return np.maximum(raw * (1.0 - self.loss_prob(s)), MIN_MBPS)
+        return raw * (1.0 - self.loss_prob(s))
 
     # -- power ----------------------------------------------------------------
     def weak_extra_w(self, signal_dbm) -> np.ndarray:
@@ -102,17 +116,32 @@ class LinkModel:
         s = np.asarray(signal_dbm, dtype=float)
         return self.weak_extra_mw_per_db * np.maximum(self.weak_ref_dbm - s, 0.0) / 1e3
 
+    def power_mbps(self, mbps) -> np.ndarray:
+        """Throughput fed to the power model: clipped to the source's measured range [0, power_max_mbps]."""
+        return np.clip(np.asarray(mbps, dtype=float), 0.0, self.power_max_mbps)
+
     def uplink_power_w(self, mbps, signal_dbm) -> np.ndarray:
-        """Radio power (W) while sending at ``mbps`` with signal ``signal_dbm``."""
-        return (self.base_mw + self.uplink_mw_per_mbps * np.asarray(mbps, dtype=float)) / 1e3 + self.weak_extra_w(signal_dbm)
+        """Radio power (W) while sending at ``mbps`` with signal ``signal_dbm`` (saturating above the measured range)."""
+        return (self.base_mw + self.uplink_mw_per_mbps * self.power_mbps(mbps)) / 1e3 + self.weak_extra_w(signal_dbm)
 
     def downlink_power_w(self, mbps) -> np.ndarray:
-        """Radio power (W) while receiving at ``mbps``."""
-        return (self.base_mw + self.downlink_mw_per_mbps * np.asarray(mbps, dtype=float)) / 1e3
+        """Radio power (W) while receiving at ``mbps`` (saturating above the measured range)."""
+        return (self.base_mw + self.downlink_mw_per_mbps * self.power_mbps(mbps)) / 1e3
 
     @property
     def tail_w(self) -> float:
         return self.tail_mw / 1e3
+
+    @property
+    def promotion_w(self) -> float:
+        return self.promotion_mw / 1e3
+
+    @property
+    def max_power_w(self) -> float:
+        """Upper bound of the transfer power model (W): the edge of the measured range at the weakest signal."""
+        top = max(self.uplink_mw_per_mbps, self.downlink_mw_per_mbps) * self.power_max_mbps
+        weakest = self.weak_extra_mw_per_db * max(self.weak_ref_dbm - float(self.signal_dbm[0]), 0.0)
+        return (self.base_mw + top + weakest) / 1e3
 
     def level_dbm(self, level: str) -> float:
         """The dBm of a named level (``strong``, ``medium``, ``weak``)."""
@@ -121,9 +150,13 @@ class LinkModel:
         return float(self.levels_dbm[level])
 
     def transfer(self, n_bits, signal_dbm, throughput_factor=1.0) -> dict[str, np.ndarray]:
-        """Time (ms) and radio energy (mJ) to send ``n_bits`` uplink, tail excluded (for inspection)."""
-        mbps = np.maximum(self.uplink_goodput_mbps(signal_dbm) * throughput_factor, MIN_MBPS)
-        time_ms = np.asarray(n_bits, dtype=float) / (mbps * 1e3)
+        """Time (ms) and radio energy (mJ) to send ``n_bits`` uplink from a connected radio, tail excluded.
+
+        A dead link (zero goodput) gives an infinite time and energy: the caller bounds them with a timeout.
+        """
+        mbps = self.uplink_goodput_mbps(signal_dbm) * throughput_factor
+        with np.errstate(divide="ignore"):
+            time_ms = np.asarray(n_bits, dtype=float) / (mbps * 1e3)
         return {"time_ms": time_ms, "energy_mj": self.uplink_power_w(mbps, signal_dbm) * time_ms, "mbps": mbps}
 
 
@@ -150,6 +183,7 @@ _LIMITS: dict[str, dict[str, float]] = {
     "rto_ms": dict(ge=0, le=1e6), "uplink_mw_per_mbps": dict(ge=0, le=1e6), "downlink_mw_per_mbps": dict(ge=0, le=1e6),
     "base_mw": dict(ge=0, le=1e6), "tail_mw": dict(ge=0, le=1e6), "tail_ms": dict(ge=0, le=1e7),
     "weak_extra_mw_per_db": dict(ge=0, le=1e6), "weak_ref_dbm": _DBM, "min_usable_dbm": _DBM,
+    "promotion_ms": dict(ge=0, le=1e6), "promotion_mw": dict(ge=0, le=1e6), "power_max_mbps": dict(gt=0, le=1e6),
 }
 
 

@@ -5,7 +5,7 @@ A scenario (``data/scenarios/<name>.yaml``) describes, per decision step:
 * ``signal``: one process per radio (``wifi``, ``lte``), values in dBm;
 * ``bandwidth_cap_mbps``: optional cap on every link's goodput (like ``trickle``
   in DVFO's setup), a process in Mbit/s;
-* ``interference``: the co-runner's CPU load and memory load, each in [0, 1];
+* ``interference``: the co-runner's CPU, memory and GPU load, each in [0, 1];
 * ``workload_mix``: which DNN each request runs, with its latency target (QoS)
   and accuracy-loss bound.
 
@@ -25,8 +25,8 @@ replay         ``path`` (CSV; relative to the scenario file or the repo), ``colu
                optional ``loop`` (default true)
 =============  =====================================================================
 
-Interference kinds: ``none``; ``cpu_heavy`` / ``memory_heavy`` (optional
-``intensity`` in [0, 1]); ``constant`` (``cpu``, ``mem``); ``bursty`` (a two-state
+Interference kinds: ``none``; ``cpu_heavy`` / ``memory_heavy`` / ``gpu_heavy``
+(optional ``intensity`` in [0, 1]); ``constant`` (``cpu``, ``mem``, optional ``gpu``); ``bursty`` (a two-state
 Markov chain: ``app`` when on, ``p_on`` = P(off -> on), ``p_off`` = P(on -> off));
 ``app_mix`` (named apps from ``_model.yaml``, ``apps``, ``stay_prob``, optional
 ``weights``). App loads and the slowdown/power constants live in
@@ -76,10 +76,14 @@ class ScenarioError(DataFileError):
 class InterferenceModel:
     """How co-runner load slows local execution and adds power (see ``_model.yaml``).
 
-    Suite choice: local compute time x ``1 + cpu_slowdown * u_cpu * coupling``
-    (coupling 1 on the CPU target, ``accel_cpu_coupling`` on GPU/DSP), memory-bound
-    time x ``1 + mem_slowdown * u_mem``, and ``cpu_power_w * u_cpu + mem_power_w *
-    u_mem`` extra watts while the inference runs locally. Offloaded work is not slowed.
+    Local compute time x ``1 + cpu_slowdown * u_cpu * coupling`` (coupling 1 on the
+    CPU target, ``accel_cpu_coupling`` on GPU/DSP: their CPU-side launch and
+    pre/post-processing), memory-bound time on every local target x ``1 +
+    mem_slowdown * u_mem`` (so a layer mix slows in proportion to its memory
+    share), GPU compute time x ``1 + gpu_slowdown * u_gpu`` (a game or camera
+    pipeline sharing the GPU), and ``cpu_power_w * u_cpu + mem_power_w * u_mem``
+    extra watts while the inference runs locally. Offloaded work is not slowed.
+    Each constant's source is in ``_model.yaml``.
     """
 
     cpu_slowdown: float
@@ -87,7 +91,8 @@ class InterferenceModel:
     accel_cpu_coupling: float
     cpu_power_w: float
     mem_power_w: float
-    apps: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    gpu_slowdown: float = 0.0
+    apps: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -99,7 +104,7 @@ def load_interference_model(path: str | Path = MODEL_FILE) -> InterferenceModel:
 #: Limits of the interference constants: slowdowns and coupling are factors, powers in watts.
 _MODEL_LIMITS = {"cpu_slowdown": dict(ge=0, le=100), "mem_slowdown": dict(ge=0, le=100),
                  "accel_cpu_coupling": dict(ge=0, le=1), "cpu_power_w": dict(ge=0, le=1000),
-                 "mem_power_w": dict(ge=0, le=1000)}
+                 "mem_power_w": dict(ge=0, le=1000), "gpu_slowdown": dict(ge=0, le=100)}
 
 
 def interference_model_from_dict(data: Mapping, where: str = "_model.yaml") -> InterferenceModel:
@@ -119,10 +124,13 @@ def interference_model_from_dict(data: Mapping, where: str = "_model.yaml") -> I
     V.mapping(f"{where}.apps", raw_apps, ScenarioError)
     for name, entry in raw_apps.items():
         aw = f"{where}.apps.{name}"
-        if not isinstance(name, str) or not isinstance(entry, Mapping) or set(entry) != {"cpu", "mem", "source"}:
-            raise ScenarioError.at(aw, "expected a named entry with fields ['cpu', 'mem', 'source']", entry)
+        if (not isinstance(name, str) or not isinstance(entry, Mapping)
+                or not {"cpu", "mem", "source"} <= set(entry) <= {"cpu", "mem", "gpu", "source"}):
+            raise ScenarioError.at(aw, "expected a named entry with fields ['cpu', 'mem', 'source'] and optional 'gpu'",
+                                   entry)
         apps[name] = (V.number(f"{aw}.cpu", entry["cpu"], ScenarioError, ge=0, le=1),
-                      V.number(f"{aw}.mem", entry["mem"], ScenarioError, ge=0, le=1))
+                      V.number(f"{aw}.mem", entry["mem"], ScenarioError, ge=0, le=1),
+                      V.number(f"{aw}.gpu", entry.get("gpu", 0.0), ScenarioError, ge=0, le=1))
         sources[f"apps.{name}"] = V.text(f"{aw}.source", entry["source"], ScenarioError, empty=False)
     return InterferenceModel(apps=apps, sources=sources, **values)
 
@@ -142,6 +150,11 @@ class ScenarioTrace:
     workload: np.ndarray  # str
     qos_ms: np.ndarray
     max_accuracy_loss: np.ndarray
+    gpu_load: np.ndarray | None = None  # a GPU-bound co-runner's load; None = 0
+
+    def __post_init__(self):
+        if self.gpu_load is None:
+            object.__setattr__(self, "gpu_load", np.zeros(len(self.cpu_load)))
 
     @property
     def steps(self) -> int:
@@ -153,6 +166,7 @@ class ScenarioTrace:
                 "time_s": np.arange(self.steps) * self.interarrival_ms / 1e3}
         data.update({f"{r}_dbm": v for r, v in self.signal_dbm.items()})
         data.update(bandwidth_cap_mbps=self.bandwidth_cap_mbps, cpu_load=self.cpu_load, mem_load=self.mem_load,
+                    gpu_load=self.gpu_load,
                     workload=self.workload, qos_ms=self.qos_ms, max_accuracy_loss=self.max_accuracy_loss)
         return pd.DataFrame(data)
 
@@ -192,13 +206,14 @@ class Scenario:
         else:
             cap = np.maximum(_realise(self.bandwidth_cap_mbps, n, child[1], f"{self.name}.bandwidth_cap_mbps",
                                       levels={}, base=self.path, bounds=CAP_MBPS), 1e-3)
-        cpu, mem = _interference(self.interference, n, child[2], model, f"{self.name}.interference")
+        cpu, mem, gpu = _interference(self.interference, n, child[2], model, f"{self.name}.interference")
         weights = np.array([float(m.get("weight", 1.0)) for m in self.workload_mix])
         pick = child[3].choice(len(self.workload_mix), size=n, p=weights / weights.sum())
         names = np.array(self.workloads, dtype=object)
         qos = np.array([float(m["qos_ms"]) for m in self.workload_mix])
         acc = np.array([float(m["max_accuracy_loss"]) for m in self.workload_mix])
-        return ScenarioTrace(self.name, self.interarrival_ms, signal, cap, cpu, mem, names[pick], qos[pick], acc[pick])
+        return ScenarioTrace(self.name, self.interarrival_ms, signal, cap, cpu, mem, names[pick], qos[pick], acc[pick],
+                             gpu)
 
 
 # --------------------------------------------------------------------------- processes
@@ -248,6 +263,10 @@ class InterferenceContext:
 
     def app(self, name: str) -> tuple[float, float]:
         """(cpu, mem) load of a named app of ``_model.yaml``."""
+        return self.app_loads(name)[:2]
+
+    def app_loads(self, name: str) -> tuple[float, float, float]:
+        """(cpu, mem, gpu) load of a named app of ``_model.yaml``."""
         if name not in self.model.apps:
             raise ScenarioError(f"{self.where}: app {name!r} is not allowed; allowed apps: {sorted(self.model.apps)}")
         return self.model.apps[name]
@@ -255,7 +274,10 @@ class InterferenceContext:
 
 @dataclass(frozen=True)
 class InterferenceKind:
-    """A kind of co-runner process: ``realise(spec, ctx) -> (cpu_load, mem_load)``, each in [0, 1] per step."""
+    """A kind of co-runner process: ``realise(spec, ctx) -> (cpu_load, mem_load[, gpu_load])``, each in [0, 1] per step.
+
+    A kind that returns two arrays has no GPU-bound load (0).
+    """
 
     fields: frozenset[str]
     required: frozenset[str]
@@ -454,40 +476,47 @@ for _name, _entry in {
 
 
 def _interference(spec: Mapping, n: int, rng: np.random.Generator, model: InterferenceModel,
-                  where: str) -> tuple[np.ndarray, np.ndarray]:
+                  where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cpu, mem, gpu) load per step."""
     kind = _check(where, spec, INTERFERENCE_KINDS)
-    cpu, mem = INTERFERENCE_KINDS[kind].realise(spec, InterferenceContext(n, rng, where, model))
-    cpu, mem = np.asarray(cpu, dtype=float), np.asarray(mem, dtype=float)
-    if cpu.shape != (n,) or mem.shape != (n,):
-        raise ScenarioError(f"{where}: kind {kind!r} returned shapes {cpu.shape}, {mem.shape}, expected ({n},)")
+    loads = tuple(INTERFERENCE_KINDS[kind].realise(spec, InterferenceContext(n, rng, where, model)))
+    if len(loads) not in (2, 3):
+        raise ScenarioError(f"{where}: kind {kind!r} returned {len(loads)} arrays; allowed: (cpu, mem) or (cpu, mem, gpu)")
+    cpu, mem, gpu = (np.asarray(x, dtype=float) for x in (loads if len(loads) == 3 else (*loads, np.zeros(n))))
+    if cpu.shape != (n,) or mem.shape != (n,) or gpu.shape != (n,):
+        raise ScenarioError(f"{where}: kind {kind!r} returned shapes {cpu.shape}, {mem.shape}, {gpu.shape}, "
+                            f"expected ({n},)")
     # loads are fractions of capacity, whatever the kind (a plugin's included)
     return (V.finite_array(f"{where} (cpu load)", cpu, ScenarioError, ge=0, le=1, what="load"),
-            V.finite_array(f"{where} (mem load)", mem, ScenarioError, ge=0, le=1, what="load"))
+            V.finite_array(f"{where} (mem load)", mem, ScenarioError, ge=0, le=1, what="load"),
+            V.finite_array(f"{where} (gpu load)", gpu, ScenarioError, ge=0, le=1, what="load"))
 
 
 def _no_interference(spec: Mapping, ctx: InterferenceContext):
-    return np.zeros(ctx.n), np.zeros(ctx.n)
+    return np.zeros(ctx.n), np.zeros(ctx.n), np.zeros(ctx.n)
 
 
 def _heavy(app: str):
     def realise(spec: Mapping, ctx: InterferenceContext):
         k = float(spec.get("intensity", 1.0))
-        c, m = ctx.app(app)
-        return np.full(ctx.n, c * k), np.full(ctx.n, m * k)
+        if not 0 <= k <= 1:
+            raise ScenarioError(f"{ctx.where}.intensity: {k!r}; allowed: a number in [0, 1]")
+        c, m, g = ctx.app_loads(app)
+        return np.full(ctx.n, c * k), np.full(ctx.n, m * k), np.full(ctx.n, g * k)
 
     return realise
 
 
 def _constant_load(spec: Mapping, ctx: InterferenceContext):
-    c, m = float(spec["cpu"]), float(spec["mem"])
-    if not (0 <= c <= 1 and 0 <= m <= 1):
-        raise ScenarioError(f"{ctx.where}: cpu and mem loads must lie in [0, 1]")
-    return np.full(ctx.n, c), np.full(ctx.n, m)
+    c, m, g = float(spec["cpu"]), float(spec["mem"]), float(spec.get("gpu", 0.0))
+    if not (0 <= c <= 1 and 0 <= m <= 1 and 0 <= g <= 1):
+        raise ScenarioError(f"{ctx.where}: cpu={c!r}, mem={m!r}, gpu={g!r}; allowed: loads in [0, 1]")
+    return np.full(ctx.n, c), np.full(ctx.n, m), np.full(ctx.n, g)
 
 
 def _bursty(spec: Mapping, ctx: InterferenceContext):
     n = ctx.n
-    c, m = ctx.app(spec["app"])
+    c, m, g = ctx.app_loads(spec["app"])
     p_on, p_off = float(spec["p_on"]), float(spec["p_off"])
     u = ctx.rng.random(n)
     on = np.empty(n, dtype=bool)
@@ -495,17 +524,17 @@ def _bursty(spec: Mapping, ctx: InterferenceContext):
     for i in range(n):
         on[i] = state
         state = (u[i] >= p_off) if state else (u[i] < p_on)
-    return np.where(on, c, 0.0), np.where(on, m, 0.0)
+    return np.where(on, c, 0.0), np.where(on, m, 0.0), np.where(on, g, 0.0)
 
 
 def _app_mix(spec: Mapping, ctx: InterferenceContext):
     """Markov chain over named apps."""
     n = ctx.n
     names = list(spec["apps"])
-    loads = np.array([ctx.app(a) for a in names])
+    loads = np.array([ctx.app_loads(a) for a in names])
     w = np.asarray(spec.get("weights", [1.0] * len(names)), dtype=float)
     if len(w) != len(names):
-        raise ScenarioError(f"{ctx.where}.weights: needs one weight per app")
+        raise ScenarioError(f"{ctx.where}.weights: needs one weight per app ({len(names)}), got {len(w)}")
     stay = float(spec["stay_prob"])
     u, jump = ctx.rng.random(n), ctx.rng.choice(len(names), size=n, p=w / w.sum())
     idx = np.empty(n, dtype=int)
@@ -514,14 +543,15 @@ def _app_mix(spec: Mapping, ctx: InterferenceContext):
         idx[i] = cur
         if u[i] >= stay:
             cur = int(jump[(i + 1) % n])
-    return loads[idx, 0].copy(), loads[idx, 1].copy()
+    return loads[idx, 0].copy(), loads[idx, 1].copy(), loads[idx, 2].copy()
 
 
 for _name, _entry in {
     "none": _kind(set(), set(), _no_interference, cls=InterferenceKind),
     "cpu_heavy": _kind({"intensity"}, set(), _heavy("cpu_heavy"), cls=InterferenceKind),
     "memory_heavy": _kind({"intensity"}, set(), _heavy("memory_heavy"), cls=InterferenceKind),
-    "constant": _kind({"cpu", "mem"}, {"cpu", "mem"}, _constant_load, cls=InterferenceKind),
+    "gpu_heavy": _kind({"intensity"}, set(), _heavy("gpu_heavy"), cls=InterferenceKind),
+    "constant": _kind({"cpu", "mem", "gpu"}, {"cpu", "mem"}, _constant_load, cls=InterferenceKind),
     "bursty": _kind({"app", "p_on", "p_off", "start_on"}, {"app", "p_on", "p_off"}, _bursty, cls=InterferenceKind),
     "app_mix": _kind({"apps", "stay_prob", "weights"}, {"apps", "stay_prob"}, _app_mix, cls=InterferenceKind),
 }.items():
@@ -642,7 +672,7 @@ def scenario_traces_frame(names: Sequence[str] | None = None, seed: int = 0, ste
     """Tidy (long) frame of each scenario's signal, cap and interference traces, for plotting.
 
     Columns: ``scenario, step, time_s, variable, value`` with variables
-    ``wifi_dbm, lte_dbm, bandwidth_cap_mbps, cpu_load, mem_load``. Each scenario
+    ``wifi_dbm, lte_dbm, bandwidth_cap_mbps, cpu_load, mem_load, gpu_load``. Each scenario
     gets its own child of ``SeedSequence(seed)`` so adding a scenario changes no other.
     """
     names = list(names) if names is not None else list_scenarios()
@@ -653,7 +683,7 @@ def scenario_traces_frame(names: Sequence[str] | None = None, seed: int = 0, ste
         # Seed per scenario name: the trace of one scenario does not depend on which others are listed.
         key = [seed, *name.encode()]
         wide = scen.trace(np.random.default_rng(np.random.SeedSequence(key)), steps, model).frame()
-        value_cols = [f"{r}_dbm" for r in RADIOS] + ["bandwidth_cap_mbps", "cpu_load", "mem_load"]
+        value_cols = [f"{r}_dbm" for r in RADIOS] + ["bandwidth_cap_mbps", "cpu_load", "mem_load", "gpu_load"]
         frames.append(wide.melt(id_vars=["scenario", "step", "time_s"], value_vars=value_cols,
                                 var_name="variable", value_name="value"))
     return pd.concat(frames, ignore_index=True)

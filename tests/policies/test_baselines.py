@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.world.network import MIN_MBPS, load_link
+from bench.world.network import load_link
 from bench.policies import make_policy
 from bench.policies.baselines import baselines_for, episode_arrays, local_actions, wifi_min_usable_dbm
 from bench.policies.rollout import COLUMNS, evaluate_policy
@@ -66,7 +66,7 @@ def test_cloud_only_switches_to_lte_below_wifis_minimum_usable_signal(as_env):
     thr = wifi_min_usable_dbm(link)
     # the threshold is the data's MCS0 sensitivity: the link still carries data there, but barely
     assert thr == link.min_usable_dbm and "802.11n" in link.sources["min_usable_dbm"]
-    assert link.uplink_goodput_mbps(thr) > MIN_MBPS
+    assert link.uplink_goodput_mbps(thr) > 0  # MIN_MBPS floor removed: a dead link is 0, bounded by the timeout
     assert link.uplink_goodput_mbps(thr) < 0.2 * link.uplink_goodput_mbps(-50.0)
     u = as_env.unwrapped
     policy = make_policy("cloud_only", as_env)
