@@ -1,6 +1,6 @@
 """A direct, small evaluation of the baselines under the simulator's physics (no training, no DVC).
 
-``python -m bench.sim.energy_check [--seeds N] [--out CSV]`` rolls every baseline out on every
+``python -m bench.pipeline.energy_check [--seeds N] [--out CSV]`` rolls every baseline out on every
 scenario (train and held-out) of both suites in ``params.yaml`` over whole scenarios and prints,
 per suite and policy: energy per inference above idle (what policies minimise) and total (with the
 device's idle baseline over the episode), p95 latency, QoS violations, timeouts, and the radio
@@ -62,7 +62,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.sim.energy_check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.pipeline.energy_check", description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=1, help="episodes per (policy, scenario) (default %(default)s)")
     ap.add_argument("--out", help="also write the per-request rows here (CSV)")
     ap.add_argument("--suite", action="append", help="only this suite of params.yaml (repeatable; default: all)")
