@@ -35,13 +35,13 @@ def test_measure_host_is_real_resumable_and_keeps_failures(tmp_path, monkeypatch
 
     calls = []
 
-    def flaky(name, warmup, repeats, threads):
+    def flaky(name, threads):
         calls.append(name)
         if name == "resnet18":
             raise RuntimeError("simulated failure")
-        return {"latency_ms": 1.0, "latency_p95_ms": 1.5, "n_runs": repeats}
+        return lambda warmup, repeats: {"latency_ms": 1.0, "latency_p95_ms": 1.5, "n_runs": repeats}
 
-    monkeypatch.setattr(measure, "time_workload", flaky)
+    monkeypatch.setattr(measure, "prepare_workload", flaky)
     frame = measure.measure_host(["resnet18", "lstm_text"], 0, 1, adapter="none", out_path=out)
     assert len(frame) == 2
     assert "simulated failure" in frame.set_index("workload").error["resnet18"]  # a failed workload is a row
@@ -50,7 +50,7 @@ def test_measure_host_is_real_resumable_and_keeps_failures(tmp_path, monkeypatch
 def test_measure_host_says_how_to_resume(tmp_path, monkeypatch):
     from hw import cli as hw_cli
 
-    monkeypatch.setattr(hw_cli, "main", lambda argv, time_fn=None: 3)
+    monkeypatch.setattr(hw_cli, "main", lambda argv, **runner: 3)
     with pytest.raises(RuntimeError, match="resumes"):
         measure.measure_host(["lstm_text"], 0, 1, adapter="none", out_path=tmp_path / "t.parquet")
 

@@ -233,6 +233,11 @@ class HostTimer:
             self._models[name] = build(name)
         return self._models[name]
 
+    def prepare(self, name: str, threads: int = 0) -> Callable[[int, int], dict[str, Any]]:
+        """``hw.cli``'s ``prepare_fn``: build the model now (before any energy window opens)."""
+        self._model(name, threads)
+        return lambda warmup, repeats: self(name, warmup, repeats, threads)
+
     def __call__(self, name: str, warmup: int, repeats: int, threads: int = 0) -> dict[str, Any]:
         import torch
 
@@ -337,7 +342,11 @@ def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: i
     if not progress:
         argv.append("--no-progress")
     timer = HostTimer(hygiene) if hygiene is not None else None
-    code = hw_cli.main(argv, time_fn=timer if timer is not None else time_workload)
+    from bench.world.workloads import WORKLOADS
+
+    # the runner builds each model before its energy window opens (prepare), never inside it
+    code = hw_cli.main(argv, prepare_fn=timer.prepare if timer is not None else prepare_workload,
+                       known_workloads=list(WORKLOADS))
     if code != 0:
         raise RuntimeError(f"host measurement failed (exit {code}, see the message above); every finished workload "
                            f"is kept in {work.parent} and a rerun with the same parameters resumes from there")
