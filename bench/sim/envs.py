@@ -24,6 +24,7 @@ from gymnasium import spaces
 
 from bench.world.scenarios import Scenario, load_scenario
 from bench.sim.core import Draws, EnergyLedger, States
+from bench.sim.fast import EpisodeKernel, ScalarOutcome
 from bench.sim.system import System, autoscale_system, dvfo_system
 
 AUTOSCALE_ID = "bench/AutoScale-v0"
@@ -101,6 +102,9 @@ class _SimEnv(gym.Env):
             raise ValueError(f"scenario {self.scenario.name!r} requests workload(s) {missing} the simulator does not "
                              f"know; known: {list(self.sim.tables.workloads)}")
         self.action_space = spaces.Discrete(self.sim.A)
+        self._n_actions = int(self.sim.A)
+        self._action_names = [str(x) for x in self.sim.tables.actions["name"]]
+        self._actions: list[int] = []
         self._nn = nn_features(system)
         self._t = 0
         self._states = None
@@ -114,11 +118,40 @@ class _SimEnv(gym.Env):
         """The current episode's realised states and random draws, the step and the queueing wait.
 
         Privileged information (what the oracle and the hindsight baselines use); a real
-        scheduler only sees observations. Raises if ``reset`` has not been called.
+        scheduler only sees observations. The states carry the radio and thermal state
+        of every step so far, the current one included. Raises if ``reset`` has not been called.
         """
         if self._states is None:
             raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
+        self._sync_states()
         return Episode(self._states, self._draws, int(self._t), float(getattr(self, "_wait_ms", 0.0)))
+
+    @property
+    def ledger(self) -> EnergyLedger:
+        """The episode's :class:`~bench.sim.core.EnergyLedger` (every step so far), the one energy accounting.
+
+        Built on demand from the batch path (:meth:`Simulator.evaluate` over the steps taken, with the
+        radio and thermal state each one met), so it is the reference the cheap step is checked against.
+        """
+        if self._states is None:
+            raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
+        k = len(self._actions)
+        if self._ledger is None or len(self._ledger.energy_mj) != k:
+            self._sync_states()
+            idx = np.arange(k)
+            ledger = EnergyLedger(self.sim.idle_power_w)
+            if k:
+                out = self.sim.evaluate(self._states.take(idx), np.asarray(self._actions, dtype=np.int64),
+                                        self._draws.take(idx))
+                ledger.arrivals_ms = [self._arrival_ms(t) for t in range(k)]
+                ledger.energy_mj = out.energy_mj.tolist()
+                ledger.latency_ms = out.latency_ms.tolist()
+                ledger.tail_mj = out.tail_mj.tolist()
+                ledger.promo_mj = out.promo_mj.tolist()
+                cols = {name: v.tolist() for name, v in out.phases.items()}
+                ledger.phases = [{name: float(cols[name][t]) for name in cols} for t in range(k)]
+            self._ledger = ledger
+        return self._ledger
 
     def _new_episode(self) -> None:
         trace_rng, draw_rng = self.np_random.spawn(2)
@@ -127,49 +160,84 @@ class _SimEnv(gym.Env):
         self._draws = self.sim.draw(len(self._states), draw_rng)
         self._gpu_load = _state_column(self._states, "gpu_load")
         self._t = 0
+        self._T = len(self._states)
         # every radio starts idle (a promotion is due); the env updates this as requests go by
-        self._radio_idle = np.full(len(self.sim.links), np.inf)
+        self._radio_idle = [np.inf] * len(self.sim.links)
         self._states.radio_idle_ms[0] = self._radio_idle
-        self.ledger = EnergyLedger(self.sim.idle_power_w)
         # thermal state: average local compute power (W) over the thermal time constant; starts cool
         self._heat_w, self._throttled = 0.0, False
+        # the cheap step (bench.sim.fast): per-request quantities of the whole episode, as Python scalars
+        self._kernel = EpisodeKernel(self.sim, self._states, self._draws)
+        self._ia0 = float(self._states.interarrival_ms[0])
+        self._actions: list[int] = []
+        self._idle_hist: list[list[float]] = []  # radio quiet times each step met (written to states lazily)
+        self._hot_hist: list[bool] = []
+        self._synced = 0
+        self._end_ms = -np.inf  # latest activity so far (request completion or radio tail end)
+        self._ledger = None
+
+    def _sync_states(self) -> None:
+        """Write the radio and thermal state of the steps taken (and the current one) into the episode's states."""
+        k, s = len(self._actions), self._synced
+        if k > s:
+            self._states.radio_idle_ms[s:k] = np.asarray(self._idle_hist[s:k], dtype=float)
+            self._states.throttled[s:k] = self._hot_hist[s:k]
+        if k < self._T:
+            self._states.radio_idle_ms[k] = self._radio_idle
+            self._states.throttled[k] = self._throttled
+        self._synced = k
 
     def _arrival_ms(self, t: int) -> float:
-        return float(t) * float(self._states.interarrival_ms[0])
+        return float(t) * self._ia0
 
-    def _outcome(self, action) -> Any:
+    def _action(self, action) -> int:
+        if type(action) is int or isinstance(action, np.integer):  # the common case, without Space.contains
+            a = int(action)
+            if 0 <= a < self._n_actions:
+                return a
+        elif self.action_space.contains(action):
+            return int(action)
+        raise ValueError(f"action {action!r} is not in {self.action_space}")
+
+    def _outcome(self, action) -> ScalarOutcome:
+        """Evaluate the current request with ``action`` (the cheap scalar step) and carry radio and thermal state."""
         if self._states is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in {self.action_space}")
-        i = np.array([self._t])
-        self._states.radio_idle_ms[self._t] = self._radio_idle
-        out = self.sim.evaluate(self._states.take(i), np.array([int(action)]), self._draws.take(i))
-        self.ledger.record(self._arrival_ms(self._t), out)
-        ia = float(self._states.interarrival_ms[self._t])
-        self._radio_idle = self.sim.next_radio_idle(self._radio_idle, out, ia)
-        if self.sim.thermal is not None:  # sustained local load heats the device; the governor caps top levels
-            ph = self.ledger.phases[-1]
-            local_mj = ph["local_w"] * ph["local_ms"] + ph["fallback_w"] * ph["fallback_ms"]
-            self._heat_w, self._throttled = self.sim.thermal.step(self._heat_w, self._throttled, local_mj / ia, ia)
-        if self._t + 1 < len(self._states):
-            self._states.radio_idle_ms[self._t + 1] = self._radio_idle
-            self._states.throttled[self._t + 1] = self._throttled
+        a = self._action(action)
+        t = self._t
+        idle, hot = self._radio_idle, self._throttled
+        out = self._kernel.outcome(t, a, idle, hot)
+        self._actions.append(a)
+        self._idle_hist.append(idle)
+        self._hot_hist.append(hot)
+        self._a, self._hot_step = a, hot
+        ia = self._kernel.interarrival[t]
+        arrival = t * self._ia0
+        end = arrival + out.latency_ms
+        nxt = [x + ia for x in idle]
+        if out.radio >= 0:
+            end = max(end, arrival + out.radio_end_ms + out.tail_ms)
+            nxt[out.radio] = ia - out.radio_end_ms  # negative: the transfer outlasts the slot
+        if end > self._end_ms:
+            self._end_ms = end
+        self._radio_idle = nxt
+        if self._kernel.tab.thermal is not None:  # sustained local load heats the device; the governor caps top levels
+            self._heat_w, self._throttled = self._kernel.thermal_step(self._heat_w, self._throttled, out, ia)
         return out
 
-    def _info(self, out, action) -> dict[str, Any]:
+    def _info(self, out: ScalarOutcome) -> dict[str, Any]:
         t = self._t
-        last = t + 1 >= len(self._states)
-        # the idle baseline over this request's slot (the last slot runs to the episode's end: tails included)
-        slot = (self.ledger.slots_ms(self._arrival_ms(t + 1))[-1] if last
-                else float(self._states.interarrival_ms[t]))
-        return {"energy_mj": float(out.energy_mj[0]), "total_energy_mj": float(out.energy_mj[0]) + self.sim.idle_power_w * slot,
-                "tail_mj": float(out.tail_mj[0]), "promo_mj": float(out.promo_mj[0]),
-                "timed_out": bool(out.timed_out[0]), "throttled": bool(self._states.throttled[t]),
-                "remote_energy_mj": float(out.remote_energy_mj[0]),
-                "latency_ms": float(out.latency_ms[0]), "accuracy": float(out.accuracy[0]),
-                "accuracy_loss": float(out.accuracy_loss[0]), "qos_ok": bool(out.qos_ok[0]),
-                "workload": str(self.trace.workload[t]), "action_name": str(self.action_table["name"][int(action)]),
+        if t + 1 >= self._T:  # the idle baseline over the last slot runs to the episode's end: tails included
+            slot = max(self._arrival_ms(t + 1), self._end_ms) - self._arrival_ms(t)
+        else:
+            slot = self._kernel.interarrival[t]
+        return {"energy_mj": out.energy_mj, "total_energy_mj": out.energy_mj + self.sim.idle_power_w * slot,
+                "tail_mj": out.tail_mj, "promo_mj": out.promo_mj,
+                "timed_out": out.timed_out, "throttled": self._hot_step,
+                "remote_energy_mj": out.remote_energy_mj,
+                "latency_ms": out.latency_ms, "accuracy": out.accuracy,
+                "accuracy_loss": out.accuracy_loss, "qos_ok": out.qos_ok,
+                "workload": str(self.trace.workload[t]), "action_name": self._action_names[self._a],
                 "step": t}
 
 
@@ -245,34 +313,31 @@ class AutoScaleEnv(_SimEnv):
         low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0], dtype=np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
-    def _obs(self) -> np.ndarray:
-        s, t = self._states, self._t
-        sig = np.clip(s.signal_dbm[t, self._radio], _DBM_LOW, _DBM_HIGH)
-        runtime = [s.cpu_load[t], s.mem_load[t], sig[0], sig[1], s.qos_ms[t], min(s.max_accuracy_loss[t], 1.0),
-                   self._gpu_load[t]]
-        obs = np.concatenate([self._nn[s.workload[t]], np.asarray(runtime, dtype=np.float32)]).astype(np.float32)
+    def _obs_table(self) -> np.ndarray:
+        """(T, 12) observations of every request of the episode (they do not depend on the policy)."""
+        s = self._states
+        sig = np.clip(s.signal_dbm[:, self._radio], _DBM_LOW, _DBM_HIGH)
+        runtime = np.column_stack([s.cpu_load, s.mem_load, sig[:, 0], sig[:, 1], s.qos_ms,
+                                   np.minimum(s.max_accuracy_loss, 1.0), self._gpu_load]).astype(np.float32)
+        obs = np.concatenate([self._nn[s.workload], runtime], axis=1).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def _obs(self) -> np.ndarray:
+        return self._obs_tab[min(self._t, self._T - 1)].copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._new_episode()
+        self._obs_tab = self._obs_table()
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
 
     def step(self, action):
         out = self._outcome(action)
-        ok = bool(out.qos_ok[0])
-        reward = 1000.0 / float(out.energy_mj[0]) if ok else -self.violation_penalty * (1.0 + float(out.violation[0]))
-        info = self._info(out, action)
+        reward = 1000.0 / out.energy_mj if out.qos_ok else -self.violation_penalty * (1.0 + out.violation)
+        info = self._info(out)
         self._t += 1
-        truncated = self._t >= self._states.workload.shape[0]
-        obs = self._obs() if not truncated else self._last_obs()
-        return obs, float(reward), False, truncated, info
-
-    def _last_obs(self) -> np.ndarray:
-        self._t -= 1
-        obs = self._obs()
-        self._t += 1
-        return obs
+        truncated = self._t >= self._T
+        return self._obs_tab[self._t - 1 if truncated else self._t].copy(), float(reward), False, truncated, info
 
 
 class DVFOEnv(_SimEnv):
@@ -360,49 +425,53 @@ class DVFOEnv(_SimEnv):
         """(f_CPU index, f_GPU index, f_MEM index, xi index) of an action."""
         return tuple(int(x) for x in self._idx[int(action)])
 
-    def _obs(self) -> np.ndarray:
-        s, t = self._states, self._t
-        bw = min(float(self._bw[t]), float(s.cap_mbps[t]))
-        prev = self._idx[self._prev] / np.maximum(self._dims - 1, 1)
-        togo = min(self._wait_ms / float(s.interarrival_ms[t]), 10.0)
-        runtime = [s.cpu_load[t], s.mem_load[t], self._gpu_load[t], s.signal_dbm[t, self._radio]]
-        obs = np.concatenate([self._nn[s.workload[t]], [bw], prev, [togo], runtime]).astype(np.float32)
+    def _obs_table(self) -> np.ndarray:
+        """(T, 15) observations with the policy-independent fields filled; see :meth:`_obs`."""
+        s = self._states
+        bw = np.minimum(self._bw, s.cap_mbps)
+        obs = np.zeros((len(s), 15), dtype=np.float32)
+        obs[:, :5] = self._nn[s.workload]
+        obs[:, 5] = bw
+        obs[:, 11:15] = np.column_stack([s.cpu_load, s.mem_load, self._gpu_load, s.signal_dbm[:, self._radio]])
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def _obs(self) -> np.ndarray:
+        t = min(self._t, self._T - 1)
+        obs = self._obs_tab[t].copy()
+        obs[6:10] = self._prev_obs[self._prev]
+        obs[10] = min(self._wait_ms / self._kernel.interarrival[t], 10.0)
+        return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._new_episode()
         self._bw = self.sim.link_state(self._states)["up_mbps"][:, self._radio]
         self._prev = len(self._idx) - 1 if self._idx[-1, 3] == 0 else int(np.flatnonzero(self._idx[:, 3] == 0)[-1])
+        self._prev_obs = (self._idx / np.maximum(self._dims - 1, 1)).astype(np.float32)
+        self._e_ref, self._t_ref = self.e_ref_mj.tolist(), self.t_ref_ms.tolist()
         self._wait_ms = 0.0
+        self._obs_tab = self._obs_table()
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
 
     def step(self, action):
         out = self._outcome(action)
-        w = self._states.workload[self._t]
-        latency = float(out.latency_ms[0]) + self._wait_ms
-        ok = bool(out.qos_ok[0]) and latency <= float(self._states.qos_ms[self._t])
-        reward = -(self.w_energy * float(out.energy_mj[0]) / self.e_ref_mj[w] + self.w_time * latency / self.t_ref_ms[w])
+        t = self._t
+        w = self._kernel.workload[t]
+        latency = out.latency_ms + self._wait_ms
+        ok = out.qos_ok and latency <= self._kernel.qos[t]
+        reward = -(self.w_energy * out.energy_mj / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
         reward -= 0.0 if ok else self.qos_penalty
-        info = self._info(out, action)
-        info.update(latency_ms=latency, qos_ok=ok, wait_ms=self._wait_ms)
+        info = self._info(out)
+        info["latency_ms"], info["qos_ok"], info["wait_ms"] = latency, ok, self._wait_ms
         # The edge runs the requests' scheduled local work one at a time, but transfers overlap the next
         # request (the GPU is free while a result is in flight): the next request waits only for this one's
         # head and kept tail. A timed-out offload's local fallback, which starts when the timeout fires, is
         # not queued behind: it shares the device with whatever runs then (suite choice; its slowdown of
         # the other request is not modelled).
-        ph = self.ledger.phases[-1]
-        self._wait_ms = max(0.0, self._wait_ms + ph["local_ms"] - float(self._states.interarrival_ms[self._t]))
-        self._prev = int(action)
+        self._wait_ms = max(0.0, self._wait_ms + out.local_ms - self._kernel.interarrival[t])
+        self._prev = self._a
         self._t += 1
-        truncated = self._t >= self._states.workload.shape[0]
-        if truncated:
-            self._t -= 1
-            obs = self._obs()
-            self._t += 1
-        else:
-            obs = self._obs()
-        return obs, float(reward), False, truncated, info
+        return self._obs(), float(reward), False, self._t >= self._T, info
 
 
 def register_envs(max_episode_steps: int = EPISODE_STEPS) -> None:

@@ -43,6 +43,8 @@ child stream, so changing one process does not reshuffle the others).
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -71,6 +73,12 @@ class ScenarioError(DataFileError):
 
 
 # --------------------------------------------------------------------------- shared model constants
+
+
+@functools.lru_cache(maxsize=None)
+def _link_levels(radio: str) -> tuple[tuple[str, float], ...]:
+    """A shipped link's named signal levels, read once per process (every env reset realises a trace)."""
+    return tuple(load_link(radio).levels_dbm.items())
 
 @dataclass(frozen=True)
 class InterferenceModel:
@@ -200,7 +208,7 @@ class Scenario:
         for radio in RADIOS:
             spec = self.signal.get(radio, _DEFAULT_SIGNAL)
             signal[radio] = _realise(spec, n, child[0].spawn(1)[0], f"{self.name}.signal.{radio}",
-                                     levels=dict(load_link(radio).levels_dbm), base=self.path, bounds=SIGNAL_DBM)
+                                     levels=dict(_link_levels(radio)), base=self.path, bounds=SIGNAL_DBM)
         if self.bandwidth_cap_mbps is None:
             cap = np.full(n, np.inf)
         else:

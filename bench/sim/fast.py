@@ -1,0 +1,207 @@
+"""The cheap single step: one request through the simulator in Python scalars.
+
+:meth:`bench.sim.core.Simulator.evaluate` is built for batches: pushing one
+request through it costs ~150 µs of numpy call overhead, which dominated
+training time. A gym step needs one (request, action) pair, so this module
+evaluates exactly the same model with plain Python floats:
+
+* :class:`ScalarTables` - the simulator's per-(workload, action) tables and
+  per-route radio constants as flat Python lists, built once per simulator
+  (``index = workload * A + action``, like the batch path);
+* :class:`EpisodeKernel` - at ``reset``, everything about a request that does
+  not depend on the policy's earlier actions (realised link goodput and RTT
+  per route with the request's draws, interference factors, jitter) is computed
+  for the whole episode in a few vectorised numpy calls and kept as lists;
+  :meth:`EpisodeKernel.outcome` then evaluates one (step, action) given the
+  carried state (each radio's quiet time, thermal throttling) in ~50 float
+  operations.
+
+The arithmetic follows :meth:`Simulator.evaluate` operation by operation
+(same order, IEEE doubles), so results agree with the batch path to rounding;
+``tests/sim/test_fast.py`` checks that to 1e-9 relative over whole scenarios
+with random actions, radio tails, promotions and timeouts included. A change to
+the batch model must be mirrored here - that test fails otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from bench.sim.core import Draws, Simulator, States
+
+_INF = math.inf
+
+
+class ScalarOutcome(NamedTuple):
+    """One request's outcome (the fields of :class:`bench.sim.core.Outcome` a step needs)."""
+
+    energy_mj: float
+    remote_energy_mj: float
+    latency_ms: float
+    accuracy: float
+    accuracy_loss: float
+    qos_ok: bool
+    violation: float
+    tail_mj: float
+    promo_mj: float
+    timed_out: bool
+    local_ms: float
+    local_w: float
+    fallback_ms: float
+    fallback_w: float
+    radio: int  # -1: no offload
+    radio_end_ms: float  # nan without offload
+    tail_ms: float
+
+
+class ScalarTables:
+    """A simulator's tables as Python lists (built once per simulator; see :func:`scalar_tables`)."""
+
+    def __init__(self, sim: Simulator):
+        tl = lambda x: np.asarray(x).tolist()  # noqa: E731
+        self.A = int(sim.A)
+        self.pre, self.pre_cpu, self.pre_mem, self.pre_gpu = tl(sim._pre), tl(sim._pre_cpu), tl(sim._pre_mem), tl(sim._pre_gpu)
+        self.par, self.par_cpu, self.par_mem, self.par_gpu = tl(sim._par), tl(sim._par_cpu), tl(sim._par_mem), tl(sim._par_gpu)
+        self.p_local, self.off = tl(sim._p_local), tl(sim._off)
+        self.up_bits, self.down_bits = tl(sim._up_bits), tl(sim._down_bits)
+        self.remote_ms, self.remote_p = tl(sim._remote_ms), tl(sim._remote_p)
+        self.acc, self.loss = tl(sim._acc), tl(sim._loss)
+        self.timeout = tl(sim._timeout)
+        self.has_fb, self.fb, self.throttle_to = tl(sim._has_fb), tl(sim._fb), tl(sim._throttle_to)
+        self.route = tl(sim._route)
+        self.route_radio = tl(sim._route_radio)
+        self.tail_ms, self.tail_w = tl(sim._tail_ms), tl(sim._tail_w)
+        self.promo_ms, self.promo_w = tl(sim._promo_ms), tl(sim._promo_w)
+        self.base_w, self.au_w, self.ad_w, self.pmax = tl(sim._base_w), tl(sim._au_w), tl(sim._ad_w), tl(sim._pmax)
+        self.fb_local = sim.on_timeout == "local"
+        it = sim.interference
+        self.cpu_slowdown, self.mem_slowdown = float(it.cpu_slowdown), float(it.mem_slowdown)
+        self.gpu_slowdown = float(getattr(it, "gpu_slowdown", 0.0))
+        self.cpu_power_w, self.mem_power_w = float(it.cpu_power_w), float(it.mem_power_w)
+        th = sim.thermal
+        self.thermal = None if th is None else (float(th.time_constant_s) * 1e3, float(th.trip_power_w),
+                                                float(th.release_fraction) * float(th.trip_power_w))
+
+
+def scalar_tables(sim: Simulator) -> ScalarTables:
+    """The simulator's :class:`ScalarTables`, cached on it (the tables are immutable)."""
+    st = getattr(sim, "_scalar_tables", None)
+    if st is None:
+        st = ScalarTables(sim)
+        sim._scalar_tables = st
+    return st
+
+
+def route_link_arrays(sim: Simulator, states: States, draws: Draws) -> dict[str, np.ndarray]:
+    """Per request and route (N, Q): realised up/down goodput, RTT (with any RTO) and weak-signal power."""
+    ls = sim.link_state(states)
+    radio = sim._route_radio
+    cap = states.cap_mbps[:, None]
+    return {"up": np.minimum(ls["up_mbps"][:, radio] * draws.up_factor[:, radio], cap),
+            "down": np.minimum(ls["down_mbps"][:, radio] * draws.down_factor[:, radio], cap),
+            "rtt": sim._route_rtt * draws.rtt_factor[:, radio] + sim._rto * (draws.loss_u[:, radio] < ls["loss"][:, radio]),
+            "extra": ls["weak_extra_w"][:, radio]}
+
+
+class EpisodeKernel:
+    """One episode's policy-independent per-request quantities, and the scalar step over them."""
+
+    def __init__(self, sim: Simulator, states: States, draws: Draws):
+        self.tab = tab = scalar_tables(sim)
+        r = route_link_arrays(sim, states, draws)
+        self.up, self.down, self.rtt, self.extra = (r[k].tolist() for k in ("up", "down", "rtt", "extra"))
+        self.kc = (tab.cpu_slowdown * states.cpu_load).tolist()
+        self.km = (tab.mem_slowdown * states.mem_load).tolist()
+        self.kg = (tab.gpu_slowdown * states.gpu_load).tolist()
+        self.p_add = (tab.cpu_power_w * states.cpu_load + tab.mem_power_w * states.mem_load).tolist()
+        self.jit = draws.local_factor.tolist()
+        self.rjit = draws.remote_factor.tolist()
+        self.wA = (states.workload * tab.A).tolist()
+        self.workload = states.workload.tolist()
+        self.qos = states.qos_ms.tolist()
+        self.bound = states.max_accuracy_loss.tolist()
+        self.interarrival = states.interarrival_ms.tolist()
+
+    def _local(self, t: int, i: int, jit: float) -> tuple[float, float, float]:
+        tab = self.tab
+        kc, km, kg = self.kc[t], self.km[t], self.kg[t]
+        t_pre = (tab.pre[i] + kc * tab.pre_cpu[i] + km * tab.pre_mem[i] + kg * tab.pre_gpu[i]) * jit
+        t_par = (tab.par[i] + kc * tab.par_cpu[i] + km * tab.par_mem[i] + kg * tab.par_gpu[i]) * jit
+        return t_pre, t_par, tab.p_local[i] + self.p_add[t]
+
+    def outcome(self, t: int, a: int, idle: list, throttled: bool) -> ScalarOutcome:
+        """Request ``t`` run with action ``a``; ``idle`` is each radio's quiet time (ms) when it arrives."""
+        tab = self.tab
+        wA = self.wA[t]
+        i = wA + (tab.throttle_to[a] if throttled else a)
+        jit = self.jit[t]
+        t_pre, t_par, p_local = self._local(t, i, jit)
+        loss, acc = tab.loss[i], tab.acc[i]
+        energy = p_local * (t_pre + t_par)
+        if not tab.off[i]:
+            remote, tail_mj, promo_mj, timed_out, t_fb, f_p = 0.0, 0.0, 0.0, False, 0.0, 0.0
+            radio, radio_end, tail_ms = -1, math.nan, 0.0
+            latency = t_pre + max(t_par, 0.0)
+        else:
+            q = tab.route[a]
+            radio = tab.route_radio[q]
+            up, down = self.up[t][q], self.down[t][q]
+            bu, bd = tab.up_bits[i], tab.down_bits[i]
+            t_up = (bu / (up * 1e3) if up > 0 else _INF) if bu > 0 else 0.0
+            t_down = (bd / (down * 1e3) if down > 0 else _INF) if bd > 0 else 0.0
+            gap = max(idle[radio] + t_pre, 0.0)
+            tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
+            t_promo = tab.promo_ms[q] if gap >= tail_ms else 0.0
+            t_remote = tab.remote_ms[i] * self.rjit[t]
+            t_wait = self.rtt[t][q] + t_remote
+            t_off = t_promo + t_up + t_wait + t_down
+            timeout = tab.timeout[self.workload[t]]
+            timed_out = t_off > timeout
+            budget = timeout if timed_out else t_off
+            c_promo = min(t_promo, budget)
+            rem = budget - c_promo
+            c_up = min(t_up, rem)
+            rem = rem - c_up
+            c_wait = min(t_wait, rem)
+            rem = rem - c_wait
+            c_down = min(t_down, rem)
+            pmax = tab.pmax[q]
+            up_w = tab.base_w[q] + tab.au_w[q] * min(max(up, 0.0), pmax) + self.extra[t][q]
+            down_w = tab.base_w[q] + tab.ad_w[q] * min(max(down, 0.0), pmax)
+            credit = tail_w * max(tail_ms - gap, 0.0)
+            tail_mj = tail_w * tail_ms - credit
+            promo_mj = tab.promo_w[q] * c_promo
+            radio_mj = promo_mj + up_w * c_up + tail_w * c_wait + down_w * c_down + tail_mj
+            t_fb, f_p = 0.0, 0.0
+            if timed_out and tab.fb_local and tab.has_fb[a]:
+                fa = tab.fb[a]
+                fi = wA + (tab.throttle_to[fa] if throttled else fa)
+                f_pre, f_par, f_p = self._local(t, fi, jit)
+                t_fb = f_pre + f_par
+                loss, acc = tab.loss[fi], tab.acc[fi]
+            elif timed_out:
+                acc = math.nan  # dropped
+            latency = t_pre + max(t_par, budget) + t_fb
+            energy = energy + radio_mj + f_p * t_fb
+            remote = tab.remote_p[i] * min(t_remote, max(budget - c_promo - c_up, 0.0))
+            radio_end = t_pre + budget
+        qos = self.qos[t]
+        bound = self.bound[t]
+        ok = latency <= qos and loss <= bound + 1e-12 and not timed_out
+        if ok:
+            violation = 0.0
+        else:
+            violation = max(latency / qos - 1.0, 0.0) + max(loss - bound, 0.0) / max(bound, 1e-3) + float(timed_out)
+        return ScalarOutcome(energy, remote, latency, acc, loss, ok, violation, tail_mj, promo_mj, timed_out,
+                             t_pre + t_par, p_local, t_fb, f_p, radio, radio_end, tail_ms)
+
+    def thermal_step(self, heat_w: float, throttled: bool, out: ScalarOutcome, dt_ms: float) -> tuple[float, bool]:
+        """:meth:`bench.sim.core.ThermalModel.step` in scalars (same formula)."""
+        tau_ms, trip, release = self.tab.thermal
+        k = math.exp(-dt_ms / tau_ms)
+        power_w = (out.local_w * out.local_ms + out.fallback_w * out.fallback_ms) / dt_ms
+        heat = heat_w * k + power_w * (1.0 - k)
+        return heat, (heat >= release) if throttled else (heat > trip)
