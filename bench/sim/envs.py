@@ -153,11 +153,15 @@ class _SimEnv(gym.Env):
             self._ledger = ledger
         return self._ledger
 
+    def realise(self, rng: np.random.Generator):
+        """One episode's scenario trace, request states and random draws from ``rng`` (what ``reset`` does)."""
+        trace_rng, draw_rng = rng.spawn(2)
+        trace = self.scenario.trace(trace_rng, model=self.sim.interference)
+        states = self.sim.states_from_trace(trace)
+        return trace, states, self.sim.draw(len(states), draw_rng)
+
     def _new_episode(self) -> None:
-        trace_rng, draw_rng = self.np_random.spawn(2)
-        self.trace = self.scenario.trace(trace_rng, model=self.sim.interference)
-        self._states = self.sim.states_from_trace(self.trace)
-        self._draws = self.sim.draw(len(self._states), draw_rng)
+        self.trace, self._states, self._draws = self.realise(self.np_random)
         self._gpu_load = _state_column(self._states, "gpu_load")
         self._t = 0
         self._T = len(self._states)
@@ -313,12 +317,12 @@ class AutoScaleEnv(_SimEnv):
         low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0], dtype=np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
-    def _obs_table(self) -> np.ndarray:
-        """(T, 12) observations of every request of the episode (they do not depend on the policy)."""
-        s = self._states
+    def _obs_table(self, s: States) -> np.ndarray:
+        """(T, 12) observations of every request of an episode (they do not depend on the policy)."""
         sig = np.clip(s.signal_dbm[:, self._radio], _DBM_LOW, _DBM_HIGH)
         runtime = np.column_stack([s.cpu_load, s.mem_load, sig[:, 0], sig[:, 1], s.qos_ms,
-                                   np.minimum(s.max_accuracy_loss, 1.0), self._gpu_load]).astype(np.float32)
+                                   np.minimum(s.max_accuracy_loss, 1.0),
+                                   _state_column(s, "gpu_load")]).astype(np.float32)
         obs = np.concatenate([self._nn[s.workload], runtime], axis=1).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
@@ -328,7 +332,7 @@ class AutoScaleEnv(_SimEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._new_episode()
-        self._obs_tab = self._obs_table()
+        self._obs_tab = self._obs_table(self._states)
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
 
     def step(self, action):
@@ -425,33 +429,46 @@ class DVFOEnv(_SimEnv):
         """(f_CPU index, f_GPU index, f_MEM index, xi index) of an action."""
         return tuple(int(x) for x in self._idx[int(action)])
 
-    def _obs_table(self) -> np.ndarray:
+    def _obs_table(self, s: States, bw_mbps: np.ndarray | None = None) -> np.ndarray:
         """(T, 15) observations with the policy-independent fields filled; see :meth:`_obs`."""
-        s = self._states
-        bw = np.minimum(self._bw, s.cap_mbps)
+        if bw_mbps is None:
+            bw_mbps = self.sim.link_state(s)["up_mbps"][:, self._radio]
+        bw = np.minimum(bw_mbps, s.cap_mbps)
         obs = np.zeros((len(s), 15), dtype=np.float32)
         obs[:, :5] = self._nn[s.workload]
         obs[:, 5] = bw
-        obs[:, 11:15] = np.column_stack([s.cpu_load, s.mem_load, self._gpu_load, s.signal_dbm[:, self._radio]])
+        obs[:, 11:15] = np.column_stack([s.cpu_load, s.mem_load, _state_column(s, "gpu_load"),
+                                         s.signal_dbm[:, self._radio]])
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _obs(self) -> np.ndarray:
         t = min(self._t, self._T - 1)
         obs = self._obs_tab[t].copy()
         obs[6:10] = self._prev_obs[self._prev]
-        obs[10] = min(self._wait_ms / self._kernel.interarrival[t], 10.0)
+        k = self._kernel
+        if t >= k.ready:
+            k.grow(t)
+        obs[10] = min(self._wait_ms / k.interarrival[t], 10.0)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._new_episode()
         self._bw = self.sim.link_state(self._states)["up_mbps"][:, self._radio]
-        self._prev = len(self._idx) - 1 if self._idx[-1, 3] == 0 else int(np.flatnonzero(self._idx[:, 3] == 0)[-1])
-        self._prev_obs = (self._idx / np.maximum(self._dims - 1, 1)).astype(np.float32)
+        self._prev = self.initial_prev()
+        self._prev_obs = self.prev_obs_table()
         self._e_ref, self._t_ref = self.e_ref_mj.tolist(), self.t_ref_ms.tolist()
         self._wait_ms = 0.0
-        self._obs_tab = self._obs_table()
+        self._obs_tab = self._obs_table(self._states, self._bw)
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
+
+    def initial_prev(self) -> int:
+        """The 'previous action' observed at an episode's first request: local-only at the highest levels."""
+        return len(self._idx) - 1 if self._idx[-1, 3] == 0 else int(np.flatnonzero(self._idx[:, 3] == 0)[-1])
+
+    def prev_obs_table(self) -> np.ndarray:
+        """(A, 4) observation fields 6-9 (the previous action's scaled indices) of every action."""
+        return (self._idx / np.maximum(self._dims - 1, 1)).astype(np.float32)
 
     def step(self, action):
         out = self._outcome(action)
@@ -476,6 +493,8 @@ class DVFOEnv(_SimEnv):
 
 def register_envs(max_episode_steps: int = EPISODE_STEPS) -> None:
     """Register ``bench/AutoScale-v0`` and ``bench/DVFO-v0`` with gymnasium (idempotent)."""
-    for env_id, entry in ((AUTOSCALE_ID, "bench.sim.envs:AutoScaleEnv"), (DVFO_ID, "bench.sim.envs:DVFOEnv")):
+    for env_id, entry in ((AUTOSCALE_ID, "AutoScale"), (DVFO_ID, "DVFO")):
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry, max_episode_steps=max_episode_steps)
+            # vector_entry_point: gymnasium.make_vec steps N copies in one batch call (bench.sim.vector)
+            gym.register(id=env_id, entry_point=f"bench.sim.envs:{entry}Env", max_episode_steps=max_episode_steps,
+                         vector_entry_point=f"bench.sim.vector:{entry}VectorEnv")

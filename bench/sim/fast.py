@@ -109,21 +109,35 @@ def route_link_arrays(sim: Simulator, states: States, draws: Draws) -> dict[str,
 class EpisodeKernel:
     """One episode's policy-independent per-request quantities, and the scalar step over them."""
 
+    #: requests converted to Python scalars at a time (an episode cut short by a TimeLimit converts few)
+    CHUNK = 256
+
     def __init__(self, sim: Simulator, states: States, draws: Draws):
         self.tab = tab = scalar_tables(sim)
         r = route_link_arrays(sim, states, draws)
-        self.up, self.down, self.rtt, self.extra = (r[k].tolist() for k in ("up", "down", "rtt", "extra"))
-        self.kc = (tab.cpu_slowdown * states.cpu_load).tolist()
-        self.km = (tab.mem_slowdown * states.mem_load).tolist()
-        self.kg = (tab.gpu_slowdown * states.gpu_load).tolist()
-        self.p_add = (tab.cpu_power_w * states.cpu_load + tab.mem_power_w * states.mem_load).tolist()
-        self.jit = draws.local_factor.tolist()
-        self.rjit = draws.remote_factor.tolist()
-        self.wA = (states.workload * tab.A).tolist()
-        self.workload = states.workload.tolist()
-        self.qos = states.qos_ms.tolist()
-        self.bound = states.max_accuracy_loss.tolist()
-        self.interarrival = states.interarrival_ms.tolist()
+        self.Q = r["up"].shape[1]
+        self._arrays = {
+            "up": r["up"].ravel(), "down": r["down"].ravel(), "rtt": r["rtt"].ravel(), "extra": r["extra"].ravel(),
+            "kc": tab.cpu_slowdown * states.cpu_load, "km": tab.mem_slowdown * states.mem_load,
+            "kg": tab.gpu_slowdown * states.gpu_load,
+            "p_add": tab.cpu_power_w * states.cpu_load + tab.mem_power_w * states.mem_load,
+            "jit": draws.local_factor, "rjit": draws.remote_factor, "wA": states.workload * tab.A,
+            "workload": states.workload, "qos": states.qos_ms, "bound": states.max_accuracy_loss,
+            "interarrival": states.interarrival_ms}
+        self.n = len(states)
+        for k in self._arrays:
+            setattr(self, k, [])
+        self.ready = 0
+        self.grow(0)
+
+    def grow(self, t: int) -> None:
+        """Convert requests up to at least ``t`` (chunks of :attr:`CHUNK`) to Python lists."""
+        while self.ready <= t and self.ready < self.n:
+            a, b = self.ready, min(self.ready + self.CHUNK, self.n)
+            for k, arr in self._arrays.items():
+                per = self.Q if k in ("up", "down", "rtt", "extra") else 1
+                getattr(self, k).extend(arr[a * per:b * per].tolist())
+            self.ready = b
 
     def _local(self, t: int, i: int, jit: float) -> tuple[float, float, float]:
         tab = self.tab
@@ -135,6 +149,8 @@ class EpisodeKernel:
     def outcome(self, t: int, a: int, idle: list, throttled: bool) -> ScalarOutcome:
         """Request ``t`` run with action ``a``; ``idle`` is each radio's quiet time (ms) when it arrives."""
         tab = self.tab
+        if t >= self.ready:
+            self.grow(t)
         wA = self.wA[t]
         i = wA + (tab.throttle_to[a] if throttled else a)
         jit = self.jit[t]
@@ -148,7 +164,8 @@ class EpisodeKernel:
         else:
             q = tab.route[a]
             radio = tab.route_radio[q]
-            up, down = self.up[t][q], self.down[t][q]
+            tq = t * self.Q + q
+            up, down = self.up[tq], self.down[tq]
             bu, bd = tab.up_bits[i], tab.down_bits[i]
             t_up = (bu / (up * 1e3) if up > 0 else _INF) if bu > 0 else 0.0
             t_down = (bd / (down * 1e3) if down > 0 else _INF) if bd > 0 else 0.0
@@ -156,7 +173,7 @@ class EpisodeKernel:
             tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
             t_promo = tab.promo_ms[q] if gap >= tail_ms else 0.0
             t_remote = tab.remote_ms[i] * self.rjit[t]
-            t_wait = self.rtt[t][q] + t_remote
+            t_wait = self.rtt[tq] + t_remote
             t_off = t_promo + t_up + t_wait + t_down
             timeout = tab.timeout[self.workload[t]]
             timed_out = t_off > timeout
@@ -169,7 +186,7 @@ class EpisodeKernel:
             rem = rem - c_wait
             c_down = min(t_down, rem)
             pmax = tab.pmax[q]
-            up_w = tab.base_w[q] + tab.au_w[q] * min(max(up, 0.0), pmax) + self.extra[t][q]
+            up_w = tab.base_w[q] + tab.au_w[q] * min(max(up, 0.0), pmax) + self.extra[tq]
             down_w = tab.base_w[q] + tab.ad_w[q] * min(max(down, 0.0), pmax)
             credit = tail_w * max(tail_ms - gap, 0.0)
             tail_mj = tail_w * tail_ms - credit
