@@ -33,12 +33,11 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from bench.sim.core import Draws, States
+from bench.sim.core import States
 from bench.sim.envs import AutoScaleEnv, DVFOEnv, _SimEnv
+from bench.sim.fast import lean_outcome, request_inputs
 
-_STATE_FIELDS = ("workload", "signal_dbm", "cap_mbps", "cpu_load", "mem_load", "qos_ms", "max_accuracy_loss",
-                 "interarrival_ms", "gpu_load")
-_DRAW_FIELDS = ("up_factor", "down_factor", "rtt_factor", "loss_u", "local_factor", "remote_factor")
+_ROUTE_FIELDS = ("up", "down", "rtt", "extra")
 _INFO_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "accuracy", "accuracy_loss", "qos_ok", "timed_out",
               "tail_mj", "promo_mj", "throttled", "action", "step")
 
@@ -87,8 +86,8 @@ class _SimVectorEnv(VectorEnv):
         T = len(states)
         L = T if self.max_episode_steps is None else min(T, self.max_episode_steps)
         rows = min(T, L + 1)
-        cols = {**{f: getattr(states, f) for f in _STATE_FIELDS}, **{f: getattr(draws, f) for f in _DRAW_FIELDS},
-                "obs": self._obs_table(states)}
+        # what does not depend on the policy, per request: realised route goodput/RTT, interference, jitter, obs
+        cols = {**request_inputs(self.sim, states, draws), "obs": self._obs_table(states)}
         if self._buf is None or rows > self._rows:  # (re)allocate: every copy keeps `rows` rows
             old, old_rows = self._buf, self._rows
             self._rows = max(rows, self._rows)
@@ -120,19 +119,13 @@ class _SimVectorEnv(VectorEnv):
         return self._observe(), {}
 
     # ------------------------------------------------------------------ stepping
-    def _gather(self, rows: np.ndarray) -> tuple[States, Draws]:
-        b = self._buf
-        st = States(*(b[f][rows] for f in _STATE_FIELDS[:-1]), radio_idle_ms=self._idle,
-                    gpu_load=b["gpu_load"][rows], throttled=self._hot)
-        return st, Draws(*(b[f][rows] for f in _DRAW_FIELDS))
-
     def _obs_rows(self) -> np.ndarray:
         return np.arange(self.num_envs) * self._rows + np.minimum(self._t, self._T - 1)
 
     def _observe(self) -> np.ndarray:
         return self._buf["obs"][self._obs_rows()]
 
-    def _reward(self, out, st: States, a: np.ndarray, live: np.ndarray) -> np.ndarray:
+    def _reward(self, out, x: dict[str, np.ndarray], a: np.ndarray, live: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def step(self, actions):
@@ -147,20 +140,21 @@ class _SimVectorEnv(VectorEnv):
             self._reset_one(int(i), None)
         live = ~resetting
         rows = np.arange(self.num_envs) * self._rows + self._t
-        st, dr = self._gather(rows)
-        out = self.sim.evaluate(st, a, dr)
-        reward = np.where(live, self._reward(out, st, a, live), 0.0)
+        b = self._buf
+        x = {k: v[rows] for k, v in b.items() if k != "obs"}
+        out = lean_outcome(self.sim, {k: x[k] for k in _ROUTE_FIELDS}, x["workload"], x["kc"], x["km"], x["kg"],
+                           x["p_add"], x["jit"], x["rjit"], x["qos_ms"], x["bound"], self._idle, self._hot, a)
+        reward = np.where(live, self._reward(out, x, a, live), 0.0)
         # carry the radio state: every radio's quiet time grows by the slot; the one used restarts at its transfer's end
-        ia = st.interarrival_ms
-        radio = out.phases["radio"]
+        ia = x["interarrival_ms"]
+        radio = out.radio
         idle = self._idle + ia[:, None]
         used = np.flatnonzero((radio >= 0) & live)
-        idle[used, radio[used]] = ia[used] - out.phases["radio_end_ms"][used]
+        idle[used, radio[used]] = ia[used] - out.radio_end_ms[used]
         self._idle = np.where(live[:, None], idle, self._idle)
         if self._thermal is not None:
             tau_ms, trip, release = self._thermal
-            ph = out.phases
-            power = (ph["local_w"] * ph["local_ms"] + ph["fallback_w"] * ph["fallback_ms"]) / ia
+            power = (out.local_w * out.local_ms + out.fallback_w * out.fallback_ms) / ia
             k = np.exp(-ia / tau_ms)
             heat = self._heat * k + power * (1.0 - k)
             hot = np.where(self._hot, heat >= release, heat > trip)
@@ -196,7 +190,7 @@ class AutoScaleVectorEnv(_SimVectorEnv):
 
     env_class = AutoScaleEnv
 
-    def _reward(self, out, st, a, live):
+    def _reward(self, out, x, a, live):
         with np.errstate(divide="ignore"):
             return np.where(out.qos_ok, 1000.0 / out.energy_mj, -self.env.violation_penalty * (1.0 + out.violation))
 
@@ -224,15 +218,15 @@ class DVFOVectorEnv(_SimVectorEnv):
         obs[:, 10] = np.minimum(self._wait / self._buf["interarrival_ms"][rows], 10.0)
         return obs
 
-    def _reward(self, out, st, a, live):
+    def _reward(self, out, x, a, live):
         e = self.env
-        w = st.workload
+        w = x["workload"]
         latency = out.latency_ms + self._wait
-        ok = out.qos_ok & (latency <= st.qos_ms)
+        ok = out.qos_ok & (latency <= x["qos_ms"])
         reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * latency / e.t_ref_ms[w])
         reward = reward - np.where(ok, 0.0, e.qos_penalty)
         self._last = (latency, ok, self._wait.copy())
-        wait = np.maximum(0.0, self._wait + out.phases["local_ms"] - st.interarrival_ms)
+        wait = np.maximum(0.0, self._wait + out.local_ms - x["interarrival_ms"])
         self._wait = np.where(live, wait, self._wait)
         self._prev = np.where(live, a, self._prev)
         return reward
