@@ -20,7 +20,9 @@ from bench.perf import main as perf
 from bench.perf.learn import Job, LearningTracker, ScenarioCycle, episode_seeds, run_job
 from bench.pipeline.readme import perf_section
 
-MEASURES = ("Vectorised simulator, decisions/s", "One gym step", "AutoScale act", "DVFO act on CPU",
+MEASURES = ("Batch simulator, decisions/s", "Batch simulator, bytes moved", "One gym step, AutoScale-v0",
+            "One gym step, DVFO-v0", "Vector env AutoScale-v0, env steps/s", "Vector env DVFO-v0, env steps/s",
+            "AutoScale act", "DVFO act on CPU",
             "DVFO decision time hidden", "AutoScale-v0: env steps until within", "AutoScale-v0: training wall time until",
             "AutoScale-v0: final gap", "AutoScale-v0: training wall time, whole budget", "AutoScale-v0: peak memory",
             "DVFO-v0: env steps until within", "DVFO-v0: training wall time until", "DVFO-v0: final gap",
@@ -54,8 +56,16 @@ def test_quick_numbers_are_finite_and_positive(quick_doc):
     micro = quick_doc["raw"]["micro"]
     sim = micro["sim"]
     for key in ("decisions_per_s", "decisions_per_s_all_actions", "oracle_requests_per_s", "gym_step_us",
-                "dvfo_gym_step_us", "peak_traced_mib", "max_rss_mib"):
+                "dvfo_gym_step_us", "peak_traced_mib", "max_rss_mib", "lean_decisions_per_s", "bytes_per_decision",
+                "stream_bandwidth_gb_s", "bandwidth_fraction"):
         assert math.isfinite(sim[key]) and sim[key] > 0, key
+    assert sorted(sim["vector_steps_per_s"]) == sorted(f"{k}_{n}" for k in ("autoscale", "dvfo")
+                                                       for n in quick_doc["settings"]["vec_sizes"])
+    assert all(v > 0 for v in sim["vector_steps_per_s"].values())
+    # a decision reads its inputs and writes its outcome at the very least (a dozen float64 each way)
+    assert sim["bytes_per_decision"] > 24 * 8
+    for g in sim["gym"].values():
+        assert 0 < g["step_us"] < g["step_us_with_resets"]
     for lat, (p50, p99) in ((micro["autoscale_act"], ("p50_us", "p99_us")),
                             (micro["dvfo_act"], ("act_us_p50", "act_us_p99"))):
         assert 0 < lat[p50] <= lat[p99] < math.inf

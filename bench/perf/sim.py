@@ -1,10 +1,22 @@
 """Benchmark of the simulator (not a test): ``python -m bench.perf.sim``.
 
-Prints vectorised decisions per second on one core (one decision = one
-(state, action) pair evaluated: latency, device and remote energy, accuracy,
-QoS flag), the oracle's rate, the wall time of one gym step, and peak memory.
-Goal: at least 1,000,000 decisions per second. :func:`measure` returns the
-numbers (medians over ``repeats``) for ``python -m bench perf``.
+Prints, on one core:
+
+* batch decisions per second (one decision = one (state, action) pair evaluated:
+  latency, device and remote energy, accuracy, QoS flag) of the full batch path
+  (:meth:`Simulator.evaluate`, with the per-phase ledger arrays) and of the lean
+  path (:func:`bench.sim.fast.evaluate_lean`, what the vector envs use); the bytes
+  one decision moves through numpy (counted by instrumenting one call: inputs and
+  output of every elementwise operation, gather and reduction) and the fraction
+  of the core's measured streaming bandwidth (a numpy triad on arrays far larger
+  than the caches) that the throughput implies;
+* the wall time of one gym ``step`` of each env (the cheap scalar step,
+  ``TimeLimit`` and gymnasium's other default wrappers included; resets timed apart);
+* env steps per second of the vector envs (``gymnasium.make_vec``) for N copies,
+  autoresets included;
+* the oracle's rate and peak memory.
+
+:func:`measure` returns the numbers (medians over ``repeats``) for ``python -m bench perf``.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import os
 import resource
 import time
 import tracemalloc
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,9 +41,15 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
     return float(np.median(times))
 
 
-def gym_step_us(env_id: str, scenario: str, n_steps: int = 2000, repeats: int = 3, seed: int = 0,
-                **env_kwargs) -> float:
-    """Median over repeats of the mean wall time of one ``env.step`` with random actions (µs, incl. TimeLimit)."""
+def gym_step_timings(env_id: str, scenario: str, n_steps: int = 2000, repeats: int = 3, seed: int = 0,
+                     **env_kwargs) -> dict[str, float]:
+    """One ``env.step`` with random actions through ``gym.make``'s wrappers (TimeLimit included).
+
+    Returns ``step_us`` (median over repeats of the mean step time, resets excluded: each episode's
+    steps are timed and the resets between them are not), ``step_us_best`` (the fastest repeat: on a
+    shared machine the least disturbed), ``reset_ms`` (median reset) and
+    ``step_us_with_resets`` (reset time spread over the episode's steps).
+    """
     import gymnasium as gym
 
     import bench.sim  # noqa: F401  (registers the envs)
@@ -40,20 +58,143 @@ def gym_step_us(env_id: str, scenario: str, n_steps: int = 2000, repeats: int = 
     env.action_space.seed(seed)
     env.reset(seed=seed)
     actions = [int(env.action_space.sample()) for _ in range(n_steps)]
-
-    def run():
+    for a in actions[:10]:  # warm-up: gymnasium's passive checker inspects the first step only
+        env.step(a)
+    clock = time.perf_counter
+    per_step, resets = [], []
+    for _ in range(max(1, repeats)):
+        env.reset(seed=seed)
+        stepping, done_steps = 0.0, 0
+        t0 = clock()
         for a in actions:
             _, _, term, trunc, _ = env.step(a)
+            done_steps += 1
             if term or trunc:
+                t1 = clock()
+                stepping += t1 - t0
                 env.reset()
-
-    us = _median_time(run, repeats) / n_steps * 1e6
+                t0 = clock()
+                resets.append(t0 - t1)
+        stepping += clock() - t0
+        per_step.append(stepping / done_steps)
     env.close()
-    return us
+    step_us = float(np.median(per_step)) * 1e6
+    reset_ms = float(np.median(resets)) * 1e3 if resets else float("nan")
+    horizon = env.spec.max_episode_steps or n_steps
+    return {"step_us": step_us, "step_us_best": float(np.min(per_step)) * 1e6, "reset_ms": reset_ms,
+            "step_us_with_resets": step_us + reset_ms * 1e3 / horizon}
+
+
+def gym_step_us(env_id: str, scenario: str, n_steps: int = 2000, repeats: int = 3, seed: int = 0,
+                **env_kwargs) -> float:
+    """Median wall time of one ``env.step`` (µs, incl. TimeLimit; resets excluded)."""
+    return gym_step_timings(env_id, scenario, n_steps, repeats, seed, **env_kwargs)["step_us"]
+
+
+def vector_steps_per_s(env_id: str, scenario: str, n_envs: int, n_steps: int, repeats: int = 3,
+                       seed: int = 0) -> float:
+    """Env steps per second of ``gymnasium.make_vec(env_id, n_envs)`` (the vector entry point), autoresets included.
+
+    ``n_steps`` vector steps (each N env steps) with random actions after one reset; median over repeats.
+    """
+    import gymnasium as gym
+
+    import bench.sim  # noqa: F401
+
+    venv = gym.make_vec(env_id, num_envs=n_envs, scenario=scenario)
+    venv.action_space.seed(seed)
+    actions = [venv.action_space.sample() for _ in range(n_steps)]
+    times = []
+    for r in range(max(1, repeats)):
+        venv.reset(seed=seed + r)
+        t0 = time.perf_counter()
+        for a in actions:
+            venv.step(a)
+        times.append(time.perf_counter() - t0)
+    venv.close()
+    return n_envs * n_steps / float(np.median(times))
+
+
+# --------------------------------------------------------------------------- bytes and bandwidth
+
+class _Counting(np.ndarray):
+    """An ndarray view that adds the bytes each numpy operation reads and writes to :attr:`moved`."""
+
+    moved = 0
+
+    @staticmethod
+    def _plain(x):
+        if isinstance(x, _Counting):
+            return x.view(np.ndarray)
+        if isinstance(x, (list, tuple)):
+            return type(x)(_Counting._plain(v) for v in x)
+        return x
+
+    @staticmethod
+    def _nbytes(xs) -> int:
+        total = 0
+        for x in xs:
+            if isinstance(x, np.ndarray):
+                total += x.nbytes
+            elif isinstance(x, (list, tuple)):
+                total += _Counting._nbytes(x)
+        return total
+
+    @classmethod
+    def _wrap(cls, res):
+        if isinstance(res, np.ndarray):
+            cls.moved += res.nbytes
+            return res.view(cls)
+        if isinstance(res, tuple):
+            return tuple(cls._wrap(r) for r in res)
+        return res
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _Counting.moved += self._nbytes(inputs)
+        return self._wrap(getattr(ufunc, method)(*self._plain(inputs), **{k: self._plain(v) for k, v in kwargs.items()}))
+
+    def __array_function__(self, func, types, args, kwargs):
+        _Counting.moved += self._nbytes(args)
+        return self._wrap(func(*self._plain(args), **{k: self._plain(v) for k, v in kwargs.items()}))
+
+    def __getitem__(self, key):
+        res = np.ndarray.__getitem__(self.view(np.ndarray), self._plain(key))
+        if isinstance(res, np.ndarray) and res.ndim:
+            _Counting.moved += self._nbytes([self._plain(key)] if not isinstance(key, tuple) else key)
+            _Counting.moved += res.nbytes  # the gathered elements are read (the write is counted by _wrap)
+            return self._wrap(res)
+        return res
+
+
+def bytes_per_decision(sim, states, actions, draws) -> float:
+    """Bytes the lean batch path moves per decision: every numpy operation's inputs + output, counted once."""
+    import types
+
+    from bench.sim import fast
+    from bench.sim.core import Draws, Simulator, States
+
+    c = lambda x: x.view(_Counting) if isinstance(x, np.ndarray) else x  # noqa: E731
+    proxy = types.SimpleNamespace(**{k: c(v) for k, v in vars(sim).items() if k != "_scalar_tables"})
+    proxy.link_state = lambda st: Simulator.link_state(proxy, st)
+    proxy._scalar_tables = fast.scalar_tables(sim)
+    st = States(**{f: c(getattr(states, f)) for f in states.__dataclass_fields__})
+    dr = Draws(**{f: c(getattr(draws, f)) for f in draws.__dataclass_fields__})
+    _Counting.moved = 0
+    fast.evaluate_lean(proxy, st, c(np.asarray(actions)), dr, chunk=len(states))
+    return _Counting.moved / len(states)
+
+
+def stream_bandwidth_gb_s(n: int = 1 << 23, repeats: int = 5) -> float:
+    """One core's streaming bandwidth (GB/s): numpy triad ``a = b + c`` on float64 arrays far larger than the caches."""
+    b, c = np.random.default_rng(0).random((2, n))
+    a = np.empty(n)
+    np.add(b, c, out=a)
+    t = _median_time(lambda: np.add(b, c, out=a), repeats)
+    return 3 * 8 * n / t / 1e9
 
 
 def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3, seed: int = 0,
-            gym_steps: int = 2000) -> dict[str, float]:
+            gym_steps: int = 2000, vec_sizes: Sequence[int] = (1, 16, 256), vec_steps: int = 20_000) -> dict[str, Any]:
     """Simulator throughput on the AutoScale system (medians over ``repeats``; one thread).
 
     Returns ``decisions_per_s`` (one random action per request), ``decisions_per_s_all_actions``
@@ -73,7 +214,10 @@ def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3
     actions = rng.integers(0, sim.A, size=len(states))
     n = len(states)
 
+    from bench.sim.fast import evaluate_lean
+
     t_one = _median_time(lambda: sim.evaluate(states, actions, draws), repeats)
+    t_lean = _median_time(lambda: evaluate_lean(sim, states, actions, draws, chunk=n), repeats)
     t_all = _median_time(lambda: sim.evaluate(states, None, draws), repeats)
     t_oracle = _median_time(lambda: sim.oracle(states, draws), repeats)
     # peak memory in a separate pass: tracemalloc slows allocation-heavy code down
@@ -82,10 +226,20 @@ def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3
     sim.oracle(states, draws)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    moved = bytes_per_decision(sim, states.take(np.arange(min(n, 20_000))), actions[:20_000],
+                               draws.take(np.arange(min(n, 20_000))))
+    bw = stream_bandwidth_gb_s(repeats=repeats)
+    gyms = {k: gym_step_timings(env_id, sc, gym_steps, repeats, seed)
+            for k, env_id, sc in (("autoscale", AUTOSCALE_ID, scenario), ("dvfo", DVFO_ID, "dvfo_bandwidth_walk"))}
+    vec = {f"{k}_{nv}": vector_steps_per_s(env_id, sc, nv, max(vec_steps // nv, 20), repeats, seed)
+           for k, env_id, sc in (("autoscale", AUTOSCALE_ID, scenario), ("dvfo", DVFO_ID, "dvfo_bandwidth_walk"))
+           for nv in vec_sizes}
     return {"batch": n, "n_actions": int(sim.A), "decisions_per_s": n / t_one,
+            "lean_decisions_per_s": n / t_lean, "bytes_per_decision": moved, "stream_bandwidth_gb_s": bw,
+            "bandwidth_fraction": n / t_lean * moved / (bw * 1e9),
+            "gym": gyms, "vector_steps_per_s": vec, "vector_sizes": list(vec_sizes),
             "decisions_per_s_all_actions": n * sim.A / t_all, "oracle_requests_per_s": n / t_oracle,
-            "gym_step_us": gym_step_us(AUTOSCALE_ID, scenario, gym_steps, repeats, seed),
-            "dvfo_gym_step_us": gym_step_us(DVFO_ID, "dvfo_bandwidth_walk", gym_steps, repeats, seed),
+            "gym_step_us": gyms["autoscale"]["step_us"], "dvfo_gym_step_us": gyms["dvfo"]["step_us"],
             "peak_traced_mib": peak / 2**20,
             "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -104,7 +258,13 @@ def main(argv=None) -> int:
     print(f"decisions/s, one action per request : {r['decisions_per_s']:,.0f}")
     print(f"decisions/s, all actions per request: {r['decisions_per_s_all_actions']:,.0f}")
     print(f"oracle requests/s (argmin over all) : {r['oracle_requests_per_s']:,.0f}")
-    print(f"gym step (AutoScale-v0, incl. TimeLimit): {r['gym_step_us']:.1f} us; DVFO-v0: {r['dvfo_gym_step_us']:.1f} us")
+    print(f"lean batch path decisions/s         : {r['lean_decisions_per_s']:,.0f}; {r['bytes_per_decision']:,.0f} bytes "
+          f"moved per decision; {r['bandwidth_fraction']:.0%} of the {r['stream_bandwidth_gb_s']:.1f} GB/s triad bandwidth")
+    for k, g in r["gym"].items():
+        print(f"gym step {k} (incl. TimeLimit): {g['step_us']:.1f} us; reset {g['reset_ms']:.1f} ms "
+              f"({g['step_us_with_resets']:.1f} us per step with resets)")
+    for k, v in r["vector_steps_per_s"].items():
+        print(f"vector env {k}: {v:,.0f} env steps/s")
     print(f"peak traced numpy memory during the batch runs: {r['peak_traced_mib']:.1f} MiB; "
           f"process max RSS: {r['max_rss_mib']:.0f} MiB")
     return 0

@@ -73,8 +73,13 @@ def perf_section(perf: Mapping) -> str:
         return "_run `python -m bench perf` to fill this section_"
     cols = list(rows[0])
     machine = perf.get("machine", {})
+    load = [machine.get(k) for k in ("load_average_at_start", "load_average_at_end")]
+    load_txt = "" if not all(load) else (
+        f"; load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end"
+        + (" (a machine shared with other jobs: timings are upper bounds)" if max(load[0][0], load[1][0])
+           > machine.get("cores", 1) * 0.5 else ""))
     head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores), " \
-           f"{machine.get('date', '')}; median over repeats.\n\n"
+           f"{machine.get('date', '')}{load_txt}; median over repeats; SB3 trained in the same run.\n\n"
     return head + markdown_table(rows, cols)
 
 

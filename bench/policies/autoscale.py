@@ -104,6 +104,16 @@ class AutoScaleConfig:
     qos_ms_edges: tuple[float, ...] = (60.0, 90.0, 150.0, 225.0, 275.0, 350.0)
     """Bucket edges on the request's latency target (ms), observed with the request: the same DNN can come
     with different targets (ViT-B/16: 400 ms in the AutoScale mixes, 300 ms in the DVFO ones)."""
+    optimistic_init: float = 0.0
+    """Initial value of every table entry (sample efficiency). 0 is a zero-initialised table. A value above
+    every reachable reward makes the greedy choice try each untried action of a state once before settling
+    (optimism in the face of uncertainty), instead of waiting for epsilon to draw it; with alpha = 1/n the first
+    update replaces it by the sample, so it leaves no bias behind."""
+    share_dnn: bool = False
+    """Per-DNN sharing (sample efficiency): a second table over the DNN buckets alone (every runtime context
+    pooled) learns from the same samples; a (state, action) of the full table never visited reads the pooled
+    estimate (when that action was tried for the DNN) instead of its initial value, so a rare runtime context
+    starts from what the DNN usually needs. The full table decides wherever it has samples."""
     scenarios: tuple[str, ...] = field(default_factory=_default_scenarios)
     """Scenario names or YAML paths; episodes cycle through them so one table covers all."""
     edge: str = "phone_sd845"
@@ -182,6 +192,10 @@ def _feature_index() -> tuple[tuple[int, str], ...]:
 _FEATURES = _feature_index()
 
 
+#: the DNN's features lead the mixed radix (the rest is the runtime context)
+_NN_FEATURES = tuple(name for _, name in _FEATURES[:5])
+
+
 class StateBins:
     """Observation -> discrete state id by bucketing and mixed-radix arithmetic."""
 
@@ -232,11 +246,38 @@ class AutoScaleLearner(Learner):
         self.action_names = [str(a) for a in action_names]
         self.bins = StateBins(config)
         self.n_actions = len(self.action_names)
-        self.q = np.zeros((self.bins.n_states, self.n_actions))
+        self.q = np.full((self.bins.n_states, self.n_actions), float(config.optimistic_init))
         self.visits = np.zeros((self.bins.n_states, self.n_actions), dtype=np.int32)
+        # the DNN features lead the mixed radix: state id // runtime combinations = the DNN part
+        self._n_runtime = int(np.prod(self.bins.sizes[len(_NN_FEATURES):]))
+        n_dnn = self.bins.n_states // self._n_runtime
+        self.q_dnn = np.full((n_dnn, self.n_actions), float(config.optimistic_init)) if config.share_dnn else None
+        self.visits_dnn = np.zeros((n_dnn, self.n_actions), dtype=np.int32) if config.share_dnn else None
+
+    def row(self, s: int, training: bool = False) -> np.ndarray:
+        """The action values the greedy choice reads in state ``s``.
+
+        With the sample-efficiency options on, an unvisited entry reads the per-DNN pooled estimate
+        (``share_dnn``, where that action was tried for the DNN), else ``optimistic_init`` while training;
+        a greedy evaluation (``training=False``) never picks an action it has no estimate for when it has
+        one for another (optimism is for exploring, not for deciding).
+        """
+        c = self.config
+        if self.q_dnn is None and c.optimistic_init == 0.0:
+            return self.q[s]
+        seen = self.visits[s] > 0
+        if seen.all():
+            return self.q[s]
+        fill = np.full(self.n_actions, c.optimistic_init if training else -np.inf)
+        if self.q_dnn is not None:
+            d = s // self._n_runtime
+            fill = np.where(self.visits_dnn[d] > 0, self.q_dnn[d], fill)
+        out = np.where(seen, self.q[s], fill)
+        return out if np.isfinite(out).any() else self.q[s]
 
     def act(self, obs) -> int:
-        return int(self.q[self.bins.state_id(obs)].argmax())
+        s = self.bins.state_id(obs)
+        return int(self.row(s).argmax())
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for an (N, obs_dim) batch (feature-importance measurements)."""
@@ -256,6 +297,10 @@ class AutoScaleLearner(Learner):
             target += c.discount * self.q[s_next].max()
         td = target - self.q[s, a]
         self.q[s, a] += max(1.0 / self.visits[s, a], c.learning_rate) * td
+        if self.q_dnn is not None:  # the pooled per-DNN estimate, same step-size rule
+            d = s // self._n_runtime
+            self.visits_dnn[d, a] += 1
+            self.q_dnn[d, a] += max(1.0 / self.visits_dnn[d, a], c.learning_rate) * (target - self.q_dnn[d, a])
         return float(td)
 
     def update(self, transition: Transition) -> dict[str, float]:
@@ -268,7 +313,8 @@ class AutoScaleLearner(Learner):
         """Write ``q_table.npz`` (table, visits) and ``autoscale.json`` (config, actions) into directory ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path / Q_FILE, q=self.q, visits=self.visits)
+        extra = {} if self.q_dnn is None else {"q_dnn": self.q_dnn, "visits_dnn": self.visits_dnn}
+        np.savez_compressed(path / Q_FILE, q=self.q, visits=self.visits, **extra)
         meta = {"format_version": FORMAT_VERSION, "policy": "autoscale", "config": self.config.to_dict(),
                 "action_names": self.action_names, "state_sizes": list(self.bins.sizes),
                 "state_features": [name for _, name in _FEATURES]}
@@ -297,6 +343,8 @@ class AutoScaleLearner(Learner):
                 raise ValueError(f"{path / Q_FILE}: table shape {data['q'].shape} does not match the config's "
                                  f"{learner.q.shape}")
             learner.q, learner.visits = data["q"].copy(), data["visits"].copy()
+            if learner.q_dnn is not None:
+                learner.q_dnn, learner.visits_dnn = data["q_dnn"].copy(), data["visits_dnn"].copy()
         return learner
 
 
@@ -347,6 +395,8 @@ def train(config: AutoScaleConfig, callback: Callable[[int, "AutoScaleLearner"],
     env_ss, explore_ss = np.random.SeedSequence(config.seed).spawn(2)
     seed_rng, explore_rng = np.random.default_rng(env_ss), np.random.default_rng(explore_ss)
     n_actions, q, state_id = learner.n_actions, learner.q, learner.bins.state_id
+    plain = learner.q_dnn is None and config.optimistic_init == 0.0
+    greedy_row = q.__getitem__ if plain else (lambda s_: learner.row(s_, training=True))
 
     rows, step, episode, stop = [], 0, 0, False
     bar = tqdm(total=config.total_steps, desc="autoscale", unit="step", disable=not progress)
@@ -360,7 +410,7 @@ def train(config: AutoScaleConfig, callback: Callable[[int, "AutoScaleLearner"],
             if explore_rng.random() < learner.epsilon(step):
                 a = int(explore_rng.integers(n_actions))
             else:
-                a = int(q[s].argmax())
+                a = int(greedy_row(s).argmax())
             obs, reward, terminated, truncated, info = env.step(a)
             s_next = state_id(obs)
             learner.update_ids(s, a, reward, s_next, terminated)
