@@ -73,6 +73,17 @@ class DVFOConfig:
     """Replay buffer capacity (transitions); the oldest are overwritten."""
     batch_size: int = 256
     """Transitions per gradient step."""
+    prioritized_replay: bool = False
+    """Sample efficiency: proportional prioritised replay (Schaul et al., ICLR 2016). A transition is drawn
+    with probability proportional to (|TD error| + ``per_eps``) ** ``per_alpha`` (new ones at the highest
+    priority so far), and its loss is weighted by (N P) ** -beta / max, beta annealed from ``per_beta`` to 1
+    over training, which undoes the sampling bias by the end. False = uniform replay."""
+    per_alpha: float = 0.6
+    """Prioritised replay: how strongly priorities shape sampling (0 = uniform). The paper's proportional value."""
+    per_beta: float = 0.4
+    """Prioritised replay: initial importance-sampling exponent, annealed linearly to 1. The paper's value."""
+    per_eps: float = 1e-3
+    """Prioritised replay: added to |TD error| so no transition gets probability 0."""
     gamma: float = 0.1
     """Discount. Suite choice: short horizon, requests interact only through the queueing wait."""
     tau: float = 0.01
@@ -127,7 +138,9 @@ class DVFOConfig:
         self.scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else tuple(self.scenarios)
         if not isinstance(self.xi_levels, (int, np.integer)):
             self.xi_levels = tuple(float(x) for x in self.xi_levels)
-        checks = {"total_steps": self.total_steps >= 1, "buffer_size": self.buffer_size >= self.batch_size,
+        checks = {"per_alpha": 0.0 <= self.per_alpha <= 1.0, "per_beta": 0.0 <= self.per_beta <= 1.0,
+                  "per_eps": self.per_eps > 0,
+                  "total_steps": self.total_steps >= 1, "buffer_size": self.buffer_size >= self.batch_size,
                   "batch_size": self.batch_size >= 1, "gamma": 0.0 <= self.gamma < 1.0, "tau": 0.0 < self.tau <= 1.0,
                   "target_update_interval": self.target_update_interval >= 1,
                   "train_frequency": self.train_frequency >= 1, "learning_starts": self.learning_starts >= 1,
@@ -271,9 +284,12 @@ class ReplayBuffer:
         self.action = np.zeros(capacity, dtype=np.int64)
         self.reward = np.zeros(capacity, dtype=np.float32)
         self.done = np.zeros(capacity, dtype=np.float32)
+        self.priority = np.zeros(capacity)  # prioritised replay only: (|TD| + eps) ** alpha
+        self.max_priority = 1.0
 
     def add(self, obs, action, reward, next_obs, terminated) -> None:
         i = self.pos
+        self.priority[i] = self.max_priority
         self.obs[i], self.next_obs[i], self.action[i] = obs, next_obs, action
         self.reward[i], self.done[i] = reward, float(terminated)  # truncation still bootstraps
         self.pos, self.size = (i + 1) % self.capacity, min(self.size + 1, self.capacity)
@@ -282,6 +298,21 @@ class ReplayBuffer:
         idx = rng.integers(0, self.size, size=n)
         t = torch.from_numpy
         return t(self.obs[idx]), t(self.action[idx]), t(self.reward[idx]), t(self.next_obs[idx]), t(self.done[idx])
+
+    def sample_prioritized(self, n: int, rng: np.random.Generator, beta: float):
+        """Proportional prioritised draw: the batch, its indices and importance weights (max-normalised)."""
+        p = self.priority[:self.size]
+        cdf = np.cumsum(p)
+        idx = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), self.size - 1)
+        w = (self.size * p[idx] / cdf[-1]) ** -beta
+        t = torch.from_numpy
+        batch = (t(self.obs[idx]), t(self.action[idx]), t(self.reward[idx]), t(self.next_obs[idx]), t(self.done[idx]))
+        return batch, idx, torch.as_tensor(w / w.max(), dtype=torch.float32)
+
+    def set_priorities(self, idx: np.ndarray, td_abs: np.ndarray, alpha: float, eps: float) -> None:
+        pr = (np.asarray(td_abs, dtype=float) + eps) ** alpha
+        self.priority[idx] = pr
+        self.max_priority = max(self.max_priority, float(pr.max()))
 
 
 # --------------------------------------------------------------------------- 4. learner
@@ -361,13 +392,22 @@ class DVFOLearner(Learner):
 
     def _gradient_step(self) -> float:
         c = self.config
-        obs, act, rew, nxt, done = self.buffer.sample(c.batch_size, self.seeds.replay)
+        if c.prioritized_replay:
+            beta = c.per_beta + (1.0 - c.per_beta) * min(self.steps / c.total_steps, 1.0)
+            (obs, act, rew, nxt, done), idx, weights = self.buffer.sample_prioritized(c.batch_size, self.seeds.replay,
+                                                                                      beta)
+        else:
+            obs, act, rew, nxt, done = self.buffer.sample(c.batch_size, self.seeds.replay)
         with torch.no_grad():  # Double DQN: online net chooses, target net evaluates
             a_next = self.q(nxt).argmax(dim=1, keepdim=True)
             q_next = self.target(nxt).gather(1, a_next).squeeze(1)
             y = rew + c.gamma * (1.0 - done) * q_next
         q = self.q(obs).gather(1, act.unsqueeze(1)).squeeze(1)
-        loss = nn.functional.smooth_l1_loss(q, y)
+        if c.prioritized_replay:
+            loss = (weights * nn.functional.smooth_l1_loss(q, y, reduction="none")).mean()
+            self.buffer.set_priorities(idx, (q - y).detach().abs().numpy(), c.per_alpha, c.per_eps)
+        else:
+            loss = nn.functional.smooth_l1_loss(q, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
