@@ -253,6 +253,7 @@ class AutoScaleLearner(Learner):
         n_dnn = self.bins.n_states // self._n_runtime
         self.q_dnn = np.full((n_dnn, self.n_actions), float(config.optimistic_init)) if config.share_dnn else None
         self.visits_dnn = np.zeros((n_dnn, self.n_actions), dtype=np.int32) if config.share_dnn else None
+        self._greedy: dict[int, int] = {}  # state -> greedy action (sharing / optimism on), cleared by updates
 
     def row(self, s: int, training: bool = False) -> np.ndarray:
         """The action values the greedy choice reads in state ``s``.
@@ -277,7 +278,12 @@ class AutoScaleLearner(Learner):
 
     def act(self, obs) -> int:
         s = self.bins.state_id(obs)
-        return int(self.row(s).argmax())
+        if self.q_dnn is None and self.config.optimistic_init == 0.0:
+            return int(self.q[s].argmax())
+        a = self._greedy.get(s)  # the masked/pooled row costs a few numpy calls: cache the choice until an update
+        if a is None:
+            a = self._greedy[s] = int(self.row(s).argmax())
+        return a
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for an (N, obs_dim) batch (feature-importance measurements)."""
@@ -291,6 +297,8 @@ class AutoScaleLearner(Learner):
     def update_ids(self, s: int, a: int, reward: float, s_next: int, terminated: bool) -> float:
         """Q-learning step on state ids; returns the TD error."""
         c = self.config
+        if self._greedy:
+            self._greedy.clear()
         self.visits[s, a] += 1
         target = reward
         if c.discount > 0 and not terminated:
@@ -345,6 +353,7 @@ class AutoScaleLearner(Learner):
             learner.q, learner.visits = data["q"].copy(), data["visits"].copy()
             if learner.q_dnn is not None:
                 learner.q_dnn, learner.visits_dnn = data["q_dnn"].copy(), data["visits_dnn"].copy()
+            learner._greedy.clear()
         return learner
 
 

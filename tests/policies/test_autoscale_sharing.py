@@ -6,11 +6,26 @@ import numpy as np
 
 from bench.policies.autoscale import AutoScaleConfig, AutoScaleLearner
 
+try:  # named observation fields (when the env names them)
+    from bench.sim.envs import AUTOSCALE_OBS_FIELDS as FIELDS
+except ImportError:
+    FIELDS = ("n_conv", "n_fc", "n_recurrent", "n_attention", "log10_flops", "cpu_load", "mem_load", "wifi_dbm",
+              "lte_dbm", "qos_ms", "max_accuracy_loss")
+
 ACTIONS = ["cpu", "gpu", "cloud"]
-# obs: conv, fc, recurrent, attention, log10 FLOPs, cpu load, mem load, wifi dBm, lte dBm, qos ms, acc bound
-DNN_A_QUIET = np.array([50, 1, 0, 0, 9.0, 0.0, 0.0, -50, -80, 100, 0.02], dtype=np.float32)
-DNN_A_BUSY = np.array([50, 1, 0, 0, 9.0, 0.9, 0.9, -86, -115, 100, 0.02], dtype=np.float32)
-DNN_B_BUSY = np.array([0, 2, 2, 0, 7.0, 0.9, 0.9, -86, -115, 100, 0.02], dtype=np.float32)
+
+
+def _obs(**values) -> np.ndarray:
+    base = dict(n_conv=50, n_fc=1, n_recurrent=0, n_attention=0, log10_flops=9.0, cpu_load=0.0, mem_load=0.0,
+                gpu_load=0.0, wifi_dbm=-50, lte_dbm=-80, qos_ms=100, max_accuracy_loss=0.02)
+    base.update(values)
+    return np.array([base[f] for f in FIELDS], dtype=np.float32)
+
+
+DNN_A_QUIET = _obs()
+DNN_A_BUSY = _obs(cpu_load=0.9, mem_load=0.9, wifi_dbm=-86, lte_dbm=-115)
+DNN_B_BUSY = _obs(n_conv=0, n_fc=2, n_recurrent=2, log10_flops=7.0, cpu_load=0.9, mem_load=0.9, wifi_dbm=-86,
+                  lte_dbm=-115)
 
 
 def _learner(**kw) -> AutoScaleLearner:
