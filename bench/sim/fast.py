@@ -147,20 +147,26 @@ class EpisodeKernel:
         return t_pre, t_par, tab.p_local[i] + self.p_add[t]
 
     def outcome(self, t: int, a: int, idle: list, throttled: bool) -> ScalarOutcome:
-        """Request ``t`` run with action ``a``; ``idle`` is each radio's quiet time (ms) when it arrives."""
+        """Request ``t`` run with action ``a``; ``idle`` is each radio's quiet time (ms) when it arrives.
+
+        (Conditional expressions stand in for ``min``/``max``: same values, a third of the cost.)
+        """
         tab = self.tab
         if t >= self.ready:
             self.grow(t)
         wA = self.wA[t]
         i = wA + (tab.throttle_to[a] if throttled else a)
         jit = self.jit[t]
-        t_pre, t_par, p_local = self._local(t, i, jit)
+        kc, km, kg = self.kc[t], self.km[t], self.kg[t]
+        t_pre = (tab.pre[i] + kc * tab.pre_cpu[i] + km * tab.pre_mem[i] + kg * tab.pre_gpu[i]) * jit
+        t_par = (tab.par[i] + kc * tab.par_cpu[i] + km * tab.par_mem[i] + kg * tab.par_gpu[i]) * jit
+        p_local = tab.p_local[i] + self.p_add[t]
         loss, acc = tab.loss[i], tab.acc[i]
         energy = p_local * (t_pre + t_par)
         if not tab.off[i]:
             remote, tail_mj, promo_mj, timed_out, t_fb, f_p = 0.0, 0.0, 0.0, False, 0.0, 0.0
             radio, radio_end, tail_ms = -1, math.nan, 0.0
-            latency = t_pre + max(t_par, 0.0)
+            latency = t_pre + (t_par if t_par > 0.0 else 0.0)
         else:
             q = tab.route[a]
             radio = tab.route_radio[q]
@@ -169,7 +175,9 @@ class EpisodeKernel:
             bu, bd = tab.up_bits[i], tab.down_bits[i]
             t_up = (bu / (up * 1e3) if up > 0 else _INF) if bu > 0 else 0.0
             t_down = (bd / (down * 1e3) if down > 0 else _INF) if bd > 0 else 0.0
-            gap = max(idle[radio] + t_pre, 0.0)
+            gap = idle[radio] + t_pre
+            if gap < 0.0:
+                gap = 0.0
             tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
             t_promo = tab.promo_ms[q] if gap >= tail_ms else 0.0
             t_remote = tab.remote_ms[i] * self.rjit[t]
@@ -178,17 +186,20 @@ class EpisodeKernel:
             timeout = tab.timeout[self.workload[t]]
             timed_out = t_off > timeout
             budget = timeout if timed_out else t_off
-            c_promo = min(t_promo, budget)
+            c_promo = t_promo if t_promo < budget else budget
             rem = budget - c_promo
-            c_up = min(t_up, rem)
+            c_up = t_up if t_up < rem else rem
             rem = rem - c_up
-            c_wait = min(t_wait, rem)
+            c_wait = t_wait if t_wait < rem else rem
             rem = rem - c_wait
-            c_down = min(t_down, rem)
+            c_down = t_down if t_down < rem else rem
             pmax = tab.pmax[q]
-            up_w = tab.base_w[q] + tab.au_w[q] * min(max(up, 0.0), pmax) + self.extra[tq]
-            down_w = tab.base_w[q] + tab.ad_w[q] * min(max(down, 0.0), pmax)
-            credit = tail_w * max(tail_ms - gap, 0.0)
+            up_c = 0.0 if up < 0.0 else (pmax if up > pmax else up)
+            down_c = 0.0 if down < 0.0 else (pmax if down > pmax else down)
+            up_w = tab.base_w[q] + tab.au_w[q] * up_c + self.extra[tq]
+            down_w = tab.base_w[q] + tab.ad_w[q] * down_c
+            cut = tail_ms - gap
+            credit = tail_w * (cut if cut > 0.0 else 0.0)
             tail_mj = tail_w * tail_ms - credit
             promo_mj = tab.promo_w[q] * c_promo
             radio_mj = promo_mj + up_w * c_up + tail_w * c_wait + down_w * c_down + tail_mj
@@ -201,9 +212,12 @@ class EpisodeKernel:
                 loss, acc = tab.loss[fi], tab.acc[fi]
             elif timed_out:
                 acc = math.nan  # dropped
-            latency = t_pre + max(t_par, budget) + t_fb
+            latency = t_pre + (t_par if t_par > budget else budget) + t_fb
             energy = energy + radio_mj + f_p * t_fb
-            remote = tab.remote_p[i] * min(t_remote, max(budget - c_promo - c_up, 0.0))
+            left = budget - c_promo - c_up
+            if left < 0.0:
+                left = 0.0
+            remote = tab.remote_p[i] * (t_remote if t_remote < left else left)
             radio_end = t_pre + budget
         qos = self.qos[t]
         bound = self.bound[t]
@@ -211,7 +225,10 @@ class EpisodeKernel:
         if ok:
             violation = 0.0
         else:
-            violation = max(latency / qos - 1.0, 0.0) + max(loss - bound, 0.0) / max(bound, 1e-3) + float(timed_out)
+            lat_x = latency / qos - 1.0
+            acc_x = loss - bound
+            violation = ((lat_x if lat_x > 0.0 else 0.0) + (acc_x if acc_x > 0.0 else 0.0)
+                         / (bound if bound > 1e-3 else 1e-3) + float(timed_out))
         return ScalarOutcome(energy, remote, latency, acc, loss, ok, violation, tail_mj, promo_mj, timed_out,
                              t_pre + t_par, p_local, t_fb, f_p, radio, radio_end, tail_ms)
 
