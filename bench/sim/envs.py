@@ -104,7 +104,7 @@ class _SimEnv(gym.Env):
         self.action_space = spaces.Discrete(self.sim.A)
         self._n_actions = int(self.sim.A)
         self._action_names = [str(x) for x in self.sim.tables.actions["name"]]
-        self._actions: list[int] = []
+        self._hist: list = []
         self._nn = nn_features(system)
         self._t = 0
         self._states = None
@@ -135,13 +135,13 @@ class _SimEnv(gym.Env):
         """
         if self._states is None:
             raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
-        k = len(self._actions)
+        k = len(self._hist)
         if self._ledger is None or len(self._ledger.energy_mj) != k:
             self._sync_states()
             idx = np.arange(k)
             ledger = EnergyLedger(self.sim.idle_power_w)
             if k:
-                out = self.sim.evaluate(self._states.take(idx), np.asarray(self._actions, dtype=np.int64),
+                out = self.sim.evaluate(self._states.take(idx), self.actions_taken(),
                                         self._draws.take(idx))
                 ledger.arrivals_ms = [self._arrival_ms(t) for t in range(k)]
                 ledger.energy_mj = out.energy_mj.tolist()
@@ -173,19 +173,21 @@ class _SimEnv(gym.Env):
         # the cheap step (bench.sim.fast): per-request quantities of the whole episode, as Python scalars
         self._kernel = EpisodeKernel(self.sim, self._states, self._draws)
         self._ia0 = float(self._states.interarrival_ms[0])
-        self._actions: list[int] = []
-        self._idle_hist: list[list[float]] = []  # radio quiet times each step met (written to states lazily)
-        self._hot_hist: list[bool] = []
+        self._hist: list[tuple[int, list[float], bool]] = []  # (action, radio quiet times, throttled) per step
         self._synced = 0
         self._end_ms = -np.inf  # latest activity so far (request completion or radio tail end)
         self._ledger = None
 
+    def actions_taken(self) -> np.ndarray:
+        """The actions of the episode's steps so far."""
+        return np.array([h[0] for h in self._hist], dtype=np.int64)
+
     def _sync_states(self) -> None:
         """Write the radio and thermal state of the steps taken (and the current one) into the episode's states."""
-        k, s = len(self._actions), self._synced
+        k, s = len(self._hist), self._synced
         if k > s:
-            self._states.radio_idle_ms[s:k] = np.asarray(self._idle_hist[s:k], dtype=float)
-            self._states.throttled[s:k] = self._hot_hist[s:k]
+            self._states.radio_idle_ms[s:k] = np.asarray([h[1] for h in self._hist[s:k]], dtype=float)
+            self._states.throttled[s:k] = [h[2] for h in self._hist[s:k]]
         if k < self._T:
             self._states.radio_idle_ms[k] = self._radio_idle
             self._states.throttled[k] = self._throttled
@@ -210,23 +212,25 @@ class _SimEnv(gym.Env):
         a = self._action(action)
         t = self._t
         idle, hot = self._radio_idle, self._throttled
-        out = self._kernel.outcome(t, a, idle, hot)
-        self._actions.append(a)
-        self._idle_hist.append(idle)
-        self._hot_hist.append(hot)
+        k = self._kernel
+        out = k.outcome(t, a, idle, hot)
+        self._hist.append((a, idle, hot))
         self._a, self._hot_step = a, hot
-        ia = self._kernel.interarrival[t]
+        ia = k.interarrival[t]
         arrival = t * self._ia0
         end = arrival + out.latency_ms
         nxt = [x + ia for x in idle]
-        if out.radio >= 0:
-            end = max(end, arrival + out.radio_end_ms + out.tail_ms)
-            nxt[out.radio] = ia - out.radio_end_ms  # negative: the transfer outlasts the slot
+        r = out.radio
+        if r >= 0:
+            tail_end = arrival + out.radio_end_ms + out.tail_ms
+            if tail_end > end:
+                end = tail_end
+            nxt[r] = ia - out.radio_end_ms  # negative: the transfer outlasts the slot
         if end > self._end_ms:
             self._end_ms = end
         self._radio_idle = nxt
-        if self._kernel.tab.thermal is not None:  # sustained local load heats the device; the governor caps top levels
-            self._heat_w, self._throttled = self._kernel.thermal_step(self._heat_w, self._throttled, out, ia)
+        if k.tab.thermal is not None:  # sustained local load heats the device; the governor caps top levels
+            self._heat_w, self._throttled = k.thermal_step(self._heat_w, hot, out, ia)
         return out
 
     def _info(self, out: ScalarOutcome) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def test_cheap_step_matches_batch_path_over_a_whole_scenario(env_id, kwargs):
     # the batch outcome of the same steps, field by field
     ep = env.episode()
     idx = np.arange(len(infos))
-    out = env.sim.evaluate(ep.states.take(idx), np.asarray(env._actions), ep.draws.take(idx))
+    out = env.sim.evaluate(ep.states.take(idx), env.actions_taken(), ep.draws.take(idx))
     for f in ("energy_mj", "tail_mj", "promo_mj", "remote_energy_mj", "accuracy", "accuracy_loss"):
         assert _close([i[f] for i in infos], getattr(out, f)), f
     if env_id == AUTOSCALE_ID:  # DVFO's info adds the queueing wait to latency and QoS
@@ -76,9 +76,9 @@ def test_cheap_step_hits_timeouts_and_fallbacks():
     assert sum(p["fallback_ms"] > 0 for p in ledger.phases) == timed_out  # every timeout ran the local fallback
     if timed_out == 0:
         pytest.skip("this scenario realisation has no timeout")
-    assert _close(ledger.energy_mj, env.sim.evaluate(env.episode().states.take(np.arange(len(env._actions))),
-                                                     np.asarray(env._actions),
-                                                     env.episode().draws.take(np.arange(len(env._actions)))).energy_mj)
+    assert _close(ledger.energy_mj, env.sim.evaluate(env.episode().states.take(np.arange(len(env.actions_taken()))),
+                                                     env.actions_taken(),
+                                                     env.episode().draws.take(np.arange(len(env.actions_taken())))).energy_mj)
 
 
 def test_bad_action_is_refused():
