@@ -83,3 +83,13 @@ def test_sharing_survives_save_and_load(tmp_path):
     loaded = AutoScaleLearner.load(learner.save(tmp_path / "as"))
     assert np.array_equal(loaded.q_dnn, learner.q_dnn) and np.array_equal(loaded.visits_dnn, learner.visits_dnn)
     assert loaded.act(DNN_A_BUSY) == learner.act(DNN_A_BUSY) == 1
+
+
+def test_training_with_sharing_is_reproducible_and_fills_the_pooled_table():
+    from bench.policies.autoscale import train
+
+    cfg = AutoScaleConfig(scenarios=("random_walk",), total_steps=600, episode_steps=200, share_dnn=True,
+                          optimistic_init=100.0, epsilon_decay_steps=300)
+    a, b = train(cfg).learner, train(cfg).learner
+    assert np.array_equal(a.q, b.q) and np.array_equal(a.q_dnn, b.q_dnn)
+    assert a.visits_dnn.sum() == a.visits.sum() == 600  # every sample also lands in the pooled table

@@ -88,3 +88,31 @@ def test_bad_action_is_refused():
         env.step(10_000)
     with pytest.raises(ValueError, match="not in Discrete"):
         env.step(-1)
+
+
+@pytest.mark.parametrize("system", ["autoscale", "dvfo"])
+def test_lean_batch_path_matches_evaluate(system):
+    """The vector envs' lean path equals Simulator.evaluate, radio state and throttling drawn at random."""
+    from bench.sim.fast import evaluate_lean
+    from bench.sim.system import autoscale_system, dvfo_system
+    from bench.world.scenarios import load_scenario
+
+    rng = np.random.default_rng(5)
+    sim = (autoscale_system() if system == "autoscale" else dvfo_system()).sim
+    scenario = "heldout_cell_edge" if system == "autoscale" else "heldout_dvfo_markov_cap"
+    states = sim.states_from_trace(load_scenario(scenario).trace(rng, steps=3000, model=sim.interference))
+    states.radio_idle_ms[:] = rng.uniform(-2000, 20000, states.radio_idle_ms.shape)
+    states.radio_idle_ms[::7] = np.inf
+    states.throttled[:] = rng.random(len(states)) < 0.3
+    draws = sim.draw(len(states), rng)
+    actions = rng.integers(0, sim.A, len(states))
+    ref = sim.evaluate(states, actions, draws)
+    out = evaluate_lean(sim, states, actions, draws, chunk=1000)
+    for f in ("energy_mj", "remote_energy_mj", "latency_ms", "accuracy", "accuracy_loss", "violation", "tail_mj",
+              "promo_mj"):
+        assert _close(getattr(out, f), getattr(ref, f)), f
+    for f in ("qos_ok", "timed_out"):
+        assert np.array_equal(getattr(out, f), getattr(ref, f)), f
+    assert np.array_equal(out.radio, ref.phases["radio"])
+    assert _close(out.radio_end_ms, ref.phases["radio_end_ms"]) and _close(out.local_ms, ref.phases["local_ms"])
+    assert ref.timed_out.any() and (ref.promo_mj > 0).any()  # the draw exercised timeouts and promotions
