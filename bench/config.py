@@ -407,6 +407,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "epsilon_start": dict(ge=0, le=1),
         "epsilon_end": dict(ge=0, le=1),
         "epsilon_decay_steps": dict(ge=1, le=_BIG_STEPS),
+        "optimistic_init": dict(ge=-1e9, le=1e9),  # a reward-sized value (inferences per joule)
         "macs_log10_edges": dict(ge=0, le=20, max_len=1000),
         "conv_edges": dict(ge=0, le=1e6, max_len=1000),
         "fc_edges": dict(ge=0, le=1e6, max_len=1000),
@@ -441,6 +442,9 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "start_e": dict(ge=0, le=1),
         "end_e": dict(ge=0, le=1),
         "exploration_fraction": dict(gt=0, le=1),
+        "per_alpha": dict(ge=0, le=1),
+        "per_beta": dict(ge=0, le=1),
+        "per_eps": dict(gt=0, le=1),
         "hidden_sizes": dict(ge=1, le=65_536, min_len=1, max_len=16),
         "obs_clip": dict(gt=0, le=1e6),
         "max_grad_norm": dict(gt=0, le=1e9),
