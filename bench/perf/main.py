@@ -261,8 +261,9 @@ def build_table(m: dict[str, Any], training: dict[str, dict[str, dict]], setting
         row("Batch simulator, bytes moved per decision / share of the core's bandwidth",
             f"{sim['bytes_per_decision']:,.0f} B / {sim['bandwidth_fraction']:.0%}", "—",
             note=f"every numpy operation's inputs + output, counted on one call; bandwidth: numpy triad on "
-                 f"arrays beyond the caches, {sim['stream_bandwidth_gb_s']:.1f} GB/s (above 100%: the batch's "
-                 f"temporaries partly stay in cache); at this many bytes the "
+                 f"arrays beyond the caches, {sim['stream_bandwidth_gb_s']:.1f} GB/s"
+                 + (" (above 100%: the batch's temporaries partly stay in cache)" if sim["bandwidth_fraction"] > 1
+                    else "") + "; at this many bytes the "
                  f"bandwidth alone caps the rate at {sim['stream_bandwidth_gb_s'] * 1e9 / sim['bytes_per_decision']:,.0f}"
                  f" decisions/s"),
         row("One gym step, AutoScale-v0 (µs)", f"{g_as['step_us']:.1f}", "≤ 10",
