@@ -227,6 +227,8 @@ class TrainParams:
     runs: dict[str, TrainRun] = field(default_factory=_default_runs, metadata={
         "doc": "Named training runs (names: a letter, then letters, digits, '_' or '-'; each becomes "
                "results/train/NAME).", "safe_keys": True, "min_len": 1})
+    curve_seeds: int = spec(3, "Seeds whose learning curves the report draws (mean and range); the first is the "
+                            "trained policy, the others are trained only for their curves.", ge=1, le=20)
     autoscale: Any = field(default=None, metadata={"doc": "AutoScaleConfig fields (see its docstrings).",
                                                    "type": _autoscale_config})
     dvfo: Any = field(default=None, metadata={"doc": "DVFOConfig fields (see its docstrings).", "type": _dvfo_config})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.pipeline.evaluate import run_cells, suite_cells
+from bench.pipeline.evaluate import conditions, run_cells, suite_cells
 from bench.pipeline.training import train_run
 
 CI_RUNS = {
@@ -30,16 +30,25 @@ CI_SUITES = {
 }
 
 
-def ci_train(out_dir: str | Path | None = None, seed: int = 0) -> Path:
-    """Train both learners at CI size under ``out_dir/<run>`` (a new temp dir by default)."""
+def ci_train(out_dir: str | Path | None = None, seed: int = 0, curve_seeds: int = 3, progress: bool = False) -> Path:
+    """Train both learners at CI size under ``out_dir/<run>`` (a new temp dir by default), ``curve_seeds`` each."""
     out = Path(out_dir or tempfile.mkdtemp(prefix="bench-train-"))
     for run, (learner, profile, config) in CI_RUNS.items():
-        train_run(run, learner, profile, config, seed, out / run)
+        train_run(run, learner, profile, config, seed, out / run, progress=progress, curve_seeds=curve_seeds)
     return out
+
+
+def ci_cells(train_dir: str | Path, seed: int = 0, steps: int = 60, seeds: int = 2):
+    """The cells of :data:`CI_SUITES` for learners trained under ``train_dir``."""
+    return [c for name, s in CI_SUITES.items()
+            for c in suite_cells(name, Path(train_dir) / s["run"], s["policies"], s["scenarios"], seeds, steps, seed)]
 
 
 def ci_results(train_dir: str | Path, seed: int = 0, steps: int = 60, seeds: int = 2):
     """A short evaluation of :data:`CI_SUITES` (serial: CI machines are small)."""
-    cells = [c for name, s in CI_SUITES.items()
-             for c in suite_cells(name, Path(train_dir) / s["run"], s["policies"], s["scenarios"], seeds, steps, seed)]
-    return run_cells(cells, workers=1, progress=False)
+    return run_cells(ci_cells(train_dir, seed, steps, seeds), workers=1, progress=False)
+
+
+def ci_conditions(train_dir: str | Path, seed: int = 0, steps: int = 60, seeds: int = 2):
+    """The per-request conditions behind :func:`ci_results` (see :func:`bench.pipeline.evaluate.conditions`)."""
+    return conditions(ci_cells(train_dir, seed, steps, seeds))

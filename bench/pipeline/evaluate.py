@@ -197,3 +197,89 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
     df.insert(0, "learner", info["learner"])
     df.insert(0, "suite", suite)
     return df
+
+
+# --------------------------------------------------------------------------- conditions of every request
+
+def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
+    suite, learner, scenario, seed, steps, env_kwargs_json = key
+    from bench.policies.rollout import make_env
+
+    env = make_env(env_id(learner), scenario, steps, **json.loads(env_kwargs_json))
+    env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
+    core = env.unwrapped
+    states = core.episode().states
+    n = min(int(steps), len(states))
+    up = core.sim.link_state(states)["up_mbps"][:n]
+    cap = states.cap_mbps[:n]
+    frame = pd.DataFrame({"suite": suite, "scenario": scenario, "seed": int(seed), "step": range(n)})
+    for j, link in enumerate(core.sim.links):
+        frame[f"{link.name}_dbm"] = states.signal_dbm[:n, j]
+    # what the best radio can carry right now (Mbps), after any scripted bandwidth cap
+    frame["uplink_mbps"] = [min(u, c) for u, c in zip(up.max(axis=1), cap)]
+    frame["qos_ms"] = states.qos_ms[:n]
+    frame["cpu_load"] = states.cpu_load[:n]
+    frame["mem_load"] = states.mem_load[:n]
+    env.close()
+    return frame
+
+
+def conditions(cells: Sequence[Cell]) -> pd.DataFrame:
+    """Signal, uplink bandwidth, QoS deadline and load of every request of every (suite, scenario, seed).
+
+    Every policy of a cell sees the same realisation (common random numbers), so one reset of the
+    cell's env gives the conditions behind all its policies' rows; the report bins energy and QoS
+    against them. Columns: ``suite, scenario, seed, step, wifi_dbm, lte_dbm, uplink_mbps, qos_ms,
+    cpu_load, mem_load``.
+    """
+    keys = list(dict.fromkeys((c.suite, c.learner, c.scenario, c.seed, c.steps, c.env_kwargs_json) for c in cells))
+    out = pd.concat([_cell_conditions(k) for k in keys], ignore_index=True)
+    for col in ("suite", "scenario"):
+        out[col] = out[col].astype("string")
+    return out
+
+
+# --------------------------------------------------------------------------- metrics files
+
+#: the per-policy numbers of results/metrics.json (means; intervals live in metrics_overall.json) ...
+HEADLINE_KEYS = ("energy_mj", "qos_violation_rate", "gap_to_oracle")
+#: ... plus the efficiency against the suite's on-device baseline: CPU-only, or edge-only on the Jetson GPU
+#: (DVFO's space), whichever the suite evaluates first in this order
+HEADLINE_RATIOS = ("efficiency_vs_cpu_only", "efficiency_vs_edge_gpu_max")
+
+
+def headline(m: dict[str, Any], keys: Sequence[str] = HEADLINE_KEYS) -> dict[str, dict[str, dict[str, float]]]:
+    """Suite -> policy -> a few means, 4 significant digits: what `dvc metrics show` / `dvc exp show` compare."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for suite, v in m.items():
+        out[suite] = {}
+        ratio = next((r for r in HEADLINE_RATIOS if any(r in e for e in v["overall"].values())), None)
+        for pol, entry in v["overall"].items():
+            row = {}
+            for k in (*keys, ratio) if ratio else keys:
+                val = entry.get(k)
+                val = val.get("mean") if isinstance(val, dict) else val
+                row[k] = None if val is None else float(f"{val:.4g}")
+            out[suite][pol] = row
+    return out
+
+
+def write_metrics(m: dict[str, Any], metrics_path: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """``metrics_path``: the headline (:func:`headline`); ``out_dir``: ``metrics_overall.json`` (with 95% CIs)
+    and ``metrics_by_scenario.json``. Returns the paths written."""
+    out_dir = Path(out_dir)
+    paths = {"headline": Path(metrics_path), "overall": out_dir / "metrics_overall.json",
+             "by_scenario": out_dir / "metrics_by_scenario.json"}
+    dump = lambda obj: json.dumps(obj, indent=1, sort_keys=True) + "\n"  # noqa: E731
+    paths["headline"].write_text(dump(headline(m)))
+    paths["overall"].write_text(dump({s: v["overall"] for s, v in m.items()}))
+    paths["by_scenario"].write_text(dump({s: v["by_scenario"] for s, v in m.items()}))
+    return paths
+
+
+def load_metrics(evaluate_dir: str | Path) -> dict[str, Any]:
+    """The evaluate stage's numbers as :func:`metrics` returns them (suite -> overall, by_scenario)."""
+    evaluate_dir = Path(evaluate_dir)
+    overall = json.loads((evaluate_dir / "metrics_overall.json").read_text())
+    by_scenario = json.loads((evaluate_dir / "metrics_by_scenario.json").read_text())
+    return {s: {"overall": overall[s], "by_scenario": by_scenario.get(s, {})} for s in overall}

@@ -1,31 +1,145 @@
-"""Tables and seaborn figures from the evaluation results (thin notebooks call these).
+"""Tables and figures from the evaluation results (thin notebooks call these).
 
-Every function takes data produced by the pipeline (the tidy results table,
-metrics dicts, learning curves, the measured accuracy curve) and returns a
-figure or a table; nothing here computes a number that is not derived from them.
+Every function takes data produced by the pipeline (the tidy results table, the
+per-request conditions, metrics dicts, learning curves, the measured accuracy
+curve) and returns a figure or a table; nothing here computes a number that is
+not derived from them.
+
+Figures are :class:`matplotlib.figure.Figure` objects made without pyplot: no
+backend is chosen at import (JupyterLab and papermill show them inline through
+the kernel's own backend; ``display(fig)``), nothing accumulates in pyplot's
+global state, and :func:`save` writes through the figure object. Every policy
+has one colour and one marker in every figure (:func:`policy_style`).
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap, to_hex
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # headless by default; notebooks still display inline
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-sns.set_theme(style="whitegrid", context="notebook")
-
+#: seaborn's theme for every figure (rc only: no pyplot state, no backend)
+THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
 
 #: row order of headline tables: the learners first, then the references
-POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only",
-                "random")
+POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "best_static_dnn", "distilled_rule", "drldo",
+                "appealnet", "edge_gpu_max", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only", "random")
 LEARNERS = ("autoscale", "dvfo")
 
+#: one colour + marker per policy, in every figure. Learners are saturated and round, the oracle a black
+#: star, published comparators triangles, static baselines squares/diamonds, trivial baselines muted.
+POLICY_STYLES: dict[str, tuple[str, str]] = {
+    "autoscale": ("#d62728", "o"),
+    "dvfo": ("#9c27b0", "o"),
+    "oracle": ("#111111", "*"),
+    "edge_best_static": ("#1f77b4", "s"),
+    "best_static_dnn": ("#17becf", "D"),
+    "distilled_rule": ("#e377c2", "P"),
+    "drldo": ("#8c564b", "v"),
+    "appealnet": ("#bcbd22", "^"),
+    "edge_gpu_max": ("#2ca02c", "X"),
+    "neurosurgeon": ("#ff7f0e", "h"),
+    "gpu_only": ("#98df8a", "p"),
+    "cpu_only": ("#7f7f7f", "<"),
+    "cloud_only": ("#6baed6", ">"),
+    "random": ("#bdbdbd", "d"),
+}
+_FALLBACK_COLOURS = [to_hex(c) for c in colormaps["tab20b"].colors]
+_FALLBACK_MARKERS = ("H", "8", "1", "2", "3", "4", "+", "x")
+
+#: execution targets (AutoScale's space), one colour each in every figure
+TARGET_COLOURS = {"cpu": "#7f7f7f", "gpu": "#2ca02c", "dsp": "#ff7f0e", "peer": "#9467bd", "cloud": "#1f77b4"}
+#: what the reward of each learner's env means (y label of the learning curves)
+REWARD_UNITS = {"autoscale": "reward per request\n(inferences/J if QoS met, else −penalty)",
+                "dvfo": "reward per request\n(−energy/reference energy − QoS penalty)"}
+#: the condition each suite's scheduler reacts to most (x of the signal figures)
+SIGNAL_AXES = {"autoscale": ("wifi_dbm", "Wi-Fi signal strength (dBm)"),
+               "dvfo": ("uplink_mbps", "uplink bandwidth (Mbit/s, log bins)")}
+#: fewest requests a (bin, policy) point of the signal figures needs (fewer would be noise)
+MIN_BIN_REQUESTS = 10
+
+
+def policy_style(name: str) -> dict[str, str]:
+    """``{color, marker}`` of a policy; an unknown name gets a stable style from its name (never a known one's)."""
+    if name in POLICY_STYLES:
+        colour, marker = POLICY_STYLES[name]
+    else:
+        h = zlib.crc32(name.encode())
+        colour, marker = _FALLBACK_COLOURS[h % len(_FALLBACK_COLOURS)], _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)]
+    return {"color": colour, "marker": marker}
+
+
+def ordered(policies: Iterable[str]) -> list[str]:
+    """Policies in :data:`POLICY_ORDER`, unknown ones after them alphabetically."""
+    names = list(dict.fromkeys(str(p) for p in policies))
+    return [p for p in POLICY_ORDER if p in names] + sorted(set(names) - set(POLICY_ORDER))
+
+
+def suite_learner(frame: pd.DataFrame) -> str:
+    """The learner a suite's results were produced for (the one learner policy in it)."""
+    found = [p for p in LEARNERS if p in set(frame.policy.astype(str))]
+    return found[0] if found else "autoscale"
+
+
+def target_of(action_name: str) -> str:
+    """Where an action runs: ``cpu/gpu/dsp/peer/cloud`` (AutoScale) or ``ξ=…`` offloaded share (DVFO)."""
+    name = str(action_name)
+    if "@" in name:
+        return name.split("@", 1)[0]
+    if name.startswith("cloud"):
+        return "cloud"
+    if "_xi" in name:
+        xi = float(name.rsplit("_xi", 1)[1])
+        return "ξ=0 (edge only)" if xi == 0 else f"ξ={xi:.1f}"
+    return name
+
+
+def target_colours(targets: Iterable[str]) -> dict[str, str]:
+    """Fixed colours for AutoScale's targets; a sequential scale for DVFO's offloaded shares."""
+    targets = list(dict.fromkeys(targets))
+    # an offloaded share gets the same colour in every figure: viridis at its value
+    out = {t: to_hex(colormaps["viridis"](0.1 + 0.8 * _xi_value(t))) for t in targets if t.startswith("ξ=")}
+    other = [t for t in targets if t not in out]
+    for i, t in enumerate(other):
+        out[t] = TARGET_COLOURS.get(t, _FALLBACK_COLOURS[i % len(_FALLBACK_COLOURS)])
+    return out
+
+
+def _xi_value(target: str) -> float:
+    return float(target[2:].split(" ")[0])
+
+
+def _text_colour(hex_colour: str) -> str:
+    """Black or white, whichever reads on ``hex_colour`` (relative luminance)."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(hex_colour)
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
+
+
+def target_order(targets: Iterable[str]) -> list[str]:
+    targets = set(targets)
+    xi = sorted((t for t in targets if t.startswith("ξ=")), key=_xi_value)
+    return [t for t in TARGET_COLOURS if t in targets] + xi + sorted(targets - set(TARGET_COLOURS) - set(xi))
+
+
+def new_figure(width: float, height: float, **subplots) -> tuple[Figure, np.ndarray]:
+    """A pyplot-free figure in the suite's theme and its axes (always a 2-D array)."""
+    with sns.axes_style(THEME):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = fig.subplots(squeeze=False, **subplots)
+    return fig, axes
+
+
+# --------------------------------------------------------------------------- tables
 
 def format_ci(entry: Mapping | None, fmt: str = "{:.2f}") -> str:
     """``mean [ci_low, ci_high]`` of a metrics entry; ``n/a`` when missing (NaN is stored as None)."""
@@ -40,15 +154,14 @@ def format_ci(entry: Mapping | None, fmt: str = "{:.2f}") -> str:
 def headline_rows(metrics: Mapping[str, Mapping]) -> list[dict[str, str]]:
     """Energy per inference, QoS violations, efficiency ratios and oracle gap (95% CI), one row per policy.
 
-    The one formatting of the headline: the report notebook shows it, README's refresh renders it.
+    The one formatting of the headline: the report notebook and HTML page show it, README's refresh renders it.
     """
-    order = [p for p in POLICY_ORDER if p in metrics] + sorted(set(metrics) - set(POLICY_ORDER))
     return [{"policy": p,
              "energy / inference (mJ)": format_ci(metrics[p].get("energy_mj"), "{:.1f}"),
              "QoS violations": format_ci(metrics[p].get("qos_violation_rate"), "{:.3f}"),
              "× vs CPU-only": format_ci(metrics[p].get("efficiency_vs_cpu_only")),
              "× vs cloud-only": format_ci(metrics[p].get("efficiency_vs_cloud_only")),
-             "gap to oracle": format_ci(metrics[p].get("gap_to_oracle"), "{:+.1%}")} for p in order]
+             "gap to oracle": format_ci(metrics[p].get("gap_to_oracle"), "{:+.1%}")} for p in ordered(metrics)]
 
 
 def headline_table(metrics: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -56,31 +169,101 @@ def headline_table(metrics: Mapping[str, Mapping]) -> pd.DataFrame:
     return pd.DataFrame(headline_rows(metrics)).set_index("policy")
 
 
-def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], baseline: str = "cpu_only",
-                           title: str | None = None):
-    """Energy efficiency vs ``baseline`` per scenario and policy: dots with 95% CI whiskers (log scale)."""
-    key = f"efficiency_vs_{baseline}"
-    rows = [{"scenario": sc, "policy": pol, "ratio": m[key]["mean"], "lo": m[key]["ci_low"], "hi": m[key]["ci_high"]}
-            for sc, pols in by_scenario.items() for pol, m in pols.items() if key in m and pol != baseline]
-    df = pd.DataFrame(rows)
-    policies = list(dict.fromkeys(df.policy))
-    scen = sorted(dict.fromkeys(df.scenario))
-    fig, ax = plt.subplots(figsize=(10, 0.55 * max(len(scen), 3) + 1.2))
-    palette = dict(zip(policies, sns.color_palette("tab10", len(policies))))
-    step = 0.7 / max(len(policies), 1)
-    for i, pol in enumerate(policies):
-        d = df[df.policy == pol].set_index("scenario").reindex(scen)
-        y = np.arange(len(scen)) - 0.35 + (i + 0.5) * step
-        ax.errorbar(d.ratio, y, xerr=[d.ratio - d.lo, d.hi - d.ratio], fmt="o", ms=5, color=palette[pol], lw=1,
-                    label=pol)
-    ax.set_yticks(np.arange(len(scen)), scen)
-    ax.invert_yaxis()
-    ax.axvline(1.0, color="grey", lw=1, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"inferences per joule relative to {baseline} (×, log; 95% CI); right of the dashed line = better")
-    ax.set_title(title or f"Energy efficiency vs {baseline}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="policy")
-    fig.tight_layout()
+def with_conditions(results: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """The results joined with each request's conditions (same suite, scenario, seed, step)."""
+    keys = ["suite", "scenario", "seed", "step"]
+    cond = conditions.astype({"suite": str, "scenario": str})
+    res = results.astype({"suite": str, "scenario": str, "policy": str})
+    return res.merge(cond, on=keys, how="left", validate="many_to_one")
+
+
+def signal_bins(values: pd.Series, column: str) -> pd.Series:
+    """Bin centres: 5 dB steps for a signal in dBm, log-spaced steps for a bandwidth."""
+    v = values.astype(float)
+    if column.endswith("_dbm"):
+        return (np.floor(v / 5.0) * 5.0 + 2.5).where(np.isfinite(v))
+    pos = v[(v > 0) & np.isfinite(v)]
+    if pos.empty:
+        return pd.Series(np.nan, index=v.index)
+    lo, hi = np.log10(pos.min()), np.log10(pos.max())
+    edges = np.linspace(lo, hi + 1e-9, max(2, min(9, int(np.ceil((hi - lo) / 0.15)) + 1)))
+    idx = np.clip(np.searchsorted(edges, np.log10(v.where(v > 0)), side="right") - 1, 0, len(edges) - 2)
+    centres = 10 ** ((edges[:-1] + edges[1:]) / 2)
+    return pd.Series(np.where(np.isfinite(np.log10(v.where(v > 0))), centres[idx], np.nan), index=v.index)
+
+
+def by_signal(results: pd.DataFrame, conditions: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
+    """Energy per inference and QoS-violation rate per (signal bin, policy) of one suite.
+
+    Columns ``signal, policy, energy_mj, qos_violation_rate, n``; bins with fewer than
+    :data:`MIN_BIN_REQUESTS` requests of a policy are dropped.
+    """
+    column = column or SIGNAL_AXES[suite_learner(results)][0]
+    df = with_conditions(results, conditions)
+    df["signal"] = signal_bins(df[column], column)
+    g = (df.dropna(subset=["signal"]).groupby(["signal", "policy"])
+         .agg(energy_mj=("energy_mj", "mean"), qos_violation_rate=("qos_ok", lambda s: 1 - s.mean()),
+              n=("energy_mj", "size")).reset_index())
+    return g[g.n >= MIN_BIN_REQUESTS].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- helpers for clipped axes
+
+def _upper_limit(values: np.ndarray, log: bool, factor: float = 3.0) -> float:
+    """An axis maximum that keeps the bulk readable: the 80th percentile × factor, never above the data."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 1.0
+    q = np.quantile(v, 0.8)
+    hi = q * factor if log else q + (q - v.min()) * (factor - 1)
+    return float(min(v.max(), max(hi, np.median(v)))) * (1.08 if log else 1.04)
+
+
+def _annotate_clipped(ax, x, y, text, colour, direction="right"):
+    """A point beyond the axis limit: an arrow on the edge pointing where it lies, and its true value."""
+    arrow = {"right": ">", "up": "^", "left": "<"}[direction]
+    ax.plot([x], [y], marker=arrow, color=colour, ms=9, mec="black", mew=0.6, clip_on=False, zorder=6)
+    offset, ha = {"right": ((-8, 6), "right"), "up": ((8, -6), "left"), "left": ((8, 0), "left")}[direction]
+    ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize="x-small", ha=ha, va="center",
+                color="0.15", zorder=7)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis ticks as plain numbers (50, 100, 200) instead of 5×10¹, and no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+# --------------------------------------------------------------------------- figures
+
+def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str = "") -> Figure:
+    """Energy per inference (top, log) and QoS violations (bottom) against the binned signal, per policy.
+
+    The crossover the suite's question is about: where offloading stops paying as the link weakens.
+    """
+    column, label = SIGNAL_AXES[suite_learner(results)]
+    table = by_signal(results, conditions, column)
+    fig, axes = new_figure(8.5, 6.5, nrows=2, sharex=True, height_ratios=[1.6, 1])
+    top, bottom = axes[:, 0]
+    for pol in ordered(table.policy):
+        d = table[table.policy == pol].sort_values("signal")
+        st = policy_style(pol)
+        lw = 2.4 if pol in LEARNERS else 1.3
+        top.plot(d.signal, d.energy_mj, label=pol, lw=lw, ms=7 if pol in LEARNERS else 5, **st)
+        bottom.plot(d.signal, 100 * d.qos_violation_rate, lw=lw, ms=6 if pol in LEARNERS else 4, **st)
+    top.set(yscale="log", ylabel="energy per inference (mJ, log)", title=title or "Energy and QoS against signal")
+    bottom.set(xlabel=f"{label} — weaker →\n(mean per bin; bins with ≥ {MIN_BIN_REQUESTS} requests of a policy)",
+               ylabel="QoS violations (%)", ylim=(-2, 102))
+    if not column.endswith("_dbm"):
+        bottom.set_xscale("log")
+        _plain_log_ticks(bottom.xaxis)
+    bottom.invert_xaxis()  # strong signal / wide link on the left, weakening to the right
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="policy")
+    _plain_log_ticks(top.yaxis)
     return fig
 
 
@@ -95,88 +278,430 @@ def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return pts.loc[keep]
 
 
-def energy_latency_scatter(results: pd.DataFrame, title: str = "Energy vs latency (mean per policy and scenario)"):
-    """Mean device energy vs p95 latency per (policy, scenario), with the Pareto front over policy means."""
-    per = (results.groupby(["policy", "scenario"])
-           .agg(energy_mj=("energy_mj", "mean"), latency_p95_ms=("latency_ms", lambda s: s.quantile(0.95)))
-           .reset_index())
-    overall = (results.groupby("policy")
-               .agg(energy_mj=("energy_mj", "mean"), latency_p95_ms=("latency_ms", lambda s: s.quantile(0.95)))
-               .reset_index())
-    fig, ax = plt.subplots(figsize=(8, 6))
-    sns.scatterplot(data=per, x="latency_p95_ms", y="energy_mj", hue="policy", alpha=0.35, s=30, ax=ax, legend=False)
-    sns.scatterplot(data=overall, x="latency_p95_ms", y="energy_mj", hue="policy", s=160, marker="D", ax=ax,
-                    edgecolor="black")
-    front = pareto_front(overall, "latency_p95_ms", "energy_mj")
-    ax.plot(front.latency_p95_ms, front.energy_mj, color="black", lw=1.2, ls="--", label="Pareto front")
-    ax.set(xscale="log", yscale="log", xlabel="p95 latency (ms, log)", ylabel="device energy per inference (mJ, log)",
-           title=title)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+def latency_energy_points(results: pd.DataFrame, conditions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per policy and scenario, per policy): mean energy and p95 of latency ÷ the request's QoS deadline."""
+    df = with_conditions(results, conditions)
+    df["latency_rel"] = df.latency_ms / df.qos_ms
+    agg = dict(energy_mj=("energy_mj", "mean"), latency_rel_p95=("latency_rel", lambda s: s.quantile(0.95)))
+    return (df.groupby(["policy", "scenario"]).agg(**agg).reset_index(),
+            df.groupby("policy").agg(**agg).reset_index())
+
+
+def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str = "") -> Figure:
+    """Energy per inference vs p95 latency relative to the QoS deadline, with the deadline and Pareto front.
+
+    Small marks: one (policy, scenario); large marks: a policy over all scenarios. Points beyond
+    the axis limits are drawn on the edge as arrows with their value written next to them.
+    """
+    per, overall = latency_energy_points(results, conditions)
+    fig, axes = new_figure(8.5, 6.0)
+    ax = axes[0, 0]
+    xs, ys = np.r_[per.latency_rel_p95, overall.latency_rel_p95], np.r_[per.energy_mj, overall.energy_mj]
+    x_hi = max(_upper_limit(xs, log=True, factor=2.5), 1.3)
+    y_hi = _upper_limit(ys, log=True, factor=4.0)
+    x_lo, y_lo = max(np.nanmin(xs) * 0.7, 1e-3), np.nanmin(ys) * 0.7
+    for pol in ordered(overall.policy):
+        st = policy_style(pol)
+        d = per[per.policy == pol]
+        inside = (d.latency_rel_p95 <= x_hi) & (d.energy_mj <= y_hi)
+        ax.scatter(d.latency_rel_p95[inside], d.energy_mj[inside], s=30, alpha=0.45, color=st["color"],
+                   marker=st["marker"], linewidths=0)
+    front = pareto_front(overall, "latency_rel_p95", "energy_mj")
+    # the staircase bounding the dominated region: from the top edge down through each front point
+    fx = np.r_[front.latency_rel_p95.clip(upper=x_hi).iloc[0], front.latency_rel_p95.clip(upper=x_hi), x_hi]
+    fy = np.r_[y_hi, front.energy_mj.clip(upper=y_hi), front.energy_mj.clip(upper=y_hi).iloc[-1]]
+    ax.step(fx, fy, where="post", color="0.15", lw=2.2, ls=(0, (5, 2)), zorder=4, label="Pareto front (policy means)")
+    ax.axvline(1.0, color="#c62828", lw=1.6, zorder=3, label="QoS deadline")
+    ax.axvspan(1.0, x_hi * 2, color="#c62828", alpha=0.05, zorder=0)
+    labels = []
+    for r in overall.set_index("policy").loc[ordered(overall.policy)].reset_index().itertuples():
+        st = policy_style(r.policy)
+        big = 260 if r.policy == "oracle" else (150 if r.policy in LEARNERS else 110)
+        x, y = r.latency_rel_p95, r.energy_mj
+        if x > x_hi or y > y_hi:
+            val = (f"p95 {x:.3g}× deadline" if x > x_hi else "") + (", " if x > x_hi and y > y_hi else "") + \
+                  (f"{y:.4g} mJ" if y > y_hi else "")
+            _annotate_clipped(ax, min(x, x_hi), min(y, y_hi), f"{r.policy}: {val}", st["color"],
+                              "right" if x > x_hi else "up")
+            continue
+        # the oracle hollow and larger, so a learner on top of it stays visible
+        face = "none" if r.policy == "oracle" else st["color"]
+        ax.scatter([x], [y], s=big, marker=st["marker"], facecolors=face, edgecolors="black" if face != "none"
+                   else st["color"], linewidths=1.6 if face == "none" else 0.8, zorder=5 + (r.policy in LEARNERS),
+                   label=r.policy)
+        labels.append((r.policy, x, y))
+    ax.set(xscale="log", yscale="log")
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis)
+    ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi),
+           xlabel="p95 latency ÷ the request's QoS deadline (×, log); right of the red line = deadline missed",
+           ylabel="device energy per inference (mJ, log)", title=title or "Energy vs latency")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", markerscale=0.7)
+    _place_labels(ax, labels)
     return fig
 
 
-def signal_and_actions(trace: pd.DataFrame, actions: pd.DataFrame, title: str):
+#: label positions tried around a point, in points (dx, dy); the first free one is used
+_LABEL_OFFSETS = [(9, 5), (9, -13), (-9, 5), (-9, -13), (9, 17), (9, -25), (-9, 17), (-9, -25), (9, 29), (9, -37)]
+
+
+def _place_labels(ax, labels: Sequence[tuple[str, float, float]]) -> None:
+    """Name each point beside it, moving a label to the next free offset when it would overlap one already placed
+    (policies with nearly equal means, e.g. a learner on the oracle, must stay readable)."""
+    fig = ax.figure
+    fig.canvas.draw_without_rendering() if hasattr(fig.canvas, "draw_without_rendering") else None
+    scale = fig.dpi / 72.0
+    taken: list[tuple[float, float, float, float]] = []
+    for name, x, y in labels:
+        px, py = ax.transData.transform((x, y))
+        w, h = 6.2 * len(name) * scale, 11 * scale
+        for dx, dy in _LABEL_OFFSETS:
+            x0 = px + dx * scale - (w if dx < 0 else 0)
+            y0 = py + dy * scale
+            box = (x0, y0, x0 + w, y0 + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                break
+        taken.append(box)
+        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha="right" if dx < 0 else "left",
+                    va="bottom", fontsize="small", zorder=7,
+                    weight="bold" if name in LEARNERS + ("oracle",) else "normal")
+
+
+def target_mix(results: pd.DataFrame, title: str = "", ncols: int = 3) -> Figure:
+    """Share of requests run on each target (AutoScale) or offloaded share ξ (DVFO), per policy and scenario."""
+    df = results.assign(target=results.action_name.astype(str).map(target_of), policy=results.policy.astype(str))
+    share = (df.groupby(["scenario", "policy"]).target.value_counts(normalize=True).rename("share").reset_index())
+    scen = sorted(share.scenario.unique())
+    pols = ordered(share.policy)
+    targets = target_order(share.target)
+    colours = target_colours(targets)
+    ncols = min(ncols, len(scen))
+    nrows = int(np.ceil(len(scen) / ncols))
+    fig, axes = new_figure(4.2 * ncols + 1.5, 0.32 * len(pols) * nrows + 1.2 * nrows + 0.8, nrows=nrows, ncols=ncols,
+                           sharey=True, sharex=True)
+    for ax, sc in zip(axes.flat, scen):
+        wide = (share[share.scenario == sc].pivot(index="policy", columns="target", values="share")
+                .reindex(index=pols, columns=targets).fillna(0.0))
+        left = np.zeros(len(pols))
+        for t in targets:
+            ax.barh(np.arange(len(pols)), 100 * wide[t], left=left, color=colours[t], edgecolor="white", lw=0.4)
+            left += 100 * wide[t].to_numpy()
+        ax.set_yticks(np.arange(len(pols)), pols)
+        ax.set(title=sc, xlim=(0, 100))
+        ax.grid(axis="y", visible=False)
+    for ax in axes.flat[len(scen):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("share of requests (%)")
+    axes[0, 0].invert_yaxis()
+    fig.legend(handles=[Patch(color=colours[t], label=t) for t in targets], loc="outside lower center",
+               ncol=min(len(targets), 7), fontsize="small", title="where the inference ran")
+    fig.suptitle(title or "Target mix per scenario")
+    return fig
+
+
+def best_target_heatmap(results: pd.DataFrame, conditions: pd.DataFrame, title: str = "",
+                        policy: str = "oracle") -> Figure:
+    """Per DNN and signal bin: the target the oracle picks most often (colour) and how often (text)."""
+    column, label = SIGNAL_AXES[suite_learner(results)]
+    df = with_conditions(results[results.policy.astype(str) == policy], conditions)
+    df["target"] = df.action_name.astype(str).map(target_of)
+    df["signal"] = signal_bins(df[column], column)
+    df = df.dropna(subset=["signal"])
+    counts = df.groupby(["workload", "signal"]).target.value_counts().rename("n").reset_index()
+    total = counts.groupby(["workload", "signal"]).n.transform("sum")
+    counts["share"] = counts.n / total
+    top = counts.sort_values(["workload", "signal", "n", "target"], ascending=[True, True, False, True]) \
+        .drop_duplicates(["workload", "signal"])
+    targets = target_order(top.target)
+    colours = target_colours(targets)
+    code = {t: i for i, t in enumerate(targets)}
+    bins = sorted(top.signal.unique(), reverse=True)  # strong signal / wide link on the left
+    work = sorted(top.workload.astype(str).unique())
+    grid = top.assign(c=top.target.map(code)).pivot(index="workload", columns="signal", values="c") \
+        .reindex(index=work, columns=bins)
+    text = top.pivot(index="workload", columns="signal", values="share").reindex(index=work, columns=bins)
+    fig, axes = new_figure(max(6.0, 0.75 * len(bins) + 3.2), 0.45 * len(work) + 2.0)
+    ax = axes[0, 0]
+    ax.imshow(grid.to_numpy(float), cmap=ListedColormap([colours[t] for t in targets]), vmin=-0.5,
+              vmax=len(targets) - 0.5, aspect="auto")
+    for i in range(len(work)):
+        for j in range(len(bins)):
+            v, c = text.iat[i, j], grid.iat[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize="x-small",
+                        color=_text_colour(colours[targets[int(c)]]))
+    fmt = (lambda b: f"{b:.1f}") if column.endswith("_dbm") else (lambda b: f"{b:.3g}")
+    ax.set_xticks(range(len(bins)), [fmt(b) for b in bins], rotation=45)
+    ax.set_yticks(range(len(work)), work)
+    ax.grid(False)
+    ax.set(xlabel=f"{label}, bin centre", ylabel="DNN",
+           title=title or f"Best target per DNN and condition ({policy}'s most frequent choice)")
+    ax.legend(handles=[Patch(color=colours[t], label=t) for t in targets], loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize="small", title="target (share of requests)")
+    return fig
+
+
+def energy_split(results: pd.DataFrame, title: str = "") -> Figure:
+    """Energy per inference split into the edge device's and the remote side's (peer/cloud), per policy."""
+    df = results.assign(policy=results.policy.astype(str))
+    per = df.groupby("policy")[["energy_mj", "remote_energy_mj"]].mean().reindex(ordered(df.policy))
+    total = per.sum(axis=1)
+    hi = _upper_limit(total.to_numpy(), log=False, factor=2.5)
+    fig, axes = new_figure(8.5, 0.42 * len(per) + 1.6)
+    ax = axes[0, 0]
+    y = np.arange(len(per))
+    ax.barh(y, per.energy_mj.clip(upper=hi), color="#4c72b0", label="edge device")
+    ax.barh(y, (per.remote_energy_mj).clip(upper=np.maximum(hi - per.energy_mj.clip(upper=hi), 0)),
+            left=per.energy_mj.clip(upper=hi), color="#dd8452", label="remote (peer / cloud)")
+    for i, (pol, tot) in enumerate(total.items()):
+        txt = f"{tot:,.0f} mJ" + (" (clipped)" if tot > hi else "")
+        ax.text(min(tot, hi), i, " " + txt, va="center", fontsize="x-small", color="0.2")
+    ax.set_yticks(y, [f"{p}" for p in per.index])
+    for lab in ax.get_yticklabels():
+        lab.set_color(policy_style(lab.get_text())["color"] if lab.get_text() not in ("random",) else "0.4")
+    ax.invert_yaxis()
+    ax.set(xlim=(0, hi * 1.25), xlabel="energy per inference (mJ)", title=title or "Device vs remote energy")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    return fig
+
+
+def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], baseline: str = "cpu_only",
+                           title: str | None = None) -> Figure:
+    """Energy efficiency vs ``baseline`` per scenario and policy: dots with 95% CI whiskers (log scale)."""
+    key = f"efficiency_vs_{baseline}"
+    rows = [{"scenario": sc, "policy": pol, "ratio": m[key]["mean"], "lo": m[key]["ci_low"], "hi": m[key]["ci_high"]}
+            for sc, pols in by_scenario.items() for pol, m in pols.items() if key in m and pol != baseline]
+    df = pd.DataFrame(rows)
+    policies = ordered(df.policy)
+    scen = sorted(dict.fromkeys(df.scenario))
+    fig, axes = new_figure(9.5, 0.55 * max(len(scen), 3) + 1.6)
+    ax = axes[0, 0]
+    step = 0.75 / max(len(policies), 1)
+    for i, pol in enumerate(policies):
+        d = df[df.policy == pol].set_index("scenario").reindex(scen)
+        y = np.arange(len(scen)) - 0.375 + (i + 0.5) * step
+        st = policy_style(pol)
+        ax.errorbar(d.ratio, y, xerr=[(d.ratio - d.lo).clip(lower=0), (d.hi - d.ratio).clip(lower=0)], fmt=st["marker"],
+                    ms=7 if pol in LEARNERS else 5, color=st["color"], lw=1, label=pol)
+    ax.set_yticks(np.arange(len(scen)), scen)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"inferences per joule relative to {baseline} (×, log; 95% CI); right of the dashed line = better")
+    ax.set_title(title or f"Energy efficiency vs {baseline}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="policy")
+    return fig
+
+
+def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping[str, Mapping]],
+               comparators: Sequence[str] = ("edge_gpu_max", "cpu_only", "drldo", "appealnet"),
+               labels: Mapping[str, str] | None = None, title: str = "", floor: float = -0.3) -> Figure:
+    """Energy saved per inference relative to each comparator (%), per scenario and overall, 95% CI.
+
+    One panel per comparator present (edge-only: ``edge_gpu_max``, the Jetson's GPU at top clocks, or
+    ``cpu_only``; DRLDO and AppealNet when a suite evaluates them). A linear % scale so gains of a few percent are visible; policies
+    far below ``floor`` (e.g. cloud-only under a trickle link) are drawn at the edge with their value.
+    """
+    labels = {"edge_gpu_max": "edge-only (GPU, top clocks)", "cpu_only": "CPU-only", "drldo": "DRLDO",
+              "appealnet": "AppealNet", **(labels or {})}
+    comps = [c for c in comparators if any(f"efficiency_vs_{c}" in m for m in overall.values())]
+    # the learners and the oracle always lie on the scale; only far-off baselines are clipped
+    focus = [1 - 1 / m[f"efficiency_vs_{c}"]["mean"] for c in comps for p, m in overall.items()
+             if p in LEARNERS + ("oracle",) and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
+    floor = min([floor] + [v - 0.05 for v in focus])
+    scen = ["all scenarios"] + sorted(by_scenario)
+    fig, axes = new_figure(5.2 * len(comps) + 2.0, 0.5 * len(scen) + 1.8, ncols=max(len(comps), 1), sharey=True)
+    for ax, comp in zip(axes[0], comps):
+        key = f"efficiency_vs_{comp}"
+        pols = [p for p in ordered(overall) if p != comp and key in overall[p]]
+        step = 0.75 / max(len(pols), 1)
+        for i, pol in enumerate(pols):
+            st = policy_style(pol)
+            labelled = False
+            for j, sc in enumerate(scen):
+                m = (overall if sc == "all scenarios" else by_scenario[sc]).get(pol, {}).get(key)
+                if not m or m.get("mean") is None:
+                    continue
+                saved = 1 - 1 / m["mean"]
+                lo = 1 - 1 / m["ci_low"] if m.get("ci_low") else saved
+                hi = 1 - 1 / m["ci_high"] if m.get("ci_high") else saved
+                y = j - 0.375 + (i + 0.5) * step
+                if saved < floor:
+                    _annotate_clipped(ax, floor * 100, y, f"{pol}: {saved:+.0%} (off scale)", st["color"], "left")
+                    continue
+                ax.errorbar([100 * saved], [y], xerr=[[100 * max(saved - lo, 0)], [100 * max(hi - saved, 0)]],
+                            fmt=st["marker"], color=st["color"], ms=8 if pol in LEARNERS else 5, lw=1,
+                            label=None if labelled else pol)
+                labelled = True
+        ax.axvline(0, color="grey", lw=1, ls="--")
+        ax.set(xlabel=f"energy saved vs {labels.get(comp, comp)} (%, 95% CI)", title=f"vs {labels.get(comp, comp)}")
+        ax.set_xlim(left=floor * 100 - 3)
+        ax.legend(fontsize="x-small", loc="lower right")
+    axes[0, 0].set_yticks(np.arange(len(scen)), scen)
+    axes[0, 0].invert_yaxis()
+    fig.suptitle(title or "Energy saved relative to the comparators")
+    return fig
+
+
+def signal_and_actions(trace: pd.DataFrame, actions: pd.DataFrame, title: str) -> Figure:
     """Top: signal strength over time; bottom: the target each policy chose per request.
 
     ``trace``: columns ``step, variable, value`` (one scenario); ``actions``: columns
     ``policy, step, target`` (one seed).
     """
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[1, 1.3])
+    fig, axes = new_figure(11, 6, nrows=2, sharex=True, height_ratios=[1, 1.3])
+    ax1, ax2 = axes[:, 0]
     sig = trace[trace.variable.isin(["wifi_dbm", "lte_dbm"])]
-    sns.lineplot(data=sig, x="step", y="value", hue="variable", ax=ax1)
-    ax1.set(ylabel="signal (dBm)", title=title)
-    targets = sorted(actions.target.unique())
-    policies = list(dict.fromkeys(actions.policy))
+    for var, d in sig.groupby("variable"):
+        ax1.plot(d.step, d.value, label=var.replace("_dbm", ""), lw=1.5)
+    ax1.set(ylabel="signal strength (dBm)", title=title)
+    ax1.legend(fontsize="small", title="radio")
+    targets = target_order(actions.target)
+    colours = target_colours(targets)
+    policies = ordered(actions.policy)
     ypos = {p: i for i, p in enumerate(policies)}
-    palette = dict(zip(targets, sns.color_palette("Set2", len(targets))))
     for tgt in targets:
         d = actions[actions.target == tgt]
-        ax2.scatter(d.step, d.policy.map(ypos), s=12, color=palette[tgt], label=tgt, marker="s")
+        ax2.scatter(d.step, d.policy.astype(str).map(ypos), s=14, color=colours[tgt], label=tgt, marker="s")
     ax2.set_yticks(range(len(policies)), policies)
-    ax2.set(xlabel="request", ylabel="")
-    ax2.legend(title="target chosen", ncol=len(targets), fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    fig.tight_layout()
+    ax2.set(xlabel="request (step)", ylabel="")
+    ax2.legend(title="target chosen", ncol=len(targets), fontsize="small", loc="upper center",
+               bbox_to_anchor=(0.5, -0.25))
     return fig
 
 
-def learning_curves(curves: pd.DataFrame):
-    """Reward per request over training for each learner: episodes (faint) and a rolling mean (bold).
+def smoothed_curves(curves: pd.DataFrame, points: int = 60) -> pd.DataFrame:
+    """Per learner: each seed's reward smoothed and put on a common step grid; mean, min and max over seeds.
 
-    ``curves`` has ``learner, step, reward``; episodes cycle through scenarios of very
-    different difficulty, so the rolling mean over ~5% of the episodes shows the trend.
+    The window spans whole cycles of the training scenarios (episodes cycle through them in turn), so the
+    smoothing never weighs one scenario's level more than another's. Columns
+    ``learner, step, mean, low, high, n_seeds, window``.
     """
-    learners = list(dict.fromkeys(curves.learner))
-    fig, axes = plt.subplots(1, len(learners), figsize=(5.5 * len(learners), 3.8), squeeze=False)
+    out = []
+    for learner, d in curves.groupby("learner", sort=False):
+        n_scen = max(d.scenario.nunique() if "scenario" in d else 1, 1)
+        per_seed = [g.sort_values("step") for _, g in d.groupby("curve_seed" if "curve_seed" in d else "learner")]
+        length = min(len(g) for g in per_seed)
+        window = n_scen * max(1, (length // 15) // n_scen)
+        lo_step = max(g.step.iloc[min(window - 1, len(g) - 1)] for g in per_seed)
+        hi_step = min(g.step.iloc[-1] for g in per_seed)
+        grid = np.linspace(lo_step, hi_step, points) if hi_step > lo_step else np.array([hi_step])
+        ys = np.stack([np.interp(grid, g.step, g.reward.rolling(window, min_periods=window).mean().bfill())
+                       for g in per_seed])
+        out.append(pd.DataFrame({"learner": learner, "step": grid, "mean": ys.mean(0), "low": ys.min(0),
+                                 "high": ys.max(0), "n_seeds": len(per_seed), "window": window}))
+    return pd.concat(out, ignore_index=True)
+
+
+def reference_lines(levels: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the oracle's level and the best static baseline's (equal weight per training scenario)."""
+    if levels.empty:
+        return pd.DataFrame(columns=["run", "kind", "policy", "reward"])
+    mean = levels.groupby(["run", "policy"]).reward.mean().reset_index()
+    rows = []
+    for run, d in mean.groupby("run"):
+        orc = d[d.policy == "oracle"]
+        if len(orc):
+            rows.append({"run": run, "kind": "oracle", "policy": "oracle", "reward": float(orc.reward.iloc[0])})
+        static = d[d.policy != "oracle"].sort_values("reward", ascending=False)
+        if len(static):
+            rows.append({"run": run, "kind": "best static", "policy": static.policy.iloc[0],
+                         "reward": float(static.reward.iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def learning_curves(curves: pd.DataFrame, levels: pd.DataFrame | None = None) -> Figure:
+    """Reward per request over training: mean over seeds (line) and their range (band), smoothed; the oracle's
+    and the best static baseline's reward on the same training scenarios as horizontal lines."""
+    smooth = smoothed_curves(curves)
+    refs = reference_lines(levels if levels is not None else pd.DataFrame())
+    run_of = curves.groupby("learner").run.first().to_dict() if "run" in curves else {}
+    learners = list(dict.fromkeys(smooth.learner))
+    fig, axes = new_figure(6.0 * len(learners), 4.3, ncols=len(learners))
     for ax, name in zip(axes[0], learners):
-        d = curves[curves.learner == name].sort_values("step")
-        window = max(1, len(d) // 20)
-        ax.plot(d.step, d.reward, color="tab:blue", alpha=0.25, lw=0.8, label="episode")
-        ax.plot(d.step, d.reward.rolling(window, min_periods=1).mean(), color="tab:blue", lw=2,
-                label=f"rolling mean ({window} episodes)")
-        ax.set(title=name, xlabel="environment steps", ylabel="mean reward per request")
-        ax.legend(fontsize="small", loc="lower right")
-    fig.suptitle("Learning curves", y=1.02)
-    fig.tight_layout()
+        d = smooth[smooth.learner == name]
+        st = policy_style(name)
+        ax.fill_between(d.step, d.low, d.high, color=st["color"], alpha=0.2, lw=0,
+                        label=f"range over {int(d.n_seeds.iloc[0])} seeds")
+        ax.plot(d.step, d["mean"], color=st["color"], lw=2.2,
+                label=f"{name}, mean (rolling {int(d.window.iloc[0])} episodes)")
+        ys = [d.low.min(), d.high.max()]
+        for r in refs[refs.run == run_of.get(name)].itertuples():
+            s2 = policy_style(r.policy)
+            ax.axhline(r.reward, color=s2["color"], lw=1.5, ls="--" if r.kind == "oracle" else ":",
+                       label=f"{r.kind} ({r.policy})" if r.kind != "oracle" else "oracle")
+            ys.append(r.reward)
+        pad = 0.08 * (max(ys) - min(ys) or 1.0)
+        ax.set(ylim=(min(ys) - pad, max(ys) + pad), title=name, xlabel="environment steps (requests)",
+               ylabel=REWARD_UNITS.get(name, "reward per request"))
+        ax.legend(fontsize="x-small", loc="lower right")
+    fig.suptitle("Learning curves on the training scenarios")
     return fig
 
 
-def accuracy_vs_xi(curve: pd.DataFrame):
+def accuracy_vs_xi(curve: pd.DataFrame) -> Figure:
     """Measured accuracy against the offloaded share ξ (attention vs random ranking)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = new_figure(7, 4.5)
+    ax = axes[0, 0]
     sns.lineplot(data=curve, x="xi", y="accuracy", hue="ranking", style="ranking", markers=True, ax=ax)
     # an honest scale: differences of a fraction of a point should look like one
     lo = max(0.0, float(curve.accuracy.min()) - 0.05)
-    ax.set(xlabel="offloaded share of feature maps ξ", ylabel="top-1 accuracy (test split)", ylim=(lo, 1.0),
-           title="DVFO on digits: measured accuracy vs offload ratio")
-    fig.tight_layout()
+    ax.set(xlabel="offloaded share of feature maps ξ (fraction)", ylabel="top-1 accuracy (fraction, test split)",
+           ylim=(lo, 1.0), title="DVFO on digits: measured accuracy vs offload ratio")
     return fig
 
 
-def save(fig, path: str | Path, dpi: int = 110) -> Path:
+def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG through the figure object (no pyplot); fixed metadata, so same data -> same bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # fixed metadata so the same data gives the same bytes
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return path
+
+
+class Gallery:
+    """Saves, shows and remembers the report's figures, so the HTML page embeds exactly what the notebook shows.
+
+    ``add`` writes ``out_dir/NAME.png`` through the figure object, displays the figure when running in a
+    notebook, and files it under a section title for :mod:`bench.pipeline.report_html`.
+    """
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.sections: dict[str, list[tuple[Path, str]]] = {}
+
+    def add(self, fig: Figure, name: str, caption: str, section: str) -> None:
+        path = save(fig, self.out_dir / f"{name}.png")
+        self.sections.setdefault(section, []).append((path, caption))
+        _display(fig)  # returns nothing: a returned path would print this machine's directories
+
+
+def _display(fig: Figure) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover
+        return
+    if get_ipython() is not None:
+        display(fig)
+
+
+#: Hook for the baselines' own tables (claims with their comparators, permutation importance, the learner
+#: against every baseline): the names of functions in :mod:`bench.pipeline.claims` that take
+#: ``(metrics, results)`` and return a DataFrame. A name the module does not define is skipped, so the report
+#: runs before and after that work lands.
+BASELINE_TABLE_FUNCTIONS = {"learner vs baselines": "learner_vs_baselines",
+                            "permutation importance of the learner's inputs": "permutation_importance_table"}
+
+
+def baseline_tables(metrics: Mapping, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Title -> table for every :data:`BASELINE_TABLE_FUNCTIONS` entry the claims module provides."""
+    from bench.pipeline import claims
+
+    out = {}
+    for title, name in BASELINE_TABLE_FUNCTIONS.items():
+        fn = getattr(claims, name, None)
+        if callable(fn):
+            out[title] = fn(metrics, results)
+    return out

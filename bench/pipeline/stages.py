@@ -10,6 +10,7 @@ notebook writes its data files under ``out_dir``.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from bench.config import Params, ParamsError, as_dict, load_params
@@ -34,32 +35,40 @@ def kernel_name() -> str:
     return "python3"
 
 
+def _rel(path: Path) -> str:
+    """``path`` relative to notebooks/ (papermill's cwd), so executed notebooks hold no machine paths."""
+    return os.path.relpath(path, NOTEBOOKS_DIR)
+
+
 def _parameters(stage: str, params: Params, run: str | None) -> dict:
     if stage == "profile":
-        return {**as_dict(params.profile), "out_dir": str(RESULTS_DIR / "profile")}
+        return {**as_dict(params.profile), "out_dir": _rel(RESULTS_DIR / "profile")}
     if stage == "train":
         if run not in params.train.runs:
             raise ParamsError.at("stage train --run", "needs the name of a run in params.yaml's train.runs", run,
                                  allowed_list(sorted(params.train.runs)))
         r = params.train.runs[run]
         return {"run": run, "learner": r.learner, "profile": r.profile,
-                "config": as_dict(params.train.learner_config(r.learner)), "out_dir": str(RESULTS_DIR / "train" / run)}
+                "config": as_dict(params.train.learner_config(r.learner)), "curve_seeds": params.train.curve_seeds,
+                "out_dir": _rel(RESULTS_DIR / "train" / run)}
     if stage == "evaluate":
         ev = params.evaluate
         # steps = 0 (the default): every episode covers its whole scenario (the scenario's own `steps`)
         return {"seeds": ev.seeds, "steps": ev.steps, "workers": ev.workers, "n_boot": ev.n_boot,
                 "engine": as_dict(params.engine),
-                "suites": as_dict(ev.suites), "train_dir": str(RESULTS_DIR / "train"),
-                "out_dir": str(RESULTS_DIR / "evaluate"), "metrics_path": str(RESULTS_DIR / "metrics.json")}
+                "suites": as_dict(ev.suites), "train_dir": _rel(RESULTS_DIR / "train"),
+                "out_dir": _rel(RESULTS_DIR / "evaluate"), "metrics_path": _rel(RESULTS_DIR / "metrics.json")}
     if stage == "report":
-        return {"results_dir": str(RESULTS_DIR), "out_dir": str(RESULTS_DIR / "report")}
+        # the whole params for the HTML page's run metadata (the report restates what produced it)
+        return {"results_dir": _rel(RESULTS_DIR), "out_dir": _rel(RESULTS_DIR / "report"), "params": as_dict(params)}
     raise ParamsError.at("notebook", "unknown stage", stage, allowed_list(NOTEBOOKS))
 
 
 def stage_parameters(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None) -> dict:
     """The papermill parameters of ``stage``: the top-level seed, its params section and out_dir."""
     params = load_params(params_path)
-    return {"seed": params.seed, **_parameters(stage, params, run)}
+    # no progress bars in executed notebooks: each update would be one more output chunk
+    return {"seed": params.seed, **_parameters(stage, params, run), "progress": False}
 
 
 def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None, output: Path | None = None) -> Path:

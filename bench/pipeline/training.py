@@ -4,18 +4,29 @@ The stage notebook calls :func:`train_run`; it builds the learner's config from
 params (seed fanned out from the top-level seed, the run's profile as the edge
 device), trains, and writes the policy artefact (safe formats only) and the
 learning curve (CSV, a DVC plot).
+
+A learning curve from one seed says little about the algorithm, so the stage also
+trains ``curve_seeds - 1`` further seeds of the same config, keeping only their
+curves (``curves.csv``), and rolls out the oracle and the static baselines on the
+training scenarios (``reference_levels.csv``) so the report can draw their reward
+levels beside the curves.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.seeding import derive_seed
+from bench.seeding import derive_seed, derive_seeds
+
+#: static baselines whose reward level the learning-curve figure draws (the best of those registered)
+#: (edge_best_static is the best local static in hindsight, so cpu_only/gpu_only cannot beat it)
+STATIC_REFERENCES = ("edge_best_static", "best_static_dnn", "cloud_only")
 
 
 def learner_spec(learner: str):
@@ -35,27 +46,55 @@ def config_class(learner: str):
     return learner_spec(learner).config_class()
 
 
-def make_config(learner: str, profile: str, overrides: dict[str, Any], root_seed: int, run: str):
-    """The learner's config: params overrides + the run's profile + a seed derived for this run."""
+def make_config(learner: str, profile: str, overrides: dict[str, Any], root_seed: int, run: str,
+                curve_seed: int = 0):
+    """The learner's config: params overrides + the run's profile + a seed derived for this run.
+
+    ``curve_seed`` > 0 gives the seed of an extra training run kept only for its learning curve
+    (seed 0 is the run itself, so adding curve seeds never changes the trained policy).
+    """
     fields = dict(overrides)
     fields.pop("seed", None)
     fields["edge"] = profile
-    fields["seed"] = derive_seed(root_seed, "train", run)
+    names = ("train", run) if curve_seed == 0 else ("train", run, "curve", str(curve_seed))
+    fields["seed"] = derive_seed(root_seed, *names)
     return config_class(learner).from_dict(fields)
 
 
+def _labelled(curve: pd.DataFrame, run: str, learner: str, curve_seed: int) -> pd.DataFrame:
+    curve = curve.copy()
+    curve.insert(0, "curve_seed", curve_seed)
+    curve.insert(0, "learner", learner)
+    curve.insert(0, "run", run)
+    return curve
+
+
 def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], root_seed: int,
-              out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
-    """Train and write ``out_dir/policy/`` (the artefact), ``curve.csv`` and ``train.json``; returns the summary."""
+              out_dir: str | Path, progress: bool = False, curve_seeds: int = 1) -> dict[str, Any]:
+    """Train and write ``out_dir/policy/`` (the artefact), ``curve.csv`` and ``train.json``; returns the summary.
+
+    With ``curve_seeds`` > 1 it also writes ``curves.csv`` (every seed's curve, column
+    ``curve_seed``; 0 is the run itself) and ``reference_levels.csv`` (see
+    :func:`reference_levels`). One progress bar per training run.
+    """
+    if curve_seeds < 1:
+        raise ValueError(f"curve_seeds must be >= 1, got {curve_seeds}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = make_config(learner, profile, overrides, root_seed, run)
     result = learner_spec(learner).train(config, progress=progress)
     result.learner.save(out_dir / "policy")
-    curve = result.curve.copy()
-    curve.insert(0, "learner", learner)
-    curve.insert(0, "run", run)
-    curve.to_csv(out_dir / "curve.csv", index=False, float_format="%.6g")
+    curve = _labelled(result.curve, run, learner, 0)
+    curve.drop(columns="curve_seed").to_csv(out_dir / "curve.csv", index=False, float_format="%.6g")
+    curves = [curve]
+    for k in range(1, curve_seeds):
+        extra = make_config(learner, profile, overrides, root_seed, run, curve_seed=k)
+        curves.append(_labelled(learner_spec(learner).train(extra, progress=progress).curve, run, learner, k))
+    pd.concat(curves, ignore_index=True).to_csv(out_dir / "curves.csv", index=False, float_format="%.6g")
+    # one episode per training scenario: a level is a mean over a whole episode of requests
+    levels = reference_levels(learner, config, derive_seeds(root_seed, 1, "train-reference", run))
+    levels.insert(0, "run", run)
+    levels.to_csv(out_dir / "reference_levels.csv", index=False, float_format="%.6g")
     summary = {"run": run, "learner": learner, "profile": profile, "env_steps": int(result.env_steps),
                "episodes": int(len(result.curve)), "config": json.loads(json.dumps(dataclasses.asdict(config), default=list))}
     # wall time is a measurement of this machine: reported, but kept out of the reproducible files
@@ -63,5 +102,63 @@ def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], r
     return {**summary, "wall_time_s": result.wall_time_s}
 
 
+def training_envs(learner: str, config) -> list:
+    """The learner's own training envs, one per training scenario (same limits and devices).
+
+    Uses the learner module's ``make_envs(config)`` or ``make_env(config, scenario)``; a plugin learner
+    without either gets its registered env with the default episode limit."""
+    mod = learner_module(learner)
+    if hasattr(mod, "make_envs"):
+        return mod.make_envs(config)
+    if hasattr(mod, "make_env"):
+        return [mod.make_env(config, s) for s in dict.fromkeys(config.scenarios)]
+    import gymnasium as gym
+
+    from bench.sim.envs import EPISODE_STEPS
+
+    return [gym.make(learner_spec(learner).env_id, scenario=s, max_episode_steps=EPISODE_STEPS, **config.env_kwargs())
+            for s in dict.fromkeys(config.scenarios)]
+
+
+def reference_levels(learner: str, config, seeds: list[int]) -> pd.DataFrame:
+    """Mean reward per request of the oracle and the static baselines on the training scenarios.
+
+    One episode per (policy, scenario, seed) on the learner's own training envs, so the levels
+    are in the units of its learning curve. Columns: ``policy, scenario, reward, energy_mj, qos_ok``.
+    """
+    from bench.policies import REGISTRY
+    from bench.policies.rollout import evaluate_policy
+
+    rows = []
+    for env in training_envs(learner, config):
+        steps = int(env.spec.max_episode_steps)
+        for pol in ("oracle", *STATIC_REFERENCES):
+            if pol not in REGISTRY:
+                continue
+            try:
+                kwargs = {"n_steps": steps, "seed": 0} if pol != "oracle" else {}
+                frame = evaluate_policy(pol, env, None, seeds, steps, policy_kwargs=kwargs)
+            except (ValueError, KeyError) as err:  # a baseline without an action in this space
+                logging.getLogger(__name__).info("reference level of %s skipped: %s", pol, err)
+                continue
+            rows.append({"policy": pol, "scenario": env.unwrapped.scenario.name, "reward": frame.reward.mean(),
+                         "energy_mj": frame.energy_mj.mean(), "qos_ok": frame.qos_ok.mean()})
+        env.close()
+    return pd.DataFrame(rows, columns=["policy", "scenario", "reward", "energy_mj", "qos_ok"])
+
+
 def load_curve(out_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(Path(out_dir) / "curve.csv")
+
+
+def load_curves(out_dir: str | Path) -> pd.DataFrame:
+    """Every seed's curve (``curves.csv``); falls back to the run's own ``curve.csv`` as seed 0."""
+    out_dir = Path(out_dir)
+    if (out_dir / "curves.csv").exists():
+        return pd.read_csv(out_dir / "curves.csv")
+    return load_curve(out_dir).assign(curve_seed=0)
+
+
+def load_reference_levels(out_dir: str | Path) -> pd.DataFrame:
+    path = Path(out_dir) / "reference_levels.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["run", "policy", "scenario", "reward"])
