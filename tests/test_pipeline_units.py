@@ -210,12 +210,21 @@ def test_what_learners_add_compares_with_statics_the_distilled_rule_and_the_orac
 def test_readme_refresh_splices_generated_sections(tmp_path, monkeypatch):
     results = tmp_path / "results"
     (results / "report").mkdir(parents=True)
+    (results / "evaluate").mkdir(parents=True)
     metrics = {"s": {"autoscale": {"energy_mj": {"mean": 10.0, "ci_low": 9.0, "ci_high": 11.0}},
-                     "cpu_only": {"energy_mj": {"mean": 50.0, "ci_low": 45.0, "ci_high": 55.0}}}}
-    (results / "metrics.json").write_text(json.dumps(metrics))
+                     "cpu_only": {"energy_mj": {"mean": 50.0, "ci_low": 45.0, "ci_high": 55.0}}},
+               "t": {"dvfo": {"energy_mj": {"mean": 1.0, "ci_low": 0.5, "ci_high": 1.5}}}}
+    (results / "evaluate" / "metrics_overall.json").write_text(json.dumps(metrics))
     text = "head\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n"
     new, figs = readme.render(text, results)
     assert "old" not in new and "10.0 [9.0, 11.0]" in new and new.startswith("head") and new.endswith("tail\n")
     assert figs == []
+    # both suites' headline figures, suite by suite, when the report produced them
+    for name in ("energy_vs_signal_s.png", "energy_latency_t.png", "savings_t.png"):
+        (results / "report" / name).write_bytes(b"png")
+    text = "<!-- results:start -->\n<!-- results:end -->\n<!-- figures:start -->\n<!-- figures:end -->\n"
+    new, figs = readme.render(text, results)
+    assert [f.name for f in figs] == ["energy_vs_signal_s.png", "energy_latency_t.png", "savings_t.png"]
+    assert new.index("**s**") < new.index("energy_vs_signal_s.png") < new.index("**t**") < new.index("savings_t.png")
     with pytest.raises(ValueError, match="markers"):
         readme.splice("no markers", "results", "x")

@@ -30,7 +30,7 @@ CI_SUITES = {
 }
 
 
-def ci_train(out_dir: str | Path | None = None, seed: int = 0, curve_seeds: int = 3, progress: bool = False) -> Path:
+def ci_train(out_dir: str | Path | None = None, seed: int = 0, curve_seeds: int = 1, progress: bool = False) -> Path:
     """Train both learners at CI size under ``out_dir/<run>`` (a new temp dir by default), ``curve_seeds`` each."""
     out = Path(out_dir or tempfile.mkdtemp(prefix="bench-train-"))
     for run, (learner, profile, config) in CI_RUNS.items():

@@ -1,9 +1,10 @@
 """Refresh README.md's generated sections from the pipeline's outputs.
 
 ``python -m bench readme`` replaces the text between ``<!-- NAME:start -->`` and
-``<!-- NAME:end -->`` markers with tables rendered from ``results/metrics.json``,
-``results/report/papers_vs_suite.csv`` and ``results/perf.json``, and copies the
-figures the README shows into ``docs/figures/``. README numbers are therefore
+``<!-- NAME:end -->`` markers with tables rendered from
+``results/evaluate/metrics_overall.json`` (the headline with 95% CIs),
+``results/report/papers_vs_suite.csv`` and ``results/perf.json``, and copies each
+suite's headline figures into ``docs/figures/``. README numbers are therefore
 always computed by the pipeline, never typed by hand. ``--check`` exits 1 when
 the README is out of date with the results.
 """
@@ -23,7 +24,12 @@ from bench.paths import REPO_ROOT, RESULTS_DIR
 
 README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures"
-SHOWN_FIGURES = ("efficiency_autoscale_phone.png", "energy_latency_autoscale_phone.png")
+#: each suite's headline figures (files of results/report/, NAME_SUITE.png) and what they show
+SHOWN_FIGURES = {
+    "energy_vs_signal": "energy per inference and QoS violations against signal strength / uplink bandwidth",
+    "energy_latency": "energy vs p95 latency relative to the QoS deadline, with the Pareto front",
+    "savings": "energy saved against edge-only (and DRLDO / AppealNet when evaluated)",
+}
 #: what the baselines mean in each suite's action space (bench/policies/baselines.py)
 SUITE_NOTES = {
     "autoscale_phone": "Phone (Snapdragon-845-class reference profile), AutoScale's action space: CPU-only = the CPU "
@@ -63,8 +69,25 @@ def claims_section(table: pd.DataFrame) -> str:
     return markdown_table(rows, cols)
 
 
-def figures_section(names: Iterable[str]) -> str:
-    return "\n\n".join(f"![{n}](docs/figures/{n})" for n in names)
+def shown_figures(results_dir: Path, suites: Iterable[str]) -> list[tuple[str, Path, str]]:
+    """(suite, figure file, caption) of every headline figure the report produced, suite by suite."""
+    out = []
+    for suite in sorted(suites):
+        for stem, caption in SHOWN_FIGURES.items():
+            path = results_dir / "report" / f"{stem}_{suite}.png"
+            if path.exists():
+                out.append((suite, path, caption))
+    return out
+
+
+def figures_section(shown: Sequence[tuple[str, Path, str]]) -> str:
+    parts, last = [], None
+    for suite, path, caption in shown:
+        if suite != last:
+            parts.append(f"**{suite}**")
+            last = suite
+        parts.append(f"![{suite}: {caption}](docs/figures/{path.name})")
+    return "\n\n".join(parts)
 
 
 def perf_section(perf: Mapping) -> str:
@@ -110,19 +133,26 @@ def splice(text: str, name: str, body: str) -> str:
     return f"{before}{start}\n{body}\n{end}{after}"
 
 
+def metrics_file(results_dir: Path) -> Path:
+    """The headline with confidence intervals, written by the evaluate stage."""
+    return results_dir / "evaluate" / "metrics_overall.json"
+
+
 def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]:
-    metrics_path = results_dir / "metrics.json"
+    metrics_path = metrics_file(results_dir)
     claims_path = results_dir / "report" / "papers_vs_suite.csv"
     perf_path = results_dir / "perf.json"
-    figs = []
+    figs, suites = [], []
     if metrics_path.exists():
-        text = splice(text, "results", results_section(json.loads(metrics_path.read_text())))
+        metrics = json.loads(metrics_path.read_text())
+        suites = list(metrics)
+        text = splice(text, "results", results_section(metrics))
     if claims_path.exists():
         text = splice(text, "claims", claims_section(pd.read_csv(claims_path)))
-    shown = [n for n in SHOWN_FIGURES if (results_dir / "report" / n).exists()]
+    shown = shown_figures(results_dir, suites)
     if shown:
         text = splice(text, "figures", figures_section(shown))
-        figs = [results_dir / "report" / n for n in shown]
+        figs = [path for _, path, _ in shown]
     if perf_path.exists():
         text = splice(text, "perf", perf_section(json.loads(perf_path.read_text())))
     cal = REPO_ROOT / "data" / "calibration"
@@ -138,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     results = Path(args.results)
-    if not (results / "metrics.json").exists():
-        print(f"no {results / 'metrics.json'}: run `make repro` (dvc repro) first", file=sys.stderr)
+    if not metrics_file(results).exists():
+        print(f"no {metrics_file(results)}: run `make repro` (dvc repro) first", file=sys.stderr)
         return 2
     old = README.read_text()
     new, figs = render(old, results)
@@ -153,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     FIGURES.mkdir(parents=True, exist_ok=True)
     for f in figs:
         shutil.copyfile(f, FIGURES / f.name)
+    for old_fig in FIGURES.glob("*.png"):  # figures the README no longer shows
+        if figs and old_fig.name not in {f.name for f in figs}:
+            old_fig.unlink()
     README.write_text(new)
     print(f"refreshed README.md ({len(figs)} figures in {FIGURES.relative_to(REPO_ROOT)})")
     return 0

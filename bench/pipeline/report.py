@@ -53,7 +53,7 @@ POLICY_STYLES: dict[str, tuple[str, str]] = {
     "random": ("#bdbdbd", "d"),
 }
 _FALLBACK_COLOURS = [to_hex(c) for c in colormaps["tab20b"].colors]
-_FALLBACK_MARKERS = ("H", "8", "1", "2", "3", "4", "+", "x")
+_FALLBACK_MARKERS = ("H", "8", "d", "p", "^", "v", "<", ">")  # filled only: edges and faces both draw
 
 #: execution targets (AutoScale's space), one colour each in every figure
 TARGET_COLOURS = {"cpu": "#7f7f7f", "gpu": "#2ca02c", "dsp": "#ff7f0e", "peer": "#9467bd", "cloud": "#1f77b4"}
@@ -565,6 +565,7 @@ def signal_and_actions(trace: pd.DataFrame, actions: pd.DataFrame, title: str) -
         d = actions[actions.target == tgt]
         ax2.scatter(d.step, d.policy.astype(str).map(ypos), s=14, color=colours[tgt], label=tgt, marker="s")
     ax2.set_yticks(range(len(policies)), policies)
+    ax2.invert_yaxis()  # learners on top, as in every other figure
     ax2.set(xlabel="request (step)", ylabel="")
     ax2.legend(title="target chosen", ncol=len(targets), fontsize="small", loc="upper center",
                bbox_to_anchor=(0.5, -0.25))
