@@ -321,8 +321,11 @@ def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: i
     rerunning after a crash or Ctrl-C resumes without redoing finished workloads,
     and a run with other settings never mixes with it. Returns the trace frame.
     """
+    import contextlib
     import hashlib
+    import io
     import json
+    import logging
     import platform
     import shutil
 
@@ -344,9 +347,12 @@ def measure_host(workloads: Iterable[str], warmup: int, repeats: int, threads: i
     timer = HostTimer(hygiene) if hygiene is not None else None
     from bench.world.workloads import WORKLOADS
 
-    # the runner builds each model before its energy window opens (prepare), never inside it
-    code = hw_cli.main(argv, prepare_fn=timer.prepare if timer is not None else prepare_workload,
-                       known_workloads=list(WORKLOADS))
+    # the runner builds each model before its energy window opens (prepare), never inside it;
+    # the CLI's closing line names the working directory: keep machine paths out of notebook outputs
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        code = hw_cli.main(argv, prepare_fn=timer.prepare if timer is not None else prepare_workload,
+                           known_workloads=list(WORKLOADS))
+    logging.getLogger(__name__).info("%s", said.getvalue().strip().replace(str(work), out_path.name))
     if code != 0:
         raise RuntimeError(f"host measurement failed (exit {code}, see the message above); every finished workload "
                            f"is kept in {work.parent} and a rerun with the same parameters resumes from there")
