@@ -6,6 +6,7 @@ warnings or machine paths in the outputs, the notebooks stay small, and the
 report's HTML page opens in a real (headless) browser with every figure decoded.
 """
 
+import inspect
 import json
 import os
 import re
@@ -17,10 +18,15 @@ from pathlib import Path
 import pytest
 
 from bench.paths import NOTEBOOKS_DIR, REPO_ROOT
+from bench.pipeline import report
 from bench.pipeline.stages import NOTEBOOKS, kernel_name
 
+#: the report module's figure functions (annotated ``-> Figure``)
+FIGURE_FUNCTIONS = sorted(n for n, f in vars(report).items() if inspect.isfunction(f)
+                          and inspect.signature(f).return_annotation in ("Figure", report.Figure))
 #: a code cell that draws: it must leave an image/png output
-PLOTTING = re.compile(r"gallery\.add|display\(fig|display\(report\.\w+\(|report\.new_figure|sns\.\w+plot|\.plot\(")
+PLOTTING = re.compile(r"gallery\.add|display\(fig|report\.(" + "|".join(FIGURE_FUNCTIONS)
+                      + r")\(|sns\.\w+plot|\.plot\(")
 #: what must never show in an executed notebook's outputs
 FORBIDDEN = ("TqdmWarning", "IProgress not found", "Traceback")
 

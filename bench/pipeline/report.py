@@ -30,8 +30,9 @@ from matplotlib.patches import Patch
 THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
 
 #: row order of headline tables: the learners first, then the references
-POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "best_static_dnn", "distilled_rule", "drldo",
-                "appealnet", "edge_gpu_max", "neurosurgeon", "gpu_only", "cpu_only", "cloud_only", "random")
+POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "best_static_dnn", "best_static_dnn_signal",
+                "distilled", "distilled_rule", "drldo", "appealnet", "edge_gpu_max", "neurosurgeon", "gpu_only",
+                "cpu_only", "cloud_only", "random")
 LEARNERS = ("autoscale", "dvfo")
 
 #: one colour + marker per policy, in every figure. Learners are saturated and round, the oracle a black
@@ -42,7 +43,9 @@ POLICY_STYLES: dict[str, tuple[str, str]] = {
     "oracle": ("#111111", "*"),
     "edge_best_static": ("#1f77b4", "s"),
     "best_static_dnn": ("#17becf", "D"),
-    "distilled_rule": ("#e377c2", "P"),
+    "best_static_dnn_signal": ("#0b6e78", "D"),
+    "distilled": ("#e377c2", "P"),
+    "distilled_rule": ("#f7b6d2", "P"),
     "drldo": ("#8c564b", "v"),
     "appealnet": ("#bcbd22", "^"),
     "edge_gpu_max": ("#2ca02c", "X"),
@@ -688,21 +691,28 @@ def _display(fig: Figure) -> None:
         display(fig)
 
 
-#: Hook for the baselines' own tables (claims with their comparators, permutation importance, the learner
-#: against every baseline): the names of functions in :mod:`bench.pipeline.claims` that take
-#: ``(metrics, results)`` and return a DataFrame. A name the module does not define is skipped, so the report
-#: runs before and after that work lands.
-BASELINE_TABLE_FUNCTIONS = {"learner vs baselines": "learner_vs_baselines",
-                            "permutation importance of the learner's inputs": "permutation_importance_table"}
+#: Hook for the baselines' own tables: functions of :mod:`bench.pipeline.claims` taking ``(metrics)`` or
+#: ``(metrics, results)`` and returning a DataFrame, by title. A name the module does not define is skipped,
+#: so the report runs before and after that work lands.
+BASELINE_TABLE_FUNCTIONS = {"What the learners add over the baselines (energy saving, 95% CI)": "what_learners_add"}
+#: the evaluate stage's permutation importance of each learner's inputs, when it writes one
+IMPORTANCE_FILE = "feature_importance.csv"
 
 
-def baseline_tables(metrics: Mapping, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Title -> table for every :data:`BASELINE_TABLE_FUNCTIONS` entry the claims module provides."""
+def baseline_tables(metrics: Mapping, results: pd.DataFrame,
+                    evaluate_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Title -> table for every :data:`BASELINE_TABLE_FUNCTIONS` entry the claims module provides, and the
+    permutation importance table when the evaluate stage wrote one."""
+    import inspect
+
     from bench.pipeline import claims
 
     out = {}
     for title, name in BASELINE_TABLE_FUNCTIONS.items():
         fn = getattr(claims, name, None)
         if callable(fn):
-            out[title] = fn(metrics, results)
+            n_args = len(inspect.signature(fn).parameters)
+            out[title] = fn(metrics, results) if n_args >= 2 else fn(metrics)
+    if evaluate_dir is not None and (Path(evaluate_dir) / IMPORTANCE_FILE).exists():
+        out["Permutation importance of each learner's inputs"] = pd.read_csv(Path(evaluate_dir) / IMPORTANCE_FILE)
     return out

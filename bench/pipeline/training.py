@@ -138,7 +138,7 @@ def reference_levels(learner: str, config, seeds: list[int]) -> pd.DataFrame:
             try:
                 kwargs = {"n_steps": steps, "seed": 0} if pol != "oracle" else {}
                 frame = evaluate_policy(pol, env, None, seeds, steps, policy_kwargs=kwargs)
-            except (ValueError, KeyError) as err:  # a baseline without an action in this space
+            except (ValueError, KeyError, TypeError) as err:  # a baseline without an action in this space
                 logging.getLogger(__name__).info("reference level of %s skipped: %s", pol, err)
                 continue
             rows.append({"policy": pol, "scenario": env.unwrapped.scenario.name, "reward": frame.reward.mean(),
