@@ -629,7 +629,7 @@ def learning_curves(curves: pd.DataFrame, levels: pd.DataFrame | None = None) ->
         ax.fill_between(d.step, d.low, d.high, color=st["color"], alpha=0.2, lw=0,
                         label=f"range over {int(d.n_seeds.iloc[0])} seeds")
         ax.plot(d.step, d["mean"], color=st["color"], lw=2.2,
-                label=f"{name}, mean (rolling {int(d.window.iloc[0])} episodes)")
+                label=f"{name}, mean (rolling {int(d.window.iloc[0])} episode{'s' if d.window.iloc[0] > 1 else ''})")
         ys = [d.low.min(), d.high.max()]
         for r in refs[refs.run == run_of.get(name)].itertuples():
             s2 = policy_style(r.policy)
