@@ -90,8 +90,14 @@ def git_revision(cwd: Path = REPO_ROOT) -> str:
 
 def run_metadata(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Host, OS, Python, library versions, git revision and the params the run used."""
+    try:
+        from hw.traces import cpu_model
+
+        cpu = cpu_model()
+    except Exception:  # noqa: BLE001 - metadata only: never fail the report over a CPU name
+        cpu = platform.processor() or platform.machine()
     return {"host": platform.node() or "unknown", "os": f"{platform.system()} {platform.release()}",
-            "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+            "cpu": cpu, "python": sys.version.split()[0],
             "versions": {n: _version(n) for n in VERSIONED}, "git_revision": git_revision(),
             "params": dict(params or {})}
 
