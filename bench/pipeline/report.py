@@ -680,6 +680,22 @@ class Gallery:
         self.sections.setdefault(section, []).append((path, caption))
         _display(fig)  # returns nothing: a returned path would print this machine's directories
 
+    def add_file(self, png: str | Path, caption: str, section: str) -> None:
+        """A PNG another stage drew (e.g. the testbed's): copied next to the report's own figures and shown."""
+        import shutil
+
+        path = self.out_dir / Path(png).name
+        if Path(png).resolve() != path.resolve():
+            shutil.copyfile(png, path)
+        self.sections.setdefault(section, []).append((path, caption))
+        try:
+            from IPython import get_ipython
+            from IPython.display import Image, display
+        except ImportError:  # pragma: no cover
+            return
+        if get_ipython() is not None:
+            display(Image(filename=str(path)))
+
 
 def _display(fig: Figure) -> None:
     try:
