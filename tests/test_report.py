@@ -183,9 +183,13 @@ def test_headline_metrics_are_a_few_means_per_policy(tmp_path, tables):
     paths = evaluate.write_metrics(m, tmp_path / "metrics.json", tmp_path)
     head = json.loads(paths["headline"].read_text())
     assert set(head["s"]) == {"autoscale", "oracle", "cpu_only", "cloud_only"}
-    assert all(set(v) == set(evaluate.HEADLINE_KEYS) for v in head["s"].values())
+    assert all(set(v) == {*evaluate.HEADLINE_KEYS, "efficiency_vs_cpu_only"} for v in head["s"].values())
     assert all(isinstance(x, float) for v in head["s"].values() for x in v.values())
     assert head["s"]["cpu_only"]["efficiency_vs_cpu_only"] == 1.0
+    # DVFO's space has no CPU-only: the headline ratio is then against edge-only on the Jetson GPU
+    edge = res[res.policy.isin(["dvfo", "oracle", "cpu_only"])].replace({"policy": {"cpu_only": "edge_gpu_max"}})
+    dvfo = evaluate.headline(evaluate.metrics(edge, n_boot=0, seed=0))["s"]
+    assert dvfo["edge_gpu_max"]["efficiency_vs_edge_gpu_max"] == 1.0 and "efficiency_vs_cpu_only" not in dvfo["oracle"]
     back = evaluate.load_metrics(tmp_path)
     assert back["s"]["overall"]["autoscale"]["energy_mj"]["ci_low"] is not None
     assert set(back["s"]["by_scenario"]) == {"wifi_strong", "mobility_walk"}
