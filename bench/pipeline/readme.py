@@ -34,8 +34,8 @@ SHOWN_FIGURES = {
 SUITE_NOTES = {
     "autoscale_phone": "Phone (Snapdragon-845-class reference profile), AutoScale's action space: CPU-only = the CPU "
                        "at its top DVFS level; cloud-only = offload every input (Wi-Fi above -82 dBm, else LTE).",
-    "dvfo_jetson": "Jetson Xavier NX reference profile, DVFO's action space: CPU-only = edge-only at the top "
-                   "CPU/GPU/memory frequencies (the DNN runs on the Jetson's GPU); cloud-only = the largest "
+    "dvfo_jetson": "Jetson Xavier NX reference profile, DVFO's action space: edge-only = everything on the "
+                   "Jetson's GPU at the top CPU/GPU/memory frequencies (edge_gpu_max); cloud-only = the largest "
                    "offloaded share of feature maps DVFO can choose.",
 }
 
