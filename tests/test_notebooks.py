@@ -26,7 +26,7 @@ FIGURE_FUNCTIONS = sorted(n for n, f in vars(report).items() if inspect.isfuncti
                           and inspect.signature(f).return_annotation in ("Figure", report.Figure))
 #: a code cell that draws: it must leave an image/png output (a figure copied from another stage with
 #: gallery.add_file, e.g. the testbed's when that stage ran, is not required here)
-PLOTTING = re.compile(r"gallery\.add|display\(fig|report\.(" + "|".join(FIGURE_FUNCTIONS)
+PLOTTING = re.compile(r"gallery\.add\(|display\(fig|report\.(" + "|".join(FIGURE_FUNCTIONS)
                       + r")\(|sns\.\w+plot|\.plot\(")
 #: what must never show in an executed notebook's outputs
 FORBIDDEN = ("TqdmWarning", "IProgress not found", "Traceback")
