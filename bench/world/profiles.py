@@ -404,6 +404,11 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
     calibration = raw.get("calibration") or {}
     if not isinstance(calibration, Mapping):
         raise ProfileError(f"{where}.calibration: expected a mapping, got {calibration!r}")
+    for key, value in calibration.items():  # the fit's report: counts and relative errors, never NaN/inf
+        if key in ("n_points", "n_sources"):
+            V.number(f"{where}.calibration.{key}", value, ProfileError, ge=0, le=1e6, integer=True)
+        elif str(key).endswith("_err"):
+            V.number(f"{where}.calibration.{key}", value, ProfileError, ge=0, le=1e6)
     measurements = {}
     raw_meas = raw.get("measurements") or []
     if not isinstance(raw_meas, list):
