@@ -160,18 +160,38 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
             for pol in names for sc in scenarios for s in eval_seeds]
 
 
-def metrics(results: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
-    """Per suite: overall and per-scenario summaries with bootstrap 95% CIs (see :mod:`bench.pipeline.stats`)."""
+def metrics(results: pd.DataFrame, n_boot: int, seed: int,
+            heldout: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """Per suite: summaries with bootstrap 95% CIs (see :mod:`bench.pipeline.stats`).
+
+    ``overall`` is the headline: over the suite's *held-out* scenarios (``heldout[suite]``: scenarios no
+    learner trained on) when it has any, else over every scenario evaluated; ``seen`` (only with held-out
+    scenarios) is the same summary over the scenarios the learner trained on; ``by_scenario`` covers all.
+    """
     from bench.pipeline.stats import round_floats, summarise, summarise_by_scenario
 
     out: dict[str, Any] = {}
     for suite, frame in results.groupby("suite", sort=True):
         kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed)
-        out[str(suite)] = {"overall": summarise(frame, **kw), "by_scenario": summarise_by_scenario(frame, **kw)}
+        held = set((heldout or {}).get(str(suite), ()))
+        is_held = frame["scenario"].isin(held)
+        entry: dict[str, Any] = {}
+        if held and is_held.any():
+            entry["overall"] = summarise(frame[is_held], **kw)
+            entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"])),
+                              "seen": sorted(set(frame.loc[~is_held, "scenario"]))}
+            if (~is_held).any():
+                entry["seen"] = summarise(frame[~is_held], **kw)
+        else:
+            entry["overall"] = summarise(frame, **kw)
+            entry["split"] = {"headline": "all evaluated scenarios", "heldout": [],
+                              "seen": sorted(set(frame["scenario"]))}
+        entry["by_scenario"] = summarise_by_scenario(frame, **kw)
+        out[str(suite)] = entry
     return round_floats(out)
 
 
-def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str], seeds: int, steps: int,
+def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str], seeds: int, steps: int | None,
                        root_seed: int, n_repeats: int = 5) -> pd.DataFrame:
     """Permutation importance of the suite's trained learner on its evaluation scenarios and seeds.
 
@@ -189,7 +209,12 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
     info = json.loads((run_dir / "train.json").read_text())
     config = config_class(info["learner"]).from_dict(info["config"])
     scenarios = list(scenarios)
-    env = make_env(env_id(info["learner"]), scenarios[0], steps, **config.env_kwargs())
+    from bench.world.scenarios import load_scenario
+
+    # steps 0/None: every step of each scenario (as the suite's cells); a positive value caps it
+    steps = int(steps) if steps else None
+    env = make_env(env_id(info["learner"]), scenarios[0], steps or load_scenario(scenarios[0]).steps,
+                   **config.env_kwargs())
     policy = make_policy(info["learner"], env, path=str(run_dir / "policy"))
     eval_seeds = derive_seeds(root_seed, seeds, "evaluate", suite)
     df = permutation_importance(policy, env, scenarios, eval_seeds, steps, n_repeats=n_repeats,
@@ -274,6 +299,8 @@ def write_metrics(m: dict[str, Any], metrics_path: str | Path, out_dir: str | Pa
     paths["headline"].write_text(dump(headline(m)))
     paths["overall"].write_text(dump({s: v["overall"] for s, v in m.items()}))
     paths["by_scenario"].write_text(dump({s: v["by_scenario"] for s, v in m.items()}))
+    paths["seen"] = out_dir / "metrics_seen.json"  # the scenarios the learners trained on, and the split
+    paths["seen"].write_text(dump({s: {"split": v.get("split", {}), "seen": v.get("seen", {})} for s, v in m.items()}))
     return paths
 
 
@@ -282,4 +309,6 @@ def load_metrics(evaluate_dir: str | Path) -> dict[str, Any]:
     evaluate_dir = Path(evaluate_dir)
     overall = json.loads((evaluate_dir / "metrics_overall.json").read_text())
     by_scenario = json.loads((evaluate_dir / "metrics_by_scenario.json").read_text())
-    return {s: {"overall": overall[s], "by_scenario": by_scenario.get(s, {})} for s in overall}
+    seen_file = evaluate_dir / "metrics_seen.json"
+    seen = json.loads(seen_file.read_text()) if seen_file.exists() else {}
+    return {s: {"overall": overall[s], "by_scenario": by_scenario.get(s, {}), **seen.get(s, {})} for s in overall}

@@ -50,7 +50,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str])
     return "\n".join(lines)
 
 
-def results_section(metrics: Mapping[str, Mapping]) -> str:
+def results_section(metrics: Mapping[str, Mapping], splits: Mapping[str, Mapping] | None = None) -> str:
     from bench.pipeline.report import LEARNERS, headline_rows
 
     parts = []
@@ -58,9 +58,28 @@ def results_section(metrics: Mapping[str, Mapping]) -> str:
         rows = [{**r, "policy": f"**{r['policy']}**" if r["policy"] in LEARNERS else r["policy"]}
                 for r in headline_rows(metrics[suite])]
         note = SUITE_NOTES.get(suite, "")
-        parts.append(f"**{suite}** (mean over scenarios × seeds; 95% bootstrap CI). {note}\n\n"
+        split = (splits or {}).get(suite, {})
+        where = (f"over the **held-out** scenarios no learner trained on ({', '.join(split['heldout'])})"
+                 if split.get("heldout") else "over every evaluated scenario")
+        parts.append(f"**{suite}** (mean {where} × seeds; 95% bootstrap CI). {note}\n\n"
                      + markdown_table(rows, list(rows[0])))
     return "\n\n".join(parts)
+
+
+def learners_section(adds: pd.DataFrame, notes: str) -> str:
+    """What the learners add over the strongest non-learning baselines (results/report/what_learners_add.csv)."""
+    def ci(x) -> str:
+        import ast
+
+        lo, hi = ast.literal_eval(x) if isinstance(x, str) else x  # a "(lo, hi)" pair as the CSV holds it
+        return f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+    rows = [{"suite": r["suite"], "learner": r["learner"], "reference": r["reference"],
+             "learner energy (mJ)": f"{r['learner_energy_mj']:.1f}", "reference energy (mJ)": f"{r['reference_energy_mj']:.1f}",
+             "learner saving (%)": f"{100 * r['learner_saving']:+.1f} {ci(r['learner_saving_ci'])}",
+             "learner better?": r["learner_better"]} for r in adds.to_dict("records")]
+    table = markdown_table(rows, list(rows[0])) if rows else ""
+    return (notes.strip() + "\n\n" + table).strip()
 
 
 def claims_section(table: pd.DataFrame) -> str:
@@ -146,7 +165,13 @@ def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
         suites = list(metrics)
-        text = splice(text, "results", results_section(metrics))
+        seen_path = results_dir / "evaluate" / "metrics_seen.json"
+        splits = {s: v.get("split", {}) for s, v in json.loads(seen_path.read_text()).items()} \
+            if seen_path.exists() else {}
+        text = splice(text, "results", results_section(metrics, splits))
+    adds_path, notes_path = results_dir / "report" / "what_learners_add.csv", results_dir / "report" / "learner_notes.md"
+    if adds_path.exists() and notes_path.exists() and "<!-- learners:start -->" in text:
+        text = splice(text, "learners", learners_section(pd.read_csv(adds_path), notes_path.read_text()))
     if claims_path.exists():
         text = splice(text, "claims", claims_section(pd.read_csv(claims_path)))
     shown = shown_figures(results_dir, suites)
