@@ -127,7 +127,7 @@ def test_every_sub_command_reports_mistakes_on_one_line(capsys, argv, needles):
 
 def test_readme_without_results_exits_2(tmp_path, capsys):
     assert main(["readme", "--results", str(tmp_path)]) == 2
-    assert "metrics.json" in capsys.readouterr().err
+    assert "metrics_overall.json" in capsys.readouterr().err  # names the evaluate stage's file it lacks
 
 
 def test_os_errors_on_user_paths_are_one_line(capsys, monkeypatch):

@@ -146,8 +146,8 @@ MODEL_RAW = yaml.safe_load(MODEL_FILE.read_text())
 
 
 def _use_model(model):
-    for c, m in model.apps.values():
-        assert 0 <= c <= 1 and 0 <= m <= 1
+    for loads in model.apps.values():  # (cpu, mem, gpu) load of each co-running app
+        assert len(loads) == 3 and all(0 <= x <= 1 for x in loads)
     assert not finite_numbers(model)
     return model
 

@@ -407,8 +407,14 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
     for key, value in calibration.items():  # the fit's report: counts and relative errors, never NaN/inf
         if key in ("n_points", "n_sources"):
             V.number(f"{where}.calibration.{key}", value, ProfileError, ge=0, le=1e6, integer=True)
-        elif str(key).endswith("_err"):
+        elif str(key).endswith("_err") and not (isinstance(value, float) and math.isnan(value)):
+            # NaN: not computable (e.g. leave-one-out with a single point); anything else a finite error
             V.number(f"{where}.calibration.{key}", value, ProfileError, ge=0, le=1e6)
+        elif key in ("sources", "models", "skipped"):  # lists of names and addresses
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ProfileError.at(f"{where}.calibration.{key}", "expected a list of strings", value)
+        elif key in ("runtime", "data") and not isinstance(value, str):
+            raise ProfileError.at(f"{where}.calibration.{key}", "expected a string", value)
     measurements = {}
     raw_meas = raw.get("measurements") or []
     if not isinstance(raw_meas, list):
