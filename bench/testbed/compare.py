@@ -115,21 +115,20 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
 
 def figure(requests: pd.DataFrame, path: Path) -> None:
     """Measured vs predicted latency per request, one panel per scenario, colour = policy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # pyplot-free (no backend forced, nothing kept in pyplot's global state): renders inline in a notebook too
     import seaborn as sns
+    from matplotlib.figure import Figure
 
     if requests.empty:
-        fig, ax = plt.subplots(figsize=(5, 2))
+        fig = Figure(figsize=(5, 2))
+        ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, "testbed disabled (params.yaml testbed.enabled: false)", ha="center", va="center")
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         return
     scen = sorted(requests["scenario"].unique())
-    fig, axes = plt.subplots(1, len(scen), figsize=(4.2 * len(scen), 4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(scen), 4))
+    axes = fig.subplots(1, len(scen), squeeze=False)
     for ax, s in zip(axes[0], scen):
         d = requests[requests["scenario"] == s]
         sns.scatterplot(data=d, x="pred_latency_ms", y="latency_ms", hue="policy", style="target", ax=ax, s=25)
@@ -140,7 +139,6 @@ def figure(requests: pd.DataFrame, path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
