@@ -29,6 +29,8 @@ with it).
 
 from __future__ import annotations
 
+import os
+
 import abc
 import atexit
 import dataclasses
@@ -324,3 +326,16 @@ def nearest(levels: Iterable[float], mhz: float) -> float:
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+def open_readonly(path: "str | os.PathLike", *, permission_fix: str, missing: str) -> int:
+    """A read-only descriptor kept open for a meter's life (each read is then one ``os.pread``), with the
+    family's errors: ``permission_fix`` says how to grant access, ``missing`` why the file may be absent."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError:
+        raise PermissionDeniedError(f"cannot read {path}: permission denied. {permission_fix}") from None
+    except FileNotFoundError:
+        raise MissingFileError(f"{path} does not exist ({missing})") from None
+    except OSError as exc:
+        raise MeterError(f"cannot open {path}: {exc.strerror or exc}") from None

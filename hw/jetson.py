@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .base import (Availability, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError, ParseError,
+from .base import (open_readonly, Availability, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError, ParseError,
                    PermissionDeniedError, Sample)
 from .dvfs import DEVFREQ_DIR, LocalFS, SysfsDvfs
 
@@ -417,14 +417,7 @@ def find_ina3221_rails(root: str | os.PathLike = "/") -> dict[str, tuple[str, ..
 
 
 def _sysfs_open(path: str) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except PermissionError:
-        raise PermissionDeniedError(f"cannot read {path}: permission denied; run as root or `sudo chmod a+r {path}`") from None
-    except FileNotFoundError:
-        raise MissingFileError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise MeterError(f"cannot open {path}: {exc.strerror or exc}") from None
+    return open_readonly(path, permission_fix=f"Run as root or `sudo chmod a+r {path}`.", missing="no such rail")
 
 
 #: assumed: no INA3221 channel reads beyond 1e7 (the chip's registers are 13-bit; drivers scale to mV/mA/mW)

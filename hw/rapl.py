@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import (Availability, CounterError, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError,
+from .base import (open_readonly, Availability, CounterError, DeviceGoneError, Meter, MeterError, MissingFileError, NoDeviceError,
                    ParseError, PermissionDeniedError, Sample, counter_delta)
 
 #: assumed: no single RAPL zone draws more than 500 W (largest current server CPUs have TDPs <= 500 W)
@@ -80,14 +80,7 @@ def _read_int(path: Path) -> int:
 
 def _open_counter(path: Path) -> int:
     """A read-only descriptor kept open for the meter's life: each read is then one ``pread``."""
-    try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except PermissionError:
-        raise PermissionDeniedError(f"cannot read {path}: permission denied. {PERMISSION_FIX}") from None
-    except FileNotFoundError:
-        raise MissingFileError(f"{path} does not exist (RAPL zone vanished?)") from None
-    except OSError as exc:
-        raise MeterError(f"cannot open {path}: {exc.strerror or exc}") from None
+    return open_readonly(path, permission_fix=PERMISSION_FIX, missing="RAPL zone vanished?")
 
 
 def _parse_counter(raw: bytes, path: Path) -> int:
