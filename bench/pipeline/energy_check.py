@@ -24,7 +24,7 @@ UNFITTED = ("cpu_only", "gpu_only", "edge_gpu_max", "cloud_only", "random", "neu
 
 
 def run(seeds: int = 1, suites=None) -> pd.DataFrame:
-    import bench  # noqa: F401  (registers the envs)
+    import bench.sim  # noqa: F401  (registers the envs)
     from bench.policies.rollout import evaluate_policy
     from bench.world.scenarios import load_scenario
 
