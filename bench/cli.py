@@ -13,6 +13,7 @@
     python -m bench sweep [...]         a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)
     python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
+    python -m bench dvc-deps [--check|--write]  each DVC stage's code dependencies, from what it imports
     python -m bench testbed ...         a policy live on real inference over a shaped link (root; bench.testbed)
     python -m bench testbed-stage       the testbed DVC stage: params' policies x scenarios live vs simulated
     python -m bench testbed-cleanup     remove namespaces/veths/qdiscs a crashed testbed run left behind
@@ -147,6 +148,12 @@ def _testbed_cleanup_main(argv: list[str]) -> int:
     return testbed_cli.cleanup_main(argv)
 
 
+def _dvc_deps_main(argv: list[str]) -> int:
+    from bench.pipeline import codedeps
+
+    return codedeps.main(argv)
+
+
 def _testbed_stage_main(argv: list[str]) -> int:
     from bench.testbed import compare
 
@@ -156,7 +163,7 @@ def _testbed_stage_main(argv: list[str]) -> int:
 _PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
                 "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
                 "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main,
-                "calibrate": _calibrate_main, "predict": _predict_main}
+                "calibrate": _calibrate_main, "predict": _predict_main, "dvc-deps": _dvc_deps_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                    add_help=False)
     sub.add_parser("testbed-cleanup", help="remove what a crashed testbed run left behind", add_help=False)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
+    sub.add_parser("dvc-deps", help="each DVC stage's code dependencies, from what it imports (--check, --write)",
+                   add_help=False)
     sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
                    "(python -m bench sweep --help)", add_help=False)
     sub.add_parser("perf", help="speed and training cost beside Stable-Baselines3 (python -m bench perf --help)",
