@@ -116,18 +116,18 @@ def closure(root: Path, entries: set[str], dispatcher_only: tuple[str, ...] | No
     return seen
 
 
-def _cli_handlers(root: Path) -> dict[str, str]:
-    """Sub-command name -> the cli.py function that handles it."""
+def _cli_handlers(root: Path) -> dict[str, tuple[str, ...]]:
+    """Sub-command name -> the cli.py functions that run it (its handler and the builder of its parser).
+
+    Read from ``bench/cli.py``'s table ``COMMANDS = {"name": Command(help, handler, build), ...}``.
+    """
     tree = _tree(root / "bench" / "cli.py")
-    handlers: dict[str, str] = {}
+    handlers: dict[str, tuple[str, ...]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict):
             for k, v in zip(node.value.keys, node.value.values):
-                if isinstance(k, ast.Constant) and isinstance(v, ast.Name):
-                    handlers[str(k.value)] = v.id
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("_cmd_"):
-            handlers.setdefault(node.name[len("_cmd_"):].replace("_", "-"), node.name)
+                if isinstance(k, ast.Constant) and isinstance(v, ast.Call):
+                    handlers[str(k.value)] = tuple(a.id for a in v.args if isinstance(a, ast.Name))
     return handlers
 
 
@@ -160,7 +160,7 @@ def stage_modules(root: Path, cmd: str) -> set[str]:
     if handler is None:
         raise ValueError(f"dvc.yaml: unknown sub-command {sub!r} in {cmd!r}")
     entries = {"bench.__main__", "bench.cli"}
-    mods = closure(root, entries, dispatcher_only=(*_DISPATCH, handler))
+    mods = closure(root, entries, dispatcher_only=(*_DISPATCH, *handler))
     if sub == "notebook" and len(argv) > 4:
         from bench.pipeline.stages import NOTEBOOKS
 
