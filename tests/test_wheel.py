@@ -103,7 +103,7 @@ def test_installed_wheel_lists_profiles_from_outside_the_repo(installed):
 def test_installed_wheel_envs_and_plugin(installed):
     py, cwd = installed["py"], installed["cwd"]
     code = ("import gymnasium as gym\n"
-            "env = gym.make('bench:bench/AutoScale-v0')\n"
+            "env = gym.make('bench.sim:bench/AutoScale-v0')\n"
             "obs, _ = env.reset(seed=0)\n"
             "obs, r, term, trunc, info = env.step(env.action_space.sample())\n"
             "print('ok', env.observation_space.shape, info['energy_mj'] > 0)\n")
