@@ -347,6 +347,22 @@ class TestbedParams:
                               f"excluded: {list(live_excluded)}")
 
 
+def _radio_profile_names() -> list[str]:
+    from bench.world.network import list_radio_profiles
+
+    return list_radio_profiles()
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """The physical world every stage simulates (bench/world)."""
+
+    radio_profile: str = spec("era2018", "Radio energy model (data/network/<profile>): 'era2018' (measurements on "
+                              "phones of the reference profile's generation where found) or 'huang2012' (Huang et al., "
+                              "MobiSys 2012), so the effect of the choice is one comparison away.",
+                              choices=_radio_profile_names)
+
+
 @dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
@@ -364,6 +380,7 @@ class Params:
                "(bench/pipeline/engine.py).", "type": _engine_class})
     sweep: SweepParams = field(default_factory=SweepParams, metadata={"doc": SweepParams.__doc__})
     testbed: TestbedParams = field(default_factory=TestbedParams, metadata={"doc": TestbedParams.__doc__})
+    world: WorldParams = field(default_factory=WorldParams, metadata={"doc": WorldParams.__doc__})
 
     def __post_init__(self):
         if self.engine is None:

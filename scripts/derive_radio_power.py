@@ -1,0 +1,43 @@
+"""Recompute the era2018 LTE power slopes (data/network/era2018/lte.yaml) from their public source.
+
+Source: Narayanan et al., "A Variegated Look at 5G in the Wild", SIGCOMM 2021, Fig. 11; data in
+https://github.com/SIGCOMM21-5G/artifact (commit 35aaf2857550c7f4c736fe9b01e894253a777e4e),
+``Data-Transfer-Power/MN-Transfer/data-processed/MN-Transfer_combined.csv`` (Galaxy S20 Ultra,
+Verizon LTE, Monsoon power monitor, iPerf at fixed target rates). That repository carries no
+licence, so its data are not shipped here: pass the path of your own copy.
+
+    python scripts/derive_radio_power.py MN-Transfer_combined.csv
+
+Prints, per direction, the least-squares slope (mW per Mbit/s) of whole-device power on
+throughput over every LTE row, and the highest per-target median uplink throughput
+(the range the linear model was measured over).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+
+
+def derive(path: str) -> dict[str, float]:
+    d = pd.read_csv(path)
+    lte = d[d["network type"] == "LTE"]
+    out = {}
+    for direction in ("uplink", "downlink"):
+        rows = lte[lte["direction"] == direction]
+        slope, intercept = np.polyfit(rows["throughput"], rows["avg_power"], 1)
+        out[f"{direction}_mw_per_mbps"] = float(slope)
+        out[f"{direction}_intercept_mw"] = float(intercept)
+        out[f"{direction}_rows"] = int(len(rows))
+    up = lte[lte["direction"] == "uplink"].groupby("target bandwidth")["throughput"].median()
+    out["power_max_mbps"] = float(up.max())
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    for k, v in derive(sys.argv[1]).items():
+        print(f"{k}: {v:.4g}")
