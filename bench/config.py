@@ -142,6 +142,13 @@ def _scenario_names() -> list[str]:
     return list_scenarios()
 
 
+def _scenario_families(names: list[str]) -> dict[str, str]:
+    """Scenario name -> its pre-registered family (data/scenarios/*.yaml ``family``; default its name)."""
+    from bench.world.scenarios import scenario_families
+
+    return scenario_families(names)
+
+
 def _autoscale_config():
     from bench.policies.autoscale import AutoScaleConfig
 
@@ -407,6 +414,14 @@ class Params:
                 raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios = {leaked} are training "
                                   f"scenarios of train.{learner}.scenarios; allowed: scenarios its learner does not "
                                   f"train on")
+            # ... nor on their families (pre-registered in each scenario file: signal x co-runner x DNN mix)
+            families = _scenario_families(sorted(trained | set(suite.heldout_scenarios)))
+            seen = {families.get(s, s) for s in trained}
+            shared = sorted((s, families.get(s, s)) for s in suite.heldout_scenarios if families.get(s, s) in seen)
+            if shared:
+                raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios: {shared} (scenario, family) "
+                                  f"share a family with train.{learner}.scenarios; allowed: held-out scenarios whose "
+                                  f"family no training scenario has")
 
 
 # --------------------------------------------------------------------------- learner limits

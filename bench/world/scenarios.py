@@ -745,6 +745,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     return scenario_from_dict(data, where=path.name, path=path)
 
 
+def scenario_families(names: Sequence[str] | None = None) -> dict[str, str]:
+    """Scenario name -> family, for the shipped scenarios (or ``names``)."""
+    return {n: load_scenario(n).family for n in (list_scenarios() if names is None else names)}
+
+
 def scenario_traces_frame(names: Sequence[str] | None = None, seed: int = 0, steps: int | None = None) -> pd.DataFrame:
     """Tidy (long) frame of each scenario's signal, cap and interference traces, for plotting.
 
