@@ -367,7 +367,8 @@ _PROCESS_NUMBERS: dict[str, dict[str, dict[str, float]]] = {
 _LEVEL_FIELDS = {"constant": ("level", "value"), "random_walk": ("start", "min", "max"), "periodic": ("mean",)}
 
 
-def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: Mapping[str, float]) -> None:
+def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: Mapping[str, float],
+                   base: Path | None = None) -> None:
     """Validate a process's numbers at load time, so :func:`_realise` only ever sees finite, ranged values."""
     kind = _check(where, spec, PROCESS_KINDS)
     for key in _LEVEL_FIELDS.get(kind, ()):
@@ -401,6 +402,11 @@ def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: 
                 raise ScenarioError.at(f"{where}.{key}", "expected true or false", spec[key])
         if "time_scale" in spec:
             V.number(f"{where}.time_scale", spec["time_scale"], ScenarioError, gt=0, le=1e6)
+        if kind == "trace":  # read (and cache) the file now: a bad trace stops validation, not an episode
+            found = _find_csv(spec, where, base)
+            st = found.stat()
+            _read_trace(str(found), str(spec.get("column", "mbps")), (st.st_mtime_ns, st.st_size),
+                        tuple(sorted(qty.items())))
 
 
 def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels: Mapping[str, float],
@@ -504,6 +510,7 @@ def _read_trace(path: str, column: str, stamp: tuple[int, int], bounds: tuple) -
     if np.any(np.diff(times) <= 0):
         line = int(np.flatnonzero(np.diff(times) <= 0)[0]) + 3  # header is line 1, first row line 2
         raise ScenarioError(f"{where} line {line}: time_s does not increase; allowed: strictly ascending time_s")
+    times.setflags(write=False), values.setflags(write=False)  # shared by every realisation (cached)
     return times, values
 
 
@@ -706,10 +713,10 @@ def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None
     if bad:
         raise ScenarioError(f"{where}.signal: unknown radio(s) {V.short(bad)}; allowed radios: {list(RADIOS)}")
     for radio, spec in signal.items():
-        _check_process(f"{where}.signal.{radio}", spec, dict(load_link(radio).levels_dbm), SIGNAL_DBM)
+        _check_process(f"{where}.signal.{radio}", spec, dict(load_link(radio).levels_dbm), SIGNAL_DBM, path)
     cap = data.get("bandwidth_cap_mbps")
     if cap is not None:
-        _check_process(f"{where}.bandwidth_cap_mbps", cap, {}, CAP_MBPS)
+        _check_process(f"{where}.bandwidth_cap_mbps", cap, {}, CAP_MBPS, path)
     _check_interference(f"{where}.interference", data["interference"])
     mix = data["workload_mix"]
     if not isinstance(mix, list) or not mix:
