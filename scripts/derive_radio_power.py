@@ -36,8 +36,20 @@ def derive(path: str) -> dict[str, float]:
     return out
 
 
+def measured_energy_per_mb(path: str) -> pd.DataFrame:
+    """Per uplink target: median throughput, median whole-device power and whole-device J/MB (the source's own
+    numbers, display and SoC included: an upper bound on the radio's share)."""
+    d = pd.read_csv(path)
+    up = d[(d["network type"] == "LTE") & (d["direction"] == "uplink")]
+    g = up.groupby("target bandwidth").agg(mbps=("throughput", "median"), device_w=("avg_power", "median"))
+    g["device_w"] /= 1e3
+    g["device_j_per_mb"] = g["device_w"] * 8.0 / g["mbps"]
+    return g.round(3)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     for k, v in derive(sys.argv[1]).items():
         print(f"{k}: {v:.4g}")
+    print(measured_energy_per_mb(sys.argv[1]).to_csv())

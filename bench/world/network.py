@@ -262,3 +262,10 @@ def load_link(name_or_path: str | Path, profile: str | None = None) -> LinkModel
                                   ", ".join(list_links(base)))
         return link_from_dict(V.read_yaml(path, NetworkError, path.name), where=f"{base.name}/{path.name}")
     return link_from_dict(V.read_yaml(path, NetworkError, path.name), where=path.name)
+
+
+def energy_per_mb_j(link: LinkModel, mbps: float, signal_dbm: float | None = None) -> float:
+    """Radio energy (J) to send one megabyte (8e6 bits) uplink at a steady ``mbps`` from a connected radio,
+    promotion and tail excluded (signal: the link's ``strong`` level unless given)."""
+    s = link.level_dbm("strong") if signal_dbm is None else signal_dbm
+    return float(link.uplink_power_w(mbps, s)) * 8.0 / float(mbps)

@@ -89,3 +89,15 @@ def test_unknown_radio_profile_is_one_line(bad):
     with pytest.raises(NetworkError, match="unknown radio profile.*allowed") as exc:
         load_link("wifi", profile=bad)
     assert "\n" not in str(exc.value)
+
+
+def test_energy_per_mb_follows_the_power_model():
+    from bench.world.network import energy_per_mb_j
+
+    old = load_link("lte", profile="huang2012")
+    # Huang et al. Table 4: (beta + alpha_u * 1 Mbit/s) for 8 s per MB
+    assert energy_per_mb_j(old, 1.0) == pytest.approx((old.base_mw + old.uplink_mw_per_mbps) * 8 / 1e3)
+    # above the measured range the power is held, so energy per MB keeps falling with the rate
+    new = load_link("lte")
+    e = [energy_per_mb_j(new, r) for r in (1.0, 5.0, 20.0, 40.0)]
+    assert all(a > b for a, b in zip(e, e[1:]))
