@@ -101,3 +101,22 @@ def test_energy_per_mb_follows_the_power_model():
     new = load_link("lte")
     e = [energy_per_mb_j(new, r) for r in (1.0, 5.0, 20.0, 40.0)]
     assert all(a > b for a, b in zip(e, e[1:]))
+
+
+def test_docs_energy_table_is_what_the_script_computes():
+    """docs/radio-and-traces.md quotes scripts/radio_energy_table.py; a changed constant must update it."""
+    import importlib.util
+    import re
+
+    from bench.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("radio_energy_table", REPO_ROOT / "scripts" / "radio_energy_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    computed = {(r["profile"], r["radio"], r["uplink_mbps"]): r["energy_j_per_mb"] for r in mod.table([1.0, 5.0, 20.0])}
+    doc = (REPO_ROOT / "docs" / "radio-and-traces.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| (lte|wifi) \| ([\d.]+) J .*?\| ([\d.]+) J .*?\| ([\d.]+) J .*?\|$", doc, re.M)
+    assert len(rows) == 4
+    for prof, radio, *vals in rows:
+        for rate, v in zip((1.0, 5.0, 20.0), vals):
+            assert float(v) == pytest.approx(computed[(prof, radio, rate)], abs=0.006)
