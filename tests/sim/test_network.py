@@ -70,8 +70,9 @@ def test_profiles_differ_only_where_a_newer_source_exists():
     # the era-matched uplink slope comes from the Galaxy S20U measurement, and is lower than the 2012 phone's
     assert "Narayanan" in new.sources["uplink_mw_per_mbps"] and new.uplink_mw_per_mbps < old.uplink_mw_per_mbps
     # whatever was kept from 2012 says so
-    for key in ("base_mw", "tail_ms", "promotion_ms"):
+    for key in ("base_mw", "tail_mw", "promotion_ms"):
         assert getattr(new, key) == getattr(old, key) and new.sources[key].startswith("assumed:")
+    assert "RRC-Probe" in new.sources["tail_ms"]  # the era-matched inactivity timer
     for key, src in load_link("wifi", profile="era2018").sources.items():
         if "Huang" in src:
             assert src.startswith("assumed:"), key
