@@ -81,7 +81,7 @@ def installed(tmp_path_factory):
 def test_wheel_carries_the_reference_data(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     for rel in ("profiles/phone_sd845.yaml", "scenarios/wifi_strong.yaml", "scenarios/_model.yaml",
-                "network/wifi.yaml", "workloads/workloads.csv", "dvfo/accuracy_vs_xi.csv", "claims.yaml"):
+                "network/era2018/wifi.yaml", "network/huang2012/lte.yaml", "workloads/workloads.csv", "dvfo/accuracy_vs_xi.csv", "claims.yaml"):
         assert f"bench/data/{rel}" in names
     assert any(n.startswith("bench/data/samples/tegrastats/") and n.endswith(".log") for n in names)
     entry = zipfile.ZipFile(installed["wheel"]).read(
