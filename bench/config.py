@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import difflib
 import functools
+import os
 import inspect
 import textwrap
 import types
@@ -705,6 +706,18 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: no such file (the pipeline reads its parameters from params.yaml at the repo root)")
     data = read_yaml(path, ParamsError, where=str(path.name))
     return params_from_dict(data, base_dir=path.resolve().parent)
+
+
+def apply_world(params: Params) -> None:
+    """Make ``params.world`` the world of this process and the workers it starts (a stage calls this once).
+
+    The radio profile travels as an environment variable (:data:`bench.world.network.RADIO_PROFILE_ENV`), so
+    every simulator built in the stage — the notebook's kernel, evaluation processes, local Dask workers —
+    loads the same link models without threading the choice through every constructor.
+    """
+    from bench.world.network import RADIO_PROFILE_ENV
+
+    os.environ[RADIO_PROFILE_ENV] = params.world.radio_profile
 
 
 def as_dict(obj: Any) -> Any:

@@ -37,6 +37,7 @@ the time and energy spent on it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -171,9 +172,20 @@ def list_radio_profiles(directory: Path = NETWORK_DIR) -> list[str]:
     return sorted(p.name for p in Path(directory).iterdir() if p.is_dir() and any(p.glob("*.yaml")))
 
 
+#: environment variable naming the radio profile of this process and its workers; the pipeline's stages
+#: set it from params.yaml's ``world.radio_profile`` (:func:`bench.config.apply_world`), so every simulator
+#: built in the stage (notebook kernel, evaluation workers, Dask workers on this machine) uses the same one
+RADIO_PROFILE_ENV = "BENCH_RADIO_PROFILE"
+
+
+def active_radio_profile() -> str:
+    """The radio profile used where none is named: ``$BENCH_RADIO_PROFILE``, else :data:`DEFAULT_RADIO_PROFILE`."""
+    return os.environ.get(RADIO_PROFILE_ENV) or DEFAULT_RADIO_PROFILE
+
+
 def profile_dir(profile: str | None = None, directory: Path = NETWORK_DIR) -> Path:
-    """The directory of a radio profile (``None``: :data:`DEFAULT_RADIO_PROFILE`)."""
-    profile = DEFAULT_RADIO_PROFILE if profile is None else profile
+    """The directory of a radio profile (``None``: :func:`active_radio_profile`)."""
+    profile = active_radio_profile() if profile is None else profile
     allowed = list_radio_profiles(directory)
     if not isinstance(profile, str) or profile not in allowed:
         raise NetworkError.at("radio profile", "unknown radio profile", profile, ", ".join(allowed))

@@ -121,3 +121,21 @@ def test_docs_energy_table_is_what_the_script_computes():
     for prof, radio, *vals in rows:
         for rate, v in zip((1.0, 5.0, 20.0), vals):
             assert float(v) == pytest.approx(computed[(prof, radio, rate)], abs=0.006)
+
+
+def test_the_stage_radio_profile_reaches_every_unnamed_load(monkeypatch):
+    """params.yaml's world.radio_profile travels to simulators built anywhere in the stage (env variable)."""
+    from bench.config import apply_world, params_from_dict
+    from bench.paths import PARAMS_FILE
+    from bench.validate import read_yaml
+    from bench.world.network import RADIO_PROFILE_ENV, load_link
+    from bench.config import ParamsError
+
+    monkeypatch.delenv(RADIO_PROFILE_ENV, raising=False)
+    era = load_link("lte")
+    data = read_yaml(PARAMS_FILE, ParamsError, "params.yaml")
+    data["world"] = {**data.get("world", {}), "radio_profile": "huang2012"}
+    apply_world(params_from_dict(data, base_dir=PARAMS_FILE.parent))
+    old = load_link("lte")
+    assert old.uplink_mw_per_mbps == load_link("lte", profile="huang2012").uplink_mw_per_mbps
+    assert old.uplink_mw_per_mbps != era.uplink_mw_per_mbps
