@@ -298,6 +298,17 @@ class SweepGrid:
             if not isinstance(over, Mapping):
                 raise ParamsError(f"params.yaml: sweep.grids.*.configs.{name} must be a mapping of learner fields "
                                   f"to values, got {over!r}")
+        for key in ("profiles", "policies", "scenarios"):  # a repeat would run (and train) the same cells twice
+            names = getattr(self, key)
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:  # ValueError: _build prefixes the grid's name
+                raise ValueError(f"{key} lists {short(repeated)} more than once; allowed: each name at most once")
+
+    @property
+    def n_cells_per_seed(self) -> int:
+        """Cells per evaluation seed: profiles x configs x (learner + other policies) x scenarios."""
+        policies = 1 + sum(1 for p in self.policies if p != self.learner)
+        return len(self.profiles) * len(self.configs) * policies * len(self.scenarios)
 
 
 @dataclass(frozen=True)
@@ -311,6 +322,22 @@ class SweepParams:
     grids: dict[str, SweepGrid] = field(default_factory=dict, metadata={
         "doc": "Named grids (names: a letter, then letters, digits, '_' or '-'; they name directories).",
         "safe_keys": True})
+
+    def __post_init__(self):
+        # bounded before anything is built: the driver holds every cell's definition in memory
+        cells = {name: grid.n_cells_per_seed * self.seeds for name, grid in self.grids.items()}
+        total = sum(cells.values())
+        if total > MAX_SWEEP_CELLS:
+            biggest = max(cells, key=cells.get)
+            raise ParamsError(f"params.yaml: sweep: the grids expand to {total:,} cells (grid {biggest!r}: "
+                              f"{cells[biggest]:,} = its profiles x configs x policies x scenarios x sweep.seeds "
+                              f"{self.seeds}); allowed: at most {MAX_SWEEP_CELLS:,} (fewer seeds or a smaller grid)")
+
+
+#: assumed: a bound on one sweep's cells. The driver keeps each cell's definition (~1 KB) and
+#: the store one parquet file per cell; 2e5 cells are ~0.2 GB of definitions and a directory
+#: a file system lists in seconds. A 2.2e7-cell grid used to die building its cell list.
+MAX_SWEEP_CELLS = 200_000
 
 
 @dataclass(frozen=True)

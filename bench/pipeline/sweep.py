@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from bench.paths import DATA_DIR, REPO_ROOT
-from bench.pipeline.engine import Engine, map_ordered, session
+from bench.pipeline.engine import Engine, EngineAddressError, map_ordered, probe_scheduler, session
 from bench.pipeline.evaluate import Cell, run_cell
 from bench.seeding import derive_seeds
 
@@ -236,6 +236,8 @@ def run_sweep(params, out_dir: str | Path, engine: Engine | None = None, progres
         _write_outputs(out_dir, pd.DataFrame(columns=list(KEY_COLUMNS)), {**summary, "cells": 0, "computed": 0,
                                                                          "reused": 0, "train_jobs": 0})
         return summary
+    if engine.backend == "dask" and engine.address:
+        probe_scheduler(engine.address)  # before anything is expanded or trained
     jobs, cells = expand(params)
     todo_jobs = [j for j in jobs if not store.has_train(j.key)]
     todo = [c for c in cells if not store.has_cell(c.key)]
@@ -303,6 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.errors import ConfigError
 
         raise ConfigError(f"python -m bench sweep: {exc}") from None
-    summary = run_sweep(params, args.out, engine, progress=not args.no_progress)
+    try:
+        summary = run_sweep(params, args.out, engine, progress=not args.no_progress)
+    except EngineAddressError as exc:
+        from bench.errors import ConfigError
+
+        raise ConfigError(f"{'--address' if args.address is not None else args.params}: {exc}") from None
     print(json.dumps(summary, sort_keys=True))
     return 0
