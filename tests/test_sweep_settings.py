@@ -202,3 +202,10 @@ def test_collision_free_lists_are_unchanged():
 
     words = seed_sequence(7, "evaluate", "suite").generate_state(50, dtype=np.uint32)
     assert derive_seeds(7, 50, "evaluate", "suite") == [int(w >> 1) for w in words]
+
+
+@pytest.mark.parametrize("workers", [-1, 10**9, 2.5, True])
+def test_engine_workers_checked_on_the_command_line_path_too(workers):
+    """``python -m bench sweep --workers N`` builds the Engine directly (dataclasses.replace), not via params.yaml."""
+    with pytest.raises(ValueError, match="engine.workers"):
+        Engine("local-processes", workers=workers)

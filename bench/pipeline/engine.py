@@ -73,6 +73,8 @@ class Engine:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"engine.backend = {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 100_000:
+            raise ValueError(f"engine.workers = {self.workers!r}; allowed: an integer in [0, 100000] (0 = one per core)")
         if self.address and self.backend != "dask":
             raise ValueError(f"engine.address is only used with backend 'dask' (backend is {self.backend!r})")
         if self.address:
