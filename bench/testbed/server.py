@@ -178,7 +178,7 @@ def check_share(body: bytes, cut_shape: tuple[int, ...]) -> None:
         raise Reject(400, f"/tail header length {n} does not fit the {len(body)}-byte body "
                           f"(allowed: at most {TAIL_HEADER_MAX_BYTES})")
     try:
-        h = json.loads(body[4:4 + n].decode("utf-8"), parse_constant=lambda c: float("nan"))
+        h = json.loads(body[4:4 + n].decode("utf-8"), parse_constant=float)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Reject(400, "/tail header is not UTF-8 JSON") from None
     if not isinstance(h, dict) or set(h) != {"shape", "channels", "scale", "zero_point"}:
@@ -295,7 +295,7 @@ def make_app(warm_models: dict, proxy=None, token: str | None = None, sink_max_b
             raise Reject(403, f"/control needs this run's token in {TOKEN_HEADER}")
         body = await read_body(request, CONTROL_MAX_BYTES, body_timeout_s)
         try:
-            data = json.loads(body.decode("utf-8"), parse_constant=lambda c: float("nan"))
+            data = json.loads(body.decode("utf-8"), parse_constant=float)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise Reject(400, "control body is not UTF-8 JSON") from None
         radio, rtt = check_control(data)
