@@ -179,6 +179,14 @@ class TrainRun:
         if not is_profile_path(self.profile) and self.profile not in list_profiles():  # _build prefixes the run
             raise ValueError(f"profile = {self.profile!r} is not allowed; allowed values: {list_profiles()} "
                              f"or the path of a profile .yaml file")
+        if is_profile_path(self.profile):
+            from bench.world.profiles import resolve_profile
+
+            try:
+                warn_outside_repo("params.yaml: train.runs.*.profile", resolve_profile(self.profile),
+                                  "its numbers become the simulated device")
+            except DataFileError:
+                pass  # not found: load_profile below says so in one line
         try:
             missing = unmeasured_numbers(load_profile(self.profile))
         except DataFileError as exc:
@@ -306,6 +314,17 @@ class SweepGrid:
             if not isinstance(over, Mapping):
                 raise ParamsError(f"params.yaml: sweep.grids.*.configs.{name} must be a mapping of learner fields "
                                   f"to values, got {over!r}")
+        for key in ("profiles", "policies", "scenarios"):  # a repeat would run (and train) the same cells twice
+            names = getattr(self, key)
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:  # ValueError: _build prefixes the grid's name
+                raise ValueError(f"{key} lists {short(repeated)} more than once; allowed: each name at most once")
+
+    @property
+    def n_cells_per_seed(self) -> int:
+        """Cells per evaluation seed: profiles x configs x (learner + other policies) x scenarios."""
+        policies = 1 + sum(1 for p in self.policies if p != self.learner)
+        return len(self.profiles) * len(self.configs) * policies * len(self.scenarios)
 
 
 @dataclass(frozen=True)
@@ -319,6 +338,22 @@ class SweepParams:
     grids: dict[str, SweepGrid] = field(default_factory=dict, metadata={
         "doc": "Named grids (names: a letter, then letters, digits, '_' or '-'; they name directories).",
         "safe_keys": True})
+
+    def __post_init__(self):
+        # bounded before anything is built: the driver holds every cell's definition in memory
+        cells = {name: grid.n_cells_per_seed * self.seeds for name, grid in self.grids.items()}
+        total = sum(cells.values())
+        if total > MAX_SWEEP_CELLS:
+            biggest = max(cells, key=cells.get)
+            raise ParamsError(f"params.yaml: sweep: the grids expand to {total:,} cells (grid {biggest!r}: "
+                              f"{cells[biggest]:,} = its profiles x configs x policies x scenarios x sweep.seeds "
+                              f"{self.seeds}); allowed: at most {MAX_SWEEP_CELLS:,} (fewer seeds or a smaller grid)")
+
+
+#: assumed: a bound on one sweep's cells. The driver keeps each cell's definition (~1 KB) and
+#: the store one parquet file per cell; 2e5 cells are ~0.2 GB of definitions and a directory
+#: a file system lists in seconds. A 2.2e7-cell grid used to die building its cell list.
+MAX_SWEEP_CELLS = 200_000
 
 
 @dataclass(frozen=True)
@@ -652,9 +687,22 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     except (TypeError, ValueError) as exc:  # a section's own cross-field checks
         raise ParamsError(f"params.yaml: {where}: {' '.join(str(exc).split())[:300]}") from None
     if extra:
-        object.__setattr__(obj, "plugin_sections", {str(k): _build(extra[k], v, f"{prefix}{k}.")
+        object.__setattr__(obj, "plugin_sections", {str(k): _build_plugin_section(extra[k], v, f"{prefix}{k}.")
                                                     for k, v in data.items() if k in extra})
     return obj
+
+
+def _build_plugin_section(cls: type, data: Any, prefix: str) -> Any:
+    """A plugin's config section: its dataclass's own checks are plugin code, so whatever they raise
+    (or a sys.exit in them) is one line naming the section, never a traceback or a silent exit."""
+    try:
+        return _build(cls, data, prefix)
+    except BenchError:
+        raise
+    except (Exception, SystemExit) as exc:
+        why = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        raise ParamsError(f"params.yaml: {prefix.rstrip('.')}: the plugin's config class "
+                          f"{getattr(cls, '__name__', cls)!s} failed: {' '.join(why.split())[:200]}") from None
 
 
 def _load_plugins(data: Any, base_dir: Path | None) -> None:
@@ -666,10 +714,37 @@ def _load_plugins(data: Any, base_dir: Path | None) -> None:
     from hw.registry import PluginError, load_plugin
 
     for i, plugin in enumerate(plugins):
+        spec_ = plugin.strip()
+        if spec_.endswith(".py") or "/" in spec_:
+            path = Path(spec_).expanduser()
+            path = path if path.is_absolute() or base_dir is None else base_dir / path
+            warn_outside_repo(f"params.yaml: plugins[{i}]", path, "its code runs with your rights whenever "
+                              "params.yaml is loaded")
         try:
             load_plugin(plugin, base_dir)
         except PluginError as exc:
             raise ParamsError(f"params.yaml: plugins[{i}]: {' '.join(str(exc).split())[:300]}") from None
+
+
+#: set to 1 to accept plugin files and profile paths outside the repository without the warning
+TRUST_EXTERNAL_ENV = "EDGEBENCH_TRUST_EXTERNAL"
+_warned_outside: set[str] = set()
+
+
+def warn_outside_repo(where: str, path: Path, risk: str) -> None:
+    """One line on stderr (once per path) when a file params.yaml names lies outside the repository
+    (docs/extending.md, "Trust model"); ``$EDGEBENCH_TRUST_EXTERNAL=1`` accepts such files silently."""
+    import os
+    import sys
+
+    resolved = Path(os.path.abspath(path)).resolve()
+    if resolved.is_relative_to(REPO_ROOT.resolve()) or os.environ.get(TRUST_EXTERNAL_ENV) == "1":
+        return
+    if str(resolved) in _warned_outside:
+        return
+    _warned_outside.add(str(resolved))
+    print(f"warning: {where} = {short(str(resolved))} is outside the repository ({REPO_ROOT}): {risk}; "
+          f"set {TRUST_EXTERNAL_ENV}=1 to accept it silently (docs/extending.md, Trust model)", file=sys.stderr)
 
 
 def _resolve_replay_log(params: Params, base: Path) -> Params:

@@ -36,8 +36,10 @@ import dataclasses
 import functools
 import json
 import math
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from typing import Any, Callable, Iterator, Sequence
@@ -232,10 +234,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: signals ``monitor`` passes on to its command (a supervisor stopping monitor stops what it measures)
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def shell_returncode(returncode: int) -> int:
+    """A child's exit status as a shell reports it: killed by signal N -> 128 + N (SIGKILL 137, SIGTERM 143)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def run_forwarding_signals(command: Sequence[str]) -> int:
+    """Run ``command`` (argument list) to its end; SIGTERM/SIGINT/SIGHUP sent to this process are passed
+    on to it while it runs. Returns its exit status the shell's way (:func:`shell_returncode`)."""
+    proc = subprocess.Popen(list(command))
+    previous: dict[int, Any] = {}
+
+    def forward(signum: int, _frame: Any) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # handlers install only there
+    try:
+        if in_main_thread:
+            for sig in FORWARDED_SIGNALS:
+                previous[sig] = signal.signal(sig, forward)
+        while True:
+            try:
+                return shell_returncode(proc.wait())
+            except KeyboardInterrupt:  # a handler installed by someone else raised: still wait for the child
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run COMMAND (an argument list, never a shell) inside one window; print energy, time and power.
 
-    Exit code: COMMAND's own, or 2 when the arguments are wrong or no meter can run (the
+    Exit code: COMMAND's own (128 + N when a signal N killed it, as a shell reports it), or 2 when the arguments are wrong or no meter can run (the
     reason is printed), 127 when COMMAND cannot be started.
     """
     from .cli import make_meter
@@ -270,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with mon:
             mon.begin_window("command")
             try:
-                proc = subprocess.run(command, check=False)
+                returncode = run_forwarding_signals(command)
             except OSError as exc:
                 print(f"error: cannot run {command[0]!r}: {exc}", file=sys.stderr)
                 return 127
@@ -284,16 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"monitor: {' '.join(command)}\n"
           f"  meter {m.meter} ({m.method}), {m.n_samples} samples{'' if m.valid else ' [TOO SHORT: unreliable]'}\n"
           f"  duration {m.duration_s:.3f} s, energy {m.energy_j:.3f} J ({m.energy_mj:.1f} mJ), "
-          f"average power {m.power_w:.3f} W\n  exit code {proc.returncode}", file=sys.stderr)
+          f"average power {m.power_w:.3f} W\n  exit code {returncode}", file=sys.stderr)
     if args.json:
-        record = {**m.to_dict(), "command": command, "returncode": proc.returncode, "started_unix_s": t_wall}
+        record = {**m.to_dict(), "command": command, "returncode": returncode, "started_unix_s": t_wall}
         text = json.dumps(record, indent=2, sort_keys=True)
         if args.json == "-":
             print(text)
         else:
             with open(args.json, "w") as fh:
                 fh.write(text + "\n")
-    return proc.returncode
+    return returncode
 
 
 if __name__ == "__main__":

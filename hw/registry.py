@@ -60,6 +60,12 @@ def _module_name_for(path: Path) -> str:
     return f"edgebench_user_plugin_{stem}"
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}) while being imported (a plugin only registers at import)"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def load_plugin(spec: str, base_dir: str | os.PathLike | None = None) -> None:
     """Import a plugin: a ``.py`` file (relative to ``base_dir``, else the working directory) or a module name.
 
@@ -91,19 +97,19 @@ def load_plugin(spec: str, base_dir: str | os.PathLike | None = None) -> None:
         _loaded_user_plugins.add(key)
         try:
             mod_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end (or pass) validation
             _loaded_user_plugins.discard(key)
             sys.modules.pop(name, None)
-            raise PluginError(f"plugin {spec!r}: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {spec!r}: {_why(exc)}") from None
     else:
         if key in _loaded_user_plugins:
             return
         _loaded_user_plugins.add(key)
         try:
             importlib.import_module(spec)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             _loaded_user_plugins.discard(key)
-            raise PluginError(f"plugin {spec!r}: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {spec!r}: {_why(exc)}") from None
     current = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p]
     if key not in current:
         os.environ[PLUGINS_ENV] = os.pathsep.join([*current, key])
@@ -174,9 +180,9 @@ class Registry(MutableMapping):
                     continue  # its module registered it already at import
                 try:
                     self.register(ep.name, ep.load())
-                except Exception as exc:  # a broken plugin must not break the suite
+                except (Exception, SystemExit) as exc:  # a broken plugin must not break (or exit) the suite
                     dist = getattr(ep, "dist", None)
-                    why = f"{ep.value} ({dist.name if dist else 'unknown distribution'}): {type(exc).__name__}: {exc}"
+                    why = f"{ep.value} ({dist.name if dist else 'unknown distribution'}): {_why(exc)}"
                     self.errors[ep.name] = why
                     warnings.warn(f"{self.group}: plugin {ep.name!r} not loaded: {why}", RuntimeWarning, stacklevel=3)
             self._loaded = True

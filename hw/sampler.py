@@ -38,8 +38,6 @@ from .base import DeviceGoneError, Meter, MeterError, Sample, SamplingError
 
 #: fastest sampling the sampler accepts (a meter asking for more would spin a core)
 MAX_RATE_HZ = 1000.0
-#: longest single sleep of the sampling thread, so that stop() returns promptly
-SLEEP_SLICE_S = 0.05
 
 
 def integrate_power(samples: Sequence[Sample], t0: float | None = None, t1: float | None = None,
@@ -173,7 +171,7 @@ class Sampler:
         interval = self.interval_s
         stop_is_set = self._stop.is_set
         lock, poll, samples = self._lock, self.meter.poll, self._samples
-        monotonic, sleep = time.monotonic, time.sleep
+        monotonic, stop_wait = time.monotonic, self._stop.wait
         next_t = monotonic()
         while not stop_is_set():
             while self._edges:  # let a waiting edge read take the lock first
@@ -196,13 +194,10 @@ class Sampler:
             if delay <= 0:  # read slower than the rate: do not burst to catch up
                 next_t = monotonic()
                 continue
-            # time.sleep is far cheaper than Event.wait(timeout) (no lock allocated per wait);
-            # long sleeps are sliced so that stop() is honoured within SLEEP_SLICE_S
-            while delay > SLEEP_SLICE_S and not stop_is_set():
-                sleep(SLEEP_SLICE_S)
-                delay = next_t - monotonic()
-            if delay > 0:
-                sleep(delay)
+            # Event.wait, not sleep: stop() wakes the thread at once whatever the rate (a sliced
+            # sleep still finished its last slice, up to a whole period at --rate-hz 0.01)
+            if stop_wait(delay):
+                return
 
     def start(self) -> "Sampler":
         if self._thread is None:

@@ -39,6 +39,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+from bench.errors import ConfigError
+
 BACKENDS = ("local-processes", "dask", "dask-slurm")
 
 
@@ -71,8 +73,15 @@ class Engine:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"engine.backend = {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 100_000:
+            raise ValueError(f"engine.workers = {self.workers!r}; allowed: an integer in [0, 100000] (0 = one per core)")
         if self.address and self.backend != "dask":
             raise ValueError(f"engine.address is only used with backend 'dask' (backend is {self.backend!r})")
+        if self.address:
+            try:  # the form only; whether a scheduler answers there: probe_scheduler
+                split_address(self.address)
+            except EngineAddressError as exc:
+                raise ValueError(str(exc)) from None  # params.yaml's loader prefixes where it came from
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Engine":
@@ -86,6 +95,83 @@ class Engine:
         return self.workers or local_cores()
 
 
+#: the schemes Dask's comms accept; tcp (and a bare host:port) is probed, the others only checked for form
+ADDRESS_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
+#: how long the probe waits for a connection and for the scheduler's handshake (a live scheduler answers at once)
+PROBE_TIMEOUT_S = 3.0
+#: a Dask handshake is a few hundred bytes; a length prefix beyond this is not a Dask scheduler speaking
+MAX_HANDSHAKE_BYTES = 1 << 20
+
+
+class EngineAddressError(ConfigError):
+    """``engine.address`` is malformed, unreachable, or not a Dask scheduler (one line, exit 2)."""
+
+
+def split_address(address: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a Dask address (``tcp://host:8786``, ``host:8786``, ``tcp://[::1]:8786``);
+    port 0 for schemes without one. Raises :class:`EngineAddressError` on a malformed address."""
+    allowed = "tcp://HOST:PORT (or HOST:PORT, tls://HOST:PORT) of a running Dask scheduler"
+    if not isinstance(address, str) or not address or any(c.isspace() for c in address) or len(address) > 300:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: malformed; allowed: {allowed}")
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ADDRESS_SCHEMES:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: unknown scheme {scheme!r}; allowed: "
+                                 f"{', '.join(s + '://' for s in ADDRESS_SCHEMES)}")
+    if scheme in ("inproc", "ucx"):
+        return scheme, rest, 0
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: needs a host and a port 1-65535; "
+                                 f"allowed: {allowed}")
+    return scheme, host, int(port)
+
+
+def probe_scheduler(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Check within ``timeout_s`` that a Dask scheduler answers at ``address``; raise
+    :class:`EngineAddressError` (one line) if nothing listens there or something else does.
+
+    A Dask comm starts with the scheduler sending its handshake: 8 bytes of message length,
+    then the message. Without this check a non-Dask service's first bytes are read as that
+    length and ``distributed`` tries to allocate it (3 EiB for an SSH banner), and an
+    unreachable address waits 30 s and ends in an ``OSError`` traceback.
+    """
+    import socket
+    import struct
+
+    scheme, host, port = split_address(address)
+    if scheme not in ("tcp", "tls"):
+        return
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as exc:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: no Dask scheduler reachable within "
+                                 f"{timeout_s:g} s ({exc.strerror or type(exc).__name__}); allowed: the address of a "
+                                 f"running scheduler (`dask scheduler` prints it), or '' for a local cluster") from None
+    with sock:
+        if scheme == "tls":  # encrypted: the handshake is not readable here; reachability is what we can check
+            return
+        sock.settimeout(timeout_s)
+        head = b""
+        try:
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+        except OSError:
+            pass
+    if len(head) < 8:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: a service there sent no Dask handshake within "
+                                 f"{timeout_s:g} s (got {head!r}); allowed: the address of a running Dask scheduler")
+    (length,) = struct.unpack("<Q", head)
+    if not 0 < length <= MAX_HANDSHAKE_BYTES:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: the service there is not a Dask scheduler (it "
+                                 f"sent {head!r}); allowed: the address of a running Dask scheduler")
+
+
 def local_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -96,7 +182,8 @@ def dask_client(engine: Engine) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if engine.backend == "dask" and engine.address:
-        with Client(engine.address) as client:
+        probe_scheduler(engine.address)  # seconds and one line, not 30 s and a traceback (or a 3 EiB read)
+        with Client(engine.address, timeout=f"{10 * PROBE_TIMEOUT_S:g}s") as client:
             yield client
         return
     if engine.backend == "dask-slurm":

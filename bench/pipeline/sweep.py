@@ -14,7 +14,10 @@ The store (``results/sweep/store/``) keeps one entry per train job and one parqu
 file per cell, named by a hash of the job's or cell's *full definition* — every
 field of the cell, the train job it depends on, and a fingerprint of the model code
 and data (bench/world, bench/sim, bench/policies, data/) — written atomically by the
-driver as each result arrives. A rerun after an interruption (Ctrl-C, a lost
+driver as each result arrives, with its size and SHA-256 in ``manifest.jsonl``. A
+resumed sweep uses an entry only if its bytes are the ones recorded; anything else
+(missing, truncated, garbage, another cell's file, a directory) is reported in one
+line and recomputed. A lock file keeps a second sweep from writing the same store. A rerun after an interruption (Ctrl-C, a lost
 machine) computes only what the store lacks; a changed model changes every key, so
 stale results are never reused. Tasks lost with a worker are re-run by Dask.
 
@@ -31,15 +34,18 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
+from bench.errors import ConfigError
 from bench.paths import DATA_DIR, REPO_ROOT
-from bench.pipeline.engine import Engine, map_ordered, session
+from bench.pipeline.engine import Engine, EngineAddressError, map_ordered, probe_scheduler, session
 from bench.pipeline.evaluate import Cell, run_cell
 from bench.seeding import derive_seeds
 
@@ -176,47 +182,233 @@ def expand(params) -> tuple[list[TrainJob], list[SweepCell]]:
 
 # --------------------------------------------------------------------------- the store
 
-class Store:
-    """One file per finished job/cell under ``root``, named by its key; atomic writes."""
+class StoreBusyError(ConfigError):
+    """Another sweep is writing to the same store (one line, exit 2)."""
 
-    def __init__(self, root: str | Path):
+
+class StoreCorruptError(RuntimeError):
+    """An entry changed after it was verified (someone wrote to the store during the run)."""
+
+
+#: the store's manifest: one JSON line per entry written, ``{"key", "files": {name: [bytes, sha256]}}``
+MANIFEST = "manifest.jsonl"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Store:
+    """One file per finished cell (and one directory per train job) under ``root``, each written
+    atomically (temporary file, fsync, rename, fsync of the directory) and then recorded with its
+    size and SHA-256 in an append-only manifest. Reading verifies against the manifest, so a
+    missing, truncated, corrupt or swapped file (or a directory in a file's place) is found,
+    reported in one line and recomputed, never used. ``with Store(root):`` holds an exclusive
+    ``fcntl`` lock on ``root/.lock``: a second writer is refused, not interleaved.
+    """
+
+    def __init__(self, root: str | Path, report: Callable[[str], None] | None = None):
         self.root = Path(root)
         (self.root / "train").mkdir(parents=True, exist_ok=True)
         (self.root / "cells").mkdir(parents=True, exist_ok=True)
+        self.report = report or (lambda line: print(line, file=sys.stderr))
+        self.repaired = 0
+        self._lock_fh = None
+        self._manifest: dict[str, dict[str, list]] | None = None
 
+    # -- lock and housekeeping ---------------------------------------------------------------
+    def __enter__(self) -> "Store":
+        import fcntl
+
+        fh = open(self.root / ".lock", "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            words = fh.read(200).split()
+            holder = words[-1] if words and words[-1].isdigit() else ""
+            fh.close()
+            raise StoreBusyError(f"{self.root}: another sweep is writing to this store (pid {holder or '?'}); "
+                                 "allowed: one writer at a time (wait for it, or use another --out)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._lock_fh = fh
+        self._remove_temp_files()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()  # closing releases the flock
+            self._lock_fh = None
+
+    def _remove_temp_files(self) -> None:
+        """Temporary files of an interrupted write (never renamed in, so never in the manifest)."""
+        for tmp in list(self.root.rglob(".*.tmp")):
+            if tmp.is_file() or tmp.is_symlink():
+                tmp.unlink()
+
+    # -- manifest ------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, dict[str, list]]:
+        if self._manifest is None:
+            self._manifest, bad = {}, 0
+            path = self.root / MANIFEST
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    for raw in fh:
+                        try:
+                            entry = json.loads(raw.decode("utf-8"))
+                            key, files = entry["key"], entry["files"]
+                            if not (isinstance(key, str) and isinstance(files, dict) and all(
+                                    isinstance(n, str) and isinstance(v, list) and len(v) == 2 for n, v in files.items())):
+                                raise ValueError(key)
+                        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                            bad += 1  # a torn last line (a crash mid-append) or garbage: its entry is recomputed
+                            continue
+                        self._manifest[key] = files
+            elif path.exists() or path.is_symlink():
+                bad += 1
+                self._discard(path)  # a directory (or dangling link) in the manifest's place
+            if bad:
+                self.report(f"sweep store: {path}: {bad} unreadable manifest line(s) skipped; their entries are recomputed")
+        return self._manifest
+
+    def _record(self, key: str, files: dict[str, Path]) -> None:
+        entry = {n: [p.stat().st_size, _sha256(p)] for n, p in files.items()}
+        path = self.root / MANIFEST
+        if path.exists() and not path.is_file():
+            raise StoreCorruptError(f"{path} is not a file")
+        line = json.dumps({"key": key, "files": entry}, sort_keys=True) + "\n"
+        with open(path, "ab") as fh:
+            fh.write(line.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.manifest[key] = entry
+
+    def _problem(self, key: str, files: Mapping[str, Path]) -> str:
+        """Why ``key``'s files cannot be used ("" when each is the file the manifest recorded)."""
+        recorded = self.manifest.get(key)
+        if recorded is None:
+            return "not in the manifest (an interrupted write, or put there by hand)"
+        for name, (size, digest) in sorted(recorded.items()):
+            path = files.get(name) if name in files else None
+            if path is None:
+                return f"the manifest lists {name!r}, which this entry does not have"
+            if not path.exists() and not path.is_symlink():
+                return f"{name}: missing"
+            if path.is_symlink() or not path.is_file():
+                return f"{name}: not a regular file"
+            actual = path.stat().st_size
+            if actual != size:
+                return f"{name}: {actual} bytes, the manifest recorded {size}"
+            if _sha256(path) != digest:
+                return f"{name}: content differs from what was written (SHA-256 mismatch)"
+        return ""
+
+    def _discard(self, path: Path) -> None:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    # -- cells -------------------------------------------------------------------------------
     def _cell_path(self, key: str) -> Path:
         return self.root / "cells" / f"{key}.parquet"
 
     def has_cell(self, key: str) -> bool:
-        return self._cell_path(key).exists()
+        """True when the cell's file is the one the manifest recorded; a bad one is reported and removed."""
+        path = self._cell_path(key)
+        if key not in self.manifest and not path.exists() and not path.is_symlink():
+            return False  # simply not computed yet
+        why = self._problem(key, {path.name: path})
+        if not why:
+            return True
+        self.report(f"sweep store: cell {key}: {why}; recomputing it")
+        self.repaired += 1
+        self.manifest.pop(key, None)
+        self._discard(path)
+        return False
 
     def put_cell(self, key: str, frame: pd.DataFrame) -> None:
-        _atomic_write(self._cell_path(key), lambda p: frame.to_parquet(p, index=False))
+        path = self._cell_path(key)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        _atomic_write(path, lambda p: frame.to_parquet(p, index=False))
+        self._record(key, {path.name: path})
 
     def get_cell(self, key: str) -> pd.DataFrame:
-        return pd.read_parquet(self._cell_path(key))
+        path = self._cell_path(key)
+        why = self._problem(key, {path.name: path})
+        if why:
+            raise StoreCorruptError(f"sweep store: cell {key}: {why} (changed during this run; rerun to recompute)")
+        return pd.read_parquet(path)
+
+    # -- train artefacts ---------------------------------------------------------------------
+    def _train_files(self, key: str) -> dict[str, Path]:
+        d = self.root / "train" / key
+        return {name: d / name for name in self.manifest.get(key, {})}
 
     def has_train(self, key: str) -> bool:
-        return (self.root / "train" / key / "DONE").exists()
+        d = self.root / "train" / key
+        if key not in self.manifest and not d.exists() and not d.is_symlink():
+            return False
+        why = self._problem(key, self._train_files(key)) if key in self.manifest else \
+            "not in the manifest (an interrupted write, or put there by hand)"
+        if not why:
+            return True
+        self.report(f"sweep store: train job {key}: {why}; retraining it")
+        self.repaired += 1
+        self.manifest.pop(key, None)
+        self._discard(d)
+        return False
 
     def put_train(self, key: str, files: Mapping[str, bytes]) -> None:
         d = self.root / "train" / key
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            self._discard(d)
         d.mkdir(parents=True, exist_ok=True)
-        _unpack(files, d)
-        _atomic_write(d / "DONE", lambda p: Path(p).write_text(json.dumps(sorted(files)) + "\n"))
+        written: dict[str, Path] = {}
+        for name, blob in sorted(files.items()):
+            path = (d / name).resolve()
+            if not path.is_relative_to(d.resolve()) or name.startswith("/"):
+                raise ValueError(f"artefact file {name!r} points outside its directory")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, lambda p, blob=blob: Path(p).write_bytes(blob))
+            written[name] = d / name
+        self._record(key, written)
 
     def get_train(self, key: str) -> dict[str, bytes]:
-        d = self.root / "train" / key
-        names = json.loads((d / "DONE").read_text())
-        return {n: (d / n).read_bytes() for n in names}
+        files = self._train_files(key)
+        why = self._problem(key, files)
+        if why:
+            raise StoreCorruptError(f"sweep store: train job {key}: {why} (changed during this run; rerun to recompute)")
+        return {n: p.read_bytes() for n, p in sorted(files.items())}
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file beside ``path``: fsync it, rename it in, fsync the directory."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power cut
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -230,31 +422,35 @@ def run_sweep(params, out_dir: str | Path, engine: Engine | None = None, progres
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = engine or params.engine
-    store = Store(out_dir / "store")
     summary: dict[str, Any] = {"enabled": bool(params.sweep.enabled), "backend": engine.backend}
     if not params.sweep.enabled:
         _write_outputs(out_dir, pd.DataFrame(columns=list(KEY_COLUMNS)), {**summary, "cells": 0, "computed": 0,
                                                                          "reused": 0, "train_jobs": 0})
         return summary
+    if engine.backend == "dask" and engine.address:
+        probe_scheduler(engine.address)  # before anything is expanded or trained
     jobs, cells = expand(params)
-    todo_jobs = [j for j in jobs if not store.has_train(j.key)]
-    todo = [c for c in cells if not store.has_cell(c.key)]
-    if limit is not None:
-        todo = todo[:limit]
-    with session(engine) as client:  # one cluster for both maps
-        map_ordered(train_job, todo_jobs, engine, keys=[j.key for j in todo_jobs], progress=progress,
-                    desc="sweep: train", client=client,
-                    on_result=lambda i, r: store.put_train(todo_jobs[i].key, r["files"]))
-        artefacts = {j.key: store.get_train(j.key) for j in jobs if any(c.train_key == j.key for c in todo)}
-        tasks = [(c, artefacts.get(c.train_key, {})) for c in todo]
-        map_ordered(run_sweep_cell, tasks, engine, keys=[c.key for c in todo], progress=progress,
-                    desc="sweep: evaluate", client=client, on_result=lambda i, frame: store.put_cell(todo[i].key, frame))
-    done = [c for c in cells if store.has_cell(c.key)]
-    results = pd.concat([store.get_cell(c.key) for c in done], ignore_index=True) if done else \
-        pd.DataFrame(columns=list(KEY_COLUMNS))
-    summary.update({"cells": len(cells), "computed": len(todo), "reused": len(done) - len(todo),
-                    "missing": len(cells) - len(done), "train_jobs": len(jobs), "trained": len(todo_jobs)})
-    _write_outputs(out_dir, results, summary)
+    with Store(out_dir / "store") as store:  # one writer at a time
+        todo_jobs = [j for j in jobs if not store.has_train(j.key)]
+        todo = [c for c in cells if not store.has_cell(c.key)]
+        if limit is not None:
+            todo = todo[:limit]
+        with session(engine) as client:  # one cluster for both maps
+            map_ordered(train_job, todo_jobs, engine, keys=[j.key for j in todo_jobs], progress=progress,
+                        desc="sweep: train", client=client,
+                        on_result=lambda i, r: store.put_train(todo_jobs[i].key, r["files"]))
+            artefacts = {j.key: store.get_train(j.key) for j in jobs if any(c.train_key == j.key for c in todo)}
+            tasks = [(c, artefacts.get(c.train_key, {})) for c in todo]
+            map_ordered(run_sweep_cell, tasks, engine, keys=[c.key for c in todo], progress=progress,
+                        desc="sweep: evaluate", client=client,
+                        on_result=lambda i, frame: store.put_cell(todo[i].key, frame))
+        done = [c for c in cells if c.key in store.manifest]
+        results = pd.concat([store.get_cell(c.key) for c in done], ignore_index=True) if done else \
+            pd.DataFrame(columns=list(KEY_COLUMNS))
+        summary.update({"cells": len(cells), "computed": len(todo), "reused": len(done) - len(todo),
+                        "missing": len(cells) - len(done), "train_jobs": len(jobs), "trained": len(todo_jobs),
+                        "repaired": store.repaired})
+        _write_outputs(out_dir, results, summary)
     return summary
 
 
@@ -275,8 +471,9 @@ def _write_outputs(out_dir: Path, results: pd.DataFrame, summary: Mapping[str, A
         if col in results:
             results[col] = results[col].astype("string")
     _atomic_write(out_dir / "results.parquet", lambda p: results.to_parquet(p, index=False))
-    summarise(results).to_csv(out_dir / "summary.csv", index=False, float_format="%.6g")
-    (out_dir / "summary.json").write_text(json.dumps(dict(summary), indent=2, sort_keys=True) + "\n")
+    _atomic_write(out_dir / "summary.csv", lambda p: summarise(results).to_csv(p, index=False, float_format="%.6g"))
+    text = json.dumps(dict(summary), indent=2, sort_keys=True) + "\n"
+    _atomic_write(out_dir / "summary.json", lambda p: Path(p).write_text(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,6 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.errors import ConfigError
 
         raise ConfigError(f"python -m bench sweep: {exc}") from None
-    summary = run_sweep(params, args.out, engine, progress=not args.no_progress)
+    try:
+        summary = run_sweep(params, args.out, engine, progress=not args.no_progress)
+    except EngineAddressError as exc:
+        from bench.errors import ConfigError
+
+        raise ConfigError(f"{'--address' if args.address is not None else args.params}: {exc}") from None
     print(json.dumps(summary, sort_keys=True))
     return 0
