@@ -455,7 +455,7 @@ class Simulator:
         st = gather_state(tab, self.carry_of(states), rows, a, hot)
         out = request_physics(tab, xr, a, hot, rt, st, phases=phases)
         return Outcome(*(out[f] for f in OUTCOME_FIELDS),
-                       phases={k: out[k] for k in PHASES + CARRY_FIELDS} if phases else None)
+                       phases={k: v for k, v in out.items() if k not in OUTCOME_FIELDS})
 
     def evaluate_from(self, states: States, draws: Draws, t: int, carry: Carry, row: int = 0) -> Outcome:
         """Every action for request ``t`` of an episode from a carried state (row ``row`` of ``carry``): (1, A)."""
@@ -493,7 +493,7 @@ class Simulator:
             carry = advance(carry, out, x.interarrival_ms[i], thermal=self.thermal_params)
         stack = lambda xs: np.stack(xs)[:, 0] if single else np.stack(xs)  # noqa: E731
         return Outcome(*(stack([o[f] for o in outs]) for f in OUTCOME_FIELDS),
-                       phases={p: stack([o[p] for o in outs]) for p in PHASES + CARRY_FIELDS})
+                       phases={p: stack([o[p] for o in outs]) for p in outs[0] if p not in OUTCOME_FIELDS})
 
     def rollout(self, states: States, draws: Draws, actions: np.ndarray) -> dict:
         """K episodes of T requests in lock-step (``states``/``draws`` T*K rows laid out (T, K), ``actions``

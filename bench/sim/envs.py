@@ -110,10 +110,10 @@ class _SimEnv(gym.Env):
         self._t = 0
         self._states = None
 
-    def _busy(self, carry: Carry) -> tuple[float, float]:
+    def _busy(self) -> tuple[float, float]:
         """(longest wait for a local target, longest wait for a radio's transmitter) a new request meets (ms)."""
-        lf, tx = carry.local_free[0], carry.tx_free[0]
-        return max(float(lf.max()) if len(lf) else 0.0, 0.0), max(float(tx.max()) if len(tx) else 0.0, 0.0)
+        k = self._kernel
+        return max(max(k.local_free, default=0.0), 0.0), max(max(k.tx_free, default=0.0), 0.0)
 
     @property
     def action_table(self) -> pd.DataFrame:
@@ -176,7 +176,7 @@ class _SimEnv(gym.Env):
         self._kernel = EpisodeKernel(self.sim, self._states, self._draws)
         self._states = self._states.with_carry(Carry.fresh(self._T, self.sim.kernel))
         self._ia0 = float(self._states.interarrival_ms[0])
-        self._hist: list[tuple[int, Carry]] = []  # (action, carried state it met) per step
+        self._hist: list[tuple[int, tuple]] = []  # (action, carried state it met: EpisodeKernel.snapshot) per step
         self._synced = 0
         self._end_ms = -np.inf  # latest activity so far (request completion or radio tail end)
         self._ledger = None
@@ -185,10 +185,9 @@ class _SimEnv(gym.Env):
         """The actions of the episode's steps so far."""
         return np.array([h[0] for h in self._hist], dtype=np.int64)
 
-    def _write_carry(self, t: int, c: Carry) -> None:
+    def _write_carry(self, t: int, c: tuple) -> None:
         st = self._states
-        st.local_free_ms[t], st.tx_free_ms[t], st.radio_idle_ms[t] = c.local_free[0], c.tx_free[0], c.radio_idle[0]
-        st.server_free_ms[t], st.throttled[t] = c.server_free[0], c.throttled[0]
+        st.local_free_ms[t], st.tx_free_ms[t], st.radio_idle_ms[t], st.server_free_ms[t], st.throttled[t] = c
 
     def _sync_states(self) -> None:
         """Write the queue, radio and thermal state of the steps taken (and the current one) into the states."""
@@ -196,7 +195,7 @@ class _SimEnv(gym.Env):
         for t in range(s, k):
             self._write_carry(t, self._hist[t][1])
         if k < self._T:
-            self._write_carry(k, self._kernel.carry)
+            self._write_carry(k, self._kernel.snapshot())
         self._synced = k
 
     def _arrival_ms(self, t: int) -> float:
@@ -218,20 +217,19 @@ class _SimEnv(gym.Env):
         a = self._action(action)
         t = self._t
         k = self._kernel
-        before = k.carry
-        self._wait_ms = self._wait_of(before)
-        out = k.outcome(t, a)  # moves k.carry on to the next request
-        self._hist.append((a, before))
-        self._a, self._hot_step = a, bool(before.throttled[0])
+        self._wait_ms = self._wait_of()
+        self._hist.append((a, k.snapshot()))
+        self._a, self._hot_step = a, k.throttled
+        out = k.outcome(t, a)  # moves the carried state on to the next request
         arrival = t * self._ia0
         end = arrival + out.latency_ms
         if out.radio >= 0:  # the radio's tail runs past the request's completion
-            end = max(end, arrival + out.new_last_end + float(self.sim.kernel.tail_ms[self.sim.kernel.route[a]]))
+            end = max(end, arrival + out.new_last_end + k.stab.tail_ms[k.stab.route[a]])
         if end > self._end_ms:
             self._end_ms = end
         return out
 
-    def _wait_of(self, carry: Carry) -> float:
+    def _wait_of(self) -> float:
         return 0.0
 
     def _info(self, out) -> dict[str, Any]:
@@ -343,7 +341,7 @@ class AutoScaleEnv(_SimEnv):
 
     def _obs(self) -> np.ndarray:
         obs = self._obs_tab[min(self._t, self._T - 1)].copy()
-        obs[12:14] = np.minimum(self._busy(self._kernel.carry), _MAX_MS)
+        obs[12:14] = self._busy()
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -463,7 +461,7 @@ class DVFOEnv(_SimEnv):
         t = min(self._t, self._T - 1)
         obs = self._obs_tab[t].copy()
         obs[6:10] = self._prev_obs[self._prev]
-        obs[10] = min(self._wait_of(self._kernel.carry) / self._kernel.interarrival[t], 10.0)
+        obs[10] = min(self._wait_of() / self._kernel.interarrival[t], 10.0)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -477,9 +475,9 @@ class DVFOEnv(_SimEnv):
         self._obs_tab = self._obs_table(self._states, self._bw)
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
 
-    def _wait_of(self, carry: Carry) -> float:
+    def _wait_of(self) -> float:
         """How long a request arriving now waits for the edge (the local part of the earlier ones)."""
-        return max(float(carry.local_free[0, 0]), 0.0)
+        return max(self._kernel.local_free[0], 0.0)
 
     def initial_prev(self) -> int:
         """The 'previous action' observed at an episode's first request: local-only at the highest levels."""

@@ -18,30 +18,32 @@ from types import SimpleNamespace
 import numpy as np
 
 from bench.sim.core import Draws, Simulator, States
-from bench.sim.kernel import OUTCOME_FIELDS, Carry, advance, step_rows
-
-#: the outcome fields a step reports (besides the carry fields)
-STEP_FIELDS = OUTCOME_FIELDS + ("local_ms", "local_w", "fallback_ms", "fallback_w", "radio", "new_last_end")
+from bench.sim.kernel import OUTCOME_FIELDS, ScalarEpisode, scalar_tables
 
 
-class EpisodeKernel:
-    """One episode's inputs and carried state; :meth:`outcome` steps one request (see the module docstring)."""
+
+class EpisodeKernel(ScalarEpisode):
+    """One episode's inputs and carried state (Python scalars); :meth:`outcome` steps one request."""
 
     def __init__(self, sim: Simulator, states: States, draws: Draws):
+        tab = sim.kernel
+        stab = getattr(sim, "kernel_scalar", None)
+        if stab is None:  # cached on the simulator: the tables are immutable
+            stab = sim.kernel_scalar = scalar_tables(tab)
+        super().__init__(tab, stab, sim.request_inputs(states, draws), thermal=sim.thermal_params)
         self.sim = sim
-        self.tab = sim.kernel
-        self.x = sim.request_inputs(states, draws)
         self.n = len(states)
-        self.interarrival = self.x.interarrival_ms.tolist()
-        self.workload = self.x.workload.tolist()
-        self.qos = self.x.qos_ms.tolist()
-        self.carry = Carry.fresh(1, self.tab)
+        self.workload = self.x["workload"]
+        self.qos = self.x["qos_ms"]
+
+    def snapshot(self) -> tuple:
+        """The carried state now (cheap copies), for :meth:`write_snapshot`."""
+        return (list(self.local_free), list(self.tx_free), list(self.radio_idle), list(self.server_free),
+                self.throttled)
 
     def outcome(self, t: int, a: int) -> SimpleNamespace:
         """Request ``t`` run with action ``a`` from the carried state; the carry moves on to request ``t + 1``."""
-        out = step_rows(self.tab, self.x, np.array([t]), np.array([a], dtype=np.int64), self.carry)
-        self.carry = advance(self.carry, out, self.interarrival[t], thermal=self.sim.thermal_params)
-        return SimpleNamespace(**{k: out[k][0].item() for k in STEP_FIELDS})
+        return SimpleNamespace(**self.step(t, a))
 
 
 def evaluate_lean(sim: Simulator, states: States, actions: np.ndarray, draws: Draws,
@@ -52,4 +54,6 @@ def evaluate_lean(sim: Simulator, states: States, actions: np.ndarray, draws: Dr
     for s in range(0, n, chunk):
         sl = slice(s, min(s + chunk, n))
         parts.append(sim.evaluate(states.take(sl), np.asarray(actions)[sl], draws.take(sl), phases=False))
-    return SimpleNamespace(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in OUTCOME_FIELDS})
+    cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in OUTCOME_FIELDS}
+    cols.update({f: np.concatenate([p.phases[f] for p in parts]) for f in parts[0].phases} if parts else {})
+    return SimpleNamespace(**cols)

@@ -63,7 +63,9 @@ Energy of the cloud or peer is reported separately (``remote_energy_mj``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from typing import Mapping
 
 import numpy as np
@@ -259,8 +261,47 @@ def _local(tab: KernelTables, x: RequestInputs | Mapping, i):
     return t_pre, t_par, tab.local_power_w[i] + x["p_add"]
 
 
+class _NumpyOps:
+    """Array operations of the kernel for numpy batches."""
+
+    mx, mn, where, clip, not_ = staticmethod(np.maximum), staticmethod(np.minimum), staticmethod(np.where), \
+        staticmethod(np.clip), staticmethod(np.logical_not)
+    nan = np.nan
+    batch = True
+
+    @staticmethod
+    def div(n, d):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return n / d
+
+
+def _sdiv(n, d):
+    return n / d if d != 0.0 else (math.inf if n > 0 else (0.0 if n == 0 else -math.inf))
+
+
+class _ScalarOps:
+    """The same operations on Python scalars (the gym step: no numpy call overhead)."""
+
+    mx, mn = staticmethod(max), staticmethod(min)
+    where = staticmethod(lambda c, a, b: a if c else b)
+    clip = staticmethod(lambda v, lo, hi: lo if v < lo else (hi if v > hi else v))
+    not_ = staticmethod(lambda v: not v)
+    div = staticmethod(_sdiv)
+    nan = math.nan
+    batch = False
+
+
+NUMPY_OPS, SCALAR_OPS = _NumpyOps(), _ScalarOps()
+
+
+def scalar_tables(tab: KernelTables) -> SimpleNamespace:
+    """``tab`` with every array as a Python list (same names), for :data:`SCALAR_OPS`."""
+    return SimpleNamespace(**{f.name: (getattr(tab, f.name).tolist() if isinstance(getattr(tab, f.name), np.ndarray)
+                                       else getattr(tab, f.name)) for f in fields(tab)})
+
+
 def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping, state: Mapping,
-                    phases: bool = True) -> dict:
+                    phases: bool = True, ops=NUMPY_OPS) -> dict:
     """One request (or a broadcastable batch of them) with action ``a``: THE physics (see the module docstring).
 
     ``x``: the request's inputs (``workload``, ``kc``, ``km``, ``kg``, ``p_add``, ``jit``, ``rjit``,
@@ -269,9 +310,11 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     ``local_free``, ``tx_free``, ``last_end`` (the radio's last committed activity end, ``-inf``:
     none) and ``server_free`` (ms from its arrival). Every argument broadcasts (numpy).
     Returns the outcome fields, the resources' new free times (``new_local_free`` ...,
-    ``new_last_end``) and, with ``phases``, the ledger's phases.
+    ``new_last_end``) and, with ``phases``, the ledger's phases. ``ops``: :data:`NUMPY_OPS`
+    (arrays) or :data:`SCALAR_OPS` (Python scalars, ``tab`` from :func:`scalar_tables`):
+    one source for both.
     """
-    mx, mn, where = np.maximum, np.minimum, np.where
+    mx, mn, where, div = ops.mx, ops.mn, ops.where, ops.div
     wA = x["workload"] * tab.A
     a_run = where(throttled, tab.throttle_to[a], a)  # thermal throttling: capped DVFS levels
     i = wA + a_run
@@ -286,11 +329,10 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     off = tab.offloads[i]
     up_phy, up_good, down_phy, down_good = route["up_phy"], route["up_good"], route["down_phy"], route["down_good"]
     bits_up, bits_down = tab.up_bits[i], tab.down_bits[i]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_up = where(bits_up > 0, bits_up / (up_good * 1e3), 0.0)  # inf on a dead link
-        t_down = where(bits_down > 0, bits_down / (down_good * 1e3), 0.0)
-        duty_up = where(up_phy > 0, up_good / up_phy, 1.0)  # share of the transfer spent bursting at the PHY rate
-        duty_down = where(down_phy > 0, down_good / down_phy, 1.0)
+    t_up = where(bits_up > 0, div(bits_up, up_good * 1e3), 0.0)  # inf on a dead link
+    t_down = where(bits_down > 0, div(bits_down, down_good * 1e3), 0.0)
+    duty_up = where(up_phy > 0, div(up_good, up_phy), 1.0)  # share of the transfer spent bursting at the PHY rate
+    duty_down = where(down_phy > 0, div(down_good, down_phy), 1.0)
     tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
     timeout = tab.timeout_ms[x["workload"]]
     deadline = ready + timeout
@@ -312,8 +354,8 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
     c_down = where(use, mx(end - resp, 0.0), 0.0)
     pmax = tab.power_max_mbps[q]
-    burst_up = tab.base_w[q] + tab.up_w_per_mbps[q] * np.clip(up_phy, 0.0, pmax) + route["extra"]
-    burst_down = tab.base_w[q] + tab.down_w_per_mbps[q] * np.clip(down_phy, 0.0, pmax)
+    burst_up = tab.base_w[q] + tab.up_w_per_mbps[q] * ops.clip(up_phy, 0.0, pmax) + route["extra"]
+    burst_down = tab.base_w[q] + tab.down_w_per_mbps[q] * ops.clip(down_phy, 0.0, pmax)
     up_w = tail_w + (burst_up - tail_w) * duty_up
     down_w = tail_w + (burst_down - tail_w) * duty_down
     # connected time this request adds: from its promotion's end (a new busy period) or from where the
@@ -338,13 +380,15 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
 
     loss = where(fb_local, tab.loss[fi], tab.loss[i])
     acc = where(fb_local, tab.accuracy[fi], tab.accuracy[i])
-    acc = where(timed_out & ~fb_local, np.nan, acc)
+    acc = where(timed_out & ops.not_(fb_local), ops.nan, acc)
     qos, bound = x["qos_ms"], x["bound"]
-    ok = (latency <= qos) & (loss <= bound + 1e-12) & ~timed_out
+    ok = (latency <= qos) & (loss <= bound + 1e-12) & ops.not_(timed_out)
     violation = where(ok, 0.0, mx(latency / qos - 1.0, 0.0) + mx(loss - bound, 0.0) / mx(bound, 1e-3) + timed_out)
-    res = i  # a shape that carries every broadcast dimension
-    shape = np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(res))
-    bc = lambda v: np.broadcast_to(v, shape)  # noqa: E731
+    if ops.batch:
+        shape = np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(i))  # every broadcast dimension
+        bc = lambda v: np.broadcast_to(v, shape)  # noqa: E731
+    else:
+        bc = lambda v: v  # noqa: E731
     out = {"energy_mj": bc(energy), "remote_energy_mj": bc(remote), "latency_ms": bc(latency), "accuracy": bc(acc),
            "accuracy_loss": bc(loss), "qos_ok": bc(ok), "violation": bc(violation), "tail_mj": bc(tail_mj),
            "promo_mj": bc(promo_mj), "timed_out": bc(timed_out),
@@ -354,11 +398,13 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
            "new_last_end": bc(end), "route": bc(where(reached, q, -1)), "new_server_free": bc(srv_start + t_remote),
            "local_ms": bc(dur), "local_w": bc(p_local), "fallback_ms": bc(t_fb), "fallback_w": bc(f_p)}
     if phases:
-        out.update({"queue_ms": bc(local_start + where(use, up_start - ready, 0.0) + where(reached, srv_start - up_end, 0.0)),
+        with np.errstate(invalid="ignore"):
+            queue = local_start + where(use, up_start - ready, 0.0) + where(reached, srv_start - up_end, 0.0)
+        out.update({"queue_ms": bc(queue),
                     "local_start_ms": bc(local_start), "fallback_start_ms": bc(fb_start),
                     "radio_start_ms": bc(up_start), "promo_ms": bc(c_promo), "promo_w": bc(tab.promo_w[q]),
                     "up_ms": bc(c_up), "up_w": bc(up_w), "wait_ms": bc(c_wait), "down_ms": bc(c_down),
-                    "down_w": bc(down_w), "radio_end_ms": bc(where(use, end, np.nan)), "tail_w": bc(tail_w * use),
+                    "down_w": bc(down_w), "radio_end_ms": bc(where(use, end, ops.nan)), "tail_w": bc(tail_w * use),
                     "tail_ms": bc(tail_ms * use), "local_resource": out["resource"]})
     return out
 
@@ -442,3 +488,71 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
         carry = advance(carry, out, x.interarrival_ms[t], thermal=thermal)
     res["carry"] = carry
     return res
+
+
+# --------------------------------------------------------------------------- the scalar step (gym envs)
+
+_X_KEYS = ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")
+_ROUTE_KEYS = ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")
+
+
+class ScalarEpisode:
+    """One episode's :class:`RequestInputs` as Python lists and the carried state as lists (one sequence).
+
+    :meth:`step` runs :func:`request_physics` with :data:`SCALAR_OPS` (the same source as the
+    batch paths) and moves the carry on exactly as :func:`advance` does.
+    """
+
+    def __init__(self, tab: KernelTables, stab: SimpleNamespace, x: RequestInputs, thermal=None):
+        self.tab, self.stab, self.thermal = tab, stab, thermal
+        self.x = {k: getattr(x, k).tolist() for k in _X_KEYS}
+        self.route = {k: getattr(x, k).tolist() for k in _ROUTE_KEYS}
+        self.interarrival = x.interarrival_ms.tolist()
+        self.reset()
+
+    def reset(self) -> None:
+        st = self.stab
+        self.local_free = [0.0] * len(st.resource_names)
+        self.tx_free = [0.0] * st.n_radios
+        self.radio_idle = [math.inf] * st.n_radios
+        self.server_free = [0.0] * len(st.route_radio)
+        self.throttled, self.heat_w = False, 0.0
+
+    def carry(self) -> Carry:
+        """The carried state as a one-row :class:`Carry`."""
+        return Carry(np.array([self.local_free]), np.array([self.tx_free]), np.array([self.radio_idle]),
+                     np.array([self.server_free]), np.array([self.throttled]), np.array([self.heat_w]))
+
+    def step(self, t: int, a: int) -> dict:
+        st = self.stab
+        hot = self.throttled
+        a_run = st.throttle_to[a] if hot else a
+        res = st.local_resource[a_run]
+        q = st.route[a]
+        r = st.route_radio[q]
+        xr = {k: v[t] for k, v in self.x.items()}
+        rt = {k: v[t][q] for k, v in self.route.items()}
+        state = {"local_free": self.local_free[res if res >= 0 else 0], "tx_free": self.tx_free[r],
+                 "last_end": -self.radio_idle[r], "server_free": self.server_free[q]}
+        out = request_physics(st, xr, a, hot, rt, state, phases=False, ops=SCALAR_OPS)
+        # advance() in scalars: the resources this request used, then everything shifts to the next arrival
+        ia = self.interarrival[t]
+        if out["resource"] >= 0:
+            self.local_free[out["resource"]] = out["new_local_free"]
+        if out["radio"] >= 0:
+            rr = out["radio"]
+            self.tx_free[rr] = max(self.tx_free[rr], out["new_tx_free"])
+            self.radio_idle[rr] = min(self.radio_idle[rr], -out["new_last_end"])
+        if out["route"] >= 0:
+            self.server_free[out["route"]] = out["new_server_free"]
+        self.local_free = [v - ia for v in self.local_free]
+        self.tx_free = [v - ia for v in self.tx_free]
+        self.radio_idle = [v + ia for v in self.radio_idle]
+        self.server_free = [v - ia for v in self.server_free]
+        if self.thermal is not None:
+            tau_ms, trip, release = self.thermal
+            power = (out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"]) / ia
+            k = math.exp(-ia / tau_ms)
+            self.heat_w = self.heat_w * k + power * (1.0 - k)
+            self.throttled = (self.heat_w >= release) if hot else (self.heat_w > trip)
+        return out
