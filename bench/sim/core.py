@@ -606,36 +606,3 @@ class EnergyLedger:
         return {"requests": len(self.energy_mj), "duration_ms": duration, "above_idle_mj": above, "idle_mj": idle,
                 "total_mj": above + idle, "tail_mj": float(np.sum(self.tail_mj)), "promo_mj": float(np.sum(self.promo_mj)),
                 "total_per_inference_mj": (above + idle) / n, "above_idle_per_inference_mj": above / n}
-
-    def power_segments(self, slot_end_ms: float) -> list[tuple[float, float, float]]:
-        """The device's power trace as (start_ms, end_ms, watts) segments, built from the phases.
-
-        Independent of the per-request bookkeeping: each radio tail is cut where the
-        next transfer on that radio starts (or runs its full length), rather than
-        charged in full and credited back. Integrating this trace gives the
-        episode's total energy (see the conservation test).
-        """
-        start = self.arrivals_ms[0] if self.arrivals_ms else 0.0
-        end = self.end_ms(slot_end_ms)
-        segs = [(start, end, self.idle_power_w)]
-        last_tail: dict[int, tuple[float, float]] = {}  # radio -> (tail start, tail power)
-        for a, ph in zip(self.arrivals_ms, self.phases):
-            segs.append((a, a + ph["local_ms"], ph["local_w"]))
-            if ph["radio"] < 0:
-                continue
-            r = int(ph["radio"])
-            t0 = a + ph["radio_start_ms"]
-            if r in last_tail:  # the earlier tail runs until this transfer starts or its timer expires
-                ts, tw = last_tail.pop(r)
-                segs.append((ts, min(max(t0, ts), ts + ph["tail_ms"]), tw))
-            t = t0
-            for name in ("promo", "up", "wait", "down"):
-                segs.append((t, t + ph[f"{name}_ms"], ph[f"{name}_w"]))
-                t += ph[f"{name}_ms"]
-            fb0 = a + max(ph["local_ms"], ph["radio_end_ms"])
-            segs.append((fb0, fb0 + ph["fallback_ms"], ph["fallback_w"]))
-            last_tail[r] = (a + ph["radio_end_ms"], ph["tail_w"])
-        for r, (ts, tw) in last_tail.items():
-            tail_len = next(p["tail_ms"] for p in reversed(self.phases) if p["radio"] == r)
-            segs.append((ts, ts + tail_len, tw))
-        return [(s, e, w) for s, e, w in segs if e > s]
