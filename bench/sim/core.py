@@ -1,54 +1,38 @@
-"""The vectorised simulator core: a batch of (state, action) -> outcome.
+"""The simulator's front door: tables, states, draws, outcomes and :class:`Simulator`.
 
-Everything that depends only on (workload, action) is precomputed once into
-``(W, A)`` arrays (:class:`ActionTables`, built by :mod:`bench.sim.system`); the
-per-decision hot path is array indexing, the link model and noise.
+The physics of one request lives once, in :mod:`bench.sim.kernel`
+(:func:`~bench.sim.kernel.request_physics`; its module docstring states the
+world model: one inference at a time per local target, one transmitter per
+radio, a FIFO queue per server route, PHY rate vs goodput, radio power drawn
+once, timeouts). This module holds what is around it:
 
-Model of one request (suite choice; see also :mod:`bench.world.network` and
-:class:`bench.world.scenarios.InterferenceModel`):
+* :class:`ActionTables` - per (workload, action) constants, built by
+  :mod:`bench.sim.system`; the simulator turns them into the kernel's public
+  :class:`~bench.sim.kernel.KernelTables` (``Simulator.kernel``);
+* :class:`States` - a batch of requests and the state each meets (queues, radio,
+  thermal: ``local_free_ms``, ``tx_free_ms``, ``radio_idle_ms``, ``server_free_ms``,
+  ``throttled``; default: all empty, idle and cool), :class:`Draws` - their common
+  random numbers (one draw per request, shared by every action, so all actions
+  are compared under the same realisation);
+* :class:`Simulator` - thin views over the kernel: :meth:`~Simulator.evaluate`
+  (independent rows, one action each or every action),
+  :meth:`~Simulator.run_sequence` (action sequences with the state carried),
+  :meth:`~Simulator.rollout` (many episodes in lock-step),
+  :meth:`~Simulator.evaluate_from` / :meth:`~Simulator.advance` (every action of
+  one request from a carried state, then the state after the chosen one: what a
+  search over schedules needs), the per-request :meth:`~Simulator.oracle` and
+  :meth:`~Simulator.best_static`;
+* :class:`EnergyLedger` - the episode's one energy accounting (above-idle
+  energy per request + the idle baseline over the episode).
 
-* local time ``t_pre`` runs first (the whole DNN for a local target; the DVFO
-  head), then ``t_par`` (DVFO's local tail on the kept feature maps) runs in
-  parallel with the offload path; latency = ``t_pre + max(t_par, t_off)``;
-* interference stretches local time: a CPU-bound co-runner the CPU-sensitive part
-  (all compute on the CPU target, the CPU-side share of an accelerator's), a
-  memory-bound one the memory-bound part on every local target, a GPU-bound one
-  the GPU's compute; it adds ``cpu_power_w * u_cpu + mem_power_w * u_mem`` while
-  running locally;
-* offload path ``t_off`` = promotion (only when the radio is idle: LTE RRC_IDLE,
-  Wi-Fi PSM; the radio's state is carried across requests in
-  ``States.radio_idle_ms``) + upload (bits / realised uplink goodput, capped by the
-  scenario's bandwidth cap) + RTT (+ one TCP RTO with probability = loss) + remote
-  compute + download of the result;
-* **timeout**: an offload that cannot finish within the app class's timeout
-  (``data/sim/model.yaml``) is abandoned at the timeout: the radio energy up to then
-  is paid, the request counts as a QoS violation (``timed_out``) and then runs the
-  local fallback action (or is dropped, ``on_timeout``). Same rule for every action
-  and policy. A dead link (zero goodput) therefore costs at most the timeout;
-* **energy** (device, above its idle baseline; the baseline is the same for every
-  policy over an episode and is accounted by :class:`EnergyLedger`): local active
-  power x local time + radio power x transfer time (Huang et al.: base + per-Mbps
-  power, saturating above the source's measured range) + promotion + tail power
-  while waiting for the result + the **radio tail**: every offload is charged the
-  full tail after its last packet (``tail_w * tail_ms``), and an offload that starts
-  while an earlier tail still runs is credited the part of that tail it cuts short
-  (``tail_w * (tail_ms - gap)``). Summed over an episode this is exactly the tail
-  energy the radio draws over time (a tail that runs into idle time is paid; a
-  tail still running when the next offload starts saves that offload's
-  promotion), and per request it is the offload's marginal tail cost. Energy of
-  the cloud or peer is reported separately (``remote_energy_mj``).
-
-Stochastic variance comes from :class:`Draws` (common random numbers: one draw
-per request, shared by every action, so all actions are compared under the same
-realisation). The oracle is an argmin over all actions under those draws and
-the current radio state.
+Energy of the cloud or peer is reported separately (``remote_energy_mj``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,7 +40,8 @@ import pandas as pd
 from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
-from bench.sim.kernel import (CARRY_FIELDS, OUTCOME_FIELDS, PHASES, Carry, RequestInputs, advance, gather_route,
+from bench.sim.kernel import PHASES  # noqa: F401  (re-exported: the ledger's phase names)
+from bench.sim.kernel import (OUTCOME_FIELDS, Carry, RequestInputs, advance, gather_route,
                               gather_state, kernel_tables, request_physics, run_episodes, step_rows)
 from bench.world.network import LinkModel
 from bench.world.scenarios import InterferenceModel, ScenarioTrace
