@@ -16,6 +16,7 @@ import pytest
 
 from bench.sim.core import Draws, States
 from bench.sim.fast import EpisodeKernel
+from bench.sim.kernel import Carry
 from bench.sim.system import autoscale_system, dvfo_system
 from tests.sim.reference_model import ReferenceModel
 
@@ -168,3 +169,21 @@ def test_a_bandwidth_cap_limits_goodput_not_the_phy_rate(sims):
     # high-power time is bits/PHY, whatever the cap
     hi_time = (capped.phases["up_w"][0] - wifi.tail_w) / (burst - wifi.tail_w) * capped.phases["up_ms"][0]
     assert hi_time == pytest.approx(free.phases["up_ms"][0])
+
+
+def test_search_api_every_action_from_a_carried_state(sims):
+    """evaluate_from (every action of one request from a carried state) + advance (the state after the chosen one)
+    reproduce run_sequence: the interface a schedule search (a hindsight bound) builds on."""
+    sim = sims["autoscale"]
+    rng = np.random.default_rng(3)
+    states, draws, _ = random_episode(sim, rng, n=10)
+    carry = Carry.fresh(1, sim.kernel)
+    chosen, energy = [], []
+    for t in range(len(states)):
+        out = sim.evaluate_from(states, draws, t, carry)  # (1, A)
+        a = int(np.argmin(np.where(out.qos_ok[0], out.energy_mj[0], np.inf + out.violation[0])))
+        chosen.append(a)
+        energy.append(out.energy_mj[0, a])
+        carry = sim.advance(carry, out.take((np.array([0]), np.array([a]))), states.interarrival_ms[t])
+    seq = sim.run_sequence(states, np.array(chosen), draws)
+    assert _rel_close(energy, seq.energy_mj)
