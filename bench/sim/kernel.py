@@ -371,8 +371,11 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     fb_local = timed_out & tab.fallback_local & tab.has_fallback[a]
     fb = tab.fallback[a]
     fi = wA + where(throttled, tab.throttle_to[fb], fb)
-    f_pre, f_par, f_p = _local(tab, x, fi)
-    t_fb = (f_pre + f_par) * fb_local
+    if ops.batch or fb_local:
+        f_pre, f_par, f_p = _local(tab, x, fi)
+        t_fb = (f_pre + f_par) * fb_local
+    else:  # a scalar request that needs no fallback skips its cost (t_fb = 0 either way)
+        f_p, t_fb = tab.local_power_w[fi] + x["p_add"], 0.0
     fb_start = mx(local_end, deadline)
     latency = where(fb_local, fb_start + t_fb, where(off, mx(local_end, end), local_end))
     energy = p_local * dur + radio_mj + f_p * t_fb
