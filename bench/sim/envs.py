@@ -86,7 +86,7 @@ class Episode:
     states: States
     draws: Draws
     step: int
-    wait_ms: float  # DVFO: the previous request still running when this one arrives (0 for AutoScale)
+    wait_ms: float  # DVFO: how long the current request waits for the edge (0 for AutoScale)
 
 
 class _SimEnv(gym.Env):
@@ -130,7 +130,7 @@ class _SimEnv(gym.Env):
         if self._states is None:
             raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
         self._sync_states()
-        return Episode(self._states, self._draws, int(self._t), float(getattr(self, "_wait_ms", 0.0)))
+        return Episode(self._states, self._draws, int(self._t), self._wait_of())
 
     @property
     def ledger(self) -> EnergyLedger:
