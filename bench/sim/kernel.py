@@ -327,45 +327,51 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
 
     q = tab.route[a]
     off = tab.offloads[i]
-    up_phy, up_good, down_phy, down_good = route["up_phy"], route["up_good"], route["down_phy"], route["down_good"]
-    bits_up, bits_down = tab.up_bits[i], tab.down_bits[i]
-    t_up = where(bits_up > 0, div(bits_up, up_good * 1e3), 0.0)  # inf on a dead link
-    t_down = where(bits_down > 0, div(bits_down, down_good * 1e3), 0.0)
-    duty_up = where(up_phy > 0, div(up_good, up_phy), 1.0)  # share of the transfer spent bursting at the PHY rate
-    duty_down = where(down_phy > 0, div(down_good, down_phy), 1.0)
-    tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
-    timeout = tab.timeout_ms[x["workload"]]
-    deadline = ready + timeout
-    up_start = mx(ready, state["tx_free"])
-    conn_until = state["last_end"] + tail_ms
-    promoted = up_start >= conn_until
-    t_promo = tab.promo_ms[q] * promoted
-    up_end = up_start + t_promo + t_up
-    reached = off & (up_end <= deadline)
-    t_remote = tab.remote_ms[i] * x["rjit"]
-    srv_start = mx(up_end, state["server_free"])
-    resp = srv_start + t_remote + route["rtt"]
-    off_end = resp + t_down
-    timed_out = off & (off_end > deadline)
-    end = where(timed_out, deadline, off_end)  # the request's radio activity stops here
-    use = off & (up_start < deadline)  # it got the transmitter before giving up
-    c_promo = mx(mn(up_start + t_promo, end) - up_start, 0.0) * use
-    c_up = where(use, mx(mn(up_end, end) - (up_start + t_promo), 0.0), 0.0)
-    c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
-    c_down = where(use, mx(end - resp, 0.0), 0.0)
-    pmax = tab.power_max_mbps[q]
-    burst_up = tab.base_w[q] + tab.up_w_per_mbps[q] * ops.clip(up_phy, 0.0, pmax) + route["extra"]
-    burst_down = tab.base_w[q] + tab.down_w_per_mbps[q] * ops.clip(down_phy, 0.0, pmax)
-    up_w = tail_w + (burst_up - tail_w) * duty_up
-    down_w = tail_w + (burst_down - tail_w) * duty_down
-    # connected time this request adds: from its promotion's end (a new busy period) or from where the
-    # earlier requests' connected time ends, to its own last activity + the tail
-    conn_start = where(promoted, up_start + c_promo, conn_until)
-    conn_end = end + tail_ms
-    conn_mj = where(use, tail_w * mx(conn_end - conn_start, 0.0), 0.0)
-    tail_mj = where(use, tail_w * mx(conn_end - mx(conn_start, end), 0.0), 0.0)
-    promo_mj = tab.promo_w[q] * c_promo
-    radio_mj = promo_mj + conn_mj + (up_w - tail_w) * c_up + (down_w - tail_w) * c_down
+    if ops.batch or off:  # (a scalar local request skips the radio: every term below would be zero)
+        up_phy, up_good = route["up_phy"], route["up_good"]
+        down_phy, down_good = route["down_phy"], route["down_good"]
+        bits_up, bits_down = tab.up_bits[i], tab.down_bits[i]
+        t_up = where(bits_up > 0, div(bits_up, up_good * 1e3), 0.0)  # inf on a dead link
+        t_down = where(bits_down > 0, div(bits_down, down_good * 1e3), 0.0)
+        duty_up = where(up_phy > 0, div(up_good, up_phy), 1.0)  # share of the transfer bursting at the PHY rate
+        duty_down = where(down_phy > 0, div(down_good, down_phy), 1.0)
+        tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
+        timeout = tab.timeout_ms[x["workload"]]
+        deadline = ready + timeout
+        up_start = mx(ready, state["tx_free"])
+        conn_until = state["last_end"] + tail_ms
+        promoted = up_start >= conn_until
+        t_promo = tab.promo_ms[q] * promoted
+        up_end = up_start + t_promo + t_up
+        reached = off & (up_end <= deadline)
+        t_remote = tab.remote_ms[i] * x["rjit"]
+        srv_start = mx(up_end, state["server_free"])
+        resp = srv_start + t_remote + route["rtt"]
+        off_end = resp + t_down
+        timed_out = off & (off_end > deadline)
+        end = where(timed_out, deadline, off_end)  # the request's radio activity stops here
+        use = off & (up_start < deadline)  # it got the transmitter before giving up
+        c_promo = mx(mn(up_start + t_promo, end) - up_start, 0.0) * use
+        c_up = where(use, mx(mn(up_end, end) - (up_start + t_promo), 0.0), 0.0)
+        c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
+        c_down = where(use, mx(end - resp, 0.0), 0.0)
+        pmax = tab.power_max_mbps[q]
+        burst_up = tab.base_w[q] + tab.up_w_per_mbps[q] * ops.clip(up_phy, 0.0, pmax) + route["extra"]
+        burst_down = tab.base_w[q] + tab.down_w_per_mbps[q] * ops.clip(down_phy, 0.0, pmax)
+        up_w = tail_w + (burst_up - tail_w) * duty_up
+        down_w = tail_w + (burst_down - tail_w) * duty_down
+        # connected time this request adds: from its promotion's end (a new busy period) or from where the
+        # earlier requests' connected time ends, to its own last activity + the tail
+        conn_start = where(promoted, up_start + c_promo, conn_until)
+        conn_end = end + tail_ms
+        conn_mj = where(use, tail_w * mx(conn_end - conn_start, 0.0), 0.0)
+        tail_mj = where(use, tail_w * mx(conn_end - mx(conn_start, end), 0.0), 0.0)
+        promo_mj = tab.promo_w[q] * c_promo
+        radio_mj = promo_mj + conn_mj + (up_w - tail_w) * c_up + (down_w - tail_w) * c_down
+    else:
+        timed_out = reached = use = False
+        end = up_end = srv_start = t_remote = tail_mj = promo_mj = radio_mj = 0.0
+        deadline = local_end
 
     # a timed-out request falls back to a local action (or is dropped); the fallback does not queue
     fb_local = timed_out & tab.fallback_local & tab.has_fallback[a]
