@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.sim.core import Draws, States
 from bench.sim.fast import EpisodeKernel
@@ -187,3 +189,23 @@ def test_search_api_every_action_from_a_carried_state(sims):
         carry = sim.advance(carry, out.take((np.array([0]), np.array([a]))), states.interarrival_ms[t])
     seq = sim.run_sequence(states, np.array(chosen), draws)
     assert _rel_close(energy, seq.energy_mj)
+
+
+@settings(max_examples=60, deadline=None)
+@given(wait=st.floats(0.0, 5_000.0), seed=st.integers(0, 2**31 - 1))
+def test_a_queue_delays_but_draws_no_power(sims, wait, seed):
+    """Property: a local request that meets a busy target waits exactly that long and pays exactly the same energy."""
+    sim = sims["autoscale"]
+    rng = np.random.default_rng(seed)
+    states, draws, _ = random_episode(sim, rng, n=4)
+    local = np.flatnonzero(sim.kernel.local_resource >= 0)
+    acts = rng.choice(local, len(states))
+    free = sim.evaluate(states, acts, draws)
+    tab, n = sim.kernel, len(states)
+    busy_carry = Carry(np.full((n, tab.n_resources), wait), np.zeros((n, tab.n_radios)),
+                       np.full((n, tab.n_radios), np.inf), np.zeros((n, tab.n_routes)),
+                       np.zeros(n, dtype=bool), np.zeros(n))
+    busy = sim.evaluate(states.with_carry(busy_carry), acts, draws)
+    assert _rel_close(busy.latency_ms, free.latency_ms + wait)
+    assert _rel_close(busy.energy_mj, free.energy_mj)
+    assert (busy.energy_mj >= 0).all() and _rel_close(busy.phases["queue_ms"], np.full(n, wait))
