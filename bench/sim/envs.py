@@ -2,11 +2,12 @@
 
 Both are thin wrappers: at ``reset`` they realise the scenario (signal,
 interference, workload mix) and draw the common random numbers for the whole
-episode from ``self.np_random``; each ``step`` evaluates one request with
-:meth:`bench.sim.core.Simulator.evaluate`. The radio state (how long each radio
-has been quiet: promotion due or tail still running) is carried from step to
-step and written into the episode's states before each step, so the oracle and
-hindsight baselines see it too; every step is recorded in an
+episode from ``self.np_random``; each ``step`` evaluates one request with the
+one physics kernel (:mod:`bench.sim.kernel`, through :class:`bench.sim.fast.EpisodeKernel`).
+The state a request leaves (queues of the local targets, transmitters and
+servers; each radio's quiet time: promotion due or tail still running; thermal
+throttling) is carried from step to step and written into the episode's states,
+so the oracle and hindsight baselines see it too; every step is recorded in an
 :class:`~bench.sim.core.EnergyLedger` (``env.unwrapped.ledger``), the one energy
 accounting of the episode. The same seed gives the same rollout.
 Register them with :func:`register_envs` (idempotent; run on ``import bench``).
