@@ -4,8 +4,10 @@ Prints, on one core:
 
 * batch decisions per second (one decision = one (state, action) pair evaluated:
   latency, device and remote energy, accuracy, QoS flag) of the full batch path
-  (:meth:`Simulator.evaluate`, with the per-phase ledger arrays) and of the lean
-  path (:func:`bench.sim.fast.evaluate_lean`, what the vector envs use); the bytes
+  (:meth:`Simulator.evaluate`: independent rows, with the per-phase ledger arrays)
+  and of the batch path with the queue (:meth:`Simulator.rollout`: K episodes
+  stepped in lock-step through the one kernel, the queue, radio and thermal
+  state carried; what the vector envs run); the bytes
   one decision moves through numpy (counted by instrumenting one call: inputs and
   output of every elementwise operation, gather and reduction) and the fraction
   of the core's measured streaming bandwidth (a numpy triad on arrays far larger
@@ -166,22 +168,26 @@ class _Counting(np.ndarray):
         return res
 
 
-def bytes_per_decision(sim, states, actions, draws) -> float:
-    """Bytes the lean batch path moves per decision: every numpy operation's inputs + output, counted once."""
-    import types
+def bytes_per_decision(sim, states, actions, draws, episodes: int = 1) -> float:
+    """Bytes the batch path with the queue moves per decision: every numpy operation's inputs + output, counted once.
 
-    from bench.sim import fast
-    from bench.sim.core import Draws, Simulator, States
+    ``episodes`` sequences side by side (``states`` laid out (T, episodes), ``actions`` (T, episodes)), stepped
+    by :func:`bench.sim.kernel.run_episodes` over counting views of the kernel's tables and inputs.
+    """
+    from dataclasses import fields, replace
+
+    from bench.sim.kernel import RequestInputs, run_episodes
 
     c = lambda x: x.view(_Counting) if isinstance(x, np.ndarray) else x  # noqa: E731
-    proxy = types.SimpleNamespace(**{k: c(v) for k, v in vars(sim).items() if k != "_scalar_tables"})
-    proxy.link_state = lambda st: Simulator.link_state(proxy, st)
-    proxy._scalar_tables = fast.scalar_tables(sim)
-    st = States(**{f: c(getattr(states, f)) for f in states.__dataclass_fields__})
-    dr = Draws(**{f: c(getattr(draws, f)) for f in draws.__dataclass_fields__})
+    tab = sim.kernel
+    tab_c = replace(tab, **{f.name: c(getattr(tab, f.name)) for f in fields(tab)
+                            if isinstance(getattr(tab, f.name), np.ndarray)})
+    x = sim.request_inputs(states, draws)
+    x_c = RequestInputs(**{f.name: c(getattr(x, f.name)) for f in fields(x)})
+    acts = np.asarray(actions).reshape(-1, episodes)
     _Counting.moved = 0
-    fast.evaluate_lean(proxy, st, c(np.asarray(actions)), dr, chunk=len(states))
-    return _Counting.moved / len(states)
+    run_episodes(tab_c, x_c, acts)
+    return _Counting.moved / acts.size
 
 
 def stream_bandwidth_gb_s(n: int = 1 << 23, repeats: int = 5) -> float:
@@ -214,10 +220,16 @@ def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3
     actions = rng.integers(0, sim.A, size=len(states))
     n = len(states)
 
-    from bench.sim.fast import evaluate_lean
+    # the batch path with the queue: K episodes of T requests stepped in lock-step (time is sequential within
+    # an episode), rows laid out (T, K)
+    steps = 8
+    k_eps = max(n // steps, 1)
+    lock = np.arange(steps * k_eps)
+    st_q, dr_q = states.take(lock), draws.take(lock)
+    acts_q = actions[:steps * k_eps].reshape(steps, k_eps)
 
     t_one = _median_time(lambda: sim.evaluate(states, actions, draws), repeats)
-    t_lean = _median_time(lambda: evaluate_lean(sim, states, actions, draws, chunk=n), repeats)
+    t_lean = _median_time(lambda: sim.rollout(st_q, dr_q, acts_q), repeats)
     t_all = _median_time(lambda: sim.evaluate(states, None, draws), repeats)
     t_oracle = _median_time(lambda: sim.oracle(states, draws), repeats)
     # peak memory in a separate pass: tracemalloc slows allocation-heavy code down
@@ -226,8 +238,9 @@ def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3
     sim.oracle(states, draws)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    moved = bytes_per_decision(sim, states.take(np.arange(min(n, 20_000))), actions[:20_000],
-                               draws.take(np.arange(min(n, 20_000))))
+    small = min(k_eps, 2_500) * steps
+    moved = bytes_per_decision(sim, states.take(np.arange(small)), actions[:small], draws.take(np.arange(small)),
+                               episodes=small // steps)
     bw = stream_bandwidth_gb_s(repeats=repeats)
     gyms = {k: gym_step_timings(env_id, sc, gym_steps, repeats, seed)
             for k, env_id, sc in (("autoscale", AUTOSCALE_ID, scenario), ("dvfo", DVFO_ID, "dvfo_bandwidth_walk"))}
@@ -235,8 +248,8 @@ def measure(batch: int = 50_000, scenario: str = "random_walk", repeats: int = 3
            for k, env_id, sc in (("autoscale", AUTOSCALE_ID, scenario), ("dvfo", DVFO_ID, "dvfo_bandwidth_walk"))
            for nv in vec_sizes}
     return {"batch": n, "n_actions": int(sim.A), "decisions_per_s": n / t_one,
-            "lean_decisions_per_s": n / t_lean, "bytes_per_decision": moved, "stream_bandwidth_gb_s": bw,
-            "bandwidth_fraction": n / t_lean * moved / (bw * 1e9),
+            "lean_decisions_per_s": steps * k_eps / t_lean, "queue_episodes": k_eps, "queue_steps": steps, "bytes_per_decision": moved, "stream_bandwidth_gb_s": bw,
+            "bandwidth_fraction": steps * k_eps / t_lean * moved / (bw * 1e9),
             "gym": gyms, "vector_steps_per_s": vec, "vector_sizes": list(vec_sizes),
             "decisions_per_s_all_actions": n * sim.A / t_all, "oracle_requests_per_s": n / t_oracle,
             "gym_step_us": gyms["autoscale"]["step_us"], "dvfo_gym_step_us": gyms["dvfo"]["step_us"],
@@ -258,7 +271,8 @@ def main(argv=None) -> int:
     print(f"decisions/s, one action per request : {r['decisions_per_s']:,.0f}")
     print(f"decisions/s, all actions per request: {r['decisions_per_s_all_actions']:,.0f}")
     print(f"oracle requests/s (argmin over all) : {r['oracle_requests_per_s']:,.0f}")
-    print(f"lean batch path decisions/s         : {r['lean_decisions_per_s']:,.0f}; {r['bytes_per_decision']:,.0f} bytes "
+    print(f"batch path with the queue, decisions/s ({r['queue_episodes']:,} episodes x {r['queue_steps']} steps in "
+          f"lock-step): {r['lean_decisions_per_s']:,.0f}; {r['bytes_per_decision']:,.0f} bytes "
           f"moved per decision; {r['bandwidth_fraction']:.0%} of the {r['stream_bandwidth_gb_s']:.1f} GB/s triad bandwidth")
     for k, g in r["gym"].items():
         print(f"gym step {k} (incl. TimeLimit): {g['step_us']:.1f} us; reset {g['reset_ms']:.1f} ms "

@@ -6,13 +6,10 @@ use) and picks :func:`bench.sim.core.best_actions`: least device energy among th
 actions meeting the latency target and accuracy bound; where none does, the least
 violation (ties: least energy). This is :meth:`Simulator.oracle` one request at a time.
 
-DVFO env and thinking-while-moving: the env adds the wait for the previous request
-(``info["wait_ms"]``) to the latency it scores, while the simulator's oracle judges
-the request on its own execution. With ``wait_aware=False`` (default, the sim's
-semantics, identical to ``Simulator.oracle`` over the episode) the oracle can pick an
-action that then misses the target because of the wait; ``wait_aware=True`` adds the
-current wait before choosing (a greedy, per-request bound: it does not plan how
-today's choice delays the next request). The AutoScale env has no wait; both agree.
+Queues: every action is evaluated from the queue, radio and thermal state the
+request meets (:mod:`bench.sim.kernel`), so its latency includes the wait for the
+earlier requests (``wait_aware`` is kept for compatibility and changes nothing).
+It is greedy: it does not plan how today's choice delays the next request.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.policies.base import Policy, register
-from bench.policies.baselines import env_kind, episode_arrays
+from bench.policies.baselines import episode_arrays
 from bench.sim.core import Outcome, best_actions
 
 
@@ -33,7 +30,9 @@ class Oracle(Policy):
     def __init__(self, env, wait_aware: bool = False):
         self.env = env
         self.sim = env.unwrapped.sim
-        self.wait_aware = bool(wait_aware) and env_kind(env) == "dvfo"
+        # the simulator's latency now includes the queue wait (bench.sim.kernel: one inference at a time per
+        # resource), so every oracle is wait-aware; the flag is kept for compatibility and changes nothing
+        self.wait_aware = False
 
     def outcomes(self) -> Outcome:
         """Outcomes of every action on the current request, shape (1, A)."""

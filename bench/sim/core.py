@@ -1,54 +1,38 @@
-"""The vectorised simulator core: a batch of (state, action) -> outcome.
+"""The simulator's front door: tables, states, draws, outcomes and :class:`Simulator`.
 
-Everything that depends only on (workload, action) is precomputed once into
-``(W, A)`` arrays (:class:`ActionTables`, built by :mod:`bench.sim.system`); the
-per-decision hot path is array indexing, the link model and noise.
+The physics of one request lives once, in :mod:`bench.sim.kernel`
+(:func:`~bench.sim.kernel.request_physics`; its module docstring states the
+world model: one inference at a time per local target, one transmitter per
+radio, a FIFO queue per server route, PHY rate vs goodput, radio power drawn
+once, timeouts). This module holds what is around it:
 
-Model of one request (suite choice; see also :mod:`bench.world.network` and
-:class:`bench.world.scenarios.InterferenceModel`):
+* :class:`ActionTables` - per (workload, action) constants, built by
+  :mod:`bench.sim.system`; the simulator turns them into the kernel's public
+  :class:`~bench.sim.kernel.KernelTables` (``Simulator.kernel``);
+* :class:`States` - a batch of requests and the state each meets (queues, radio,
+  thermal: ``local_free_ms``, ``tx_free_ms``, ``radio_idle_ms``, ``server_free_ms``,
+  ``throttled``; default: all empty, idle and cool), :class:`Draws` - their common
+  random numbers (one draw per request, shared by every action, so all actions
+  are compared under the same realisation);
+* :class:`Simulator` - thin views over the kernel: :meth:`~Simulator.evaluate`
+  (independent rows, one action each or every action),
+  :meth:`~Simulator.run_sequence` (action sequences with the state carried),
+  :meth:`~Simulator.rollout` (many episodes in lock-step),
+  :meth:`~Simulator.evaluate_from` / :meth:`~Simulator.advance` (every action of
+  one request from a carried state, then the state after the chosen one: what a
+  search over schedules needs), the per-request :meth:`~Simulator.oracle` and
+  :meth:`~Simulator.best_static`;
+* :class:`EnergyLedger` - the episode's one energy accounting (above-idle
+  energy per request + the idle baseline over the episode).
 
-* local time ``t_pre`` runs first (the whole DNN for a local target; the DVFO
-  head), then ``t_par`` (DVFO's local tail on the kept feature maps) runs in
-  parallel with the offload path; latency = ``t_pre + max(t_par, t_off)``;
-* interference stretches local time: a CPU-bound co-runner the CPU-sensitive part
-  (all compute on the CPU target, the CPU-side share of an accelerator's), a
-  memory-bound one the memory-bound part on every local target, a GPU-bound one
-  the GPU's compute; it adds ``cpu_power_w * u_cpu + mem_power_w * u_mem`` while
-  running locally;
-* offload path ``t_off`` = promotion (only when the radio is idle: LTE RRC_IDLE,
-  Wi-Fi PSM; the radio's state is carried across requests in
-  ``States.radio_idle_ms``) + upload (bits / realised uplink goodput, capped by the
-  scenario's bandwidth cap) + RTT (+ one TCP RTO with probability = loss) + remote
-  compute + download of the result;
-* **timeout**: an offload that cannot finish within the app class's timeout
-  (``data/sim/model.yaml``) is abandoned at the timeout: the radio energy up to then
-  is paid, the request counts as a QoS violation (``timed_out``) and then runs the
-  local fallback action (or is dropped, ``on_timeout``). Same rule for every action
-  and policy. A dead link (zero goodput) therefore costs at most the timeout;
-* **energy** (device, above its idle baseline; the baseline is the same for every
-  policy over an episode and is accounted by :class:`EnergyLedger`): local active
-  power x local time + radio power x transfer time (Huang et al.: base + per-Mbps
-  power, saturating above the source's measured range) + promotion + tail power
-  while waiting for the result + the **radio tail**: every offload is charged the
-  full tail after its last packet (``tail_w * tail_ms``), and an offload that starts
-  while an earlier tail still runs is credited the part of that tail it cuts short
-  (``tail_w * (tail_ms - gap)``). Summed over an episode this is exactly the tail
-  energy the radio draws over time (a tail that runs into idle time is paid; a
-  tail still running when the next offload starts saves that offload's
-  promotion), and per request it is the offload's marginal tail cost. Energy of
-  the cloud or peer is reported separately (``remote_energy_mj``).
-
-Stochastic variance comes from :class:`Draws` (common random numbers: one draw
-per request, shared by every action, so all actions are compared under the same
-realisation). The oracle is an argmin over all actions under those draws and
-the current radio state.
+Energy of the cloud or peer is reported separately (``remote_energy_mj``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,6 +40,9 @@ import pandas as pd
 from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
+from bench.sim.kernel import PHASES  # noqa: F401  (re-exported: the ledger's phase names)
+from bench.sim.kernel import (OUTCOME_FIELDS, Carry, RequestInputs, advance, gather_route,
+                              gather_state, kernel_tables, request_physics, run_episodes, step_rows)
 from bench.world.network import LinkModel
 from bench.world.scenarios import InterferenceModel, ScenarioTrace
 
@@ -246,9 +233,16 @@ class States:
     radio_idle_ms: np.ndarray | None = None
     gpu_load: np.ndarray | None = None
     throttled: np.ndarray | None = None  # (N,) bool: thermal throttling caps the top DVFS levels
+    local_free_ms: np.ndarray | None = None  # (N, L): when each local resource is free (<= 0: free); None: all free
+    tx_free_ms: np.ndarray | None = None  # (N, R): when each radio's transmitter is free
+    server_free_ms: np.ndarray | None = None  # (N, Q): when each route's server queue is free
 
     def __post_init__(self):
         n = len(self.workload)
+        r = np.shape(self.signal_dbm)[1] if np.ndim(self.signal_dbm) == 2 else 1
+        for name, width in (("local_free_ms", 1), ("tx_free_ms", r), ("server_free_ms", 1)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros((n, width)))
         if self.throttled is None:
             object.__setattr__(self, "throttled", np.zeros(n, dtype=bool))
         if self.radio_idle_ms is None:
@@ -261,6 +255,13 @@ class States:
 
     def take(self, idx) -> "States":
         return States(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def with_carry(self, carry: Carry) -> "States":
+        """These states meeting ``carry``'s queue, radio and thermal state (one carry row per state)."""
+        return States(**{**{f.name: getattr(self, f.name) for f in fields(self)},
+                         "local_free_ms": carry.local_free, "tx_free_ms": carry.tx_free,
+                         "radio_idle_ms": carry.radio_idle, "server_free_ms": carry.server_free,
+                         "throttled": carry.throttled})
 
 
 @dataclass(frozen=True)
@@ -282,13 +283,6 @@ class Draws:
         """No variance: every factor 1 and no retransmission timeout (for sanity checks)."""
         one = np.ones((n, n_radios))
         return Draws(one, one, one, np.ones((n, n_radios)), np.ones(n), np.ones(n))
-
-
-#: Per-request timing and power of each phase, for the episode ledger and the power trace.
-#: Times are ms from the request's arrival; powers are W above the idle baseline.
-PHASES = ("local_ms", "local_w", "fallback_ms", "fallback_w", "radio_start_ms", "promo_ms", "promo_w",
-          "up_ms", "up_w", "wait_ms", "wait_w", "down_ms", "down_w", "radio_end_ms", "tail_w", "tail_ms",
-          "tail_credit_mj", "radio")
 
 
 @dataclass
@@ -342,38 +336,17 @@ class Simulator:
         self.on_timeout = str(c.on_timeout if on_timeout is None else on_timeout)
         if self.on_timeout not in ON_TIMEOUT:
             raise ValueError(f"on_timeout={self.on_timeout!r}; allowed: {list(ON_TIMEOUT)}")
-        t = tables
-        self.W, self.A = t.pre_ms.shape
-        flat = lambda x: np.ascontiguousarray(x, dtype=float).ravel()  # noqa: E731
-        self._pre, self._pre_cpu, self._pre_mem = flat(t.pre_ms), flat(t.pre_cpu_ms), flat(t.pre_mem_ms)
-        self._par, self._par_cpu, self._par_mem = flat(t.par_ms), flat(t.par_cpu_ms), flat(t.par_mem_ms)
-        self._pre_gpu, self._par_gpu = flat(t.pre_gpu_ms), flat(t.par_gpu_ms)
-        self._p_local, self._off = flat(t.local_power_w), flat(t.offloads).astype(bool)
-        self._up_bits, self._down_bits = flat(t.up_bits), flat(t.down_bits)
-        self._remote_ms, self._remote_p = flat(t.remote_ms), flat(t.remote_power_w)
-        self._acc, self._loss = flat(t.accuracy), flat(t.accuracy_loss)
-        self._timeout = np.asarray(t.timeout_ms, dtype=float)
-        fb = np.asarray(t.fallback, dtype=np.int64)
-        self._has_fb = fb >= 0
-        self._fb = np.where(self._has_fb, fb, np.arange(self.A))
-        self._throttle_to = np.asarray(t.throttle_to, dtype=np.int64)
-        self._route = np.where(t.route < 0, 0, t.route).astype(np.int64)  # masked by _off
+        self.W, self.A = tables.pre_ms.shape
         if len(self.routes) == 0:  # a local-only system still needs one (unused) route column
             self.routes = [Route("none", 0, 0.0)]
-        rl = [self.links[r.radio] for r in self.routes]
-        self._route_radio = np.array([r.radio for r in self.routes], dtype=np.int64)
-        self._route_rtt = np.array([r.rtt_ms for r in self.routes])
-        self._rto = np.array([lk.rto_ms for lk in rl])
-        self._base_w = np.array([lk.base_mw / 1e3 for lk in rl])
-        self._au_w = np.array([lk.uplink_mw_per_mbps / 1e3 for lk in rl])
-        self._ad_w = np.array([lk.downlink_mw_per_mbps / 1e3 for lk in rl])
-        self._pmax = np.array([lk.power_max_mbps for lk in rl])
-        self._tail_w = np.array([lk.tail_w for lk in rl])
-        self._tail_ms = np.array([lk.tail_ms for lk in rl])
-        self._promo_w = np.array([lk.promotion_w for lk in rl])
-        self._promo_ms = np.array([lk.promotion_ms for lk in rl])
-        self._tp_sigma = np.array([lk.throughput_sigma for lk in self.links])
-        self._rtt_sigma = np.array([lk.rtt_sigma for lk in self.links])
+        #: the kernel's public, named tables (bench.sim.kernel.KernelTables)
+        self.kernel = kernel_tables(tables, self.links, self.routes, interference, self.on_timeout)
+        self.throughput_sigma = np.array([lk.throughput_sigma for lk in self.links])
+        self.rtt_sigma = np.array([lk.rtt_sigma for lk in self.links])
+        th = thermal
+        #: (time constant ms, trip W, release W) of the thermal model, or None
+        self.thermal_params = None if th is None else (th.time_constant_s * 1e3, th.trip_power_w,
+                                                       th.release_fraction * th.trip_power_w)
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -398,7 +371,7 @@ class Simulator:
         zl = rng.standard_normal((2, n))
         # log-normal factors with mean 1: exp(sigma z - sigma^2 / 2)
         lognorm = lambda s, x: np.exp(s * x - 0.5 * s * s)  # noqa: E731
-        return Draws(lognorm(self._tp_sigma, z[0]), lognorm(self._tp_sigma, z[1]), lognorm(self._rtt_sigma, z[2]),
+        return Draws(lognorm(self.throughput_sigma, z[0]), lognorm(self.throughput_sigma, z[1]), lognorm(self.rtt_sigma, z[2]),
                      u, lognorm(self.local_jitter_sigma, zl[0]), lognorm(self.remote_jitter_sigma, zl[1]))
 
     def link_state(self, states: States) -> dict[str, np.ndarray]:
@@ -414,163 +387,103 @@ class Simulator:
         return {"up_mbps": up, "down_mbps": down, "loss": loss, "weak_extra_w": extra}
 
     # ------------------------------------------------------------------ evaluation
-    def _local(self, idx, states: States, col, jit):
-        it = self.interference
-        kc = col(it.cpu_slowdown * states.cpu_load)
-        km = col(it.mem_slowdown * states.mem_load)
-        kg = col(getattr(it, "gpu_slowdown", 0.0) * states.gpu_load)
-        t_pre = (self._pre[idx] + kc * self._pre_cpu[idx] + km * self._pre_mem[idx] + kg * self._pre_gpu[idx]) * jit
-        t_par = (self._par[idx] + kc * self._par_cpu[idx] + km * self._par_mem[idx] + kg * self._par_gpu[idx]) * jit
-        p = self._p_local[idx] + col(it.cpu_power_w * states.cpu_load + it.mem_power_w * states.mem_load)
-        return t_pre, t_par, p
+    def request_inputs(self, states: States, draws: Draws) -> RequestInputs:
+        """The policy-independent per-request inputs of the kernel (:class:`bench.sim.kernel.RequestInputs`)."""
+        ls = self.link_state(states)
+        tab = self.kernel
+        radio = tab.route_radio
+        cap = states.cap_mbps[:, None]
+        up_phy = ls["up_mbps"][:, radio] * draws.up_factor[:, radio]
+        down_phy = ls["down_mbps"][:, radio] * draws.down_factor[:, radio]
+        rtt = tab.route_rtt_ms * draws.rtt_factor[:, radio] + tab.rto_ms * (draws.loss_u[:, radio] < ls["loss"][:, radio])
+        return RequestInputs(up_phy, np.minimum(up_phy, cap), down_phy, np.minimum(down_phy, cap), rtt,
+                             ls["weak_extra_w"][:, radio], np.asarray(states.workload, dtype=np.int64),
+                             tab.cpu_slowdown * states.cpu_load, tab.mem_slowdown * states.mem_load,
+                             tab.gpu_slowdown * states.gpu_load,
+                             tab.cpu_power_w * states.cpu_load + tab.mem_power_w * states.mem_load,
+                             draws.local_factor, draws.remote_factor, states.qos_ms, states.max_accuracy_loss,
+                             states.interarrival_ms)
 
-    def evaluate(self, states: States, actions: np.ndarray | None, draws: Draws) -> Outcome:
-        """Outcomes of ``actions`` (shape (N,)) or, with ``actions=None``, of every action ((N, A))."""
+    def carry_of(self, states: States) -> Carry:
+        """The queue, radio and thermal state each request of ``states`` meets, as a :class:`Carry` (N rows)."""
+        n, tab = len(states), self.kernel
+        w = lambda v, k: np.broadcast_to(np.asarray(v, dtype=float).reshape(n, -1), (n, k))  # noqa: E731
+        return Carry(w(states.local_free_ms, tab.n_resources), w(states.tx_free_ms, tab.n_radios),
+                     w(states.radio_idle_ms, tab.n_radios), w(states.server_free_ms, tab.n_routes),
+                     np.asarray(states.throttled, dtype=bool), np.zeros(n))
+
+    def evaluate(self, states: States, actions: np.ndarray | None, draws: Draws, phases: bool = True) -> Outcome:
+        """Outcomes of ``actions`` (shape (N,)) or, with ``actions=None``, of every action ((N, A)).
+
+        Each request is evaluated from the state its row of ``states`` carries (queues, radio,
+        thermal; default: all empty and idle), independently of the other rows. A thin view
+        over :func:`bench.sim.kernel.request_physics`.
+        """
         n = len(states)
+        tab = self.kernel
         if actions is None:
             a = np.arange(self.A)[None, :]
-            col = lambda x: x[:, None]  # noqa: E731
+            rows = np.arange(n)[:, None]
         else:
             a = np.asarray(actions, dtype=np.int64)
             if a.shape != (n,):
                 raise ValueError(f"actions must have shape ({n},), got {a.shape}")
             if n and (a.min() < 0 or a.max() >= self.A):
                 raise ValueError(f"actions must lie in [0, {self.A}); got {a.min()}..{a.max()}")
-            col = lambda x: x  # noqa: E731
-        q = self._route[a]  # (1, A) or (N,)
-        hot = col(states.throttled)
-        a_run = np.where(hot, self._throttle_to[a], a)  # thermal throttling: capped DVFS levels
-        idx = col(states.workload * self.A) + a_run
+            rows = np.arange(n)
+        x = self.request_inputs(states, draws)
+        col = (lambda v: v[:, None]) if actions is None else (lambda v: v)  # noqa: E731
+        xr = {k: col(getattr(x, k)) for k in ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")}
+        q = tab.route[a]
+        rt = gather_route(x, rows, q)
+        hot = col(np.asarray(states.throttled, dtype=bool))
+        st = gather_state(tab, self.carry_of(states), rows, a, hot)
+        out = request_physics(tab, xr, a, hot, rt, st, phases=phases)
+        return Outcome(*(out[f] for f in OUTCOME_FIELDS),
+                       phases={k: v for k, v in out.items() if k not in OUTCOME_FIELDS})
 
-        # link quantities per state and route, with this request's draws
-        ls = self.link_state(states)
-        radio = self._route_radio
-        cap = states.cap_mbps[:, None]
-        up_r = np.minimum(ls["up_mbps"][:, radio] * draws.up_factor[:, radio], cap)
-        down_r = np.minimum(ls["down_mbps"][:, radio] * draws.down_factor[:, radio], cap)
-        rtt_r = self._route_rtt * draws.rtt_factor[:, radio] + self._rto * (draws.loss_u[:, radio] < ls["loss"][:, radio])
-        extra_r = ls["weak_extra_w"][:, radio]
-        idle_r = states.radio_idle_ms[:, radio]
-        nq = len(self.routes)
-        ridx = (np.arange(n) * nq)[:, None] + q if actions is None else np.arange(n) * nq + q
-        up, down, rtt, extra, idle = (m.ravel()[ridx] for m in (up_r, down_r, rtt_r, extra_r, idle_r))
+    def evaluate_from(self, states: States, draws: Draws, t: int, carry: Carry, row: int = 0) -> Outcome:
+        """Every action for request ``t`` of an episode from a carried state (row ``row`` of ``carry``): (1, A)."""
+        st = states.take(np.array([t])).with_carry(carry.rows(np.array([row])))
+        return self.evaluate(st, None, draws.take(np.array([t])))
 
-        # local part
-        jit = col(draws.local_factor)
-        t_pre, t_par, p_local = self._local(idx, states, col, jit)
+    def advance(self, carry: Carry, out: Outcome, interarrival_ms, live=None) -> Carry:
+        """The carried state after one request per row of ``carry`` (``out`` shaped (K,))."""
+        return advance(carry, out.phases, interarrival_ms, live=live, thermal=self.thermal_params)
 
-        # offload part: promotion if the radio is idle when the offload starts, then the transfer
-        off = self._off[idx]
-        bits_up, bits_down = self._up_bits[idx], self._down_bits[idx]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_up = np.where(bits_up > 0, bits_up / (up * 1e3), 0.0)  # inf on a dead link
-            t_down = np.where(bits_down > 0, bits_down / (down * 1e3), 0.0)
-        # time the radio has been quiet when this offload starts (idle < 0: an earlier transfer still runs)
-        gap = np.maximum(idle + t_pre, 0.0)
-        tail_ms, tail_w = self._tail_ms[q], self._tail_w[q]
-        promoted = gap >= tail_ms
-        t_promo = self._promo_ms[q] * promoted
-        t_remote = self._remote_ms[idx] * col(draws.remote_factor)
-        t_wait = rtt + t_remote
-        t_off = t_promo + t_up + t_wait + t_down
-        timeout = self._timeout[col(states.workload)] if actions is None else self._timeout[states.workload]
-        timed_out = off & (t_off > timeout)
-        budget = np.where(timed_out, timeout, t_off) * off
-        # the phases actually run before the budget is spent, in order
-        c_promo = np.minimum(t_promo, budget)
-        rem = budget - c_promo
-        c_up = np.minimum(t_up, rem)
-        rem = rem - c_up
-        c_wait = np.minimum(t_wait, rem)
-        rem = rem - c_wait
-        c_down = np.minimum(t_down, rem)
-        base = self._base_w[q]
-        up_w = base + self._au_w[q] * np.clip(up, 0.0, self._pmax[q]) + extra
-        down_w = base + self._ad_w[q] * np.clip(down, 0.0, self._pmax[q])
-        promo_w = self._promo_w[q]
-        # tail: charge the full tail after this offload, credit the part of an earlier tail it cuts short
-        credit = tail_w * np.maximum(tail_ms - gap, 0.0) * off
-        tail_mj = (tail_w * tail_ms * off - credit)
-        promo_mj = promo_w * c_promo
-        radio_mj = promo_mj + up_w * c_up + tail_w * c_wait + down_w * c_down + tail_mj
-
-        # a timed-out request falls back to a local action (or is dropped)
-        fb_local = timed_out & (self.on_timeout == "local") & self._has_fb[a]
-        fb_local = np.broadcast_to(fb_local, np.broadcast_shapes(np.shape(fb_local), np.shape(idx)))
-        fidx = col(states.workload * self.A) + np.where(hot, self._throttle_to[self._fb[a]], self._fb[a])
-        f_pre, f_par, f_p = self._local(fidx, states, col, jit)
-        t_fb = (f_pre + f_par) * fb_local
-        t_off_eff = np.where(timed_out, timeout, t_off) * off
-        latency = t_pre + np.maximum(t_par, t_off_eff) + t_fb
-        energy = p_local * (t_pre + t_par) + radio_mj + f_p * t_fb
-        remote = self._remote_p[idx] * np.minimum(t_remote, np.maximum(budget - c_promo - c_up, 0.0)) * off
-
-        loss = np.where(fb_local, self._loss[fidx], self._loss[idx])
-        acc = np.where(fb_local, self._acc[fidx], self._acc[idx])
-        dropped = timed_out & ~fb_local
-        acc = np.where(dropped, np.nan, acc)
-        qos = col(states.qos_ms)
-        bound = col(states.max_accuracy_loss)
-        lat_excess = np.maximum(latency / qos - 1.0, 0.0)
-        acc_excess = np.maximum(loss - bound, 0.0) / np.maximum(bound, 1e-3)
-        ok = (latency <= qos) & (loss <= bound + 1e-12) & ~timed_out
-        violation = np.where(ok, 0.0, lat_excess + acc_excess + timed_out)
-        shape = np.broadcast_shapes(np.shape(energy), np.shape(off))
-        bc = lambda x: np.broadcast_to(x, shape)  # noqa: E731
-        phases = {
-            "local_ms": bc(t_pre + t_par), "local_w": bc(p_local), "fallback_ms": bc(t_fb), "fallback_w": bc(f_p),
-            "radio_start_ms": bc(t_pre), "promo_ms": bc(c_promo), "promo_w": bc(promo_w),
-            "up_ms": bc(c_up), "up_w": bc(up_w), "wait_ms": bc(c_wait), "wait_w": bc(tail_w),
-            "down_ms": bc(c_down), "down_w": bc(down_w), "radio_end_ms": bc(np.where(off, t_pre + budget, np.nan)),
-            "tail_w": bc(tail_w * off), "tail_ms": bc(tail_ms * off), "tail_credit_mj": bc(credit),
-            "radio": bc(np.where(off, self._route_radio[q], -1)),
-        }
-        return Outcome(energy, remote, latency, acc, loss, ok, violation, bc(tail_mj), bc(promo_mj),
-                       bc(timed_out), phases)
-
-    # ------------------------------------------------------------------ radio state across requests
-    def next_radio_idle(self, radio_idle_ms: np.ndarray, out: Outcome, interarrival_ms: float) -> np.ndarray:
-        """Each radio's quiet time when the next request arrives, after a request with outcome ``out`` (one request)."""
-        nxt = np.asarray(radio_idle_ms, dtype=float) + float(interarrival_ms)
-        r = int(np.asarray(out.phases["radio"]).ravel()[0])
-        if r >= 0:
-            end = float(np.asarray(out.phases["radio_end_ms"]).ravel()[0])
-            nxt[r] = float(interarrival_ms) - end  # negative: the transfer outlasts the slot
-        return nxt
-
-    def run_sequence(self, states: States, actions: np.ndarray, draws: Draws,
+    # ------------------------------------------------------------------ state across requests
+    def run_sequence(self, states: States, actions: np.ndarray, draws: Draws, carry: Carry | None = None,
                      radio_idle_ms: np.ndarray | None = None) -> Outcome:
-        """Outcomes of a fixed action sequence over consecutive requests, carrying the radio state.
+        """Outcomes of fixed action sequences over consecutive requests, carrying queues, radio and thermal state.
 
         ``actions`` is (N,) or (N, K): K independent sequences evaluated side by side
-        (e.g. every static action at once). Returns arrays shaped like ``actions``.
+        (e.g. every static action at once). Returns arrays shaped like ``actions``. The
+        per-request state is the episode's own (``carry`` at the start; default: fresh),
+        not the rows' ``States`` fields.
         """
         acts = np.asarray(actions, dtype=np.int64)
         single = acts.ndim == 1
         acts = acts[:, None] if single else acts
         n, k = acts.shape
-        r = len(self.links)
-        idle = np.full((k, r), np.inf) if radio_idle_ms is None else np.broadcast_to(radio_idle_ms, (k, r)).copy()
+        tab = self.kernel
+        if carry is None:
+            carry = Carry.fresh(k, tab)
+            if radio_idle_ms is not None:
+                carry.radio_idle[:] = radio_idle_ms
+        x = self.request_inputs(states, draws)
         outs = []
         for i in range(n):
-            st = states.take(np.full(k, i))
-            st = States(**{**{f.name: getattr(st, f.name) for f in fields(st)}, "radio_idle_ms": idle.copy()})
-            o = self.evaluate(st, acts[i], draws.take(np.full(k, i)))
-            outs.append(o)
-            ia = float(states.interarrival_ms[i])
-            idle = idle + ia
-            rr = o.phases["radio"]
-            used = rr >= 0
-            if used.any():
-                rows = np.flatnonzero(used)
-                idle[rows, rr[used]] = ia - o.phases["radio_end_ms"][used]
+            out = step_rows(tab, x, np.full(k, i), acts[i], carry, phases=True)
+            outs.append(out)
+            carry = advance(carry, out, x.interarrival_ms[i], thermal=self.thermal_params)
         stack = lambda xs: np.stack(xs)[:, 0] if single else np.stack(xs)  # noqa: E731
-        kw = {}
-        for f in fields(Outcome):
-            vals = [getattr(o, f.name) for o in outs]
-            kw[f.name] = ({key: stack([v[key] for v in vals]) for key in vals[0]} if f.name == "phases"
-                          else stack(vals))
-        return Outcome(**kw)
+        return Outcome(*(stack([o[f] for o in outs]) for f in OUTCOME_FIELDS),
+                       phases={p: stack([o[p] for o in outs]) for p in outs[0] if p not in OUTCOME_FIELDS})
+
+    def rollout(self, states: States, draws: Draws, actions: np.ndarray) -> dict:
+        """K episodes of T requests in lock-step (``states``/``draws`` T*K rows laid out (T, K), ``actions``
+        (T, K)): the batch path with the queue. Returns the outcome arrays (T, K) and the final ``carry``."""
+        return run_episodes(self.kernel, self.request_inputs(states, draws), actions, thermal=self.thermal_params)
 
     # ------------------------------------------------------------------ oracle and best static
     def oracle(self, states: States, draws: Draws) -> tuple[np.ndarray, Outcome]:
@@ -678,36 +591,3 @@ class EnergyLedger:
         return {"requests": len(self.energy_mj), "duration_ms": duration, "above_idle_mj": above, "idle_mj": idle,
                 "total_mj": above + idle, "tail_mj": float(np.sum(self.tail_mj)), "promo_mj": float(np.sum(self.promo_mj)),
                 "total_per_inference_mj": (above + idle) / n, "above_idle_per_inference_mj": above / n}
-
-    def power_segments(self, slot_end_ms: float) -> list[tuple[float, float, float]]:
-        """The device's power trace as (start_ms, end_ms, watts) segments, built from the phases.
-
-        Independent of the per-request bookkeeping: each radio tail is cut where the
-        next transfer on that radio starts (or runs its full length), rather than
-        charged in full and credited back. Integrating this trace gives the
-        episode's total energy (see the conservation test).
-        """
-        start = self.arrivals_ms[0] if self.arrivals_ms else 0.0
-        end = self.end_ms(slot_end_ms)
-        segs = [(start, end, self.idle_power_w)]
-        last_tail: dict[int, tuple[float, float]] = {}  # radio -> (tail start, tail power)
-        for a, ph in zip(self.arrivals_ms, self.phases):
-            segs.append((a, a + ph["local_ms"], ph["local_w"]))
-            if ph["radio"] < 0:
-                continue
-            r = int(ph["radio"])
-            t0 = a + ph["radio_start_ms"]
-            if r in last_tail:  # the earlier tail runs until this transfer starts or its timer expires
-                ts, tw = last_tail.pop(r)
-                segs.append((ts, min(max(t0, ts), ts + ph["tail_ms"]), tw))
-            t = t0
-            for name in ("promo", "up", "wait", "down"):
-                segs.append((t, t + ph[f"{name}_ms"], ph[f"{name}_w"]))
-                t += ph[f"{name}_ms"]
-            fb0 = a + max(ph["local_ms"], ph["radio_end_ms"])
-            segs.append((fb0, fb0 + ph["fallback_ms"], ph["fallback_w"]))
-            last_tail[r] = (a + ph["radio_end_ms"], ph["tail_w"])
-        for r, (ts, tw) in last_tail.items():
-            tail_len = next(p["tail_ms"] for p in reversed(self.phases) if p["radio"] == r)
-            segs.append((ts, ts + tail_len, tw))
-        return [(s, e, w) for s, e, w in segs if e > s]

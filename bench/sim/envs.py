@@ -2,11 +2,12 @@
 
 Both are thin wrappers: at ``reset`` they realise the scenario (signal,
 interference, workload mix) and draw the common random numbers for the whole
-episode from ``self.np_random``; each ``step`` evaluates one request with
-:meth:`bench.sim.core.Simulator.evaluate`. The radio state (how long each radio
-has been quiet: promotion due or tail still running) is carried from step to
-step and written into the episode's states before each step, so the oracle and
-hindsight baselines see it too; every step is recorded in an
+episode from ``self.np_random``; each ``step`` evaluates one request with the
+one physics kernel (:mod:`bench.sim.kernel`, through :class:`bench.sim.fast.EpisodeKernel`).
+The state a request leaves (queues of the local targets, transmitters and
+servers; each radio's quiet time: promotion due or tail still running; thermal
+throttling) is carried from step to step and written into the episode's states,
+so the oracle and hindsight baselines see it too; every step is recorded in an
 :class:`~bench.sim.core.EnergyLedger` (``env.unwrapped.ledger``), the one energy
 accounting of the episode. The same seed gives the same rollout.
 Register them with :func:`register_envs` (idempotent; run on ``import bench``).
@@ -24,7 +25,8 @@ from gymnasium import spaces
 
 from bench.world.scenarios import Scenario, load_scenario
 from bench.sim.core import Draws, EnergyLedger, States
-from bench.sim.fast import EpisodeKernel, ScalarOutcome
+from bench.sim.fast import EpisodeKernel
+from bench.sim.kernel import Carry
 from bench.sim.system import System, autoscale_system, dvfo_system
 
 AUTOSCALE_ID = "bench/AutoScale-v0"
@@ -38,7 +40,7 @@ _MAX_LAYERS, _MAX_LOG_FLOPS, _MAX_MS, _MAX_MBPS = 1e4, 20.0, 1e6, 1e4
 #: names of the observation fields, in index order (policies look features up by name, never by number)
 NN_FIELDS = ("n_conv", "n_fc", "n_recurrent", "n_attention", "log10_flops")
 AUTOSCALE_OBS_FIELDS = NN_FIELDS + ("cpu_load", "mem_load", "wifi_dbm", "lte_dbm", "qos_ms", "max_accuracy_loss",
-                                    "gpu_load")
+                                    "gpu_load", "local_busy_ms", "radio_busy_ms")
 DVFO_OBS_FIELDS = NN_FIELDS + ("bandwidth_mbps", "prev_cpu", "prev_gpu", "prev_mem", "prev_xi", "time_to_go",
                                "cpu_load", "mem_load", "gpu_load", "signal_dbm")
 
@@ -85,7 +87,7 @@ class Episode:
     states: States
     draws: Draws
     step: int
-    wait_ms: float  # DVFO: the previous request still running when this one arrives (0 for AutoScale)
+    wait_ms: float  # DVFO: how long the current request waits for the edge (0 for AutoScale)
 
 
 class _SimEnv(gym.Env):
@@ -109,6 +111,11 @@ class _SimEnv(gym.Env):
         self._t = 0
         self._states = None
 
+    def _busy(self) -> tuple[float, float]:
+        """(longest wait for a local target, longest wait for a radio's transmitter) a new request meets (ms)."""
+        k = self._kernel
+        return max(max(k.local_free, default=0.0), 0.0), max(max(k.tx_free, default=0.0), 0.0)
+
     @property
     def action_table(self) -> pd.DataFrame:
         """One row per action index: what it runs where and at which levels."""
@@ -124,7 +131,7 @@ class _SimEnv(gym.Env):
         if self._states is None:
             raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
         self._sync_states()
-        return Episode(self._states, self._draws, int(self._t), float(getattr(self, "_wait_ms", 0.0)))
+        return Episode(self._states, self._draws, int(self._t), self._wait_of())
 
     @property
     def ledger(self) -> EnergyLedger:
@@ -165,15 +172,12 @@ class _SimEnv(gym.Env):
         self._gpu_load = _state_column(self._states, "gpu_load")
         self._t = 0
         self._T = len(self._states)
-        # every radio starts idle (a promotion is due); the env updates this as requests go by
-        self._radio_idle = [np.inf] * len(self.sim.links)
-        self._states.radio_idle_ms[0] = self._radio_idle
-        # thermal state: average local compute power (W) over the thermal time constant; starts cool
-        self._heat_w, self._throttled = 0.0, False
-        # the cheap step (bench.sim.fast): per-request quantities of the whole episode, as Python scalars
+        # every queue starts empty, every radio idle (a promotion is due), the device cool
+        # the step (bench.sim.fast, a view of the one kernel): policy-independent inputs + the carried state
         self._kernel = EpisodeKernel(self.sim, self._states, self._draws)
+        self._states = self._states.with_carry(Carry.fresh(self._T, self.sim.kernel))
         self._ia0 = float(self._states.interarrival_ms[0])
-        self._hist: list[tuple[int, list[float], bool]] = []  # (action, radio quiet times, throttled) per step
+        self._hist: list[tuple[int, tuple]] = []  # (action, carried state it met: EpisodeKernel.snapshot) per step
         self._synced = 0
         self._end_ms = -np.inf  # latest activity so far (request completion or radio tail end)
         self._ledger = None
@@ -182,15 +186,17 @@ class _SimEnv(gym.Env):
         """The actions of the episode's steps so far."""
         return np.array([h[0] for h in self._hist], dtype=np.int64)
 
+    def _write_carry(self, t: int, c: tuple) -> None:
+        st = self._states
+        st.local_free_ms[t], st.tx_free_ms[t], st.radio_idle_ms[t], st.server_free_ms[t], st.throttled[t] = c
+
     def _sync_states(self) -> None:
-        """Write the radio and thermal state of the steps taken (and the current one) into the episode's states."""
+        """Write the queue, radio and thermal state of the steps taken (and the current one) into the states."""
         k, s = len(self._hist), self._synced
-        if k > s:
-            self._states.radio_idle_ms[s:k] = np.asarray([h[1] for h in self._hist[s:k]], dtype=float)
-            self._states.throttled[s:k] = [h[2] for h in self._hist[s:k]]
+        for t in range(s, k):
+            self._write_carry(t, self._hist[t][1])
         if k < self._T:
-            self._states.radio_idle_ms[k] = self._radio_idle
-            self._states.throttled[k] = self._throttled
+            self._write_carry(k, self._kernel.snapshot())
         self._synced = k
 
     def _arrival_ms(self, t: int) -> float:
@@ -205,35 +211,29 @@ class _SimEnv(gym.Env):
             return int(action)
         raise ValueError(f"action {action!r} is not in {self.action_space}")
 
-    def _outcome(self, action) -> ScalarOutcome:
-        """Evaluate the current request with ``action`` (the cheap scalar step) and carry radio and thermal state."""
+    def _outcome(self, action):
+        """Evaluate the current request with ``action`` (one kernel step) and carry queue, radio and thermal state."""
         if self._states is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         a = self._action(action)
         t = self._t
-        idle, hot = self._radio_idle, self._throttled
         k = self._kernel
-        out = k.outcome(t, a, idle, hot)
-        self._hist.append((a, idle, hot))
-        self._a, self._hot_step = a, hot
-        ia = k.interarrival[t]
+        self._wait_ms = self._wait_of()
+        self._hist.append((a, k.snapshot()))
+        self._a, self._hot_step = a, k.throttled
+        out = k.outcome(t, a)  # moves the carried state on to the next request
         arrival = t * self._ia0
         end = arrival + out.latency_ms
-        nxt = [x + ia for x in idle]
-        r = out.radio
-        if r >= 0:
-            tail_end = arrival + out.radio_end_ms + out.tail_ms
-            if tail_end > end:
-                end = tail_end
-            nxt[r] = ia - out.radio_end_ms  # negative: the transfer outlasts the slot
+        if out.radio >= 0:  # the radio's tail runs past the request's completion
+            end = max(end, arrival + out.new_last_end + k.stab.tail_ms[k.stab.route[a]])
         if end > self._end_ms:
             self._end_ms = end
-        self._radio_idle = nxt
-        if k.tab.thermal is not None:  # sustained local load heats the device; the governor caps top levels
-            self._heat_w, self._throttled = k.thermal_step(self._heat_w, hot, out, ia)
         return out
 
-    def _info(self, out: ScalarOutcome) -> dict[str, Any]:
+    def _wait_of(self) -> float:
+        return 0.0
+
+    def _info(self, out) -> dict[str, Any]:
         t = self._t
         if t + 1 >= self._T:  # the idle baseline over the last slot runs to the episode's end: tails included
             slot = max(self._arrival_ms(t + 1), self._end_ms) - self._arrival_ms(t)
@@ -266,7 +266,7 @@ class AutoScaleEnv(_SimEnv):
     ``cloud_<radio>``      cloud over Wi-Fi / LTE
     =====================  =============================================
 
-    **Observation** - ``Box(float32, (12,))``; field names in :data:`AUTOSCALE_OBS_FIELDS`.
+    **Observation** - ``Box(float32, (14,))``; field names in :data:`AUTOSCALE_OBS_FIELDS`.
     The runtime signals are the ones the paper names (signal strength, processor
     utilisation, memory usage), observed with the request:
 
@@ -286,7 +286,16 @@ class AutoScaleEnv(_SimEnv):
     10   ``max_accuracy_loss``  accuracy-loss bound of the request               [0, 1]
     11   ``gpu_load``           co-runner GPU load (0 where the simulator's      [0, 1]
                                 states carry none)
+    12   ``local_busy_ms``      queue: how long until the busiest local target   [0, 1e6]
+                                (CPU, GPU, DSP) is free (ms)
+    13   ``radio_busy_ms``      queue: how long until the busiest radio's        [0, 1e6]
+                                transmitter is free (ms)
     ===  =====================  ===============================================  ==========
+
+    Each local target runs one inference at a time and each radio sends one upload
+    at a time (FIFO, :mod:`bench.sim.kernel`): a request that arrives while earlier
+    ones still run waits, and the wait is part of its latency. Fields 12-13 let a
+    policy see that backlog (a real scheduler knows its own queues).
 
     **Reward** - inferences per joule of the mobile device (``1000 / energy_mj``,
     energy above the idle baseline, radio promotion and tail included)
@@ -317,21 +326,24 @@ class AutoScaleEnv(_SimEnv):
         super().__init__(system, scenario)
         self.violation_penalty = float(violation_penalty)
         self._radio = [self.sim.radio_names.index(r) for r in ("wifi", "lte")]
-        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1, 1], dtype=np.float32)
-        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0], dtype=np.float32)
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1, 1, _MAX_MS, _MAX_MS],
+                        dtype=np.float32)
+        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0, 0, 0], dtype=np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
     def _obs_table(self, s: States) -> np.ndarray:
-        """(T, 12) observations of every request of an episode (they do not depend on the policy)."""
+        """(T, 14) observations of every request of an episode; the queue fields (12-13) are filled per step."""
         sig = np.clip(s.signal_dbm[:, self._radio], _DBM_LOW, _DBM_HIGH)
         runtime = np.column_stack([s.cpu_load, s.mem_load, sig[:, 0], sig[:, 1], s.qos_ms,
                                    np.minimum(s.max_accuracy_loss, 1.0),
-                                   _state_column(s, "gpu_load")]).astype(np.float32)
+                                   _state_column(s, "gpu_load"), np.zeros(len(s)), np.zeros(len(s))]).astype(np.float32)
         obs = np.concatenate([self._nn[s.workload], runtime], axis=1).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _obs(self) -> np.ndarray:
-        return self._obs_tab[min(self._t, self._T - 1)].copy()
+        obs = self._obs_tab[min(self._t, self._T - 1)].copy()
+        obs[12:14] = self._busy()
+        return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -345,7 +357,7 @@ class AutoScaleEnv(_SimEnv):
         info = self._info(out)
         self._t += 1
         truncated = self._t >= self._T
-        return self._obs_tab[self._t - 1 if truncated else self._t].copy(), float(reward), False, truncated, info
+        return self._obs(), float(reward), False, truncated, info
 
 
 class DVFOEnv(_SimEnv):
@@ -370,8 +382,8 @@ class DVFOEnv(_SimEnv):
     5    ``bandwidth_mbps``  expected uplink goodput, capped (Mbit/s)              [0, 1e4]
     6-9  ``prev_cpu`` ...    previous action: f_CPU, f_GPU, f_MEM, xi indices      [0, 1]
                              scaled to [0, 1] (concurrent control)
-    10   ``time_to_go``      the previous request's remaining execution when       [0, 10]
-                             this one arrives / inter-arrival
+    10   ``time_to_go``      the queue: how long until the edge is free when       [0, 10]
+                             this request arrives / inter-arrival
     11   ``cpu_load``        co-runner CPU load                                    [0, 1]
     12   ``mem_load``        co-runner memory load                                 [0, 1]
     13   ``gpu_load``        co-runner GPU load (0 where the states carry none)    [0, 1]
@@ -383,10 +395,11 @@ class DVFOEnv(_SimEnv):
     E_ref and T_ref are the workload's local-only energy and latency at the
     highest frequencies (computed from the profile, not typed in); ``w_time=0``
     gives the poster's energy-only reward. T includes the wait for the previous
-    request (thinking-while-moving: a new request can arrive while the last still runs);
-    the edge runs one DNN at a time, so a request waits for the previous one's local
-    compute (its head and kept tail), not for the previous result's network round trip
-    nor for a timed-out offload's local fallback (which shares the device).
+    requests (thinking-while-moving: a new request can arrive while the last still runs);
+    the edge runs one DNN at a time (FIFO, :mod:`bench.sim.kernel`), so a request waits for
+    the earlier ones' local compute (head and kept tail); uploads queue for the radio's
+    transmitter and the server has its own queue; a timed-out offload's local
+    fallback does not queue (it shares the device).
 
     **Episode end** - ``truncated`` when the trace ends; the registered id adds a
     ``TimeLimit`` of 200 steps. Never ``terminated``.
@@ -449,10 +462,7 @@ class DVFOEnv(_SimEnv):
         t = min(self._t, self._T - 1)
         obs = self._obs_tab[t].copy()
         obs[6:10] = self._prev_obs[self._prev]
-        k = self._kernel
-        if t >= k.ready:
-            k.grow(t)
-        obs[10] = min(self._wait_ms / k.interarrival[t], 10.0)
+        obs[10] = min(self._wait_of() / self._kernel.interarrival[t], 10.0)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -466,6 +476,10 @@ class DVFOEnv(_SimEnv):
         self._obs_tab = self._obs_table(self._states, self._bw)
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
 
+    def _wait_of(self) -> float:
+        """How long a request arriving now waits for the edge (the local part of the earlier ones)."""
+        return max(self._kernel.local_free[0], 0.0)
+
     def initial_prev(self) -> int:
         """The 'previous action' observed at an episode's first request: local-only at the highest levels."""
         return len(self._idx) - 1 if self._idx[-1, 3] == 0 else int(np.flatnonzero(self._idx[:, 3] == 0)[-1])
@@ -478,18 +492,11 @@ class DVFOEnv(_SimEnv):
         out = self._outcome(action)
         t = self._t
         w = self._kernel.workload[t]
-        latency = out.latency_ms + self._wait_ms
-        ok = out.qos_ok and latency <= self._kernel.qos[t]
+        latency, ok = out.latency_ms, out.qos_ok
         reward = -(self.w_energy * out.energy_mj / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
         reward -= 0.0 if ok else self.qos_penalty
         info = self._info(out)
-        info["latency_ms"], info["qos_ok"], info["wait_ms"] = latency, ok, self._wait_ms
-        # The edge runs the requests' scheduled local work one at a time, but transfers overlap the next
-        # request (the GPU is free while a result is in flight): the next request waits only for this one's
-        # head and kept tail. A timed-out offload's local fallback, which starts when the timeout fires, is
-        # not queued behind: it shares the device with whatever runs then (suite choice; its slowdown of
-        # the other request is not modelled).
-        self._wait_ms = max(0.0, self._wait_ms + out.local_ms - self._kernel.interarrival[t])
+        info["wait_ms"] = self._wait_ms  # the queue this request met (its latency includes it)
         self._prev = self._a
         self._t += 1
         return self._obs(), float(reward), False, self._t >= self._T, info

@@ -4,9 +4,9 @@
 :class:`AutoScaleVectorEnv` (the ``vector_entry_point`` of the registered ids);
 ``vectorization_mode="sync"`` still gives gymnasium's ``SyncVectorEnv`` of the
 single env. One :meth:`step` gathers the N current requests, evaluates them with
-:meth:`bench.sim.core.Simulator.evaluate` (the batch path: one numpy call per
-array op for all N) and carries each copy's radio, thermal (and for DVFO
-queueing / previous-action) state in arrays.
+the one kernel (:func:`bench.sim.kernel.step_rows`: one numpy call per array op
+for all N) and carries each copy's queue, radio and thermal state
+(:class:`~bench.sim.kernel.Carry`; for DVFO also the previous action) in arrays.
 
 Semantics are those of ``SyncVectorEnv`` over the single env with its
 ``TimeLimit``: copy ``i`` reset with ``seed + i`` realises the same episode as
@@ -33,11 +33,11 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from bench.sim.core import States
-from bench.sim.envs import AutoScaleEnv, DVFOEnv, _SimEnv
-from bench.sim.fast import lean_outcome, request_inputs
+from types import SimpleNamespace
 
-_ROUTE_FIELDS = ("up", "down", "rtt", "extra")
+from bench.sim.core import States
+from bench.sim.envs import _MAX_MS, AutoScaleEnv, DVFOEnv, _SimEnv
+from bench.sim.kernel import Carry, RequestInputs, advance, step_rows
 _INFO_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "accuracy", "accuracy_loss", "qos_ok", "timed_out",
               "tail_mj", "promo_mj", "throttled", "action", "step")
 
@@ -66,14 +66,9 @@ class _SimVectorEnv(VectorEnv):
         self._T = np.zeros(n, dtype=np.int64)  # requests per copy's episode
         self._L = np.zeros(n, dtype=np.int64)  # steps per copy's episode (TimeLimit applied)
         self._t = np.zeros(n, dtype=np.int64)
-        self._idle = np.full((n, len(self.sim.links)), np.inf)
-        self._hot = np.zeros(n, dtype=bool)
-        self._heat = np.zeros(n)
+        self._carry = Carry.fresh(n, self.sim.kernel)
         self._autoreset = np.zeros(n, dtype=bool)
         self._started = False
-        th = self.sim.thermal
-        self._thermal = None if th is None else (th.time_constant_s * 1e3, th.trip_power_w,
-                                                 th.release_fraction * th.trip_power_w)
 
     # ------------------------------------------------------------------ episodes
     def _obs_table(self, states: States) -> np.ndarray:
@@ -87,7 +82,8 @@ class _SimVectorEnv(VectorEnv):
         L = T if self.max_episode_steps is None else min(T, self.max_episode_steps)
         rows = min(T, L + 1)
         # what does not depend on the policy, per request: realised route goodput/RTT, interference, jitter, obs
-        cols = {**request_inputs(self.sim, states, draws), "obs": self._obs_table(states)}
+        x = self.sim.request_inputs(states, draws)
+        cols = {**{f: getattr(x, f) for f in RequestInputs.__dataclass_fields__}, "obs": self._obs_table(states)}
         if self._buf is None or rows > self._rows:  # (re)allocate: every copy keeps `rows` rows
             old, old_rows = self._buf, self._rows
             self._rows = max(rows, self._rows)
@@ -101,8 +97,9 @@ class _SimVectorEnv(VectorEnv):
         for k, v in cols.items():
             self._buf[k][base:base + rows] = v[:rows]
         self._T[i], self._L[i], self._t[i] = T, L, 0
-        self._idle[i] = np.inf
-        self._hot[i], self._heat[i] = False, 0.0
+        fresh = Carry.fresh(1, self.sim.kernel)
+        for f in Carry.__dataclass_fields__:
+            getattr(self._carry, f)[i] = getattr(fresh, f)[0]
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         """Reset every copy; ``seed`` an int (copy i gets ``seed + i``) or one seed per copy."""
@@ -141,28 +138,13 @@ class _SimVectorEnv(VectorEnv):
         live = ~resetting
         rows = np.arange(self.num_envs) * self._rows + self._t
         b = self._buf
-        x = {k: v[rows] for k, v in b.items() if k != "obs"}
-        out = lean_outcome(self.sim, {k: x[k] for k in _ROUTE_FIELDS}, x["workload"], x["kc"], x["km"], x["kg"],
-                           x["p_add"], x["jit"], x["rjit"], x["qos_ms"], x["bound"], self._idle, self._hot, a)
+        x = RequestInputs(**{k: v[rows] for k, v in b.items() if k != "obs"})
+        raw = step_rows(self.sim.kernel, x, np.arange(self.num_envs), a, self._carry)
+        out = SimpleNamespace(**raw)
+        self._before = self._carry
         reward = np.where(live, self._reward(out, x, a, live), 0.0)
-        # carry the radio state: every radio's quiet time grows by the slot; the one used restarts at its transfer's end
-        ia = x["interarrival_ms"]
-        radio = out.radio
-        idle = self._idle + ia[:, None]
-        used = np.flatnonzero((radio >= 0) & live)
-        idle[used, radio[used]] = ia[used] - out.radio_end_ms[used]
-        self._idle = np.where(live[:, None], idle, self._idle)
-        if self._thermal is not None:
-            tau_ms, trip, release = self._thermal
-            power = (out.local_w * out.local_ms + out.fallback_w * out.fallback_ms) / ia
-            k = np.exp(-ia / tau_ms)
-            heat = self._heat * k + power * (1.0 - k)
-            hot = np.where(self._hot, heat >= release, heat > trip)
-            self._heat = np.where(live, heat, self._heat)
-            info_hot = self._hot.copy()
-            self._hot = np.where(live, hot, self._hot)
-        else:
-            info_hot = self._hot.copy()
+        info_hot = self._carry.throttled.copy()
+        self._carry = advance(self._carry, raw, x.interarrival_ms, live=live, thermal=self.sim.thermal_params)
         step = self._t.copy()
         self._t = self._t + live
         truncated = live & (self._t >= self._L)
@@ -190,6 +172,13 @@ class AutoScaleVectorEnv(_SimVectorEnv):
 
     env_class = AutoScaleEnv
 
+    def _observe(self):
+        obs = super()._observe()
+        c = self._carry
+        obs[:, 12] = np.minimum(np.maximum(c.local_free.max(axis=1, initial=0.0), 0.0), _MAX_MS)
+        obs[:, 13] = np.minimum(np.maximum(c.tx_free.max(axis=1, initial=0.0), 0.0), _MAX_MS)
+        return obs
+
     def _reward(self, out, x, a, live):
         with np.errstate(divide="ignore"):
             return np.where(out.qos_ok, 1000.0 / out.energy_mj, -self.env.violation_penalty * (1.0 + out.violation))
@@ -204,37 +193,31 @@ class DVFOVectorEnv(_SimVectorEnv):
         super().__init__(num_envs, max_episode_steps, **env_kwargs)
         self._prev0 = self.env.initial_prev()
         self._prev = np.full(self.num_envs, self._prev0, dtype=np.int64)
-        self._wait = np.zeros(self.num_envs)
         self._prev_obs = self.env.prev_obs_table()
 
     def _reset_one(self, i, seed):
         super()._reset_one(i, seed)
-        self._prev[i], self._wait[i] = self._prev0, 0.0
+        self._prev[i] = self._prev0
 
     def _observe(self):
         rows = self._obs_rows()
         obs = self._buf["obs"][rows]
         obs[:, 6:10] = self._prev_obs[self._prev]
-        obs[:, 10] = np.minimum(self._wait / self._buf["interarrival_ms"][rows], 10.0)
+        obs[:, 10] = np.minimum(np.maximum(self._carry.local_free[:, 0], 0.0) / self._buf["interarrival_ms"][rows], 10.0)
         return obs
 
     def _reward(self, out, x, a, live):
         e = self.env
-        w = x["workload"]
-        latency = out.latency_ms + self._wait
-        ok = out.qos_ok & (latency <= x["qos_ms"])
-        reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * latency / e.t_ref_ms[w])
-        reward = reward - np.where(ok, 0.0, e.qos_penalty)
-        self._last = (latency, ok, self._wait.copy())
-        wait = np.maximum(0.0, self._wait + out.local_ms - x["interarrival_ms"])
-        self._wait = np.where(live, wait, self._wait)
+        w = x.workload
+        reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * out.latency_ms / e.t_ref_ms[w])
+        reward = reward - np.where(out.qos_ok, 0.0, e.qos_penalty)
+        self._last_wait = np.maximum(self._carry.local_free[:, 0], 0.0)
         self._prev = np.where(live, a, self._prev)
         return reward
 
     def _info(self, out, live, a, step, hot):
         info = super()._info(out, live, a, step, hot)
-        latency, ok, wait = self._last
-        info["latency_ms"], info["qos_ok"], info["wait_ms"], info["_wait_ms"] = latency, ok, wait, live
+        info["wait_ms"], info["_wait_ms"] = self._last_wait, live
         return info
 
 

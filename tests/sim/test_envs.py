@@ -95,3 +95,35 @@ def test_episode_accessor_is_privileged_and_tracks_the_step():
     assert first.step == 0 and first.wait_ms == 0.0 and len(first.states.workload) > 1
     env.step(0)
     assert env.unwrapped.episode().step == 1 and env.unwrapped.episode().states is first.states
+
+
+def test_autoscale_observation_shows_the_queue(tmp_path):
+    """Back-to-back requests on the slowest CPU level: the next request sees the CPU busy (local_busy_ms > 0), waits,
+    and its latency includes the wait; a cloud upload fills the transmitter queue (radio_busy_ms)."""
+    from bench.sim.envs import obs_index
+
+    import yaml
+
+    path = tmp_path / "busy.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "busy", "steps": 20, "interarrival_ms": 50,
+        "signal": {"wifi": {"kind": "constant", "level": "weak"}, "lte": {"kind": "constant", "level": "weak"}},
+        "bandwidth_cap_mbps": {"kind": "constant", "value": 1000.0}, "interference": {"kind": "none"},
+        "workload_mix": [{"workload": "vit_b_16", "qos_ms": 200, "max_accuracy_loss": 0.01}]}))
+    env = gym.make(AUTOSCALE_ID, scenario=str(path))
+    obs, _ = env.reset(seed=0)
+    u = env.unwrapped
+    i_local, i_radio = obs_index(env, "local_busy_ms"), obs_index(env, "radio_busy_ms")
+    assert obs[i_local] == 0 and obs[i_radio] == 0
+    slow_cpu = int(np.flatnonzero(u.action_table["target"] == "cpu")[0])
+    lats = []
+    for _ in range(4):
+        obs, _, _, _, info = env.step(slow_cpu)
+        lats.append(info["latency_ms"])
+    ia = float(u.episode().states.interarrival_ms[0])
+    assert lats[0] > ia  # the slowest CPU level outlasts the slot (the test's premise) ...
+    assert obs[i_local] > 0 and lats[-1] > lats[0]  # ... so the next requests queue behind it
+    lte = int(np.flatnonzero(u.action_table["name"] == "cloud_lte")[0])
+    for _ in range(3):
+        obs, _, _, _, info = env.step(lte)
+    assert obs[i_radio] > 0  # at the cell edge an upload outlasts the inter-arrival time

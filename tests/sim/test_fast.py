@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bench.sim  # noqa: F401  (registers the envs)
+from bench.sim.kernel import Carry
 from bench.sim.envs import AUTOSCALE_ID, DVFO_ID
 
 CASES = [
@@ -104,6 +105,10 @@ def test_lean_batch_path_matches_evaluate(system):
     states.radio_idle_ms[:] = rng.uniform(-2000, 20000, states.radio_idle_ms.shape)
     states.radio_idle_ms[::7] = np.inf
     states.throttled[:] = rng.random(len(states)) < 0.3
+    tab, n = sim.kernel, len(states)
+    states = states.with_carry(Carry(rng.uniform(-500, 3000, (n, tab.n_resources)),
+                                     rng.uniform(-500, 3000, (n, tab.n_radios)), states.radio_idle_ms,
+                                     rng.uniform(-500, 3000, (n, tab.n_routes)), states.throttled, np.zeros(n)))
     draws = sim.draw(len(states), rng)
     actions = rng.integers(0, sim.A, len(states))
     ref = sim.evaluate(states, actions, draws)
@@ -114,5 +119,5 @@ def test_lean_batch_path_matches_evaluate(system):
     for f in ("qos_ok", "timed_out"):
         assert np.array_equal(getattr(out, f), getattr(ref, f)), f
     assert np.array_equal(out.radio, ref.phases["radio"])
-    assert _close(out.radio_end_ms, ref.phases["radio_end_ms"]) and _close(out.local_ms, ref.phases["local_ms"])
+    assert _close(out.new_last_end, ref.phases["new_last_end"]) and _close(out.local_ms, ref.phases["local_ms"])
     assert ref.timed_out.any() and (ref.promo_mj > 0).any()  # the draw exercised timeouts and promotions

@@ -1,0 +1,567 @@
+"""The simulator's one physics kernel: one request, given the queues and radio state it meets.
+
+Every path of the suite evaluates requests through :func:`request_physics`:
+:meth:`bench.sim.core.Simulator.evaluate` (a batch of independent (state, action)
+pairs, or every action of each), :meth:`~bench.sim.core.Simulator.run_sequence`
+(action sequences with the state carried, several side by side),
+:func:`run_episodes` (many episodes stepped in lock-step: the queue makes time
+sequential, so the batch runs across episodes), the vector envs and the scalar
+env step. The per-(workload, action) constants are the public, named
+:class:`KernelTables`; the per-request quantities that do not depend on the
+policy are :class:`RequestInputs`; the state one request leaves to the next is
+:class:`Carry`.
+
+World model (suite choice; times are ms from the request's arrival):
+
+* **One inference at a time per local resource.** Each local target (phone CPU,
+  GPU, DSP; the Jetson's CPU+GPU composite) serves one request at a time, FIFO
+  in arrival order. A request with local work waits until its target is free
+  (``queue_ms``), then runs ``t_pre`` (the whole DNN, or DVFO's head) and
+  ``t_par`` (DVFO's local tail, which runs while the offload path proceeds). The
+  wait draws no active power (energy is above the idle baseline).
+* **One radio, one transmitter.** After ``t_pre`` the request is handed to the
+  network stack; its upload waits for the radio's transmitter (FIFO: concurrent
+  uploads share the radio's goodput by taking turns, which gives the same
+  total busy time as sharing it fairly), then pays a promotion if the radio is
+  idle (LTE RRC_IDLE, Wi-Fi PSM) and uploads. The request then reaches the
+  server of its route, which has its own FIFO queue, computes, and the result
+  comes back after the round trip and a (small, result-sized) download, which
+  does not queue.
+* **PHY rate vs goodput.** The signal sets the radio's PHY rate; a bandwidth cap
+  (a trickle scenario, a trace) limits the flow's goodput, not the PHY rate. A
+  transfer lasts ``bits / goodput``; the radio bursts at the PHY rate, so it is in
+  its high-power transmit state (Huang et al.: base + per-Mbps power at the PHY
+  rate, + the weak-signal term) for ``bits / PHY`` of it and sits in its
+  connected (DRX) state at the tail power ``tail_mw`` for the rest. Bursts are
+  spread evenly over the transfer, so the transfer's average power is
+  ``tail + (P_burst - tail) * goodput / PHY`` (what a timeout that cuts the
+  transfer pays up to the cut).
+* **Radio power is drawn once.** The radio is connected (tail power) from the end
+  of a promotion until ``tail_ms`` after its last activity (a request uses the
+  radio from its upload's start to its download's end); overlapping requests do
+  not each pay it. Transfers add their power above the connected level (Huang
+  et al.'s power model is additive in uplink and downlink throughput). Per
+  request, the device energy is its promotion, its transfers' power above the
+  connected level and the connected time it adds beyond what earlier requests
+  already hold (its tail included), so the episode's sum is the integral of
+  the radio's power over time (checked against an independent event-driven
+  model, ``tests/sim/reference_model.py``).
+* **Timeout.** The app's offload timeout (``data/sim/model.yaml``) runs from the
+  hand-off to the network stack (queueing for the transmitter counts). At the
+  deadline the request gives up: its transfer stops (the transmitter is free
+  again), it keeps no place in the transmitter queue, and the radio enters its
+  tail; a request that had reached the server keeps that server busy for its
+  compute (the server does not learn of the timeout). The request then runs
+  its local fallback action, once its own local part is done (or is dropped,
+  ``on_timeout``). The fallback does not queue behind other requests (suite
+  choice: it is rare, and queueing it would need the future), so its power is
+  drawn alongside whatever runs then.
+* Interference, jitter and thermal throttling as in :mod:`bench.sim.core`.
+
+Energy of the cloud or peer is reported separately (``remote_energy_mj``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from types import SimpleNamespace
+from typing import Mapping
+
+import numpy as np
+
+#: outcome fields of :func:`request_physics` (besides the phases)
+OUTCOME_FIELDS = ("energy_mj", "remote_energy_mj", "latency_ms", "accuracy", "accuracy_loss", "qos_ok",
+                  "violation", "tail_mj", "promo_mj", "timed_out")
+#: per-request timing and power of each phase (ms from the arrival; W above the idle baseline)
+PHASES = ("queue_ms", "local_start_ms", "local_ms", "local_w", "fallback_start_ms", "fallback_ms", "fallback_w",
+          "radio_start_ms", "promo_ms", "promo_w", "up_ms", "up_w", "wait_ms", "down_ms", "down_w", "radio_end_ms",
+          "tail_w", "tail_ms", "radio", "local_resource")
+#: what a request leaves on the resources it used (ms from its arrival), for :func:`advance`
+CARRY_FIELDS = ("resource", "new_local_free", "radio", "new_tx_free", "new_last_end", "route", "new_server_free")
+
+
+@dataclass(frozen=True)
+class KernelTables:
+    """Everything the kernel needs that depends only on (workload, action) or the route: public, named, flat.
+
+    Per (workload, action) arrays are flattened, ``index = workload * A + action``
+    (``pre_ms`` ... ``loss``); per action ``(A,)``: ``route``, ``fallback``,
+    ``has_fallback``, ``throttle_to``, ``local_resource`` (index into
+    ``resource_names``, -1 for none); per workload ``(W,)``: ``timeout_ms``; per route
+    ``(Q,)``: ``route_radio``, the radio constants (``tail_w`` ...) of the route's radio
+    and ``route_rtt_ms``/``rto_ms``. Interference coefficients are scalars.
+    """
+
+    W: int
+    A: int
+    pre_ms: np.ndarray
+    pre_cpu_ms: np.ndarray
+    pre_mem_ms: np.ndarray
+    pre_gpu_ms: np.ndarray
+    par_ms: np.ndarray
+    par_cpu_ms: np.ndarray
+    par_mem_ms: np.ndarray
+    par_gpu_ms: np.ndarray
+    local_power_w: np.ndarray
+    offloads: np.ndarray
+    up_bits: np.ndarray
+    down_bits: np.ndarray
+    remote_ms: np.ndarray
+    remote_power_w: np.ndarray
+    accuracy: np.ndarray
+    loss: np.ndarray
+    timeout_ms: np.ndarray
+    route: np.ndarray
+    fallback: np.ndarray
+    has_fallback: np.ndarray
+    throttle_to: np.ndarray
+    local_resource: np.ndarray
+    resource_names: tuple[str, ...]
+    route_radio: np.ndarray
+    route_rtt_ms: np.ndarray
+    rto_ms: np.ndarray
+    base_w: np.ndarray
+    up_w_per_mbps: np.ndarray
+    down_w_per_mbps: np.ndarray
+    power_max_mbps: np.ndarray
+    tail_w: np.ndarray
+    tail_ms: np.ndarray
+    promo_w: np.ndarray
+    promo_ms: np.ndarray
+    n_radios: int
+    fallback_local: bool
+    cpu_slowdown: float
+    mem_slowdown: float
+    gpu_slowdown: float
+    cpu_power_w: float
+    mem_power_w: float
+
+    @property
+    def n_resources(self) -> int:
+        return len(self.resource_names)
+
+    @property
+    def n_routes(self) -> int:
+        return len(self.route_radio)
+
+
+@dataclass(frozen=True)
+class RequestInputs:
+    """Per-request quantities that do not depend on the policy (N rows; route arrays (N, Q)).
+
+    ``up_phy``/``down_phy``: the radio's realised PHY rate on the route (signal and this
+    request's throughput draw); ``up_good``/``down_good``: the flow's goodput (the PHY
+    rate capped by the scenario's bandwidth cap); ``rtt`` (with any TCP RTO);
+    ``extra`` the weak-signal transmit power (W).
+    """
+
+    up_phy: np.ndarray
+    up_good: np.ndarray
+    down_phy: np.ndarray
+    down_good: np.ndarray
+    rtt: np.ndarray
+    extra: np.ndarray
+    workload: np.ndarray
+    kc: np.ndarray
+    km: np.ndarray
+    kg: np.ndarray
+    p_add: np.ndarray
+    jit: np.ndarray
+    rjit: np.ndarray
+    qos_ms: np.ndarray
+    bound: np.ndarray
+    interarrival_ms: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.workload)
+
+    def take(self, idx) -> "RequestInputs":
+        return RequestInputs(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+@dataclass
+class Carry:
+    """The state a request leaves to the next, for K independent sequences (ms from the *next* arrival).
+
+    ``local_free`` (K, L): when each local resource is free (<= 0: free now);
+    ``tx_free`` (K, R): when each radio's transmitter is free; ``radio_idle`` (K, R): how
+    long each radio has had no activity (``inf``: never used, a promotion is due;
+    negative: activity already committed into the future); ``server_free`` (K, Q):
+    when each route's server queue is free; ``throttled``/``heat_w`` (K,): thermal state.
+    """
+
+    local_free: np.ndarray
+    tx_free: np.ndarray
+    radio_idle: np.ndarray
+    server_free: np.ndarray
+    throttled: np.ndarray
+    heat_w: np.ndarray
+
+    @staticmethod
+    def fresh(k: int, tab: KernelTables) -> "Carry":
+        """Every queue empty, every radio idle, the device cool."""
+        return Carry(np.zeros((k, tab.n_resources)), np.zeros((k, tab.n_radios)), np.full((k, tab.n_radios), np.inf),
+                     np.zeros((k, tab.n_routes)), np.zeros(k, dtype=bool), np.zeros(k))
+
+    def copy(self) -> "Carry":
+        return Carry(*(getattr(self, f.name).copy() for f in fields(self)))
+
+    def rows(self, idx) -> "Carry":
+        return Carry(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+
+def local_resources(actions) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each action's local resource (index, -1: none) and the resources' names.
+
+    An action table with ``target`` and ``kind`` columns (AutoScale) has one resource per
+    local target (offloads use none); otherwise (DVFO) every action runs its local part on one
+    composite resource, ``edge``.
+    """
+    if actions is not None and {"target", "kind"} <= set(actions.columns):
+        local = actions["kind"].to_numpy() == "local"
+        names = tuple(dict.fromkeys(str(t) for t, k in zip(actions["target"], local) if k))
+        idx = np.array([names.index(str(t)) if k else -1 for t, k in zip(actions["target"], local)], dtype=np.int64)
+        return idx, names or ("edge",)
+    n = 0 if actions is None else len(actions)
+    return np.zeros(n, dtype=np.int64), ("edge",)
+
+
+def kernel_tables(t, links, routes, interference, on_timeout: str) -> KernelTables:
+    """:class:`KernelTables` of an :class:`~bench.sim.core.ActionTables` ``t`` over ``links`` and ``routes``."""
+    flat = lambda v: np.ascontiguousarray(v, dtype=float).ravel()  # noqa: E731
+    W, A = t.pre_ms.shape
+    fb = np.asarray(t.fallback, dtype=np.int64)
+    rl = [links[r.radio] for r in routes]
+    res, names = local_resources(t.actions)
+    if len(res) != A:
+        res = np.zeros(A, dtype=np.int64)
+    arr = lambda f: np.array([f(lk) for lk in rl], dtype=float)  # noqa: E731
+    it = interference
+    return KernelTables(
+        W, A, flat(t.pre_ms), flat(t.pre_cpu_ms), flat(t.pre_mem_ms), flat(t.pre_gpu_ms), flat(t.par_ms),
+        flat(t.par_cpu_ms), flat(t.par_mem_ms), flat(t.par_gpu_ms), flat(t.local_power_w),
+        np.ascontiguousarray(t.offloads, dtype=bool).ravel(), flat(t.up_bits), flat(t.down_bits), flat(t.remote_ms),
+        flat(t.remote_power_w), flat(t.accuracy), flat(t.accuracy_loss), np.asarray(t.timeout_ms, dtype=float),
+        np.where(t.route < 0, 0, t.route).astype(np.int64), np.where(fb >= 0, fb, np.arange(A)), fb >= 0,
+        np.asarray(t.throttle_to, dtype=np.int64), res, names,
+        np.array([r.radio for r in routes], dtype=np.int64), np.array([r.rtt_ms for r in routes], dtype=float),
+        arr(lambda lk: lk.rto_ms), arr(lambda lk: lk.base_mw / 1e3), arr(lambda lk: lk.uplink_mw_per_mbps / 1e3),
+        arr(lambda lk: lk.downlink_mw_per_mbps / 1e3), arr(lambda lk: lk.power_max_mbps), arr(lambda lk: lk.tail_w),
+        arr(lambda lk: lk.tail_ms), arr(lambda lk: lk.promotion_w), arr(lambda lk: lk.promotion_ms), len(links),
+        on_timeout == "local", float(it.cpu_slowdown), float(it.mem_slowdown),
+        float(getattr(it, "gpu_slowdown", 0.0)), float(it.cpu_power_w), float(it.mem_power_w))
+
+
+def _local(tab: KernelTables, x: RequestInputs | Mapping, i):
+    t_pre = (tab.pre_ms[i] + x["kc"] * tab.pre_cpu_ms[i] + x["km"] * tab.pre_mem_ms[i]
+             + x["kg"] * tab.pre_gpu_ms[i]) * x["jit"]
+    t_par = (tab.par_ms[i] + x["kc"] * tab.par_cpu_ms[i] + x["km"] * tab.par_mem_ms[i]
+             + x["kg"] * tab.par_gpu_ms[i]) * x["jit"]
+    return t_pre, t_par, tab.local_power_w[i] + x["p_add"]
+
+
+class _NumpyOps:
+    """Array operations of the kernel for numpy batches."""
+
+    mx, mn, where, clip, not_ = staticmethod(np.maximum), staticmethod(np.minimum), staticmethod(np.where), \
+        staticmethod(np.clip), staticmethod(np.logical_not)
+    nan = np.nan
+    batch = True
+
+    @staticmethod
+    def div(n, d):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return n / d
+
+
+def _sdiv(n, d):
+    return n / d if d != 0.0 else (math.inf if n > 0 else (0.0 if n == 0 else -math.inf))
+
+
+class _ScalarOps:
+    """The same operations on Python scalars (the gym step: no numpy call overhead)."""
+
+    mx, mn = staticmethod(max), staticmethod(min)
+    where = staticmethod(lambda c, a, b: a if c else b)
+    clip = staticmethod(lambda v, lo, hi: lo if v < lo else (hi if v > hi else v))
+    not_ = staticmethod(lambda v: not v)
+    div = staticmethod(_sdiv)
+    nan = math.nan
+    batch = False
+
+
+NUMPY_OPS, SCALAR_OPS = _NumpyOps(), _ScalarOps()
+
+
+def scalar_tables(tab: KernelTables) -> SimpleNamespace:
+    """``tab`` with every array as a Python list (same names), for :data:`SCALAR_OPS`."""
+    return SimpleNamespace(**{f.name: (getattr(tab, f.name).tolist() if isinstance(getattr(tab, f.name), np.ndarray)
+                                       else getattr(tab, f.name)) for f in fields(tab)})
+
+
+def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping, state: Mapping,
+                    phases: bool = True, ops=NUMPY_OPS) -> dict:
+    """One request (or a broadcastable batch of them) with action ``a``: THE physics (see the module docstring).
+
+    ``x``: the request's inputs (``workload``, ``kc``, ``km``, ``kg``, ``p_add``, ``jit``, ``rjit``,
+    ``qos_ms``, ``bound``); ``route``: ``up_phy``, ``up_good``, ``down_phy``, ``down_good``, ``rtt``,
+    ``extra`` on the action's route; ``state``: what the request meets on its own resources,
+    ``local_free``, ``tx_free``, ``last_end`` (the radio's last committed activity end, ``-inf``:
+    none) and ``server_free`` (ms from its arrival). Every argument broadcasts (numpy).
+    Returns the outcome fields, the resources' new free times (``new_local_free`` ...,
+    ``new_last_end``) and, with ``phases``, the ledger's phases. ``ops``: :data:`NUMPY_OPS`
+    (arrays) or :data:`SCALAR_OPS` (Python scalars, ``tab`` from :func:`scalar_tables`):
+    one source for both.
+    """
+    mx, mn, where, div = ops.mx, ops.mn, ops.where, ops.div
+    wA = x["workload"] * tab.A
+    a_run = where(throttled, tab.throttle_to[a], a)  # thermal throttling: capped DVFS levels
+    i = wA + a_run
+    t_pre, t_par, p_local = _local(tab, x, i)
+    dur = t_pre + t_par
+    has_local = dur > 0.0
+    local_start = where(has_local, mx(state["local_free"], 0.0), 0.0)
+    local_end = local_start + dur
+    ready = local_start + t_pre
+
+    q = tab.route[a]
+    off = tab.offloads[i]
+    if ops.batch or off:  # (a scalar local request skips the radio: every term below would be zero)
+        up_phy, up_good = route["up_phy"], route["up_good"]
+        down_phy, down_good = route["down_phy"], route["down_good"]
+        bits_up, bits_down = tab.up_bits[i], tab.down_bits[i]
+        t_up = where(bits_up > 0, div(bits_up, up_good * 1e3), 0.0)  # inf on a dead link
+        t_down = where(bits_down > 0, div(bits_down, down_good * 1e3), 0.0)
+        duty_up = where(up_phy > 0, div(up_good, up_phy), 1.0)  # share of the transfer bursting at the PHY rate
+        duty_down = where(down_phy > 0, div(down_good, down_phy), 1.0)
+        tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
+        timeout = tab.timeout_ms[x["workload"]]
+        deadline = ready + timeout
+        up_start = mx(ready, state["tx_free"])
+        conn_until = state["last_end"] + tail_ms
+        promoted = up_start >= conn_until
+        t_promo = tab.promo_ms[q] * promoted
+        up_end = up_start + t_promo + t_up
+        reached = off & (up_end <= deadline)
+        t_remote = tab.remote_ms[i] * x["rjit"]
+        srv_start = mx(up_end, state["server_free"])
+        resp = srv_start + t_remote + route["rtt"]
+        off_end = resp + t_down
+        timed_out = off & (off_end > deadline)
+        end = where(timed_out, deadline, off_end)  # the request's radio activity stops here
+        use = off & (up_start < deadline)  # it got the transmitter before giving up
+        c_promo = mx(mn(up_start + t_promo, end) - up_start, 0.0) * use
+        c_up = where(use, mx(mn(up_end, end) - (up_start + t_promo), 0.0), 0.0)
+        c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
+        c_down = where(use, mx(end - resp, 0.0), 0.0)
+        pmax = tab.power_max_mbps[q]
+        burst_up = tab.base_w[q] + tab.up_w_per_mbps[q] * ops.clip(up_phy, 0.0, pmax) + route["extra"]
+        burst_down = tab.base_w[q] + tab.down_w_per_mbps[q] * ops.clip(down_phy, 0.0, pmax)
+        up_w = tail_w + (burst_up - tail_w) * duty_up
+        down_w = tail_w + (burst_down - tail_w) * duty_down
+        # connected time this request adds: from its promotion's end (a new busy period) or from where the
+        # earlier requests' connected time ends, to its own last activity + the tail
+        conn_start = where(promoted, up_start + c_promo, conn_until)
+        conn_end = end + tail_ms
+        conn_mj = where(use, tail_w * mx(conn_end - conn_start, 0.0), 0.0)
+        tail_mj = where(use, tail_w * mx(conn_end - mx(conn_start, end), 0.0), 0.0)
+        promo_mj = tab.promo_w[q] * c_promo
+        radio_mj = promo_mj + conn_mj + (up_w - tail_w) * c_up + (down_w - tail_w) * c_down
+    else:
+        timed_out = reached = use = False
+        end = up_end = srv_start = t_remote = tail_mj = promo_mj = radio_mj = 0.0
+        deadline = local_end
+
+    # a timed-out request falls back to a local action (or is dropped); the fallback does not queue
+    fb_local = timed_out & tab.fallback_local & tab.has_fallback[a]
+    fb = tab.fallback[a]
+    fi = wA + where(throttled, tab.throttle_to[fb], fb)
+    if ops.batch or fb_local:
+        f_pre, f_par, f_p = _local(tab, x, fi)
+        t_fb = (f_pre + f_par) * fb_local
+    else:  # a scalar request that needs no fallback skips its cost (t_fb = 0 either way)
+        f_p, t_fb = tab.local_power_w[fi] + x["p_add"], 0.0
+    fb_start = mx(local_end, deadline)
+    latency = where(fb_local, fb_start + t_fb, where(off, mx(local_end, end), local_end))
+    energy = p_local * dur + radio_mj + f_p * t_fb
+    remote = tab.remote_power_w[i] * t_remote * reached
+
+    loss = where(fb_local, tab.loss[fi], tab.loss[i])
+    acc = where(fb_local, tab.accuracy[fi], tab.accuracy[i])
+    acc = where(timed_out & ops.not_(fb_local), ops.nan, acc)
+    qos, bound = x["qos_ms"], x["bound"]
+    ok = (latency <= qos) & (loss <= bound + 1e-12) & ops.not_(timed_out)
+    violation = where(ok, 0.0, mx(latency / qos - 1.0, 0.0) + mx(loss - bound, 0.0) / mx(bound, 1e-3) + timed_out)
+    if ops.batch:
+        shape = np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(i))  # every broadcast dimension
+        bc = lambda v: np.broadcast_to(v, shape)  # noqa: E731
+    else:
+        bc = lambda v: v  # noqa: E731
+    out = {"energy_mj": bc(energy), "remote_energy_mj": bc(remote), "latency_ms": bc(latency), "accuracy": bc(acc),
+           "accuracy_loss": bc(loss), "qos_ok": bc(ok), "violation": bc(violation), "tail_mj": bc(tail_mj),
+           "promo_mj": bc(promo_mj), "timed_out": bc(timed_out),
+           # the resources' new free times (ms from this arrival), for the carried state
+           "resource": bc(where(has_local, tab.local_resource[a_run], -1)), "new_local_free": bc(local_end),
+           "radio": bc(where(use, tab.route_radio[q], -1)), "new_tx_free": bc(mn(up_end, end)),
+           "new_last_end": bc(end), "route": bc(where(reached, q, -1)), "new_server_free": bc(srv_start + t_remote),
+           "local_ms": bc(dur), "local_w": bc(p_local), "fallback_ms": bc(t_fb), "fallback_w": bc(f_p)}
+    if phases:
+        with np.errstate(invalid="ignore"):
+            queue = local_start + where(use, up_start - ready, 0.0) + where(reached, srv_start - up_end, 0.0)
+        out.update({"queue_ms": bc(queue),
+                    "local_start_ms": bc(local_start), "fallback_start_ms": bc(fb_start),
+                    "radio_start_ms": bc(up_start), "promo_ms": bc(c_promo), "promo_w": bc(tab.promo_w[q]),
+                    "up_ms": bc(c_up), "up_w": bc(up_w), "wait_ms": bc(c_wait), "down_ms": bc(c_down),
+                    "down_w": bc(down_w), "radio_end_ms": bc(where(use, end, ops.nan)), "tail_w": bc(tail_w * use),
+                    "tail_ms": bc(tail_ms * use), "local_resource": out["resource"]})
+    return out
+
+
+def gather_route(x: RequestInputs, rows, q) -> dict:
+    """The route arrays of ``x`` at (rows, route ``q``)."""
+    return {k: getattr(x, k)[rows, q] for k in ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")}
+
+
+def gather_state(tab: KernelTables, carry: Carry, rows, a, throttled) -> dict:
+    """What requests at ``rows`` of ``carry`` meet on the resources action ``a`` uses."""
+    a_run = np.where(throttled, tab.throttle_to[a], a)
+    res = np.maximum(tab.local_resource[a_run], 0)
+    q = tab.route[a]
+    r = tab.route_radio[q]
+    return {"local_free": carry.local_free[rows, res], "tx_free": carry.tx_free[rows, r],
+            "last_end": -carry.radio_idle[rows, r], "server_free": carry.server_free[rows, q]}
+
+
+def advance(carry: Carry, out: Mapping, ia, live=None, thermal=None) -> Carry:
+    """The carry after each row's request (``out`` one request per row) and ``ia`` ms to the next arrival.
+
+    ``live`` (K,) bool: rows that stepped (others keep their state). ``thermal``:
+    (tau_ms, trip_w, release_w) or None.
+    """
+    k = len(carry.heat_w)
+    rows = np.arange(k)
+    ia = np.broadcast_to(np.asarray(ia, dtype=float), (k,))
+    live = np.ones(k, dtype=bool) if live is None else np.asarray(live, dtype=bool)
+    lf, tx, idle, srv = carry.local_free.copy(), carry.tx_free.copy(), carry.radio_idle.copy(), carry.server_free.copy()
+    res = out["resource"]
+    m = live & (res >= 0)
+    lf[rows[m], res[m]] = out["new_local_free"][m]
+    r = out["radio"]
+    m = live & (r >= 0)
+    tx[rows[m], r[m]] = np.maximum(tx[rows[m], r[m]], out["new_tx_free"][m])
+    idle[rows[m], r[m]] = np.minimum(idle[rows[m], r[m]], -out["new_last_end"][m])
+    q = out["route"]
+    m = live & (q >= 0)
+    srv[rows[m], q[m]] = out["new_server_free"][m]
+    shift = np.where(live, ia, 0.0)
+    heat, hot = carry.heat_w, carry.throttled
+    if thermal is not None:
+        tau_ms, trip, release = thermal
+        power = (out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"]) / ia
+        kk = np.exp(-ia / tau_ms)
+        h = heat * kk + power * (1.0 - kk)
+        heat = np.where(live, h, heat)
+        hot = np.where(live, np.where(hot, h >= release, h > trip), hot)
+    return Carry(lf - shift[:, None], tx - shift[:, None], idle + shift[:, None], srv - shift[:, None], hot, heat)
+
+
+def step_rows(tab: KernelTables, x: RequestInputs, t, actions, carry: Carry, phases: bool = False) -> dict:
+    """Request ``t[k]`` of row k's episode (rows of ``x``) with ``actions[k]``, from ``carry``'s row k."""
+    k = len(actions)
+    rows = np.arange(k)
+    q = tab.route[actions]
+    xr = {n: getattr(x, n)[t] for n in ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")}
+    rt = {n: getattr(x, n)[t, q] for n in ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")}
+    st = gather_state(tab, carry, rows, actions, carry.throttled)
+    return request_physics(tab, xr, actions, carry.throttled, rt, st, phases=phases)
+
+
+def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, thermal=None,
+                 carry: Carry | None = None) -> dict:
+    """K sequences of T requests in lock-step: ``actions`` (T, K); ``x`` holds T requests (shared by the
+    K sequences) or T*K rows laid out (T, K) (one episode per column). Returns outcome arrays (T, K)."""
+    acts = np.asarray(actions, dtype=np.int64)
+    n_t, k = acts.shape
+    per_col = len(x) == n_t * k
+    carry = Carry.fresh(k, tab) if carry is None else carry
+    keys = ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "violation", "timed_out", "accuracy",
+            "accuracy_loss", "tail_mj", "promo_mj")
+    res = {key: np.empty((n_t, k), dtype=bool if key in ("qos_ok", "timed_out") else float) for key in keys}
+    cols = np.arange(k)
+    for s in range(n_t):
+        t = s * k + cols if per_col else np.full(k, s)
+        out = step_rows(tab, x, t, acts[s], carry)
+        for key in keys:
+            res[key][s] = out[key]
+        carry = advance(carry, out, x.interarrival_ms[t], thermal=thermal)
+    res["carry"] = carry
+    return res
+
+
+# --------------------------------------------------------------------------- the scalar step (gym envs)
+
+_X_KEYS = ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")
+_ROUTE_KEYS = ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")
+
+
+class ScalarEpisode:
+    """One episode's :class:`RequestInputs` as Python lists and the carried state as lists (one sequence).
+
+    :meth:`step` runs :func:`request_physics` with :data:`SCALAR_OPS` (the same source as the
+    batch paths) and moves the carry on exactly as :func:`advance` does.
+    """
+
+    def __init__(self, tab: KernelTables, stab: SimpleNamespace, x: RequestInputs, thermal=None):
+        self.tab, self.stab, self.thermal = tab, stab, thermal
+        self.x = {k: getattr(x, k).tolist() for k in _X_KEYS}
+        self.route = {k: getattr(x, k).tolist() for k in _ROUTE_KEYS}
+        self.interarrival = x.interarrival_ms.tolist()
+        self.reset()
+
+    def reset(self) -> None:
+        st = self.stab
+        self.local_free = [0.0] * len(st.resource_names)
+        self.tx_free = [0.0] * st.n_radios
+        self.radio_idle = [math.inf] * st.n_radios
+        self.server_free = [0.0] * len(st.route_radio)
+        self.throttled, self.heat_w = False, 0.0
+
+    def carry(self) -> Carry:
+        """The carried state as a one-row :class:`Carry`."""
+        return Carry(np.array([self.local_free]), np.array([self.tx_free]), np.array([self.radio_idle]),
+                     np.array([self.server_free]), np.array([self.throttled]), np.array([self.heat_w]))
+
+    def step(self, t: int, a: int) -> dict:
+        st = self.stab
+        hot = self.throttled
+        a_run = st.throttle_to[a] if hot else a
+        res = st.local_resource[a_run]
+        q = st.route[a]
+        r = st.route_radio[q]
+        xr = {k: v[t] for k, v in self.x.items()}
+        rt = {k: v[t][q] for k, v in self.route.items()}
+        state = {"local_free": self.local_free[res if res >= 0 else 0], "tx_free": self.tx_free[r],
+                 "last_end": -self.radio_idle[r], "server_free": self.server_free[q]}
+        out = request_physics(st, xr, a, hot, rt, state, phases=False, ops=SCALAR_OPS)
+        # advance() in scalars: the resources this request used, then everything shifts to the next arrival
+        ia = self.interarrival[t]
+        if out["resource"] >= 0:
+            self.local_free[out["resource"]] = out["new_local_free"]
+        if out["radio"] >= 0:
+            rr = out["radio"]
+            self.tx_free[rr] = max(self.tx_free[rr], out["new_tx_free"])
+            self.radio_idle[rr] = min(self.radio_idle[rr], -out["new_last_end"])
+        if out["route"] >= 0:
+            self.server_free[out["route"]] = out["new_server_free"]
+        self.local_free = [v - ia for v in self.local_free]
+        self.tx_free = [v - ia for v in self.tx_free]
+        self.radio_idle = [v + ia for v in self.radio_idle]
+        self.server_free = [v - ia for v in self.server_free]
+        if self.thermal is not None:
+            tau_ms, trip, release = self.thermal
+            power = (out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"]) / ia
+            k = math.exp(-ia / tau_ms)
+            self.heat_w = self.heat_w * k + power * (1.0 - k)
+            self.throttled = (self.heat_w >= release) if hot else (self.heat_w > trip)
+        return out
