@@ -17,14 +17,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+PARTS = ("local", "transfer", "server", "queue")
 COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_median_ms", "median_error",
            "measured_p95_ms", "predicted_p95_ms", "p95_error", "latency_mape", "local_mape", "transfer_mape",
-           "server_mape", "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "energy_mj_mean",
-           "energy_source", "target_mix_live", "target_mix_sim"]
+           "server_mape", "queue_mae_ms",
+           *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
+           "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
+           "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
+           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min"]
 
 
 def _mix_text(mix: dict) -> str:
     return ", ".join(f"{k} {v:.0%}" for k, v in sorted(mix.items()))
+
+
+def _check_text(check) -> str:
+    if not check:
+        return ""
+    if "skipped" in check:
+        return f"skipped: {check['skipped']}"
+    return f"RAPL vs twin on {check['requests']} local requests: MAPE {check['mape']:.1%}"
 
 
 def row_from_summary(s: dict) -> dict:
@@ -35,7 +47,14 @@ def row_from_summary(s: dict) -> dict:
             "measured_p95_ms": s["latency_p95_ms"], "predicted_p95_ms": s["pred_latency_p95_ms"],
             "p95_error": rel(s["pred_latency_p95_ms"], s["latency_p95_ms"]), "latency_mape": s["latency_mape"],
             "local_mape": s.get("local_mape"), "transfer_mape": s.get("transfer_mape"),
-            "server_mape": s.get("server_mape"),
+            "server_mape": s.get("server_mape"), "queue_mae_ms": s.get("queue_mae_ms"),
+            **{f"{p}_{w}_{q}_ms": s.get(f"{p}_{w}_{q}_ms") for p in PARTS for w in ("measured", "predicted")
+               for q in ("median", "p95")},
+            "timeouts": s.get("timeouts"), "pred_timeouts": s.get("pred_timeouts"),
+            "pred_energy_mj_mean": s.get("pred_energy_mj_mean"),
+            "energy_check": _check_text(s.get("energy_check")),
+            "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
+            "loadavg_end_1min": (s.get("loadavg_end") or [None])[0],
             "local_ms_mean": s["local_ms_mean"], "transfer_ms_mean": s["transfer_ms_mean"],
             "server_ms_mean": s["server_ms_mean"], "queue_ms_mean": s["queue_ms_mean"],
             "energy_mj_mean": s["energy_mj_mean"], "energy_source": s["energy_source"],
@@ -52,9 +71,10 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
     tb = params.testbed
     run_dirs = []
     if tb.enabled:
+        policies = runnable_policies(tb.policies, progress)
         for scenario in tb.scenarios:
             seed = derive_seed(params.seed, "testbed", scenario)  # one trace per scenario, shared by every policy
-            for policy in tb.policies:
+            for policy in policies:
                 cfg = TestbedConfig(policy=policy, scenario=scenario, requests=tb.requests, seed=seed,
                                     workloads=tb.workloads, threads=tb.threads, edge_cpus=tb.edge_cpus,
                                     server_cpus=tb.server_cpus, corunners=tb.corunners,
@@ -69,18 +89,29 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
     return table
 
 
+def runnable_policies(policies, say: bool = True) -> list[str]:
+    """The configured policies this branch can run live; each one it cannot is skipped with a one-line reason
+    (e.g. ``bound_schedule`` before the hindsight bound exists)."""
+    from bench.policies.base import REGISTRY
+
+    keep = []
+    for policy in policies:
+        name = policy.split(":", 1)[0]
+        if name in REGISTRY:
+            keep.append(policy)
+        elif say:
+            print(f"testbed: skipping policy {policy!r}: not registered in this build "
+                  f"(registered: {', '.join(sorted(REGISTRY))})", flush=True)
+    return keep
+
+
 def run_summary(run_dir: Path) -> tuple[dict, pd.DataFrame]:
     """A run's summary and requests, re-derived from its files (so the table can be rebuilt without rerunning)."""
     from bench.testbed import loop
 
     requests = pd.read_parquet(run_dir / "requests.parquet")
     summary = json.loads((run_dir / "summary.json").read_text())
-    if "pred_local_ms" not in requests.columns:  # a run written before the split prediction existed
-        env = loop.twin_env(next(run_dir.glob("scenario_*.yaml")), run_dir / "testbed_edge.yaml",
-                            run_dir / "testbed_cloud.yaml", len(requests))
-        loop.add_predicted_parts(requests, env.unwrapped.sim, requests["cpu_load_trace"].to_numpy(),
-                                 requests["mem_load_trace"].to_numpy())
-    summary.update(loop.part_errors(requests))
+    summary.update(loop.part_errors(requests))  # a run written before the per-part prediction has none
     return summary, requests
 
 
