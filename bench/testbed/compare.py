@@ -12,6 +12,7 @@ saying the stage is off, so the report renders without a testbed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,33 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
     return table
 
 
+def campaign_params(params, policies=None, scenarios=None, requests=None):
+    """``params`` with its testbed section overridden for a campaign (and turned on); scenarios are checked."""
+    import dataclasses
+
+    from bench.config import ParamsError
+    from bench.world.scenarios import list_scenarios
+
+    tb = params.testbed
+    if scenarios:
+        known = list_scenarios()
+        bad = [s for s in scenarios if s not in known and not Path(s).is_file()]
+        if bad:
+            raise ParamsError(f"--scenarios: unknown {bad}; allowed: {', '.join(known)} or a scenario YAML path")
+    if requests is not None and requests < 1:
+        raise ParamsError(f"--requests: {requests}; allowed: >= 1")
+    live_excluded = ("oracle", "edge_best_static", "dvfo")
+    bad = [p for p in policies or () if p in live_excluded]
+    if bad:
+        raise ParamsError(f"--policies: {bad} cannot run live on this host; excluded: {list(live_excluded)}")
+    # object.__setattr__: TestbedParams validates registry names; a campaign may name policies still to land
+    new = dataclasses.replace(tb, enabled=True)
+    for name, value in (("policies", policies), ("scenarios", scenarios), ("requests", requests)):
+        if value:
+            object.__setattr__(new, name, tuple(value) if name != "requests" else int(value))
+    return dataclasses.replace(params, testbed=new)
+
+
 def runnable_policies(policies, say: bool = True) -> list[str]:
     """The configured policies this branch can run live; each one it cannot is skipped with a one-line reason
     (e.g. ``bound_schedule`` before the hindsight bound exists)."""
@@ -135,6 +163,10 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
     if len(table):
         ape = np.abs(requests["pred_latency_ms"] - requests["latency_ms"]) / requests["latency_ms"]
         worst = table.loc[table["latency_mape"].idxmax()]
+        loads = table[["loadavg_start_1min", "loadavg_end_1min"]].to_numpy(dtype=float)
+        summary["loadavg_1min_min_max"] = ([float(np.nanmin(loads)), float(np.nanmax(loads))]
+                                           if np.isfinite(loads).any() else None)
+        summary["cpu_count"] = os.cpu_count()
         summary.update({"latency_mape_all": float(ape.mean()), "latency_median_ape_all": float(ape.median()),
                         "worst_run": f"{worst['policy']} on {worst['scenario']}",
                         "worst_latency_mape": float(worst["latency_mape"])})
@@ -187,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS_DIR / "testbed"))
     p.add_argument("--tabulate", action="store_true",
                    help="rebuild the table and figure from OUT/runs/* without running anything live")
+    p.add_argument("--policies", nargs="+", metavar="POLICY",
+                   help="a campaign: these policies instead of params.yaml's (turns the stage on); a policy this "
+                        "build does not register (e.g. bound_schedule before the hindsight bound lands) is skipped "
+                        "with a one-line reason")
+    p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="a campaign: these scenarios instead")
+    p.add_argument("--requests", type=int, help="a campaign: requests per (policy, scenario) instead")
     args = p.parse_args(argv)
     try:
         if args.tabulate:
@@ -194,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             table, requests = tabulate(runs)
             write(table, requests, Path(args.out), enabled=True)
         else:
-            table = run_stage(load_params(args.params), args.out, progress=True)
+            params = load_params(args.params)
+            if args.policies or args.scenarios or args.requests:
+                params = campaign_params(params, args.policies, args.scenarios, args.requests)
+            table = run_stage(params, args.out, progress=True)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

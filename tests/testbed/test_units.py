@@ -395,3 +395,17 @@ def test_host_slowdown_file_with_a_bad_value_names_the_key(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ScenarioError, match="cpu_slowdown"):
         hostload.read(path)
+
+
+def test_campaign_overrides_params_and_checks_names():
+    from bench.config import ParamsError, load_params
+    from bench.testbed.compare import campaign_params
+
+    base = load_params(REPO / "params.yaml")
+    p = campaign_params(base, ["cpu_only", "bound_schedule"], ["wifi_weak"], 7)
+    assert p.testbed.enabled and p.testbed.policies == ("cpu_only", "bound_schedule") and p.testbed.requests == 7
+    assert p.testbed.scenarios == ("wifi_weak",) and p.testbed.workloads == base.testbed.workloads
+    with pytest.raises(ParamsError, match="no_such_scenario"):
+        campaign_params(base, scenarios=["no_such_scenario"])
+    with pytest.raises(ParamsError, match="oracle"):
+        campaign_params(base, policies=["oracle"])
