@@ -28,7 +28,9 @@ COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_me
            "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min"]
 
 
-def _mix_text(mix: dict) -> str:
+def _mix_text(mix: dict | None) -> str:
+    if not mix:
+        return ""
     return ", ".join(f"{k} {v:.0%}" for k, v in sorted(mix.items()))
 
 
@@ -41,12 +43,14 @@ def _check_text(check) -> str:
 
 
 def row_from_summary(s: dict) -> dict:
-    rel = lambda pred, meas: (pred - meas) / meas  # noqa: E731 - signed: > 0 when the simulator overpredicts
+    def rel(pred, meas):  # signed: > 0 when the simulator overpredicts; None without a twin (DVFO's split)
+        return None if pred is None or meas is None else (pred - meas) / meas
+
     return {"policy": s["policy"], "scenario": s["scenario"], "requests": s["requests"],
-            "measured_median_ms": s["latency_median_ms"], "predicted_median_ms": s["pred_latency_median_ms"],
-            "median_error": rel(s["pred_latency_median_ms"], s["latency_median_ms"]),
-            "measured_p95_ms": s["latency_p95_ms"], "predicted_p95_ms": s["pred_latency_p95_ms"],
-            "p95_error": rel(s["pred_latency_p95_ms"], s["latency_p95_ms"]), "latency_mape": s["latency_mape"],
+            "measured_median_ms": s["latency_median_ms"], "predicted_median_ms": s.get("pred_latency_median_ms"),
+            "median_error": rel(s.get("pred_latency_median_ms"), s["latency_median_ms"]),
+            "measured_p95_ms": s["latency_p95_ms"], "predicted_p95_ms": s.get("pred_latency_p95_ms"),
+            "p95_error": rel(s.get("pred_latency_p95_ms"), s["latency_p95_ms"]), "latency_mape": s.get("latency_mape"),
             "local_mape": s.get("local_mape"), "transfer_mape": s.get("transfer_mape"),
             "server_mape": s.get("server_mape"), "queue_mae_ms": s.get("queue_mae_ms"),
             **{f"{p}_{w}_{q}_ms": s.get(f"{p}_{w}_{q}_ms") for p in PARTS for w in ("measured", "predicted")
@@ -56,10 +60,10 @@ def row_from_summary(s: dict) -> dict:
             "energy_check": _check_text(s.get("energy_check")),
             "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
             "loadavg_end_1min": (s.get("loadavg_end") or [None])[0],
-            "local_ms_mean": s["local_ms_mean"], "transfer_ms_mean": s["transfer_ms_mean"],
-            "server_ms_mean": s["server_ms_mean"], "queue_ms_mean": s["queue_ms_mean"],
-            "energy_mj_mean": s["energy_mj_mean"], "energy_source": s["energy_source"],
-            "target_mix_live": _mix_text(s["target_mix_live"]), "target_mix_sim": _mix_text(s["target_mix_sim"])}
+            "local_ms_mean": s.get("local_ms_mean"), "transfer_ms_mean": s.get("transfer_ms_mean"),
+            "server_ms_mean": s.get("server_ms_mean"), "queue_ms_mean": s.get("queue_ms_mean"),
+            "energy_mj_mean": s.get("energy_mj_mean"), "energy_source": s.get("energy_source"),
+            "target_mix_live": _mix_text(s.get("target_mix_live")), "target_mix_sim": _mix_text(s.get("target_mix_sim"))}
 
 
 def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFrame:
@@ -161,15 +165,17 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
         requests.to_parquet(out / "requests.parquet", index=False)
     summary = {"enabled": bool(enabled), "runs": int(len(table))}
     if len(table):
-        ape = np.abs(requests["pred_latency_ms"] - requests["latency_ms"]) / requests["latency_ms"]
-        worst = table.loc[table["latency_mape"].idxmax()]
+        pred = requests["pred_latency_ms"] if "pred_latency_ms" in requests.columns else np.nan
+        ape = np.abs(pred - requests["latency_ms"]) / requests["latency_ms"]
+        mape = pd.to_numeric(table["latency_mape"], errors="coerce")  # null for a run without a twin (DVFO)
+        worst = table.loc[mape.idxmax()] if mape.notna().any() else table.iloc[0]
         loads = table[["loadavg_start_1min", "loadavg_end_1min"]].to_numpy(dtype=float)
         summary["loadavg_1min_min_max"] = ([float(np.nanmin(loads)), float(np.nanmax(loads))]
                                            if np.isfinite(loads).any() else None)
         summary["cpu_count"] = os.cpu_count()
         summary.update({"latency_mape_all": float(ape.mean()), "latency_median_ape_all": float(ape.median()),
                         "worst_run": f"{worst['policy']} on {worst['scenario']}",
-                        "worst_latency_mape": float(worst["latency_mape"])})
+                        "worst_latency_mape": float(mape.max()) if mape.notna().any() else None})
     else:
         summary["note"] = "testbed disabled in params.yaml (testbed.enabled: false); no live runs"
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -182,11 +188,16 @@ def figure(requests: pd.DataFrame, path: Path) -> None:
     import seaborn as sns
     from matplotlib.figure import Figure
 
+    if "pred_latency_ms" in requests.columns:
+        requests = requests[requests["pred_latency_ms"].notna()]  # runs without a twin (DVFO's split) have none
+    else:
+        requests = requests.iloc[0:0]
     if requests.empty:
         fig = Figure(figsize=(5, 2))
         ax = fig.subplots()
         ax.axis("off")
-        ax.text(0.5, 0.5, "testbed disabled (params.yaml testbed.enabled: false)", ha="center", va="center")
+        ax.text(0.5, 0.5, "no run with a simulator twin (testbed disabled, or DVFO's split only)", ha="center",
+                va="center")
         fig.savefig(path, dpi=100)
         return
     scen = sorted(requests["scenario"].unique())

@@ -161,8 +161,10 @@ class EdgeRunner:
         return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
                       bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32))
 
-    def split(self, name: str, xi: float, client: Client) -> Timing:
-        """DVFO: head locally, the xi share offloaded while the rest of the tail runs locally, fused."""
+    def split(self, name: str, xi: float, client: Client, timeout_ms: float = float("inf")) -> Timing:
+        """DVFO: head locally, the xi share offloaded while the rest of the tail runs locally, fused. Past
+        ``timeout_ms`` the share's answer is given up and the whole DNN runs here (the simulator's DVFO fallback:
+        xi = 0)."""
         import torch
 
         from bench.testbed import models as m
@@ -179,7 +181,10 @@ class EdgeRunner:
             thread = None
             if xi > 0:
                 def remote():
-                    result["r"] = client.post(f"/tail/{name}", body)
+                    try:
+                        result["r"] = client.post(f"/tail/{name}", body, timeout_ms=timeout_ms)
+                    except OffloadTimeout as exc:
+                        result["timeout"] = exc
                 thread = threading.Thread(target=remote)
                 thread.start()
             t1 = time.perf_counter()
@@ -192,7 +197,13 @@ class EdgeRunner:
             if thread is not None:
                 thread.join()
         tim = Timing(local_ms=t_head + t_tail, bytes_up=len(body))
-        if xi > 0:
+        if "timeout" in result:
+            fb = self.local(name)
+            tim.timed_out, tim.fallback_ms = True, fb.local_ms
+            tim.transfer_ms = max(result["timeout"].waited_ms - t_tail, 0.0)
+            tim.local_ms += fb.local_ms
+            tim.output = fb.output
+        elif xi > 0:
             data, wall, srv, queue = result["r"]
             remote_out = np.frombuffer(data, dtype=np.float32)
             # the offload ran beside the local tail: only the part past the local tail is on the critical path

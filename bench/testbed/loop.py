@@ -109,6 +109,10 @@ class TestbedConfig:
         if name in LIVE_EXCLUDED:
             raise TestbedError(f"policy {name!r} is privileged (it sees the realised episode) and cannot run live; "
                                f"excluded: {list(LIVE_EXCLUDED)}")
+        if name == "dvfo":
+            from bench.testbed.dvfo_live import parse_xi
+
+            parse_xi(self.policy)  # DVFO's split at one offload share: dvfo:XI
         self.workloads = tuple(self.workloads)
         self.edge_cpus = tuple(int(c) for c in self.edge_cpus)
         self.server_cpus = tuple(int(c) for c in self.server_cpus)
@@ -249,8 +253,7 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
         result.learner.save(out_dir / "policy")
         return result.learner
     if name == "dvfo":
-        raise TestbedError("policy 'dvfo' needs DVFO's action set (edge GPU + xi); the testbed's twin has AutoScale's "
-                           "(this host has no GPU): run an AutoScale-space policy")
+        raise TestbedError("policy 'dvfo' runs through bench.testbed.dvfo_live (dvfo:XI), not the AutoScale twin")
     return make_policy(name, env, seed=derive_seed(cfg.seed, "testbed", name))
 
 
@@ -366,6 +369,10 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
 
     own_cpus, own_threads = os.sched_getaffinity(0), torch.get_num_threads()
     try:
+        if cfg.policy.split(":", 1)[0] == "dvfo":  # DVFO's split: its own loop, measured only (no CPU-only twin)
+            from bench.testbed import dvfo_live
+
+            return dvfo_live.run(cfg, Path(out_dir), progress)
         return _run(cfg, Path(out_dir), progress)
     finally:  # the caller's process gets its CPUs and threads back
         os.sched_setaffinity(0, own_cpus)

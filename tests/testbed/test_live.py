@@ -181,3 +181,20 @@ def test_cleanup_all_only_touches_named_namespaces():
     with Link(dict(PORTS)) as link:
         assert cleanup_all(names=["bt0"]) == {"netns": [], "links": []}
         assert not _gone(link.netns)
+
+
+def test_dvfo_split_runs_live_and_says_what_this_host_lacks(tmp_path):
+    from bench.testbed.loop import TestbedConfig, run
+
+    cfg = TestbedConfig(policy="dvfo:0.5", scenario="wifi_weak", requests=6, seed=1,
+                        workloads=("mobilenet_v2", "lstm_text"), profile_repeats=2, corunners=False)
+    summary = run(cfg, tmp_path)
+    df = pd.read_parquet(tmp_path / "requests.parquet")
+    assert len(df) == 6 and summary["latency_mape"] is None and summary["twin"].startswith("none:")
+    assert summary["dvfs"].startswith(("none:", "cpufreq levels:"))
+    split = df[df["split"]]
+    # the share's bytes went over the link: far fewer than the full input (uint8 share of the cut's channels)
+    assert (split["bytes_up"] > 0).all() and (split["bytes_up"] < 3 * 224 * 224).all()
+    assert (df.loc[~df["split"], "bytes_up"] == 0).all()  # no split point (lstm_text): DVFO's xi = 0, local
+    assert np.allclose(df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["server_queue_ms"], df["latency_ms"])
+    assert _gone(f"bt{os.getpid() % 10**8}")

@@ -409,3 +409,35 @@ def test_campaign_overrides_params_and_checks_names():
         campaign_params(base, scenarios=["no_such_scenario"])
     with pytest.raises(ParamsError, match="oracle"):
         campaign_params(base, policies=["oracle"])
+
+
+def test_dvfo_on_the_testbed_takes_one_offload_share():
+    from bench.testbed.dvfo_live import dvfs_reason, parse_xi
+
+    assert parse_xi("dvfo:0.4") == 0.4
+    for bad in ("dvfo", "dvfo:x", "dvfo:1.5"):
+        with pytest.raises(loop.TestbedError, match="dvfo"):
+            loop.TestbedConfig(policy=bad, scenario="wifi_weak")
+    assert loop.TestbedConfig(policy="dvfo:0.5", scenario="wifi_weak").policy == "dvfo:0.5"
+    assert dvfs_reason().startswith(("none:", "cpufreq levels:"))
+
+
+def test_a_run_without_a_twin_tabulates(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from bench.testbed.compare import COLUMNS, tabulate, write
+
+    run = tmp_path / "runs" / "wifi_weak__dvfo"
+    run.mkdir(parents=True)
+    pd.DataFrame({"policy": ["dvfo:0.5"] * 2, "scenario": ["wifi_weak"] * 2, "latency_ms": [30.0, 40.0],
+                  "local_ms": [10.0, 10.0], "transfer_ms": [15.0, 25.0], "server_ms": [5.0, 5.0]}).to_parquet(
+        run / "requests.parquet")
+    (run / "summary.json").write_text(json.dumps({"policy": "dvfo:0.5", "scenario": "wifi_weak", "requests": 2,
+                                                  "latency_median_ms": 35.0, "latency_p95_ms": 39.5,
+                                                  "latency_mape": None}))
+    table, requests = tabulate([run])
+    assert list(table.columns) == COLUMNS and table.iloc[0]["median_error"] is None
+    write(table, requests, tmp_path, enabled=True)
+    assert (tmp_path / "sim_vs_testbed.csv").exists()
