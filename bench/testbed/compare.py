@@ -69,7 +69,8 @@ def row_from_summary(s: dict) -> dict:
 def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFrame:
     """Run the stage for validated ``params`` (:class:`bench.config.Params`); writes ``out_dir``."""
     from bench.seeding import derive_seed
-    from bench.testbed.loop import TestbedConfig, run
+    from bench.testbed import dvfo_live
+    from bench.testbed.loop import TestbedConfig, is_dvfo, run
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
                 run_dir = out / "runs" / f"{scenario}__{policy}"
                 if progress:
                     print(f"testbed: {policy} on {scenario} -> {run_dir}", flush=True)
-                run(cfg, run_dir)
+                (dvfo_live.run if is_dvfo(policy) else run)(cfg, run_dir)
                 run_dirs.append(run_dir)
     table, requests = tabulate(run_dirs)
     write(table, requests, out, tb.enabled)

@@ -29,22 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.testbed.loop import parse_xi
+
 CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
-
-
-def parse_xi(policy: str) -> float:
-    """``dvfo:XI`` -> XI in [0, 1] (:class:`~bench.testbed.loop.TestbedError` otherwise)."""
-    from bench.testbed.loop import TestbedError
-
-    _, _, text = policy.partition(":")
-    try:
-        xi = float(text)
-    except ValueError:
-        raise TestbedError(f"--policy {policy!r}: DVFO on the testbed runs one offload share, e.g. dvfo:0.4; "
-                           "allowed: dvfo:XI with XI in [0, 1]") from None
-    if not 0.0 <= xi <= 1.0:
-        raise TestbedError(f"--policy {policy!r}: XI={xi} out of range; allowed: [0, 1]")
-    return xi
 
 
 def dvfs_reason() -> str:
@@ -57,13 +44,21 @@ def dvfs_reason() -> str:
 
 def run(cfg, out: Path, progress: bool = False) -> dict[str, Any]:
     """One live DVFO-split episode over the scenario's Wi-Fi; writes requests.parquet and summary.json."""
+    xi = parse_xi(cfg.policy)
+    own_cpus = os.sched_getaffinity(0)
+    try:
+        return _run(cfg, out, xi, progress)
+    finally:  # the caller's process gets its CPUs back
+        os.sched_setaffinity(0, own_cpus)
+
+
+def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     from bench.testbed.edge import Client, CoRunners, EdgeRunner
     from bench.testbed.link import Link
     from bench.testbed.loop import RADIOS, host_profiles, restricted_scenario, twin_env
     from bench.testbed.server import ServerProcess
     from bench.world.network import load_link
 
-    xi = parse_xi(cfg.policy)
     load_start = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)

@@ -60,6 +60,24 @@ class TestbedError(BenchError):
     """A user mistake in the testbed's arguments (one line, exit code 2)."""
 
 
+def parse_xi(policy: str) -> float:
+    """``dvfo:XI`` -> XI in [0, 1]: DVFO's split on the testbed runs one offload share."""
+    _, _, text = policy.partition(":")
+    try:
+        xi = float(text)
+    except ValueError:
+        raise TestbedError(f"--policy {policy!r}: DVFO on the testbed runs one offload share, e.g. dvfo:0.4; "
+                           "allowed: dvfo:XI with XI in [0, 1]") from None
+    if not 0.0 <= xi <= 1.0:
+        raise TestbedError(f"--policy {policy!r}: XI={xi} out of range; allowed: [0, 1]")
+    return xi
+
+
+def is_dvfo(policy: str) -> bool:
+    """A DVFO split run (:func:`bench.testbed.dvfo_live.run`) rather than a policy on the AutoScale twin."""
+    return policy.split(":", 1)[0] == "dvfo"
+
+
 @dataclass
 class TestbedConfig:
     """One live run."""
@@ -110,9 +128,7 @@ class TestbedConfig:
             raise TestbedError(f"policy {name!r} is privileged (it sees the realised episode) and cannot run live; "
                                f"excluded: {list(LIVE_EXCLUDED)}")
         if name == "dvfo":
-            from bench.testbed.dvfo_live import parse_xi
-
-            parse_xi(self.policy)  # DVFO's split at one offload share: dvfo:XI
+            parse_xi(self.policy)  # DVFO's split at one offload share: dvfo:XI (bench.testbed.dvfo_live)
         self.workloads = tuple(self.workloads)
         self.edge_cpus = tuple(int(c) for c in self.edge_cpus)
         self.server_cpus = tuple(int(c) for c in self.server_cpus)
@@ -253,7 +269,7 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
         result.learner.save(out_dir / "policy")
         return result.learner
     if name == "dvfo":
-        raise TestbedError("policy 'dvfo' runs through bench.testbed.dvfo_live (dvfo:XI), not the AutoScale twin")
+        raise TestbedError("policy 'dvfo' runs through bench.testbed.dvfo_live.run (dvfo:XI), not the AutoScale twin")
     return make_policy(name, env, seed=derive_seed(cfg.seed, "testbed", name))
 
 
@@ -369,10 +385,6 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
 
     own_cpus, own_threads = os.sched_getaffinity(0), torch.get_num_threads()
     try:
-        if cfg.policy.split(":", 1)[0] == "dvfo":  # DVFO's split: its own loop, measured only (no CPU-only twin)
-            from bench.testbed import dvfo_live
-
-            return dvfo_live.run(cfg, Path(out_dir), progress)
         return _run(cfg, Path(out_dir), progress)
     finally:  # the caller's process gets its CPUs and threads back
         os.sched_setaffinity(0, own_cpus)

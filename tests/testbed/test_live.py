@@ -184,7 +184,8 @@ def test_cleanup_all_only_touches_named_namespaces():
 
 
 def test_dvfo_split_runs_live_and_says_what_this_host_lacks(tmp_path):
-    from bench.testbed.loop import TestbedConfig, run
+    from bench.testbed.dvfo_live import run
+    from bench.testbed.loop import TestbedConfig
 
     cfg = TestbedConfig(policy="dvfo:0.5", scenario="wifi_weak", requests=6, seed=1,
                         workloads=("mobilenet_v2", "lstm_text"), profile_repeats=2, corunners=False)

@@ -412,7 +412,8 @@ def test_campaign_overrides_params_and_checks_names():
 
 
 def test_dvfo_on_the_testbed_takes_one_offload_share():
-    from bench.testbed.dvfo_live import dvfs_reason, parse_xi
+    from bench.testbed.dvfo_live import dvfs_reason
+    from bench.testbed.loop import parse_xi
 
     assert parse_xi("dvfo:0.4") == 0.4
     for bad in ("dvfo", "dvfo:x", "dvfo:1.5"):
