@@ -36,13 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pace", action="store_true", help="requests back to back instead of at the inter-arrival time")
     p.add_argument("--host-profile", default="", help="host profile YAML (default: fit a quick one here)")
     p.add_argument("--autoscale-steps", type=int, default=20_000)
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness of the run, its server and co-runners (negative, as root: shields the experiment "
+                        "from unrelated load on a shared host; recorded in the summary)")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     try:
         cfg = TestbedConfig(policy=args.policy, scenario=args.scenario, requests=args.requests, seed=args.seed,
                             workloads=tuple(args.workloads), threads=args.threads, edge_cpus=args.edge_cpus,
                             server_cpus=args.server_cpus, corunners=not args.no_corunners, pace=not args.no_pace,
-                            host_profile=args.host_profile, autoscale_steps=args.autoscale_steps)
+                            host_profile=args.host_profile, autoscale_steps=args.autoscale_steps,
+                            nice=args.nice)
         if is_dvfo(cfg.policy):  # DVFO's split: its own loop, measured only (no CPU-only DVFO twin)
             from bench.testbed import dvfo_live
 

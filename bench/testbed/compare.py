@@ -25,7 +25,7 @@ COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_me
            *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
            "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
            "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
-           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min"]
+           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice"]
 
 
 def _mix_text(mix: dict | None) -> str:
@@ -59,14 +59,14 @@ def row_from_summary(s: dict) -> dict:
             "pred_energy_mj_mean": s.get("pred_energy_mj_mean"),
             "energy_check": _check_text(s.get("energy_check")),
             "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
-            "loadavg_end_1min": (s.get("loadavg_end") or [None])[0],
+            "loadavg_end_1min": (s.get("loadavg_end") or [None])[0], "nice": s.get("nice", 0),
             "local_ms_mean": s.get("local_ms_mean"), "transfer_ms_mean": s.get("transfer_ms_mean"),
             "server_ms_mean": s.get("server_ms_mean"), "queue_ms_mean": s.get("queue_ms_mean"),
             "energy_mj_mean": s.get("energy_mj_mean"), "energy_source": s.get("energy_source"),
             "target_mix_live": _mix_text(s.get("target_mix_live")), "target_mix_sim": _mix_text(s.get("target_mix_sim"))}
 
 
-def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFrame:
+def run_stage(params, out_dir: str | Path, progress: bool = False, nice: int = 0) -> pd.DataFrame:
     """Run the stage for validated ``params`` (:class:`bench.config.Params`); writes ``out_dir``."""
     from bench.seeding import derive_seed
     from bench.testbed import dvfo_live
@@ -84,7 +84,7 @@ def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFra
                 cfg = TestbedConfig(policy=policy, scenario=scenario, requests=tb.requests, seed=seed,
                                     workloads=tb.workloads, threads=tb.threads, edge_cpus=tb.edge_cpus,
                                     server_cpus=tb.server_cpus, corunners=tb.corunners,
-                                    autoscale_steps=tb.autoscale_steps)
+                                    autoscale_steps=tb.autoscale_steps, nice=nice)
                 run_dir = out / "runs" / f"{scenario}__{policy}"
                 if progress:
                     print(f"testbed: {policy} on {scenario} -> {run_dir}", flush=True)
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                         "with a one-line reason")
     p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="a campaign: these scenarios instead")
     p.add_argument("--requests", type=int, help="a campaign: requests per (policy, scenario) instead")
+    p.add_argument("--nice", type=int, default=0, help="niceness of every run (see python -m bench testbed --help)")
     args = p.parse_args(argv)
     try:
         if args.tabulate:
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             params = load_params(args.params)
             if args.policies or args.scenarios or args.requests:
                 params = campaign_params(params, args.policies, args.scenarios, args.requests)
-            table = run_stage(params, args.out, progress=True)
+            table = run_stage(params, args.out, progress=True, nice=args.nice)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.testbed.loop import parse_xi
+from bench.testbed.loop import niceness, parse_xi
 
 CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
 
@@ -46,10 +46,11 @@ def run(cfg, out: Path, progress: bool = False) -> dict[str, Any]:
     """One live DVFO-split episode over the scenario's Wi-Fi; writes requests.parquet and summary.json."""
     xi = parse_xi(cfg.policy)
     own_cpus = os.sched_getaffinity(0)
-    try:
-        return _run(cfg, out, xi, progress)
-    finally:  # the caller's process gets its CPUs back
-        os.sched_setaffinity(0, own_cpus)
+    with niceness(cfg.nice):
+        try:
+            return _run(cfg, out, xi, progress)
+        finally:  # the caller's process gets its CPUs back
+            os.sched_setaffinity(0, own_cpus)
 
 
 def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     lat = df["latency_ms"].to_numpy()
     parts = {f"{p}_measured_median_ms": float(df[f"{p}_ms"].median()) for p in ("local", "transfer", "server")}
     summary = {"policy": cfg.policy, "scenario": trace.scenario, "requests": int(len(df)), "seed": cfg.seed,
-               "xi": xi, "split_share": float(df["split"].mean()), "timeouts": int(df["timed_out"].sum()),
+               "nice": cfg.nice, "xi": xi, "split_share": float(df["split"].mean()), "timeouts": int(df["timed_out"].sum()),
                "latency_median_ms": float(np.median(lat)), "latency_p95_ms": float(np.percentile(lat, 95)),
                "bytes_up_median": float(df["bytes_up"].median()), **parts,
                "latency_mape": None,

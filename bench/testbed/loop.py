@@ -32,6 +32,7 @@ the host profile used; prints the summary as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -113,6 +114,10 @@ class TestbedConfig:
     """Requests after which a radio's goodput estimate is refreshed by a probe."""
     pace: bool = True
     """Pace arrivals at the scenario's inter-arrival time (else back to back)."""
+    nice: int = 0
+    """Scheduling niceness of the run and everything it starts (server, co-runners inherit it); negative (root)
+    shields the experiment from unrelated load on a shared host, the co-runners included so they still compete
+    with the inference as the scenario says. 0 = unchanged."""
     ports: dict[str, int] = field(default_factory=lambda: {"wifi": 9001, "lte": 9002})
     """Proxy port per emulated radio (inside the namespace)."""
     server_port: int = 8000
@@ -123,6 +128,8 @@ class TestbedConfig:
             raise TestbedError(f"--requests must be >= 1, got {self.requests}")
         if self.threads < 1:
             raise TestbedError(f"--threads must be >= 1, got {self.threads}")
+        if not -20 <= int(self.nice) <= 19:
+            raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
         name = self.policy.split(":", 1)[0]
         if name in LIVE_EXCLUDED:
             raise TestbedError(f"policy {name!r} is privileged (it sees the realised episode) and cannot run live; "
@@ -384,11 +391,29 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
     import torch
 
     own_cpus, own_threads = os.sched_getaffinity(0), torch.get_num_threads()
+    with niceness(cfg.nice):
+        try:
+            return _run(cfg, Path(out_dir), progress)
+        finally:  # the caller's process gets its CPUs and threads back
+            os.sched_setaffinity(0, own_cpus)
+            torch.set_num_threads(own_threads)
+
+
+@contextlib.contextmanager
+def niceness(nice: int):
+    """This process at niceness ``nice`` (children started meanwhile inherit it), restored afterwards."""
+    if not nice:
+        yield
+        return
+    own = os.getpriority(os.PRIO_PROCESS, 0)
     try:
-        return _run(cfg, Path(out_dir), progress)
-    finally:  # the caller's process gets its CPUs and threads back
-        os.sched_setaffinity(0, own_cpus)
-        torch.set_num_threads(own_threads)
+        os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+    except PermissionError:
+        raise TestbedError(f"--nice {nice}: not permitted (a negative niceness needs root)") from None
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, own)
 
 
 def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFrame, levels: tuple[float, float],
@@ -594,7 +619,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
              "on_timeout": u.sim.on_timeout, **inter_info}
     summary = summarise(df, sim_df, cfg, prof_info, meter)
     summary.update({"world": world, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
-                    "cpu_count": os.cpu_count()})
+                    "cpu_count": os.cpu_count(), "nice": cfg.nice})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 

@@ -442,3 +442,15 @@ def test_a_run_without_a_twin_tabulates(tmp_path):
     assert list(table.columns) == COLUMNS and table.iloc[0]["median_error"] is None
     write(table, requests, tmp_path, enabled=True)
     assert (tmp_path / "sim_vs_testbed.csv").exists()
+
+
+def test_niceness_is_checked_and_restored():
+    import os
+
+    with pytest.raises(loop.TestbedError, match="nice"):
+        loop.TestbedConfig(policy="cpu_only", scenario="wifi_strong", nice=-21)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with loop.niceness(min(own + 1, 19)):
+        assert os.getpriority(os.PRIO_PROCESS, 0) == min(own + 1, 19)
+    if os.geteuid() == 0:  # raising it back needs root
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own
