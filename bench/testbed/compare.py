@@ -164,6 +164,7 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
     table.to_csv(out / "sim_vs_testbed.csv", index=False, float_format="%.6g")
     if len(requests):
         requests.to_parquet(out / "requests.parquet", index=False)
+        requests.to_csv(out / "requests.csv", index=False, float_format="%.6g")  # the same, diffable and small
     summary = {"enabled": bool(enabled), "runs": int(len(table))}
     if len(table):
         pred = requests["pred_latency_ms"] if "pred_latency_ms" in requests.columns else np.nan
