@@ -10,10 +10,12 @@ sharing the edge's CPUs, so the twin gets coefficients measured here instead:
   with the CPU stressor alone at the scenario's CPU load level and with the memory
   stressor alone at its memory level (:class:`bench.testbed.edge.CoRunners`, the
   same duty cycle the live run uses);
-* per workload, the measured stretch ``t / t0 - 1`` divided by the load and by the
-  share of the request the simulator lets that load slow (``pre_cpu_ms / pre_ms``,
-  ``pre_mem_ms / pre_ms`` of the workload's local CPU action) is that workload's
-  coefficient; the twin gets the median over workloads.
+* the simulator's model is ``t = t0 + k * load * part`` with ``part`` the time the
+  load slows (``pre_cpu_ms`` or ``pre_mem_ms`` of the workload's local CPU action,
+  scaled to the measured ``t0``); ``k`` is the least-squares fit through the origin
+  of the measured stretches ``t - t0`` on ``load * part`` over the workloads, so a
+  workload whose sensitive part is tiny (its stretch is mostly noise) weighs little.
+  Per-workload ratios are kept in the file for inspection.
 
 A memory stressor on the same CPU also takes CPU time, so the memory coefficient
 here holds both effects; it is what this host's co-runner does, which is what the
@@ -78,16 +80,20 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
             row[f"t_{setting}_ms"] = t
             ok = np.isfinite(t) and level > 0 and share > 0
             row[f"k_{setting}"] = max(t / row["t0_ms"] - 1.0, 0.0) / (level * share) if ok else np.nan
+        # the time each load slows, at the measured speed (the simulator's shares of its own prediction)
+        row["part_cpu_ms"], row["part_mem_ms"] = row["t0_ms"] * pre_cpu / pre, row["t0_ms"] * pre_mem / pre
         rows.append(row)
     per = pd.DataFrame(rows)
     values, sources = {}, dict(base.sources)
     for setting, field_, level in (("cpu", "cpu_slowdown", cpu_level), ("mem", "mem_slowdown", mem_level)):
-        k = per[f"k_{setting}"].dropna() if len(per) else pd.Series(dtype=float)
-        if len(k):
-            values[field_] = float(np.clip(k.median(), 0.0, 100.0))
+        d = per[per[f"t_{setting}_ms"].notna()] if len(per) and f"t_{setting}_ms" in per else per.iloc[0:0]
+        x = level * d[f"part_{setting}_ms"].to_numpy(dtype=float) if len(d) else np.zeros(0)
+        y = (d[f"t_{setting}_ms"] - d["t0_ms"]).to_numpy(dtype=float) if len(d) else np.zeros(0)
+        if level > 0 and len(d) and float(x @ x) > 0:
+            values[field_] = float(np.clip((x @ y) / (x @ x), 0.0, 100.0))
             sources[field_] = (f"measured: this host, stress-ng {setting} stressor duty-cycled at load {level:.2f} on "
-                               f"the edge's CPUs; median over {len(k)} workload(s) of (t/t0 - 1) / (load x "
-                               f"{setting}-sensitive share) (bench/testbed/hostload.py)")
+                               f"the edge's CPUs; least-squares k of (t - t0) = k x load x {setting}-sensitive time "
+                               f"over {len(d)} workload(s) (bench/testbed/hostload.py)")
         else:
             values[field_] = 0.0
             sources[field_] = (f"not measured: the scenario has no {setting} co-runner load, so the coefficient "

@@ -454,3 +454,20 @@ def test_niceness_is_checked_and_restored():
         assert os.getpriority(os.PRIO_PROCESS, 0) == min(own + 1, 19)
     if os.geteuid() == 0:  # raising it back needs root
         assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
+def test_host_slowdown_fit_weighs_a_workload_by_how_much_the_load_can_slow_it():
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    t = _timings(1.0, 1.0, 0.5, 0.5)
+    # workload a's memory-bound part is 5 ms of 10: a 20 % noise on its stretch moves the fit a little;
+    # a workload whose memory part were tiny would hardly move it at all (least squares on the slowed time)
+    noisy = t.copy()
+    sel = (noisy["workload"] == "a") & (noisy["setting"] == "mem")
+    noisy.loc[sel, "latency_ms"] += 0.2 * 0.5 * 5.0
+    model, per = hostload.fit(noisy, _Tables(), {"a": 0, "b": 0}, 0.5, 0.5, load_interference_model())
+    x = np.array([0.5 * 5.0, 0.5 * 20.0])
+    y = np.array([0.5 * 5.0 * 1.2, 0.5 * 20.0])
+    assert np.isclose(model.mem_slowdown, (x @ y) / (x @ x))
+    assert {"part_cpu_ms", "part_mem_ms", "k_cpu", "k_mem"} <= set(per.columns)
