@@ -471,3 +471,17 @@ def test_host_slowdown_fit_weighs_a_workload_by_how_much_the_load_can_slow_it():
     y = np.array([0.5 * 5.0 * 1.2, 0.5 * 20.0])
     assert np.isclose(model.mem_slowdown, (x @ y) / (x @ x))
     assert {"part_cpu_ms", "part_mem_ms", "k_cpu", "k_mem"} <= set(per.columns)
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=8)))
+def test_dvfo_share_parser_accepts_exactly_the_unit_interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is not None and 0.0 <= value <= 1.0:
+        assert loop.parse_xi(f"dvfo:{text}") == value
+    else:
+        with pytest.raises(loop.TestbedError, match="dvfo"):
+            loop.parse_xi(f"dvfo:{text}")
