@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -16,12 +17,13 @@ def _csv_ints(text: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.testbed.link import TestbedUnavailable
-    from bench.testbed.loop import TestbedConfig, TestbedError, run
+    from bench.testbed.loop import TestbedConfig, TestbedError, is_dvfo, run
 
     p = argparse.ArgumentParser(prog="python -m bench testbed",
                                 description="Run a policy live: real inference over a real, shaped link on this machine "
                                             "(needs root, network namespaces, tc; stress-ng for co-runners).")
-    p.add_argument("--policy", required=True, help="registered policy (oracle excluded); autoscale trains on the twin")
+    p.add_argument("--policy", required=True, help="registered policy (oracle excluded); autoscale trains on the twin; "
+                                                  "dvfo:XI runs DVFO's split at offload share XI (measured only)")
     p.add_argument("--scenario", required=True, help="scenario name or YAML path")
     p.add_argument("--requests", type=int, default=20)
     p.add_argument("--out", required=True, help="output directory (requests.parquet, summary.json)")
@@ -34,14 +36,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pace", action="store_true", help="requests back to back instead of at the inter-arrival time")
     p.add_argument("--host-profile", default="", help="host profile YAML (default: fit a quick one here)")
     p.add_argument("--autoscale-steps", type=int, default=20_000)
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness of the run, its server and co-runners (negative, as root: shields the experiment "
+                        "from unrelated load on a shared host; recorded in the summary)")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     try:
         cfg = TestbedConfig(policy=args.policy, scenario=args.scenario, requests=args.requests, seed=args.seed,
                             workloads=tuple(args.workloads), threads=args.threads, edge_cpus=args.edge_cpus,
                             server_cpus=args.server_cpus, corunners=not args.no_corunners, pace=not args.no_pace,
-                            host_profile=args.host_profile, autoscale_steps=args.autoscale_steps)
-        summary = run(cfg, args.out, progress=args.progress)
+                            host_profile=args.host_profile, autoscale_steps=args.autoscale_steps,
+                            nice=args.nice)
+        if is_dvfo(cfg.policy):  # DVFO's split: its own loop, measured only (no CPU-only DVFO twin)
+            from bench.testbed import dvfo_live
+
+            summary = dvfo_live.run(cfg, Path(args.out), progress=args.progress)
+        else:
+            summary = run(cfg, args.out, progress=args.progress)
     except (TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

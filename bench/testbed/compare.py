@@ -12,61 +12,130 @@ saying the stage is off, so the report renders without a testbed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+PARTS = ("local", "transfer", "server", "queue")
 COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_median_ms", "median_error",
            "measured_p95_ms", "predicted_p95_ms", "p95_error", "latency_mape", "local_mape", "transfer_mape",
-           "server_mape", "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "energy_mj_mean",
-           "energy_source", "target_mix_live", "target_mix_sim"]
+           "server_mape", "queue_mae_ms",
+           *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
+           "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
+           "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
+           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice"]
 
 
-def _mix_text(mix: dict) -> str:
+def _mix_text(mix: dict | None) -> str:
+    if not mix:
+        return ""
     return ", ".join(f"{k} {v:.0%}" for k, v in sorted(mix.items()))
 
 
+def _check_text(check) -> str:
+    if not check:
+        return ""
+    if "skipped" in check:
+        return f"skipped: {check['skipped']}"
+    return f"RAPL vs twin on {check['requests']} local requests: MAPE {check['mape']:.1%}"
+
+
 def row_from_summary(s: dict) -> dict:
-    rel = lambda pred, meas: (pred - meas) / meas  # noqa: E731 - signed: > 0 when the simulator overpredicts
+    def rel(pred, meas):  # signed: > 0 when the simulator overpredicts; None without a twin (DVFO's split)
+        return None if pred is None or meas is None else (pred - meas) / meas
+
     return {"policy": s["policy"], "scenario": s["scenario"], "requests": s["requests"],
-            "measured_median_ms": s["latency_median_ms"], "predicted_median_ms": s["pred_latency_median_ms"],
-            "median_error": rel(s["pred_latency_median_ms"], s["latency_median_ms"]),
-            "measured_p95_ms": s["latency_p95_ms"], "predicted_p95_ms": s["pred_latency_p95_ms"],
-            "p95_error": rel(s["pred_latency_p95_ms"], s["latency_p95_ms"]), "latency_mape": s["latency_mape"],
+            "measured_median_ms": s["latency_median_ms"], "predicted_median_ms": s.get("pred_latency_median_ms"),
+            "median_error": rel(s.get("pred_latency_median_ms"), s["latency_median_ms"]),
+            "measured_p95_ms": s["latency_p95_ms"], "predicted_p95_ms": s.get("pred_latency_p95_ms"),
+            "p95_error": rel(s.get("pred_latency_p95_ms"), s["latency_p95_ms"]), "latency_mape": s.get("latency_mape"),
             "local_mape": s.get("local_mape"), "transfer_mape": s.get("transfer_mape"),
-            "server_mape": s.get("server_mape"),
-            "local_ms_mean": s["local_ms_mean"], "transfer_ms_mean": s["transfer_ms_mean"],
-            "server_ms_mean": s["server_ms_mean"], "queue_ms_mean": s["queue_ms_mean"],
-            "energy_mj_mean": s["energy_mj_mean"], "energy_source": s["energy_source"],
-            "target_mix_live": _mix_text(s["target_mix_live"]), "target_mix_sim": _mix_text(s["target_mix_sim"])}
+            "server_mape": s.get("server_mape"), "queue_mae_ms": s.get("queue_mae_ms"),
+            **{f"{p}_{w}_{q}_ms": s.get(f"{p}_{w}_{q}_ms") for p in PARTS for w in ("measured", "predicted")
+               for q in ("median", "p95")},
+            "timeouts": s.get("timeouts"), "pred_timeouts": s.get("pred_timeouts"),
+            "pred_energy_mj_mean": s.get("pred_energy_mj_mean"),
+            "energy_check": _check_text(s.get("energy_check")),
+            "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
+            "loadavg_end_1min": (s.get("loadavg_end") or [None])[0], "nice": s.get("nice", 0),
+            "local_ms_mean": s.get("local_ms_mean"), "transfer_ms_mean": s.get("transfer_ms_mean"),
+            "server_ms_mean": s.get("server_ms_mean"), "queue_ms_mean": s.get("queue_ms_mean"),
+            "energy_mj_mean": s.get("energy_mj_mean"), "energy_source": s.get("energy_source"),
+            "target_mix_live": _mix_text(s.get("target_mix_live")), "target_mix_sim": _mix_text(s.get("target_mix_sim"))}
 
 
-def run_stage(params, out_dir: str | Path, progress: bool = False) -> pd.DataFrame:
+def run_stage(params, out_dir: str | Path, progress: bool = False, nice: int = 0) -> pd.DataFrame:
     """Run the stage for validated ``params`` (:class:`bench.config.Params`); writes ``out_dir``."""
     from bench.seeding import derive_seed
-    from bench.testbed.loop import TestbedConfig, run
+    from bench.testbed import dvfo_live
+    from bench.testbed.loop import TestbedConfig, is_dvfo, run
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tb = params.testbed
     run_dirs = []
     if tb.enabled:
+        policies = runnable_policies(tb.policies, progress)
         for scenario in tb.scenarios:
             seed = derive_seed(params.seed, "testbed", scenario)  # one trace per scenario, shared by every policy
-            for policy in tb.policies:
+            for policy in policies:
                 cfg = TestbedConfig(policy=policy, scenario=scenario, requests=tb.requests, seed=seed,
                                     workloads=tb.workloads, threads=tb.threads, edge_cpus=tb.edge_cpus,
                                     server_cpus=tb.server_cpus, corunners=tb.corunners,
-                                    autoscale_steps=tb.autoscale_steps)
+                                    autoscale_steps=tb.autoscale_steps, nice=nice)
                 run_dir = out / "runs" / f"{scenario}__{policy}"
                 if progress:
                     print(f"testbed: {policy} on {scenario} -> {run_dir}", flush=True)
-                run(cfg, run_dir)
+                (dvfo_live.run if is_dvfo(policy) else run)(cfg, run_dir)
                 run_dirs.append(run_dir)
     table, requests = tabulate(run_dirs)
     write(table, requests, out, tb.enabled)
     return table
+
+
+def campaign_params(params, policies=None, scenarios=None, requests=None):
+    """``params`` with its testbed section overridden for a campaign (and turned on); scenarios are checked."""
+    import dataclasses
+
+    from bench.config import ParamsError
+    from bench.world.scenarios import list_scenarios
+
+    tb = params.testbed
+    if scenarios:
+        known = list_scenarios()
+        bad = [s for s in scenarios if s not in known and not Path(s).is_file()]
+        if bad:
+            raise ParamsError(f"--scenarios: unknown {bad}; allowed: {', '.join(known)} or a scenario YAML path")
+    if requests is not None and requests < 1:
+        raise ParamsError(f"--requests: {requests}; allowed: >= 1")
+    live_excluded = ("oracle", "edge_best_static", "dvfo")
+    bad = [p for p in policies or () if p in live_excluded]
+    if bad:
+        raise ParamsError(f"--policies: {bad} cannot run live on this host; excluded: {list(live_excluded)}")
+    # object.__setattr__: TestbedParams validates registry names; a campaign may name policies still to land
+    new = dataclasses.replace(tb, enabled=True)
+    for name, value in (("policies", policies), ("scenarios", scenarios), ("requests", requests)):
+        if value:
+            object.__setattr__(new, name, tuple(value) if name != "requests" else int(value))
+    return dataclasses.replace(params, testbed=new)
+
+
+def runnable_policies(policies, say: bool = True) -> list[str]:
+    """The configured policies this branch can run live; each one it cannot is skipped with a one-line reason
+    (e.g. ``bound_schedule`` before the hindsight bound exists)."""
+    from bench.policies.base import REGISTRY
+
+    keep = []
+    for policy in policies:
+        name = policy.split(":", 1)[0]
+        if name in REGISTRY:
+            keep.append(policy)
+        elif say:
+            print(f"testbed: skipping policy {policy!r}: not registered in this build "
+                  f"(registered: {', '.join(sorted(REGISTRY))})", flush=True)
+    return keep
 
 
 def run_summary(run_dir: Path) -> tuple[dict, pd.DataFrame]:
@@ -75,12 +144,7 @@ def run_summary(run_dir: Path) -> tuple[dict, pd.DataFrame]:
 
     requests = pd.read_parquet(run_dir / "requests.parquet")
     summary = json.loads((run_dir / "summary.json").read_text())
-    if "pred_local_ms" not in requests.columns:  # a run written before the split prediction existed
-        env = loop.twin_env(next(run_dir.glob("scenario_*.yaml")), run_dir / "testbed_edge.yaml",
-                            run_dir / "testbed_cloud.yaml", len(requests))
-        loop.add_predicted_parts(requests, env.unwrapped.sim, requests["cpu_load_trace"].to_numpy(),
-                                 requests["mem_load_trace"].to_numpy())
-    summary.update(loop.part_errors(requests))
+    summary.update(loop.part_errors(requests))  # a run written before the per-part prediction has none
     return summary, requests
 
 
@@ -100,13 +164,20 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
     table.to_csv(out / "sim_vs_testbed.csv", index=False, float_format="%.6g")
     if len(requests):
         requests.to_parquet(out / "requests.parquet", index=False)
+        requests.to_csv(out / "requests.csv", index=False, float_format="%.6g")  # the same, diffable and small
     summary = {"enabled": bool(enabled), "runs": int(len(table))}
     if len(table):
-        ape = np.abs(requests["pred_latency_ms"] - requests["latency_ms"]) / requests["latency_ms"]
-        worst = table.loc[table["latency_mape"].idxmax()]
+        pred = requests["pred_latency_ms"] if "pred_latency_ms" in requests.columns else np.nan
+        ape = np.abs(pred - requests["latency_ms"]) / requests["latency_ms"]
+        mape = pd.to_numeric(table["latency_mape"], errors="coerce")  # null for a run without a twin (DVFO)
+        worst = table.loc[mape.idxmax()] if mape.notna().any() else table.iloc[0]
+        loads = table[["loadavg_start_1min", "loadavg_end_1min"]].to_numpy(dtype=float)
+        summary["loadavg_1min_min_max"] = ([float(np.nanmin(loads)), float(np.nanmax(loads))]
+                                           if np.isfinite(loads).any() else None)
+        summary["cpu_count"] = os.cpu_count()
         summary.update({"latency_mape_all": float(ape.mean()), "latency_median_ape_all": float(ape.median()),
                         "worst_run": f"{worst['policy']} on {worst['scenario']}",
-                        "worst_latency_mape": float(worst["latency_mape"])})
+                        "worst_latency_mape": float(mape.max()) if mape.notna().any() else None})
     else:
         summary["note"] = "testbed disabled in params.yaml (testbed.enabled: false); no live runs"
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -119,11 +190,16 @@ def figure(requests: pd.DataFrame, path: Path) -> None:
     import seaborn as sns
     from matplotlib.figure import Figure
 
+    if "pred_latency_ms" in requests.columns:
+        requests = requests[requests["pred_latency_ms"].notna()]  # runs without a twin (DVFO's split) have none
+    else:
+        requests = requests.iloc[0:0]
     if requests.empty:
         fig = Figure(figsize=(5, 2))
         ax = fig.subplots()
         ax.axis("off")
-        ax.text(0.5, 0.5, "testbed disabled (params.yaml testbed.enabled: false)", ha="center", va="center")
+        ax.text(0.5, 0.5, "no run with a simulator twin (testbed disabled, or DVFO's split only)", ha="center",
+                va="center")
         fig.savefig(path, dpi=100)
         return
     scen = sorted(requests["scenario"].unique())
@@ -156,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS_DIR / "testbed"))
     p.add_argument("--tabulate", action="store_true",
                    help="rebuild the table and figure from OUT/runs/* without running anything live")
+    p.add_argument("--policies", nargs="+", metavar="POLICY",
+                   help="a campaign: these policies instead of params.yaml's (turns the stage on); a policy this "
+                        "build does not register (e.g. bound_schedule before the hindsight bound lands) is skipped "
+                        "with a one-line reason")
+    p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="a campaign: these scenarios instead")
+    p.add_argument("--requests", type=int, help="a campaign: requests per (policy, scenario) instead")
+    p.add_argument("--nice", type=int, default=0, help="niceness of every run (see python -m bench testbed --help)")
     args = p.parse_args(argv)
     try:
         if args.tabulate:
@@ -165,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             params = load_params(args.params)
             apply_world(params)  # the radio profile of params.yaml
-            table = run_stage(params, args.out, progress=True)
+            if args.policies or args.scenarios or args.requests:
+                params = campaign_params(params, args.policies, args.scenarios, args.requests)
+            table = run_stage(params, args.out, progress=True, nice=args.nice)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

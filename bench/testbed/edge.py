@@ -6,6 +6,10 @@ real co-runner processes, and the HTTP client that offloads over the shaped link
   offloaded, or split DVFO-style (head locally, the ``xi`` share of least
   important feature-map channels quantised and sent to the server's tail, the
   rest finished locally, the two predictions fused).
+* An offload has the simulator's deadline (``data/sim/model.yaml``
+  ``offload_timeout_ms`` of the workload's app class): past it the client gives up
+  (the connection is dropped) and, with ``on_timeout: local``, the request runs on
+  the edge instead (:meth:`EdgeRunner.offload`), as the simulator's twin does.
 * :class:`CoRunners` are ``stress-ng`` processes (Debian's package) pinned to the
   edge's CPUs: a CPU stressor and a memory stressor, each duty-cycled with
   SIGSTOP/SIGCONT so it is runnable for the scenario's load fraction of every
@@ -40,34 +44,73 @@ class Timing:
     bytes_up: int = 0
     bytes_down: int = 0
     output: np.ndarray | None = None
+    timed_out: bool = False
+    """The offload missed its deadline; ``transfer_ms`` is then the time spent waiting for it."""
+    fallback_ms: float = 0.0
+    """Local fallback compute after a timeout (included in ``local_ms``)."""
 
     @property
     def latency_ms(self) -> float:
         return self.local_ms + self.transfer_ms + self.server_ms + self.server_queue_ms
 
 
+class OffloadTimeout(Exception):
+    """An offload missed its deadline (the connection was dropped; the next request reconnects)."""
+
+    def __init__(self, waited_ms: float):
+        super().__init__(f"no answer within {waited_ms:.0f} ms")
+        self.waited_ms = waited_ms
+
+
 class Client:
-    """A persistent HTTP/1.1 connection to the server through one radio's proxy port."""
+    """A persistent HTTP/1.1 connection to the server through one radio's proxy port.
+
+    ``timeout_s`` bounds control traffic (probes); an offload passes its own deadline."""
 
     def __init__(self, host: str, port: int, timeout_s: float = 60.0):
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self.conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+        self.last_end = -float("inf")
+        """``time.perf_counter()`` when this radio last carried anything (the end of the last exchange)."""
 
-    def post(self, path: str, body: bytes) -> tuple[bytes, float, float, float]:
-        """(response body, wall ms, server compute ms, server queue ms)."""
+    def _exchange(self, path: str, body: bytes, deadline: float):
+        def remaining() -> float:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError
+            return left
+
+        self.conn.timeout = remaining()  # connect() (a new connection) and sendall() as a whole
+        if self.conn.sock is not None:
+            self.conn.sock.settimeout(remaining())
+        self.conn.request("POST", path, body=body, headers={"content-type": "application/octet-stream"})
+        self.conn.sock.settimeout(remaining())  # waiting for the answer: the rest of the budget
+        resp = self.conn.getresponse()
+        return resp, resp.read()
+
+    def post(self, path: str, body: bytes, timeout_ms: float | None = None) -> tuple[bytes, float, float, float]:
+        """(response body, wall ms, server compute ms, server queue ms); :class:`OffloadTimeout` past ``timeout_ms``
+        (counted from the call; default: the client's ``timeout_s``)."""
+        budget_s = self.timeout_s if timeout_ms is None or not np.isfinite(timeout_ms) else timeout_ms / 1e3
         t0 = time.perf_counter()
+        deadline = t0 + budget_s
         try:
-            self.conn.request("POST", path, body=body, headers={"content-type": "application/octet-stream"})
-            resp = self.conn.getresponse()
-            data = resp.read()
-        except (http.client.HTTPException, OSError):
-            self.conn.close()  # a dropped keep-alive connection: reconnect once
+            try:
+                resp, data = self._exchange(path, body, deadline)
+            except TimeoutError:
+                raise
+            except (http.client.HTTPException, OSError):
+                self.conn.close()  # a dropped keep-alive connection: reconnect once, within the same deadline
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                resp, data = self._exchange(path, body, deadline)
+        except TimeoutError:
+            self.last_end = time.perf_counter()
+            waited = (self.last_end - t0) * 1e3
+            self.conn.close()  # the late answer must not be read as the next request's
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-            t0 = time.perf_counter()
-            self.conn.request("POST", path, body=body, headers={"content-type": "application/octet-stream"})
-            resp = self.conn.getresponse()
-            data = resp.read()
-        wall = (time.perf_counter() - t0) * 1e3
+            raise OffloadTimeout(waited) from None
+        self.last_end = time.perf_counter()
+        wall = (self.last_end - t0) * 1e3
         if resp.status != 200:
             raise RuntimeError(f"server answered {resp.status} to POST {path}: {data[:200]!r}")
         return data, wall, float(resp.getheader("x-server-ms", "nan")), float(resp.getheader("x-queue-ms", "0"))
@@ -100,19 +143,28 @@ class EdgeRunner:
             t1 = time.perf_counter()
         return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y))
 
-    def offload(self, name: str, client: Client) -> Timing:
+    def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True) -> Timing:
+        """The whole request on the server; past ``timeout_ms`` (from the start of the upload) the client gives
+        up and, with ``fallback``, runs it here (the simulator's ``on_timeout: local``)."""
         from bench.testbed import models as m
 
         w = self.models[name]
         t0 = time.perf_counter()
         body = m.encode_input(w)
         enc_ms = (time.perf_counter() - t0) * 1e3
-        data, wall, srv, queue = client.post(f"/infer/{name}", body)
+        try:
+            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=timeout_ms)
+        except OffloadTimeout as exc:
+            fb = self.local(name) if fallback else Timing()
+            return Timing(local_ms=enc_ms + fb.local_ms, transfer_ms=exc.waited_ms, bytes_up=len(body),
+                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms)
         return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
                       bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32))
 
-    def split(self, name: str, xi: float, client: Client) -> Timing:
-        """DVFO: head locally, the xi share offloaded while the rest of the tail runs locally, fused."""
+    def split(self, name: str, xi: float, client: Client, timeout_ms: float = float("inf")) -> Timing:
+        """DVFO: head locally, the xi share offloaded while the rest of the tail runs locally, fused. Past
+        ``timeout_ms`` the share's answer is given up and the whole DNN runs here (the simulator's DVFO fallback:
+        xi = 0)."""
         import torch
 
         from bench.testbed import models as m
@@ -129,7 +181,10 @@ class EdgeRunner:
             thread = None
             if xi > 0:
                 def remote():
-                    result["r"] = client.post(f"/tail/{name}", body)
+                    try:
+                        result["r"] = client.post(f"/tail/{name}", body, timeout_ms=timeout_ms)
+                    except OffloadTimeout as exc:
+                        result["timeout"] = exc
                 thread = threading.Thread(target=remote)
                 thread.start()
             t1 = time.perf_counter()
@@ -142,7 +197,13 @@ class EdgeRunner:
             if thread is not None:
                 thread.join()
         tim = Timing(local_ms=t_head + t_tail, bytes_up=len(body))
-        if xi > 0:
+        if "timeout" in result:
+            fb = self.local(name)
+            tim.timed_out, tim.fallback_ms = True, fb.local_ms
+            tim.transfer_ms = max(result["timeout"].waited_ms - t_tail, 0.0)
+            tim.local_ms += fb.local_ms
+            tim.output = fb.output
+        elif xi > 0:
             data, wall, srv, queue = result["r"]
             remote_out = np.frombuffer(data, dtype=np.float32)
             # the offload ran beside the local tail: only the part past the local tail is on the critical path

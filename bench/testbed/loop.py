@@ -32,6 +32,7 @@ the host profile used; prints the summary as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -58,6 +59,24 @@ LIVE_EXCLUDED = ("oracle", "edge_best_static")
 
 class TestbedError(BenchError):
     """A user mistake in the testbed's arguments (one line, exit code 2)."""
+
+
+def parse_xi(policy: str) -> float:
+    """``dvfo:XI`` -> XI in [0, 1]: DVFO's split on the testbed runs one offload share."""
+    _, _, text = policy.partition(":")
+    try:
+        xi = float(text)
+    except ValueError:
+        raise TestbedError(f"--policy {policy!r}: DVFO on the testbed runs one offload share, e.g. dvfo:0.4; "
+                           "allowed: dvfo:XI with XI in [0, 1]") from None
+    if not 0.0 <= xi <= 1.0:
+        raise TestbedError(f"--policy {policy!r}: XI={xi} out of range; allowed: [0, 1]")
+    return xi
+
+
+def is_dvfo(policy: str) -> bool:
+    """A DVFO split run (:func:`bench.testbed.dvfo_live.run`) rather than a policy on the AutoScale twin."""
+    return policy.split(":", 1)[0] == "dvfo"
 
 
 @dataclass
@@ -95,6 +114,10 @@ class TestbedConfig:
     """Requests after which a radio's goodput estimate is refreshed by a probe."""
     pace: bool = True
     """Pace arrivals at the scenario's inter-arrival time (else back to back)."""
+    nice: int = 0
+    """Scheduling niceness of the run and everything it starts (server, co-runners inherit it); negative (root)
+    shields the experiment from unrelated load on a shared host, the co-runners included so they still compete
+    with the inference as the scenario says. 0 = unchanged."""
     ports: dict[str, int] = field(default_factory=lambda: {"wifi": 9001, "lte": 9002})
     """Proxy port per emulated radio (inside the namespace)."""
     server_port: int = 8000
@@ -105,10 +128,14 @@ class TestbedConfig:
             raise TestbedError(f"--requests must be >= 1, got {self.requests}")
         if self.threads < 1:
             raise TestbedError(f"--threads must be >= 1, got {self.threads}")
+        if not -20 <= int(self.nice) <= 19:
+            raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
         name = self.policy.split(":", 1)[0]
         if name in LIVE_EXCLUDED:
             raise TestbedError(f"policy {name!r} is privileged (it sees the realised episode) and cannot run live; "
                                f"excluded: {list(LIVE_EXCLUDED)}")
+        if name == "dvfo":
+            parse_xi(self.policy)  # DVFO's split at one offload share: dvfo:XI (bench.testbed.dvfo_live)
         self.workloads = tuple(self.workloads)
         self.edge_cpus = tuple(int(c) for c in self.edge_cpus)
         self.server_cpus = tuple(int(c) for c in self.server_cpus)
@@ -210,17 +237,20 @@ def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[s
     return paths[0], paths[1], info
 
 
-def twin_env(scenario_path: Path, edge_path: Path, cloud_path: Path, steps: int):
+def twin_env(scenario_path: Path, edge_path: Path, cloud_path: Path, steps: int, interference=None):
+    """The AutoScale env over this host; ``interference``: the host-measured co-runner model (else the shipped one)."""
     import gymnasium as gym
 
     from bench.sim.envs import AUTOSCALE_ID
 
+    extra = {} if interference is None else {"interference": interference}
     return gym.make(AUTOSCALE_ID, scenario=str(scenario_path), max_episode_steps=int(steps), edge=str(edge_path),
-                    peer=None, cloud=str(cloud_path), max_levels_per_target=None)
+                    peer=None, cloud=str(cloud_path), max_levels_per_target=None, **extra)
 
 
-def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Path, cloud_path: Path, out_dir: Path):
-    """The policy for the twin's action set (AutoScale trained on the twin when asked)."""
+def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Path, cloud_path: Path, out_dir: Path,
+                     interference=None):
+    """The policy for the twin's action set (AutoScale trained on the twin, host interference included, when asked)."""
     from bench.policies.base import REGISTRY, make_policy
     from bench.seeding import derive_seed
 
@@ -239,12 +269,14 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
         conf = AutoScaleConfig(seed=derive_seed(cfg.seed, "testbed", "autoscale"), total_steps=cfg.autoscale_steps,
                                epsilon_decay_steps=max(cfg.autoscale_steps // 3, 1), scenarios=(str(scenario_path),),
                                edge=str(edge_path), peer=None, cloud=str(cloud_path), max_levels_per_target=None)
+        if interference is not None:  # train on the same twin it is compared with (not a config field: not saved)
+            shipped = conf.env_kwargs
+            conf.env_kwargs = lambda: {**shipped(), "interference": interference}
         result = train(conf)
         result.learner.save(out_dir / "policy")
         return result.learner
     if name == "dvfo":
-        raise TestbedError("policy 'dvfo' needs DVFO's action set (edge GPU + xi); the testbed's twin has AutoScale's "
-                           "(this host has no GPU): run an AutoScale-space policy")
+        raise TestbedError("policy 'dvfo' runs through bench.testbed.dvfo_live.run (dvfo:XI), not the AutoScale twin")
     return make_policy(name, env, seed=derive_seed(cfg.seed, "testbed", name))
 
 
@@ -296,34 +328,59 @@ def _probe(client, nbytes: int) -> tuple[float, float]:
 # --------------------------------------------------------------------------- energy
 
 class EnergyMeter:
-    """RAPL through ``hw`` where readable (``measured: rapl``), else None (energy is then modeled)."""
+    """RAPL through ``hw`` where readable, else None with the reason (``skip_reason``)."""
 
     def __init__(self):
-        self.meter = None
+        self.meter, self.skip_reason, self.idle_w = None, "", float("nan")
         try:
             from hw.rapl import RaplMeter
 
-            if RaplMeter.probe():
+            avail = RaplMeter.probe()
+            if avail:
                 self.meter = RaplMeter()
-        except Exception:  # noqa: BLE001 - no meter is a normal outcome on VMs
-            self.meter = None
+            else:
+                self.skip_reason = f"no RAPL package counter readable here: {avail.reason}"
+        except Exception as exc:  # noqa: BLE001 - no meter is a normal outcome on VMs
+            self.meter, self.skip_reason = None, f"RAPL unusable here: {exc}"
 
     def read_j(self) -> float | None:
         if self.meter is None:
             return None
         return self.meter.read().total_energy_j()
 
+    def measure_idle(self, seconds: float = 1.0) -> None:
+        """The package's idle power (W) over ``seconds`` with nothing of the testbed running (the baseline that
+        every request window's energy is taken above, like the simulator's energy above idle)."""
+        if self.meter is None:
+            return
+        e0, t0 = self.read_j(), time.perf_counter()
+        time.sleep(seconds)
+        self.idle_w = (self.read_j() - e0) / (time.perf_counter() - t0)
 
-def modeled_energy_mj(row: dict, edge, links: dict, interarrival_ms: float) -> float:
-    """Energy of one measured request from the host profile and the link model's radio power (``modeled``)."""
-    cpu = edge.primary_target
-    e = float(cpu.power_w()) * row["local_ms"] + edge.idle_power_w * row["latency_ms"]
-    if row["bytes_up"] > 0:
-        lk = links[row["radio"]]
-        up = max(row["shaped_up_mbps"], 1e-3)
-        t_up = row["bytes_up"] * 8 / (up * 1e3)
-        e += float(lk.uplink_power_w(up, row["signal_dbm"])) * t_up
-        e += lk.tail_w * max(row["transfer_ms"] + row["server_ms"] - t_up, 0.0) + lk.tail_w * min(lk.tail_ms, interarrival_ms)
+
+def modeled_energy_mj(df: pd.DataFrame, phases: dict) -> np.ndarray:
+    """Energy above idle of each *measured* request, in the simulator's accounting (:mod:`bench.sim.core`):
+    the simulator's powers for that request (``phases``: local and fallback power, promotion, upload, wait,
+    download and tail power) times the measured durations - local compute, a promotion where the radio had
+    been quiet for a whole tail, upload and download at the shaped goodput, the rest of the transfer and the
+    server time at tail power, plus the full radio tail net of the part of an earlier tail it cut short.
+    No idle power x latency term: the idle baseline is the same for every policy and is not charged per request."""
+    ph = {k: np.asarray(v, dtype=float) for k, v in phases.items()}
+    fb = df["fallback_ms"].to_numpy(dtype=float)
+    e = ph["local_w"] * (df["local_ms"].to_numpy() - fb) + ph["fallback_w"] * fb
+    off = df["bytes_up"].to_numpy() > 0
+    if off.any():
+        up = np.maximum(df["shaped_up_mbps"].to_numpy(dtype=float), 1e-3)
+        down = np.maximum(df["shaped_down_mbps"].to_numpy(dtype=float), 1e-3)
+        transfer = df["transfer_ms"].to_numpy()
+        t_up = np.minimum(df["bytes_up"].to_numpy() * 8 / (up * 1e3), transfer)
+        t_down = np.minimum(df["bytes_down"].to_numpy() * 8 / (down * 1e3), np.maximum(transfer - t_up, 0.0))
+        promo = np.nan_to_num(ph["promo_ms"])
+        wait = np.maximum(transfer + df["server_ms"].to_numpy() + df["server_queue_ms"].to_numpy()
+                          - promo - t_up - t_down, 0.0)
+        radio = (ph["promo_w"] * promo + ph["up_w"] * t_up + ph["wait_w"] * wait + ph["down_w"] * t_down
+                 + ph["tail_w"] * ph["tail_ms"] - ph["tail_credit_mj"])
+        e = e + np.where(off, np.nan_to_num(radio), 0.0)
     return e
 
 
@@ -334,40 +391,86 @@ def run(cfg: TestbedConfig, out_dir: str | Path, progress: bool = False) -> dict
     import torch
 
     own_cpus, own_threads = os.sched_getaffinity(0), torch.get_num_threads()
+    with niceness(cfg.nice):
+        try:
+            return _run(cfg, Path(out_dir), progress)
+        finally:  # the caller's process gets its CPUs and threads back
+            os.sched_setaffinity(0, own_cpus)
+            torch.set_num_threads(own_threads)
+
+
+@contextlib.contextmanager
+def niceness(nice: int):
+    """This process at niceness ``nice`` (children started meanwhile inherit it), restored afterwards."""
+    if not nice:
+        yield
+        return
+    own = os.getpriority(os.PRIO_PROCESS, 0)
     try:
-        return _run(cfg, Path(out_dir), progress)
-    finally:  # the caller's process gets its CPUs and threads back
-        os.sched_setaffinity(0, own_cpus)
-        torch.set_num_threads(own_threads)
+        os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+    except PermissionError:
+        raise TestbedError(f"--nice {nice}: not permitted (a negative niceness needs root)") from None
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, own)
+
+
+def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFrame, levels: tuple[float, float],
+                      edge_path: Path):
+    """The twin's interference model for this host (:mod:`bench.testbed.hostload`) and its provenance."""
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    base = load_interference_model()
+    sidecar = edge_path.with_name(f"{edge_path.stem}_interference.yaml")
+    if cfg.host_profile:
+        given = Path(cfg.host_profile)
+        stored = given.with_name(f"{given.stem}_interference.yaml")
+        if stored.is_file():
+            model = hostload.read(stored)
+            sidecar.write_text(stored.read_text())
+            return model, {"interference": f"stored with the host profile: {stored}"}
+    if corun is None or max(levels) <= 0:
+        why = "co-runners off" if corun is None else "the scenario has no co-runner load"
+        model, per = hostload.fit(pd.DataFrame(columns=["workload", "setting", "latency_ms"]), tables, {}, 0.0, 0.0,
+                                  base)
+        model = dataclasses.replace(model, cpu_slowdown=0.0, mem_slowdown=0.0)
+        hostload.write(sidecar, model, per, levels)
+        return model, {"interference": f"none ({why})"}
+    local = acts[(acts["kind"] == "local") & (acts["target"] == "cpu")].index
+    cpu_action = {w: int(local[-1]) for w in cfg.workloads}
+    timings = hostload.time_settings(edge, corun, cfg.workloads, *levels)
+    model, per = hostload.fit(timings, tables, cpu_action, *levels, base)
+    hostload.write(sidecar, model, per, levels)
+    return model, {"interference": f"measured here at cpu {levels[0]:.2f} / mem {levels[1]:.2f}",
+                   "cpu_slowdown": model.cpu_slowdown, "mem_slowdown": model.mem_slowdown}
 
 
 def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     from bench.policies.rollout import evaluate_policy
-    from bench.sim.core import Draws
+    from bench.sim.core import Draws, States
+    from bench.testbed import hostload
     from bench.testbed.edge import Client, CoRunners, EdgeRunner
     from bench.testbed.link import Link
+    from bench.testbed.proxy import link_state_constants
     from bench.testbed.server import ServerProcess
     from bench.world.network import load_link
-    from bench.world.profiles import load_profile
 
+    load_start = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
     edge_path, cloud_path, prof_info = host_profiles(cfg, out)
     os.sched_setaffinity(0, set(cfg.edge_cpus))
-    env = twin_env(scen_path, edge_path, cloud_path, cfg.requests)
-    policy = make_live_policy(cfg, env, scen_path, edge_path, cloud_path, out)
-    u = env.unwrapped
-    acts = u.action_table
-    links = {r: load_link(r) for r in RADIOS}
-    edge_prof = load_profile(edge_path)
     n = cfg.requests
-
-    obs, _ = env.reset(seed=cfg.seed)
-    policy.reset()
-    trace, states = u.trace, u.episode().states
-    ia_ms = float(trace.interarrival_ms)
-    radio_of = {i: u.sim.links[u.sim.routes[int(r)].radio].name for i, r in enumerate(acts["route"]) if int(r) >= 0}
+    # the shipped interference's twin: the scenario trace (same seed, same trace) and the action tables
+    env0 = twin_env(scen_path, edge_path, cloud_path, n)
+    env0.reset(seed=cfg.seed)
+    u0 = env0.unwrapped
+    levels = hostload.scenario_levels(u0.trace.cpu_load[:n], u0.trace.mem_load[:n])
+    links = {r: load_link(r) for r in RADIOS}
     meter = EnergyMeter()
+    meter.measure_idle()
     rows = []
     with Link(dict(cfg.ports)) as link, \
             ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
@@ -376,6 +479,21 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             corun.__enter__()
         try:
             edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus)
+            interference, inter_info = host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels,
+                                                         edge_path)
+            env = twin_env(scen_path, edge_path, cloud_path, n, interference)
+            policy = make_live_policy(cfg, env, scen_path, edge_path, cloud_path, out, interference)
+            u = env.unwrapped
+            acts = u.action_table
+            obs, _ = env.reset(seed=cfg.seed)
+            policy.reset()
+            trace = u.trace
+            ia_ms = float(trace.interarrival_ms)
+            radio_of = {i: u.sim.links[u.sim.routes[int(r)].radio].name for i, r in enumerate(acts["route"])
+                        if int(r) >= 0}
+            sim_radios = [lk.name for lk in u.sim.links]
+            timeout_of = dict(zip(u.sim.tables.workloads, np.asarray(u.sim.tables.timeout_ms, dtype=float)))
+            fallback = u.sim.on_timeout == "local"
             clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
             shaped: dict[str, tuple[float, float, float]] = {}
@@ -415,6 +533,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                         time.sleep(wait)
                 start = time.perf_counter()
                 queue_ms = max((start - arrival) * 1e3, 0.0) if cfg.pace else 0.0
+                # each radio's quiet time as the request starts (probes are traffic too): the twin is told it
+                quiet = {r: (start - clients[r].last_end) * 1e3 for r in RADIOS}
                 load = corun.measured_load() if corun is not None else {"cpu": 0.0, "mem": 0.0}
                 live = np.array(obs, dtype=np.float32).copy()
                 live[5], live[6] = load["cpu"], load["mem"]
@@ -422,14 +542,14 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 a = int(policy.act(live))
                 wl = str(trace.workload[t])
                 radio = radio_of.get(a, "")
-                e0 = meter.read_j()
+                e0, w0 = meter.read_j(), time.perf_counter()
                 # goodput is estimated from probes only: an offload's transfer time also holds the server
                 # process's HTTP handling, which CPU contention stretches
                 if radio:
-                    tim = edge.offload(wl, clients[radio])
+                    tim = edge.offload(wl, clients[radio], timeout_ms=timeout_of[wl], fallback=fallback)
                 else:
                     tim = edge.local(wl)
-                e1 = meter.read_j()
+                e1, w1 = meter.read_j(), time.perf_counter()
                 if corun is not None:
                     corun.measured_load()  # the next observation's window starts now: the inference is idle
                 est.tick()
@@ -438,20 +558,19 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                        "latency_ms": tim.latency_ms, "local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms,
                        "server_ms": tim.server_ms, "queue_ms": queue_ms + tim.server_queue_ms,
                        "edge_queue_ms": queue_ms, "server_queue_ms": tim.server_queue_ms,
+                       "timed_out": tim.timed_out, "fallback_ms": tim.fallback_ms,
                        "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
                        "qos_ms": float(trace.qos_ms[t]),
                        "shaped_up_mbps": shaped[radio][0] if radio else np.nan,
                        "shaped_down_mbps": shaped[radio][1] if radio else np.nan,
                        "rtt_ms": shaped[radio][2] if radio else np.nan,
                        "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
+                       **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
                        "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
                        "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
                        "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8])}
-                if e0 is not None and e1 is not None:
-                    row["energy_mj"], row["energy_source"] = (e1 - e0) * 1e3, "measured: rapl (whole package)"
-                else:
-                    row["energy_mj"] = modeled_energy_mj(row, edge_prof, links, ia_ms)
-                    row["energy_source"] = "modeled"
+                if e0 is not None and e1 is not None:  # RAPL: the whole package above its idle power
+                    row["energy_rapl_mj"] = ((e1 - e0) - meter.idle_w * (w1 - w0)) * 1e3
                 rows.append(row)
                 obs, _, _, truncated, _ = env.step(a)
                 if progress:
@@ -466,53 +585,114 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
 
     df = pd.DataFrame(rows)
     idx = np.arange(len(df))
-    pred = u.sim.evaluate(states.take(idx), df["action"].to_numpy(), Draws.neutral(len(df), len(u.sim.links)))
+    states = u.episode().states.take(idx)
+    # the twin meets the radio state the live radios were in (quiet time since their last traffic)
+    quiet = np.column_stack([df[f"quiet_{r}_ms"].to_numpy() if r in RADIOS else np.full(len(df), np.inf)
+                             for r in sim_radios])
+    states = States(**{**{f.name: getattr(states, f.name) for f in dataclasses.fields(states)},
+                       "radio_idle_ms": quiet})
+    pred = u.sim.evaluate(states, df["action"].to_numpy(), Draws.neutral(len(df), len(u.sim.links)))
     df["pred_latency_ms"] = pred.latency_ms
     df["pred_energy_mj"] = pred.energy_mj
-    add_predicted_parts(df, u.sim, states.cpu_load[idx], states.mem_load[idx])
-    df["qos_ok"] = df["latency_ms"] <= df["qos_ms"]
+    df["pred_timed_out"] = np.asarray(pred.timed_out, dtype=bool)
+    add_predicted_parts(df, u.sim, pred)
+    df["energy_mj"] = modeled_energy_mj(df, pred.phases)
+    df["energy_source"] = "modeled: measured durations x the simulator's powers, above idle"
+    df["qos_ok"] = (df["latency_ms"] <= df["qos_ms"]) & ~df["timed_out"]
     df["route"] = _route_labels(acts)[df["action"].to_numpy()]
     df.insert(0, "scenario", trace.scenario)
     df.insert(0, "policy", cfg.policy)
     df.to_parquet(out / "requests.parquet", index=False)
 
     # the same policy in the simulator on the same trace: its own choices, its own latencies
-    sim_env = twin_env(scen_path, edge_path, cloud_path, n)
+    sim_env = twin_env(scen_path, edge_path, cloud_path, n, interference)
     sim_policy = policy if cfg.policy.startswith("autoscale") else make_live_policy(
-        cfg, sim_env, scen_path, edge_path, cloud_path, out)
+        cfg, sim_env, scen_path, edge_path, cloud_path, out, interference)
     sim_df = evaluate_policy(sim_policy, sim_env, None, [cfg.seed], n)
     sim_df["target"] = acts["target"].to_numpy()[sim_df["action"].to_numpy()]
     sim_df["route"] = _route_labels(acts)[sim_df["action"].to_numpy()]
     sim_df.to_parquet(out / "simulated.parquet", index=False)
-    summary = summarise(df, sim_df, cfg, prof_info, meter.meter is not None)
+    world = {"radio_state_machine": {r: {"promotion_ms": pm, "tail_ms": tm}
+                                     for r, (pm, tm) in link_state_constants(RADIOS).items()},
+             "drx": "not emulated: data/network has no DRX wake-up constant (the tail power is long-DRX power)",
+             "offload_timeout_ms": {str(k): float(v) for k, v in timeout_of.items()},
+             "on_timeout": u.sim.on_timeout, **inter_info}
+    summary = summarise(df, sim_df, cfg, prof_info, meter)
+    summary.update({"world": world, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
+                    "cpu_count": os.cpu_count(), "nice": cfg.nice})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
-def add_predicted_parts(df: pd.DataFrame, sim, cpu_load: np.ndarray, mem_load: np.ndarray) -> None:
-    """The prediction split like the measurement: ``pred_local_ms`` (compute on the edge, interference
-    included), ``pred_server_ms`` (the cloud's compute) and ``pred_transfer_ms`` (upload, RTT, download)."""
+PARTS = ("local", "transfer", "server", "queue")
+
+
+def add_predicted_parts(df: pd.DataFrame, sim, pred) -> None:
+    """The prediction split like the measurement (:mod:`bench.sim.core`'s phases): ``pred_local_ms`` (edge
+    compute, interference and a timeout's local fallback included), ``pred_server_ms`` (the cloud's compute;
+    0 for a timed-out offload, whose wait is all transfer, as measured), ``pred_transfer_ms`` (promotion,
+    upload, RTT, download) and ``pred_queue_ms`` (0: the AutoScale twin has no queue)."""
+    ph = {k: np.asarray(v, dtype=float) for k, v in pred.phases.items()}
     t = sim.tables
     w = t.workload_index(df["workload"].to_numpy())
     a = df["action"].to_numpy()
-    it = sim.interference
-    local = (t.pre_ms[w, a] + it.cpu_slowdown * cpu_load * t.pre_cpu_ms[w, a]
-             + it.mem_slowdown * mem_load * t.pre_mem_ms[w, a])
-    server = np.where(t.offloads[w, a], t.remote_ms[w, a], 0.0)
+    off = np.asarray(t.offloads[w, a], dtype=bool)
+    timed = np.asarray(pred.timed_out, dtype=bool)
+    local = ph["local_ms"] + ph["fallback_ms"]
+    server = np.where(off & ~timed, np.minimum(t.remote_ms[w, a], ph["wait_ms"]), 0.0)
+    path = np.nan_to_num(ph["promo_ms"] + ph["up_ms"] + ph["wait_ms"] + ph["down_ms"])
     df["pred_local_ms"] = local
     df["pred_server_ms"] = server
-    df["pred_transfer_ms"] = np.where(t.offloads[w, a], df["pred_latency_ms"] - local - server, 0.0)
+    df["pred_transfer_ms"] = np.where(off, np.maximum(path - server, 0.0), 0.0)
+    df["pred_promotion_ms"] = np.where(off, np.nan_to_num(ph["promo_ms"]), 0.0)
+    df["pred_queue_ms"] = 0.0
+
+
+def _part_rows(df: pd.DataFrame, part: str) -> pd.Series:
+    local = df["route"] == "cpu"
+    timed = df["timed_out"].astype(bool) if "timed_out" in df.columns else pd.Series(False, index=df.index)
+    if part == "local":
+        return local | timed
+    if part == "server":
+        return ~local & ~timed
+    return ~local if part == "transfer" else pd.Series(True, index=df.index)
 
 
 def part_errors(df: pd.DataFrame) -> dict[str, float]:
-    """Mean absolute relative error of each latency part, over the requests that have it."""
+    """Per part (local, transfer, server, queue), over the requests that have it: measured and predicted
+    median and p95 (ms) and the mean absolute relative error (``<part>_mape``); the queue, which the twin
+    predicts as zero, gets the mean absolute error in ms (``queue_mae_ms``) instead."""
     out = {}
-    local = df["route"] == "cpu"
-    for part, rows in (("local", local), ("transfer", ~local), ("server", ~local)):
-        d = df[rows]
-        out[f"{part}_mape"] = (float((np.abs(d[f"pred_{part}_ms"] - d[f"{part}_ms"]) / d[f"{part}_ms"]).mean())
-                               if len(d) else float("nan"))
+    for part in PARTS:
+        if f"pred_{part}_ms" not in df.columns:
+            continue
+        d = df[_part_rows(df, part)]
+        meas, pred = d[f"{part}_ms"].to_numpy(dtype=float), d[f"pred_{part}_ms"].to_numpy(dtype=float)
+        out[f"{part}_n"] = int(len(d))
+        for name, v in (("measured", meas), ("predicted", pred)):
+            out[f"{part}_{name}_median_ms"] = float(np.median(v)) if len(v) else float("nan")
+            out[f"{part}_{name}_p95_ms"] = float(np.percentile(v, 95)) if len(v) else float("nan")
+        if part == "queue":
+            out["queue_mae_ms"] = float(np.abs(pred - meas).mean()) if len(d) else float("nan")
+        else:
+            ok = meas > 0
+            out[f"{part}_mape"] = float((np.abs(pred[ok] - meas[ok]) / meas[ok]).mean()) if ok.any() else float("nan")
     return out
+
+
+def energy_check(df: pd.DataFrame, meter: EnergyMeter) -> dict:
+    """RAPL package energy above idle vs the twin's energy, over the local-only requests (else why not)."""
+    if meter.meter is None or "energy_rapl_mj" not in df.columns:
+        return {"skipped": meter.skip_reason or "no energy meter"}
+    d = df[(df["route"] == "cpu") & df["energy_rapl_mj"].notna()]
+    if d.empty:
+        return {"skipped": "no local-only request in this run"}
+    meas, pred = d["energy_rapl_mj"].to_numpy(), d["pred_energy_mj"].to_numpy()
+    ok = meas > 0
+    return {"requests": int(len(d)), "idle_power_w": meter.idle_w,
+            "measured_median_mj": float(np.median(meas)), "predicted_median_mj": float(np.median(pred)),
+            "mape": float((np.abs(pred[ok] - meas[ok]) / meas[ok]).mean()) if ok.any() else float("nan"),
+            "note": "RAPL counts the whole package (co-runners and the server's CPU included)"}
 
 
 def _route_labels(acts: pd.DataFrame) -> np.ndarray:
@@ -524,9 +704,10 @@ def _mix(targets: pd.Series) -> dict[str, float]:
     return {str(k): round(float(v), 4) for k, v in targets.value_counts(normalize=True).sort_index().items()}
 
 
-def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_info: dict, rapl: bool) -> dict:
+def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_info: dict, meter) -> dict:
     meas, pred = df["latency_ms"].to_numpy(), df["pred_latency_ms"].to_numpy()
     ape = np.abs(pred - meas) / meas
+    e_meas, e_pred = df["energy_mj"].to_numpy(), df["pred_energy_mj"].to_numpy()
     return {
         "policy": cfg.policy, "scenario": str(df["scenario"].iloc[0]), "requests": int(len(df)), "seed": cfg.seed,
         "latency_median_ms": float(np.median(meas)), "latency_p95_ms": float(np.percentile(meas, 95)),
@@ -534,8 +715,13 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "latency_mape": float(ape.mean()), "latency_median_ape": float(np.median(ape)), **part_errors(df),
         "local_ms_mean": float(df["local_ms"].mean()), "transfer_ms_mean": float(df["transfer_ms"].mean()),
         "server_ms_mean": float(df["server_ms"].mean()), "queue_ms_mean": float(df["queue_ms"].mean()),
-        "qos_rate": float(df["qos_ok"].mean()), "energy_mj_mean": float(df["energy_mj"].mean()),
-        "energy_source": "measured: rapl" if rapl else "modeled",
+        "timeouts": int(df["timed_out"].sum()), "pred_timeouts": int(df["pred_timed_out"].sum()),
+        "pred_promotions": int((df["pred_promotion_ms"] > 0).sum()),
+        "qos_rate": float(df["qos_ok"].mean()), "energy_mj_mean": float(e_meas.mean()),
+        "pred_energy_mj_mean": float(e_pred.mean()),
+        "energy_mape": float(np.mean(np.abs(e_pred - e_meas) / np.maximum(e_meas, 1e-9))),
+        "energy_source": "modeled (measured durations x the simulator's powers, above idle)",
+        "energy_check": energy_check(df, meter),
         "target_mix_live": _mix(df["route"]), "target_mix_sim": _mix(sim_df["route"]),
         "sim_own_latency_median_ms": float(sim_df["latency_ms"].median()),
         "sim_own_latency_p95_ms": float(sim_df["latency_ms"].quantile(0.95)),

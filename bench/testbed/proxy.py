@@ -10,11 +10,26 @@ Because the proxy's kernel acknowledges data at once, the TCP sender does not se
 the added delay in its ACK clock (unlike ``netem``): slow start and congestion
 control act on the shaped, low-delay hop only. The delay can change at any time
 (:meth:`DelayProxy.set_rtt`); a chunk keeps the delay in force when it arrived.
+
+**Radio state machine** (the simulator's, :mod:`bench.sim.core`): a radio that has
+carried nothing for at least its tail time (``tail_ms``: Wi-Fi PSM, LTE RRC_IDLE)
+must be promoted before it carries data again. The chunk that finds the radio idle
+starts a promotion of ``promotion_ms``; it and every later chunk of the same burst
+on that stream wait ``promotion_ms`` more (the whole transfer starts late, as on
+the radio, rather than only its first chunk: the shaper before the proxy keeps
+feeding chunks at the link rate meanwhile) until the stream's backlog has drained;
+chunks of other streams arriving during the promotion wait for its end.
+A radio that has never carried anything is idle (the simulator starts every radio
+idle). Both constants come from the same ``data/network/<radio>.yaml`` the
+simulator reads (:func:`bench.world.network.load_link`), for every proxied radio
+the link model knows; DRX wake-up inside the tail is not a separate constant there
+(the tail's power is the long-DRX power), so it is not emulated either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -28,7 +43,34 @@ class DelayProxy:
     listen: dict[str, tuple[str, int]]
     upstream: tuple[str, int]
     rtt_ms: dict[str, float] = field(default_factory=dict)
+    #: radio -> (promotion_ms, tail_ms); None = from data/network for every proxied radio it knows
+    radio_states: dict[str, tuple[float, float]] | None = None
     _servers: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.radio_states is None:
+            self.radio_states = link_state_constants(self.listen)
+        self._last_activity = {r: -math.inf for r in self.listen}  # monotonic s; never active = idle
+        self._awake_at = {r: -math.inf for r in self.listen}  # end of the promotion under way (or last)
+        self.promotions = {r: 0 for r in self.listen}
+
+    def _arrival_due(self, radio: str, now: float) -> tuple[float, float]:
+        """(when a chunk arriving now on ``radio`` may leave the proxy: a running promotion, then half the RTT;
+        the promotion this chunk started, in seconds, else 0)."""
+        state = self.radio_states.get(radio)
+        ready, started = now, 0.0
+        if state is not None:
+            promo_ms, tail_ms = state
+            if now >= self._awake_at[radio] and now - self._last_activity[radio] >= tail_ms / 1e3:
+                started = promo_ms / 1e3  # quiet for a whole tail: promote first
+                self._awake_at[radio] = now + started
+                self.promotions[radio] += 1
+            ready = max(now, self._awake_at[radio])
+        self._last_activity[radio] = now
+        return ready + self.rtt_ms.get(radio, 0.0) / 2e3, started
+
+    def _mark_active(self, radio: str) -> None:
+        self._last_activity[radio] = max(self._last_activity[radio], time.monotonic())
 
     def set_rtt(self, radio: str, rtt_ms: float) -> None:
         if radio not in self.listen:
@@ -64,13 +106,19 @@ class DelayProxy:
     async def _pipe(self, radio: str, reader, writer) -> None:
         """Copy reader -> writer, each chunk delayed by half the RTT in force when it arrived."""
         queue: asyncio.Queue = asyncio.Queue()
+        shift = [0.0]  # a promotion this stream started: its burst runs that much late until the backlog drains
 
         async def pump_in():
             while True:
                 data = await reader.read(CHUNK)
-                queue.put_nowait((time.monotonic() + self.rtt_ms.get(radio, 0.0) / 2e3, data))
-                if not data:
+                now = time.monotonic()
+                if not data:  # end of stream: no radio traffic of its own
+                    queue.put_nowait((now + shift[0] + self.rtt_ms.get(radio, 0.0) / 2e3, data))
                     return
+                due, started = self._arrival_due(radio, now)
+                if started:
+                    shift[0] = started
+                queue.put_nowait((max(due, now + shift[0] + self.rtt_ms.get(radio, 0.0) / 2e3), data))
 
         async def pump_out():
             while True:
@@ -84,8 +132,25 @@ class DelayProxy:
                     return
                 writer.write(data)
                 await writer.drain()
+                self._mark_active(radio)  # the radio carried this chunk until now
+                if queue.empty():
+                    shift[0] = 0.0  # the burst has caught up
 
         try:
             await asyncio.gather(pump_in(), pump_out())
         except (ConnectionError, OSError):
             writer.close()  # a reset on one side ends the other side too
+
+
+def link_state_constants(radios) -> dict[str, tuple[float, float]]:
+    """(promotion_ms, tail_ms) of every radio in ``radios`` that ``data/network`` has a link model for."""
+    from bench.world.network import NetworkError, load_link
+
+    out = {}
+    for radio in radios:
+        try:
+            lk = load_link(radio)
+        except (NetworkError, FileNotFoundError):  # a radio without a link model gets no state machine
+            continue
+        out[radio] = (float(lk.promotion_ms), float(lk.tail_ms))
+    return out

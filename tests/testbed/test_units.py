@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -164,3 +166,322 @@ def test_disabled_stage_writes_an_empty_table(tmp_path):
     table = run_stage(params_from_dict({}), tmp_path)
     assert table.empty and list(pd.read_csv(tmp_path / "sim_vs_testbed.csv").columns) == COLUMNS
     assert (tmp_path / "sim_vs_testbed.png").exists()
+
+
+# --------------------------------------------------------------------------- the same world on both sides
+
+def _burst_client(radio_states, rtt_ms=4.0):
+    """A proxy over a tiny request/answer server: ``exchange()`` sends one request, waits for the answer."""
+    async def setup():
+        async def answer(r, w):
+            while data := await r.read(65536):
+                if data.endswith(b"!"):
+                    w.write(b"ok")
+                    await w.drain()
+            w.close()
+
+        srv = await asyncio.start_server(answer, "127.0.0.1", 0)
+        proxy = DelayProxy({"wifi": ("127.0.0.1", 0)}, ("127.0.0.1", srv.sockets[0].getsockname()[1]),
+                           radio_states=radio_states)
+        await proxy.start()
+        proxy.set_rtt("wifi", rtt_ms)
+        r, w = await asyncio.open_connection("127.0.0.1", proxy._servers[0].sockets[0].getsockname()[1])
+        return srv, proxy, r, w
+    return setup
+
+
+def test_proxy_promotes_a_radio_quiet_for_a_whole_tail_only():
+    import time
+
+    promo_ms, tail_ms = 60.0, 150.0
+
+    async def main():
+        srv, proxy, r, w = await _burst_client({"wifi": (promo_ms, tail_ms)})()
+
+        async def exchange():
+            t0 = time.perf_counter()
+            w.write(b"x" * 2000 + b"!")
+            await w.drain()
+            await r.readexactly(2)
+            return (time.perf_counter() - t0) * 1e3
+
+        first = await exchange()  # never active: idle, promoted
+        after_first = dict(proxy.promotions)
+        pair = [await exchange(), await exchange()]  # back to back: inside the tail, no promotion
+        after_pair = dict(proxy.promotions)
+        await asyncio.sleep(tail_ms * 1.5 / 1e3)
+        isolated = await exchange()  # quiet longer than the tail: promoted again
+        w.close()
+        await proxy.close()
+        srv.close()
+        return first, after_first, pair, after_pair, isolated, dict(proxy.promotions)
+
+    first, after_first, pair, after_pair, isolated, after = asyncio.run(main())
+    assert after_first == {"wifi": 1} and after_pair == {"wifi": 1} and after == {"wifi": 2}
+    # a promotion is physical: never shorter than the constant (CPU contention only ever adds time)
+    assert first >= promo_ms and isolated >= promo_ms
+
+
+def test_proxy_radio_constants_come_from_the_link_models():
+    from bench.testbed.proxy import link_state_constants
+
+    consts = link_state_constants(["wifi", "lte", "nonexistent"])
+    for radio in ("wifi", "lte"):
+        lk = load_link(radio)
+        assert consts[radio] == (lk.promotion_ms, lk.tail_ms)
+    assert "nonexistent" not in consts  # an unknown radio gets no state machine
+    p = DelayProxy({"wifi": ("127.0.0.1", 0)}, ("127.0.0.1", 1))
+    assert p.radio_states["wifi"] == consts["wifi"]
+
+
+def test_offload_past_its_deadline_falls_back_to_local():
+    import os
+    import socket
+    import threading
+
+    from bench.testbed.edge import Client, EdgeRunner
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    held = []
+    stop = threading.Event()
+
+    def accept():  # accepts and reads, never answers
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = silent.accept()
+                held.append(conn)
+            except OSError:
+                pass
+
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+    own = os.sched_getaffinity(0)
+    try:
+        edge = EdgeRunner(["lstm_text"], threads=1, cpus=tuple(sorted(own)))
+        client = Client("127.0.0.1", silent.getsockname()[1])
+        tim = edge.offload("lstm_text", client, timeout_ms=150.0)
+        dropped = edge.offload("lstm_text", client, timeout_ms=150.0, fallback=False)
+    finally:
+        os.sched_setaffinity(0, own)
+        stop.set()
+        th.join()
+        for c in held:
+            c.close()
+        silent.close()
+    assert tim.timed_out and tim.transfer_ms >= 150.0 and tim.server_ms == 0
+    assert tim.fallback_ms > 0 and tim.local_ms >= tim.fallback_ms and tim.output is not None
+    assert np.isclose(tim.latency_ms, tim.local_ms + tim.transfer_ms)
+    assert dropped.timed_out and dropped.fallback_ms == 0 and dropped.output is None
+
+
+def _phases(n, **over):
+    base = {"local_w": 2.0, "fallback_w": 2.0, "promo_w": 0.5, "promo_ms": 0.0, "up_w": 1.0, "wait_w": 0.1,
+            "down_w": 0.8, "tail_w": 0.1, "tail_ms": 200.0, "tail_credit_mj": 0.0}
+    base.update(over)
+    return {k: np.full(n, float(v)) for k, v in base.items()}
+
+
+def test_modeled_energy_is_above_idle_only():
+    import pandas as pd
+
+    rows = pd.DataFrame({"local_ms": [10.0, 10.0], "fallback_ms": [0.0, 0.0], "bytes_up": [0, 0],
+                         "bytes_down": [0, 0], "transfer_ms": [0.0, 0.0], "server_ms": [0.0, 0.0],
+                         "server_queue_ms": [0.0, 0.0], "shaped_up_mbps": [np.nan] * 2,
+                         "shaped_down_mbps": [np.nan] * 2, "latency_ms": [10.0, 10.0], "queue_ms": [0.0, 500.0]})
+    e = loop.modeled_energy_mj(rows, _phases(2))
+    # local power x local time, whatever the wait around it: no idle power x latency term
+    assert np.allclose(e, 20.0)
+    off = rows.assign(bytes_up=[1000, 1000], bytes_down=[4000, 4000], transfer_ms=[50.0, 50.0],
+                      server_ms=[5.0, 5.0], shaped_up_mbps=[8.0, 8.0], shaped_down_mbps=[8.0, 8.0])
+    e_off = loop.modeled_energy_mj(off, _phases(2))
+    t_up, t_down = 1000 * 8 / 8e3, 4000 * 8 / 8e3
+    expect = 20.0 + 1.0 * t_up + 0.8 * t_down + 0.1 * (50 + 5 - t_up - t_down) + 0.1 * 200
+    assert np.allclose(e_off, expect)
+    credited = loop.modeled_energy_mj(off, _phases(2, tail_credit_mj=15.0))
+    assert np.allclose(e_off - credited, 15.0)  # a tail cut short is credited, as in the simulator
+
+
+def test_part_errors_per_part():
+    import pandas as pd
+
+    df = pd.DataFrame({"route": ["cpu", "cpu", "cloud_wifi", "cloud_wifi"], "timed_out": [False] * 4,
+                       "local_ms": [10.0, 20.0, 1.0, 1.0], "pred_local_ms": [11.0, 18.0, 0.0, 0.0],
+                       "transfer_ms": [0.0, 0.0, 100.0, 200.0], "pred_transfer_ms": [0.0, 0.0, 110.0, 200.0],
+                       "server_ms": [0.0, 0.0, 10.0, 10.0], "pred_server_ms": [0.0, 0.0, 10.0, 12.0],
+                       "queue_ms": [0.0, 4.0, 0.0, 0.0], "pred_queue_ms": [0.0] * 4})
+    e = loop.part_errors(df)
+    assert np.isclose(e["local_mape"], (0.1 + 0.1) / 2) and e["local_n"] == 2
+    assert np.isclose(e["transfer_mape"], 0.05) and np.isclose(e["server_mape"], 0.1)
+    assert np.isclose(e["queue_mae_ms"], 1.0) and e["queue_n"] == 4
+    assert e["transfer_measured_median_ms"] == 150.0 and e["transfer_predicted_median_ms"] == 155.0
+
+
+def test_unknown_policies_are_skipped_with_a_reason(capsys):
+    from bench.testbed.compare import runnable_policies
+
+    assert runnable_policies(["cpu_only", "bound_schedule_not_here", "cloud_only"]) == ["cpu_only", "cloud_only"]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "bound_schedule_not_here" in out[0] and "skipping" in out[0]
+
+
+class _Tables:
+    """The three local-time tables the slowdown fit reads, for two workloads and one CPU action."""
+
+    workloads = ["a", "b"]
+    pre_ms = np.array([[10.0], [20.0]])
+    pre_cpu_ms = np.array([[10.0], [10.0]])  # b: half its time CPU-sensitive
+    pre_mem_ms = np.array([[5.0], [20.0]])
+
+    def workload_index(self, names):
+        return np.array([self.workloads.index(n) for n in names])
+
+
+def _timings(kc: float, km: float, cpu: float, mem: float):
+    import pandas as pd
+
+    t = _Tables()
+    rows = []
+    for i, w in enumerate(t.workloads):
+        pre, pc, pm = t.pre_ms[i, 0], t.pre_cpu_ms[i, 0], t.pre_mem_ms[i, 0]
+        for setting, lat in (("none", pre), ("cpu", pre + kc * cpu * pc), ("mem", pre + km * mem * pm)):
+            rows += [{"round": r, "setting": setting, "workload": w, "latency_ms": lat} for r in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_host_slowdown_fit_recovers_the_coefficients():
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    base = load_interference_model()
+    model, per = hostload.fit(_timings(1.1, 0.6, 0.9, 0.2), _Tables(), {"a": 0, "b": 0}, 0.9, 0.2, base)
+    assert np.isclose(model.cpu_slowdown, 1.1) and np.isclose(model.mem_slowdown, 0.6)
+    assert model.sources["cpu_slowdown"].startswith("measured:") and model.apps == base.apps
+    assert model.cpu_power_w == 0 and "assumed" in model.sources["cpu_power_w"]
+    assert len(per) == 2
+    # no memory load in the scenario: not measured, zero, and said so
+    none, _ = hostload.fit(_timings(1.1, 0.0, 0.9, 0.0).query("setting != 'mem'"), _Tables(), {"a": 0, "b": 0},
+                           0.9, 0.0, base)
+    assert none.mem_slowdown == 0 and none.sources["mem_slowdown"].startswith("not measured")
+
+
+@settings(max_examples=25, deadline=None)
+@given(kc=st.floats(0, 5), km=st.floats(0, 5), cpu=st.floats(0.05, 1), mem=st.floats(0.05, 1))
+def test_host_slowdown_file_round_trips(tmp_path_factory, kc, km, cpu, mem):
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    model, per = hostload.fit(_timings(kc, km, cpu, mem), _Tables(), {"a": 0, "b": 0}, cpu, mem,
+                              load_interference_model())
+    path = hostload.write(tmp_path_factory.mktemp("hl") / "edge_interference.yaml", model, per, (cpu, mem))
+    back = hostload.read(path)
+    assert np.isclose(back.cpu_slowdown, kc, atol=1e-6) and np.isclose(back.mem_slowdown, km, atol=1e-6)
+    assert back.apps == model.apps and back.sources["cpu_slowdown"] == model.sources["cpu_slowdown"]
+
+
+def test_host_slowdown_file_with_a_bad_value_names_the_key(tmp_path):
+    import yaml
+
+    from bench.testbed import hostload
+    from bench.world.scenarios import ScenarioError, load_interference_model
+
+    model, per = hostload.fit(_timings(1.0, 1.0, 0.5, 0.5), _Tables(), {"a": 0, "b": 0}, 0.5, 0.5,
+                              load_interference_model())
+    path = hostload.write(tmp_path / "x_interference.yaml", model, per, (0.5, 0.5))
+    doc = yaml.safe_load(path.read_text())
+    doc["interference_model"]["cpu_slowdown"]["value"] = -1
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ScenarioError, match="cpu_slowdown"):
+        hostload.read(path)
+
+
+def test_campaign_overrides_params_and_checks_names():
+    from bench.config import ParamsError, load_params
+    from bench.testbed.compare import campaign_params
+
+    base = load_params(REPO / "params.yaml")
+    p = campaign_params(base, ["cpu_only", "bound_schedule"], ["wifi_weak"], 7)
+    assert p.testbed.enabled and p.testbed.policies == ("cpu_only", "bound_schedule") and p.testbed.requests == 7
+    assert p.testbed.scenarios == ("wifi_weak",) and p.testbed.workloads == base.testbed.workloads
+    with pytest.raises(ParamsError, match="no_such_scenario"):
+        campaign_params(base, scenarios=["no_such_scenario"])
+    with pytest.raises(ParamsError, match="oracle"):
+        campaign_params(base, policies=["oracle"])
+
+
+def test_dvfo_on_the_testbed_takes_one_offload_share():
+    from bench.testbed.dvfo_live import dvfs_reason
+    from bench.testbed.loop import parse_xi
+
+    assert parse_xi("dvfo:0.4") == 0.4
+    for bad in ("dvfo", "dvfo:x", "dvfo:1.5"):
+        with pytest.raises(loop.TestbedError, match="dvfo"):
+            loop.TestbedConfig(policy=bad, scenario="wifi_weak")
+    assert loop.TestbedConfig(policy="dvfo:0.5", scenario="wifi_weak").policy == "dvfo:0.5"
+    assert dvfs_reason().startswith(("none:", "cpufreq levels:"))
+
+
+def test_a_run_without_a_twin_tabulates(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from bench.testbed.compare import COLUMNS, tabulate, write
+
+    run = tmp_path / "runs" / "wifi_weak__dvfo"
+    run.mkdir(parents=True)
+    pd.DataFrame({"policy": ["dvfo:0.5"] * 2, "scenario": ["wifi_weak"] * 2, "latency_ms": [30.0, 40.0],
+                  "local_ms": [10.0, 10.0], "transfer_ms": [15.0, 25.0], "server_ms": [5.0, 5.0]}).to_parquet(
+        run / "requests.parquet")
+    (run / "summary.json").write_text(json.dumps({"policy": "dvfo:0.5", "scenario": "wifi_weak", "requests": 2,
+                                                  "latency_median_ms": 35.0, "latency_p95_ms": 39.5,
+                                                  "latency_mape": None}))
+    table, requests = tabulate([run])
+    assert list(table.columns) == COLUMNS and table.iloc[0]["median_error"] is None
+    write(table, requests, tmp_path, enabled=True)
+    assert (tmp_path / "sim_vs_testbed.csv").exists()
+
+
+def test_niceness_is_checked_and_restored():
+    import os
+
+    with pytest.raises(loop.TestbedError, match="nice"):
+        loop.TestbedConfig(policy="cpu_only", scenario="wifi_strong", nice=-21)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with loop.niceness(min(own + 1, 19)):
+        assert os.getpriority(os.PRIO_PROCESS, 0) == min(own + 1, 19)
+    if os.geteuid() == 0:  # raising it back needs root
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
+def test_host_slowdown_fit_weighs_a_workload_by_how_much_the_load_can_slow_it():
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    t = _timings(1.0, 1.0, 0.5, 0.5)
+    # workload a's memory-bound part is 5 ms of 10: a 20 % noise on its stretch moves the fit a little;
+    # a workload whose memory part were tiny would hardly move it at all (least squares on the slowed time)
+    noisy = t.copy()
+    sel = (noisy["workload"] == "a") & (noisy["setting"] == "mem")
+    noisy.loc[sel, "latency_ms"] += 0.2 * 0.5 * 5.0
+    model, per = hostload.fit(noisy, _Tables(), {"a": 0, "b": 0}, 0.5, 0.5, load_interference_model())
+    x = np.array([0.5 * 5.0, 0.5 * 20.0])
+    y = np.array([0.5 * 5.0 * 1.2, 0.5 * 20.0])
+    assert np.isclose(model.mem_slowdown, (x @ y) / (x @ x))
+    assert {"part_cpu_ms", "part_mem_ms", "k_cpu", "k_mem"} <= set(per.columns)
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=8)))
+def test_dvfo_share_parser_accepts_exactly_the_unit_interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is not None and 0.0 <= value <= 1.0:
+        assert loop.parse_xi(f"dvfo:{text}") == value
+    else:
+        with pytest.raises(loop.TestbedError, match="dvfo"):
+            loop.parse_xi(f"dvfo:{text}")

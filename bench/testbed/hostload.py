@@ -1,0 +1,129 @@
+"""This host's co-runner slowdown, measured by the testbed with its own stress-ng co-runners.
+
+The simulator stretches local compute by ``1 + cpu_slowdown * u_cpu`` on its
+CPU-sensitive part and ``1 + mem_slowdown * u_mem`` on its memory-bound part
+(:class:`bench.world.scenarios.InterferenceModel`). The shipped constants describe
+a phone's big cores; on this x86 host the co-runners are ``stress-ng`` processes
+sharing the edge's CPUs, so the twin gets coefficients measured here instead:
+
+* the served workloads run on the edge's CPUs, interleaved, with no co-runner,
+  with the CPU stressor alone at the scenario's CPU load level and with the memory
+  stressor alone at its memory level (:class:`bench.testbed.edge.CoRunners`, the
+  same duty cycle the live run uses);
+* the simulator's model is ``t = t0 + k * load * part`` with ``part`` the time the
+  load slows (``pre_cpu_ms`` or ``pre_mem_ms`` of the workload's local CPU action,
+  scaled to the measured ``t0``); ``k`` is the least-squares fit through the origin
+  of the measured stretches ``t - t0`` on ``load * part`` over the workloads, so a
+  workload whose sensitive part is tiny (its stretch is mostly noise) weighs little.
+  Per-workload ratios are kept in the file for inspection.
+
+A memory stressor on the same CPU also takes CPU time, so the memory coefficient
+here holds both effects; it is what this host's co-runner does, which is what the
+twin must predict. The result is written next to the host profile as
+``<profile>_interference.yaml`` in ``data/scenarios/_model.yaml``'s format, every
+value with ``source: "measured: ..."``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+#: (setting, cpu stressor on, mem stressor on)
+SETTINGS = (("none", False, False), ("cpu", True, False), ("mem", False, True))
+
+
+def scenario_levels(cpu_load: np.ndarray, mem_load: np.ndarray) -> tuple[float, float]:
+    """The load levels at which to measure: the scenario trace's highest CPU and memory loads."""
+    return float(np.max(cpu_load, initial=0.0)), float(np.max(mem_load, initial=0.0))
+
+
+def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, rounds: int = 3,
+                  runs: int = 8, settle_s: float = 0.2) -> pd.DataFrame:
+    """Latencies (ms) of each workload under each setting, rounds interleaved so host drift hits all alike."""
+    rows = []
+    for rnd in range(rounds):
+        for setting, cpu_on, mem_on in SETTINGS:
+            if (cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0):
+                continue
+            corun.set_load(cpu_level if cpu_on else 0.0, mem_level if mem_on else 0.0)
+            time.sleep(settle_s)  # at least one duty-cycle period at the new level
+            for w in workloads:
+                for _ in range(runs):
+                    rows.append({"round": rnd, "setting": setting, "workload": w,
+                                 "latency_ms": edge.local(w).local_ms})
+    corun.set_load(0.0, 0.0)
+    return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms"])
+
+
+def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: float, mem_level: float,
+        base) -> tuple[object, pd.DataFrame]:
+    """(the interference model with this host's slowdowns, per-workload coefficients); see module docstring.
+
+    ``tables`` are the twin's :class:`bench.sim.core.ActionTables`, ``cpu_action`` the local CPU action of each
+    workload, ``base`` the shipped :class:`~bench.world.scenarios.InterferenceModel` (its other fields kept)."""
+    med = timings.groupby(["workload", "setting"])["latency_ms"].median().unstack()
+    rows = []
+    for w, a in cpu_action.items():
+        if w not in med.index:
+            continue
+        i = tables.workload_index(np.array([w]))[0]
+        pre, pre_cpu, pre_mem = (float(x[i, a]) for x in (tables.pre_ms, tables.pre_cpu_ms, tables.pre_mem_ms))
+        row = {"workload": w, "t0_ms": float(med.at[w, "none"])}
+        for setting, level, share in (("cpu", cpu_level, pre_cpu / pre), ("mem", mem_level, pre_mem / pre)):
+            t = float(med.at[w, setting]) if setting in med.columns else np.nan
+            row[f"t_{setting}_ms"] = t
+            ok = np.isfinite(t) and level > 0 and share > 0
+            row[f"k_{setting}"] = max(t / row["t0_ms"] - 1.0, 0.0) / (level * share) if ok else np.nan
+        # the time each load slows, at the measured speed (the simulator's shares of its own prediction)
+        row["part_cpu_ms"], row["part_mem_ms"] = row["t0_ms"] * pre_cpu / pre, row["t0_ms"] * pre_mem / pre
+        rows.append(row)
+    per = pd.DataFrame(rows)
+    values, sources = {}, dict(base.sources)
+    for setting, field_, level in (("cpu", "cpu_slowdown", cpu_level), ("mem", "mem_slowdown", mem_level)):
+        d = per[per[f"t_{setting}_ms"].notna()] if len(per) and f"t_{setting}_ms" in per else per.iloc[0:0]
+        x = level * d[f"part_{setting}_ms"].to_numpy(dtype=float) if len(d) else np.zeros(0)
+        y = (d[f"t_{setting}_ms"] - d["t0_ms"]).to_numpy(dtype=float) if len(d) else np.zeros(0)
+        if level > 0 and len(d) and float(x @ x) > 0:
+            values[field_] = float(np.clip((x @ y) / (x @ x), 0.0, 100.0))
+            sources[field_] = (f"measured: this host, stress-ng {setting} stressor duty-cycled at load {level:.2f} on "
+                               f"the edge's CPUs; least-squares k of (t - t0) = k x load x {setting}-sensitive time "
+                               f"over {len(d)} workload(s) (bench/testbed/hostload.py)")
+        else:
+            values[field_] = 0.0
+            sources[field_] = (f"not measured: the scenario has no {setting} co-runner load, so the coefficient "
+                               "never multiplies a nonzero load")
+    for field_ in ("cpu_power_w", "mem_power_w"):
+        values[field_] = 0.0
+        sources[field_] = ("assumed: no energy meter on this host measured the co-runner's extra power "
+                           "(the phone's constant does not carry over to an x86 package)")
+    return dataclasses.replace(base, sources=sources, **values), per
+
+
+def write(path: Path, model, per: pd.DataFrame, levels: tuple[float, float]) -> Path:
+    """The model in ``_model.yaml``'s format (loadable by :func:`read`), with the per-workload measurements."""
+    fields_ = ("cpu_slowdown", "mem_slowdown", "accel_cpu_coupling", "cpu_power_w", "mem_power_w", "gpu_slowdown")
+    doc = {"interference_model": {f: {"value": float(getattr(model, f)), "source": str(model.sources.get(f, ""))}
+                                  for f in fields_},
+           "apps": {name: {"cpu": float(c), "mem": float(m), "gpu": float(g),
+                           "source": str(model.sources.get(f"apps.{name}", "data/scenarios/_model.yaml"))}
+                    for name, (c, m, g) in model.apps.items()},
+           "measured_at": {"cpu_load": levels[0], "mem_load": levels[1]},
+           "per_workload": per.round(6).to_dict(orient="records")}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def read(path: Path):
+    """An interference model written by :func:`write` (validated like ``_model.yaml``)."""
+    from bench.validate import read_yaml
+    from bench.world.scenarios import ScenarioError, interference_model_from_dict
+
+    raw = read_yaml(path, ScenarioError, Path(path).name)
+    return interference_model_from_dict({k: raw[k] for k in ("interference_model", "apps") if k in raw},
+                                        Path(path).name)
