@@ -20,7 +20,7 @@ from bench.seeding import derive_seeds
 
 ENV_IDS = {"autoscale": "bench/AutoScale-v0", "dvfo": "bench/DVFO-v0"}
 #: baselines that need no fitting or training (the fitted ones take their data from the evaluate stage)
-UNFITTED = ("cpu_only", "gpu_only", "edge_gpu_max", "cloud_only", "random", "neurosurgeon", "oracle")
+UNFITTED = ("cpu_only", "gpu_only", "edge_gpu_max", "cloud_only", "random", "neurosurgeon", "greedy_oracle", "oracle")
 
 
 def run(seeds: int = 1, suites=None) -> pd.DataFrame:
