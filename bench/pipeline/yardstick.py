@@ -41,11 +41,11 @@ class BoundViolation(RuntimeError):
 def _bound_cell(key: tuple) -> tuple[dict[str, Any], pd.DataFrame]:
     suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
     import bench  # noqa: F401  (registers the envs in a fresh worker)
-    from bench.pipeline.evaluate import env_id
+    from bench.pipeline.training import learner_spec
     from bench.policies.bound import hindsight_bound
     from bench.policies.rollout import make_env
 
-    env = make_env(env_id(learner), scenario, steps, **json.loads(env_kwargs_json))
+    env = make_env(learner_spec(learner).env_id, scenario, steps, **json.loads(env_kwargs_json))
     env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
     b = hindsight_bound(env, Objective(lam), int(steps))
     env.close()
@@ -219,7 +219,7 @@ def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.
             idx = bs.index.intersection(st.index).intersection(lj.index)
             entry: dict[str, Any] = {"scenarios_with_room": sorted(room), "cells": int(len(idx))}
             if len(idx):
-                s_, l_, bd = st.loc[idx].to_numpy(float), lj.loc[idx].to_numpy(float), bs.loc[idx, "j_lower"].to_numpy(float)
+                s_, l_, bd = st.loc[idx].to_numpy(float), lj.loc[idx].to_numpy(float), bs.loc[idx, "lower_lagrangian"].to_numpy(float)
                 stat = lambda r: (s_[r].sum() - l_[r].sum()) / (s_[r].sum() - bd[r].sum())  # noqa: E731
                 allr = np.arange(len(idx))
                 rng = np.random.default_rng(seed)
@@ -264,3 +264,48 @@ def breakdown(by_scenario: Mapping[str, Mapping[str, Any]], a: str, b: str, key:
     if out["dominated"]:
         out["relative_without_top"] = rel([s for s in contrib if s != top])
     return out
+
+
+# --------------------------------------------------------------------------- into the metrics
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.DataFrame, violation_cost_mj: float,
+                      threshold: float, n_boot: int, seed: int, baselines: Mapping[str, str] | None = None,
+                      learners: Sequence[str] = ("autoscale", "dvfo")) -> None:
+    """Add one suite's yardstick to its metrics ``entry`` (as :func:`bench.pipeline.evaluate.metrics` builds it):
+    ``entry["yardstick"]`` = headroom per scenario (and per family), headroom captured per learner (headline
+    split and seen scenarios) and, for every policy against every ratio baseline, the per-scenario breakdown
+    of the energy difference over the headline split (``baselines``: label -> policy, as the efficiency ratios);
+    each learner's headline entry gets ``headroom_captured``."""
+    obj = Objective(violation_cost_mj)
+    head = headroom_table(frame, bounds, obj, threshold)
+    fam = headroom_table(frame, bounds, obj, threshold, family=True)
+    split = entry.get("split", {})
+    headline_sc = set(split.get("heldout") or split.get("seen") or head.get("scenario", pd.Series(dtype=str)))
+    yard: dict[str, Any] = {"threshold": threshold, "violation_cost_mj": obj.violation_cost_mj,
+                            "headroom": _records(head),
+                            "no_room": sorted(head.loc[~head["room"], "scenario"]) if len(head) else []}
+    if len(fam) and (fam["family"].tolist() != head["scenario"].tolist()):
+        yard["headroom_by_family"] = _records(fam)
+    captured: dict[str, Any] = {}
+    for name, scen in (("headline", headline_sc), ("seen", set(split.get("seen") or ()) if split.get("heldout") else set())):
+        if not scen:
+            continue
+        part = head[head["scenario"].isin(scen)]
+        cap = headroom_captured(frame[frame["scenario"].isin(scen)], bounds[bounds["scenario"].isin(scen)], part,
+                                obj, learners, n_boot=n_boot, seed=seed)
+        captured[name] = next(iter(cap.values()), {})
+    yard["headroom_captured"] = captured
+    for learner, c in captured.get("headline", {}).items():
+        if "overall" in c and learner in entry["overall"]:
+            entry["overall"][learner]["headroom_captured"] = c["overall"]
+    by_sc = {sc: m for sc, m in entry.get("by_scenario", {}).items() if sc in headline_sc}
+    pols = sorted(entry["overall"])
+    yard["breakdown"] = {p: {label: bd for label, base in (baselines or {}).items()
+                             if base in entry["overall"] and base != p
+                             and (bd := breakdown(by_sc, p, base)) is not None}
+                         for p in pols}
+    entry["yardstick"] = yard
