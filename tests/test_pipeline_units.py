@@ -204,7 +204,7 @@ def test_what_learners_add_compares_with_statics_the_distilled_rule_and_the_orac
     assert t.loc["distilled", "learner_better"] == "no" and t.loc["oracle", "learner_saving"] == pytest.approx(-0.05)
     notes = claims.learner_notes(claims.what_learners_add(m))
     assert len(notes) == 1 and "uses more energy than the distilled depth-3 rule" in notes[0]
-    assert "+5.0% [+2.0%, +8.0%] energy vs the oracle" in notes[0]
+    assert "+5.0% [+2.0%, +8.0%] energy vs the greedy oracle" in notes[0]
 
 
 def test_readme_refresh_splices_generated_sections(tmp_path, monkeypatch):
