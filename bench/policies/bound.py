@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from bench.policies.base import Policy, register
-from bench.sim.core import Draws, Outcome, States
+from bench.sim.core import Draws, States
 from bench.sim.objective import Objective
 
 VARIANTS = ("lagrangian", "qos_first")
@@ -77,26 +77,78 @@ def _with(states: States, **kw) -> States:
     return dataclasses.replace(states, **kw)
 
 
-def _variants(sim, states: States, draws: Draws) -> list[Outcome]:
-    """Outcomes of every action under each favourable carried state ((N, A) each)."""
+@dataclass(frozen=True)
+class Variants:
+    """Energy and QoS of every (request, action) under each favourable carried state: ``(V, N, A)`` arrays."""
+
+    energy_mj: np.ndarray
+    qos_ok: np.ndarray
+
+
+def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
+    """Energy, QoS and local head time of actions ``cols`` on every request ((N, len(cols)) each) under
+    state overrides ``kw``."""
+    n, k = len(states), len(cols)
+    if 4 * k > sim.A:  # many columns: one broadcast call over every action is cheaper than N x k rows
+        out = sim.evaluate(_with(states, **kw), None, draws)
+        pick = lambda x, dt=float: np.asarray(x, dtype=dt)[:, cols]  # noqa: E731
+        return pick(out.energy_mj), pick(out.qos_ok, bool), pick(np.broadcast_to(out.phases["radio_start_ms"],
+                                                                                 np.shape(out.energy_mj)))
+    rows = np.repeat(np.arange(n), k)
+    st = _with(states.take(rows), **{name: np.repeat(v, k, axis=0) for name, v in kw.items()})
+    out = sim.evaluate(st, np.tile(cols, n), draws.take(rows))
+    shape = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
+    return shape(out.energy_mj), shape(out.qos_ok, bool), shape(out.phases["radio_start_ms"])
+
+
+def _variants(sim, states: States, draws: Draws) -> Variants:
+    """Every action under each favourable carried state (module docstring).
+
+    States: radio idle since long (a promotion is due, no tail to cut) or busy until this transfer starts
+    (no promotion, the earlier tail wholly credited), each thermally cool or throttled. An action that never
+    offloads does not depend on the radio, one that throttling does not change (nor its fallback) not on
+    the thermal flag: those columns are copied, not re-simulated (the same numbers, a third less work).
+    """
     n, r = len(states), len(sim.links)
-    thermal = [False, True] if getattr(sim, "thermal", None) is not None else [False]
+    t = sim.tables
+    a = np.arange(sim.A)
+    fb = np.asarray(t.fallback, dtype=np.int64)
+    fbs = np.where(fb >= 0, fb, a)
+    th = np.asarray(t.throttle_to, dtype=np.int64)
+    thermal = getattr(sim, "thermal", None) is not None
+    hot_cols = a[(th != a) | (th[fbs] != fbs)] if thermal else a[:0]
+    radio_cols = a[np.asarray(t.offloads, dtype=bool).any(axis=0)]
     idle_inf = np.full((n, r), np.inf)
-    outs = [sim.evaluate(_with(states, radio_idle_ms=idle_inf, throttled=np.full(n, hot)), None, draws)
-            for hot in thermal]
-    # busy: an earlier transfer ends just as this one starts (gap 0: no promotion, the whole tail credited)
-    t_pre = np.max([np.asarray(o.phases["radio_start_ms"], dtype=float).max(axis=1) for o in outs], axis=0)
-    idle_busy = np.repeat(-t_pre[:, None], r, axis=1)
-    outs += [sim.evaluate(_with(states, radio_idle_ms=idle_busy, throttled=np.full(n, hot)), None, draws)
-             for hot in thermal]
-    return outs
+    cool, hot = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    e0, ok0, pre0 = _subset(sim, states, draws, a, radio_idle_ms=idle_inf, throttled=cool)
+    es, oks = [e0], [ok0]
+    t_pre = pre0.max(axis=1)
+
+    def variant(cols, **kw):
+        e, ok = e0.copy(), ok0.copy()
+        pre = np.zeros((n, 0))
+        if len(cols):
+            e[:, cols], ok[:, cols], pre = _subset(sim, states, draws, cols, **kw)
+        es.append(e)
+        oks.append(ok)
+        return pre
+
+    if thermal and len(hot_cols):
+        # throttled levels run longer: the busy state below must cover the longest head of either
+        t_pre = np.maximum(t_pre, variant(hot_cols, radio_idle_ms=idle_inf, throttled=hot).max(axis=1, initial=0.0))
+    if len(radio_cols):
+        # busy: an earlier transfer ends just as this one starts (gap 0: no promotion, the whole tail credited)
+        busy = np.repeat(-t_pre[:, None], r, axis=1)
+        variant(radio_cols, radio_idle_ms=busy, throttled=cool)
+        if thermal:
+            variant(np.intersect1d(radio_cols, hot_cols), radio_idle_ms=busy, throttled=hot)
+    return Variants(np.stack(es), np.stack(oks))
 
 
-def request_bounds(sim, states: States, draws: Draws, outcomes: list[Outcome] | None = None) -> RequestBounds:
+def request_bounds(sim, states: States, draws: Draws, variants: Variants | None = None) -> RequestBounds:
     """The per-request relaxation (module docstring) of an episode's states and draws."""
-    outs = outcomes if outcomes is not None else _variants(sim, states, draws)
-    e = np.stack([np.asarray(o.energy_mj, dtype=float) for o in outs])  # (V, N, A)
-    ok = np.stack([np.asarray(o.qos_ok, dtype=bool) for o in outs])
+    v = variants if variants is not None else _variants(sim, states, draws)
+    e, ok = v.energy_mj, v.qos_ok  # (V, N, A)
     lb_any = e.min(axis=(0, 2))
     lb_ok = np.where(ok, e, np.inf).min(axis=(0, 2))
     return RequestBounds(lb_any, lb_ok, np.isfinite(lb_ok))
@@ -104,12 +156,11 @@ def request_bounds(sim, states: States, draws: Draws, outcomes: list[Outcome] | 
 
 # --------------------------------------------------------------------------- best schedule found
 
-def _candidates(outs: list[Outcome], feasible: np.ndarray, lam: float, k: int) -> np.ndarray:
+def _candidates(v: Variants, feasible: np.ndarray, lam: float, k: int) -> np.ndarray:
     """(N, K) actions worth trying per request: the k cheapest under each favourable state and cost."""
     cols = []
-    for o in outs:
-        e = np.asarray(o.energy_mj, dtype=float)
-        miss = ~np.asarray(o.qos_ok, dtype=bool)
+    for e, ok in zip(v.energy_mj, v.qos_ok):
+        miss = ~ok
         for cost in (e + lam * miss, e + _QOS_FIRST_MISS_MJ * (miss & feasible[:, None]), e):
             kk = min(k, cost.shape[1])
             cols.append(np.argpartition(cost, kk - 1, axis=1)[:, :kk])
@@ -252,7 +303,7 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
                            wait_aware=wait_aware)
     proposals = dict(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
     # hindsight-best static actions, ranked on the idle-radio, cool evaluation, then replayed
-    e0, ok0 = np.asarray(outs[0].energy_mj, dtype=float), np.asarray(outs[0].qos_ok, dtype=bool)
+    e0, ok0 = outs.energy_mj[0], outs.qos_ok[0]
     proposals["static_lagrangian"] = np.full(n, int(np.argmin((e0 + lam * ~ok0).sum(axis=0))))
     miss_f = (~ok0 & feas[:, None]).sum(axis=0)
     proposals["static_qos_first"] = np.full(n, int(np.lexsort((e0.sum(axis=0), miss_f))[0]))
