@@ -382,6 +382,12 @@ class Params:
     def __post_init__(self):
         if self.engine is None:
             object.__setattr__(self, "engine", _engine_class()())
+        # one objective everywhere: the learners' rewards derive from params.yaml's `objective` (docs/bound.md)
+        for name in LEARNERS:
+            cfg = getattr(self.train, name, None)
+            if cfg is not None and getattr(cfg, "violation_cost_mj", 0.0) is None:
+                object.__setattr__(self.train, name,
+                                   dataclasses.replace(cfg, violation_cost_mj=self.objective.violation_cost_mj))
         for name, grid in self.sweep.grids.items():
             base = getattr(self.train, grid.learner)
             for variant, over in grid.configs.items():
@@ -441,6 +447,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "cloud": dict(choices=_profile_names),
         "episode_steps": dict(ge=1, le=10_000_000),
         "violation_penalty": dict(ge=0, le=1e6),
+        "violation_cost_mj": dict(ge=0, le=1e9),  # None: set from params.yaml objective
         "max_levels_per_target": dict(ge=1, le=10_000),
     },
     "DVFOConfig": {
@@ -476,6 +483,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "w_energy": dict(ge=0, le=1e6),
         "w_time": dict(ge=0, le=1e6),
         "qos_penalty": dict(ge=0, le=1e6),
+        "violation_cost_mj": dict(ge=0, le=1e9),
         "torch_threads": dict(ge=1, le=1024),
         "log_every_episodes": dict(ge=1, le=1_000_000),
     },

@@ -34,7 +34,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from bench.sim.core import States
-from bench.sim.envs import AutoScaleEnv, DVFOEnv, _SimEnv
+from bench.sim.envs import OBJECTIVE_REWARD_SCALE_MJ, AutoScaleEnv, DVFOEnv, _SimEnv
 from bench.sim.fast import lean_outcome, request_inputs
 
 _ROUTE_FIELDS = ("up", "down", "rtt", "extra")
@@ -191,6 +191,8 @@ class AutoScaleVectorEnv(_SimVectorEnv):
     env_class = AutoScaleEnv
 
     def _reward(self, out, x, a, live):
+        if self.env.objective is not None:  # as AutoScaleEnv.step: -(E + λ·miss) in joules
+            return -self.env.objective.cost(out.energy_mj, out.qos_ok) / OBJECTIVE_REWARD_SCALE_MJ
         with np.errstate(divide="ignore"):
             return np.where(out.qos_ok, 1000.0 / out.energy_mj, -self.env.violation_penalty * (1.0 + out.violation))
 
@@ -223,8 +225,12 @@ class DVFOVectorEnv(_SimVectorEnv):
         w = x["workload"]
         latency = out.latency_ms + self._wait
         ok = out.qos_ok & (latency <= x["qos_ms"])
-        reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * latency / e.t_ref_ms[w])
-        reward = reward - np.where(ok, 0.0, e.qos_penalty)
+        if e.objective is not None:  # as DVFOEnv.step: -(E + λ·miss) / E_ref
+            reward = -(e.w_energy * e.objective.cost(out.energy_mj, ok) / e.e_ref_mj[w]
+                       + e.w_time * latency / e.t_ref_ms[w])
+        else:
+            reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * latency / e.t_ref_ms[w])
+            reward = reward - np.where(ok, 0.0, e.qos_penalty)
         self._last = (latency, ok, self._wait.copy())
         wait = np.maximum(0.0, self._wait + out.local_ms - x["interarrival_ms"])
         self._wait = np.where(live, wait, self._wait)
