@@ -22,7 +22,7 @@ at 1,000 requests x 360 actions; so this module brackets it (docs/bound.md):
   (a superset of the truly feasible ones).
 * **best schedule found** (:func:`hindsight_bound`): a beam search over the episode with a
   discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait),
-  plus the hindsight-best static actions and a width-1 (greedy) pass; every candidate is then
+  plus the hindsight-best static actions, a width-1 pass and the greedy oracle's own rollout; every candidate is then
   *replayed through a copy of the env* (the real simulator, thermal state and wait included), and
   the best replay under each variant is the upper end. The beam only proposes; the numbers are the
   simulator's, so the bracket stays valid when the kernel changes (queues, a shared radio).
@@ -237,15 +237,33 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     return out_scheds
 
 
+def _twin(env):
+    """A copy of the unwrapped env at its current step; the simulator and its tables (not changed by
+    stepping) are shared: a deep copy of them is most of the cost."""
+    u = env.unwrapped
+    shared = [getattr(u, "system", None), getattr(u, "sim", None), getattr(getattr(u, "_kernel", None), "tab", None)]
+    return copy.deepcopy(u, memo={id(x): x for x in shared if x is not None})
+
+
+def greedy_schedule(env, n: int) -> np.ndarray:
+    """The greedy per-request oracle's actions over the first ``n`` requests, rolled out on a copy of ``env``."""
+    from bench.policies.oracle import GreedyOracle
+
+    twin = _twin(env)
+    oracle = GreedyOracle(twin)
+    acts = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        acts[t] = oracle.act(None)
+        twin.step(int(acts[t]))
+    return acts
+
+
 def replay(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-request (energy_mj, qos_ok) of ``actions`` on a copy of ``env`` at the start of its episode.
 
     The copy is the real simulator (radio, thermal, wait: whatever the env carries); ``env`` itself is
     untouched. ``env`` must be freshly reset (step 0)."""
-    u = env.unwrapped
-    # the simulator and its tables are not changed by stepping: share them (a deep copy of them is most of the cost)
-    shared = [getattr(u, "system", None), getattr(u, "sim", None), getattr(getattr(u, "_kernel", None), "tab", None)]
-    twin = copy.deepcopy(u, memo={id(x): x for x in shared if x is not None})
+    twin = _twin(env)
     e, ok = np.empty(len(actions)), np.empty(len(actions), dtype=bool)
     for t, a in enumerate(actions):
         _, _, _, _, info = twin.step(int(a))
@@ -285,6 +303,9 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     u = env.unwrapped
     sim = u.sim
     ep = u.episode()
+    if ep.step != 0:
+        raise ValueError(f"hindsight_bound needs an env at the start of its episode (step 0), got step {ep.step}: "
+                         "call env.reset(seed=...) first")
     n = len(ep.states) if not n_steps else min(int(n_steps), len(ep.states))
     idx = np.arange(n)
     states, draws = ep.states.take(idx), ep.draws.take(idx)
@@ -302,6 +323,7 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
                            wait_aware=wait_aware)
     proposals = dict(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
+    proposals["greedy_oracle"] = greedy_schedule(env, n)  # so the best found is never worse than greedy_oracle
     # hindsight-best static actions, ranked on the idle-radio, cool evaluation, then replayed
     e0, ok0 = outs.energy_mj[0], outs.qos_ok[0]
     proposals["static_lagrangian"] = np.full(n, int(np.argmin((e0 + lam * ~ok0).sum(axis=0))))
