@@ -72,6 +72,8 @@ def test_no_policy_beats_the_bound_in_any_cell(suite, seed, which):
     assert b.lower_qos_first_mj <= b.upper_qos_first_mj + 1e-6 or b.upper_qos_first_missed_feasible > 0
     lag = res[res.policy == "bound_schedule"]
     assert OBJ.episode_cost(lag.energy_mj, lag.qos_ok) == pytest.approx(b.upper_lagrangian, rel=1e-9)
+    greedy = res[res.policy == "greedy_oracle"]  # one of the proposals: the best found is never worse
+    assert b.upper_lagrangian <= OBJ.episode_cost(greedy.energy_mj, greedy.qos_ok) * (1 + 1e-12)
     # a policy meeting every feasible deadline uses at least the QoS-first bound
     for pol, g in res.groupby("policy"):
         met = g.sort_values("step").qos_ok.to_numpy()
@@ -108,6 +110,14 @@ def test_the_check_fails_when_a_policy_beats_the_bound():
     assert set(bad.policy) == {"greedy_oracle"} and set(bad.variant) >= {"qos_first"}
     with pytest.raises(yardstick.BoundViolation):
         yardstick.enforce_bound(cheat, req, OBJ)
+
+
+def test_the_bound_needs_an_episode_at_its_start():
+    env = make_env("bench/AutoScale-v0", "wifi_weak", N)
+    env.reset(seed=2)
+    env.step(0)
+    with pytest.raises(ValueError, match="step 0"):
+        hindsight_bound(env, OBJ, N)
 
 
 def test_replay_leaves_the_env_untouched_and_matches_a_rollout():
