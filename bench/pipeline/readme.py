@@ -85,7 +85,8 @@ def headroom_section(suite: str, yard: Mapping) -> str:
              "best found (mJ)": mj(r.get("j_best_found_mj")), "best static per DNN (mJ)": mj(r.get("j_best_static_dnn_mj")),
              "distilled (mJ)": mj(r.get("j_distilled_mj")), "headroom": pct(r.get("headroom")),
              "headroom found": pct(r.get("headroom_found")),
-             "room for learning?": "yes" if r.get("room") else "**no room for learning**"}
+             "room for learning?": {True: "yes", False: "**no room for learning**"}.get(r.get("room"),
+                                                                                        "unknown (no best_static_dnn)")}
             for r in yard.get("headroom", [])]
     if not rows:
         return ""

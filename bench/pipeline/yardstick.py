@@ -160,7 +160,8 @@ def headroom_table(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objec
     ``e_bound_mj`` (certified lower bound, QoS-first), ``e_best_found_mj`` (best schedule found),
     ``e_best_static_dnn_mj``, ``e_distilled_mj``, the same on the objective (``j_*``), ``headroom`` =
     ``1 - j_bound / j_best_static_dnn`` (an upper estimate: the bound is a relaxation), ``headroom_found``
-    = ``1 - j_best_found / j_best_static_dnn`` (achieved by a real schedule), ``room`` (headroom >= threshold).
+    = ``1 - j_best_found / j_best_static_dnn`` (achieved by a real schedule), ``room`` (headroom >= threshold;
+    None when the suite did not evaluate the best static per DNN).
     """
     lam = objective.violation_cost_mj
     c = _cell_sums(results, lam)
@@ -188,7 +189,8 @@ def headroom_table(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objec
         js = row["j_best_static_dnn_mj"]
         row["headroom"] = 1 - row["j_bound_mj"] / js if np.isfinite(js) and js > 0 else np.nan
         row["headroom_found"] = 1 - row["j_best_found_mj"] / js if np.isfinite(js) and js > 0 else np.nan
-        row["room"] = bool(np.isfinite(row["headroom"]) and row["headroom"] >= threshold)
+        # None: unknown (the suite did not evaluate best_static_dnn): neither ranked on nor marked "no room"
+        row["room"] = bool(row["headroom"] >= threshold) if np.isfinite(row["headroom"]) else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -210,7 +212,7 @@ def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.
         b[col] = b[col].astype(str)
     out: dict[str, dict[str, Any]] = {}
     for suite, hs in headroom.groupby("suite", sort=True):
-        room = set(hs.loc[hs["room"], "scenario"]) if "scenario" in hs else set()
+        room = set(hs.loc[hs["room"].eq(True), "scenario"]) if "scenario" in hs else set()
         bs = b[(b["suite"] == suite) & b["scenario"].isin(room)].set_index(["scenario", "seed"])
         cs = c[c["suite"] == suite]
         st = cs[cs["policy"] == static].set_index(["scenario", "seed"])["j"]
@@ -287,7 +289,7 @@ def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.Dat
     headline_sc = set(split.get("heldout") or split.get("seen") or head.get("scenario", pd.Series(dtype=str)))
     yard: dict[str, Any] = {"threshold": threshold, "violation_cost_mj": obj.violation_cost_mj,
                             "headroom": _records(head),
-                            "no_room": sorted(head.loc[~head["room"], "scenario"]) if len(head) else []}
+                            "no_room": sorted(head.loc[head["room"].eq(False), "scenario"]) if len(head) else []}
     if len(fam) and (fam["family"].tolist() != head["scenario"].tolist()):
         yard["headroom_by_family"] = _records(fam)
     captured: dict[str, Any] = {}
