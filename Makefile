@@ -18,8 +18,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	# the perf extra (Stable-Baselines3, the benchmark's peer) too, so its smoke test runs here and in CI
-	$(BIN)/python -m pip install -e ".[perf]"
+	# every extra (pipeline, testbed, test, and perf: Stable-Baselines3, so its smoke test runs here and in CI)
+	$(BIN)/python -m pip install -e ".[all]"
 	# A kernel inside the venv (--sys-prefix), so papermill, nbval and JupyterLab find it without a manual step.
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (bench suite)"
 	touch $(STAMP)

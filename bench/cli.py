@@ -1,21 +1,7 @@
-"""``python -m bench ...``: headless entry points for devices, DVC and people.
+"""``python -m bench ...`` (or ``edgebench ...``): headless entry points for devices, DVC and people.
 
-    python -m bench profiles            print every shipped profile's targets, runtime, levels and calibration error
-    python -m bench calibrate [--write] fit the shipped profiles to data/calibration (and write them)
-    python -m bench predict ...         latency/power/energy of a DNN on a profile's target (--help)
-    python -m bench params [--describe] validate params.yaml (or list every key with its doc)
-    python -m bench notebook STAGE      run a pipeline stage's notebook via papermill (used by dvc.yaml)
-    python -m bench workloads [--write] print (or recompute and write) the workload table
-    python -m bench collect ...         sweep workloads x targets x frequencies with a meter (hw.cli)
-    python -m bench monitor -- CMD ...  energy, duration and average power of any command (hw.measurement)
-    python -m bench plugins             every extension point and what is registered (plugins included)
-    python -m bench readme [--check]    refresh README's tables and figures from results/ (never by hand)
-    python -m bench sweep [...]         a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)
-    python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
-    python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
-    python -m bench testbed ...         a policy live on real inference over a shaped link (root; bench.testbed)
-    python -m bench testbed-stage       the testbed DVC stage: params' policies x scenarios live vs simulated
-    python -m bench testbed-cleanup     remove namespaces/veths/qdiscs a crashed testbed run left behind
+Every sub-command is one row of :data:`COMMANDS` (name, one-line help, handler); ``python -m bench
+--help`` lists them from there. Sub-commands with their own parser get their arguments untouched.
 """
 
 from __future__ import annotations
@@ -25,7 +11,9 @@ import contextlib
 import errno
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 #: Set to 1 to see the traceback behind a one-line error (for reporting a bug in the suite).
 TRACEBACK_ENV = "BENCH_TRACEBACK"
@@ -147,16 +135,18 @@ def _testbed_cleanup_main(argv: list[str]) -> int:
     return testbed_cli.cleanup_main(argv)
 
 
+def _dvc_deps_main(argv: list[str]) -> int:
+    from bench.pipeline import codedeps
+
+    return codedeps.main(argv)
+
+
 def _testbed_stage_main(argv: list[str]) -> int:
     from bench.testbed import compare
 
     return compare.main(argv)
 
 
-_PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
-                "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
-                "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main,
-                "calibrate": _calibrate_main, "predict": _predict_main}
 
 
 def _cmd_env_yml(args) -> int:
@@ -227,56 +217,85 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its one-line help and its handler."""
+
+    help: str
+    #: ``handler(argv) -> exit code`` for a sub-command that parses its own arguments, or
+    #: ``handler(args) -> exit code`` with ``build(parser)`` adding the arguments here
+    handler: Callable[..., int]
+    build: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def _build_profiles(p):
+    p.add_argument("names", nargs="*", help="profile names (default: all shipped)")
+
+
+def _build_params(p):
     from bench.paths import PARAMS_FILE
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Sub-commands with their own parsers get their arguments untouched (argparse's
-    # REMAINDER would swallow nothing after a leading --option).
-    if argv and argv[0] in _PASSTHROUGH:
-        return _run(_PASSTHROUGH[argv[0]], argv[1:])
-    parser = _Parser(prog="python -m bench", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("profiles", help="print device profiles")
-    p.add_argument("names", nargs="*", help="profile names (default: all shipped)")
-    p.set_defaults(func=_cmd_profiles)
-    p = sub.add_parser("params", help="validate params.yaml")
     p.add_argument("--file", default=str(PARAMS_FILE))
     p.add_argument("--describe", action="store_true", help="list every key, its type, default and meaning")
-    p.set_defaults(func=_cmd_params)
-    p = sub.add_parser("notebook", help="run a stage notebook via papermill")
+
+
+def _build_notebook(p):
+    from bench.paths import PARAMS_FILE
+
     p.add_argument("stage", help="profile | train | evaluate | report")
     p.add_argument("--run", help="the train.runs entry (stage train)")
     p.add_argument("--params", default=str(PARAMS_FILE))
-    p.set_defaults(func=_cmd_notebook)
-    sub.add_parser("workloads", help="workload table (python -m bench workloads --help)", add_help=False)
-    sub.add_parser("calibrate", help="fit profiles to published measurements (python -m bench calibrate --help)",
-                   add_help=False)
-    sub.add_parser("predict", help="latency/power/energy from a profile (python -m bench predict --help)",
-                   add_help=False)
-    sub.add_parser("collect", help="trace sweep with a meter (python -m bench collect --help)", add_help=False)
-    sub.add_parser("monitor", help="energy of any command (python -m bench monitor --help)", add_help=False)
-    p = sub.add_parser("plugins", help="list the registries (meters, DVFS, policies, learners, scenario kinds)")
-    p.set_defaults(func=_cmd_plugins)
-    sub.add_parser("testbed", help="live testbed run (python -m bench testbed --help)", add_help=False)
-    sub.add_parser("testbed-stage", help="the testbed DVC stage (python -m bench testbed-stage --help)",
-                   add_help=False)
-    sub.add_parser("testbed-cleanup", help="remove what a crashed testbed run left behind", add_help=False)
-    sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
-    sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
-                   "(python -m bench sweep --help)", add_help=False)
-    sub.add_parser("perf", help="speed and training cost beside Stable-Baselines3 (python -m bench perf --help)",
-                   add_help=False)
-    p = sub.add_parser("env-yml", help="regenerate environment.yml from pyproject.toml")
+
+
+def _build_env_yml(p):
     p.add_argument("--check", action="store_true")
-    p.set_defaults(func=_cmd_env_yml)
+
+
+#: Every sub-command, in the order ``--help`` lists them: the one table of the command line.
+COMMANDS: dict[str, Command] = {
+    "profiles": Command("every shipped profile's targets, runtime, levels and calibration error", _cmd_profiles,
+                        _build_profiles),
+    "calibrate": Command("fit the shipped profiles to data/calibration (--write to write them)", _calibrate_main),
+    "predict": Command("latency, power and energy of a DNN on a profile's target (CSV or one row)", _predict_main),
+    "params": Command("validate params.yaml (--describe: every key with its doc)", _cmd_params, _build_params),
+    "notebook": Command("run a pipeline stage's notebook via papermill (used by dvc.yaml)", _cmd_notebook,
+                        _build_notebook),
+    "workloads": Command("print (or recompute and write) the workload table", _workloads_main),
+    "collect": Command("sweep workloads x targets x frequencies with a meter (resumable)", _collect_main),
+    "monitor": Command("energy, duration and average power of any command: monitor -- CMD ...", _monitor_main),
+    "plugins": Command("every extension point and what is registered (plugins included)", _cmd_plugins,
+                       lambda p: None),
+    "readme": Command("refresh README's tables and figures from results/ (--check)", _readme_main),
+    "sweep": Command("a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)",
+                     _sweep_main),
+    "perf": Command("simulator, decision and training benchmarks beside SB3 -> results/perf.json", _perf_main),
+    "env-yml": Command("regenerate (or --check) environment.yml from pyproject.toml", _cmd_env_yml, _build_env_yml),
+    "dvc-deps": Command("each DVC stage's code dependencies, from what it imports (--check, --write)",
+                        _dvc_deps_main),
+    "testbed": Command("a policy live on real inference over a shaped link (root)", _testbed_main),
+    "testbed-stage": Command("the testbed DVC stage: params' policies x scenarios, live vs simulated",
+                             _testbed_stage_main),
+    "testbed-cleanup": Command("remove namespaces, veths and qdiscs a crashed testbed run left behind",
+                               _testbed_cleanup_main),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Sub-commands with their own parsers get their arguments untouched (argparse's
+    # REMAINDER would swallow nothing after a leading --option).
+    if argv and argv[0] in COMMANDS and COMMANDS[argv[0]].build is None:
+        return _run(COMMANDS[argv[0]].handler, argv[1:])
+    parser = _Parser(prog="python -m bench", description="Headless entry points of the edge-inference benchmark "
+                     "suite for devices, DVC and people; `python -m bench COMMAND --help` for each.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, add_help=cmd.build is not None)
+        if cmd.build is not None:
+            cmd.build(p)
+            p.set_defaults(func=cmd.handler)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return _exit_code(exc)
     return _run(args.func, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

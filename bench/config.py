@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import difflib
 import functools
+import os
 import inspect
 import textwrap
 import types
@@ -140,6 +141,13 @@ def _scenario_names() -> list[str]:
     from bench.world.scenarios import list_scenarios
 
     return list_scenarios()
+
+
+def _scenario_families(names: list[str]) -> dict[str, str]:
+    """Scenario name -> its pre-registered family (data/scenarios/*.yaml ``family``; default its name)."""
+    from bench.world.scenarios import scenario_families
+
+    return scenario_families(names)
 
 
 def _autoscale_config():
@@ -350,6 +358,22 @@ class TestbedParams:
                               f"excluded: {list(live_excluded)}")
 
 
+def _radio_profile_names() -> list[str]:
+    from bench.world.network import list_radio_profiles
+
+    return list_radio_profiles()
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """The physical world every stage simulates (bench/world)."""
+
+    radio_profile: str = spec("era2018", "Radio energy model (data/network/<profile>): 'era2018' (measurements on "
+                              "phones of the reference profile's generation where found) or 'huang2012' (Huang et al., "
+                              "MobiSys 2012), so the effect of the choice is one comparison away.",
+                              choices=_radio_profile_names)
+
+
 @dataclass(frozen=True)
 class ObjectiveParams:
     """The one objective (bench/sim/objective.py, docs/bound.md): episode device energy above idle + λ per miss."""
@@ -378,6 +402,7 @@ class Params:
                "(bench/pipeline/engine.py).", "type": _engine_class})
     sweep: SweepParams = field(default_factory=SweepParams, metadata={"doc": SweepParams.__doc__})
     testbed: TestbedParams = field(default_factory=TestbedParams, metadata={"doc": TestbedParams.__doc__})
+    world: WorldParams = field(default_factory=WorldParams, metadata={"doc": WorldParams.__doc__})
 
     def __post_init__(self):
         if self.engine is None:
@@ -410,6 +435,14 @@ class Params:
                 raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios = {leaked} are training "
                                   f"scenarios of train.{learner}.scenarios; allowed: scenarios its learner does not "
                                   f"train on")
+            # ... nor on their families (pre-registered in each scenario file: signal x co-runner x DNN mix)
+            families = _scenario_families(sorted(trained | set(suite.heldout_scenarios)))
+            seen = {families.get(s, s) for s in trained}
+            shared = sorted((s, families.get(s, s)) for s in suite.heldout_scenarios if families.get(s, s) in seen)
+            if shared:
+                raise ParamsError(f"params.yaml: evaluate.suites.{name}.heldout_scenarios: {shared} (scenario, family) "
+                                  f"share a family with train.{learner}.scenarios; allowed: held-out scenarios whose "
+                                  f"family no training scenario has")
 
 
 # --------------------------------------------------------------------------- learner limits
@@ -695,6 +728,18 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: no such file (the pipeline reads its parameters from params.yaml at the repo root)")
     data = read_yaml(path, ParamsError, where=str(path.name))
     return params_from_dict(data, base_dir=path.resolve().parent)
+
+
+def apply_world(params: Params) -> None:
+    """Make ``params.world`` the world of this process and the workers it starts (a stage calls this once).
+
+    The radio profile travels as an environment variable (:data:`bench.world.network.RADIO_PROFILE_ENV`), so
+    every simulator built in the stage — the notebook's kernel, evaluation processes, local Dask workers —
+    loads the same link models without threading the choice through every constructor.
+    """
+    from bench.world.network import RADIO_PROFILE_ENV
+
+    os.environ[RADIO_PROFILE_ENV] = params.world.radio_profile
 
 
 def as_dict(obj: Any) -> Any:

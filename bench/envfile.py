@@ -16,8 +16,13 @@ HEADER = ("# Generated from pyproject.toml by `python -m bench env-yml`; do not 
 
 
 def pinned_dependencies() -> list[str]:
+    """The runtime pins, then every extra's pins (the extras that only name other extras are skipped)."""
     with open(REPO_ROOT / "pyproject.toml", "rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+        project = tomllib.load(fh)["project"]
+    deps = list(project["dependencies"])
+    for pins in project.get("optional-dependencies", {}).values():
+        deps += [d for d in pins if not d.startswith(project["name"] + "[") and d not in deps]
+    return deps
 
 
 def render() -> str:

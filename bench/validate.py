@@ -373,7 +373,8 @@ def read_csv_column(path: str | Path, column: Any, error: type[BenchError], wher
 
     A trace drives a simulation step by step, so a bad cell is refused (naming its line,
     the value and the allowed range) rather than skipped, which would shift every later
-    step. Every value must be finite and within ``bounds`` (as :func:`number`).
+    step. Every value must be finite and within ``bounds`` (as :func:`number`), and every row
+    must have as many cells as the header (a decimal comma would otherwise shift the columns).
     """
     import csv
     import io
@@ -416,8 +417,10 @@ def read_csv_column(path: str | Path, column: Any, error: type[BenchError], wher
             if not row or all(not c.strip() for c in row):
                 continue  # blank line
             line = reader.line_num
-            if idx >= len(row):
-                raise error.at(f"{where} line {line}", f"row has no {short(column)} cell", row)
+            if len(row) != len(header):  # e.g. a decimal comma (1,5,-62): reading by position would shift columns
+                raise error.at(f"{where} line {line}", f"row has {len(row)} cells but the header has {len(header)}",
+                               row, f"exactly {len(header)} comma-separated cells per row (decimal point, "
+                               "not comma; quote a cell that holds a comma)")
             cell = row[idx].strip()
             try:
                 value = float(cell)

@@ -67,7 +67,7 @@ def add_meter_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="collect", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench collect", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output trace (.parquet); a .journal.jsonl beside it makes reruns resume")
     p.add_argument("--workloads", nargs="+", required=True, help="workload names (bench.world.workloads)")
     p.add_argument("--targets", nargs="+", default=["cpu"], help="execution targets (default: cpu)")

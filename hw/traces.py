@@ -16,13 +16,14 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
-from importlib import metadata as _md
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
+
+from hw import provenance as _provenance
+from hw.provenance import cpu_model, git_revision  # noqa: F401  (re-exported: one provenance helper)
 
 #: Column -> pandas dtype, in the order the files are written.
 TRACE_COLUMNS: dict[str, str] = {
@@ -90,40 +91,8 @@ def coerce(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def git_revision(cwd: str | os.PathLike | None = None) -> str:
-    """The checked-out commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
-    try:
-        rev = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
-            cwd=cwd or Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        return rev or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def library_versions(names: Iterable[str] = _VERSIONED) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = _md.version(name)
-        except _md.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
-                name = line.split(":", 1)[1].strip()
-                if name and not name.isdigit():
-                    return name
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    return _provenance.library_versions(names)
 
 
 def run_metadata(**extra: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+from bench import cli
 from bench.cli import main
 from bench.world.profiles import list_profiles, load_profile
 
@@ -142,15 +143,15 @@ def test_os_errors_on_user_paths_are_one_line(capsys, monkeypatch):
     def bug(*_):
         raise OSError(errno.EBADF, "Bad file descriptor")
 
-    monkeypatch.setitem(cli._PASSTHROUGH, "readme", read_only)
+    monkeypatch.setitem(cli.COMMANDS, "readme", cli.Command("test", read_only))
     _one_line_exit_2(capsys, ["readme"], "/results/metrics.json", "Permission denied")
-    monkeypatch.setitem(cli._PASSTHROUGH, "readme", disk_full)
+    monkeypatch.setitem(cli.COMMANDS, "readme", cli.Command("test", disk_full))
     _one_line_exit_2(capsys, ["readme"], "No space left")
-    monkeypatch.setitem(cli._PASSTHROUGH, "readme", bug)
+    monkeypatch.setitem(cli.COMMANDS, "readme", cli.Command("test", bug))
     with pytest.raises(OSError):  # not a user's mistake: the traceback stays
         main(["readme"])
     monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
-    monkeypatch.setitem(cli._PASSTHROUGH, "readme", read_only)
+    monkeypatch.setitem(cli.COMMANDS, "readme", cli.Command("test", read_only))
     with pytest.raises(PermissionError):
         main(["readme"])
 
@@ -169,3 +170,16 @@ def test_subprocess_user_mistake_prints_one_line_and_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "params", "--file", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "train.dvfo.n_cpu_levels" in proc.stderr
+
+
+def test_help_lists_every_command_once(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert sum(line.split()[0] == name for line in out.splitlines() if line.strip()) == 1, name
+
+
+def test_passthrough_commands_name_themselves_in_their_usage(capsys):
+    for name in ("collect", "predict", "calibrate", "sweep", "readme", "dvc-deps"):
+        assert cli.main([name, "--help"]) == 0
+        assert f"usage: python -m bench {name}" in capsys.readouterr().out, name

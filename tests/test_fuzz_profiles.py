@@ -14,14 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.paths import PROFILES_DIR
-from bench.world.network import NETWORK_DIR, NetworkError, link_from_dict, list_links, load_link
+from bench.world.network import NetworkError, profile_dir, link_from_dict, list_links, load_link
 from bench.world.profiles import NOT_MEASURED, ProfileError, list_profiles, load_profile, profile_from_dict
 
 PROFILES = list_profiles()
 P_TEXT = {n: (PROFILES_DIR / f"{n}.yaml").read_text() for n in PROFILES}
 P_RAW = {n: yaml.safe_load(t) for n, t in P_TEXT.items()}
 LINKS = list_links()
-L_TEXT = {n: (NETWORK_DIR / f"{n}.yaml").read_text() for n in LINKS}
+L_TEXT = {n: (profile_dir() / f"{n}.yaml").read_text() for n in LINKS}
 L_RAW = {n: yaml.safe_load(t) for n, t in L_TEXT.items()}
 DBM = np.linspace(-160, 20, 37)
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from bench.paths import PROFILES_DIR
-from bench.world.network import NETWORK_DIR, NetworkError, link_from_dict
+from bench.world.network import NetworkError, link_from_dict, profile_dir
 from bench.world.profiles import ProfileError, profile_from_dict
 from bench.world.scenarios import SCENARIO_DIR, ScenarioError, load_scenario, scenario_from_dict
 
@@ -106,7 +106,7 @@ def test_profile_nan_only_when_declared_not_measured():
 ])
 def test_link_numbers(path, value, needle):
     with pytest.raises(NetworkError) as err:
-        link_from_dict(_set(_raw(NETWORK_DIR, "wifi"), path, value), where="wifi.yaml")
+        link_from_dict(_set(_raw(profile_dir(), "wifi"), path, value), where="wifi.yaml")
     assert needle in str(err.value), str(err.value)
 
 

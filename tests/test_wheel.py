@@ -81,7 +81,7 @@ def installed(tmp_path_factory):
 def test_wheel_carries_the_reference_data(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     for rel in ("profiles/phone_sd845.yaml", "scenarios/wifi_strong.yaml", "scenarios/_model.yaml",
-                "network/wifi.yaml", "workloads/workloads.csv", "dvfo/accuracy_vs_xi.csv", "claims.yaml"):
+                "network/era2018/wifi.yaml", "network/huang2012/lte.yaml", "workloads/workloads.csv", "dvfo/accuracy_vs_xi.csv", "claims.yaml"):
         assert f"bench/data/{rel}" in names
     assert any(n.startswith("bench/data/samples/tegrastats/") and n.endswith(".log") for n in names)
     entry = zipfile.ZipFile(installed["wheel"]).read(
@@ -103,7 +103,7 @@ def test_installed_wheel_lists_profiles_from_outside_the_repo(installed):
 def test_installed_wheel_envs_and_plugin(installed):
     py, cwd = installed["py"], installed["cwd"]
     code = ("import gymnasium as gym\n"
-            "env = gym.make('bench:bench/AutoScale-v0')\n"
+            "env = gym.make('bench.sim:bench/AutoScale-v0')\n"
             "obs, _ = env.reset(seed=0)\n"
             "obs, r, term, trunc, info = env.step(env.action_space.sample())\n"
             "print('ok', env.observation_space.shape, info['energy_mj'] > 0)\n")

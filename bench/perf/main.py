@@ -113,16 +113,9 @@ class Settings:
 
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
-    from hw.traces import git_revision, library_versions
+    from hw.provenance import cpu_model, git_revision, library_versions
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = library_versions(["torch", "numpy", "gymnasium", "stable-baselines3"])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return {"cpu": cpu, "cores": cores, "python": versions.pop("python"), "torch": versions.pop("torch"),

@@ -221,7 +221,7 @@ def papers_vs_suite(metrics: Mapping[str, Any], accuracy_curve: pd.DataFrame | N
 def headline_breakdown(metrics: Mapping[str, Any], suite: str, policy: str, baseline: str) -> dict[str, Any] | None:
     """The energy difference ``policy - baseline`` over the suite's headline scenarios, split by scenario
     (:func:`bench.pipeline.yardstick.breakdown`); None when the metrics lack the per-scenario numbers."""
-    from bench.pipeline.yardstick import breakdown
+    from bench.pipeline.breakdown import breakdown
 
     s = metrics.get(suite) or {}
     by_sc = s.get("by_scenario") or {}

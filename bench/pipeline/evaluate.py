@@ -97,7 +97,7 @@ def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], sc
 
 def run_cell(cell: Cell) -> pd.DataFrame:
     """Roll ``cell.policy`` out for one episode of ``cell.scenario`` (pure; safe in any worker)."""
-    import bench  # noqa: F401  (registers the envs in a fresh worker)
+    import bench.sim  # noqa: F401  (registers the envs in a fresh worker)
     import bench.policies  # noqa: F401  (registers the policies)
     from bench.policies.rollout import evaluate_policy
 
@@ -216,7 +216,7 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
     (:func:`bench.policies.importance.permutation_importance`), with ``suite`` and ``learner`` columns. The
     evaluate stage writes the suites' tables to ``results/evaluate/feature_importance.csv``.
     """
-    import bench  # noqa: F401  (registers the envs)
+    import bench.sim  # noqa: F401  (registers the envs)
     from bench.policies import make_policy
     from bench.policies.importance import permutation_importance
     from bench.policies.rollout import make_env

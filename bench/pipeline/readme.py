@@ -1,7 +1,7 @@
 """Refresh README.md's generated sections from the pipeline's outputs.
 
 ``python -m bench readme`` replaces the text between ``<!-- NAME:start -->`` and
-``<!-- NAME:end -->`` markers with tables rendered from
+``<!-- NAME:end -->`` markers (in README.md, docs/performance.md and docs/calibration.md) with tables rendered from
 ``results/evaluate/metrics_overall.json`` (the headline with 95% CIs),
 ``results/report/papers_vs_suite.csv`` and ``results/perf.json``, and copies each
 suite's headline figures into ``docs/figures/``. README numbers are therefore
@@ -23,6 +23,8 @@ import pandas as pd
 from bench.paths import REPO_ROOT, RESULTS_DIR
 
 README = REPO_ROOT / "README.md"
+#: other documents with generated blocks (the perf table and the calibration summary live in docs/)
+GENERATED_DOCS = (REPO_ROOT / "docs" / "performance.md", REPO_ROOT / "docs" / "calibration.md")
 FIGURES = REPO_ROOT / "docs" / "figures"
 #: each suite's headline figures (files of results/report/, NAME_SUITE.png) and what they show
 SHOWN_FIGURES = {
@@ -226,17 +228,18 @@ def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]
             if seen_path.exists() else {}
         yard_path = results_dir / "evaluate" / "yardstick.json"
         yard = json.loads(yard_path.read_text()) if yard_path.exists() else {}
-        text = splice(text, "results", results_section(metrics, splits, yard))
+        if "<!-- results:start -->" in text:
+            text = splice(text, "results", results_section(metrics, splits, yard))
     adds_path, notes_path = results_dir / "report" / "what_learners_add.csv", results_dir / "report" / "learner_notes.md"
     if adds_path.exists() and notes_path.exists() and "<!-- learners:start -->" in text:
         text = splice(text, "learners", learners_section(pd.read_csv(adds_path), notes_path.read_text()))
-    if claims_path.exists():
+    if claims_path.exists() and "<!-- claims:start -->" in text:
         text = splice(text, "claims", claims_section(pd.read_csv(claims_path)))
     shown = shown_figures(results_dir, suites)
-    if shown:
+    if shown and "<!-- figures:start -->" in text:
         text = splice(text, "figures", figures_section(shown))
         figs = [path for _, path, _ in shown]
-    if perf_path.exists():
+    if perf_path.exists() and "<!-- perf:start -->" in text:
         text = splice(text, "perf", perf_section(json.loads(perf_path.read_text())))
     cal = REPO_ROOT / "data" / "calibration"
     if (cal / "fit_summary.csv").exists() and "<!-- calibration:start -->" in text:
@@ -256,13 +259,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     old = README.read_text()
     new, figs = render(old, results)
+    docs = {path: path.read_text() for path in GENERATED_DOCS if path.exists()}
+    new_docs = {path: render(text, results)[0] for path, text in docs.items()}
     stale = [f for f in figs if not (FIGURES / f.name).exists() or (FIGURES / f.name).read_bytes() != f.read_bytes()]
     if args.check:
-        if new != old or stale:
-            print("README.md is out of date with results/: run `python -m bench readme`", file=sys.stderr)
+        if new != old or stale or any(new_docs[p] != docs[p] for p in docs):
+            print("README.md (or docs/performance.md, docs/calibration.md) is out of date with results/: "
+                  "run `python -m bench readme`", file=sys.stderr)
             return 1
         print("README.md is up to date")
         return 0
+    for path, text in new_docs.items():
+        if text != docs[path]:
+            path.write_text(text)
     FIGURES.mkdir(parents=True, exist_ok=True)
     for f in figs:
         shutil.copyfile(f, FIGURES / f.name)

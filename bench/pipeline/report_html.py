@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.metadata
 import platform
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,37 +66,15 @@ class Section:
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
 
 
-def _version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def git_revision(cwd: Path = REPO_ROOT) -> str:
-    """``HEAD``'s commit, ``+dirty`` when the work tree has changes; ``unknown`` outside a git checkout."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
-            return "unknown (not a git checkout)"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
-        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git not available)"
-
-
 def run_metadata(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Host, OS, Python, library versions, git revision and the params the run used."""
-    try:
-        from hw.traces import cpu_model
+    from hw.provenance import cpu_model, git_revision, library_versions
 
-        cpu = cpu_model()
-    except Exception:  # noqa: BLE001 - metadata only: never fail the report over a CPU name
-        cpu = platform.processor() or platform.machine()
+    versions = library_versions(VERSIONED)
+    versions.pop("python")
     return {"host": platform.node() or "unknown", "os": f"{platform.system()} {platform.release()}",
-            "cpu": cpu, "python": sys.version.split()[0],
-            "versions": {n: _version(n) for n in VERSIONED}, "git_revision": git_revision(),
+            "cpu": cpu_model(), "python": sys.version.split()[0],
+            "versions": versions, "git_revision": git_revision(REPO_ROOT),
             "params": dict(params or {})}
 
 

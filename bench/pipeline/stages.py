@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from bench.config import Params, ParamsError, as_dict, load_params
+from bench.config import Params, ParamsError, apply_world, as_dict, load_params
 from bench.errors import allowed_list
 from bench.paths import NOTEBOOKS_DIR, PARAMS_FILE, RESULTS_DIR
 
@@ -68,6 +68,7 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
 def stage_parameters(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None) -> dict:
     """The papermill parameters of ``stage``: the top-level seed, its params section and out_dir."""
     params = load_params(params_path)
+    apply_world(params)  # the radio profile of params.yaml for this stage and its workers
     # no progress bars in executed notebooks: each update would be one more output chunk
     return {"seed": params.seed, **_parameters(stage, params, run), "progress": False}
 

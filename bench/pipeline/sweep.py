@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench sweep [--params FILE] [--out DIR] [--backend B] [--address A] [--workers N]``."""
     import argparse
 
-    from bench.config import load_params
+    from bench.config import apply_world, load_params
     from bench.paths import PARAMS_FILE, RESULTS_DIR
 
     ap = argparse.ArgumentParser(prog="python -m bench sweep", description=__doc__.split("\n\n")[0])
@@ -295,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    apply_world(params)  # the radio profile of params.yaml for this stage and its workers
     over = {k: v for k, v in (("backend", args.backend), ("address", args.address), ("workers", args.workers))
             if v is not None}
     try:

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from bench.config import ParamsError, load_params
+    from bench.config import ParamsError, apply_world, load_params
     from bench.paths import PARAMS_FILE, RESULTS_DIR
     from bench.testbed.link import TestbedUnavailable
     from bench.testbed.loop import TestbedError
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             table, requests = tabulate(runs)
             write(table, requests, Path(args.out), enabled=True)
         else:
-            table = run_stage(load_params(args.params), args.out, progress=True)
+            params = load_params(args.params)
+            apply_world(params)  # the radio profile of params.yaml
+            table = run_stage(params, args.out, progress=True)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,11 @@
 """Link models: signal strength (dBm) -> throughput, RTT, loss, radio power and tail.
 
-One YAML file per radio (``data/network/<name>.yaml``: ``wifi``, ``lte``); every
-number is ``{value, source}`` with a literature source or ``assumed: why``.
+One YAML file per radio and *radio profile* (``data/network/<profile>/<name>.yaml``:
+``wifi``, ``lte``); every number is ``{value, source}`` with a literature source or
+``assumed: why``. Profiles: ``era2018`` (the default: measurements on phones of the
+reference profile's generation where found, else the older value marked ``assumed``)
+and ``huang2012`` (Huang et al., MobiSys 2012, HTC ThunderBolt), so the effect of the
+choice is one comparison away (``params.yaml`` ``world.radio_profile``).
 All functions are vectorised over numpy arrays of signal strengths.
 
 Model (suite choice, documented here and in the data files):
@@ -11,7 +15,7 @@ Model (suite choice, documented here and in the data files):
   ``p = 1 / (1 + exp((s - loss_midpoint_dbm) / loss_slope_db))``; retransmissions
   cut the goodput to ``(1 - p)`` of the table value and, with probability ``p``,
   one TCP retransmission timeout (``rto_ms``) is added to the round trip;
-* radio power while transferring follows Huang et al. (MobiSys 2012):
+* radio power while transferring has the form of Huang et al. (MobiSys 2012):
   ``P = base + alpha_u * up_mbps`` (uplink) or ``base + alpha_d * down_mbps``,
   plus ``weak_extra_mw_per_db`` per dB below ``weak_ref_dbm`` on the uplink
   (transmit-power control raises power at weak signal). The linear model is used
@@ -33,6 +37,7 @@ the time and energy spent on it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,6 +49,8 @@ from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 
 NETWORK_DIR = DATA_DIR / "network"
+#: the radio profile used where none is named (params.yaml ``world.radio_profile``)
+DEFAULT_RADIO_PROFILE = "era2018"
 
 _LIST_KEYS = ("signal_dbm", "downlink_mbps", "uplink_mbps")
 _SCALAR_KEYS = (
@@ -160,9 +167,35 @@ class LinkModel:
         return {"time_ms": time_ms, "energy_mj": self.uplink_power_w(mbps, signal_dbm) * time_ms, "mbps": mbps}
 
 
-def list_links(directory: Path = NETWORK_DIR) -> list[str]:
-    """Names of the shipped link models."""
-    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+def list_radio_profiles(directory: Path = NETWORK_DIR) -> list[str]:
+    """Names of the shipped radio profiles (sub-directories of ``data/network`` holding link models)."""
+    return sorted(p.name for p in Path(directory).iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+
+
+#: environment variable naming the radio profile of this process and its workers; the pipeline's stages
+#: set it from params.yaml's ``world.radio_profile`` (:func:`bench.config.apply_world`), so every simulator
+#: built in the stage (notebook kernel, evaluation workers, Dask workers on this machine) uses the same one
+RADIO_PROFILE_ENV = "BENCH_RADIO_PROFILE"
+
+
+def active_radio_profile() -> str:
+    """The radio profile used where none is named: ``$BENCH_RADIO_PROFILE``, else :data:`DEFAULT_RADIO_PROFILE`."""
+    return os.environ.get(RADIO_PROFILE_ENV) or DEFAULT_RADIO_PROFILE
+
+
+def profile_dir(profile: str | None = None, directory: Path = NETWORK_DIR) -> Path:
+    """The directory of a radio profile (``None``: :func:`active_radio_profile`)."""
+    profile = active_radio_profile() if profile is None else profile
+    allowed = list_radio_profiles(directory)
+    if not isinstance(profile, str) or profile not in allowed:
+        raise NetworkError.at("radio profile", "unknown radio profile", profile, ", ".join(allowed))
+    return Path(directory) / profile
+
+
+def list_links(directory: Path | None = None, profile: str | None = None) -> list[str]:
+    """Names of the shipped link models (of ``profile``; every profile ships the same radios)."""
+    where = Path(directory) if directory is not None else profile_dir(profile)
+    return sorted(p.stem for p in where.glob("*.yaml"))
 
 
 def _sourced(where: str, raw: Any) -> tuple[Any, str]:
@@ -229,11 +262,22 @@ def link_from_dict(data: Mapping, where: str = "link") -> LinkModel:
                      levels_dbm=levels_dbm, sources=sources, **values)
 
 
-def load_link(name_or_path: str | Path) -> LinkModel:
-    """Load a shipped link model by name (``wifi``, ``lte``) or a YAML file by path."""
+def load_link(name_or_path: str | Path, profile: str | None = None) -> LinkModel:
+    """Load a shipped link model by name (``wifi``, ``lte``) of a radio ``profile`` (default
+    :data:`DEFAULT_RADIO_PROFILE`), or a YAML file by path (``profile`` is then ignored)."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = NETWORK_DIR / f"{name_or_path}.yaml"
+        base = profile_dir(profile)
+        path = base / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise NetworkError.at("link model", "unknown link model", str(name_or_path), ", ".join(list_links()))
+            raise NetworkError.at("link model", "unknown link model", str(name_or_path),
+                                  ", ".join(list_links(base)))
+        return link_from_dict(V.read_yaml(path, NetworkError, path.name), where=f"{base.name}/{path.name}")
     return link_from_dict(V.read_yaml(path, NetworkError, path.name), where=path.name)
+
+
+def energy_per_mb_j(link: LinkModel, mbps: float, signal_dbm: float | None = None) -> float:
+    """Radio energy (J) to send one megabyte (8e6 bits) uplink at a steady ``mbps`` from a connected radio,
+    promotion and tail excluded (signal: the link's ``strong`` level unless given)."""
+    s = link.level_dbm("strong") if signal_dbm is None else signal_dbm
+    return float(link.uplink_power_w(mbps, s)) * 8.0 / float(mbps)

@@ -23,6 +23,13 @@ mobility       ``p0_dbm`` (at 1 m), ``path_loss_exponent``, ``start_m``, ``speed
                (log-distance path loss + AR(1) log-normal shadowing; walks away and back)
 replay         ``path`` (CSV; relative to the scenario file or the repo), ``column``,
                optional ``loop`` (default true)
+trace          a measured trace (``data/traces/``, format in its README): ``path``, optional
+               ``column`` (default ``mbps``), ``time_scale`` (default 1: trace seconds per
+               simulated second), ``random_offset`` (default true: the start is drawn
+               uniformly over the trace from the process's seeded stream), ``loop`` (default
+               true). Step i reads the sample in force at ``offset + i * interarrival_s *
+               time_scale`` (sample and hold). A ``mbps`` column is a goodput: use it as
+               ``bandwidth_cap_mbps``; a ``rsrp_dbm`` column is a signal
 =============  =====================================================================
 
 Interference kinds: ``none``; ``cpu_heavy`` / ``memory_heavy`` / ``gpu_heavy``
@@ -44,6 +51,7 @@ child stream, so changing one process does not reshuffle the others).
 from __future__ import annotations
 
 import functools
+import re
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +70,7 @@ SCENARIO_DIR = DATA_DIR / "scenarios"
 MODEL_FILE = SCENARIO_DIR / "_model.yaml"
 RADIOS = ("wifi", "lte")
 
-_TOP_FIELDS = {"name", "description", "source", "steps", "interarrival_ms", "signal", "bandwidth_cap_mbps",
+_TOP_FIELDS = {"name", "description", "source", "family", "steps", "interarrival_ms", "signal", "bandwidth_cap_mbps",
                "interference", "workload_mix"}
 _MIX_FIELDS = {"workload", "weight", "qos_ms", "max_accuracy_loss"}
 _DEFAULT_SIGNAL = {"kind": "constant", "level": "medium"}
@@ -193,6 +201,13 @@ class Scenario:
     workload_mix: Sequence[Mapping[str, Any]]
     source: str = ""
     path: Path | None = None
+    #: pre-registered family (signal process / co-runner mix / DNN mix, e.g. ``wifi-static/none/mixed``);
+    #: the train/held-out split is checked on families (bench/config.py). Default: the scenario's name.
+    family: str = ""
+
+    def __post_init__(self):
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     @property
     def workloads(self) -> list[str]:
@@ -208,12 +223,14 @@ class Scenario:
         for radio in RADIOS:
             spec = self.signal.get(radio, _DEFAULT_SIGNAL)
             signal[radio] = _realise(spec, n, child[0].spawn(1)[0], f"{self.name}.signal.{radio}",
-                                     levels=dict(_link_levels(radio)), base=self.path, bounds=SIGNAL_DBM)
+                                     levels=dict(_link_levels(radio)), base=self.path, bounds=SIGNAL_DBM,
+                                     step_s=self.interarrival_ms / 1e3)
         if self.bandwidth_cap_mbps is None:
             cap = np.full(n, np.inf)
         else:
             cap = np.maximum(_realise(self.bandwidth_cap_mbps, n, child[1], f"{self.name}.bandwidth_cap_mbps",
-                                      levels={}, base=self.path, bounds=CAP_MBPS), 1e-3)
+                                      levels={}, base=self.path, bounds=CAP_MBPS,
+                                      step_s=self.interarrival_ms / 1e3), 1e-3)
         cpu, mem, gpu = _interference(self.interference, n, child[2], model, f"{self.name}.interference")
         weights = np.array([float(m.get("weight", 1.0)) for m in self.workload_mix])
         pick = child[3].choice(len(self.workload_mix), size=n, p=weights / weights.sum())
@@ -236,6 +253,7 @@ class ProcessContext:
     levels: Mapping[str, float]  # named levels of the radio (strong/medium/weak), dBm; {} for a cap
     base: Path | None  # the scenario file (relative paths resolve against it)
     bounds: Mapping[str, float] = field(default_factory=dict)  # allowed range of the values (ge/le): dBm or Mbit/s
+    step_s: float = 1.0  # simulated seconds per step (the scenario's inter-arrival time)
 
     @property
     def t(self) -> np.ndarray:
@@ -349,7 +367,8 @@ _PROCESS_NUMBERS: dict[str, dict[str, dict[str, float]]] = {
 _LEVEL_FIELDS = {"constant": ("level", "value"), "random_walk": ("start", "min", "max"), "periodic": ("mean",)}
 
 
-def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: Mapping[str, float]) -> None:
+def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: Mapping[str, float],
+                   base: Path | None = None) -> None:
     """Validate a process's numbers at load time, so :func:`_realise` only ever sees finite, ranged values."""
     kind = _check(where, spec, PROCESS_KINDS)
     for key in _LEVEL_FIELDS.get(kind, ()):
@@ -375,17 +394,25 @@ def _check_process(where: str, spec: Mapping, levels: Mapping[str, float], qty: 
         lo = V.number(f"{where}.min_m", spec.get("min_m", 1.0), ScenarioError, gt=0, le=1e6)
         if not spec["max_m"] > lo:
             raise ScenarioError.at(f"{where}.max_m", "must exceed min_m", spec["max_m"], f"> {lo:g}")
-    elif kind == "replay":
+    elif kind in ("replay", "trace"):
         V.text(f"{where}.path", spec["path"], ScenarioError, empty=False, max_len=4096)
-        V.text(f"{where}.column", spec["column"], ScenarioError, empty=False, max_len=1000)
-        if not isinstance(spec.get("loop", True), bool):
-            raise ScenarioError.at(f"{where}.loop", "expected true or false", spec["loop"])
+        V.text(f"{where}.column", spec.get("column", "mbps"), ScenarioError, empty=False, max_len=1000)
+        for key in ("loop", "random_offset"):
+            if not isinstance(spec.get(key, True), bool):
+                raise ScenarioError.at(f"{where}.{key}", "expected true or false", spec[key])
+        if "time_scale" in spec:
+            V.number(f"{where}.time_scale", spec["time_scale"], ScenarioError, gt=0, le=1e6)
+        if kind == "trace":  # read (and cache) the file now: a bad trace stops validation, not an episode
+            found = _find_csv(spec, where, base)
+            st = found.stat()
+            _read_trace(str(found), str(spec.get("column", "mbps")), (st.st_mtime_ns, st.st_size),
+                        tuple(sorted(qty.items())))
 
 
 def _realise(spec: Mapping, n: int, rng: np.random.Generator, where: str, levels: Mapping[str, float],
-             base: Path | None, bounds: Mapping[str, float] | None = None) -> np.ndarray:
+             base: Path | None, bounds: Mapping[str, float] | None = None, step_s: float = 1.0) -> np.ndarray:
     kind = _check(where, spec, PROCESS_KINDS)
-    ctx = ProcessContext(n, rng, where, levels, base, dict(bounds or {}))
+    ctx = ProcessContext(n, rng, where, levels, base, dict(bounds or {}), float(step_s))
     out = np.asarray(PROCESS_KINDS[kind].realise(spec, ctx), dtype=float)
     if out.shape != (n,):
         raise ScenarioError(f"{where}: kind {kind!r} returned shape {out.shape}, expected ({n},)")
@@ -450,19 +477,54 @@ def _mobility(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
     return float(spec["p0_dbm"]) - 10 * float(spec["path_loss_exponent"]) * np.log10(np.maximum(dist, 1e-3)) + shadow
 
 
-def _replay(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
-    where, base, t = ctx.where, ctx.base, ctx.t
+def _find_csv(spec: Mapping, where: str, base: Path | None) -> Path:
+    """A process's CSV: absolute, or relative to the scenario file, else to the repository (or data/)."""
     path = Path(V.text(f"{where}.path", spec["path"], ScenarioError, empty=False, max_len=4096))
-    candidates = [path] if path.is_absolute() else [*(([base.parent / path]) if base else []), REPO_ROOT / path]
+    candidates = [path] if path.is_absolute() else [*(([base.parent / path]) if base else []), REPO_ROOT / path,
+                                                    DATA_DIR / path]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise ScenarioError.at(f"{where}.path", f"file not found (looked in {V.short([str(c) for c in candidates])})",
                                spec["path"])
+    return found
+
+
+def _replay(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    where, t = ctx.where, ctx.t
+    found = _find_csv(spec, where, ctx.base)
     # cell by cell: a non-number, NaN/inf or out-of-range value names its line
     values = V.read_csv_column(found, spec["column"], ScenarioError, f"{where}: {found.name}", **ctx.bounds)
     if spec.get("loop", True):
         return values[t % len(values)]
     return values[np.minimum(t, len(values) - 1)]
+
+
+@functools.lru_cache(maxsize=64)
+def _read_trace(path: str, column: str, stamp: tuple[int, int], bounds: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(time_s, values) of a trace file, validated cell by cell; cached per file version (every reset realises it)."""
+    where = f"trace {Path(path).name}"
+    times = V.read_csv_column(path, "time_s", ScenarioError, where, ge=0, le=1e9)
+    values = V.read_csv_column(path, column, ScenarioError, where, **dict(bounds))
+    if len(times) != len(values):  # read_csv_column refuses ragged rows; kept as a guard
+        raise ScenarioError(f"{where}: {len(times)} times but {len(values)} values; allowed: one value per row")
+    if np.any(np.diff(times) <= 0):
+        line = int(np.flatnonzero(np.diff(times) <= 0)[0]) + 3  # header is line 1, first row line 2
+        raise ScenarioError(f"{where} line {line}: time_s does not increase; allowed: strictly ascending time_s")
+    times.setflags(write=False), values.setflags(write=False)  # shared by every realisation (cached)
+    return times, values
+
+
+def _trace(spec: Mapping, ctx: ProcessContext) -> np.ndarray:
+    found = _find_csv(spec, ctx.where, ctx.base)
+    st = found.stat()
+    times, values = _read_trace(str(found), str(spec.get("column", "mbps")), (st.st_mtime_ns, st.st_size),
+                                tuple(sorted(ctx.bounds.items())))
+    # the trace's period: its last sample lasts as long as the median spacing (1 s for the shipped files)
+    period = float(times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 1.0))
+    offset = float(ctx.rng.uniform(0.0, period)) if spec.get("random_offset", True) else 0.0
+    t = offset + ctx.t * ctx.step_s * float(spec.get("time_scale", 1.0))
+    t = np.mod(t, period) if spec.get("loop", True) else np.minimum(t, times[-1])
+    return values[np.searchsorted(times, t, side="right") - 1]
 
 
 def _kind(fields: set, required: set, realise, check=None, cls=ProcessKind):
@@ -479,6 +541,7 @@ for _name, _entry in {
                        "shadowing_std_db", "shadowing_corr"},
                       {"p0_dbm", "path_loss_exponent", "start_m", "speed_m_per_step", "max_m"}, _mobility),
     "replay": _kind({"path", "column", "loop"}, {"path", "column"}, _replay),
+    "trace": _kind({"path", "column", "time_scale", "random_offset", "loop"}, {"path"}, _trace),
 }.items():
     PROCESS_KINDS.register(_name, _entry)
 
@@ -609,6 +672,18 @@ def _check_interference(where: str, spec: Mapping) -> None:
                 raise ScenarioError.at(f"{where}.weights", "needs one weight >= 0 per app, not all zero", spec["weights"])
 
 
+_FAMILY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*(/[A-Za-z0-9][A-Za-z0-9_.+-]*)*")
+
+
+def _family(where: str, value: Any) -> str:
+    """A family name: parts of letters, digits, '_', '.', '+', '-' joined by '/' (signal/co-runner/DNN mix)."""
+    text = V.text(where, value, ScenarioError, empty=False, max_len=200)
+    if not _FAMILY_RE.fullmatch(text):
+        raise ScenarioError.at(where, "not a family name", text,
+                               "parts of letters, digits, '_', '.', '+', '-' joined by '/', e.g. wifi-static/none/mixed")
+    return text
+
+
 def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None = None) -> Scenario:
     """Validate parsed YAML; an unknown or missing field raises naming it and the allowed fields.
 
@@ -628,6 +703,7 @@ def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None
     for key in ("description", "source"):
         if key in data:
             V.text(f"{where}.{key}", data[key], ScenarioError)
+    family = _family(f"{where}.family", data.get("family", name))
     steps = V.number(f"{where}.steps", data["steps"], ScenarioError, integer=True, ge=1, le=10_000_000)
     inter = V.number(f"{where}.interarrival_ms", data["interarrival_ms"], ScenarioError, gt=0, le=1e7)
     signal = data["signal"]
@@ -637,10 +713,10 @@ def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None
     if bad:
         raise ScenarioError(f"{where}.signal: unknown radio(s) {V.short(bad)}; allowed radios: {list(RADIOS)}")
     for radio, spec in signal.items():
-        _check_process(f"{where}.signal.{radio}", spec, dict(load_link(radio).levels_dbm), SIGNAL_DBM)
+        _check_process(f"{where}.signal.{radio}", spec, dict(load_link(radio).levels_dbm), SIGNAL_DBM, path)
     cap = data.get("bandwidth_cap_mbps")
     if cap is not None:
-        _check_process(f"{where}.bandwidth_cap_mbps", cap, {}, CAP_MBPS)
+        _check_process(f"{where}.bandwidth_cap_mbps", cap, {}, CAP_MBPS, path)
     _check_interference(f"{where}.interference", data["interference"])
     mix = data["workload_mix"]
     if not isinstance(mix, list) or not mix:
@@ -662,7 +738,7 @@ def scenario_from_dict(data: Mapping, where: str = "scenario", path: Path | None
     return Scenario(name=name, description=str(data.get("description", "")), steps=int(steps),
                     interarrival_ms=inter, signal=dict(signal), bandwidth_cap_mbps=cap,
                     interference=dict(data["interference"]), workload_mix=list(mix),
-                    source=str(data.get("source", "")), path=path)
+                    source=str(data.get("source", "")), path=path, family=family)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
@@ -674,6 +750,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             raise ScenarioError.at("scenario", "unknown scenario", str(name_or_path), allowed_list(list_scenarios(), 100))
     data = V.read_yaml(path, ScenarioError, path.name)
     return scenario_from_dict(data, where=path.name, path=path)
+
+
+def scenario_families(names: Sequence[str] | None = None) -> dict[str, str]:
+    """Scenario name -> family, for the shipped scenarios (or ``names``)."""
+    return {n: load_scenario(n).family for n in (list_scenarios() if names is None else names)}
 
 
 def scenario_traces_frame(names: Sequence[str] | None = None, seed: int = 0, steps: int | None = None) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 import gymnasium as gym
 import pytest
 
-import bench  # noqa: F401  (registers the envs)
+import bench.sim  # noqa: F401  (registers the envs)
 import bench.policies  # noqa: F401  (registers the policies)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import bench  # noqa: F401  (registers the envs)
+import bench.sim  # noqa: F401  (registers the envs)
 from bench.policies import make_policy
 from bench.policies.dvfo import (DVFOConfig, DVFOLearner, ConcurrentController, hidden_decision_share, make_env,
                                  train)
