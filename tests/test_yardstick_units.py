@@ -76,3 +76,19 @@ def test_families_pool_their_scenarios(tables, monkeypatch):
     h = yardstick.headroom_table(res, bounds, OBJ, family=True)
     assert list(h["family"]) == ["all"] and h["requests"].iloc[0] == 8
     assert h["j_bound_mj"].iloc[0] == pytest.approx((19.8 * 2 + 40 * 2) / 8)
+
+
+def test_a_suite_without_room_does_not_rank_its_learner():
+    from bench.pipeline import claims
+
+    ci = lambda m: {"mean": m, "ci_low": m, "ci_high": m}  # noqa: E731
+    m = {"j": {"overall": {"dvfo": {"energy_mj": ci(110.0), "qos_violation_rate": ci(0.0),
+                                    "efficiency_vs_distilled": ci(0.9)},
+                           "distilled": {"energy_mj": ci(100.0), "qos_violation_rate": ci(0.0)}},
+               "split": {"heldout": ["a"]},
+               "yardstick": {"headroom": [{"scenario": "a", "room": False}, {"scenario": "b", "room": True}]}}}
+    t = claims.what_learners_add(m)
+    assert set(t.learner_better) == {"no room for learning"}
+    assert "not ranked" in claims.learner_notes(t)[0]
+    m["j"]["yardstick"]["headroom"][0]["room"] = True
+    assert set(claims.what_learners_add(m).learner_better) == {"no"}

@@ -270,11 +270,13 @@ def _ci(entry: Mapping | None) -> tuple[float, float, float]:
 def what_learners_add(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Per suite and reference: energy and QoS violations of the learner and the reference (95% CIs), and the
     learner's energy saving against it (``1 - E_learner / E_reference``, paired CI; negative = the learner uses
-    more), with ``learner_better``: yes (whole CI above 0), no (whole CI below 0) or tie."""
+    more), with ``learner_better``: yes (whole CI above 0), no (whole CI below 0) or tie - or "no room for
+    learning" when no headline scenario of the suite has headroom (docs/bound.md): a learner is not ranked there."""
     rows = []
     for suite, s in metrics.items():
         m = s.get("overall", s)
         learners = [p for p in LEARNERS if p in m]
+        no_room = _no_room(s)
         for learner in learners:
             le, le_lo, le_hi = _ci(m[learner].get("energy_mj"))
             lv, lv_lo, lv_hi = _ci(m[learner].get("qos_violation_rate"))
@@ -305,6 +307,7 @@ def what_learners_add(metrics: Mapping[str, Any]) -> pd.DataFrame:
                     eff, f_lo, f_hi = _ci(m[learner].get(f"efficiency_vs_{ref}"))
                     sav, s_lo, s_hi = 1 - 1 / eff, 1 - 1 / f_lo, 1 - 1 / f_hi
                 better = ("n/a" if not np.isfinite(sav) else "yes" if s_lo > 0 else "no" if s_hi < 0 else "tie")
+                better = "no room for learning" if no_room else better
                 rows.append({"suite": suite, "learner": learner, "reference": ref,
                              "learner_energy_mj": le, "learner_energy_ci": (le_lo, le_hi),
                              "learner_qos_violations": lv, "learner_qos_violations_ci": (lv_lo, lv_hi),
@@ -314,6 +317,18 @@ def what_learners_add(metrics: Mapping[str, Any]) -> pd.DataFrame:
                              "headroom_captured": float("nan"), "headroom_captured_ci": (float("nan"),) * 2,
                              "single_scenario": _flag_text(headline_breakdown(metrics, suite, learner, ref))})
     return pd.DataFrame(rows)
+
+
+def _no_room(suite_metrics: Mapping[str, Any]) -> bool:
+    """True when the suite's yardstick says no headline scenario leaves room for learning (headroom below the
+    threshold everywhere); False when it has room somewhere or no yardstick (nothing to say)."""
+    yard = suite_metrics.get("yardstick") if isinstance(suite_metrics, Mapping) else None
+    if not yard or not yard.get("headroom"):
+        return False
+    split = suite_metrics.get("split") or {}
+    headline = set(split.get("heldout") or ()) or {r["scenario"] for r in yard["headroom"]}
+    rooms = [r.get("room") for r in yard["headroom"] if r["scenario"] in headline]
+    return bool(rooms) and all(r is False for r in rooms)
 
 
 def learner_notes(table: pd.DataFrame) -> list[str]:
@@ -350,7 +365,10 @@ def learner_notes(table: pd.DataFrame) -> list[str]:
                  if isinstance(f, str) and f.startswith("FLAG")] if "single_scenario" in g else []
         if flags:
             text += " One scenario decides: " + "; ".join(flags) + "."
-        if "distilled" in g.index and g.loc["distilled"].learner_better != "yes":
+        if (g["learner_better"] == "no room for learning").any():
+            text += (f" No headline scenario of {suite} leaves room for learning (headroom below the threshold: the "
+                     f"best static choice per DNN is within it of the hindsight bound), so {learner} is not ranked.")
+        elif "distilled" in g.index and g.loc["distilled"].learner_better != "yes":
             verdict_ = "uses more energy than" if g.loc["distilled"].learner_better == "no" else "does not beat"
             text += f" {learner} {verdict_} the distilled depth-3 rule fitted to the oracle on the training scenarios."
         out.append(text)
