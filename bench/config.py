@@ -205,7 +205,7 @@ class EvalSuite:
     """One comparison: a trained run against baselines on a set of scenarios (same devices as the run)."""
 
     run: str = spec("autoscale_phone", "A key of train.runs: the trained learner and the devices it was trained on.")
-    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
+    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "greedy_oracle"),
                                      "Policies compared (bench.policies registry); the run's learner is added.",
                                      choices=_policy_names, min_len=1)
     scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios (data/scenarios) every policy is run on; "
@@ -226,6 +226,9 @@ class EvaluateParams:
                       ge=0, le=100_000)
     workers: int = spec(0, "Parallel worker processes; 0 = one per CPU core.", ge=0, le=256)
     n_boot: int = spec(1000, "Bootstrap replicates for the 95% confidence intervals.", ge=0, le=100_000)
+    headroom_threshold: float = spec(0.05, "A scenario whose headroom 1 - E_bound / E_best_static_dnn is below this "
+                                     "is marked 'no room for learning' and not used to rank learners (docs/bound.md).",
+                                     ge=0, le=1)
     suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={
         "doc": "Named comparisons (names: a letter, then letters, digits, '_' or '-'; they name output files).",
         "safe_keys": True})
@@ -301,7 +304,7 @@ class SweepGrid:
         "doc": "Learner config variants: name -> overrides of train.<learner> (e.g. {eps_low: {epsilon_end: 0.05}}); "
                "an empty mapping trains params.yaml's config as it is. Names: a letter, then letters, digits, "
                "'_' or '-' (they name directories under results/sweep).", "safe_keys": True})
-    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "oracle"),
+    policies: tuple[str, ...] = spec(("cpu_only", "cloud_only", "greedy_oracle"),
                                      "Policies compared (bench.policies registry); the learner is added.",
                                      choices=_policy_names, min_len=1)
     scenarios: tuple[str, ...] = spec(("wifi_strong",), "Scenarios every policy runs on.", choices=_scenario_names,
@@ -383,7 +386,7 @@ class TestbedParams:
     autoscale_steps: int = spec(20_000, "AutoScale's training steps on the simulator twin.", ge=1, le=10_000_000)
 
     def __post_init__(self):
-        live_excluded = ("oracle", "edge_best_static", "dvfo")  # privileged, or DVFO's action set (no GPU here)
+        live_excluded = ("oracle", "greedy_oracle", "edge_best_static", "dvfo")  # privileged, or DVFO's action set (no GPU here)
         bad = [p for p in self.policies if p in live_excluded]
         if bad:
             raise ParamsError(f"params.yaml: testbed.policies: {bad} cannot run live on this host; "
@@ -407,6 +410,16 @@ class WorldParams:
 
 
 @dataclass(frozen=True)
+class ObjectiveParams:
+    """The one objective (bench/sim/objective.py, docs/bound.md): episode device energy above idle + λ per miss."""
+
+    violation_cost_mj: float = spec(1000.0, "λ: the device energy (mJ) one missed latency target or accuracy bound "
+                                    "is worth. The Lagrangian bound, gap to the bound and headroom use E + λ·misses; "
+                                    "the QoS-first variant is the limit λ -> inf over feasible deadlines.",
+                                    ge=0, le=1e9)
+
+
+@dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
 
@@ -418,6 +431,7 @@ class Params:
     profile: ProfileParams = field(default_factory=ProfileParams, metadata={"doc": ProfileParams.__doc__})
     train: TrainParams = field(default_factory=TrainParams, metadata={"doc": TrainParams.__doc__})
     evaluate: EvaluateParams = field(default_factory=EvaluateParams, metadata={"doc": EvaluateParams.__doc__})
+    objective: ObjectiveParams = field(default_factory=ObjectiveParams, metadata={"doc": ObjectiveParams.__doc__})
     engine: Any = field(default=None, metadata={
         "doc": "Where evaluation cells and sweep jobs run: local processes or a Dask cluster "
                "(bench/pipeline/engine.py).", "type": _engine_class})
@@ -428,6 +442,12 @@ class Params:
     def __post_init__(self):
         if self.engine is None:
             object.__setattr__(self, "engine", _engine_class()())
+        # one objective everywhere: the learners' rewards derive from params.yaml's `objective` (docs/bound.md)
+        for name in LEARNERS:
+            cfg = getattr(self.train, name, None)
+            if cfg is not None and getattr(cfg, "violation_cost_mj", 0.0) is None:
+                object.__setattr__(self.train, name,
+                                   dataclasses.replace(cfg, violation_cost_mj=self.objective.violation_cost_mj))
         for name, grid in self.sweep.grids.items():
             base = getattr(self.train, grid.learner)
             for variant, over in grid.configs.items():
@@ -495,6 +515,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "cloud": dict(choices=_profile_names),
         "episode_steps": dict(ge=1, le=10_000_000),
         "violation_penalty": dict(ge=0, le=1e6),
+        "violation_cost_mj": dict(ge=0, le=1e9),  # None: set from params.yaml objective
         "max_levels_per_target": dict(ge=1, le=10_000),
     },
     "DVFOConfig": {
@@ -530,6 +551,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "w_energy": dict(ge=0, le=1e6),
         "w_time": dict(ge=0, le=1e6),
         "qos_penalty": dict(ge=0, le=1e6),
+        "violation_cost_mj": dict(ge=0, le=1e9),
         "torch_threads": dict(ge=1, le=1024),
         "log_every_episodes": dict(ge=1, le=1_000_000),
     },

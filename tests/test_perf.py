@@ -24,10 +24,13 @@ MEASURES = ("Batch simulator, decisions/s", "Batch simulator, bytes moved", "One
             "One gym step, DVFO-v0", "Vector env AutoScale-v0, env steps/s", "Vector env DVFO-v0, env steps/s",
             "AutoScale act", "DVFO act on CPU",
             "DVFO decision time hidden", "AutoScale-v0: env steps until within", "AutoScale-v0: training wall time until",
-            "AutoScale-v0: final gap", "AutoScale-v0: training wall time, whole budget", "AutoScale-v0: peak memory",
-            "DVFO-v0: env steps until within", "DVFO-v0: training wall time until", "DVFO-v0: final gap",
+            "AutoScale-v0: final gap to the hindsight bound", "AutoScale-v0: final gap to the greedy oracle",
+            "AutoScale-v0: training wall time, whole budget", "AutoScale-v0: peak memory",
+            "DVFO-v0: env steps until within", "DVFO-v0: training wall time until",
+            "DVFO-v0: final gap to the hindsight bound", "DVFO-v0: final gap to the greedy oracle",
             "DVFO-v0: training wall time, whole budget", "DVFO-v0: peak memory", "Peak memory, simulator batch",
-            "Sampler overhead at 100 Hz")
+            "Sampler overhead at 100 Hz", "Hindsight bound, one 60-request episode, AutoScale",
+            "Hindsight bound, one 60-request episode, DVFO")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,10 @@ def test_quick_numbers_are_finite_and_positive(quick_doc):
         assert 0 < lat[p50] <= lat[p99] < math.inf
     assert 0.0 <= micro["dvfo_hidden"]["share_hidden"] <= 1.0
     assert micro["sampler"]["samples_per_s"] > 0 and math.isfinite(micro["sampler"]["overhead_pct"])
+    for kind in ("autoscale", "dvfo"):
+        b = micro["bound"][kind]
+        assert b["seconds"] > 0 and b["requests"] == quick_doc["settings"]["bound_steps"]
+        assert b["lower_lagrangian"] <= b["upper_lagrangian"] + 1e-6
     settings = quick_doc["settings"]
     runs = quick_doc["raw"]["runs"]
     assert sorted((r["env"], r["learner"]) for r in runs) == [("autoscale", "ours"), ("dvfo", "ours")]
@@ -78,6 +85,8 @@ def test_quick_numbers_are_finite_and_positive(quick_doc):
         assert r["env_steps"] == settings[f"budget_{r['env']}"]
         assert r["train_wall_s"] > 0 and r["max_rss_mib"] > 0 and r["oracle_energy_mj"] > 0
         assert math.isfinite(r["final_gap"]) and 0 <= r["final_qos_violation"] <= 1
+        # the bound is certified: no learner ends below it
+        assert r["final_gap_to_bound"] >= -1e-9 and r["bound_objective_mj"] > 0
         # one evaluation every eval_every steps, the last at the end of the budget
         every = settings[f"eval_every_{r['env']}"]
         assert [c["step"] for c in r["curve"]] == list(range(every, r["env_steps"] + 1, every))

@@ -30,8 +30,8 @@ def test_ratios_are_exact_when_policies_scale_the_same_draws():
     # paired bootstrap: the same cells for both policies -> a zero-width interval
     assert learner["efficiency_vs_cpu_only"]["ci_low"] == pytest.approx(8.0 / 1.1)
     assert learner["efficiency_vs_cpu_only"]["ci_high"] == pytest.approx(8.0 / 1.1)
-    assert learner["gap_to_oracle"]["mean"] == pytest.approx(0.1)
-    assert res["oracle"]["gap_to_oracle"]["mean"] == pytest.approx(0.0)
+    assert learner["gap_to_greedy_oracle"]["mean"] == pytest.approx(0.1)
+    assert res["oracle"]["gap_to_greedy_oracle"]["mean"] == pytest.approx(0.0)
     assert learner["qos_violation_rate"]["mean"] == pytest.approx(2 / 50)
     assert res["cpu_only"]["qos_violation_rate"]["mean"] == pytest.approx(0.5)
 

@@ -8,11 +8,12 @@ same root seed. Every ``eval_every`` env steps the greedy policy is evaluated by
 a :class:`GapEvaluator`, and a :class:`LearningTracker` records
 
 * the first env step and training wall time (evaluation time excluded) at which
-  the policy is *within the target of the oracle*: energy gap
+  the policy is *within the target of the greedy oracle*: energy gap
   ``E_policy / E_oracle - 1 <= target_gap`` **and** QoS violation rate at most
   ``max_extra_violation`` above the oracle's (a policy that saves energy by
   missing deadlines has not matched the oracle);
-* the final gap and violation rate after the whole budget, and the training wall time.
+* the final gap and violation rate after the whole budget, the final gap to the hindsight bound on the
+  declared objective (``J_policy / J_bound - 1``, J = E + λ·misses; docs/bound.md), and the training wall time.
 
 SB3 settings (documented in the JSON "settings"): SB3 defaults for everything
 except (a) ``gamma`` = our learner's discount, because the discount is part of
@@ -49,24 +50,42 @@ SB3_ALGOS = ("dqn", "ppo")
 # --------------------------------------------------------------------------- gap to the oracle
 
 class GapEvaluator:
-    """Greedy energy gap to the per-request oracle on fixed scenarios x seeds (oracle computed once)."""
+    """Greedy energy gap to the per-request (greedy) oracle on fixed scenarios x seeds (oracle computed once),
+    and the gap to the hindsight bound on the declared objective (:mod:`bench.policies.bound`, computed once)."""
 
     def __init__(self, env_id: str, scenarios: Sequence[str], env_kwargs: dict[str, Any], seeds: Sequence[int],
-                 n_steps: int):
+                 n_steps: int, violation_cost_mj: float | None = None):
         if not scenarios or not seeds or n_steps < 1:
             raise ValueError(f"GapEvaluator needs scenarios, seeds and n_steps >= 1; got {list(scenarios)}, "
                              f"{list(seeds)}, {n_steps}")
         self.seeds, self.n_steps = [int(s) for s in seeds], int(n_steps)
         self.envs = [make_env(env_id, s, n_steps, **env_kwargs) for s in scenarios]
-        oracle = pd.concat([evaluate_policy("oracle", e, None, self.seeds, n_steps) for e in self.envs])
+        oracle = pd.concat([evaluate_policy("greedy_oracle", e, None, self.seeds, n_steps) for e in self.envs])
         self.oracle_energy_mj = float(oracle["energy_mj"].mean())
         self.oracle_violation = float(1.0 - oracle["qos_ok"].mean())
+        from bench.policies.bound import hindsight_bound
+        from bench.sim.objective import Objective
+
+        if violation_cost_mj is None:
+            from bench.config import load_params
+
+            violation_cost_mj = load_params().objective.violation_cost_mj
+        self.objective = Objective(violation_cost_mj)
+        total, n = 0.0, 0
+        for e in self.envs:
+            for seed in self.seeds:
+                e.reset(seed=seed)  # the episode evaluate_policy plays with this seed
+                b = hindsight_bound(e, self.objective, n_steps)
+                total, n = total + b.lower_lagrangian, n + b.n
+        self.bound_objective_mj = total / n  # certified lower bound on E + λ·misses per request
 
     def __call__(self, policy: Policy) -> dict[str, float]:
         """Mean device energy per request, gap to the oracle and QoS violation rate of ``policy``."""
         df = pd.concat([evaluate_policy(policy, e, None, self.seeds, self.n_steps) for e in self.envs])
         energy = float(df["energy_mj"].mean())
+        objective = float(self.objective.cost(df["energy_mj"], df["qos_ok"]).mean())
         return {"energy_mj": energy, "gap": energy / self.oracle_energy_mj - 1.0,
+                "gap_to_bound": objective / self.bound_objective_mj - 1.0,
                 "qos_violation": float(1.0 - df["qos_ok"].mean()), "oracle_qos_violation": self.oracle_violation}
 
     def close(self) -> None:
@@ -108,7 +127,8 @@ class LearningTracker:
         return {"env_steps": int(env_steps), "train_wall_s": train_s, "eval_wall_s": self.eval_s,
                 "steps_to_target": None if self.reached is None else self.reached["step"],
                 "wall_s_to_target": None if self.reached is None else self.reached["train_s"],
-                "final_gap": last.get("gap"), "final_qos_violation": last.get("qos_violation"),
+                "final_gap": last.get("gap"), "final_gap_to_bound": last.get("gap_to_bound"),
+                "final_qos_violation": last.get("qos_violation"),
                 "oracle_qos_violation": last.get("oracle_qos_violation"), "curve": self.curve}
 
 
@@ -323,5 +343,6 @@ def run_job(job: Job) -> dict[str, Any]:
         raise ValueError(f"unknown learner {job.learner!r}; allowed: ['ours', *{list(SB3_ALGOS)}]")
     evaluator.close()
     out["oracle_energy_mj"] = evaluator.oracle_energy_mj
+    out["bound_objective_mj"] = evaluator.bound_objective_mj
     out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"env": job.env, "learner": job.learner, "seed": job.seed, "budget": job.budget, **out}

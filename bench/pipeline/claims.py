@@ -19,7 +19,9 @@ Verdicts:
 
 :func:`what_learners_add` - per suite, energy and QoS of each learner against the
 best static per DNN (and per signal bucket), the distilled rule, DVFO's published
-baselines and the oracle, on the evaluated (held-out) scenarios, with CIs; and
+baselines, the greedy oracle and the hindsight bound (with the headroom captured), on the evaluated (held-out)
+scenarios, with CIs and a single-scenario check (a scenario supplying more than half of a difference is
+flagged and the value without it given); and
 :func:`learner_notes`, the plain sentences README needs (including when a
 learner does not beat the distilled rule).
 """
@@ -186,6 +188,8 @@ def papers_vs_suite(metrics: Mapping[str, Any], accuracy_curve: pd.DataFrame | N
     rows = []
     for claim in claims if claims is not None else load_claims():
         point, lo, hi, how = suite_interval(metrics, claim, results, n_boot, seed)
+        single = single_scenario_flag(metrics, claim["suite"], claim["policy"], claim["baseline"],
+                                      claim.get("scenario"), claim["metric"])
         ver = verdict(claim, point, lo, hi)
         if claim["metric"] == "accuracy_loss" and accuracy_curve is not None and "ranking" in accuracy_curve:
             att = accuracy_curve[accuracy_curve.ranking == "attention"]
@@ -207,15 +211,53 @@ def papers_vs_suite(metrics: Mapping[str, Any], accuracy_curve: pd.DataFrame | N
                      "suite_value": f"{_fmt(point)} [{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(point) else "n/a",
                      "suite_mean": point if np.isfinite(point) else None,
                      "ci_low": lo if np.isfinite(lo) else None, "ci_high": hi if np.isfinite(hi) else None,
-                     "verdict": ver, "how measured": how, "why they differ": why, "source": claim["source"]})
+                     "verdict": ver, "how measured": how, "why they differ": why,
+                     "single-scenario check": single, "source": claim["source"]})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- no single cell decides a verdict
+
+def headline_breakdown(metrics: Mapping[str, Any], suite: str, policy: str, baseline: str) -> dict[str, Any] | None:
+    """The energy difference ``policy - baseline`` over the suite's headline scenarios, split by scenario
+    (:func:`bench.pipeline.yardstick.breakdown`); None when the metrics lack the per-scenario numbers."""
+    from bench.pipeline.breakdown import breakdown
+
+    s = metrics.get(suite) or {}
+    by_sc = s.get("by_scenario") or {}
+    split = s.get("split") or {}
+    keep = set(split.get("heldout") or ()) or set(by_sc)
+    return breakdown({sc: m for sc, m in by_sc.items() if sc in keep}, policy, baseline)
+
+
+def _flag_text(bd: Mapping[str, Any] | None, metric: str = "energy_reduction") -> str:
+    if not bd:
+        return ""
+    if not bd["dominated"]:
+        return f"ok: no scenario supplies more than half (largest: {bd['top_scenario']}, {bd['top_share']:.0%})"
+    share = bd["top_share"]
+    share_txt = f"{share:.0%}" if np.isfinite(share) else "all"
+    rel = bd.get("relative_without_top", float("nan"))
+    # relative = E_policy / E_baseline - 1; the efficiency ratio E_baseline / E_policy = 1 / (1 + relative)
+    value = (f"efficiency {1 / (1 + rel):.3g}x" if metric == "efficiency" else f"energy {rel:+.1%}") \
+        if np.isfinite(rel) else "n/a"
+    return f"FLAG: {bd['top_scenario']} supplies {share_txt} of the difference; without it: {value}"
+
+
+def single_scenario_flag(metrics: Mapping[str, Any], suite: str, policy: str, baseline: str,
+                         scenario: str | None, metric: str) -> str:
+    """A claim's single-scenario check: '' (a one-scenario claim, or not an energy metric), 'ok: ...' or
+    'FLAG: <scenario> supplies N% of the difference; without it: <value>' (issue 21: no single cell decides)."""
+    if scenario or metric not in ("efficiency", "energy_reduction"):
+        return ""
+    return _flag_text(headline_breakdown(metrics, suite, policy, baseline), metric)
 
 
 # --------------------------------------------------------------------------- what the learners add
 
 #: the references a learner is compared with, in table order (those a suite lacks are skipped)
 REFERENCES = ("best_static_dnn", "best_static_dnn_signal", "distilled", "neurosurgeon", "drldo", "appealnet",
-              "edge_gpu_max", "oracle")
+              "edge_gpu_max", "greedy_oracle", "oracle", "bound")
 LEARNERS = ("autoscale", "dvfo")
 
 
@@ -228,31 +270,65 @@ def _ci(entry: Mapping | None) -> tuple[float, float, float]:
 def what_learners_add(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Per suite and reference: energy and QoS violations of the learner and the reference (95% CIs), and the
     learner's energy saving against it (``1 - E_learner / E_reference``, paired CI; negative = the learner uses
-    more), with ``learner_better``: yes (whole CI above 0), no (whole CI below 0) or tie."""
+    more), with ``learner_better``: yes (whole CI above 0), no (whole CI below 0) or tie - or "no room for
+    learning" when no headline scenario of the suite has headroom (docs/bound.md): a learner is not ranked there."""
     rows = []
     for suite, s in metrics.items():
         m = s.get("overall", s)
         learners = [p for p in LEARNERS if p in m]
+        no_room = _no_room(s)
         for learner in learners:
             le, le_lo, le_hi = _ci(m[learner].get("energy_mj"))
             lv, lv_lo, lv_hi = _ci(m[learner].get("qos_violation_rate"))
-            for ref in (r for r in REFERENCES if r in m):
+            for ref in (r for r in REFERENCES if r in m or (r == "bound" and "gap_to_bound" in m[learner])):
+                if ref == "bound":  # the certified lower bound on the objective: gap_to_bound = J_learner / J_lower - 1
+                    g, g_lo, g_hi = _ci(m[learner].get("gap_to_bound"))
+                    sav, s_lo, s_hi = -g, -g_hi, -g_lo
+                    jl = _ci(m[learner].get("objective_mj"))[0]
+                    e, e_lo, e_hi = (jl / (1 + g),) * 3 if np.isfinite(g) else (float("nan"),) * 3
+                    v = v_lo = v_hi = float("nan")
+                    cap = m[learner].get("headroom_captured")
+                    rows.append({"suite": suite, "learner": learner, "reference": "bound (objective)",
+                                 "learner_energy_mj": jl, "learner_energy_ci": _ci(m[learner].get("objective_mj"))[1:],
+                                 "learner_qos_violations": lv, "learner_qos_violations_ci": (lv_lo, lv_hi),
+                                 "reference_energy_mj": e, "reference_energy_ci": (e_lo, e_hi),
+                                 "reference_qos_violations": v, "reference_qos_violations_ci": (v_lo, v_hi),
+                                 "learner_saving": sav, "learner_saving_ci": (s_lo, s_hi),
+                                 "learner_better": "no" if np.isfinite(sav) else "n/a",
+                                 "headroom_captured": _ci(cap)[0], "headroom_captured_ci": _ci(cap)[1:],
+                                 "single_scenario": ""})
+                    continue
                 e, e_lo, e_hi = _ci(m[ref].get("energy_mj"))
                 v, v_lo, v_hi = _ci(m[ref].get("qos_violation_rate"))
-                if ref == "oracle":  # gap_to_oracle = E_learner / E_oracle - 1
-                    g, g_lo, g_hi = _ci(m[learner].get("gap_to_oracle"))
+                if ref in ("greedy_oracle", "oracle"):  # gap_to_greedy_oracle = E_learner / E_greedy - 1
+                    g, g_lo, g_hi = _ci(m[learner].get("gap_to_greedy_oracle", m[learner].get("gap_to_oracle")))
                     sav, s_lo, s_hi = -g, -g_hi, -g_lo
                 else:
                     eff, f_lo, f_hi = _ci(m[learner].get(f"efficiency_vs_{ref}"))
                     sav, s_lo, s_hi = 1 - 1 / eff, 1 - 1 / f_lo, 1 - 1 / f_hi
                 better = ("n/a" if not np.isfinite(sav) else "yes" if s_lo > 0 else "no" if s_hi < 0 else "tie")
+                better = "no room for learning" if no_room else better
                 rows.append({"suite": suite, "learner": learner, "reference": ref,
                              "learner_energy_mj": le, "learner_energy_ci": (le_lo, le_hi),
                              "learner_qos_violations": lv, "learner_qos_violations_ci": (lv_lo, lv_hi),
                              "reference_energy_mj": e, "reference_energy_ci": (e_lo, e_hi),
                              "reference_qos_violations": v, "reference_qos_violations_ci": (v_lo, v_hi),
-                             "learner_saving": sav, "learner_saving_ci": (s_lo, s_hi), "learner_better": better})
+                             "learner_saving": sav, "learner_saving_ci": (s_lo, s_hi), "learner_better": better,
+                             "headroom_captured": float("nan"), "headroom_captured_ci": (float("nan"),) * 2,
+                             "single_scenario": _flag_text(headline_breakdown(metrics, suite, learner, ref))})
     return pd.DataFrame(rows)
+
+
+def _no_room(suite_metrics: Mapping[str, Any]) -> bool:
+    """True when the suite's yardstick says no headline scenario leaves room for learning (headroom below the
+    threshold everywhere); False when it has room somewhere or no yardstick (nothing to say)."""
+    yard = suite_metrics.get("yardstick") if isinstance(suite_metrics, Mapping) else None
+    if not yard or not yard.get("headroom"):
+        return False
+    split = suite_metrics.get("split") or {}
+    headline = set(split.get("heldout") or ()) or {r["scenario"] for r in yard["headroom"]}
+    rooms = [r.get("room") for r in yard["headroom"] if r["scenario"] in headline]
+    return bool(rooms) and all(r is False for r in rooms)
 
 
 def learner_notes(table: pd.DataFrame) -> list[str]:
@@ -266,17 +342,33 @@ def learner_notes(table: pd.DataFrame) -> list[str]:
     for (suite, learner), g in table.groupby(["suite", "learner"], sort=True):
         g = g.set_index("reference")
         parts = []
-        if "oracle" in g.index:
-            r = g.loc["oracle"]
+        if "bound (objective)" in g.index:
+            r = g.loc["bound (objective)"]
             lo, hi = r.learner_saving_ci
-            parts.append(f"{-r.learner_saving:+.1%} [{-hi:+.1%}, {-lo:+.1%}] energy vs the oracle")
+            parts.append(f"{-r.learner_saving:+.1%} [{-hi:+.1%}, {-lo:+.1%}] above the hindsight bound (objective)")
+            if np.isfinite(r.headroom_captured):
+                clo, chi = r.headroom_captured_ci
+                parts.append(f"{r.headroom_captured:.0%} [{clo:.0%}, {chi:.0%}] of the headroom captured")
+        for ref in ("greedy_oracle", "oracle"):
+            if ref in g.index:
+                r = g.loc[ref]
+                lo, hi = r.learner_saving_ci
+                parts.append(f"{-r.learner_saving:+.1%} [{-hi:+.1%}, {-lo:+.1%}] energy vs the greedy oracle")
+                break
         for ref in ("best_static_dnn", "best_static_dnn_signal", "distilled", "drldo", "appealnet", "edge_gpu_max"):
             if ref in g.index:
                 r = g.loc[ref]
                 lo, hi = r.learner_saving_ci
                 parts.append(f"{-r.learner_saving:+.1%} [{-hi:+.1%}, {-lo:+.1%}] vs {names[ref]}")
         text = f"{suite}: {learner} uses " + "; ".join(parts) + " (energy per inference, 95% CI)."
-        if "distilled" in g.index and g.loc["distilled"].learner_better != "yes":
+        flags = [f"vs {ref}: {f}" for ref, f in g["single_scenario"].items()
+                 if isinstance(f, str) and f.startswith("FLAG")] if "single_scenario" in g else []
+        if flags:
+            text += " One scenario decides: " + "; ".join(flags) + "."
+        if (g["learner_better"] == "no room for learning").any():
+            text += (f" No headline scenario of {suite} leaves room for learning (headroom below the threshold: the "
+                     f"best static choice per DNN is within it of the hindsight bound), so {learner} is not ranked.")
+        elif "distilled" in g.index and g.loc["distilled"].learner_better != "yes":
             verdict_ = "uses more energy than" if g.loc["distilled"].learner_better == "no" else "does not beat"
             text += f" {learner} {verdict_} the distilled depth-3 rule fitted to the oracle on the training scenarios."
         out.append(text)

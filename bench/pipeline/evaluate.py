@@ -69,14 +69,22 @@ def _policy_kwargs(cell: Cell) -> dict[str, Any]:
 
 
 def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], scenarios: Sequence[str],
-                         eval_seeds: Sequence[int], steps: int, root_seed: int) -> dict[str, Any]:
+                         eval_seeds: Sequence[int], steps: int, root_seed: int,
+                         violation_cost_mj: float | None = None) -> dict[str, Any]:
     """What a fitted baseline of a suite is fitted on (the same for all its cells, so one fit per suite).
 
     * hindsight statics: every evaluation scenario x seed of the suite (``steps`` requests each);
     * the distilled rule: the run's *training* scenarios, with as many seeds as the evaluation has, drawn
       for the purpose (``derive_seeds(root, n, "distill", suite)``: never the evaluation's);
-    * DRLDO: the DVFO run's config (training scenarios, steps, hyper-parameters) with a seed of its own.
+    * DRLDO: the DVFO run's config (training scenarios, steps, hyper-parameters) with a seed of its own;
+    * the bound's schedule: the declared objective's λ (params ``objective``; it searches each episode itself).
     """
+    if policy == "bound_schedule":
+        if violation_cost_mj is None:
+            from bench.config import load_params
+
+            violation_cost_mj = load_params().objective.violation_cost_mj
+        return {"violation_cost_mj": float(violation_cost_mj)}
     if policy in ("best_static_dnn", "best_static_dnn_signal"):
         return {"fit_scenarios": list(scenarios), "fit_seeds": [int(s) for s in eval_seeds], "n_steps": int(steps)}
     if policy == "distilled":
@@ -137,7 +145,7 @@ def cell_key(cell: Cell) -> str:
 
 
 def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenarios: Iterable[str], seeds: int,
-                steps: int, root_seed: int) -> list[Cell]:
+                steps: int, root_seed: int, violation_cost_mj: float | None = None) -> list[Cell]:
     """All cells of a suite: the run's learner + ``policies`` x ``scenarios`` x derived seeds."""
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "train.json").read_text())
@@ -148,8 +156,8 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
     eval_seeds = derive_seeds(root_seed, seeds, "evaluate", suite)
     names = [info["learner"]] + [p for p in policies if p != info["learner"]]
     scenarios = list(scenarios)
-    fitted = {p: json.dumps(fitted_policy_kwargs(p, suite, info["config"], scenarios, eval_seeds, steps, root_seed),
-                            sort_keys=True, default=list) for p in names}
+    fitted = {p: json.dumps(fitted_policy_kwargs(p, suite, info["config"], scenarios, eval_seeds, steps, root_seed,
+                                                 violation_cost_mj), sort_keys=True, default=list) for p in names}
     from bench.world.scenarios import load_scenario
 
     # steps <= 0: the whole scenario (its own length); a positive value caps it (CI-sized runs only)
@@ -161,18 +169,23 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
 
 
 def metrics(results: pd.DataFrame, n_boot: int, seed: int,
-            heldout: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+            heldout: Mapping[str, Sequence[str]] | None = None, bounds: pd.DataFrame | None = None,
+            violation_cost_mj: float | None = None, headroom_threshold: float = 0.05) -> dict[str, Any]:
     """Per suite: summaries with bootstrap 95% CIs (see :mod:`bench.pipeline.stats`).
 
     ``overall`` is the headline: over the suite's *held-out* scenarios (``heldout[suite]``: scenarios no
     learner trained on) when it has any, else over every scenario evaluated; ``seen`` (only with held-out
     scenarios) is the same summary over the scenarios the learner trained on; ``by_scenario`` covers all.
+    With ``violation_cost_mj`` (λ) and ``bounds`` (:func:`bench.pipeline.yardstick.bound_cells`), every
+    policy also gets the objective and its gap to the bound, and each suite the yardstick
+    (:func:`yardstick_metrics`: headroom per scenario, headroom captured, per-scenario breakdowns).
     """
     from bench.pipeline.stats import round_floats, summarise, summarise_by_scenario
 
     out: dict[str, Any] = {}
     for suite, frame in results.groupby("suite", sort=True):
-        kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed)
+        sb = None if bounds is None else bounds[bounds["suite"].astype(str) == str(suite)]
+        kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed, bounds=sb, violation_cost_mj=violation_cost_mj)
         held = set((heldout or {}).get(str(suite), ()))
         is_held = frame["scenario"].isin(held)
         entry: dict[str, Any] = {}
@@ -187,6 +200,10 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int,
             entry["split"] = {"headline": "all evaluated scenarios", "heldout": [],
                               "seen": sorted(set(frame["scenario"]))}
         entry["by_scenario"] = summarise_by_scenario(frame, **kw)
+        if sb is not None and violation_cost_mj is not None:
+            from bench.pipeline.yardstick import yardstick_metrics
+
+            yardstick_metrics(entry, frame, sb, violation_cost_mj, headroom_threshold, n_boot, seed, RATIO_BASELINES)
         out[str(suite)] = entry
     return round_floats(out)
 
@@ -267,7 +284,7 @@ def conditions(cells: Sequence[Cell]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- metrics files
 
 #: the per-policy numbers of results/metrics.json (means; intervals live in metrics_overall.json) ...
-HEADLINE_KEYS = ("energy_mj", "qos_violation_rate", "gap_to_oracle")
+HEADLINE_KEYS = ("energy_mj", "qos_violation_rate", "objective_mj", "gap_to_bound", "headroom_captured")
 #: ... plus the efficiency against the suite's on-device baseline: CPU-only, or edge-only on the Jetson GPU
 #: (DVFO's space), whichever the suite evaluates first in this order
 HEADLINE_RATIOS = ("efficiency_vs_cpu_only", "efficiency_vs_edge_gpu_max")
@@ -282,6 +299,8 @@ def headline(m: dict[str, Any], keys: Sequence[str] = HEADLINE_KEYS) -> dict[str
         for pol, entry in v["overall"].items():
             row = {}
             for k in (*keys, ratio) if ratio else keys:
+                if k not in entry and k in ("objective_mj", "gap_to_bound", "headroom_captured"):
+                    continue  # learners only (headroom captured); without a bound (objective, gap)
                 val = entry.get(k)
                 val = val.get("mean") if isinstance(val, dict) else val
                 row[k] = None if val is None else float(f"{val:.4g}")
@@ -301,6 +320,9 @@ def write_metrics(m: dict[str, Any], metrics_path: str | Path, out_dir: str | Pa
     paths["by_scenario"].write_text(dump({s: v["by_scenario"] for s, v in m.items()}))
     paths["seen"] = out_dir / "metrics_seen.json"  # the scenarios the learners trained on, and the split
     paths["seen"].write_text(dump({s: {"split": v.get("split", {}), "seen": v.get("seen", {})} for s, v in m.items()}))
+    if any("yardstick" in v for v in m.values()):  # headroom per scenario, headroom captured, breakdowns
+        paths["yardstick"] = out_dir / "yardstick.json"
+        paths["yardstick"].write_text(dump({s: v.get("yardstick", {}) for s, v in m.items()}))
     return paths
 
 
@@ -311,4 +333,7 @@ def load_metrics(evaluate_dir: str | Path) -> dict[str, Any]:
     by_scenario = json.loads((evaluate_dir / "metrics_by_scenario.json").read_text())
     seen_file = evaluate_dir / "metrics_seen.json"
     seen = json.loads(seen_file.read_text()) if seen_file.exists() else {}
-    return {s: {"overall": overall[s], "by_scenario": by_scenario.get(s, {}), **seen.get(s, {})} for s in overall}
+    yard_file = evaluate_dir / "yardstick.json"
+    yard = json.loads(yard_file.read_text()) if yard_file.exists() else {}
+    return {s: {"overall": overall[s], "by_scenario": by_scenario.get(s, {}), **seen.get(s, {}),
+                **({"yardstick": yard[s]} if s in yard else {})} for s in overall}

@@ -52,7 +52,8 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str])
     return "\n".join(lines)
 
 
-def results_section(metrics: Mapping[str, Mapping], splits: Mapping[str, Mapping] | None = None) -> str:
+def results_section(metrics: Mapping[str, Mapping], splits: Mapping[str, Mapping] | None = None,
+                    yardstick: Mapping[str, Mapping] | None = None) -> str:
     from bench.pipeline.report import LEARNERS, headline_rows
 
     parts = []
@@ -65,7 +66,58 @@ def results_section(metrics: Mapping[str, Mapping], splits: Mapping[str, Mapping
                  if split.get("heldout") else "over every evaluated scenario")
         parts.append(f"**{suite}** (mean {where} × seeds; 95% bootstrap CI). {note}\n\n"
                      + markdown_table(rows, list(rows[0])))
+        yard = (yardstick or {}).get(suite)
+        if yard:
+            parts.append(headroom_section(suite, yard))
+            flags = single_scenario_flags(yard)
+            if flags:
+                parts.append(flags)
     return "\n\n".join(parts)
+
+
+def headroom_section(suite: str, yard: Mapping) -> str:
+    """Per scenario: the room a learner has before any learner is trained (results/evaluate/yardstick.json)."""
+    def mj(x) -> str:
+        return "—" if x is None or pd.isna(x) else f"{x:.1f}"
+
+    def pct(x) -> str:
+        return "—" if x is None or pd.isna(x) else f"{100 * x:.1f}%"
+
+    rows = [{"scenario": r["scenario"], "bound (mJ)": mj(r.get("j_bound_mj")),
+             "best found (mJ)": mj(r.get("j_best_found_mj")), "best static per DNN (mJ)": mj(r.get("j_best_static_dnn_mj")),
+             "distilled (mJ)": mj(r.get("j_distilled_mj")), "headroom": pct(r.get("headroom")),
+             "headroom found": pct(r.get("headroom_found")),
+             "room for learning?": {True: "yes", False: "**no room for learning**"}.get(r.get("room"),
+                                                                                        "unknown (no best_static_dnn)")}
+            for r in yard.get("headroom", [])]
+    if not rows:
+        return ""
+    cap = []
+    for learner, c in (yard.get("headroom_captured", {}).get("headline") or {}).items():
+        o = c.get("overall")
+        if o:
+            cap.append(f"{learner}: {100 * o['mean']:.0f}% [{100 * o['ci_low']:.0f}, {100 * o['ci_high']:.0f}] of the "
+                       f"headroom captured over {', '.join(c['scenarios_with_room']) or 'no scenario'}")
+    head = (f"Headroom on **{suite}** (objective E + {yard.get('violation_cost_mj', 0):g} mJ × misses per inference, "
+            f"pooled over seeds; headroom = 1 − bound / best static per DNN, below {100 * yard.get('threshold', 0):.0f}%: "
+            f"no room for learning, not used to rank learners; docs/bound.md)")
+    return head + ("; " + "; ".join(cap) if cap else "") + ".\n\n" + markdown_table(rows, list(rows[0]))
+
+
+def single_scenario_flags(yard: Mapping, policies: Sequence[str] = ("autoscale", "dvfo", "distilled")) -> str:
+    """One line per reported difference that a single scenario decides (more than half of it), with the value
+    without that scenario (results/evaluate/yardstick.json's breakdowns)."""
+    lines = []
+    for pol, refs in sorted((yard.get("breakdown") or {}).items()):
+        if pol not in policies:
+            continue
+        for ref, bd in sorted(refs.items()):
+            if bd and bd.get("dominated"):
+                share = bd.get("top_share")
+                share_txt = "all" if share is None else f"{100 * abs(share):.0f}%"
+                lines.append(f"- {pol} vs {ref}: energy {100 * bd['relative']:+.1f}%, of which {bd['top_scenario']} "
+                             f"supplies {share_txt}; without it: {100 * bd.get('relative_without_top', float('nan')):+.1f}%")
+    return ("Differences one scenario decides (it supplies more than half):\n\n" + "\n".join(lines)) if lines else ""
 
 
 def learners_section(adds: pd.DataFrame, notes: str) -> str:
@@ -79,13 +131,17 @@ def learners_section(adds: pd.DataFrame, notes: str) -> str:
     rows = [{"suite": r["suite"], "learner": r["learner"], "reference": r["reference"],
              "learner energy (mJ)": f"{r['learner_energy_mj']:.1f}", "reference energy (mJ)": f"{r['reference_energy_mj']:.1f}",
              "learner saving (%)": f"{100 * r['learner_saving']:+.1f} {ci(r['learner_saving_ci'])}",
-             "learner better?": r["learner_better"]} for r in adds.to_dict("records")]
+             "learner better?": r["learner_better"],
+             "one scenario decides?": r.get("single_scenario") if isinstance(r.get("single_scenario"), str)
+             and r.get("single_scenario", "").startswith("FLAG") else ""} for r in adds.to_dict("records")]
     table = markdown_table(rows, list(rows[0])) if rows else ""
     return (notes.strip() + "\n\n" + table).strip()
 
 
 def claims_section(table: pd.DataFrame) -> str:
     cols = ["paper", "claim", "paper_value", "suite_value", "verdict", "how measured", "why they differ"]
+    if "single-scenario check" in table.columns:
+        cols.append("single-scenario check")
     rows = table.fillna("").to_dict("records")
     return markdown_table(rows, cols)
 
@@ -170,8 +226,10 @@ def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]
         seen_path = results_dir / "evaluate" / "metrics_seen.json"
         splits = {s: v.get("split", {}) for s, v in json.loads(seen_path.read_text()).items()} \
             if seen_path.exists() else {}
+        yard_path = results_dir / "evaluate" / "yardstick.json"
+        yard = json.loads(yard_path.read_text()) if yard_path.exists() else {}
         if "<!-- results:start -->" in text:
-            text = splice(text, "results", results_section(metrics, splits))
+            text = splice(text, "results", results_section(metrics, splits, yard))
     adds_path, notes_path = results_dir / "report" / "what_learners_add.csv", results_dir / "report" / "learner_notes.md"
     if adds_path.exists() and notes_path.exists() and "<!-- learners:start -->" in text:
         text = splice(text, "learners", learners_section(pd.read_csv(adds_path), notes_path.read_text()))

@@ -30,17 +30,21 @@ from matplotlib.patches import Patch
 THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
 
 #: row order of headline tables: the learners first, then the references
-POLICY_ORDER = ("autoscale", "dvfo", "oracle", "edge_best_static", "best_static_dnn", "best_static_dnn_signal",
+POLICY_ORDER = ("autoscale", "dvfo", "bound_schedule", "greedy_oracle", "oracle", "edge_best_static", "best_static_dnn", "best_static_dnn_signal",
                 "distilled", "distilled_rule", "drldo", "appealnet", "edge_gpu_max", "neurosurgeon", "gpu_only",
                 "cpu_only", "cloud_only", "random")
 LEARNERS = ("autoscale", "dvfo")
+#: the hindsight references drawn as stars (greedy_oracle's old name, oracle, included)
+REFERENCES = ("bound_schedule", "greedy_oracle", "oracle")
 
 #: one colour + marker per policy, in every figure. Learners are saturated and round, the oracle a black
 #: star, published comparators triangles, static baselines squares/diamonds, trivial baselines muted.
 POLICY_STYLES: dict[str, tuple[str, str]] = {
     "autoscale": ("#d62728", "o"),
     "dvfo": ("#9c27b0", "o"),
-    "oracle": ("#111111", "*"),
+    "bound_schedule": ("#000000", "*"),
+    "greedy_oracle": ("#444444", "*"),
+    "oracle": ("#777777", "*"),  # deprecated alias of greedy_oracle
     "edge_best_static": ("#1f77b4", "s"),
     "best_static_dnn": ("#17becf", "D"),
     "best_static_dnn_signal": ("#0b6e78", "D"),
@@ -155,7 +159,8 @@ def format_ci(entry: Mapping | None, fmt: str = "{:.2f}") -> str:
 
 
 def headline_rows(metrics: Mapping[str, Mapping]) -> list[dict[str, str]]:
-    """Energy per inference, QoS violations, efficiency ratios and oracle gap (95% CI), one row per policy.
+    """Energy per inference, QoS violations, efficiency ratios and the gaps to the hindsight bound (on the declared
+    objective E + λ·misses; docs/bound.md) and to the greedy oracle (95% CI), one row per policy.
 
     The one formatting of the headline: the report notebook and HTML page show it, README's refresh renders it.
     """
@@ -165,7 +170,9 @@ def headline_rows(metrics: Mapping[str, Mapping]) -> list[dict[str, str]]:
              "energy / inference (mJ)": format_ci(metrics[p].get("energy_mj"), "{:.1f}"),
              "QoS violations": format_ci(metrics[p].get("qos_violation_rate"), "{:.3f}"),
              **{label: format_ci(metrics[p].get(f"efficiency_vs_{k}")) for k, label in ratios},
-             "gap to oracle": format_ci(metrics[p].get("gap_to_oracle"), "{:+.1%}")} for p in ordered(metrics)]
+             "gap to bound": format_ci(metrics[p].get("gap_to_bound"), "{:+.1%}"),
+             "gap to greedy oracle": format_ci(metrics[p].get("gap_to_greedy_oracle"), "{:+.1%}")}
+            for p in ordered(metrics)]
 
 
 #: efficiency columns of the headline, each shown when the suite evaluates that baseline
@@ -325,7 +332,7 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     labels = []
     for r in overall.set_index("policy").loc[ordered(overall.policy)].reset_index().itertuples():
         st = policy_style(r.policy)
-        big = 260 if r.policy == "oracle" else (150 if r.policy in LEARNERS else 110)
+        big = 260 if r.policy in REFERENCES else (150 if r.policy in LEARNERS else 110)
         x, y = r.latency_rel_p95, r.energy_mj
         if x > x_hi or y > y_hi:
             val = (f"p95 {x:.3g}× deadline" if x > x_hi else "") + (", " if x > x_hi and y > y_hi else "") + \
@@ -334,7 +341,7 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
                               "right" if x > x_hi else "up")
             continue
         # the oracle hollow and larger, so a learner on top of it stays visible
-        face = "none" if r.policy == "oracle" else st["color"]
+        face = "none" if r.policy in REFERENCES else st["color"]
         ax.scatter([x], [y], s=big, marker=st["marker"], facecolors=face, edgecolors="black" if face != "none"
                    else st["color"], linewidths=1.6 if face == "none" else 0.8, zorder=5 + (r.policy in LEARNERS),
                    label=r.policy)
@@ -373,7 +380,7 @@ def _place_labels(ax, labels: Sequence[tuple[str, float, float]]) -> None:
         taken.append(box)
         ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha="right" if dx < 0 else "left",
                     va="bottom", fontsize="small", zorder=7,
-                    weight="bold" if name in LEARNERS + ("oracle",) else "normal")
+                    weight="bold" if name in LEARNERS + REFERENCES else "normal")
 
 
 def target_mix(results: pd.DataFrame, title: str = "", ncols: int = 3) -> Figure:
@@ -410,7 +417,7 @@ def target_mix(results: pd.DataFrame, title: str = "", ncols: int = 3) -> Figure
 
 
 def best_target_heatmap(results: pd.DataFrame, conditions: pd.DataFrame, title: str = "",
-                        policy: str = "oracle") -> Figure:
+                        policy: str = "greedy_oracle") -> Figure:
     """Per DNN and signal bin: the target the oracle picks most often (colour) and how often (text)."""
     column, label = SIGNAL_AXES[suite_learner(results)]
     df = with_conditions(results[results.policy.astype(str) == policy], conditions)
@@ -529,7 +536,7 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
     comps = [c for c in comparators if any(f"efficiency_vs_{c}" in m for m in overall.values())]
     # the learners and the oracle always lie on the scale; only far-off baselines are clipped
     focus = [1 - 1 / m[f"efficiency_vs_{c}"]["mean"] for c in comps for p, m in overall.items()
-             if p in LEARNERS + ("oracle",) and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
+             if p in LEARNERS + REFERENCES and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
     floor = min([floor] + [v - 0.05 for v in focus])
     scen = ["all scenarios"] + sorted(by_scenario)
     fig, axes = new_figure(5.2 * len(comps) + 2.0, 0.5 * len(scen) + 1.8, ncols=max(len(comps), 1), sharey=True)
@@ -623,10 +630,11 @@ def reference_lines(levels: pd.DataFrame) -> pd.DataFrame:
     mean = levels.groupby(["run", "policy"]).reward.mean().reset_index()
     rows = []
     for run, d in mean.groupby("run"):
-        orc = d[d.policy == "oracle"]
+        orc = d[d.policy.isin(("greedy_oracle", "oracle"))]
         if len(orc):
-            rows.append({"run": run, "kind": "oracle", "policy": "oracle", "reward": float(orc.reward.iloc[0])})
-        static = d[d.policy != "oracle"].sort_values("reward", ascending=False)
+            rows.append({"run": run, "kind": "oracle", "policy": str(orc.policy.iloc[0]),
+                         "reward": float(orc.reward.iloc[0])})
+        static = d[~d.policy.isin(("greedy_oracle", "oracle"))].sort_values("reward", ascending=False)
         if len(static):
             rows.append({"run": run, "kind": "best static", "policy": static.policy.iloc[0],
                          "reward": float(static.reward.iloc[0])})
@@ -652,7 +660,7 @@ def learning_curves(curves: pd.DataFrame, levels: pd.DataFrame | None = None) ->
         for r in refs[refs.run == run_of.get(name)].itertuples():
             s2 = policy_style(r.policy)
             ax.axhline(r.reward, color=s2["color"], lw=1.5, ls="--" if r.kind == "oracle" else ":",
-                       label=f"{r.kind} ({r.policy})" if r.kind != "oracle" else "oracle")
+                       label=f"{r.kind} ({r.policy})" if r.kind != "oracle" else "greedy oracle")
             ys.append(r.reward)
         pad = 0.08 * (max(ys) - min(ys) or 1.0)
         ax.set(ylim=(min(ys) - pad, max(ys) + pad), title=name, xlabel="environment steps (requests)",

@@ -55,7 +55,8 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
         ev = params.evaluate
         # steps = 0 (the default): every episode covers its whole scenario (the scenario's own `steps`)
         return {"seeds": ev.seeds, "steps": ev.steps, "workers": ev.workers, "n_boot": ev.n_boot,
-                "engine": as_dict(params.engine),
+                "engine": as_dict(params.engine), "objective": as_dict(params.objective),
+                "headroom_threshold": ev.headroom_threshold,
                 "suites": as_dict(ev.suites), "train_dir": _rel(RESULTS_DIR / "train"),
                 "out_dir": _rel(RESULTS_DIR / "evaluate"), "metrics_path": _rel(RESULTS_DIR / "metrics.json")}
     if stage == "report":

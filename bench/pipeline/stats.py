@@ -50,15 +50,22 @@ def _bootstrap_index(n_cells: int, n_boot: int, rng: np.random.Generator) -> np.
     return rng.integers(0, n_cells, size=(n_boot, n_cells))
 
 
-def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, oracle: str = "oracle",
-              n_boot: int = 1000, seed: int = 0) -> dict:
+def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, oracle: str | None = None,
+              n_boot: int = 1000, seed: int = 0, bounds: pd.DataFrame | None = None,
+              violation_cost_mj: float | None = None) -> dict:
     """Per-policy metrics with paired cluster-bootstrap 95% CIs.
 
     ``baselines`` maps a label to a policy name, e.g. ``{"cpu_only": "cpu_only",
     "cloud_only": "cloud_only"}``: for each, the energy-efficiency ratio
     ``E_baseline / E_policy`` (>1: the policy uses less energy per inference).
-    The gap to the oracle is ``E_policy / E_oracle - 1``. Latency percentiles are
-    over all requests (with a bootstrap over cells).
+    With ``violation_cost_mj`` (λ, params ``objective``), ``objective_mj`` is the declared
+    objective per inference, ``(E + λ·misses) / n``; with ``bounds`` too (one row per
+    (scenario, seed) with ``lower_lagrangian`` and ``upper_lagrangian``, mJ over the cell:
+    :mod:`bench.pipeline.yardstick`), ``gap_to_bound`` is ``J_policy / J_lower - 1`` (>= 0 by
+    construction: the bound is certified) and ``gap_to_best_found`` ``J_policy / J_upper - 1``
+    (negative: the policy beat the best schedule the search found). The greedy per-request
+    oracle's ratio stays as ``gap_to_greedy_oracle`` (``E_policy / E_greedy - 1``; not a bound).
+    Latency percentiles are over all requests (with a bootstrap over cells).
     """
     baselines = baselines or {}
     cells = cell_table(results)
@@ -91,6 +98,28 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
     lat = results.groupby("policy")["latency_ms"]
     keys = list(energy.index)
 
+    if oracle is None:  # the greedy per-request oracle, under its name or its deprecated alias
+        oracle = next((p for p in ("greedy_oracle", "oracle") if p in policies), "greedy_oracle")
+    lam = None if violation_cost_mj is None else float(violation_cost_mj)
+    if lam is not None:
+        obj = energy + lam * viol
+        j_point, j_reps = boot(lambda r: per_request(obj, r))
+        b_cols = {}
+        if bounds is not None and len(bounds):
+            bt = bounds.set_index(["scenario", "seed"]).reindex(energy.index)
+            for col, key in (("lower_lagrangian", "gap_to_bound"), ("upper_lagrangian", "gap_to_best_found")):
+                b_cols[key] = bt[col].to_numpy(float)
+        om = obj.to_numpy(float)
+
+        def gap(bvec: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+            m, b = (om, bvec) if rows is None else (om[rows], bvec[rows])
+            have = np.isfinite(m) & np.isfinite(b)[:, None]  # only cells with both the policy and the bound
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(have, m, 0).sum(axis=0) / np.where(have, b[:, None], 0).sum(axis=0) - 1
+
+        gaps = {key: (gap(b, None), np.stack([gap(b, rows) for rows in idx]) if n_boot else
+                      np.empty((0, len(policies)))) for key, b in b_cols.items()}
+
     out: dict[str, dict] = {}
     for j, pol in enumerate(policies):
         entry = {
@@ -109,7 +138,11 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
                 entry[f"efficiency_vs_{label}"] = _ci(e_reps[:, k] / e_reps[:, j], e_point[base] / e_point[pol])
         if oracle in energy.columns:
             k = policies.index(oracle)
-            entry["gap_to_oracle"] = _ci(e_reps[:, j] / e_reps[:, k] - 1, e_point[pol] / e_point[oracle] - 1)
+            entry["gap_to_greedy_oracle"] = _ci(e_reps[:, j] / e_reps[:, k] - 1, e_point[pol] / e_point[oracle] - 1)
+        if lam is not None:
+            entry["objective_mj"] = _ci(j_reps[:, j], j_point[pol])
+            for key, (point, reps) in gaps.items():
+                entry[key] = _ci(reps[:, j], point[j])
         out[pol] = entry
     # p95 latency CIs need per-request data: resample cells and recompute (small tables only)
     if n_boot and len(keys) <= 2000:

@@ -132,11 +132,11 @@ def reference_levels(learner: str, config, seeds: list[int]) -> pd.DataFrame:
     rows = []
     for env in training_envs(learner, config):
         steps = int(env.spec.max_episode_steps)
-        for pol in ("oracle", *STATIC_REFERENCES):
+        for pol in ("greedy_oracle", *STATIC_REFERENCES):
             if pol not in REGISTRY:
                 continue
             try:
-                kwargs = {"n_steps": steps, "seed": 0} if pol != "oracle" else {}
+                kwargs = {"n_steps": steps, "seed": 0} if pol != "greedy_oracle" else {}
                 frame = evaluate_policy(pol, env, None, seeds, steps, policy_kwargs=kwargs)
             except (ValueError, KeyError, TypeError) as err:  # a baseline without an action in this space
                 logging.getLogger(__name__).info("reference level of %s skipped: %s", pol, err)

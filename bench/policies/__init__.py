@@ -9,4 +9,4 @@ from bench.policies.base import (LEARNERS, REGISTRY, Learner, LearnerSpec, Polic
 __all__ = ["REGISTRY", "LEARNERS", "Learner", "LearnerSpec", "Policy", "Transition", "make_policy", "register"]
 from bench.policies import dvfo  # noqa: F401  (registers)
 from bench.policies import autoscale, baselines, oracle  # noqa: E402,F401  (registers)
-from bench.policies import appealnet, distilled, drldo, neurosurgeon, static  # noqa: E402,F401  (registers)
+from bench.policies import appealnet, bound, distilled, drldo, neurosurgeon, static  # noqa: E402,F401  (registers)

@@ -127,7 +127,11 @@ class DVFOConfig:
     w_time: float = 0.0
     """Weight of normalised latency in the reward (0 = the DVFO poster's energy-only reward)."""
     qos_penalty: float = 1.0
-    """Reward penalty when the latency target or accuracy bound is missed."""
+    """Reward penalty when the latency target or accuracy bound is missed (legacy reward only)."""
+    violation_cost_mj: float | None = None
+    """λ of the declared objective (params.yaml ``objective``; the pipeline sets it from there): the reward
+    becomes ``-(w_energy (E + λ·miss) / E_ref + w_time T / T_ref)`` and ``qos_penalty`` is unused
+    (docs/bound.md). None: the legacy reward."""
     torch_threads: int = 1
     """CPU threads torch may use (a single small MLP gains nothing from more)."""
     log_every_episodes: int = 1
@@ -179,7 +183,8 @@ class DVFOConfig:
         xi = self.xi_levels if isinstance(self.xi_levels, (int, np.integer)) else list(self.xi_levels)
         return dict(edge=self.edge, cloud=self.cloud, n_cpu_levels=self.n_cpu_levels, n_gpu_levels=self.n_gpu_levels,
                     n_mem_levels=self.n_mem_levels, xi_levels=xi, w_energy=self.w_energy, w_time=self.w_time,
-                    qos_penalty=self.qos_penalty)
+                    qos_penalty=self.qos_penalty,
+                    **({} if self.violation_cost_mj is None else {"violation_cost_mj": self.violation_cost_mj}))
 
 
 def make_env(config: DVFOConfig, scenario: str) -> gym.Env:

@@ -83,9 +83,9 @@ def replay(env, seed: int, n_steps: int) -> EpisodeData:
     any state the env carries from request to request is the one the oracle's own choices left; the states
     and draws are read after the rollout, with that history in them.
     """
-    from bench.policies.oracle import Oracle
+    from bench.policies.oracle import GreedyOracle
 
-    oracle = Oracle(env)
+    oracle = GreedyOracle(env)
     obs, _ = env.reset(seed=int(seed))
     rows, actions = [], []
     for _ in range(int(n_steps)):

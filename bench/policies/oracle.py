@@ -1,4 +1,9 @@
-"""The per-request oracle: the upper bound every scheduler is measured against.
+"""The greedy per-request oracle (``greedy_oracle``; ``oracle`` is its deprecated alias).
+
+It is *not* a bound: it picks each request's best action given the state the previous choices
+left, ignoring the radio tail, thermal and queue state its choice leaves for the next request, so
+a policy can use less energy (issue 21: the distilled rule did). The yardstick is the hindsight
+bound of :mod:`bench.policies.bound`; this is one of the schedules that bound's search starts from.
 
 *Privileged.* At every step it evaluates all actions on the env's current request
 under that request's realised draw (the same common random numbers the env will
@@ -14,6 +19,8 @@ It is greedy: it does not plan how today's choice delays the next request.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from bench.policies.base import Policy, register
@@ -21,10 +28,10 @@ from bench.policies.baselines import episode_arrays
 from bench.sim.core import Outcome, best_actions
 
 
-class Oracle(Policy):
+class GreedyOracle(Policy):
     """Per-request best action under the realised draw (see the module docstring)."""
 
-    name = "oracle"
+    name = "greedy_oracle"
     privileged = True
 
     def __init__(self, env, wait_aware: bool = False):
@@ -54,6 +61,18 @@ class Oracle(Policy):
         return int(best_actions(out)[0])
 
 
+#: the old name, kept so saved params and plugins keep working
+Oracle = GreedyOracle
+
+
+@register("greedy_oracle")
+def greedy_oracle(env, wait_aware: bool = False, **_) -> GreedyOracle:
+    return GreedyOracle(env, wait_aware=wait_aware)
+
+
 @register("oracle")
-def oracle(env, wait_aware: bool = False, **_) -> Oracle:
-    return Oracle(env, wait_aware=wait_aware)
+def oracle(env, wait_aware: bool = False, **_) -> GreedyOracle:
+    """Deprecated alias of ``greedy_oracle`` (it is not a bound; see the module docstring)."""
+    warnings.warn("policy 'oracle' is deprecated: it is the greedy per-request oracle, use 'greedy_oracle' "
+                  "(the yardstick is the hindsight bound, bench.policies.bound)", DeprecationWarning, stacklevel=2)
+    return GreedyOracle(env, wait_aware=wait_aware)

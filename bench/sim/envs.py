@@ -27,11 +27,14 @@ from bench.world.scenarios import Scenario, load_scenario
 from bench.sim.core import Draws, EnergyLedger, States
 from bench.sim.fast import EpisodeKernel
 from bench.sim.kernel import Carry
+from bench.sim.objective import Objective
 from bench.sim.system import System, autoscale_system, dvfo_system
 
 AUTOSCALE_ID = "bench/AutoScale-v0"
 DVFO_ID = "bench/DVFO-v0"
 EPISODE_STEPS = 200
+#: the AutoScale reward derived from the objective is in joules (a unit, not a tuned constant)
+OBJECTIVE_REWARD_SCALE_MJ = 1000.0
 _DBM_LOW, _DBM_HIGH = -150.0, 0.0
 # finite observation bounds (generous; values are clipped to them)
 _MAX_LAYERS, _MAX_LOG_FLOPS, _MAX_MS, _MAX_MBPS = 1e4, 20.0, 1e6, 1e4
@@ -297,8 +300,10 @@ class AutoScaleEnv(_SimEnv):
     ones still run waits, and the wait is part of its latency. Fields 12-13 let a
     policy see that backlog (a real scheduler knows its own queues).
 
-    **Reward** - inferences per joule of the mobile device (``1000 / energy_mj``,
-    energy above the idle baseline, radio promotion and tail included)
+    **Reward** - with ``violation_cost_mj`` (λ; the pipeline passes params.yaml's ``objective``): the
+    declared objective, ``-(energy_mj + λ · miss) / 1000`` (joules; a miss: latency > target or accuracy
+    loss > bound; docs/bound.md). Without it (legacy): inferences per joule of the mobile device
+    (``1000 / energy_mj``, energy above the idle baseline, radio promotion and tail included)
     when latency <= target and accuracy loss <= bound; otherwise
     ``-violation_penalty * (1 + violation)`` (violation: relative latency excess +
     relative accuracy excess).
@@ -309,7 +314,7 @@ class AutoScaleEnv(_SimEnv):
     **Arguments** - ``scenario`` (name/path/Scenario), ``edge``, ``peer``, ``cloud``
     (profile names/paths/objects; ``peer=None`` drops the peer action),
     ``workloads`` (DataFrame, default: the shipped table),
-    ``max_levels_per_target``, ``violation_penalty``; extra keyword arguments go to
+    ``max_levels_per_target``, ``violation_penalty``, ``violation_cost_mj``; extra keyword arguments go to
     the :class:`~bench.sim.core.Simulator`. ``info`` carries energy, remote energy,
     latency, accuracy and the QoS flag of the step, plus ``total_energy_mj`` (with
     the idle baseline over the request's slot), ``tail_mj``, ``promo_mj`` and
@@ -320,11 +325,14 @@ class AutoScaleEnv(_SimEnv):
 
     def __init__(self, scenario: Scenario | str = "wifi_strong", edge="phone_sd845", peer="peer_laptop",
                  cloud="cloud_rtx3080", workloads: pd.DataFrame | None = None, max_levels_per_target: int | None = None,
-                 violation_penalty: float = 10.0, render_mode: str | None = None, **sim_kwargs):
+                 violation_penalty: float = 10.0, violation_cost_mj: float | None = None,
+                 render_mode: str | None = None, **sim_kwargs):
         system = autoscale_system(edge=edge, cloud=cloud, peer=peer, workloads=workloads,
                                   max_levels_per_target=max_levels_per_target, **sim_kwargs)
         super().__init__(system, scenario)
         self.violation_penalty = float(violation_penalty)
+        # the declared objective (params.yaml `objective`, bench/sim/objective.py); None: the legacy reward
+        self.objective = None if violation_cost_mj is None else Objective(violation_cost_mj)
         self._radio = [self.sim.radio_names.index(r) for r in ("wifi", "lte")]
         high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1, 1, _MAX_MS, _MAX_MS],
                         dtype=np.float32)
@@ -353,7 +361,10 @@ class AutoScaleEnv(_SimEnv):
 
     def step(self, action):
         out = self._outcome(action)
-        reward = 1000.0 / out.energy_mj if out.qos_ok else -self.violation_penalty * (1.0 + out.violation)
+        if self.objective is not None:  # -(E + λ·miss) in joules (OBJECTIVE_REWARD_SCALE_MJ)
+            reward = -(out.energy_mj + self.objective.violation_cost_mj * (not out.qos_ok)) / OBJECTIVE_REWARD_SCALE_MJ
+        else:
+            reward = 1000.0 / out.energy_mj if out.qos_ok else -self.violation_penalty * (1.0 + out.violation)
         info = self._info(out)
         self._t += 1
         truncated = self._t >= self._T
@@ -390,7 +401,10 @@ class DVFOEnv(_SimEnv):
     14   ``signal_dbm``      signal strength of the offload radio (dBm)            [-150, 0]
     ===  ==================  ====================================================  ===========
 
-    **Reward** - ``-(w_energy * E / E_ref + w_time * T / T_ref) - qos_penalty``
+    **Reward** - with ``violation_cost_mj`` (λ; the pipeline passes params.yaml's ``objective``):
+    ``-(w_energy * (E + λ · miss) / E_ref + w_time * T / T_ref)``, the declared objective per request in
+    units of the workload's local-only energy (docs/bound.md). Without it (legacy):
+    ``-(w_energy * E / E_ref + w_time * T / T_ref) - qos_penalty``
     when the latency target or accuracy bound is missed (no penalty otherwise);
     E_ref and T_ref are the workload's local-only energy and latency at the
     highest frequencies (computed from the profile, not typed in); ``w_time=0``
@@ -407,7 +421,7 @@ class DVFOEnv(_SimEnv):
     **Arguments** - ``scenario``, ``edge``, ``cloud``, ``workloads``, ``partitions``,
     ``accuracy_curve`` (CSV path or DataFrame; default ``data/dvfo/accuracy_vs_xi.csv``),
     ``n_cpu_levels``, ``n_gpu_levels``, ``n_mem_levels``, ``xi_levels``,
-    ``w_energy``, ``w_time``, ``qos_penalty``, ``host_flop_share``, ``radio``.
+    ``w_energy``, ``w_time``, ``qos_penalty``, ``violation_cost_mj``, ``host_flop_share``, ``radio``.
     """
 
     OBS_FIELDS = DVFO_OBS_FIELDS
@@ -417,13 +431,15 @@ class DVFOEnv(_SimEnv):
                  n_cpu_levels: int | None = 4, n_gpu_levels: int | None = 5, n_mem_levels: int | None = 3,
                  xi_levels=6, w_energy: float = 1.0, w_time: float = 0.0, qos_penalty: float = 1.0,
                  host_flop_share: float | None = None, radio: str | None = None, render_mode: str | None = None,
-                 **sim_kwargs):
+                 violation_cost_mj: float | None = None, **sim_kwargs):
         system = dvfo_system(edge=edge, cloud=cloud, workloads=workloads, partitions=partitions,
                              accuracy_curve=accuracy_curve, n_cpu_levels=n_cpu_levels, n_gpu_levels=n_gpu_levels,
                              n_mem_levels=n_mem_levels, xi_levels=xi_levels, host_flop_share=host_flop_share,
                              radio=radio, **sim_kwargs)
         super().__init__(system, scenario)
         self.w_energy, self.w_time, self.qos_penalty = float(w_energy), float(w_time), float(qos_penalty)
+        # the declared objective (params.yaml `objective`); None: the legacy qos_penalty reward
+        self.objective = None if violation_cost_mj is None else Objective(violation_cost_mj)
         acts = self.action_table
         self._dims = np.array([acts[c].max() + 1 for c in ("i_cpu", "i_gpu", "i_mem", "i_xi")])
         self._idx = acts[["i_cpu", "i_gpu", "i_mem", "i_xi"]].to_numpy()
@@ -493,8 +509,12 @@ class DVFOEnv(_SimEnv):
         t = self._t
         w = self._kernel.workload[t]
         latency, ok = out.latency_ms, out.qos_ok
-        reward = -(self.w_energy * out.energy_mj / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
-        reward -= 0.0 if ok else self.qos_penalty
+        if self.objective is not None:  # -(E + λ·miss) / E_ref: the objective in local-inference units
+            e = out.energy_mj + (0.0 if ok else self.objective.violation_cost_mj)
+            reward = -(self.w_energy * e / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
+        else:
+            reward = -(self.w_energy * out.energy_mj / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
+            reward -= 0.0 if ok else self.qos_penalty
         info = self._info(out)
         info["wait_ms"] = self._wait_ms  # the queue this request met (its latency includes it)
         self._prev = self._a

@@ -36,7 +36,7 @@ from gymnasium.vector.utils import batch_space
 from types import SimpleNamespace
 
 from bench.sim.core import States
-from bench.sim.envs import _MAX_MS, AutoScaleEnv, DVFOEnv, _SimEnv
+from bench.sim.envs import _MAX_MS, OBJECTIVE_REWARD_SCALE_MJ, AutoScaleEnv, DVFOEnv, _SimEnv
 from bench.sim.kernel import Carry, RequestInputs, advance, step_rows
 _INFO_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "accuracy", "accuracy_loss", "qos_ok", "timed_out",
               "tail_mj", "promo_mj", "throttled", "action", "step")
@@ -180,6 +180,8 @@ class AutoScaleVectorEnv(_SimVectorEnv):
         return obs
 
     def _reward(self, out, x, a, live):
+        if self.env.objective is not None:  # as AutoScaleEnv.step: -(E + λ·miss) in joules
+            return -self.env.objective.cost(out.energy_mj, out.qos_ok) / OBJECTIVE_REWARD_SCALE_MJ
         with np.errstate(divide="ignore"):
             return np.where(out.qos_ok, 1000.0 / out.energy_mj, -self.env.violation_penalty * (1.0 + out.violation))
 
@@ -209,8 +211,12 @@ class DVFOVectorEnv(_SimVectorEnv):
     def _reward(self, out, x, a, live):
         e = self.env
         w = x.workload
-        reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * out.latency_ms / e.t_ref_ms[w])
-        reward = reward - np.where(out.qos_ok, 0.0, e.qos_penalty)
+        if e.objective is not None:  # as DVFOEnv.step: -(E + λ·miss) / E_ref
+            reward = -(e.w_energy * e.objective.cost(out.energy_mj, out.qos_ok) / e.e_ref_mj[w]
+                       + e.w_time * out.latency_ms / e.t_ref_ms[w])
+        else:
+            reward = -(e.w_energy * out.energy_mj / e.e_ref_mj[w] + e.w_time * out.latency_ms / e.t_ref_ms[w])
+            reward = reward - np.where(out.qos_ok, 0.0, e.qos_penalty)
         self._last_wait = np.maximum(self._carry.local_free[:, 0], 0.0)
         self._prev = np.where(live, a, self._prev)
         return reward

@@ -54,7 +54,7 @@ RADIOS = ("wifi", "lte")
 #: workloads added to the quick fit when fewer are served (the fit has three constants)
 FIT_FILLERS = ("mobilenet_v2", "lstm_text", "resnet18")
 #: privileged baselines see the realised episode: no live scheduler can run them
-LIVE_EXCLUDED = ("oracle", "edge_best_static")
+LIVE_EXCLUDED = ("oracle", "greedy_oracle", "edge_best_static")
 
 
 class TestbedError(BenchError):

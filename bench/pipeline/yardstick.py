@@ -1,0 +1,278 @@
+"""The yardstick of the evaluate stage: the hindsight bound per cell, its check, headroom, per-scenario breakdowns.
+
+* :func:`bound_cells` - per evaluation cell (suite, scenario, seed): the certified lower bound and the
+  best schedule found, both variants (:mod:`bench.policies.bound`), plus the per-request bounds the
+  check needs;
+* :func:`check_bound` / :func:`enforce_bound` - no policy (privileged or not) beats the bound in any
+  cell: Lagrangian ``E + λ·V >= lower``; QoS-first ``E >= the bound given the deadlines it met``
+  (so a policy meeting every feasible deadline uses at least the QoS-first bound). The evaluate stage
+  fails (:class:`BoundViolation`) otherwise;
+* :func:`headroom_table` - per scenario (and family), from non-learner policies only: E_bound,
+  E_best_static_dnn, E_distilled and the headroom ``1 - J_bound / J_best_static_dnn`` on the declared
+  objective; below the threshold a scenario is "no room for learning";
+* :func:`headroom_captured` - learners as ``(J_static - J_learner) / (J_static - J_bound)`` with a
+  paired cluster-bootstrap CI over the scenarios with room;
+* :func:`breakdown` - a difference between two policies split by scenario; flags a scenario that
+  supplies more than half of it and gives the value without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.pipeline.breakdown import DOMINANT_SHARE, breakdown  # noqa: F401  (part of this module's API)
+from bench.sim.objective import Objective
+
+#: the reference a learner's headroom is measured from (the issue's "best static per DNN")
+STATIC_REFERENCE = "best_static_dnn"
+
+
+class BoundViolation(RuntimeError):
+    """A policy beat the certified bound in some cell: the bound (or the simulator) is wrong."""
+
+
+# --------------------------------------------------------------------------- bound per cell
+
+def _bound_cell(key: tuple) -> tuple[dict[str, Any], pd.DataFrame]:
+    suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
+    import bench  # noqa: F401  (registers the envs in a fresh worker)
+    from bench.pipeline.training import learner_spec
+    from bench.policies.bound import hindsight_bound
+    from bench.policies.rollout import make_env
+
+    env = make_env(learner_spec(learner).env_id, scenario, steps, **json.loads(env_kwargs_json))
+    env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
+    b = hindsight_bound(env, Objective(lam), int(steps))
+    env.close()
+    row = {"suite": suite, "scenario": scenario, "seed": int(seed), **b.summary()}
+    rb = b.requests
+    req = pd.DataFrame({"suite": suite, "scenario": scenario, "seed": int(seed), "step": np.arange(b.n),
+                        "lb_any_mj": rb.lb_any_mj, "lb_ok_mj": rb.lb_ok_mj, "feasible": rb.feasible})
+    return row, req
+
+
+def bound_cells(cells: Sequence, objective: Objective, engine=None, progress: bool = False
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per (suite, scenario, seed) with both variants' bracket, per-request bounds) of ``cells``
+    (:class:`bench.pipeline.evaluate.Cell`; one bound per distinct episode, whatever the policies)."""
+    from bench.pipeline.engine import Engine, map_ordered
+
+    keys = list(dict.fromkeys((c.suite, c.learner, c.scenario, int(c.seed), int(c.steps), c.env_kwargs_json,
+                               objective.violation_cost_mj) for c in cells))
+    if engine is None or isinstance(engine, Mapping):
+        engine = Engine.from_dict(engine or {})
+    names = [f"bound-{hashlib.sha256(json.dumps(k).encode()).hexdigest()[:20]}" for k in keys]
+    outs = map_ordered(_bound_cell, keys, engine, keys=names, progress=progress, desc="bound")
+    table = pd.DataFrame([o[0] for o in outs])
+    req = pd.concat([o[1] for o in outs], ignore_index=True) if outs else pd.DataFrame()
+    for col in ("suite", "scenario"):
+        if col in table:
+            table[col] = table[col].astype("string")
+        if col in req:
+            req[col] = req[col].astype("string")
+    return table, req
+
+
+# --------------------------------------------------------------------------- the check
+
+def check_bound(results: pd.DataFrame, requests: pd.DataFrame, objective: Objective,
+                rel_tol: float = 1e-9, abs_tol_mj: float = 1e-6) -> pd.DataFrame:
+    """One row per (suite, policy, scenario, seed) cell whose policy beats the bound (empty: none does).
+
+    Columns: the cell, ``variant`` (lagrangian / qos_first), the policy's value and the bound's. A
+    small tolerance absorbs float summation order only.
+    """
+    keys = ["suite", "scenario", "seed", "step"]
+    res = results.copy()
+    if "suite" not in res:
+        res["suite"] = requests["suite"].iloc[0] if len(requests) else ""
+    for c in ("suite", "scenario"):
+        res[c] = res[c].astype(str)
+    req = requests.copy()
+    for c in ("suite", "scenario"):
+        req[c] = req[c].astype(str)
+    m = res.merge(req, on=keys, how="inner", validate="many_to_one")
+    ok = m["qos_ok"].astype(bool).to_numpy()
+    lam = objective.violation_cost_mj
+    m["_j"] = m["energy_mj"].to_numpy(float) + lam * ~ok
+    m["_lb_lag"] = np.minimum(m["lb_ok_mj"].to_numpy(float), m["lb_any_mj"].to_numpy(float) + lam)
+    m["_lb_met"] = np.where(ok, m["lb_ok_mj"].to_numpy(float), m["lb_any_mj"].to_numpy(float))
+    g = m.groupby(["suite", "policy", "scenario", "seed"], sort=True, observed=True)
+    cell = g.agg(energy=("energy_mj", "sum"), j=("_j", "sum"), lb_lag=("_lb_lag", "sum"),
+                 lb_met=("_lb_met", "sum")).reset_index()
+    rows = []
+    for variant, value, bound in (("lagrangian", "j", "lb_lag"), ("qos_first", "energy", "lb_met")):
+        tol = rel_tol * cell[bound].abs() + abs_tol_mj
+        bad = cell[cell[value] < cell[bound] - tol]
+        for r in bad.itertuples(index=False):
+            rows.append({"suite": r.suite, "policy": r.policy, "scenario": r.scenario, "seed": int(r.seed),
+                         "variant": variant, "policy_value_mj": float(getattr(r, value)),
+                         "bound_mj": float(getattr(r, bound))})
+    return pd.DataFrame(rows, columns=["suite", "policy", "scenario", "seed", "variant", "policy_value_mj",
+                                       "bound_mj"])
+
+
+def enforce_bound(results: pd.DataFrame, requests: pd.DataFrame, objective: Objective) -> None:
+    """Raise :class:`BoundViolation` naming the cells where a policy beats the bound (the evaluate stage's check)."""
+    bad = check_bound(results, requests, objective)
+    if len(bad):
+        first = bad.head(5).to_dict("records")
+        raise BoundViolation(f"{len(bad)} cell(s) where a policy beats the hindsight bound (the bound or the "
+                             f"simulator is wrong; docs/bound.md), e.g. {first}")
+
+
+# --------------------------------------------------------------------------- headroom
+
+def _cell_sums(results: pd.DataFrame, lam: float) -> pd.DataFrame:
+    r = results.assign(_miss=~results["qos_ok"].astype(bool))
+    g = r.groupby(["suite", "policy", "scenario", "seed"], sort=True, observed=True)
+    c = g.agg(n=("energy_mj", "size"), energy=("energy_mj", "sum"), misses=("_miss", "sum")).reset_index()
+    c["j"] = c["energy"] + lam * c["misses"]
+    for col in ("suite", "policy", "scenario"):
+        c[col] = c[col].astype(str)
+    return c
+
+
+def _families(scenarios) -> dict[str, str]:
+    from bench.world.scenarios import load_scenario
+
+    out = {}
+    for sc in scenarios:
+        try:
+            obj = load_scenario(sc)
+            out[sc] = str(getattr(obj, "family", None) or obj.name)
+        except Exception:  # a scenario the table names but this checkout cannot load: its own family
+            out[sc] = str(sc)
+    return out
+
+
+def headroom_table(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objective,
+                   threshold: float = 0.05, static: str = STATIC_REFERENCE, distilled: str = "distilled",
+                   family: bool = False) -> pd.DataFrame:
+    """Per (suite, scenario) - or (suite, family) with ``family`` - the room a learner has, before any learner.
+
+    Uses only the bound and non-learner policies. Columns (per inference, pooled over seeds):
+    ``e_bound_mj`` (certified lower bound, QoS-first), ``e_best_found_mj`` (best schedule found),
+    ``e_best_static_dnn_mj``, ``e_distilled_mj``, the same on the objective (``j_*``), ``headroom`` =
+    ``1 - j_bound / j_best_static_dnn`` (an upper estimate: the bound is a relaxation), ``headroom_found``
+    = ``1 - j_best_found / j_best_static_dnn`` (achieved by a real schedule), ``room`` (headroom >= threshold;
+    None when the suite did not evaluate the best static per DNN).
+    """
+    lam = objective.violation_cost_mj
+    c = _cell_sums(results, lam)
+    b = bounds.copy()
+    for col in ("suite", "scenario"):
+        b[col] = b[col].astype(str)
+    b["j_lower"], b["j_upper"] = b["lower_lagrangian"], b["upper_lagrangian"]
+    fam = _families(sorted(set(b["scenario"])))
+    group = "family" if family else "scenario"
+    b["family"] = b["scenario"].map(fam)
+    c["family"] = c["scenario"].map(fam)
+    rows = []
+    for (suite, key), gb in b.groupby(["suite", group], sort=True):
+        n = gb["n"].sum()
+        row = {"suite": suite, group: key, "cells": len(gb), "requests": int(n),
+               "e_bound_mj": gb["lower_qos_first_mj"].sum() / n, "e_best_found_mj": gb["upper_qos_first_mj"].sum() / n,
+               "j_bound_mj": gb["j_lower"].sum() / n, "j_best_found_mj": gb["j_upper"].sum() / n}
+        cells = set(zip(gb["scenario"], gb["seed"]))
+        for label, pol in (("best_static_dnn", static), ("distilled", distilled)):
+            cp = c[(c["suite"] == suite) & (c["policy"] == pol)]
+            cp = cp[[(s, d) in cells for s, d in zip(cp["scenario"], cp["seed"])]]
+            ok = len(cp) == len(gb)
+            row[f"e_{label}_mj"] = cp["energy"].sum() / cp["n"].sum() if ok else np.nan
+            row[f"j_{label}_mj"] = cp["j"].sum() / cp["n"].sum() if ok else np.nan
+        js = row["j_best_static_dnn_mj"]
+        row["headroom"] = 1 - row["j_bound_mj"] / js if np.isfinite(js) and js > 0 else np.nan
+        row["headroom_found"] = 1 - row["j_best_found_mj"] / js if np.isfinite(js) and js > 0 else np.nan
+        # None: unknown (the suite did not evaluate best_static_dnn): neither ranked on nor marked "no room"
+        row["room"] = bool(row["headroom"] >= threshold) if np.isfinite(row["headroom"]) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.DataFrame, objective: Objective,
+                      learners: Sequence[str] = ("autoscale", "dvfo"), static: str = STATIC_REFERENCE,
+                      n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per suite and learner: ``(J_static - J_learner) / (J_static - J_bound)`` over the scenarios with room
+    (ratio of sums over their cells; paired cluster-bootstrap 95% CI), and the same per scenario.
+
+    1 = the learner reaches the certified bound; 0 = no better than the best static per DNN; negative = worse.
+    """
+    from bench.pipeline.stats import _ci
+
+    lam = objective.violation_cost_mj
+    c = _cell_sums(results, lam)
+    b = bounds.copy()
+    for col in ("suite", "scenario"):
+        b[col] = b[col].astype(str)
+    out: dict[str, dict[str, Any]] = {}
+    for suite, hs in headroom.groupby("suite", sort=True):
+        room = set(hs.loc[hs["room"].eq(True), "scenario"]) if "scenario" in hs else set()
+        bs = b[(b["suite"] == suite) & b["scenario"].isin(room)].set_index(["scenario", "seed"])
+        cs = c[c["suite"] == suite]
+        st = cs[cs["policy"] == static].set_index(["scenario", "seed"])["j"]
+        for learner in (p for p in learners if p in set(cs["policy"])):
+            lj = cs[cs["policy"] == learner].set_index(["scenario", "seed"])["j"]
+            idx = bs.index.intersection(st.index).intersection(lj.index)
+            entry: dict[str, Any] = {"scenarios_with_room": sorted(room), "cells": int(len(idx))}
+            if len(idx):
+                s_, l_, bd = st.loc[idx].to_numpy(float), lj.loc[idx].to_numpy(float), bs.loc[idx, "lower_lagrangian"].to_numpy(float)
+                stat = lambda r: (s_[r].sum() - l_[r].sum()) / (s_[r].sum() - bd[r].sum())  # noqa: E731
+                allr = np.arange(len(idx))
+                rng = np.random.default_rng(seed)
+                reps = np.array([stat(rng.integers(0, len(idx), len(idx))) for _ in range(n_boot)])
+                entry["overall"] = _ci(reps, stat(allr))
+                scen = np.array([k[0] for k in idx])
+                entry["by_scenario"] = {sc: float(stat(np.flatnonzero(scen == sc))) for sc in sorted(set(scen))}
+            out.setdefault(str(suite), {})[learner] = entry
+    return out
+
+
+# --------------------------------------------------------------------------- into the metrics
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.DataFrame, violation_cost_mj: float,
+                      threshold: float, n_boot: int, seed: int, baselines: Mapping[str, str] | None = None,
+                      learners: Sequence[str] = ("autoscale", "dvfo")) -> None:
+    """Add one suite's yardstick to its metrics ``entry`` (as :func:`bench.pipeline.evaluate.metrics` builds it):
+    ``entry["yardstick"]`` = headroom per scenario (and per family), headroom captured per learner (headline
+    split and seen scenarios) and, for every policy against every ratio baseline, the per-scenario breakdown
+    of the energy difference over the headline split (``baselines``: label -> policy, as the efficiency ratios);
+    each learner's headline entry gets ``headroom_captured``."""
+    obj = Objective(violation_cost_mj)
+    head = headroom_table(frame, bounds, obj, threshold)
+    fam = headroom_table(frame, bounds, obj, threshold, family=True)
+    split = entry.get("split", {})
+    headline_sc = set(split.get("heldout") or split.get("seen") or head.get("scenario", pd.Series(dtype=str)))
+    yard: dict[str, Any] = {"threshold": threshold, "violation_cost_mj": obj.violation_cost_mj,
+                            "headroom": _records(head),
+                            "no_room": sorted(head.loc[head["room"].eq(False), "scenario"]) if len(head) else []}
+    if len(fam) and (fam["family"].tolist() != head["scenario"].tolist()):
+        yard["headroom_by_family"] = _records(fam)
+    captured: dict[str, Any] = {}
+    for name, scen in (("headline", headline_sc), ("seen", set(split.get("seen") or ()) if split.get("heldout") else set())):
+        if not scen:
+            continue
+        part = head[head["scenario"].isin(scen)]
+        cap = headroom_captured(frame[frame["scenario"].isin(scen)], bounds[bounds["scenario"].isin(scen)], part,
+                                obj, learners, n_boot=n_boot, seed=seed)
+        captured[name] = next(iter(cap.values()), {})
+    yard["headroom_captured"] = captured
+    for learner, c in captured.get("headline", {}).items():
+        if "overall" in c and learner in entry["overall"]:
+            entry["overall"][learner]["headroom_captured"] = c["overall"]
+    by_sc = {sc: m for sc, m in entry.get("by_scenario", {}).items() if sc in headline_sc}
+    pols = sorted(entry["overall"])
+    yard["breakdown"] = {p: {label: bd for label, base in (baselines or {}).items()
+                             if base in entry["overall"] and base != p
+                             and (bd := breakdown(by_sc, p, base)) is not None}
+                         for p in pols}
+    entry["yardstick"] = yard

@@ -1,0 +1,172 @@
+"""The hindsight bound (bench/policies/bound.py) and the evaluate stage's check (bench/pipeline/yardstick.py).
+
+The central property: no policy - privileged or not, the greedy oracle, the distilled rule, statics, the
+bound's own schedule - beats the certified lower bound in any (scenario, seed) cell, in either variant,
+on both suites (AutoScale phone, DVFO Jetson). Episodes are short and seeds drawn by Hypothesis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bench  # noqa: F401  (registers the envs)
+import bench.policies  # noqa: F401  (registers the policies)
+from bench.pipeline import yardstick
+from bench.policies.bound import hindsight_bound, replay, request_bounds
+from bench.policies.rollout import evaluate_policy, make_env
+from bench.sim.objective import Objective
+
+N = 40  # requests per episode: enough for tails, promotions and throttling to interact
+OBJ = Objective(1000.0)
+SUITES = {
+    "autoscale_phone": ("bench/AutoScale-v0", ["heldout_gaming_commute", "heldout_cell_edge", "mobility_walk"],
+                        ["wifi_strong", "cellular_only"],
+                        ["cpu_only", "gpu_only", "cloud_only", "random", "neurosurgeon"]),
+    "dvfo_jetson": ("bench/DVFO-v0", ["dvfo_bandwidth_walk", "heldout_dvfo_markov_cap"], ["dvfo_trickle_5mbps"],
+                    ["edge_gpu_max", "cloud_only", "random", "neurosurgeon"]),
+}
+
+
+def _policy_rows(suite: str, scenario: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    env_id, _, train, simple = SUITES[suite]
+    env = make_env(env_id, scenario, N)
+    env.reset(seed=seed)
+    b = hindsight_bound(env, OBJ, N)
+    frames = []
+    fitted = {"best_static_dnn": {"fit_scenarios": [scenario], "fit_seeds": [seed], "n_steps": N},
+              "distilled": {"train_scenarios": train, "train_seeds": [1], "n_steps": N},
+              "bound_schedule": {"violation_cost_mj": OBJ.violation_cost_mj, "n_steps": N},
+              "greedy_oracle": {}}
+    for pol in [*simple, *fitted]:
+        kw = fitted.get(pol, {"seed": seed, "n_steps": N})
+        frames.append(evaluate_policy(pol, env, None, [seed], N, policy_kwargs=kw))
+    qos = evaluate_policy("bound_schedule", env, None, [seed], N, label="bound_schedule_qos",
+                          policy_kwargs={"violation_cost_mj": OBJ.violation_cost_mj, "n_steps": N,
+                                         "variant": "qos_first"})
+    frames.append(qos)
+    res = pd.concat(frames, ignore_index=True)
+    res.insert(0, "suite", suite)
+    rb = b.requests
+    req = pd.DataFrame({"suite": suite, "scenario": scenario, "seed": seed, "step": np.arange(N),
+                        "lb_any_mj": rb.lb_any_mj, "lb_ok_mj": rb.lb_ok_mj, "feasible": rb.feasible})
+    env.close()
+    return res, req, b
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), which=st.integers(0, 9))
+def test_no_policy_beats_the_bound_in_any_cell(suite, seed, which):
+    scenarios = SUITES[suite][1]
+    res, req, b = _policy_rows(suite, scenarios[which % len(scenarios)], seed)
+    bad = yardstick.check_bound(res, req, OBJ)
+    assert bad.empty, bad.to_string()
+    # the bracket is ordered, and the replayed schedule is what the bound reports as its upper end
+    assert b.lower_lagrangian <= b.upper_lagrangian + 1e-6
+    assert b.lower_qos_first_mj <= b.upper_qos_first_mj + 1e-6 or b.upper_qos_first_missed_feasible > 0
+    lag = res[res.policy == "bound_schedule"]
+    assert OBJ.episode_cost(lag.energy_mj, lag.qos_ok) == pytest.approx(b.upper_lagrangian, rel=1e-9)
+    greedy = res[res.policy == "greedy_oracle"]  # one of the proposals: the best found is never worse
+    assert b.upper_lagrangian <= OBJ.episode_cost(greedy.energy_mj, greedy.qos_ok) * (1 + 1e-12)
+    # a policy meeting every feasible deadline uses at least the QoS-first bound
+    for pol, g in res.groupby("policy"):
+        met = g.sort_values("step").qos_ok.to_numpy()
+        if met[b.requests.feasible].all():
+            assert g.energy_mj.sum() >= b.lower_qos_first_mj - 1e-6, pol
+
+
+def test_the_relaxation_is_below_every_reachable_state():
+    """Per request, any carried state (radio quiet time, throttling) costs at least the relaxation's minimum."""
+    env = make_env("bench/AutoScale-v0", "heldout_gaming_commute", N)
+    env.reset(seed=7)
+    u = env.unwrapped
+    ep = u.episode()
+    idx = np.arange(N)
+    states, draws = ep.states.take(idx), ep.draws.take(idx)
+    rb = request_bounds(u.sim, states, draws)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        idle = rng.choice([-5e3, -50.0, 0.0, 30.0, 400.0, 5e3, 2e4, np.inf], size=states.radio_idle_ms.shape)
+        hot = rng.random(N) < 0.5
+        out = u.sim.evaluate(dataclasses.replace(states, radio_idle_ms=idle, throttled=hot), None, draws)
+        assert (out.energy_mj.min(axis=1) >= rb.lb_any_mj - 1e-9).all()
+        e_ok = np.where(out.qos_ok, out.energy_mj, np.inf).min(axis=1)
+        assert (e_ok >= rb.lb_ok_mj - 1e-9).all()
+        assert not (out.qos_ok.any(axis=1) & ~rb.feasible).any()  # nothing the relaxation calls infeasible is met
+
+
+def test_the_check_fails_when_a_policy_beats_the_bound():
+    res, req, _ = _policy_rows("autoscale_phone", "heldout_gaming_commute", 3)
+    assert yardstick.check_bound(res, req, OBJ).empty
+    cheat = res.copy()
+    cheat.loc[cheat.policy == "greedy_oracle", "energy_mj"] *= 0.5
+    bad = yardstick.check_bound(cheat, req, OBJ)
+    assert set(bad.policy) == {"greedy_oracle"} and set(bad.variant) >= {"qos_first"}
+    with pytest.raises(yardstick.BoundViolation):
+        yardstick.enforce_bound(cheat, req, OBJ)
+
+
+def test_the_bound_needs_an_episode_at_its_start():
+    env = make_env("bench/AutoScale-v0", "wifi_weak", N)
+    env.reset(seed=2)
+    env.step(0)
+    with pytest.raises(ValueError, match="step 0"):
+        hindsight_bound(env, OBJ, N)
+
+
+def test_replay_leaves_the_env_untouched_and_matches_a_rollout():
+    env = make_env("bench/DVFO-v0", "dvfo_bandwidth_walk", N)
+    env.reset(seed=11)
+    acts = np.random.default_rng(1).integers(0, env.unwrapped.sim.A, N)
+    e, ok = replay(env, acts)
+    assert env.unwrapped.episode().step == 0
+    for t, a in enumerate(acts):
+        _, _, _, _, info = env.step(int(a))
+        assert info["energy_mj"] == pytest.approx(e[t], rel=1e-12)
+        assert info["qos_ok"] == ok[t]
+
+
+@settings(max_examples=50, deadline=None)
+@given(e=st.lists(st.floats(0, 1e6), min_size=1, max_size=20), lam=st.floats(0, 1e6), data=st.data())
+def test_objective_is_energy_plus_lambda_per_miss(e, lam, data):
+    ok = data.draw(st.lists(st.booleans(), min_size=len(e), max_size=len(e)))
+    obj = Objective(lam)
+    assert obj.episode_cost(e, ok) == pytest.approx(sum(e) + lam * (len(ok) - sum(ok)), rel=1e-9, abs=1e-9)
+    assert np.all(obj.reward(e, ok, 2.0) == -obj.cost(e, ok) / 2.0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_objective_refuses_a_bad_lambda(bad):
+    with pytest.raises(ValueError, match="violation_cost_mj"):
+        Objective(bad)
+
+
+def _by_scenario(values: dict[str, tuple[float, float, int]]):
+    return {sc: {"a": {"energy_mj": {"mean": va}, "n_requests": n}, "b": {"energy_mj": {"mean": vb}, "n_requests": n}}
+            for sc, (va, vb, n) in values.items()}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(list("pqrstu")),
+                       st.tuples(st.floats(1, 1e3), st.floats(1, 1e3), st.integers(1, 1000)), min_size=1))
+def test_breakdown_adds_up_and_flags_a_dominant_scenario(values):
+    out = yardstick.breakdown(_by_scenario(values), "a", "b")
+    assert sum(out["by_scenario"].values()) == pytest.approx(out["difference_per_inference"], rel=1e-9, abs=1e-9)
+    top = out["by_scenario"][out["top_scenario"]]
+    assert all(abs(top) >= abs(v) for v in out["by_scenario"].values())
+    if out["dominated"]:
+        rest = {k: v for k, v in values.items() if k != out["top_scenario"]}
+        expect = sum(a * n for a, _, n in rest.values()) / sum(b * n for _, b, n in rest.values()) - 1
+        assert out["relative_without_top"] == pytest.approx(expect, rel=1e-9)
+
+
+def test_breakdown_flags_one_scenario_deciding_a_verdict():
+    out = yardstick.breakdown(_by_scenario({"calm": (100, 99, 100), "edge": (300, 200, 100)}), "a", "b")
+    assert out["dominated"] and out["top_scenario"] == "edge"
+    assert out["relative_without_top"] == pytest.approx(100 / 99 - 1)
