@@ -91,6 +91,8 @@ class FitSettings:
     """Spread of log(CPU kind's class efficiency / this host's measured one)."""
     conv_fast_algorithm_gain: float = 2.25
     """Dense conv may exceed the datasheet peak in counted direct FLOPs by at most this (Winograd)."""
+    tie_below_points: float = 3
+    """A target with fewer published rows fits one speed factor instead of five constants."""
 
 
 def load_settings(path: Path | str = SETTINGS_YAML) -> FitSettings:
@@ -123,6 +125,10 @@ def load_settings(path: Path | str = SETTINGS_YAML) -> FitSettings:
             values[key] = tuple(value)
         elif key == "bound_factor":
             values[key] = V.number(where, value, CalibrationError, gt=1, le=1e6)
+        elif key == "tie_below_points":
+            values[key] = V.number(where, value, CalibrationError, ge=0, le=1000, integer=True)
+        elif key == "conv_fast_algorithm_gain":
+            values[key] = V.number(where, value, CalibrationError, ge=1, le=100)
         else:
             values[key] = V.number(where, value, CalibrationError, gt=0, le=100)
     return FitSettings(**values)
@@ -455,7 +461,8 @@ def point_table(rows: pd.DataFrame, features: pd.DataFrame, index: Mapping[tuple
 
 def _joint_settings(settings: FitSettings) -> JointSettings:
     return JointSettings(settings.measurement_sigma, settings.prior_sigma, settings.ratio_sigma,
-                         settings.host_split_sigma, settings.bound_factor, settings.conv_fast_algorithm_gain)
+                         settings.host_split_sigma, settings.bound_factor, settings.conv_fast_algorithm_gain,
+                         int(settings.tie_below_points))
 
 
 def calibrate_joint(priors: Sequence[DeviceProfile], calibration: pd.DataFrame, features: pd.DataFrame | None = None,

@@ -47,6 +47,7 @@ class JointSettings:
     host_split_sigma: float
     bound_factor: float
     conv_fast_algorithm_gain: float
+    tie_below_points: int = 3
 
 
 @dataclass
@@ -126,6 +127,22 @@ class JointModel:
         conv = lg - lpeak - math.log(self.settings.conv_fast_algorithm_gain)
         return np.concatenate([conv, lg + le - lpeak], axis=1)
 
+    #: +1: a throughput (faster when larger), -1: a cost (faster when smaller)
+    _SPEED_SIGN = np.array([1.0, 1.0, -1.0, -1.0, -1.0])
+
+    def tie(self, theta: np.ndarray, pts: PointTable) -> np.ndarray:
+        """Targets with fewer than ``tie_below_points`` rows: their five constants move as one speed factor.
+
+        The signed log-departures from the prior (throughputs up = costs down) are held equal
+        (stiff residuals), so one or two published latencies fit one number, not five.
+        """
+        tp = theta[:self.n_tp].reshape(self.n_t, len(TARGET_PARAMS))
+        tp0 = self.theta0[:self.n_tp].reshape(self.n_t, len(TARGET_PARAMS))
+        counts = np.bincount(pts.target, minlength=self.n_t)
+        few = counts < self.settings.tie_below_points
+        dep = (tp - tp0) * self._SPEED_SIGN
+        return ((dep[few] - dep[few, :1]) / 0.01)[:, 1:].ravel()
+
     def residuals(self, theta: np.ndarray, pts: PointTable) -> np.ndarray:
         s = self.settings
         pred = np.log(np.maximum(self.predict(theta, pts), 1e-12))
@@ -138,7 +155,7 @@ class JointModel:
                 for c, v in self.host_split.items()] if (self.kind_index == KINDS.index("cpu")).any() else []
         excess = self.peak_excess(theta)
         bound = np.where(np.isfinite(excess), np.maximum(excess, 0.0), 0.0).ravel() / 0.01
-        return np.concatenate([meas, prior, np.asarray(host, dtype=float), bound])
+        return np.concatenate([meas, prior, np.asarray(host, dtype=float), bound, self.tie(theta, pts)])
 
     def fit(self, pts: PointTable) -> np.ndarray:
         sol = least_squares(self.residuals, np.clip(self.theta0, self.lo + 1e-9, self.hi - 1e-9), args=(pts,),
