@@ -40,6 +40,10 @@ class PredictError(ValueError):
     """A request that cannot be predicted; the message says which field and what is allowed."""
 
 
+def _blank(text: Any) -> bool:
+    return text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip() == ""
+
+
 def _level(text: Any, levels: Sequence[float], what: str) -> float:
     if text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip().lower() in ("", "max"):
         return float(levels[-1])
@@ -132,7 +136,7 @@ class Predictor:
         return self._profiles[name]
 
     def predict(self, profile: str, workload: str, target: str, level_mhz: Any = None, mem_level_mhz: Any = None,
-                precision: Any = None) -> dict[str, Any]:
+                precision: Any = None, cpu_level_mhz: Any = None) -> dict[str, Any]:
         prof = self.profile(str(profile).strip())
         if target not in prof.targets:
             raise PredictError(f"target={target!r}: profile {prof.name} has targets {sorted(prof.targets)}")
@@ -145,7 +149,14 @@ class Predictor:
             raise PredictError(f"workload={workload!r} has no op-class features; known: {', '.join(sorted(self.features.index))}")
         f = _level(level_mhz, t.freq_mhz, "level_mhz")
         fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
-        lat, power, source = t.estimate(workload, Work.from_features(self.features.loc[workload]), f, fm)
+        cpu = None
+        if not _blank(cpu_level_mhz):
+            if "cpu" not in prof.targets or target == "cpu":
+                raise PredictError(f"cpu_level_mhz={cpu_level_mhz!r}: only for an accelerator target of a profile "
+                                   f"with a cpu target (the host CPU that launches its kernels)")
+            cpu = _level(cpu_level_mhz, prof.targets["cpu"].freq_mhz, "cpu_level_mhz")
+        lat, power, source = t.estimate(workload, Work.from_features(self.features.loc[workload]), f, fm,
+                                        cpu_freq_mhz=cpu)
         return {"profile": prof.name, "workload": workload, "target": target, "level_mhz": f, "mem_level_mhz": fm,
                 "precision": t.precision, "runtime": t.runtime, "latency_ms": lat, "power_w": power,
                 "energy_mj": lat * power, "source": source, "error": _nan_reason(t, lat, power)}
@@ -164,7 +175,7 @@ def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tup
     for i, r in rows.iterrows():
         try:
             res = predictor.predict(str(r["profile"]), str(r["workload"]), str(r["target"]), r.get("level_mhz"),
-                                    r.get("mem_level_mhz"), r.get("precision"))
+                                    r.get("mem_level_mhz"), r.get("precision"), r.get("cpu_level_mhz"))
             results.append({k: res[k] for k in OUTPUT_COLUMNS})
         except PredictError as exc:
             failed += 1
@@ -185,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--level-mhz", default=None, help="core clock in MHz, or 'max' (default)")
     parser.add_argument("--mem-level-mhz", default=None, help="memory clock in MHz, or 'max' (default)")
     parser.add_argument("--precision", default=None, help="must equal the target's precision if given")
+    parser.add_argument("--cpu-level-mhz", default=None,
+                        help="host CPU clock for an accelerator target (its kernel launches slow down with it)")
     parser.add_argument("--json", action="store_true", help="print the single-row result as JSON")
     args = parser.parse_args(argv)
     try:
@@ -211,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PredictError(f"give --csv IN --out OUT, or --profile, --workload and --target (missing: "
                                f"{', '.join('--' + m for m in missing)})")
         res = Predictor().predict(args.profile, args.workload, args.target, args.level_mhz, args.mem_level_mhz,
-                                  args.precision)
+                                  args.precision, args.cpu_level_mhz)
     except (PredictError, DataFileError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
