@@ -79,9 +79,9 @@ _DEFAULTS = {
     "mem_power_w_at_max": (0.0, "not given: no memory power term"),
     "launch_ms": (0.0, "not given: no per-kernel launch cost (all overhead in fixed_ms)"),
     "launch_elementwise_ms": (math.nan, "not given: elementwise kernels cost launch_ms like the others"),
-    "peak_gflops_per_ghz": (math.nan, "not given: no peak throughput to bound the fitted classes"),
+    "peak_gflops_per_ghz": (0.0, "not given: no peak throughput to bound the fitted classes"),
     "vmin_knee_mhz": (0.0, "not given: the two-value voltage table is linear from f_min (no Vmin plateau)"),
-    "launch_cpu_freq_mhz": (math.nan, "not given: launch and fixed costs do not depend on the host CPU clock"),
+    "launch_cpu_freq_mhz": (0.0, "not given: launch and fixed costs do not depend on the host CPU clock"),
     **{k: (1.0, "not given: this class runs at the dense-conv rate") for k in EFFICIENCY_KEYS},
 }
 _TARGET_PLAIN = {"kind", "precision", "description", "measurements", "runtime", "calibration"}
@@ -163,11 +163,11 @@ class Target:
     launch_ms: float = 0.0
     launch_elementwise_ms: float = math.nan
     #: datasheet peak throughput (FLOP per cycle of freq_mhz at the target's precision); bounds the fit
-    peak_gflops_per_ghz: float = math.nan
+    peak_gflops_per_ghz: float = 0.0  # 0: not given
     #: below this clock the rail sits at Vmin (voltage_v[0]); a two-value table rises linearly above it
     vmin_knee_mhz: float = 0.0
-    #: host CPU clock at which launch/fixed costs hold (an accelerator's host-side dispatch); NaN: not CPU-bound
-    launch_cpu_freq_mhz: float = math.nan
+    #: host CPU clock at which launch/fixed costs hold (an accelerator's host-side dispatch); 0: not CPU-bound
+    launch_cpu_freq_mhz: float = 0.0  # 0: not given
     eff_dwconv: float = 1.0
     eff_matmul: float = 1.0
     eff_attention: float = 1.0
@@ -239,7 +239,7 @@ class Target:
         An accelerator's kernels are enqueued by the CPU: at a lower CPU clock each launch takes
         longer, ``launch_cpu_freq_mhz / cpu_freq_mhz``. 1 when either is not given.
         """
-        if cpu_freq_mhz is None or not math.isfinite(self.launch_cpu_freq_mhz):
+        if cpu_freq_mhz is None or not self.launch_cpu_freq_mhz > 0:
             return 1.0
         return self.launch_cpu_freq_mhz / np.asarray(cpu_freq_mhz, dtype=float)
 

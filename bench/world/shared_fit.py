@@ -79,7 +79,9 @@ class JointModel:
         nt, nc = len(self.targets), len(CLASSES)
         self.kind_index = np.array([KINDS.index(t.kind) for t in self.targets])
         self.per_byte = np.array([PRECISION_BYTES[t.precision] for t in self.targets])
-        self.peak = np.array([t.peak_gflops_per_ghz for t in self.targets], dtype=float)
+        # 0 = no datasheet peak given: no bound (inf)
+        self.peak = np.array([t.peak_gflops_per_ghz if t.peak_gflops_per_ghz > 0 else np.inf for t in self.targets],
+                             dtype=float)
         prior_t = np.log([[max(_launch_ew(t) if k == "launch_elementwise_ms" else float(getattr(t, k)), 1e-9)
                            for k in TARGET_PARAMS] for t in self.targets])
         prior_eff = np.log([[float(getattr(t, f"eff_{c}")) for c in CLASSES] for t in self.targets])
