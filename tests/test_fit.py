@@ -116,7 +116,7 @@ def test_host_profile_needs_two_workloads():
 def test_shipped_calibration_rows_parse_and_name_their_sources():
     rows, skipped = fit.load_calibration()
     assert skipped == []
-    used = rows[rows["use"] == "fit"]
+    used = rows[rows["use"].isin(["fit", "heldout"])]
     assert len(used) >= 40
     assert used["source"].str.startswith("https://").all()
     assert (used["where"].str.len() > 5).all()
@@ -124,23 +124,77 @@ def test_shipped_calibration_rows_parse_and_name_their_sources():
     assert set(used["model"]) <= set(FEATURES.index)
 
 
-def test_shipped_profiles_are_the_fit_of_their_priors():
+@pytest.fixture(scope="module")
+def joint():
+    """The joint fit of all shipped priors, without leave-one-out (the shipped profiles are its constants)."""
+    rows, _ = fit.load_calibration()
+    priors = [load_profile(fit.PRIORS_DIR / f"{n}.yaml") for n in sorted(p.stem for p in fit.PRIORS_DIR.glob("*.yaml"))]
+    return rows, priors, fit.calibrate_joint(priors, rows, load_op_classes(), loo=False)
+
+
+def test_shipped_profiles_are_the_fit_of_their_priors(joint):
     """data/profiles/<name>.yaml is what `python -m bench calibrate --write` produces (within fit tolerance)."""
-    rows, _ = fit.load_calibration()
-    prior = load_profile(fit.PRIORS_DIR / "cloud_rtx3080.yaml")
-    fitted, table, summary = fit.calibrate_profile(prior, rows, load_op_classes())
-    shipped = load_profile("cloud_rtx3080")
-    for key in SETTINGS.fitted_parameters:
-        assert getattr(shipped.targets["gpu"], key) == pytest.approx(getattr(fitted.targets["gpu"], key), rel=1e-3)
-    assert shipped.targets["gpu"].calibration["n_points"] == len(table)
+    _, priors, res = joint
+    for prior in priors:
+        shipped = load_profile(prior.name)
+        for name, t in res["profiles"][prior.name].targets.items():
+            for key in fit.FITTABLE:
+                assert getattr(shipped.targets[name], key) == pytest.approx(getattr(t, key), rel=2e-2), (prior.name, name, key)
+            assert shipped.targets[name].calibration["n_points"] == t.calibration["n_points"]
 
 
-def test_fit_refuses_rows_whose_precision_differs_from_the_target(tmp_path):
-    rows, _ = fit.load_calibration()
+def test_no_fitted_class_runs_faster_than_the_datasheet_peak(joint):
+    _, _, res = joint
+    gain = fit.load_settings().conv_fast_algorithm_gain
+    for prof in res["profiles"].values():
+        for t in prof.targets.values():
+            assert t.peak_gflops_per_ghz > 0, f"{prof.name}/{t.name} has no sourced peak"
+            assert t.gflops_per_ghz <= t.peak_gflops_per_ghz * gain * (1 + 1e-9)
+            for c in OP_CLASSES[1:]:
+                assert t.gflops_per_ghz * t.efficiency(c) <= t.peak_gflops_per_ghz * (1 + 1e-9), (prof.name, t.name, c)
+
+
+def test_heldout_rows_never_enter_the_fit(joint):
+    """Changing a held-out row's latency 10x leaves every fitted constant as it was."""
+    rows, priors, res = joint
+    assert (rows["use"] == "heldout").sum() >= 5
+    changed = rows.copy()
+    changed.loc[changed["use"] == "heldout", "latency_ms"] *= 10
+    again = fit.calibrate_joint(priors, changed, load_op_classes(), loo=False)
+    for name, prof in res["profiles"].items():
+        for tname, t in prof.targets.items():
+            for key in fit.FITTABLE:
+                assert getattr(again["profiles"][name].targets[tname], key) == pytest.approx(getattr(t, key), rel=1e-9)
+    assert np.allclose(again["heldout"]["rel_error"] + 1, (res["heldout"]["rel_error"] + 1) / 10)
+
+
+def test_a_target_with_one_row_moves_as_one_speed_factor(joint):
+    """The phone GPU has one published row: its five own constants depart from the prior by one factor."""
+    _, priors, res = joint
+    prior = next(p for p in priors if p.name == "phone_sd845").targets["gpu"]
+    fitted = res["profiles"]["phone_sd845"].targets["gpu"]
+    assert fitted.calibration["n_points"] == 1
+    up = [getattr(fitted, k) / getattr(prior, k) for k in ("gflops_per_ghz", "mem_gbps_per_ghz")]
+    down = [getattr(prior, k) / getattr(fitted, k) for k in ("launch_ms", "launch_elementwise_ms", "fixed_ms")]
+    assert np.allclose(up + down, up[0], rtol=0.05)
+
+
+def test_a_class_measured_on_one_cpu_moves_every_cpu(joint):
+    """Shared efficiencies: dropping the only transformer row (MobileBERT) changes the laptop's eff_matmul."""
+    rows, priors, res = joint
+    without = rows[rows["model"] != "mobilebert"]
+    again = fit.calibrate_joint(priors, without, load_op_classes(), loo=False)
+    a = res["profiles"]["peer_laptop"].targets["cpu"].eff_matmul
+    b = again["profiles"]["peer_laptop"].targets["cpu"].eff_matmul
+    assert abs(math.log(a / b)) > 1e-3
+
+
+def test_fit_refuses_rows_whose_precision_differs_from_the_target(joint):
+    rows, priors, _ = joint
     rows = rows.copy()
     rows.loc[(rows["profile"] == "cloud_rtx3080") & (rows["use"] == "fit"), "precision"] = "int8"
     with pytest.raises(fit.CalibrationError, match="precision differs"):
-        fit.calibrate_profile(load_profile(fit.PRIORS_DIR / "cloud_rtx3080.yaml"), rows, load_op_classes())
+        fit.calibrate_joint(priors, rows, load_op_classes(), loo=False)
 
 
 _HEADER = ",".join(fit.CALIBRATION_COLUMNS)

@@ -64,7 +64,9 @@ _TV_REFERENCES: dict[str, dict[str, Any]] = {
     "mnasnet0_5": {}, "mnasnet0_75": {}, "mnasnet1_0": {}, "mnasnet1_3": {},
     "googlenet": {"aux_logits": False, "init_weights": True}, "mobilenet_v3_large": {},
 }
-REFERENCE_MODELS = ("mobilenet_v1", *_TV_REFERENCES)
+#: Text reference models measured by calibration sources (token input of the suite's length, 128).
+_TEXT_REFERENCES = ("bert_base", "mobilebert")
+REFERENCE_MODELS = ("mobilenet_v1", *_TV_REFERENCES, *_TEXT_REFERENCES)
 
 
 # --------------------------------------------------------------------------- models
@@ -86,6 +88,64 @@ def mobilenet_v1(width: float = 1.0, classes: int = 1000) -> Any:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c(1024), classes))
 
 
+def bert_base() -> Any:
+    """BERT-Base (Devlin et al. 2019, section 3: L=12, H=768, A=12, feed-forward 4H), the suite's encoder classifier."""
+    from bench.world import workloads as wl
+
+    cls = wl._text_model_classes()["transformer"]
+    return cls(wl.TEXT_VOCAB, wl.TEXT_SEQ_LEN, 768, 12, 3072, 12, wl.TEXT_CLASSES)
+
+
+def mobilebert() -> Any:
+    """MobileBERT (Sun et al. 2020, Table 1, column MobileBERT), the work of one forward pass.
+
+    24 blocks; each: a 512->128 bottleneck in, multi-head attention over 128 features with 4
+    heads, four stacked feed-forward networks 128->512->128, a 128->512 bottleneck out; the
+    embedding is 128-wide, widened to 512 by a kernel-3 convolution over the token axis.
+    Normalisation is elementwise (NoNorm is a per-feature scale and shift). Counted for the
+    latency model only: the structure, not the trained weights, decides the work.
+    """
+    import torch
+    from torch import nn
+
+    from bench.world import workloads as wl
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bottleneck_in = nn.Linear(512, 128)
+            self.attention = nn.MultiheadAttention(128, 4, batch_first=True)
+            self.norm1 = nn.LayerNorm(128)
+            self.ffn = nn.ModuleList(nn.Sequential(nn.Linear(128, 512), nn.ReLU(), nn.Linear(512, 128))
+                                     for _ in range(4))
+            self.norms = nn.ModuleList(nn.LayerNorm(128) for _ in range(4))
+            self.bottleneck_out = nn.Linear(128, 512)
+            self.norm_out = nn.LayerNorm(512)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.bottleneck_in(x)
+            h = self.norm1(h + self.attention(h, h, h, need_weights=False)[0])
+            for ffn, norm in zip(self.ffn, self.norms):
+                h = norm(h + ffn(h))
+            return self.norm_out(x + self.bottleneck_out(h))
+
+    class MobileBert(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = nn.Embedding(wl.TEXT_VOCAB, 128)
+            self.widen = nn.Conv1d(128, 512, 3, padding=1)
+            self.blocks = nn.ModuleList(Block() for _ in range(24))
+            self.head = nn.Linear(512, wl.TEXT_CLASSES)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            x = self.widen(self.embedding(ids).transpose(1, 2)).transpose(1, 2)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x[:, 0])
+
+    return MobileBert()
+
+
 def build_model(name: str, seed: int = 0) -> tuple[Any, Any]:
     """A suite workload (:func:`bench.world.workloads.build`) or a reference model, eval mode, with its input."""
     import torch
@@ -101,6 +161,10 @@ def build_model(name: str, seed: int = 0) -> tuple[Any, Any]:
         torch.manual_seed(seed)
         if name == "mobilenet_v1":
             model = mobilenet_v1()
+        elif name in _TEXT_REFERENCES:
+            model = bert_base() if name == "bert_base" else mobilebert()
+            model.eval()
+            return model, wl._token_input(torch.Generator().manual_seed(seed))
         else:
             import torchvision.models
 

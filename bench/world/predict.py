@@ -18,12 +18,18 @@ op-class features (``data/workloads/op_classes.csv``).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
+
+from bench.errors import DataFileError
 
 from bench.world.profiles import DeviceProfile, ProfileError, Work, load_profile
 
@@ -32,6 +38,10 @@ OUTPUT_COLUMNS = ("latency_ms", "power_w", "energy_mj", "runtime", "source", "er
 
 class PredictError(ValueError):
     """A request that cannot be predicted; the message says which field and what is allowed."""
+
+
+def _blank(text: Any) -> bool:
+    return text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip() == ""
 
 
 def _level(text: Any, levels: Sequence[float], what: str) -> float:
@@ -45,6 +55,66 @@ def _level(text: Any, levels: Sequence[float], what: str) -> float:
     if not lo <= value <= hi:
         raise PredictError(f"{what}={value:g} is outside the target's range [{lo:g}, {hi:g}] MHz")
     return value
+
+
+def _nan_reason(t: Any, latency: float, power: float) -> str:
+    """Why a number of a prediction is NaN ("" when all are finite): the profile's own source for it."""
+    reasons = []
+    if not math.isfinite(latency):
+        reasons.append("latency not computable from this profile")
+    if not math.isfinite(power):
+        unmeasured = [f"{k} ({t.sources.get(k, 'no source')})" for k in
+                      ("static_power_w", "dynamic_power_w_at_max", "mem_power_w_at_max")
+                      if not math.isfinite(float(getattr(t, k)))]
+        reasons.append("power and energy not available: " + ("; ".join(unmeasured) or "power model gives NaN"))
+    return "; ".join(reasons)
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """The input CSV as strings; not UTF-8, not CSV or a ragged row is one clean :class:`PredictError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PredictError(f"--csv {path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PredictError(f"--csv {path.name}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; allowed: "
+                           f"UTF-8 text (save the file as UTF-8; UTF-16 and Latin-1 are not read)") from None
+    if "\x00" in text:
+        raise PredictError(f"--csv {path.name}: holds a NUL character at offset {text.index(chr(0))}; allowed: CSV text")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        table = [row for row in reader]
+    except csv.Error as exc:
+        raise PredictError(f"--csv {path.name}: line {reader.line_num}: not CSV ({exc}); allowed: CSV text") from None
+    table = [row for row in table if any(c.strip() for c in row)]
+    if not table:
+        raise PredictError(f"--csv {path.name}: empty file; allowed: a header 'profile,workload,target[,level_mhz,"
+                           f"mem_level_mhz,precision]' and rows")
+    header = [h.strip() for h in table[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise PredictError(f"--csv {path.name}: line 1: duplicate column(s) {dup}; allowed: each column once")
+    for i, row in enumerate(table[1:], start=2):
+        if len(row) != len(header):
+            raise PredictError(f"--csv {path.name}: row {i}: {len(row)} cells but the header has {len(header)}; "
+                               f"allowed: one cell per header column (quote cells that hold commas)")
+    return pd.DataFrame(table[1:], columns=header, dtype=str)
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy that ``json.dumps(allow_nan=False)`` accepts: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 class Predictor:
@@ -66,7 +136,7 @@ class Predictor:
         return self._profiles[name]
 
     def predict(self, profile: str, workload: str, target: str, level_mhz: Any = None, mem_level_mhz: Any = None,
-                precision: Any = None) -> dict[str, Any]:
+                precision: Any = None, cpu_level_mhz: Any = None) -> dict[str, Any]:
         prof = self.profile(str(profile).strip())
         if target not in prof.targets:
             raise PredictError(f"target={target!r}: profile {prof.name} has targets {sorted(prof.targets)}")
@@ -79,10 +149,17 @@ class Predictor:
             raise PredictError(f"workload={workload!r} has no op-class features; known: {', '.join(sorted(self.features.index))}")
         f = _level(level_mhz, t.freq_mhz, "level_mhz")
         fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
-        lat, power, source = t.estimate(workload, Work.from_features(self.features.loc[workload]), f, fm)
+        cpu = None
+        if not _blank(cpu_level_mhz):
+            if "cpu" not in prof.targets or target == "cpu":
+                raise PredictError(f"cpu_level_mhz={cpu_level_mhz!r}: only for an accelerator target of a profile "
+                                   f"with a cpu target (the host CPU that launches its kernels)")
+            cpu = _level(cpu_level_mhz, prof.targets["cpu"].freq_mhz, "cpu_level_mhz")
+        lat, power, source = t.estimate(workload, Work.from_features(self.features.loc[workload]), f, fm,
+                                        cpu_freq_mhz=cpu)
         return {"profile": prof.name, "workload": workload, "target": target, "level_mhz": f, "mem_level_mhz": fm,
                 "precision": t.precision, "runtime": t.runtime, "latency_ms": lat, "power_w": power,
-                "energy_mj": lat * power, "source": source}
+                "energy_mj": lat * power, "source": source, "error": _nan_reason(t, lat, power)}
 
 
 def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tuple[pd.DataFrame, int]:
@@ -98,8 +175,8 @@ def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tup
     for i, r in rows.iterrows():
         try:
             res = predictor.predict(str(r["profile"]), str(r["workload"]), str(r["target"]), r.get("level_mhz"),
-                                    r.get("mem_level_mhz"), r.get("precision"))
-            results.append({**{k: res[k] for k in OUTPUT_COLUMNS if k != "error"}, "error": ""})
+                                    r.get("mem_level_mhz"), r.get("precision"), r.get("cpu_level_mhz"))
+            results.append({k: res[k] for k in OUTPUT_COLUMNS})
         except PredictError as exc:
             failed += 1
             results.append({"latency_ms": math.nan, "power_w": math.nan, "energy_mj": math.nan, "runtime": "",
@@ -119,18 +196,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--level-mhz", default=None, help="core clock in MHz, or 'max' (default)")
     parser.add_argument("--mem-level-mhz", default=None, help="memory clock in MHz, or 'max' (default)")
     parser.add_argument("--precision", default=None, help="must equal the target's precision if given")
+    parser.add_argument("--cpu-level-mhz", default=None,
+                        help="host CPU clock for an accelerator target (its kernel launches slow down with it)")
     parser.add_argument("--json", action="store_true", help="print the single-row result as JSON")
     args = parser.parse_args(argv)
     try:
         if args.csv:
             if not args.out:
                 raise PredictError("--csv needs --out")
-            try:
-                rows = pd.read_csv(args.csv, dtype=str, keep_default_na=False)
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-                raise PredictError(f"cannot read {args.csv}: {exc}") from None
+            out_dir = Path(args.out).parent
+            if not out_dir.is_dir():
+                raise PredictError(f"--out {args.out}: directory {str(out_dir)!r} does not exist; allowed: a file "
+                                   f"in an existing directory")
+            if Path(args.out).is_dir():
+                raise PredictError(f"--out {args.out}: is a directory; allowed: a file path")
+            rows = read_rows(args.csv)
             out, failed = predict_frame(rows)
-            out.to_csv(args.out, index=False, lineterminator="\n")
+            try:
+                out.to_csv(args.out, index=False, lineterminator="\n")
+            except OSError as exc:
+                raise PredictError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
             print(f"wrote {args.out}: {len(out) - failed} rows predicted, {failed} failed (see column 'error')",
                   file=sys.stderr)
             return 0
@@ -139,15 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PredictError(f"give --csv IN --out OUT, or --profile, --workload and --target (missing: "
                                f"{', '.join('--' + m for m in missing)})")
         res = Predictor().predict(args.profile, args.workload, args.target, args.level_mhz, args.mem_level_mhz,
-                                  args.precision)
-    except (PredictError, FileNotFoundError) as exc:
+                                  args.precision, args.cpu_level_mhz)
+    except (PredictError, DataFileError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(json_safe(res), indent=2, allow_nan=False))
     else:
         print(f"{res['profile']}/{res['target']} @ {res['level_mhz']:g} MHz ({res['runtime']}): {res['workload']} "
-              f"{res['latency_ms']:.3f} ms, {res['power_w']:.3f} W, {res['energy_mj']:.3f} mJ ({res['source']})")
+              f"{res['latency_ms']:.3f} ms, {res['power_w']:.3f} W, {res['energy_mj']:.3f} mJ ({res['source']})"
+              + (f" [{res['error']}]" if res["error"] else ""))
     return 0
 
 

@@ -69,6 +69,9 @@ _TARGET_QUANTITIES: dict[str, tuple[bool, bool]] = {
     "mem_power_w_at_max": (False, False),
     "launch_ms": (False, False),
     "launch_elementwise_ms": (False, False),
+    "peak_gflops_per_ghz": (False, False),
+    "vmin_knee_mhz": (False, False),
+    "launch_cpu_freq_mhz": (False, False),
     **{k: (False, False) for k in EFFICIENCY_KEYS},
 }
 #: Values of optional quantities a profile leaves out, and what that means.
@@ -76,6 +79,9 @@ _DEFAULTS = {
     "mem_power_w_at_max": (0.0, "not given: no memory power term"),
     "launch_ms": (0.0, "not given: no per-kernel launch cost (all overhead in fixed_ms)"),
     "launch_elementwise_ms": (math.nan, "not given: elementwise kernels cost launch_ms like the others"),
+    "peak_gflops_per_ghz": (0.0, "not given: no peak throughput to bound the fitted classes"),
+    "vmin_knee_mhz": (0.0, "not given: the two-value voltage table is linear from f_min (no Vmin plateau)"),
+    "launch_cpu_freq_mhz": (0.0, "not given: launch and fixed costs do not depend on the host CPU clock"),
     **{k: (1.0, "not given: this class runs at the dense-conv rate") for k in EFFICIENCY_KEYS},
 }
 _TARGET_PLAIN = {"kind", "precision", "description", "measurements", "runtime", "calibration"}
@@ -156,6 +162,12 @@ class Target:
     mem_power_w_at_max: float = 0.0
     launch_ms: float = 0.0
     launch_elementwise_ms: float = math.nan
+    #: datasheet peak throughput (FLOP per cycle of freq_mhz at the target's precision); bounds the fit
+    peak_gflops_per_ghz: float = 0.0  # 0: not given
+    #: below this clock the rail sits at Vmin (voltage_v[0]); a two-value table rises linearly above it
+    vmin_knee_mhz: float = 0.0
+    #: host CPU clock at which launch/fixed costs hold (an accelerator's host-side dispatch); 0: not CPU-bound
+    launch_cpu_freq_mhz: float = 0.0  # 0: not given
     eff_dwconv: float = 1.0
     eff_matmul: float = 1.0
     eff_attention: float = 1.0
@@ -180,16 +192,23 @@ class Target:
         return 1.0 if op_class == "conv" else float(getattr(self, f"eff_{op_class}"))
 
     def voltage(self, freq_mhz=None) -> np.ndarray:
-        """V(f): the voltage table interpolated over frequency (two values = linear min..max)."""
+        """V(f): the voltage table interpolated over frequency.
+
+        A per-level table is used as given. Two values ``[v_min, v_max]``: the rail stays at
+        ``v_min`` (Vmin) up to ``vmin_knee_mhz`` and rises linearly to ``v_max`` at f_max, so
+        below the knee a lower clock saves only the f term of C V^2 f while the run gets longer
+        (static power accrues): the lowest clock is not always the cheapest.
+        """
         f = self._freq(freq_mhz)
-        if len(self.voltage_v) == len(self.freq_mhz):
-            grid = self.freq_mhz
-        else:  # [v_min, v_max] spans [f_min, f_max]
-            grid = np.array([self.freq_mhz[0], self.freq_mhz[-1]])
-        return np.interp(f, grid, self.voltage_v)
+        if len(self.voltage_v) == len(self.freq_mhz) and len(self.freq_mhz) != 2:
+            return np.interp(f, self.freq_mhz, self.voltage_v)
+        lo = max(float(self.freq_mhz[0]), min(float(self.vmin_knee_mhz), float(self.freq_mhz[-1])))
+        if lo >= float(self.freq_mhz[-1]):  # one level, or the knee at the top: a flat rail
+            return np.interp(f, [float(self.freq_mhz[-1])], [float(self.voltage_v[-1])])
+        return np.interp(f, [lo, float(self.freq_mhz[-1])], [float(self.voltage_v[0]), float(self.voltage_v[-1])])
 
     def parts_ms(self, work: Work, freq_mhz=None, mem_freq_mhz=None, compute_scale=1.0,
-                 memory_scale=1.0) -> tuple[Any, Any, Any]:
+                 memory_scale=1.0, cpu_freq_mhz=None) -> tuple[Any, Any, Any]:
         """(compute-bound ms, memory-bound ms, overhead ms) of ``work``; they add up to the latency.
 
         Each class's roofline time goes to the part that binds it. ``compute_scale`` /
@@ -212,10 +231,20 @@ class Target:
             memory = memory + np.where(bound, 0.0, t_m)
             launch = ew_launch if c == "elementwise" else self.launch_ms
             overhead = overhead + launch * np.asarray(work.kernels[c], dtype=float)
-        return compute, memory, overhead
+        return compute, memory, overhead * self.host_cpu_factor(cpu_freq_mhz)
+
+    def host_cpu_factor(self, cpu_freq_mhz=None) -> Any:
+        """How much longer the host-side dispatch (launch and fixed costs) takes at ``cpu_freq_mhz``.
+
+        An accelerator's kernels are enqueued by the CPU: at a lower CPU clock each launch takes
+        longer, ``launch_cpu_freq_mhz / cpu_freq_mhz``. 1 when either is not given.
+        """
+        if cpu_freq_mhz is None or not self.launch_cpu_freq_mhz > 0:
+            return 1.0
+        return self.launch_cpu_freq_mhz / np.asarray(cpu_freq_mhz, dtype=float)
 
     def work_latency_ms(self, work: Work, freq_mhz=None, mem_freq_mhz=None, **scales) -> np.ndarray:
-        """Modelled latency (ms) of ``work`` at the given levels; broadcasts."""
+        """Modelled latency (ms) of ``work`` at the given levels (``cpu_freq_mhz``: host CPU clock); broadcasts."""
         c, m, o = self.parts_ms(work, freq_mhz, mem_freq_mhz, **scales)
         return c + m + o
 
@@ -234,14 +263,16 @@ class Target:
         memory = self.mem_power_w_at_max * (fm / self.mem_freq_mhz[-1])
         return self.static_power_w + dynamic + memory
 
-    def estimate(self, workload: str, work: Work, freq_mhz=None, mem_freq_mhz=None) -> tuple[float, float, str]:
+    def estimate(self, workload: str, work: Work, freq_mhz=None, mem_freq_mhz=None,
+                 cpu_freq_mhz=None) -> tuple[float, float, str]:
         """(latency_ms, power_w, source) for one workload: measured if the profile has it, else modelled."""
         f = float(self._freq(freq_mhz))
         fm = float(self._mem(mem_freq_mhz))
         hit = self.measurements.get((workload, f, fm))
-        if hit is not None:
+        if hit is not None and cpu_freq_mhz is None:
             return hit
-        return float(self.work_latency_ms(work, f, fm)), float(self.power_w(f, fm)), "modeled"
+        return (float(self.work_latency_ms(work, f, fm, cpu_freq_mhz=cpu_freq_mhz)), float(self.power_w(f, fm)),
+                "modeled")
 
     def cost(self, workload: str, flops, mem_bytes, freq_mhz=None, mem_freq_mhz=None) -> tuple[float, float, str]:
         """:meth:`estimate` for work known only as FLOPs and bytes (at this target's precision)."""
@@ -339,6 +370,8 @@ def _resolve(name_or_path: str | Path) -> Path:
 _QUANTITY_LIMITS: dict[str, dict[str, float]] = {
     "freq_mhz": dict(gt=0, le=1e5), "mem_freq_mhz": dict(gt=0, le=1e5), "voltage_v": dict(gt=0, le=10),
     "gflops_per_ghz": dict(gt=0, le=1e9), "mem_gbps_per_ghz": dict(gt=0, le=1e9),
+    "peak_gflops_per_ghz": dict(gt=0, le=1e9), "vmin_knee_mhz": dict(ge=0, le=1e5),
+    "launch_cpu_freq_mhz": dict(gt=0, le=1e5),
 }
 _DEFAULT_LIMITS = dict(ge=0, le=1e9)
 #: The only NaN a profile may hold is a scalar whose source starts with this (see bench.world.fit).
