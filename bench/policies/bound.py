@@ -47,6 +47,8 @@ from bench.sim.core import Draws, States
 from bench.sim.objective import Objective
 
 VARIANTS = ("lagrangian", "qos_first")
+#: "radio activity committed this far ahead" (ms) in the favourable busy state: beyond any tail
+_COMMITTED_MS = 1e12
 #: the cost a beam pays per missed feasible deadline in the QoS-first search (lexicographic, not a price)
 _QOS_FIRST_MISS_MJ = 1e12
 
@@ -138,8 +140,12 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
         # throttled levels run longer: the busy state below must cover the longest head of either
         t_pre = np.maximum(t_pre, variant(hot_cols, radio_idle_ms=idle_inf, throttled=hot).max(axis=1, initial=0.0))
     if len(radio_cols):
-        # busy: an earlier transfer ends just as this one starts (gap 0: no promotion, the whole tail credited)
-        busy = np.repeat(-t_pre[:, None], r, axis=1)
+        # busy: radio activity already committed far past this transfer (no promotion; the connected/tail
+        # power is drawn anyway, so this request adds only its transmit power above it and no tail) while
+        # its transmitter is free (no wait). The kernel draws the connected power once for all requests
+        # using the radio and pushes the tail back to the last one's end, so no reachable state charges
+        # a transfer less than this one.
+        busy = np.full((n, r), -_COMMITTED_MS)
         variant(radio_cols, radio_idle_ms=busy, throttled=cool)
         if thermal:
             variant(np.intersect1d(radio_cols, hot_cols), radio_idle_ms=busy, throttled=hot)
