@@ -674,11 +674,23 @@ def accuracy_vs_xi(curve: pd.DataFrame) -> Figure:
     return fig
 
 
-def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG through the figure object (no pyplot); fixed metadata, so same data -> same bytes."""
+#: print quality (journals ask for >= 300 dpi for line art with text)
+PRINT_DPI = 300
+#: fixed seed of the ids matplotlib writes into an SVG (clip paths, glyphs), so same figure -> same bytes
+SVG_HASHSALT = "edge-cloud-bench"
+
+
+def save(fig: Figure, path: str | Path, dpi: int = PRINT_DPI) -> Path:
+    """Write ``fig`` as PNG at print resolution and as SVG beside it (same stem), through the figure object (no
+    pyplot). No dates or software versions in either file and fixed SVG ids, so same data -> same bytes.
+    Returns the PNG's path (the HTML page embeds PNGs; the SVG is for papers and the README)."""
+    import matplotlib
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT}):
+        fig.savefig(path.with_suffix(".svg"), format="svg", bbox_inches="tight", metadata={"Date": None})
     return path
 
 
