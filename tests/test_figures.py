@@ -31,3 +31,57 @@ def test_save_writes_a_300_dpi_png_and_a_reproducible_svg(tmp_path):
     again = report.save(_small_figure(), tmp_path / "two" / "fig.png")
     assert again.read_bytes() == png.read_bytes()
     assert again.with_suffix(".svg").read_bytes() == svg.read_bytes()  # ids from the fixed hashsalt
+
+
+def test_tie_groups_group_equal_values_within_a_relative_tolerance():
+    groups = report.tie_groups({"drldo": 10.0, "edge_gpu_max": 10.0 * (1 + 1e-9), "dvfo": 8.0, "random": 10.01,
+                                "x": float("nan"), "y": float("nan")})
+    assert groups == [["dvfo"], ["drldo", "edge_gpu_max"], ["random"], ["x"], ["y"]]  # in ordered() order
+    assert report.tie_groups({"a": 1.0, "b": 1.001}, rel=1e-2) == [["a", "b"]]
+    # vectors tie only when every element does; a missing element matches only a missing one
+    assert report.tie_groups({"a": [1.0, np.nan], "b": [1.0, np.nan], "c": [1.0, 2.0]}) == [["a", "b"], ["c"]]
+    assert report.tie_label(["edge_gpu_max", "drldo"], {"edge_gpu_max": "edge-only"}) == "edge-only = drldo"
+
+
+def _ci(m):
+    return {"mean": m, "ci_low": m * 0.95, "ci_high": m * 1.05}
+
+
+def dvfo_metrics(energies: dict[str, float], comparators=("edge_gpu_max", "drldo", "appealnet")):
+    """overall/by-scenario metrics as evaluate writes them: efficiency_vs_C = energy of C / energy of the policy."""
+    def table(scale):
+        return {p: {f"efficiency_vs_{c}": _ci(energies[c] / e) for c in comparators} | {"energy_mj": _ci(e * scale)}
+                for p, e in energies.items()}
+    return table(1.0), {"static": table(1.0), "walk": table(1.0)}
+
+
+DVFO_ENERGIES = {"dvfo": 90.0, "oracle": 85.0, "edge_best_static": 95.0, "best_static_dnn": 95.0,
+                 "edge_gpu_max": 100.0, "drldo": 100.0, "appealnet": 97.0, "cloud_only": 350.0, "random": 1000.0}
+
+
+def _boxes(fig, artists):
+    fig.draw_without_rendering()  # a pyplot-free Figure's canvas is the base one: the Figure lays itself out
+    return [a.get_window_extent() for a in artists if a.get_visible() and a.get_text()]
+
+
+def _overlapping(boxes):
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+
+
+def test_savings_merge_identical_panels_draw_ties_once_and_write_off_scale_values_once_per_row():
+    overall, by_scenario = dvfo_metrics(DVFO_ENERGIES)
+    fig = report.savings_vs(overall, by_scenario)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    titles = [ax.get_title() for ax in axes]
+    assert len(axes) == 2 and titles[0] == "vs edge-only (GPU, top clocks) = DRLDO" and titles[1] == "vs AppealNet"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "edge_best_static = best_static_dnn" in legend and "best_static_dnn" not in legend
+    assert all(ax.get_legend() is None for ax in axes)  # the legend is outside the axes
+    ax = axes[0]
+    notes = [t.get_text() for t in ax.texts]
+    assert len(notes) == 3  # one note per row (all scenarios + 2 scenarios), naming both clipped policies
+    assert all("cloud_only −250 %" in n and "random −900 %" in n and n.endswith("(off scale)") for n in notes)
+    for ax in axes:
+        assert not _overlapping(_boxes(fig, ax.texts))
+        # and the legend overlaps no panel
+        assert not any(fig.legends[0].get_window_extent().overlaps(ax.get_window_extent()) for ax in axes)

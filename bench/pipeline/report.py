@@ -515,6 +515,40 @@ def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], bas
     return fig
 
 
+def tie_groups(values: Mapping[str, float | Sequence[float]], rel: float = 1e-6) -> list[list[str]]:
+    """Names whose values are equal within a relative tolerance ``rel``, grouped (every name in exactly one group).
+
+    Groups and their members follow :func:`ordered`. A value may be a vector (e.g. one per scenario, or the
+    (latency, energy) of a point): names tie when every element does, a missing (NaN) element matching only a
+    missing one. A value with no finite element never ties, so a policy without data is never hidden under
+    another (edge-only = DRLDO on the Jetson is the case this is for).
+    """
+    groups: list[tuple[np.ndarray, list[str]]] = []
+    for name in ordered(values):
+        v = np.atleast_1d(np.asarray(values[name], dtype=float))
+        for rep, members in groups:
+            if rep.shape == v.shape and np.isfinite(v).any() and \
+                    np.allclose(v, rep, rtol=rel, atol=0.0, equal_nan=True):
+                members.append(name)
+                break
+        else:
+            groups.append((v, [name]))
+    return [members for _, members in groups]
+
+
+def tie_label(group: Sequence[str], labels: Mapping[str, str] | None = None) -> str:
+    """``"a = b"``: how a group of tied policies is named where it is drawn once."""
+    return " = ".join((labels or {}).get(n, n) for n in group)
+
+
+def _mean_or_nan(entry: Mapping | None) -> float:
+    return float(entry["mean"]) if isinstance(entry, Mapping) and entry.get("mean") is not None else np.nan
+
+
+def _fmt_saved(saved: float) -> str:
+    return f"{100 * saved:+.0f} %".replace("-", "−")
+
+
 def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping[str, Mapping]],
                comparators: Sequence[str] = ("edge_gpu_max", "cpu_only", "drldo", "appealnet"),
                labels: Mapping[str, str] | None = None, title: str = "", floor: float = -0.3) -> Figure:
@@ -522,7 +556,10 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
 
     One panel per comparator present (edge-only: ``edge_gpu_max``, the Jetson's GPU at top clocks, or
     ``cpu_only``; DRLDO and AppealNet when a suite evaluates them). A linear % scale so gains of a few percent are visible; policies
-    far below ``floor`` (e.g. cloud-only under a trickle link) are drawn at the edge with their value.
+    far below ``floor`` (e.g. cloud-only under a trickle link) are drawn at the edge, and each row's off-scale
+    values are written once, together. Comparators whose panels would be identical (same energies, e.g.
+    edge-only = DRLDO) share one panel, and policies tied in a panel are drawn once as "a = b".
+    The legend sits below the panels, never over the data.
     """
     labels = {"edge_gpu_max": "edge-only (GPU, top clocks)", "cpu_only": "CPU-only", "drldo": "DRLDO",
               "appealnet": "AppealNet", **(labels or {})}
@@ -532,35 +569,58 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
              if p in LEARNERS + ("oracle",) and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
     floor = min([floor] + [v - 0.05 for v in focus])
     scen = ["all scenarios"] + sorted(by_scenario)
-    fig, axes = new_figure(5.2 * len(comps) + 2.0, 0.5 * len(scen) + 1.8, ncols=max(len(comps), 1), sharey=True)
-    for ax, comp in zip(axes[0], comps):
+    tables = [overall] + [by_scenario[sc] for sc in scen[1:]]
+
+    def profile(pol: str, key: str) -> list[float]:  # what a policy's row of marks in one panel shows
+        return [_mean_or_nan(t.get(pol, {}).get(key)) for t in tables]
+
+    # comparators with identical panels: the same savings for every policy other than the comparators
+    others = [p for p in ordered(overall) if p not in comps]
+    panels = tie_groups({c: sum((profile(p, f"efficiency_vs_{c}") for p in others), []) for c in comps}) \
+        if others else [[c] for c in comps]
+    panels = sorted((sorted(g, key=comps.index) for g in panels), key=lambda g: comps.index(g[0]))  # caller's order
+    fig, axes = new_figure(5.2 * len(panels) + 1.0, 0.5 * len(scen) + 2.4, ncols=max(len(panels), 1), sharey=True)
+    handles: dict[str, object] = {}
+    for ax, group in zip(axes[0], panels):
+        comp = group[0]
         key = f"efficiency_vs_{comp}"
-        pols = [p for p in ordered(overall) if p != comp and key in overall[p]]
-        step = 0.75 / max(len(pols), 1)
-        for i, pol in enumerate(pols):
+        pols = [p for p in ordered(overall) if p not in group and key in overall[p]]
+        ties = tie_groups({p: profile(p, key) for p in pols})
+        step = 0.75 / max(len(ties), 1)
+        clipped: dict[int, list[str]] = {}
+        for i, tied in enumerate(ties):
+            pol, name = tied[0], tie_label(tied)
             st = policy_style(pol)
-            labelled = False
-            for j, sc in enumerate(scen):
-                m = (overall if sc == "all scenarios" else by_scenario[sc]).get(pol, {}).get(key)
+            for j, table in enumerate(tables):
+                m = table.get(pol, {}).get(key)
                 if not m or m.get("mean") is None:
                     continue
                 saved = 1 - 1 / m["mean"]
                 lo = 1 - 1 / m["ci_low"] if m.get("ci_low") else saved
                 hi = 1 - 1 / m["ci_high"] if m.get("ci_high") else saved
                 y = j - 0.375 + (i + 0.5) * step
-                if saved < floor:
-                    _annotate_clipped(ax, floor * 100, y, f"{pol}: {saved:+.0%} (off scale)", st["color"], "left")
+                if saved < floor:  # an arrow on the edge; the value goes into the row's one note
+                    ax.plot([floor * 100], [y], marker="<", color=st["color"], ms=8, mec="black", mew=0.6,
+                            clip_on=False, zorder=6)
+                    clipped.setdefault(j, []).append(f"{name} {_fmt_saved(saved)}")
                     continue
-                ax.errorbar([100 * saved], [y], xerr=[[100 * max(saved - lo, 0)], [100 * max(hi - saved, 0)]],
-                            fmt=st["marker"], color=st["color"], ms=8 if pol in LEARNERS else 5, lw=1,
-                            label=None if labelled else pol)
-                labelled = True
+                h = ax.errorbar([100 * saved], [y], xerr=[[100 * max(saved - lo, 0)], [100 * max(hi - saved, 0)]],
+                                fmt=st["marker"], color=st["color"], ms=8 if pol in LEARNERS else 5, lw=1)
+                handles.setdefault(name, h)
+        for j, notes in clipped.items():  # in the gap below the row, clear of the marks
+            ax.annotate(", ".join(notes) + " (off scale)", (floor * 100, j + 0.5), xytext=(10, 0),
+                        textcoords="offset points", fontsize="x-small", ha="left", va="center", color="0.15",
+                        zorder=7)
         ax.axvline(0, color="grey", lw=1, ls="--")
-        ax.set(xlabel=f"energy saved vs {labels.get(comp, comp)} (%, 95% CI)", title=f"vs {labels.get(comp, comp)}")
+        name = tie_label(group, labels)
+        ax.set(xlabel=f"energy saved vs {name} (%, 95% CI)", title=f"vs {name}")
         ax.set_xlim(left=floor * 100 - 3)
-        ax.legend(fontsize="x-small", loc="lower right")
     axes[0, 0].set_yticks(np.arange(len(scen)), scen)
-    axes[0, 0].invert_yaxis()
+    axes[0, 0].set_ylim(len(scen) - 0.5 + 0.25, -0.6)  # top to bottom, with room for the last row's note
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize="small",
+                   ncols=min(len(handles), 4), title="policy (a = b: equal energy, drawn once)",
+                   title_fontsize="small", frameon=False)
     fig.suptitle(title or "Energy saved relative to the comparators")
     return fig
 
