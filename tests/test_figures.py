@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 from bench.pipeline import report
 
@@ -61,7 +62,8 @@ DVFO_ENERGIES = {"dvfo": 90.0, "oracle": 85.0, "edge_best_static": 95.0, "best_s
 
 def _boxes(fig, artists):
     fig.draw_without_rendering()  # a pyplot-free Figure's canvas is the base one: the Figure lays itself out
-    return [a.get_window_extent() for a in artists if a.get_visible() and a.get_text()]
+    # the text's own box (an Annotation's get_window_extent adds its leader line)
+    return [Text.get_window_extent(a) for a in artists if a.get_visible() and a.get_text()]
 
 
 def _overlapping(boxes):
@@ -85,3 +87,58 @@ def test_savings_merge_identical_panels_draw_ties_once_and_write_off_scale_value
         assert not _overlapping(_boxes(fig, ax.texts))
         # and the legend overlaps no panel
         assert not any(fig.legends[0].get_window_extent().overlaps(ax.get_window_extent()) for ax in axes)
+
+
+def crowded_tables(means: dict[str, tuple[float, float]], n: int = 40):
+    """results + conditions of one suite whose policies have the given (latency ÷ deadline, energy mJ), constant
+    per request (so the p95 and the mean are those values), in two scenarios."""
+    rows, cond = [], []
+    for scen in ("a", "b"):
+        cond.append(pd.DataFrame({"suite": "s", "scenario": scen, "seed": 1, "step": np.arange(n), "qos_ms": 100.0,
+                                  "wifi_dbm": np.linspace(-40, -90, n), "uplink_mbps": 10.0}))
+        for pol, (lat, energy) in means.items():
+            rows.append(pd.DataFrame({"suite": "s", "policy": pol, "scenario": scen, "seed": 1, "step": np.arange(n),
+                                      "action_name": "cloud_wifi", "energy_mj": energy, "latency_ms": 100.0 * lat,
+                                      "qos_ok": lat <= 1, "reward": 1.0}))
+    return pd.concat(rows, ignore_index=True), pd.concat(cond, ignore_index=True)
+
+
+CROWD = {"autoscale": (0.50, 100.0), "oracle": (0.50, 100.5), "edge_best_static": (0.505, 101.0),
+         "best_static_dnn": (0.51, 99.5), "cpu_only": (0.495, 100.2), "distilled": (0.502, 99.8),
+         "mystery_baseline": (0.3, 400.0), "cloud_only": (0.8, 60.0)}
+
+
+def test_energy_latency_labels_collide_with_no_label_and_no_policy_mark():
+    res, cond = crowded_tables(CROWD)
+    fig = report.energy_latency(res, cond)
+    ax = fig.axes[0]
+    names = {t.get_text() for t in ax.texts}
+    assert set(CROWD) <= names
+    boxes = _boxes(fig, ax.texts)
+    assert not _overlapping(boxes)
+    # the big marks (one per policy: the last scatters) are not covered by a label either
+    marks = [c for c in ax.collections if len(c.get_offsets()) == 1]
+    assert len(marks) == len(CROWD)
+    for c in marks:
+        (px, py), = c.get_offset_transform().transform(c.get_offsets())
+        assert not any(b.contains(px, py) for b in boxes)
+    assert all(ax.get_window_extent().contains(b.x0, b.y0) and ax.get_window_extent().contains(b.x1, b.y1)
+               for b in boxes)  # labels inside the axes
+
+
+def test_energy_latency_draws_tied_policies_once_and_a_front_not_a_box():
+    tied = {**CROWD, "drldo": CROWD["cpu_only"]}
+    res, cond = crowded_tables(tied)
+    fig = report.energy_latency(res, cond)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert "drldo = cpu_only" in texts and "drldo" not in texts and "cpu_only" not in texts  # ordered() order
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "drldo = cpu_only" in legend and "dominated by the front (shaded)" in legend
+    per, overall = report.latency_energy_points(res, cond)
+    front = report.pareto_front(overall, "latency_rel_p95", "energy_mj")
+    line = next(l for l in ax.lines if l.get_label() == "Pareto front (policy means)")
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    # the line runs from the first front point to the last, nowhere beyond (no edges to the axis corners)
+    assert x.min() == pytest.approx(front.latency_rel_p95.min()) and x.max() == pytest.approx(front.latency_rel_p95.max())
+    assert y.max() == pytest.approx(front.energy_mj.max()) and y.min() == pytest.approx(front.energy_mj.min())

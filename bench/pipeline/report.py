@@ -25,6 +25,8 @@ from matplotlib import colormaps
 from matplotlib.colors import ListedColormap, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 #: seaborn's theme for every figure (rc only: no pyplot state, no backend)
 THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
@@ -300,7 +302,9 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     """Energy per inference vs p95 latency relative to the QoS deadline, with the deadline and Pareto front.
 
     Small marks: one (policy, scenario); large marks: a policy over all scenarios. Points beyond
-    the axis limits are drawn on the edge as arrows with their value written next to them.
+    the axis limits are drawn on the edge as arrows with their value written next to them. The Pareto
+    front joins the non-dominated policy means (a staircase between front points only) and the region they
+    dominate is shaded. Policies with the same means are drawn once, named "a = b".
     """
     per, overall = latency_energy_points(results, conditions)
     fig, axes = new_figure(8.5, 6.0)
@@ -309,36 +313,35 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     x_hi = max(_upper_limit(xs, log=True, factor=2.5), 1.3)
     y_hi = _upper_limit(ys, log=True, factor=4.0)
     x_lo, y_lo = max(np.nanmin(xs) * 0.7, 1e-3), np.nanmin(ys) * 0.7
-    for pol in ordered(overall.policy):
+    means = overall.set_index("policy")
+    ties = {g[0]: g for g in tie_groups({p: (means.latency_rel_p95[p], means.energy_mj[p]) for p in means.index})}
+    for pol in ties:
         st = policy_style(pol)
         d = per[per.policy == pol]
         inside = (d.latency_rel_p95 <= x_hi) & (d.energy_mj <= y_hi)
         ax.scatter(d.latency_rel_p95[inside], d.energy_mj[inside], s=30, alpha=0.45, color=st["color"],
                    marker=st["marker"], linewidths=0)
-    front = pareto_front(overall, "latency_rel_p95", "energy_mj")
-    # the staircase bounding the dominated region: from the top edge down through each front point
-    fx = np.r_[front.latency_rel_p95.clip(upper=x_hi).iloc[0], front.latency_rel_p95.clip(upper=x_hi), x_hi]
-    fy = np.r_[y_hi, front.energy_mj.clip(upper=y_hi), front.energy_mj.clip(upper=y_hi).iloc[-1]]
-    ax.step(fx, fy, where="post", color="0.15", lw=2.2, ls=(0, (5, 2)), zorder=4, label="Pareto front (policy means)")
+    _draw_front(ax, pareto_front(overall, "latency_rel_p95", "energy_mj"), x_hi, y_hi)
     ax.axvline(1.0, color="#c62828", lw=1.6, zorder=3, label="QoS deadline")
     ax.axvspan(1.0, x_hi * 2, color="#c62828", alpha=0.05, zorder=0)
     labels = []
-    for r in overall.set_index("policy").loc[ordered(overall.policy)].reset_index().itertuples():
+    for r in means.loc[list(ties)].reset_index().itertuples():
         st = policy_style(r.policy)
+        name = tie_label(ties[r.policy])
         big = 260 if r.policy == "oracle" else (150 if r.policy in LEARNERS else 110)
         x, y = r.latency_rel_p95, r.energy_mj
         if x > x_hi or y > y_hi:
             val = (f"p95 {x:.3g}× deadline" if x > x_hi else "") + (", " if x > x_hi and y > y_hi else "") + \
                   (f"{y:.4g} mJ" if y > y_hi else "")
-            _annotate_clipped(ax, min(x, x_hi), min(y, y_hi), f"{r.policy}: {val}", st["color"],
+            _annotate_clipped(ax, min(x, x_hi), min(y, y_hi), f"{name}: {val}", st["color"],
                               "right" if x > x_hi else "up")
             continue
         # the oracle hollow and larger, so a learner on top of it stays visible
         face = "none" if r.policy == "oracle" else st["color"]
         ax.scatter([x], [y], s=big, marker=st["marker"], facecolors=face, edgecolors="black" if face != "none"
                    else st["color"], linewidths=1.6 if face == "none" else 0.8, zorder=5 + (r.policy in LEARNERS),
-                   label=r.policy)
-        labels.append((r.policy, x, y))
+                   label=name)
+        labels.append((name, x, y))
     ax.set(xscale="log", yscale="log")
     _plain_log_ticks(ax.xaxis)
     _plain_log_ticks(ax.yaxis)
@@ -350,30 +353,74 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     return fig
 
 
-#: label positions tried around a point, in points (dx, dy); the first free one is used
-_LABEL_OFFSETS = [(9, 5), (9, -13), (-9, 5), (-9, -13), (9, 17), (9, -25), (-9, 17), (-9, -25), (9, 29), (9, -37)]
+def _draw_front(ax, front: pd.DataFrame, x_hi: float, y_hi: float) -> None:
+    """The Pareto front as a front: its points joined by a staircase (the attainment line, only between front
+    points), and the region they dominate (up and right of it) lightly shaded."""
+    fx, fy = front.latency_rel_p95.clip(upper=x_hi).to_numpy(), front.energy_mj.clip(upper=y_hi).to_numpy()
+    ax.step(fx, fy, where="post", color="0.15", lw=2.0, ls=(0, (5, 2)), zorder=4,
+            label="Pareto front (policy means)")
+    # the dominated region's outline: the staircase, then round the top-right corner of the axes back to its start
+    sx = np.r_[np.repeat(fx, 2)[1:], x_hi * 2, x_hi * 2, fx[0]]
+    sy = np.r_[np.repeat(fy, 2)[:-1], fy[-1], y_hi * 2, y_hi * 2]
+    ax.fill(sx, sy, color="0.5", alpha=0.10, lw=0, zorder=1, label="dominated by the front (shaded)")
+
+
+#: label positions tried around a point, in points (dx, dy): nearest first, 8 directions per ring
+_LABEL_OFFSETS = [(round(r * np.cos(a)), round(r * np.sin(a))) for r in (8, 16, 26, 38, 52)
+                  for a in np.deg2rad([30, -30, 150, -150, 90, -90, 0, 180])]
 
 
 def _place_labels(ax, labels: Sequence[tuple[str, float, float]]) -> None:
-    """Name each point beside it, moving a label to the next free offset when it would overlap one already placed
-    (policies with nearly equal means, e.g. a learner on the oracle, must stay readable)."""
+    """Name each point beside it, at the nearest offset where the label's rendered box overlaps no label already
+    placed, no plotted point and no other text, and stays inside the axes (the least-bad offset when none is
+    free). Policies with nearly equal means, e.g. a learner on the oracle, stay readable; a label moved away
+    from its point gets a thin leader line."""
     fig = ax.figure
-    fig.canvas.draw_without_rendering() if hasattr(fig.canvas, "draw_without_rendering") else None
+    fig.draw_without_rendering()  # final layout first: constrained layout moves the axes when it draws
+    frame = ax.get_window_extent()
     scale = fig.dpi / 72.0
-    taken: list[tuple[float, float, float, float]] = []
+    obstacles = [t.get_window_extent() for t in ax.texts if t.get_visible() and t.get_text()]
+    for coll in ax.collections:  # every plotted mark, as a square of its marker size
+        offsets = coll.get_offsets()
+        if not len(offsets) or not len(coll.get_sizes()):
+            continue
+        half = np.sqrt(coll.get_sizes().max()) / 2 * scale
+        for px, py in coll.get_offset_transform().transform(offsets):
+            obstacles.append(Bbox([[px - half, py - half], [px + half, py + half]]))
+
+    def cost(box: Bbox) -> float:
+        hit = sum(_overlap_area(box, o) for o in obstacles)
+        outside = box.width * box.height - _overlap_area(box, frame)
+        return hit + 4 * outside
+
     for name, x, y in labels:
-        px, py = ax.transData.transform((x, y))
-        w, h = 6.2 * len(name) * scale, 11 * scale
+        weight = "bold" if name.split(" = ")[0] in LEARNERS + ("oracle",) else "normal"
+        probe = ax.annotate(name, (x, y), xytext=(0, 0), textcoords="offset points", fontsize="small", weight=weight)
+        best = None
         for dx, dy in _LABEL_OFFSETS:
-            x0 = px + dx * scale - (w if dx < 0 else 0)
-            y0 = py + dy * scale
-            box = (x0, y0, x0 + w, y0 + h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+            probe.xyann = (dx, dy)
+            probe.set(ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                      va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+            c = cost(probe.get_window_extent())
+            if best is None or c < best[0]:
+                best = (c, dx, dy, probe.get_ha(), probe.get_va())
+            if c == 0:
                 break
-        taken.append(box)
-        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha="right" if dx < 0 else "left",
-                    va="bottom", fontsize="small", zorder=7,
-                    weight="bold" if name in LEARNERS + ("oracle",) else "normal")
+        probe.remove()
+        _, dx, dy, ha, va = best
+        leader = {"arrowstyle": "-", "color": "0.4", "lw": 0.6, "shrinkA": 1, "shrinkB": 5} \
+            if np.hypot(dx, dy) > 20 else None  # a label moved away still points at its mark
+        ann = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                          fontsize="small", weight=weight, zorder=7, arrowprops=leader)
+        ann.set_in_layout(False)  # placed after the layout: must not move the axes
+        ann.get_window_extent()  # positions the text (an Annotation's own extent also holds its leader) ...
+        obstacles.append(Text.get_window_extent(ann))  # ... so the obstacle is the text's box alone
+
+
+def _overlap_area(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return float(w * h) if w > 0 and h > 0 else 0.0
 
 
 def target_mix(results: pd.DataFrame, title: str = "", ncols: int = 3) -> Figure:
