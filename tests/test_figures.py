@@ -89,13 +89,13 @@ def test_savings_merge_identical_panels_draw_ties_once_and_write_off_scale_value
         assert not any(fig.legends[0].get_window_extent().overlaps(ax.get_window_extent()) for ax in axes)
 
 
-def crowded_tables(means: dict[str, tuple[float, float]], n: int = 40):
+def crowded_tables(means: dict[str, tuple[float, float]], n: int = 80):
     """results + conditions of one suite whose policies have the given (latency ÷ deadline, energy mJ), constant
     per request (so the p95 and the mean are those values), in two scenarios."""
     rows, cond = [], []
     for scen in ("a", "b"):
         cond.append(pd.DataFrame({"suite": "s", "scenario": scen, "seed": 1, "step": np.arange(n), "qos_ms": 100.0,
-                                  "wifi_dbm": np.linspace(-40, -90, n), "uplink_mbps": 10.0}))
+                                  "wifi_dbm": np.linspace(-40, -90, n), "uplink_mbps": np.geomspace(50, 2, n)}))
         for pol, (lat, energy) in means.items():
             rows.append(pd.DataFrame({"suite": "s", "policy": pol, "scenario": scen, "seed": 1, "step": np.arange(n),
                                       "action_name": "cloud_wifi", "energy_mj": energy, "latency_ms": 100.0 * lat,
@@ -142,3 +142,19 @@ def test_energy_latency_draws_tied_policies_once_and_a_front_not_a_box():
     # the line runs from the first front point to the last, nowhere beyond (no edges to the axis corners)
     assert x.min() == pytest.approx(front.latency_rel_p95.min()) and x.max() == pytest.approx(front.latency_rel_p95.max())
     assert y.max() == pytest.approx(front.energy_mj.max()) and y.min() == pytest.approx(front.energy_mj.min())
+
+
+def test_signal_figure_and_readme_caption_name_what_the_x_axis_shows():
+    from bench.pipeline import readme
+
+    dvfo_res, cond = crowded_tables({"dvfo": (0.5, 100.0), "edge_gpu_max": (0.2, 150.0)})
+    auto_res, _ = crowded_tables({"autoscale": (0.5, 100.0), "cpu_only": (0.2, 150.0)})
+    dvfo, auto = report.energy_vs_signal(dvfo_res, cond), report.energy_vs_signal(auto_res, cond)
+    dvfo_top, dvfo_bottom = dvfo.axes[:2]
+    assert "uplink bandwidth" in dvfo_top.get_title() and "signal" not in dvfo_top.get_title()
+    assert dvfo_bottom.get_xlabel().startswith("uplink bandwidth (Mbit/s") and "narrower" in dvfo_bottom.get_xlabel()
+    assert "Wi-Fi signal strength" in auto.axes[0].get_title() and "dBm" in auto.axes[1].get_xlabel()
+    assert report.signal_name(dvfo_res) == "uplink bandwidth"
+    assert readme.caption("energy_vs_signal", "dvfo_jetson").endswith("against uplink bandwidth")
+    assert readme.caption("energy_vs_signal", "autoscale_phone").endswith("against Wi-Fi signal strength")
+    assert readme.caption("savings", "dvfo_jetson") == readme.SHOWN_FIGURES["savings"]

@@ -28,7 +28,7 @@ GENERATED_DOCS = (REPO_ROOT / "docs" / "performance.md", REPO_ROOT / "docs" / "c
 FIGURES = REPO_ROOT / "docs" / "figures"
 #: each suite's headline figures (files of results/report/, NAME_SUITE.png) and what they show
 SHOWN_FIGURES = {
-    "energy_vs_signal": "energy per inference and QoS violations against signal strength / uplink bandwidth",
+    "energy_vs_signal": "energy per inference and QoS violations against {link}",  # {link}: per suite, see caption()
     "energy_latency": "energy vs p95 latency relative to the QoS deadline, with the Pareto front",
     "savings": "energy saved against edge-only (and DRLDO / AppealNet when evaluated)",
 }
@@ -94,11 +94,21 @@ def shown_figures(results_dir: Path, suites: Iterable[str]) -> list[tuple[str, P
     """(suite, figure file, caption) of every headline figure the report produced, suite by suite."""
     out = []
     for suite in sorted(suites):
-        for stem, caption in SHOWN_FIGURES.items():
+        for stem in SHOWN_FIGURES:
             path = results_dir / "report" / f"{stem}_{suite}.png"
             if path.exists():
-                out.append((suite, path, caption))
+                out.append((suite, path, caption(stem, suite)))
     return out
+
+
+def caption(stem: str, suite: str) -> str:
+    """A headline figure's caption for one suite: the signal figure names what its x-axis shows (Wi-Fi signal
+    strength for AutoScale's suites, uplink bandwidth for DVFO's; the report's SIGNAL_AXES knows which)."""
+    from bench.pipeline.report import SIGNAL_AXES
+
+    learner = next((name for name in SIGNAL_AXES if suite == name or suite.startswith(f"{name}_")), None)
+    link = SIGNAL_AXES[learner][1].split(" (")[0] if learner else "the link condition"
+    return SHOWN_FIGURES[stem].format(link=link)
 
 
 def figures_section(shown: Sequence[tuple[str, Path, str]]) -> str:

@@ -252,7 +252,9 @@ def _plain_log_ticks(axis) -> None:
 # --------------------------------------------------------------------------- figures
 
 def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str = "") -> Figure:
-    """Energy per inference (top, log) and QoS violations (bottom) against the binned signal, per policy.
+    """Energy per inference (top, log) and QoS violations (bottom) against the binned link condition, per policy:
+    Wi-Fi signal strength for AutoScale, uplink bandwidth for DVFO (:data:`SIGNAL_AXES`); the default title
+    names it (:func:`signal_name`).
 
     The crossover the suite's question is about: where offloading stops paying as the link weakens.
     """
@@ -266,8 +268,9 @@ def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str
         lw = 2.4 if pol in LEARNERS else 1.3
         top.plot(d.signal, d.energy_mj, label=pol, lw=lw, ms=7 if pol in LEARNERS else 5, **st)
         bottom.plot(d.signal, 100 * d.qos_violation_rate, lw=lw, ms=6 if pol in LEARNERS else 4, **st)
-    top.set(yscale="log", ylabel="energy per inference (mJ, log)", title=title or "Energy and QoS against signal")
-    bottom.set(xlabel=f"{label} — weaker →\n(mean per bin; bins with ≥ {MIN_BIN_REQUESTS} requests of a policy)",
+    top.set(yscale="log", ylabel="energy per inference (mJ, log)", title=title or f"Energy and QoS against {signal_name(results)}")
+    worse = "weaker" if column.endswith("_dbm") else "narrower"
+    bottom.set(xlabel=f"{label} — {worse} →\n(mean per bin; bins with ≥ {MIN_BIN_REQUESTS} requests of a policy)",
                ylabel="QoS violations (%)", ylim=(-2, 102))
     if not column.endswith("_dbm"):
         bottom.set_xscale("log")
@@ -276,6 +279,12 @@ def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="policy")
     _plain_log_ticks(top.yaxis)
     return fig
+
+
+def signal_name(frame: pd.DataFrame) -> str:
+    """What the x-axis of a suite's signal figure shows, in words: "Wi-Fi signal strength" (AutoScale) or
+    "uplink bandwidth" (DVFO): the label of its :data:`SIGNAL_AXES` column without the unit."""
+    return SIGNAL_AXES[suite_learner(frame)][1].split(" (")[0]
 
 
 def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
