@@ -158,3 +158,13 @@ def test_signal_figure_and_readme_caption_name_what_the_x_axis_shows():
     assert readme.caption("energy_vs_signal", "dvfo_jetson").endswith("against uplink bandwidth")
     assert readme.caption("energy_vs_signal", "autoscale_phone").endswith("against Wi-Fi signal strength")
     assert readme.caption("savings", "dvfo_jetson") == readme.SHOWN_FIGURES["savings"]
+
+
+def test_readme_shows_the_svg_beside_a_figure_and_falls_back_to_its_png(tmp_path):
+    from bench.pipeline import readme
+
+    report.save(_small_figure(), tmp_path / "report" / "savings_dvfo_jetson.png")
+    report.save(_small_figure(), tmp_path / "report" / "energy_latency_dvfo_jetson.png").with_suffix(".svg").unlink()
+    shown = readme.shown_figures(tmp_path, ["dvfo_jetson"])
+    assert [p.name for _, p, _ in shown] == ["energy_latency_dvfo_jetson.png", "savings_dvfo_jetson.svg"]
+    assert "](docs/figures/savings_dvfo_jetson.svg)" in readme.figures_section(shown)
