@@ -1,8 +1,6 @@
 """Figures fit for a paper: print resolution, SVG beside the PNG, no colliding labels, ties drawn once,
 axes named for what they show (issue 26, item 7). Small constructed tables, as in tests/test_report.py."""
 
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,7 +138,8 @@ def test_energy_latency_draws_tied_policies_once_and_a_front_not_a_box():
     line = next(l for l in ax.lines if l.get_label() == "Pareto front (policy means)")
     x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
     # the line runs from the first front point to the last, nowhere beyond (no edges to the axis corners)
-    assert x.min() == pytest.approx(front.latency_rel_p95.min()) and x.max() == pytest.approx(front.latency_rel_p95.max())
+    assert x.min() == pytest.approx(front.latency_rel_p95.min())
+    assert x.max() == pytest.approx(front.latency_rel_p95.max())
     assert y.max() == pytest.approx(front.energy_mj.max()) and y.min() == pytest.approx(front.energy_mj.min())
 
 

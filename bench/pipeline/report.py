@@ -268,7 +268,8 @@ def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str
         lw = 2.4 if pol in LEARNERS else 1.3
         top.plot(d.signal, d.energy_mj, label=pol, lw=lw, ms=7 if pol in LEARNERS else 5, **st)
         bottom.plot(d.signal, 100 * d.qos_violation_rate, lw=lw, ms=6 if pol in LEARNERS else 4, **st)
-    top.set(yscale="log", ylabel="energy per inference (mJ, log)", title=title or f"Energy and QoS against {signal_name(results)}")
+    top.set(yscale="log", ylabel="energy per inference (mJ, log)",
+            title=title or f"Energy and QoS against {signal_name(results)}")
     worse = "weaker" if column.endswith("_dbm") else "narrower"
     bottom.set(xlabel=f"{label} — {worse} →\n(mean per bin; bins with ≥ {MIN_BIN_REQUESTS} requests of a policy)",
                ylabel="QoS violations (%)", ylim=(-2, 102))
