@@ -150,7 +150,7 @@ def test_savings_panel_keeps_the_learner_on_scale():
     fig = report.savings_vs(overall, {"sc": overall})
     ax = fig.axes[0]
     assert ax.get_xlim()[0] <= -100 < ax.get_xlim()[0] + 10  # the learner's -100% is shown ...
-    assert any(t.get_text().startswith("cloud_only: -900%") for t in ax.texts)  # ... cloud-only's -900% is written
+    assert any(t.get_text().startswith("cloud_only −900 %") for t in ax.texts)  # ... cloud-only's -900% is written
 
 
 def test_importing_the_report_chooses_no_backend():

@@ -28,7 +28,7 @@ GENERATED_DOCS = (REPO_ROOT / "docs" / "performance.md", REPO_ROOT / "docs" / "c
 FIGURES = REPO_ROOT / "docs" / "figures"
 #: each suite's headline figures (files of results/report/, NAME_SUITE.png) and what they show
 SHOWN_FIGURES = {
-    "energy_vs_signal": "energy per inference and QoS violations against signal strength / uplink bandwidth",
+    "energy_vs_signal": "energy per inference and QoS violations against {link}",  # {link}: per suite, see caption()
     "energy_latency": "energy vs p95 latency relative to the QoS deadline, with the Pareto front",
     "savings": "energy saved against edge-only (and DRLDO / AppealNet when evaluated)",
 }
@@ -147,14 +147,26 @@ def claims_section(table: pd.DataFrame) -> str:
 
 
 def shown_figures(results_dir: Path, suites: Iterable[str]) -> list[tuple[str, Path, str]]:
-    """(suite, figure file, caption) of every headline figure the report produced, suite by suite."""
+    """(suite, figure file, caption) of every headline figure the report produced, suite by suite: its SVG when
+    the report wrote one (print quality at a fraction of a 300 dpi PNG's size), else its PNG."""
     out = []
     for suite in sorted(suites):
-        for stem, caption in SHOWN_FIGURES.items():
+        for stem in SHOWN_FIGURES:
             path = results_dir / "report" / f"{stem}_{suite}.png"
-            if path.exists():
-                out.append((suite, path, caption))
+            if path.exists():  # README shows the SVG beside it: a 300 dpi PNG would weigh ~0.5 MB on every clone
+                svg = path.with_suffix(".svg")
+                out.append((suite, svg if svg.exists() else path, caption(stem, suite)))
     return out
+
+
+def caption(stem: str, suite: str) -> str:
+    """A headline figure's caption for one suite: the signal figure names what its x-axis shows (Wi-Fi signal
+    strength for AutoScale's suites, uplink bandwidth for DVFO's; the report's SIGNAL_AXES knows which)."""
+    from bench.pipeline.report import SIGNAL_AXES
+
+    learner = next((name for name in SIGNAL_AXES if suite == name or suite.startswith(f"{name}_")), None)
+    link = SIGNAL_AXES[learner][1].split(" (")[0] if learner else "the link condition"
+    return SHOWN_FIGURES[stem].format(link=link)
 
 
 def figures_section(shown: Sequence[tuple[str, Path, str]]) -> str:
@@ -275,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     FIGURES.mkdir(parents=True, exist_ok=True)
     for f in figs:
         shutil.copyfile(f, FIGURES / f.name)
-    for old_fig in FIGURES.glob("*.png"):  # figures the README no longer shows
+    for old_fig in [*FIGURES.glob("*.png"), *FIGURES.glob("*.svg")]:  # figures the README no longer shows
         if figs and old_fig.name not in {f.name for f in figs}:
             old_fig.unlink()
     README.write_text(new)

@@ -25,6 +25,8 @@ from matplotlib import colormaps
 from matplotlib.colors import ListedColormap, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 #: seaborn's theme for every figure (rc only: no pyplot state, no backend)
 THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
@@ -257,7 +259,9 @@ def _plain_log_ticks(axis) -> None:
 # --------------------------------------------------------------------------- figures
 
 def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str = "") -> Figure:
-    """Energy per inference (top, log) and QoS violations (bottom) against the binned signal, per policy.
+    """Energy per inference (top, log) and QoS violations (bottom) against the binned link condition, per policy:
+    Wi-Fi signal strength for AutoScale, uplink bandwidth for DVFO (:data:`SIGNAL_AXES`); the default title
+    names it (:func:`signal_name`).
 
     The crossover the suite's question is about: where offloading stops paying as the link weakens.
     """
@@ -271,8 +275,10 @@ def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str
         lw = 2.4 if pol in LEARNERS else 1.3
         top.plot(d.signal, d.energy_mj, label=pol, lw=lw, ms=7 if pol in LEARNERS else 5, **st)
         bottom.plot(d.signal, 100 * d.qos_violation_rate, lw=lw, ms=6 if pol in LEARNERS else 4, **st)
-    top.set(yscale="log", ylabel="energy per inference (mJ, log)", title=title or "Energy and QoS against signal")
-    bottom.set(xlabel=f"{label} — weaker →\n(mean per bin; bins with ≥ {MIN_BIN_REQUESTS} requests of a policy)",
+    top.set(yscale="log", ylabel="energy per inference (mJ, log)",
+            title=title or f"Energy and QoS against {signal_name(results)}")
+    worse = "weaker" if column.endswith("_dbm") else "narrower"
+    bottom.set(xlabel=f"{label} — {worse} →\n(mean per bin; bins with ≥ {MIN_BIN_REQUESTS} requests of a policy)",
                ylabel="QoS violations (%)", ylim=(-2, 102))
     if not column.endswith("_dbm"):
         bottom.set_xscale("log")
@@ -281,6 +287,12 @@ def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="policy")
     _plain_log_ticks(top.yaxis)
     return fig
+
+
+def signal_name(frame: pd.DataFrame) -> str:
+    """What the x-axis of a suite's signal figure shows, in words: "Wi-Fi signal strength" (AutoScale) or
+    "uplink bandwidth" (DVFO): the label of its :data:`SIGNAL_AXES` column without the unit."""
+    return SIGNAL_AXES[suite_learner(frame)][1].split(" (")[0]
 
 
 def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -307,7 +319,9 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     """Energy per inference vs p95 latency relative to the QoS deadline, with the deadline and Pareto front.
 
     Small marks: one (policy, scenario); large marks: a policy over all scenarios. Points beyond
-    the axis limits are drawn on the edge as arrows with their value written next to them.
+    the axis limits are drawn on the edge as arrows with their value written next to them. The Pareto
+    front joins the non-dominated policy means (a staircase between front points only) and the region they
+    dominate is shaded. Policies with the same means are drawn once, named "a = b".
     """
     per, overall = latency_energy_points(results, conditions)
     fig, axes = new_figure(8.5, 6.0)
@@ -316,36 +330,35 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     x_hi = max(_upper_limit(xs, log=True, factor=2.5), 1.3)
     y_hi = _upper_limit(ys, log=True, factor=4.0)
     x_lo, y_lo = max(np.nanmin(xs) * 0.7, 1e-3), np.nanmin(ys) * 0.7
-    for pol in ordered(overall.policy):
+    means = overall.set_index("policy")
+    ties = {g[0]: g for g in tie_groups({p: (means.latency_rel_p95[p], means.energy_mj[p]) for p in means.index})}
+    for pol in ties:
         st = policy_style(pol)
         d = per[per.policy == pol]
         inside = (d.latency_rel_p95 <= x_hi) & (d.energy_mj <= y_hi)
         ax.scatter(d.latency_rel_p95[inside], d.energy_mj[inside], s=30, alpha=0.45, color=st["color"],
                    marker=st["marker"], linewidths=0)
-    front = pareto_front(overall, "latency_rel_p95", "energy_mj")
-    # the staircase bounding the dominated region: from the top edge down through each front point
-    fx = np.r_[front.latency_rel_p95.clip(upper=x_hi).iloc[0], front.latency_rel_p95.clip(upper=x_hi), x_hi]
-    fy = np.r_[y_hi, front.energy_mj.clip(upper=y_hi), front.energy_mj.clip(upper=y_hi).iloc[-1]]
-    ax.step(fx, fy, where="post", color="0.15", lw=2.2, ls=(0, (5, 2)), zorder=4, label="Pareto front (policy means)")
+    _draw_front(ax, pareto_front(overall, "latency_rel_p95", "energy_mj"), x_hi, y_hi)
     ax.axvline(1.0, color="#c62828", lw=1.6, zorder=3, label="QoS deadline")
     ax.axvspan(1.0, x_hi * 2, color="#c62828", alpha=0.05, zorder=0)
     labels = []
-    for r in overall.set_index("policy").loc[ordered(overall.policy)].reset_index().itertuples():
+    for r in means.loc[list(ties)].reset_index().itertuples():
         st = policy_style(r.policy)
+        name = tie_label(ties[r.policy])
         big = 260 if r.policy in REFERENCES else (150 if r.policy in LEARNERS else 110)
         x, y = r.latency_rel_p95, r.energy_mj
         if x > x_hi or y > y_hi:
             val = (f"p95 {x:.3g}× deadline" if x > x_hi else "") + (", " if x > x_hi and y > y_hi else "") + \
                   (f"{y:.4g} mJ" if y > y_hi else "")
-            _annotate_clipped(ax, min(x, x_hi), min(y, y_hi), f"{r.policy}: {val}", st["color"],
+            _annotate_clipped(ax, min(x, x_hi), min(y, y_hi), f"{name}: {val}", st["color"],
                               "right" if x > x_hi else "up")
             continue
         # the oracle hollow and larger, so a learner on top of it stays visible
         face = "none" if r.policy in REFERENCES else st["color"]
         ax.scatter([x], [y], s=big, marker=st["marker"], facecolors=face, edgecolors="black" if face != "none"
                    else st["color"], linewidths=1.6 if face == "none" else 0.8, zorder=5 + (r.policy in LEARNERS),
-                   label=r.policy)
-        labels.append((r.policy, x, y))
+                   label=name)
+        labels.append((name, x, y))
     ax.set(xscale="log", yscale="log")
     _plain_log_ticks(ax.xaxis)
     _plain_log_ticks(ax.yaxis)
@@ -357,30 +370,74 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     return fig
 
 
-#: label positions tried around a point, in points (dx, dy); the first free one is used
-_LABEL_OFFSETS = [(9, 5), (9, -13), (-9, 5), (-9, -13), (9, 17), (9, -25), (-9, 17), (-9, -25), (9, 29), (9, -37)]
+def _draw_front(ax, front: pd.DataFrame, x_hi: float, y_hi: float) -> None:
+    """The Pareto front as a front: its points joined by a staircase (the attainment line, only between front
+    points), and the region they dominate (up and right of it) lightly shaded."""
+    fx, fy = front.latency_rel_p95.clip(upper=x_hi).to_numpy(), front.energy_mj.clip(upper=y_hi).to_numpy()
+    ax.step(fx, fy, where="post", color="0.15", lw=2.0, ls=(0, (5, 2)), zorder=4,
+            label="Pareto front (policy means)")
+    # the dominated region's outline: the staircase, then round the top-right corner of the axes back to its start
+    sx = np.r_[np.repeat(fx, 2)[1:], x_hi * 2, x_hi * 2, fx[0]]
+    sy = np.r_[np.repeat(fy, 2)[:-1], fy[-1], y_hi * 2, y_hi * 2]
+    ax.fill(sx, sy, color="0.5", alpha=0.10, lw=0, zorder=1, label="dominated by the front (shaded)")
+
+
+#: label positions tried around a point, in points (dx, dy): nearest first, 8 directions per ring
+_LABEL_OFFSETS = [(round(r * np.cos(a)), round(r * np.sin(a))) for r in (8, 16, 26, 38, 52)
+                  for a in np.deg2rad([30, -30, 150, -150, 90, -90, 0, 180])]
 
 
 def _place_labels(ax, labels: Sequence[tuple[str, float, float]]) -> None:
-    """Name each point beside it, moving a label to the next free offset when it would overlap one already placed
-    (policies with nearly equal means, e.g. a learner on the oracle, must stay readable)."""
+    """Name each point beside it, at the nearest offset where the label's rendered box overlaps no label already
+    placed, no plotted point and no other text, and stays inside the axes (the least-bad offset when none is
+    free). Policies with nearly equal means, e.g. a learner on the oracle, stay readable; a label moved away
+    from its point gets a thin leader line."""
     fig = ax.figure
-    fig.canvas.draw_without_rendering() if hasattr(fig.canvas, "draw_without_rendering") else None
+    fig.draw_without_rendering()  # final layout first: constrained layout moves the axes when it draws
+    frame = ax.get_window_extent()
     scale = fig.dpi / 72.0
-    taken: list[tuple[float, float, float, float]] = []
+    obstacles = [t.get_window_extent() for t in ax.texts if t.get_visible() and t.get_text()]
+    for coll in ax.collections:  # every plotted mark, as a square of its marker size
+        offsets = coll.get_offsets()
+        if not len(offsets) or not len(coll.get_sizes()):
+            continue
+        half = np.sqrt(coll.get_sizes().max()) / 2 * scale
+        for px, py in coll.get_offset_transform().transform(offsets):
+            obstacles.append(Bbox([[px - half, py - half], [px + half, py + half]]))
+
+    def cost(box: Bbox) -> float:
+        hit = sum(_overlap_area(box, o) for o in obstacles)
+        outside = box.width * box.height - _overlap_area(box, frame)
+        return hit + 4 * outside
+
     for name, x, y in labels:
-        px, py = ax.transData.transform((x, y))
-        w, h = 6.2 * len(name) * scale, 11 * scale
+        weight = "bold" if name.split(" = ")[0] in LEARNERS + REFERENCES else "normal"
+        probe = ax.annotate(name, (x, y), xytext=(0, 0), textcoords="offset points", fontsize="small", weight=weight)
+        best = None
         for dx, dy in _LABEL_OFFSETS:
-            x0 = px + dx * scale - (w if dx < 0 else 0)
-            y0 = py + dy * scale
-            box = (x0, y0, x0 + w, y0 + h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+            probe.xyann = (dx, dy)
+            probe.set(ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                      va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+            c = cost(probe.get_window_extent())
+            if best is None or c < best[0]:
+                best = (c, dx, dy, probe.get_ha(), probe.get_va())
+            if c == 0:
                 break
-        taken.append(box)
-        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha="right" if dx < 0 else "left",
-                    va="bottom", fontsize="small", zorder=7,
-                    weight="bold" if name in LEARNERS + REFERENCES else "normal")
+        probe.remove()
+        _, dx, dy, ha, va = best
+        leader = {"arrowstyle": "-", "color": "0.4", "lw": 0.6, "shrinkA": 1, "shrinkB": 5} \
+            if np.hypot(dx, dy) > 20 else None  # a label moved away still points at its mark
+        ann = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                          fontsize="small", weight=weight, zorder=7, arrowprops=leader)
+        ann.set_in_layout(False)  # placed after the layout: must not move the axes
+        ann.get_window_extent()  # positions the text (an Annotation's own extent also holds its leader) ...
+        obstacles.append(Text.get_window_extent(ann))  # ... so the obstacle is the text's box alone
+
+
+def _overlap_area(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return float(w * h) if w > 0 and h > 0 else 0.0
 
 
 def target_mix(results: pd.DataFrame, title: str = "", ncols: int = 3) -> Figure:
@@ -522,6 +579,40 @@ def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], bas
     return fig
 
 
+def tie_groups(values: Mapping[str, float | Sequence[float]], rel: float = 1e-6) -> list[list[str]]:
+    """Names whose values are equal within a relative tolerance ``rel``, grouped (every name in exactly one group).
+
+    Groups and their members follow :func:`ordered`. A value may be a vector (e.g. one per scenario, or the
+    (latency, energy) of a point): names tie when every element does, a missing (NaN) element matching only a
+    missing one. A value with no finite element never ties, so a policy without data is never hidden under
+    another (edge-only = DRLDO on the Jetson is the case this is for).
+    """
+    groups: list[tuple[np.ndarray, list[str]]] = []
+    for name in ordered(values):
+        v = np.atleast_1d(np.asarray(values[name], dtype=float))
+        for rep, members in groups:
+            if rep.shape == v.shape and np.isfinite(v).any() and \
+                    np.allclose(v, rep, rtol=rel, atol=0.0, equal_nan=True):
+                members.append(name)
+                break
+        else:
+            groups.append((v, [name]))
+    return [members for _, members in groups]
+
+
+def tie_label(group: Sequence[str], labels: Mapping[str, str] | None = None) -> str:
+    """``"a = b"``: how a group of tied policies is named where it is drawn once."""
+    return " = ".join((labels or {}).get(n, n) for n in group)
+
+
+def _mean_or_nan(entry: Mapping | None) -> float:
+    return float(entry["mean"]) if isinstance(entry, Mapping) and entry.get("mean") is not None else np.nan
+
+
+def _fmt_saved(saved: float) -> str:
+    return f"{100 * saved:+.0f} %".replace("-", "−")
+
+
 def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping[str, Mapping]],
                comparators: Sequence[str] = ("edge_gpu_max", "cpu_only", "drldo", "appealnet"),
                labels: Mapping[str, str] | None = None, title: str = "", floor: float = -0.3) -> Figure:
@@ -529,7 +620,10 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
 
     One panel per comparator present (edge-only: ``edge_gpu_max``, the Jetson's GPU at top clocks, or
     ``cpu_only``; DRLDO and AppealNet when a suite evaluates them). A linear % scale so gains of a few percent are visible; policies
-    far below ``floor`` (e.g. cloud-only under a trickle link) are drawn at the edge with their value.
+    far below ``floor`` (e.g. cloud-only under a trickle link) are drawn at the edge, and each row's off-scale
+    values are written once, together. Comparators whose panels would be identical (same energies, e.g.
+    edge-only = DRLDO) share one panel, and policies tied in a panel are drawn once as "a = b".
+    The legend sits below the panels, never over the data.
     """
     labels = {"edge_gpu_max": "edge-only (GPU, top clocks)", "cpu_only": "CPU-only", "drldo": "DRLDO",
               "appealnet": "AppealNet", **(labels or {})}
@@ -539,35 +633,58 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
              if p in LEARNERS + REFERENCES and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
     floor = min([floor] + [v - 0.05 for v in focus])
     scen = ["all scenarios"] + sorted(by_scenario)
-    fig, axes = new_figure(5.2 * len(comps) + 2.0, 0.5 * len(scen) + 1.8, ncols=max(len(comps), 1), sharey=True)
-    for ax, comp in zip(axes[0], comps):
+    tables = [overall] + [by_scenario[sc] for sc in scen[1:]]
+
+    def profile(pol: str, key: str) -> list[float]:  # what a policy's row of marks in one panel shows
+        return [_mean_or_nan(t.get(pol, {}).get(key)) for t in tables]
+
+    # comparators with identical panels: the same savings for every policy other than the comparators
+    others = [p for p in ordered(overall) if p not in comps]
+    panels = tie_groups({c: sum((profile(p, f"efficiency_vs_{c}") for p in others), []) for c in comps}) \
+        if others else [[c] for c in comps]
+    panels = sorted((sorted(g, key=comps.index) for g in panels), key=lambda g: comps.index(g[0]))  # caller's order
+    fig, axes = new_figure(5.2 * len(panels) + 1.0, 0.5 * len(scen) + 2.4, ncols=max(len(panels), 1), sharey=True)
+    handles: dict[str, object] = {}
+    for ax, group in zip(axes[0], panels):
+        comp = group[0]
         key = f"efficiency_vs_{comp}"
-        pols = [p for p in ordered(overall) if p != comp and key in overall[p]]
-        step = 0.75 / max(len(pols), 1)
-        for i, pol in enumerate(pols):
+        pols = [p for p in ordered(overall) if p not in group and key in overall[p]]
+        ties = tie_groups({p: profile(p, key) for p in pols})
+        step = 0.75 / max(len(ties), 1)
+        clipped: dict[int, list[str]] = {}
+        for i, tied in enumerate(ties):
+            pol, name = tied[0], tie_label(tied)
             st = policy_style(pol)
-            labelled = False
-            for j, sc in enumerate(scen):
-                m = (overall if sc == "all scenarios" else by_scenario[sc]).get(pol, {}).get(key)
+            for j, table in enumerate(tables):
+                m = table.get(pol, {}).get(key)
                 if not m or m.get("mean") is None:
                     continue
                 saved = 1 - 1 / m["mean"]
                 lo = 1 - 1 / m["ci_low"] if m.get("ci_low") else saved
                 hi = 1 - 1 / m["ci_high"] if m.get("ci_high") else saved
                 y = j - 0.375 + (i + 0.5) * step
-                if saved < floor:
-                    _annotate_clipped(ax, floor * 100, y, f"{pol}: {saved:+.0%} (off scale)", st["color"], "left")
+                if saved < floor:  # an arrow on the edge; the value goes into the row's one note
+                    ax.plot([floor * 100], [y], marker="<", color=st["color"], ms=8, mec="black", mew=0.6,
+                            clip_on=False, zorder=6)
+                    clipped.setdefault(j, []).append(f"{name} {_fmt_saved(saved)}")
                     continue
-                ax.errorbar([100 * saved], [y], xerr=[[100 * max(saved - lo, 0)], [100 * max(hi - saved, 0)]],
-                            fmt=st["marker"], color=st["color"], ms=8 if pol in LEARNERS else 5, lw=1,
-                            label=None if labelled else pol)
-                labelled = True
+                h = ax.errorbar([100 * saved], [y], xerr=[[100 * max(saved - lo, 0)], [100 * max(hi - saved, 0)]],
+                                fmt=st["marker"], color=st["color"], ms=8 if pol in LEARNERS else 5, lw=1)
+                handles.setdefault(name, h)
+        for j, notes in clipped.items():  # in the gap below the row, clear of the marks
+            ax.annotate(", ".join(notes) + " (off scale)", (floor * 100, j + 0.5), xytext=(10, 0),
+                        textcoords="offset points", fontsize="x-small", ha="left", va="center", color="0.15",
+                        zorder=7)
         ax.axvline(0, color="grey", lw=1, ls="--")
-        ax.set(xlabel=f"energy saved vs {labels.get(comp, comp)} (%, 95% CI)", title=f"vs {labels.get(comp, comp)}")
+        name = tie_label(group, labels)
+        ax.set(xlabel=f"energy saved vs {name} (%, 95% CI)", title=f"vs {name}")
         ax.set_xlim(left=floor * 100 - 3)
-        ax.legend(fontsize="x-small", loc="lower right")
     axes[0, 0].set_yticks(np.arange(len(scen)), scen)
-    axes[0, 0].invert_yaxis()
+    axes[0, 0].set_ylim(len(scen) - 0.5 + 0.25, -0.6)  # top to bottom, with room for the last row's note
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize="small",
+                   ncols=min(len(handles), 4), title="policy (a = b: equal energy, drawn once)",
+                   title_fontsize="small", frameon=False)
     fig.suptitle(title or "Energy saved relative to the comparators")
     return fig
 
@@ -682,11 +799,23 @@ def accuracy_vs_xi(curve: pd.DataFrame) -> Figure:
     return fig
 
 
-def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG through the figure object (no pyplot); fixed metadata, so same data -> same bytes."""
+#: print quality (journals ask for >= 300 dpi for line art with text)
+PRINT_DPI = 300
+#: fixed seed of the ids matplotlib writes into an SVG (clip paths, glyphs), so same figure -> same bytes
+SVG_HASHSALT = "edge-cloud-bench"
+
+
+def save(fig: Figure, path: str | Path, dpi: int = PRINT_DPI) -> Path:
+    """Write ``fig`` as PNG at print resolution and as SVG beside it (same stem), through the figure object (no
+    pyplot). No dates or software versions in either file and fixed SVG ids, so same data -> same bytes.
+    Returns the PNG's path (the HTML page embeds PNGs; the SVG is for papers and the README)."""
+    import matplotlib
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT}):
+        fig.savefig(path.with_suffix(".svg"), format="svg", bbox_inches="tight", metadata={"Date": None})
     return path
 
 
