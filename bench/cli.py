@@ -11,6 +11,7 @@
     python -m bench plugins             every extension point and what is registered (plugins included)
     python -m bench readme [--check]    refresh README's tables and figures from results/ (never by hand)
     python -m bench sweep [...]         a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)
+    python -m bench sensitivity [...]   which verdicts flip when each assumed constant is halved or doubled
     python -m bench perf [--quick]      simulator/decision/training benchmarks beside SB3 -> results/perf.json
     python -m bench env-yml [--check]   regenerate (or check) environment.yml from pyproject.toml
     python -m bench testbed ...         a policy live on real inference over a shaped link (root; bench.testbed)
@@ -135,6 +136,12 @@ def _sweep_main(argv: list[str]) -> int:
     return sweep.main(argv)
 
 
+def _sensitivity_main(argv: list[str]) -> int:
+    from bench.pipeline import sensitivity
+
+    return sensitivity.main(argv)
+
+
 def _testbed_main(argv: list[str]) -> int:
     from bench.testbed import cli as testbed_cli
 
@@ -154,7 +161,7 @@ def _testbed_stage_main(argv: list[str]) -> int:
 
 
 _PASSTHROUGH = {"workloads": _workloads_main, "collect": _collect_main, "monitor": _monitor_main,
-                "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main,
+                "readme": _readme_main, "perf": _perf_main, "sweep": _sweep_main, "sensitivity": _sensitivity_main,
                 "testbed": _testbed_main, "testbed-cleanup": _testbed_cleanup_main, "testbed-stage": _testbed_stage_main,
                 "calibrate": _calibrate_main, "predict": _predict_main}
 
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                    add_help=False)
     sub.add_parser("testbed-cleanup", help="remove what a crashed testbed run left behind", add_help=False)
     sub.add_parser("readme", help="refresh README.md's result sections from results/", add_help=False)
+    sub.add_parser("sensitivity", help="which verdicts flip when each assumed constant is halved or doubled "
+                   "(python -m bench sensitivity --help)", add_help=False)
     sub.add_parser("sweep", help="grid of profiles x configs x policies x scenarios x seeds on an engine "
                    "(python -m bench sweep --help)", add_help=False)
     sub.add_parser("perf", help="speed and training cost beside Stable-Baselines3 (python -m bench perf --help)",
