@@ -25,7 +25,7 @@ runs the worlds in parallel, locally or on Dask.
 
 Outputs (``results/sensitivity/``): ``sensitivity.csv`` (one row per world x quantity),
 ``constants.csv`` (what was perturbed, and what was not and why), ``lhs_samples.csv`` (the joint
-sample's factors), ``summary.json`` and ``tornado_<quantity>.png``. docs/sensitivity.md explains
+sample's factors), ``summary.json`` and ``figures/tornado_<quantity>.png``. docs/sensitivity.md explains
 how to read them.
 """
 
@@ -228,8 +228,8 @@ def _suite_specs(params, train_dir: Path, policies: Sequence[str], claims: Seque
             over = dataclasses.asdict(params.train.learner_config(learner))
             config = make_config(learner, run.profile, over, params.seed, s.run)
         scenarios = list(s.heldout_scenarios) or list(s.scenarios)
-        scenarios += [c["scenario"] for c in claims if c["suite"] == suite and c.get("scenario")
-                      and c["scenario"] not in scenarios]
+        scenarios = list(dict.fromkeys(scenarios + [c["scenario"] for c in claims
+                                                    if c["suite"] == suite and c.get("scenario")]))
         pols = [p for p in s.policies if p in policies or (p == "greedy_oracle" and "oracle" in policies)
                 or (p == "oracle" and "greedy_oracle" in policies)]
         out.append({"suite": suite, "learner": learner, "profile": run.profile, "run_config": dataclasses.asdict(config)
@@ -276,7 +276,7 @@ def quantities(metrics: Mapping, results: pd.DataFrame | None, claims: Sequence[
                seed: int) -> list[dict[str, Any]]:
     """Every recorded quantity of one world: each claim (value = the suite's point estimate, verdict =
     the claims table's), each learner verdict (value = the learner's energy saving, verdict = better / tie /
-    no) and each policy's headline ratio (no verdict)."""
+    no) and each policy's headline ratio (verdict: whether it beats the on-device baseline, ratio > 1)."""
     from bench.pipeline.claims import papers_vs_suite, what_learners_add
 
     out = []
@@ -291,8 +291,10 @@ def quantities(metrics: Mapping, results: pd.DataFrame | None, claims: Sequence[
         for pol, entry in sorted(metrics[suite]["overall"].items()):
             v = entry.get(ratio)
             if isinstance(v, Mapping) and v.get("mean") is not None:
+                # its verdict: does the policy use less energy than the suite's on-device baseline (point estimate)
                 out.append({"kind": HEADLINE, "quantity": f"headline:{suite}:{pol}:{ratio}",
-                            "value": float(v["mean"]), "verdict": ""})
+                            "value": float(v["mean"]), "verdict": "" if pol in ratio else
+                            ("beats baseline" if float(v["mean"]) > 1 else "does not beat baseline")})
     for q in out:
         v = q["value"]
         q["value"] = float(v) if v is not None and np.isfinite(v) else float("nan")
@@ -337,7 +339,7 @@ def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
 
 def flip_table(baseline: Sequence[Mapping], perturbed: Sequence[tuple[World, Mapping]]) -> pd.DataFrame:
     """One row per (perturbed world, quantity): its value and verdict next to the baseline's, and ``flipped``
-    (the verdict differs; headline ratios carry no verdict and never flip). A world that could not be built
+    (the verdict differs; a quantity without a verdict never flips). A world that could not be built
     gives one row with its status and no quantity."""
     base = {q["quantity"]: q for q in baseline}
     rows = []
@@ -454,6 +456,22 @@ def _write(out_dir: Path, table: pd.DataFrame, summary: Mapping, constants: pd.D
     (out_dir / "summary.json").write_text(json.dumps(dict(summary), indent=1, sort_keys=True, default=str) + "\n")
 
 
+def _figures(out_dir: Path, table: pd.DataFrame) -> None:
+    """figures/: one tornado per headline quantity, and index.md listing them (so the folder always exists)."""
+    fig_dir = out_dir / "figures"
+    if fig_dir.exists():
+        shutil.rmtree(fig_dir)
+    fig_dir.mkdir(parents=True)
+    lines = ["# Tornado figures of the sensitivity stage (docs/sensitivity.md)", ""]
+    for q in figure_quantities(table):
+        name = f"tornado_{q.replace(':', '_')}.png"
+        tornado(table, q).savefig(fig_dir / name, dpi=110)
+        lines.append(f"* `{q}`: {name}")
+    if len(lines) == 2:
+        lines.append("(none: the stage is disabled or measured no headline quantity)")
+    (fig_dir / "index.md").write_text("\n".join(lines) + "\n")
+
+
 def constants_frame(constants: Iterable[Constant]) -> pd.DataFrame:
     return pd.DataFrame([{"constant": c.key, "file": c.file, "value": json.dumps(c.value), "perturbed": c.perturbed,
                           "why_not": c.why_not, "source": c.source} for c in constants],
@@ -461,10 +479,12 @@ def constants_frame(constants: Iterable[Constant]) -> pd.DataFrame:
 
 
 def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = False,
-                    train_dir: str | Path | None = None, limit: int | None = None) -> dict[str, Any]:
+                    train_dir: str | Path | None = None, limit: int | None = None,
+                    only: str | None = None) -> dict[str, Any]:
     """The ``sensitivity`` stage: off (``sensitivity.enabled: false``) it writes the empty table and a summary
     saying so; on, it evaluates every world on ``engine`` and writes the table, the summary and the tornados.
-    ``limit`` keeps only the first ``limit`` constants (a quick look; the summary says so)."""
+    ``limit`` keeps only the first ``limit`` constants and ``only`` (a regular expression) those whose key matches
+    it (a quick look; the summary says so)."""
     from bench.pipeline.claims import load_claims
     from bench.pipeline.engine import map_ordered
     from bench.paths import RESULTS_DIR
@@ -476,11 +496,16 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     summary: dict[str, Any] = {"enabled": bool(sp.enabled)}
     if not sp.enabled:
         _write(out_dir, empty, {**summary, "worlds": 0, "constants": 0}, constants_frame([]), pd.DataFrame())
+        _figures(out_dir, empty)
         return summary
     t0 = time.perf_counter()
     radio = params.world.radio_profile
     found = assumed_constants(radio, DATA_DIR, include_skipped=True)
     constants = [c for c in found if c.perturbed]
+    if only:
+        import re
+
+        constants = [c for c in constants if re.search(only, c.key)]
     if limit is not None:
         constants = constants[:limit]
     claims = load_claims()
@@ -505,7 +530,7 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
         "radio_profile": radio, "constants": len(constants), "constants_per_file": per_file,
         "not_perturbed": {c.key: c.why_not for c in found if not c.perturbed},
         "factors": list(sp.factors), "lhs_samples": sp.lhs_samples, "worlds": len(ws), "seeds": sp.seeds,
-        "steps": sp.steps, "limited_to_first_constants": limit,
+        "steps": sp.steps, "limited_to_first_constants": limit, "only_matching": only,
         "learners": {s["suite"]: ("trained artefact " + s["artefact"]) if s["artefact"] else "absent (not evaluated)"
                      for s in suites},
         "invalid_worlds": {w.name: r["status"] for w, r in zip(ws, res) if r.get("status") != "ok"},
@@ -519,9 +544,7 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
         "lhs_influence": lhs_influence(table, samples),
     })
     _write(out_dir, table, summary, constants_frame(found), samples)
-    for q in figure_quantities(table):
-        fig = tornado(table, q)
-        fig.savefig(out_dir / f"tornado_{q.replace(':', '_')}.png", dpi=110)
+    _figures(out_dir, table)
     # wall time is a measurement of this machine: printed, kept out of the reproducible files
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     return summary
@@ -539,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS_DIR / "sensitivity"))
     ap.add_argument("--workers", type=int, help="override engine.workers")
     ap.add_argument("--limit", type=int, help="perturb only the first K constants (a quick look)")
+    ap.add_argument("--only", help="perturb only the constants whose key matches this regular expression")
     ap.add_argument("--world-spec", help=argparse.SUPPRESS)  # internal: evaluate one world in this process
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -547,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     params = load_params(args.params)
     engine = params.engine if args.workers is None else dataclasses.replace(params.engine, workers=args.workers)
-    summary = run_sensitivity(params, args.out, engine, progress=not args.no_progress, limit=args.limit)
+    summary = run_sensitivity(params, args.out, engine, progress=not args.no_progress, limit=args.limit,
+                               only=args.only)
     print(json.dumps({k: summary[k] for k in ("enabled", "constants", "worlds", "wall_s") if k in summary}))
     return 0
 
