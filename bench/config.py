@@ -362,7 +362,7 @@ class SensitivityParams:
 
     enabled: bool = spec(False, "Run the sensitivity analysis. Off: the stage writes an empty table and a summary.")
     factors: tuple[float, ...] = spec((0.5, 2.0), "One-at-a-time factors applied to each assumed constant.",
-                                      gt=0, min_len=1)
+                                      gt=0, le=100, min_len=1)
     lhs_samples: int = spec(32, "Worlds of the joint Latin-hypercube sample (log-uniform in [x0.5, x2]).",
                             ge=0, le=100_000)
     seeds: int = spec(2, "Episodes per (policy, scenario) in each perturbed world.", ge=1, le=1_000)
