@@ -201,3 +201,21 @@ def test_sensitivity_params_are_validated():
         params_from_dict({"sensitivity": {"factors": [0.0]}})
     with pytest.raises(ParamsError, match="sensitivity.policies"):
         params_from_dict({"sensitivity": {"policies": ["no_such_policy"]}})
+
+
+@pytest.mark.parametrize("argv, needle", [(["sensitivity", "--no-such-option"], "unrecognized arguments"),
+                                          (["sensitivity", "--limit", "many"], "invalid int value")])
+def test_cli_mistakes_are_one_line_exit_2(capsys, argv, needle):
+    from bench.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_bad_only_pattern_is_one_line(tmp_path):
+    from bench.errors import ConfigError
+
+    params = params_from_dict({"sensitivity": {"enabled": True}})
+    with pytest.raises(ConfigError, match=r"--only '\(': not a regular expression"):
+        S.run_sensitivity(params, tmp_path, only="(")

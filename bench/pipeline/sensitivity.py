@@ -505,7 +505,14 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     if only:
         import re
 
-        constants = [c for c in constants if re.search(only, c.key)]
+        from bench.errors import ConfigError
+
+        try:
+            pattern = re.compile(only)
+        except re.error as exc:
+            raise ConfigError(f"python -m bench sensitivity --only {only!r}: not a regular expression ({exc}); "
+                              f"allowed: a Python regular expression matched against 'file:key.path'") from None
+        constants = [c for c in constants if pattern.search(c.key)]
     if limit is not None:
         constants = constants[:limit]
     claims = load_claims()
