@@ -456,6 +456,12 @@ def _write(out_dir: Path, table: pd.DataFrame, summary: Mapping, constants: pd.D
     (out_dir / "summary.json").write_text(json.dumps(dict(summary), indent=1, sort_keys=True, default=str) + "\n")
 
 
+def _shown(path: str) -> str:
+    """A path as the summary shows it: relative to the repository when inside it (same bytes on every clone)."""
+    p = Path(path)
+    return p.relative_to(REPO_ROOT).as_posix() if p.is_relative_to(REPO_ROOT) else p.name
+
+
 def _figures(out_dir: Path, table: pd.DataFrame) -> None:
     """figures/: one tornado per headline quantity, and index.md listing them (so the folder always exists)."""
     fig_dir = out_dir / "figures"
@@ -538,7 +544,8 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
         "not_perturbed": {c.key: c.why_not for c in found if not c.perturbed},
         "factors": list(sp.factors), "lhs_samples": sp.lhs_samples, "worlds": len(ws), "seeds": sp.seeds,
         "steps": sp.steps, "limited_to_first_constants": limit, "only_matching": only,
-        "learners": {s["suite"]: ("trained artefact " + s["artefact"]) if s["artefact"] else "absent (not evaluated)"
+        "learners": {s["suite"]: f"as trained ({_shown(s['artefact'])}), not retrained per world" if s["artefact"]
+                     else "no trained artefact in results/train: not evaluated (its claims are not assessed)"
                      for s in suites},
         "invalid_worlds": {w.name: r["status"] for w, r in zip(ws, res) if r.get("status") != "ok"},
         "baseline": {q["quantity"]: {"value": q["value"], "verdict": q["verdict"]} for q in baseline},
