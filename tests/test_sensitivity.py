@@ -179,6 +179,10 @@ def test_only_the_joint_sample_flips_is_said_so():
     moved = [{"quantity": "claim:c", "value": 0.5, "verdict": "differs"}]
     table = S.flip_table(base, [(S.World("lhs:000", "lhs", "{}"), {"status": "ok", "quantities": moved})])
     assert S.robustness(table) == {"claim:c": "sensitive (to: joint sample)"}
+    unmeasured = [{"quantity": "claim:c", "value": float("nan"), "verdict": "not measured"}]
+    table = S.flip_table(unmeasured, [(S.World("oat:k:x2", "oat", "{}", "k", 2.0),
+                                       {"status": "ok", "quantities": unmeasured})])
+    assert S.robustness(table) == {"claim:c": "not assessed"}
 
 
 # --------------------------------------------------------------------------- the stage

@@ -57,6 +57,8 @@ COLUMNS = ("world", "kind", "constant", "factor", "quantity", "value", "baseline
            "baseline_verdict", "flipped", "status")
 #: the kinds of quantity recorded per world: a claim of data/claims.yaml, a learner verdict, a headline ratio
 CLAIM, LEARNER, HEADLINE = "claim", "learner", "headline"
+#: verdicts that say the quantity was not measured: such a quantity is "not assessed", never "robust"
+NOT_ASSESSED = {"not measured", "n/a"}
 
 
 # --------------------------------------------------------------------------- what is assumed
@@ -362,10 +364,14 @@ def flip_table(baseline: Sequence[Mapping], perturbed: Sequence[tuple[World, Map
 
 def robustness(table: pd.DataFrame) -> dict[str, str]:
     """Quantity -> ``robust`` or ``sensitive (to: key1, key2)``: the constants whose one-at-a-time change
-    flips its verdict, and ``joint sample`` when only the joint Latin-hypercube sample flips it."""
+    flips its verdict, and ``joint sample`` when only the joint Latin-hypercube sample flips it; ``not assessed``
+    when the unperturbed world did not measure it."""
     out: dict[str, str] = {}
     ok = table[(table["status"] == "ok") & (table["baseline_verdict"].astype(str) != "")]
     for q, g in ok.groupby("quantity", sort=True):
+        if set(g["baseline_verdict"].astype(str)) <= NOT_ASSESSED:
+            out[str(q)] = "not assessed"  # not measured in the unperturbed world (e.g. no trained learner)
+            continue
         keys = list(dict.fromkeys(g.loc[(g["kind"] == "oat") & g["flipped"], "constant"]))
         if not keys and ((g["kind"] == "lhs") & g["flipped"]).any():
             keys = ["joint sample"]
