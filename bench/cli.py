@@ -141,6 +141,12 @@ def _dvc_deps_main(argv: list[str]) -> int:
     return codedeps.main(argv)
 
 
+def _sensitivity_main(argv: list[str]) -> int:
+    from bench.pipeline import sensitivity
+
+    return sensitivity.main(argv)
+
+
 def _testbed_stage_main(argv: list[str]) -> int:
     from bench.testbed import compare
 
@@ -268,6 +274,8 @@ COMMANDS: dict[str, Command] = {
     "readme": Command("refresh README's tables and figures from results/ (--check)", _readme_main),
     "sweep": Command("a resumable grid sweep on local processes or a Dask cluster (sweep in params.yaml)",
                      _sweep_main),
+    "sensitivity": Command("which verdicts flip when each assumed constant is halved or doubled (sensitivity in "
+                           "params.yaml)", _sensitivity_main),
     "perf": Command("simulator, decision and training benchmarks beside SB3 -> results/perf.json", _perf_main),
     "env-yml": Command("regenerate (or --check) environment.yml from pyproject.toml", _cmd_env_yml, _build_env_yml),
     "dvc-deps": Command("each DVC stage's code dependencies, from what it imports (--check, --write)",

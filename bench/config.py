@@ -393,6 +393,28 @@ class TestbedParams:
                               f"excluded: {list(live_excluded)}")
 
 
+@dataclass(frozen=True)
+class SensitivityParams:
+    """Stage ``sensitivity`` (bench/pipeline/sensitivity.py, docs/sensitivity.md): every ``assumed:`` constant of
+    the simulator's data one at a time x each factor, plus a joint Latin-hypercube sample, re-evaluated cheaply
+    with the learners as trained; which verdicts flip. Off by default (an empty table in a second)."""
+
+    enabled: bool = spec(False, "Run the sensitivity analysis. Off: the stage writes an empty table and a summary.")
+    factors: tuple[float, ...] = spec((0.5, 2.0), "One-at-a-time factors applied to each assumed constant.",
+                                      gt=0, le=100, min_len=1)
+    lhs_samples: int = spec(32, "Worlds of the joint Latin-hypercube sample (log-uniform in [x0.5, x2]).",
+                            ge=0, le=100_000)
+    seeds: int = spec(2, "Episodes per (policy, scenario) in each perturbed world.", ge=1, le=1_000)
+    steps: int = spec(200, "Requests per episode (capped by the scenario's length).", ge=10, le=100_000)
+    n_boot: int = spec(200, "Bootstrap resamples behind each verdict's CI.", ge=0, le=100_000)
+    policies: tuple[str, ...] = spec(("cpu_only", "gpu_only", "edge_gpu_max", "cloud_only", "best_static_dnn",
+                                      "distilled", "appealnet", "oracle"),
+                                     "References re-evaluated per world (those a suite evaluates); the suites' "
+                                     "trained learners are added when results/train holds them. Policies that "
+                                     "train (drldo) are left out: their claims are not re-assessed.",
+                                     choices=_policy_names)
+
+
 def _radio_profile_names() -> list[str]:
     from bench.world.network import list_radio_profiles
 
@@ -438,6 +460,8 @@ class Params:
     sweep: SweepParams = field(default_factory=SweepParams, metadata={"doc": SweepParams.__doc__})
     testbed: TestbedParams = field(default_factory=TestbedParams, metadata={"doc": TestbedParams.__doc__})
     world: WorldParams = field(default_factory=WorldParams, metadata={"doc": WorldParams.__doc__})
+    sensitivity: SensitivityParams = field(default_factory=SensitivityParams,
+                                           metadata={"doc": SensitivityParams.__doc__})
 
     def __post_init__(self):
         if self.engine is None:

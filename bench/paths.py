@@ -9,6 +9,7 @@ logs) come from the package itself (``bench/data``, mapped from ``data/`` at bui
 and params.yaml / results/ are looked up in the working directory.
 """
 
+import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -18,6 +19,10 @@ IN_REPO = (_PARENT / "pyproject.toml").is_file() and (_PARENT / "data" / "profil
 
 REPO_ROOT = _PARENT if IN_REPO else Path.cwd()
 DATA_DIR = _PARENT / "data" if IN_REPO else _PACKAGE_DIR / "data"
+#: BENCH_DATA_DIR: read the world from another copy of data/ (the sensitivity stage runs each perturbed
+#: world in a fresh process pointed at a perturbed copy, so no loader needs a hook and data/ is never written)
+if os.environ.get("BENCH_DATA_DIR"):
+    DATA_DIR = Path(os.environ["BENCH_DATA_DIR"]).resolve()
 PROFILES_DIR = DATA_DIR / "profiles"
 RESULTS_DIR = REPO_ROOT / "results"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"

@@ -373,3 +373,30 @@ def learner_notes(table: pd.DataFrame) -> list[str]:
             text += f" {learner} {verdict_} the distilled depth-3 rule fitted to the oracle on the training scenarios."
         out.append(text)
     return out
+
+
+# --------------------------------------------------------------------------- robustness (the sensitivity stage)
+
+def with_robustness(table: pd.DataFrame, sensitivity_summary: str | Path | Mapping | None,
+                    claims: Sequence[Mapping] | None = None) -> pd.DataFrame:
+    """:func:`papers_vs_suite`'s table with a ``robustness`` column from the sensitivity stage
+    (``results/sensitivity/summary.json``, :mod:`bench.pipeline.sensitivity`): ``robust``, ``sensitive (to:
+    key1, key2)`` (the assumed constants whose halving or doubling flips the verdict) or ``not assessed`` (the
+    stage did not measure the claim). Without sensitivity results (no file, or the stage disabled) the table is
+    returned unchanged; the other columns are never touched."""
+    import json
+
+    summary = sensitivity_summary
+    if summary is None or isinstance(summary, (str, Path)):
+        if summary is None or not Path(summary).is_file():
+            return table
+        summary = json.loads(Path(summary).read_text())
+    if not summary.get("enabled") or "robustness" not in summary:
+        return table
+    ids = {(c["paper"], c["claim"], c["baseline"], c.get("scenario") or "all"): c["id"]
+           for c in (claims if claims is not None else load_claims())}
+    rob = summary["robustness"]
+    out = table.copy()
+    out["robustness"] = [rob.get(f"claim:{ids.get((r.paper, r.claim, r.baseline, r.scenario))}", "not assessed")
+                         for r in table.itertuples(index=False)]
+    return out
