@@ -428,6 +428,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "episode_steps": dict(ge=1, le=10_000_000),
         "violation_penalty": dict(ge=0, le=1e6),
         "max_levels_per_target": dict(ge=1, le=10_000),
+        "backoff_min_visits": dict(ge=1, le=1_000_000),
     },
     "DVFOConfig": {
         "seed": dict(ge=0, le=0),
