@@ -119,8 +119,8 @@ class AutoScaleConfig:
     coarser tables is learned from the same samples (sample averages of the TD targets over the merged states),
     each dropping one more runtime feature, least informative first (informativeness = the visit-weighted share
     of states whose greedy action changes when the feature is dropped, measured on the learned tables). The DNN
-    features and the Wi-Fi / LTE signal are never dropped. At decision time an action never tried in a state
-    reads the finest coarser table that tried it there, then the nearest signal bucket of the coarsest table;
+    features and the Wi-Fi / LTE signal are never dropped. At decision time a state the full table never
+    visited reads the finest coarser table that saw it, then the nearest signal bucket of the coarsest table;
     never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
     while training)."""
     backoff_min_visits: int = 1
@@ -328,38 +328,34 @@ class AutoScaleLearner(Learner):
     def _backoff_row(self, s: int) -> tuple[np.ndarray, list]:
         """Action values of state ``s`` with back-off, and per action the level that supplied it.
 
-        Level 0 is the full table, ``k`` the k-th coarser table, ``NEIGHBOUR`` the nearest signal cell of
-        the coarsest table, None no estimate anywhere (value -inf unless no action has one).
+        State-level back-off: the finest table that saw the state (any action) decides, among the actions
+        tried there (the rest read -inf). Level 0 is the full table, ``k`` the k-th coarser table,
+        ``NEIGHBOUR`` the nearest signal cell of the coarsest table; None: no estimate anywhere (then the
+        full table's initial row decides, as without back-off). Filling a visited state's untried actions
+        from coarser tables was measured worse on training scenarios (a coarse estimate pools contexts in
+        which the action works), so a visited state keeps to its own samples.
         """
         from bench.policies.autoscale_backoff import NEIGHBOUR, neighbour_cells
 
+        def masked(values, seen, label):
+            return np.where(seen, values, -np.inf), [label if x else None for x in seen]
+
         seen = self.visits[s] > 0
-        row = np.where(seen, self.q[s], -np.inf)
-        source: list = [0 if x else None for x in seen]
-        if not seen.all():
-            levels = self.backoff_levels()
-            buckets = self.bins.buckets(s)
-            for k, lvl in enumerate(levels, start=1):
-                values, lvl_seen = lvl.row(lvl.state_id(buckets))
-                fill = lvl_seen & ~seen
-                if fill.any():
-                    row[fill] = values[fill]
-                    seen = seen | fill
-                    for a in np.flatnonzero(fill):
-                        source[a] = k
-                    if seen.all():
-                        break
-            if not seen.any() and levels:  # the coarsest (DNN, signal) cell never saw this DNN there
-                top = levels[-1]
-                for j in neighbour_cells(buckets, top, self.bins.sizes, _SIGNAL_POS):
-                    values, top_seen = top.row(j)
-                    if top_seen.any():
-                        row = np.where(top_seen, values, -np.inf)
-                        source = [NEIGHBOUR if x else None for x in top_seen]
-                        break
-        if not np.isfinite(row).any():  # nothing known for this DNN anywhere: the table's initial row
-            return self.q[s].copy(), source
-        return row, source
+        if seen.any():
+            return masked(self.q[s], seen, 0)
+        levels = self.backoff_levels()
+        buckets = self.bins.buckets(s)
+        for k, lvl in enumerate(levels, start=1):
+            values, lvl_seen = lvl.row(lvl.state_id(buckets))
+            if lvl_seen.any():
+                return masked(values, lvl_seen, k)
+        if levels:  # the coarsest (DNN, signal) cell never saw this DNN there: the nearest signal cell that did
+            top = levels[-1]
+            for j in neighbour_cells(buckets, top, self.bins.sizes, _SIGNAL_POS):
+                values, top_seen = top.row(j)
+                if top_seen.any():
+                    return masked(values, top_seen, NEIGHBOUR)
+        return self.q[s].copy(), [None] * self.n_actions
 
     def served_level(self, s: int):
         """The back-off level that supplies the greedy action in state ``s`` (see :meth:`_backoff_row`)."""

@@ -18,11 +18,12 @@ through a hierarchy of coarser tables, all learned from the same samples:
 * protected features are never dropped: the DNN's (a Q-value is meaningless
   without knowing the network) and the radio signals (offloading is decided by
   them). The coarsest table is therefore DNN x Wi-Fi x LTE;
-* at decision time an action with no estimate in the full state reads the
-  finest coarser table that has one for that state; if even the coarsest table
-  has none for that (DNN, signal) cell, the nearest signal cell of the same DNN
-  that has one (distance in buckets, weaker signal first on ties) - the last
-  rung still reads signal. A DNN never seen in training has no estimates at any
+* at decision time a state the full table never visited reads the finest
+  coarser table that saw it (it decides among the actions tried there); if even
+  the coarsest table has none for that (DNN, signal) cell, the nearest signal
+  cell of the same DNN that has one (distance in buckets, weaker signal first on
+  ties) - the last rung still reads signal. A visited state keeps to its own
+  samples (filling its untried actions from coarser tables was measured worse). A DNN never seen in training has no estimates at any
   level (the full table's initial row decides, as without back-off).
 
 Everything here is numpy on the dense (state, action) arrays: one build is a few
