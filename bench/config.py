@@ -541,6 +541,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "violation_penalty": dict(ge=0, le=1e6),
         "violation_cost_mj": dict(ge=0, le=1e9),  # None: set from params.yaml objective
         "max_levels_per_target": dict(ge=1, le=10_000),
+        "backoff_min_visits": dict(ge=1, le=1_000_000),
     },
     "DVFOConfig": {
         "seed": dict(ge=0, le=0),

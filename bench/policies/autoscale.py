@@ -46,7 +46,7 @@ import pandas as pd
 
 from bench.policies.base import Learner, Transition, register
 
-FORMAT_VERSION = 2  # 2: named observation fields incl. the co-runner GPU load
+FORMAT_VERSION = 3  # 2: named observation fields incl. the co-runner GPU load; 3: back-off sums (optional)
 Q_FILE, META_FILE = "q_table.npz", "autoscale.json"
 _LOG10_2 = float(np.log10(2.0))  # observation carries log10 FLOPs; MACs = FLOPs / 2
 
@@ -114,6 +114,17 @@ class AutoScaleConfig:
     pooled) learns from the same samples; a (state, action) of the full table never visited reads the pooled
     estimate (when that action was tried for the DNN) instead of its initial value, so a rare runtime context
     starts from what the DNN usually needs. The full table decides wherever it has samples."""
+    backoff: bool = False
+    """Generalisation to unvisited states (docs/autoscale-backoff.md): besides the full table, a hierarchy of
+    coarser tables is learned from the same samples (sample averages of the TD targets over the merged states),
+    each dropping one more runtime feature, least informative first (informativeness = the visit-weighted share
+    of states whose greedy action changes when the feature is dropped, measured on the learned tables). The DNN
+    features and the Wi-Fi / LTE signal are never dropped. At decision time a state the full table never
+    visited reads the finest coarser table that saw it, then the nearest signal bucket of the coarsest table;
+    never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
+    while training)."""
+    backoff_min_visits: int = 1
+    """Samples a (state, action) entry of a coarser table needs before the back-off reads it."""
     scenarios: tuple[str, ...] = field(default_factory=_default_scenarios)
     """Scenario names or YAML paths; episodes cycle through them so one table covers all."""
     edge: str = "phone_sd845"
@@ -151,11 +162,12 @@ class AutoScaleConfig:
                   "episode_steps": self.episode_steps is None or self.episode_steps >= 1,
                   "learning_rate": 0 < self.learning_rate <= 1, "discount": 0 <= self.discount < 1,
                   "epsilon_start": 0 <= self.epsilon_start <= 1, "epsilon_end": 0 <= self.epsilon_end <= 1,
-                  "epsilon_decay_steps": self.epsilon_decay_steps >= 1}
+                  "epsilon_decay_steps": self.epsilon_decay_steps >= 1,
+                  "backoff_min_visits": self.backoff_min_visits >= 1}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"AutoScaleConfig: invalid value for {bad}: need total_steps, episode_steps, "
-                             f"epsilon_decay_steps >= 1; learning_rate in (0, 1]; discount in [0, 1); "
+                             f"epsilon_decay_steps, backoff_min_visits >= 1; learning_rate in (0, 1]; discount in [0, 1); "
                              f"epsilons in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +211,10 @@ _FEATURES = _feature_index()
 
 #: the DNN's features lead the mixed radix (the rest is the runtime context)
 _NN_FEATURES = tuple(name for _, name in _FEATURES[:5])
+#: features the back-off never drops: the DNN's and the radio signals (docs/autoscale-backoff.md)
+_SIGNAL_FEATURES = ("wifi_dbm_edges", "lte_dbm_edges")
+_PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _NN_FEATURES + _SIGNAL_FEATURES)
+_SIGNAL_POS = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _SIGNAL_FEATURES)
 
 
 class StateBins:
@@ -231,6 +247,14 @@ class StateBins:
             sid = sid * n + np.searchsorted(np.asarray(edges, dtype=float), obs[:, idx], side="right")
         return sid
 
+    def buckets(self, sid: int) -> list[int]:
+        """Bucket index per feature of a state id, in the state layout's order."""
+        out = []
+        for n in reversed(self.sizes):
+            sid, b = divmod(sid, n)
+            out.append(b)
+        return out[::-1]
+
     def decode(self, sid: int) -> dict[str, int]:
         """Bucket index per feature of a state id (for people)."""
         out = {}
@@ -259,6 +283,9 @@ class AutoScaleLearner(Learner):
         self.q_dnn = np.full((n_dnn, self.n_actions), float(config.optimistic_init)) if config.share_dnn else None
         self.visits_dnn = np.zeros((n_dnn, self.n_actions), dtype=np.int32) if config.share_dnn else None
         self._greedy: dict[int, int] = {}  # state -> greedy action (sharing / optimism on), cleared by updates
+        # back-off: sums of TD targets per (state, action), the sufficient statistic of every coarser table
+        self.target_sum = np.zeros(self.q.shape) if config.backoff else None
+        self._levels: list | None = None  # built lazily from target_sum / visits, then updated with them
 
     def row(self, s: int, training: bool = False) -> np.ndarray:
         """The action values the greedy choice reads in state ``s``.
@@ -269,6 +296,8 @@ class AutoScaleLearner(Learner):
         one for another (optimism is for exploring, not for deciding).
         """
         c = self.config
+        if c.backoff and not training:
+            return self._backoff_row(s)[0]
         if self.q_dnn is None and c.optimistic_init == 0.0:
             return self.q[s]
         seen = self.visits[s] > 0
@@ -281,9 +310,66 @@ class AutoScaleLearner(Learner):
         out = np.where(seen, self.q[s], fill)
         return out if np.isfinite(out).any() else self.q[s]
 
+    # ------------------------------------------------------------------ back-off (autoscale_backoff.py)
+    def backoff_levels(self) -> list:
+        """The coarser tables, finest first: built (drop order measured) on first use from the samples so far;
+        later updates add to every level, keeping the order; :meth:`rebuild_backoff` re-measures it."""
+        from bench.policies.autoscale_backoff import build_levels
+
+        if self.target_sum is None:
+            raise ValueError("this learner was configured without backoff (AutoScaleConfig.backoff = False)")
+        if self._levels is None:
+            self._levels = build_levels(self.target_sum, self.visits, self.bins.sizes,
+                                        tuple(name for _, name in _FEATURES), _PROTECTED,
+                                        self.config.backoff_min_visits)
+        return self._levels
+
+    def rebuild_backoff(self) -> list:
+        """Re-measure the drop order and rebuild every level from the full table's sums (end of training)."""
+        self._levels = None
+        self._greedy.clear()
+        return self.backoff_levels()
+
+    def _backoff_row(self, s: int) -> tuple[np.ndarray, list]:
+        """Action values of state ``s`` with back-off, and per action the level that supplied it.
+
+        State-level back-off: the finest table that saw the state (any action) decides, among the actions
+        tried there (the rest read -inf). Level 0 is the full table, ``k`` the k-th coarser table,
+        ``NEIGHBOUR`` the nearest signal cell of the coarsest table; None: no estimate anywhere (then the
+        full table's initial row decides, as without back-off). Filling a visited state's untried actions
+        from coarser tables was measured worse on training scenarios (a coarse estimate pools contexts in
+        which the action works), so a visited state keeps to its own samples.
+        """
+        from bench.policies.autoscale_backoff import NEIGHBOUR, neighbour_cells
+
+        def masked(values, seen, label):
+            return np.where(seen, values, -np.inf), [label if x else None for x in seen]
+
+        seen = self.visits[s] > 0
+        if seen.any():
+            return masked(self.q[s], seen, 0)
+        levels = self.backoff_levels()
+        buckets = self.bins.buckets(s)
+        for k, lvl in enumerate(levels, start=1):
+            values, lvl_seen = lvl.row(lvl.state_id(buckets))
+            if lvl_seen.any():
+                return masked(values, lvl_seen, k)
+        if levels:  # the coarsest (DNN, signal) cell never saw this DNN there: the nearest signal cell that did
+            top = levels[-1]
+            for j in neighbour_cells(buckets, top, self.bins.sizes, _SIGNAL_POS):
+                values, top_seen = top.row(j)
+                if top_seen.any():
+                    return masked(values, top_seen, NEIGHBOUR)
+        return self.q[s].copy(), [None] * self.n_actions
+
+    def served_level(self, s: int):
+        """The back-off level that supplies the greedy action in state ``s`` (see :meth:`_backoff_row`)."""
+        row, source = self._backoff_row(s)
+        return source[int(row.argmax())]
+
     def act(self, obs) -> int:
         s = self.bins.state_id(obs)
-        if self.q_dnn is None and self.config.optimistic_init == 0.0:
+        if self.q_dnn is None and self.config.optimistic_init == 0.0 and not self.config.backoff:
             return int(self.q[s].argmax())
         a = self._greedy.get(s)  # the masked/pooled row costs a few numpy calls: cache the choice until an update
         if a is None:
@@ -291,8 +377,18 @@ class AutoScaleLearner(Learner):
         return a
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
-        """Greedy actions for an (N, obs_dim) batch (feature-importance measurements)."""
-        return self.q[self.bins.state_ids(obs)].argmax(axis=1)
+        """Greedy actions for an (N, obs_dim) batch (feature-importance measurements); same choices as :meth:`act`."""
+        sid = self.bins.state_ids(obs)
+        if self.q_dnn is None and self.config.optimistic_init == 0.0 and not self.config.backoff:
+            return self.q[sid].argmax(axis=1)
+        uniq, inv = np.unique(sid, return_inverse=True)
+        choice = np.empty(len(uniq), dtype=np.int64)
+        for i, s in enumerate(uniq.tolist()):
+            a = self._greedy.get(s)
+            if a is None:
+                a = self._greedy[s] = int(self.row(s).argmax())
+            choice[i] = a
+        return choice[inv.reshape(-1)]
 
     def epsilon(self, step: int) -> float:
         c = self.config
@@ -308,6 +404,12 @@ class AutoScaleLearner(Learner):
         target = reward
         if c.discount > 0 and not terminated:
             target += c.discount * self.q[s_next].max()
+        if self.target_sum is not None:
+            self.target_sum[s, a] += target
+            if self._levels:  # built already: every coarser table learns the sample too
+                buckets = self.bins.buckets(s)
+                for lvl in self._levels:
+                    lvl.add(buckets, a, target)
         td = target - self.q[s, a]
         self.q[s, a] += max(1.0 / self.visits[s, a], c.learning_rate) * td
         if self.q_dnn is not None:  # the pooled per-DNN estimate, same step-size rule
@@ -327,10 +429,16 @@ class AutoScaleLearner(Learner):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         extra = {} if self.q_dnn is None else {"q_dnn": self.q_dnn, "visits_dnn": self.visits_dnn}
+        if self.target_sum is not None:
+            extra["target_sum"] = self.target_sum
         np.savez_compressed(path / Q_FILE, q=self.q, visits=self.visits, **extra)
         meta = {"format_version": FORMAT_VERSION, "policy": "autoscale", "config": self.config.to_dict(),
                 "action_names": self.action_names, "state_sizes": list(self.bins.sizes),
                 "state_features": [name for _, name in _FEATURES]}
+        if self.target_sum is not None:  # for people: the measured drop order (rebuilt from the sums on load)
+            meta["backoff_order"] = [{"dropped": lvl.dropped.removesuffix("_edges"),
+                                      "informativeness": round(lvl.informativeness, 6)}
+                                     for lvl in self.backoff_levels()]
         (path / META_FILE).write_text(json.dumps(meta, indent=2))
         return path
 
@@ -343,7 +451,7 @@ class AutoScaleLearner(Learner):
                 raise FileNotFoundError(f"{path / f} not found: an AutoScale artefact is a directory with "
                                         f"{Q_FILE} and {META_FILE}")
         meta = json.loads((path / META_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in (2, FORMAT_VERSION):  # 2 differs only by lacking the back-off
             raise ValueError(f"{path / META_FILE}: format_version {meta.get('format_version')!r}, "
                              f"expected {FORMAT_VERSION}")
         learner = cls(AutoScaleConfig.from_dict(meta["config"]), meta["action_names"])
@@ -358,6 +466,9 @@ class AutoScaleLearner(Learner):
             learner.q, learner.visits = data["q"].copy(), data["visits"].copy()
             if learner.q_dnn is not None:
                 learner.q_dnn, learner.visits_dnn = data["q_dnn"].copy(), data["visits_dnn"].copy()
+            if learner.target_sum is not None:
+                learner.target_sum = data["target_sum"].copy()
+                learner._levels = None
             learner._greedy.clear()
         return learner
 
@@ -444,6 +555,8 @@ def train(config: AutoScaleConfig, callback: Callable[[int, "AutoScaleLearner"],
         episode += 1
         bar.update(ep_len)
     bar.close()
+    if config.backoff:  # the drop order is measured on everything learned
+        learner.rebuild_backoff()
     return AutoScaleResult(learner, pd.DataFrame(rows), time.perf_counter() - t0, step)
 
 

@@ -1,0 +1,181 @@
+"""AutoScale's back-off to coarser tables for unvisited states (bench/policies/autoscale_backoff.py)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.policies.autoscale import _PROTECTED, AutoScaleConfig, AutoScaleLearner, train
+from bench.policies.autoscale_backoff import NEIGHBOUR
+from bench.sim.envs import AUTOSCALE_OBS_FIELDS as FIELDS
+
+ACTIONS = ["cpu", "gpu", "cloud"]
+CPU, GPU, CLOUD = range(3)
+
+
+def _obs(**values) -> np.ndarray:
+    base = dict(n_conv=50, n_fc=1, n_recurrent=0, n_attention=0, log10_flops=9.0, cpu_load=0.0, mem_load=0.0,
+                gpu_load=0.0, wifi_dbm=-50, lte_dbm=-80, qos_ms=100, max_accuracy_loss=0.02)
+    base.update(values)
+    return np.array([base[f] for f in FIELDS], dtype=np.float32)
+
+
+def _learner(**kw) -> AutoScaleLearner:
+    return AutoScaleLearner(AutoScaleConfig(scenarios=("random_walk",), backoff=True, **kw), ACTIONS)
+
+
+def _feed(learner, obs, rewards, times=1):
+    s = learner.bins.state_id(obs)
+    for _ in range(times):
+        for a, r in rewards.items():
+            learner.update_ids(s, a, reward=r, s_next=s, terminated=False)
+
+
+STRONG_QUIET = _obs(wifi_dbm=-50, cpu_load=0.0, gpu_load=0.0)
+WEAK_BUSY = _obs(wifi_dbm=-84, cpu_load=0.9, gpu_load=0.9)
+WEAK_QUIET = _obs(wifi_dbm=-84, cpu_load=0.0, gpu_load=0.0)  # held out: weak signal never met a quiet phone
+
+
+def test_held_out_combination_reads_the_coarser_table_that_saw_it_never_the_signal_blind_pool():
+    learner = _learner(share_dnn=True)
+    _feed(learner, STRONG_QUIET, {CPU: 1.0, GPU: 3.0, CLOUD: 10.0}, times=5)  # strong signal: offload
+    _feed(learner, WEAK_BUSY, {CPU: 1.0, GPU: 4.0, CLOUD: -5.0})  # weak signal: stay on the GPU
+    s = learner.bins.state_id(WEAK_QUIET)
+    assert learner.visits[s].sum() == 0
+    # the per-DNN pool (no signal) would offload: that is the failure the back-off removes
+    d = s // learner._n_runtime
+    assert int(np.where(learner.visits_dnn[d] > 0, learner.q_dnn[d], -np.inf).argmax()) == CLOUD
+    # the finest coarser table that has the held-out state decides, and it chose the GPU
+    buckets = learner.bins.buckets(s)
+    first = next(lvl for lvl in learner.backoff_levels() if lvl.row(lvl.state_id(buckets))[1].any())
+    values, seen = first.row(first.state_id(buckets))
+    row = np.where(seen, values, -np.inf)
+    assert learner.act(WEAK_QUIET) == int(row.argmax()) == GPU
+    assert learner.served_level(s) not in (0, None, NEIGHBOUR)
+    assert learner.act_batch(np.stack([WEAK_QUIET, STRONG_QUIET])).tolist() == [GPU, CLOUD]
+
+
+def test_the_hierarchy_keeps_dnn_and_signal_and_drops_the_informative_feature_last():
+    learner = _learner()
+    for wifi in (-50, -84):
+        for cpu_load, best in ((0.0, GPU), (0.9, CLOUD)):  # the CPU co-runner decides; the rest is noise
+            for gpu_load in (0.0, 0.9):
+                for qos in (50, 400):
+                    rewards = {a: (5.0 if a == best else 1.0) for a in range(3)}
+                    _feed(learner, _obs(wifi_dbm=wifi, cpu_load=cpu_load, gpu_load=gpu_load, qos_ms=qos), rewards)
+    levels = learner.backoff_levels()
+    assert levels[-1].kept == _PROTECTED
+    assert levels[-1].dropped == "cpu_load_edges" and levels[-1].informativeness > 0
+    assert all(lvl.informativeness == 0 for lvl in levels[:-1])
+    # an unseen memory bucket backs off to the table without memory, which still knows the CPU load
+    assert learner.act(_obs(wifi_dbm=-84, cpu_load=0.9, mem_load=0.9)) == CLOUD
+    assert learner.act(_obs(wifi_dbm=-84, cpu_load=0.0, mem_load=0.9)) == GPU
+
+
+def test_a_signal_cell_never_seen_for_the_dnn_reads_the_nearest_signal_cell_weaker_first():
+    learner = _learner()
+    _feed(learner, _obs(wifi_dbm=-84), {GPU: 4.0, CLOUD: 1.0})  # bucket 1 of Wi-Fi
+    _feed(learner, _obs(wifi_dbm=-76), {GPU: 1.0, CLOUD: 4.0})  # bucket 3
+    s = learner.bins.state_id(_obs(wifi_dbm=-80))  # bucket 2: one step from both; the weaker side wins
+    assert learner.served_level(s) == NEIGHBOUR
+    assert learner.act(_obs(wifi_dbm=-80)) == GPU
+    # a DNN never seen anywhere: no estimate at any level, the table's initial row (as without back-off)
+    assert learner.served_level(learner.bins.state_id(_obs(n_conv=0, n_attention=12, log10_flops=10.2))) is None
+
+
+def test_backoff_survives_save_and_load(tmp_path):
+    learner = _learner()
+    _feed(learner, STRONG_QUIET, {CPU: 1.0, CLOUD: 10.0})
+    _feed(learner, WEAK_BUSY, {GPU: 4.0, CLOUD: -5.0})
+    loaded = AutoScaleLearner.load(learner.save(tmp_path / "as"))
+    assert np.array_equal(loaded.target_sum, learner.target_sum)
+    for obs in (STRONG_QUIET, WEAK_BUSY, WEAK_QUIET):
+        assert loaded.act(obs) == learner.act(obs)
+
+
+@settings(max_examples=30, deadline=None)
+@given(wifi=st.floats(-120, -30), cpu=st.floats(0, 1), gpu=st.floats(0, 1), qos=st.floats(10, 1000))
+def test_any_observation_gets_an_action_with_an_estimate_once_the_dnn_was_seen(wifi, cpu, gpu, qos):
+    learner = _BACKOFF_FED
+    obs = _obs(wifi_dbm=wifi, cpu_load=cpu, gpu_load=gpu, qos_ms=qos)
+    assert learner.served_level(learner.bins.state_id(obs)) is not None
+    assert 0 <= learner.act(obs) < len(ACTIONS)
+
+
+_BACKOFF_FED = _learner()
+_feed(_BACKOFF_FED, STRONG_QUIET, {CPU: 1.0, GPU: 2.0, CLOUD: 3.0})
+
+
+class SignalEnv(gym.Env):
+    """Known optimum (SB3's IdentityEnv, in AutoScale's observation): offload iff Wi-Fi > -75 dBm.
+
+    The CPU and GPU co-runner loads are drawn independently and do not matter. The reward is 1 for the
+    optimum, 0 otherwise; training only ever shows strong Wi-Fi with a quiet GPU, so a busy GPU at strong
+    Wi-Fi is a held-out combination of seen values.
+    """
+
+    def __init__(self, hold_out: bool):
+        self.observation_space = spaces.Box(-200, 1e4, shape=(len(FIELDS),), dtype=np.float32)
+        self.action_space = spaces.Discrete(len(ACTIONS))
+        self.hold_out = hold_out
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._draw(), {}
+
+    def _draw(self):
+        r = self.np_random
+        wifi = float(r.uniform(-90, -55))
+        gpu = 0.0 if self.hold_out and wifi > -75 else float(r.choice([0.0, 0.9]))
+        self._obs = _obs(wifi_dbm=wifi, cpu_load=float(r.uniform(0, 1)), gpu_load=gpu)
+        return self._obs
+
+    def optimum(self, obs) -> int:
+        return CLOUD if obs[FIELDS.index("wifi_dbm")] > -75 else GPU
+
+    def step(self, action):
+        reward = float(action == self.optimum(self._obs))
+        return self._draw(), reward, False, False, {}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_learns_the_known_optimum_and_generalises_to_held_out_combinations(seed):
+    learner = _learner(seed=seed)
+    env, rng = SignalEnv(hold_out=True), np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(4000):
+        a = int(rng.integers(len(ACTIONS))) if rng.random() < 0.3 else learner.act(obs)
+        nxt, r, *_ = env.step(a)
+        learner.update_ids(learner.bins.state_id(obs), a, r, learner.bins.state_id(nxt), False)
+        obs = nxt
+    learner.rebuild_backoff()  # what train() does at the end: measure the drop order on everything learned
+    test_env = SignalEnv(hold_out=False)
+    obs, _ = test_env.reset(seed=seed + 100)
+    held_out = hits = 0
+    for _ in range(500):
+        s = learner.bins.state_id(obs)
+        held_out += learner.visits[s].sum() == 0
+        hits += learner.act(obs) == test_env.optimum(obs)
+        obs, *_ = test_env.step(0)
+    assert held_out > 50  # the test does exercise unvisited states
+    assert hits / 500 >= 0.95
+
+
+def test_same_seed_same_backoff_tables_and_choices():
+    cfg = AutoScaleConfig(scenarios=("random_walk",), total_steps=600, episode_steps=200, backoff=True,
+                          share_dnn=True, epsilon_decay_steps=300)
+    a, b = train(cfg).learner, train(cfg).learner
+    assert np.array_equal(a.target_sum, b.target_sum) and np.array_equal(a.q, b.q)
+    la, lb = a.backoff_levels(), b.backoff_levels()
+    assert [lvl.dropped for lvl in la] == [lvl.dropped for lvl in lb]
+    assert all(np.array_equal(x.sums, y.sums) and np.array_equal(x.counts, y.counts) for x, y in zip(la, lb))
+    assert a.visits.sum() == 600
+
+
+def test_config_limits_the_backoff_visits():
+    with pytest.raises(ValueError, match="backoff_min_visits"):
+        AutoScaleConfig(scenarios=("random_walk",), backoff_min_visits=0)
