@@ -258,3 +258,14 @@ def test_a_reused_env_plays_the_same_episode_as_a_fresh_one(trained):
                                 policy_kwargs=evaluate._policy_kwargs(cell), env_kwargs=json.loads(cell.env_kwargs_json))
         got = evaluate.run_cell(cell)
         pd.testing.assert_frame_equal(got.drop(columns=["suite", "profile"]), fresh)
+
+
+def test_conditions_do_not_depend_on_what_the_cached_env_played_before(trained):
+    cells = _cells(trained, steps=40, seeds=2)
+    evaluate._episode_env.cache_clear()
+    fresh = evaluate.conditions(cells)
+    evaluate.run_cells(cells[::-1], workers=1, progress=False)  # the same envs play every policy's episodes
+    again = evaluate.conditions(cells)
+    pd.testing.assert_frame_equal(fresh, again)
+    assert len(fresh) == 2 * 40 and fresh.groupby("seed").size().eq(40).all()
+    assert {"wifi_dbm", "lte_dbm", "uplink_mbps", "qos_ms", "cpu_load", "mem_load"} <= set(fresh.columns)

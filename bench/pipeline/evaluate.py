@@ -292,9 +292,9 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
 
 def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
     suite, learner, scenario, seed, steps, env_kwargs_json = key
-    from bench.policies.rollout import make_env
+    import bench  # noqa: F401  (registers the envs)
 
-    env = make_env(env_id(learner), scenario, steps, **json.loads(env_kwargs_json))
+    env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
     env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
     core = env.unwrapped
     states = core.episode().states
@@ -309,7 +309,6 @@ def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
     frame["qos_ms"] = states.qos_ms[:n]
     frame["cpu_load"] = states.cpu_load[:n]
     frame["mem_load"] = states.mem_load[:n]
-    env.close()
     return frame
 
 
