@@ -255,7 +255,8 @@ def test_a_reused_env_plays_the_same_episode_as_a_fresh_one(trained):
     cells = _cells(trained, steps=40, seeds=2)
     for cell in cells + cells[::-1]:  # the env has played other policies' and seeds' episodes before
         fresh = evaluate_policy(cell.policy, evaluate.env_id(cell.learner), cell.scenario, [cell.seed], cell.steps,
-                                policy_kwargs=evaluate._policy_kwargs(cell), env_kwargs=json.loads(cell.env_kwargs_json))
+                                policy_kwargs=evaluate._policy_kwargs(cell),
+                                env_kwargs=json.loads(cell.env_kwargs_json))
         got = evaluate.run_cell(cell)
         pd.testing.assert_frame_equal(got.drop(columns=["suite", "profile"]), fresh)
 
