@@ -17,9 +17,11 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	# every extra (pipeline, testbed, test, and perf: Stable-Baselines3, so its smoke test runs here and in CI)
-	$(BIN)/python -m pip install -e ".[all]"
+	$(BIN)/python -m pip install --upgrade --disable-pip-version-check pip
+	# every extra (pipeline, testbed, test, and perf: Stable-Baselines3, so its smoke test runs here and in CI).
+	# --no-compile: no byte-compiling every installed module up front (torch, scipy, pandas ... ~40k files);
+	# Python compiles and caches what is actually imported on first import (the venv is writable).
+	$(BIN)/python -m pip install --no-compile --disable-pip-version-check -e ".[all]"
 	# A kernel inside the venv (--sys-prefix), so papermill, nbval and JupyterLab find it without a manual step.
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (bench suite)"
 	touch $(STAMP)

@@ -6,7 +6,6 @@ a parameter marks the stage as changed.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +18,6 @@ from bench.pipeline.demo import CI_RUNS, CI_SUITES
 from bench.paths import REPO_ROOT
 from bench.pipeline.stages import stage_parameters
 
-IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "__pycache__", ".pytest_cache", "*.egg-info",
-                                ".ipynb_checkpoints", "tmp")
-
-
 def _run(args, cwd):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -31,9 +26,9 @@ def _run(args, cwd):
 
 
 @pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("pipeline") / "repo"
-    shutil.copytree(REPO_ROOT, dst, ignore=IGNORE)
+def repo_copy(clean_repo):
+    """The checkout as git knows it (no run cache, results or checkpoints of earlier runs), CI-sized params."""
+    dst = clean_repo
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["profile"].update(workloads=["mobilenet_v2", "resnet18", "lstm_text"], warmup=0, repeats=2, adapter="none")
     for run, (learner, profile, config) in CI_RUNS.items():  # CI-sized learners, same code path
@@ -41,7 +36,6 @@ def repo_copy(tmp_path_factory):
         params["train"][learner] = {k: v for k, v in config.items()}
     params["evaluate"].update(seeds=1, steps=30, n_boot=50, workers=1, suites=CI_SUITES)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], dst)
     return dst
 
 
@@ -53,6 +47,7 @@ def test_stage_parameters_come_from_params_yaml():
     assert params["out_dir"].endswith(os.path.join("results", "profile"))
 
 
+@pytest.mark.live
 def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
     first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
     for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "testbed", "report"):

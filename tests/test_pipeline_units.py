@@ -1,5 +1,6 @@
 """Training, evaluation, claims and README refresh: determinism and derived numbers."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -229,3 +230,43 @@ def test_readme_refresh_splices_generated_sections(tmp_path, monkeypatch):
     assert shown.index("**s**") < shown.index("energy_vs_signal_s.png") < shown.index("**t**") < shown.index("savings_t")
     with pytest.raises(ValueError, match="markers"):
         readme.splice("no markers", "results", "x")
+
+
+def test_tasks_fit_each_baseline_once_and_start_with_training_fits(trained):
+    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone",
+                                 ["cpu_only", "best_static_dnn", "best_static_dnn_signal", "distilled"],
+                                 ["wifi_strong", "wifi_weak"], 2, 30, root_seed=5)
+    # a DRLDO-like cell (a fit that trains), last in cell order
+    drl = [dataclasses.replace(c, policy="drldo", policy_kwargs_json='{"train_seed": 1}') for c in cells[:2]]
+    cells = cells + drl
+    groups = evaluate.task_groups(cells)
+    assert sorted(i for g in groups for i in g) == list(range(len(cells)))  # every cell once
+    assert [cells[i].policy for i in groups[0]] == ["drldo", "drldo"]  # the training fit starts first
+    by_policy = {p: [g for g in groups if any(cells[i].policy == p for i in g)] for p in {c.policy for c in cells}}
+    # the two hindsight statics are fitted on the same episodes: one task; the distilled rule: one task
+    assert by_policy["best_static_dnn"] == by_policy["best_static_dnn_signal"] and len(by_policy["distilled"]) == 1
+    assert len(by_policy["cpu_only"]) == 2  # unfitted cells: one task per scenario
+
+
+def test_a_reused_env_plays_the_same_episode_as_a_fresh_one(trained):
+    """run_cell keeps one env per (scenario, arguments) in a process; its rows equal a fresh env's."""
+    from bench.policies.rollout import evaluate_policy
+
+    cells = _cells(trained, steps=40, seeds=2)
+    for cell in cells + cells[::-1]:  # the env has played other policies' and seeds' episodes before
+        fresh = evaluate_policy(cell.policy, evaluate.env_id(cell.learner), cell.scenario, [cell.seed], cell.steps,
+                                policy_kwargs=evaluate._policy_kwargs(cell),
+                                env_kwargs=json.loads(cell.env_kwargs_json))
+        got = evaluate.run_cell(cell)
+        pd.testing.assert_frame_equal(got.drop(columns=["suite", "profile"]), fresh)
+
+
+def test_conditions_do_not_depend_on_what_the_cached_env_played_before(trained):
+    cells = _cells(trained, steps=40, seeds=2)
+    evaluate._episode_env.cache_clear()
+    fresh = evaluate.conditions(cells)
+    evaluate.run_cells(cells[::-1], workers=1, progress=False)  # the same envs play every policy's episodes
+    again = evaluate.conditions(cells)
+    pd.testing.assert_frame_equal(fresh, again)
+    assert len(fresh) == 2 * 40 and fresh.groupby("seed").size().eq(40).all()
+    assert {"wifi_dbm", "lte_dbm", "uplink_mbps", "qos_ms", "cpu_load", "mem_load"} <= set(fresh.columns)

@@ -27,13 +27,9 @@ def _tiny_params(**sweep_over):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """One 2-worker local Dask cluster shared by the tests (starting one costs seconds: torch imports)."""
-    import logging
-
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=logging.ERROR) as c:
-        yield Engine("dask", address=c.scheduler_address)
+def cluster(dask_engine):
+    """The session's local Dask cluster (tests/conftest.py: starting one costs seconds, torch imports)."""
+    return dask_engine
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +106,12 @@ def test_disabled_sweep_writes_a_stub(tmp_path):
     assert pd.read_parquet(tmp_path / "results.parquet").empty
 
 
-def test_map_ordered_keeps_item_order_on_every_backend():
+def test_map_ordered_keeps_item_order_on_every_backend(dask_engine):
     items = list(range(7))
     assert map_ordered(abs, [-i for i in items], Engine("local-processes", workers=2)) == items
-    assert map_ordered(abs, [-i for i in items], Engine("dask", workers=2), keys=[f"k{i}" for i in items]) == items
+    assert map_ordered(abs, [-i for i in items], dask_engine, keys=[f"k{i}" for i in items]) == items
+    # the embedded cluster `engine.backend: dask` starts and stops around one map when no address is given
+    assert map_ordered(abs, [-i for i in items], Engine("dask", workers=2), keys=[f"e{i}" for i in items]) == items
 
 
 def test_engine_refuses_unknown_backend_and_misplaced_address():

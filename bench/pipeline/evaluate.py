@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -102,11 +103,62 @@ def run_cell(cell: Cell) -> pd.DataFrame:
     from bench.policies.rollout import evaluate_policy
 
     _single_thread_torch()
-    frame = evaluate_policy(cell.policy, env_id(cell.learner), cell.scenario, [cell.seed], cell.steps,
-                            policy_kwargs=_policy_kwargs(cell), env_kwargs=json.loads(cell.env_kwargs_json))
+    env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
+    frame = evaluate_policy(cell.policy, env, cell.scenario, [cell.seed], cell.steps,
+                            policy_kwargs=_policy_kwargs(cell))
     frame.insert(0, "profile", cell.profile)
     frame.insert(0, "suite", cell.suite)
     return frame
+
+
+@lru_cache(maxsize=64)
+def _episode_env(env_name: str, scenario: str, steps: int, env_kwargs_json: str):
+    """One env per (env, scenario, length, arguments) in this process, shared by the cells that play it.
+
+    Building an env builds its simulator's tables (most of a cheap cell's time) and depends on none of
+    the policy, the seed or earlier episodes: ``reset(seed=...)`` draws the whole episode from the seed
+    (the same contract :func:`~bench.policies.rollout.evaluate_policy` relies on across seeds), so a
+    reused env gives the same rows as a fresh one (tests/test_pipeline_units.py compares them).
+    """
+    from bench.policies.rollout import make_env
+
+    return make_env(env_name, scenario, steps, **json.loads(env_kwargs_json))
+
+
+def run_cell_group(cells: Sequence[Cell]) -> list[pd.DataFrame]:
+    """:func:`run_cell` for each cell of a task (:func:`task_groups`), in order: one process, one fit."""
+    return [run_cell(c) for c in cells]
+
+
+#: policies whose per-suite fit is a training run (minutes, e.g. DRLDO's DQN): their task starts first,
+#: so the other workers fill in around it instead of waiting for it at the end
+TRAINED_FITS = ("drldo",)
+
+
+def task_groups(cells: Sequence[Cell]) -> list[list[int]]:
+    """Indices of the cells that run together in one task, in the order the tasks are submitted.
+
+    Cells of a fitted baseline fitted on the same data (same suite, env and fit arguments; the two hindsight
+    statics share theirs) form one task: the fit (hindsight episodes, the distilled rule's data, DRLDO's
+    training) then runs once per suite, not once in every worker that meets one of its cells. Other cells
+    group by (suite, policy, scenario): the seeds of one kind of episode. Training fits go first, then the
+    other fitted tasks, then the rest, so no long task starts last. Results do not depend on the grouping
+    (every cell is pure); :func:`run_cells` puts them back in cell order.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cells):
+        fitted = c.policy != c.learner and c.policy_kwargs_json not in ("", "{}")
+        key = (("fit", c.suite, c.learner, c.env_kwargs_json, c.policy_kwargs_json) if fitted
+               else ("cells", c.suite, c.policy, c.scenario))
+        groups.setdefault(key, []).append(i)
+
+    def rank(item: tuple[tuple, list[int]]) -> int:
+        key, idx = item
+        if key[0] != "fit":
+            return 2
+        return 0 if any(cells[i].policy in TRAINED_FITS for i in idx) else 1
+
+    return [idx for _, idx in sorted(groups.items(), key=rank)]  # stable: first-seen order within a rank
 
 
 def _single_thread_torch() -> None:
@@ -123,15 +175,21 @@ def run_cells(cells: Sequence[Cell], workers: int = 0, progress: bool = True,
               engine: "Engine | Mapping[str, Any] | None" = None) -> pd.DataFrame:
     """Run every cell on ``engine`` (an :class:`~bench.pipeline.engine.Engine` or params.yaml's ``engine``
     mapping; default: local processes) with ``workers`` workers when not 0, and concatenate in cell
-    order, so the table's bytes do not depend on the backend or the number of workers."""
+    order, so the table's bytes do not depend on the backend or the number of workers. Cells travel in
+    tasks (:func:`task_groups`): a suite's fitted baseline is fitted once, in the worker running its task."""
     from bench.pipeline.engine import Engine, map_ordered
 
     if engine is None or isinstance(engine, Mapping):
         engine = Engine.from_dict(engine or {})
     if workers:
         engine = dataclasses.replace(engine, workers=workers)
-    frames = map_ordered(run_cell, cells, engine, keys=[cell_key(c) for c in cells], progress=progress,
-                         desc="evaluate")
+    groups = task_groups(cells)
+    done = map_ordered(run_cell_group, [[cells[i] for i in g] for g in groups], engine,
+                       keys=[group_key([cells[i] for i in g]) for g in groups], progress=progress, desc="evaluate")
+    frames: list[pd.DataFrame] = [pd.DataFrame()] * len(cells)
+    for idx, group_frames in zip(groups, done):
+        for i, frame in zip(idx, group_frames):
+            frames[i] = frame
     out = pd.concat(frames, ignore_index=True)
     for col in ("suite", "profile", "policy", "scenario", "workload", "action_name"):
         out[col] = out[col].astype("string")
@@ -142,6 +200,12 @@ def cell_key(cell: Cell) -> str:
     """A name for the cell from its full definition (same definition, same key; on every machine)."""
     blob = json.dumps(dataclasses.asdict(cell), sort_keys=True)
     return f"cell-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
+
+
+def group_key(cells: Sequence[Cell]) -> str:
+    """A name for a task of cells (from their definitions; same cells, same key)."""
+    blob = "\n".join(cell_key(c) for c in cells)
+    return f"cells-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
 def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenarios: Iterable[str], seeds: int,
@@ -245,9 +309,9 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
 
 def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
     suite, learner, scenario, seed, steps, env_kwargs_json = key
-    from bench.policies.rollout import make_env
+    import bench  # noqa: F401  (registers the envs)
 
-    env = make_env(env_id(learner), scenario, steps, **json.loads(env_kwargs_json))
+    env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
     env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
     core = env.unwrapped
     states = core.episode().states
@@ -262,7 +326,6 @@ def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
     frame["qos_ms"] = states.qos_ms[:n]
     frame["cpu_load"] = states.cpu_load[:n]
     frame["mem_load"] = states.mem_load[:n]
-    env.close()
     return frame
 
 

@@ -81,15 +81,29 @@ class BestStaticPerDNN(Policy):
     name = "best_static_dnn"
     privileged = True
 
-    def __init__(self, env, episodes: Sequence[EpisodeData], tolerance: float = 0.0, signal_buckets: int = 0):
+    def __init__(self, env, episodes: Sequence[EpisodeData], tolerance: float = 0.0, signal_buckets: int = 0,
+                 fit_key: tuple | None = None):
         from bench.sim.envs import obs_index
 
-        sim = env.unwrapped.sim
         self.label = "best_static_dnn_signal" if signal_buckets else "best_static_dnn"
         self._workload = WorkloadFromObs(env)
         fields = SIGNAL_FIELDS[env_kind(env)] if signal_buckets else ()
         self.signal_idx = [obs_index(env, f) for f in fields]
-        self.edges: list[np.ndarray] = []
+        # the fit (every action on every fit request: seconds for DVFO's hundreds of actions) is the same for
+        # every cell of a suite; ``fit_key`` names what it depends on, so a process fits once per key
+        fit = _FITS.get(fit_key) if fit_key is not None else None
+        if fit is None:
+            fit = self._fit(env.unwrapped.sim, episodes, tolerance, signal_buckets)
+            if fit_key is not None:
+                _FITS[fit_key] = fit
+                while len(_FITS) > _MAX_FITS:
+                    _FITS.pop(next(iter(_FITS)))
+        self.edges, self.table, self.summary = fit
+        self.sizes = [len(e) + 1 for e in self.edges]
+
+    def _fit(self, sim, episodes: Sequence[EpisodeData], tolerance: float, signal_buckets: int):
+        """(quantile edges per signal field, (W, buckets) action table, summary frame) from the fit episodes."""
+        self.edges = []
         obs = np.concatenate([ep.obs for ep in episodes])
         for j in self.signal_idx:  # quantile edges over the fit data, duplicates dropped
             q = np.quantile(obs[:, j], np.arange(1, signal_buckets) / signal_buckets) if signal_buckets > 1 else []
@@ -105,11 +119,12 @@ class BestStaticPerDNN(Policy):
         pooled = int(choose_static(e.sum(0, keepdims=True), ok.sum(0, keepdims=True), n.sum(keepdims=True),
                                    tolerance)[0])
         per_dnn = np.where(per_dnn < 0, pooled, per_dnn)  # a DNN the fit never requested: the pooled choice
-        self.table = np.where(per_bucket < 0, per_dnn[:, None], per_bucket)  # (W, buckets)
+        table = np.where(per_bucket < 0, per_dnn[:, None], per_bucket)  # (W, buckets)
         names = sim.tables.actions["name"].to_numpy()
-        self.summary = pd.DataFrame([{"workload": sim.tables.workloads[i], "bucket": b, "requests": int(n[i * n_b + b]),
-                                      "action": int(self.table[i, b]), "action_name": names[self.table[i, b]]}
-                                     for i in range(w) for b in range(n_b)])
+        summary = pd.DataFrame([{"workload": sim.tables.workloads[i], "bucket": b, "requests": int(n[i * n_b + b]),
+                                 "action": int(table[i, b]), "action_name": names[table[i, b]]}
+                                for i in range(w) for b in range(n_b)])
+        return self.edges, table, summary
 
     def _bucket(self, obs: np.ndarray) -> np.ndarray:
         obs = np.atleast_2d(obs)
@@ -125,11 +140,32 @@ class BestStaticPerDNN(Policy):
         return self.table[self._workload.batch(obs), self._bucket(obs)]
 
 
+#: fitted tables of this process, by what they depend on (:func:`_fit_key`); a suite's cells share one
+_FITS: dict[tuple, tuple] = {}
+_MAX_FITS = 16
+
+
+def _fit_key(env, fit_scenarios, fit_seeds, seed, n_steps, tolerance, signal_buckets) -> tuple | None:
+    """What a fitted table depends on: the env's class and arguments (its simulator), the fit episodes'
+    definition and the criterion; None (no reuse) for an env ``gymnasium.make`` did not build."""
+    from bench.policies.episodes import env_recipe
+
+    try:
+        recipe = env_recipe(env)
+    except ValueError:
+        return None
+    own = () if fit_scenarios else (env.unwrapped.scenario.name, getattr(getattr(env, "spec", None),
+                                                                        "max_episode_steps", None))
+    return (recipe, tuple(fit_scenarios or ()), own, None if fit_seeds is None else tuple(int(s) for s in fit_seeds),
+            None if fit_seeds is not None else seed, n_steps, float(tolerance), int(signal_buckets))
+
+
 @register("best_static_dnn")
 def best_static_dnn(env, fit_scenarios: Sequence[str] | None = None, fit_seeds: Sequence[int] | None = None,
                     seed: int | None = None, n_steps: int | None = None, tolerance: float = 0.0,
                     **_) -> BestStaticPerDNN:
-    return BestStaticPerDNN(env, fit_episodes(env, fit_scenarios, fit_seeds, seed, n_steps), tolerance)
+    return BestStaticPerDNN(env, fit_episodes(env, fit_scenarios, fit_seeds, seed, n_steps), tolerance,
+                            fit_key=_fit_key(env, fit_scenarios, fit_seeds, seed, n_steps, tolerance, 0))
 
 
 @register("best_static_dnn_signal")
@@ -139,4 +175,5 @@ def best_static_dnn_signal(env, fit_scenarios: Sequence[str] | None = None, fit_
     if int(n_buckets) < 2:
         raise ValueError(f"best_static_dnn_signal: n_buckets must be >= 2, got {n_buckets}")
     return BestStaticPerDNN(env, fit_episodes(env, fit_scenarios, fit_seeds, seed, n_steps), tolerance,
-                            signal_buckets=int(n_buckets))
+                            signal_buckets=int(n_buckets),
+                            fit_key=_fit_key(env, fit_scenarios, fit_seeds, seed, n_steps, tolerance, int(n_buckets)))

@@ -53,6 +53,28 @@ def test_best_static_per_dnn_is_one_action_per_dnn_meeting_the_criterion_on_the_
     assert policy.act(_obs_for(any_env, name, **{sig: lo})) == policy.act(_obs_for(any_env, name, **{sig: hi}))
 
 
+def test_a_process_fits_a_static_table_once_per_fit_definition(as_env):
+    """Every cell of a suite builds the policy with the same fit arguments: the table is fitted once and
+    shared (the fit evaluates every action on every fit request); other arguments fit anew."""
+    import gymnasium as gym
+
+    from bench.policies import static
+
+    static._FITS.clear()
+    other = gym.make(as_env.spec.id, **{**as_env.spec.kwargs, "scenario": "wifi_weak"},
+                     max_episode_steps=as_env.spec.max_episode_steps)
+    kw = dict(fit_scenarios=["signal_steps"], fit_seeds=[3, 4], n_steps=N)
+    a = make_policy("best_static_dnn", as_env, **kw)
+    b = make_policy("best_static_dnn", other, **kw)  # another scenario's cell of the same suite
+    assert b.table is a.table and len(static._FITS) == 1
+    c = make_policy("best_static_dnn", as_env, **kw, tolerance=0.1)
+    d = make_policy("best_static_dnn_signal", as_env, **kw)
+    assert len(static._FITS) == 3 and c.table is not a.table and d.table.shape[1] > 1
+    static._FITS.clear()
+    fresh = make_policy("best_static_dnn", other, **kw)
+    np.testing.assert_array_equal(fresh.table, a.table)
+
+
 def test_choose_static_picks_least_energy_among_the_most_punctual_actions():
     energy = np.array([[10.0, 5.0, 1.0], [3.0, 2.0, 1.0]]) * 4
     ok = np.array([[4, 4, 3], [0, 0, 0]], dtype=float)

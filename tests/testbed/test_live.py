@@ -20,7 +20,7 @@ import pytest
 from bench.testbed.link import Link, cleanup_all, leftovers, unavailable_reason
 
 REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.live]
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"wifi": 9001, "lte": 9002}
 

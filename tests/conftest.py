@@ -1,0 +1,64 @@
+"""Session-wide test settings: Hypothesis profiles, one Dask cluster, clean repository copies, markers.
+
+* Hypothesis: the ``ci`` profile (selected by ``CI=true``, as CI services set it, or by
+  ``HYPOTHESIS_PROFILE=ci``) runs fewer examples per property with no example database, so a clean CI
+  machine spends its time proportionately; ``default`` is what a developer gets. Tests that pin their
+  own ``max_examples`` keep it (the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``).
+* ``dask_engine``: one 2-worker local Dask cluster for the whole session (starting one costs seconds:
+  every worker imports torch), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
+* ``clean_repo``: a copy of this checkout that holds nothing a previous ``make repro``, ``make lab`` or
+  test run left behind (:mod:`repo_state`).
+* marker ``live``: tests that drive real processes, network namespaces or a whole pipeline (minutes
+  each). They run in ``make test``; ``-m "not live"`` leaves them out for a quick loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=30, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() in ("true", "1") else "dev")
+settings.load_profile(PROFILE)
+if PROFILE == "ci":
+    # the fuzz suites pin their own counts (300 inputs per loader and kind; hw parsers 60-600): a third in CI,
+    # the same proportion as the profile's 30 of 100, unless the run sets them (the counts are printed)
+    os.environ.setdefault("BENCH_FUZZ_EXAMPLES", "100")
+    os.environ.setdefault("HW_FUZZ_SCALE", "0.34")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "live: drives real processes, namespaces or a whole pipeline (minutes); "
+                                       "runs in `make test`, `-m 'not live'` skips it")
+
+
+@pytest.fixture(scope="session")
+def dask_engine():
+    """An Engine on one 2-worker local Dask cluster shared by every test of the session."""
+    distributed = pytest.importorskip("distributed")
+    from bench.pipeline.engine import Engine
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as cluster:
+        yield Engine("dask", address=cluster.scheduler_address)
+
+
+@pytest.fixture(scope="module")
+def clean_repo(tmp_path_factory):
+    """A git-initialised copy of this checkout without any state a previous run left (one per test module)."""
+    import subprocess
+
+    from bench.paths import REPO_ROOT
+    from repo_state import clean_copy, leftover_state
+
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout: a clean copy is built from `git ls-files`")
+    dst = clean_copy(REPO_ROOT, tmp_path_factory.mktemp("repo") / "repo")
+    assert leftover_state(dst) == [], leftover_state(dst)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    return dst
