@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = read_rows(args.csv)
             out, failed = predict_frame(rows)
             try:
-                out.to_csv(args.out, index=False, lineterminator="\n")
+                # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters)
+                out.to_csv(args.out, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
             except OSError as exc:
                 raise PredictError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
             print(f"wrote {args.out}: {len(out) - failed} rows predicted, {failed} failed (see column 'error')",
