@@ -104,6 +104,7 @@ def test_disabled_sweep_writes_a_stub(tmp_path):
     summary = sweep.run_sweep(_tiny_params(enabled=False), tmp_path)
     assert summary["enabled"] is False
     assert pd.read_parquet(tmp_path / "results.parquet").empty
+    assert (tmp_path / "store").is_dir()  # the stage's declared output exists even while the sweep is off
 
 
 def test_map_ordered_keeps_item_order_on_every_backend(dask_engine):

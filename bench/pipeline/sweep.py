@@ -424,6 +424,7 @@ def run_sweep(params, out_dir: str | Path, engine: Engine | None = None, progres
     engine = engine or params.engine
     summary: dict[str, Any] = {"enabled": bool(params.sweep.enabled), "backend": engine.backend}
     if not params.sweep.enabled:
+        (out_dir / "store").mkdir(exist_ok=True)  # the stage's declared output, empty while the sweep is off
         _write_outputs(out_dir, pd.DataFrame(columns=list(KEY_COLUMNS)), {**summary, "cells": 0, "computed": 0,
                                                                          "reused": 0, "train_jobs": 0})
         return summary
