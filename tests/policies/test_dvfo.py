@@ -38,9 +38,10 @@ def tiny_scenario(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_config(tiny_scenario) -> DVFOConfig:
-    # 8,000 steps (was 4,000): with the flow's goodput separate from the PHY rate, a capped offload costs less
+    # 12,000 steps (was 4,000): with the flow's goodput separate from the PHY rate, a capped offload costs less
     # radio power, its rewards sit closer to the local actions' and the learner needs more samples to rank them
-    return DVFOConfig.ci(scenarios=(tiny_scenario,), total_steps=8_000, learning_starts=400, max_episode_steps=None,
+    # (8,000 sufficed before the objective reward and the faster DQN update; measured: greedy -0.820 vs best -0.793)
+    return DVFOConfig.ci(scenarios=(tiny_scenario,), total_steps=12_000, learning_starts=400, max_episode_steps=None,
                          **SMALL)
 
 
