@@ -189,12 +189,15 @@ def test_concurrent_controller_overlaps_for_real(trained, tiny_config, tiny_scen
 
 
 #: Greedy energy per inference (mJ, mean over evaluation seeds 1000 and 1001) of ``tiny_config`` trained with
-#: seeds 0..4, measured on an x86 Xeon (AVX-512, torch 2.14 with MKL) when this test was written (the script:
-#: train, then roll the greedy policy out as ``_mean_energy`` does). Seed 0 is the reference.
-CROSS_CPU_SEED_ENERGIES_MJ = {0: 70.0579, 1: 70.0579, 2: 70.0714, 3: 72.6891, 4: 70.0579}
+#: seeds 0..4, measured on this project's 2-core AMD EPYC (torch 2.14, CPU) after the queued kernel and the
+#: objective reward landed (train, then roll the greedy policy out as ``_mean_energy`` does). Every seed now
+#: converges to the same greedy policy (before: 70.06 / 70.06 / 70.07 / 72.69 / 70.06 on an AVX-512 Xeon).
+CROSS_CPU_SEED_ENERGIES_MJ = {0: 62.7996, 1: 62.7996, 2: 62.7996, 3: 62.7996, 4: 62.7996}
 #: tolerance of a retrain on another CPU: a different CPU perturbs the float32 network's rounding, which DQN's
-#: argmax can turn into another trajectory - as a different seed does, not more (docs/reproducibility.md)
-CROSS_CPU_TOLERANCE_MJ = max(abs(e - CROSS_CPU_SEED_ENERGIES_MJ[0]) for e in CROSS_CPU_SEED_ENERGIES_MJ.values())
+#: argmax can turn into another trajectory - as a different seed does, not more (docs/reproducibility.md); when
+#: every seed lands on the same policy the spread is zero and only the rounding of the reported mean remains
+CROSS_CPU_TOLERANCE_MJ = max(max(abs(e - CROSS_CPU_SEED_ENERGIES_MJ[0]) for e in CROSS_CPU_SEED_ENERGIES_MJ.values()),
+                             1e-3)
 
 
 def _mean_energy(env, choose, seed: int) -> float:
@@ -209,6 +212,5 @@ def _mean_energy(env, choose, seed: int) -> float:
 def test_a_fresh_retrain_lands_within_the_cross_cpu_tolerance_of_the_reference(trained, tiny_config, tiny_scenario):
     env = make_env(tiny_config, tiny_scenario)
     energy = np.mean([_mean_energy(env, trained.learner.act, s) for s in (1000, 1001)])
-    assert CROSS_CPU_TOLERANCE_MJ > 0  # the seeds do differ: the tolerance is measured, not zero by accident
     assert abs(energy - CROSS_CPU_SEED_ENERGIES_MJ[0]) <= CROSS_CPU_TOLERANCE_MJ, (
         f"greedy energy {energy:.3f} mJ vs reference {CROSS_CPU_SEED_ENERGIES_MJ[0]:.3f} +- {CROSS_CPU_TOLERANCE_MJ:.3f}")
