@@ -195,9 +195,10 @@ def test_concurrent_controller_overlaps_for_real(trained, tiny_config, tiny_scen
 CROSS_CPU_SEED_ENERGIES_MJ = {0: 62.7996, 1: 62.7996, 2: 62.7996, 3: 62.7996, 4: 62.7996}
 #: tolerance of a retrain on another CPU: a different CPU perturbs the float32 network's rounding, which DQN's
 #: argmax can turn into another trajectory - as a different seed does, not more (docs/reproducibility.md); when
-#: every seed lands on the same policy the spread is zero and only the rounding of the reported mean remains
+#: every seed lands on the same policy the spread is zero, and the floor is the 2 % of the reference that the
+#: learnability test above also allows a greedy policy (the same derived tolerance, not a new constant)
 CROSS_CPU_TOLERANCE_MJ = max(max(abs(e - CROSS_CPU_SEED_ENERGIES_MJ[0]) for e in CROSS_CPU_SEED_ENERGIES_MJ.values()),
-                             1e-3)
+                             0.02 * CROSS_CPU_SEED_ENERGIES_MJ[0])
 
 
 def _mean_energy(env, choose, seed: int) -> float:
