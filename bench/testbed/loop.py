@@ -360,10 +360,10 @@ class EnergyMeter:
 
 def modeled_energy_mj(df: pd.DataFrame, phases: dict) -> np.ndarray:
     """Energy above idle of each *measured* request, in the simulator's accounting (:mod:`bench.sim.core`):
-    the simulator's powers for that request (``phases``: local and fallback power, promotion, upload, wait,
-    download and tail power) times the measured durations - local compute, a promotion where the radio had
-    been quiet for a whole tail, upload and download at the shaped goodput, the rest of the transfer and the
-    server time at tail power, plus the full radio tail net of the part of an earlier tail it cut short.
+    the simulator's powers for that request (``phases``: local and fallback power, promotion, upload,
+    download and tail power, and its marginal tail energy ``tail_mj``) times the measured durations - local
+    compute, a promotion where the radio had been quiet for a whole tail, upload and download at the shaped
+    goodput, the rest of the transfer and the server time at the connected (tail) power, plus the tail.
     No idle power x latency term: the idle baseline is the same for every policy and is not charged per request."""
     ph = {k: np.asarray(v, dtype=float) for k, v in phases.items()}
     fb = df["fallback_ms"].to_numpy(dtype=float)
@@ -378,8 +378,10 @@ def modeled_energy_mj(df: pd.DataFrame, phases: dict) -> np.ndarray:
         promo = np.nan_to_num(ph["promo_ms"])
         wait = np.maximum(transfer + df["server_ms"].to_numpy() + df["server_queue_ms"].to_numpy()
                           - promo - t_up - t_down, 0.0)
-        radio = (ph["promo_w"] * promo + ph["up_w"] * t_up + ph["wait_w"] * wait + ph["down_w"] * t_down
-                 + ph["tail_w"] * ph["tail_ms"] - ph["tail_credit_mj"])
+        # the kernel's accounting (bench/sim/kernel.py): between bursts and while the server works the radio
+        # sits at its connected/tail power; the request's tail is its marginal tail energy (``tail_mj``)
+        radio = (ph["promo_w"] * promo + ph["up_w"] * t_up + ph["tail_w"] * wait + ph["down_w"] * t_down
+                 + ph["tail_mj"])
         e = e + np.where(off, np.nan_to_num(radio), 0.0)
     return e
 
@@ -596,7 +598,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     df["pred_energy_mj"] = pred.energy_mj
     df["pred_timed_out"] = np.asarray(pred.timed_out, dtype=bool)
     add_predicted_parts(df, u.sim, pred)
-    df["energy_mj"] = modeled_energy_mj(df, pred.phases)
+    df["energy_mj"] = modeled_energy_mj(df, {**pred.phases, "tail_mj": pred.tail_mj})
     df["energy_source"] = "modeled: measured durations x the simulator's powers, above idle"
     df["qos_ok"] = (df["latency_ms"] <= df["qos_ms"]) & ~df["timed_out"]
     df["route"] = _route_labels(acts)[df["action"].to_numpy()]

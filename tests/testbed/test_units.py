@@ -278,8 +278,8 @@ def test_offload_past_its_deadline_falls_back_to_local():
 
 
 def _phases(n, **over):
-    base = {"local_w": 2.0, "fallback_w": 2.0, "promo_w": 0.5, "promo_ms": 0.0, "up_w": 1.0, "wait_w": 0.1,
-            "down_w": 0.8, "tail_w": 0.1, "tail_ms": 200.0, "tail_credit_mj": 0.0}
+    base = {"local_w": 2.0, "fallback_w": 2.0, "promo_w": 0.5, "promo_ms": 0.0, "up_w": 1.0,
+            "down_w": 0.8, "tail_w": 0.1, "tail_ms": 200.0, "tail_mj": 20.0}
     base.update(over)
     return {k: np.full(n, float(v)) for k, v in base.items()}
 
@@ -300,8 +300,8 @@ def test_modeled_energy_is_above_idle_only():
     t_up, t_down = 1000 * 8 / 8e3, 4000 * 8 / 8e3
     expect = 20.0 + 1.0 * t_up + 0.8 * t_down + 0.1 * (50 + 5 - t_up - t_down) + 0.1 * 200
     assert np.allclose(e_off, expect)
-    credited = loop.modeled_energy_mj(off, _phases(2, tail_credit_mj=15.0))
-    assert np.allclose(e_off - credited, 15.0)  # a tail cut short is credited, as in the simulator
+    shorter = loop.modeled_energy_mj(off, _phases(2, tail_mj=5.0))
+    assert np.allclose(e_off - shorter, 15.0)  # the request's marginal tail, as the kernel attributes it
 
 
 def test_part_errors_per_part():
