@@ -44,7 +44,8 @@ def _cmd_params(args) -> int:
 
     if args.describe:
         for row in describe():
-            print(f"{row['key']:<32} {row['type']:<16} default={row['default']!r}\n    {row['doc']}")
+            allowed = f"  allowed: {row['allowed']}" if row["allowed"] else ""
+            print(f"{row['key']:<32} {row['type']:<16} default={row['default']!r}{allowed}\n    {row['doc']}")
         return 0
     load_params(args.file)
     print(f"{args.file}: ok")

@@ -5,7 +5,11 @@ their limits (``ge``/``le``/``choices``) in field metadata. :func:`load_params`
 validates the whole file before any work starts: an unknown key, a wrong type
 or an out-of-range value raises :class:`ParamsError` naming the key (as a dotted
 path) and what is allowed. Later stages add their own section dataclass to
-:class:`Params`.
+:class:`Params`. The sections defined elsewhere (the learners' configs in
+``bench.policies``, ``Engine`` in ``bench.pipeline.engine``) carry their limits the
+same way, in their own fields' metadata (:func:`bench.validate.bounded`): a new
+field is one line with its range, and ``tests/test_config.py`` fails on a number
+without one.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from bench.errors import BenchError, ConfigError, allowed_list, short
 from bench.paths import PARAMS_FILE, REPO_ROOT
-from bench.validate import read_yaml, safe_name
+from bench.validate import bounded, read_yaml, safe_name
 
 #: the built-in meters; what params.yaml accepts is :func:`adapter_names` (plugins included)
 ADAPTERS = ("auto", "none", "rapl", "nvml", "jetson", "android", "replay")
@@ -49,19 +53,10 @@ class ParamsError(ConfigError):
     """params.yaml is invalid; the message names the key and what is allowed."""
 
 
-def spec(default: Any, doc: str, *, ge: float | None = None, le: float | None = None, gt: float | None = None,
-         lt: float | None = None, choices: tuple | Callable[[], list] | None = None, min_len: int | None = None,
-         max_len: int | None = None) -> Any:
-    """A dataclass field with a docstring and limits (read by the validator).
-
-    ``ge``/``gt``/``le``/``lt`` bound a number (or every number of a list); ``choices`` lists the
-    allowed names (or a function returning them); ``min_len``/``max_len`` bound a list or mapping.
-    """
-    meta = {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt, "choices": choices, "min_len": min_len,
-            "max_len": max_len}
-    if isinstance(default, (list, dict)):
-        raise TypeError("use tuples for sequence defaults (params are immutable)")
-    return field(default=default, metadata=meta)
+def spec(default: Any, doc: str, **limits: Any) -> Any:
+    """A params.yaml field with its docstring and limits (:func:`bench.validate.bounded`; the keys are
+    :data:`bench.validate.LIMIT_KEYS`), read by the validator and by ``params --describe``."""
+    return bounded(default, doc=doc, **limits)
 
 
 def _workload_names() -> list[str]:
@@ -504,89 +499,6 @@ class Params:
                                   f"family no training scenario has")
 
 
-# --------------------------------------------------------------------------- learner limits
-
-# The learners' configs (bench.policies.*) are plain dataclasses usable outside params.yaml; the limits a
-# params.yaml value must meet live here, next to the rest of the schema. Every int/float field of every
-# section has a range (tests/test_config.py checks it), so NaN, inf, a negative weight or an absurd size
-# stops at validation instead of turning into NaN rewards or an out-of-memory replay buffer hours later.
-_BIG_STEPS = 1_000_000_000
-_LIMITS: dict[str, dict[str, dict[str, Any]]] = {
-    "Engine": {"workers": dict(ge=0, le=100_000)},
-    "AutoScaleConfig": {
-        "seed": dict(ge=0, le=0),
-        "total_steps": dict(ge=1, le=_BIG_STEPS),
-        "learning_rate": dict(gt=0, le=1),
-        "discount": dict(ge=0, lt=1),
-        "epsilon_start": dict(ge=0, le=1),
-        "epsilon_end": dict(ge=0, le=1),
-        "epsilon_decay_steps": dict(ge=1, le=_BIG_STEPS),
-        "optimistic_init": dict(ge=-1e9, le=1e9),  # a reward-sized value (inferences per joule)
-        "macs_log10_edges": dict(ge=0, le=20, max_len=1000),
-        "conv_edges": dict(ge=0, le=1e6, max_len=1000),
-        "fc_edges": dict(ge=0, le=1e6, max_len=1000),
-        "recurrent_edges": dict(ge=0, le=1e6, max_len=1000),
-        "attention_edges": dict(ge=0, le=1e6, max_len=1000),
-        "cpu_load_edges": dict(ge=0, le=1, max_len=1000),
-        "mem_load_edges": dict(ge=0, le=1, max_len=1000),
-        "gpu_load_edges": dict(ge=0, le=1, max_len=1000),
-        "wifi_dbm_edges": dict(ge=-200, le=50, max_len=1000),
-        "lte_dbm_edges": dict(ge=-200, le=50, max_len=1000),
-        "qos_ms_edges": dict(gt=0, le=1e7, max_len=1000),
-        "scenarios": dict(choices=_scenario_names, min_len=1),
-        "edge": dict(choices=_profile_names),
-        "peer": dict(choices=_profile_names),
-        "cloud": dict(choices=_profile_names),
-        "episode_steps": dict(ge=1, le=10_000_000),
-        "violation_penalty": dict(ge=0, le=1e6),
-        "violation_cost_mj": dict(ge=0, le=1e9),  # None: set from params.yaml objective
-        "max_levels_per_target": dict(ge=1, le=10_000),
-        "backoff_min_visits": dict(ge=1, le=1_000_000),
-    },
-    "DVFOConfig": {
-        "seed": dict(ge=0, le=0),
-        "total_steps": dict(ge=1, le=_BIG_STEPS),
-        "learning_rate": dict(gt=0, le=1),
-        # preallocated: two float32 observations + action, reward, done per transition
-        "buffer_size": dict(ge=1, le=10_000_000),
-        "batch_size": dict(ge=1, le=1_000_000),
-        "gamma": dict(ge=0, lt=1),
-        "tau": dict(gt=0, le=1),
-        "target_update_interval": dict(ge=1, le=_BIG_STEPS),
-        "train_frequency": dict(ge=1, le=_BIG_STEPS),
-        "learning_starts": dict(ge=1, le=_BIG_STEPS),
-        "start_e": dict(ge=0, le=1),
-        "end_e": dict(ge=0, le=1),
-        "exploration_fraction": dict(gt=0, le=1),
-        "per_alpha": dict(ge=0, le=1),
-        "per_beta": dict(ge=0, le=1),
-        "per_eps": dict(gt=0, le=1),
-        "hidden_sizes": dict(ge=1, le=65_536, min_len=1, max_len=16),
-        "obs_clip": dict(gt=0, le=1e6),
-        "max_grad_norm": dict(gt=0, le=1e9),
-        "scenarios": dict(choices=_scenario_names, min_len=1),
-        "max_episode_steps": dict(ge=1, le=10_000_000),
-        "edge": dict(choices=_profile_names),
-        "cloud": dict(choices=_profile_names),
-        "n_cpu_levels": dict(ge=1, le=10_000),
-        "n_gpu_levels": dict(ge=1, le=10_000),
-        "n_mem_levels": dict(ge=1, le=10_000),
-        # a count (>= 2: 0 and 1) or explicit shares in [0, 1]
-        "xi_levels": dict(ge=0, le=1, min_len=2, max_len=1000, int_ge=2, int_le=1000),
-        "w_energy": dict(ge=0, le=1e6),
-        "w_time": dict(ge=0, le=1e6),
-        "qos_penalty": dict(ge=0, le=1e6),
-        "violation_cost_mj": dict(ge=0, le=1e9),
-        "torch_threads": dict(ge=1, le=1024),
-        "log_every_episodes": dict(ge=1, le=1_000_000),
-    },
-}
-
-
-def _limits(cls: type, f: dataclasses.Field) -> dict[str, Any]:
-    return {**f.metadata, **_LIMITS.get(cls.__name__, {}).get(f.name, {})}
-
-
 # --------------------------------------------------------------------------- validation
 
 def _type_name(tp: Any) -> str:
@@ -725,7 +637,7 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         key = f"{prefix}{name}"
         tp = f.metadata["type"]() if "type" in f.metadata else hints[name]
         value = _coerce(key, tp, data[name])
-        _check_limits(key, value, _limits(cls, f))
+        _check_limits(key, value, f.metadata)
         values[name] = value
     try:
         obj = cls(**values)
@@ -874,8 +786,26 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def allowed_text(meta: Mapping[str, Any]) -> str:
+    """A field's limits (its metadata) in words, e.g. ``>= 0 and < 1``; empty when it has none."""
+    parts = [" and ".join(f"{op} {meta[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                          if meta.get(k) is not None)]
+    if meta.get("int_ge") is not None:
+        parts.append(f"or a count >= {meta['int_ge']:g}" + (f" and <= {meta['int_le']:g}" if meta.get("int_le") else ""))
+    choices = meta.get("choices")
+    if callable(choices):  # named, not called: the registries may need plugins or heavy imports
+        parts.append(f"names from {getattr(choices, '__name__', 'choices').lstrip('_')}()")
+    elif choices is not None:
+        parts.append("one of " + allowed_list(list(choices), 20))
+    for key, what in (("min_len", "at least"), ("max_len", "at most")):
+        if meta.get(key) is not None:
+            parts.append(f"{what} {meta[key]} entr{'y' if meta[key] == 1 else 'ies'}")
+    return "; ".join(p for p in parts if p)
+
+
 def describe(cls: type = Params, prefix: str = "") -> list[dict[str, Any]]:
-    """Every key with its type, default and doc (for `python -m bench params --describe`)."""
+    """Every key with its type, default, limits (``allowed``, from the field's metadata) and doc
+    (for `python -m bench params --describe`)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -885,5 +815,5 @@ def describe(cls: type = Params, prefix: str = "") -> list[dict[str, Any]]:
             continue
         default = f.default_factory() if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING else f.default
         rows.append({"key": f"{prefix}{f.name}", "type": _type_name(tp), "default": as_dict(default),
-                     "doc": field_docs(cls).get(f.name, "")})
+                     "allowed": allowed_text(f.metadata), "doc": field_docs(cls).get(f.name, "")})
     return rows

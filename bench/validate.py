@@ -32,6 +32,7 @@ numpy and :mod:`bench.errors`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import re
@@ -245,6 +246,33 @@ def read_yaml(path: str | Path, error: type[BenchError], where: str | None = Non
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = copy.deepcopy(data)
     return data
+
+
+# --------------------------------------------------------------------------- limits beside their fields
+
+#: the limits a dataclass field may carry in its metadata (read by :mod:`bench.config`'s validator and
+#: ``python -m bench params --describe``): ``ge``/``gt``/``le``/``lt`` bound a number (or every number of a
+#: list), ``choices`` lists the allowed names (or is a function returning them, e.g. the registered
+#: scenarios), ``min_len``/``max_len`` bound a list or mapping, ``int_ge``/``int_le`` bound a field that is
+#: either a count or a list (``xi_levels``), ``safe_keys`` asks for file-name-safe mapping keys, ``doc``
+#: documents a field that has no docstring under it.
+LIMIT_KEYS = ("ge", "gt", "le", "lt", "choices", "min_len", "max_len", "int_ge", "int_le", "safe_keys", "doc")
+
+
+def limits(**kw: Any) -> dict[str, Any]:
+    """Field metadata holding limits (see :data:`LIMIT_KEYS`); an unknown key is a schema bug (TypeError)."""
+    unknown = sorted(set(kw) - set(LIMIT_KEYS))
+    if unknown:
+        raise TypeError(f"unknown field limit(s) {unknown}; allowed: {list(LIMIT_KEYS)}")
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def bounded(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A dataclass field with its limits in its metadata, e.g. ``learning_rate: float = bounded(5e-4, gt=0, le=1)``:
+    a new field is one line with its range, and the params.yaml validator reads the range from there."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults (configs are compared and hashed by value)")
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=limits(**kw))
 
 
 # --------------------------------------------------------------------------- numbers and names

@@ -125,12 +125,45 @@ def _numeric_fields():
 
 
 def test_every_numeric_field_has_a_range():
-    from bench.config import _limits
-
+    # the range lives in the field's own metadata (bench.validate.bounded), learner configs and Engine included
     for cls, f, key in _numeric_fields():
-        lim = _limits(cls, f)
+        lim = f.metadata
         assert lim.get("ge") is not None or lim.get("gt") is not None, key
         assert lim.get("le") is not None or lim.get("lt") is not None, key
+
+
+def test_a_field_limit_with_an_unknown_key_is_a_schema_bug():
+    from bench.validate import bounded
+
+    with pytest.raises(TypeError, match="unknown field limit"):
+        bounded(1, minimum=0)
+    with pytest.raises(TypeError, match="tuples"):
+        bounded([1, 2])
+
+
+def test_a_new_learner_field_needs_only_its_own_limits():
+    """A learner config declared with bounded() fields is validated by params.yaml without any table in config."""
+    from dataclasses import dataclass
+
+    from bench.config import _build
+    from bench.validate import bounded
+
+    @dataclass
+    class Toy:
+        rate: float = bounded(0.5, gt=0, le=1)
+        """A rate."""
+
+    assert _build(Toy, {"rate": 1.0}).rate == 1.0
+    with pytest.raises(ParamsError, match=r"^params.yaml: toy.rate: out of range.*got 0.0.*> 0 and <= 1"):
+        _build(Toy, {"rate": 0.0}, "toy.")
+
+
+def test_describe_shows_each_fields_limits():
+    rows = {r["key"]: r for r in describe()}
+    assert rows["train.dvfo.gamma"]["allowed"] == ">= 0 and < 1"
+    assert rows["engine.workers"]["allowed"] == ">= 0 and <= 100000"
+    assert "list_scenarios" in rows["train.autoscale.scenarios"]["allowed"]
+    assert rows["profile.fit_on_cpu_time"]["allowed"] == ""
 
 
 def _nest(key: str, value):

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from bench.errors import ConfigError
+from bench.validate import bounded
 
 BACKENDS = ("local-processes", "dask", "dask-slurm")
 
@@ -66,7 +67,7 @@ class Engine:
     """``local-processes`` | ``dask`` | ``dask-slurm``."""
     address: str = ""
     """Dask scheduler address of a running cluster (backend ``dask``); empty = start a local one."""
-    workers: int = 0
+    workers: int = bounded(0, ge=0, le=100_000)
     """Worker processes (local pool, local Dask cluster or Slurm jobs); 0 = one per core of this machine."""
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 

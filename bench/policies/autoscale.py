@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import time
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +45,9 @@ import numpy as np
 import pandas as pd
 
 from bench.policies.base import Learner, Transition, register
+from bench.validate import bounded
+from bench.world.profiles import list_profiles
+from bench.world.scenarios import list_scenarios
 
 FORMAT_VERSION = 3  # 2: named observation fields incl. the co-runner GPU load; 3: back-off sums (optional)
 Q_FILE, META_FILE = "q_table.npz", "autoscale.json"
@@ -62,49 +65,51 @@ def _default_scenarios() -> tuple[str, ...]:
 class AutoScaleConfig:
     """Everything that defines an AutoScale training run (JSON-serialisable)."""
 
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=0)
     """Root seed; fans out via SeedSequence to episode seeds and exploration draws."""
-    total_steps: int = 300_000
+    total_steps: int = bounded(300_000, ge=1, le=1_000_000_000)
     """Environment steps (inference requests) to train for."""
-    learning_rate: float = 0.002
+    learning_rate: float = bounded(0.002, gt=0, le=1)
     """Floor of the step size: alpha = max(1 / visits(s, a), learning_rate). Small, so estimates stay close to
     sample averages: with a larger floor (0.05) a good but noisy action's estimate dipped below a safe one's and
     was never revisited (measured on training seeds)."""
-    discount: float = 0.0
+    discount: float = bounded(0.0, ge=0, lt=1)
     """Discount of the bootstrapped next-state value; 0 = contextual bandit (see module docstring)."""
-    epsilon_start: float = 1.0
+    epsilon_start: float = bounded(1.0, ge=0, le=1)
     """Exploration probability at step 0."""
-    epsilon_end: float = 0.2
+    epsilon_end: float = bounded(0.2, ge=0, le=1)
     """Exploration probability after ``epsilon_decay_steps`` (linear decay in between). High, because rare
     (DNN, signal) states need samples of every action; evaluation is greedy, so it costs training energy only."""
-    epsilon_decay_steps: int = 100_000
+    epsilon_decay_steps: int = bounded(100_000, ge=1, le=1_000_000_000)
     """Steps over which epsilon decays linearly from start to end."""
-    macs_log10_edges: tuple[float, ...] = tuple(np.round(np.arange(7.75, 10.51, 0.25), 2).tolist())
+    macs_log10_edges: tuple[float, ...] = bounded(tuple(np.round(np.arange(7.75, 10.51, 0.25), 2).tolist()),
+                                                  ge=0, le=20, max_len=1000)
     """Bucket edges on log10(MACs) of the DNN (quarter-decade grid)."""
-    conv_edges: tuple[float, ...] = (1.0,)
+    conv_edges: tuple[float, ...] = bounded((1.0,), ge=0, le=1e6, max_len=1000)
     """Bucket edges on the count of convolution layers (default: has conv layers or not)."""
-    fc_edges: tuple[float, ...] = ()
+    fc_edges: tuple[float, ...] = bounded((), ge=0, le=1e6, max_len=1000)
     """Bucket edges on the count of fully connected layers (default: ignored)."""
-    recurrent_edges: tuple[float, ...] = (1.0,)
+    recurrent_edges: tuple[float, ...] = bounded((1.0,), ge=0, le=1e6, max_len=1000)
     """Bucket edges on the count of recurrent layers (default: has any or not)."""
-    attention_edges: tuple[float, ...] = (1.0,)
+    attention_edges: tuple[float, ...] = bounded((1.0,), ge=0, le=1e6, max_len=1000)
     """Bucket edges on the count of attention layers (default: has any or not)."""
-    cpu_load_edges: tuple[float, ...] = (0.2, 0.45, 0.65)
+    cpu_load_edges: tuple[float, ...] = bounded((0.2, 0.45, 0.65), ge=0, le=1, max_len=1000)
     """Bucket edges on the co-runner CPU load in [0, 1]."""
-    mem_load_edges: tuple[float, ...] = (0.5,)
+    mem_load_edges: tuple[float, ...] = bounded((0.5,), ge=0, le=1, max_len=1000)
     """Bucket edges on the co-runner memory load in [0, 1]."""
-    gpu_load_edges: tuple[float, ...] = (0.5,)
+    gpu_load_edges: tuple[float, ...] = bounded((0.5,), ge=0, le=1, max_len=1000)
     """Bucket edges on the co-runner GPU load in [0, 1] (a game or camera pipeline; the paper names processor
     utilisation). A scenario without a GPU co-runner observes 0, so its requests all fall in the first bucket."""
-    wifi_dbm_edges: tuple[float, ...] = (-85.0, -81.0, -78.0, -74.0, -70.0, -60.0)
+    wifi_dbm_edges: tuple[float, ...] = bounded((-85.0, -81.0, -78.0, -74.0, -70.0, -60.0), ge=-200, le=50,
+                                                max_len=1000)
     """Bucket edges on the Wi-Fi RSSI (dBm); finer around -80 dBm, where offloading a heavy DNN turns from
     paying to failing (the MCS0 edge is -82 dBm in data/network/wifi.yaml)."""
-    lte_dbm_edges: tuple[float, ...] = (-110.0, -100.0, -90.0)
+    lte_dbm_edges: tuple[float, ...] = bounded((-110.0, -100.0, -90.0), ge=-200, le=50, max_len=1000)
     """Bucket edges on the LTE RSRP (dBm)."""
-    qos_ms_edges: tuple[float, ...] = (60.0, 90.0, 150.0, 225.0, 275.0, 350.0)
+    qos_ms_edges: tuple[float, ...] = bounded((60.0, 90.0, 150.0, 225.0, 275.0, 350.0), gt=0, le=1e7, max_len=1000)
     """Bucket edges on the request's latency target (ms), observed with the request: the same DNN can come
     with different targets (ViT-B/16: 400 ms in the AutoScale mixes, 300 ms in the DVFO ones)."""
-    optimistic_init: float = 0.0
+    optimistic_init: float = bounded(0.0, ge=-1e9, le=1e9)  # a reward-sized value
     """Initial value of every table entry (sample efficiency). 0 is a zero-initialised table. A value above
     every reachable reward makes the greedy choice try each untried action of a state once before settling
     (optimism in the face of uncertainty), instead of waiting for epsilon to draw it; with alpha = 1/n the first
@@ -123,28 +128,28 @@ class AutoScaleConfig:
     visited reads the finest coarser table that saw it, then the nearest signal bucket of the coarsest table;
     never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
     while training)."""
-    backoff_min_visits: int = 1
+    backoff_min_visits: int = bounded(1, ge=1, le=1_000_000)
     """Samples a (state, action) entry of a coarser table needs before the back-off reads it."""
-    scenarios: tuple[str, ...] = field(default_factory=_default_scenarios)
+    scenarios: tuple[str, ...] = bounded(default_factory=_default_scenarios, choices=list_scenarios, min_len=1)
     """Scenario names or YAML paths; episodes cycle through them so one table covers all."""
-    edge: str = "phone_sd845"
+    edge: str = bounded("phone_sd845", choices=list_profiles)
     """Edge device profile (name or path)."""
-    peer: str | None = "peer_laptop"
+    peer: str | None = bounded("peer_laptop", choices=list_profiles)
     """Nearby peer device profile, or None for no peer action."""
-    cloud: str = "cloud_rtx3080"
+    cloud: str = bounded("cloud_rtx3080", choices=list_profiles)
     """Cloud server profile."""
-    episode_steps: int | None = None
+    episode_steps: int | None = bounded(None, ge=1, le=10_000_000)
     """Requests per episode (each episode is one scenario realisation); None = the scenario's whole trace,
     so training sees every phase of a scenario (the registered env's 200-step limit would show only its start)."""
-    violation_penalty: float = 0.5
+    violation_penalty: float = bounded(0.5, ge=0, le=1e6)
     """The env's penalty scale for a missed latency target or accuracy bound (env default 10). It sets the
     learner's appetite for risk: at 10, offloading ViT-B/16 over weak Wi-Fi (QoS met ~75% of the time at less
     than half the energy) never pays; 0.5 was chosen on training seeds for the issue's <= 5% violation target."""
-    violation_cost_mj: float | None = None
+    violation_cost_mj: float | None = bounded(None, ge=0, le=1e9)  # None: set from params.yaml objective
     """λ of the declared objective (params.yaml ``objective``; the pipeline sets it from there): the env's
     reward becomes ``-(E + λ·miss)`` in joules and ``violation_penalty`` is unused (docs/bound.md). None: the
     legacy reward (inferences per joule, ``violation_penalty`` on a miss)."""
-    max_levels_per_target: int | None = 6
+    max_levels_per_target: int | None = bounded(6, ge=1, le=10_000)
     """DVFS levels kept per local target (evenly spread, incl. lowest and highest); None = all.
     Fewer actions = fewer to explore per state; the oracle must be run on the same action set."""
 

@@ -51,6 +51,9 @@ from torch import nn
 
 from bench.policies.base import Learner, Transition, register
 from bench.sim.envs import DVFO_ID
+from bench.validate import bounded
+from bench.world.profiles import list_profiles
+from bench.world.scenarios import list_scenarios
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
@@ -63,78 +66,80 @@ FORMAT_VERSION = 1
 class DVFOConfig:
     """Hyper-parameters and environment settings of a DVFO training run."""
 
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=0)
     """Root seed; fans out through ``numpy.random.SeedSequence`` to every generator."""
-    total_steps: int = 100_000
+    total_steps: int = bounded(100_000, ge=1, le=1_000_000_000)
     """Environment steps (= inference requests) of training."""
-    learning_rate: float = 5e-4
+    learning_rate: float = bounded(5e-4, gt=0, le=1)
     """Adam learning rate of the Q-network."""
-    buffer_size: int = 100_000
+    buffer_size: int = bounded(100_000, ge=1, le=10_000_000)  # preallocated: 2 float32 obs + action, reward, done each
     """Replay buffer capacity (transitions); the oldest are overwritten."""
-    batch_size: int = 256
+    batch_size: int = bounded(256, ge=1, le=1_000_000)
     """Transitions per gradient step."""
     prioritized_replay: bool = False
     """Sample efficiency: proportional prioritised replay (Schaul et al., ICLR 2016). A transition is drawn
     with probability proportional to (|TD error| + ``per_eps``) ** ``per_alpha`` (new ones at the highest
     priority so far), and its loss is weighted by (N P) ** -beta / max, beta annealed from ``per_beta`` to 1
     over training, which undoes the sampling bias by the end. False = uniform replay."""
-    per_alpha: float = 0.6
+    per_alpha: float = bounded(0.6, ge=0, le=1)
     """Prioritised replay: how strongly priorities shape sampling (0 = uniform). The paper's proportional value."""
-    per_beta: float = 0.4
+    per_beta: float = bounded(0.4, ge=0, le=1)
     """Prioritised replay: initial importance-sampling exponent, annealed linearly to 1. The paper's value."""
-    per_eps: float = 1e-3
+    per_eps: float = bounded(1e-3, gt=0, le=1)
     """Prioritised replay: added to |TD error| so no transition gets probability 0."""
-    gamma: float = 0.1
+    gamma: float = bounded(0.1, ge=0, lt=1)
     """Discount. Suite choice: short horizon, requests interact only through the queueing wait."""
-    tau: float = 0.01
+    tau: float = bounded(0.01, gt=0, le=1)
     """Polyak factor of the target-network update (1.0 = hard copy)."""
-    target_update_interval: int = 1
+    target_update_interval: int = bounded(1, ge=1, le=1_000_000_000)
     """Env steps between target-network updates (each blends ``tau`` of the online net in)."""
-    train_frequency: int = 4
+    train_frequency: int = bounded(4, ge=1, le=1_000_000_000)
     """Env steps between gradient steps."""
-    learning_starts: int = 2_000
+    learning_starts: int = bounded(2_000, ge=1, le=1_000_000_000)
     """Random-action warm-up steps; observation statistics are collected (then frozen) over them."""
-    start_e: float = 1.0
+    start_e: float = bounded(1.0, ge=0, le=1)
     """Initial exploration probability."""
-    end_e: float = 0.02
+    end_e: float = bounded(0.02, ge=0, le=1)
     """Final exploration probability."""
-    exploration_fraction: float = 0.5
+    exploration_fraction: float = bounded(0.5, gt=0, le=1)
     """Fraction of ``total_steps`` over which epsilon decays linearly from ``start_e`` to ``end_e``."""
-    hidden_sizes: tuple[int, ...] = (128, 128)
+    hidden_sizes: tuple[int, ...] = bounded((128, 128), ge=1, le=65_536, min_len=1, max_len=16)
     """Widths of the Q-network's hidden layers (ReLU)."""
-    obs_clip: float = 5.0
+    obs_clip: float = bounded(5.0, gt=0, le=1e6)
     """Standardised observations are clipped to [-obs_clip, obs_clip]."""
-    max_grad_norm: float = 10.0
+    max_grad_norm: float = bounded(10.0, gt=0, le=1e9)
     """Gradient-norm clip of each update."""
-    scenarios: tuple[str, ...] = ("dvfo_trickle_5mbps", "dvfo_bandwidth_sweep", "dvfo_bandwidth_walk")
+    scenarios: tuple[str, ...] = bounded(("dvfo_trickle_5mbps", "dvfo_bandwidth_sweep", "dvfo_bandwidth_walk"),
+                                         choices=list_scenarios, min_len=1)
     """Scenarios trained on, cycled one per episode (names from ``bench.world.scenarios.list_scenarios()``)."""
-    max_episode_steps: int | None = None
+    max_episode_steps: int | None = bounded(None, ge=1, le=10_000_000)
     """Steps per episode; ``None`` = the scenario's whole trace (so a bandwidth sweep is seen in full)."""
-    edge: str = "jetson_xavier_nx"
+    edge: str = bounded("jetson_xavier_nx", choices=list_profiles)
     """Edge device profile."""
-    cloud: str = "cloud_rtx3080"
+    cloud: str = bounded("cloud_rtx3080", choices=list_profiles)
     """Cloud profile."""
-    n_cpu_levels: int | None = 4
+    n_cpu_levels: int | None = bounded(4, ge=1, le=10_000)
     """CPU DVFS levels offered (evenly spread incl. lowest and highest; ``None`` = all)."""
-    n_gpu_levels: int | None = 5
+    n_gpu_levels: int | None = bounded(5, ge=1, le=10_000)
     """GPU DVFS levels offered."""
-    n_mem_levels: int | None = 3
+    n_mem_levels: int | None = bounded(3, ge=1, le=10_000)
     """Memory (EMC) frequency levels offered."""
-    xi_levels: int | tuple[float, ...] = 6
+    xi_levels: int | tuple[float, ...] = bounded(6, ge=0, le=1, min_len=2, max_len=1000,  # explicit shares in [0, 1]
+                                                 int_ge=2, int_le=1000)  # or a count (>= 2: 0 and 1)
     """Offload-share levels: a count (evenly spaced in [0, 1]) or explicit values (must include 0)."""
-    w_energy: float = 1.0
+    w_energy: float = bounded(1.0, ge=0, le=1e6)
     """Weight of normalised device energy in the reward."""
-    w_time: float = 0.0
+    w_time: float = bounded(0.0, ge=0, le=1e6)
     """Weight of normalised latency in the reward (0 = the DVFO poster's energy-only reward)."""
-    qos_penalty: float = 1.0
+    qos_penalty: float = bounded(1.0, ge=0, le=1e6)
     """Reward penalty when the latency target or accuracy bound is missed (legacy reward only)."""
-    violation_cost_mj: float | None = None
+    violation_cost_mj: float | None = bounded(None, ge=0, le=1e9)
     """λ of the declared objective (params.yaml ``objective``; the pipeline sets it from there): the reward
     becomes ``-(w_energy (E + λ·miss) / E_ref + w_time T / T_ref)`` and ``qos_penalty`` is unused
     (docs/bound.md). None: the legacy reward."""
-    torch_threads: int = 1
+    torch_threads: int = bounded(1, ge=1, le=1024)
     """CPU threads torch may use (a single small MLP gains nothing from more)."""
-    log_every_episodes: int = 1
+    log_every_episodes: int = bounded(1, ge=1, le=1_000_000)
     """Learning-curve row every this many episodes."""
 
     def __post_init__(self):
