@@ -121,11 +121,6 @@ class ProfileParams:
                                  f"'replay' (adapter={short(self.adapter)})", self.replay_log)
 
 
-#: learners whose config is a section of ``train`` (train.autoscale, train.dvfo); a plugin learner
-#: trains with its config's defaults (plus the run's profile and seed)
-LEARNERS = ("autoscale", "dvfo")
-
-
 def _policy_names() -> list[str]:
     from bench.policies import REGISTRY
 
@@ -248,7 +243,7 @@ class TrainParams:
     dvfo: Any = field(default=None, metadata={"doc": "DVFOConfig fields (see its docstrings).", "type": _dvfo_config})
 
     def __post_init__(self):
-        for name in LEARNERS:
+        for name in _LEARNER_CONFIGS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, _LEARNER_CONFIGS[name]()())
             cfg = getattr(self, name)
@@ -277,6 +272,8 @@ class TrainParams:
         return {name: spec.config_class() for name, spec in LEARNERS.items() if name not in _LEARNER_CONFIGS}
 
 
+#: learners whose config is a field of ``train`` (train.autoscale, train.dvfo); a plugin learner's
+#: section is ``train.<name>`` (``TrainParams._extra_sections``), or its config's defaults
 _LEARNER_CONFIGS = {"autoscale": _autoscale_config, "dvfo": _dvfo_config}
 
 
@@ -381,7 +378,10 @@ class TestbedParams:
     autoscale_steps: int = spec(20_000, "AutoScale's training steps on the simulator twin.", ge=1, le=10_000_000)
 
     def __post_init__(self):
-        live_excluded = ("oracle", "greedy_oracle", "edge_best_static", "dvfo")  # privileged, or DVFO's action set (no GPU here)
+        from bench.policies import REGISTRY, policy_info
+
+        # registered with the policy: privileged ones need the realised episode, DVFO's action set a Jetson
+        live_excluded = [p for p in sorted(REGISTRY) if not policy_info(p).live]
         bad = [p for p in self.policies if p in live_excluded]
         if bad:
             raise ParamsError(f"params.yaml: testbed.policies: {bad} cannot run live on this host; "
@@ -462,7 +462,7 @@ class Params:
         if self.engine is None:
             object.__setattr__(self, "engine", _engine_class()())
         # one objective everywhere: the learners' rewards derive from params.yaml's `objective` (docs/bound.md)
-        for name in LEARNERS:
+        for name in _LEARNER_CONFIGS:
             cfg = getattr(self.train, name, None)
             if cfg is not None and getattr(cfg, "violation_cost_mj", 0.0) is None:
                 object.__setattr__(self.train, name,

@@ -50,7 +50,7 @@ def test_every_registered_policy_and_the_new_baselines_have_their_own_style():
 
     # the suite's own policies (plugins and tests may register more; those get the fallback style below)
     own = {n for n, f in REGISTRY.items() if getattr(f, "__module__", "").startswith("bench.")}
-    names = own | {"best_static_dnn", "distilled_rule", "drldo", "appealnet", "edge_gpu_max"}
+    names = own | {"best_static_dnn", "drldo", "appealnet", "edge_gpu_max"}
     assert names <= set(report.POLICY_STYLES), names - set(report.POLICY_STYLES)
     styles = [tuple(report.policy_style(n).values()) for n in report.POLICY_STYLES]
     assert len(set(s[0] for s in styles)) == len(styles)  # one colour per policy
@@ -59,6 +59,30 @@ def test_every_registered_policy_and_the_new_baselines_have_their_own_style():
     assert report.policy_style("mystery_baseline")["color"] not in {s[0] for s in styles}
     assert report.ordered(["random", "mystery_baseline", "dvfo", "oracle"]) == ["dvfo", "oracle", "random",
                                                                                  "mystery_baseline"]
+
+
+def test_policy_order_style_and_role_come_from_the_registration():
+    """The shipped order is the registered one; a plugin policy gets its row, style and role by registering."""
+    from bench.policies import REGISTRY, register
+    from bench.policies.base import _INFO
+
+    shipped = ["autoscale", "dvfo", "bound_schedule", "greedy_oracle", "oracle", "edge_best_static",
+               "best_static_dnn", "best_static_dnn_signal", "distilled", "drldo", "appealnet", "edge_gpu_max",
+               "neurosurgeon", "gpu_only", "cpu_only", "cloud_only", "random"]
+    assert report.ordered(reversed(shipped)) == shipped
+    assert [p for p in shipped if report.is_learner(p)] == ["autoscale", "dvfo"]
+    assert [p for p in shipped if report.is_reference(p)] == ["bound_schedule", "greedy_oracle", "oracle"]
+    try:
+        register("tidy_plugin_star", order=35, colour="#123456", marker="*", reference=True)(lambda env, **_: None)
+        assert report.ordered(["random", "tidy_plugin_star", "autoscale"]) == ["autoscale", "tidy_plugin_star",
+                                                                               "random"]
+        assert report.policy_style("tidy_plugin_star") == {"color": "#123456", "marker": "*"}
+        assert report.is_reference("tidy_plugin_star") and "tidy_plugin_star" in report.POLICY_STYLES
+    finally:
+        del REGISTRY["tidy_plugin_star"]
+        _INFO.pop("tidy_plugin_star", None)
+    with pytest.raises(TypeError):
+        register("tidy_typo", colour_="#000000")
 
 
 def test_targets_are_named_and_coloured_the_same_everywhere():

@@ -258,7 +258,12 @@ def single_scenario_flag(metrics: Mapping[str, Any], suite: str, policy: str, ba
 #: the references a learner is compared with, in table order (those a suite lacks are skipped)
 REFERENCES = ("best_static_dnn", "best_static_dnn_signal", "distilled", "neurosurgeon", "drldo", "appealnet",
               "edge_gpu_max", "greedy_oracle", "oracle", "bound")
-LEARNERS = ("autoscale", "dvfo")
+
+
+def _learners() -> list[str]:
+    from bench.policies import LEARNERS  # lazy: the registry imports every policy
+
+    return LEARNERS.names()
 
 
 def _ci(entry: Mapping | None) -> tuple[float, float, float]:
@@ -275,7 +280,7 @@ def what_learners_add(metrics: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for suite, s in metrics.items():
         m = s.get("overall", s)
-        learners = [p for p in LEARNERS if p in m]
+        learners = [p for p in _learners() if p in m]
         no_room = _no_room(s)
         for learner in learners:
             le, le_lo, le_hi = _ci(m[learner].get("energy_mj"))
@@ -334,10 +339,11 @@ def _no_room(suite_metrics: Mapping[str, Any]) -> bool:
 def learner_notes(table: pd.DataFrame) -> list[str]:
     """Plain sentences per learner: its gap to the oracle, to the best static per DNN, to the distilled rule and
     (DVFO) to DRLDO / AppealNet / edge-only; says plainly when it does not beat the distilled rule."""
-    names = {"best_static_dnn": "the best static choice per DNN", "best_static_dnn_signal":
-             "the best static choice per DNN and signal bucket", "distilled": "the distilled depth-3 rule",
-             "drldo": "DRLDO", "appealnet": "AppealNet", "edge_gpu_max": "edge-only (GPU at top clocks)",
-             "neurosurgeon": "Neurosurgeon"}
+    from bench.policies import policy_info
+
+    def label(name: str) -> str:  # its name in prose, registered with the policy
+        return policy_info(name).label or name
+
     out = []
     for (suite, learner), g in table.groupby(["suite", "learner"], sort=True):
         g = g.set_index("reference")
@@ -359,7 +365,7 @@ def learner_notes(table: pd.DataFrame) -> list[str]:
             if ref in g.index:
                 r = g.loc[ref]
                 lo, hi = r.learner_saving_ci
-                parts.append(f"{-r.learner_saving:+.1%} [{-hi:+.1%}, {-lo:+.1%}] vs {names[ref]}")
+                parts.append(f"{-r.learner_saving:+.1%} [{-hi:+.1%}, {-lo:+.1%}] vs {label(ref)}")
         text = f"{suite}: {learner} uses " + "; ".join(parts) + " (energy per inference, 95% CI)."
         flags = [f"vs {ref}: {f}" for ref, f in g["single_scenario"].items()
                  if isinstance(f, str) and f.startswith("FLAG")] if "single_scenario" in g else []

@@ -54,11 +54,11 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str])
 
 def results_section(metrics: Mapping[str, Mapping], splits: Mapping[str, Mapping] | None = None,
                     yardstick: Mapping[str, Mapping] | None = None) -> str:
-    from bench.pipeline.report import LEARNERS, headline_rows
+    from bench.pipeline.report import headline_rows, is_learner
 
     parts = []
     for suite in sorted(metrics):
-        rows = [{**r, "policy": f"**{r['policy']}**" if r["policy"] in LEARNERS else r["policy"]}
+        rows = [{**r, "policy": f"**{r['policy']}**" if is_learner(r["policy"]) else r["policy"]}
                 for r in headline_rows(metrics[suite])]
         note = SUITE_NOTES.get(suite, "")
         split = (splits or {}).get(suite, {})

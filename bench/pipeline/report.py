@@ -31,36 +31,61 @@ from matplotlib.transforms import Bbox
 #: seaborn's theme for every figure (rc only: no pyplot state, no backend)
 THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
 
-#: row order of headline tables: the learners first, then the references
-POLICY_ORDER = ("autoscale", "dvfo", "bound_schedule", "greedy_oracle", "oracle", "edge_best_static", "best_static_dnn", "best_static_dnn_signal",
-                "distilled", "distilled_rule", "drldo", "appealnet", "edge_gpu_max", "neurosurgeon", "gpu_only",
-                "cpu_only", "cloud_only", "random")
-LEARNERS = ("autoscale", "dvfo")
-#: the hindsight references drawn as stars (greedy_oracle's old name, oracle, included)
-REFERENCES = ("bound_schedule", "greedy_oracle", "oracle")
+#: Each policy's row order, colour, marker and role (learner, hindsight reference) are registered with it
+#: (``bench.policies.register(name, order=..., colour=..., marker=..., reference=...)``, read through
+#: :func:`bench.policies.policy_info`); learners are what ``bench.policies.LEARNERS`` registers. Learners are
+#: saturated and round, the references black-to-grey stars, published comparators triangles, static baselines
+#: squares/diamonds, trivial baselines muted.
 
-#: one colour + marker per policy, in every figure. Learners are saturated and round, the oracle a black
-#: star, published comparators triangles, static baselines squares/diamonds, trivial baselines muted.
-POLICY_STYLES: dict[str, tuple[str, str]] = {
-    "autoscale": ("#d62728", "o"),
-    "dvfo": ("#9c27b0", "o"),
-    "bound_schedule": ("#000000", "*"),
-    "greedy_oracle": ("#444444", "*"),
-    "oracle": ("#777777", "*"),  # deprecated alias of greedy_oracle
-    "edge_best_static": ("#1f77b4", "s"),
-    "best_static_dnn": ("#17becf", "D"),
-    "best_static_dnn_signal": ("#0b6e78", "D"),
-    "distilled": ("#e377c2", "P"),
-    "distilled_rule": ("#f7b6d2", "P"),
-    "drldo": ("#8c564b", "v"),
-    "appealnet": ("#bcbd22", "^"),
-    "edge_gpu_max": ("#2ca02c", "X"),
-    "neurosurgeon": ("#ff7f0e", "h"),
-    "gpu_only": ("#98df8a", "p"),
-    "cpu_only": ("#7f7f7f", "<"),
-    "cloud_only": ("#6baed6", ">"),
-    "random": ("#bdbdbd", "d"),
-}
+
+def _info(name: str):
+    from bench.policies import policy_info  # lazy: the registry imports every policy (torch included)
+
+    return policy_info(str(name))
+
+
+def learner_names() -> tuple[str, ...]:
+    """Every registered learner (``bench.policies.LEARNERS``, plugins included)."""
+    from bench.policies import LEARNERS
+
+    return tuple(LEARNERS.names())
+
+
+def is_learner(name: str) -> bool:
+    return str(name) in learner_names()
+
+
+def is_reference(name: str) -> bool:
+    """A hindsight yardstick (the bound's schedule, the greedy oracle): drawn as an open star, named in bold."""
+    return _info(name).reference
+
+
+def _emphasised(name: str) -> bool:
+    """Learners and hindsight references are named in bold."""
+    return is_learner(name) or is_reference(name)
+
+
+class _RegisteredStyles(Mapping):
+    """``name -> (colour, marker)`` of every registered policy that registered both (read on each access)."""
+
+    def _styles(self) -> dict[str, tuple[str, str]]:
+        from bench.policies import REGISTRY
+
+        infos = {n: _info(n) for n in REGISTRY}
+        return {n: (i.colour, i.marker) for n, i in infos.items() if i.colour and i.marker}
+
+    def __getitem__(self, name: str) -> tuple[str, str]:
+        return self._styles()[name]
+
+    def __iter__(self):
+        return iter(self._styles())
+
+    def __len__(self) -> int:
+        return len(self._styles())
+
+
+#: one colour + marker per policy, in every figure, as registered with the policy
+POLICY_STYLES: Mapping[str, tuple[str, str]] = _RegisteredStyles()
 _FALLBACK_COLOURS = [to_hex(c) for c in colormaps["tab20b"].colors]
 _FALLBACK_MARKERS = ("H", "8", "d", "p", "^", "v", "<", ">")  # filled only: edges and faces both draw
 
@@ -78,8 +103,9 @@ MIN_BIN_REQUESTS = 10
 
 def policy_style(name: str) -> dict[str, str]:
     """``{color, marker}`` of a policy; an unknown name gets a stable style from its name (never a known one's)."""
-    if name in POLICY_STYLES:
-        colour, marker = POLICY_STYLES[name]
+    info = _info(name)
+    if info.colour and info.marker:
+        colour, marker = info.colour, info.marker
     else:
         h = zlib.crc32(name.encode())
         colour, marker = _FALLBACK_COLOURS[h % len(_FALLBACK_COLOURS)], _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)]
@@ -87,14 +113,16 @@ def policy_style(name: str) -> dict[str, str]:
 
 
 def ordered(policies: Iterable[str]) -> list[str]:
-    """Policies in :data:`POLICY_ORDER`, unknown ones after them alphabetically."""
+    """Policies in their registered ``order``, the others (no order, or not registered) after them alphabetically."""
     names = list(dict.fromkeys(str(p) for p in policies))
-    return [p for p in POLICY_ORDER if p in names] + sorted(set(names) - set(POLICY_ORDER))
+    orders = {p: _info(p).order for p in names}
+    return (sorted((p for p in names if orders[p] is not None), key=lambda p: (orders[p], p))
+            + sorted(p for p in names if orders[p] is None))
 
 
 def suite_learner(frame: pd.DataFrame) -> str:
     """The learner a suite's results were produced for (the one learner policy in it)."""
-    found = [p for p in LEARNERS if p in set(frame.policy.astype(str))]
+    found = [p for p in learner_names() if p in set(frame.policy.astype(str))]
     return found[0] if found else "autoscale"
 
 
@@ -272,9 +300,9 @@ def energy_vs_signal(results: pd.DataFrame, conditions: pd.DataFrame, title: str
     for pol in ordered(table.policy):
         d = table[table.policy == pol].sort_values("signal")
         st = policy_style(pol)
-        lw = 2.4 if pol in LEARNERS else 1.3
-        top.plot(d.signal, d.energy_mj, label=pol, lw=lw, ms=7 if pol in LEARNERS else 5, **st)
-        bottom.plot(d.signal, 100 * d.qos_violation_rate, lw=lw, ms=6 if pol in LEARNERS else 4, **st)
+        lw = 2.4 if is_learner(pol) else 1.3
+        top.plot(d.signal, d.energy_mj, label=pol, lw=lw, ms=7 if is_learner(pol) else 5, **st)
+        bottom.plot(d.signal, 100 * d.qos_violation_rate, lw=lw, ms=6 if is_learner(pol) else 4, **st)
     top.set(yscale="log", ylabel="energy per inference (mJ, log)",
             title=title or f"Energy and QoS against {signal_name(results)}")
     worse = "weaker" if column.endswith("_dbm") else "narrower"
@@ -345,7 +373,7 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
     for r in means.loc[list(ties)].reset_index().itertuples():
         st = policy_style(r.policy)
         name = tie_label(ties[r.policy])
-        big = 260 if r.policy in REFERENCES else (150 if r.policy in LEARNERS else 110)
+        big = 260 if is_reference(r.policy) else (150 if is_learner(r.policy) else 110)
         x, y = r.latency_rel_p95, r.energy_mj
         if x > x_hi or y > y_hi:
             val = (f"p95 {x:.3g}× deadline" if x > x_hi else "") + (", " if x > x_hi and y > y_hi else "") + \
@@ -354,9 +382,9 @@ def energy_latency(results: pd.DataFrame, conditions: pd.DataFrame, title: str =
                               "right" if x > x_hi else "up")
             continue
         # the oracle hollow and larger, so a learner on top of it stays visible
-        face = "none" if r.policy in REFERENCES else st["color"]
+        face = "none" if is_reference(r.policy) else st["color"]
         ax.scatter([x], [y], s=big, marker=st["marker"], facecolors=face, edgecolors="black" if face != "none"
-                   else st["color"], linewidths=1.6 if face == "none" else 0.8, zorder=5 + (r.policy in LEARNERS),
+                   else st["color"], linewidths=1.6 if face == "none" else 0.8, zorder=5 + is_learner(r.policy),
                    label=name)
         labels.append((name, x, y))
     ax.set(xscale="log", yscale="log")
@@ -411,7 +439,7 @@ def _place_labels(ax, labels: Sequence[tuple[str, float, float]]) -> None:
         return hit + 4 * outside
 
     for name, x, y in labels:
-        weight = "bold" if name.split(" = ")[0] in LEARNERS + REFERENCES else "normal"
+        weight = "bold" if _emphasised(name.split(" = ")[0]) else "normal"
         probe = ax.annotate(name, (x, y), xytext=(0, 0), textcoords="offset points", fontsize="small", weight=weight)
         best = None
         for dx, dy in _LABEL_OFFSETS:
@@ -568,7 +596,7 @@ def efficiency_by_scenario(by_scenario: Mapping[str, Mapping[str, Mapping]], bas
         y = np.arange(len(scen)) - 0.375 + (i + 0.5) * step
         st = policy_style(pol)
         ax.errorbar(d.ratio, y, xerr=[(d.ratio - d.lo).clip(lower=0), (d.hi - d.ratio).clip(lower=0)], fmt=st["marker"],
-                    ms=7 if pol in LEARNERS else 5, color=st["color"], lw=1, label=pol)
+                    ms=7 if is_learner(pol) else 5, color=st["color"], lw=1, label=pol)
     ax.set_yticks(np.arange(len(scen)), scen)
     ax.invert_yaxis()
     ax.axvline(1.0, color="grey", lw=1, ls="--")
@@ -630,7 +658,7 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
     comps = [c for c in comparators if any(f"efficiency_vs_{c}" in m for m in overall.values())]
     # the learners and the oracle always lie on the scale; only far-off baselines are clipped
     focus = [1 - 1 / m[f"efficiency_vs_{c}"]["mean"] for c in comps for p, m in overall.items()
-             if p in LEARNERS + REFERENCES and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
+             if _emphasised(p) and (m.get(f"efficiency_vs_{c}") or {}).get("mean")]
     floor = min([floor] + [v - 0.05 for v in focus])
     scen = ["all scenarios"] + sorted(by_scenario)
     tables = [overall] + [by_scenario[sc] for sc in scen[1:]]
@@ -669,7 +697,7 @@ def savings_vs(overall: Mapping[str, Mapping], by_scenario: Mapping[str, Mapping
                     clipped.setdefault(j, []).append(f"{name} {_fmt_saved(saved)}")
                     continue
                 h = ax.errorbar([100 * saved], [y], xerr=[[100 * max(saved - lo, 0)], [100 * max(hi - saved, 0)]],
-                                fmt=st["marker"], color=st["color"], ms=8 if pol in LEARNERS else 5, lw=1)
+                                fmt=st["marker"], color=st["color"], ms=8 if is_learner(pol) else 5, lw=1)
                 handles.setdefault(name, h)
         for j, notes in clipped.items():  # in the gap below the row, clear of the marks
             ax.annotate(", ".join(notes) + " (off scale)", (floor * 100, j + 0.5), xytext=(10, 0),

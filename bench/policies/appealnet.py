@@ -57,7 +57,7 @@ class AppealNet(Policy):
         return self.appeal_action if self.rng.random() < self.appeal_rate[w] else self.edge_action
 
 
-@register("appealnet")
+@register("appealnet", order=120, colour="#bcbd22", marker="^", label="AppealNet")
 def appealnet(env, seed: int | None = None, **_) -> AppealNet:
     if seed is None:
         raise ValueError("appealnet needs seed=<int> (which requests appeal is a seeded draw)")

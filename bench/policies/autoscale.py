@@ -567,7 +567,7 @@ def train(config: AutoScaleConfig, callback: Callable[[int, "AutoScaleLearner"],
 
 # --------------------------------------------------------------------------- registry
 
-@register("autoscale")
+@register("autoscale", order=10, colour="#d62728", marker="o")
 def autoscale(env, path: str | Path | None = None, config: AutoScaleConfig | None = None,
               **overrides: Any) -> AutoScaleLearner:
     """A saved learner (``path=``) checked against ``env``, or an untrained one for ``env``'s actions."""

@@ -19,12 +19,19 @@ project through ``plugins:`` in params.yaml (docs/extending.md).
 
 Some baselines are *privileged*: the oracle sees the realised draw of the
 current request, the hindsight statics see the whole scenario. They say so in
-their docstring (``privileged = True``) and exist only as references.
+their class (``privileged = True``) and exist only as references.
+
+What the suite's tables, figures and checks know about a policy (its row order, colour and
+marker, whether it is a hindsight yardstick, privileged, able to run live, its name in prose)
+is registered with it: ``@register(name, order=..., colour=..., ...)`` (:class:`PolicyInfo`),
+read back with :func:`policy_info`. A plugin policy gets all of it by registering; nothing
+downstream keeps a list of policy names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -81,9 +88,75 @@ PolicyFactory = Callable[..., Policy]
 REGISTRY: Registry = Registry("policy", "policies")
 
 
-def register(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
-    """Decorator: make a policy class/factory available as ``make_policy(name, env)``."""
-    return REGISTRY.register(name)
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What tables, figures and checks know about a policy, given where it is registered
+    (``@register(name, **info)``); every field has a default, so a plugin may give none."""
+
+    order: float | None = None
+    """Its row in tables and legends (lower first); None: after the ordered ones, alphabetically."""
+    colour: str | None = None
+    """Its colour in every figure; None: a stable one derived from its name (never a registered one's)."""
+    marker: str | None = None
+    """Its matplotlib marker in every figure; None: derived from its name, like the colour."""
+    reference: bool = False
+    """A hindsight yardstick a learner is measured against (the bound's schedule, the greedy oracle): drawn
+    as an open star and named in bold."""
+    privileged: bool | None = None
+    """Sees what no real scheduler can (the realised draw, the whole scenario): a reference only, never run
+    live. None: the policy class's own ``privileged`` (a factory's return annotation names the class)."""
+    live: bool | None = None
+    """Can run on the live testbed. None: when not privileged (a privileged policy needs the realised episode);
+    False e.g. for an action set the testbed's host does not have."""
+    label: str = ""
+    """Its name in prose (claims' sentences), e.g. "the distilled depth-3 rule"; empty: the registry name."""
+
+
+#: policy name -> what was registered about it (:func:`policy_info` fills in the rest)
+_INFO: dict[str, PolicyInfo] = {}
+
+
+def register(name: str, **info: Any) -> Callable[[PolicyFactory], PolicyFactory]:
+    """Decorator: make a policy class/factory available as ``make_policy(name, env)``, with what the
+    suite should know about it (the fields of :class:`PolicyInfo`, e.g. ``order=..., colour=...``)."""
+    meta = PolicyInfo(**info)  # a misspelt field is a TypeError here, at import
+
+    def deco(factory: PolicyFactory) -> PolicyFactory:
+        REGISTRY.register(name, factory)
+        _INFO[name] = meta
+        return factory
+
+    return deco
+
+
+def _class_privileged(factory: Any) -> bool:
+    """``privileged`` of the class a factory is or returns (its return annotation); False if unknown."""
+    cls = factory if isinstance(factory, type) else None
+    if cls is None:
+        try:
+            cls = typing.get_type_hints(factory).get("return")
+        except Exception:  # an annotation that does not resolve (a plugin's forward reference)
+            cls = None
+    return bool(getattr(cls, "privileged", False)) if isinstance(cls, type) else False
+
+
+def policy_info(name: str) -> PolicyInfo:
+    """What is known about the policy registered as ``name`` (a default :class:`PolicyInfo` for a name
+    nothing registered, e.g. one in an old results table). An entry-point plugin may carry its info as
+    the attribute ``policy_info`` of its class or factory."""
+    factory = REGISTRY.get(name)
+    info = _INFO.get(name) or getattr(factory, "policy_info", None)
+    info = info if isinstance(info, PolicyInfo) else PolicyInfo()
+    if info.privileged is None:
+        info = replace(info, privileged=factory is not None and _class_privileged(factory))
+    if info.live is None:
+        info = replace(info, live=not info.privileged)
+    return info
+
+
+def privileged_policies() -> list[str]:
+    """Every registered policy that is privileged (plugins included)."""
+    return sorted(n for n in REGISTRY if policy_info(n).privileged)
 
 
 def make_policy(name: str, env, **kwargs: Any) -> Policy:

@@ -157,7 +157,7 @@ class ConstantPolicy(Policy):
         return self.action
 
 
-@register("cpu_only")
+@register("cpu_only", order=160, colour="#7f7f7f", marker="<")
 def cpu_only(env, **_) -> ConstantPolicy:
     """Edge CPU at its highest level (AutoScale env only)."""
     if env_kind(env) == "dvfo":
@@ -173,7 +173,7 @@ def edge_gpu_max_action(env) -> int:
     return int(top[acts.loc[top, "xi"].to_numpy().argmin()])
 
 
-@register("edge_gpu_max")
+@register("edge_gpu_max", order=130, colour="#2ca02c", marker="X", label="edge-only (GPU at top clocks)")
 def edge_gpu_max(env, **_) -> ConstantPolicy:
     """DVFO's "edge-only": xi = 0 at the highest frequencies (DVFO env only; on the AutoScale env use gpu_only)."""
     if env_kind(env) != "dvfo":
@@ -181,7 +181,7 @@ def edge_gpu_max(env, **_) -> ConstantPolicy:
     return ConstantPolicy(edge_gpu_max_action(env), "edge_gpu_max")
 
 
-@register("gpu_only")
+@register("gpu_only", order=150, colour="#98df8a", marker="p")
 def gpu_only(env, **_) -> ConstantPolicy:
     """Edge GPU at its highest level (AutoScale env only)."""
     if env_kind(env) == "dvfo":
@@ -218,7 +218,7 @@ class CloudOnly(Policy):
         return self.lte_action
 
 
-@register("cloud_only")
+@register("cloud_only", order=170, colour="#6baed6", marker=">")
 def cloud_only(env, wifi_threshold_dbm: float | None = None, **_) -> Policy:
     """See :class:`CloudOnly` (AutoScale) / the largest xi at the highest frequencies (DVFO)."""
     acts = env.unwrapped.action_table
@@ -243,7 +243,7 @@ class RandomPolicy(Policy):
         return int(self.rng.integers(self.n_actions))
 
 
-@register("random")
+@register("random", order=180, colour="#bdbdbd", marker="d")
 def random_policy(env, seed: int | None = None, rng: np.random.Generator | None = None, **_) -> RandomPolicy:
     """Uniform random actions; pass ``rng`` or ``seed`` (one is required: no global RNG)."""
     if rng is None:
@@ -306,6 +306,6 @@ class EdgeBestStatic(Policy):
         return self.action
 
 
-@register("edge_best_static")
+@register("edge_best_static", order=60, colour="#1f77b4", marker="s")
 def edge_best_static(env, n_steps: int | None = None, tolerance: float = 0.0, **_) -> EdgeBestStatic:
     return EdgeBestStatic(env, n_steps=n_steps, tolerance=tolerance)

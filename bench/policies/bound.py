@@ -384,7 +384,8 @@ class BoundSchedule(Policy):
         return int(self.schedule[t])
 
 
-@register("bound_schedule")
+# live although privileged: the testbed replays the schedule found on its simulated twin (docs/testbed.md)
+@register("bound_schedule", order=30, colour="#000000", marker="*", reference=True, live=True)
 def bound_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
                    **_) -> BoundSchedule:
     return BoundSchedule(env, violation_cost_mj, variant, n_steps)

@@ -111,7 +111,7 @@ class DistilledTree(Policy):
         return cls(tree)
 
 
-@register("distilled")
+@register("distilled", order=90, colour="#e377c2", marker="P", label="the distilled depth-3 rule")
 def distilled(env, path: str | Path | None = None, train_scenarios: Sequence[str] | None = None,
               train_seeds: Sequence[int] | None = None, n_steps: int | None = None, max_depth: int = MAX_DEPTH,
               **_) -> DistilledTree:

@@ -84,7 +84,7 @@ def train_drldo(config: dict[str, Any]):
     return _trained(json.dumps(config, sort_keys=True, default=list))
 
 
-@register("drldo")
+@register("drldo", order=110, colour="#8c564b", marker="v", label="DRLDO")
 def drldo(env, path: str | Path | None = None, config: dict[str, Any] | None = None,
           train_scenarios: Sequence[str] | None = None, train_seed: int | None = None,
           total_steps: int | None = None, **_) -> DRLDO:

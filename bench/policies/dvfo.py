@@ -479,7 +479,8 @@ def _spaces(env) -> tuple[int, int]:
     return int(obs_space.shape[0]), int(act_space.n)
 
 
-@register("dvfo")
+# not live: its action set is a Jetson's GPU and memory clocks, which the testbed's host does not have
+@register("dvfo", order=20, colour="#9c27b0", marker="o", live=False)
 def make_dvfo(env, path: str | Path | None = None, **config: Any) -> DVFOLearner:
     """Registry factory: an untrained learner from ``DVFOConfig`` fields, or a saved one via ``path=``."""
     if path is not None:

@@ -144,6 +144,6 @@ class Neurosurgeon(Policy):
         return env.unwrapped.action_table.loc[self.candidates]
 
 
-@register("neurosurgeon")
+@register("neurosurgeon", order=140, colour="#ff7f0e", marker="h", label="Neurosurgeon")
 def neurosurgeon(env, alpha: float = 0.5, **_) -> Neurosurgeon:
     return Neurosurgeon(env, alpha=alpha)

@@ -65,12 +65,12 @@ class GreedyOracle(Policy):
 Oracle = GreedyOracle
 
 
-@register("greedy_oracle")
+@register("greedy_oracle", order=40, colour="#444444", marker="*", reference=True)
 def greedy_oracle(env, wait_aware: bool = False, **_) -> GreedyOracle:
     return GreedyOracle(env, wait_aware=wait_aware)
 
 
-@register("oracle")
+@register("oracle", order=50, colour="#777777", marker="*", reference=True)
 def oracle(env, wait_aware: bool = False, **_) -> GreedyOracle:
     """Deprecated alias of ``greedy_oracle`` (it is not a bound; see the module docstring)."""
     warnings.warn("policy 'oracle' is deprecated: it is the greedy per-request oracle, use 'greedy_oracle' "

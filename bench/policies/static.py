@@ -160,7 +160,7 @@ def _fit_key(env, fit_scenarios, fit_seeds, seed, n_steps, tolerance, signal_buc
             None if fit_seeds is not None else seed, n_steps, float(tolerance), int(signal_buckets))
 
 
-@register("best_static_dnn")
+@register("best_static_dnn", order=70, colour="#17becf", marker="D", label="the best static choice per DNN")
 def best_static_dnn(env, fit_scenarios: Sequence[str] | None = None, fit_seeds: Sequence[int] | None = None,
                     seed: int | None = None, n_steps: int | None = None, tolerance: float = 0.0,
                     **_) -> BestStaticPerDNN:
@@ -168,7 +168,8 @@ def best_static_dnn(env, fit_scenarios: Sequence[str] | None = None, fit_seeds: 
                             fit_key=_fit_key(env, fit_scenarios, fit_seeds, seed, n_steps, tolerance, 0))
 
 
-@register("best_static_dnn_signal")
+@register("best_static_dnn_signal", order=80, colour="#0b6e78", marker="D",
+          label="the best static choice per DNN and signal bucket")
 def best_static_dnn_signal(env, fit_scenarios: Sequence[str] | None = None, fit_seeds: Sequence[int] | None = None,
                            seed: int | None = None, n_steps: int | None = None, tolerance: float = 0.0,
                            n_buckets: int = 3, **_) -> BestStaticPerDNN:
