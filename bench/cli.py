@@ -60,10 +60,10 @@ def _cmd_notebook(args) -> int:
     return 0
 
 
-def _workloads_main(argv: list[str]) -> int:
-    from bench.world import workloads
+def _cmd_workloads(args) -> int:
+    from bench.cli_world import run_workloads
 
-    return workloads.main(argv)
+    return run_workloads(args)
 
 
 def _collect_main(argv: list[str]) -> int:
@@ -94,16 +94,16 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
-def _calibrate_main(argv: list[str]) -> int:
-    from bench.world import fit
+def _cmd_calibrate(args) -> int:
+    from bench.cli_world import run_calibrate
 
-    return fit.main(argv)
+    return run_calibrate(args)
 
 
-def _predict_main(argv: list[str]) -> int:
-    from bench.world import predict
+def _cmd_predict(args) -> int:
+    from bench.cli_world import run_predict
 
-    return predict.main(argv)
+    return run_predict(args)
 
 
 def _readme_main(argv: list[str]) -> int:
@@ -258,16 +258,36 @@ def _build_env_yml(p):
     p.add_argument("--check", action="store_true")
 
 
+def _build_workloads(p):
+    from bench.cli_world import build_workloads  # the world's parsers live in the CLI layer, not in bench/world
+
+    build_workloads(p)
+
+
+def _build_calibrate(p):
+    from bench.cli_world import build_calibrate
+
+    build_calibrate(p)
+
+
+def _build_predict(p):
+    from bench.cli_world import build_predict
+
+    build_predict(p)
+
+
 #: Every sub-command, in the order ``--help`` lists them: the one table of the command line.
 COMMANDS: dict[str, Command] = {
     "profiles": Command("every shipped profile's targets, runtime, levels and calibration error", _cmd_profiles,
                         _build_profiles),
-    "calibrate": Command("fit the shipped profiles to data/calibration (--write to write them)", _calibrate_main),
-    "predict": Command("latency, power and energy of a DNN on a profile's target (CSV or one row)", _predict_main),
+    "calibrate": Command("fit the shipped profiles to data/calibration (--write to write them)", _cmd_calibrate,
+                         _build_calibrate),
+    "predict": Command("latency, power and energy of a DNN on a profile's target (CSV or one row)", _cmd_predict,
+                       _build_predict),
     "params": Command("validate params.yaml (--describe: every key with its doc)", _cmd_params, _build_params),
     "notebook": Command("run a pipeline stage's notebook via papermill (used by dvc.yaml)", _cmd_notebook,
                         _build_notebook),
-    "workloads": Command("print (or recompute and write) the workload table", _workloads_main),
+    "workloads": Command("print (or recompute and write) the workload table", _cmd_workloads, _build_workloads),
     "collect": Command("sweep workloads x targets x frequencies with a meter (resumable)", _collect_main),
     "monitor": Command("energy, duration and average power of any command: monitor -- CMD ...", _monitor_main),
     "plugins": Command("every extension point and what is registered (plugins included)", _cmd_plugins,
@@ -298,13 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m bench", description="Headless entry points of the edge-inference benchmark "
                      "suite for devices, DVC and people; `python -m bench COMMAND --help` for each.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    parsers = {}
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, add_help=cmd.build is not None)
+        parsers[name] = p = sub.add_parser(name, help=cmd.help, description=cmd.help, add_help=cmd.build is not None)
         if cmd.build is not None:
             cmd.build(p)
             p.set_defaults(func=cmd.handler)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the sub-command's parser (its usage), not the top level's
+            parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
         return _exit_code(exc)
     return _run(args.func, args)

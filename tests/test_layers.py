@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # rank of each layer: a module may import only modules of its own rank or lower
 LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.validate": 0, "bench.world": 1, "bench.sim": 2,
           "bench.policies": 3, "bench.pipeline": 4, "bench.perf": 5, "bench.testbed": 5, "bench.sweep": 5,
-          "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.__main__": 7, "bench": 7,
+          "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.cli_world": 7, "bench.__main__": 7, "bench": 7,
           "bench.plugins": 0, "bench.measurement": 0}
 
 
@@ -95,3 +95,20 @@ def test_no_import_cycles():
     for n in sorted(graph):
         if n not in seen:
             visit(n)
+
+
+def test_model_layers_build_no_argument_parsers():
+    """The command line is the CLI layer's (bench/cli.py, bench/cli_world.py): a model, policy or simulator
+    module takes values, not argv. Module entry points of DVC stages (``python -m bench.world.attention``,
+    its ``cmd`` in dvc.yaml) and ``opclasses`` are the known exceptions."""
+    allowed = {"bench.world.attention", "bench.world.opclasses"}
+    parsers = sorted(name for name, path in _modules().items()
+                     if name.startswith(("bench.world", "bench.sim", "bench.policies")) and name not in allowed
+                     and "argparse" in _imports_all(path))
+    assert not parsers, f"argument parsers in model modules (move them to the CLI layer): {parsers}"
+
+
+def _imports_all(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | {
+        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

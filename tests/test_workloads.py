@@ -194,7 +194,9 @@ def test_missing_cache_error_says_how_to_regenerate(tmp_path):
         wl.load_workloads(tmp_path)
 
 
-def test_main_prints_shipped_table(capsys):
-    assert wl.main([]) == 0
+def test_workloads_command_prints_shipped_table(capsys):
+    from bench.cli import main
+
+    assert main(["workloads"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in wl.WORKLOADS)

@@ -17,19 +17,15 @@ op-class features (``data/workloads/op_classes.csv``).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bench.errors import DataFileError
 
 from bench.world.profiles import DeviceProfile, ProfileError, Work, load_profile
 
@@ -186,57 +182,26 @@ def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tup
     return out, failed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench predict", description=__doc__.split("\n")[0])
-    parser.add_argument("--csv", help="input CSV (columns profile, workload, target[, level_mhz, mem_level_mhz, precision])")
-    parser.add_argument("--out", help="output CSV (with --csv)")
-    parser.add_argument("--profile")
-    parser.add_argument("--workload")
-    parser.add_argument("--target")
-    parser.add_argument("--level-mhz", default=None, help="core clock in MHz, or 'max' (default)")
-    parser.add_argument("--mem-level-mhz", default=None, help="memory clock in MHz, or 'max' (default)")
-    parser.add_argument("--precision", default=None, help="must equal the target's precision if given")
-    parser.add_argument("--cpu-level-mhz", default=None,
-                        help="host CPU clock for an accelerator target (its kernel launches slow down with it)")
-    parser.add_argument("--json", action="store_true", help="print the single-row result as JSON")
-    args = parser.parse_args(argv)
+def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int]:
+    """Predict every row of the CSV ``src`` and write them to ``out_path`` (the batch form above);
+    returns (rows, rows that failed). A bad ``out_path`` raises :class:`PredictError` (one line)."""
+    out_dir = Path(out_path).parent
+    if not out_dir.is_dir():
+        raise PredictError(f"--out {out_path}: directory {str(out_dir)!r} does not exist; allowed: a file "
+                           f"in an existing directory")
+    if Path(out_path).is_dir():
+        raise PredictError(f"--out {out_path}: is a directory; allowed: a file path")
+    out, failed = predict_frame(read_rows(src))
     try:
-        if args.csv:
-            if not args.out:
-                raise PredictError("--csv needs --out")
-            out_dir = Path(args.out).parent
-            if not out_dir.is_dir():
-                raise PredictError(f"--out {args.out}: directory {str(out_dir)!r} does not exist; allowed: a file "
-                                   f"in an existing directory")
-            if Path(args.out).is_dir():
-                raise PredictError(f"--out {args.out}: is a directory; allowed: a file path")
-            rows = read_rows(args.csv)
-            out, failed = predict_frame(rows)
-            try:
-                # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters)
-                out.to_csv(args.out, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
-            except OSError as exc:
-                raise PredictError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
-            print(f"wrote {args.out}: {len(out) - failed} rows predicted, {failed} failed (see column 'error')",
-                  file=sys.stderr)
-            return 0
-        missing = [k for k in ("profile", "workload", "target") if not getattr(args, k)]
-        if missing:
-            raise PredictError(f"give --csv IN --out OUT, or --profile, --workload and --target (missing: "
-                               f"{', '.join('--' + m for m in missing)})")
-        res = Predictor().predict(args.profile, args.workload, args.target, args.level_mhz, args.mem_level_mhz,
-                                  args.precision, args.cpu_level_mhz)
-    except (PredictError, DataFileError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(json_safe(res), indent=2, allow_nan=False))
-    else:
-        print(f"{res['profile']}/{res['target']} @ {res['level_mhz']:g} MHz ({res['runtime']}): {res['workload']} "
-              f"{res['latency_ms']:.3f} ms, {res['power_w']:.3f} W, {res['energy_mj']:.3f} mJ ({res['source']})"
-              + (f" [{res['error']}]" if res["error"] else ""))
-    return 0
+        # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters)
+        out.to_csv(out_path, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    except OSError as exc:
+        raise PredictError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
+    return len(out), failed
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def describe(res: Mapping[str, Any]) -> str:
+    """One prediction (:meth:`Predictor.predict`) as one line of text."""
+    return (f"{res['profile']}/{res['target']} @ {res['level_mhz']:g} MHz ({res['runtime']}): {res['workload']} "
+            f"{res['latency_ms']:.3f} ms, {res['power_w']:.3f} W, {res['energy_mj']:.3f} mJ ({res['source']})"
+            + (f" [{res['error']}]" if res["error"] else ""))
