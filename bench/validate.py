@@ -395,6 +395,21 @@ def mapping(where: str, value: Any, error: type[BenchError], *, allowed: Iterabl
 
 # --------------------------------------------------------------------------- CSV traces
 
+def read_utf8(path: str | Path, error: type[BenchError], prefix: str = "") -> str:
+    """A user's text file (a CSV of rows) as UTF-8 text, a UTF-8 byte-order mark dropped; an unreadable file or
+    another encoding is one clean ``error`` naming the file (after ``prefix``, e.g. the option that named it)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{prefix}{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{prefix}{path.name}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; allowed: UTF-8 "
+                    f"text (save the file as UTF-8; UTF-16 and Latin-1 are not read)") from None
+
+
 def read_csv_column(path: str | Path, column: Any, error: type[BenchError], where: str | None = None, *,
                     max_bytes: int = MAX_CSV_BYTES, **bounds) -> np.ndarray:
     """One numeric column of a CSV trace (header row first) as a float array.

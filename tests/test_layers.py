@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.pipeline.codedeps import imports_in
+
 ROOT = Path(__file__).resolve().parents[1]
 # rank of each layer: a module may import only modules of its own rank or lower
-LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.validate": 0, "bench.world": 1, "bench.sim": 2,
-          "bench.policies": 3, "bench.pipeline": 4, "bench.perf": 5, "bench.testbed": 5, "bench.sweep": 5,
-          "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.cli_world": 7, "bench.__main__": 7, "bench": 7,
-          "bench.plugins": 0, "bench.measurement": 0}
+LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.validate": 0, "bench.world": 1,
+          "bench.sim": 2, "bench.policies": 3, "bench.pipeline": 4, "bench.perf": 5, "bench.testbed": 5,
+          "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.cli_world": 7, "bench.__main__": 7, "bench": 7}
 
 
 def _module_name(path: Path) -> str:
@@ -32,21 +33,11 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for pkg in ("bench", "hw") for p in (ROOT / pkg).rglob("*.py")}
 
 
-def _imports(path: Path, name: str) -> set[str]:
+def _imports(path: Path, name: str, roots: tuple[str, ...] | None = ("bench", "hw")) -> set[str]:
+    """Every import of the module (the lazy ones too), read by the walker the DVC code deps use."""
     tree = ast.parse(path.read_text(), filename=str(path))
     pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                base = ".".join(up + ([node.module] if node.module else []))
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
-    return {m for m in found if m.split(".")[0] in ("bench", "hw")}
+    return imports_in([tree], pkg, roots)
 
 
 def _rank(module: str) -> int:
@@ -59,6 +50,13 @@ def _rank(module: str) -> int:
 def _graph() -> dict[str, set[str]]:
     mods = _modules()
     return {name: {m for m in _imports(p, name) if m in mods and m != name} for name, p in mods.items()}
+
+
+def test_every_layer_names_a_module():
+    """No stale entries: each key of LAYERS is a module or package that exists."""
+    mods = _modules()
+    stale = sorted(k for k in LAYERS if k not in mods)
+    assert not stale, f"LAYERS names modules that do not exist: {stale}"
 
 
 def test_hw_imports_nothing_from_bench():
@@ -104,11 +102,5 @@ def test_model_layers_build_no_argument_parsers():
     allowed = {"bench.world.attention", "bench.world.opclasses"}
     parsers = sorted(name for name, path in _modules().items()
                      if name.startswith(("bench.world", "bench.sim", "bench.policies")) and name not in allowed
-                     and "argparse" in _imports_all(path))
+                     and "argparse" in _imports(path, name, roots=None))
     assert not parsers, f"argument parsers in model modules (move them to the CLI layer): {parsers}"
-
-
-def _imports_all(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    return {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | {
-        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

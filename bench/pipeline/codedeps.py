@@ -57,7 +57,10 @@ def _resolve(root: Path, module: str) -> str | None:
     return None
 
 
-def _imports_in(nodes, pkg: str) -> set[str]:
+def imports_in(nodes, pkg: str, roots: tuple[str, ...] | None = CODE_ROOTS) -> set[str]:
+    """Modules imported anywhere in ``nodes`` (inside functions too), relative imports resolved against the
+    package ``pkg``; ``from a import b`` counts ``a`` and ``a.b``. Only those under ``roots`` (all: None).
+    The one import walker: ``tests/test_layers.py`` reads the layers with it too."""
     found: set[str] = set()
     for node in nodes:
         for sub in ast.walk(node):
@@ -70,7 +73,7 @@ def _imports_in(nodes, pkg: str) -> set[str]:
                     base = ".".join(up + ([sub.module] if sub.module else []))
                 found.add(base)
                 found.update(f"{base}.{a.name}" for a in sub.names)
-    return {m for m in found if m.split(".")[0] in CODE_ROOTS}
+    return {m for m in found if roots is None or m.split(".")[0] in roots}
 
 
 @lru_cache(maxsize=None)
@@ -90,7 +93,7 @@ def module_imports(root: Path, module: str, only: tuple[str, ...] | None = None)
     else:
         nodes = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         nodes += [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in only]
-    out = {_resolve(root, m) for m in _imports_in(nodes, pkg)}
+    out = {_resolve(root, m) for m in imports_in(nodes, pkg)}
     return {m for m in out if m}
 
 
@@ -141,7 +144,7 @@ def notebook_imports(path: Path) -> set[str]:
         src = "".join(cell.get("source", []))
         src = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
         try:
-            found |= _imports_in([ast.parse(src)], "")
+            found |= imports_in([ast.parse(src)], "")
         except SyntaxError:
             continue
     return found

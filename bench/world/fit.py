@@ -42,7 +42,7 @@ from scipy.optimize import least_squares
 from bench.paths import DATA_DIR, PROFILES_DIR
 from bench.errors import DataFileError
 import bench.validate as V
-from bench.validate import read_yaml
+from bench.validate import read_utf8, read_yaml
 from bench.world.profiles import (EFFICIENCY_KEYS, OP_CLASSES, DeviceProfile, ProfileError, Target, Work,
                                   load_profile, profile_from_dict, profile_to_dict)
 from bench.world.shared_fit import JointModel, JointSettings, PointTable, dominant_class
@@ -155,20 +155,6 @@ def _number(text: str | None, line: int, key: str, required: bool = True, where:
     if not (math.isfinite(value) and 0 < value <= hi):
         raise CalibrationError.at(at, "out of range", text, allowed)
     return value
-
-
-def read_utf8(path: Path | str, error: type[DataFileError] = DataFileError) -> str:
-    """The file as UTF-8 text (a UTF-8 byte-order mark is dropped); anything else is one clean error."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path.name}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; allowed: UTF-8 text "
-                    f"(save the file as UTF-8; UTF-16 and Latin-1 are not read)") from None
 
 
 def load_calibration(path: Path | str = MEASUREMENTS_CSV) -> tuple[pd.DataFrame, list[str]]:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 
+from bench.validate import read_utf8
 from bench.world.profiles import DeviceProfile, ProfileError, Work, load_profile
 
 OUTPUT_COLUMNS = ("latency_ms", "power_w", "energy_mj", "runtime", "source", "error")
@@ -69,15 +70,7 @@ def _nan_reason(t: Any, latency: float, power: float) -> str:
 def read_rows(path: str | Path) -> pd.DataFrame:
     """The input CSV as strings; not UTF-8, not CSV or a ragged row is one clean :class:`PredictError`."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PredictError(f"--csv {path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PredictError(f"--csv {path.name}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; allowed: "
-                           f"UTF-8 text (save the file as UTF-8; UTF-16 and Latin-1 are not read)") from None
+    text = read_utf8(path, PredictError, prefix="--csv ")
     if "\x00" in text:
         raise PredictError(f"--csv {path.name}: holds a NUL character at offset {text.index(chr(0))}; allowed: CSV text")
     reader = csv.reader(io.StringIO(text, newline=""))
