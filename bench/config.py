@@ -5,11 +5,11 @@ their limits (``ge``/``le``/``choices``) in field metadata. :func:`load_params`
 validates the whole file before any work starts: an unknown key, a wrong type
 or an out-of-range value raises :class:`ParamsError` naming the key (as a dotted
 path) and what is allowed. Later stages add their own section dataclass to
-:class:`Params`. The sections defined elsewhere (the learners' configs in
-``bench.policies``, ``Engine`` in ``bench.pipeline.engine``) carry their limits the
-same way, in their own fields' metadata (:func:`bench.validate.bounded`): a new
-field is one line with its range, and ``tests/test_config.py`` fails on a number
-without one.
+:class:`Params`. The learners' configs (in ``bench.policies``) carry their
+limits the same way, in their own fields' metadata (:func:`bench.validate.bounded`):
+a new field is one line with its range, and ``tests/test_config.py`` fails on a
+number without one. ``Engine`` (where cells run) is a section here too, so this
+module imports nothing from the pipeline it configures (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -277,12 +277,6 @@ class TrainParams:
 _LEARNER_CONFIGS = {"autoscale": _autoscale_config, "dvfo": _dvfo_config}
 
 
-def _engine_class():
-    from bench.pipeline.engine import Engine  # the engine's own dataclass is the schema (docs under each field)
-
-    return Engine
-
-
 @dataclass(frozen=True)
 class SweepGrid:
     """One grid of a sweep: a learner trained on each profile under each config variant, then
@@ -436,6 +430,98 @@ class ObjectiveParams:
                                     ge=0, le=1e9)
 
 
+# --------------------------------------------------------------------------- engine
+# Where evaluation cells and sweep jobs run (bench/pipeline/engine.py runs them); the schema lives here
+# with the other sections, so params.yaml's loader imports nothing from the pipeline it configures.
+
+BACKENDS = ("local-processes", "dask", "dask-slurm")
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What each Slurm job asks for (``engine.slurm``); one single-core worker per job."""
+
+    queue: str = ""
+    """Slurm partition (``-p``); empty = the cluster's default."""
+    memory: str = "4GB"
+    """Memory per job (a worker imports torch: give it at least 2 GB)."""
+    walltime: str = "01:00:00"
+    """Wall-time limit per job (HH:MM:SS)."""
+    account: str = ""
+    """Slurm account (``-A``); empty = none."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which backend runs the cells (``engine`` in params.yaml)."""
+
+    backend: str = "local-processes"
+    """``local-processes`` | ``dask`` | ``dask-slurm``."""
+    address: str = ""
+    """Dask scheduler address of a running cluster (backend ``dask``); empty = start a local one."""
+    workers: int = bounded(0, ge=0, le=100_000)
+    """Worker processes (local pool, local Dask cluster or Slurm jobs); 0 = one per core of this machine."""
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"engine.backend = {self.backend!r}; allowed: {', '.join(BACKENDS)}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 100_000:
+            raise ValueError(f"engine.workers = {self.workers!r}; allowed: an integer in [0, 100000] (0 = one per core)")
+        if self.address and self.backend != "dask":
+            raise ValueError(f"engine.address is only used with backend 'dask' (backend is {self.backend!r})")
+        if self.address:
+            try:  # the form only; whether a scheduler answers there: probe_scheduler
+                split_address(self.address)
+            except EngineAddressError as exc:
+                raise ValueError(str(exc)) from None  # params.yaml's loader prefixes where it came from
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Engine":
+        """From params.yaml's ``engine`` mapping (as papermill passes it to a notebook)."""
+        data = dict(data)
+        slurm = SlurmSettings(**data.pop("slurm", {}) or {})
+        return cls(**data, slurm=slurm)
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or local_cores()
+
+
+#: the schemes Dask's comms accept; tcp (and a bare host:port) is probed, the others only checked for form
+ADDRESS_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
+
+
+class EngineAddressError(ConfigError):
+    """``engine.address`` is malformed, unreachable, or not a Dask scheduler (one line, exit 2)."""
+
+
+def split_address(address: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a Dask address (``tcp://host:8786``, ``host:8786``, ``tcp://[::1]:8786``);
+    port 0 for schemes without one. Raises :class:`EngineAddressError` on a malformed address."""
+    allowed = "tcp://HOST:PORT (or HOST:PORT, tls://HOST:PORT) of a running Dask scheduler"
+    if not isinstance(address, str) or not address or any(c.isspace() for c in address) or len(address) > 300:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: malformed; allowed: {allowed}")
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ADDRESS_SCHEMES:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: unknown scheme {scheme!r}; allowed: "
+                                 f"{', '.join(s + '://' for s in ADDRESS_SCHEMES)}")
+    if scheme in ("inproc", "ucx"):
+        return scheme, rest, 0
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise EngineAddressError(f"engine.address = {address!r:.80}: needs a host and a port 1-65535; "
+                                 f"allowed: {allowed}")
+    return scheme, host, int(port)
+
+
+def local_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
@@ -449,9 +535,9 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams, metadata={"doc": TrainParams.__doc__})
     evaluate: EvaluateParams = field(default_factory=EvaluateParams, metadata={"doc": EvaluateParams.__doc__})
     objective: ObjectiveParams = field(default_factory=ObjectiveParams, metadata={"doc": ObjectiveParams.__doc__})
-    engine: Any = field(default=None, metadata={
+    engine: Engine = field(default_factory=Engine, metadata={
         "doc": "Where evaluation cells and sweep jobs run: local processes or a Dask cluster "
-               "(bench/pipeline/engine.py).", "type": _engine_class})
+               "(bench/pipeline/engine.py)."})
     sweep: SweepParams = field(default_factory=SweepParams, metadata={"doc": SweepParams.__doc__})
     testbed: TestbedParams = field(default_factory=TestbedParams, metadata={"doc": TestbedParams.__doc__})
     world: WorldParams = field(default_factory=WorldParams, metadata={"doc": WorldParams.__doc__})
@@ -459,8 +545,6 @@ class Params:
                                            metadata={"doc": SensitivityParams.__doc__})
 
     def __post_init__(self):
-        if self.engine is None:
-            object.__setattr__(self, "engine", _engine_class()())
         # one objective everywhere: the learners' rewards derive from params.yaml's `objective` (docs/bound.md)
         for name in _LEARNER_CONFIGS:
             cfg = getattr(self.train, name, None)

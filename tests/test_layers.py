@@ -1,4 +1,4 @@
-"""The package's layers import one way: hw <- world <- sim <- policies <- pipeline/perf.
+"""The package's layers import one way: hw <- validate <- world <- sim <- policies <- config <- pipeline <- perf/testbed <- cli.
 
 Parsed from the source (``ast``), so the test sees every import, including the lazy
 ones inside functions, and fails on a cycle between modules or a layer importing
@@ -17,8 +17,8 @@ from bench.pipeline.codedeps import imports_in
 ROOT = Path(__file__).resolve().parents[1]
 # rank of each layer: a module may import only modules of its own rank or lower
 LAYERS = {"hw": 0, "bench.paths": 0, "bench.seeding": 0, "bench.errors": 0, "bench.validate": 0, "bench.world": 1,
-          "bench.sim": 2, "bench.policies": 3, "bench.pipeline": 4, "bench.perf": 5, "bench.testbed": 5,
-          "bench.config": 4, "bench.envfile": 4, "bench.cli": 7, "bench.cli_world": 7, "bench.__main__": 7, "bench": 7}
+          "bench.sim": 2, "bench.policies": 3, "bench.config": 4, "bench.envfile": 4, "bench.pipeline": 5,
+          "bench.perf": 6, "bench.testbed": 6, "bench.cli": 7, "bench.cli_world": 7, "bench.__main__": 7, "bench": 7}
 
 
 def _module_name(path: Path) -> str:

@@ -34,100 +34,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from bench.errors import ConfigError
-from bench.validate import bounded
+# the schema of params.yaml's ``engine`` lives with the other sections (bench.config); re-exported here
+from bench.config import (ADDRESS_SCHEMES, BACKENDS, Engine, EngineAddressError, SlurmSettings,  # noqa: F401
+                          local_cores, split_address)
 
-BACKENDS = ("local-processes", "dask", "dask-slurm")
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """What each Slurm job asks for (``engine.slurm``); one single-core worker per job."""
-
-    queue: str = ""
-    """Slurm partition (``-p``); empty = the cluster's default."""
-    memory: str = "4GB"
-    """Memory per job (a worker imports torch: give it at least 2 GB)."""
-    walltime: str = "01:00:00"
-    """Wall-time limit per job (HH:MM:SS)."""
-    account: str = ""
-    """Slurm account (``-A``); empty = none."""
-
-
-@dataclass(frozen=True)
-class Engine:
-    """Which backend runs the cells (``engine`` in params.yaml)."""
-
-    backend: str = "local-processes"
-    """``local-processes`` | ``dask`` | ``dask-slurm``."""
-    address: str = ""
-    """Dask scheduler address of a running cluster (backend ``dask``); empty = start a local one."""
-    workers: int = bounded(0, ge=0, le=100_000)
-    """Worker processes (local pool, local Dask cluster or Slurm jobs); 0 = one per core of this machine."""
-    slurm: SlurmSettings = field(default_factory=SlurmSettings)
-
-    def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise ValueError(f"engine.backend = {self.backend!r}; allowed: {', '.join(BACKENDS)}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 100_000:
-            raise ValueError(f"engine.workers = {self.workers!r}; allowed: an integer in [0, 100000] (0 = one per core)")
-        if self.address and self.backend != "dask":
-            raise ValueError(f"engine.address is only used with backend 'dask' (backend is {self.backend!r})")
-        if self.address:
-            try:  # the form only; whether a scheduler answers there: probe_scheduler
-                split_address(self.address)
-            except EngineAddressError as exc:
-                raise ValueError(str(exc)) from None  # params.yaml's loader prefixes where it came from
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Engine":
-        """From params.yaml's ``engine`` mapping (as papermill passes it to a notebook)."""
-        data = dict(data)
-        slurm = SlurmSettings(**data.pop("slurm", {}) or {})
-        return cls(**data, slurm=slurm)
-
-    @property
-    def n_workers(self) -> int:
-        return self.workers or local_cores()
-
-
-#: the schemes Dask's comms accept; tcp (and a bare host:port) is probed, the others only checked for form
-ADDRESS_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
 #: how long the probe waits for a connection and for the scheduler's handshake (a live scheduler answers at once)
 PROBE_TIMEOUT_S = 3.0
 #: a Dask handshake is a few hundred bytes; a length prefix beyond this is not a Dask scheduler speaking
 MAX_HANDSHAKE_BYTES = 1 << 20
-
-
-class EngineAddressError(ConfigError):
-    """``engine.address`` is malformed, unreachable, or not a Dask scheduler (one line, exit 2)."""
-
-
-def split_address(address: str) -> tuple[str, str, int]:
-    """``(scheme, host, port)`` of a Dask address (``tcp://host:8786``, ``host:8786``, ``tcp://[::1]:8786``);
-    port 0 for schemes without one. Raises :class:`EngineAddressError` on a malformed address."""
-    allowed = "tcp://HOST:PORT (or HOST:PORT, tls://HOST:PORT) of a running Dask scheduler"
-    if not isinstance(address, str) or not address or any(c.isspace() for c in address) or len(address) > 300:
-        raise EngineAddressError(f"engine.address = {address!r:.80}: malformed; allowed: {allowed}")
-    scheme, sep, rest = address.partition("://")
-    if not sep:
-        scheme, rest = "tcp", address
-    if scheme not in ADDRESS_SCHEMES:
-        raise EngineAddressError(f"engine.address = {address!r:.80}: unknown scheme {scheme!r}; allowed: "
-                                 f"{', '.join(s + '://' for s in ADDRESS_SCHEMES)}")
-    if scheme in ("inproc", "ucx"):
-        return scheme, rest, 0
-    host, colon, port = rest.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
-        raise EngineAddressError(f"engine.address = {address!r:.80}: needs a host and a port 1-65535; "
-                                 f"allowed: {allowed}")
-    return scheme, host, int(port)
 
 
 def probe_scheduler(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -171,10 +88,6 @@ def probe_scheduler(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     if not 0 < length <= MAX_HANDSHAKE_BYTES:
         raise EngineAddressError(f"engine.address = {address!r:.80}: the service there is not a Dask scheduler (it "
                                  f"sent {head!r}); allowed: the address of a running Dask scheduler")
-
-
-def local_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
