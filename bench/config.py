@@ -875,7 +875,8 @@ def allowed_text(meta: Mapping[str, Any]) -> str:
     parts = [" and ".join(f"{op} {meta[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
                           if meta.get(k) is not None)]
     if meta.get("int_ge") is not None:
-        parts.append(f"or a count >= {meta['int_ge']:g}" + (f" and <= {meta['int_le']:g}" if meta.get("int_le") else ""))
+        upper = f" and <= {meta['int_le']:g}" if meta.get("int_le") is not None else ""
+        parts.append(f"or a count >= {meta['int_ge']:g}{upper}")
     choices = meta.get("choices")
     if callable(choices):  # named, not called: the registries may need plugins or heavy imports
         parts.append(f"names from {getattr(choices, '__name__', 'choices').lstrip('_')}()")

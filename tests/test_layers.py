@@ -1,4 +1,5 @@
-"""The package's layers import one way: hw <- validate <- world <- sim <- policies <- config <- pipeline <- perf/testbed <- cli.
+"""The package's layers import one way:
+hw <- validate <- world <- sim <- policies <- config <- pipeline <- perf/testbed <- cli.
 
 Parsed from the source (``ast``), so the test sees every import, including the lazy
 ones inside functions, and fails on a cycle between modules or a layer importing
