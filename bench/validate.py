@@ -217,6 +217,23 @@ _CACHE: dict[tuple, Any] = {}
 _CACHE_SIZE = 256
 
 
+def _read_bytes(path: Path, error: type[BenchError], where: str, max_bytes: int) -> bytes:
+    """A user's file as bytes, at most ``max_bytes`` of them; a missing, oversized or unreadable file is one
+    ``error`` naming ``where``."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error.at(where, f"file too large ({size} bytes)", allowed=f"at most {max_bytes} bytes")
+        with open(path, "rb") as fh:
+            return fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise error.at(where, f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise error.at(where, f"is a directory, not a file: {path}") from None
+    except OSError as exc:
+        raise error.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def read_yaml(path: str | Path, error: type[BenchError], where: str | None = None, **kw) -> Any:
     """Read a YAML file with :func:`parse_yaml`'s checks; ``where`` defaults to the file name.
 
@@ -225,19 +242,7 @@ def read_yaml(path: str | Path, error: type[BenchError], where: str | None = Non
     """
     path = Path(path)
     where = where or path.name
-    try:
-        size = path.stat().st_size
-        max_bytes = kw.get("max_bytes", MAX_YAML_BYTES)
-        if size > max_bytes:
-            raise error.at(where, f"file too large ({size} bytes)", allowed=f"at most {max_bytes} bytes")
-        with open(path, "rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise error.at(where, f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise error.at(where, f"is a directory, not a file: {path}") from None
-    except OSError as exc:
-        raise error.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = _read_bytes(path, error, where, kw.get("max_bytes", MAX_YAML_BYTES))
     key = (hashlib.sha256(raw).digest(), error, where, repr(sorted(kw.items())))
     if key in _CACHE:
         return copy.deepcopy(_CACHE[key])
@@ -426,17 +431,7 @@ def read_csv_column(path: str | Path, column: Any, error: type[BenchError], wher
     where = where or path.name
     if not isinstance(column, str) or not column:
         raise error.at(f"{where}.column", "expected a column name", column, "a non-empty string")
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise error.at(where, f"file too large ({size} bytes)", allowed=f"at most {max_bytes} bytes")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise error.at(where, f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise error.at(where, f"is a directory, not a file: {path}") from None
-    except OSError as exc:
-        raise error.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = _read_bytes(path, error, where, max_bytes)
     try:
         body = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
