@@ -126,10 +126,11 @@ def runnable_policies(policies, say: bool = True) -> list[str]:
     """The configured policies this branch can run live; each one it cannot is skipped with a one-line reason
     (e.g. ``bound_schedule`` before the hindsight bound exists)."""
     from bench.policies.base import REGISTRY
+    from bench.testbed.loop import registered_name
 
     keep = []
     for policy in policies:
-        name = policy.split(":", 1)[0]
+        name = registered_name(policy.split(":", 1)[0])  # the best found schedule under either of its names
         if name in REGISTRY:
             keep.append(policy)
         elif say:

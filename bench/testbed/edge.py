@@ -225,6 +225,22 @@ class ClientPool:
             self.last_end = max(self.last_end, client.last_end)
             self._free.append(client)
 
+    def borrow_radio(self, client: Client):
+        """A context in which ``client`` (e.g. a probe's own) carries traffic on this radio: in flight meanwhile."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            with self._lock:
+                self.in_flight += 1
+            try:
+                yield client
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+                    self.last_end = max(self.last_end, client.last_end)
+        return held()
+
     def quiet_ms(self, now: float) -> float:
         """How long the radio has carried nothing (ms); NaN while a request is in flight on it."""
         with self._lock:

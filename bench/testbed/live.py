@@ -56,10 +56,6 @@ class Dispatcher:
         """When request ``t`` arrives (``time.perf_counter()`` seconds)."""
         return self.t0 + t * self.interarrival_ms / 1e3 if self.pace else time.perf_counter()
 
-    def idle_before(self, t: int) -> bool:
-        """Whether there is time left before request ``t`` arrives (for probes)."""
-        return not self.pace or self.arrival(t) - time.perf_counter() > 0
-
     def wait_for(self, t: int) -> tuple[float, float]:
         """Sleep until request ``t`` arrives; (its arrival, how late it is being issued in ms: earlier work of
         the dispatcher itself - probes, the policy - that ran past the arrival)."""

@@ -37,6 +37,7 @@ import dataclasses
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,20 @@ def twin_env(scenario_path: Path, edge_path: Path, cloud_path: Path, steps: int,
                     peer=None, cloud=str(cloud_path), max_levels_per_target=None, **extra)
 
 
+#: a policy renamed across branches: either name runs whichever this build registers
+RENAMED = {"bound_schedule": "best_found_schedule", "best_found_schedule": "bound_schedule"}
+
+
+def registered_name(name: str) -> str:
+    """``name`` if registered, else its other name where it was renamed and that one is (else ``name``)."""
+    from bench.policies.base import REGISTRY
+
+    if name in REGISTRY:
+        return name
+    other = RENAMED.get(name)
+    return other if other is not None and other in REGISTRY else name
+
+
 def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Path, cloud_path: Path, out_dir: Path,
                      interference=None):
     """The policy for the twin's action set (AutoScale trained on the twin, host interference included, when asked)."""
@@ -257,6 +272,7 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
     from bench.seeding import derive_seed
 
     name, _, path = cfg.policy.partition(":")
+    name = registered_name(name)
     if name not in REGISTRY:
         import difflib
 
@@ -337,6 +353,19 @@ class BandwidthEstimator:
         # at or above the curve's top, the weakest signal that already gives the top goodput
         i = min(int(np.searchsorted(good, mbps, side="left")), int(np.argmax(good >= good[-1] * (1 - 1e-3))))
         return float(grid[i])
+
+
+#: a probe's payload is sized to about this much airtime at the radio's last estimate (a probe shares the
+#: radio with the requests; on a nearly dead link a fixed 32 KiB probe would hold it for half a minute)
+PROBE_AIRTIME_S = 0.05
+PROBE_MIN_BYTES = 512
+
+
+def probe_size(mbps: float | None, most: int) -> int:
+    """Bytes of the next probe: ``PROBE_AIRTIME_S`` at the estimate ``mbps``, within [PROBE_MIN_BYTES, most]."""
+    if mbps is None or not np.isfinite(mbps):
+        return int(most)
+    return int(np.clip(mbps * 1e6 / 8 * PROBE_AIRTIME_S, PROBE_MIN_BYTES, max(most, PROBE_MIN_BYTES)))
 
 
 def _probe(client, nbytes: int) -> tuple[float, float]:
@@ -520,6 +549,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             timeout_of = dict(zip(u.sim.tables.workloads, np.asarray(u.sim.tables.timeout_ms, dtype=float)))
             fallback = u.sim.on_timeout == "local"
             pools = {r: ClientPool(link.ns_ip, p) for r, p in cfg.ports.items()}
+            prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe")
             probe_clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
             shaped: dict[str, tuple[float, float, float]] = {}
@@ -536,10 +566,22 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 if corun is not None:
                     corun.set_load(float(trace.cpu_load[t]), float(trace.mem_load[t]))
 
-            def probe(r: str) -> None:
-                rtt, mbps = _probe(probe_clients[r], cfg.probe_bytes)
+            def probe(r: str, nbytes: int) -> None:
+                with pools[r].borrow_radio(probe_clients[r]) as client:  # probes are radio traffic
+                    rtt, mbps = _probe(client, nbytes)
                 est.update(r, mbps, rtt)
-                pools[r].last_end = max(pools[r].last_end, probe_clients[r].last_end)  # probes are radio traffic
+
+            probing: dict[str, Future | None] = {r: None for r in RADIOS}
+
+            def maybe_probe(r: str) -> None:
+                """A probe in the background (never holding up an arrival) when due and the radio is idle."""
+                f = probing[r]
+                if f is not None:
+                    if not f.done():
+                        return
+                    f.result()  # a failed probe is a failed run
+                if pools[r].in_flight == 0 and est.age[r] >= cfg.probe_every:
+                    probing[r] = prober.submit(probe, r, probe_size(est.mbps.get(r), cfg.probe_bytes))
 
             def serve(t: int, wl: str, radio: str, turn) -> dict[str, Any]:
                 """Request t on a worker thread: its turn on the CPU or the radio's transmitter, then the work."""
@@ -562,18 +604,17 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 return row
 
             shape(0)
-            for r in RADIOS:  # first estimates before the clock starts
-                probe(r)
+            for r in RADIOS:  # first estimates before the clock starts: small, then sized to the first estimate
+                probe(r, PROBE_MIN_BYTES)
+                probe(r, probe_size(est.mbps.get(r), cfg.probe_bytes))
             if corun is not None:
                 corun.measured_load()
             clock.start()
             meta = []
             for t in range(n):
                 shape(t)
-                for r in RADIOS:  # probes in idle time on a radio with nothing in flight, or thrice overdue
-                    if pools[r].in_flight == 0 and est.age[r] >= cfg.probe_every and (
-                            clock.idle_before(t) or est.age[r] >= 3 * cfg.probe_every):
-                        probe(r)
+                for r in RADIOS:
+                    maybe_probe(r)
                 arrival, late_ms = clock.wait_for(t)
                 now = time.perf_counter()
                 # each radio's quiet time as the request arrives (NaN: a request in flight on it): the twin is told it
@@ -606,6 +647,10 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
             for m_row, done in zip(meta, clock.results()):
                 rows.append({**m_row, **done})
+            prober.shutdown(wait=True)
+            for f in probing.values():
+                if f is not None:
+                    f.result()
             for c in (*probe_clients.values(), *pools.values()):
                 c.close()
         finally:

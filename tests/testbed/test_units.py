@@ -580,3 +580,26 @@ def test_predicted_parts_add_up_to_the_predicted_latency():
     total = df[["pred_local_ms", "pred_transfer_ms", "pred_server_ms", "pred_queue_ms"]].sum(axis=1).to_numpy()
     np.testing.assert_allclose(total[ok], pred.latency_ms[ok], rtol=1e-6, atol=1e-6)
     assert (df["pred_queue_ms"] > 0).any()  # 20 ms apart: some requests wait
+
+
+def test_the_best_found_schedule_runs_under_either_name():
+    from bench.policies.base import REGISTRY
+    from bench.testbed.compare import runnable_policies
+
+    names = {"bound_schedule", "best_found_schedule"}
+    if not names & set(REGISTRY):
+        pytest.skip("no best-found schedule policy in this build")
+    assert runnable_policies(sorted(names), say=False) == sorted(names)
+    assert all(loop.registered_name(n) in REGISTRY for n in names)
+    assert loop.registered_name("cpu_only") == "cpu_only"
+
+
+@given(st.floats(0.0, 1e4), st.floats(0.0, 1e4), st.integers(512, 1 << 20))
+@settings(max_examples=60, deadline=None)
+def test_a_probe_is_sized_to_a_bounded_airtime(a, b, most):
+    lo, hi = sorted((a, b))
+    s_lo, s_hi = loop.probe_size(lo, most), loop.probe_size(hi, most)
+    assert loop.PROBE_MIN_BYTES <= s_lo <= s_hi <= most  # more goodput, a bigger probe, never past the cap
+    assert loop.probe_size(None, most) == most
+    if s_hi < most and hi > 0:
+        assert s_hi * 8 / (hi * 1e6) <= loop.PROBE_AIRTIME_S * 1.0001 or s_hi == loop.PROBE_MIN_BYTES
