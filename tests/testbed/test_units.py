@@ -603,3 +603,29 @@ def test_a_probe_is_sized_to_a_bounded_airtime(a, b, most):
     assert loop.probe_size(None, most) == most
     if s_hi < most and hi > 0:
         assert s_hi * 8 / (hi * 1e6) <= loop.PROBE_AIRTIME_S * 1.0001 or s_hi == loop.PROBE_MIN_BYTES
+
+
+def test_campaign_table_block_in_the_docs_is_generated_and_replaced(tmp_path):
+    import pandas as pd
+
+    from bench.testbed import compare
+
+    summary = {"policy": "cpu_only", "scenario": "wifi_weak", "requests": 100, "latency_median_ms": 80.0,
+               "latency_p95_ms": 120.0, "pred_latency_median_ms": 70.0, "pred_latency_p95_ms": 90.0,
+               "latency_mape": 0.25, "local_mape": 0.2, "queue_mae_ms": 4.0, "timeouts": 0, "pred_timeouts": 1,
+               "loadavg_start": [9.0, 8.0, 7.0], "loadavg_end": [11.0, 9.0, 7.0], "nice": -10}
+    table = pd.DataFrame([compare.row_from_summary(summary)], columns=compare.COLUMNS)
+    block = compare.markdown_table(table, {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2,
+                                           "latency_mape_all": 0.25}, Path("results/testbed/c"))
+    assert "| cpu_only / wifi_weak | 80 / 70 | 120 / 90 | 25% | 20% |  |  | 4 | 0 / 1 | 9.0-11.0 |" in block
+    assert "load 9.0-11.0" in block and "niceness -10" in block
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# T\n\nbefore\n\n{compare.DOCS_START}\nold\n{compare.DOCS_END}\n\nafter\n")
+    compare.update_docs(doc, block)
+    compare.update_docs(doc, block)  # idempotent: one block, replaced in place
+    text = doc.read_text()
+    assert text.count(compare.DOCS_START) == 1 and "old" not in text and block in text
+    assert text.index("before") < text.index(block) < text.index("after")
+    res = subprocess.run([sys.executable, "-m", "bench", "testbed-stage", "--tabulate", "--out", str(tmp_path),
+                          "--docs", str(tmp_path / "missing.md")], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing.md" in res.stderr
