@@ -366,6 +366,7 @@ class EdgeRunner:
                 turn.release()
             if thread is not None:
                 thread.join()
+            t_end = time.perf_counter()
         tim = Timing(local_ms=t_head + t_tail, bytes_up=len(body), wait_ms=(t0 - t_wait) * 1e3)
         if "timeout" in result:
             fb = self.local(name)
@@ -374,10 +375,11 @@ class EdgeRunner:
             tim.local_ms += fb.local_ms
             tim.output = fb.output
         elif xi > 0:
-            data, wall, srv, queue = result["r"]
+            data, _wall, srv, queue = result["r"]
             remote_out = np.frombuffer(data, dtype=np.float32)
             # the offload ran beside the local tail: only the part past the local tail is on the critical path
-            exposed = max(wall - t_tail, 0.0)
+            # (from the share's hand-off to the answer, the sending thread's start included, not the post's wall)
+            exposed = max((t_end - t1) * 1e3 - t_tail, 0.0)
             tim.server_ms = min(srv, exposed)
             tim.server_queue_ms = min(queue, max(exposed - tim.server_ms, 0.0))
             tim.transfer_ms = max(exposed - tim.server_ms - tim.server_queue_ms, 0.0)
