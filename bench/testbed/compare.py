@@ -126,10 +126,11 @@ def runnable_policies(policies, say: bool = True) -> list[str]:
     """The configured policies this branch can run live; each one it cannot is skipped with a one-line reason
     (e.g. ``bound_schedule`` before the hindsight bound exists)."""
     from bench.policies.base import REGISTRY
+    from bench.testbed.loop import registered_name
 
     keep = []
     for policy in policies:
-        name = policy.split(":", 1)[0]
+        name = registered_name(policy.split(":", 1)[0])  # the best found schedule under either of its names
         if name in REGISTRY:
             keep.append(policy)
         elif say:
@@ -182,6 +183,55 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
         summary["note"] = "testbed disabled in params.yaml (testbed.enabled: false); no live runs"
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     figure(requests, out / "sim_vs_testbed.png")
+
+
+DOCS_START = "<!-- testbed-campaign:start (python -m bench testbed-stage --tabulate --out DIR --docs FILE) -->"
+DOCS_END = "<!-- testbed-campaign:end -->"
+
+
+def _ms(v) -> str:
+    v = pd.to_numeric(v, errors="coerce")
+    return "" if pd.isna(v) else f"{float(v):.0f}"
+
+
+def _pct(v) -> str:
+    v = pd.to_numeric(v, errors="coerce")
+    return "" if pd.isna(v) else f"{float(v):.0%}"
+
+
+def markdown_table(table: pd.DataFrame, summary: dict, out: Path) -> str:
+    """The campaign's table for docs/testbed.md: measured vs predicted median and p95 latency, the per-request
+    and per-part errors, timeouts and the host's load - every number read from the campaign's own files."""
+    loads = summary.get("loadavg_1min_min_max") or [float("nan")] * 2
+    nice = sorted({int(n) for n in pd.to_numeric(table["nice"], errors="coerce").dropna()})
+    head = (f"Campaign `{out.as_posix()}`: {int(table['requests'].sum())} live requests in {len(table)} runs on a "
+            f"{summary.get('cpu_count')}-CPU host at 1-min load {loads[0]:.1f}-{loads[1]:.1f} (shared with other "
+            f"work), niceness {', '.join(map(str, nice)) or '0'}; per-request latency MAPE over all runs "
+            f"{_pct(summary.get('latency_mape_all'))}. Latency runs from the request's arrival (waits included) "
+            "on both sides. Parts: MAPE over the requests that have the part; queue: mean absolute error.")
+    cols = ("policy / scenario | median ms (live / twin) | p95 ms (live / twin) | latency MAPE | local | transfer "
+            "| server | queue MAE ms | timeouts (live / twin) | load 1-min")
+    lines = [head, "", f"| {cols} |", "|" + " --- |" * (cols.count("|") + 1)]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r['policy']} / {r['scenario']} | {_ms(r['measured_median_ms'])} / {_ms(r['predicted_median_ms'])} "
+            f"| {_ms(r['measured_p95_ms'])} / {_ms(r['predicted_p95_ms'])} | {_pct(r['latency_mape'])} "
+            f"| {_pct(r['local_mape'])} | {_pct(r['transfer_mape'])} | {_pct(r['server_mape'])} "
+            f"| {_ms(r['queue_mae_ms'])} | {r['timeouts']} / {r['pred_timeouts']} "
+            f"| {float(r['loadavg_start_1min']):.1f}-{float(r['loadavg_end_1min']):.1f} |")
+    return "\n".join(lines)
+
+
+def update_docs(path: Path, block: str) -> None:
+    """Replace the block between :data:`DOCS_START` and :data:`DOCS_END` in ``path`` (appended if absent)."""
+    text = path.read_text(encoding="utf-8")
+    new = f"{DOCS_START}\n{block}\n{DOCS_END}"
+    if DOCS_START in text and DOCS_END in text:
+        before, rest = text.split(DOCS_START, 1)
+        text = before + new + rest.split(DOCS_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    path.write_text(text, encoding="utf-8")
 
 
 def figure(requests: pd.DataFrame, path: Path) -> None:
@@ -239,12 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="a campaign: these scenarios instead")
     p.add_argument("--requests", type=int, help="a campaign: requests per (policy, scenario) instead")
     p.add_argument("--nice", type=int, default=0, help="niceness of every run (see python -m bench testbed --help)")
+    p.add_argument("--docs", metavar="FILE", help="with --tabulate: write the campaign's table into FILE's "
+                                                  "testbed-campaign block (e.g. docs/testbed.md)")
     args = p.parse_args(argv)
     try:
         if args.tabulate:
             runs = sorted(d for d in (Path(args.out) / "runs").glob("*") if (d / "summary.json").exists())
             table, requests = tabulate(runs)
             write(table, requests, Path(args.out), enabled=True)
+            if args.docs:
+                docs = Path(args.docs)
+                if not docs.is_file():
+                    raise TestbedError(f"--docs {docs}: no such file; allowed: an existing Markdown file")
+                summary = json.loads((Path(args.out) / "summary.json").read_text())
+                update_docs(docs, markdown_table(table, summary, Path(args.out)))
         else:
             params = load_params(args.params)
             apply_world(params)  # the radio profile of params.yaml

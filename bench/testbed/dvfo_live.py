@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,8 @@ def run(cfg, out: Path, progress: bool = False) -> dict[str, Any]:
 
 
 def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
-    from bench.testbed.edge import Client, CoRunners, EdgeRunner
+    from bench.testbed.edge import ClientPool, CoRunners, EdgeRunner
+    from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, radio_rates
     from bench.testbed.link import Link
     from bench.testbed.loop import RADIOS, host_profiles, restricted_scenario, twin_env
     from bench.testbed.server import ServerProcess
@@ -70,7 +70,6 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     timeout_of = dict(zip(env.unwrapped.sim.tables.workloads, env.unwrapped.sim.tables.timeout_ms))
     wifi = load_link("wifi")
     ia_ms = float(trace.interarrival_ms)
-    rows = []
     with Link(dict(cfg.ports)) as link, \
             ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
         corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
@@ -78,43 +77,53 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
             corun.__enter__()
         try:
             edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus, with_split=True)
-            client = Client(link.ns_ip, cfg.ports["wifi"])
+            pool = ClientPool(link.ns_ip, cfg.ports["wifi"])
             for r in RADIOS:
                 srv.control(r, load_link(r).rtt_ms)
-            t_start = time.perf_counter()
+            clock = Dispatcher(ia_ms, pace=cfg.pace, workers=min(cfg.requests, MAX_IN_FLIGHT))
+
+            def serve(wl: str, split: bool, turn) -> dict[str, Any]:
+                if not split:
+                    tim = edge.local(wl, turn=turn)
+                else:
+                    client = pool.get()
+                    try:
+                        tim = edge.split(wl, xi, client, timeout_ms=float(timeout_of[wl]), turn=turn)
+                    finally:
+                        pool.put(client)
+                return {"local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms, "server_ms": tim.server_ms,
+                        "server_queue_ms": tim.server_queue_ms, "edge_queue_ms": tim.wait_ms,
+                        "timed_out": tim.timed_out, "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down}
+
+            clock.start()
+            meta = []
             for t in range(cfg.requests):
-                sig = float(trace.signal_dbm["wifi"][t])
-                cap = float(trace.bandwidth_cap_mbps[t])
-                up = float(min(wifi.uplink_goodput_mbps(sig), cap))
-                down = float(min(wifi.downlink_goodput_mbps(sig), cap))
+                up, down = radio_rates(wifi, trace, "wifi", t)
                 link.set_rate("wifi", up, down)
                 if corun is not None:
                     corun.set_load(float(trace.cpu_load[t]), float(trace.mem_load[t]))
-                arrival = t_start + t * ia_ms / 1e3
-                if cfg.pace and arrival > time.perf_counter():
-                    time.sleep(arrival - time.perf_counter())
-                start = time.perf_counter()
+                arrival, late_ms = clock.wait_for(t)
                 wl = str(trace.workload[t])
                 split = edge.models[wl].head is not None
-                tim = edge.split(wl, xi, client, timeout_ms=float(timeout_of[wl])) if split else edge.local(wl)
-                rows.append({"step": t, "workload": wl, "xi": xi if split else 0.0, "split": split,
-                             "latency_ms": tim.latency_ms, "local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms,
-                             "server_ms": tim.server_ms, "server_queue_ms": tim.server_queue_ms,
-                             "edge_queue_ms": max((start - arrival) * 1e3, 0.0) if cfg.pace else 0.0,
-                             "timed_out": tim.timed_out, "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
-                             "shaped_up_mbps": up, "signal_dbm": sig, "cpu_load_trace": float(trace.cpu_load[t])})
+                clock.submit(serve, arrival, late_ms, wl, split, clock.turn())  # DVFO's composite edge resource
+                meta.append({"step": t, "workload": wl, "xi": xi if split else 0.0, "split": split,
+                             "shaped_up_mbps": up, "signal_dbm": float(trace.signal_dbm["wifi"][t]),
+                             "cpu_load_trace": float(trace.cpu_load[t])})
                 if progress:
-                    print(f"[{t + 1}/{cfg.requests}] {wl} xi={rows[-1]['xi']:.2f}: {tim.latency_ms:.1f} ms", flush=True)
-            client.close()
+                    print(f"[{t + 1}/{cfg.requests}] {wl} xi={meta[-1]['xi']:.2f} (issued {late_ms:.0f} ms late)",
+                          flush=True)
+            rows = [{**m, **done} for m, done in zip(meta, clock.results())]
+            pool.close()
         finally:
             if corun is not None:
                 corun.close()
     df = pd.DataFrame(rows)
+    df["queue_ms"] = df["dispatch_late_ms"] + df["edge_queue_ms"] + df["server_queue_ms"]
     df.insert(0, "scenario", trace.scenario)
     df.insert(0, "policy", cfg.policy)
     df.to_parquet(out / "requests.parquet", index=False)
     lat = df["latency_ms"].to_numpy()
-    parts = {f"{p}_measured_median_ms": float(df[f"{p}_ms"].median()) for p in ("local", "transfer", "server")}
+    parts = {f"{p}_measured_median_ms": float(df[f"{p}_ms"].median()) for p in ("local", "transfer", "server", "queue")}
     summary = {"policy": cfg.policy, "scenario": trace.scenario, "requests": int(len(df)), "seed": cfg.seed,
                "nice": cfg.nice, "xi": xi, "split_share": float(df["split"].mean()), "timeouts": int(df["timed_out"].sum()),
                "latency_median_ms": float(np.median(lat)), "latency_p95_ms": float(np.percentile(lat, 95)),

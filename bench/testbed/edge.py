@@ -19,11 +19,15 @@ real co-runner processes, and the HTTP client that offloads over the shaped link
 
 from __future__ import annotations
 
+import collections
+import fcntl
 import http.client
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,10 +52,71 @@ class Timing:
     """The offload missed its deadline; ``transfer_ms`` is then the time spent waiting for it."""
     fallback_ms: float = 0.0
     """Local fallback compute after a timeout (included in ``local_ms``)."""
+    wait_ms: float = 0.0
+    """Waiting for the edge's turn: its CPU (a local request) or the radio's transmitter (an offload)."""
 
     @property
     def latency_ms(self) -> float:
-        return self.local_ms + self.transfer_ms + self.server_ms + self.server_queue_ms
+        return self.local_ms + self.transfer_ms + self.server_ms + self.server_queue_ms + self.wait_ms
+
+
+class FifoResource:
+    """One request at a time, in the order the turns were taken (the simulator's FIFO queue per local
+    resource and per radio transmitter, :mod:`bench.sim.kernel`). A turn is taken when the request
+    arrives (:meth:`turn`, in arrival order) and waited for where the request needs the resource; a
+    turn given up (a timeout) keeps no place in the queue."""
+
+    def __init__(self, name: str = ""):
+        self.name = name
+        self._lock = threading.Lock()
+        self._queue: collections.deque = collections.deque()
+        self._busy = False
+
+    def turn(self) -> "Turn":
+        ev = threading.Event()
+        with self._lock:
+            if not self._busy and not self._queue:
+                self._busy = True
+                ev.set()
+            else:
+                self._queue.append(ev)
+        return Turn(self, ev)
+
+    def _give_up(self, ev: threading.Event) -> bool:
+        """Leave the queue; False when the turn came meanwhile (the caller then holds the resource)."""
+        with self._lock:
+            if ev.is_set():
+                return False
+            self._queue.remove(ev)
+            return True
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._queue.popleft().set()
+            else:
+                self._busy = False
+
+
+class Turn:
+    """A place in a :class:`FifoResource`'s queue: :meth:`wait` for it, :meth:`release` once (idempotent)."""
+
+    def __init__(self, resource: FifoResource, ev: threading.Event):
+        self.resource, self._ev = resource, ev
+        self._held = self._done = False
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for the turn (at most ``timeout_s``); False: given up, no place kept."""
+        if self._ev.wait(None if timeout_s is None else max(timeout_s, 0.0)) or not self.resource._give_up(self._ev):
+            self._held = True
+            return True
+        self._done = True
+        return False
+
+    def release(self) -> None:
+        if self._held and not self._done:
+            self._done = True
+            self.resource._release()
 
 
 class OffloadTimeout(Exception):
@@ -73,7 +138,7 @@ class Client:
         self.last_end = -float("inf")
         """``time.perf_counter()`` when this radio last carried anything (the end of the last exchange)."""
 
-    def _exchange(self, path: str, body: bytes, deadline: float):
+    def _exchange(self, path: str, body: bytes, deadline: float, on_uploaded=None):
         def remaining() -> float:
             left = deadline - time.perf_counter()
             if left <= 0:
@@ -84,25 +149,30 @@ class Client:
         if self.conn.sock is not None:
             self.conn.sock.settimeout(remaining())
         self.conn.request("POST", path, body=body, headers={"content-type": "application/octet-stream"})
+        if on_uploaded is not None:  # the upload has left the radio: the transmitter is free for the next one
+            _wait_acknowledged(self.conn.sock, deadline)
+            on_uploaded()
         self.conn.sock.settimeout(remaining())  # waiting for the answer: the rest of the budget
         resp = self.conn.getresponse()
         return resp, resp.read()
 
-    def post(self, path: str, body: bytes, timeout_ms: float | None = None) -> tuple[bytes, float, float, float]:
+    def post(self, path: str, body: bytes, timeout_ms: float | None = None,
+             on_uploaded=None) -> tuple[bytes, float, float, float]:
         """(response body, wall ms, server compute ms, server queue ms); :class:`OffloadTimeout` past ``timeout_ms``
-        (counted from the call; default: the client's ``timeout_s``)."""
+        (counted from the call; default: the client's ``timeout_s``). ``on_uploaded()`` is called once the
+        request's bytes have left the shaped link (may be called again after a reconnect: make it idempotent)."""
         budget_s = self.timeout_s if timeout_ms is None or not np.isfinite(timeout_ms) else timeout_ms / 1e3
         t0 = time.perf_counter()
         deadline = t0 + budget_s
         try:
             try:
-                resp, data = self._exchange(path, body, deadline)
+                resp, data = self._exchange(path, body, deadline, on_uploaded)
             except TimeoutError:
                 raise
             except (http.client.HTTPException, OSError):
                 self.conn.close()  # a dropped keep-alive connection: reconnect once, within the same deadline
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-                resp, data = self._exchange(path, body, deadline)
+                resp, data = self._exchange(path, body, deadline, on_uploaded)
         except TimeoutError:
             self.last_end = time.perf_counter()
             waited = (self.last_end - t0) * 1e3
@@ -119,6 +189,70 @@ class Client:
         self.conn.close()
 
 
+def _wait_acknowledged(sock, deadline: float, poll_s: float = 0.001) -> None:
+    """Until the peer has acknowledged every byte sent (``SIOCOUTQ``: bytes in the send queue not yet
+    acknowledged) or ``deadline``. The shaper sits before the proxy, whose kernel acknowledges at once, so
+    this is when the upload has passed the emulated radio (the proxy's delay and promotion come after)."""
+    while time.perf_counter() < deadline:
+        try:
+            left = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            return
+        if left <= 0:
+            return
+        time.sleep(poll_s)
+
+
+class ClientPool:
+    """Persistent connections to one radio's proxy port, one per request in flight (HTTP/1.1 has one
+    exchange at a time per connection); ``last_end``: when the radio last carried anything."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self._free: list[Client] = []
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.last_end = -float("inf")
+
+    def get(self) -> Client:
+        with self._lock:
+            self.in_flight += 1
+            return self._free.pop() if self._free else Client(self.host, self.port)
+
+    def put(self, client: Client) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.last_end = max(self.last_end, client.last_end)
+            self._free.append(client)
+
+    def borrow_radio(self, client: Client):
+        """A context in which ``client`` (e.g. a probe's own) carries traffic on this radio: in flight meanwhile."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            with self._lock:
+                self.in_flight += 1
+            try:
+                yield client
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+                    self.last_end = max(self.last_end, client.last_end)
+        return held()
+
+    def quiet_ms(self, now: float) -> float:
+        """How long the radio has carried nothing (ms); NaN while a request is in flight on it."""
+        with self._lock:
+            return float("nan") if self.in_flight else (now - self.last_end) * 1e3
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._free:
+                c.close()
+            self._free.clear()
+
+
 class EdgeRunner:
     """Local, offloaded and split inference of warm workloads (see module docstring)."""
 
@@ -133,38 +267,69 @@ class EdgeRunner:
         self.threads = int(threads)
         self.models = {n: m.warm(n, with_split=with_split) for n in workloads}
 
-    def local(self, name: str) -> Timing:
+    def local(self, name: str, turn: Turn | None = None) -> Timing:
+        """The whole DNN here; with ``turn``, once the edge's CPU is this request's (FIFO)."""
         import torch
 
         w = self.models[name]
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            y = w.model(w.example)
-            t1 = time.perf_counter()
-        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y))
+        t_wait = time.perf_counter()
+        if turn is not None:
+            turn.wait()
+        try:
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                y = w.model(w.example)
+                t1 = time.perf_counter()
+        finally:
+            if turn is not None:
+                turn.release()
+        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3)
 
-    def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True) -> Timing:
-        """The whole request on the server; past ``timeout_ms`` (from the start of the upload) the client gives
-        up and, with ``fallback``, runs it here (the simulator's ``on_timeout: local``)."""
+    def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True,
+                transmitter: Turn | None = None) -> Timing:
+        """The whole request on the server; past ``timeout_ms`` (from the hand-off to the network stack, the
+        wait for the ``transmitter`` included, as in the simulator) the client gives up and, with ``fallback``,
+        runs it here (the simulator's ``on_timeout: local``; the fallback takes no turn on the CPU, as there).
+        ``transmitter``: this request's turn on the radio, held until its upload has left the link."""
         from bench.testbed import models as m
 
         w = self.models[name]
         t0 = time.perf_counter()
         body = m.encode_input(w)
-        enc_ms = (time.perf_counter() - t0) * 1e3
+        t_ready = time.perf_counter()
+        enc_ms = (t_ready - t0) * 1e3
+        budget_ms = timeout_ms
+        wait_ms = 0.0
+        if transmitter is not None:
+            got = transmitter.wait(timeout_ms / 1e3 if np.isfinite(timeout_ms) else None)
+            wait_ms = (time.perf_counter() - t_ready) * 1e3
+            budget_ms = timeout_ms - wait_ms
+            if not got:  # gave up in the transmitter's queue: nothing went over the radio
+                fb = self.local(name) if fallback else Timing()
+                return Timing(local_ms=enc_ms + fb.local_ms, wait_ms=wait_ms, output=fb.output, timed_out=True,
+                              fallback_ms=fb.local_ms)
         try:
-            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=timeout_ms)
+            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=budget_ms,
+                                                 on_uploaded=None if transmitter is None else transmitter.release)
         except OffloadTimeout as exc:
+            if transmitter is not None:
+                transmitter.release()
             fb = self.local(name) if fallback else Timing()
             return Timing(local_ms=enc_ms + fb.local_ms, transfer_ms=exc.waited_ms, bytes_up=len(body),
-                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms)
+                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms, wait_ms=wait_ms)
+        finally:
+            if transmitter is not None:
+                transmitter.release()
         return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
-                      bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32))
+                      bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32),
+                      wait_ms=wait_ms)
 
-    def split(self, name: str, xi: float, client: Client, timeout_ms: float = float("inf")) -> Timing:
+    def split(self, name: str, xi: float, client: Client, timeout_ms: float = float("inf"),
+              turn: Turn | None = None) -> Timing:
         """DVFO: head locally, the xi share offloaded while the rest of the tail runs locally, fused. Past
         ``timeout_ms`` the share's answer is given up and the whole DNN runs here (the simulator's DVFO fallback:
-        xi = 0)."""
+        xi = 0). ``turn``: the edge's turn (FIFO), held for the head and the local tail (the simulator's
+        composite edge resource); the share's answer may still be under way when the next request starts."""
         import torch
 
         from bench.testbed import models as m
@@ -172,6 +337,9 @@ class EdgeRunner:
         w = self.models[name]
         if w.head is None:
             raise ValueError(f"workload {name!r} has no split point")
+        t_wait = time.perf_counter()
+        if turn is not None:
+            turn.wait()
         with torch.inference_mode():
             t0 = time.perf_counter()
             f = w.head(w.example)
@@ -194,9 +362,12 @@ class EdgeRunner:
                 f_local[:, idx] = 0.0
                 local_out = _np(w.tail(f_local))
             t_tail = (time.perf_counter() - t1) * 1e3
+            if turn is not None:
+                turn.release()
             if thread is not None:
                 thread.join()
-        tim = Timing(local_ms=t_head + t_tail, bytes_up=len(body))
+            t_end = time.perf_counter()
+        tim = Timing(local_ms=t_head + t_tail, bytes_up=len(body), wait_ms=(t0 - t_wait) * 1e3)
         if "timeout" in result:
             fb = self.local(name)
             tim.timed_out, tim.fallback_ms = True, fb.local_ms
@@ -204,10 +375,11 @@ class EdgeRunner:
             tim.local_ms += fb.local_ms
             tim.output = fb.output
         elif xi > 0:
-            data, wall, srv, queue = result["r"]
+            data, _wall, srv, queue = result["r"]
             remote_out = np.frombuffer(data, dtype=np.float32)
             # the offload ran beside the local tail: only the part past the local tail is on the critical path
-            exposed = max(wall - t_tail, 0.0)
+            # (from the share's hand-off to the answer, the sending thread's start included, not the post's wall)
+            exposed = max((t_end - t1) * 1e3 - t_tail, 0.0)
             tim.server_ms = min(srv, exposed)
             tim.server_queue_ms = min(queue, max(exposed - tim.server_ms, 0.0))
             tim.transfer_ms = max(exposed - tim.server_ms - tim.server_queue_ms, 0.0)

@@ -37,6 +37,7 @@ import dataclasses
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ import pandas as pd
 import yaml
 
 from bench.errors import BenchError
+from bench.testbed.edge import Client, ClientPool
+from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, radio_rates
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
 
@@ -248,6 +251,20 @@ def twin_env(scenario_path: Path, edge_path: Path, cloud_path: Path, steps: int,
                     peer=None, cloud=str(cloud_path), max_levels_per_target=None, **extra)
 
 
+#: a policy renamed across branches: either name runs whichever this build registers
+RENAMED = {"bound_schedule": "best_found_schedule", "best_found_schedule": "bound_schedule"}
+
+
+def registered_name(name: str) -> str:
+    """``name`` if registered, else its other name where it was renamed and that one is (else ``name``)."""
+    from bench.policies.base import REGISTRY
+
+    if name in REGISTRY:
+        return name
+    other = RENAMED.get(name)
+    return other if other is not None and other in REGISTRY else name
+
+
 def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Path, cloud_path: Path, out_dir: Path,
                      interference=None):
     """The policy for the twin's action set (AutoScale trained on the twin, host interference included, when asked)."""
@@ -255,6 +272,7 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
     from bench.seeding import derive_seed
 
     name, _, path = cfg.policy.partition(":")
+    name = registered_name(name)
     if name not in REGISTRY:
         import difflib
 
@@ -277,7 +295,29 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
         return result.learner
     if name == "dvfo":
         raise TestbedError("policy 'dvfo' runs through bench.testbed.dvfo_live.run (dvfo:XI), not the AutoScale twin")
-    return make_policy(name, env, seed=derive_seed(cfg.seed, "testbed", name))
+    return make_policy(name, env, **policy_kwargs(REGISTRY[name], env, cfg, name))
+
+
+def policy_kwargs(factory, env, cfg: TestbedConfig, name: str) -> dict[str, Any]:
+    """What a policy's factory asks for: its seed, and for the best found schedule (registered as
+    ``bound_schedule`` or, renamed, ``best_found_schedule``) params.yaml's violation cost and the run's length
+    (it replays the schedule the hindsight search found on the twin's realisation of this trace)."""
+    import inspect
+
+    from bench.seeding import derive_seed
+
+    kw: dict[str, Any] = {"seed": derive_seed(cfg.seed, "testbed", name)}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return kw
+    if "violation_cost_mj" in params:
+        from bench.config import load_params
+
+        kw["violation_cost_mj"] = float(load_params().objective.violation_cost_mj)
+    if "n_steps" in params:
+        kw["n_steps"] = int(cfg.requests)
+    return kw
 
 
 # --------------------------------------------------------------------------- live observation
@@ -313,6 +353,19 @@ class BandwidthEstimator:
         # at or above the curve's top, the weakest signal that already gives the top goodput
         i = min(int(np.searchsorted(good, mbps, side="left")), int(np.argmax(good >= good[-1] * (1 - 1e-3))))
         return float(grid[i])
+
+
+#: a probe's payload is sized to about this much airtime at the radio's last estimate (a probe shares the
+#: radio with the requests; on a nearly dead link a fixed 32 KiB probe would hold it for half a minute)
+PROBE_AIRTIME_S = 0.05
+PROBE_MIN_BYTES = 512
+
+
+def probe_size(mbps: float | None, most: int) -> int:
+    """Bytes of the next probe: ``PROBE_AIRTIME_S`` at the estimate ``mbps``, within [PROBE_MIN_BYTES, most]."""
+    if mbps is None or not np.isfinite(mbps):
+        return int(most)
+    return int(np.clip(mbps * 1e6 / 8 * PROBE_AIRTIME_S, PROBE_MIN_BYTES, max(most, PROBE_MIN_BYTES)))
 
 
 def _probe(client, nbytes: int) -> tuple[float, float]:
@@ -451,9 +504,8 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
 
 def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     from bench.policies.rollout import evaluate_policy
-    from bench.sim.core import Draws, States
     from bench.testbed import hostload
-    from bench.testbed.edge import Client, CoRunners, EdgeRunner
+    from bench.testbed.edge import CoRunners, EdgeRunner
     from bench.testbed.link import Link
     from bench.testbed.proxy import link_state_constants
     from bench.testbed.server import ServerProcess
@@ -496,17 +548,17 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             sim_radios = [lk.name for lk in u.sim.links]
             timeout_of = dict(zip(u.sim.tables.workloads, np.asarray(u.sim.tables.timeout_ms, dtype=float)))
             fallback = u.sim.on_timeout == "local"
-            clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
+            pools = {r: ClientPool(link.ns_ip, p) for r, p in cfg.ports.items()}
+            prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe")
+            probe_clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
             shaped: dict[str, tuple[float, float, float]] = {}
+            clock = Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT))
 
             def shape(t: int) -> None:
                 """The world at request t: each radio's goodput (capped) and RTT, the co-runners' load."""
                 for r in RADIOS:
-                    sig = float(trace.signal_dbm[r][t])
-                    cap = float(trace.bandwidth_cap_mbps[t])
-                    up = float(min(links[r].uplink_goodput_mbps(sig), cap))
-                    down = float(min(links[r].downlink_goodput_mbps(sig), cap))
+                    up, down = radio_rates(links[r], trace, r, t)
                     if shaped.get(r) != (up, down, links[r].rtt_ms):
                         link.set_rate(r, up, down)
                         srv.control(r, links[r].rtt_ms)
@@ -514,29 +566,59 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 if corun is not None:
                     corun.set_load(float(trace.cpu_load[t]), float(trace.mem_load[t]))
 
-            shape(0)
-            for r in RADIOS:  # first estimates before the clock starts
-                rtt, mbps = _probe(clients[r], cfg.probe_bytes)
+            def probe(r: str, nbytes: int) -> None:
+                with pools[r].borrow_radio(probe_clients[r]) as client:  # probes are radio traffic
+                    rtt, mbps = _probe(client, nbytes)
                 est.update(r, mbps, rtt)
+
+            probing: dict[str, Future | None] = {r: None for r in RADIOS}
+
+            def maybe_probe(r: str) -> None:
+                """A probe in the background (never holding up an arrival) when due and the radio is idle."""
+                f = probing[r]
+                if f is not None:
+                    if not f.done():
+                        return
+                    f.result()  # a failed probe is a failed run
+                if pools[r].in_flight == 0 and est.age[r] >= cfg.probe_every:
+                    probing[r] = prober.submit(probe, r, probe_size(est.mbps.get(r), cfg.probe_bytes))
+
+            def serve(t: int, wl: str, radio: str, turn) -> dict[str, Any]:
+                """Request t on a worker thread: its turn on the CPU or the radio's transmitter, then the work."""
+                e0, w0 = meter.read_j(), time.perf_counter()
+                if radio:
+                    client = pools[radio].get()
+                    try:
+                        tim = edge.offload(wl, client, timeout_ms=timeout_of[wl], fallback=fallback, transmitter=turn)
+                    finally:
+                        pools[radio].put(client)
+                else:
+                    tim = edge.local(wl, turn=turn)
+                e1, w1 = meter.read_j(), time.perf_counter()
+                row = {"local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms, "server_ms": tim.server_ms,
+                       "edge_queue_ms": tim.wait_ms, "server_queue_ms": tim.server_queue_ms,
+                       "timed_out": tim.timed_out, "fallback_ms": tim.fallback_ms,
+                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down}
+                if e0 is not None and e1 is not None:  # RAPL: the whole package above its idle power
+                    row["energy_rapl_mj"] = ((e1 - e0) - meter.idle_w * (w1 - w0)) * 1e3
+                return row
+
+            shape(0)
+            for r in RADIOS:  # first estimates before the clock starts: small, then sized to the first estimate
+                probe(r, PROBE_MIN_BYTES)
+                probe(r, probe_size(est.mbps.get(r), cfg.probe_bytes))
             if corun is not None:
                 corun.measured_load()
-            t_start = time.perf_counter()
+            clock.start()
+            meta = []
             for t in range(n):
-                arrival = t_start + t * ia_ms / 1e3
                 shape(t)
-                for r in RADIOS:  # probes in idle time (when paced), or when the estimate is thrice overdue
-                    idle = not cfg.pace or arrival - time.perf_counter() > 0
-                    if est.age[r] >= cfg.probe_every and (idle or est.age[r] >= 3 * cfg.probe_every):
-                        rtt, mbps = _probe(clients[r], cfg.probe_bytes)
-                        est.update(r, mbps, rtt)
-                if cfg.pace:
-                    wait = arrival - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
-                start = time.perf_counter()
-                queue_ms = max((start - arrival) * 1e3, 0.0) if cfg.pace else 0.0
-                # each radio's quiet time as the request starts (probes are traffic too): the twin is told it
-                quiet = {r: (start - clients[r].last_end) * 1e3 for r in RADIOS}
+                for r in RADIOS:
+                    maybe_probe(r)
+                arrival, late_ms = clock.wait_for(t)
+                now = time.perf_counter()
+                # each radio's quiet time as the request arrives (NaN: a request in flight on it): the twin is told it
+                quiet = {r: pools[r].quiet_ms(now) for r in RADIOS}
                 load = corun.measured_load() if corun is not None else {"cpu": 0.0, "mem": 0.0}
                 live = np.array(obs, dtype=np.float32).copy()
                 live[5], live[6] = load["cpu"], load["mem"]
@@ -544,56 +626,48 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 a = int(policy.act(live))
                 wl = str(trace.workload[t])
                 radio = radio_of.get(a, "")
-                e0, w0 = meter.read_j(), time.perf_counter()
-                # goodput is estimated from probes only: an offload's transfer time also holds the server
-                # process's HTTP handling, which CPU contention stretches
-                if radio:
-                    tim = edge.offload(wl, clients[radio], timeout_ms=timeout_of[wl], fallback=fallback)
-                else:
-                    tim = edge.local(wl)
-                e1, w1 = meter.read_j(), time.perf_counter()
-                if corun is not None:
-                    corun.measured_load()  # the next observation's window starts now: the inference is idle
+                # the request is issued now, on its own thread: it waits where the simulator says it waits
+                clock.submit(serve, arrival, late_ms, t, wl, radio, clock.turn(radio))
                 est.tick()
-                row = {"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
-                       "target": str(acts.at[a, "target"]), "radio": radio,
-                       "latency_ms": tim.latency_ms, "local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms,
-                       "server_ms": tim.server_ms, "queue_ms": queue_ms + tim.server_queue_ms,
-                       "edge_queue_ms": queue_ms, "server_queue_ms": tim.server_queue_ms,
-                       "timed_out": tim.timed_out, "fallback_ms": tim.fallback_ms,
-                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
-                       "qos_ms": float(trace.qos_ms[t]),
-                       "shaped_up_mbps": shaped[radio][0] if radio else np.nan,
-                       "shaped_down_mbps": shaped[radio][1] if radio else np.nan,
-                       "rtt_ms": shaped[radio][2] if radio else np.nan,
-                       "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
-                       **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
-                       "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
-                       "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
-                       "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8])}
-                if e0 is not None and e1 is not None:  # RAPL: the whole package above its idle power
-                    row["energy_rapl_mj"] = ((e1 - e0) - meter.idle_w * (w1 - w0)) * 1e3
-                rows.append(row)
+                meta.append({"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
+                             "target": str(acts.at[a, "target"]), "radio": radio,
+                             "qos_ms": float(trace.qos_ms[t]),
+                             "shaped_up_mbps": shaped[radio][0] if radio else np.nan,
+                             "shaped_down_mbps": shaped[radio][1] if radio else np.nan,
+                             "rtt_ms": shaped[radio][2] if radio else np.nan,
+                             "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
+                             **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
+                             "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
+                             "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
+                             "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8])})
                 obs, _, _, truncated, _ = env.step(a)
                 if progress:
-                    print(f"[{t + 1}/{n}] {wl} -> {row['action_name']}: {row['latency_ms']:.1f} ms", flush=True)
+                    print(f"[{t + 1}/{n}] {wl} -> {meta[-1]['action_name']} (issued {late_ms:.0f} ms late)", flush=True)
                 if truncated and t + 1 < n:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
-            for c in clients.values():
+            for m_row, done in zip(meta, clock.results()):
+                rows.append({**m_row, **done})
+            prober.shutdown(wait=True)
+            for f in probing.values():
+                if f is not None:
+                    f.result()
+            for c in (*probe_clients.values(), *pools.values()):
                 c.close()
         finally:
             if corun is not None:
                 corun.close()
 
     df = pd.DataFrame(rows)
+    # the measured queue: the dispatcher's own lateness, the turn on the CPU or transmitter, the server's lock
+    df["queue_ms"] = df["dispatch_late_ms"] + df["edge_queue_ms"] + df["server_queue_ms"]
+    # what no part accounts for (thread hand-offs): latency is arrival to answer, as in the simulator
+    df["other_ms"] = df["latency_ms"] - df[["local_ms", "transfer_ms", "server_ms", "queue_ms"]].sum(axis=1)
     idx = np.arange(len(df))
     states = u.episode().states.take(idx)
     # the twin meets the radio state the live radios were in (quiet time since their last traffic)
-    quiet = np.column_stack([df[f"quiet_{r}_ms"].to_numpy() if r in RADIOS else np.full(len(df), np.inf)
+    quiet = np.column_stack([df[f"quiet_{r}_ms"].to_numpy(dtype=float) if r in RADIOS else np.full(len(df), np.nan)
                              for r in sim_radios])
-    states = States(**{**{f.name: getattr(states, f.name) for f in dataclasses.fields(states)},
-                       "radio_idle_ms": quiet})
-    pred = u.sim.evaluate(states, df["action"].to_numpy(), Draws.neutral(len(df), len(u.sim.links)))
+    pred = twin_sequence(u.sim, states, df["action"].to_numpy(), quiet)
     df["pred_latency_ms"] = pred.latency_ms
     df["pred_energy_mj"] = pred.energy_mj
     df["pred_timed_out"] = np.asarray(pred.timed_out, dtype=bool)
@@ -618,7 +692,10 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                                      for r, (pm, tm) in link_state_constants(RADIOS).items()},
              "drx": "not emulated: data/network has no DRX wake-up constant (the tail power is long-DRX power)",
              "offload_timeout_ms": {str(k): float(v) for k, v in timeout_of.items()},
-             "on_timeout": u.sim.on_timeout, **inter_info}
+             "on_timeout": u.sim.on_timeout,
+             "queues": "both sides: requests issued at their arrivals; one inference at a time on the edge's CPU, "
+                       "one transmitter per radio, the server one request at a time (FIFO); latency from arrival",
+             **inter_info}
     summary = summarise(df, sim_df, cfg, prof_info, meter)
     summary.update({"world": world, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
                     "cpu_count": os.cpu_count(), "nice": cfg.nice})
@@ -629,11 +706,40 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
 PARTS = ("local", "transfer", "server", "queue")
 
 
+def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
+    """The twin's prediction of a live run: the requests in order through the kernel (expected conditions:
+    :meth:`Draws.neutral`), each meeting the queues the twin's own earlier requests left (one inference at a
+    time on each local resource, one transmitter per radio, a FIFO queue per server route) - the waits the
+    live side meets - and each radio in the state the live radio was in as the request arrived
+    (``quiet_ms`` (N, R): its quiet time, probes included; NaN where a request was in flight on it live,
+    so the twin's own carried radio state stands). Returns an :class:`~bench.sim.core.Outcome` over the N."""
+    from bench.sim.core import Draws, Outcome
+    from bench.sim.kernel import OUTCOME_FIELDS, Carry
+
+    n = len(actions)
+    carry = Carry.fresh(1, sim.kernel)
+    neutral = Draws.neutral(1, len(sim.links))
+    outs = []
+    for t in range(n):
+        idle = carry.radio_idle.copy()
+        known = np.isfinite(quiet_ms[t]) | np.isinf(quiet_ms[t])
+        idle[0, known] = quiet_ms[t, known]
+        carry = Carry(carry.local_free, carry.tx_free, idle, carry.server_free, carry.throttled, carry.heat_w)
+        st = states.take(np.array([t])).with_carry(carry)
+        out = sim.evaluate(st, np.asarray(actions[t:t + 1], dtype=np.int64), neutral)
+        outs.append(out)
+        carry = sim.advance(carry, out, st.interarrival_ms)
+    cat = lambda xs: np.concatenate([np.atleast_1d(np.asarray(x)) for x in xs])  # noqa: E731
+    return Outcome(*(cat([getattr(o, f) for o in outs]) for f in OUTCOME_FIELDS),
+                   phases={k: cat([o.phases[k] for o in outs]) for k in outs[0].phases})
+
+
 def add_predicted_parts(df: pd.DataFrame, sim, pred) -> None:
-    """The prediction split like the measurement (:mod:`bench.sim.core`'s phases): ``pred_local_ms`` (edge
+    """The prediction split like the measurement (:mod:`bench.sim.kernel`'s phases): ``pred_local_ms`` (edge
     compute, interference and a timeout's local fallback included), ``pred_server_ms`` (the cloud's compute;
-    0 for a timed-out offload, whose wait is all transfer, as measured), ``pred_transfer_ms`` (promotion,
-    upload, RTT, download) and ``pred_queue_ms`` (0: the AutoScale twin has no queue)."""
+    0 for a timed-out offload, whose wait is all transfer, as measured), ``pred_queue_ms`` (the kernel's
+    waits: for the local resource, the radio's transmitter and the server) and ``pred_transfer_ms``
+    (promotion, upload, RTT, download: the radio path less the server's wait and compute)."""
     ph = {k: np.asarray(v, dtype=float) for k, v in pred.phases.items()}
     t = sim.tables
     w = t.workload_index(df["workload"].to_numpy())
@@ -641,13 +747,18 @@ def add_predicted_parts(df: pd.DataFrame, sim, pred) -> None:
     off = np.asarray(t.offloads[w, a], dtype=bool)
     timed = np.asarray(pred.timed_out, dtype=bool)
     local = ph["local_ms"] + ph["fallback_ms"]
-    server = np.where(off & ~timed, np.minimum(t.remote_ms[w, a], ph["wait_ms"]), 0.0)
+    queue = np.nan_to_num(ph["queue_ms"])
+    # the offload's waits: for the transmitter (from the hand-off after its local part) and for the server
+    tx_wait = np.where(off, np.maximum(np.nan_to_num(ph["radio_start_ms"]) - ph["local_start_ms"] - ph["local_ms"],
+                                       0.0), 0.0)
+    srv_wait = np.where(off, np.maximum(queue - ph["local_start_ms"] - tx_wait, 0.0), 0.0)
+    server = np.where(off & ~timed, np.minimum(t.remote_ms[w, a], np.maximum(ph["wait_ms"] - srv_wait, 0.0)), 0.0)
     path = np.nan_to_num(ph["promo_ms"] + ph["up_ms"] + ph["wait_ms"] + ph["down_ms"])
     df["pred_local_ms"] = local
     df["pred_server_ms"] = server
-    df["pred_transfer_ms"] = np.where(off, np.maximum(path - server, 0.0), 0.0)
+    df["pred_transfer_ms"] = np.where(off, np.maximum(path - server - srv_wait, 0.0), 0.0)
     df["pred_promotion_ms"] = np.where(off, np.nan_to_num(ph["promo_ms"]), 0.0)
-    df["pred_queue_ms"] = 0.0
+    df["pred_queue_ms"] = queue
 
 
 def _part_rows(df: pd.DataFrame, part: str) -> pd.Series:
@@ -662,8 +773,8 @@ def _part_rows(df: pd.DataFrame, part: str) -> pd.Series:
 
 def part_errors(df: pd.DataFrame) -> dict[str, float]:
     """Per part (local, transfer, server, queue), over the requests that have it: measured and predicted
-    median and p95 (ms) and the mean absolute relative error (``<part>_mape``); the queue, which the twin
-    predicts as zero, gets the mean absolute error in ms (``queue_mae_ms``) instead."""
+    median and p95 (ms) and the mean absolute relative error (``<part>_mape``); the queue, zero for most
+    requests on both sides, gets the mean absolute error in ms (``queue_mae_ms``) instead."""
     out = {}
     for part in PARTS:
         if f"pred_{part}_ms" not in df.columns:

@@ -98,8 +98,10 @@ def test_twenty_live_requests(tmp_path):
     summary = run(cfg, tmp_path)
     df = pd.read_parquet(tmp_path / "requests.parquet")
     assert len(df) == 20 and summary["requests"] == 20
-    split = df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["server_queue_ms"]
-    assert np.allclose(split, df["latency_ms"])
+    split = df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["queue_ms"]
+    # latency runs from the arrival; the parts account for it but for thread hand-offs (other_ms)
+    assert np.allclose(split + df["other_ms"], df["latency_ms"]) and (df["queue_ms"] >= 0).all()
+    assert float(df["other_ms"].median()) < 5.0
     assert (df["latency_ms"] > 0).all() and np.isfinite(df["pred_latency_ms"]).all()
     off = df["route"] != "cpu"
     assert off.any() and (~off).any()  # random over cpu / cloud_wifi / cloud_lte: both kinds ran
@@ -121,13 +123,39 @@ def test_twenty_live_requests(tmp_path):
     # the twin was told each radio's quiet time; with it, it predicts a promotion exactly where one was due
     wifi_quiet = df["quiet_wifi_ms"].to_numpy()
     assert (df.loc[df["pred_promotion_ms"] > 0, "radio"] != "").all()
-    assert np.isfinite(wifi_quiet).all() and (wifi_quiet >= 0).all()
+    # (NaN: a request was in flight on the radio as this one arrived; the twin's own radio state stands)
+    assert np.isfinite(wifi_quiet).any() and (wifi_quiet[np.isfinite(wifi_quiet)] >= 0).all()
     # energy above idle: a local request costs its compute only, however long it queued
     assert (df.loc[~off, "energy_mj"] > 0).all() and "above idle" in df["energy_source"].iloc[0]
     assert "skipped" in summary["energy_check"] or summary["energy_check"]["requests"] >= 0
     assert summary["world"]["radio_state_machine"]["wifi"]["promotion_ms"] > 0
     assert len(summary["loadavg_start"]) == 3 and len(summary["loadavg_end"]) == 3
     assert (tmp_path / "testbed_edge_interference.yaml").exists()
+
+
+def test_overlapping_requests_queue_live_and_in_the_twin(tmp_path):
+    """Requests 10 ms apart, each longer: the live side issues them at their arrivals and they wait for the
+    edge's CPU in turn; the twin predicts the same waits from its own durations."""
+    import yaml
+
+    from bench.testbed.loop import TestbedConfig, run
+
+    raw = yaml.safe_load((REPO / "data" / "scenarios" / "wifi_strong.yaml").read_text())
+    raw.update(name="tight_arrivals", interarrival_ms=10)
+    scen = tmp_path / "tight_arrivals.yaml"
+    scen.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = TestbedConfig(policy="cpu_only", scenario=str(scen), requests=12, seed=1, workloads=("mobilenet_v2",),
+                        profile_repeats=3, corunners=False)
+    summary = run(cfg, tmp_path / "run")
+    df = pd.read_parquet(tmp_path / "run" / "requests.parquet")
+    assert (df["route"] == "cpu").all()
+    meas, pred = df["queue_ms"].to_numpy(), df["pred_queue_ms"].to_numpy()
+    # every later request waited on both sides, and the waits grow as the backlog does
+    assert (meas[3:] > 5.0).all() and (pred[3:] > 5.0).all()
+    assert meas[-1] > meas[3] and pred[-1] > pred[3]
+    # the waits are the earlier requests' compute: the twin's error there is its compute error, not a missing queue
+    assert abs(np.median(pred[3:]) - np.median(meas[3:])) <= 0.6 * np.median(meas[3:])
+    assert summary["queue_measured_median_ms"] > 0 and summary["queue_predicted_median_ms"] > 0
 
 
 _CRASH = """
@@ -197,5 +225,7 @@ def test_dvfo_split_runs_live_and_says_what_this_host_lacks(tmp_path):
     # the share's bytes went over the link: far fewer than the full input (uint8 share of the cut's channels)
     assert (split["bytes_up"] > 0).all() and (split["bytes_up"] < 3 * 224 * 224).all()
     assert (df.loc[~df["split"], "bytes_up"] == 0).all()  # no split point (lstm_text): DVFO's xi = 0, local
-    assert np.allclose(df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["server_queue_ms"], df["latency_ms"])
+    # latency from the arrival: the parts (waits included) account for it but for thread hand-offs
+    parts = df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["queue_ms"]
+    assert float((df["latency_ms"] - parts).abs().median()) < 5.0, (df["latency_ms"] - parts).tolist()
     assert _gone(f"bt{os.getpid() % 10**8}")

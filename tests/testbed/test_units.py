@@ -485,3 +485,147 @@ def test_dvfo_share_parser_accepts_exactly_the_unit_interval(text):
     else:
         with pytest.raises(loop.TestbedError, match="dvfo"):
             loop.parse_xi(f"dvfo:{text}")
+
+
+# --------------------------------------------------------------------------- the queue on both sides
+
+@given(st.lists(st.booleans(), min_size=1, max_size=10))
+@settings(max_examples=40, deadline=None)
+def test_fifo_resource_serves_turns_in_order_and_a_given_up_turn_keeps_no_place(give_up):
+    from bench.testbed.edge import FifoResource
+
+    res = FifoResource("cpu")
+    turns = [res.turn() for _ in give_up]
+    kept = [turns[0]]  # the first turn is granted at once: it cannot give up
+    for turn, g in zip(turns[1:], give_up[1:]):
+        if g:
+            assert not turn.wait(0.0)  # still queued behind the held one: gives up
+        else:
+            kept.append(turn)
+    for i, turn in enumerate(kept):
+        assert turn.wait(0.0)
+        if i + 1 < len(kept):
+            assert not kept[i + 1]._ev.is_set()  # the next one waits until this one is released
+        turn.release()
+        turn.release()  # idempotent
+    assert res.turn().wait(0.0)  # all released: the next request is served at once
+
+
+def _twin(n=24, ia_ms=5.0, seed=1):
+    import dataclasses
+
+    import gymnasium as gym
+
+    import bench.sim  # noqa: F401
+    from bench.sim.envs import AUTOSCALE_ID
+
+    env = gym.make(AUTOSCALE_ID, scenario="wifi_strong")
+    env.reset(seed=seed)
+    u = env.unwrapped
+    states = u.episode().states.take(np.arange(n))
+    states = dataclasses.replace(states, interarrival_ms=np.full(n, ia_ms))
+    return u, states
+
+
+def test_twin_sequence_is_the_kernels_queued_episode():
+    """The twin's prediction of a live run is the kernel's own carried sequence (queues, transmitters,
+    server queues) when it is told nothing about the radios, and it queues overlapping requests."""
+    from bench.sim.core import Draws
+
+    u, states = _twin()
+    n, acts = len(states), u.action_table
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, len(acts), n)
+    unknown = np.full((n, len(u.sim.links)), np.nan)
+    pred = loop.twin_sequence(u.sim, states, actions, unknown)
+    ref = u.sim.run_sequence(states, actions, Draws.neutral(n, len(u.sim.links)))
+    np.testing.assert_allclose(pred.latency_ms, ref.latency_ms, rtol=1e-9)
+    np.testing.assert_allclose(pred.phases["queue_ms"], ref.phases["queue_ms"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(pred.energy_mj, ref.energy_mj, rtol=1e-9)
+    # back-to-back local requests (5 ms apart, each longer): each waits for the one before, FIFO
+    local = int(acts.index[(acts["kind"] == "local")][0])
+    same = np.full(n, local)
+    q = loop.twin_sequence(u.sim, states, same, unknown)
+    wait, dur = q.phases["queue_ms"], q.phases["local_ms"]
+    assert wait[0] == 0 and (dur > 5.0).all()
+    np.testing.assert_allclose(wait[1:], wait[:-1] + dur[:-1] - 5.0, rtol=1e-9)
+    np.testing.assert_allclose(q.latency_ms, wait + dur, rtol=1e-9)
+
+
+def test_twin_meets_the_live_radios_measured_state():
+    """A radio the live side saw quiet for less than its tail needs no promotion; one quiet for longer does."""
+    u, states = _twin(n=3, ia_ms=2000.0)
+    acts = u.action_table
+    off = int(acts.index[acts["kind"] != "local"][0])
+    r = int(u.sim.routes[int(acts.at[off, "route"])].radio)
+    tail = float(u.sim.links[r].tail_ms)
+    quiet = np.full((3, len(u.sim.links)), np.nan)
+    quiet[:, r] = [tail / 2, tail * 2, np.inf]
+    pred = loop.twin_sequence(u.sim, states, np.full(3, off), quiet)
+    promo = np.nan_to_num(pred.phases["promo_ms"])
+    assert promo[0] == 0 and promo[1] > 0 and promo[2] > 0
+
+
+def test_predicted_parts_add_up_to_the_predicted_latency():
+    import pandas as pd
+
+    u, states = _twin(n=30, ia_ms=20.0)
+    acts = u.action_table
+    rng = np.random.default_rng(3)
+    actions = rng.integers(0, len(acts), 30)
+    pred = loop.twin_sequence(u.sim, states, actions, np.full((30, len(u.sim.links)), np.nan))
+    df = pd.DataFrame({"workload": np.asarray(u.sim.tables.workloads)[states.workload], "action": actions})
+    loop.add_predicted_parts(df, u.sim, pred)
+    ok = ~np.asarray(pred.timed_out, dtype=bool)
+    total = df[["pred_local_ms", "pred_transfer_ms", "pred_server_ms", "pred_queue_ms"]].sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total[ok], pred.latency_ms[ok], rtol=1e-6, atol=1e-6)
+    assert (df["pred_queue_ms"] > 0).any()  # 20 ms apart: some requests wait
+
+
+def test_the_best_found_schedule_runs_under_either_name():
+    from bench.policies.base import REGISTRY
+    from bench.testbed.compare import runnable_policies
+
+    names = {"bound_schedule", "best_found_schedule"}
+    if not names & set(REGISTRY):
+        pytest.skip("no best-found schedule policy in this build")
+    assert runnable_policies(sorted(names), say=False) == sorted(names)
+    assert all(loop.registered_name(n) in REGISTRY for n in names)
+    assert loop.registered_name("cpu_only") == "cpu_only"
+
+
+@given(st.floats(0.0, 1e4), st.floats(0.0, 1e4), st.integers(512, 1 << 20))
+@settings(max_examples=60, deadline=None)
+def test_a_probe_is_sized_to_a_bounded_airtime(a, b, most):
+    lo, hi = sorted((a, b))
+    s_lo, s_hi = loop.probe_size(lo, most), loop.probe_size(hi, most)
+    assert loop.PROBE_MIN_BYTES <= s_lo <= s_hi <= most  # more goodput, a bigger probe, never past the cap
+    assert loop.probe_size(None, most) == most
+    if s_hi < most and hi > 0:
+        assert s_hi * 8 / (hi * 1e6) <= loop.PROBE_AIRTIME_S * 1.0001 or s_hi == loop.PROBE_MIN_BYTES
+
+
+def test_campaign_table_block_in_the_docs_is_generated_and_replaced(tmp_path):
+    import pandas as pd
+
+    from bench.testbed import compare
+
+    summary = {"policy": "cpu_only", "scenario": "wifi_weak", "requests": 100, "latency_median_ms": 80.0,
+               "latency_p95_ms": 120.0, "pred_latency_median_ms": 70.0, "pred_latency_p95_ms": 90.0,
+               "latency_mape": 0.25, "local_mape": 0.2, "queue_mae_ms": 4.0, "timeouts": 0, "pred_timeouts": 1,
+               "loadavg_start": [9.0, 8.0, 7.0], "loadavg_end": [11.0, 9.0, 7.0], "nice": -10}
+    table = pd.DataFrame([compare.row_from_summary(summary)], columns=compare.COLUMNS)
+    block = compare.markdown_table(table, {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2,
+                                           "latency_mape_all": 0.25}, Path("results/testbed/c"))
+    assert "| cpu_only / wifi_weak | 80 / 70 | 120 / 90 | 25% | 20% |  |  | 4 | 0 / 1 | 9.0-11.0 |" in block
+    assert "load 9.0-11.0" in block and "niceness -10" in block
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# T\n\nbefore\n\n{compare.DOCS_START}\nold\n{compare.DOCS_END}\n\nafter\n")
+    compare.update_docs(doc, block)
+    compare.update_docs(doc, block)  # idempotent: one block, replaced in place
+    text = doc.read_text()
+    assert text.count(compare.DOCS_START) == 1 and "old" not in text and block in text
+    assert text.index("before") < text.index(block) < text.index("after")
+    res = subprocess.run([sys.executable, "-m", "bench", "testbed-stage", "--tabulate", "--out", str(tmp_path),
+                          "--docs", str(tmp_path / "missing.md")], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing.md" in res.stderr

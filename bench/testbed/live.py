@@ -1,0 +1,93 @@
+"""The live side's clock and queues, shared by every live loop (:mod:`bench.testbed.loop`, :mod:`bench.testbed.dvfo_live`).
+
+The world is the simulator's (:mod:`bench.sim.kernel`): requests arrive at the
+scenario's inter-arrival time whether or not the previous one has finished;
+each local resource (here: the edge's CPU) serves one request at a time in
+arrival order, each radio has one transmitter (held from the upload's start
+until its bytes have left the shaped link), and the server computes one request
+at a time (its model lock; the wait comes back as ``x-queue-ms``). So a request
+is *issued* at its arrival - on its own thread - and waits where the simulator
+says it waits; its latency runs from its arrival to its answer, the waits
+included, as the simulator's does.
+
+:class:`Dispatcher` is the one piece of timing code of the live loops: it paces
+the arrivals, takes each request's turn in arrival order, runs it on a worker
+thread and stamps its arrival, dispatch lateness and end.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+from bench.testbed.edge import FifoResource, Turn
+
+#: worker threads: more requests in flight than this wait for a thread (a backlog no scenario here reaches)
+MAX_IN_FLIGHT = 64
+
+
+def radio_rates(link_model, trace, radio: str, t: int) -> tuple[float, float]:
+    """(uplink, downlink) goodput in Mbit/s of ``radio`` at request ``t``: the link model at the trace's
+    signal, capped by the trace's bandwidth cap (what the simulator's twin assumes)."""
+    sig = float(trace.signal_dbm[radio][t])
+    cap = float(trace.bandwidth_cap_mbps[t])
+    return (float(min(link_model.uplink_goodput_mbps(sig), cap)),
+            float(min(link_model.downlink_goodput_mbps(sig), cap)))
+
+
+class Dispatcher:
+    """Arrivals paced at ``interarrival_ms`` (``pace=False``: back to back, as fast as they are issued),
+    each request run on a worker thread once issued; the edge's resources as FIFO queues."""
+
+    def __init__(self, interarrival_ms: float, pace: bool = True, radios=(), workers: int = MAX_IN_FLIGHT):
+        self.interarrival_ms, self.pace = float(interarrival_ms), bool(pace)
+        self.cpu = FifoResource("cpu")
+        self.tx = {r: FifoResource(f"tx_{r}") for r in radios}
+        self._pool = ThreadPoolExecutor(max_workers=max(int(workers), 1), thread_name_prefix="request")
+        self._futures: list[Future] = []
+        self.t0 = time.perf_counter()
+
+    def start(self) -> None:
+        """The clock starts now (request 0 arrives now)."""
+        self.t0 = time.perf_counter()
+
+    def arrival(self, t: int) -> float:
+        """When request ``t`` arrives (``time.perf_counter()`` seconds)."""
+        return self.t0 + t * self.interarrival_ms / 1e3 if self.pace else time.perf_counter()
+
+    def wait_for(self, t: int) -> tuple[float, float]:
+        """Sleep until request ``t`` arrives; (its arrival, how late it is being issued in ms: earlier work of
+        the dispatcher itself - probes, the policy - that ran past the arrival)."""
+        arrival = self.arrival(t)
+        wait = arrival - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        return arrival, max((time.perf_counter() - arrival) * 1e3, 0.0)
+
+    def turn(self, radio: str = "") -> Turn:
+        """The request's place in its resource's queue (taken in arrival order): the radio's transmitter for an
+        offload, else the edge's CPU."""
+        return self.tx[radio].turn() if radio else self.cpu.turn()
+
+    def submit(self, fn: Callable[..., dict[str, Any]], arrival: float, late_ms: float, *args) -> None:
+        """Run ``fn(*args) -> row`` on a worker; the row gets ``latency_ms`` (arrival to end) and ``late_ms``."""
+
+        def timed() -> dict[str, Any]:
+            begin = time.perf_counter()
+            row = fn(*args)
+            end = time.perf_counter()
+            row["latency_ms"] = (end - arrival) * 1e3
+            # issued late (the dispatcher's own work) plus the worker thread's start: the edge's scheduling delay
+            row["dispatch_late_ms"] = max((begin - arrival) * 1e3, late_ms)
+            row["work_ms"] = (end - begin) * 1e3
+            return row
+
+        self._futures.append(self._pool.submit(timed))
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every request's row, in arrival order, once all have ended (a worker's exception is raised here)."""
+        try:
+            return [f.result() for f in self._futures]
+        finally:
+            self._pool.shutdown(wait=True)
