@@ -41,12 +41,12 @@ def _policy_rows(suite: str, scenario: str, seed: int) -> tuple[pd.DataFrame, pd
     frames = []
     fitted = {"best_static_dnn": {"fit_scenarios": [scenario], "fit_seeds": [seed], "n_steps": N},
               "distilled": {"train_scenarios": train, "train_seeds": [1], "n_steps": N},
-              "bound_schedule": {"violation_cost_mj": OBJ.violation_cost_mj, "n_steps": N},
+              "best_found_schedule": {"violation_cost_mj": OBJ.violation_cost_mj, "n_steps": N},
               "greedy_oracle": {}}
     for pol in [*simple, *fitted]:
         kw = fitted.get(pol, {"seed": seed, "n_steps": N})
         frames.append(evaluate_policy(pol, env, None, [seed], N, policy_kwargs=kw))
-    qos = evaluate_policy("bound_schedule", env, None, [seed], N, label="bound_schedule_qos",
+    qos = evaluate_policy("best_found_schedule", env, None, [seed], N, label="best_found_schedule_qos",
                           policy_kwargs={"violation_cost_mj": OBJ.violation_cost_mj, "n_steps": N,
                                          "variant": "qos_first"})
     frames.append(qos)
@@ -70,7 +70,7 @@ def test_no_policy_beats_the_bound_in_any_cell(suite, seed, which):
     # the bracket is ordered, and the replayed schedule is what the bound reports as its upper end
     assert b.lower_lagrangian <= b.upper_lagrangian + 1e-6
     assert b.lower_qos_first_mj <= b.upper_qos_first_mj + 1e-6 or b.upper_qos_first_missed_feasible > 0
-    lag = res[res.policy == "bound_schedule"]
+    lag = res[res.policy == "best_found_schedule"]
     assert OBJ.episode_cost(lag.energy_mj, lag.qos_ok) == pytest.approx(b.upper_lagrangian, rel=1e-9)
     greedy = res[res.policy == "greedy_oracle"]  # one of the proposals: the best found is never worse
     assert b.upper_lagrangian <= OBJ.episode_cost(greedy.energy_mj, greedy.qos_ok) * (1 + 1e-12)
@@ -170,3 +170,21 @@ def test_breakdown_flags_one_scenario_deciding_a_verdict():
     out = yardstick.breakdown(_by_scenario({"calm": (100, 99, 100), "edge": (300, 200, 100)}), "a", "b")
     assert out["dominated"] and out["top_scenario"] == "edge"
     assert out["relative_without_top"] == pytest.approx(100 / 99 - 1)
+
+
+def test_bound_schedule_is_a_deprecated_alias_of_best_found_schedule():
+    """The privileged replay of the best schedule found was called ``bound_schedule``: saved params and plugins
+    naming it still work (with a warning), and both names give the same actions."""
+    from bench.policies.base import make_policy
+    from bench.policies.bound import BestFoundSchedule, BoundSchedule
+
+    assert BoundSchedule is BestFoundSchedule
+    env = make_env("bench/AutoScale-v0", "wifi_weak", 12)
+    env.reset(seed=4)
+    new = make_policy("best_found_schedule", env, violation_cost_mj=OBJ.violation_cost_mj, n_steps=12)
+    with pytest.warns(DeprecationWarning, match="best_found_schedule"):
+        old = make_policy("bound_schedule", env, violation_cost_mj=OBJ.violation_cost_mj, n_steps=12)
+    assert type(old) is type(new) and new.name == "best_found_schedule" and new.privileged
+    new.reset()
+    old.reset()
+    assert np.array_equal(new.schedule, old.schedule)

@@ -29,13 +29,13 @@ def evaluated():
     frames, cells = [], []
     for sc in SCENARIOS:
         for seed in (1, 2):
-            for pol in ("cpu_only", "cloud_only", "greedy_oracle", "best_static_dnn", "distilled", "bound_schedule"):
+            for pol in ("cpu_only", "cloud_only", "greedy_oracle", "best_static_dnn", "distilled", "best_found_schedule"):
                 kw = {"seed": seed, "n_steps": N}
                 if pol == "best_static_dnn":
                     kw.update(fit_scenarios=list(SCENARIOS), fit_seeds=[1, 2])
                 if pol == "distilled":
                     kw.update(train_scenarios=["wifi_strong"], train_seeds=[5])
-                if pol == "bound_schedule":
+                if pol == "best_found_schedule":
                     kw.update(violation_cost_mj=OBJ.violation_cost_mj)
                 frames.append(evaluate_policy(pol, "bench/AutoScale-v0", sc, [seed], N, policy_kwargs=kw))
             cells.append(Cell("autoscale_phone", "autoscale", "phone_sd845", "any", sc, seed, N, "{}"))

@@ -80,7 +80,7 @@ def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], sc
     * DRLDO: the DVFO run's config (training scenarios, steps, hyper-parameters) with a seed of its own;
     * the bound's schedule: the declared objective's λ (params ``objective``; it searches each episode itself).
     """
-    if policy == "bound_schedule":
+    if policy in ("best_found_schedule", "bound_schedule"):  # the latter: its deprecated alias
         if violation_cost_mj is None:
             from bench.config import load_params
 

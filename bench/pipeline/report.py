@@ -32,19 +32,20 @@ from matplotlib.transforms import Bbox
 THEME = sns.axes_style("whitegrid") | sns.plotting_context("notebook")
 
 #: row order of headline tables: the learners first, then the references
-POLICY_ORDER = ("autoscale", "dvfo", "bound_schedule", "greedy_oracle", "oracle", "edge_best_static", "best_static_dnn", "best_static_dnn_signal",
+POLICY_ORDER = ("autoscale", "dvfo", "best_found_schedule", "bound_schedule", "greedy_oracle", "oracle", "edge_best_static", "best_static_dnn", "best_static_dnn_signal",
                 "distilled", "distilled_rule", "drldo", "appealnet", "edge_gpu_max", "neurosurgeon", "gpu_only",
                 "cpu_only", "cloud_only", "random")
 LEARNERS = ("autoscale", "dvfo")
 #: the hindsight references drawn as stars (greedy_oracle's old name, oracle, included)
-REFERENCES = ("bound_schedule", "greedy_oracle", "oracle")
+REFERENCES = ("best_found_schedule", "bound_schedule", "greedy_oracle", "oracle")  # bound_schedule: results of before
 
 #: one colour + marker per policy, in every figure. Learners are saturated and round, the oracle a black
 #: star, published comparators triangles, static baselines squares/diamonds, trivial baselines muted.
 POLICY_STYLES: dict[str, tuple[str, str]] = {
     "autoscale": ("#d62728", "o"),
     "dvfo": ("#9c27b0", "o"),
-    "bound_schedule": ("#000000", "*"),
+    "best_found_schedule": ("#000000", "*"),
+    "bound_schedule": ("#000000", "*"),  # deprecated alias of best_found_schedule
     "greedy_oracle": ("#444444", "*"),
     "oracle": ("#777777", "*"),  # deprecated alias of greedy_oracle
     "edge_best_static": ("#1f77b4", "s"),

@@ -29,14 +29,16 @@ at 1,000 requests x 360 actions; so this module brackets it (docs/bound.md):
   simulator's, so the bracket stays valid when the kernel changes (queues, a shared radio).
 
 Variants: **Lagrangian** ``E + λ·V`` and **QoS-first** (least energy meeting every feasible deadline);
-see :mod:`bench.sim.objective`. :class:`BoundSchedule` (``bound_schedule``) replays the best schedule
-found as a privileged policy (for the testbed and the results table).
+see :mod:`bench.sim.objective`. :class:`BestFoundSchedule` (``best_found_schedule``; ``bound_schedule`` is its
+deprecated alias) replays the best schedule found as a privileged policy (for the testbed and the results
+table). It is the *upper* end of the bracket, not the bound: the certified lower bound is no schedule.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -359,15 +361,15 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
                  {"qos_first": best_q, "lagrangian": best_l})
 
 
-class BoundSchedule(Policy):
-    """*Privileged*: replays the best schedule :func:`hindsight_bound` found for the episode."""
+class BestFoundSchedule(Policy):
+    """*Privileged*: replays the best schedule :func:`hindsight_bound` found for the episode (the bracket's upper end)."""
 
-    name = "bound_schedule"
+    name = "best_found_schedule"
     privileged = True
 
     def __init__(self, env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None):
         if variant not in VARIANTS:
-            raise ValueError(f"bound_schedule variant {variant!r}; allowed: {list(VARIANTS)}")
+            raise ValueError(f"{self.name} variant {variant!r}; allowed: {list(VARIANTS)}")
         self.env, self.variant, self.n_steps = env, variant, n_steps
         self.objective = Objective(violation_cost_mj)
         self.schedule = np.zeros(0, dtype=np.int64)
@@ -383,12 +385,25 @@ class BoundSchedule(Policy):
         t = self._t
         self._t += 1
         if t >= len(self.schedule):
-            raise RuntimeError(f"bound_schedule: step {t} is past the schedule ({len(self.schedule)} requests); "
+            raise RuntimeError(f"{self.name}: step {t} is past the schedule ({len(self.schedule)} requests); "
                                "pass n_steps >= the episode's length")
         return int(self.schedule[t])
 
 
+#: the old name, kept so saved params and plugins keep working
+BoundSchedule = BestFoundSchedule
+
+
+@register("best_found_schedule")
+def best_found_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                        **_) -> BestFoundSchedule:
+    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps)
+
+
 @register("bound_schedule")
 def bound_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
-                   **_) -> BoundSchedule:
-    return BoundSchedule(env, violation_cost_mj, variant, n_steps)
+                   **_) -> BestFoundSchedule:
+    """Deprecated alias of ``best_found_schedule`` (it replays the best schedule found, not the bound)."""
+    warnings.warn("policy 'bound_schedule' is deprecated: it replays the best schedule found (the bracket's upper "
+                  "end), not the certified bound; use 'best_found_schedule'", DeprecationWarning, stacklevel=2)
+    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps)
