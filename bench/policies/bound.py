@@ -118,23 +118,34 @@ def window_share(ph: dict, next_ms, delay_ms=0.0) -> np.ndarray:
     ``ph``: the kernel's phases (any shape; ``next_ms`` and ``delay_ms`` broadcast against them, ms from the
     arrival). ``delay_ms``: the radio start taken that much later (what a queue does: ``L`` only shrinks).
     """
+    fixed, parts = _share_parts(ph)
+    return fixed + _window_base(parts, next_ms, delay_ms)
+
+
+def _share_parts(ph: dict):
+    """(local + transfer-excess energy, what the window's base power needs) of :func:`window_share`."""
     g = lambda k: np.asarray(ph[k], dtype=float)  # noqa: E731
-    local = g("local_w") * g("local_ms") + g("fallback_w") * g("fallback_ms")
-    tail_w = g("tail_w")
-    used = np.isfinite(g("radio_end_ms"))  # NaN where the request never got the transmitter
+    tail_w, end = g("tail_w"), g("radio_end_ms")
+    used = np.isfinite(end)  # NaN where the request never got the transmitter
+    up_ms = np.where(used, g("up_ms"), 0.0)
+    s0 = g("radio_start_ms")
     with np.errstate(invalid="ignore"):
-        excess = np.where(used, (g("up_w") - tail_w) * g("up_ms") + (g("down_w") - tail_w) * g("down_ms"), 0.0)
-        s0 = g("radio_start_ms")
+        fixed = g("local_w") * g("local_ms") + g("fallback_w") * g("fallback_ms") + np.where(
+            used, (g("up_w") - tail_w) * up_ms + (g("down_w") - tail_w) * g("down_ms"), 0.0)
         c_promo = np.where(used, g("promo_ms"), 0.0)
-        d_tx = c_promo + np.where(used, g("up_ms"), 0.0)
-        d_all = np.where(used, g("radio_end_ms") - s0 + g("tail_ms"), 0.0)
-        nxt = np.asarray(next_ms, dtype=float)
+        d_all = np.where(used, end - s0 + g("tail_ms"), 0.0)
+    return fixed, (used, s0, c_promo, c_promo + up_ms, d_all, g("promo_w"), tail_w)
+
+
+def _window_base(parts, next_ms, delay_ms) -> np.ndarray:
+    """The radio's base power on each request's window (:func:`window_share`)."""
+    used, s0, c_promo, d_tx, d_all, promo_w, tail_w = parts
+    nxt = np.asarray(next_ms, dtype=float)
+    with np.errstate(invalid="ignore"):
         # after the episode's last request nothing shares the radio: the whole tail, however late the start
         room = np.where(np.isinf(nxt), np.inf, nxt - (s0 + delay_ms))
-        win = np.minimum(d_all, np.maximum(d_tx, room))
-        win = np.where(used, np.maximum(win, 0.0), 0.0)
-        base = g("promo_w") * np.minimum(c_promo, win) + tail_w * np.maximum(win - c_promo, 0.0)
-    return local + excess + base
+        win = np.where(used, np.maximum(np.minimum(d_all, np.maximum(d_tx, room)), 0.0), 0.0)
+    return promo_w * np.minimum(c_promo, win) + tail_w * np.maximum(win - c_promo, 0.0)
 
 
 def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np.ndarray
@@ -154,8 +165,9 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     with np.errstate(invalid="ignore"):
         slack = np.where(np.isfinite(np.asarray(ph["radio_end_ms"], dtype=float)),
                          np.maximum(qos - np.asarray(ph["radio_end_ms"], dtype=float), 0.0), 0.0)
-    any_mj = np.broadcast_to(window_share(ph, nxt, np.inf), shape)
-    ok_mj = np.where(qos_ok, np.broadcast_to(window_share(ph, nxt, slack), shape), np.inf)
+    fixed, parts = _share_parts(ph)
+    any_mj = np.broadcast_to(fixed + _window_base(parts, nxt, np.inf), shape)
+    ok_mj = np.where(qos_ok, np.broadcast_to(fixed + _window_base(parts, nxt, slack), shape), np.inf)
     return any_mj, ok_mj
 
 
