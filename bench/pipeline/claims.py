@@ -323,8 +323,8 @@ def what_learners_add(metrics: Mapping[str, Any]) -> pd.DataFrame:
 
 def headroom_bracket(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Headroom per scenario from both ends of the bracket (certified bound, best schedule found) and the room
-    flag (:func:`bench.pipeline.yardstick.headroom_report`; the report's table)."""
-    from bench.pipeline.yardstick import headroom_report
+    flag (:func:`bench.pipeline.breakdown.headroom_report`; the report's table)."""
+    from bench.pipeline.breakdown import headroom_report
 
     return headroom_report(metrics)
 
@@ -337,7 +337,7 @@ def _no_room(suite_metrics: Mapping[str, Any]) -> bool:
         return False
     split = suite_metrics.get("split") or {}
     headline = set(split.get("heldout") or ()) or {r["scenario"] for r in yard["headroom"]}
-    from bench.pipeline.yardstick import no_room
+    from bench.pipeline.breakdown import no_room
 
     rooms = [r.get("room") for r in yard["headroom"] if r["scenario"] in headline]
     return bool(rooms) and all(no_room(r) for r in rooms)

@@ -83,7 +83,7 @@ def headroom_section(suite: str, yard: Mapping) -> str:
     def pct(x) -> str:
         return "—" if x is None or pd.isna(x) else f"{100 * x:.1f}%"
 
-    from bench.pipeline.yardstick import room_flag
+    from bench.pipeline.breakdown import room_flag
 
     def flag(r: Mapping) -> str:
         room = r.get("room")
