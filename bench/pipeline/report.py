@@ -45,7 +45,7 @@ POLICY_STYLES: dict[str, tuple[str, str]] = {
     "autoscale": ("#d62728", "o"),
     "dvfo": ("#9c27b0", "o"),
     "best_found_schedule": ("#000000", "*"),
-    "bound_schedule": ("#000000", "*"),  # deprecated alias of best_found_schedule
+    "bound_schedule": ("#2f2f2f", "*"),  # deprecated alias of best_found_schedule (results of before)
     "greedy_oracle": ("#444444", "*"),
     "oracle": ("#777777", "*"),  # deprecated alias of greedy_oracle
     "edge_best_static": ("#1f77b4", "s"),
