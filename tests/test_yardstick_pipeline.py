@@ -29,13 +29,13 @@ def evaluated():
     frames, cells = [], []
     for sc in SCENARIOS:
         for seed in (1, 2):
-            for pol in ("cpu_only", "cloud_only", "greedy_oracle", "best_static_dnn", "distilled", "bound_schedule"):
+            for pol in ("cpu_only", "cloud_only", "greedy_oracle", "best_static_dnn", "distilled", "best_found_schedule"):
                 kw = {"seed": seed, "n_steps": N}
                 if pol == "best_static_dnn":
                     kw.update(fit_scenarios=list(SCENARIOS), fit_seeds=[1, 2])
                 if pol == "distilled":
                     kw.update(train_scenarios=["wifi_strong"], train_seeds=[5])
-                if pol == "bound_schedule":
+                if pol == "best_found_schedule":
                     kw.update(violation_cost_mj=OBJ.violation_cost_mj)
                 frames.append(evaluate_policy(pol, "bench/AutoScale-v0", sc, [seed], N, policy_kwargs=kw))
             cells.append(Cell("autoscale_phone", "autoscale", "phone_sd845", "any", sc, seed, N, "{}"))
@@ -74,8 +74,17 @@ def test_metrics_carry_gap_to_bound_headroom_and_flags(evaluated, tmp_path):
     assert set(rows) == set(SCENARIOS)
     for r in rows.values():
         assert r["headroom"] == pytest.approx(1 - r["j_bound_mj"] / r["j_best_static_dnn_mj"], abs=1e-6)  # stored to 6 decimals
-        assert r["room"] == (r["headroom"] >= 0.05)
+        # the room flag reads both ends: room if the best found gains >= 5 %, none if even the bound gains less
+        assert r["room"] == yardstick.room_flag(r["headroom"], r["headroom_found"], 0.05)
+        assert (r["room"] == "room") == (r["headroom_found"] >= 0.05)
+        assert (r["room"] == "none") == (r["headroom"] < 0.05)
         assert r["headroom_found"] <= r["headroom"] + 1e-9
+        assert 0 <= r["bracket_gap"] <= 1 and r["bracket_gap"] == pytest.approx(
+            (r["j_best_found_mj"] - r["j_bound_mj"]) / r["j_best_found_mj"], abs=1e-6)
+    # headroom captured, a bracket: against the certified bound (conservative) and the best schedule found
+    cap = yard["headroom_captured"]["headline"]["autoscale"]
+    assert {"overall", "overall_found", "by_scenario", "by_scenario_found"} <= set(cap)
+    assert "headroom_captured_found" in head["autoscale"]
     bd = yard["breakdown"]["autoscale"]["distilled"]
     assert bd["dominated"] and bd["top_scenario"] == "heldout_cell_edge"
     paths = evaluate.write_metrics(m, tmp_path / "metrics.json", tmp_path)
@@ -85,10 +94,13 @@ def test_metrics_carry_gap_to_bound_headroom_and_flags(evaluated, tmp_path):
                                   {"autoscale_phone": m["autoscale_phone"]["split"]},
                                   json.loads(paths["yardstick"].read_text()))
     assert "gap to bound" in text and "Headroom on **autoscale_phone**" in text
+    assert "bracket gap" in text and "headroom from bound" in text
+    assert "to the certified bound captured (conservative)" in text and "to the best schedule found" in text
     assert "autoscale vs distilled" in text and "without it" in text
     adds = claims.what_learners_add(m)
     assert "bound (objective)" in set(adds.reference)
     assert adds.set_index("reference").loc["distilled", "single_scenario"].startswith("FLAG: heldout_cell_edge")
+    assert "headroom_captured_found" in adds.columns
     notes = claims.learner_notes(adds)
     assert "One scenario decides" in notes[0] and "above the hindsight bound" in notes[0]
     claim = {"id": "x", "paper": "P", "claim": "c", "value": None, "unit": "x", "source": "s",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bench.pipeline import yardstick
 from bench.sim.objective import Objective
@@ -46,12 +48,41 @@ def test_headroom_marks_a_scenario_without_room(tables):
     res, bounds = tables
     h = yardstick.headroom_table(res, bounds, OBJ, threshold=0.05).set_index("scenario")
     assert h.loc["calm", "headroom"] == pytest.approx(1 - 9.9 / 10)  # 1 %: no room
-    assert h.loc["calm", "room"] is False or h.loc["calm", "room"] == False  # noqa: E712
+    assert h.loc["calm", "room"] == "none"  # even the certified bound leaves < 5 %
+    assert h.loc["edge", "room"] == "room"  # the best schedule found already gains >= 5 %
     # edge: static J = (50*4 + 100 * 1 miss) / 4 = 75; bound 20 per request
     assert h.loc["edge", "j_best_static_dnn_mj"] == pytest.approx(75.0)
     assert h.loc["edge", "headroom"] == pytest.approx(1 - 20 / 75)
     assert h.loc["edge", "headroom_found"] == pytest.approx(1 - 30 / 75)
     assert h.loc["edge", "e_distilled_mj"] == pytest.approx(40.0)
+    # the bracket's looseness, (found - bound) / found, on the objective and on the QoS-first energies
+    assert h.loc["edge", "bracket_gap"] == pytest.approx((30 - 20) / 30)
+    assert h.loc["calm", "bracket_gap_qos_first"] == pytest.approx((10 - 9.9) / 10)
+
+
+def test_a_loose_bound_leaves_room_undetermined(tables):
+    res, _ = tables
+    # edge: static J 75 per request; the bound says 20 (73 % headroom) but the best found only 74 (1.3 %)
+    bounds = _bounds([("calm", 1, 2, 19.8, 20.0), ("calm", 2, 2, 19.8, 20.0),
+                      ("edge", 1, 2, 40.0, 148.0), ("edge", 2, 2, 40.0, 148.0)])
+    h = yardstick.headroom_table(res, bounds, OBJ, threshold=0.05).set_index("scenario")
+    assert h.loc["edge", "room"] == "undetermined"
+    # still ranked (only "none" is left out), and captured is reported against both ends
+    cap = yardstick.headroom_captured(res, bounds, h.reset_index(), OBJ, n_boot=50, seed=0)["s"]["autoscale"]
+    assert cap["scenarios_with_room"] == ["edge"]
+    assert cap["overall"]["mean"] == pytest.approx((300 - 120) / (300 - 80))
+    assert cap["overall_found"]["mean"] == pytest.approx((300 - 120) / (300 - 296))
+
+
+@given(st.floats(-1, 1), st.floats(0, 1), st.floats(0.001, 0.5))
+def test_the_room_flag_reads_both_ends(found, extra, threshold):
+    bound = found + extra  # the certified bound's headroom is never below the best found's
+    flag = yardstick.room_flag(bound, found, threshold)
+    assert flag in ("room", "none", "undetermined")
+    assert (flag == "room") == (found >= threshold)
+    assert (flag == "none") == (bound < threshold)
+    assert yardstick.is_ranked(flag) == (flag != "none") and yardstick.no_room(flag) == (flag == "none")
+    assert yardstick.room_flag(float("nan"), found, threshold) is None
 
 
 def test_headroom_captured_ranks_only_scenarios_with_room(tables):
@@ -62,6 +93,10 @@ def test_headroom_captured_ranks_only_scenarios_with_room(tables):
     # (300 - 120) / (300 - 80): static J over both edge cells 200 + 100, learner 120, bound 80
     assert cap["overall"]["mean"] == pytest.approx((300 - 120) / (300 - 80))
     assert cap["overall"]["ci_low"] <= cap["overall"]["mean"] <= cap["overall"]["ci_high"]
+    # against the best schedule found (120 over the edge cells): the optimistic end of the bracket
+    assert cap["overall_found"]["mean"] == pytest.approx((300 - 120) / (300 - 120))
+    assert cap["overall"]["mean"] <= cap["overall_found"]["mean"]
+    assert cap["by_scenario_found"] == {"edge": pytest.approx(1.0)}
 
 
 def test_unknown_room_without_the_static_reference(tables):
@@ -86,9 +121,33 @@ def test_a_suite_without_room_does_not_rank_its_learner():
                                     "efficiency_vs_distilled": ci(0.9)},
                            "distilled": {"energy_mj": ci(100.0), "qos_violation_rate": ci(0.0)}},
                "split": {"heldout": ["a"]},
-               "yardstick": {"headroom": [{"scenario": "a", "room": False}, {"scenario": "b", "room": True}]}}}
+               "yardstick": {"headroom": [{"scenario": "a", "room": "none"}, {"scenario": "b", "room": "room"}]}}}
     t = claims.what_learners_add(m)
     assert set(t.learner_better) == {"no room for learning"}
     assert "not ranked" in claims.learner_notes(t)[0]
-    m["j"]["yardstick"]["headroom"][0]["room"] = True
-    assert set(claims.what_learners_add(m).learner_better) == {"no"}
+    for flag in ("undetermined", "room"):
+        m["j"]["yardstick"]["headroom"][0]["room"] = flag
+        assert set(claims.what_learners_add(m).learner_better) == {"no"}
+    # a yardstick.json written before the two-ended flag (booleans) still reads
+    m["j"]["yardstick"]["headroom"][0]["room"] = False
+    assert set(claims.what_learners_add(m).learner_better) == {"no room for learning"}
+
+
+def test_the_report_table_reads_old_and_new_yardsticks(tables):
+    from bench.pipeline import claims, report
+
+    res, bounds = tables
+    h = yardstick.headroom_table(res, bounds, OBJ, threshold=0.05)
+    new = {"s": {"overall": {}, "yardstick": {"threshold": 0.05, "headroom": h.to_dict("records")}}}
+    t = claims.headroom_bracket(new).set_index("scenario")
+    assert t.loc["edge", "room"] == "room" and t.loc["calm", "room"] == "none"
+    assert t.loc["edge", "bracket_gap"] == pytest.approx((30 - 20) / 30)
+    assert t.loc["edge", "headroom_from_bound"] >= t.loc["edge", "headroom_found"]
+    # a yardstick.json written before the two-ended flag: booleans, no bracket gap; read from both headrooms
+    old = [{k: v for k, v in r.items() if k not in ("bracket_gap", "bracket_gap_qos_first")} for r in h.to_dict("records")]
+    old[0]["room"], old[1]["room"] = False, True
+    t_old = claims.headroom_bracket({"s": {"yardstick": {"threshold": 0.05, "headroom": old}}}).set_index("scenario")
+    assert t_old["room"].to_dict() == t["room"].to_dict()
+    assert t_old.loc["edge", "bracket_gap"] == pytest.approx(t.loc["edge", "bracket_gap"])
+    titles = report.baseline_tables(new, res)
+    assert any("both ends of the bracket" in k for k in titles)

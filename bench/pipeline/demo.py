@@ -23,9 +23,9 @@ CI_RUNS = {
                                                   "scenarios": ["dvfo_trickle_5mbps"], "max_episode_steps": 100}),
 }
 CI_SUITES = {
-    "autoscale_phone": {"run": "autoscale_phone", "policies": ["cpu_only", "cloud_only", "greedy_oracle", "bound_schedule"],
+    "autoscale_phone": {"run": "autoscale_phone", "policies": ["cpu_only", "cloud_only", "greedy_oracle", "best_found_schedule"],
                         "scenarios": ["wifi_strong", "mobility_walk"]},
-    "dvfo_jetson": {"run": "dvfo_jetson", "policies": ["edge_gpu_max", "cloud_only", "greedy_oracle", "bound_schedule"],
+    "dvfo_jetson": {"run": "dvfo_jetson", "policies": ["edge_gpu_max", "cloud_only", "greedy_oracle", "best_found_schedule"],
                     "scenarios": ["dvfo_trickle_5mbps"]},
 }
 

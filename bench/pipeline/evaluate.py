@@ -80,7 +80,7 @@ def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], sc
     * DRLDO: the DVFO run's config (training scenarios, steps, hyper-parameters) with a seed of its own;
     * the bound's schedule: the declared objective's λ (params ``objective``; it searches each episode itself).
     """
-    if policy == "bound_schedule":
+    if policy in ("best_found_schedule", "bound_schedule"):  # the latter: its deprecated alias
         if violation_cost_mj is None:
             from bench.config import load_params
 
@@ -347,7 +347,8 @@ def conditions(cells: Sequence[Cell]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- metrics files
 
 #: the per-policy numbers of results/metrics.json (means; intervals live in metrics_overall.json) ...
-HEADLINE_KEYS = ("energy_mj", "qos_violation_rate", "objective_mj", "gap_to_bound", "headroom_captured")
+HEADLINE_KEYS = ("energy_mj", "qos_violation_rate", "objective_mj", "gap_to_bound", "headroom_captured",
+                 "headroom_captured_found")
 #: ... plus the efficiency against the suite's on-device baseline: CPU-only, or edge-only on the Jetson GPU
 #: (DVFO's space), whichever the suite evaluates first in this order
 HEADLINE_RATIOS = ("efficiency_vs_cpu_only", "efficiency_vs_edge_gpu_max")
@@ -362,7 +363,7 @@ def headline(m: dict[str, Any], keys: Sequence[str] = HEADLINE_KEYS) -> dict[str
         for pol, entry in v["overall"].items():
             row = {}
             for k in (*keys, ratio) if ratio else keys:
-                if k not in entry and k in ("objective_mj", "gap_to_bound", "headroom_captured"):
+                if k not in entry and k in ("objective_mj", "gap_to_bound", "headroom_captured", "headroom_captured_found"):
                     continue  # learners only (headroom captured); without a bound (objective, gap)
                 val = entry.get(k)
                 val = val.get("mean") if isinstance(val, dict) else val

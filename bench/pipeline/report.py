@@ -893,7 +893,9 @@ def _display(fig: Figure) -> None:
 #: Hook for the baselines' own tables: functions of :mod:`bench.pipeline.claims` taking ``(metrics)`` or
 #: ``(metrics, results)`` and returning a DataFrame, by title. A name the module does not define is skipped,
 #: so the report runs before and after that work lands.
-BASELINE_TABLE_FUNCTIONS = {"What the learners add over the baselines (energy saving, 95% CI)": "what_learners_add"}
+BASELINE_TABLE_FUNCTIONS = {"What the learners add over the baselines (energy saving, 95% CI)": "what_learners_add",
+                            "Headroom per scenario from both ends of the bracket (certified bound, best schedule "
+                            "found) and room for learning": "headroom_bracket"}
 #: the evaluate stage's permutation importance of each learner's inputs, when it writes one
 IMPORTANCE_FILE = "feature_importance.csv"
 

@@ -8,10 +8,12 @@
   (so a policy meeting every feasible deadline uses at least the QoS-first bound). The evaluate stage
   fails (:class:`BoundViolation`) otherwise;
 * :func:`headroom_table` - per scenario (and family), from non-learner policies only: E_bound,
-  E_best_static_dnn, E_distilled and the headroom ``1 - J_bound / J_best_static_dnn`` on the declared
-  objective; below the threshold a scenario is "no room for learning";
-* :func:`headroom_captured` - learners as ``(J_static - J_learner) / (J_static - J_bound)`` with a
-  paired cluster-bootstrap CI over the scenarios with room;
+  E_best_found, E_best_static_dnn, E_distilled, the headroom from both ends of the bracket
+  (``1 - J_bound / J_static``: an upper estimate; ``1 - J_best_found / J_static``: achieved) and the
+  room flag from both (:func:`room_flag`: "room", "none" = no room for learning, "undetermined");
+* :func:`headroom_captured` - learners as ``(J_static - J_learner) / (J_static - J_ref)`` against both ends
+  (``J_ref`` = the certified lower bound: conservative; the best schedule found: optimistic), each with a
+  paired cluster-bootstrap CI over the ranked scenarios (every scenario not flagged "none");
 * :func:`breakdown` - a difference between two policies split by scenario; flags a scenario that
   supplies more than half of it and gives the value without it.
 """
@@ -26,12 +28,12 @@ import numpy as np
 import pandas as pd
 
 from bench.pipeline.breakdown import DOMINANT_SHARE, breakdown  # noqa: F401  (part of this module's API)
+from bench.pipeline.breakdown import (NO_ROOM, ROOM, UNDETERMINED, bracket_gap, headroom_report,  # noqa: F401
+                                      is_ranked, no_room, room_flag)
 from bench.sim.objective import Objective
 
 #: the reference a learner's headroom is measured from (the issue's "best static per DNN")
 STATIC_REFERENCE = "best_static_dnn"
-
-
 class BoundViolation(RuntimeError):
     """A policy beat the certified bound in some cell: the bound (or the simulator) is wrong."""
 
@@ -159,9 +161,11 @@ def headroom_table(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objec
     Uses only the bound and non-learner policies. Columns (per inference, pooled over seeds):
     ``e_bound_mj`` (certified lower bound, QoS-first), ``e_best_found_mj`` (best schedule found),
     ``e_best_static_dnn_mj``, ``e_distilled_mj``, the same on the objective (``j_*``), ``headroom`` =
-    ``1 - j_bound / j_best_static_dnn`` (an upper estimate: the bound is a relaxation), ``headroom_found``
-    = ``1 - j_best_found / j_best_static_dnn`` (achieved by a real schedule), ``room`` (headroom >= threshold;
-    None when the suite did not evaluate the best static per DNN).
+    ``1 - j_bound / j_best_static_dnn`` (from the certified bound: an upper estimate, the bound is a
+    relaxation), ``headroom_found`` = ``1 - j_best_found / j_best_static_dnn`` (achieved by a real schedule),
+    ``room`` (:func:`room_flag` of both: "room" / "none" / "undetermined"; None when the suite did not evaluate
+    the best static per DNN), ``bracket_gap`` = ``(j_best_found - j_bound) / j_best_found`` (objective) and
+    ``bracket_gap_qos_first`` (the same on the QoS-first energies): how loose the bracket is.
     """
     lam = objective.violation_cost_mj
     c = _cell_sums(results, lam)
@@ -190,7 +194,9 @@ def headroom_table(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objec
         row["headroom"] = 1 - row["j_bound_mj"] / js if np.isfinite(js) and js > 0 else np.nan
         row["headroom_found"] = 1 - row["j_best_found_mj"] / js if np.isfinite(js) and js > 0 else np.nan
         # None: unknown (the suite did not evaluate best_static_dnn): neither ranked on nor marked "no room"
-        row["room"] = bool(row["headroom"] >= threshold) if np.isfinite(row["headroom"]) else None
+        row["room"] = room_flag(row["headroom"], row["headroom_found"], threshold)
+        row["bracket_gap"] = bracket_gap(row["j_best_found_mj"], row["j_bound_mj"])
+        row["bracket_gap_qos_first"] = bracket_gap(row["e_best_found_mj"], row["e_bound_mj"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -198,10 +204,17 @@ def headroom_table(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objec
 def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.DataFrame, objective: Objective,
                       learners: Sequence[str] = ("autoscale", "dvfo"), static: str = STATIC_REFERENCE,
                       n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Per suite and learner: ``(J_static - J_learner) / (J_static - J_bound)`` over the scenarios with room
-    (ratio of sums over their cells; paired cluster-bootstrap 95% CI), and the same per scenario.
+    """Per suite and learner: the headroom captured ``(J_static - J_learner) / (J_static - J_ref)`` over the ranked
+    scenarios (:func:`is_ranked`: all but "no room for learning"), ratio of sums over their cells with a paired
+    cluster-bootstrap 95% CI, and the same per scenario, against both ends of the bracket:
 
-    1 = the learner reaches the certified bound; 0 = no better than the best static per DNN; negative = worse.
+    * ``overall`` / ``by_scenario``: ``J_ref`` = the **certified lower bound** (conservative: the true optimum
+      is at least as hard to reach, so the learner captures at least this share of its headroom);
+    * ``overall_found`` / ``by_scenario_found``: ``J_ref`` = the **best schedule found** (optimistic; above 1
+      when the learner beats the search; NaN where the best found does not beat the static reference).
+
+    With ``J_learner < J_static`` the share of the exact optimum's headroom lies between the two.
+    1 = the learner reaches the reference; 0 = no better than the best static per DNN; negative = worse.
     """
     from bench.pipeline.stats import _ci
 
@@ -212,7 +225,7 @@ def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.
         b[col] = b[col].astype(str)
     out: dict[str, dict[str, Any]] = {}
     for suite, hs in headroom.groupby("suite", sort=True):
-        room = set(hs.loc[hs["room"].eq(True), "scenario"]) if "scenario" in hs else set()
+        room = set(hs.loc[[is_ranked(r) for r in hs["room"]], "scenario"]) if "scenario" in hs else set()
         bs = b[(b["suite"] == suite) & b["scenario"].isin(room)].set_index(["scenario", "seed"])
         cs = c[c["suite"] == suite]
         st = cs[cs["policy"] == static].set_index(["scenario", "seed"])["j"]
@@ -221,14 +234,26 @@ def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.
             idx = bs.index.intersection(st.index).intersection(lj.index)
             entry: dict[str, Any] = {"scenarios_with_room": sorted(room), "cells": int(len(idx))}
             if len(idx):
-                s_, l_, bd = st.loc[idx].to_numpy(float), lj.loc[idx].to_numpy(float), bs.loc[idx, "lower_lagrangian"].to_numpy(float)
-                stat = lambda r: (s_[r].sum() - l_[r].sum()) / (s_[r].sum() - bd[r].sum())  # noqa: E731
-                allr = np.arange(len(idx))
-                rng = np.random.default_rng(seed)
-                reps = np.array([stat(rng.integers(0, len(idx), len(idx))) for _ in range(n_boot)])
-                entry["overall"] = _ci(reps, stat(allr))
+                s_, l_ = st.loc[idx].to_numpy(float), lj.loc[idx].to_numpy(float)
                 scen = np.array([k[0] for k in idx])
-                entry["by_scenario"] = {sc: float(stat(np.flatnonzero(scen == sc))) for sc in sorted(set(scen))}
+                allr = np.arange(len(idx))
+                for suffix, col in (("", "lower_lagrangian"), ("_found", "upper_lagrangian")):
+                    ref = bs.loc[idx, col].to_numpy(float)
+
+                    def stat(r, ref=ref):
+                        den = s_[r].sum() - ref[r].sum()
+                        return (s_[r].sum() - l_[r].sum()) / den if den > 0 else float("nan")
+
+                    rng = np.random.default_rng(seed)  # the same resamples for both ends: a paired bracket
+                    reps = np.array([stat(rng.integers(0, len(idx), len(idx))) for _ in range(n_boot)])
+                    point, reps = stat(allr), reps[np.isfinite(reps)]
+                    ci = _ci(reps, point) if np.isfinite(point) and len(reps) else {"mean": point}
+                    # JSON has no NaN: an undefined end (no headroom against that reference) is null
+                    entry[f"overall{suffix}"] = {k: ci.get(k) if np.isfinite(ci.get(k, np.nan)) else None
+                                                 for k in ("mean", "ci_low", "ci_high")}
+                    entry[f"by_scenario{suffix}"] = {
+                        sc: (v if np.isfinite(v := float(stat(np.flatnonzero(scen == sc)))) else None)
+                        for sc in sorted(set(scen))}
             out.setdefault(str(suite), {})[learner] = entry
     return out
 
@@ -254,7 +279,8 @@ def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.Dat
     headline_sc = set(split.get("heldout") or split.get("seen") or head.get("scenario", pd.Series(dtype=str)))
     yard: dict[str, Any] = {"threshold": threshold, "violation_cost_mj": obj.violation_cost_mj,
                             "headroom": _records(head),
-                            "no_room": sorted(head.loc[head["room"].eq(False), "scenario"]) if len(head) else []}
+                            "no_room": sorted(head.loc[[no_room(r) for r in head["room"]], "scenario"]) if len(head) else [],
+                            "undetermined": sorted(head.loc[head["room"].eq(UNDETERMINED), "scenario"]) if len(head) else []}
     if len(fam) and (fam["family"].tolist() != head["scenario"].tolist()):
         yard["headroom_by_family"] = _records(fam)
     captured: dict[str, Any] = {}
@@ -268,7 +294,8 @@ def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.Dat
     yard["headroom_captured"] = captured
     for learner, c in captured.get("headline", {}).items():
         if "overall" in c and learner in entry["overall"]:
-            entry["overall"][learner]["headroom_captured"] = c["overall"]
+            entry["overall"][learner]["headroom_captured"] = c["overall"]  # against the certified bound
+            entry["overall"][learner]["headroom_captured_found"] = c["overall_found"]  # against the best found
     by_sc = {sc: m for sc, m in entry.get("by_scenario", {}).items() if sc in headline_sc}
     pols = sorted(entry["overall"])
     yard["breakdown"] = {p: {label: bd for label, base in (baselines or {}).items()

@@ -124,7 +124,7 @@ def campaign_params(params, policies=None, scenarios=None, requests=None):
 
 def runnable_policies(policies, say: bool = True) -> list[str]:
     """The configured policies this branch can run live; each one it cannot is skipped with a one-line reason
-    (e.g. ``bound_schedule`` before the hindsight bound exists)."""
+    (e.g. ``best_found_schedule`` before the hindsight bound exists)."""
     from bench.policies.base import REGISTRY
     from bench.testbed.loop import registered_name
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="rebuild the table and figure from OUT/runs/* without running anything live")
     p.add_argument("--policies", nargs="+", metavar="POLICY",
                    help="a campaign: these policies instead of params.yaml's (turns the stage on); a policy this "
-                        "build does not register (e.g. bound_schedule before the hindsight bound lands) is skipped "
+                        "build does not register (e.g. best_found_schedule before the hindsight bound lands) is skipped "
                         "with a one-line reason")
     p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="a campaign: these scenarios instead")
     p.add_argument("--requests", type=int, help="a campaign: requests per (policy, scenario) instead")

@@ -11,7 +11,7 @@ from bench.policies.base import _INFO
 
 def test_privileged_is_read_from_the_policy_class():
     # the classes say ``privileged = True``; their factories' return annotations name them
-    assert privileged_policies() == ["best_static_dnn", "best_static_dnn_signal", "bound_schedule",
+    assert privileged_policies() == ["best_found_schedule", "best_static_dnn", "best_static_dnn_signal", "bound_schedule",
                                      "edge_best_static", "greedy_oracle", "oracle"]
     assert not policy_info("cpu_only").privileged and not policy_info("autoscale").privileged
 
