@@ -181,7 +181,7 @@ def bytes_per_decision(sim, states, actions, draws, episodes: int = 1) -> float:
     c = lambda x: x.view(_Counting) if isinstance(x, np.ndarray) else x  # noqa: E731
     tab = sim.kernel
     tab_c = replace(tab, **{f.name: c(getattr(tab, f.name)) for f in fields(tab)
-                            if isinstance(getattr(tab, f.name), np.ndarray)})
+                            if f.init and isinstance(getattr(tab, f.name), np.ndarray)})
     x = sim.request_inputs(states, draws)
     x_c = RequestInputs(**{f.name: c(getattr(x, f.name)) for f in fields(x)})
     acts = np.asarray(actions).reshape(-1, episodes)
