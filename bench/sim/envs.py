@@ -117,7 +117,8 @@ class _SimEnv(gym.Env):
     def _busy(self) -> tuple[float, float]:
         """(longest wait for a local target, longest wait for a radio's transmitter) a new request meets (ms)."""
         k = self._kernel
-        return max(max(k.local_free, default=0.0), 0.0), max(max(k.tx_free, default=0.0), 0.0)
+        lf, tx = k.local_free, k.tx_free
+        return max(max(lf), 0.0) if lf else 0.0, max(max(tx), 0.0) if tx else 0.0
 
     @property
     def action_table(self) -> pd.DataFrame:
@@ -480,7 +481,7 @@ class DVFOEnv(_SimEnv):
     def _obs(self) -> np.ndarray:
         t = min(self._t, self._T - 1)
         obs = self._obs_tab[t].copy()
-        obs[6:10] = self._prev_obs[self._prev]
+        obs[6:10] = self._prev_rows[self._prev]
         obs[10] = min(self._wait_of() / self._kernel.interarrival[t], 10.0)
         return obs
 
@@ -490,6 +491,7 @@ class DVFOEnv(_SimEnv):
         self._bw = self.sim.link_state(self._states)["up_mbps"][:, self._radio]
         self._prev = self.initial_prev()
         self._prev_obs = self.prev_obs_table()
+        self._prev_rows = list(self._prev_obs)  # one row view per action: no fancy indexing per step
         self._e_ref, self._t_ref = self.e_ref_mj.tolist(), self.t_ref_ms.tolist()
         self._wait_ms = 0.0
         self._obs_tab = self._obs_table(self._states, self._bw)

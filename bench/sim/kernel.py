@@ -601,14 +601,16 @@ def step_rows(tab: KernelTables, x: RequestInputs, t, actions, carry: Carry, pha
     return request_physics(tab, xr, actions, carry.throttled, rt, st, phases=phases)
 
 
-_EPISODE_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "violation", "timed_out", "accuracy",
+#: the outcome arrays run_episodes returns
+EPISODE_KEYS = _EPISODE_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "violation", "timed_out", "accuracy",
                  "accuracy_loss", "tail_mj", "promo_mj")
 
 
 def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, thermal=None,
-                 carry: Carry | None = None) -> dict:
+                 carry: Carry | None = None, out: Mapping[str, np.ndarray] | None = None) -> dict:
     """K sequences of T requests in lock-step: ``actions`` (T, K); ``x`` holds T requests (shared by the
-    K sequences) or T*K rows laid out (T, K) (one episode per column). Returns outcome arrays (T, K).
+    K sequences) or T*K rows laid out (T, K) (one episode per column). Returns outcome arrays (T, K)
+    (written into ``out``'s arrays when given, e.g. views of a longer run) and the final ``carry``.
 
     The physics is :func:`request_physics`'s, one numpy call per operation for the K requests of a
     step; what does not depend on the carried state (the route's inputs, which cells of the carry each
@@ -618,7 +620,8 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
     n_t, k = acts.shape
     per_col = len(x) == n_t * k
     carry = Carry.fresh(k, tab) if carry is None else carry.copy()
-    res = {key: np.empty((n_t, k), dtype=bool if key in ("qos_ok", "timed_out") else float) for key in _EPISODE_KEYS}
+    res = dict(out) if out is not None else {
+        key: np.empty((n_t, k), dtype=bool if key in ("qos_ok", "timed_out") else float) for key in _EPISODE_KEYS}
     cols = np.arange(k)
     n_q, n_r, n_l = tab.n_routes, tab.n_radios, tab.n_resources
     # per (step, episode): the request's row of x, its route and radio, and the flat carry cells they use
@@ -638,10 +641,10 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
             i_lf = cols * n_l + np.maximum(tab.local_resource[np.where(hot, tab.throttle_to[a], a)], 0)
         state = {"local_free": lf[i_lf], "tx_free": tx[i_tx], "last_end": -idle[i_tx], "server_free": srv[i_srv]}
         xr = {n: getattr(x, n)[t] for n in _X_KEYS}
-        out = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False)
+        o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False)
         for key in _EPISODE_KEYS:
-            res[key][s] = out[key]
-        _advance_into(carry, out, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv))
+            res[key][s] = o[key]
+        _advance_into(carry, o, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv))
     res["carry"] = carry
     return res
 
@@ -709,9 +712,8 @@ class ScalarEpisode:
         # advance() in scalars, into new lists: the resources this request used, everything shifted to the next
         # arrival (v - ia, as advance() computes it)
         ia = self.interarrival[t]
-        sub = ia.__rsub__
-        new_lf, new_tx, new_srv = list(map(sub, lf)), list(map(sub, tx)), list(map(sub, srv))
-        new_idle = list(map(ia.__add__, idle))
+        new_lf, new_tx, new_srv = [v - ia for v in lf], [v - ia for v in tx], [v - ia for v in srv]
+        new_idle = [v + ia for v in idle]
         used = out["resource"]
         if used >= 0:
             new_lf[used] = out["new_local_free"] - ia
