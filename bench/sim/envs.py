@@ -109,6 +109,8 @@ class _SimEnv(gym.Env):
         self.action_space = spaces.Discrete(self.sim.A)
         self._n_actions = int(self.sim.A)
         self._action_names = [str(x) for x in self.sim.tables.actions["name"]]
+        tab = self.sim.kernel
+        self._tail_ms = tab.tail_ms[tab.route].tolist()  # per action: its route's radio tail
         self._hist: list = []
         self._nn = nn_features(system)
         self._t = 0
@@ -230,7 +232,7 @@ class _SimEnv(gym.Env):
         arrival = t * self._ia0
         end = arrival + out["latency_ms"]
         if out["radio"] >= 0:  # the radio's tail runs past the request's completion
-            end = max(end, arrival + out["new_last_end"] + k.stab.tail_ms[k.stab.route[a]])
+            end = max(end, arrival + out["new_last_end"] + self._tail_ms[a])
         if end > self._end_ms:
             self._end_ms = end
         return out
@@ -482,7 +484,8 @@ class DVFOEnv(_SimEnv):
         t = min(self._t, self._T - 1)
         obs = self._obs_tab[t].copy()
         obs[6:10] = self._prev_rows[self._prev]
-        obs[10] = min(self._wait_of() / self._kernel.interarrival[t], 10.0)
+        k = self._kernel
+        obs[10] = min(max(k.local_free[0], 0.0) / k.interarrival[t], 10.0)  # (the wait, as _wait_of)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -368,7 +368,11 @@ def scalar_tables(tab: KernelTables) -> SimpleNamespace:
             return v
         return list(zip(*v.tolist())) if v.ndim == 2 else v.tolist()
 
-    return SimpleNamespace(**{f.name: conv(getattr(tab, f.name)) for f in fields(tab)})
+    stab = SimpleNamespace(**{f.name: conv(getattr(tab, f.name)) for f in fields(tab)})
+    # per action, the carry cells its request meets: (local resource, local resource when throttled, route, radio)
+    stab.cells = [(stab.local_resource[a], stab.local_resource[stab.throttle_to[a]], stab.route[a],
+                   stab.route_radio[stab.route[a]]) for a in range(len(stab.route))]
+    return stab
 
 
 def _broadcaster(shape):
@@ -680,6 +684,7 @@ class ScalarEpisode:
         self._route_rows = np.stack([getattr(x, k) for k in _ROUTE_KEYS], axis=-1).tolist()  # [t][route][key]
         self.interarrival = x.interarrival_ms.tolist()
         self._physics = scalar_request_physics()
+        self._cells = stab.cells
         self.reset()
 
     def reset(self) -> None:
@@ -701,13 +706,12 @@ class ScalarEpisode:
 
     def step(self, t: int, a: int) -> dict:
         """Request ``t`` with action ``a`` from the carried state (the outcome dict, no phases); the carry moves on."""
-        st = self.stab
         hot = self.throttled
-        res = st.local_resource[st.throttle_to[a] if hot else a]
-        q = st.route[a]
-        r = st.route_radio[q]
+        res, res_hot, q, r = self._cells[a]
+        if hot:
+            res = res_hot
         lf, tx, idle, srv = self.local_free, self.tx_free, self.radio_idle, self.server_free
-        out = self._physics(st, a, hot, *self._x_rows[t], *self._route_rows[t][q], lf[res if res >= 0 else 0],
+        out = self._physics(self.stab, a, hot, *self._x_rows[t], *self._route_rows[t][q], lf[res if res >= 0 else 0],
                             tx[r], -idle[r], srv[q])
         # advance() in scalars, into new lists: the resources this request used, everything shifted to the next
         # arrival (v - ia, as advance() computes it)
