@@ -15,7 +15,9 @@ One table (also ``--json``), saved with the machine's details to ``results/perf.
 * CPU overhead of the power sampler at 100 Hz (:mod:`bench.perf.sampler`);
 * time of the hindsight bound on one 1,000-request episode per suite (:mod:`bench.perf.bound`).
 
-Timings are medians over ``repeats``; training figures are medians over
+Simulator, gym-step and vector-env timings are process CPU time, the best of ``repeats`` (the gym
+step also its median: the machine is shared, and CPU time of the least disturbed repeat is what one
+core delivers); the other timings are medians over ``repeats``; training figures are medians over
 ``train_seeds`` seeds (one by default). Training runs first, in ``workers``
 processes (one per core by default, one fresh process per run, so each run's peak
 RSS is its own); the micro-benchmarks run after, alone. ``--quick`` is a
@@ -73,7 +75,7 @@ class Settings:
     train_seeds: int = 1
     """Training seeds per (env, learner); the table shows medians over them."""
     repeats: int = 5
-    """Repeats of every timing; the table shows medians."""
+    """Repeats of every timing; the table shows the best (simulator, gym step, vector envs) or the median."""
     sim_batch: int = 50_000
     """Requests per vectorised simulator call (independent rows)."""
     queue_episodes: int = 2_500
