@@ -217,8 +217,11 @@ def perf_section(perf: Mapping) -> str:
         f"; load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end"
         + (" (a machine shared with other jobs: timings are upper bounds)" if max(load[0][0], load[1][0])
            > machine.get("cores", 1) * 0.5 else ""))
+    cpu_timed = "timing" in perf.get("raw", {}).get("micro", {}).get("sim", {})  # runs since the CPU-time switch
+    timing = ("simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
+              "median wall time over repeats") if cpu_timed else "median over repeats"
     head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores), " \
-           f"{machine.get('date', '')}{load_txt}; median over repeats; SB3 trained in the same run.\n\n"
+           f"{machine.get('date', '')}{load_txt}; {timing}; SB3 trained in the same run.\n\n"
     return head + markdown_table(rows, cols)
 
 

@@ -41,7 +41,7 @@ from bench.errors import DataFileError
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
 from bench.sim.kernel import PHASES  # noqa: F401  (re-exported: the ledger's phase names)
-from bench.sim.kernel import (OUTCOME_FIELDS, Carry, RequestInputs, advance, gather_route,
+from bench.sim.kernel import (EPISODE_KEYS, OUTCOME_FIELDS, Carry, RequestInputs, advance, gather_route,
                               gather_state, kernel_tables, request_physics, run_episodes, step_rows)
 from bench.world.network import LinkModel
 from bench.world.scenarios import InterferenceModel, ScenarioTrace
@@ -480,10 +480,29 @@ class Simulator:
         return Outcome(*(stack([o[f] for o in outs]) for f in OUTCOME_FIELDS),
                        phases={p: stack([o[p] for o in outs]) for p in outs[0] if p not in OUTCOME_FIELDS})
 
-    def rollout(self, states: States, draws: Draws, actions: np.ndarray) -> dict:
+    def rollout(self, states: States, draws: Draws, actions: np.ndarray, block_steps: int = 8) -> dict:
         """K episodes of T requests in lock-step (``states``/``draws`` T*K rows laid out (T, K), ``actions``
-        (T, K)): the batch path with the queue. Returns the outcome arrays (T, K) and the final ``carry``."""
-        return run_episodes(self.kernel, self.request_inputs(states, draws), actions, thermal=self.thermal_params)
+        (T, K)): the batch path with the queue. Returns the outcome arrays (T, K) and the final ``carry``.
+
+        The per-request inputs are computed ``block_steps`` steps at a time and the carry runs on from
+        block to block (the same outcomes as one pass: the inputs are per row): arrays of a block's K
+        rows stay in cache, where the (T*K, routes) arrays of a whole run would stream through memory.
+        """
+        acts = np.asarray(actions, dtype=np.int64)
+        n_t, k = acts.shape
+        if len(states) != n_t * k:  # T requests shared by the K episodes: one pass
+            return run_episodes(self.kernel, self.request_inputs(states, draws), acts, thermal=self.thermal_params)
+        res = {key: np.empty((n_t, k), dtype=bool if key in ("qos_ok", "timed_out") else float)
+               for key in EPISODE_KEYS}
+        carry = None
+        for s0 in range(0, n_t, max(1, int(block_steps))):
+            s1 = min(n_t, s0 + max(1, int(block_steps)))
+            rows = slice(s0 * k, s1 * k)
+            x = self.request_inputs(states.take(rows), draws.take(rows))
+            carry = run_episodes(self.kernel, x, acts[s0:s1], thermal=self.thermal_params, carry=carry,
+                                 out={key: v[s0:s1] for key, v in res.items()})["carry"]
+        res["carry"] = carry if carry is not None else Carry.fresh(k, self.kernel)
+        return res
 
     # ------------------------------------------------------------------ oracle and best static
     def oracle(self, states: States, draws: Draws) -> tuple[np.ndarray, Outcome]:

@@ -109,6 +109,8 @@ class _SimEnv(gym.Env):
         self.action_space = spaces.Discrete(self.sim.A)
         self._n_actions = int(self.sim.A)
         self._action_names = [str(x) for x in self.sim.tables.actions["name"]]
+        tab = self.sim.kernel
+        self._tail_ms = tab.tail_ms[tab.route].tolist()  # per action: its route's radio tail
         self._hist: list = []
         self._nn = nn_features(system)
         self._t = 0
@@ -117,7 +119,8 @@ class _SimEnv(gym.Env):
     def _busy(self) -> tuple[float, float]:
         """(longest wait for a local target, longest wait for a radio's transmitter) a new request meets (ms)."""
         k = self._kernel
-        return max(max(k.local_free, default=0.0), 0.0), max(max(k.tx_free, default=0.0), 0.0)
+        lf, tx = k.local_free, k.tx_free
+        return max(max(lf), 0.0) if lf else 0.0, max(max(tx), 0.0) if tx else 0.0
 
     @property
     def action_table(self) -> pd.DataFrame:
@@ -178,6 +181,7 @@ class _SimEnv(gym.Env):
         # every queue starts empty, every radio idle (a promotion is due), the device cool
         # the step (bench.sim.fast, a view of the one kernel): policy-independent inputs + the carried state
         self._kernel = EpisodeKernel(self.sim, self._states, self._draws)
+        self._workload_names = list(map(str, self.trace.workload.tolist()))  # info's names, once per episode
         self._states = self._states.with_carry(Carry.fresh(self._T, self.sim.kernel))
         self._ia0 = float(self._states.interarrival_ms[0])
         self._hist: list[tuple[int, tuple]] = []  # (action, carried state it met: EpisodeKernel.snapshot) per step
@@ -224,11 +228,11 @@ class _SimEnv(gym.Env):
         self._wait_ms = self._wait_of()
         self._hist.append((a, k.snapshot()))
         self._a, self._hot_step = a, k.throttled
-        out = k.outcome(t, a)  # moves the carried state on to the next request
+        out = k.step(t, a)  # the outcome dict; moves the carried state on to the next request
         arrival = t * self._ia0
-        end = arrival + out.latency_ms
-        if out.radio >= 0:  # the radio's tail runs past the request's completion
-            end = max(end, arrival + out.new_last_end + k.stab.tail_ms[k.stab.route[a]])
+        end = arrival + out["latency_ms"]
+        if out["radio"] >= 0:  # the radio's tail runs past the request's completion
+            end = max(end, arrival + out["new_last_end"] + self._tail_ms[a])
         if end > self._end_ms:
             self._end_ms = end
         return out
@@ -242,13 +246,14 @@ class _SimEnv(gym.Env):
             slot = max(self._arrival_ms(t + 1), self._end_ms) - self._arrival_ms(t)
         else:
             slot = self._kernel.interarrival[t]
-        return {"energy_mj": out.energy_mj, "total_energy_mj": out.energy_mj + self.sim.idle_power_w * slot,
-                "tail_mj": out.tail_mj, "promo_mj": out.promo_mj,
-                "timed_out": out.timed_out, "throttled": self._hot_step,
-                "remote_energy_mj": out.remote_energy_mj,
-                "latency_ms": out.latency_ms, "accuracy": out.accuracy,
-                "accuracy_loss": out.accuracy_loss, "qos_ok": out.qos_ok,
-                "workload": str(self.trace.workload[t]), "action_name": self._action_names[self._a],
+        energy = out["energy_mj"]
+        return {"energy_mj": energy, "total_energy_mj": energy + self.sim.idle_power_w * slot,
+                "tail_mj": out["tail_mj"], "promo_mj": out["promo_mj"],
+                "timed_out": out["timed_out"], "throttled": self._hot_step,
+                "remote_energy_mj": out["remote_energy_mj"],
+                "latency_ms": out["latency_ms"], "accuracy": out["accuracy"],
+                "accuracy_loss": out["accuracy_loss"], "qos_ok": out["qos_ok"],
+                "workload": self._workload_names[t], "action_name": self._action_names[self._a],
                 "step": t}
 
 
@@ -350,7 +355,7 @@ class AutoScaleEnv(_SimEnv):
 
     def _obs(self) -> np.ndarray:
         obs = self._obs_tab[min(self._t, self._T - 1)].copy()
-        obs[12:14] = self._busy()
+        obs[12], obs[13] = self._busy()  # (two scalar stores: cheaper than a slice from a tuple)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -362,9 +367,10 @@ class AutoScaleEnv(_SimEnv):
     def step(self, action):
         out = self._outcome(action)
         if self.objective is not None:  # -(E + λ·miss) in joules (OBJECTIVE_REWARD_SCALE_MJ)
-            reward = -(out.energy_mj + self.objective.violation_cost_mj * (not out.qos_ok)) / OBJECTIVE_REWARD_SCALE_MJ
+            reward = -(out["energy_mj"] + self.objective.violation_cost_mj * (not out["qos_ok"])) \
+                / OBJECTIVE_REWARD_SCALE_MJ
         else:
-            reward = 1000.0 / out.energy_mj if out.qos_ok else -self.violation_penalty * (1.0 + out.violation)
+            reward = 1000.0 / out["energy_mj"] if out["qos_ok"] else -self.violation_penalty * (1.0 + out["violation"])
         info = self._info(out)
         self._t += 1
         truncated = self._t >= self._T
@@ -477,8 +483,9 @@ class DVFOEnv(_SimEnv):
     def _obs(self) -> np.ndarray:
         t = min(self._t, self._T - 1)
         obs = self._obs_tab[t].copy()
-        obs[6:10] = self._prev_obs[self._prev]
-        obs[10] = min(self._wait_of() / self._kernel.interarrival[t], 10.0)
+        obs[6:10] = self._prev_rows[self._prev]
+        k = self._kernel
+        obs[10] = min(max(k.local_free[0], 0.0) / k.interarrival[t], 10.0)  # (the wait, as _wait_of)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -487,6 +494,7 @@ class DVFOEnv(_SimEnv):
         self._bw = self.sim.link_state(self._states)["up_mbps"][:, self._radio]
         self._prev = self.initial_prev()
         self._prev_obs = self.prev_obs_table()
+        self._prev_rows = list(self._prev_obs)  # one row view per action: no fancy indexing per step
         self._e_ref, self._t_ref = self.e_ref_mj.tolist(), self.t_ref_ms.tolist()
         self._wait_ms = 0.0
         self._obs_tab = self._obs_table(self._states, self._bw)
@@ -508,12 +516,12 @@ class DVFOEnv(_SimEnv):
         out = self._outcome(action)
         t = self._t
         w = self._kernel.workload[t]
-        latency, ok = out.latency_ms, out.qos_ok
+        latency, ok = out["latency_ms"], out["qos_ok"]
         if self.objective is not None:  # -(E + λ·miss) / E_ref: the objective in local-inference units
-            e = out.energy_mj + (0.0 if ok else self.objective.violation_cost_mj)
+            e = out["energy_mj"] + (0.0 if ok else self.objective.violation_cost_mj)
             reward = -(self.w_energy * e / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
         else:
-            reward = -(self.w_energy * out.energy_mj / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
+            reward = -(self.w_energy * out["energy_mj"] / self._e_ref[w] + self.w_time * latency / self._t_ref[w])
             reward -= 0.0 if ok else self.qos_penalty
         info = self._info(out)
         info["wait_ms"] = self._wait_ms  # the queue this request met (its latency includes it)

@@ -36,11 +36,6 @@ class EpisodeKernel(ScalarEpisode):
         self.workload = self.x["workload"]
         self.qos = self.x["qos_ms"]
 
-    def snapshot(self) -> tuple:
-        """The carried state now (cheap copies), for :meth:`write_snapshot`."""
-        return (list(self.local_free), list(self.tx_free), list(self.radio_idle), list(self.server_free),
-                self.throttled)
-
     def outcome(self, t: int, a: int) -> SimpleNamespace:
         """Request ``t`` run with action ``a`` from the carried state; the carry moves on to request ``t + 1``."""
         return SimpleNamespace(**self.step(t, a))

@@ -63,10 +63,11 @@ Energy of the cloud or peer is reported separately (``remote_energy_mj``).
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -79,6 +80,18 @@ PHASES = ("queue_ms", "local_start_ms", "local_ms", "local_w", "fallback_start_m
           "tail_w", "tail_ms", "radio", "local_resource")
 #: what a request leaves on the resources it used (ms from its arrival), for :func:`advance`
 CARRY_FIELDS = ("resource", "new_local_free", "radio", "new_tx_free", "new_last_end", "route", "new_server_free")
+
+
+#: rows of :attr:`KernelTables.per_wa` (per (workload, action); ``timeout_ms`` is the workload's)
+PER_WA_FIELDS = ("pre_ms", "pre_cpu_ms", "pre_mem_ms", "pre_gpu_ms", "par_ms", "par_cpu_ms", "par_mem_ms", "par_gpu_ms",
+                 "local_power_w", "offloads", "up_bits", "down_bits", "remote_ms", "remote_power_w", "accuracy", "loss",
+                 "timeout_ms")
+#: rows of :attr:`KernelTables.per_action` (per action, int): its route, fallback, whether a timeout falls back
+#: locally, its throttled action, its route's radio, its throttled fallback
+PER_ACTION_FIELDS = ("route", "fallback", "falls_back", "throttle_to", "radio", "fallback_throttled")
+#: rows of :attr:`KernelTables.per_action_route` (per action: the constants of its route's radio)
+PER_ACTION_ROUTE_FIELDS = ("tail_ms", "tail_w", "promo_ms", "promo_w", "base_w", "up_w_per_mbps", "down_w_per_mbps",
+                           "power_max_mbps")
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,23 @@ class KernelTables:
     gpu_slowdown: float
     cpu_power_w: float
     mem_power_w: float
+    # derived (not arguments): the tables above packed, so that one gather fetches a request's constants
+    per_wa: np.ndarray = field(init=False, repr=False, compare=False)
+    per_action: np.ndarray = field(init=False, repr=False, compare=False)
+    per_action_route: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        # Why packed: the batch paths gather ~40 constants per request; one np.take of a (F, n) table
+        # costs about what two separate gathers do, and the scalar step unpacks one tuple instead of
+        # ~40 list look-ups. The same values, so the outcomes are unchanged.
+        set_ = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731  (a frozen dataclass)
+        per_wa = [getattr(self, n) for n in PER_WA_FIELDS[:-1]] + [np.repeat(self.timeout_ms, self.A)]
+        set_("per_wa", np.stack(per_wa).astype(float, copy=False))
+        thr, fb, route = self.throttle_to, self.fallback, self.route
+        per_action = [route, fb, self.has_fallback & self.fallback_local, thr, self.route_radio[route], thr[fb]]
+        set_("per_action", np.stack(per_action).astype(np.int64, copy=False))
+        set_("per_action_route", np.stack([getattr(self, n)[route] for n in PER_ACTION_ROUTE_FIELDS]).astype(
+            float, copy=False))
 
     @property
     def n_resources(self) -> int:
@@ -253,12 +283,10 @@ def kernel_tables(t, links, routes, interference, on_timeout: str) -> KernelTabl
         float(getattr(it, "gpu_slowdown", 0.0)), float(it.cpu_power_w), float(it.mem_power_w))
 
 
-def _local(tab: KernelTables, x: RequestInputs | Mapping, i):
-    t_pre = (tab.pre_ms[i] + x["kc"] * tab.pre_cpu_ms[i] + x["km"] * tab.pre_mem_ms[i]
-             + x["kg"] * tab.pre_gpu_ms[i]) * x["jit"]
-    t_par = (tab.par_ms[i] + x["kc"] * tab.par_cpu_ms[i] + x["km"] * tab.par_mem_ms[i]
-             + x["kg"] * tab.par_gpu_ms[i]) * x["jit"]
-    return t_pre, t_par, tab.local_power_w[i] + x["p_add"]
+def _local_ms(kc, km, kg, jit, pre, pre_cpu, pre_mem, pre_gpu, par, par_cpu, par_mem, par_gpu):
+    """(``t_pre``, ``t_par``): the profile's local times slowed by the co-runners' load, jittered."""
+    return ((pre + kc * pre_cpu + km * pre_mem + kg * pre_gpu) * jit,
+            (par + kc * par_cpu + km * par_mem + kg * par_gpu) * jit)
 
 
 class _NumpyOps:
@@ -268,11 +296,37 @@ class _NumpyOps:
         staticmethod(np.clip), staticmethod(np.logical_not)
     nan = np.nan
     batch = True
+    any = staticmethod(np.any)
 
     @staticmethod
     def div(n, d):
         with np.errstate(divide="ignore", invalid="ignore"):
             return n / d
+
+    @staticmethod
+    def select(mask):
+        """The cells where ``mask`` holds (its shape, the index arrays), for :meth:`pick` and :meth:`fill`."""
+        return np.shape(mask), np.nonzero(mask)
+
+    @staticmethod
+    def pick(v, sel):
+        """``v`` (broadcast to the selection's shape) at the selected cells."""
+        shape, idx = sel
+        return (v if np.shape(v) == shape else np.broadcast_to(v, shape))[idx]
+
+    @staticmethod
+    def fill(base, sel, v):
+        """A copy of ``base`` (broadcast to the selection's shape) with ``v`` at the selected cells."""
+        shape, idx = sel
+        out = np.array(np.broadcast_to(base, shape), dtype=np.result_type(base, v))
+        out[idx] = v
+        return out
+
+    @staticmethod
+    def take(table, i):
+        """Columns ``i`` of a packed ``(F, n)`` table, one array per field (F gathers: one ``(F,) + i.shape`` take
+        is no faster and, being large, costs fresh pages at every call)."""
+        return [row[i] for row in table]
 
 
 def _sdiv(n, d):
@@ -280,7 +334,11 @@ def _sdiv(n, d):
 
 
 class _ScalarOps:
-    """The same operations on Python scalars (the gym step: no numpy call overhead)."""
+    """The same operations on Python scalars (the gym step: no numpy call overhead).
+
+    :func:`request_physics` run with these is the meaning of the scalar step; the step itself runs
+    :func:`scalar_request_physics`, the same source specialised to scalars (:mod:`bench.sim.specialise`).
+    """
 
     mx, mn = staticmethod(max), staticmethod(min)
     where = staticmethod(lambda c, a, b: a if c else b)
@@ -289,15 +347,38 @@ class _ScalarOps:
     div = staticmethod(_sdiv)
     nan = math.nan
     batch = False
+    any = staticmethod(lambda v: v)
+    take = staticmethod(lambda rows, i: rows[i])  # packed tables as lists of row tuples (scalar_tables)
+    # a selection of one scalar request is the request itself
+    select = staticmethod(lambda mask: None)
+    pick = staticmethod(lambda v, sel: v)
+    fill = staticmethod(lambda base, sel, v: v)
 
 
 NUMPY_OPS, SCALAR_OPS = _NumpyOps(), _ScalarOps()
 
 
 def scalar_tables(tab: KernelTables) -> SimpleNamespace:
-    """``tab`` with every array as a Python list (same names), for :data:`SCALAR_OPS`."""
-    return SimpleNamespace(**{f.name: (getattr(tab, f.name).tolist() if isinstance(getattr(tab, f.name), np.ndarray)
-                                       else getattr(tab, f.name)) for f in fields(tab)})
+    """``tab`` with every array as Python lists (same names), for :data:`SCALAR_OPS`.
+
+    The packed tables (``per_wa`` ...) become lists of row tuples: ``per_wa[i]`` is request row ``i``'s constants.
+    """
+    def conv(v):
+        if not isinstance(v, np.ndarray):
+            return v
+        return list(zip(*v.tolist())) if v.ndim == 2 else v.tolist()
+
+    stab = SimpleNamespace(**{f.name: conv(getattr(tab, f.name)) for f in fields(tab)})
+    # per action, the carry cells its request meets: (local resource, local resource when throttled, route, radio)
+    stab.cells = [(stab.local_resource[a], stab.local_resource[stab.throttle_to[a]], stab.route[a],
+                   stab.route_radio[stab.route[a]]) for a in range(len(stab.route))]
+    return stab
+
+
+def _broadcaster(shape):
+    def bc(v):  # an output already of the batch's shape is returned as is (no view to build)
+        return v if type(v) is np.ndarray and v.shape == shape else np.broadcast_to(v, shape)
+    return bc
 
 
 def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping, state: Mapping,
@@ -312,39 +393,43 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     Returns the outcome fields, the resources' new free times (``new_local_free`` ...,
     ``new_last_end``) and, with ``phases``, the ledger's phases. ``ops``: :data:`NUMPY_OPS`
     (arrays) or :data:`SCALAR_OPS` (Python scalars, ``tab`` from :func:`scalar_tables`):
-    one source for both.
+    one source for both; :func:`scalar_request_physics` is this function specialised to scalars.
+    Only ``x[...]``, ``route[...]``, ``state[...]`` with constant keys and ``ops`` attributes may
+    be used here (what the specialiser rewrites).
     """
     mx, mn, where, div = ops.mx, ops.mn, ops.where, ops.div
+    kc, km, kg, jit, p_add = x["kc"], x["km"], x["kg"], x["jit"], x["p_add"]
     wA = x["workload"] * tab.A
-    a_run = where(throttled, tab.throttle_to[a], a)  # thermal throttling: capped DVFS levels
+    q, fb, falls_back, thr, radio, fb_thr = ops.take(tab.per_action, a)
+    a_run = where(throttled, thr, a)  # thermal throttling: capped DVFS levels
     i = wA + a_run
-    t_pre, t_par, p_local = _local(tab, x, i)
+    (pre, pre_cpu, pre_mem, pre_gpu, par, par_cpu, par_mem, par_gpu, p_local, off, bits_up, bits_down, remote_ms,
+     remote_w, acc, loss, timeout) = ops.take(tab.per_wa, i)
+    t_pre, t_par = _local_ms(kc, km, kg, jit, pre, pre_cpu, pre_mem, pre_gpu, par, par_cpu, par_mem, par_gpu)
+    p_local = p_local + p_add
+    off = off > 0.0
     dur = t_pre + t_par
     has_local = dur > 0.0
     local_start = where(has_local, mx(state["local_free"], 0.0), 0.0)
     local_end = local_start + dur
     ready = local_start + t_pre
 
-    q = tab.route[a]
-    off = tab.offloads[i]
     if ops.batch or off:  # (a scalar local request skips the radio: every term below would be zero)
+        tail_ms, tail_w, promo_ms, promo_w, base_w, up_w_mbps, down_w_mbps, pmax = ops.take(tab.per_action_route, a)
         up_phy, up_good = route["up_phy"], route["up_good"]
         down_phy, down_good = route["down_phy"], route["down_good"]
-        bits_up, bits_down = tab.up_bits[i], tab.down_bits[i]
         t_up = where(bits_up > 0, div(bits_up, up_good * 1e3), 0.0)  # inf on a dead link
         t_down = where(bits_down > 0, div(bits_down, down_good * 1e3), 0.0)
         duty_up = where(up_phy > 0, div(up_good, up_phy), 1.0)  # share of the transfer bursting at the PHY rate
         duty_down = where(down_phy > 0, div(down_good, down_phy), 1.0)
-        tail_ms, tail_w = tab.tail_ms[q], tab.tail_w[q]
-        timeout = tab.timeout_ms[x["workload"]]
         deadline = ready + timeout
         up_start = mx(ready, state["tx_free"])
         conn_until = state["last_end"] + tail_ms
         promoted = up_start >= conn_until
-        t_promo = tab.promo_ms[q] * promoted
+        t_promo = promo_ms * promoted
         up_end = up_start + t_promo + t_up
         reached = off & (up_end <= deadline)
-        t_remote = tab.remote_ms[i] * x["rjit"]
+        t_remote = remote_ms * x["rjit"]
         srv_start = mx(up_end, state["server_free"])
         resp = srv_start + t_remote + route["rtt"]
         off_end = resp + t_down
@@ -355,9 +440,8 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         c_up = where(use, mx(mn(up_end, end) - (up_start + t_promo), 0.0), 0.0)
         c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
         c_down = where(use, mx(end - resp, 0.0), 0.0)
-        pmax = tab.power_max_mbps[q]
-        burst_up = tab.base_w[q] + tab.up_w_per_mbps[q] * ops.clip(up_phy, 0.0, pmax) + route["extra"]
-        burst_down = tab.base_w[q] + tab.down_w_per_mbps[q] * ops.clip(down_phy, 0.0, pmax)
+        burst_up = base_w + up_w_mbps * ops.clip(up_phy, 0.0, pmax) + route["extra"]
+        burst_down = base_w + down_w_mbps * ops.clip(down_phy, 0.0, pmax)
         up_w = tail_w + (burst_up - tail_w) * duty_up
         down_w = tail_w + (burst_down - tail_w) * duty_down
         # connected time this request adds: from its promotion's end (a new busy period) or from where the
@@ -366,7 +450,7 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         conn_end = end + tail_ms
         conn_mj = where(use, tail_w * mx(conn_end - conn_start, 0.0), 0.0)
         tail_mj = where(use, tail_w * mx(conn_end - mx(conn_start, end), 0.0), 0.0)
-        promo_mj = tab.promo_w[q] * c_promo
+        promo_mj = promo_w * c_promo
         radio_mj = promo_mj + conn_mj + (up_w - tail_w) * c_up + (down_w - tail_w) * c_down
     else:
         timed_out = reached = use = False
@@ -374,36 +458,42 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         deadline = local_end
 
     # a timed-out request falls back to a local action (or is dropped); the fallback does not queue
-    fb_local = timed_out & tab.fallback_local & tab.has_fallback[a]
-    fb = tab.fallback[a]
-    fi = wA + where(throttled, tab.throttle_to[fb], fb)
-    if ops.batch or fb_local:
-        f_pre, f_par, f_p = _local(tab, x, fi)
-        t_fb = (f_pre + f_par) * fb_local
-    else:  # a scalar request that needs no fallback skips its cost (t_fb = 0 either way)
-        f_p, t_fb = tab.local_power_w[fi] + x["p_add"], 0.0
+    fb_local = timed_out & (falls_back > 0)
+    fi = wA + where(throttled, fb_thr, fb)
     fb_start = mx(local_end, deadline)
-    latency = where(fb_local, fb_start + t_fb, where(off, mx(local_end, end), local_end))
+    f_p = tab.local_power_w[fi] + p_add
+    latency = where(off, mx(local_end, end), local_end)
+    if ops.any(fb_local):  # (rare) the fallback's time, for the requests that fall back only (sel)
+        sel = ops.select(fb_local)
+        (f_pre, f_pre_cpu, f_pre_mem, f_pre_gpu, f_par, f_par_cpu, f_par_mem, f_par_gpu, _, _, _, _, _, _, f_acc,
+         f_loss, _) = ops.take(tab.per_wa, ops.pick(fi, sel))
+        f_t_pre, f_t_par = _local_ms(ops.pick(kc, sel), ops.pick(km, sel), ops.pick(kg, sel), ops.pick(jit, sel),
+                                     f_pre, f_pre_cpu, f_pre_mem, f_pre_gpu, f_par, f_par_cpu, f_par_mem, f_par_gpu)
+        t_fb_sel = f_t_pre + f_t_par
+        t_fb = ops.fill(0.0, sel, t_fb_sel)
+        latency = ops.fill(latency, sel, ops.pick(fb_start, sel) + t_fb_sel)
+        loss = ops.fill(loss, sel, f_loss)
+        acc = ops.fill(acc, sel, f_acc)
+    else:
+        t_fb = 0.0
     energy = p_local * dur + radio_mj + f_p * t_fb
-    remote = tab.remote_power_w[i] * t_remote * reached
+    remote = remote_w * t_remote * reached
 
-    loss = where(fb_local, tab.loss[fi], tab.loss[i])
-    acc = where(fb_local, tab.accuracy[fi], tab.accuracy[i])
     acc = where(timed_out & ops.not_(fb_local), ops.nan, acc)
     qos, bound = x["qos_ms"], x["bound"]
     ok = (latency <= qos) & (loss <= bound + 1e-12) & ops.not_(timed_out)
     violation = where(ok, 0.0, mx(latency / qos - 1.0, 0.0) + mx(loss - bound, 0.0) / mx(bound, 1e-3) + timed_out)
     if ops.batch:
-        shape = np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(i))  # every broadcast dimension
-        bc = lambda v: np.broadcast_to(v, shape)  # noqa: E731
+        bc = _broadcaster(np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(i)))  # every broadcast dim
     else:
-        bc = lambda v: v  # noqa: E731
+        bc = _same
+    resource = where(has_local, tab.local_resource[a_run], -1)
     out = {"energy_mj": bc(energy), "remote_energy_mj": bc(remote), "latency_ms": bc(latency), "accuracy": bc(acc),
            "accuracy_loss": bc(loss), "qos_ok": bc(ok), "violation": bc(violation), "tail_mj": bc(tail_mj),
            "promo_mj": bc(promo_mj), "timed_out": bc(timed_out),
            # the resources' new free times (ms from this arrival), for the carried state
-           "resource": bc(where(has_local, tab.local_resource[a_run], -1)), "new_local_free": bc(local_end),
-           "radio": bc(where(use, tab.route_radio[q], -1)), "new_tx_free": bc(mn(up_end, end)),
+           "resource": bc(resource), "new_local_free": bc(local_end),
+           "radio": bc(where(use, radio, -1)), "new_tx_free": bc(mn(up_end, end)),
            "new_last_end": bc(end), "route": bc(where(reached, q, -1)), "new_server_free": bc(srv_start + t_remote),
            "local_ms": bc(dur), "local_w": bc(p_local), "fallback_ms": bc(t_fb), "fallback_w": bc(f_p)}
     if phases:
@@ -411,16 +501,25 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
             queue = local_start + where(use, up_start - ready, 0.0) + where(reached, srv_start - up_end, 0.0)
         out.update({"queue_ms": bc(queue),
                     "local_start_ms": bc(local_start), "fallback_start_ms": bc(fb_start),
-                    "radio_start_ms": bc(up_start), "promo_ms": bc(c_promo), "promo_w": bc(tab.promo_w[q]),
+                    "radio_start_ms": bc(up_start), "promo_ms": bc(c_promo), "promo_w": bc(promo_w),
                     "up_ms": bc(c_up), "up_w": bc(up_w), "wait_ms": bc(c_wait), "down_ms": bc(c_down),
                     "down_w": bc(down_w), "radio_end_ms": bc(where(use, end, ops.nan)), "tail_w": bc(tail_w * use),
                     "tail_ms": bc(tail_ms * use), "local_resource": out["resource"]})
     return out
 
 
+def _same(v):
+    return v
+
+
+_X_KEYS = ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")
+_ROUTE_KEYS = ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")
+_STATE_KEYS = ("local_free", "tx_free", "last_end", "server_free")
+
+
 def gather_route(x: RequestInputs, rows, q) -> dict:
     """The route arrays of ``x`` at (rows, route ``q``)."""
-    return {k: getattr(x, k)[rows, q] for k in ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")}
+    return {k: getattr(x, k)[rows, q] for k in _ROUTE_KEYS}
 
 
 def gather_state(tab: KernelTables, carry: Carry, rows, a, throttled) -> dict:
@@ -433,37 +532,66 @@ def gather_state(tab: KernelTables, carry: Carry, rows, a, throttled) -> dict:
             "last_end": -carry.radio_idle[rows, r], "server_free": carry.server_free[rows, q]}
 
 
-def advance(carry: Carry, out: Mapping, ia, live=None, thermal=None) -> Carry:
-    """The carry after each row's request (``out`` one request per row) and ``ia`` ms to the next arrival.
+def _put(flat: np.ndarray, idx, keep, new) -> None:
+    """``flat[idx] = new`` where ``keep`` is False, in place (one index per row: no two rows write one cell)."""
+    old = flat[idx]
+    flat[idx] = np.where(keep, old, new)
 
-    ``live`` (K,) bool: rows that stepped (others keep their state). ``thermal``:
-    (tau_ms, trip_w, release_w) or None.
-    """
-    k = len(carry.heat_w)
-    rows = np.arange(k)
-    ia = np.broadcast_to(np.asarray(ia, dtype=float), (k,))
-    live = np.ones(k, dtype=bool) if live is None else np.asarray(live, dtype=bool)
-    lf, tx, idle, srv = carry.local_free.copy(), carry.tx_free.copy(), carry.radio_idle.copy(), carry.server_free.copy()
-    res = out["resource"]
-    m = live & (res >= 0)
-    lf[rows[m], res[m]] = out["new_local_free"][m]
-    r = out["radio"]
-    m = live & (r >= 0)
-    tx[rows[m], r[m]] = np.maximum(tx[rows[m], r[m]], out["new_tx_free"][m])
-    idle[rows[m], r[m]] = np.minimum(idle[rows[m], r[m]], -out["new_last_end"][m])
-    q = out["route"]
-    m = live & (q >= 0)
-    srv[rows[m], q[m]] = out["new_server_free"][m]
-    shift = np.where(live, ia, 0.0)
-    heat, hot = carry.heat_w, carry.throttled
+
+def _advance_into(c: Carry, out: Mapping, ia, live, thermal, old: Mapping | None = None, idx=None) -> None:
+    """:func:`advance` in place on ``c`` (C-contiguous arrays). ``old``/``idx``: what the rows' requests met
+    (:func:`gather_state`) and the flat cells it came from, when the caller has them (saves the gathers)."""
+    k = len(c.heat_w)
+    if idx is None:
+        rows = np.arange(k)
+        idx = (rows * c.local_free.shape[1] + np.maximum(out["resource"], 0),
+               rows * c.tx_free.shape[1] + np.maximum(out["radio"], 0),
+               rows * c.server_free.shape[1] + np.maximum(out["route"], 0))
+    i_lf, i_tx, i_srv = idx
+    lf, tx, idle, srv = (v.reshape(-1) for v in (c.local_free, c.tx_free, c.radio_idle, c.server_free))
+    m_lf, m_tx, m_srv = out["resource"] < 0, out["radio"] < 0, out["route"] < 0  # rows that leave the cell as is
+    if live is not None:
+        dead = ~live
+        m_lf, m_tx, m_srv = m_lf | dead, m_tx | dead, m_srv | dead
+    if old is None:
+        _put(lf, i_lf, m_lf, out["new_local_free"])
+        _put(tx, i_tx, m_tx, np.maximum(tx[i_tx], out["new_tx_free"]))
+        _put(idle, i_tx, m_tx, np.minimum(idle[i_tx], -out["new_last_end"]))
+        _put(srv, i_srv, m_srv, out["new_server_free"])
+    else:  # the cells still hold what the request met
+        lf[i_lf] = np.where(m_lf, old["local_free"], out["new_local_free"])
+        tx[i_tx] = np.where(m_tx, old["tx_free"], np.maximum(old["tx_free"], out["new_tx_free"]))
+        idle_old = -old["last_end"]
+        idle[i_tx] = np.where(m_tx, idle_old, np.minimum(idle_old, -out["new_last_end"]))
+        srv[i_srv] = np.where(m_srv, old["server_free"], out["new_server_free"])
+    shift = ia if live is None else np.where(live, ia, 0.0)
+    shift = np.broadcast_to(shift, (k,))[:, None]
+    c.local_free -= shift
+    c.tx_free -= shift
+    c.radio_idle += shift
+    c.server_free -= shift
     if thermal is not None:
         tau_ms, trip, release = thermal
         power = (out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"]) / ia
         kk = np.exp(-ia / tau_ms)
-        h = heat * kk + power * (1.0 - kk)
-        heat = np.where(live, h, heat)
-        hot = np.where(live, np.where(hot, h >= release, h > trip), hot)
-    return Carry(lf - shift[:, None], tx - shift[:, None], idle + shift[:, None], srv - shift[:, None], hot, heat)
+        h = c.heat_w * kk + power * (1.0 - kk)
+        hot = np.where(c.throttled, h >= release, h > trip)
+        if live is None:
+            c.heat_w[:], c.throttled[:] = h, hot
+        else:
+            c.heat_w[:], c.throttled[:] = np.where(live, h, c.heat_w), np.where(live, hot, c.throttled)
+
+
+def advance(carry: Carry, out: Mapping, ia, live=None, thermal=None) -> Carry:
+    """The carry after each row's request (``out`` one request per row) and ``ia`` ms to the next arrival.
+
+    ``live`` (K,) bool: rows that stepped (others keep their state). ``thermal``:
+    (tau_ms, trip_w, release_w) or None. ``carry`` is left as it was.
+    """
+    c = carry.copy()
+    _advance_into(c, out, np.asarray(ia, dtype=float), None if live is None else np.asarray(live, dtype=bool),
+                  thermal)
+    return c
 
 
 def step_rows(tab: KernelTables, x: RequestInputs, t, actions, carry: Carry, phases: bool = False) -> dict:
@@ -471,52 +599,92 @@ def step_rows(tab: KernelTables, x: RequestInputs, t, actions, carry: Carry, pha
     k = len(actions)
     rows = np.arange(k)
     q = tab.route[actions]
-    xr = {n: getattr(x, n)[t] for n in ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")}
-    rt = {n: getattr(x, n)[t, q] for n in ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")}
+    xr = {n: getattr(x, n)[t] for n in _X_KEYS}
+    rt = {n: getattr(x, n)[t, q] for n in _ROUTE_KEYS}
     st = gather_state(tab, carry, rows, actions, carry.throttled)
     return request_physics(tab, xr, actions, carry.throttled, rt, st, phases=phases)
 
 
+#: the outcome arrays run_episodes returns
+EPISODE_KEYS = _EPISODE_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "violation", "timed_out", "accuracy",
+                 "accuracy_loss", "tail_mj", "promo_mj")
+
+
 def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, thermal=None,
-                 carry: Carry | None = None) -> dict:
+                 carry: Carry | None = None, out: Mapping[str, np.ndarray] | None = None) -> dict:
     """K sequences of T requests in lock-step: ``actions`` (T, K); ``x`` holds T requests (shared by the
-    K sequences) or T*K rows laid out (T, K) (one episode per column). Returns outcome arrays (T, K)."""
+    K sequences) or T*K rows laid out (T, K) (one episode per column). Returns outcome arrays (T, K)
+    (written into ``out``'s arrays when given, e.g. views of a longer run) and the final ``carry``.
+
+    The physics is :func:`request_physics`'s, one numpy call per operation for the K requests of a
+    step; what does not depend on the carried state (the route's inputs, which cells of the carry each
+    action uses) is gathered once for all T steps, and the carry is updated in place.
+    """
     acts = np.asarray(actions, dtype=np.int64)
     n_t, k = acts.shape
     per_col = len(x) == n_t * k
-    carry = Carry.fresh(k, tab) if carry is None else carry
-    keys = ("energy_mj", "remote_energy_mj", "latency_ms", "qos_ok", "violation", "timed_out", "accuracy",
-            "accuracy_loss", "tail_mj", "promo_mj")
-    res = {key: np.empty((n_t, k), dtype=bool if key in ("qos_ok", "timed_out") else float) for key in keys}
+    carry = Carry.fresh(k, tab) if carry is None else carry.copy()
+    res = dict(out) if out is not None else {
+        key: np.empty((n_t, k), dtype=bool if key in ("qos_ok", "timed_out") else float) for key in _EPISODE_KEYS}
     cols = np.arange(k)
+    n_q, n_r, n_l = tab.n_routes, tab.n_radios, tab.n_resources
+    # per (step, episode): the request's row of x, its route and radio, and the flat carry cells they use
+    xrow = (np.arange(n_t)[:, None] * k + cols) if per_col else np.broadcast_to(np.arange(n_t)[:, None], (n_t, k))
+    q_all = tab.route[acts]
+    route_all = {n: getattr(x, n)[xrow, q_all] for n in _ROUTE_KEYS}
+    i_tx_all = cols * n_r + tab.route_radio[q_all]
+    i_srv_all = cols * n_q + q_all
+    i_lf_all = cols * n_l + np.maximum(tab.local_resource[acts], 0)  # unthrottled; redone for throttled rows
+    lf, tx, idle, srv = (v.reshape(-1) for v in (carry.local_free, carry.tx_free, carry.radio_idle, carry.server_free))
     for s in range(n_t):
-        t = s * k + cols if per_col else np.full(k, s)
-        out = step_rows(tab, x, t, acts[s], carry)
-        for key in keys:
-            res[key][s] = out[key]
-        carry = advance(carry, out, x.interarrival_ms[t], thermal=thermal)
+        t = slice(s * k, (s + 1) * k) if per_col else s
+        a = acts[s]
+        hot = carry.throttled
+        i_lf, i_tx, i_srv = i_lf_all[s], i_tx_all[s], i_srv_all[s]
+        if hot.any():
+            i_lf = cols * n_l + np.maximum(tab.local_resource[np.where(hot, tab.throttle_to[a], a)], 0)
+        state = {"local_free": lf[i_lf], "tx_free": tx[i_tx], "last_end": -idle[i_tx], "server_free": srv[i_srv]}
+        xr = {n: getattr(x, n)[t] for n in _X_KEYS}
+        o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False)
+        for key in _EPISODE_KEYS:
+            res[key][s] = o[key]
+        _advance_into(carry, o, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv))
     res["carry"] = carry
     return res
 
 
 # --------------------------------------------------------------------------- the scalar step (gym envs)
 
-_X_KEYS = ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")
-_ROUTE_KEYS = ("up_phy", "up_good", "down_phy", "down_good", "rtt", "extra")
+@functools.cache
+def scalar_request_physics() -> Callable:
+    """:func:`request_physics` specialised to Python scalars (:mod:`bench.sim.specialise`; built at first use).
+
+    Signature ``(tab, a, throttled, x_workload, ..., x_bound, route_up_phy, ..., route_extra,
+    state_local_free, ..., state_server_free)`` (keys in the order of ``_X_KEYS``, ``_ROUTE_KEYS``,
+    ``_STATE_KEYS``), ``tab`` from :func:`scalar_tables`; returns the outcome dict without the phases.
+    """
+    from bench.sim.specialise import specialise_scalar
+
+    return specialise_scalar(request_physics, {"x": _X_KEYS, "route": _ROUTE_KEYS, "state": _STATE_KEYS},
+                             {**globals(), "mx": max, "mn": min, "div": _sdiv}, constants={"phases": False})
 
 
 class ScalarEpisode:
     """One episode's :class:`RequestInputs` as Python lists and the carried state as lists (one sequence).
 
-    :meth:`step` runs :func:`request_physics` with :data:`SCALAR_OPS` (the same source as the
-    batch paths) and moves the carry on exactly as :func:`advance` does.
+    :meth:`step` runs :func:`request_physics` specialised to scalars (:func:`scalar_request_physics`:
+    the same source as the batch paths) and moves the carry on exactly as :func:`advance` does. The
+    carry's lists are replaced, never mutated, at each step, so :meth:`snapshot`'s are safe to keep.
     """
 
     def __init__(self, tab: KernelTables, stab: SimpleNamespace, x: RequestInputs, thermal=None):
         self.tab, self.stab, self.thermal = tab, stab, thermal
         self.x = {k: getattr(x, k).tolist() for k in _X_KEYS}
-        self.route = {k: getattr(x, k).tolist() for k in _ROUTE_KEYS}
+        self._x_rows = list(zip(*self.x.values()))  # per request: its inputs, in the specialised signature's order
+        self._route_rows = np.stack([getattr(x, k) for k in _ROUTE_KEYS], axis=-1).tolist()  # [t][route][key]
         self.interarrival = x.interarrival_ms.tolist()
+        self._physics = scalar_request_physics()
+        self._cells = stab.cells
         self.reset()
 
     def reset(self) -> None:
@@ -532,32 +700,35 @@ class ScalarEpisode:
         return Carry(np.array([self.local_free]), np.array([self.tx_free]), np.array([self.radio_idle]),
                      np.array([self.server_free]), np.array([self.throttled]), np.array([self.heat_w]))
 
+    def snapshot(self) -> tuple:
+        """The carried state now: (local_free, tx_free, radio_idle, server_free, throttled); lists never mutated."""
+        return self.local_free, self.tx_free, self.radio_idle, self.server_free, self.throttled
+
     def step(self, t: int, a: int) -> dict:
-        st = self.stab
+        """Request ``t`` with action ``a`` from the carried state (the outcome dict, no phases); the carry moves on."""
         hot = self.throttled
-        a_run = st.throttle_to[a] if hot else a
-        res = st.local_resource[a_run]
-        q = st.route[a]
-        r = st.route_radio[q]
-        xr = {k: v[t] for k, v in self.x.items()}
-        rt = {k: v[t][q] for k, v in self.route.items()}
-        state = {"local_free": self.local_free[res if res >= 0 else 0], "tx_free": self.tx_free[r],
-                 "last_end": -self.radio_idle[r], "server_free": self.server_free[q]}
-        out = request_physics(st, xr, a, hot, rt, state, phases=False, ops=SCALAR_OPS)
-        # advance() in scalars: the resources this request used, then everything shifts to the next arrival
+        res, res_hot, q, r = self._cells[a]
+        if hot:
+            res = res_hot
+        lf, tx, idle, srv = self.local_free, self.tx_free, self.radio_idle, self.server_free
+        out = self._physics(self.stab, a, hot, *self._x_rows[t], *self._route_rows[t][q], lf[res if res >= 0 else 0],
+                            tx[r], -idle[r], srv[q])
+        # advance() in scalars, into new lists: the resources this request used, everything shifted to the next
+        # arrival (v - ia, as advance() computes it)
         ia = self.interarrival[t]
-        if out["resource"] >= 0:
-            self.local_free[out["resource"]] = out["new_local_free"]
-        if out["radio"] >= 0:
-            rr = out["radio"]
-            self.tx_free[rr] = max(self.tx_free[rr], out["new_tx_free"])
-            self.radio_idle[rr] = min(self.radio_idle[rr], -out["new_last_end"])
-        if out["route"] >= 0:
-            self.server_free[out["route"]] = out["new_server_free"]
-        self.local_free = [v - ia for v in self.local_free]
-        self.tx_free = [v - ia for v in self.tx_free]
-        self.radio_idle = [v + ia for v in self.radio_idle]
-        self.server_free = [v - ia for v in self.server_free]
+        new_lf, new_tx, new_srv = [v - ia for v in lf], [v - ia for v in tx], [v - ia for v in srv]
+        new_idle = [v + ia for v in idle]
+        used = out["resource"]
+        if used >= 0:
+            new_lf[used] = out["new_local_free"] - ia
+        used = out["radio"]
+        if used >= 0:
+            new_tx[used] = max(tx[used], out["new_tx_free"]) - ia
+            new_idle[used] = min(idle[used], -out["new_last_end"]) + ia
+        used = out["route"]
+        if used >= 0:
+            new_srv[used] = out["new_server_free"] - ia
+        self.local_free, self.tx_free, self.radio_idle, self.server_free = new_lf, new_tx, new_idle, new_srv
         if self.thermal is not None:
             tau_ms, trip, release = self.thermal
             power = (out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"]) / ia
