@@ -322,7 +322,10 @@ def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
 
     Returns ``{"status": "ok", "quantities": [...]}`` or ``{"status": "invalid: <the loader's one-line
     message>"}`` when a perturbed value is refused by the data's own validation (e.g. a fraction above 1)."""
+    import resource
+
     world, spec = task
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="bench-sensitivity-") as tmp:
         data = write_perturbed_data(Path(tmp) / "data", json.loads(world.factors_json), Path(spec["data_dir"]))
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
@@ -330,11 +333,14 @@ def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
         proc = subprocess.run([sys.executable, "-m", "bench.pipeline.sensitivity", "--world-spec",
                                str(Path(tmp) / "spec.json")], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the world's CPU time (its process): run.json sums it, also over worlds a resumed run read from its cache
+    cpu = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
     if proc.returncode == 0:
-        return {"status": "ok", "quantities": json.loads(proc.stdout.strip().splitlines()[-1])}
+        return {"status": "ok", "quantities": json.loads(proc.stdout.strip().splitlines()[-1]), "cpu_s": cpu}
     lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
     msg = lines[-1] if lines else f"exit {proc.returncode}"
-    return {"status": f"invalid: {msg[:300]}" if proc.returncode == 2 else f"error: {msg[:300]}"}
+    return {"status": f"invalid: {msg[:300]}" if proc.returncode == 2 else f"error: {msg[:300]}", "cpu_s": cpu}
 
 
 # --------------------------------------------------------------------------- the table
@@ -490,15 +496,73 @@ def constants_frame(constants: Iterable[Constant]) -> pd.DataFrame:
                         columns=["constant", "file", "value", "perturbed", "why_not", "source"])
 
 
+def world_cache_key(world: World, spec: Mapping[str, Any]) -> str:
+    """What a world's result depends on (its factors and the evaluation spec, the trained artefacts' paths
+    included) as a short hash: a cached result is reused only for the same world under the same spec."""
+    import hashlib
+
+    blob = json.dumps({"factors": json.loads(world.factors_json), "spec": spec}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: status of a world a ``--cached-only`` run did not evaluate (it is not a result: robustness ignores it)
+NOT_RUN = "not run: out of budget (--cached-only)"
+
+
+def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: bool,
+                cache_dir: Path | None, cached_only: bool = False) -> list[dict[str, Any]]:
+    """Every world's result, in order; with ``cache_dir`` each result is written there as it arrives and a
+    result already there (same world, same spec) is read instead of recomputed, so a long run that is
+    interrupted resumes where it stopped. The baseline is computed first, then the joint sample (it moves every
+    constant at once, so a run cut short still says something about all of them), then one at a time.
+    ``cached_only``: compute nothing, mark the worlds not in the cache :data:`NOT_RUN`."""
+    from bench.pipeline.engine import map_ordered
+
+    keys = [world_cache_key(w, spec) for w in ws]
+    out: list[dict[str, Any] | None] = [None] * len(ws)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for i, k in enumerate(keys):
+            f = cache_dir / f"{k}.json"
+            if f.is_file():
+                try:
+                    out[i] = json.loads(f.read_text())["result"]
+                except (ValueError, KeyError, TypeError):
+                    out[i] = None  # a torn write: recompute it
+                if out[i] is not None and str(out[i].get("status", "")).startswith("error"):
+                    out[i] = None  # a crash (or a killed process) is not a result of the world: recompute it
+    rank = {"baseline": 0, "lhs": 1, "oat": 2}
+    todo = sorted((i for i, r in enumerate(out) if r is None), key=lambda i: (rank.get(ws[i].kind, 3), i))
+    if cached_only:
+        if 0 in todo:
+            raise RuntimeError("--cached-only: the unperturbed world is not in the cache")
+        for i in todo:
+            out[i] = {"status": NOT_RUN}
+        return out  # type: ignore[return-value]
+
+    def save(j: int, value: dict[str, Any]) -> None:
+        if cache_dir is not None and not str(value.get("status", "")).startswith("error"):
+            i = todo[j]
+            tmp = cache_dir / f"{keys[i]}.json.tmp"
+            tmp.write_text(json.dumps({"world": ws[i].name, "result": value}))
+            tmp.replace(cache_dir / f"{keys[i]}.json")
+
+    done = map_ordered(run_world, [(ws[i], spec) for i in todo], engine, keys=[f"sens-{keys[i]}" for i in todo],
+                       on_result=save, progress=progress, desc="sensitivity")
+    for i, r in zip(todo, done):
+        out[i] = r
+    return out  # type: ignore[return-value]
+
+
 def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = False,
                     train_dir: str | Path | None = None, limit: int | None = None,
-                    only: str | None = None) -> dict[str, Any]:
+                    only: str | None = None, cache_dir: str | Path | None = None,
+                    cached_only: bool = False) -> dict[str, Any]:
     """The ``sensitivity`` stage: off (``sensitivity.enabled: false``) it writes the empty table and a summary
     saying so; on, it evaluates every world on ``engine`` and writes the table, the summary and the tornados.
     ``limit`` keeps only the first ``limit`` constants and ``only`` (a regular expression) those whose key matches
     it (a quick look; the summary says so)."""
     from bench.pipeline.claims import load_claims
-    from bench.pipeline.engine import map_ordered
     from bench.paths import RESULTS_DIR
 
     out_dir = Path(out_dir)
@@ -533,8 +597,7 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     spec = {"suites": suites, "seeds": sp.seeds, "steps": sp.steps, "seed": params.seed, "n_boot": sp.n_boot,
             "data_dir": str(DATA_DIR)}
     ws = worlds(constants, sp.factors, sp.lhs_samples, params.seed)
-    res = map_ordered(run_world, [(w, spec) for w in ws], engine, keys=[f"sens-{i}" for i in range(len(ws))],
-                      progress=progress, desc="sensitivity")
+    res = _map_worlds(ws, spec, engine, progress, Path(cache_dir) if cache_dir else None, cached_only)
     if res[0].get("status") != "ok":
         raise RuntimeError(f"the unperturbed world failed: {res[0].get('status')}")
     baseline = res[0]["quantities"]
@@ -553,7 +616,12 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
         "learners": {s["suite"]: f"as trained ({_shown(s['artefact'])}), not retrained per world" if s["artefact"]
                      else "no trained artefact in results/train: not evaluated (its claims are not assessed)"
                      for s in suites},
-        "invalid_worlds": {w.name: r["status"] for w, r in zip(ws, res) if r.get("status") != "ok"},
+        "invalid_worlds": {w.name: r["status"] for w, r in zip(ws, res) if r.get("status") not in ("ok", NOT_RUN)},
+        # a run cut short (--cached-only): what it did not evaluate, so "robust" reads "robust to what was run"
+        "worlds_not_run": sum(r.get("status") == NOT_RUN for r in res),
+        "lhs_not_run": sum(r.get("status") == NOT_RUN for w, r in zip(ws, res) if w.kind == "lhs"),
+        "constants_not_tested": sorted({w.constant for w, r in zip(ws, res) if w.kind == "oat" and
+                                        r.get("status") == NOT_RUN}),
         "baseline": {q["quantity"]: {"value": q["value"], "verdict": q["verdict"]} for q in baseline},
         "robustness": rob,
         "flips": [{"world": r.world, "quantity": r.quantity, "from": r.baseline_verdict, "to": r.verdict}
@@ -562,12 +630,227 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
                           table[(table["kind"] == "lhs") & (table["status"] == "ok") &
                                 (table["baseline_verdict"].astype(str) != "")].groupby("quantity")},
         "lhs_influence": lhs_influence(table, samples),
+        # what the verdicts rest on, so a committed run can say whether it still describes today's world
+        "inputs": input_digests(suites, radio, DATA_DIR),
+        "artefacts": {s["suite"]: _shown(s["artefact"]) for s in suites if s["artefact"]},
     })
     _write(out_dir, table, summary, constants_frame(found), samples)
     _figures(out_dir, table)
-    # wall time is a measurement of this machine: printed, kept out of the reproducible files
+    # wall and CPU time are measurements of this machine: printed and put in run.json, kept out of summary.json
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    summary["worlds_cpu_s"] = round(sum(float(r.get("cpu_s") or 0) for r in res), 1)
     return summary
+
+
+# --------------------------------------------------------------------------- reading the results (report, README)
+
+#: the committed run the report and README fall back to when the stage itself is off (docs/sensitivity.md)
+COMMITTED_RUN = "sensitivity_run"
+#: how the committed run is remade (params.yaml's sensitivity budget; the learners in results/train)
+RERUN_COMMAND = f"python -m bench sensitivity --enable --out results/{COMMITTED_RUN} --workers 1"
+#: a record of one run (date, budget, CPU time, what its inputs were): kept apart from summary.json, whose bytes
+#: depend on params and data only
+RUN_RECORD = "run.json"
+
+
+def find_results(results_dir: str | Path) -> Path | None:
+    """The folder whose sensitivity results the report and README show: the stage's own output
+    (``results/sensitivity/``) when it ran enabled, else the committed run (``results/sensitivity_run/``) when
+    present; None when neither holds an enabled run's summary."""
+    for d in (Path(results_dir) / "sensitivity", Path(results_dir) / COMMITTED_RUN):
+        try:
+            summary = json.loads((d / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, Mapping) and summary.get("enabled") and isinstance(summary.get("robustness"), Mapping):
+            return d
+    return None
+
+
+def input_digests(suites: Sequence[Mapping[str, Any]] | None = None, radio_profile: str = "era2018",
+                  data_dir: Path = DATA_DIR) -> dict[str, str]:
+    """Short hashes of what a run's verdicts rest on: the simulator's data files, the claims, and each suite's
+    trained learner (its artefact folder). The report compares them with today's to say whether a committed run
+    still describes the current world."""
+    import hashlib
+
+    def digest(files: Iterable[Path]) -> str:
+        h = hashlib.sha256()
+        for f in sorted(files):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+        return h.hexdigest()[:16]
+
+    out = {"data": digest(simulator_files(radio_profile, data_dir)), "claims": digest([Path(data_dir) / "claims.yaml"])}
+    for s in suites or []:
+        art = Path(s["artefact"]) if s.get("artefact") else None
+        if art is not None and art.exists():
+            out[f"learner:{s['suite']}"] = digest([f for f in art.rglob("*") if f.is_file()] if art.is_dir() else [art])
+    return out
+
+
+def current_inputs(summary: Mapping[str, Any], repo_root: Path = REPO_ROOT) -> dict[str, str]:
+    """Today's :func:`input_digests` for the inputs a run's summary recorded (its radio profile and the trained
+    artefacts it replayed, at the same paths)."""
+    suites = [{"suite": s, "artefact": str(repo_root / a)} for s, a in (summary.get("artefacts") or {}).items()]
+    return input_digests(suites, str(summary.get("radio_profile", "era2018")), DATA_DIR)
+
+
+def figure_index(fig_dir: str | Path) -> list[tuple[str, Path]]:
+    """(quantity, PNG path) of every tornado that ``figures/index.md`` lists and that exists; lines that are not
+    a ``* `quantity`: file.png`` entry (the title, a note) are skipped."""
+    import re
+
+    fig_dir = Path(fig_dir)
+    try:
+        lines = (fig_dir / "index.md").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        m = re.fullmatch(r"\* `([^`]+)`: ([A-Za-z0-9_.\-]+\.png)\s*", line)
+        if m and (fig_dir / m.group(2)).is_file():
+            out.append((m.group(1), fig_dir / m.group(2)))
+    return out
+
+
+def run_record(run_dir: str | Path) -> dict[str, Any]:
+    """A run's record (``run.json``: date, command, budget, CPU time, input digests); {} when absent or unreadable."""
+    try:
+        rec = json.loads((Path(run_dir) / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def stale_inputs(summary: Mapping[str, Any], current: Mapping[str, str]) -> list[str]:
+    """Which inputs recorded in a run's summary (``inputs``: ``data``, ``claims``, ``learner:<suite>``) differ from
+    today's ``current`` (:func:`input_digests`); [] when all match or the summary has no digests."""
+    rec = summary.get("inputs") or {}
+    return sorted(k for k in rec if k in current and rec[k] != current[k]) + \
+        sorted(k for k in current if k.startswith("learner:") and rec and k not in rec)
+
+
+def _oat_world(name: str) -> tuple[str, float] | None:
+    """(constant key, factor) of a one-at-a-time world's name ``oat:<file>:<key>:x<factor>``; None for others."""
+    if not name.startswith("oat:") or ":x" not in name:
+        return None
+    key, factor = name[len("oat:"):].rsplit(":x", 1)
+    try:
+        return key, float(factor)
+    except ValueError:
+        return None
+
+
+def flips_by_quantity(summary: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Quantity -> its one-at-a-time flips, each ``{constant, factor, to}`` (the direction: the constant halved
+    or doubled, and the verdict it then gets), from summary.json's ``flips``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for f in summary.get("flips") or []:
+        parsed = _oat_world(str(f.get("world", "")))
+        if parsed is None:
+            continue
+        out.setdefault(str(f.get("quantity", "")), []).append(
+            {"constant": parsed[0], "factor": parsed[1], "to": str(f.get("to", ""))})
+    return out
+
+
+def describe_quantity(quantity: str, claims: Sequence[Mapping] = ()) -> str:
+    """A quantity's name for a reader: a claim by its paper and text, a learner verdict as 'suite: learner vs
+    reference', a headline ratio as 'suite: policy, ratio'."""
+    kind, _, rest = quantity.partition(":")
+    if kind == CLAIM:
+        c = next((c for c in claims if c.get("id") == rest), None)
+        if c is not None:
+            where = f", {c['scenario']}" if c.get("scenario") else ""
+            return f"{c['paper']}: {c['claim']} ({c['suite']}{where})"
+        return rest
+    if kind == LEARNER:
+        suite, _, pair = rest.partition(":")
+        return f"{suite}: {pair.replace('_vs_', ' vs ', 1)}"
+    if kind == HEADLINE:
+        parts = rest.split(":")
+        return f"{parts[0]}: {parts[1]}, {':'.join(parts[2:])}" if len(parts) >= 3 else rest
+    return quantity
+
+
+def short_constant(key: str) -> str:
+    """``network/era2018/lte.yaml:tail.value`` -> ``lte.yaml: tail.value`` (the folder is in constants.csv)."""
+    file, _, path = key.partition(":")
+    return f"{file.rsplit('/', 1)[-1]}: {path}" if path else key
+
+
+def flip_text(flips: Sequence[Mapping[str, Any]], short: bool = True) -> str:
+    """'lte.yaml: tail x2 (-> differs); wifi.yaml: beta x0.5, x2 (-> close)': per constant, the factors that flip
+    the verdict and the verdicts they give."""
+    by_const: dict[str, list[tuple[float, str]]] = {}
+    for f in flips:
+        by_const.setdefault(str(f["constant"]), []).append((float(f["factor"]), str(f["to"])))
+    parts = []
+    for key, fs in by_const.items():
+        fs = sorted(set(fs))
+        tos = ", ".join(dict.fromkeys(to for _, to in fs))
+        parts.append(f"{short_constant(key) if short else key} {', '.join(f'x{x:g}' for x, _ in fs)} (-> {tos})")
+    return "; ".join(parts)
+
+
+def robustness_table(summary: Mapping[str, Any], claims: Sequence[Mapping] = ()) -> pd.DataFrame:
+    """One row per recorded quantity that has a verdict: what it is, its verdict in the unperturbed world, its
+    robustness, the one-at-a-time flips (constant, direction, new verdict) and the share of joint samples that
+    flip it."""
+    flips = flips_by_quantity(summary)
+    base = summary.get("baseline") or {}
+    lhs = summary.get("lhs_flip_rate") or {}
+    rows = []
+    for q, rob in sorted((summary.get("robustness") or {}).items()):
+        b = base.get(q) or {}
+        rate = lhs.get(q)
+        rows.append({"quantity": q, "kind": q.split(":", 1)[0], "what": describe_quantity(q, claims),
+                     "verdict": str(b.get("verdict", "")), "value": b.get("value"), "robustness": str(rob),
+                     "flips (one at a time)": flip_text(flips.get(q, [])),
+                     "joint-sample flip rate": float(rate) if rate is not None else float("nan")})
+    return pd.DataFrame(rows, columns=["quantity", "kind", "what", "verdict", "value", "robustness",
+                                       "flips (one at a time)", "joint-sample flip rate"])
+
+
+def budget_text(summary: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> str:
+    """One sentence: what the run perturbed, at which budget, when, and at what CPU cost."""
+    record = record or {}
+    inv = summary.get("invalid_worlds") or {}
+    text = (f"{summary.get('constants', '?')} assumed constants x{' and x'.join(f'{float(f):g}' for f in summary.get('factors', []))} "
+            f"one at a time plus {summary.get('lhs_samples', 0)} joint Latin-hypercube worlds "
+            f"({summary.get('worlds', '?')} worlds, {len(inv)} refused by the data's validation), "
+            f"{summary.get('seeds', '?')} seeds x {summary.get('steps', '?')} requests per cell on the held-out "
+            f"scenarios, learners as trained (not retrained per world)")
+    if summary.get("limited_to_first_constants") is not None or summary.get("only_matching"):
+        text += " - a partial run (--limit/--only)"
+    untested, lhs_missing = summary.get("constants_not_tested") or [], int(summary.get("lhs_not_run") or 0)
+    if summary.get("worlds_not_run"):
+        text += (f" - cut short: {summary['worlds_not_run']} worlds not run ({len(untested)} constants not tested "
+                 f"one at a time, {lhs_missing} joint worlds missing), so 'robust' means no flip among the worlds run")
+    if record.get("date"):
+        cpu = record.get("cpu_s")
+        text += f"; run {record['date'][:10]}" + (f", {cpu / 60:.0f} CPU-minutes" if cpu else "")
+    return text + "."
+
+def _write_run_record(out_dir: Path, summary: Mapping[str, Any], argv: Sequence[str]) -> None:
+    """run.json: when, how and at what cost this run was made (a record of this machine, not a result)."""
+    import datetime
+    import platform
+    import resource
+
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=False).stdout.strip()
+    except OSError:
+        rev = ""
+    record = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "command": "python -m bench sensitivity " + " ".join(argv), "git_revision": rev,
+              "cpu_s": round(cpu, 1), "worlds_cpu_s": summary.get("worlds_cpu_s"), "wall_s": summary.get("wall_s"), "host": platform.node(),
+              "cores": os.cpu_count(), "load_average_at_end": list(os.getloadavg())}
+    (out_dir / RUN_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -583,6 +866,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="override engine.workers")
     ap.add_argument("--limit", type=int, help="perturb only the first K constants (a quick look)")
     ap.add_argument("--only", help="perturb only the constants whose key matches this regular expression")
+    ap.add_argument("--enable", action="store_true", help="run even where params say sensitivity.enabled: false")
+    ap.add_argument("--train-dir", help="the trained learners to replay (default: results/train)")
+    ap.add_argument("--cache", help="keep each world's result in this folder and reuse it on a rerun (resumable)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="evaluate no new world: write the results of the worlds in --cache (the others: not run)")
     ap.add_argument("--world-spec", help=argparse.SUPPRESS)  # internal: evaluate one world in this process
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -590,9 +878,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(evaluate_world(json.loads(Path(args.world_spec).read_text()))))
         return 0
     params = load_params(args.params)
+    if args.enable:
+        params = dataclasses.replace(params, sensitivity=dataclasses.replace(params.sensitivity, enabled=True))
     engine = params.engine if args.workers is None else dataclasses.replace(params.engine, workers=args.workers)
     summary = run_sensitivity(params, args.out, engine, progress=not args.no_progress, limit=args.limit,
-                               only=args.only)
+                               only=args.only, train_dir=args.train_dir, cache_dir=args.cache,
+                               cached_only=args.cached_only)
+    if summary.get("enabled"):
+        _write_run_record(Path(args.out), summary, argv if argv is not None else sys.argv[1:])
     print(json.dumps({k: summary[k] for k in ("enabled", "constants", "worlds", "wall_s") if k in summary}))
     return 0
 
