@@ -5,6 +5,7 @@ the README block that lists which verdicts survive their assumptions."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -220,3 +221,32 @@ def test_claims_table_shows_the_robustness_column_when_present():
                            "how measured": "", "why they differ": "", "robustness": "robust"}])
     assert "| robustness |" in readme.claims_section(table).splitlines()[0]
     assert "robustness" not in readme.claims_section(table.drop(columns="robustness"))
+
+
+# --------------------------------------------------------------------------- the joint sample's range
+
+@given(f=st.floats(0.5, 2.0), refused=st.sampled_from([None, "up", "down"]))
+def test_one_sided_folds_onto_the_accepted_side(f, refused):
+    g = S.one_sided(f, refused)
+    assert 0.5 - 1e-12 <= g <= 2.0 + 1e-12
+    assert abs(abs(math.log(g)) - abs(math.log(f))) < 1e-9  # same distance from x1
+    if refused == "up":
+        assert g <= 1
+    elif refused == "down":
+        assert g >= 1
+    else:
+        assert g == f
+
+
+def test_joint_sample_respects_what_the_data_refused_one_at_a_time():
+    cs = [S.Constant("sim/thermal.yaml", ("phone", "release_fraction"), 0.8, "assumed: x"),
+          S.Constant("sim/model.yaml", ("local_jitter_sigma",), 0.05, "assumed: y")]
+    oat = [w for w in S.worlds(cs, [0.5, 2.0], 0, 0) if w.kind == "oat"]
+    res = [{"status": "invalid: fraction > 1"} if w.constant == cs[0].key and w.factor > 1 else {"status": "ok"}
+           for w in oat]
+    refused = S.refused_directions(oat, res)
+    assert refused == {cs[0].key: "up"}
+    joint = [json.loads(w.factors_json) for w in S.worlds(cs, [0.5, 2.0], 16, 7, refused) if w.kind == "lhs"]
+    assert all(j[cs[0].key] <= 1 for j in joint) and any(j[cs[1].key] > 1 for j in joint)
+    free = [json.loads(w.factors_json) for w in S.worlds(cs, [0.5, 2.0], 16, 7) if w.kind == "lhs"]
+    assert any(j[cs[0].key] > 1 for j in free)

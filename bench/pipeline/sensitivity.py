@@ -199,15 +199,41 @@ class World:
     factor: float = 1.0  # its factor
 
 
-def worlds(constants: Sequence[Constant], factors: Sequence[float], lhs_samples: int, root_seed: int) -> list[World]:
-    """The baseline, every constant x every factor (one at a time), then the joint sample."""
+def one_sided(factor: float, refused: str | None) -> float:
+    """A joint-sample factor folded onto the side the data accepts: ``refused="up"`` (the data's validation refused
+    this constant's one-at-a-time increase, e.g. a fraction that may not exceed 1) maps f > 1 to 1/f, so the
+    constant only moves down (log-uniform in [1/high, 1]); ``"down"`` the mirror image; None leaves it."""
+    if refused == "up" and factor > 1:
+        return 1.0 / factor
+    if refused == "down" and factor < 1:
+        return 1.0 / factor
+    return factor
+
+
+def refused_directions(ws: Sequence[World], results: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Constant -> ``up`` / ``down``: the direction in which the data's own validation refused its one-at-a-time
+    change (an ``invalid`` world); a constant refused both ways is left out (the joint sample cannot move it
+    either way, and says so by its invalid worlds)."""
+    up, down = set(), set()
+    for w, r in zip(ws, results):
+        if w.kind == "oat" and str(r.get("status", "")).startswith("invalid"):
+            (up if w.factor > 1 else down).add(w.constant)
+    return {**{k: "up" for k in up - down}, **{k: "down" for k in down - up}}
+
+
+def worlds(constants: Sequence[Constant], factors: Sequence[float], lhs_samples: int, root_seed: int,
+           refused: Mapping[str, str] | None = None) -> list[World]:
+    """The baseline, every constant x every factor (one at a time), then the joint sample (each constant's factor
+    folded by :func:`one_sided` onto the side the data accepts, when ``refused`` names it)."""
     out = [World("baseline", "baseline", "{}")]
     for c in constants:
         for f in factors:
             out.append(World(f"oat:{c.key}:x{f:g}", "oat", json.dumps({c.key: f}), c.key, float(f)))
+    refused = refused or {}
     sample = lhs_factors(len(constants), lhs_samples, root_seed)
     for i, row in enumerate(sample):
-        out.append(World(f"lhs:{i:03d}", "lhs", json.dumps({c.key: float(x) for c, x in zip(constants, row)})))
+        out.append(World(f"lhs:{i:03d}", "lhs", json.dumps({c.key: one_sided(float(x), refused.get(c.key))
+                                                           for c, x in zip(constants, row)})))
     return out
 
 
@@ -510,12 +536,12 @@ NOT_RUN = "not run: out of budget (--cached-only)"
 
 
 def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: bool,
-                cache_dir: Path | None, cached_only: bool = False) -> list[dict[str, Any]]:
+                cache_dir: Path | None, cached_only: bool = False,
+                first_is_baseline: bool = True) -> list[dict[str, Any]]:
     """Every world's result, in order; with ``cache_dir`` each result is written there as it arrives and a
     result already there (same world, same spec) is read instead of recomputed, so a long run that is
-    interrupted resumes where it stopped. The baseline is computed first, then the joint sample (it moves every
-    constant at once, so a run cut short still says something about all of them), then one at a time.
-    ``cached_only``: compute nothing, mark the worlds not in the cache :data:`NOT_RUN`."""
+    interrupted resumes where it stopped. ``cached_only``: compute nothing, mark the worlds not in the cache
+    :data:`NOT_RUN` (the unperturbed world, ``first_is_baseline``, must be there)."""
     from bench.pipeline.engine import map_ordered
 
     keys = [world_cache_key(w, spec) for w in ws]
@@ -531,10 +557,9 @@ def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: 
                     out[i] = None  # a torn write: recompute it
                 if out[i] is not None and str(out[i].get("status", "")).startswith("error"):
                     out[i] = None  # a crash (or a killed process) is not a result of the world: recompute it
-    rank = {"baseline": 0, "lhs": 1, "oat": 2}
-    todo = sorted((i for i, r in enumerate(out) if r is None), key=lambda i: (rank.get(ws[i].kind, 3), i))
+    todo = [i for i, r in enumerate(out) if r is None]
     if cached_only:
-        if 0 in todo:
+        if first_is_baseline and 0 in todo:
             raise RuntimeError("--cached-only: the unperturbed world is not in the cache")
         for i in todo:
             out[i] = {"status": NOT_RUN}
@@ -596,8 +621,15 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     suites = _suite_specs(params, train_dir, sp.policies, claims)
     spec = {"suites": suites, "seeds": sp.seeds, "steps": sp.steps, "seed": params.seed, "n_boot": sp.n_boot,
             "data_dir": str(DATA_DIR)}
-    ws = worlds(constants, sp.factors, sp.lhs_samples, params.seed)
-    res = _map_worlds(ws, spec, engine, progress, Path(cache_dir) if cache_dir else None, cached_only)
+    # two phases: the baseline and every constant one at a time, then the joint sample, whose range for each
+    # constant excludes the direction the data's own validation refused one at a time (a fraction above 1, ...):
+    # otherwise nearly every joint world moves some bounded constant out of range and is refused as a whole
+    cache = Path(cache_dir) if cache_dir else None
+    ws = worlds(constants, sp.factors, 0, params.seed)
+    res = _map_worlds(ws, spec, engine, progress, cache, cached_only)
+    refused = refused_directions(ws, res)
+    joint = [w for w in worlds(constants, sp.factors, sp.lhs_samples, params.seed, refused) if w.kind == "lhs"]
+    ws, res = ws + joint, res + _map_worlds(joint, spec, engine, progress, cache, cached_only, first_is_baseline=False)
     if res[0].get("status") != "ok":
         raise RuntimeError(f"the unperturbed world failed: {res[0].get('status')}")
     baseline = res[0]["quantities"]
@@ -620,6 +652,7 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
         # a run cut short (--cached-only): what it did not evaluate, so "robust" reads "robust to what was run"
         "worlds_not_run": sum(r.get("status") == NOT_RUN for r in res),
         "lhs_not_run": sum(r.get("status") == NOT_RUN for w, r in zip(ws, res) if w.kind == "lhs"),
+        "joint_sample_one_sided": dict(sorted(refused.items())),
         "constants_not_tested": sorted({w.constant for w, r in zip(ws, res) if w.kind == "oat" and
                                         r.get("status") == NOT_RUN}),
         "baseline": {q["quantity"]: {"value": q["value"], "verdict": q["verdict"]} for q in baseline},
