@@ -250,3 +250,38 @@ def test_joint_sample_respects_what_the_data_refused_one_at_a_time():
     assert all(j[cs[0].key] <= 1 for j in joint) and any(j[cs[1].key] > 1 for j in joint)
     free = [json.loads(w.factors_json) for w in S.worlds(cs, [0.5, 2.0], 16, 7) if w.kind == "lhs"]
     assert any(j[cs[0].key] > 1 for j in free)
+
+
+# --------------------------------------------------------------------------- the report's pieces
+
+def test_report_names_the_run_its_budget_and_what_changed_since(tmp_path):
+    from bench.pipeline import report
+
+    folder, summary, text = report.sensitivity_results(tmp_path)
+    assert folder is None and summary == {} and "no sensitivity results" in text
+    run = _write_run(tmp_path / S.COMMITTED_RUN, _summary(inputs={"data": "0" * 16}))
+    folder, summary, text = report.sensitivity_results(tmp_path)
+    assert folder == run and summary["robustness"]
+    assert "2 assumed constants x0.5 and x2 one at a time plus 4 joint" in text
+    assert "these inputs changed: data" in text and S.RERUN_COMMAND in text
+    fresh = _write_run(tmp_path / S.COMMITTED_RUN, _summary(inputs={"data": S.input_digests()["data"]}))
+    assert "changed" not in report.sensitivity_results(tmp_path)[2] and fresh == run
+
+
+def test_report_adds_one_tornado_per_indexed_figure_with_its_robustness(tmp_path):
+    from bench.pipeline import report
+
+    run = _write_run(tmp_path / S.COMMITTED_RUN, _summary())
+    (run / "figures").mkdir()
+    for q in ("claim:c_energy", "headline:s1:lrn:efficiency_vs_cpu_only"):
+        (run / "figures" / f"tornado_{q.replace(':', '_')}.png").write_bytes(b"\x89PNG")
+    (run / "figures" / "index.md").write_text("# t\n\n* `claim:c_energy`: tornado_claim_c_energy.png\n"
+                                              "* `headline:s1:lrn:efficiency_vs_cpu_only`: "
+                                              "tornado_headline_s1_lrn_efficiency_vs_cpu_only.png\n")
+    gallery = report.Gallery(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    assert report.add_tornados(gallery, run, _summary(), CLAIMS) == 2
+    (figs,) = gallery.sections.values()
+    assert figs[0][1].startswith("P: lower energy than X (s1): sensitive (to: network/era2018/lte.yaml:tail_mw)")
+    assert figs[1][1].startswith("s1: lrn, efficiency_vs_cpu_only: robust")
+    assert all(p.is_file() and p.parent == tmp_path / "out" for p, _ in figs)
