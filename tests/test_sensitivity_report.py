@@ -285,3 +285,13 @@ def test_report_adds_one_tornado_per_indexed_figure_with_its_robustness(tmp_path
     assert figs[0][1].startswith("P: lower energy than X (s1): sensitive (to: network/era2018/lte.yaml:tail_mw)")
     assert figs[1][1].startswith("s1: lrn, efficiency_vs_cpu_only: robust")
     assert all(p.is_file() and p.parent == tmp_path / "out" for p, _ in figs)
+
+
+def test_world_cache_key_follows_data_and_learners_not_paths():
+    w = S.World("oat:f.yaml:k:x2", "oat", json.dumps({"f.yaml:k": 2.0}), "f.yaml:k", 2.0)
+    spec = {"seeds": 1, "data_dir": "/a/data", "suites": [{"suite": "s", "artefact": "/a/results/train/s/policy"}]}
+    moved = {**spec, "data_dir": "/b/data", "suites": [{"suite": "s", "artefact": "/b/results/train/s/policy"}]}
+    inputs = {"data": "d1", "learner:s": "l1"}
+    assert S.world_cache_key(w, spec, inputs) == S.world_cache_key(w, moved, inputs)
+    assert S.world_cache_key(w, spec, inputs) != S.world_cache_key(w, spec, {**inputs, "data": "d2"})
+    assert S.world_cache_key(w, spec, inputs) != S.world_cache_key(w, {**spec, "seeds": 2}, inputs)

@@ -522,12 +522,21 @@ def constants_frame(constants: Iterable[Constant]) -> pd.DataFrame:
                         columns=["constant", "file", "value", "perturbed", "why_not", "source"])
 
 
-def world_cache_key(world: World, spec: Mapping[str, Any]) -> str:
-    """What a world's result depends on (its factors and the evaluation spec, the trained artefacts' paths
-    included) as a short hash: a cached result is reused only for the same world under the same spec."""
+def world_cache_key(world: World, spec: Mapping[str, Any], inputs: Mapping[str, str] | None = None) -> str:
+    """What a world's result depends on as a short hash: its factors, the evaluation spec (without this checkout's
+    paths) and the digests of the data and trained learners (:func:`input_digests`), so a cached result is reused
+    only for the same world under the same spec, data and learners, wherever the checkout lives."""
     import hashlib
 
-    blob = json.dumps({"factors": json.loads(world.factors_json), "spec": spec}, sort_keys=True, default=str)
+    def portable(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {k: portable(v) for k, v in node.items() if k not in ("data_dir", "artefact")}
+        if isinstance(node, list):
+            return [portable(v) for v in node]
+        return node
+
+    blob = json.dumps({"factors": json.loads(world.factors_json), "spec": portable(spec), "inputs": inputs or {}},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -537,14 +546,14 @@ NOT_RUN = "not run: out of budget (--cached-only)"
 
 def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: bool,
                 cache_dir: Path | None, cached_only: bool = False,
-                first_is_baseline: bool = True) -> list[dict[str, Any]]:
+                first_is_baseline: bool = True, inputs: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Every world's result, in order; with ``cache_dir`` each result is written there as it arrives and a
     result already there (same world, same spec) is read instead of recomputed, so a long run that is
     interrupted resumes where it stopped. ``cached_only``: compute nothing, mark the worlds not in the cache
     :data:`NOT_RUN` (the unperturbed world, ``first_is_baseline``, must be there)."""
     from bench.pipeline.engine import map_ordered
 
-    keys = [world_cache_key(w, spec) for w in ws]
+    keys = [world_cache_key(w, spec, inputs) for w in ws]
     out: list[dict[str, Any] | None] = [None] * len(ws)
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -625,11 +634,13 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     # constant excludes the direction the data's own validation refused one at a time (a fraction above 1, ...):
     # otherwise nearly every joint world moves some bounded constant out of range and is refused as a whole
     cache = Path(cache_dir) if cache_dir else None
+    inputs = input_digests(suites, radio, DATA_DIR)
     ws = worlds(constants, sp.factors, 0, params.seed)
-    res = _map_worlds(ws, spec, engine, progress, cache, cached_only)
+    res = _map_worlds(ws, spec, engine, progress, cache, cached_only, inputs=inputs)
     refused = refused_directions(ws, res)
     joint = [w for w in worlds(constants, sp.factors, sp.lhs_samples, params.seed, refused) if w.kind == "lhs"]
-    ws, res = ws + joint, res + _map_worlds(joint, spec, engine, progress, cache, cached_only, first_is_baseline=False)
+    ws, res = ws + joint, res + _map_worlds(joint, spec, engine, progress, cache, cached_only,
+                                            first_is_baseline=False, inputs=inputs)
     if res[0].get("status") != "ok":
         raise RuntimeError(f"the unperturbed world failed: {res[0].get('status')}")
     baseline = res[0]["quantities"]
@@ -664,7 +675,7 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
                                 (table["baseline_verdict"].astype(str) != "")].groupby("quantity")},
         "lhs_influence": lhs_influence(table, samples),
         # what the verdicts rest on, so a committed run can say whether it still describes today's world
-        "inputs": input_digests(suites, radio, DATA_DIR),
+        "inputs": inputs,
         "artefacts": {s["suite"]: _shown(s["artefact"]) for s in suites if s["artefact"]},
     })
     _write(out_dir, table, summary, constants_frame(found), samples)
