@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.pipeline import readme
+from bench.pipeline import robustness as R
 from bench.pipeline import sensitivity as S
 from bench.pipeline.engine import Engine
 
@@ -54,24 +55,24 @@ def _write_run(folder: Path, summary: dict) -> Path:
 
 
 def test_the_stage_s_own_run_wins_then_the_committed_run_then_none(tmp_path):
-    assert S.find_results(tmp_path) is None
+    assert R.find_results(tmp_path) is None
     _write_run(tmp_path / "sensitivity", {"enabled": False, "worlds": 0})
-    assert S.find_results(tmp_path) is None  # the disabled stage's empty summary is not a run
-    committed = _write_run(tmp_path / S.COMMITTED_RUN, _summary())
-    assert S.find_results(tmp_path) == committed
+    assert R.find_results(tmp_path) is None  # the disabled stage's empty summary is not a run
+    committed = _write_run(tmp_path / R.COMMITTED_RUN, _summary())
+    assert R.find_results(tmp_path) == committed
     own = _write_run(tmp_path / "sensitivity", _summary())
-    assert S.find_results(tmp_path) == own
+    assert R.find_results(tmp_path) == own
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blob=st.binary(max_size=200))
 def test_an_unreadable_summary_is_no_run(tmp_path, blob):
-    (tmp_path / S.COMMITTED_RUN).mkdir(exist_ok=True)
-    (tmp_path / S.COMMITTED_RUN / "summary.json").write_bytes(blob)
-    (tmp_path / S.COMMITTED_RUN / S.RUN_RECORD).write_bytes(blob)
-    found = S.find_results(tmp_path)
+    (tmp_path / R.COMMITTED_RUN).mkdir(exist_ok=True)
+    (tmp_path / R.COMMITTED_RUN / "summary.json").write_bytes(blob)
+    (tmp_path / R.COMMITTED_RUN / R.RUN_RECORD).write_bytes(blob)
+    found = R.find_results(tmp_path)
     assert found is None or json.loads(blob).get("enabled")
-    assert isinstance(S.run_record(tmp_path / S.COMMITTED_RUN), dict)
+    assert isinstance(R.run_record(tmp_path / R.COMMITTED_RUN), dict)
 
 
 # --------------------------------------------------------------------------- the figure index (a parser)
@@ -98,13 +99,13 @@ def test_figure_index_lists_exactly_the_entries_whose_png_exists(tmp_path, quant
     # junk lines (no backticked entry) are skipped, wherever they are
     lines += [j.replace("`", "'").replace("\n", " ") for j in junk]
     (fig_dir / "index.md").write_text("\n".join(lines) + "\n")
-    assert S.figure_index(fig_dir) == want
+    assert R.figure_index(fig_dir) == want
 
 
 def test_figure_index_of_a_missing_or_binary_index_is_empty(tmp_path):
-    assert S.figure_index(tmp_path / "nowhere") == []
+    assert R.figure_index(tmp_path / "nowhere") == []
     (tmp_path / "index.md").write_bytes(b"\xff\xfe\x00binary")
-    assert S.figure_index(tmp_path) == []
+    assert R.figure_index(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- flips and their direction
@@ -116,17 +117,17 @@ _keys = st.from_regex(r"[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}\.yaml:[a-z_]{1,10}(\.[a-
 def test_a_one_at_a_time_world_name_parses_back(key, factor):
     (world,) = [w for w in S.worlds([S.Constant(key.split(":")[0], tuple(key.split(":")[1].split(".")), 1.0,
                                                 "assumed: x")], [factor], 0, 0) if w.kind == "oat"]
-    assert S._oat_world(world.name) == (world.constant, factor)
+    assert R._oat_world(world.name) == (world.constant, factor)
 
 
 @given(name=st.text(max_size=30))
 def test_any_other_world_name_is_not_a_one_at_a_time_world(name):
-    parsed = S._oat_world(name)
+    parsed = R._oat_world(name)
     assert parsed is None or name.startswith("oat:")
 
 
 def test_robustness_table_names_constant_direction_and_new_verdict():
-    t = S.robustness_table(_summary(), CLAIMS)
+    t = R.robustness_table(_summary(), CLAIMS)
     row = t.set_index("quantity").loc["claim:c_energy"]
     assert row["what"] == "P: lower energy than X (s1)"
     assert row["flips (one at a time)"] == "lte.yaml: tail_mw x2 (-> differs)"
@@ -141,16 +142,16 @@ def test_flip_text_groups_factors_per_constant():
     flips = [{"constant": "a/b.yaml:k", "factor": 2.0, "to": "differs"},
              {"constant": "a/b.yaml:k", "factor": 0.5, "to": "close"},
              {"constant": "c.yaml:m.n", "factor": 0.5, "to": "differs"}]
-    assert S.flip_text(flips) == "b.yaml: k x0.5, x2 (-> close, differs); c.yaml: m.n x0.5 (-> differs)"
+    assert R.flip_text(flips) == "b.yaml: k x0.5, x2 (-> close, differs); c.yaml: m.n x0.5 (-> differs)"
 
 
 # --------------------------------------------------------------------------- staleness
 
 def test_stale_inputs_names_what_changed():
     summary = {"inputs": {"data": "a", "claims": "b", "learner:s1": "c"}}
-    assert S.stale_inputs(summary, {"data": "a", "claims": "b", "learner:s1": "c"}) == []
-    assert S.stale_inputs(summary, {"data": "z", "claims": "b", "learner:s1": "y"}) == ["data", "learner:s1"]
-    assert S.stale_inputs({}, {"data": "z"}) == []  # nothing recorded: nothing to compare
+    assert R.stale_inputs(summary, {"data": "a", "claims": "b", "learner:s1": "c"}) == []
+    assert R.stale_inputs(summary, {"data": "z", "claims": "b", "learner:s1": "y"}) == ["data", "learner:s1"]
+    assert R.stale_inputs({}, {"data": "z"}) == []  # nothing recorded: nothing to compare
 
 
 def test_input_digests_follow_the_data(tmp_path):
@@ -160,12 +161,12 @@ def test_input_digests_follow_the_data(tmp_path):
     art = tmp_path / "policy"
     art.mkdir()
     (art / "w.bin").write_bytes(b"1")
-    before = S.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
+    before = R.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
     assert set(before) == {"data", "claims", "learner:s1"}
     (tmp_path / "sim" / "model.yaml").write_text("a: 2\n")
     (art / "w.bin").write_bytes(b"2")
-    after = S.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
-    assert S.stale_inputs({"inputs": before}, after) == ["data", "learner:s1"]
+    after = R.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
+    assert R.stale_inputs({"inputs": before}, after) == ["data", "learner:s1"]
 
 
 # --------------------------------------------------------------------------- the resumable cache
@@ -204,8 +205,8 @@ def test_readme_block_lists_robust_and_sensitive_verdicts_with_direction():
 
 
 def test_readme_render_fills_the_block_from_the_committed_run(tmp_path):
-    _write_run(tmp_path / S.COMMITTED_RUN, _summary())
-    (tmp_path / S.COMMITTED_RUN / S.RUN_RECORD).write_text(json.dumps({"date": "2026-12-06T12:00:00Z",
+    _write_run(tmp_path / R.COMMITTED_RUN, _summary())
+    (tmp_path / R.COMMITTED_RUN / R.RUN_RECORD).write_text(json.dumps({"date": "2026-12-06T12:00:00Z",
                                                                        "cpu_s": 2700.0}))
     text, _ = readme.render("intro\n<!-- robustness:start -->\nold\n<!-- robustness:end -->\ntail\n", tmp_path)
     block = text.split("<!-- robustness:start -->")[1].split("<!-- robustness:end -->")[0]
@@ -259,19 +260,19 @@ def test_report_names_the_run_its_budget_and_what_changed_since(tmp_path):
 
     folder, summary, text = report.sensitivity_results(tmp_path)
     assert folder is None and summary == {} and "no sensitivity results" in text
-    run = _write_run(tmp_path / S.COMMITTED_RUN, _summary(inputs={"data": "0" * 16}))
+    run = _write_run(tmp_path / R.COMMITTED_RUN, _summary(inputs={"data": "0" * 16}))
     folder, summary, text = report.sensitivity_results(tmp_path)
     assert folder == run and summary["robustness"]
     assert "2 assumed constants x0.5 and x2 one at a time plus 4 joint" in text
-    assert "these inputs changed: data" in text and S.RERUN_COMMAND in text
-    fresh = _write_run(tmp_path / S.COMMITTED_RUN, _summary(inputs={"data": S.input_digests()["data"]}))
+    assert "these inputs changed: data" in text and R.RERUN_COMMAND in text
+    fresh = _write_run(tmp_path / R.COMMITTED_RUN, _summary(inputs={"data": R.input_digests()["data"]}))
     assert "changed" not in report.sensitivity_results(tmp_path)[2] and fresh == run
 
 
 def test_report_adds_one_tornado_per_indexed_figure_with_its_robustness(tmp_path):
     from bench.pipeline import report
 
-    run = _write_run(tmp_path / S.COMMITTED_RUN, _summary())
+    run = _write_run(tmp_path / R.COMMITTED_RUN, _summary())
     (run / "figures").mkdir()
     for q in ("claim:c_energy", "headline:s1:lrn:efficiency_vs_cpu_only"):
         (run / "figures" / f"tornado_{q.replace(':', '_')}.png").write_bytes(b"\x89PNG")

@@ -154,7 +154,7 @@ def robustness_section(summary: Mapping, run_text: str, claims: Sequence[Mapping
     papers-vs-suite claims, what the learners add, each policy against the on-device baseline), the robust ones in
     one line and each sensitive one with the constants that flip it, the direction (x0.5 / x2) and the verdict it
     then gets; the verdicts the run did not measure are counted."""
-    from bench.pipeline.sensitivity import robustness_table
+    from bench.pipeline.robustness import robustness_table
 
     table = robustness_table(summary, claims)
     titles = {"claim": "Papers-vs-suite claims", "learner": "What the learners add",

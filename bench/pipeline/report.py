@@ -900,30 +900,30 @@ def sensitivity_results(results_dir: str | Path) -> tuple[Path | None, dict, str
     states the run's budget and date and whether today's data, claims or trained learners differ from the run's."""
     import json
 
-    from bench.pipeline import sensitivity
+    from bench.pipeline import robustness
 
-    found = sensitivity.find_results(results_dir)
+    found = robustness.find_results(results_dir)
     if found is None:
         return None, {}, ("no sensitivity results: the stage is off (sensitivity.enabled: false) and no committed "
-                          f"run in {sensitivity.COMMITTED_RUN}/ (docs/sensitivity.md)")
+                          f"run in {robustness.COMMITTED_RUN}/ (docs/sensitivity.md)")
     summary = json.loads((found / "summary.json").read_text())
-    text = f"`{found.parent.name}/{found.name}/`: " + sensitivity.budget_text(summary, sensitivity.run_record(found))
-    stale = sensitivity.stale_inputs(summary, sensitivity.current_inputs(summary))
+    text = f"`{found.parent.name}/{found.name}/`: " + robustness.budget_text(summary, robustness.run_record(found))
+    stale = robustness.stale_inputs(summary, robustness.current_inputs(summary))
     if stale:
         text += (f" Since that run these inputs changed: {', '.join(stale)}; its verdicts describe the world as it "
-                 f"was then (rerun: `{sensitivity.RERUN_COMMAND}`).")
+                 f"was then (rerun: `{robustness.RERUN_COMMAND}`).")
     return found, summary, text
 
 
 def add_tornados(gallery: Gallery, folder: Path, summary: Mapping, claims: Sequence[Mapping] = ()) -> int:
     """Every tornado the sensitivity run drew (its figures/index.md), captioned with what the quantity is and its
     robustness; returns how many."""
-    from bench.pipeline import sensitivity
+    from bench.pipeline import robustness
 
     rob = summary.get("robustness") or {}
     n = 0
-    for quantity, png in sensitivity.figure_index(folder / "figures"):
-        gallery.add_file(png, f"{sensitivity.describe_quantity(quantity, claims)}: {rob.get(quantity, 'not assessed')}"
+    for quantity, png in robustness.figure_index(folder / "figures"):
+        gallery.add_file(png, f"{robustness.describe_quantity(quantity, claims)}: {rob.get(quantity, 'not assessed')}"
                          " (bars: the quantity with one assumed constant halved / doubled; hatched: the verdict "
                          "flips)", SENSITIVITY_SECTION)
         n += 1
