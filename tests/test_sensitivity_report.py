@@ -211,7 +211,7 @@ def test_readme_render_fills_the_block_from_the_committed_run(tmp_path):
     text, _ = readme.render("intro\n<!-- robustness:start -->\nold\n<!-- robustness:end -->\ntail\n", tmp_path)
     block = text.split("<!-- robustness:start -->")[1].split("<!-- robustness:end -->")[0]
     assert "old" not in block and "run 2026-12-06, 45 CPU-minutes" in block
-    assert "1 seeds x 50 requests per cell" in block and text.endswith("tail\n")
+    assert "1 seed x 50 requests per cell" in block and text.endswith("tail\n")
     # without any run, the block says so in one line
     empty, _ = readme.render("<!-- robustness:start -->\n<!-- robustness:end -->\n", tmp_path / "none")
     assert "no sensitivity results" in empty

@@ -204,11 +204,13 @@ def budget_text(summary: Mapping[str, Any], record: Mapping[str, Any] | None = N
     """One sentence: what the run perturbed, at which budget, when, and at what CPU cost."""
     record = record or {}
     inv = summary.get("invalid_worlds") or {}
-    text = (f"{summary.get('constants', '?')} assumed constants x{' and x'.join(f'{float(f):g}' for f in summary.get('factors', []))} "
-            f"one at a time plus {summary.get('lhs_samples', 0)} joint Latin-hypercube worlds "
-            f"({summary.get('worlds', '?')} worlds, {len(inv)} refused by the data's validation), "
-            f"{summary.get('seeds', '?')} seeds x {summary.get('steps', '?')} requests per cell on the held-out "
-            f"scenarios, learners as trained (not retrained per world)")
+    factors = " and x".join(f"{float(f):g}" for f in summary.get("factors", []))
+    seeds = summary.get("seeds", "?")
+    text = (f"{summary.get('constants', '?')} assumed constants x{factors} one at a time plus "
+            f"{summary.get('lhs_samples', 0)} joint Latin-hypercube worlds ({summary.get('worlds', '?')} worlds, "
+            f"{len(inv)} refused by the data's validation), {seeds} seed{'' if seeds == 1 else 's'} x "
+            f"{summary.get('steps', '?')} requests per cell on the held-out scenarios and those a claim names, "
+            f"learners as trained (not retrained per world)")
     if summary.get("limited_to_first_constants") is not None or summary.get("only_matching"):
         text += " - a partial run (--limit/--only)"
     untested, lhs_missing = summary.get("constants_not_tested") or [], int(summary.get("lhs_not_run") or 0)
@@ -216,6 +218,6 @@ def budget_text(summary: Mapping[str, Any], record: Mapping[str, Any] | None = N
         text += (f" - cut short: {summary['worlds_not_run']} worlds not run ({len(untested)} constants not tested "
                  f"one at a time, {lhs_missing} joint worlds missing), so 'robust' means no flip among the worlds run")
     if record.get("date"):
-        cpu = record.get("cpu_s")
+        cpu = float(record.get("cpu_s") or 0) + float(record.get("worlds_cpu_s") or 0)
         text += f"; run {record['date'][:10]}" + (f", {cpu / 60:.0f} CPU-minutes" if cpu else "")
     return text + "."
