@@ -123,6 +123,10 @@ def assumed_constants(radio_profile: str = "era2018", data_dir: Path = DATA_DIR,
             if not source.startswith("assumed:"):
                 continue
             why = _why_not(node["value"])
+            if not why and path and str(path[-1]) == "freq_mhz":
+                # a frequency level names an action (dsp@1000): scaled, the trained learners' saved actions no
+                # longer exist in the env and cannot be replayed
+                why = "an action-space level (it names an action of the trained learners): not perturbed"
             if why and not include_skipped:
                 continue
             out.append(Constant(f.relative_to(data_dir).as_posix(), path, node["value"], source, not why, why))
