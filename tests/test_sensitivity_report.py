@@ -130,7 +130,7 @@ def test_robustness_table_names_constant_direction_and_new_verdict():
     t = R.robustness_table(_summary(), CLAIMS)
     row = t.set_index("quantity").loc["claim:c_energy"]
     assert row["what"] == "P: lower energy than X (s1)"
-    assert row["flips (one at a time)"] == "lte.yaml: tail_mw x2 (-> differs)"
+    assert row["flips (one at a time)"] == "era2018/lte.yaml: tail_mw x2 (-> differs)"
     assert row["joint-sample flip rate"] == pytest.approx(0.25)
     assert t.set_index("quantity").loc["claim:c_latency", "what"] == "P: lower latency than X (s1, trickle)"
     # a flip of the joint sample is no one-at-a-time flip
@@ -142,7 +142,7 @@ def test_flip_text_groups_factors_per_constant():
     flips = [{"constant": "a/b.yaml:k", "factor": 2.0, "to": "differs"},
              {"constant": "a/b.yaml:k", "factor": 0.5, "to": "close"},
              {"constant": "c.yaml:m.n", "factor": 0.5, "to": "differs"}]
-    assert R.flip_text(flips) == "b.yaml: k x0.5, x2 (-> close, differs); c.yaml: m.n x0.5 (-> differs)"
+    assert R.flip_text(flips) == "a/b.yaml: k x0.5, x2 (-> close, differs); c.yaml: m.n x0.5 (-> differs)"
 
 
 # --------------------------------------------------------------------------- staleness
@@ -197,7 +197,7 @@ def test_world_cache_resumes_without_recomputing(tmp_path, monkeypatch):
 def test_readme_block_lists_robust_and_sensitive_verdicts_with_direction():
     text = readme.robustness_section(_summary(), "a run.", CLAIMS)
     assert "**Papers-vs-suite claims**: 1 of 2 robust, 1 sensitive, 1 not assessed" in text
-    assert "- sensitive: P: lower energy than X (s1) (consistent): lte.yaml: tail_mw x2 (-> differs)" in text
+    assert "- sensitive: P: lower energy than X (s1) (consistent): era2018/lte.yaml: tail_mw x2 (-> differs)" in text
     assert "the joint sample flips it in 25% of its worlds" in text
     assert "- robust: P: lower latency than X (s1, trickle) (differs)" in text
     assert "s1: lrn vs best_static_dnn (yes): only the joint sample" in text

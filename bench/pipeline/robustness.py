@@ -162,9 +162,10 @@ def describe_quantity(quantity: str, claims: Sequence[Mapping] = ()) -> str:
 
 
 def short_constant(key: str) -> str:
-    """``network/era2018/lte.yaml:tail.value`` -> ``lte.yaml: tail.value`` (the folder is in constants.csv)."""
+    """``network/era2018/lte.yaml:tail_mw`` -> ``era2018/lte.yaml: tail_mw``: the file's last folder kept, so
+    ``dvfo/model.yaml`` and ``sim/model.yaml`` stay apart (the full path is in constants.csv)."""
     file, _, path = key.partition(":")
-    return f"{file.rsplit('/', 1)[-1]}: {path}" if path else key
+    return f"{'/'.join(file.split('/')[-2:])}: {path}" if path else key
 
 
 def flip_text(flips: Sequence[Mapping[str, Any]], short: bool = True) -> str:
