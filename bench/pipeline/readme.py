@@ -169,8 +169,44 @@ def claims_section(table: pd.DataFrame) -> str:
     cols = ["paper", "claim", "paper_value", "suite_value", "verdict", "how measured", "why they differ"]
     if "single-scenario check" in table.columns:
         cols.append("single-scenario check")
+    if "robustness" in table.columns:  # the sensitivity run's verdict on the verdict (claims.with_robustness)
+        cols.append("robustness")
     rows = table.fillna("").to_dict("records")
     return markdown_table(rows, cols)
+
+
+def robustness_section(summary: Mapping, run_text: str, claims: Sequence[Mapping] = (),
+                       kinds: Sequence[str] = ("claim", "learner", "headline")) -> str:
+    """Which verdicts survive their assumptions (the sensitivity run's summary.json): per kind of verdict (the
+    papers-vs-suite claims, what the learners add, each policy against the on-device baseline), the robust ones in
+    one line and each sensitive one with the constants that flip it, the direction (x0.5 / x2) and the verdict it
+    then gets; the verdicts the run did not measure are counted."""
+    from bench.pipeline.robustness import robustness_table
+
+    table = robustness_table(summary, claims)
+    titles = {"claim": "Papers-vs-suite claims", "learner": "What the learners add",
+              "headline": "Each policy against the on-device baseline (beats it or not)"}
+    parts = [f"From the sensitivity run ({run_text.strip()}) Robust: no assumed constant halved or doubled, and no "
+             "joint sample, flips the verdict; sensitive: the constants whose change flips it (docs/sensitivity.md)."]
+    for kind in kinds:
+        g = table[(table["kind"] == kind) & (table["verdict"] != "")]
+        if g.empty:
+            continue
+        assessed = g[g["robustness"] != "not assessed"]
+        robust = assessed[assessed["robustness"] == "robust"]
+        sensitive = assessed[assessed["robustness"] != "robust"]
+        lines = [f"**{titles.get(kind, kind)}**: {len(robust)} of {len(assessed)} robust, {len(sensitive)} sensitive"
+                 + (f", {len(g) - len(assessed)} not assessed (not measured by the run)" if len(g) > len(assessed)
+                    else "") + "."]
+        for r in sensitive.to_dict("records"):
+            flips = r["flips (one at a time)"] or "only the joint sample"
+            rate = r["joint-sample flip rate"]
+            joint = f"; the joint sample flips it in {100 * rate:.0f}% of its worlds" if pd.notna(rate) else ""
+            lines.append(f"- sensitive: {r['what']} ({r['verdict']}): {flips}{joint}")
+        if len(robust):
+            lines.append("- robust: " + "; ".join(f"{r['what']} ({r['verdict']})" for r in robust.to_dict("records")))
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def shown_figures(results_dir: Path, suites: Iterable[str]) -> list[tuple[str, Path, str]]:
@@ -243,6 +279,18 @@ def calibration_section(summary: pd.DataFrame, orderings: pd.DataFrame) -> str:
     return markdown_table(rows, list(rows[0])) + tail if rows else "_run `python -m bench calibrate --write`_"
 
 
+def robustness_block(results_dir: Path) -> str:
+    """The README's robustness block from the sensitivity results the report shows (the stage's or the committed
+    run's), or one line saying there are none."""
+    from bench.pipeline.claims import load_claims
+    from bench.pipeline.report import sensitivity_results
+
+    folder, summary, text = sensitivity_results(results_dir)
+    if folder is None:
+        return f"_{text}_"
+    return robustness_section(summary, text, load_claims())
+
+
 def splice(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
@@ -277,6 +325,8 @@ def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]
         text = splice(text, "learners", learners_section(pd.read_csv(adds_path), notes_path.read_text()))
     if claims_path.exists() and "<!-- claims:start -->" in text:
         text = splice(text, "claims", claims_section(pd.read_csv(claims_path)))
+    if "<!-- robustness:start -->" in text:
+        text = splice(text, "robustness", robustness_block(results_dir))
     shown = shown_figures(results_dir, suites)
     if shown and "<!-- figures:start -->" in text:
         text = splice(text, "figures", figures_section(shown))

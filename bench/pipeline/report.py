@@ -917,3 +917,44 @@ def baseline_tables(metrics: Mapping, results: pd.DataFrame,
     if evaluate_dir is not None and (Path(evaluate_dir) / IMPORTANCE_FILE).exists():
         out["Permutation importance of each learner's inputs"] = pd.read_csv(Path(evaluate_dir) / IMPORTANCE_FILE)
     return out
+
+
+# --------------------------------------------------------------------------- sensitivity to the assumptions
+
+SENSITIVITY_SECTION = "Sensitivity of the verdicts to the assumptions"
+
+
+def sensitivity_results(results_dir: str | Path) -> tuple[Path | None, dict, str]:
+    """(folder, summary, a sentence on the run) of the sensitivity results the report shows: the stage's own when
+    it ran, else the committed run (docs/sensitivity.md); (None, {}, why not) when neither exists. The sentence
+    states the run's budget and date and whether today's data, claims or trained learners differ from the run's."""
+    import json
+
+    from bench.pipeline import robustness
+
+    found = robustness.find_results(results_dir)
+    if found is None:
+        return None, {}, ("no sensitivity results: the stage is off (sensitivity.enabled: false) and no committed "
+                          f"run in {robustness.COMMITTED_RUN}/ (docs/sensitivity.md)")
+    summary = json.loads((found / "summary.json").read_text())
+    text = f"`{found.parent.name}/{found.name}/`: " + robustness.budget_text(summary, robustness.run_record(found))
+    stale = robustness.stale_inputs(summary, robustness.current_inputs(summary))
+    if stale:
+        text += (f" Since that run these inputs changed: {', '.join(stale)}; its verdicts describe the world as it "
+                 f"was then (rerun: `{robustness.RERUN_COMMAND}`).")
+    return found, summary, text
+
+
+def add_tornados(gallery: Gallery, folder: Path, summary: Mapping, claims: Sequence[Mapping] = ()) -> int:
+    """Every tornado the sensitivity run drew (its figures/index.md), captioned with what the quantity is and its
+    robustness; returns how many."""
+    from bench.pipeline import robustness
+
+    rob = summary.get("robustness") or {}
+    n = 0
+    for quantity, png in robustness.figure_index(folder / "figures"):
+        gallery.add_file(png, f"{robustness.describe_quantity(quantity, claims)}: {rob.get(quantity, 'not assessed')}"
+                         " (bars: the quantity with one assumed constant halved / doubled; hatched: the verdict "
+                         "flips)", SENSITIVITY_SECTION)
+        n += 1
+    return n

@@ -55,8 +55,9 @@ from bench.seeding import derive_seed
 #: columns of sensitivity.csv (the empty table of a disabled stage has them too)
 COLUMNS = ("world", "kind", "constant", "factor", "quantity", "value", "baseline_value", "verdict",
            "baseline_verdict", "flipped", "status")
-#: the kinds of quantity recorded per world: a claim of data/claims.yaml, a learner verdict, a headline ratio
-CLAIM, LEARNER, HEADLINE = "claim", "learner", "headline"
+# reading the results back (report, README) lives in bench.pipeline.robustness; re-exported here for the stage
+from bench.pipeline.robustness import (CLAIM, COMMITTED_RUN, HEADLINE, LEARNER, RERUN_COMMAND,  # noqa: E402,F401
+                                       RUN_RECORD, input_digests, simulator_files)
 #: verdicts that say the quantity was not measured: such a quantity is "not assessed", never "robust"
 NOT_ASSESSED = {"not measured", "n/a"}
 
@@ -77,16 +78,6 @@ class Constant:
     @property
     def key(self) -> str:
         return f"{self.file}:{'.'.join(map(str, self.path))}"
-
-
-def simulator_files(radio_profile: str, data_dir: Path = DATA_DIR) -> list[Path]:
-    """The YAML files the simulator reads that can hold assumed constants (the active radio profile only:
-    the other profile is not part of the world being tested)."""
-    data_dir = Path(data_dir)
-    groups = [sorted((data_dir / "network" / radio_profile).glob("*.yaml")), sorted((data_dir / "sim").glob("*.yaml")),
-              [data_dir / "dvfo" / "model.yaml"], sorted((data_dir / "profiles").glob("*.yaml")),
-              [data_dir / "scenarios" / "_model.yaml"]]
-    return [f for g in groups for f in g if f.is_file()]
 
 
 def _is_number(v: Any) -> bool:
@@ -132,6 +123,10 @@ def assumed_constants(radio_profile: str = "era2018", data_dir: Path = DATA_DIR,
             if not source.startswith("assumed:"):
                 continue
             why = _why_not(node["value"])
+            if not why and path and str(path[-1]) == "freq_mhz":
+                # a frequency level names an action (dsp@1000): scaled, the trained learners' saved actions no
+                # longer exist in the env and cannot be replayed
+                why = "an action-space level (it names an action of the trained learners): not perturbed"
             if why and not include_skipped:
                 continue
             out.append(Constant(f.relative_to(data_dir).as_posix(), path, node["value"], source, not why, why))
@@ -199,15 +194,41 @@ class World:
     factor: float = 1.0  # its factor
 
 
-def worlds(constants: Sequence[Constant], factors: Sequence[float], lhs_samples: int, root_seed: int) -> list[World]:
-    """The baseline, every constant x every factor (one at a time), then the joint sample."""
+def one_sided(factor: float, refused: str | None) -> float:
+    """A joint-sample factor folded onto the side the data accepts: ``refused="up"`` (the data's validation refused
+    this constant's one-at-a-time increase, e.g. a fraction that may not exceed 1) maps f > 1 to 1/f, so the
+    constant only moves down (log-uniform in [1/high, 1]); ``"down"`` the mirror image; None leaves it."""
+    if refused == "up" and factor > 1:
+        return 1.0 / factor
+    if refused == "down" and factor < 1:
+        return 1.0 / factor
+    return factor
+
+
+def refused_directions(ws: Sequence[World], results: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Constant -> ``up`` / ``down``: the direction in which the data's own validation refused its one-at-a-time
+    change (an ``invalid`` world); a constant refused both ways is left out (the joint sample cannot move it
+    either way, and says so by its invalid worlds)."""
+    up, down = set(), set()
+    for w, r in zip(ws, results):
+        if w.kind == "oat" and str(r.get("status", "")).startswith("invalid"):
+            (up if w.factor > 1 else down).add(w.constant)
+    return {**{k: "up" for k in up - down}, **{k: "down" for k in down - up}}
+
+
+def worlds(constants: Sequence[Constant], factors: Sequence[float], lhs_samples: int, root_seed: int,
+           refused: Mapping[str, str] | None = None) -> list[World]:
+    """The baseline, every constant x every factor (one at a time), then the joint sample (each constant's factor
+    folded by :func:`one_sided` onto the side the data accepts, when ``refused`` names it)."""
     out = [World("baseline", "baseline", "{}")]
     for c in constants:
         for f in factors:
             out.append(World(f"oat:{c.key}:x{f:g}", "oat", json.dumps({c.key: f}), c.key, float(f)))
+    refused = refused or {}
     sample = lhs_factors(len(constants), lhs_samples, root_seed)
     for i, row in enumerate(sample):
-        out.append(World(f"lhs:{i:03d}", "lhs", json.dumps({c.key: float(x) for c, x in zip(constants, row)})))
+        out.append(World(f"lhs:{i:03d}", "lhs", json.dumps({c.key: one_sided(float(x), refused.get(c.key))
+                                                           for c, x in zip(constants, row)})))
     return out
 
 
@@ -322,7 +343,10 @@ def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
 
     Returns ``{"status": "ok", "quantities": [...]}`` or ``{"status": "invalid: <the loader's one-line
     message>"}`` when a perturbed value is refused by the data's own validation (e.g. a fraction above 1)."""
+    import resource
+
     world, spec = task
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="bench-sensitivity-") as tmp:
         data = write_perturbed_data(Path(tmp) / "data", json.loads(world.factors_json), Path(spec["data_dir"]))
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
@@ -330,11 +354,14 @@ def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
         proc = subprocess.run([sys.executable, "-m", "bench.pipeline.sensitivity", "--world-spec",
                                str(Path(tmp) / "spec.json")], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the world's CPU time (its process): run.json sums it, also over worlds a resumed run read from its cache
+    cpu = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
     if proc.returncode == 0:
-        return {"status": "ok", "quantities": json.loads(proc.stdout.strip().splitlines()[-1])}
+        return {"status": "ok", "quantities": json.loads(proc.stdout.strip().splitlines()[-1]), "cpu_s": cpu}
     lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
     msg = lines[-1] if lines else f"exit {proc.returncode}"
-    return {"status": f"invalid: {msg[:300]}" if proc.returncode == 2 else f"error: {msg[:300]}"}
+    return {"status": f"invalid: {msg[:300]}" if proc.returncode == 2 else f"error: {msg[:300]}", "cpu_s": cpu}
 
 
 # --------------------------------------------------------------------------- the table
@@ -490,15 +517,81 @@ def constants_frame(constants: Iterable[Constant]) -> pd.DataFrame:
                         columns=["constant", "file", "value", "perturbed", "why_not", "source"])
 
 
+def world_cache_key(world: World, spec: Mapping[str, Any], inputs: Mapping[str, str] | None = None) -> str:
+    """What a world's result depends on as a short hash: its factors, the evaluation spec (without this checkout's
+    paths) and the digests of the data and trained learners (:func:`input_digests`), so a cached result is reused
+    only for the same world under the same spec, data and learners, wherever the checkout lives."""
+    import hashlib
+
+    def portable(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {k: portable(v) for k, v in node.items() if k not in ("data_dir", "artefact")}
+        if isinstance(node, list):
+            return [portable(v) for v in node]
+        return node
+
+    blob = json.dumps({"factors": json.loads(world.factors_json), "spec": portable(spec), "inputs": inputs or {}},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: status of a world a ``--cached-only`` run did not evaluate (it is not a result: robustness ignores it)
+NOT_RUN = "not run: out of budget (--cached-only)"
+
+
+def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: bool,
+                cache_dir: Path | None, cached_only: bool = False,
+                first_is_baseline: bool = True, inputs: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every world's result, in order; with ``cache_dir`` each result is written there as it arrives and a
+    result already there (same world, same spec) is read instead of recomputed, so a long run that is
+    interrupted resumes where it stopped. ``cached_only``: compute nothing, mark the worlds not in the cache
+    :data:`NOT_RUN` (the unperturbed world, ``first_is_baseline``, must be there)."""
+    from bench.pipeline.engine import map_ordered
+
+    keys = [world_cache_key(w, spec, inputs) for w in ws]
+    out: list[dict[str, Any] | None] = [None] * len(ws)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for i, k in enumerate(keys):
+            f = cache_dir / f"{k}.json"
+            if f.is_file():
+                try:
+                    out[i] = json.loads(f.read_text())["result"]
+                except (ValueError, KeyError, TypeError):
+                    out[i] = None  # a torn write: recompute it
+                if out[i] is not None and str(out[i].get("status", "")).startswith("error"):
+                    out[i] = None  # a crash (or a killed process) is not a result of the world: recompute it
+    todo = [i for i, r in enumerate(out) if r is None]
+    if cached_only:
+        if first_is_baseline and 0 in todo:
+            raise RuntimeError("--cached-only: the unperturbed world is not in the cache")
+        for i in todo:
+            out[i] = {"status": NOT_RUN}
+        return out  # type: ignore[return-value]
+
+    def save(j: int, value: dict[str, Any]) -> None:
+        if cache_dir is not None and not str(value.get("status", "")).startswith("error"):
+            i = todo[j]
+            tmp = cache_dir / f"{keys[i]}.json.tmp"
+            tmp.write_text(json.dumps({"world": ws[i].name, "result": value}))
+            tmp.replace(cache_dir / f"{keys[i]}.json")
+
+    done = map_ordered(run_world, [(ws[i], spec) for i in todo], engine, keys=[f"sens-{keys[i]}" for i in todo],
+                       on_result=save, progress=progress, desc="sensitivity")
+    for i, r in zip(todo, done):
+        out[i] = r
+    return out  # type: ignore[return-value]
+
+
 def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = False,
                     train_dir: str | Path | None = None, limit: int | None = None,
-                    only: str | None = None) -> dict[str, Any]:
+                    only: str | None = None, cache_dir: str | Path | None = None,
+                    cached_only: bool = False) -> dict[str, Any]:
     """The ``sensitivity`` stage: off (``sensitivity.enabled: false``) it writes the empty table and a summary
     saying so; on, it evaluates every world on ``engine`` and writes the table, the summary and the tornados.
     ``limit`` keeps only the first ``limit`` constants and ``only`` (a regular expression) those whose key matches
     it (a quick look; the summary says so)."""
     from bench.pipeline.claims import load_claims
-    from bench.pipeline.engine import map_ordered
     from bench.paths import RESULTS_DIR
 
     out_dir = Path(out_dir)
@@ -532,9 +625,17 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     suites = _suite_specs(params, train_dir, sp.policies, claims)
     spec = {"suites": suites, "seeds": sp.seeds, "steps": sp.steps, "seed": params.seed, "n_boot": sp.n_boot,
             "data_dir": str(DATA_DIR)}
-    ws = worlds(constants, sp.factors, sp.lhs_samples, params.seed)
-    res = map_ordered(run_world, [(w, spec) for w in ws], engine, keys=[f"sens-{i}" for i in range(len(ws))],
-                      progress=progress, desc="sensitivity")
+    # two phases: the baseline and every constant one at a time, then the joint sample, whose range for each
+    # constant excludes the direction the data's own validation refused one at a time (a fraction above 1, ...):
+    # otherwise nearly every joint world moves some bounded constant out of range and is refused as a whole
+    cache = Path(cache_dir) if cache_dir else None
+    inputs = input_digests(suites, radio, DATA_DIR)
+    ws = worlds(constants, sp.factors, 0, params.seed)
+    res = _map_worlds(ws, spec, engine, progress, cache, cached_only, inputs=inputs)
+    refused = refused_directions(ws, res)
+    joint = [w for w in worlds(constants, sp.factors, sp.lhs_samples, params.seed, refused) if w.kind == "lhs"]
+    ws, res = ws + joint, res + _map_worlds(joint, spec, engine, progress, cache, cached_only,
+                                            first_is_baseline=False, inputs=inputs)
     if res[0].get("status") != "ok":
         raise RuntimeError(f"the unperturbed world failed: {res[0].get('status')}")
     baseline = res[0]["quantities"]
@@ -553,7 +654,13 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
         "learners": {s["suite"]: f"as trained ({_shown(s['artefact'])}), not retrained per world" if s["artefact"]
                      else "no trained artefact in results/train: not evaluated (its claims are not assessed)"
                      for s in suites},
-        "invalid_worlds": {w.name: r["status"] for w, r in zip(ws, res) if r.get("status") != "ok"},
+        "invalid_worlds": {w.name: r["status"] for w, r in zip(ws, res) if r.get("status") not in ("ok", NOT_RUN)},
+        # a run cut short (--cached-only): what it did not evaluate, so "robust" reads "robust to what was run"
+        "worlds_not_run": sum(r.get("status") == NOT_RUN for r in res),
+        "lhs_not_run": sum(r.get("status") == NOT_RUN for w, r in zip(ws, res) if w.kind == "lhs"),
+        "joint_sample_one_sided": dict(sorted(refused.items())),
+        "constants_not_tested": sorted({w.constant for w, r in zip(ws, res) if w.kind == "oat" and
+                                        r.get("status") == NOT_RUN}),
         "baseline": {q["quantity"]: {"value": q["value"], "verdict": q["verdict"]} for q in baseline},
         "robustness": rob,
         "flips": [{"world": r.world, "quantity": r.quantity, "from": r.baseline_verdict, "to": r.verdict}
@@ -562,12 +669,36 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
                           table[(table["kind"] == "lhs") & (table["status"] == "ok") &
                                 (table["baseline_verdict"].astype(str) != "")].groupby("quantity")},
         "lhs_influence": lhs_influence(table, samples),
+        # what the verdicts rest on, so a committed run can say whether it still describes today's world
+        "inputs": inputs,
+        "artefacts": {s["suite"]: _shown(s["artefact"]) for s in suites if s["artefact"]},
     })
     _write(out_dir, table, summary, constants_frame(found), samples)
     _figures(out_dir, table)
-    # wall time is a measurement of this machine: printed, kept out of the reproducible files
+    # wall and CPU time are measurements of this machine: printed and put in run.json, kept out of summary.json
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    summary["worlds_cpu_s"] = round(sum(float(r.get("cpu_s") or 0) for r in res), 1)
     return summary
+
+
+def _write_run_record(out_dir: Path, summary: Mapping[str, Any], argv: Sequence[str]) -> None:
+    """run.json: when, how and at what cost this run was made (a record of this machine, not a result)."""
+    import datetime
+    import platform
+    import resource
+
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=False).stdout.strip()
+    except OSError:
+        rev = ""
+    record = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "command": "python -m bench sensitivity " + " ".join(argv), "git_revision": rev,
+              "cpu_s": round(cpu, 1), "worlds_cpu_s": summary.get("worlds_cpu_s"), "wall_s": summary.get("wall_s"), "host": platform.node(),
+              "cores": os.cpu_count(), "load_average_at_end": list(os.getloadavg())}
+    (out_dir / RUN_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -583,6 +714,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="override engine.workers")
     ap.add_argument("--limit", type=int, help="perturb only the first K constants (a quick look)")
     ap.add_argument("--only", help="perturb only the constants whose key matches this regular expression")
+    ap.add_argument("--enable", action="store_true", help="run even where params say sensitivity.enabled: false")
+    ap.add_argument("--train-dir", help="the trained learners to replay (default: results/train)")
+    ap.add_argument("--cache", help="keep each world's result in this folder and reuse it on a rerun (resumable)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="evaluate no new world: write the results of the worlds in --cache (the others: not run)")
     ap.add_argument("--world-spec", help=argparse.SUPPRESS)  # internal: evaluate one world in this process
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -590,9 +726,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(evaluate_world(json.loads(Path(args.world_spec).read_text()))))
         return 0
     params = load_params(args.params)
+    if args.enable:
+        params = dataclasses.replace(params, sensitivity=dataclasses.replace(params.sensitivity, enabled=True))
     engine = params.engine if args.workers is None else dataclasses.replace(params.engine, workers=args.workers)
     summary = run_sensitivity(params, args.out, engine, progress=not args.no_progress, limit=args.limit,
-                               only=args.only)
+                               only=args.only, train_dir=args.train_dir, cache_dir=args.cache,
+                               cached_only=args.cached_only)
+    if summary.get("enabled"):
+        _write_run_record(Path(args.out), summary, argv if argv is not None else sys.argv[1:])
     print(json.dumps({k: summary[k] for k in ("enabled", "constants", "worlds", "wall_s") if k in summary}))
     return 0
 
