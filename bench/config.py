@@ -564,6 +564,7 @@ _LIMITS: dict[str, dict[str, dict[str, Any]]] = {
         "hidden_sizes": dict(ge=1, le=65_536, min_len=1, max_len=16),
         "obs_clip": dict(gt=0, le=1e6),
         "max_grad_norm": dict(gt=0, le=1e9),
+        "loss": dict(choices=("huber", "mse")),
         "scenarios": dict(choices=_scenario_names, min_len=1),
         "max_episode_steps": dict(ge=1, le=10_000_000),
         "edge": dict(choices=_profile_names),
