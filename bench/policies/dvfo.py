@@ -10,7 +10,8 @@ index, see :class:`bench.sim.envs.DVFOEnv`). Read top to bottom, CleanRL style:
    (weight init), the environment seeds, replay sampling and epsilon draws; no
    global random state is read or written (torch's default init runs inside
    ``fork_rng`` and is then overwritten from the explicit generator);
-3. :class:`QNetwork` - a small MLP; observations are standardised with running
+3. :class:`QNetwork` - a small MLP; observations are standardised: the condition fields (DNN, bandwidth,
+   loads, signal) over one episode of every training scenario (:func:`condition_stats`), the others with running
    mean / variance collected during the random warm-up (``learning_starts``
    steps) and frozen afterwards, so the input scale never moves under the
    learned Q-values (stats are saved with the weights); standardised values are
@@ -213,12 +214,15 @@ class Seeds:
     env: np.random.Generator  # draws per-episode env seeds
     replay: np.random.Generator
     explore: np.random.Generator  # epsilon coin flips and random actions
+    conditions: np.random.Generator  # the episodes the condition fields are standardised over (a fifth child:
+    # SeedSequence children do not depend on how many are spawned, so the other four are unchanged)
 
     @classmethod
     def from_seed(cls, seed: int) -> "Seeds":
-        ss_torch, ss_env, ss_replay, ss_explore = np.random.SeedSequence(seed).spawn(4)
+        ss_torch, ss_env, ss_replay, ss_explore, ss_cond = np.random.SeedSequence(seed).spawn(5)
         g = torch.Generator().manual_seed(int(ss_torch.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-        return cls(g, np.random.default_rng(ss_env), np.random.default_rng(ss_replay), np.random.default_rng(ss_explore))
+        return cls(g, np.random.default_rng(ss_env), np.random.default_rng(ss_replay), np.random.default_rng(ss_explore),
+                   np.random.default_rng(ss_cond))
 
 
 @contextlib.contextmanager
@@ -291,9 +295,34 @@ class RunningStats:
         self.m2 += d * (x - self.mean)
 
     def std(self, floor: float = 1e-3) -> np.ndarray:
-        var = self.m2 / max(self.n - 1, 1)
-        # constant features (std 0) map to 0 rather than blowing up
-        return np.maximum(np.sqrt(var), floor)
+        return constant_as_inf(np.sqrt(self.m2 / max(self.n - 1, 1)), floor)
+
+
+def constant_as_inf(std: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """``std`` with the features that did not vary (std below ``floor``) set to inf, so they standardise to 0.
+
+    Such a feature carries nothing the network could learn; a floor of 1e-3 (the rule before issue 23)
+    turned any other value met later (a held-out GPU co-runner's load of 0.8) into the +-obs_clip extreme
+    of an input the network never saw vary (measured on heldout_dvfo_camera_corunner: docs/dvfo.md)."""
+    return np.where(std < floor, np.inf, std)
+
+
+def condition_stats(envs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, mean, std) of the DVFO condition fields over one episode of every training env (``reset`` with a
+    seed from ``rng``; no step is taken: these fields do not depend on actions). Pooled over the scenarios, so the
+    standardisation covers the training distribution, not the first scenario's warm-up (issue 23: with a 500-step
+    warm-up on the constant 5 Mbit/s trickle scenario the bandwidth's std was the 1e-3 floor, which clipped every
+    other bandwidth to +-obs_clip)."""
+    from bench.sim.envs import DVFO_CONDITION_FIELDS, obs_index
+
+    tables = []
+    for env in envs:
+        env.reset(seed=int(rng.integers(2**31)))
+        tables.append(env.unwrapped.condition_observations())
+    first = envs[0]
+    idx = np.array([obs_index(first, f) for f in DVFO_CONDITION_FIELDS])
+    x = np.concatenate(tables)[:, idx].astype(np.float64)
+    return idx, x.mean(axis=0), constant_as_inf(x.std(axis=0, ddof=1))
 
 
 class ReplayBuffer:
@@ -361,6 +390,8 @@ class DVFOLearner(Learner):
         self._params, self._target_params = list(self.q.parameters()), list(self.target.parameters())
         self.buffer = ReplayBuffer(config.buffer_size, self.obs_dim)
         self.stats = RunningStats(self.obs_dim)
+        #: (indices, mean, std) that replace the warm-up's statistics for the condition fields (:func:`train` sets it)
+        self.condition_stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.steps = 0
 
     # ---------------------------------------------------------------- acting
@@ -402,8 +433,12 @@ class DVFOLearner(Learner):
         self.steps += 1
         if self.steps == c.learning_starts:  # freeze the standardisation before the first gradient step
             for net in (self.q, self.target):
-                net.obs_mean.copy_(torch.as_tensor(self.stats.mean, dtype=torch.float32))
-                net.obs_std.copy_(torch.as_tensor(self.stats.std(), dtype=torch.float32))
+                mean, std = self.stats.mean.copy(), self.stats.std()
+                if self.condition_stats is not None:
+                    idx, c_mean, c_std = self.condition_stats
+                    mean[idx], std[idx] = c_mean, c_std
+                net.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+                net.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         diag: dict[str, float] = {"epsilon": self.epsilon()}
         if self.steps < c.learning_starts:
             return diag
@@ -534,6 +569,7 @@ def train(config: DVFOConfig, callback: Callable[[int, DVFOLearner], bool | None
     rows: list[dict[str, Any]] = []
     with torch_settings(config.torch_threads):
         learner = DVFOLearner(config, *_spaces(first), seeds=seeds)
+        learner.condition_stats = condition_stats(list(envs.values()), seeds.conditions)
         step, episode, stop = 0, 0, False
         bar = tqdm(total=config.total_steps, desc="dvfo", unit="step", disable=not progress)
         while step < config.total_steps and not stop:

@@ -47,6 +47,9 @@ AUTOSCALE_OBS_FIELDS = NN_FIELDS + ("cpu_load", "mem_load", "wifi_dbm", "lte_dbm
 DVFO_OBS_FIELDS = NN_FIELDS + ("bandwidth_mbps", "prev_cpu", "prev_gpu", "prev_mem", "prev_xi", "time_to_go",
                                "cpu_load", "mem_load", "gpu_load", "signal_dbm", "radio_busy_ms", "radio_connected_ms",
                                "throttled")
+#: DVFO observation fields that describe the request and its conditions, not the policy's past actions: a
+#: training run standardises them over every training scenario before it starts (bench.policies.dvfo)
+DVFO_CONDITION_FIELDS = NN_FIELDS + ("bandwidth_mbps", "cpu_load", "mem_load", "gpu_load", "signal_dbm")
 
 
 def obs_fields(env) -> tuple[str, ...]:
@@ -520,6 +523,13 @@ class DVFOEnv(_SimEnv):
         self._wait_ms = 0.0
         self._obs_tab = self._obs_table(self._states, self._bw)
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
+
+    def condition_observations(self) -> np.ndarray:
+        """(T, 18) observations of the current episode's requests; only :data:`DVFO_CONDITION_FIELDS` are filled
+        (what a device observes of its requests and conditions whatever it does). Raises before ``reset``."""
+        if self._states is None:
+            raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
+        return self._obs_tab.copy()
 
     def _wait_of(self) -> float:
         """How long a request arriving now waits for the edge (the local part of the earlier ones)."""
