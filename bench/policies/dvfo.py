@@ -10,7 +10,8 @@ index, see :class:`bench.sim.envs.DVFOEnv`). Read top to bottom, CleanRL style:
    (weight init), the environment seeds, replay sampling and epsilon draws; no
    global random state is read or written (torch's default init runs inside
    ``fork_rng`` and is then overwritten from the explicit generator);
-3. :class:`QNetwork` - a small MLP; observations are standardised with running
+3. :class:`QNetwork` - a small MLP; observations are standardised: the condition fields (DNN, bandwidth,
+   loads, signal) over one episode of every training scenario (:func:`condition_stats`), the others with running
    mean / variance collected during the random warm-up (``learning_starts``
    steps) and frozen afterwards, so the input scale never moves under the
    learned Q-values (stats are saved with the weights); standardised values are
@@ -56,6 +57,9 @@ from bench.world.profiles import list_profiles
 from bench.world.scenarios import list_scenarios
 
 WEIGHTS_FILE = "weights.safetensors"
+#: TD losses :attr:`DVFOConfig.loss` allows (elementwise, no reduction)
+LOSSES = {"huber": lambda q, y: nn.functional.smooth_l1_loss(q, y, reduction="none"),
+          "mse": lambda q, y: nn.functional.mse_loss(q, y, reduction="none")}
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 
@@ -109,6 +113,11 @@ class DVFOConfig:
     """Standardised observations are clipped to [-obs_clip, obs_clip]."""
     max_grad_norm: float = bounded(10.0, gt=0, le=1e9)
     """Gradient-norm clip of each update."""
+    loss: str = bounded("huber", choices=("huber", "mse"))
+    """TD regression loss: ``huber`` (smooth L1, delta 1 in reward units; DQN's error clipping) or ``mse``.
+    Q-learning needs the *expected* return; Huber estimates it only where TD errors stay within delta.
+    Beyond it the fit tends to the median, so a cost that occurs in fewer than half of the outcomes
+    (a deadline miss worth λ/E_ref = 3-28 units under the objective reward) barely moves Q (docs/dvfo.md)."""
     scenarios: tuple[str, ...] = bounded(("dvfo_trickle_5mbps", "dvfo_bandwidth_sweep", "dvfo_bandwidth_walk"),
                                          choices=list_scenarios, min_len=1)
     """Scenarios trained on, cycled one per episode (names from ``bench.world.scenarios.list_scenarios()``)."""
@@ -157,7 +166,8 @@ class DVFOConfig:
                   "exploration_fraction": 0.0 < self.exploration_fraction <= 1.0,
                   "hidden_sizes": len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
                   "scenarios": len(self.scenarios) >= 1, "torch_threads": self.torch_threads >= 1,
-                  "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1}
+                  "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1,
+                  "loss": self.loss in LOSSES}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid DVFOConfig field(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
@@ -209,12 +219,15 @@ class Seeds:
     env: np.random.Generator  # draws per-episode env seeds
     replay: np.random.Generator
     explore: np.random.Generator  # epsilon coin flips and random actions
+    conditions: np.random.Generator  # the episodes the condition fields are standardised over (a fifth child:
+    # SeedSequence children do not depend on how many are spawned, so the other four are unchanged)
 
     @classmethod
     def from_seed(cls, seed: int) -> "Seeds":
-        ss_torch, ss_env, ss_replay, ss_explore = np.random.SeedSequence(seed).spawn(4)
+        ss_torch, ss_env, ss_replay, ss_explore, ss_cond = np.random.SeedSequence(seed).spawn(5)
         g = torch.Generator().manual_seed(int(ss_torch.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-        return cls(g, np.random.default_rng(ss_env), np.random.default_rng(ss_replay), np.random.default_rng(ss_explore))
+        return cls(g, np.random.default_rng(ss_env), np.random.default_rng(ss_replay), np.random.default_rng(ss_explore),
+                   np.random.default_rng(ss_cond))
 
 
 @contextlib.contextmanager
@@ -287,9 +300,34 @@ class RunningStats:
         self.m2 += d * (x - self.mean)
 
     def std(self, floor: float = 1e-3) -> np.ndarray:
-        var = self.m2 / max(self.n - 1, 1)
-        # constant features (std 0) map to 0 rather than blowing up
-        return np.maximum(np.sqrt(var), floor)
+        return constant_as_inf(np.sqrt(self.m2 / max(self.n - 1, 1)), floor)
+
+
+def constant_as_inf(std: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """``std`` with the features that did not vary (std below ``floor``) set to inf, so they standardise to 0.
+
+    Such a feature carries nothing the network could learn; a floor of 1e-3 (the rule before issue 23)
+    turned any other value met later (a held-out GPU co-runner's load of 0.8) into the +-obs_clip extreme
+    of an input the network never saw vary (measured on heldout_dvfo_camera_corunner: docs/dvfo.md)."""
+    return np.where(std < floor, np.inf, std)
+
+
+def condition_stats(envs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, mean, std) of the DVFO condition fields over one episode of every training env (``reset`` with a
+    seed from ``rng``; no step is taken: these fields do not depend on actions). Pooled over the scenarios, so the
+    standardisation covers the training distribution, not the first scenario's warm-up (issue 23: with a 500-step
+    warm-up on the constant 5 Mbit/s trickle scenario the bandwidth's std was the 1e-3 floor, which clipped every
+    other bandwidth to +-obs_clip)."""
+    from bench.sim.envs import DVFO_CONDITION_FIELDS, obs_index
+
+    tables = []
+    for env in envs:
+        env.reset(seed=int(rng.integers(2**31)))
+        tables.append(env.unwrapped.condition_observations())
+    first = envs[0]
+    idx = np.array([obs_index(first, f) for f in DVFO_CONDITION_FIELDS])
+    x = np.concatenate(tables)[:, idx].astype(np.float64)
+    return idx, x.mean(axis=0), constant_as_inf(x.std(axis=0, ddof=1))
 
 
 class ReplayBuffer:
@@ -357,6 +395,8 @@ class DVFOLearner(Learner):
         self._params, self._target_params = list(self.q.parameters()), list(self.target.parameters())
         self.buffer = ReplayBuffer(config.buffer_size, self.obs_dim)
         self.stats = RunningStats(self.obs_dim)
+        #: (indices, mean, std) that replace the warm-up's statistics for the condition fields (:func:`train` sets it)
+        self.condition_stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.steps = 0
 
     # ---------------------------------------------------------------- acting
@@ -398,8 +438,12 @@ class DVFOLearner(Learner):
         self.steps += 1
         if self.steps == c.learning_starts:  # freeze the standardisation before the first gradient step
             for net in (self.q, self.target):
-                net.obs_mean.copy_(torch.as_tensor(self.stats.mean, dtype=torch.float32))
-                net.obs_std.copy_(torch.as_tensor(self.stats.std(), dtype=torch.float32))
+                mean, std = self.stats.mean.copy(), self.stats.std()
+                if self.condition_stats is not None:
+                    idx, c_mean, c_std = self.condition_stats
+                    mean[idx], std[idx] = c_mean, c_std
+                net.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+                net.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         diag: dict[str, float] = {"epsilon": self.epsilon()}
         if self.steps < c.learning_starts:
             return diag
@@ -424,10 +468,10 @@ class DVFOLearner(Learner):
             y = rew + c.gamma * (1.0 - done) * q_next
         q = self.q(obs).gather(1, act.unsqueeze(1)).squeeze(1)
         if c.prioritized_replay:
-            loss = (weights * nn.functional.smooth_l1_loss(q, y, reduction="none")).mean()
+            loss = (weights * LOSSES[c.loss](q, y)).mean()
             self.buffer.set_priorities(idx, (q - y).detach().abs().numpy(), c.per_alpha, c.per_eps)
         else:
-            loss = nn.functional.smooth_l1_loss(q, y)
+            loss = LOSSES[c.loss](q, y).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self._params, c.max_grad_norm, foreach=True)
@@ -531,6 +575,7 @@ def train(config: DVFOConfig, callback: Callable[[int, DVFOLearner], bool | None
     rows: list[dict[str, Any]] = []
     with torch_settings(config.torch_threads):
         learner = DVFOLearner(config, *_spaces(first), seeds=seeds)
+        learner.condition_stats = condition_stats(list(envs.values()), seeds.conditions)
         step, episode, stop = 0, 0, False
         bar = tqdm(total=config.total_steps, desc="dvfo", unit="step", disable=not progress)
         while step < config.total_steps and not stop:

@@ -45,7 +45,11 @@ NN_FIELDS = ("n_conv", "n_fc", "n_recurrent", "n_attention", "log10_flops")
 AUTOSCALE_OBS_FIELDS = NN_FIELDS + ("cpu_load", "mem_load", "wifi_dbm", "lte_dbm", "qos_ms", "max_accuracy_loss",
                                     "gpu_load", "local_busy_ms", "radio_busy_ms")
 DVFO_OBS_FIELDS = NN_FIELDS + ("bandwidth_mbps", "prev_cpu", "prev_gpu", "prev_mem", "prev_xi", "time_to_go",
-                               "cpu_load", "mem_load", "gpu_load", "signal_dbm")
+                               "cpu_load", "mem_load", "gpu_load", "signal_dbm", "radio_busy_ms", "radio_connected_ms",
+                               "throttled")
+#: DVFO observation fields that describe the request and its conditions, not the policy's past actions: a
+#: training run standardises them over every training scenario before it starts (bench.policies.dvfo)
+DVFO_CONDITION_FIELDS = NN_FIELDS + ("bandwidth_mbps", "cpu_load", "mem_load", "gpu_load", "signal_dbm")
 
 
 def obs_fields(env) -> tuple[str, ...]:
@@ -70,6 +74,15 @@ def _state_column(states: States, name: str) -> np.ndarray:
     """A per-request state column, zeros when the simulator does not model it (e.g. a GPU co-runner)."""
     col = getattr(states, name, None)
     return np.zeros(len(states.workload)) if col is None else np.asarray(col, dtype=float)
+
+
+def radio_thermal_obs(tx_free, radio_idle, tail_ms: float, throttled):
+    """DVFO observation fields 15-17 from the carried state (scalars or arrays): the transmitter's queue (ms),
+    how long the radio stays connected if nothing is sent (ms; ``radio_idle`` is how long it has had no
+    activity, ``inf`` never used, negative activity committed ahead), thermal throttling (0/1)."""
+    busy = np.minimum(np.maximum(tx_free, 0.0), _MAX_MS)
+    connected = np.minimum(np.maximum(tail_ms - np.asarray(radio_idle, dtype=float), 0.0), _MAX_MS)
+    return busy, connected, np.asarray(throttled, dtype=float)
 
 
 def _scenario(s: Scenario | str) -> Scenario:
@@ -386,10 +399,12 @@ class DVFOEnv(_SimEnv):
     (f_CPU index, f_GPU index, f_MEM index, xi index); :attr:`action_table` lists
     the frequencies (MHz) and xi of every index; :meth:`decode` gives the indices.
 
-    **Observation** - ``Box(float32, (15,))``; field names in :data:`DVFO_OBS_FIELDS`.
+    **Observation** - ``Box(float32, (18,))``; field names in :data:`DVFO_OBS_FIELDS`.
     The poster's state (DNN type, bandwidth), the thinking-while-moving fields
-    (previous action, time to go; Xiao et al., ICLR 2020) and the runtime signals
-    a co-located edge device sees (co-runner loads, signal strength):
+    (previous action, time to go; Xiao et al., ICLR 2020), the runtime signals
+    a co-located edge device sees (co-runner loads, signal strength) and the rest of
+    the state the kernel carries from one request to the next that the device knows
+    (its radio's transmitter queue and power state, its thermal throttling):
 
     ===  ==================  ====================================================  ===========
     idx  name                feature                                               range
@@ -405,7 +420,18 @@ class DVFOEnv(_SimEnv):
     12   ``mem_load``        co-runner memory load                                 [0, 1]
     13   ``gpu_load``        co-runner GPU load (0 where the states carry none)    [0, 1]
     14   ``signal_dbm``      signal strength of the offload radio (dBm)            [-150, 0]
+    15   ``radio_busy_ms``   the offload radio's transmitter queue: how long       [0, 1e6]
+                             until it is free when this request arrives (ms)
+    16   ``radio_connected`` how long the offload radio stays connected (its       [0, 1e6]
+         ``_ms``             tail) after this arrival if nothing is sent (ms);
+                             0: idle, an offload pays a promotion first
+    17   ``throttled``       1 while thermal throttling caps the DVFS levels       [0, 1]
     ===  ==================  ====================================================  ===========
+
+    Fields 15-17 (issue 23): a request's latency and energy depend on them (an idle radio's promotion
+    adds tens of ms to an offload and is what made DVFO's misses on the Jetson look random: measured in
+    docs/dvfo.md), and a real scheduler knows its own radio and thermal state, so the env shows them
+    (the server's queue stays hidden: the device does not see the server).
 
     **Reward** - with ``violation_cost_mj`` (λ; the pipeline passes params.yaml's ``objective``):
     ``-(w_energy * (E + λ · miss) / E_ref + w_time * T / T_ref)``, the declared objective per request in
@@ -459,9 +485,10 @@ class DVFOEnv(_SimEnv):
         self.t_ref_ms = t.pre_ms[:, ref[0]] + t.par_ms[:, ref[0]]
         # above-idle, like every step's energy (the idle baseline is not charged per unit of latency)
         self.e_ref_mj = t.local_power_w[:, ref[0]] * self.t_ref_ms
-        low = np.array([0] * 11 + [0, 0, 0, _DBM_LOW], dtype=np.float32)
-        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, _MAX_MBPS, 1, 1, 1, 1, 10, 1, 1, 1, _DBM_HIGH],
-                        dtype=np.float32)
+        self._route_tail_ms = float(self.sim.kernel.tail_ms[0])  # the offload route's radio tail (one route)
+        low = np.array([0] * 11 + [0, 0, 0, _DBM_LOW, 0, 0, 0], dtype=np.float32)
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, _MAX_MBPS, 1, 1, 1, 1, 10, 1, 1, 1, _DBM_HIGH,
+                                             _MAX_MS, _MAX_MS, 1], dtype=np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
     def decode(self, action: int) -> tuple[int, int, int, int]:
@@ -469,11 +496,11 @@ class DVFOEnv(_SimEnv):
         return tuple(int(x) for x in self._idx[int(action)])
 
     def _obs_table(self, s: States, bw_mbps: np.ndarray | None = None) -> np.ndarray:
-        """(T, 15) observations with the policy-independent fields filled; see :meth:`_obs`."""
+        """(T, 18) observations with the policy-independent fields filled; see :meth:`_obs`."""
         if bw_mbps is None:
             bw_mbps = self.sim.link_state(s)["up_mbps"][:, self._radio]
         bw = np.minimum(bw_mbps, s.cap_mbps)
-        obs = np.zeros((len(s), 15), dtype=np.float32)
+        obs = np.zeros((len(s), len(DVFO_OBS_FIELDS)), dtype=np.float32)
         obs[:, :5] = self._nn[s.workload]
         obs[:, 5] = bw
         obs[:, 11:15] = np.column_stack([s.cpu_load, s.mem_load, _state_column(s, "gpu_load"),
@@ -486,6 +513,10 @@ class DVFOEnv(_SimEnv):
         obs[6:10] = self._prev_rows[self._prev]
         k = self._kernel
         obs[10] = min(max(k.local_free[0], 0.0) / k.interarrival[t], 10.0)  # (the wait, as _wait_of)
+        # fields 15-17 as radio_thermal_obs, in Python scalars (the step's hot path)
+        obs[15] = min(max(k.tx_free[self._radio], 0.0), _MAX_MS)
+        obs[16] = min(max(self._route_tail_ms - k.radio_idle[self._radio], 0.0), _MAX_MS)
+        obs[17] = 1.0 if k.throttled else 0.0
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -499,6 +530,13 @@ class DVFOEnv(_SimEnv):
         self._wait_ms = 0.0
         self._obs_tab = self._obs_table(self._states, self._bw)
         return self._obs(), {"step": 0, "workload": str(self.trace.workload[0])}
+
+    def condition_observations(self) -> np.ndarray:
+        """(T, 18) observations of the current episode's requests; only :data:`DVFO_CONDITION_FIELDS` are filled
+        (what a device observes of its requests and conditions whatever it does). Raises before ``reset``."""
+        if self._states is None:
+            raise gym.error.ResetNeeded("the env has no episode yet: call reset() first")
+        return self._obs_tab.copy()
 
     def _wait_of(self) -> float:
         """How long a request arriving now waits for the edge (the local part of the earlier ones)."""

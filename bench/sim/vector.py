@@ -36,7 +36,7 @@ from gymnasium.vector.utils import batch_space
 from types import SimpleNamespace
 
 from bench.sim.core import States
-from bench.sim.envs import _MAX_MS, OBJECTIVE_REWARD_SCALE_MJ, AutoScaleEnv, DVFOEnv, _SimEnv
+from bench.sim.envs import _MAX_MS, OBJECTIVE_REWARD_SCALE_MJ, AutoScaleEnv, DVFOEnv, _SimEnv, radio_thermal_obs
 from bench.sim.kernel import Carry, RequestInputs, advance, step_rows
 _INFO_KEYS = ("energy_mj", "remote_energy_mj", "latency_ms", "accuracy", "accuracy_loss", "qos_ok", "timed_out",
               "tail_mj", "promo_mj", "throttled", "action", "step")
@@ -206,6 +206,9 @@ class DVFOVectorEnv(_SimVectorEnv):
         obs = self._buf["obs"][rows]
         obs[:, 6:10] = self._prev_obs[self._prev]
         obs[:, 10] = np.minimum(np.maximum(self._carry.local_free[:, 0], 0.0) / self._buf["interarrival_ms"][rows], 10.0)
+        c, r = self._carry, self.env._radio
+        busy, connected, hot = radio_thermal_obs(c.tx_free[:, r], c.radio_idle[:, r], self.env._route_tail_ms, c.throttled)
+        obs[:, 15], obs[:, 16], obs[:, 17] = busy, connected, hot
         return obs
 
     def _reward(self, out, x, a, live):

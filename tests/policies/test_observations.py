@@ -47,3 +47,30 @@ def test_permutation_importance_finds_the_only_field_a_policy_reads(as_env):
     # a constant policy uses nothing
     flat = permutation_importance(make_policy("gpu_only", as_env), as_env, ["signal_steps"], [1], 60, n_repeats=2)
     assert (flat["decisions_changed"] == 0).all() and np.allclose(flat["energy_change"], 0)
+
+
+def test_dvfo_observes_the_radio_state_an_offload_meets(dvfo_env):
+    """Fields 15-17: an offload's promotion (latency and energy) depends on the radio's power state, so the
+    observation shows how long the radio stays connected; 0 means the next offload pays a promotion."""
+    u = dvfo_env.unwrapped
+    acts = u.action_table
+    offload = int(acts.index[acts["xi"] == 1.0][-1])  # the whole DNN's input to the cloud
+    i_conn, i_busy = obs_index(dvfo_env, "radio_connected_ms"), obs_index(dvfo_env, "radio_busy_ms")
+    obs, _ = dvfo_env.reset(seed=4)
+    assert obs[i_conn] == 0 and obs[i_busy] == 0 and obs[obs_index(dvfo_env, "throttled")] == 0  # radio idle at first
+    obs, _r, _, _, info = dvfo_env.step(offload)
+    assert info["promo_mj"] > 0  # from idle: a promotion
+    tail_ms = float(u.sim.kernel.tail_ms[0])
+    # connected until the transfer's end plus the tail, seen from the next arrival: the privileged episode view agrees
+    ep = u.episode()
+    idle_ms = float(np.asarray(ep.states.radio_idle_ms)[ep.step, u.sim.routes[0].radio])
+    assert obs[i_conn] == pytest.approx(max(tail_ms - idle_ms, 0.0), rel=1e-5)
+    idle, connected = [], []
+    for _ in range(80):  # offload every request: whether the radio is still connected varies with each transfer
+        before = float(obs[i_conn])
+        obs, _r, _, _, info = dvfo_env.step(offload)
+        (idle if before == 0 else connected).append((before, info["promo_mj"]))
+    assert idle and connected, "the scenario must show both radio states for the check to mean anything"
+    assert all(promo > 0 for _, promo in idle)  # observed idle: every offload pays a promotion
+    # observed connected for longer than the head runs before the upload: no promotion
+    assert all(promo == 0 for before, promo in connected if before > 100.0)
