@@ -270,3 +270,19 @@ def test_conditions_do_not_depend_on_what_the_cached_env_played_before(trained):
     pd.testing.assert_frame_equal(fresh, again)
     assert len(fresh) == 2 * 40 and fresh.groupby("seed").size().eq(40).all()
     assert {"wifi_dbm", "lte_dbm", "uplink_mbps", "qos_ms", "cpu_load", "mem_load"} <= set(fresh.columns)
+
+
+def test_curve_seeds_in_worker_processes_give_the_same_bytes_as_one_after_the_other(tmp_path, monkeypatch):
+    """Issue 25: the train stage runs its extra curve seeds and reference levels in worker processes; the
+    files must be those of the sequential run."""
+    from bench.pipeline import training
+
+    cfg = {"total_steps": 1500, "epsilon_decay_steps": 1000, "scenarios": ["wifi_strong", "cpu_corunner"]}
+    for name, workers in (("seq", "1"), ("par", "2")):
+        monkeypatch.setenv("BENCH_TRAIN_WORKERS", workers)
+        training.train_run("r", "autoscale", "phone_sd845", cfg, 11, tmp_path / name, curve_seeds=3)
+    files = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(tmp_path / "par") for p in (tmp_path / "par").rglob("*")
+                                     if p.is_file())
+    for f in files:
+        assert (tmp_path / "seq" / f).read_bytes() == (tmp_path / "par" / f).read_bytes(), f

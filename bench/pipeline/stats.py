@@ -12,7 +12,6 @@ All functions are pure and seeded: same table + same seed -> same numbers.
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -29,10 +28,12 @@ def check_results(results: pd.DataFrame) -> None:
 def cell_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (policy, scenario, seed): sums and counts that bootstrap replicates add up."""
     check_results(results)
-    g = results.groupby(["policy", "scenario", "seed"], sort=True)
-    cells = g.agg(n=("energy_mj", "size"), energy_sum=("energy_mj", "sum"),
-                  violations=("qos_ok", lambda s: int((~s.astype(bool)).sum())),
+    # the misses as a column of their own: a built-in sum, not a Python function per group
+    frame = results.assign(_violations=~results["qos_ok"].astype(bool))
+    g = frame.groupby(["policy", "scenario", "seed"], sort=True)
+    cells = g.agg(n=("energy_mj", "size"), energy_sum=("energy_mj", "sum"), violations=("_violations", "sum"),
                   accuracy_sum=("accuracy", "sum"), accuracy_n=("accuracy", "count")).reset_index()
+    cells["violations"] = cells["violations"].astype("int64")
     return cells
 
 
@@ -79,23 +80,22 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
 
     acc_n = _wide(cells, "accuracy_n")  # requests with a known accuracy (text DNNs have none published)
 
-    def per_request(mat: pd.DataFrame, rows: np.ndarray | None = None, denom: pd.DataFrame = count) -> pd.Series:
+    def per_request(mat: pd.DataFrame, denom: pd.DataFrame = count) -> tuple[pd.Series, np.ndarray]:
+        """The point estimate and the ``n_boot`` replicates (rows: replicates, columns: policies) of a ratio
+        of sums over cells. All replicates at once: ``m[idx]`` is (replicate, cell, policy) and its sum over
+        cells adds the same cells in the same order as one replicate at a time (the same bytes)."""
         m, c = mat.to_numpy(float), denom.to_numpy(float)
-        if rows is not None:
-            m, c = m[rows], c[rows]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return pd.Series(m.sum(axis=0) / c.sum(axis=0), index=policies)
-
-    def boot(stat: Callable[[np.ndarray | None], pd.Series]) -> tuple[pd.Series, np.ndarray]:
-        point = stat(None)
-        reps = np.stack([stat(rows).to_numpy() for rows in idx]) if n_boot else np.empty((0, len(policies)))
+            point = pd.Series(m.sum(axis=0) / c.sum(axis=0), index=policies)
+            reps = (m[idx].sum(axis=1) / c[idx].sum(axis=1) if n_boot else np.empty((0, len(policies))))
         return point, reps
 
-    e_point, e_reps = boot(lambda r: per_request(energy, r))
-    v_point, v_reps = boot(lambda r: per_request(viol, r))
-    a_point, a_reps = boot(lambda r: per_request(acc, r, acc_n))
+    e_point, e_reps = per_request(energy)
+    v_point, v_reps = per_request(viol)
+    a_point, a_reps = per_request(acc, acc_n)
 
     lat = results.groupby("policy")["latency_ms"]
+    lat_p50, lat_p95 = lat.quantile(0.5), lat.quantile(0.95)  # once, not once per policy
     keys = list(energy.index)
 
     if oracle is None:  # the greedy per-request oracle, under its name or its deprecated alias
@@ -103,7 +103,7 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
     lam = None if violation_cost_mj is None else float(violation_cost_mj)
     if lam is not None:
         obj = energy + lam * viol
-        j_point, j_reps = boot(lambda r: per_request(obj, r))
+        j_point, j_reps = per_request(obj)
         b_cols = {}
         if bounds is not None and len(bounds):
             bt = bounds.set_index(["scenario", "seed"]).reindex(energy.index)
@@ -111,14 +111,15 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
                 b_cols[key] = bt[col].to_numpy(float)
         om = obj.to_numpy(float)
 
-        def gap(bvec: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-            m, b = (om, bvec) if rows is None else (om[rows], bvec[rows])
-            have = np.isfinite(m) & np.isfinite(b)[:, None]  # only cells with both the policy and the bound
+        def gap(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+            """J_policy / J_bound - 1 over the cells (axis -2) with both; ``m`` (..., cell, policy), ``b`` (..., cell)."""
+            have = np.isfinite(m) & np.isfinite(b)[..., None]  # only cells with both the policy and the bound
             with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(have, m, 0).sum(axis=0) / np.where(have, b[:, None], 0).sum(axis=0) - 1
+                return np.where(have, m, 0).sum(axis=-2) / np.where(have, b[..., None], 0).sum(axis=-2) - 1
 
-        gaps = {key: (gap(b, None), np.stack([gap(b, rows) for rows in idx]) if n_boot else
-                      np.empty((0, len(policies)))) for key, b in b_cols.items()}
+        # every replicate at once, as per_request above (same cells, same order of addition)
+        gaps = {key: (gap(om, b), gap(om[idx], b[idx]) if n_boot else np.empty((0, len(policies))))
+                for key, b in b_cols.items()}
 
     out: dict[str, dict] = {}
     for j, pol in enumerate(policies):
@@ -126,9 +127,9 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
             "energy_mj": _ci(e_reps[:, j], e_point[pol]),
             "qos_violation_rate": _ci(v_reps[:, j], v_point[pol]),
             "accuracy": _ci(a_reps[:, j], a_point[pol]),
-            "latency_p50_ms": float(lat.quantile(0.5)[pol]),
+            "latency_p50_ms": float(lat_p50[pol]),
             # same shape whether or not the bootstrap below runs (no interval without it)
-            "latency_p95_ms": {"mean": float(lat.quantile(0.95)[pol]), "ci_low": np.nan, "ci_high": np.nan},
+            "latency_p95_ms": {"mean": float(lat_p95[pol]), "ci_low": np.nan, "ci_high": np.nan},
             "n_requests": int(count[pol].sum()),
             "n_cells": int(count[pol].notna().sum()),
         }
@@ -146,16 +147,45 @@ def summarise(results: pd.DataFrame, baselines: dict[str, str] | None = None, or
         out[pol] = entry
     # p95 latency CIs need per-request data: resample cells and recompute (small tables only)
     if n_boot and len(keys) <= 2000:
-        lat_cells = dict(iter(results.groupby(["scenario", "seed"])))
-        frames = [lat_cells[k] for k in keys]
-        reps = {pol: [] for pol in policies}
-        for rows in idx[: min(n_boot, 200)]:
-            sample = pd.concat([frames[i] for i in rows], ignore_index=True)
-            q = sample.groupby("policy")["latency_ms"].quantile(0.95)
-            for pol in policies:
-                reps[pol].append(q.get(pol, np.nan))
-        for pol in policies:
-            out[pol]["latency_p95_ms"] = _ci(np.asarray(reps[pol]), out[pol]["latency_p95_ms"]["mean"])
+        reps = _resampled_quantiles(results, keys, policies, idx[: min(n_boot, 200)], 0.95)
+        for j, pol in enumerate(policies):
+            out[pol]["latency_p95_ms"] = _ci(reps[:, j], out[pol]["latency_p95_ms"]["mean"])
+    return out
+
+
+def _resampled_quantiles(results: pd.DataFrame, keys: list, policies: list[str], idx: np.ndarray,
+                         q: float) -> np.ndarray:
+    """(replicate, policy) quantile ``q`` of the latency of every request in each replicate's resampled cells.
+
+    Equal to concatenating the drawn cells' requests and taking ``groupby("policy").quantile(q)`` (what this
+    computed before), without building the table: a replicate is a multiset of cells, so its sorted latencies
+    are each policy's sorted latencies with every request repeated as often as its cell was drawn, and the
+    order statistics the quantile needs are found from the cumulative repeat counts.
+    """
+    frame = results[["policy", "scenario", "seed", "latency_ms"]].dropna(subset=["latency_ms"])
+    cell_of = pd.Series(np.arange(len(keys)), index=pd.MultiIndex.from_tuples(keys, names=["scenario", "seed"]))
+    cell = cell_of.reindex(pd.MultiIndex.from_frame(frame[["scenario", "seed"]])).to_numpy()
+    out = np.full((len(idx), len(policies)), np.nan)
+    draws = np.stack([np.bincount(rows, minlength=len(keys)) for rows in idx]) if len(idx) else np.empty((0, len(keys)))
+    pol = frame["policy"].astype(str).to_numpy()
+    lat = frame["latency_ms"].to_numpy(float)
+    for j, name in enumerate(policies):
+        mine = (pol == str(name)) & ~np.isnan(cell.astype(float))
+        order = np.argsort(lat[mine], kind="stable")
+        values, cells = lat[mine][order], cell[mine][order].astype(np.int64)
+        for r in range(len(idx)):
+            reps = draws[r][cells]  # how often each request (in sorted order) appears in this replicate
+            cum = np.cumsum(reps)
+            n = int(cum[-1]) if len(cum) else 0
+            if n == 0:
+                continue
+            q_idx = q * float(n - 1)
+            i = int(q_idx)
+            # the i-th and (i+1)-th order statistics of the replicate (0-based): the first positions whose
+            # cumulative count exceeds them
+            lo, hi = np.searchsorted(cum, [i, min(i + 1, n - 1)], side="right")
+            val, frac = values[lo], q_idx % 1
+            out[r, j] = float(val) if frac == 0.0 else float(val + (values[hi] - val) * frac)
     return out
 
 
