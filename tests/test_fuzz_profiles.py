@@ -50,6 +50,10 @@ def _use_profile(prof):
         # NaN is allowed only as "not computable" in the fit's report, or for power the source did not measure
         if len(path) >= 2 and path[-2] == "calibration" and str(path[-1]).endswith("_err"):
             return True
+        # NaN is this field's documented "not given" (bench/world/profiles.py): elementwise kernels then cost
+        # launch_ms like the others, which the latency checks above exercise
+        if path and str(path[-1]) == "launch_elementwise_ms":
+            return True
         powers = ("power_w", "idle_power_w", "static_power_w", "dynamic_power_w_at_max", "measurements")
         return unmeasured_profile and any(str(p) in powers for p in path)
 
