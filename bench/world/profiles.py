@@ -448,6 +448,9 @@ def _target(where: str, name: str, raw: Mapping) -> Target:
                 raise ProfileError.at(f"{where}.calibration.{key}", "expected a list of strings", value)
         elif key in ("runtime", "data") and not isinstance(value, str):
             raise ProfileError.at(f"{where}.calibration.{key}", "expected a string", value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+            # any other entry is free-form (a note, a future count) but a number in the report is a finite one
+            raise ProfileError.at(f"{where}.calibration.{key}", "expected a finite number", value)
     measurements = {}
     raw_meas = raw.get("measurements") or []
     if not isinstance(raw_meas, list):
