@@ -372,14 +372,13 @@ class TestbedParams:
     autoscale_steps: int = spec(20_000, "AutoScale's training steps on the simulator twin.", ge=1, le=10_000_000)
 
     def __post_init__(self):
-        from bench.policies import REGISTRY, policy_info
+        from bench.policies import live_excluded
 
-        # registered with the policy: privileged ones need the realised episode, DVFO's action set a Jetson
-        live_excluded = [p for p in sorted(REGISTRY) if not policy_info(p).live]
-        bad = [p for p in self.policies if p in live_excluded]
+        excluded = live_excluded()  # registered with each policy (PolicyInfo.live)
+        bad = [p for p in self.policies if p in excluded]
         if bad:
             raise ParamsError(f"params.yaml: testbed.policies: {bad} cannot run live on this host; "
-                              f"excluded: {list(live_excluded)}")
+                              f"excluded: {excluded}")
 
 
 @dataclass(frozen=True)

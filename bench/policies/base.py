@@ -159,6 +159,12 @@ def privileged_policies() -> list[str]:
     return sorted(n for n in REGISTRY if policy_info(n).privileged)
 
 
+def live_excluded() -> list[str]:
+    """Every registered policy that cannot run on the live testbed (``PolicyInfo.live`` false: privileged ones
+    need the realised episode; DVFO's action set is a Jetson's, run live only at a fixed split)."""
+    return sorted(n for n in REGISTRY if not policy_info(n).live)
+
+
 def make_policy(name: str, env, **kwargs: Any) -> Policy:
     """Build the policy registered as ``name`` for ``env``; unknown names list the allowed ones."""
     if name not in REGISTRY:

@@ -110,10 +110,12 @@ def campaign_params(params, policies=None, scenarios=None, requests=None):
             raise ParamsError(f"--scenarios: unknown {bad}; allowed: {', '.join(known)} or a scenario YAML path")
     if requests is not None and requests < 1:
         raise ParamsError(f"--requests: {requests}; allowed: >= 1")
-    live_excluded = ("oracle", "edge_best_static", "dvfo")
-    bad = [p for p in policies or () if p in live_excluded]
+    from bench.policies import live_excluded
+
+    excluded = live_excluded()  # registered with each policy (PolicyInfo.live); a campaign runs dvfo only via dvfo_live
+    bad = [p for p in policies or () if p in excluded]
     if bad:
-        raise ParamsError(f"--policies: {bad} cannot run live on this host; excluded: {list(live_excluded)}")
+        raise ParamsError(f"--policies: {bad} cannot run live on this host; excluded: {excluded}")
     # object.__setattr__: TestbedParams validates registry names; a campaign may name policies still to land
     new = dataclasses.replace(tb, enabled=True)
     for name, value in (("policies", policies), ("scenarios", scenarios), ("requests", requests)):

@@ -57,7 +57,11 @@ RADIOS = ("wifi", "lte")
 #: workloads added to the quick fit when fewer are served (the fit has three constants)
 FIT_FILLERS = ("mobilenet_v2", "lstm_text", "resnet18")
 #: privileged baselines see the realised episode: no live scheduler can run them
-LIVE_EXCLUDED = ("oracle", "greedy_oracle", "edge_best_static")
+def _live_excluded() -> list[str]:
+    """Registered as not live (``PolicyInfo.live``), less DVFO: this loop runs it at a fixed split (``dvfo:XI``)."""
+    from bench.policies import live_excluded
+
+    return [p for p in live_excluded() if p != "dvfo"]
 
 
 class TestbedError(BenchError):
@@ -134,9 +138,10 @@ class TestbedConfig:
         if not -20 <= int(self.nice) <= 19:
             raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
         name = self.policy.split(":", 1)[0]
-        if name in LIVE_EXCLUDED:
-            raise TestbedError(f"policy {name!r} is privileged (it sees the realised episode) and cannot run live; "
-                               f"excluded: {list(LIVE_EXCLUDED)}")
+        excluded = _live_excluded()
+        if name in excluded:
+            raise TestbedError(f"policy {name!r} cannot run live (privileged: it sees the realised episode); "
+                               f"excluded: {excluded}")
         if name == "dvfo":
             parse_xi(self.policy)  # DVFO's split at one offload share: dvfo:XI (bench.testbed.dvfo_live)
         self.workloads = tuple(self.workloads)
@@ -278,7 +283,7 @@ def make_live_policy(cfg: TestbedConfig, env, scenario_path: Path, edge_path: Pa
 
         close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         raise TestbedError(f"unknown policy {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                           f"allowed: {sorted(set(REGISTRY) - set(LIVE_EXCLUDED))}")
+                           f"allowed: {sorted(set(REGISTRY) - set(_live_excluded()))}")
     if name == "autoscale":
         if path:
             return make_policy("autoscale", env, path=path)
