@@ -168,15 +168,24 @@ def test_heldout_rows_never_enter_the_fit(joint):
     assert np.allclose(again["heldout"]["rel_error"] + 1, (res["heldout"]["rel_error"] + 1) / 10)
 
 
-def test_a_target_with_one_row_moves_as_one_speed_factor(joint):
-    """The phone GPU has one published row: its five own constants depart from the prior by one factor."""
+def test_a_target_with_few_rows_moves_as_one_speed_factor(joint):
+    """The phone DSP has two published rows (< tie_below_points): its five own constants depart from the prior by one factor."""
     _, priors, res = joint
-    prior = next(p for p in priors if p.name == "phone_sd845").targets["gpu"]
-    fitted = res["profiles"]["phone_sd845"].targets["gpu"]
-    assert fitted.calibration["n_points"] == 1
+    prior = next(p for p in priors if p.name == "phone_sd845").targets["dsp"]
+    fitted = res["profiles"]["phone_sd845"].targets["dsp"]
+    assert 1 <= fitted.calibration["n_points"] < fit.load_settings().tie_below_points
     up = [getattr(fitted, k) / getattr(prior, k) for k in ("gflops_per_ghz", "mem_gbps_per_ghz")]
     down = [getattr(prior, k) / getattr(fitted, k) for k in ("launch_ms", "launch_elementwise_ms", "fixed_ms")]
     assert np.allclose(up + down, up[0], rtol=0.05)
+
+
+def test_the_phone_gpu_is_fitted_on_several_published_rows(joint):
+    """Issue #22: the Adreno 630 is fitted on more than one published row, from more than one source and runtime."""
+    rows, _, res = joint
+    gpu = res["profiles"]["phone_sd845"].targets["gpu"]
+    mine = rows[(rows["profile"] == "phone_sd845") & (rows["target"] == "gpu") & (rows["use"] == "fit")]
+    assert gpu.calibration["n_points"] == len(mine) >= fit.load_settings().tie_below_points
+    assert mine["runtime"].nunique() >= 2 and mine["source"].nunique() >= 2
 
 
 def test_a_class_measured_on_one_cpu_moves_every_cpu(joint):
