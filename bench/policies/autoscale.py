@@ -109,6 +109,11 @@ class AutoScaleConfig:
     qos_ms_edges: tuple[float, ...] = bounded((60.0, 90.0, 150.0, 225.0, 275.0, 350.0), gt=0, le=1e7, max_len=1000)
     """Bucket edges on the request's latency target (ms), observed with the request: the same DNN can come
     with different targets (ViT-B/16: 400 ms in the AutoScale mixes, 300 ms in the DVFO ones)."""
+    local_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the device's own backlog: how long until the busiest local target is free (ms).
+    Default (): ignored (one bucket; the state layout and saved tables are those without it)."""
+    radio_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the busiest radio transmitter's backlog (ms). Default (): ignored."""
     optimistic_init: float = bounded(0.0, ge=-1e9, le=1e9)  # a reward-sized value
     """Initial value of every table entry (sample efficiency). 0 is a zero-initialised table. A value above
     every reachable reward makes the greedy choice try each untried action of a state once before settling
@@ -201,7 +206,8 @@ _FEATURE_NAMES = (
     ("n_conv", "conv_edges"), ("n_fc", "fc_edges"), ("n_recurrent", "recurrent_edges"),
     ("n_attention", "attention_edges"), ("log10_flops", "macs_log10_edges"), ("cpu_load", "cpu_load_edges"),
     ("mem_load", "mem_load_edges"), ("gpu_load", "gpu_load_edges"), ("wifi_dbm", "wifi_dbm_edges"),
-    ("lte_dbm", "lte_dbm_edges"), ("qos_ms", "qos_ms_edges"),
+    ("lte_dbm", "lte_dbm_edges"), ("qos_ms", "qos_ms_edges"), ("local_busy_ms", "local_busy_ms_edges"),
+    ("radio_busy_ms", "radio_busy_ms_edges"),
 )
 
 
@@ -232,8 +238,9 @@ class StateBins:
             if name == "macs_log10_edges":  # compare with the observed log10 FLOPs directly
                 edges = [e + _LOG10_2 for e in edges]
             spec.append((idx, edges, len(edges) + 1))
-        self._spec = tuple(spec)
         self.sizes = tuple(n for _, _, n in spec)
+        # a feature without edges has one bucket: it adds nothing to the id, and its field need not be read
+        self._spec = tuple(x for x in spec if x[2] > 1)
         self.n_states = int(np.prod(self.sizes))
 
     def state_id(self, obs) -> int:
