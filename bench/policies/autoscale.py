@@ -134,7 +134,9 @@ class AutoScaleConfig:
     never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
     while training)."""
     backoff_min_visits: int = bounded(1, ge=1, le=1_000_000)
-    """Samples a (state, action) entry of a coarser table needs before the back-off reads it."""
+    """Samples a (state, action) entry needs before a greedy decision reads it, at every level: the full table
+    included, so a state visited only a few times (its few tried actions often exploratory mistakes) backs off to
+    the finest coarser table with entries that have enough samples (docs/autoscale.md). 1 = any sample."""
     scenarios: tuple[str, ...] = bounded(default_factory=_default_scenarios, choices=list_scenarios, min_len=1)
     """Scenario names or YAML paths; episodes cycle through them so one table covers all."""
     edge: str = bounded("phone_sd845", choices=list_profiles)
@@ -357,7 +359,7 @@ class AutoScaleLearner(Learner):
         def masked(values, seen, label):
             return np.where(seen, values, -np.inf), [label if x else None for x in seen]
 
-        seen = self.visits[s] > 0
+        seen = self.visits[s] >= self.config.backoff_min_visits  # the same confidence rule at every level
         if seen.any():
             return masked(self.q[s], seen, 0)
         levels = self.backoff_levels()
