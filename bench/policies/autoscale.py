@@ -226,7 +226,12 @@ _FEATURES = _feature_index()
 _NN_FEATURES = tuple(name for _, name in _FEATURES[:5])
 #: features the back-off never drops: the DNN's and the radio signals (docs/autoscale-backoff.md)
 _SIGNAL_FEATURES = ("wifi_dbm_edges", "lte_dbm_edges")
-_PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _NN_FEATURES + _SIGNAL_FEATURES)
+#: the device's own backlog decides whether a local target can still meet the deadline, as the signal decides an
+#: offload; its busy bucket is rare (low visit-weighted informativeness), so measured it would go first and a busy
+#: request would read the idle choice (measured: heldout_cell_edge, docs/autoscale.md)
+_BACKLOG_FEATURES = ("local_busy_ms_edges",)
+_PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES)
+                   if name in _NN_FEATURES + _SIGNAL_FEATURES + _BACKLOG_FEATURES)
 _SIGNAL_POS = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _SIGNAL_FEATURES)
 
 

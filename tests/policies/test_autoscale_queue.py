@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from bench.policies.autoscale import AutoScaleConfig, AutoScaleLearner
+from bench.policies.autoscale import _FEATURES, AutoScaleConfig, AutoScaleLearner
 
 from tests.policies.test_autoscale_backoff import ACTIONS, CLOUD, CPU, FIELDS, GPU, _feed, _obs
 
@@ -26,7 +26,20 @@ def test_a_feature_without_edges_leaves_state_ids_and_backoff_levels_as_without_
     _feed(queued, idle, {CPU: 1.0, GPU: 2.0})
     names = [lvl.dropped for lvl in plain.backoff_levels()]
     assert "local_busy_ms_edges" not in names and "radio_busy_ms_edges" not in names  # no level repeats the table
-    assert "local_busy_ms_edges" in [lvl.dropped for lvl in queued.backoff_levels()]
+    busy_pos = [name for _, name in _FEATURES].index("local_busy_ms_edges")
+    assert all(busy_pos in lvl.kept for lvl in queued.backoff_levels())  # the backlog is never dropped
+
+
+def test_an_unseen_busy_context_backs_off_to_a_table_that_still_knows_the_backlog():
+    learner = _learner(local_busy_ms_edges=(30.0,))
+    # idle: the co-runner decides (informative, seen often); busy: rare, but the GPU then misses its deadline
+    _feed(learner, _obs(cpu_load=0.0, local_busy_ms=0.0), {CPU: 1.0, GPU: 4.0, CLOUD: 0.0}, times=20)
+    _feed(learner, _obs(cpu_load=0.9, local_busy_ms=0.0), {CPU: 1.0, GPU: 0.0, CLOUD: 4.0}, times=20)
+    _feed(learner, _obs(cpu_load=0.0, local_busy_ms=200.0), {CPU: 1.0, GPU: -2.0, CLOUD: -2.0}, times=2)
+    busy_unseen = _obs(cpu_load=0.3, local_busy_ms=200.0)
+    assert learner.visits[learner.bins.state_id(busy_unseen)].sum() == 0
+    # measured, the rare backlog would be dropped before the co-runner and the busy request read the idle choice
+    assert learner.act(busy_unseen) == CPU
 
 
 BUSY_GPU = _obs(cpu_load=0.9, qos_ms=100)
