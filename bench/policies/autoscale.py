@@ -109,6 +109,11 @@ class AutoScaleConfig:
     qos_ms_edges: tuple[float, ...] = bounded((60.0, 90.0, 150.0, 225.0, 275.0, 350.0), gt=0, le=1e7, max_len=1000)
     """Bucket edges on the request's latency target (ms), observed with the request: the same DNN can come
     with different targets (ViT-B/16: 400 ms in the AutoScale mixes, 300 ms in the DVFO ones)."""
+    local_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the device's own backlog: how long until the busiest local target is free (ms).
+    Default (): ignored (one bucket; the state layout and saved tables are those without it)."""
+    radio_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the busiest radio transmitter's backlog (ms). Default (): ignored."""
     optimistic_init: float = bounded(0.0, ge=-1e9, le=1e9)  # a reward-sized value
     """Initial value of every table entry (sample efficiency). 0 is a zero-initialised table. A value above
     every reachable reward makes the greedy choice try each untried action of a state once before settling
@@ -129,7 +134,9 @@ class AutoScaleConfig:
     never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
     while training)."""
     backoff_min_visits: int = bounded(1, ge=1, le=1_000_000)
-    """Samples a (state, action) entry of a coarser table needs before the back-off reads it."""
+    """Samples a (state, action) entry needs before a greedy decision reads it, at every level: the full table
+    included, so a state visited only a few times (its few tried actions often exploratory mistakes) backs off to
+    the finest coarser table with entries that have enough samples (docs/autoscale.md). 1 = any sample."""
     scenarios: tuple[str, ...] = bounded(default_factory=_default_scenarios, choices=list_scenarios, min_len=1)
     """Scenario names or YAML paths; episodes cycle through them so one table covers all."""
     edge: str = bounded("phone_sd845", choices=list_profiles)
@@ -201,7 +208,8 @@ _FEATURE_NAMES = (
     ("n_conv", "conv_edges"), ("n_fc", "fc_edges"), ("n_recurrent", "recurrent_edges"),
     ("n_attention", "attention_edges"), ("log10_flops", "macs_log10_edges"), ("cpu_load", "cpu_load_edges"),
     ("mem_load", "mem_load_edges"), ("gpu_load", "gpu_load_edges"), ("wifi_dbm", "wifi_dbm_edges"),
-    ("lte_dbm", "lte_dbm_edges"), ("qos_ms", "qos_ms_edges"),
+    ("lte_dbm", "lte_dbm_edges"), ("qos_ms", "qos_ms_edges"), ("local_busy_ms", "local_busy_ms_edges"),
+    ("radio_busy_ms", "radio_busy_ms_edges"),
 )
 
 
@@ -218,7 +226,12 @@ _FEATURES = _feature_index()
 _NN_FEATURES = tuple(name for _, name in _FEATURES[:5])
 #: features the back-off never drops: the DNN's and the radio signals (docs/autoscale-backoff.md)
 _SIGNAL_FEATURES = ("wifi_dbm_edges", "lte_dbm_edges")
-_PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _NN_FEATURES + _SIGNAL_FEATURES)
+#: the device's own backlog decides whether a local target can still meet the deadline, as the signal decides an
+#: offload; its busy bucket is rare (low visit-weighted informativeness), so measured it would go first and a busy
+#: request would read the idle choice (measured: heldout_cell_edge, docs/autoscale.md)
+_BACKLOG_FEATURES = ("local_busy_ms_edges",)
+_PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES)
+                   if name in _NN_FEATURES + _SIGNAL_FEATURES + _BACKLOG_FEATURES)
 _SIGNAL_POS = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _SIGNAL_FEATURES)
 
 
@@ -232,8 +245,9 @@ class StateBins:
             if name == "macs_log10_edges":  # compare with the observed log10 FLOPs directly
                 edges = [e + _LOG10_2 for e in edges]
             spec.append((idx, edges, len(edges) + 1))
-        self._spec = tuple(spec)
         self.sizes = tuple(n for _, _, n in spec)
+        # a feature without edges has one bucket: it adds nothing to the id, and its field need not be read
+        self._spec = tuple(x for x in spec if x[2] > 1)
         self.n_states = int(np.prod(self.sizes))
 
     def state_id(self, obs) -> int:
@@ -350,7 +364,7 @@ class AutoScaleLearner(Learner):
         def masked(values, seen, label):
             return np.where(seen, values, -np.inf), [label if x else None for x in seen]
 
-        seen = self.visits[s] > 0
+        seen = self.visits[s] >= self.config.backoff_min_visits  # the same confidence rule at every level
         if seen.any():
             return masked(self.q[s], seen, 0)
         levels = self.backoff_levels()

@@ -101,6 +101,12 @@ def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, .
     sums = target_sum.reshape(shape)
     cnt = visits.reshape(shape).astype(np.int64)
     kept = list(range(len(sizes)))  # axes of the current (kept) arrays, as feature positions
+    # a feature with one bucket (no edges: ignored) merges nothing: it leaves first, without a level of its own
+    # (one would repeat the full table)
+    for p in [p for p in kept if p not in protected and sizes[p] == 1]:
+        ax = kept.index(p)
+        cnt, sums = cnt.sum(axis=ax), sums.sum(axis=ax)
+        kept.remove(p)
     droppable = [p for p in kept if p not in protected]
     levels: list[Level] = []
     while droppable:
