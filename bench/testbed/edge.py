@@ -113,6 +113,11 @@ class Turn:
         self._done = True
         return False
 
+    @property
+    def released(self) -> bool:
+        """Given back (or given up)."""
+        return self._done
+
     def release(self) -> None:
         if self._held and not self._done:
             self._done = True
@@ -207,12 +212,36 @@ class ClientPool:
     """Persistent connections to one radio's proxy port, one per request in flight (HTTP/1.1 has one
     exchange at a time per connection); ``last_end``: when the radio last carried anything."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, radio_state: tuple[float, float] | None = None):
         self.host, self.port = host, port
         self._free: list[Client] = []
         self._lock = threading.Lock()
         self.in_flight = 0
         self.last_end = -float("inf")
+        self.radio_state = radio_state
+        """(promotion_ms, tail_ms) of the radio state machine the delaying proxy emulates on this port
+        (:func:`bench.testbed.proxy.link_state_constants`); None: no state machine."""
+        self.active = 0  # exchanges that have started sending and not yet ended (requests and probes)
+
+    def begin_exchange(self) -> float:
+        """An exchange starts sending now: the promotion (ms) the proxy will impose on it - the proxy's rule, seen
+        from the edge: nothing carried for a whole tail (no exchange active, the last one ended a tail ago).
+
+        The proxy acknowledges the bytes as the shaper passes them and shifts the burst by the promotion, so
+        the upload's bytes leave the edge's socket a promotion *before* the emulated radio has sent them; the
+        caller holds the transmitter that much longer (a radio cannot send while it is being promoted)."""
+        with self._lock:
+            promo = 0.0
+            if self.radio_state is not None and self.active == 0 \
+                    and (time.perf_counter() - self.last_end) * 1e3 >= self.radio_state[1]:
+                promo = float(self.radio_state[0])
+            self.active += 1
+            return promo
+
+    def end_exchange(self, client: Client) -> None:
+        with self._lock:
+            self.active -= 1
+            self.last_end = max(self.last_end, client.last_end)
 
     def get(self) -> Client:
         with self._lock:
@@ -233,12 +262,13 @@ class ClientPool:
         def held():
             with self._lock:
                 self.in_flight += 1
+            self.begin_exchange()
             try:
                 yield client
             finally:
+                self.end_exchange(client)
                 with self._lock:
                     self.in_flight -= 1
-                    self.last_end = max(self.last_end, client.last_end)
         return held()
 
     def quiet_ms(self, now: float) -> float:
@@ -286,11 +316,12 @@ class EdgeRunner:
         return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3)
 
     def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True,
-                transmitter: Turn | None = None) -> Timing:
+                transmitter: Turn | None = None, radio: "ClientPool | None" = None) -> Timing:
         """The whole request on the server; past ``timeout_ms`` (from the hand-off to the network stack, the
         wait for the ``transmitter`` included, as in the simulator) the client gives up and, with ``fallback``,
         runs it here (the simulator's ``on_timeout: local``; the fallback takes no turn on the CPU, as there).
-        ``transmitter``: this request's turn on the radio, held until its upload has left the link."""
+        ``transmitter``: this request's turn on the radio, held until its upload has left the link (and, where
+        ``radio`` (the radio's :class:`ClientPool`) says the proxy promotes this burst, a promotion longer)."""
         from bench.testbed import models as m
 
         w = self.models[name]
@@ -308,9 +339,17 @@ class EdgeRunner:
                 fb = self.local(name) if fallback else Timing()
                 return Timing(local_ms=enc_ms + fb.local_ms, wait_ms=wait_ms, output=fb.output, timed_out=True,
                               fallback_ms=fb.local_ms)
+        promo_ms = radio.begin_exchange() if radio is not None else 0.0
+        t_send = time.perf_counter()
+        on_uploaded = None
+        if transmitter is not None:
+            def on_uploaded():
+                # the emulated radio sends the bytes a promotion after they left the socket (proxy.py): hold it
+                if promo_ms > 0 and not transmitter.released:
+                    time.sleep(min(promo_ms / 1e3, max(t_send + budget_ms / 1e3 - time.perf_counter(), 0.0)))
+                transmitter.release()
         try:
-            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=budget_ms,
-                                                 on_uploaded=None if transmitter is None else transmitter.release)
+            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=budget_ms, on_uploaded=on_uploaded)
         except OffloadTimeout as exc:
             if transmitter is not None:
                 transmitter.release()
@@ -320,6 +359,8 @@ class EdgeRunner:
         finally:
             if transmitter is not None:
                 transmitter.release()
+            if radio is not None:
+                radio.end_exchange(client)
         return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
                       bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32),
                       wait_ms=wait_ms)
@@ -397,12 +438,20 @@ def _np(y) -> np.ndarray:
 
 # --------------------------------------------------------------------------- co-runners
 
+#: the co-runners' duty-cycle period. The twin stretches every inference by the *expected* slowdown of a load
+#: fraction; a period longer than an inference makes the live slowdown all or nothing by phase (at 0.1 s, one
+#: mobilenet_v2 run under a 0.9 CPU load took 21-250 ms against the twin's 47), so the period is shorter than
+#: the served inferences and each one meets about the load's fraction, as the twin assumes
+#: (assumed: 10 ms, the shortest a Python thread's SIGSTOP/SIGCONT cycle keeps without eating the edge's CPU)
+DUTY_PERIOD_S = 0.01
+
+
 @dataclass
 class CoRunners:
     """Duty-cycled ``stress-ng`` CPU and memory stressors on ``cpus`` (see module docstring)."""
 
     cpus: tuple[int, ...] = (0,)
-    period_s: float = 0.1
+    period_s: float = DUTY_PERIOD_S
     vm_bytes: str = "64M"
     #: command prefix, e.g. ``["ip", "netns", "exec", "bt123"]``: started inside the testbed's namespace, the
     #: stressors are among the processes its cleanup kills, even after the testbed itself was SIGKILLed

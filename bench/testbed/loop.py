@@ -190,6 +190,88 @@ def quick_host_trace(workloads, threads: int, repeats: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fit_workloads(cfg: TestbedConfig) -> list[str]:
+    """The workloads a quick fit times: the served ones, filled up to three (the fit has three constants)."""
+    names = list(dict.fromkeys([*cfg.workloads, *FIT_FILLERS]))
+    return names[:max(3, len(cfg.workloads))]
+
+
+def server_quick_trace(host: str, port: int, workloads, repeats: int, warmup: int = 2) -> pd.DataFrame:
+    """Time ``workloads`` *in the running server process*, through its own ``/infer`` on the unshaped port:
+    the server's reported compute (``x-server-ms``: the model call under its lock, in its worker thread, on
+    its CPUs, beside its event loop) - what the live run's server part measures - in the trace's columns."""
+    from bench.testbed import models as m
+    from bench.testbed.edge import Client
+
+    client = Client(host, port)
+    rows = []
+    try:
+        for w in workloads:
+            body = m.encode_input(m.warm(w, runs=0))
+            for _ in range(warmup):
+                client.post(f"/infer/{w}", body)
+            ms = np.array([client.post(f"/infer/{w}", body)[2] for _ in range(repeats)])
+            rows.append({"workload": w, "latency_ms": float(np.median(ms)),
+                         "latency_p95_ms": float(np.percentile(ms, 95)), "n_runs": int(repeats),
+                         "cpu_mhz": _cpu_mhz(), "error": "", "meter": "none", "power_w": float("nan")})
+    finally:
+        client.close()
+    return pd.DataFrame(rows)
+
+
+def _cpu_mhz() -> float:
+    from bench.pipeline.measure import host_cpu_mhz
+
+    return host_cpu_mhz()
+
+
+def server_profile(cfg: TestbedConfig, host: str, edge_path: Path, cloud_path: Path, info: dict[str, Any]) -> None:
+    """The twin's cloud: the server process's own compute, measured by the testbed through the running server
+    (:func:`server_quick_trace`) and fitted like the edge, written to ``cloud_path`` and stored with the host
+    profile as ``<profile>_server.yaml``; with ``--host-profile``, the one stored beside it where there is one.
+
+    The edge's quick fit times the workloads in the testbed's own process; the server's compute differs (its
+    worker thread, the proxy's event loop beside it, its own process's warm state), so timing the edge's
+    process on the server's CPUs (as before) predicted its compute 35-140 % off."""
+    import shutil
+
+    from bench.world.fit import host_profile
+    from bench.world.opclasses import load_op_classes
+    from bench.world.profiles import load_profile, profile_to_dict
+
+    sidecar = edge_path.with_name(f"{edge_path.stem}_server.yaml")
+    if cfg.host_profile:
+        given = Path(cfg.host_profile)
+        stored = given.with_name(f"{given.stem}_server.yaml")
+        if stored.is_file():
+            load_profile(stored)  # validated before the twin reads it
+            shutil.copyfile(stored, cloud_path)
+            shutil.copyfile(stored, sidecar)
+            info["server_profile"] = f"stored with the host profile: {stored}"
+            return
+    trace = server_quick_trace(host, cfg.server_port, fit_workloads(cfg), cfg.profile_repeats)
+    trace.to_csv(cloud_path.with_name("host_quick_trace_server_process.csv"), index=False)
+    p, fit, _ = host_profile(trace, load_op_classes(), name="testbed_server",
+                             description=f"this host's server process at {cfg.threads} thread(s) on CPUs "
+                                         f"{list(cfg.server_cpus)}, timed through its /infer (x-server-ms)")
+    cloud = load_profile(cloud_path)  # the powered cloud written by host_profiles: keep its power, swap the timing
+    target = p.primary_target
+    cpu = cloud.primary_target
+    timed = dataclasses.replace(target, static_power_w=cpu.static_power_w,
+                                dynamic_power_w_at_max=cpu.dynamic_power_w_at_max,
+                                sources={**target.sources,
+                                         **{k: cpu.sources[k] for k in ("static_power_w", "dynamic_power_w_at_max")
+                                            if k in cpu.sources}})
+    cloud = dataclasses.replace(cloud, targets={"cpu": timed},
+                                description=f"{cloud.description}; compute measured in the server process "
+                                            f"through its /infer (x-server-ms), {cfg.profile_repeats} runs each, "
+                                            f"1-min load {os.getloadavg()[0]:.2f}")
+    cloud_path.write_text(yaml.safe_dump(profile_to_dict(cloud), sort_keys=False))
+    shutil.copyfile(cloud_path, sidecar)
+    info["server_profile"] = "measured here: the server process through its /infer (x-server-ms)"
+    info["server_process_fit_median_abs_err"] = fit["in_sample_median_abs_err"]
+
+
 def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[str, Any]]:
     """(edge profile path, cloud profile path, provenance) for the simulator twin (see module docstring)."""
     from bench.world.fit import host_profile
@@ -200,8 +282,7 @@ def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[s
         prof = server_prof = load_profile(cfg.host_profile)
         info = {"host_profile": str(cfg.host_profile), "fitted_here": False}
     else:
-        names = list(dict.fromkeys([*cfg.workloads, *FIT_FILLERS]))
-        names = names[:max(3, len(cfg.workloads))]
+        names = fit_workloads(cfg)
         fitted, info = [], {"host_profile": "fitted here", "fitted_here": True, "threads": cfg.threads}
         own = os.sched_getaffinity(0)
         try:  # the edge's and the server's CPUs each timed where that role runs (their loads differ)
@@ -532,7 +613,10 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     meter.measure_idle()
     rows = []
     with Link(dict(cfg.ports)) as link, \
-            ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
+            ServerProcess(link, fit_workloads(cfg), port=cfg.server_port, threads=cfg.threads,
+                          cpus=cfg.server_cpus) as srv:
+        # the server's compute as the server process does it (stored with the host profile), before any load
+        server_profile(cfg, link.ns_ip, edge_path, cloud_path, prof_info)
         corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
         if corun is not None:
             corun.__enter__()
@@ -553,7 +637,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             sim_radios = [lk.name for lk in u.sim.links]
             timeout_of = dict(zip(u.sim.tables.workloads, np.asarray(u.sim.tables.timeout_ms, dtype=float)))
             fallback = u.sim.on_timeout == "local"
-            pools = {r: ClientPool(link.ns_ip, p) for r, p in cfg.ports.items()}
+            states = link_state_constants(cfg.ports)  # the proxy's radio state machine, seen from the edge
+            pools = {r: ClientPool(link.ns_ip, p, states.get(r)) for r, p in cfg.ports.items()}
             prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe")
             probe_clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
@@ -594,7 +679,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 if radio:
                     client = pools[radio].get()
                     try:
-                        tim = edge.offload(wl, client, timeout_ms=timeout_of[wl], fallback=fallback, transmitter=turn)
+                        tim = edge.offload(wl, client, timeout_ms=timeout_of[wl], fallback=fallback, transmitter=turn,
+                                           radio=pools[radio])
                     finally:
                         pools[radio].put(client)
                 else:
