@@ -341,15 +341,15 @@ class EdgeRunner:
                               fallback_ms=fb.local_ms)
         promo_ms = radio.begin_exchange() if radio is not None else 0.0
         t_send = time.perf_counter()
-        on_uploaded = None
-        if transmitter is not None:
-            def on_uploaded():
-                # the emulated radio sends the bytes a promotion after they left the socket (proxy.py): hold it
-                if promo_ms > 0 and not transmitter.released:
-                    time.sleep(min(promo_ms / 1e3, max(t_send + budget_ms / 1e3 - time.perf_counter(), 0.0)))
-                transmitter.release()
+        def uploaded():
+            # the emulated radio sends the bytes a promotion after they left the socket (proxy.py): hold it
+            if promo_ms > 0 and not transmitter.released:
+                time.sleep(min(promo_ms / 1e3, max(t_send + budget_ms / 1e3 - time.perf_counter(), 0.0)))
+            transmitter.release()
+
         try:
-            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=budget_ms, on_uploaded=on_uploaded)
+            data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=budget_ms,
+                                                 on_uploaded=None if transmitter is None else uploaded)
         except OffloadTimeout as exc:
             if transmitter is not None:
                 transmitter.release()

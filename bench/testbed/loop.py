@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -620,6 +621,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
         corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
         if corun is not None:
             corun.__enter__()
+        shaper, stop_shaping = None, threading.Event()  # the thread that shapes the link at the arrivals
         try:
             edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus)
             interference, inter_info = host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels,
@@ -700,10 +702,21 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 probe(r, probe_size(est.mbps.get(r), cfg.probe_bytes))
             if corun is not None:
                 corun.measured_load()
+            def shape_at_arrivals() -> None:
+                """Request t's world from its arrival on (the twin's rates change at arrivals too): on its own
+                thread, so a request already uploading moves at the new rate and no arrival waits for ``tc``."""
+                for t in range(1, n):
+                    if stop_shaping.wait(max(clock.arrival(t) - time.perf_counter(), 0.0)):
+                        return
+                    shape(t)
+
             clock.start()
+            shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper")
+            shaping = shaper.submit(shape_at_arrivals) if cfg.pace else None
             meta = []
             for t in range(n):
-                shape(t)
+                if shaping is None:  # back to back: the arrival is now
+                    shape(t)
                 for r in RADIOS:
                     maybe_probe(r)
                 arrival, late_ms = clock.wait_for(t)
@@ -723,9 +736,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 meta.append({"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
                              "target": str(acts.at[a, "target"]), "radio": radio,
                              "qos_ms": float(trace.qos_ms[t]),
-                             "shaped_up_mbps": shaped[radio][0] if radio else np.nan,
-                             "shaped_down_mbps": shaped[radio][1] if radio else np.nan,
-                             "rtt_ms": shaped[radio][2] if radio else np.nan,
+                             "shaped_up_mbps": radio_rates(links[radio], trace, radio, t)[0] if radio else np.nan,
+                             "shaped_down_mbps": radio_rates(links[radio], trace, radio, t)[1] if radio else np.nan,
+                             "rtt_ms": links[radio].rtt_ms if radio else np.nan,
                              "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
                              **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
                              "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
@@ -738,6 +751,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
             for m_row, done in zip(meta, clock.results()):
                 rows.append({**m_row, **done})
+            if shaping is not None:
+                shaping.result()  # every arrival shaped (a failed tc call is a failed run)
             prober.shutdown(wait=True)
             for f in probing.values():
                 if f is not None:
@@ -745,6 +760,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             for c in (*probe_clients.values(), *pools.values()):
                 c.close()
         finally:
+            if shaper is not None:
+                stop_shaping.set()
+                shaper.shutdown(wait=True)
             if corun is not None:
                 corun.close()
 
@@ -797,7 +815,79 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
 PARTS = ("local", "transfer", "server", "queue")
 
 
-def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
+@dataclass
+class UploadTimeline:
+    """The uplink goodput of every route over the run's time: the live shaper holds request k's rates from its
+    arrival to the next one's (:func:`bench.testbed.live.radio_rates`), whatever request is uploading then.
+
+    The kernel gives a request the goodput at its own arrival for its whole upload; live, an upload that
+    queued for the transmitter or outlasts the next arrival moves at the rates of the moments it runs. Near
+    saturation the difference decides timeouts (mobility_walk: a 1.1 Mbit/s step followed by 3.6 Mbit/s made
+    the twin's upload 1.16 s against 0.39 s live, and its queue then held 1-2 s for twenty requests)."""
+
+    arrival_ms: np.ndarray  # (N,) request k's arrival from the first
+    up_good: np.ndarray  # (N, Q) the route's goodput (Mbit/s) from arrival k on
+    up_phy: np.ndarray  # (N, Q)
+    down_good: np.ndarray  # (N, Q)
+    down_phy: np.ndarray  # (N, Q)
+    route: np.ndarray  # (A,) an action's route (-1: local)
+    route_radio: np.ndarray  # (Q,)
+    n_radios: int
+
+    @staticmethod
+    def of(sim, states) -> "UploadTimeline":
+        from bench.sim.core import Draws
+
+        n = len(states)
+        x = sim.request_inputs(states, Draws.neutral(n, len(sim.links)))
+        ia = np.asarray(states.interarrival_ms, dtype=float).reshape(-1)
+        arrival = np.concatenate([[0.0], np.cumsum(ia[:-1])]) if n else np.zeros(0)
+        return UploadTimeline(arrival, x.up_good, x.up_phy, x.down_good, x.down_phy,
+                              np.asarray(sim.kernel.route), np.asarray(sim.kernel.route_radio), len(sim.links))
+
+    def effective_mbps(self, t: int, q: int, start_ms: float, bits: float) -> float:
+        """The mean goodput of ``bits`` sent on route ``q`` from ``start_ms`` after request ``t``'s arrival."""
+        t0 = self.arrival_ms[t] + start_ms
+        k = max(int(np.searchsorted(self.arrival_ms, t0, side="right")) - 1, 0)
+        now, left = t0, bits
+        while True:
+            rate = float(self.up_good[k, q]) * 1e3  # bits per ms
+            end = self.arrival_ms[k + 1] if k + 1 < len(self.arrival_ms) else np.inf
+            if rate > 0 and now + left / rate <= end:
+                now += left / rate
+                break
+            if not np.isfinite(end):
+                return 0.0  # a dead link to the end of the run
+            left -= rate * (end - now)
+            now, k = end, k + 1
+        return bits / (now - t0) / 1e3
+
+    def draws(self, t: int, action: int, phases: dict):
+        """Draws that give request ``t``'s upload its effective goodput (None: no upload, or the rate never
+        changes under it). The twin's upload starts after its promotion (the kernel's ``radio_start_ms`` +
+        ``promo_ms``); the download (the answer, a few KB) keeps its arrival's rate."""
+        from bench.sim.core import Draws
+
+        q = int(self.route[action])
+        up_ms = float(np.asarray(phases["up_ms"]).reshape(-1)[0]) if q >= 0 else 0.0
+        if q < 0 or not (0 < up_ms < np.inf):
+            return None
+        good, phy = float(self.up_good[t, q]), float(self.up_phy[t, q])
+        start = float(np.asarray(phases["radio_start_ms"]).reshape(-1)[0] + np.asarray(phases["promo_ms"]).reshape(-1)[0])
+        eff = self.effective_mbps(t, q, start, up_ms * good * 1e3)
+        if abs(eff - good) <= 1e-9 * good or phy <= 0:
+            return None
+        j = int(self.route_radio[q])
+        one = lambda: np.ones((1, self.n_radios))  # noqa: E731 - own arrays (neutral() shares one between fields)
+        d = Draws(one(), one(), one(), one(), np.ones(1), np.ones(1))
+        # goodput = min(phy x factor, cap): the factor alone sets it when the cap is lifted (see request_inputs);
+        # the download's factor keeps its own goodput
+        d.up_factor[0, j] = max(eff, 1e-9) / phy
+        d.down_factor[0, j] = float(self.down_good[t, q]) / max(float(self.down_phy[t, q]), 1e-12)
+        return d
+
+
+def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray, rate_in_time: bool = True):
     """The twin's prediction of a live run: the requests in order through the kernel (expected conditions:
     :meth:`Draws.neutral`), each meeting the queues the twin's own earlier requests left (one inference at a
     time on each local resource, one transmitter per radio, a FIFO queue per server route) - the waits the
@@ -810,6 +900,7 @@ def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
     n = len(actions)
     carry = Carry.fresh(1, sim.kernel)
     neutral = Draws.neutral(1, len(sim.links))
+    timeline = UploadTimeline.of(sim, states) if rate_in_time else None
     outs = []
     for t in range(n):
         idle = carry.radio_idle.copy()
@@ -817,7 +908,12 @@ def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
         idle[0, known] = quiet_ms[t, known]
         carry = Carry(carry.local_free, carry.tx_free, idle, carry.server_free, carry.throttled, carry.heat_w)
         st = states.take(np.array([t])).with_carry(carry)
-        out = sim.evaluate(st, np.asarray(actions[t:t + 1], dtype=np.int64), neutral)
+        act = np.asarray(actions[t:t + 1], dtype=np.int64)
+        out = sim.evaluate(st, act, neutral)
+        if timeline is not None:  # the upload at the rates in force while it runs, not only at its arrival
+            draws = timeline.draws(t, int(act[0]), out.phases)
+            if draws is not None:  # the factors set the goodput alone: the cap is in the effective rate already
+                out = sim.evaluate(dataclasses.replace(st, cap_mbps=np.full(1, np.inf)), act, draws)
         outs.append(out)
         carry = sim.advance(carry, out, st.interarrival_ms)
     cat = lambda xs: np.concatenate([np.atleast_1d(np.asarray(x)) for x in xs])  # noqa: E731
