@@ -802,6 +802,11 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
              "drx": "not emulated: data/network has no DRX wake-up constant (the tail power is long-DRX power)",
              "offload_timeout_ms": {str(k): float(v) for k, v in timeout_of.items()},
              "on_timeout": u.sim.on_timeout,
+             "link_rate": "live: the shaper takes request k's rates at its arrival (its own thread); the twin gives "
+                          "each upload the mean goodput of the rates in force while it runs (loop.UploadTimeline)",
+             "transmitter": "held until the upload's bytes have left the shaped link, plus the promotion the proxy "
+                            "imposes on a burst that found the radio quiet for a tail (the kernel: promotion + upload)",
+             "server_compute": prof_info.get("server_profile", ""),
              "queues": "both sides: requests issued at their arrivals; one inference at a time on the edge's CPU, "
                        "one transmitter per radio, the server one request at a time (FIFO); latency from arrival",
              **inter_info}
