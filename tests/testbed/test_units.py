@@ -761,3 +761,27 @@ def test_the_transmitter_is_held_through_the_promotion():
     th.join()
     assert 0.12 <= waited < 0.3, waited  # held through the 120 ms promotion, released before the answer
     assert pool.active == 0
+
+
+def test_the_server_profile_stored_with_the_host_profile_is_reused(tmp_path):
+    """``--host-profile P``: the server's compute measured by an earlier run, stored beside P as
+    ``<P>_server.yaml``, becomes the twin's cloud (validated; no server timing); a bad one is refused."""
+    from bench.paths import DATA_DIR
+    from bench.world.profiles import ProfileError, load_profile
+
+    stored_dir, out = tmp_path / "stored", tmp_path / "out"
+    stored_dir.mkdir()
+    out.mkdir()
+    (stored_dir / "testbed_edge.yaml").write_text((DATA_DIR / "profiles" / "peer_laptop.yaml").read_text())
+    server = (DATA_DIR / "profiles" / "cloud_rtx3080.yaml").read_text()
+    (stored_dir / "testbed_edge_server.yaml").write_text(server)
+    cfg = loop.TestbedConfig(policy="cpu_only", scenario="wifi_weak",
+                             host_profile=str(stored_dir / "testbed_edge.yaml"))
+    info: dict = {}
+    loop.server_profile(cfg, "192.0.2.1", out / "testbed_edge.yaml", out / "testbed_cloud.yaml", info)
+    assert info["server_profile"].startswith("stored with the host profile")
+    assert (out / "testbed_cloud.yaml").read_text() == server == (out / "testbed_edge_server.yaml").read_text()
+    assert load_profile(out / "testbed_cloud.yaml").name == load_profile(stored_dir / "testbed_edge_server.yaml").name
+    (stored_dir / "testbed_edge_server.yaml").write_text("name: broken\n")
+    with pytest.raises(ProfileError):
+        loop.server_profile(cfg, "192.0.2.1", out / "testbed_edge.yaml", out / "testbed_cloud.yaml", {})
