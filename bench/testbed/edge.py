@@ -54,6 +54,10 @@ class Timing:
     """Local fallback compute after a timeout (included in ``local_ms``)."""
     wait_ms: float = 0.0
     """Waiting for the edge's turn: its CPU (a local request) or the radio's transmitter (an offload)."""
+    local_cpu_ms: float = float("nan")
+    """The local compute's CPU time (its thread's): below ``local_ms`` by the time other work held the CPU."""
+    server_cpu_ms: float = float("nan")
+    """The server compute's CPU time (``x-server-cpu-ms``)."""
 
     @property
     def latency_ms(self) -> float:
@@ -142,6 +146,8 @@ class Client:
         self.conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
         self.last_end = -float("inf")
         """``time.perf_counter()`` when this radio last carried anything (the end of the last exchange)."""
+        self.last_server_cpu_ms = float("nan")
+        """The last answer's ``x-server-cpu-ms`` (NaN: none given)."""
 
     def _exchange(self, path: str, body: bytes, deadline: float, on_uploaded=None):
         def remaining() -> float:
@@ -186,6 +192,7 @@ class Client:
             raise OffloadTimeout(waited) from None
         self.last_end = time.perf_counter()
         wall = (self.last_end - t0) * 1e3
+        self.last_server_cpu_ms = float(resp.getheader("x-server-cpu-ms", "nan"))
         if resp.status != 200:
             raise RuntimeError(f"server answered {resp.status} to POST {path}: {data[:200]!r}")
         return data, wall, float(resp.getheader("x-server-ms", "nan")), float(resp.getheader("x-queue-ms", "0"))
@@ -307,13 +314,14 @@ class EdgeRunner:
             turn.wait()
         try:
             with torch.inference_mode():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 y = w.model(w.example)
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.thread_time()
         finally:
             if turn is not None:
                 turn.release()
-        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3)
+        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3,
+                      local_cpu_ms=(c1 - c0) * 1e3 if self.threads == 1 else float("nan"))
 
     def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True,
                 transmitter: Turn | None = None, radio: "ClientPool | None" = None) -> Timing:
@@ -355,7 +363,8 @@ class EdgeRunner:
                 transmitter.release()
             fb = self.local(name) if fallback else Timing()
             return Timing(local_ms=enc_ms + fb.local_ms, transfer_ms=exc.waited_ms, bytes_up=len(body),
-                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms, wait_ms=wait_ms)
+                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms, wait_ms=wait_ms,
+                          local_cpu_ms=fb.local_cpu_ms)
         finally:
             if transmitter is not None:
                 transmitter.release()
@@ -363,7 +372,7 @@ class EdgeRunner:
                 radio.end_exchange(client)
         return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
                       bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32),
-                      wait_ms=wait_ms)
+                      wait_ms=wait_ms, server_cpu_ms=client.last_server_cpu_ms)
 
     def split(self, name: str, xi: float, client: Client, timeout_ms: float = float("inf"),
               turn: Turn | None = None) -> Timing:

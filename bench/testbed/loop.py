@@ -691,7 +691,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 row = {"local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms, "server_ms": tim.server_ms,
                        "edge_queue_ms": tim.wait_ms, "server_queue_ms": tim.server_queue_ms,
                        "timed_out": tim.timed_out, "fallback_ms": tim.fallback_ms,
-                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down}
+                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
+                       "local_cpu_ms": tim.local_cpu_ms, "server_cpu_ms": tim.server_cpu_ms}
                 if e0 is not None and e1 is not None:  # RAPL: the whole package above its idle power
                     row["energy_rapl_mj"] = ((e1 - e0) - meter.idle_w * (w1 - w0)) * 1e3
                 return row
@@ -985,6 +986,22 @@ def part_errors(df: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def off_cpu_shares(df: pd.DataFrame) -> dict[str, float]:
+    """Per compute part: the median share of its wall time its thread did *not* run (1 - CPU time / wall time).
+
+    Near 0 on a quiet host; other load (and, on the edge, the scenario's own co-runners, which the twin models)
+    raises it. A part whose error comes with a high share is load-driven: the twin predicts the compute, not
+    when a shared host lets it run. NaN where the part was not measured (more than one torch thread)."""
+    out = {}
+    for part in ("local", "server"):
+        wall = df[f"{part}_ms"].to_numpy(dtype=float) if f"{part}_ms" in df else np.zeros(0)
+        cpu = df[f"{part}_cpu_ms"].to_numpy(dtype=float) if f"{part}_cpu_ms" in df else np.full(len(wall), np.nan)
+        keep = np.isfinite(cpu) & (wall > 0)  # an offload's local encoding is not timed so: NaN, left out
+        share = np.clip(1.0 - cpu[keep] / wall[keep], 0.0, 1.0)
+        out[f"{part}_off_cpu_share_median"] = float(np.median(share)) if len(share) else float("nan")
+    return out
+
+
 def energy_check(df: pd.DataFrame, meter: EnergyMeter) -> dict:
     """RAPL package energy above idle vs the twin's energy, over the local-only requests (else why not)."""
     if meter.meter is None or "energy_rapl_mj" not in df.columns:
@@ -1018,6 +1035,7 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "latency_median_ms": float(np.median(meas)), "latency_p95_ms": float(np.percentile(meas, 95)),
         "pred_latency_median_ms": float(np.median(pred)), "pred_latency_p95_ms": float(np.percentile(pred, 95)),
         "latency_mape": float(ape.mean()), "latency_median_ape": float(np.median(ape)), **part_errors(df),
+        **off_cpu_shares(df),
         "local_ms_mean": float(df["local_ms"].mean()), "transfer_ms_mean": float(df["transfer_ms"].mean()),
         "server_ms_mean": float(df["server_ms"].mean()), "queue_ms_mean": float(df["queue_ms"].mean()),
         "timeouts": int(df["timed_out"].sum()), "pred_timeouts": int(df["pred_timed_out"].sum()),

@@ -785,3 +785,14 @@ def test_the_server_profile_stored_with_the_host_profile_is_reused(tmp_path):
     (stored_dir / "testbed_edge_server.yaml").write_text("name: broken\n")
     with pytest.raises(ProfileError):
         loop.server_profile(cfg, "192.0.2.1", out / "testbed_edge.yaml", out / "testbed_cloud.yaml", {})
+
+
+def test_off_cpu_share_says_how_much_of_a_part_other_work_held():
+    import pandas as pd
+
+    df = pd.DataFrame({"local_ms": [10.0, 20.0, 40.0, 1.0], "local_cpu_ms": [10.0, 10.0, 10.0, np.nan],
+                       "server_ms": [0.0, 8.0, 8.0, 8.0], "server_cpu_ms": [np.nan, 8.0, 8.4, 2.0]})
+    out = loop.off_cpu_shares(df)
+    assert out["local_off_cpu_share_median"] == pytest.approx(0.5)  # shares 0, 0.5, 0.75; the NaN row left out
+    assert out["server_off_cpu_share_median"] == pytest.approx(0.0)  # 0, 0 (clipped), 0.75
+    assert np.isnan(loop.off_cpu_shares(df.drop(columns=["local_cpu_ms"]))["local_off_cpu_share_median"])
