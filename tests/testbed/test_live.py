@@ -225,7 +225,11 @@ def test_dvfo_split_runs_live_and_says_what_this_host_lacks(tmp_path):
     # the share's bytes went over the link: far fewer than the full input (uint8 share of the cut's channels)
     assert (split["bytes_up"] > 0).all() and (split["bytes_up"] < 3 * 224 * 224).all()
     assert (df.loc[~df["split"], "bytes_up"] == 0).all()  # no split point (lstm_text): DVFO's xi = 0, local
-    # latency from the arrival: the parts (waits included) account for it but for thread hand-offs
+    # latency from the arrival: the parts (waits included) account for it but for thread hand-offs (starting the
+    # share's sender thread, joining it), which a loaded shared host stretches to tens of ms (10-20 ms at load
+    # 6-14 were seen): bounded relative to the latency, and the parts never exceed it
     parts = df["local_ms"] + df["transfer_ms"] + df["server_ms"] + df["queue_ms"]
-    assert float((df["latency_ms"] - parts).abs().median()) < 5.0, (df["latency_ms"] - parts).tolist()
+    other = (df["latency_ms"] - parts).to_numpy()
+    assert (other > -1.0).all(), other.tolist()
+    assert float(np.median(other)) < max(5.0, 0.1 * float(df["latency_ms"].median())), other.tolist()
     assert _gone(f"bt{os.getpid() % 10**8}")
