@@ -25,6 +25,7 @@ import http.client
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -54,6 +55,10 @@ class Timing:
     """Local fallback compute after a timeout (included in ``local_ms``)."""
     wait_ms: float = 0.0
     """Waiting for the edge's turn: its CPU (a local request) or the radio's transmitter (an offload)."""
+    local_cpu_ms: float = float("nan")
+    """The local compute's CPU time (its thread's): below ``local_ms`` by the time other work held the CPU."""
+    server_cpu_ms: float = float("nan")
+    """The server compute's CPU time (``x-server-cpu-ms``)."""
 
     @property
     def latency_ms(self) -> float:
@@ -113,6 +118,11 @@ class Turn:
         self._done = True
         return False
 
+    @property
+    def released(self) -> bool:
+        """Given back (or given up)."""
+        return self._done
+
     def release(self) -> None:
         if self._held and not self._done:
             self._done = True
@@ -137,6 +147,8 @@ class Client:
         self.conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
         self.last_end = -float("inf")
         """``time.perf_counter()`` when this radio last carried anything (the end of the last exchange)."""
+        self.last_server_cpu_ms = float("nan")
+        """The last answer's ``x-server-cpu-ms`` (NaN: none given)."""
 
     def _exchange(self, path: str, body: bytes, deadline: float, on_uploaded=None):
         def remaining() -> float:
@@ -176,17 +188,31 @@ class Client:
         except TimeoutError:
             self.last_end = time.perf_counter()
             waited = (self.last_end - t0) * 1e3
+            _abort(self.conn.sock)  # the upload's unsent bytes must not keep the shaped link busy
             self.conn.close()  # the late answer must not be read as the next request's
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
             raise OffloadTimeout(waited) from None
         self.last_end = time.perf_counter()
         wall = (self.last_end - t0) * 1e3
+        self.last_server_cpu_ms = float(resp.getheader("x-server-cpu-ms", "nan"))
         if resp.status != 200:
             raise RuntimeError(f"server answered {resp.status} to POST {path}: {data[:200]!r}")
         return data, wall, float(resp.getheader("x-server-ms", "nan")), float(resp.getheader("x-queue-ms", "0"))
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _abort(sock) -> None:
+    """Close ``sock`` with a reset (``SO_LINGER`` 0): its send queue is dropped. A plain close keeps sending
+    what the app gave up on, so a timed-out upload's remaining bytes held the shaped link for the requests
+    after it (on a 0.1 Mbit/s stretch, seconds); the simulator's radio stops at the deadline."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
 
 
 def _wait_acknowledged(sock, deadline: float, poll_s: float = 0.001) -> None:
@@ -207,12 +233,36 @@ class ClientPool:
     """Persistent connections to one radio's proxy port, one per request in flight (HTTP/1.1 has one
     exchange at a time per connection); ``last_end``: when the radio last carried anything."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, radio_state: tuple[float, float] | None = None):
         self.host, self.port = host, port
         self._free: list[Client] = []
         self._lock = threading.Lock()
         self.in_flight = 0
         self.last_end = -float("inf")
+        self.radio_state = radio_state
+        """(promotion_ms, tail_ms) of the radio state machine the delaying proxy emulates on this port
+        (:func:`bench.testbed.proxy.link_state_constants`); None: no state machine."""
+        self.active = 0  # exchanges that have started sending and not yet ended (requests and probes)
+
+    def begin_exchange(self) -> float:
+        """An exchange starts sending now: the promotion (ms) the proxy will impose on it - the proxy's rule, seen
+        from the edge: nothing carried for a whole tail (no exchange active, the last one ended a tail ago).
+
+        The proxy acknowledges the bytes as the shaper passes them and shifts the burst by the promotion, so
+        the upload's bytes leave the edge's socket a promotion *before* the emulated radio has sent them; the
+        caller holds the transmitter that much longer (a radio cannot send while it is being promoted)."""
+        with self._lock:
+            promo = 0.0
+            if self.radio_state is not None and self.active == 0 \
+                    and (time.perf_counter() - self.last_end) * 1e3 >= self.radio_state[1]:
+                promo = float(self.radio_state[0])
+            self.active += 1
+            return promo
+
+    def end_exchange(self, client: Client) -> None:
+        with self._lock:
+            self.active -= 1
+            self.last_end = max(self.last_end, client.last_end)
 
     def get(self) -> Client:
         with self._lock:
@@ -233,12 +283,13 @@ class ClientPool:
         def held():
             with self._lock:
                 self.in_flight += 1
+            self.begin_exchange()
             try:
                 yield client
             finally:
+                self.end_exchange(client)
                 with self._lock:
                     self.in_flight -= 1
-                    self.last_end = max(self.last_end, client.last_end)
         return held()
 
     def quiet_ms(self, now: float) -> float:
@@ -277,20 +328,22 @@ class EdgeRunner:
             turn.wait()
         try:
             with torch.inference_mode():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 y = w.model(w.example)
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.thread_time()
         finally:
             if turn is not None:
                 turn.release()
-        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3)
+        return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3,
+                      local_cpu_ms=(c1 - c0) * 1e3 if self.threads == 1 else float("nan"))
 
     def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True,
-                transmitter: Turn | None = None) -> Timing:
+                transmitter: Turn | None = None, radio: "ClientPool | None" = None) -> Timing:
         """The whole request on the server; past ``timeout_ms`` (from the hand-off to the network stack, the
         wait for the ``transmitter`` included, as in the simulator) the client gives up and, with ``fallback``,
         runs it here (the simulator's ``on_timeout: local``; the fallback takes no turn on the CPU, as there).
-        ``transmitter``: this request's turn on the radio, held until its upload has left the link."""
+        ``transmitter``: this request's turn on the radio, held until its upload has left the link (and, where
+        ``radio`` (the radio's :class:`ClientPool`) says the proxy promotes this burst, a promotion longer)."""
         from bench.testbed import models as m
 
         w = self.models[name]
@@ -308,21 +361,32 @@ class EdgeRunner:
                 fb = self.local(name) if fallback else Timing()
                 return Timing(local_ms=enc_ms + fb.local_ms, wait_ms=wait_ms, output=fb.output, timed_out=True,
                               fallback_ms=fb.local_ms)
+        promo_ms = radio.begin_exchange() if radio is not None else 0.0
+        t_send = time.perf_counter()
+        def uploaded():
+            # the emulated radio sends the bytes a promotion after they left the socket (proxy.py): hold it
+            if promo_ms > 0 and not transmitter.released:
+                time.sleep(min(promo_ms / 1e3, max(t_send + budget_ms / 1e3 - time.perf_counter(), 0.0)))
+            transmitter.release()
+
         try:
             data, wall, srv, queue = client.post(f"/infer/{name}", body, timeout_ms=budget_ms,
-                                                 on_uploaded=None if transmitter is None else transmitter.release)
+                                                 on_uploaded=None if transmitter is None else uploaded)
         except OffloadTimeout as exc:
             if transmitter is not None:
                 transmitter.release()
             fb = self.local(name) if fallback else Timing()
             return Timing(local_ms=enc_ms + fb.local_ms, transfer_ms=exc.waited_ms, bytes_up=len(body),
-                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms, wait_ms=wait_ms)
+                          output=fb.output, timed_out=True, fallback_ms=fb.local_ms, wait_ms=wait_ms,
+                          local_cpu_ms=fb.local_cpu_ms)
         finally:
             if transmitter is not None:
                 transmitter.release()
+            if radio is not None:
+                radio.end_exchange(client)
         return Timing(local_ms=enc_ms, transfer_ms=max(wall - srv - queue, 0.0), server_ms=srv, server_queue_ms=queue,
                       bytes_up=len(body), bytes_down=len(data), output=np.frombuffer(data, dtype=np.float32),
-                      wait_ms=wait_ms)
+                      wait_ms=wait_ms, server_cpu_ms=client.last_server_cpu_ms)
 
     def split(self, name: str, xi: float, client: Client, timeout_ms: float = float("inf"),
               turn: Turn | None = None) -> Timing:
@@ -397,12 +461,20 @@ def _np(y) -> np.ndarray:
 
 # --------------------------------------------------------------------------- co-runners
 
+#: the co-runners' duty-cycle period. The twin stretches every inference by the *expected* slowdown of a load
+#: fraction; a period longer than an inference makes the live slowdown all or nothing by phase (at 0.1 s, one
+#: mobilenet_v2 run under a 0.9 CPU load took 21-250 ms against the twin's 47), so the period is shorter than
+#: the served inferences and each one meets about the load's fraction, as the twin assumes
+#: (assumed: 10 ms, the shortest a Python thread's SIGSTOP/SIGCONT cycle keeps without eating the edge's CPU)
+DUTY_PERIOD_S = 0.01
+
+
 @dataclass
 class CoRunners:
     """Duty-cycled ``stress-ng`` CPU and memory stressors on ``cpus`` (see module docstring)."""
 
     cpus: tuple[int, ...] = (0,)
-    period_s: float = 0.1
+    period_s: float = DUTY_PERIOD_S
     vm_bytes: str = "64M"
     #: command prefix, e.g. ``["ip", "netns", "exec", "bt123"]``: started inside the testbed's namespace, the
     #: stressors are among the processes its cleanup kills, even after the testbed itself was SIGKILLed

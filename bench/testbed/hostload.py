@@ -10,6 +10,10 @@ sharing the edge's CPUs, so the twin gets coefficients measured here instead:
   with the CPU stressor alone at the scenario's CPU load level and with the memory
   stressor alone at its memory level (:class:`bench.testbed.edge.CoRunners`, the
   same duty cycle the live run uses);
+* ``t0`` and ``t`` are both wall-clock times taken in the same interleaved rounds, so the stretch is the
+  co-runner's relative effect at the host's load of the moment (the quick fit's ``t0``, thread CPU time
+  with one torch thread, is unrelated load's; tried: ``t0`` as CPU time here too turned the unrelated
+  load of a shared host into the co-runner's coefficient, k_cpu 0.3 -> 4.7 at load 12);
 * the simulator's model is ``t = t0 + k * load * part`` with ``part`` the time the
   load slows (``pre_cpu_ms`` or ``pre_mem_ms`` of the workload's local CPU action,
   scaled to the measured ``t0``); ``k`` is the least-squares fit through the origin

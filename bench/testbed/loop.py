@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -177,17 +178,130 @@ def _power() -> dict[str, tuple[float, str]]:
     return {k: (float(v["value"]), str(v["source"])) for k, v in raw.items()}
 
 
-def quick_host_trace(workloads, threads: int, repeats: int) -> pd.DataFrame:
-    """Time ``workloads`` on this process's CPUs (trace columns the fit reads)."""
-    from bench.pipeline.measure import time_workload
+def quick_host_trace(workloads, threads: int, repeats: int, warmup: int = 2) -> pd.DataFrame:
+    """Time ``workloads`` on this process's CPUs (trace columns the fit reads).
 
+    With one torch thread the fitted time is the inference thread's CPU time (median), as the profile stage
+    does (``profile.fit_on_cpu_time``): other load on a shared host only deschedules the thread, and the
+    fit happens seconds before the requests it predicts, under other load than theirs (at load 11 the wall
+    time of mobilenet_v2 here was 53-93 ms while its CPU time, then and live, was 21-23 ms). The wall-clock
+    median is kept as ``latency_wall_ms``; the live side's off-CPU share says how much load the run met."""
+    import torch
+
+    from bench.pipeline.measure import host_cpu_mhz
+    from bench.world.workloads import build
+
+    torch.set_num_threads(threads)
     rows = []
     for w in workloads:
-        r = time_workload(w, warmup=2, repeats=repeats, threads=threads)
-        rows.append({"workload": w, "latency_ms": r["latency_ms"], "latency_p95_ms": r["latency_p95_ms"],
-                     "n_runs": r["n_runs"], "cpu_mhz": r["cpu_mhz"], "error": "", "meter": "none",
-                     "power_w": float("nan")})
+        model, example = build(w)
+        wall, cpu = np.empty(repeats), np.empty(repeats)
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(example)
+            for i in range(repeats):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                model(example)
+                wall[i], cpu[i] = (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3
+        fitted = cpu if threads == 1 else wall
+        rows.append({"workload": w, "latency_ms": float(np.median(fitted)),
+                     "latency_p95_ms": float(np.percentile(fitted, 95)), "n_runs": int(repeats),
+                     "cpu_mhz": host_cpu_mhz(), "error": "", "meter": "none", "power_w": float("nan"),
+                     "latency_wall_ms": float(np.median(wall)),
+                     "timed": "thread CPU time" if threads == 1 else "wall clock"})
     return pd.DataFrame(rows)
+
+
+def fit_workloads(cfg: TestbedConfig) -> list[str]:
+    """The workloads a quick fit times: the served ones, filled up to three (the fit has three constants)."""
+    names = list(dict.fromkeys([*cfg.workloads, *FIT_FILLERS]))
+    return names[:max(3, len(cfg.workloads))]
+
+
+def server_quick_trace(host: str, port: int, workloads, repeats: int, warmup: int = 2,
+                       cpu_time: bool = True) -> pd.DataFrame:
+    """Time ``workloads`` *in the running server process*, through its own ``/infer`` on the unshaped port:
+    the server's reported compute (``x-server-ms``: the model call under its lock, in its worker thread, on
+    its CPUs, beside its event loop) - what the live run's server part measures - in the trace's columns;
+    with ``cpu_time`` (one torch thread) the fitted time is its thread's CPU time (``x-server-cpu-ms``)."""
+    from bench.testbed import models as m
+    from bench.testbed.edge import Client
+
+    client = Client(host, port)
+    rows = []
+    try:
+        for w in workloads:
+            body = m.encode_input(m.warm(w, runs=0))
+            for _ in range(warmup):
+                client.post(f"/infer/{w}", body)
+            wall, cpu = [], []
+            for _ in range(repeats):
+                wall.append(client.post(f"/infer/{w}", body)[2])
+                cpu.append(client.last_server_cpu_ms)
+            wall, cpu = np.array(wall), np.array(cpu)
+            fitted = cpu if cpu_time and np.isfinite(cpu).all() else wall  # see quick_host_trace
+            rows.append({"workload": w, "latency_ms": float(np.median(fitted)),
+                         "latency_p95_ms": float(np.percentile(fitted, 95)), "n_runs": int(repeats),
+                         "cpu_mhz": _cpu_mhz(), "error": "", "meter": "none", "power_w": float("nan"),
+                         "latency_wall_ms": float(np.median(wall)),
+                         "timed": "thread CPU time (x-server-cpu-ms)" if fitted is cpu else "wall clock"})
+    finally:
+        client.close()
+    return pd.DataFrame(rows)
+
+
+def _cpu_mhz() -> float:
+    from bench.pipeline.measure import host_cpu_mhz
+
+    return host_cpu_mhz()
+
+
+def server_profile(cfg: TestbedConfig, host: str, edge_path: Path, cloud_path: Path, info: dict[str, Any]) -> None:
+    """The twin's cloud: the server process's own compute, measured by the testbed through the running server
+    (:func:`server_quick_trace`) and fitted like the edge, written to ``cloud_path`` and stored with the host
+    profile as ``<profile>_server.yaml``; with ``--host-profile``, the one stored beside it where there is one.
+
+    The edge's quick fit times the workloads in the testbed's own process; the server's compute differs (its
+    worker thread, the proxy's event loop beside it, its own process's warm state), so timing the edge's
+    process on the server's CPUs (as before) predicted its compute 35-140 % off."""
+    import shutil
+
+    from bench.world.fit import host_profile
+    from bench.world.opclasses import load_op_classes
+    from bench.world.profiles import load_profile, profile_to_dict
+
+    sidecar = edge_path.with_name(f"{edge_path.stem}_server.yaml")
+    if cfg.host_profile:
+        given = Path(cfg.host_profile)
+        stored = given.with_name(f"{given.stem}_server.yaml")
+        if stored.is_file():
+            load_profile(stored)  # validated before the twin reads it
+            shutil.copyfile(stored, cloud_path)
+            shutil.copyfile(stored, sidecar)
+            info["server_profile"] = f"stored with the host profile: {stored}"
+            return
+    trace = server_quick_trace(host, cfg.server_port, fit_workloads(cfg), cfg.profile_repeats,
+                               cpu_time=cfg.threads == 1)
+    trace.to_csv(cloud_path.with_name("host_quick_trace_server_process.csv"), index=False)
+    p, fit, _ = host_profile(trace, load_op_classes(), name="testbed_server",
+                             description=f"this host's server process at {cfg.threads} thread(s) on CPUs "
+                                         f"{list(cfg.server_cpus)}, timed through its /infer (x-server-ms)")
+    cloud = load_profile(cloud_path)  # the powered cloud written by host_profiles: keep its power, swap the timing
+    target = p.primary_target
+    cpu = cloud.primary_target
+    timed = dataclasses.replace(target, static_power_w=cpu.static_power_w,
+                                dynamic_power_w_at_max=cpu.dynamic_power_w_at_max,
+                                sources={**target.sources,
+                                         **{k: cpu.sources[k] for k in ("static_power_w", "dynamic_power_w_at_max")
+                                            if k in cpu.sources}})
+    cloud = dataclasses.replace(cloud, targets={"cpu": timed},
+                                description=f"{cloud.description}; compute measured in the server process "
+                                            f"through its /infer (x-server-ms), {cfg.profile_repeats} runs each, "
+                                            f"1-min load {os.getloadavg()[0]:.2f}")
+    cloud_path.write_text(yaml.safe_dump(profile_to_dict(cloud), sort_keys=False))
+    shutil.copyfile(cloud_path, sidecar)
+    info["server_profile"] = "measured here: the server process through its /infer (x-server-ms)"
+    info["server_process_fit_median_abs_err"] = fit["in_sample_median_abs_err"]
 
 
 def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[str, Any]]:
@@ -200,8 +314,7 @@ def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[s
         prof = server_prof = load_profile(cfg.host_profile)
         info = {"host_profile": str(cfg.host_profile), "fitted_here": False}
     else:
-        names = list(dict.fromkeys([*cfg.workloads, *FIT_FILLERS]))
-        names = names[:max(3, len(cfg.workloads))]
+        names = fit_workloads(cfg)
         fitted, info = [], {"host_profile": "fitted here", "fitted_here": True, "threads": cfg.threads}
         own = os.sched_getaffinity(0)
         try:  # the edge's and the server's CPUs each timed where that role runs (their loads differ)
@@ -532,10 +645,14 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     meter.measure_idle()
     rows = []
     with Link(dict(cfg.ports)) as link, \
-            ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
+            ServerProcess(link, fit_workloads(cfg), port=cfg.server_port, threads=cfg.threads,
+                          cpus=cfg.server_cpus) as srv:
+        # the server's compute as the server process does it (stored with the host profile), before any load
+        server_profile(cfg, link.ns_ip, edge_path, cloud_path, prof_info)
         corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
         if corun is not None:
             corun.__enter__()
+        shaper, stop_shaping = None, threading.Event()  # the thread that shapes the link at the arrivals
         try:
             edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus)
             interference, inter_info = host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels,
@@ -553,7 +670,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             sim_radios = [lk.name for lk in u.sim.links]
             timeout_of = dict(zip(u.sim.tables.workloads, np.asarray(u.sim.tables.timeout_ms, dtype=float)))
             fallback = u.sim.on_timeout == "local"
-            pools = {r: ClientPool(link.ns_ip, p) for r, p in cfg.ports.items()}
+            states = link_state_constants(cfg.ports)  # the proxy's radio state machine, seen from the edge
+            pools = {r: ClientPool(link.ns_ip, p, states.get(r)) for r, p in cfg.ports.items()}
             prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe")
             probe_clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
@@ -594,7 +712,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 if radio:
                     client = pools[radio].get()
                     try:
-                        tim = edge.offload(wl, client, timeout_ms=timeout_of[wl], fallback=fallback, transmitter=turn)
+                        tim = edge.offload(wl, client, timeout_ms=timeout_of[wl], fallback=fallback, transmitter=turn,
+                                           radio=pools[radio])
                     finally:
                         pools[radio].put(client)
                 else:
@@ -603,7 +722,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 row = {"local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms, "server_ms": tim.server_ms,
                        "edge_queue_ms": tim.wait_ms, "server_queue_ms": tim.server_queue_ms,
                        "timed_out": tim.timed_out, "fallback_ms": tim.fallback_ms,
-                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down}
+                       "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
+                       "local_cpu_ms": tim.local_cpu_ms, "server_cpu_ms": tim.server_cpu_ms}
                 if e0 is not None and e1 is not None:  # RAPL: the whole package above its idle power
                     row["energy_rapl_mj"] = ((e1 - e0) - meter.idle_w * (w1 - w0)) * 1e3
                 return row
@@ -614,10 +734,21 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 probe(r, probe_size(est.mbps.get(r), cfg.probe_bytes))
             if corun is not None:
                 corun.measured_load()
+            def shape_at_arrivals() -> None:
+                """Request t's world from its arrival on (the twin's rates change at arrivals too): on its own
+                thread, so a request already uploading moves at the new rate and no arrival waits for ``tc``."""
+                for t in range(1, n):
+                    if stop_shaping.wait(max(clock.arrival(t) - time.perf_counter(), 0.0)):
+                        return
+                    shape(t)
+
             clock.start()
+            shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper")
+            shaping = shaper.submit(shape_at_arrivals) if cfg.pace else None
             meta = []
             for t in range(n):
-                shape(t)
+                if shaping is None:  # back to back: the arrival is now
+                    shape(t)
                 for r in RADIOS:
                     maybe_probe(r)
                 arrival, late_ms = clock.wait_for(t)
@@ -637,9 +768,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 meta.append({"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
                              "target": str(acts.at[a, "target"]), "radio": radio,
                              "qos_ms": float(trace.qos_ms[t]),
-                             "shaped_up_mbps": shaped[radio][0] if radio else np.nan,
-                             "shaped_down_mbps": shaped[radio][1] if radio else np.nan,
-                             "rtt_ms": shaped[radio][2] if radio else np.nan,
+                             "shaped_up_mbps": radio_rates(links[radio], trace, radio, t)[0] if radio else np.nan,
+                             "shaped_down_mbps": radio_rates(links[radio], trace, radio, t)[1] if radio else np.nan,
+                             "rtt_ms": links[radio].rtt_ms if radio else np.nan,
                              "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
                              **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
                              "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
@@ -652,6 +783,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
             for m_row, done in zip(meta, clock.results()):
                 rows.append({**m_row, **done})
+            if shaping is not None:
+                shaping.result()  # every arrival shaped (a failed tc call is a failed run)
             prober.shutdown(wait=True)
             for f in probing.values():
                 if f is not None:
@@ -659,6 +792,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             for c in (*probe_clients.values(), *pools.values()):
                 c.close()
         finally:
+            if shaper is not None:
+                stop_shaping.set()
+                shaper.shutdown(wait=True)
             if corun is not None:
                 corun.close()
 
@@ -698,6 +834,11 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
              "drx": "not emulated: data/network has no DRX wake-up constant (the tail power is long-DRX power)",
              "offload_timeout_ms": {str(k): float(v) for k, v in timeout_of.items()},
              "on_timeout": u.sim.on_timeout,
+             "link_rate": "live: the shaper takes request k's rates at its arrival (its own thread); the twin gives "
+                          "each upload the mean goodput of the rates in force while it runs (loop.UploadTimeline)",
+             "transmitter": "held until the upload's bytes have left the shaped link, plus the promotion the proxy "
+                            "imposes on a burst that found the radio quiet for a tail (the kernel: promotion + upload)",
+             "server_compute": prof_info.get("server_profile", ""),
              "queues": "both sides: requests issued at their arrivals; one inference at a time on the edge's CPU, "
                        "one transmitter per radio, the server one request at a time (FIFO); latency from arrival",
              **inter_info}
@@ -711,7 +852,79 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
 PARTS = ("local", "transfer", "server", "queue")
 
 
-def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
+@dataclass
+class UploadTimeline:
+    """The uplink goodput of every route over the run's time: the live shaper holds request k's rates from its
+    arrival to the next one's (:func:`bench.testbed.live.radio_rates`), whatever request is uploading then.
+
+    The kernel gives a request the goodput at its own arrival for its whole upload; live, an upload that
+    queued for the transmitter or outlasts the next arrival moves at the rates of the moments it runs. Near
+    saturation the difference decides timeouts (mobility_walk: a 1.1 Mbit/s step followed by 3.6 Mbit/s made
+    the twin's upload 1.16 s against 0.39 s live, and its queue then held 1-2 s for twenty requests)."""
+
+    arrival_ms: np.ndarray  # (N,) request k's arrival from the first
+    up_good: np.ndarray  # (N, Q) the route's goodput (Mbit/s) from arrival k on
+    up_phy: np.ndarray  # (N, Q)
+    down_good: np.ndarray  # (N, Q)
+    down_phy: np.ndarray  # (N, Q)
+    route: np.ndarray  # (A,) an action's route (-1: local)
+    route_radio: np.ndarray  # (Q,)
+    n_radios: int
+
+    @staticmethod
+    def of(sim, states) -> "UploadTimeline":
+        from bench.sim.core import Draws
+
+        n = len(states)
+        x = sim.request_inputs(states, Draws.neutral(n, len(sim.links)))
+        ia = np.asarray(states.interarrival_ms, dtype=float).reshape(-1)
+        arrival = np.concatenate([[0.0], np.cumsum(ia[:-1])]) if n else np.zeros(0)
+        return UploadTimeline(arrival, x.up_good, x.up_phy, x.down_good, x.down_phy,
+                              np.asarray(sim.kernel.route), np.asarray(sim.kernel.route_radio), len(sim.links))
+
+    def effective_mbps(self, t: int, q: int, start_ms: float, bits: float) -> float:
+        """The mean goodput of ``bits`` sent on route ``q`` from ``start_ms`` after request ``t``'s arrival."""
+        t0 = self.arrival_ms[t] + start_ms
+        k = max(int(np.searchsorted(self.arrival_ms, t0, side="right")) - 1, 0)
+        now, left = t0, bits
+        while True:
+            rate = float(self.up_good[k, q]) * 1e3  # bits per ms
+            end = self.arrival_ms[k + 1] if k + 1 < len(self.arrival_ms) else np.inf
+            if rate > 0 and now + left / rate <= end:
+                now += left / rate
+                break
+            if not np.isfinite(end):
+                return 0.0  # a dead link to the end of the run
+            left -= rate * (end - now)
+            now, k = end, k + 1
+        return bits / (now - t0) / 1e3
+
+    def draws(self, t: int, action: int, phases: dict):
+        """Draws that give request ``t``'s upload its effective goodput (None: no upload, or the rate never
+        changes under it). The twin's upload starts after its promotion (the kernel's ``radio_start_ms`` +
+        ``promo_ms``); the download (the answer, a few KB) keeps its arrival's rate."""
+        from bench.sim.core import Draws
+
+        q = int(self.route[action])
+        up_ms = float(np.asarray(phases["up_ms"]).reshape(-1)[0]) if q >= 0 else 0.0
+        if q < 0 or not (0 < up_ms < np.inf):
+            return None
+        good, phy = float(self.up_good[t, q]), float(self.up_phy[t, q])
+        start = float(np.asarray(phases["radio_start_ms"]).reshape(-1)[0] + np.asarray(phases["promo_ms"]).reshape(-1)[0])
+        eff = self.effective_mbps(t, q, start, up_ms * good * 1e3)
+        if abs(eff - good) <= 1e-9 * good or phy <= 0:
+            return None
+        j = int(self.route_radio[q])
+        one = lambda: np.ones((1, self.n_radios))  # noqa: E731 - own arrays (neutral() shares one between fields)
+        d = Draws(one(), one(), one(), one(), np.ones(1), np.ones(1))
+        # goodput = min(phy x factor, cap): the factor alone sets it when the cap is lifted (see request_inputs);
+        # the download's factor keeps its own goodput
+        d.up_factor[0, j] = max(eff, 1e-9) / phy
+        d.down_factor[0, j] = float(self.down_good[t, q]) / max(float(self.down_phy[t, q]), 1e-12)
+        return d
+
+
+def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray, rate_in_time: bool = True):
     """The twin's prediction of a live run: the requests in order through the kernel (expected conditions:
     :meth:`Draws.neutral`), each meeting the queues the twin's own earlier requests left (one inference at a
     time on each local resource, one transmitter per radio, a FIFO queue per server route) - the waits the
@@ -724,6 +937,7 @@ def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
     n = len(actions)
     carry = Carry.fresh(1, sim.kernel)
     neutral = Draws.neutral(1, len(sim.links))
+    timeline = UploadTimeline.of(sim, states) if rate_in_time else None
     outs = []
     for t in range(n):
         idle = carry.radio_idle.copy()
@@ -731,7 +945,12 @@ def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray):
         idle[0, known] = quiet_ms[t, known]
         carry = Carry(carry.local_free, carry.tx_free, idle, carry.server_free, carry.throttled, carry.heat_w)
         st = states.take(np.array([t])).with_carry(carry)
-        out = sim.evaluate(st, np.asarray(actions[t:t + 1], dtype=np.int64), neutral)
+        act = np.asarray(actions[t:t + 1], dtype=np.int64)
+        out = sim.evaluate(st, act, neutral)
+        if timeline is not None:  # the upload at the rates in force while it runs, not only at its arrival
+            draws = timeline.draws(t, int(act[0]), out.phases)
+            if draws is not None:  # the factors set the goodput alone: the cap is in the effective rate already
+                out = sim.evaluate(dataclasses.replace(st, cap_mbps=np.full(1, np.inf)), act, draws)
         outs.append(out)
         carry = sim.advance(carry, out, st.interarrival_ms)
     cat = lambda xs: np.concatenate([np.atleast_1d(np.asarray(x)) for x in xs])  # noqa: E731
@@ -798,6 +1017,22 @@ def part_errors(df: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def off_cpu_shares(df: pd.DataFrame) -> dict[str, float]:
+    """Per compute part: the median share of its wall time its thread did *not* run (1 - CPU time / wall time).
+
+    Near 0 on a quiet host; other load (and, on the edge, the scenario's own co-runners, which the twin models)
+    raises it. A part whose error comes with a high share is load-driven: the twin predicts the compute, not
+    when a shared host lets it run. NaN where the part was not measured (more than one torch thread)."""
+    out = {}
+    for part in ("local", "server"):
+        wall = df[f"{part}_ms"].to_numpy(dtype=float) if f"{part}_ms" in df else np.zeros(0)
+        cpu = df[f"{part}_cpu_ms"].to_numpy(dtype=float) if f"{part}_cpu_ms" in df else np.full(len(wall), np.nan)
+        keep = np.isfinite(cpu) & (wall > 0)  # an offload's local encoding is not timed so: NaN, left out
+        share = np.clip(1.0 - cpu[keep] / wall[keep], 0.0, 1.0)
+        out[f"{part}_off_cpu_share_median"] = float(np.median(share)) if len(share) else float("nan")
+    return out
+
+
 def energy_check(df: pd.DataFrame, meter: EnergyMeter) -> dict:
     """RAPL package energy above idle vs the twin's energy, over the local-only requests (else why not)."""
     if meter.meter is None or "energy_rapl_mj" not in df.columns:
@@ -831,6 +1066,7 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "latency_median_ms": float(np.median(meas)), "latency_p95_ms": float(np.percentile(meas, 95)),
         "pred_latency_median_ms": float(np.median(pred)), "pred_latency_p95_ms": float(np.percentile(pred, 95)),
         "latency_mape": float(ape.mean()), "latency_median_ape": float(np.median(ape)), **part_errors(df),
+        **off_cpu_shares(df),
         "local_ms_mean": float(df["local_ms"].mean()), "transfer_ms_mean": float(df["transfer_ms"].mean()),
         "server_ms_mean": float(df["server_ms"].mean()), "queue_ms_mean": float(df["queue_ms"].mean()),
         "timeouts": int(df["timed_out"].sum()), "pred_timeouts": int(df["pred_timed_out"].sum()),

@@ -635,3 +635,164 @@ def test_campaign_table_block_in_the_docs_is_generated_and_replaced(tmp_path):
     res = subprocess.run([sys.executable, "-m", "bench", "testbed-stage", "--tabulate", "--out", str(tmp_path),
                           "--docs", str(tmp_path / "missing.md")], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing.md" in res.stderr
+
+
+# --------------------------------------------------------------------------- rate in time, promotion hold
+
+def _timeline(rates, ia_ms=100.0):
+    rates = np.asarray(rates, dtype=float).reshape(-1, 1)
+    n = len(rates)
+    return loop.UploadTimeline(np.arange(n) * ia_ms, rates, rates, rates, rates, np.array([-1, 0]), np.array([0]), 1)
+
+
+@given(st.lists(st.floats(0.05, 50.0), min_size=1, max_size=12), st.floats(0.0, 300.0), st.floats(1e3, 1e7))
+@settings(max_examples=80, deadline=None)
+def test_an_upload_moves_at_the_rates_in_force_while_it_runs(rates, start, bits):
+    """The effective goodput sends exactly ``bits`` through the piecewise-constant rates from ``start``: it
+    lies between the least and greatest rate the upload met, and equals the rate where that never changes."""
+    tl = _timeline(rates)
+    eff = tl.effective_mbps(0, 0, start, bits)
+    dur = bits / (eff * 1e3)
+    t0, t1 = start, start + dur
+    sent = 0.0
+    met = []
+    for k, r in enumerate(rates):  # integrate the timeline over [t0, t1] independently of the implementation
+        lo, hi = k * 100.0, (k + 1) * 100.0 if k + 1 < len(rates) else np.inf
+        overlap = max(min(hi, t1) - max(lo, t0), 0.0)
+        if overlap > 0 or (lo <= t0 < hi):
+            met.append(r)
+        sent += r * 1e3 * overlap
+    assert sent == pytest.approx(bits, rel=1e-6)
+    assert min(met) * (1 - 1e-9) <= eff <= max(met) * (1 + 1e-9)
+    assert tl.effective_mbps(0, 0, start, bits) == pytest.approx(eff)
+    const = _timeline([rates[0]] * len(rates))
+    assert const.effective_mbps(0, 0, start, bits) == pytest.approx(rates[0], rel=1e-9)
+
+
+def test_a_dead_link_to_the_end_never_finishes_the_upload():
+    assert _timeline([5.0, 0.0, 0.0]).effective_mbps(0, 0, 0.0, 1e7) == 0.0
+
+
+def test_the_twin_gives_an_upload_the_rates_of_its_time():
+    """Without rate in time the twin is the kernel's sequence; with it, an upload that outlasts the next arrival
+    finishes sooner when the rate rises meanwhile and later when it falls; a constant rate changes nothing."""
+    import dataclasses
+
+    u, states = _twin(n=4, ia_ms=100.0)
+    acts = u.action_table
+    off = next(int(i) for i in acts.index[acts["kind"] != "local"]
+               if u.sim.links[u.sim.routes[int(acts.at[i, "route"])].radio].name == "wifi")
+    n, unknown = len(states), np.full((len(states), len(u.sim.links)), np.nan)
+    r = int(u.sim.routes[int(acts.at[off, "route"])].radio)
+
+    big = u.sim.tables.workload_index(np.array(["mobilenet_v2"] * n))  # a 150 KB upload
+
+    def with_caps(caps):
+        return dataclasses.replace(states, cap_mbps=np.asarray(caps, dtype=float), workload=big)
+
+    actions = np.array([off, 0, 0, 0])  # one offload, then local requests (nothing else on the radio)
+    flat = loop.twin_sequence(u.sim, with_caps([2.0] * n), actions, unknown)
+    kernel = loop.twin_sequence(u.sim, with_caps([2.0] * n), actions, unknown, rate_in_time=False)
+    np.testing.assert_allclose(flat.latency_ms, kernel.latency_ms, rtol=1e-9)
+    up = flat.phases["up_ms"][0]
+    assert up > 100.0, "the test needs an upload that outlasts the next arrival"
+    faster = loop.twin_sequence(u.sim, with_caps([2.0, 20.0, 20.0, 20.0]), actions, unknown)
+    slower = loop.twin_sequence(u.sim, with_caps([2.0, 1.0, 1.0, 1.0]), actions, unknown)
+    assert faster.phases["up_ms"][0] < up < slower.phases["up_ms"][0]
+    assert faster.latency_ms[0] < flat.latency_ms[0] < slower.latency_ms[0]
+    assert r >= 0
+
+
+def test_a_radio_promotes_only_an_exchange_that_finds_it_quiet_for_a_tail():
+    """The edge's view of the proxy's state machine: promotion only when nothing is active and the last exchange
+    ended at least a tail ago; a radio never used is idle; no state machine, no promotion."""
+    import time
+
+    from bench.testbed.edge import Client, ClientPool
+
+    pool = ClientPool("127.0.0.1", 9, radio_state=(80.0, 50.0))
+    a, b = Client("127.0.0.1", 9), Client("127.0.0.1", 9)
+    assert pool.begin_exchange() == 80.0  # never used: idle
+    assert pool.begin_exchange() == 0.0  # another exchange is active
+    a.last_end = b.last_end = time.perf_counter()
+    pool.end_exchange(a)
+    pool.end_exchange(b)
+    assert pool.begin_exchange() == 0.0  # within the tail
+    a.last_end = time.perf_counter() - 0.2
+    pool.end_exchange(a)
+    pool.last_end = time.perf_counter() - 0.2
+    assert pool.begin_exchange() == 80.0  # quiet for longer than the tail
+    assert ClientPool("127.0.0.1", 9).begin_exchange() == 0.0
+
+
+def test_the_transmitter_is_held_through_the_promotion():
+    """The proxy acknowledges the bytes as the shaper passes them and sends them a promotion later: the next
+    upload may start only once the promoted one has left the emulated radio."""
+    import os
+    import threading
+    import time
+
+    from bench.testbed.edge import ClientPool, EdgeRunner, FifoResource
+
+    class Fake:  # the socket drains at once; the answer comes 0.3 s later
+        last_end = -np.inf
+
+        def post(self, path, body, timeout_ms=None, on_uploaded=None):
+            if on_uploaded is not None:
+                on_uploaded()
+            time.sleep(0.3)
+            self.last_end = time.perf_counter()
+            return np.zeros(4, dtype=np.float32).tobytes(), 300.0, 1.0, 0.0
+
+    own = os.sched_getaffinity(0)
+    try:
+        edge = EdgeRunner(["lstm_text"], threads=1, cpus=tuple(sorted(own)))
+    finally:
+        os.sched_setaffinity(0, own)
+    tx = FifoResource("tx")
+    pool = ClientPool("127.0.0.1", 9, radio_state=(120.0, 1.0))
+    first, second = tx.turn(), tx.turn()
+    th = threading.Thread(target=edge.offload, args=("lstm_text", Fake()), kwargs={"transmitter": first, "radio": pool})
+    t0 = time.perf_counter()
+    th.start()
+    assert second.wait(5.0)
+    waited = time.perf_counter() - t0
+    second.release()
+    th.join()
+    assert 0.12 <= waited < 0.3, waited  # held through the 120 ms promotion, released before the answer
+    assert pool.active == 0
+
+
+def test_the_server_profile_stored_with_the_host_profile_is_reused(tmp_path):
+    """``--host-profile P``: the server's compute measured by an earlier run, stored beside P as
+    ``<P>_server.yaml``, becomes the twin's cloud (validated; no server timing); a bad one is refused."""
+    from bench.paths import DATA_DIR
+    from bench.world.profiles import ProfileError, load_profile
+
+    stored_dir, out = tmp_path / "stored", tmp_path / "out"
+    stored_dir.mkdir()
+    out.mkdir()
+    (stored_dir / "testbed_edge.yaml").write_text((DATA_DIR / "profiles" / "peer_laptop.yaml").read_text())
+    server = (DATA_DIR / "profiles" / "cloud_rtx3080.yaml").read_text()
+    (stored_dir / "testbed_edge_server.yaml").write_text(server)
+    cfg = loop.TestbedConfig(policy="cpu_only", scenario="wifi_weak",
+                             host_profile=str(stored_dir / "testbed_edge.yaml"))
+    info: dict = {}
+    loop.server_profile(cfg, "192.0.2.1", out / "testbed_edge.yaml", out / "testbed_cloud.yaml", info)
+    assert info["server_profile"].startswith("stored with the host profile")
+    assert (out / "testbed_cloud.yaml").read_text() == server == (out / "testbed_edge_server.yaml").read_text()
+    assert load_profile(out / "testbed_cloud.yaml").name == load_profile(stored_dir / "testbed_edge_server.yaml").name
+    (stored_dir / "testbed_edge_server.yaml").write_text("name: broken\n")
+    with pytest.raises(ProfileError):
+        loop.server_profile(cfg, "192.0.2.1", out / "testbed_edge.yaml", out / "testbed_cloud.yaml", {})
+
+
+def test_off_cpu_share_says_how_much_of_a_part_other_work_held():
+    import pandas as pd
+
+    df = pd.DataFrame({"local_ms": [10.0, 20.0, 40.0, 1.0], "local_cpu_ms": [10.0, 10.0, 10.0, np.nan],
+                       "server_ms": [0.0, 8.0, 8.0, 8.0], "server_cpu_ms": [np.nan, 8.0, 8.4, 2.0]})
+    out = loop.off_cpu_shares(df)
+    assert out["local_off_cpu_share_median"] == pytest.approx(0.5)  # shares 0, 0.5, 0.75; the NaN row left out
+    assert out["server_off_cpu_share_median"] == pytest.approx(0.0)  # 0, 0 (clipped), 0.75
+    assert np.isnan(loop.off_cpu_shares(df.drop(columns=["local_cpu_ms"]))["local_off_cpu_share_median"])
