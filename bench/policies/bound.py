@@ -96,11 +96,28 @@ class Variants:
     qos_ok: np.ndarray
     relaxed_any_mj: np.ndarray
     relaxed_ok_mj: np.ndarray
+    #: the radio the outcome used (-1: none) and, for an outcome meeting QoS, the *carry* of its window past
+    #: the next arrival (:func:`_window_energy`): at least ``carry_w`` more on the radio's base power for every
+    #: ms in ``[carry_a_ms, carry_b_ms]`` after the next arrival that passes before the radio's next user arrives
+    radio: np.ndarray | None = None
+    carry_a_ms: np.ndarray | None = None
+    carry_b_ms: np.ndarray | None = None
+    carry_w: np.ndarray | None = None
+    #: the favourable outcome's timing (ms from the arrival, empty queues), what the episode bound's queues need:
+    #: latency, local busy time and its resource (-1: none), the upload's start and the transmitter's release
+    latency_ms: np.ndarray | None = None
+    local_ms: np.ndarray | None = None
+    resource: np.ndarray | None = None
+    radio_start_ms: np.ndarray | None = None
+    tx_release_ms: np.ndarray | None = None
+    #: (V,) which favourable states have the radio already connected (no promotion): the episode bound lets an
+    #: option of such a state use the radio only while an earlier request may have left it connected
+    busy: np.ndarray | None = None
 
 
 #: the phases :func:`_window_energy` reads from the kernel's ledger
 _WINDOW_PHASES = ("local_ms", "local_w", "fallback_ms", "fallback_w", "radio_start_ms", "radio_end_ms", "promo_ms",
-                  "promo_w", "up_ms", "up_w", "down_ms", "down_w", "tail_w", "tail_ms")
+                  "promo_w", "up_ms", "up_w", "down_ms", "down_w", "tail_w", "tail_ms", "radio")
 
 
 def window_share(ph: dict, next_ms, delay_ms=0.0) -> np.ndarray:
@@ -148,32 +165,52 @@ def _window_base(parts, next_ms, delay_ms) -> np.ndarray:
     return promo_w * np.minimum(c_promo, win) + tail_w * np.maximum(win - c_promo, 0.0)
 
 
-def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np.ndarray):
     """The certified per-request floors of one favourable state's outcomes ((N, k) phases; ``qos_ms``,
-    ``next_ms`` (N,)): (any outcome, an outcome meeting QoS - ``inf`` where this one misses it).
+    ``next_ms`` (N,)): (any outcome, an outcome meeting QoS - ``inf`` where this one misses it, and the
+    latter's carry ``(a, b, w)`` past the next arrival).
 
     The favourable state has empty queues, so a reachable outcome of the same action and radio/thermal case
     starts its radio no earlier and its activity lasts no shorter; a later start only shrinks the window
     (:func:`window_share`). So the floor takes the latest start a queue could cause: unbounded for any
     outcome (the window is the promotion + upload), ``qos - end`` later for one meeting QoS (a delay
     postpones the end as much).
+
+    **The carry** (used by the episode bound, :func:`episode_bound`): the window is cut at the next arrival
+    ``T`` only because the next request might use the same radio. Cut instead at the arrival ``G >= T`` of
+    the radio's next user, the window length ``L(G) = min(D + tail, max(D_tx, G - off))`` (``off`` the latest
+    radio start) grows past ``L(T)`` by ``clip(G - T - a, 0, b - a)`` with ``a = max(0, off + D_tx - T)``,
+    ``b = a + D + tail - L(T)``, at a base power of at least ``w`` (the tail power, or the least of promotion
+    and tail power while the window is still in its promotion). Every ``L`` is no longer than a reachable
+    outcome's (its start no later, its activity no shorter), so the carry too is a floor. Outcomes missing
+    QoS (an unbounded start) carry nothing.
     """
     shape = np.shape(qos_ok)
     qos = np.asarray(qos_ms, dtype=float)[:, None]
     nxt = np.asarray(next_ms, dtype=float)[:, None]
+    end = np.asarray(ph["radio_end_ms"], dtype=float)
     with np.errstate(invalid="ignore"):
-        slack = np.where(np.isfinite(np.asarray(ph["radio_end_ms"], dtype=float)),
-                         np.maximum(qos - np.asarray(ph["radio_end_ms"], dtype=float), 0.0), 0.0)
+        slack = np.where(np.isfinite(end), np.maximum(qos - end, 0.0), 0.0)
     fixed, parts = _share_parts(ph)
     any_mj = np.broadcast_to(fixed + _window_base(parts, nxt, np.inf), shape)
     ok_mj = np.where(qos_ok, np.broadcast_to(fixed + _window_base(parts, nxt, slack), shape), np.inf)
-    return any_mj, ok_mj
+    used, s0, c_promo, d_tx, d_all, promo_w, tail_w = parts
+    with np.errstate(invalid="ignore"):
+        off = np.where(used, s0 + slack, 0.0)
+        length = np.where(used, np.maximum(np.minimum(d_all, np.maximum(d_tx, nxt - off)), 0.0), 0.0)
+        a = np.where(used, np.maximum(0.0, off + d_tx - nxt), 0.0)
+        b = a + np.maximum(d_all - length, 0.0)
+        w = np.where(length >= c_promo, tail_w, np.minimum(promo_w, tail_w))
+    carry = np.broadcast_to(used & np.isfinite(nxt) & np.asarray(qos_ok, dtype=bool), shape)
+    a = np.where(carry, np.broadcast_to(a, shape), 0.0)
+    b = np.where(carry, np.broadcast_to(b, shape), 0.0)
+    w = np.where(carry, np.broadcast_to(np.nan_to_num(w), shape), 0.0)
+    return any_mj, ok_mj, (a, b, w)
 
 
 def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
-    """Energy, QoS, radio start and the window floors (:func:`_window_energy`) of actions ``cols`` on every
-    request ((N, len(cols)) each) under state overrides ``kw``."""
+    """Energy, QoS, the window floors, the radio used (-1: none) and the carry (:func:`_window_energy`) of
+    actions ``cols`` on every request ((N, len(cols)) each) under state overrides ``kw``."""
     n, k = len(states), len(cols)
     if 4 * k > sim.A:  # many columns: one broadcast call over every action is cheaper than N x k rows
         out = sim.evaluate(_with(states, **kw), None, draws)
@@ -186,8 +223,14 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
         pick = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
     e, ok = pick(out.energy_mj), pick(out.qos_ok, bool)
     ph = {name: pick(out.phases[name]) for name in _WINDOW_PHASES}
-    r_any, r_ok = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
-    return e, ok, ph["radio_start_ms"], r_any, r_ok
+    r_any, r_ok, (ca, cb, cw) = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
+    used = np.isfinite(ph["radio_end_ms"])
+    radio = np.where(used, np.nan_to_num(ph["radio"], nan=-1.0), -1.0).astype(np.int64)
+    lat = pick(out.latency_ms)
+    res = np.nan_to_num(pick(out.phases["local_resource"]), nan=-1.0).astype(np.int64)
+    start = np.where(used, ph["radio_start_ms"], 0.0)
+    release = np.where(used, np.minimum(start + ph["promo_ms"] + ph["up_ms"], ph["radio_end_ms"]), 0.0)
+    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release
 
 
 def _next_arrival(states: States) -> np.ndarray:
@@ -219,19 +262,20 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
     idle_inf = np.full((n, r), np.inf)
     cool, hot = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     first = _subset(sim, states, draws, a, radio_idle_ms=idle_inf, throttled=cool)
-    arrays = [[x] for x in (first[0], first[1], first[3], first[4])]  # energy, ok, floor any, floor ok
+    # energy, ok, floor any, floor ok, radio, carry (a, b, w)
+    arrays = [[np.array(x)] for x in first]
 
     def variant(cols, **kw):
         new = [x[0].copy() for x in arrays]
         if len(cols):
-            e, ok, _, r_any, r_ok = _subset(sim, states, draws, cols, **kw)
-            for arr, v in zip(new, (e, ok, r_any, r_ok)):
+            for arr, v in zip(new, _subset(sim, states, draws, cols, **kw)):
                 arr[:, cols] = v
         for lst, arr in zip(arrays, new):
             lst.append(arr)
 
     if thermal and len(hot_cols):
         variant(hot_cols, radio_idle_ms=idle_inf, throttled=hot)
+    n_idle = len(arrays[0])
     if len(radio_cols):
         # busy: radio activity committed far past this transfer, its transmitter free: no promotion. Under the
         # ledger's attribution such a request adds only its transmit power above the connected level; the
@@ -240,7 +284,9 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
         variant(radio_cols, radio_idle_ms=busy, throttled=cool)
         if thermal:
             variant(np.intersect1d(radio_cols, hot_cols), radio_idle_ms=busy, throttled=hot)
-    return Variants(*(np.stack(x) for x in arrays))
+    busy_v = np.zeros(len(arrays[0]), dtype=bool)
+    busy_v[n_idle:] = True
+    return Variants(*(np.stack(x) for x in arrays), busy=busy_v)
 
 
 def request_bounds(sim, states: States, draws: Draws, variants: Variants | None = None) -> RequestBounds:
@@ -249,6 +295,240 @@ def request_bounds(sim, states: States, draws: Draws, variants: Variants | None 
     lb_any = v.relaxed_any_mj.min(axis=(0, 2))  # (V, N, A) -> (N,)
     lb_ok = v.relaxed_ok_mj.min(axis=(0, 2))
     return RequestBounds(lb_any, lb_ok, np.isfinite(lb_ok))
+
+
+# --------------------------------------------------------------------------- the episode bound
+
+#: grid steps per radio tail of the episode bound's carried windows (finer: tighter, more states)
+CARRY_STEPS = 16
+#: grid step (ms) of the episode bound's carried queues (finer: tighter, more states)
+QUEUE_GRID_MS = 10.0
+#: options per (local resource, radio) class the episode bound keeps per request after merging
+OPTIONS_PER_CLASS = 4
+#: carried states per request beyond which the episode bound coarsens its grid
+MAX_STATES = 400
+#: grid index standing for "unknown / unbounded" (a radio a missed request may have left connected)
+_UNKNOWN = 1 << 40
+
+
+@dataclass(frozen=True)
+class EpisodeBound:
+    """The episode-level certified lower bound of one variant: its value and, per request, the optimal relaxed
+    path's cost (summing to the value; a path through the relaxation, not a schedule)."""
+
+    value: float
+    step_mj: np.ndarray  # (N,)
+    states: int  # the most carried states the DP held at one step (its size)
+    #: (N,) per request the cheapest action of the option the optimal path took: a *proposal* for the best
+    #: schedule found (replayed through the env like the others; the path itself is a relaxation)
+    actions: np.ndarray | None = None
+
+
+def _options(v: Variants, i: int, lam: float | None, feasible: bool, qos: float, tail_ms: np.ndarray,
+             per_class: int):
+    """Request ``i``'s options of the episode bound, reduced safely (dominated ones dropped, the rest of each
+    class merged into ``per_class`` by cost rank, a merged option taking each member's most favourable number:
+    the least cost, occupancy and carry, the largest queue it tolerates).
+
+    Returns a dict of (O,) arrays: ``cost``, ``radio`` (the radio it uses: closes that radio's carried window;
+    -1 none), ``res`` (local resource it occupies, -1 none), ``dur`` (local busy time), ``sig_w``/``sig_t``
+    (largest wait on its local resource / its radio's transmitter that still meets QoS), ``rho``/``u`` (the
+    transmitter is busy until at least ``max(rho + w_local, w_tx + u)``; ``rho = -inf``: it does not occupy
+    it), ``ka``/``kb`` (carried window, ms), ``busy`` (it needs the radio still connected when its upload
+    starts, at ``t0`` or later), ``conn`` (its radio is connected at most this long after the arrival: its
+    activity ends by the deadline when it meets QoS, unknown when it does not).
+    """
+    take = lambda x: x[:, i, :].reshape(-1)  # noqa: E731
+    radio, res = take(v.radio), take(v.resource)
+    ok_c, any_c = take(v.relaxed_ok_mj), take(v.relaxed_any_mj)
+    dur, lat, t0, rel = take(v.local_ms), take(v.latency_ms), take(v.radio_start_ms), take(v.tx_release_ms)
+    ca, cb, cw = take(v.carry_a_ms), take(v.carry_b_ms), take(v.carry_w)
+    has, off = (res >= 0) & (dur > 0), radio >= 0
+    busy = np.repeat(v.busy if v.busy is not None else np.zeros(v.radio.shape[0], dtype=bool), v.radio.shape[2]) & off
+    end = np.where(off, np.maximum(lat, 0.0), 0.0)
+    with np.errstate(invalid="ignore"):
+        # QoS met only if: local wait + local time <= qos; local wait + end <= qos; tx wait - t0 + end <= qos
+        sig_w = np.where(has, np.minimum(qos - dur, np.where(off, qos - end, np.inf)), np.inf)
+        sig_t = np.where(off, qos - end + t0, np.inf)
+    rho = np.where(off, rel, -np.inf)
+    u = np.where(off, rel - t0, -np.inf)
+    # options meeting QoS: queues matter; any outcome (or QoS-first's infeasible requests): none of that
+    ok_cost = ok_c if lam is not None or feasible else np.full_like(ok_c, np.inf)
+    any_cost = any_c + lam if lam is not None else (np.full_like(any_c, np.inf) if feasible else any_c)
+    inf = np.inf
+    cols = {"cost": np.r_[ok_cost, any_cost], "radio": np.r_[radio, radio], "res": np.r_[np.where(has, res, -1),
+            np.full_like(res, -1)], "dur": np.r_[np.where(has, dur, 0.0), np.zeros_like(dur)],
+            "sig_w": np.r_[sig_w, np.full_like(sig_w, inf)], "sig_t": np.r_[sig_t, np.full_like(sig_t, inf)],
+            "rho": np.r_[rho, np.full_like(rho, -inf)], "u": np.r_[u, np.full_like(u, -inf)],
+            "ka": np.r_[np.where(cw > 0, ca, 0.0), np.zeros_like(ca)], "kb": np.r_[np.where(cw > 0, cb, 0.0),
+                                                                            np.zeros_like(cb)],
+            "busy": np.r_[busy, busy], "t0": np.r_[np.where(off, t0, 0.0), np.where(off, t0, 0.0)],
+            "act": np.tile(np.tile(np.arange(v.radio.shape[2]), v.radio.shape[0]), 2),
+            # connected at most until (ms from the arrival; inf: unknown) after this request's own activity
+            "conn": np.r_[np.where(off, qos + tail_ms[np.clip(radio, 0, len(tail_ms) - 1)], -np.inf),
+                          np.where(off, np.inf, -np.inf)]}
+    live = np.isfinite(cols["cost"])
+    cols = {k: x[live] for k, x in cols.items()}
+    cls = ((cols["res"] + 1) * 64 + (cols["radio"] + 1)) * 2 + cols["busy"]
+    order = np.lexsort((cols["cost"], cls))
+    cols = {k: x[order] for k, x in cols.items()}
+    cls = cls[order]
+    out = {k: [] for k in cols}
+    bounds = np.r_[0, np.flatnonzero(np.diff(cls)) + 1, len(cls)]
+    sig = np.minimum(cols["sig_w"], cols["sig_t"])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        # the class's front on (cost, tolerated wait): an option starts a group when it tolerates a longer wait
+        # than every cheaper one; the options after it, up to the next such, join its group (each is no cheaper
+        # and tolerates no more); groups then merged into ``per_class`` by cost rank
+        s_ = sig[lo:hi]
+        run = np.maximum.accumulate(s_)
+        front = np.r_[True, s_[1:] > run[:-1]]
+        gid = np.cumsum(front) - 1
+        n_front = int(gid[-1]) + 1
+        gid = (gid * min(per_class, n_front)) // n_front
+        starts = np.r_[0, np.flatnonzero(np.diff(gid)) + 1]
+        for name, x in cols.items():
+            x = x[lo:hi]
+            if name in ("cost", "dur", "rho", "u", "kb", "t0"):
+                red = np.minimum.reduceat(x, starts)
+            elif name in ("sig_w", "sig_t", "ka", "conn"):
+                red = np.maximum.reduceat(x, starts)
+            else:
+                red = x[starts]
+            out[name].append(red)
+    return {k: np.concatenate(x) if x else np.zeros(0) for k, x in out.items()}
+
+
+def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray | None = None,
+                  next_ms: np.ndarray | None = None, qos_ms: np.ndarray | None = None, n_res: int = 0,
+                  steps: int = CARRY_STEPS, queue_ms: float = QUEUE_GRID_MS, per_class: int = OPTIONS_PER_CLASS,
+                  max_states: int = MAX_STATES) -> EpisodeBound:
+    """The per-request relaxation tightened by a dynamic program over what one request leaves the next.
+
+    :func:`request_bounds` lets every request meet empty queues and cuts its radio window at the next arrival
+    (the next request *might* use the same radio). Here a path through the episode picks, per request, one of
+    the relaxation's options (action x favourable radio/thermal case, meeting QoS or not) and carries:
+
+    * per local resource and per radio's transmitter, the least time it is still busy: an option meeting QoS
+      must meet it *after* these waits (its latency grows by at least the wait; the kernel's FIFO, docs/bound.md),
+      and it leaves them busy at least its own local time / upload after them. An option missing QoS leaves the
+      queues as they were (a queue never shrinks: the kernel keeps the later free time) and needs nothing;
+    * per radio, the window still open: the window is cut at the arrival of the radio's *next user* (any later
+      request is not on the radio before it arrives; :func:`_window_energy`'s carry), charged for every
+      inter-arrival that passes before an option on that radio closes it.
+
+    Every reachable schedule's window attribution is at least one path's cost (each request's outcome is at least
+    one option, with no shorter window, no longer allowed wait and no more occupancy), so the least path cost bounds
+    every schedule. The carried numbers are kept on grids that round towards the cheaper side (queues and window
+    ends down, window starts up; doubled where the states exceed ``max_states``), and options are merged
+    towards the favourable side (:func:`_options`), so the DP stays finite and its minimum a bound.
+
+    ``lam``: the Lagrangian variant (a miss costs ``lam``); ``None``: QoS-first (``feasible`` requests only
+    through options meeting QoS, the others through any option at no price).
+    """
+    n = v.relaxed_ok_mj.shape[1]
+    r = len(tail_ms)
+    if v.radio is None or next_ms is None or qos_ms is None:  # no timing known: the per-request sum
+        ok = v.relaxed_ok_mj.min(axis=(0, 2))
+        an = v.relaxed_any_mj.min(axis=(0, 2))
+        step = np.minimum(ok, an + lam) if lam is not None else np.where(feasible, ok, an)
+        return EpisodeBound(float(step.sum()), step, 1)
+    nl = int(max(n_res, v.resource.max(initial=-1) + 1))
+    tails = np.asarray(tail_ms, dtype=float)
+    # [local free x nl][tx free x r][carry start x r][carry end x r][connected until x r]
+    d_dims = nl + 4 * r
+    grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 3)]
+    feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
+    # one base power per radio: the least any carry of that radio is priced at (a floor of each)
+    power = np.zeros(r)
+    for j in range(r):
+        w = v.carry_w[(v.radio == j) & (v.carry_w > 0)]
+        power[j] = w.min() if len(w) else 0.0
+    nxt = np.asarray(next_ms, dtype=float)
+    st = np.zeros((1, d_dims), dtype=np.int64)
+    cost = np.zeros(1)
+    parents, costs, chosen, most = [], [], [], 1
+    q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
+    u_sl = slice(nl + 3 * r, d_dims)
+    for i in range(n):
+        o = _options(v, i, lam, bool(feas[i]), float(qos_ms[i]), tails, per_class)
+        g_n = len(o["cost"])
+        ms = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms
+        wl, wt, ca, cb, cu = ms[:, q_sl], ms[:, t_sl], ms[:, a_sl], ms[:, b_sl], ms[:, u_sl]
+        t = nxt[i]
+        charge = power * np.maximum(np.minimum(t, cb) - ca, 0.0)  # (S, R): each open window over this gap
+        res, rad = o["res"].astype(np.int64), o["radio"].astype(np.int64)
+        w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
+        w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
+        allowed = (w_l <= o["sig_w"] + 1e-9) & (w_t <= o["sig_t"] + 1e-9)
+        if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
+            conn = cu[:, np.clip(rad, 0, r - 1)]
+            allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
+        own = np.where(rad >= 0, charge[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
+        newc = np.where(allowed, (cost + charge.sum(axis=1))[:, None] + o["cost"] - own, np.inf)
+        # the carried numbers after this request (ms from its arrival), then shifted to the next arrival
+        new = np.repeat(ms[:, None, :], g_n, axis=1)  # (S, G, D)
+        if nl:
+            hit = res[None, :, None] == np.arange(nl)[None, None, :]
+            new[..., q_sl] = np.where(hit, (w_l + o["dur"])[..., None], new[..., q_sl])
+        if r:
+            hit = rad[None, :, None] == np.arange(r)[None, None, :]
+            tx = np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
+            new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
+            new[..., a_sl] = np.where(hit, o["ka"][None, :, None], new[..., a_sl] - t)
+            new[..., b_sl] = np.where(hit, o["kb"][None, :, None], new[..., b_sl] - t)
+            new[..., a_sl] = np.where(hit, new[..., a_sl], np.maximum(new[..., a_sl], 0.0))
+            with np.errstate(invalid="ignore"):  # (inf - inf after the last request: all reset below)
+                new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], o["conn"][None, :, None]),
+                                          new[..., u_sl]) - t
+        new[..., :nl + r] = new[..., :nl + r] - t
+        if np.isinf(t):
+            new[:] = 0.0
+        newc = newc.reshape(-1)
+        new = new.reshape(-1, d_dims)
+        fin = np.isfinite(newc)
+        idx = np.flatnonzero(fin)
+        new, newc = new[fin], newc[fin]
+        while True:
+            k = _on_grid(new, grid, a_sl, b_sl, u_sl)
+            order = np.lexsort((newc, *k.T[::-1]))
+            ks = k[order]
+            first = order[np.r_[True, (ks[1:] != ks[:-1]).any(axis=1)]] if len(order) else order
+            if len(first) <= max_states:
+                break
+            grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
+        if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
+            return EpisodeBound(np.inf, np.full(n, np.nan), most)
+        parents.append(idx[first] // g_n)
+        chosen.append(o["act"][idx[first] % g_n])
+        st, cost = k[first], newc[first]
+        costs.append(cost)
+        most = max(most, len(cost))
+    best = int(np.argmin(cost))
+    value = float(cost[best])
+    step = np.empty(n)
+    acts = np.empty(n, dtype=np.int64)
+    for i in range(n - 1, -1, -1):
+        prev = int(parents[i][best])
+        step[i] = costs[i][best] - (costs[i - 1][prev] if i else 0.0)
+        acts[i] = chosen[i][best]
+        best = prev
+    return EpisodeBound(value, step, most, acts)
+
+
+def _on_grid(ms: np.ndarray, grid: np.ndarray, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
+    """Carried numbers (ms) to grid steps, each towards the cheaper side: queues and window ends down, window
+    starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`); an empty window (end <= start) is no
+    window."""
+    with np.errstate(invalid="ignore"):
+        k = np.floor(np.maximum(ms, 0.0) / grid + 1e-9)
+        k[:, a_sl] = np.ceil(np.maximum(ms[:, a_sl], 0.0) / grid[a_sl] - 1e-9)
+        k[:, u_sl] = np.ceil(np.maximum(ms[:, u_sl], 0.0) / grid[u_sl] - 1e-9)
+    k = np.where(np.isfinite(k), np.minimum(k, _UNKNOWN), _UNKNOWN).astype(np.int64)
+    empty = k[:, b_sl] <= k[:, a_sl]
+    k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
+    k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
+    return k
 
 
 # --------------------------------------------------------------------------- best schedule found
@@ -384,6 +664,8 @@ class Bound:
     upper_lagrangian: float
     schedule: dict[str, np.ndarray]  # variant -> best schedule found
     source: dict[str, str]  # variant -> which candidate it was
+    #: variant -> the episode bound (:func:`episode_bound`; its per-request path costs sum to the lower end)
+    episode: dict[str, EpisodeBound] | None = None
 
     def summary(self) -> dict[str, Any]:
         gap = lambda u, lo: (u / lo - 1.0) if lo > 0 else float("nan")  # noqa: E731
@@ -418,13 +700,22 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
                    throttled=np.zeros(n, dtype=bool))
     outs = _variants(sim, states, draws)
     rb = request_bounds(sim, states, draws, outs)
+    # the episode bound (a DP over queues, radio windows and connection; never below the per-request sum)
+    dp_args = dict(next_ms=_next_arrival(states), qos_ms=states.qos_ms, n_res=sim.kernel.n_resources)
+    tails = [lk.tail_ms for lk in sim.links]
+    ep_lag = episode_bound(outs, tails, objective.violation_cost_mj, **dp_args)
+    ep_qos = episode_bound(outs, tails, None, rb.feasible, **dp_args)
+    lower_lag = max(ep_lag.value, rb.lagrangian(objective))
+    # QoS-first: where no path meets every relaxed-feasible deadline, no schedule does, and the variant's bound
+    # (over schedules meeting them all) is vacuous: the per-request sum is kept as its number
+    lower_qos = max(ep_qos.value, rb.qos_first()) if np.isfinite(ep_qos.value) else rb.qos_first()
     lam = objective.violation_cost_mj
     feas = rb.feasible
     # the greedy oracle first: where it already meets the certified lower bound the bracket is closed
     greedy, e_g, ok_g = greedy_schedule(env, n)  # a proposal: the best found is never worse than greedy_oracle
     proposals = {"greedy_oracle": greedy}
-    closed = (objective.episode_cost(e_g, ok_g) <= rb.lagrangian(objective) * (1 + 1e-12)
-              and not (~ok_g & feas).any() and float(e_g.sum()) <= rb.qos_first() * (1 + 1e-12))
+    closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * (1 + 1e-12)
+              and not (~ok_g & feas).any() and float(e_g.sum()) <= lower_qos * (1 + 1e-12))
     if not closed:
         cand = _candidates(outs, feas, lam, k)
         wait_aware = env_kind(env) == "dvfo"
@@ -433,6 +724,10 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
                                wait_aware=wait_aware)
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
+        # the episode bound's optimal paths, as actions (each option's cheapest member)
+        proposals["episode_dp_lagrangian"] = ep_lag.actions
+        if ep_qos.actions is not None and np.isfinite(ep_qos.value):
+            proposals["episode_dp_qos_first"] = ep_qos.actions
         # hindsight-best static actions, ranked on the idle-radio, cool evaluation, then replayed
         e0, ok0 = outs.energy_mj[0], outs.qos_ok[0]
         proposals["static_lagrangian"] = np.full(n, int(np.argmin((e0 + lam * ~ok0).sum(axis=0))))
@@ -444,9 +739,9 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         scored[name] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
     best_l = min(scored, key=lambda s: (scored[s][2], s))
     best_q = min(scored, key=lambda s: (scored[s][1], scored[s][0], s))
-    return Bound(n, rb, rb.qos_first(), rb.lagrangian(objective), scored[best_q][0], scored[best_q][1],
+    return Bound(n, rb, lower_qos, lower_lag, scored[best_q][0], scored[best_q][1],
                  scored[best_l][2], {"qos_first": proposals[best_q], "lagrangian": proposals[best_l]},
-                 {"qos_first": best_q, "lagrangian": best_l})
+                 {"qos_first": best_q, "lagrangian": best_l}, {"lagrangian": ep_lag, "qos_first": ep_qos})
 
 
 class BestFoundSchedule(Policy):
