@@ -261,21 +261,29 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
     radio_cols = a[np.asarray(t.offloads, dtype=bool).any(axis=0)]
     idle_inf = np.full((n, r), np.inf)
     cool, hot = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    n_var = 1 + bool(thermal and len(hot_cols)) + bool(len(radio_cols)) * (1 + bool(thermal))
     first = _subset(sim, states, draws, a, radio_idle_ms=idle_inf, throttled=cool)
-    # energy, ok, floor any, floor ok, radio, carry (a, b, w)
-    arrays = [[np.array(x)] for x in first]
+    # energy, ok, floor any, floor ok, radio, carry (a, b, w), timing: one (V, N, A) array each, filled in place
+    arrays = []
+    for x in first:
+        x = np.asarray(x)
+        arr = np.empty((n_var, *x.shape), dtype=x.dtype)
+        arr[0] = x
+        arrays.append(arr)
+    filled = [1]
 
     def variant(cols, **kw):
-        new = [x[0].copy() for x in arrays]
+        k = filled[0]
+        for arr in arrays:
+            arr[k] = arr[0]
         if len(cols):
-            for arr, v in zip(new, _subset(sim, states, draws, cols, **kw)):
-                arr[:, cols] = v
-        for lst, arr in zip(arrays, new):
-            lst.append(arr)
+            for arr, v in zip(arrays, _subset(sim, states, draws, cols, **kw)):
+                arr[k][:, cols] = v
+        filled[0] += 1
 
     if thermal and len(hot_cols):
         variant(hot_cols, radio_idle_ms=idle_inf, throttled=hot)
-    n_idle = len(arrays[0])
+    n_idle = filled[0]
     if len(radio_cols):
         # busy: radio activity committed far past this transfer, its transmitter free: no promotion. Under the
         # ledger's attribution such a request adds only its transmit power above the connected level; the
@@ -284,9 +292,9 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
         variant(radio_cols, radio_idle_ms=busy, throttled=cool)
         if thermal:
             variant(np.intersect1d(radio_cols, hot_cols), radio_idle_ms=busy, throttled=hot)
-    busy_v = np.zeros(len(arrays[0]), dtype=bool)
+    busy_v = np.zeros(n_var, dtype=bool)
     busy_v[n_idle:] = True
-    return Variants(*(np.stack(x) for x in arrays), busy=busy_v)
+    return Variants(*arrays, busy=busy_v)
 
 
 def request_bounds(sim, states: States, draws: Draws, variants: Variants | None = None) -> RequestBounds:
@@ -307,6 +315,9 @@ QUEUE_GRID_MS = 10.0
 OPTIONS_PER_CLASS = 4
 #: carried states per request beyond which the episode bound coarsens its grid
 MAX_STATES = 400
+#: the bracket (relative, both variants) within which the greedy oracle's rollout ends the search for a better
+#: schedule: the search could gain at most this much (a speed/quality choice, not a world constant)
+SEARCH_SKIP_GAP = 0.005
 #: grid index standing for "unknown / unbounded" (a radio a missed request may have left connected)
 _UNKNOWN = 1 << 40
 
@@ -377,16 +388,27 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
     n_v, n, n_a = v.radio.shape
     take = _timing(v)
     radio, res, ok_c = take(v.radio), take(v.resource), take(v.relaxed_ok_mj)
-    live = np.isfinite(ok_c)
-    radio, res, ok_c = radio[live], res[live], ok_c[live]
-    pick = lambda x: take(x)[live]  # noqa: E731
-    dur, lat, t0, rel = pick(v.local_ms), pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms)
+    dur = take(v.local_ms)
+    busy_v = v.busy if v.busy is not None else np.zeros(n_v, dtype=bool)
+    off = radio >= 0
+    has = (res >= 0) & (dur > 0)
+    busy = np.repeat(busy_v, n_a)[None, :] & off
+    cls = ((np.where(has, res, -1) + 1) * 64 + (radio + 1)) * 2 + busy
+    # per request, its options sorted by (class, cost) (a row-wise sort: cheaper than one over the flat options);
+    # options missing QoS (cost inf) sort last and are dropped
+    with np.errstate(invalid="ignore"):
+        key = np.where(np.isfinite(ok_c), cls * 1e9 + ok_c, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    g = lambda x: np.take_along_axis(np.asarray(x), order, axis=1)  # noqa: E731
+    live = np.isfinite(g(key))
+    pick = lambda x: g(take(x) if np.ndim(x) == 3 else np.broadcast_to(x, ok_c.shape))[live]  # noqa: E731
+    radio, res, ok_c, dur, busy, cls = (g(x)[live] for x in (radio, res, ok_c, dur, busy, cls))
+    lat, t0, rel = pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms)
     ca, cb, cw = pick(v.carry_a_ms), pick(v.carry_b_ms), pick(v.carry_w)
+    act = g(np.broadcast_to(np.tile(np.arange(n_a), n_v)[None, :], live.shape))[live]
     req = np.broadcast_to(np.arange(n)[:, None], live.shape)[live]
     qos = np.asarray(qos_ms, dtype=float)[req]
     has, off = (res >= 0) & (dur > 0), radio >= 0
-    busy_v = v.busy if v.busy is not None else np.zeros(n_v, dtype=bool)
-    busy = np.broadcast_to(np.repeat(busy_v, n_a)[None, :], live.shape)[live] & off
     end = np.where(off, np.maximum(lat, 0.0), 0.0)
     tails = np.asarray(tail_ms, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -396,16 +418,12 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
     cols = {"cost": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
             "sig_w": sig_w, "sig_t": sig_t, "rho": np.where(off, rel, -np.inf), "u": np.where(off, rel - t0, -np.inf),
             "ka": np.where(cw > 0, ca, 0.0), "kb": np.where(cw > 0, cb, 0.0), "busy": busy,
-            "t0": np.where(off, t0, 0.0), "act": np.broadcast_to(np.tile(np.arange(n_a), n_v)[None, :], live.shape)[live],
+            "t0": np.where(off, t0, 0.0), "act": act,
             # connected at most until (ms from the arrival) after this request's own activity: it ends by the deadline
             "conn": np.where(off, qos + (tails[np.clip(radio, 0, len(tails) - 1)] if len(tails) else 0.0), -np.inf)}
     if not len(req):
         return cols, req
-    cls = ((cols["res"] + 1) * 64 + (cols["radio"] + 1)) * 2 + cols["busy"]
     seg_key = req.astype(np.int64) * (int(cls.max()) + 1) + cls
-    order = np.lexsort((cols["cost"], seg_key))
-    cols = {k: x[order] for k, x in cols.items()}
-    req, seg_key = req[order], seg_key[order]
     seg_start = np.r_[True, seg_key[1:] != seg_key[:-1]]
     seg = np.cumsum(seg_start) - 1
     # the running largest tolerated wait within each segment (the front is a grouping choice: any grouping of
@@ -764,7 +782,8 @@ class Bound:
                 "source_qos_first": self.source["qos_first"], "source_lagrangian": self.source["lagrangian"]}
 
 
-def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3) -> Bound:
+def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
+                    close_within: float = SEARCH_SKIP_GAP) -> Bound:
     """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests."""
     from bench.policies.baselines import env_kind
 
@@ -792,11 +811,13 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     lower_qos = max(ep_qos.value, rb.qos_first()) if np.isfinite(ep_qos.value) else rb.qos_first()
     lam = objective.violation_cost_mj
     feas = rb.feasible
-    # the greedy oracle first: where it already meets the certified lower bound the bracket is closed
+    # the greedy oracle first: where it is already within ``close_within`` of the certified lower bound in both
+    # variants, no search could gain more than that and it is skipped
     greedy, e_g, ok_g = greedy_schedule(env, n)  # a proposal: the best found is never worse than greedy_oracle
     proposals = {"greedy_oracle": greedy}
-    closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * (1 + 1e-12)
-              and not (~ok_g & feas).any() and float(e_g.sum()) <= lower_qos * (1 + 1e-12))
+    tol = 1.0 + max(float(close_within), 1e-12)
+    closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * tol
+              and not (~ok_g & feas).any() and float(e_g.sum()) <= lower_qos * tol)
     if not closed:
         cand = _candidates(outs, feas, lam, k)
         wait_aware = env_kind(env) == "dvfo"
