@@ -315,6 +315,9 @@ QUEUE_GRID_MS = 10.0
 OPTIONS_PER_CLASS = 4
 #: carried states per request beyond which the episode bound coarsens its grid
 MAX_STATES = 400
+#: requests a local search screens a change on, and the most whole-episode checks it makes (a time budget)
+LOCAL_SEARCH_WINDOW = 12
+LOCAL_SEARCH_CHECKS = 300
 #: the bracket (relative, both variants) within which the greedy oracle's rollout ends the search for a better
 #: schedule: the search could gain at most this much (a speed/quality choice, not a world constant)
 SEARCH_SKIP_GAP = 0.005
@@ -751,6 +754,70 @@ def replay(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e, ok
 
 
+_KERNEL_STATE = ("local_free", "tx_free", "radio_idle", "server_free", "throttled", "heat_w")
+
+
+def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, window: int = LOCAL_SEARCH_WINDOW,
+                 max_checks: int = LOCAL_SEARCH_CHECKS) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Improve a schedule one request at a time on the real simulator (Lagrangian objective ``E + lam·miss``).
+
+    Per request, each candidate action (``candidates`` (N, K)) is screened on the next ``window`` requests from
+    the carried state the schedule reaches there (a fresh copy of the env's episode kernel); a candidate that
+    lowers that stretch's cost is then checked on the whole rest of the episode and kept only if the episode's
+    cost falls. Every number is the kernel's. Returns (actions, energy, qos_ok) of the result, or ``None``
+    where the env has no episode kernel to replay on.
+    """
+    kernel = getattr(env.unwrapped, "_kernel", None)
+    if kernel is None or not all(hasattr(kernel, f) for f in _KERNEL_STATE):
+        return None
+    k = copy.copy(kernel)
+    acts = np.asarray(actions, dtype=np.int64).copy()
+    n = len(acts)
+
+    def state():
+        return tuple(getattr(k, f) for f in _KERNEL_STATE)
+
+    def restore(snap):
+        for f, x in zip(_KERNEL_STATE, snap):
+            setattr(k, f, x)
+
+    def run(start, seq, snap):
+        restore(snap)
+        e, ok, snaps = np.empty(len(seq)), np.empty(len(seq), dtype=bool), []
+        for j, a in enumerate(seq):
+            snaps.append(state())
+            out = k.step(start + j, int(a))
+            e[j], ok[j] = out["energy_mj"], out["qos_ok"]
+        return e, ok, snaps
+
+    k.reset()
+    e, ok, snaps = run(0, acts, state())
+    cost = e + lam * ~ok
+    checks = 0
+    for i in range(n):
+        hi = min(n, i + window)
+        base = cost[i:hi].sum()
+        for a in np.unique(candidates[i]):
+            if a == acts[i] or checks >= max_checks:
+                continue
+            trial = acts[i:hi].copy()
+            trial[0] = a
+            te, tok, _ = run(i, trial, snaps[i])
+            if (te + lam * ~tok).sum() >= base - 1e-9:
+                continue
+            checks += 1  # a promising change: the whole rest of the episode decides
+            trial = acts[i:].copy()
+            trial[0] = a
+            te, tok, tsnaps = run(i, trial, snaps[i])
+            tcost = te + lam * ~tok
+            if tcost.sum() < cost[i:].sum() - 1e-9:
+                acts[i] = a
+                e[i:], ok[i:], cost[i:] = te, tok, tcost
+                snaps[i:] = tsnaps
+                base = cost[i:hi].sum()
+    return acts, e, ok
+
+
 @dataclass
 class Bound:
     """One cell's bracket (mJ over the episode) and the schedules behind the upper ends."""
@@ -835,11 +902,20 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         proposals["static_lagrangian"] = np.full(n, int(np.argmin((e0 + lam * ~ok0).sum(axis=0))))
         miss_f = (~ok0 & feas[:, None]).sum(axis=0)
         proposals["static_qos_first"] = np.full(n, int(np.lexsort((e0.sum(axis=0), miss_f))[0]))
-    scored = {}
+    scored, replays = {}, {}
     for name, sched in proposals.items():
         e, ok = (e_g, ok_g) if name == "greedy_oracle" else replay(env, sched)
         scored[name] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
     best_l = min(scored, key=lambda s: (scored[s][2], s))
+    if not closed:
+        # a local search from the best Lagrangian proposal, on the real simulator
+        extra = np.stack([greedy] + [p for p in (ep_lag.actions, ep_qos.actions) if p is not None], axis=1)
+        found = local_search(env, proposals[best_l], np.concatenate([cand, extra], axis=1), lam)
+        if found is not None:
+            proposals["local_search"] = found[0]
+            e, ok = found[1], found[2]
+            scored["local_search"] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
+            best_l = min(scored, key=lambda s: (scored[s][2], s))
     best_q = min(scored, key=lambda s: (scored[s][1], scored[s][0], s))
     return Bound(n, rb, lower_qos, lower_lag, scored[best_q][0], scored[best_q][1],
                  scored[best_l][2], {"qos_first": proposals[best_q], "lagrangian": proposals[best_l]},
