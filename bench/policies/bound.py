@@ -336,6 +336,8 @@ class EpisodeBound:
     #: (N,) per request the cheapest action of the option the optimal path took: a *proposal* for the best
     #: schedule found (replayed through the env like the others; the path itself is a relaxation)
     actions: np.ndarray | None = None
+    #: (N,) bool: the path took an option missing QoS at that request
+    missed: np.ndarray | None = None
 
 
 #: how each number of an option is merged towards the favourable side (:func:`_options`)
@@ -421,7 +423,7 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
     cols = {"cost": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
             "sig_w": sig_w, "sig_t": sig_t, "rho": np.where(off, rel, -np.inf), "u": np.where(off, rel - t0, -np.inf),
             "ka": np.where(cw > 0, ca, 0.0), "kb": np.where(cw > 0, cb, 0.0), "busy": busy,
-            "t0": np.where(off, t0, 0.0), "act": act,
+            "t0": np.where(off, t0, 0.0), "act": act, "miss": np.zeros(len(req), dtype=bool),
             # connected at most until (ms from the arrival) after this request's own activity: it ends by the deadline
             "conn": np.where(off, qos + (tails[np.clip(radio, 0, len(tails) - 1)] if len(tails) else 0.0), -np.inf)}
     if not len(req):
@@ -474,11 +476,12 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
                           "rho": np.full(k_, -np.inf), "u": np.full(k_, -np.inf), "ka": np.zeros(k_),
                           "kb": np.zeros(k_), "busy": np.full(k_, b_),
                           "t0": np.where(mask[rows], t0[rows], np.inf).min(axis=1) if r_ >= 0 else np.zeros(k_),
-                          "act": acts[j], "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf)})
+                          "act": acts[j], "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
+                          "miss": np.ones(k_, dtype=bool)})
             reqs.append(rows)
     if not parts:
         return {k: np.zeros(0) for k in ("cost", "radio", "res", "dur", "sig_w", "sig_t", "rho", "u", "ka", "kb",
-                                         "busy", "t0", "act", "conn")}, np.zeros(0, dtype=np.int64)
+                                         "busy", "t0", "act", "conn", "miss")}, np.zeros(0, dtype=np.int64)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, np.concatenate(reqs)
 
 
@@ -585,7 +588,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
             return EpisodeBound(np.inf, np.full(n, np.nan), most)
         parents.append(idx[first] // g_n)
-        chosen.append(o["act"][idx[first] % g_n])
+        chosen.append(o["act"][idx[first] % g_n] * 2 + o["miss"][idx[first] % g_n])
         st, cost = k[first], newc[first]
         costs.append(cost)
         most = max(most, len(cost))
@@ -598,7 +601,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         step[i] = costs[i][best] - (costs[i - 1][prev] if i else 0.0)
         acts[i] = chosen[i][best]
         best = prev
-    return EpisodeBound(value, step, most, acts)
+    return EpisodeBound(value, step, most, acts // 2, (acts % 2).astype(bool))
 
 
 def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_ms: np.ndarray,
@@ -606,7 +609,12 @@ def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_
     """Both variants of :func:`episode_bound` (Lagrangian with ``lam``, QoS-first), sharing their options."""
     ok_part = _ok_options(v, qos_ms, tail_ms, OPTIONS_PER_CLASS) if v.radio is not None else None
     kw = dict(next_ms=next_ms, qos_ms=qos_ms, n_res=n_res, ok_part=ok_part)
-    return episode_bound(v, tail_ms, lam, feasible, **kw), episode_bound(v, tail_ms, None, feasible, **kw)
+    lag = episode_bound(v, tail_ms, lam, feasible, **kw)
+    if lag.missed is not None and np.asarray(feasible, dtype=bool).all() and not lag.missed.any():
+        # every request feasible and the Lagrangian path meets them all, paying no λ: it is also the least path of
+        # the QoS-first variant (the same options at the same costs, a subset of the paths)
+        return lag, lag
+    return lag, episode_bound(v, tail_ms, None, feasible, **kw)
 
 
 def _on_grid(ms: np.ndarray, grid: np.ndarray, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
