@@ -21,13 +21,21 @@ at 1,000 requests x 360 actions; so this module brackets it (docs/bound.md):
   truly feasible ones). (Before: the ledger's own attribution with a "busy" state of radio activity
   committed far ahead, under which an offload paid no connected power at all: certified, but 9-21 % below
   the best schedule found on the Jetson.)
-* **best schedule found** (:func:`hindsight_bound`): the greedy oracle's rollout first (where it meets the
-  lower bound the bracket is closed and the search is skipped), else a beam search over the episode with a
-  discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait),
-  plus the hindsight-best static actions, a width-1 pass and the greedy oracle's own rollout; every candidate is then
-  *replayed through a copy of the env* (the real simulator, thermal state and wait included), and
-  the best replay under each variant is the upper end. The beam only proposes; the numbers are the
-  simulator's, so the bracket stays valid when the kernel changes (queues, a shared radio).
+* **episode bound** (:func:`episode_bound`, both variants :func:`episode_bounds`): the relaxation above
+  tightened by a dynamic program over the episode whose path picks one relaxed option per request and
+  carries what a request leaves the next - queues on each local resource and transmitter (an option meeting
+  QoS must meet it after them), the radio window cut at the radio's *next user's* arrival instead of the
+  next arrival, and whether the radio may still be connected (a promotion-free option needs it). Grids and
+  option merges round towards the cheaper side, so its minimum is still a bound; it is the lower end the
+  pipeline reports (never below the per-request sum). docs/bound.md has the argument.
+* **best schedule found** (:func:`hindsight_bound`): the greedy oracle's rollout first (where it is within
+  :data:`SEARCH_SKIP_GAP` of the lower bound the search is skipped), else a beam search over the episode with a
+  discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait), plus the
+  hindsight-best static actions, a width-1 pass, the episode bound's optimal paths and a local search from the
+  best of them (:func:`local_search`); every candidate is *replayed on the real simulator* (a fresh copy of the
+  env's episode kernel, thermal state and queues included), and the best replay under each variant is the upper
+  end. The search only proposes; the numbers are the simulator's, so the bracket stays valid when the kernel
+  changes (queues, a shared radio).
 
 Variants: **Lagrangian** ``E + λ·V`` and **QoS-first** (least energy meeting every feasible deadline);
 see :mod:`bench.sim.objective`. :class:`BestFoundSchedule` (``best_found_schedule``; ``bound_schedule`` is its
@@ -110,6 +118,8 @@ class Variants:
     resource: np.ndarray | None = None
     radio_start_ms: np.ndarray | None = None
     tx_release_ms: np.ndarray | None = None
+    #: the radio activity's end (ms from the arrival; 0 where the radio is not used)
+    radio_end_ms: np.ndarray | None = None
     #: (V,) which favourable states have the radio already connected (no promotion): the episode bound lets an
     #: option of such a state use the radio only while an earlier request may have left it connected
     busy: np.ndarray | None = None
@@ -230,7 +240,8 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
     res = np.nan_to_num(pick(out.phases["local_resource"]), nan=-1.0).astype(np.int64)
     start = np.where(used, ph["radio_start_ms"], 0.0)
     release = np.where(used, np.minimum(start + ph["promo_ms"] + ph["up_ms"], ph["radio_end_ms"]), 0.0)
-    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release
+    end = np.where(used, ph["radio_end_ms"], 0.0)
+    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release, end
 
 
 def _next_arrival(states: States) -> np.ndarray:
@@ -408,18 +419,19 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
     live = np.isfinite(g(key))
     pick = lambda x: g(take(x) if np.ndim(x) == 3 else np.broadcast_to(x, ok_c.shape))[live]  # noqa: E731
     radio, res, ok_c, dur, busy, cls = (g(x)[live] for x in (radio, res, ok_c, dur, busy, cls))
-    lat, t0, rel = pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms)
+    lat, t0, rel, r_end = pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms), pick(v.radio_end_ms)
     ca, cb, cw = pick(v.carry_a_ms), pick(v.carry_b_ms), pick(v.carry_w)
     act = g(np.broadcast_to(np.tile(np.arange(n_a), n_v)[None, :], live.shape))[live]
     req = np.broadcast_to(np.arange(n)[:, None], live.shape)[live]
     qos = np.asarray(qos_ms, dtype=float)[req]
     has, off = (res >= 0) & (dur > 0), radio >= 0
-    end = np.where(off, np.maximum(lat, 0.0), 0.0)
     tails = np.asarray(tail_ms, dtype=float)
     with np.errstate(invalid="ignore"):
-        # QoS met only if: local wait + local time <= qos; local wait + end <= qos; tx wait - t0 + end <= qos
-        sig_w = np.where(has, np.minimum(qos - dur, np.where(off, qos - end, np.inf)), np.inf)
-        sig_t = np.where(off, qos - end + t0, np.inf)
+        # QoS met only if latency <= qos, and the latency is at least (the favourable outcome's phases shifted):
+        # local wait + its latency (a local wait delays the local end and the upload start alike), and
+        # transmitter wait - upload start + its radio activity's end (the upload starts no earlier than both)
+        sig_w = np.where(has, qos - lat, np.inf)
+        sig_t = np.where(off, qos - r_end + t0, np.inf)
     cols = {"cost": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
             "sig_w": sig_w, "sig_t": sig_t, "rho": np.where(off, rel, -np.inf), "u": np.where(off, rel - t0, -np.inf),
             "ka": np.where(cw > 0, ca, 0.0), "kb": np.where(cw > 0, cb, 0.0), "busy": busy,
