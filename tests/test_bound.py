@@ -144,8 +144,8 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     assert lag.value >= rb.lagrangian(OBJ) * (1 - 1e-12) - 1e-9  # the DP only adds to the per-request sum
     acts = _schedules(np.random.default_rng(seed), N, u.sim, 32)
     # the episode bound's own path, replayed: a real schedule like any other
-    acts = np.concatenate([acts, lag.actions[:, None], (qos.actions if qos.actions is not None else lag.actions)[:, None]],
-                          axis=1)
+    own = [lag.actions] + ([qos.actions] if qos.actions is not None else [])
+    acts = np.concatenate([acts, np.stack(own, axis=1)], axis=1)
     out = u.sim.run_sequence(states, acts, draws)
     e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
     shares = window_share(out.phases, _next_arrival(states)[:, None])

@@ -922,7 +922,7 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         proposals["static_lagrangian"] = np.full(n, int(np.argmin((e0 + lam * ~ok0).sum(axis=0))))
         miss_f = (~ok0 & feas[:, None]).sum(axis=0)
         proposals["static_qos_first"] = np.full(n, int(np.lexsort((e0.sum(axis=0), miss_f))[0]))
-    scored, replays = {}, {}
+    scored = {}
     for name, sched in proposals.items():
         e, ok = (e_g, ok_g) if name == "greedy_oracle" else replay(env, sched)
         scored[name] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
