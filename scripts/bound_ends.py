@@ -1,15 +1,21 @@
 """The certified lower bound before and after the window attribution, on the evaluate stage's own cells
 (issue 21's closing-note table; docs/bound.md).
 
-    python scripts/bound_ends.py SUITE [SUITE ...] [--results results] [--csv OUT.csv]
+    python scripts/bound_ends.py SUITE [SUITE ...] [--results results] [--csv OUT.csv] [--heldout] [--search]
 
 Per (suite, scenario), pooled over the evaluation seeds, on the declared objective E + λ·misses per inference:
 
 * ``ledger_lower``: the per-request relaxation of the kernel's own ledger with its favourable "busy" radio
   (activity committed far ahead: an offload pays no connected power) - the bound before;
-* ``window_lower``: :func:`bench.policies.bound.request_bounds` (the window attribution) - the bound now;
-* ``best_found``: the best schedule found, from ``RESULTS/evaluate/bound.csv`` when it holds the cell (the
-  search does not depend on the relaxation), and each bracket gap ``(best_found - lower) / best_found``.
+* ``window_lower``: :func:`bench.policies.bound.request_bounds` (the per-request window attribution);
+* ``episode_lower``: :func:`bench.policies.bound.episode_bounds` (the DP over queues, radio windows and
+  connection on top of the window attribution) - the bound now;
+* ``best_found``: the best schedule found, from ``RESULTS/evaluate/bound.csv`` when it holds the cell, and each
+  bracket gap ``(best_found - lower) / best_found``; with ``--search`` also ``best_found_now``: the search of
+  this checkout (:func:`bench.policies.bound.hindsight_bound`, which adds the episode bound's paths to its
+  proposals), its gap to ``episode_lower`` and its CPU seconds per cell.
+
+``--heldout``: only the suites' held-out scenarios.
 
 The cells are the evaluate stage's (params.yaml's suites, seeds derived from the root seed, the trained
 run's env arguments from ``RESULTS/train/<run>/train.json``).
@@ -26,21 +32,24 @@ import numpy as np
 import pandas as pd
 
 
-def cell_bounds(suite: str, results: Path) -> pd.DataFrame:
+def cell_bounds(suite: str, results: Path, heldout: bool = False, search: bool = False) -> pd.DataFrame:
     """One row per evaluation cell of ``suite``: both lower ends (objective, mJ over the episode) and ``n``."""
     import bench  # noqa: F401  (registers the envs)
     import bench.policies  # noqa: F401
     from bench.config import load_params
     from bench.pipeline.evaluate import suite_cells
     from bench.pipeline.training import learner_spec
-    from bench.policies.bound import RequestBounds, _variants, _with, request_bounds
+    import time
+
+    from bench.policies.bound import (RequestBounds, _next_arrival, _variants, _with, episode_bounds, hindsight_bound,
+                                      request_bounds)
     from bench.policies.rollout import make_env
     from bench.sim.objective import Objective
 
     params = load_params()
     obj = Objective(params.objective.violation_cost_mj)
     s = params.evaluate.suites[suite]
-    scenarios = list(s.scenarios) + list(s.heldout_scenarios)
+    scenarios = (list(s.scenarios) if not heldout else []) + list(s.heldout_scenarios)
     cells = suite_cells(suite, results / "train" / s.run, [], scenarios, params.evaluate.seeds, params.evaluate.steps,
                         params.seed, obj.violation_cost_mj)
     rows = []
@@ -57,14 +66,21 @@ def cell_bounds(suite: str, results: Path) -> pd.DataFrame:
         ok_mj = np.where(v.qos_ok, v.energy_mj, np.inf).min(axis=(0, 2))
         ledger = RequestBounds(v.energy_mj.min(axis=(0, 2)), ok_mj, np.isfinite(ok_mj))
         window = request_bounds(u.sim, st, dr, v)
-        rows.append({"suite": suite, "scenario": sc, "seed": seed, "n": len(idx),
-                     "ledger_lower": ledger.lagrangian(obj), "window_lower": window.lagrangian(obj)})
+        lag, _ = episode_bounds(v, [lk.tail_ms for lk in u.sim.links], obj.violation_cost_mj, window.feasible,
+                                _next_arrival(st), st.qos_ms, u.sim.kernel.n_resources)
+        row = {"suite": suite, "scenario": sc, "seed": seed, "n": len(idx), "ledger_lower": ledger.lagrangian(obj),
+               "window_lower": window.lagrangian(obj), "episode_lower": max(lag.value, window.lagrangian(obj))}
+        if search:
+            t = time.process_time()
+            b = hindsight_bound(env, obj, len(idx))
+            row.update(best_found_now=b.upper_lagrangian, search_cpu_s=time.process_time() - t)
+        rows.append(row)
         env.close()
     return pd.DataFrame(rows)
 
 
-def table(suites: list[str], results: Path) -> pd.DataFrame:
-    cells = pd.concat([cell_bounds(s, results) for s in suites], ignore_index=True)
+def table(suites: list[str], results: Path, heldout: bool = False, search: bool = False) -> pd.DataFrame:
+    cells = pd.concat([cell_bounds(s, results, heldout, search) for s in suites], ignore_index=True)
     csv = results / "evaluate" / "bound.csv"
     if csv.exists():
         found = pd.read_csv(csv)[["suite", "scenario", "seed", "n", "upper_lagrangian"]]
@@ -74,9 +90,15 @@ def table(suites: list[str], results: Path) -> pd.DataFrame:
     g = cells.groupby(["suite", "scenario"], sort=True)
     out = pd.DataFrame({"cells": g.size(), "ledger_lower": g.ledger_lower.sum() / g.n.sum(),
                         "window_lower": g.window_lower.sum() / g.n.sum(),
+                        "episode_lower": g.episode_lower.sum() / g.n.sum(),
                         "best_found": g.upper_lagrangian.sum(min_count=1) / g.n.sum()})
     out["ledger_gap"] = (out.best_found - out.ledger_lower) / out.best_found
     out["window_gap"] = (out.best_found - out.window_lower) / out.best_found
+    out["episode_gap"] = (out.best_found - out.episode_lower) / out.best_found
+    if search:
+        out["best_found_now"] = g.best_found_now.sum() / g.n.sum()
+        out["gap_now"] = (out.best_found_now - out.episode_lower) / out.best_found_now
+        out["search_cpu_s"] = g.search_cpu_s.mean()
     return out.reset_index()
 
 
@@ -85,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("suites", nargs="+", metavar="SUITE")
     p.add_argument("--results", default="results", type=Path)
     p.add_argument("--csv", type=Path, help="also write the table here")
+    p.add_argument("--heldout", action="store_true", help="only the held-out scenarios")
+    p.add_argument("--search", action="store_true", help="also run this checkout's search for the best schedule")
     a = p.parse_args(argv)
     from bench.config import load_params
 
@@ -98,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bound_ends: {a.results}/train has no trained run for suite {missing[0]!r} (run the train stage first)",
               file=sys.stderr)
         return 2
-    t = table(a.suites, a.results)
+    t = table(a.suites, a.results, a.heldout, a.search)
     if a.csv:
         t.to_csv(a.csv, index=False)
     with pd.option_context("display.width", 200, "display.max_rows", 500):

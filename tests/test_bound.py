@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import bench  # noqa: F401  (registers the envs)
 import bench.policies  # noqa: F401  (registers the policies)
 from bench.pipeline import yardstick
-from bench.policies.bound import _next_arrival, hindsight_bound, replay, request_bounds, window_share
+from bench.policies.bound import (_next_arrival, _variants, episode_bound, hindsight_bound, replay, request_bounds,
+                                  window_share)
 from bench.policies.rollout import evaluate_policy, make_env
 from bench.sim.objective import Objective
 
@@ -54,7 +55,8 @@ def _policy_rows(suite: str, scenario: str, seed: int) -> tuple[pd.DataFrame, pd
     res.insert(0, "suite", suite)
     rb = b.requests
     req = pd.DataFrame({"suite": suite, "scenario": scenario, "seed": seed, "step": np.arange(N),
-                        "lb_any_mj": rb.lb_any_mj, "lb_ok_mj": rb.lb_ok_mj, "feasible": rb.feasible})
+                        "lb_any_mj": rb.lb_any_mj, "lb_ok_mj": rb.lb_ok_mj, "feasible": rb.feasible,
+                        **yardstick.episode_columns(b)})
     env.close()
     return res, req, b
 
@@ -136,15 +138,68 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     idx = np.arange(N)
     states, draws = ep.states.take(idx), ep.draws.take(idx)
     states = dataclasses.replace(states, interarrival_ms=states.interarrival_ms * squeeze)
-    rb = request_bounds(u.sim, states, draws)
+    v = _variants(u.sim, states, draws)
+    rb = request_bounds(u.sim, states, draws, v)
+    lag, qos = _episode_bounds(u.sim, states, v, rb)
+    assert lag.value >= rb.lagrangian(OBJ) * (1 - 1e-12) - 1e-9  # the DP only adds to the per-request sum
     acts = _schedules(np.random.default_rng(seed), N, u.sim, 32)
+    # the episode bound's own path, replayed: a real schedule like any other
+    own = [lag.actions] + ([qos.actions] if qos.actions is not None else [])
+    acts = np.concatenate([acts, np.stack(own, axis=1)], axis=1)
     out = u.sim.run_sequence(states, acts, draws)
     e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
     shares = window_share(out.phases, _next_arrival(states)[:, None])
     assert (shares.sum(axis=0) <= e.sum(axis=0) * (1 + 1e-9) + 1e-6).all()  # the attribution is a lower bound
     for j in range(acts.shape[1]):
         assert e[:, j].sum() >= rb.given_met(ok[:, j]) * (1 - 1e-9) - 1e-6, j
-        assert OBJ.episode_cost(e[:, j], ok[:, j]) >= rb.lagrangian(OBJ) * (1 - 1e-9) - 1e-6, j
+        assert OBJ.episode_cost(e[:, j], ok[:, j]) >= lag.value * (1 - 1e-9) - 1e-6, j
+        if ok[rb.feasible, j].all():
+            assert e[:, j].sum() >= qos.value * (1 - 1e-9) - 1e-6, j
+
+
+def _episode_bounds(sim, states, v, rb):
+    """Both variants of the episode bound (:func:`episode_bound`) of an episode's states."""
+    kw = dict(next_ms=_next_arrival(states), qos_ms=states.qos_ms, n_res=sim.kernel.n_resources)
+    tails = [lk.tail_ms for lk in sim.links]
+    return (episode_bound(v, tails, OBJ.violation_cost_mj, **kw), episode_bound(v, tails, None, rb.feasible, **kw))
+
+
+def _all_schedules(a: int, n: int) -> np.ndarray:
+    """(n, a**n): every action sequence of an n-request episode."""
+    return np.stack(np.meshgrid(*[np.arange(a)] * n, indexing="ij"), axis=0).reshape(n, -1)
+
+
+@pytest.mark.parametrize("suite,n", [("autoscale_phone", 3), ("dvfo_jetson", 2)])
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), which=st.integers(0, 9), squeeze=st.sampled_from([1.0, 0.1, 0.01]))
+def test_the_bound_is_below_the_brute_force_optimum_and_the_best_found_above(suite, n, seed, which, squeeze):
+    """On tiny episodes every schedule is tried (all A**n action sequences through the real kernel, arrivals
+    squeezed so requests queue and share tails): certified lower bound <= exact optimum <= best schedule found,
+    for both variants (QoS-first over the schedules meeting every feasible deadline)."""
+    env_id, scenarios, _, _ = SUITES[suite]
+    env = make_env(env_id, scenarios[which % len(scenarios)], n)
+    env.reset(seed=seed)
+    u = env.unwrapped
+    ep = u.episode()
+    idx = np.arange(n)
+    states = dataclasses.replace(ep.states.take(idx), interarrival_ms=ep.states.take(idx).interarrival_ms * squeeze)
+    draws = ep.draws.take(idx)
+    v = _variants(u.sim, states, draws)
+    rb = request_bounds(u.sim, states, draws, v)
+    lag, qos = _episode_bounds(u.sim, states, v, rb)
+    acts = _all_schedules(u.sim.A, n)
+    out = u.sim.run_sequence(states, acts, draws)
+    e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
+    j_opt = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
+    assert rb.lagrangian(OBJ) <= lag.value * (1 + 1e-12) + 1e-9 <= j_opt * (1 + 1e-9) + 1e-6
+    meets = ok[rb.feasible].all(axis=0)
+    if meets.any():
+        assert qos.value <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6
+    # the best schedule found (on the unsqueezed episode the env replays) is a real schedule: never below optimum
+    if squeeze == 1.0:
+        b = hindsight_bound(env, OBJ, n)
+        assert b.lower_lagrangian <= j_opt * (1 + 1e-9) + 1e-6 <= b.upper_lagrangian * (1 + 1e-9) + 2e-6
+
 
 
 def test_the_check_fails_when_a_policy_beats_the_bound():

@@ -21,13 +21,21 @@ at 1,000 requests x 360 actions; so this module brackets it (docs/bound.md):
   truly feasible ones). (Before: the ledger's own attribution with a "busy" state of radio activity
   committed far ahead, under which an offload paid no connected power at all: certified, but 9-21 % below
   the best schedule found on the Jetson.)
-* **best schedule found** (:func:`hindsight_bound`): the greedy oracle's rollout first (where it meets the
-  lower bound the bracket is closed and the search is skipped), else a beam search over the episode with a
-  discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait),
-  plus the hindsight-best static actions, a width-1 pass and the greedy oracle's own rollout; every candidate is then
-  *replayed through a copy of the env* (the real simulator, thermal state and wait included), and
-  the best replay under each variant is the upper end. The beam only proposes; the numbers are the
-  simulator's, so the bracket stays valid when the kernel changes (queues, a shared radio).
+* **episode bound** (:func:`episode_bound`, both variants :func:`episode_bounds`): the relaxation above
+  tightened by a dynamic program over the episode whose path picks one relaxed option per request and
+  carries what a request leaves the next - queues on each local resource and transmitter (an option meeting
+  QoS must meet it after them), the radio window cut at the radio's *next user's* arrival instead of the
+  next arrival, and whether the radio may still be connected (a promotion-free option needs it). Grids and
+  option merges round towards the cheaper side, so its minimum is still a bound; it is the lower end the
+  pipeline reports (never below the per-request sum). docs/bound.md has the argument.
+* **best schedule found** (:func:`hindsight_bound`): the greedy oracle's rollout first (where it is within
+  :data:`SEARCH_SKIP_GAP` of the lower bound the search is skipped), else a beam search over the episode with a
+  discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait), plus the
+  hindsight-best static actions, a width-1 pass, the episode bound's optimal paths and a local search from the
+  best of them (:func:`local_search`); every candidate is *replayed on the real simulator* (a fresh copy of the
+  env's episode kernel, thermal state and queues included), and the best replay under each variant is the upper
+  end. The search only proposes; the numbers are the simulator's, so the bracket stays valid when the kernel
+  changes (queues, a shared radio).
 
 Variants: **Lagrangian** ``E + λ·V`` and **QoS-first** (least energy meeting every feasible deadline);
 see :mod:`bench.sim.objective`. :class:`BestFoundSchedule` (``best_found_schedule``; ``bound_schedule`` is its
@@ -96,11 +104,30 @@ class Variants:
     qos_ok: np.ndarray
     relaxed_any_mj: np.ndarray
     relaxed_ok_mj: np.ndarray
+    #: the radio the outcome used (-1: none) and, for an outcome meeting QoS, the *carry* of its window past
+    #: the next arrival (:func:`_window_energy`): at least ``carry_w`` more on the radio's base power for every
+    #: ms in ``[carry_a_ms, carry_b_ms]`` after the next arrival that passes before the radio's next user arrives
+    radio: np.ndarray | None = None
+    carry_a_ms: np.ndarray | None = None
+    carry_b_ms: np.ndarray | None = None
+    carry_w: np.ndarray | None = None
+    #: the favourable outcome's timing (ms from the arrival, empty queues), what the episode bound's queues need:
+    #: latency, local busy time and its resource (-1: none), the upload's start and the transmitter's release
+    latency_ms: np.ndarray | None = None
+    local_ms: np.ndarray | None = None
+    resource: np.ndarray | None = None
+    radio_start_ms: np.ndarray | None = None
+    tx_release_ms: np.ndarray | None = None
+    #: the radio activity's end (ms from the arrival; 0 where the radio is not used)
+    radio_end_ms: np.ndarray | None = None
+    #: (V,) which favourable states have the radio already connected (no promotion): the episode bound lets an
+    #: option of such a state use the radio only while an earlier request may have left it connected
+    busy: np.ndarray | None = None
 
 
 #: the phases :func:`_window_energy` reads from the kernel's ledger
 _WINDOW_PHASES = ("local_ms", "local_w", "fallback_ms", "fallback_w", "radio_start_ms", "radio_end_ms", "promo_ms",
-                  "promo_w", "up_ms", "up_w", "down_ms", "down_w", "tail_w", "tail_ms")
+                  "promo_w", "up_ms", "up_w", "down_ms", "down_w", "tail_w", "tail_ms", "radio")
 
 
 def window_share(ph: dict, next_ms, delay_ms=0.0) -> np.ndarray:
@@ -148,32 +175,52 @@ def _window_base(parts, next_ms, delay_ms) -> np.ndarray:
     return promo_w * np.minimum(c_promo, win) + tail_w * np.maximum(win - c_promo, 0.0)
 
 
-def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np.ndarray):
     """The certified per-request floors of one favourable state's outcomes ((N, k) phases; ``qos_ms``,
-    ``next_ms`` (N,)): (any outcome, an outcome meeting QoS - ``inf`` where this one misses it).
+    ``next_ms`` (N,)): (any outcome, an outcome meeting QoS - ``inf`` where this one misses it, and the
+    latter's carry ``(a, b, w)`` past the next arrival).
 
     The favourable state has empty queues, so a reachable outcome of the same action and radio/thermal case
     starts its radio no earlier and its activity lasts no shorter; a later start only shrinks the window
     (:func:`window_share`). So the floor takes the latest start a queue could cause: unbounded for any
     outcome (the window is the promotion + upload), ``qos - end`` later for one meeting QoS (a delay
     postpones the end as much).
+
+    **The carry** (used by the episode bound, :func:`episode_bound`): the window is cut at the next arrival
+    ``T`` only because the next request might use the same radio. Cut instead at the arrival ``G >= T`` of
+    the radio's next user, the window length ``L(G) = min(D + tail, max(D_tx, G - off))`` (``off`` the latest
+    radio start) grows past ``L(T)`` by ``clip(G - T - a, 0, b - a)`` with ``a = max(0, off + D_tx - T)``,
+    ``b = a + D + tail - L(T)``, at a base power of at least ``w`` (the tail power, or the least of promotion
+    and tail power while the window is still in its promotion). Every ``L`` is no longer than a reachable
+    outcome's (its start no later, its activity no shorter), so the carry too is a floor. Outcomes missing
+    QoS (an unbounded start) carry nothing.
     """
     shape = np.shape(qos_ok)
     qos = np.asarray(qos_ms, dtype=float)[:, None]
     nxt = np.asarray(next_ms, dtype=float)[:, None]
+    end = np.asarray(ph["radio_end_ms"], dtype=float)
     with np.errstate(invalid="ignore"):
-        slack = np.where(np.isfinite(np.asarray(ph["radio_end_ms"], dtype=float)),
-                         np.maximum(qos - np.asarray(ph["radio_end_ms"], dtype=float), 0.0), 0.0)
+        slack = np.where(np.isfinite(end), np.maximum(qos - end, 0.0), 0.0)
     fixed, parts = _share_parts(ph)
     any_mj = np.broadcast_to(fixed + _window_base(parts, nxt, np.inf), shape)
     ok_mj = np.where(qos_ok, np.broadcast_to(fixed + _window_base(parts, nxt, slack), shape), np.inf)
-    return any_mj, ok_mj
+    used, s0, c_promo, d_tx, d_all, promo_w, tail_w = parts
+    with np.errstate(invalid="ignore"):
+        off = np.where(used, s0 + slack, 0.0)
+        length = np.where(used, np.maximum(np.minimum(d_all, np.maximum(d_tx, nxt - off)), 0.0), 0.0)
+        a = np.where(used, np.maximum(0.0, off + d_tx - nxt), 0.0)
+        b = a + np.maximum(d_all - length, 0.0)
+        w = np.where(length >= c_promo, tail_w, np.minimum(promo_w, tail_w))
+    carry = np.broadcast_to(used & np.isfinite(nxt) & np.asarray(qos_ok, dtype=bool), shape)
+    a = np.where(carry, np.broadcast_to(a, shape), 0.0)
+    b = np.where(carry, np.broadcast_to(b, shape), 0.0)
+    w = np.where(carry, np.broadcast_to(np.nan_to_num(w), shape), 0.0)
+    return any_mj, ok_mj, (a, b, w)
 
 
 def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
-    """Energy, QoS, radio start and the window floors (:func:`_window_energy`) of actions ``cols`` on every
-    request ((N, len(cols)) each) under state overrides ``kw``."""
+    """Energy, QoS, the window floors, the radio used (-1: none) and the carry (:func:`_window_energy`) of
+    actions ``cols`` on every request ((N, len(cols)) each) under state overrides ``kw``."""
     n, k = len(states), len(cols)
     if 4 * k > sim.A:  # many columns: one broadcast call over every action is cheaper than N x k rows
         out = sim.evaluate(_with(states, **kw), None, draws)
@@ -186,8 +233,15 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
         pick = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
     e, ok = pick(out.energy_mj), pick(out.qos_ok, bool)
     ph = {name: pick(out.phases[name]) for name in _WINDOW_PHASES}
-    r_any, r_ok = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
-    return e, ok, ph["radio_start_ms"], r_any, r_ok
+    r_any, r_ok, (ca, cb, cw) = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
+    used = np.isfinite(ph["radio_end_ms"])
+    radio = np.where(used, np.nan_to_num(ph["radio"], nan=-1.0), -1.0).astype(np.int64)
+    lat = pick(out.latency_ms)
+    res = np.nan_to_num(pick(out.phases["local_resource"]), nan=-1.0).astype(np.int64)
+    start = np.where(used, ph["radio_start_ms"], 0.0)
+    release = np.where(used, np.minimum(start + ph["promo_ms"] + ph["up_ms"], ph["radio_end_ms"]), 0.0)
+    end = np.where(used, ph["radio_end_ms"], 0.0)
+    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release, end
 
 
 def _next_arrival(states: States) -> np.ndarray:
@@ -218,20 +272,29 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
     radio_cols = a[np.asarray(t.offloads, dtype=bool).any(axis=0)]
     idle_inf = np.full((n, r), np.inf)
     cool, hot = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    n_var = 1 + bool(thermal and len(hot_cols)) + bool(len(radio_cols)) * (1 + bool(thermal))
     first = _subset(sim, states, draws, a, radio_idle_ms=idle_inf, throttled=cool)
-    arrays = [[x] for x in (first[0], first[1], first[3], first[4])]  # energy, ok, floor any, floor ok
+    # energy, ok, floor any, floor ok, radio, carry (a, b, w), timing: one (V, N, A) array each, filled in place
+    arrays = []
+    for x in first:
+        x = np.asarray(x)
+        arr = np.empty((n_var, *x.shape), dtype=x.dtype)
+        arr[0] = x
+        arrays.append(arr)
+    filled = [1]
 
     def variant(cols, **kw):
-        new = [x[0].copy() for x in arrays]
+        k = filled[0]
+        for arr in arrays:
+            arr[k] = arr[0]
         if len(cols):
-            e, ok, _, r_any, r_ok = _subset(sim, states, draws, cols, **kw)
-            for arr, v in zip(new, (e, ok, r_any, r_ok)):
-                arr[:, cols] = v
-        for lst, arr in zip(arrays, new):
-            lst.append(arr)
+            for arr, v in zip(arrays, _subset(sim, states, draws, cols, **kw)):
+                arr[k][:, cols] = v
+        filled[0] += 1
 
     if thermal and len(hot_cols):
         variant(hot_cols, radio_idle_ms=idle_inf, throttled=hot)
+    n_idle = filled[0]
     if len(radio_cols):
         # busy: radio activity committed far past this transfer, its transmitter free: no promotion. Under the
         # ledger's attribution such a request adds only its transmit power above the connected level; the
@@ -240,7 +303,9 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
         variant(radio_cols, radio_idle_ms=busy, throttled=cool)
         if thermal:
             variant(np.intersect1d(radio_cols, hot_cols), radio_idle_ms=busy, throttled=hot)
-    return Variants(*(np.stack(x) for x in arrays))
+    busy_v = np.zeros(n_var, dtype=bool)
+    busy_v[n_idle:] = True
+    return Variants(*arrays, busy=busy_v)
 
 
 def request_bounds(sim, states: States, draws: Draws, variants: Variants | None = None) -> RequestBounds:
@@ -249,6 +314,334 @@ def request_bounds(sim, states: States, draws: Draws, variants: Variants | None 
     lb_any = v.relaxed_any_mj.min(axis=(0, 2))  # (V, N, A) -> (N,)
     lb_ok = v.relaxed_ok_mj.min(axis=(0, 2))
     return RequestBounds(lb_any, lb_ok, np.isfinite(lb_ok))
+
+
+# --------------------------------------------------------------------------- the episode bound
+
+#: grid steps per radio tail of the episode bound's carried windows (finer: tighter, more states)
+CARRY_STEPS = 16
+#: grid step (ms) of the episode bound's carried queues (finer: tighter, more states)
+QUEUE_GRID_MS = 10.0
+#: options per (local resource, radio) class the episode bound keeps per request after merging
+OPTIONS_PER_CLASS = 4
+#: carried states per request beyond which the episode bound coarsens its grid
+MAX_STATES = 400
+#: requests a local search screens a change on, and the most whole-episode checks it makes (a time budget)
+LOCAL_SEARCH_WINDOW = 12
+LOCAL_SEARCH_CHECKS = 300
+#: the bracket (relative, both variants) within which the greedy oracle's rollout ends the search for a better
+#: schedule: the search could gain at most this much (a speed/quality choice, not a world constant)
+SEARCH_SKIP_GAP = 0.005
+#: grid index standing for "unknown / unbounded" (a radio a missed request may have left connected)
+_UNKNOWN = 1 << 40
+
+
+@dataclass(frozen=True)
+class EpisodeBound:
+    """The episode-level certified lower bound of one variant: its value and, per request, the optimal relaxed
+    path's cost (summing to the value; a path through the relaxation, not a schedule)."""
+
+    value: float
+    step_mj: np.ndarray  # (N,)
+    states: int  # the most carried states the DP held at one step (its size)
+    #: (N,) per request the cheapest action of the option the optimal path took: a *proposal* for the best
+    #: schedule found (replayed through the env like the others; the path itself is a relaxation)
+    actions: np.ndarray | None = None
+    #: (N,) bool: the path took an option missing QoS at that request
+    missed: np.ndarray | None = None
+
+
+#: how each number of an option is merged towards the favourable side (:func:`_options`)
+_MERGE_MIN = ("cost", "dur", "rho", "u", "kb", "t0")
+_MERGE_MAX = ("sig_w", "sig_t", "ka", "conn")
+
+
+def _options(v: Variants, lam: float | None, feasible: np.ndarray, qos_ms: np.ndarray, tail_ms: np.ndarray,
+             per_class: int, ok_part: tuple | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every request's options of the episode bound, reduced safely.
+
+    *Meeting QoS* (one per (action, favourable state) member; Lagrangian and, at feasible requests, QoS-first):
+    per request and class (local resource, radio, needs a connected radio), the front on (cost, tolerated
+    wait) - an option starts a group when it tolerates a longer wait than every cheaper one; the options after
+    it, up to the next such, join its group (each is no cheaper and tolerates no more) - and the groups merged
+    into ``per_class`` by cost rank. A merged option takes each member's most favourable number (the least cost,
+    occupancy, window and upload start, the largest wait tolerated and connection left), so every member is at
+    least one merged option. *Any outcome* (Lagrangian: + λ; QoS-first: infeasible requests only): nothing to
+    meet, no occupancy, an unknown connection; one per (radio, needs a connected radio) with the least cost and
+    upload start of its members.
+
+    Returns (a dict of flat (O,) arrays, (N + 1,) offsets: request ``i``'s options are ``[off[i], off[i+1])``).
+    Arrays: ``cost``, ``radio`` (the radio it uses: closes that radio's carried window; -1 none), ``res`` (local
+    resource it occupies, -1 none), ``dur`` (local busy time), ``sig_w``/``sig_t`` (largest wait on its local
+    resource / its radio's transmitter that still meets QoS), ``rho``/``u`` (the transmitter is busy until at
+    least ``max(rho + w_local, w_tx + u)``; ``-inf``: it does not occupy it), ``ka``/``kb`` (carried window,
+    ms), ``busy`` (it needs the radio still connected when its upload starts, at ``t0`` or later), ``conn`` (its
+    radio is connected at most this long after the arrival: its activity ends by the deadline when it meets
+    QoS, unknown when it does not), ``act`` (the cheapest member's action). ``ok_part``: :func:`_ok_options`
+    already computed (it does not depend on the variant).
+    """
+    n = v.radio.shape[1]
+    feas = np.asarray(feasible, dtype=bool)
+    ok_cols, ok_req = ok_part if ok_part is not None else _ok_options(v, qos_ms, tail_ms, per_class)
+    if lam is None:  # QoS-first: options meeting QoS at feasible requests only
+        keep = feas[ok_req]
+        ok_cols, ok_req = {k: x[keep] for k, x in ok_cols.items()}, ok_req[keep]
+    any_cols, any_req = _any_options(v, lam, feas, tail_ms)
+    req = np.r_[ok_req, any_req]
+    order = np.argsort(req, kind="stable")
+    cols = {k: np.r_[x, any_cols[k].astype(x.dtype)][order] for k, x in ok_cols.items()}
+    return cols, np.searchsorted(req[order], np.arange(n + 1))
+
+
+def _timing(v: Variants):
+    """(N, V*A) views of the variants' numbers the options need."""
+    n_v, n, n_a = v.radio.shape
+    return lambda x: np.asarray(x).transpose(1, 0, 2).reshape(n, n_v * n_a)  # noqa: E731
+
+
+def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The reduced options meeting QoS (:func:`_options`) and their requests."""
+    n_v, n, n_a = v.radio.shape
+    take = _timing(v)
+    radio, res, ok_c = take(v.radio), take(v.resource), take(v.relaxed_ok_mj)
+    dur = take(v.local_ms)
+    busy_v = v.busy if v.busy is not None else np.zeros(n_v, dtype=bool)
+    off = radio >= 0
+    has = (res >= 0) & (dur > 0)
+    busy = np.repeat(busy_v, n_a)[None, :] & off
+    cls = ((np.where(has, res, -1) + 1) * 64 + (radio + 1)) * 2 + busy
+    # per request, its options sorted by (class, cost) (a row-wise sort: cheaper than one over the flat options);
+    # options missing QoS (cost inf) sort last and are dropped
+    with np.errstate(invalid="ignore"):
+        key = np.where(np.isfinite(ok_c), cls * 1e9 + ok_c, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    g = lambda x: np.take_along_axis(np.asarray(x), order, axis=1)  # noqa: E731
+    live = np.isfinite(g(key))
+    pick = lambda x: g(take(x) if np.ndim(x) == 3 else np.broadcast_to(x, ok_c.shape))[live]  # noqa: E731
+    radio, res, ok_c, dur, busy, cls = (g(x)[live] for x in (radio, res, ok_c, dur, busy, cls))
+    lat, t0, rel, r_end = pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms), pick(v.radio_end_ms)
+    ca, cb, cw = pick(v.carry_a_ms), pick(v.carry_b_ms), pick(v.carry_w)
+    act = g(np.broadcast_to(np.tile(np.arange(n_a), n_v)[None, :], live.shape))[live]
+    req = np.broadcast_to(np.arange(n)[:, None], live.shape)[live]
+    qos = np.asarray(qos_ms, dtype=float)[req]
+    has, off = (res >= 0) & (dur > 0), radio >= 0
+    tails = np.asarray(tail_ms, dtype=float)
+    with np.errstate(invalid="ignore"):
+        # QoS met only if latency <= qos, and the latency is at least (the favourable outcome's phases shifted):
+        # local wait + its latency (a local wait delays the local end and the upload start alike), and
+        # transmitter wait - upload start + its radio activity's end (the upload starts no earlier than both)
+        sig_w = np.where(has, qos - lat, np.inf)
+        sig_t = np.where(off, qos - r_end + t0, np.inf)
+    cols = {"cost": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
+            "sig_w": sig_w, "sig_t": sig_t, "rho": np.where(off, rel, -np.inf), "u": np.where(off, rel - t0, -np.inf),
+            "ka": np.where(cw > 0, ca, 0.0), "kb": np.where(cw > 0, cb, 0.0), "busy": busy,
+            "t0": np.where(off, t0, 0.0), "act": act, "miss": np.zeros(len(req), dtype=bool),
+            # connected at most until (ms from the arrival) after this request's own activity: it ends by the deadline
+            "conn": np.where(off, qos + (tails[np.clip(radio, 0, len(tails) - 1)] if len(tails) else 0.0), -np.inf)}
+    if not len(req):
+        return cols, req
+    seg_key = req.astype(np.int64) * (int(cls.max()) + 1) + cls
+    seg_start = np.r_[True, seg_key[1:] != seg_key[:-1]]
+    seg = np.cumsum(seg_start) - 1
+    # the running largest tolerated wait within each segment (the front is a grouping choice: any grouping of
+    # consecutive options is safe, so a float key's rounding cannot break the bound)
+    sig = np.clip(np.minimum(cols["sig_w"], cols["sig_t"]), -1e7, 1e7)
+    run = np.maximum.accumulate(seg * 4e7 + sig) - seg * 4e7
+    front = seg_start | np.r_[False, sig[1:] > run[:-1]]
+    gid = np.cumsum(front)
+    first_of_seg = np.flatnonzero(seg_start)
+    gid = gid - gid[first_of_seg][seg]  # 0-based front index within the segment
+    n_front = np.maximum.reduceat(gid, first_of_seg)[seg] + 1
+    bucket = (gid * np.minimum(per_class, n_front)) // n_front
+    starts = np.flatnonzero(seg_start | np.r_[False, bucket[1:] != bucket[:-1]])
+    out = {}
+    for name, x in cols.items():
+        if name in _MERGE_MIN:
+            out[name] = np.minimum.reduceat(x, starts)
+        elif name in _MERGE_MAX:
+            out[name] = np.maximum.reduceat(x, starts)
+        else:  # the class's own numbers, or the cheapest member's action
+            out[name] = x[starts]
+    return out, req[starts]
+
+
+def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The any-outcome options (:func:`_options`) and their requests."""
+    n_v, n, n_a = v.radio.shape
+    take = _timing(v)
+    radio, any_c, t0 = take(v.radio), take(v.relaxed_any_mj), take(v.radio_start_ms)
+    busy = np.repeat(v.busy if v.busy is not None else np.zeros(n_v, dtype=bool), n_a)[None, :] & (radio >= 0)
+    any_cost = any_c + lam if lam is not None else np.where(feas[:, None], np.inf, any_c)
+    acts = np.tile(np.arange(n_a), n_v)
+    parts, reqs = [], []
+    for r_ in range(-1, len(tail_ms)):
+        for b_ in (False, True):
+            mask = (radio == r_) & (busy == b_) & np.isfinite(any_cost)
+            rows = np.flatnonzero(mask.any(axis=1))
+            if not len(rows):
+                continue
+            c = np.where(mask[rows], any_cost[rows], np.inf)
+            j = np.argmin(c, axis=1)
+            k_ = len(rows)
+            parts.append({"cost": c[np.arange(k_), j], "radio": np.full(k_, r_), "res": np.full(k_, -1),
+                          "dur": np.zeros(k_), "sig_w": np.full(k_, np.inf), "sig_t": np.full(k_, np.inf),
+                          "rho": np.full(k_, -np.inf), "u": np.full(k_, -np.inf), "ka": np.zeros(k_),
+                          "kb": np.zeros(k_), "busy": np.full(k_, b_),
+                          "t0": np.where(mask[rows], t0[rows], np.inf).min(axis=1) if r_ >= 0 else np.zeros(k_),
+                          "act": acts[j], "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
+                          "miss": np.ones(k_, dtype=bool)})
+            reqs.append(rows)
+    if not parts:
+        return {k: np.zeros(0) for k in ("cost", "radio", "res", "dur", "sig_w", "sig_t", "rho", "u", "ka", "kb",
+                                         "busy", "t0", "act", "conn", "miss")}, np.zeros(0, dtype=np.int64)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, np.concatenate(reqs)
+
+
+def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray | None = None,
+                  next_ms: np.ndarray | None = None, qos_ms: np.ndarray | None = None, n_res: int = 0,
+                  steps: int = CARRY_STEPS, queue_ms: float = QUEUE_GRID_MS, per_class: int = OPTIONS_PER_CLASS,
+                  max_states: int = MAX_STATES, ok_part: tuple | None = None) -> EpisodeBound:
+    """The per-request relaxation tightened by a dynamic program over what one request leaves the next.
+
+    :func:`request_bounds` lets every request meet empty queues and cuts its radio window at the next arrival
+    (the next request *might* use the same radio). Here a path through the episode picks, per request, one of
+    the relaxation's options (action x favourable radio/thermal case, meeting QoS or not) and carries:
+
+    * per local resource and per radio's transmitter, the least time it is still busy: an option meeting QoS
+      must meet it *after* these waits (its latency grows by at least the wait; the kernel's FIFO, docs/bound.md),
+      and it leaves them busy at least its own local time / upload after them. An option missing QoS leaves the
+      queues as they were (a queue never shrinks: the kernel keeps the later free time) and needs nothing;
+    * per radio, the window still open: the window is cut at the arrival of the radio's *next user* (any later
+      request is not on the radio before it arrives; :func:`_window_energy`'s carry), charged for every
+      inter-arrival that passes before an option on that radio closes it.
+
+    Every reachable schedule's window attribution is at least one path's cost (each request's outcome is at least
+    one option, with no shorter window, no longer allowed wait and no more occupancy), so the least path cost bounds
+    every schedule. The carried numbers are kept on grids that round towards the cheaper side (queues and window
+    ends down, window starts up; doubled where the states exceed ``max_states``), and options are merged
+    towards the favourable side (:func:`_options`), so the DP stays finite and its minimum a bound.
+
+    ``lam``: the Lagrangian variant (a miss costs ``lam``); ``None``: QoS-first (``feasible`` requests only
+    through options meeting QoS, the others through any option at no price). ``ok_part``: the options meeting
+    QoS (:func:`_ok_options`), when both variants are computed (:func:`episode_bounds`).
+    """
+    n = v.relaxed_ok_mj.shape[1]
+    r = len(tail_ms)
+    if v.radio is None or next_ms is None or qos_ms is None:  # no timing known: the per-request sum
+        ok = v.relaxed_ok_mj.min(axis=(0, 2))
+        an = v.relaxed_any_mj.min(axis=(0, 2))
+        step = np.minimum(ok, an + lam) if lam is not None else np.where(feasible, ok, an)
+        return EpisodeBound(float(step.sum()), step, 1)
+    nl = int(max(n_res, v.resource.max(initial=-1) + 1))
+    tails = np.asarray(tail_ms, dtype=float)
+    # [local free x nl][tx free x r][carry start x r][carry end x r][connected until x r]
+    d_dims = nl + 4 * r
+    grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 3)]
+    feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
+    # one base power per radio: the least any carry of that radio is priced at (a floor of each)
+    power = np.zeros(r)
+    for j in range(r):
+        w = v.carry_w[(v.radio == j) & (v.carry_w > 0)]
+        power[j] = w.min() if len(w) else 0.0
+    nxt = np.asarray(next_ms, dtype=float)
+    st = np.zeros((1, d_dims), dtype=np.int64)
+    cost = np.zeros(1)
+    parents, costs, chosen, most = [], [], [], 1
+    q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
+    u_sl = slice(nl + 3 * r, d_dims)
+    opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part)
+    for i in range(n):
+        o = {k: x[offsets[i]:offsets[i + 1]] for k, x in opts.items()}
+        g_n = len(o["cost"])
+        ms = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms
+        wl, wt, ca, cb, cu = ms[:, q_sl], ms[:, t_sl], ms[:, a_sl], ms[:, b_sl], ms[:, u_sl]
+        t = nxt[i]
+        charge = power * np.maximum(np.minimum(t, cb) - ca, 0.0)  # (S, R): each open window over this gap
+        res, rad = o["res"].astype(np.int64), o["radio"].astype(np.int64)
+        w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
+        w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
+        allowed = (w_l <= o["sig_w"] + 1e-9) & (w_t <= o["sig_t"] + 1e-9)
+        if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
+            conn = cu[:, np.clip(rad, 0, r - 1)]
+            allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
+        own = np.where(rad >= 0, charge[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
+        newc = np.where(allowed, (cost + charge.sum(axis=1))[:, None] + o["cost"] - own, np.inf)
+        # the carried numbers after this request (ms from its arrival), then shifted to the next arrival
+        new = np.repeat(ms[:, None, :], g_n, axis=1)  # (S, G, D)
+        if nl:
+            hit = res[None, :, None] == np.arange(nl)[None, None, :]
+            new[..., q_sl] = np.where(hit, (w_l + o["dur"])[..., None], new[..., q_sl])
+        if r:
+            hit = rad[None, :, None] == np.arange(r)[None, None, :]
+            tx = np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
+            new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
+            new[..., a_sl] = np.where(hit, o["ka"][None, :, None], new[..., a_sl] - t)
+            new[..., b_sl] = np.where(hit, o["kb"][None, :, None], new[..., b_sl] - t)
+            new[..., a_sl] = np.where(hit, new[..., a_sl], np.maximum(new[..., a_sl], 0.0))
+            with np.errstate(invalid="ignore"):  # (inf - inf after the last request: all reset below)
+                new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], o["conn"][None, :, None]),
+                                          new[..., u_sl]) - t
+        new[..., :nl + r] = new[..., :nl + r] - t
+        if np.isinf(t):
+            new[:] = 0.0
+        newc = newc.reshape(-1)
+        new = new.reshape(-1, d_dims)
+        fin = np.isfinite(newc)
+        idx = np.flatnonzero(fin)
+        new, newc = new[fin], newc[fin]
+        while True:
+            k = _on_grid(new, grid, a_sl, b_sl, u_sl)
+            order = np.lexsort((newc, *k.T[::-1]))
+            ks = k[order]
+            first = order[np.r_[True, (ks[1:] != ks[:-1]).any(axis=1)]] if len(order) else order
+            if len(first) <= max_states:
+                break
+            grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
+        if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
+            return EpisodeBound(np.inf, np.full(n, np.nan), most)
+        parents.append(idx[first] // g_n)
+        chosen.append(o["act"][idx[first] % g_n] * 2 + o["miss"][idx[first] % g_n])
+        st, cost = k[first], newc[first]
+        costs.append(cost)
+        most = max(most, len(cost))
+    best = int(np.argmin(cost))
+    value = float(cost[best])
+    step = np.empty(n)
+    acts = np.empty(n, dtype=np.int64)
+    for i in range(n - 1, -1, -1):
+        prev = int(parents[i][best])
+        step[i] = costs[i][best] - (costs[i - 1][prev] if i else 0.0)
+        acts[i] = chosen[i][best]
+        best = prev
+    return EpisodeBound(value, step, most, acts // 2, (acts % 2).astype(bool))
+
+
+def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_ms: np.ndarray,
+                   qos_ms: np.ndarray, n_res: int = 0) -> tuple[EpisodeBound, EpisodeBound]:
+    """Both variants of :func:`episode_bound` (Lagrangian with ``lam``, QoS-first), sharing their options."""
+    ok_part = _ok_options(v, qos_ms, tail_ms, OPTIONS_PER_CLASS) if v.radio is not None else None
+    kw = dict(next_ms=next_ms, qos_ms=qos_ms, n_res=n_res, ok_part=ok_part)
+    lag = episode_bound(v, tail_ms, lam, feasible, **kw)
+    if lag.missed is not None and np.asarray(feasible, dtype=bool).all() and not lag.missed.any():
+        # every request feasible and the Lagrangian path meets them all, paying no λ: it is also the least path of
+        # the QoS-first variant (the same options at the same costs, a subset of the paths)
+        return lag, lag
+    return lag, episode_bound(v, tail_ms, None, feasible, **kw)
+
+
+def _on_grid(ms: np.ndarray, grid: np.ndarray, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
+    """Carried numbers (ms) to grid steps, each towards the cheaper side: queues and window ends down, window
+    starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`); an empty window (end <= start) is no
+    window."""
+    with np.errstate(invalid="ignore"):
+        k = np.floor(np.maximum(ms, 0.0) / grid + 1e-9)
+        k[:, a_sl] = np.ceil(np.maximum(ms[:, a_sl], 0.0) / grid[a_sl] - 1e-9)
+        k[:, u_sl] = np.ceil(np.maximum(ms[:, u_sl], 0.0) / grid[u_sl] - 1e-9)
+    k = np.where(np.isfinite(k), np.minimum(k, _UNKNOWN), _UNKNOWN).astype(np.int64)
+    empty = k[:, b_sl] <= k[:, a_sl]
+    k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
+    k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
+    return k
 
 
 # --------------------------------------------------------------------------- best schedule found
@@ -362,13 +755,87 @@ def replay(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-request (energy_mj, qos_ok) of ``actions`` on a copy of ``env`` at the start of its episode.
 
     The copy is the real simulator (radio, thermal, wait: whatever the env carries); ``env`` itself is
-    untouched. ``env`` must be freshly reset (step 0)."""
-    twin = _twin(env)
+    untouched. ``env`` must be freshly reset (step 0). An env whose outcomes are its episode kernel's
+    (:class:`bench.sim.kernel.EpisodeKernel`: both suites' envs report its ``energy_mj`` and ``qos_ok``) is
+    replayed on a fresh copy of that kernel alone: the same numbers without a deep copy of the env."""
     e, ok = np.empty(len(actions)), np.empty(len(actions), dtype=bool)
+    kernel = getattr(env.unwrapped, "_kernel", None)
+    if kernel is not None and callable(getattr(kernel, "reset", None)) and callable(getattr(kernel, "step", None)):
+        k = copy.copy(kernel)  # shares the episode's inputs (never mutated); the carry is replaced at each step
+        k.reset()
+        for t, a in enumerate(actions):
+            out = k.step(t, int(a))
+            e[t], ok[t] = out["energy_mj"], out["qos_ok"]
+        return e, ok
+    twin = _twin(env)
     for t, a in enumerate(actions):
         _, _, _, _, info = twin.step(int(a))
         e[t], ok[t] = info["energy_mj"], info["qos_ok"]
     return e, ok
+
+
+_KERNEL_STATE = ("local_free", "tx_free", "radio_idle", "server_free", "throttled", "heat_w")
+
+
+def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, window: int = LOCAL_SEARCH_WINDOW,
+                 max_checks: int = LOCAL_SEARCH_CHECKS) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Improve a schedule one request at a time on the real simulator (Lagrangian objective ``E + lam·miss``).
+
+    Per request, each candidate action (``candidates`` (N, K)) is screened on the next ``window`` requests from
+    the carried state the schedule reaches there (a fresh copy of the env's episode kernel); a candidate that
+    lowers that stretch's cost is then checked on the whole rest of the episode and kept only if the episode's
+    cost falls. Every number is the kernel's. Returns (actions, energy, qos_ok) of the result, or ``None``
+    where the env has no episode kernel to replay on.
+    """
+    kernel = getattr(env.unwrapped, "_kernel", None)
+    if kernel is None or not all(hasattr(kernel, f) for f in _KERNEL_STATE):
+        return None
+    k = copy.copy(kernel)
+    acts = np.asarray(actions, dtype=np.int64).copy()
+    n = len(acts)
+
+    def state():
+        return tuple(getattr(k, f) for f in _KERNEL_STATE)
+
+    def restore(snap):
+        for f, x in zip(_KERNEL_STATE, snap):
+            setattr(k, f, x)
+
+    def run(start, seq, snap):
+        restore(snap)
+        e, ok, snaps = np.empty(len(seq)), np.empty(len(seq), dtype=bool), []
+        for j, a in enumerate(seq):
+            snaps.append(state())
+            out = k.step(start + j, int(a))
+            e[j], ok[j] = out["energy_mj"], out["qos_ok"]
+        return e, ok, snaps
+
+    k.reset()
+    e, ok, snaps = run(0, acts, state())
+    cost = e + lam * ~ok
+    checks = 0
+    for i in range(n):
+        hi = min(n, i + window)
+        base = cost[i:hi].sum()
+        for a in np.unique(candidates[i]):
+            if a == acts[i] or checks >= max_checks:
+                continue
+            trial = acts[i:hi].copy()
+            trial[0] = a
+            te, tok, _ = run(i, trial, snaps[i])
+            if (te + lam * ~tok).sum() >= base - 1e-9:
+                continue
+            checks += 1  # a promising change: the whole rest of the episode decides
+            trial = acts[i:].copy()
+            trial[0] = a
+            te, tok, tsnaps = run(i, trial, snaps[i])
+            tcost = te + lam * ~tok
+            if tcost.sum() < cost[i:].sum() - 1e-9:
+                acts[i] = a
+                e[i:], ok[i:], cost[i:] = te, tok, tcost
+                snaps[i:] = tsnaps
+                base = cost[i:hi].sum()
+    return acts, e, ok
 
 
 @dataclass
@@ -384,6 +851,8 @@ class Bound:
     upper_lagrangian: float
     schedule: dict[str, np.ndarray]  # variant -> best schedule found
     source: dict[str, str]  # variant -> which candidate it was
+    #: variant -> the episode bound (:func:`episode_bound`; its per-request path costs sum to the lower end)
+    episode: dict[str, EpisodeBound] | None = None
 
     def summary(self) -> dict[str, Any]:
         gap = lambda u, lo: (u / lo - 1.0) if lo > 0 else float("nan")  # noqa: E731
@@ -400,7 +869,8 @@ class Bound:
                 "source_qos_first": self.source["qos_first"], "source_lagrangian": self.source["lagrangian"]}
 
 
-def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3) -> Bound:
+def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
+                    close_within: float = SEARCH_SKIP_GAP) -> Bound:
     """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests."""
     from bench.policies.baselines import env_kind
 
@@ -418,13 +888,23 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
                    throttled=np.zeros(n, dtype=bool))
     outs = _variants(sim, states, draws)
     rb = request_bounds(sim, states, draws, outs)
+    # the episode bound (a DP over queues, radio windows and connection; never below the per-request sum)
+    dp_args = dict(next_ms=_next_arrival(states), qos_ms=states.qos_ms, n_res=sim.kernel.n_resources)
+    tails = [lk.tail_ms for lk in sim.links]
+    ep_lag, ep_qos = episode_bounds(outs, tails, objective.violation_cost_mj, rb.feasible, **dp_args)
+    lower_lag = max(ep_lag.value, rb.lagrangian(objective))
+    # QoS-first: where no path meets every relaxed-feasible deadline, no schedule does, and the variant's bound
+    # (over schedules meeting them all) is vacuous: the per-request sum is kept as its number
+    lower_qos = max(ep_qos.value, rb.qos_first()) if np.isfinite(ep_qos.value) else rb.qos_first()
     lam = objective.violation_cost_mj
     feas = rb.feasible
-    # the greedy oracle first: where it already meets the certified lower bound the bracket is closed
+    # the greedy oracle first: where it is already within ``close_within`` of the certified lower bound in both
+    # variants, no search could gain more than that and it is skipped
     greedy, e_g, ok_g = greedy_schedule(env, n)  # a proposal: the best found is never worse than greedy_oracle
     proposals = {"greedy_oracle": greedy}
-    closed = (objective.episode_cost(e_g, ok_g) <= rb.lagrangian(objective) * (1 + 1e-12)
-              and not (~ok_g & feas).any() and float(e_g.sum()) <= rb.qos_first() * (1 + 1e-12))
+    tol = 1.0 + max(float(close_within), 1e-12)
+    closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * tol
+              and not (~ok_g & feas).any() and float(e_g.sum()) <= lower_qos * tol)
     if not closed:
         cand = _candidates(outs, feas, lam, k)
         wait_aware = env_kind(env) == "dvfo"
@@ -433,6 +913,10 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
                                wait_aware=wait_aware)
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
+        # the episode bound's optimal paths, as actions (each option's cheapest member)
+        proposals["episode_dp_lagrangian"] = ep_lag.actions
+        if ep_qos.actions is not None and np.isfinite(ep_qos.value):
+            proposals["episode_dp_qos_first"] = ep_qos.actions
         # hindsight-best static actions, ranked on the idle-radio, cool evaluation, then replayed
         e0, ok0 = outs.energy_mj[0], outs.qos_ok[0]
         proposals["static_lagrangian"] = np.full(n, int(np.argmin((e0 + lam * ~ok0).sum(axis=0))))
@@ -443,10 +927,19 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         e, ok = (e_g, ok_g) if name == "greedy_oracle" else replay(env, sched)
         scored[name] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
     best_l = min(scored, key=lambda s: (scored[s][2], s))
+    if not closed:
+        # a local search from the best Lagrangian proposal, on the real simulator
+        extra = np.stack([greedy] + [p for p in (ep_lag.actions, ep_qos.actions) if p is not None], axis=1)
+        found = local_search(env, proposals[best_l], np.concatenate([cand, extra], axis=1), lam)
+        if found is not None:
+            proposals["local_search"] = found[0]
+            e, ok = found[1], found[2]
+            scored["local_search"] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
+            best_l = min(scored, key=lambda s: (scored[s][2], s))
     best_q = min(scored, key=lambda s: (scored[s][1], scored[s][0], s))
-    return Bound(n, rb, rb.qos_first(), rb.lagrangian(objective), scored[best_q][0], scored[best_q][1],
+    return Bound(n, rb, lower_qos, lower_lag, scored[best_q][0], scored[best_q][1],
                  scored[best_l][2], {"qos_first": proposals[best_q], "lagrangian": proposals[best_l]},
-                 {"qos_first": best_q, "lagrangian": best_l})
+                 {"qos_first": best_q, "lagrangian": best_l}, {"lagrangian": ep_lag, "qos_first": ep_qos})
 
 
 class BestFoundSchedule(Policy):
