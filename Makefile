@@ -30,8 +30,12 @@ repro: $(STAMP)
 	$(RUN) dvc repro
 	$(RUN) python -m bench readme
 
+# Test files spread over TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file, and so each
+# notebook's cells, in order on one worker. `make test TEST_WORKERS=0` runs everything in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(RUN) python -m pytest --nbval-lax tests notebooks
+	$(RUN) python -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax tests notebooks
 
 lab: $(STAMP)
 	$(RUN) jupyter lab notebooks
