@@ -328,6 +328,29 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
     return df
 
 
+def _importance_task(args: tuple) -> pd.DataFrame:
+    return feature_importance(*args)
+
+
+def feature_importances(tasks: Sequence[tuple], workers: int = 0, progress: bool = False,
+                        engine: "Engine | Mapping[str, Any] | None" = None) -> pd.DataFrame:
+    """:func:`feature_importance` of each ``(suite, run_dir, scenarios, seeds, steps, root_seed)`` on ``engine``
+    (one suite per task, as :func:`run_cells` runs cells), concatenated in task order: the same table as
+    calling it suite by suite (each suite's permutations draw from their own seed), with the suites side by
+    side on the engine's workers. Each task runs torch on one thread, so the workers do not oversubscribe
+    the cores (on torch's default pool they did: a one-request forward pass costs ~50x more)."""
+    from bench.pipeline.engine import Engine, map_ordered
+
+    if engine is None or isinstance(engine, Mapping):
+        engine = Engine.from_dict(engine or {})
+    if workers:
+        engine = dataclasses.replace(engine, workers=workers)
+    tasks = [(str(t[0]), str(t[1]), list(t[2]), int(t[3]), t[4], int(t[5])) for t in tasks]
+    keys = [f"importance-{hashlib.sha256(json.dumps(t).encode()).hexdigest()[:20]}" for t in tasks]
+    frames = map_ordered(_importance_task, tasks, engine, keys=keys, progress=progress, desc="importance")
+    return pd.concat(frames, ignore_index=True)
+
+
 # --------------------------------------------------------------------------- conditions of every request
 
 def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
