@@ -32,10 +32,13 @@ repro: $(STAMP)
 
 # Test files spread over TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file, and so each
 # notebook's cells, in order on one worker. `make test TEST_WORKERS=0` runs everything in this process.
+# The `live` tests (real links, servers, a whole pipeline) run afterwards on their own: beside another
+# worker's load the live testbed's latencies and crash timeouts are not the ones they check.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(RUN) python -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax tests notebooks
+	$(RUN) python -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax -m "not live" tests notebooks
+	$(RUN) python -m pytest -m live tests
 
 lab: $(STAMP)
 	$(RUN) jupyter lab notebooks
