@@ -45,6 +45,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def pytest_configure(config):
     config.addinivalue_line("markers", "live: drives real processes, namespaces or a whole pipeline (minutes); "
                                        "runs in `make test`, `-m 'not live'` skips it")
+    config.addinivalue_line("markers", "pipeline: a live test that runs a whole (CI-sized) DVC pipeline: long, but "
+                                       "not timing-sensitive, so `make test` runs it in the parallel pass")
 
 
 @pytest.fixture(scope="session")
