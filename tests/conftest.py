@@ -31,10 +31,22 @@ if PROFILE == "ci":
     os.environ.setdefault("BENCH_FUZZ_EXAMPLES", "100")
     os.environ.setdefault("HW_FUZZ_SCALE", "0.34")
 
+# Under pytest-xdist (`make test`: -n 2) each worker gets its share of the cores for torch's and BLAS's thread
+# pools, read from the environment when they start (here: before any test imports them), and inherited by the
+# notebook kernels and pipeline subprocesses a test starts. Two workers on two cores with torch's default pool
+# (one thread per core) oversubscribe: a learner's one-request forward pass then spends ~50x longer waking
+# and joining threads than computing (profiled on this 2-core machine: 2.4 ms vs 45 us). A value the run sets wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _share = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_share))
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "live: drives real processes, namespaces or a whole pipeline (minutes); "
                                        "runs in `make test`, `-m 'not live'` skips it")
+    config.addinivalue_line("markers", "pipeline: a live test that runs a whole (CI-sized) DVC pipeline: long, but "
+                                       "not timing-sensitive, so `make test` runs it in the parallel pass")
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,7 @@ def test_stage_parameters_come_from_params_yaml():
 
 
 @pytest.mark.live
+@pytest.mark.pipeline
 def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
     first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
     for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "testbed", "report"):
@@ -74,7 +75,11 @@ def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
     assert "autoscale_phone" in shown
 
 
+@pytest.mark.live
+@pytest.mark.pipeline
 def test_an_evaluation_param_reruns_only_what_depends_on_it(repo_copy):
+    # from a reproduced pipeline: nothing runs when the test above already did (same module copy); alone, all
+    _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["evaluate"]["steps"] = 25
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

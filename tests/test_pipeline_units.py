@@ -73,6 +73,21 @@ def test_cells_are_pure_and_order_free(trained):
     assert len(serial) == len(cells) * 40
 
 
+def test_feature_importance_of_the_suites_in_workers_equals_suite_by_suite(trained):
+    """One task per suite on two worker processes: the table the serial loop wrote, row for row; torch's
+    thread count is restored after each suite (the tasks set one thread for their forward passes)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    tasks = [(name, trained / s["run"], s["scenarios"][:1], 1, 20, 5) for name, s in demo.CI_SUITES.items()]
+    serial = pd.concat([evaluate.feature_importance(*t) for t in tasks], ignore_index=True)
+    assert torch.get_num_threads() == threads
+    parallel = evaluate.feature_importances(tasks, workers=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(dict.fromkeys(parallel["suite"])) == list(demo.CI_SUITES)
+    assert (parallel.groupby("suite")["rank"].min() == 1).all()
+
+
 def test_oracle_never_uses_more_energy_than_cpu_only_when_both_meet_qos(trained):
     res = evaluate.run_cells(_cells(trained), workers=1, progress=False)
     wide = res.pivot_table(index=["seed", "step"], columns="policy", values="energy_mj")
