@@ -54,3 +54,19 @@ def test_float64_retrain_under_another_vector_isa_takes_the_same_actions(tmp_pat
     assert w_native.keys() == w_other.keys()
     for k in w_native:
         np.testing.assert_allclose(w_other[k], w_native[k], rtol=0, atol=WEIGHT_ATOL, err_msg=k)
+
+
+def test_float64_learner_saves_and_loads_in_float64(tmp_path):
+    from bench.policies.dvfo import DVFOConfig, DVFOLearner, make_env, train
+
+    cfg = DVFOConfig.ci(seed=3, total_steps=700, precision="float64")
+    learner = train(cfg).learner
+    assert all(p.dtype.is_floating_point and p.dtype.itemsize == 8 for p in learner.q.parameters())
+    learner.save(tmp_path / "p")
+    env = make_env(cfg, cfg.scenarios[0])
+    loaded = DVFOLearner.load(tmp_path / "p", env)
+    assert loaded.config.precision == "float64"
+    obs, _ = env.reset(seed=1)
+    batch = env.unwrapped.condition_observations()
+    np.testing.assert_array_equal(loaded.act_batch(batch), learner.act_batch(batch))
+    assert loaded.act(obs) == learner.act(obs)
