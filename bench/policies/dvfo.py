@@ -60,6 +60,8 @@ WEIGHTS_FILE = "weights.safetensors"
 #: TD losses :attr:`DVFOConfig.loss` allows (elementwise, no reduction)
 LOSSES = {"huber": lambda q, y: nn.functional.smooth_l1_loss(q, y, reduction="none"),
           "mse": lambda q, y: nn.functional.mse_loss(q, y, reduction="none")}
+#: the Q-network's floating-point types :attr:`DVFOConfig.precision` allows (torch, numpy)
+DTYPES = {"float32": (torch.float32, np.float32), "float64": (torch.float64, np.float64)}
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 
@@ -146,6 +148,10 @@ class DVFOConfig:
     """λ of the declared objective (params.yaml ``objective``; the pipeline sets it from there): the reward
     becomes ``-(w_energy (E + λ·miss) / E_ref + w_time T / T_ref)`` and ``qos_penalty`` is unused
     (docs/bound.md). None: the legacy reward."""
+    precision: str = bounded("float32", choices=tuple(DTYPES))
+    """Floating-point type of the Q-network, its optimiser and the replay buffer (issue 23, item 5: cross-CPU
+    reproducibility, docs/dvfo.md). ``float64`` keeps the rounding differences between CPUs' vector code paths
+    ~1e-16 instead of ~1e-7, so they take far longer to flip an argmax and send two trainings apart."""
     torch_threads: int = bounded(1, ge=1, le=1024)
     """CPU threads torch may use (a single small MLP gains nothing from more)."""
     log_every_episodes: int = bounded(1, ge=1, le=1_000_000)
@@ -167,7 +173,7 @@ class DVFOConfig:
                   "hidden_sizes": len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
                   "scenarios": len(self.scenarios) >= 1, "torch_threads": self.torch_threads >= 1,
                   "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1,
-                  "loss": self.loss in LOSSES}
+                  "loss": self.loss in LOSSES, "precision": self.precision in DTYPES}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid DVFOConfig field(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
@@ -333,13 +339,13 @@ def condition_stats(envs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
 class ReplayBuffer:
     """Fixed-size ring buffer of transitions in preallocated numpy arrays."""
 
-    def __init__(self, capacity: int, obs_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, dtype=np.float32):
         self.capacity, self.size, self.pos = capacity, 0, 0
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.obs = np.zeros((capacity, obs_dim), dtype=dtype)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=dtype)
         self.action = np.zeros(capacity, dtype=np.int64)
-        self.reward = np.zeros(capacity, dtype=np.float32)
-        self.done = np.zeros(capacity, dtype=np.float32)
+        self.reward = np.zeros(capacity, dtype=dtype)
+        self.done = np.zeros(capacity, dtype=dtype)
         self.priority = np.zeros(capacity)  # prioritised replay only: (|TD| + eps) ** alpha
         self.max_priority = 1.0
 
@@ -363,7 +369,7 @@ class ReplayBuffer:
         w = (self.size * p[idx] / cdf[-1]) ** -beta
         t = torch.from_numpy
         batch = (t(self.obs[idx]), t(self.action[idx]), t(self.reward[idx]), t(self.next_obs[idx]), t(self.done[idx]))
-        return batch, idx, torch.as_tensor(w / w.max(), dtype=torch.float32)
+        return batch, idx, torch.from_numpy((w / w.max()).astype(self.reward.dtype))
 
     def set_priorities(self, idx: np.ndarray, td_abs: np.ndarray, alpha: float, eps: float) -> None:
         pr = (np.asarray(td_abs, dtype=float) + eps) ** alpha
@@ -386,14 +392,17 @@ class DVFOLearner(Learner):
         self.config = config
         self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
         self.seeds = seeds or Seeds.from_seed(config.seed)
-        self.q = QNetwork(self.obs_dim, self.n_actions, config.hidden_sizes, config.obs_clip, self.seeds.torch_init)
-        self.target = QNetwork(self.obs_dim, self.n_actions, config.hidden_sizes, config.obs_clip)
+        self._dtype, self._np_dtype = DTYPES[config.precision]
+        # drawn in float32 and then cast: the same initial weights (to float32's precision) in either precision
+        self.q = QNetwork(self.obs_dim, self.n_actions, config.hidden_sizes, config.obs_clip,
+                          self.seeds.torch_init).to(self._dtype)
+        self.target = QNetwork(self.obs_dim, self.n_actions, config.hidden_sizes, config.obs_clip).to(self._dtype)
         self.target.load_state_dict(self.q.state_dict())
         # fused Adam and foreach clipping / Polyak: one kernel per step instead of one per tensor (profiled:
         # the per-tensor loops were a quarter of a gradient step for this small network)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate, fused=True)
         self._params, self._target_params = list(self.q.parameters()), list(self.target.parameters())
-        self.buffer = ReplayBuffer(config.buffer_size, self.obs_dim)
+        self.buffer = ReplayBuffer(config.buffer_size, self.obs_dim, self._np_dtype)
         self.stats = RunningStats(self.obs_dim)
         #: (indices, mean, std) that replace the warm-up's statistics for the condition fields (:func:`train` sets it)
         self.condition_stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -403,13 +412,13 @@ class DVFOLearner(Learner):
     def act(self, obs: np.ndarray) -> int:
         """Greedy action for one observation."""
         with torch.inference_mode():
-            q = self.q(torch.from_numpy(np.asarray(obs, dtype=np.float32).reshape(1, -1)))
+            q = self.q(torch.from_numpy(np.asarray(obs, dtype=self._np_dtype).reshape(1, -1)))
         return int(q.argmax())
 
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for an (N, obs_dim) batch (feature-importance measurements)."""
         with torch.inference_mode():
-            q = self.q(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+            q = self.q(torch.as_tensor(np.asarray(obs, dtype=self._np_dtype)))
         return q.argmax(dim=1).numpy().astype(np.int64)
 
     def epsilon(self, step: int | None = None) -> float:
@@ -431,7 +440,7 @@ class DVFOLearner(Learner):
     # ---------------------------------------------------------------- learning
     def update(self, transition: Transition) -> dict[str, float]:
         c = self.config
-        obs = np.asarray(transition.obs, dtype=np.float32)
+        obs = np.asarray(transition.obs, dtype=self._np_dtype)
         if self.steps < c.learning_starts:
             self.stats.push(obs.astype(np.float64))
         self.buffer.add(obs, transition.action, transition.reward, transition.next_obs, transition.terminated)
@@ -442,8 +451,8 @@ class DVFOLearner(Learner):
                 if self.condition_stats is not None:
                     idx, c_mean, c_std = self.condition_stats
                     mean[idx], std[idx] = c_mean, c_std
-                net.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-                net.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+                net.obs_mean.copy_(torch.as_tensor(mean, dtype=self._dtype))
+                net.obs_std.copy_(torch.as_tensor(std, dtype=self._dtype))
         diag: dict[str, float] = {"epsilon": self.epsilon()}
         if self.steps < c.learning_starts:
             return diag

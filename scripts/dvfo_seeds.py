@@ -1,0 +1,71 @@
+"""DVFO over training seeds: train the suite's run (params.yaml's train.dvfo, a seed per curve seed) and roll the
+greedy policy and best_static_dnn out on the suite's held-out and seen scenarios (docs/dvfo.md, issue 23 tables).
+
+    python scripts/dvfo_seeds.py --suite dvfo_jetson --seeds 0 1 2 --tag uniform [--set prioritized_replay=true]
+    ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE python scripts/dvfo_seeds.py --seeds 0 --tag other_isa
+
+Seed k is the pipeline's own run for k = 0 and its curve seed k otherwise (bench.pipeline.training.make_config);
+evaluation: ``--eval-seeds`` seeds of the suite (derive_seeds(seed, n, "evaluate", suite)), whole scenarios.
+Objective E + λ·misses (params.yaml objective) in mJ per inference; runs are written under ``--out``/TAG/RUN/sK.
+"""
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+import pandas as pd
+from bench.config import load_params
+from bench.pipeline.training import make_config, learner_spec
+from bench.pipeline.evaluate import suite_cells, run_cells
+ap = argparse.ArgumentParser()
+ap.add_argument("--suite", default="dvfo_jetson")
+ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+ap.add_argument("--eval-seeds", type=int, default=2)
+ap.add_argument("--set", nargs="*", default=[])
+ap.add_argument("--tag", default="base")
+ap.add_argument("--train-only", action="store_true")
+ap.add_argument("--eval-only", action="store_true")
+ap.add_argument("--workers", type=int, default=1)
+ap.add_argument("--out", default="dvfo-seeds")
+a = ap.parse_args()
+P = load_params()
+suite = P.evaluate.suites[a.suite]
+run = suite.run; prof = P.train.runs[run].profile
+base = {f.name: getattr(P.train.dvfo, f.name) for f in dataclasses.fields(P.train.dvfo)}
+for kv in a.set:
+    k, v = kv.split("="); base[k] = json.loads(v)
+lam = P.objective.violation_cost_mj
+rows = []
+for k in a.seeds:
+    cfg = make_config("dvfo", prof, base, P.seed, run, curve_seed=k)
+    out = Path(a.out) / a.tag / run / f"s{k}"
+    t = time.perf_counter()
+    if not a.eval_only:
+        res = learner_spec("dvfo").train(cfg)
+        wall = time.perf_counter() - t
+        res.learner.save(out / "policy")
+        (out / "train.json").write_text(json.dumps({"learner": "dvfo", "profile": prof, "config": cfg.to_dict()}))
+        res.curve.to_csv(out / "curve.csv")
+        print(f"# {a.tag} seed {k}: trained {res.env_steps} steps in {wall:.1f}s", flush=True)
+    else: wall = 0
+    if a.train_only: continue
+    scen = list(suite.heldout_scenarios) + list(suite.scenarios)
+    cells = suite_cells(a.suite, out, ["best_static_dnn"], scen, a.eval_seeds, 0, P.seed, lam)
+    df = run_cells(cells, workers=a.workers, progress=False)
+    df.to_parquet(out / "eval.parquet")
+    df["objv"] = df.energy_mj + lam * (1 - df.qos_ok)
+    g = df.groupby(["policy", "scenario"]).objv.mean().unstack(0)
+    g["held"] = g.index.isin(suite.heldout_scenarios)
+    print(g.round(1).to_string(), flush=True)
+    for h in (True, False):
+        sub = df[df.scenario.isin(suite.heldout_scenarios) == h]
+        m = sub.groupby("policy").agg(obj=("objv", "mean"), miss=("qos_ok", lambda x: 1 - x.mean()))
+        print("heldout" if h else "seen", m.round(3).to_dict(), flush=True)
+        rows.append({"tag": a.tag, "seed": k, "set": "heldout" if h else "seen", "dvfo": m.obj["dvfo"],
+                     "static": m.obj["best_static_dnn"], "dvfo_miss": m.miss["dvfo"], "wall": wall})
+    noroom = df[df.scenario != "heldout_dvfo_camera_corunner"]
+    m = noroom.groupby(["policy", "workload"]).objv.mean().unstack(0)
+    print("no-room per DNN\n", m.round(1).to_string())
+    top = noroom.groupby(["policy", "workload", "action_name"]).size().groupby(level=[0, 1]).nlargest(3)
+    print(top.to_string(), flush=True)
+print(pd.DataFrame(rows).round(3).to_string())
