@@ -736,6 +736,7 @@ def test_the_transmitter_is_held_through_the_promotion():
 
     class Fake:  # the socket drains at once; the answer comes 0.3 s later
         last_end = -np.inf
+        last_server_cpu_ms = float("nan")  # what a real client holds when the server sent no CPU time
 
         def post(self, path, body, timeout_ms=None, on_uploaded=None):
             if on_uploaded is not None:
