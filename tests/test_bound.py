@@ -130,17 +130,8 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     """Adversarial episodes: the scenario's arrivals squeezed up to 1000x closer, so requests overlap, queue
     for the local target, the transmitter and the server, and ride on each other's radio tails. Neither the
     window attribution nor the bound is ever above what a schedule pays, in either variant."""
-    env_id, scenarios, _, _ = SUITES[suite]
-    env = make_env(env_id, scenarios[which % len(scenarios)], N)
-    env.reset(seed=seed)
+    env, states, draws, rb, lag, qos = _squeezed_episode(suite, which, seed, N, squeeze)
     u = env.unwrapped
-    ep = u.episode()
-    idx = np.arange(N)
-    states, draws = ep.states.take(idx), ep.draws.take(idx)
-    states = dataclasses.replace(states, interarrival_ms=states.interarrival_ms * squeeze)
-    v = _variants(u.sim, states, draws)
-    rb = request_bounds(u.sim, states, draws, v)
-    lag, qos = _episode_bounds(u.sim, states, v, rb)
     assert lag.value >= rb.lagrangian(OBJ) * (1 - 1e-12) - 1e-9  # the DP only adds to the per-request sum
     acts = _schedules(np.random.default_rng(seed), N, u.sim, 32)
     # the episode bound's own path, replayed: a real schedule like any other
@@ -164,6 +155,23 @@ def _episode_bounds(sim, states, v, rb):
     return (episode_bound(v, tails, OBJ.violation_cost_mj, **kw), episode_bound(v, tails, None, rb.feasible, **kw))
 
 
+def _squeezed_episode(suite: str, which: int, seed: int, n: int, squeeze: float):
+    """The first ``n`` requests of one of the suite's scenarios, arrivals ``squeeze``d closer, with their
+    per-request bounds and both variants of the episode bound: (env, states, draws, rb, lagrangian, qos_first)."""
+    env_id, scenarios, _, _ = SUITES[suite]
+    env = make_env(env_id, scenarios[which % len(scenarios)], n)
+    env.reset(seed=seed)
+    u = env.unwrapped
+    ep = u.episode()
+    idx = np.arange(n)
+    states, draws = ep.states.take(idx), ep.draws.take(idx)
+    states = dataclasses.replace(states, interarrival_ms=states.interarrival_ms * squeeze)
+    v = _variants(u.sim, states, draws)
+    rb = request_bounds(u.sim, states, draws, v)
+    lag, qos = _episode_bounds(u.sim, states, v, rb)
+    return env, states, draws, rb, lag, qos
+
+
 def _all_schedules(a: int, n: int) -> np.ndarray:
     """(n, a**n): every action sequence of an n-request episode."""
     return np.stack(np.meshgrid(*[np.arange(a)] * n, indexing="ij"), axis=0).reshape(n, -1)
@@ -176,17 +184,8 @@ def test_the_bound_is_below_the_brute_force_optimum_and_the_best_found_above(sui
     """On tiny episodes every schedule is tried (all A**n action sequences through the real kernel, arrivals
     squeezed so requests queue and share tails): certified lower bound <= exact optimum <= best schedule found,
     for both variants (QoS-first over the schedules meeting every feasible deadline)."""
-    env_id, scenarios, _, _ = SUITES[suite]
-    env = make_env(env_id, scenarios[which % len(scenarios)], n)
-    env.reset(seed=seed)
+    env, states, draws, rb, lag, qos = _squeezed_episode(suite, which, seed, n, squeeze)
     u = env.unwrapped
-    ep = u.episode()
-    idx = np.arange(n)
-    states = dataclasses.replace(ep.states.take(idx), interarrival_ms=ep.states.take(idx).interarrival_ms * squeeze)
-    draws = ep.draws.take(idx)
-    v = _variants(u.sim, states, draws)
-    rb = request_bounds(u.sim, states, draws, v)
-    lag, qos = _episode_bounds(u.sim, states, v, rb)
     acts = _all_schedules(u.sim.A, n)
     out = u.sim.run_sequence(states, acts, draws)
     e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)

@@ -14,6 +14,16 @@ from bench.policies.autoscale_backoff import NEIGHBOUR
 from bench.sim.envs import AUTOSCALE_OBS_FIELDS as FIELDS
 
 ACTIONS = ["cpu", "gpu", "cloud"]
+
+
+def _explore(learner, env, rng, obs, steps: int, epsilon: float = 0.3):
+    """``steps`` epsilon-greedy Q-learning updates of ``learner`` on ``env`` from ``obs``; the last observation."""
+    for _ in range(steps):
+        a = int(rng.integers(len(ACTIONS))) if rng.random() < epsilon else learner.act(obs)
+        nxt, r, *_ = env.step(a)
+        learner.update_ids(learner.bins.state_id(obs), a, r, learner.bins.state_id(nxt), False)
+        obs = nxt
+    return obs
 CPU, GPU, CLOUD = range(3)
 
 
@@ -147,12 +157,7 @@ class SignalEnv(gym.Env):
 def test_learns_the_known_optimum_and_generalises_to_held_out_combinations(seed):
     learner = _learner(seed=seed)
     env, rng = SignalEnv(hold_out=True), np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    for _ in range(4000):
-        a = int(rng.integers(len(ACTIONS))) if rng.random() < 0.3 else learner.act(obs)
-        nxt, r, *_ = env.step(a)
-        learner.update_ids(learner.bins.state_id(obs), a, r, learner.bins.state_id(nxt), False)
-        obs = nxt
+    _explore(learner, env, rng, env.reset(seed=seed)[0], 4000)
     learner.rebuild_backoff()  # what train() does at the end: measure the drop order on everything learned
     test_env = SignalEnv(hold_out=False)
     obs, _ = test_env.reset(seed=seed + 100)

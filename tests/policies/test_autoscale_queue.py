@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from bench.policies.autoscale import _FEATURES, AutoScaleConfig, AutoScaleLearner
 
-from tests.policies.test_autoscale_backoff import ACTIONS, CLOUD, CPU, FIELDS, GPU, _feed, _obs
+from tests.policies.test_autoscale_backoff import ACTIONS, CLOUD, CPU, FIELDS, GPU, _explore, _feed, _obs
 
 
 def _learner(**kw) -> AutoScaleLearner:
@@ -87,12 +87,7 @@ class QueueEnv(gym.Env):
 
 def _score(learner, seed: int) -> float:
     env, rng = QueueEnv(), np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    for _ in range(1000):
-        a = int(rng.integers(len(ACTIONS))) if rng.random() < 0.3 else learner.act(obs)
-        nxt, r, *_ = env.step(a)
-        learner.update_ids(learner.bins.state_id(obs), a, r, learner.bins.state_id(nxt), False)
-        obs = nxt
+    _explore(learner, env, rng, env.reset(seed=seed)[0], 1000)
     obs, _ = env.reset(seed=seed + 100)
     hits = 0
     for _ in range(400):
