@@ -256,7 +256,8 @@ def perf_section(perf: Mapping) -> str:
     cpu_timed = "timing" in perf.get("raw", {}).get("micro", {}).get("sim", {})  # runs since the CPU-time switch
     timing = ("simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
               "median wall time over repeats") if cpu_timed else "median over repeats"
-    head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({machine.get('cores', '?')} cores), " \
+    isa = f"{machine['vector_isa']}, " if machine.get("vector_isa") else ""  # read from the machine at run time
+    head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({isa}{machine.get('cores', '?')} cores), " \
            f"{machine.get('date', '')}{load_txt}; {timing}; SB3 trained in the same run.\n\n"
     return head + markdown_table(rows, cols)
 
