@@ -338,3 +338,14 @@ def test_sb3_policy_acts_as_predict(algo):
         obs = rng.uniform(low, high).astype(np.float32)
         expected, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
         assert policy.act(obs) == int(expected)
+
+
+def test_headroom_captured_is_not_shown_where_there_is_no_room():
+    """As the evaluate stage ranks no learner on "no room for learning" episodes, the perf table shows no share
+    there (a share of a near-zero headroom is noise); where there is room it shows both ends."""
+    entry = {"final_headroom_captured": -49.1, "final_headroom_captured_found": -62.0}
+    none = {"headroom": 0.001, "headroom_found": 0.001}
+    room = {"headroom": 0.47, "headroom_found": 0.32}
+    assert perf._no_room(none, 0.05) and not perf._no_room(room, 0.05) and not perf._no_room(None, 0.05)
+    assert perf._captured(entry) == "-49.10 / -62.00"
+    assert perf._captured({"final_headroom_captured": None, "final_headroom_captured_found": 0.5}) == "undefined / 0.50"

@@ -265,6 +265,13 @@ def _captured(entry: dict) -> str:
             f"{_num(entry.get('final_headroom_captured_found'), '{:.2f}', 'undefined')}")
 
 
+def _no_room(y: dict | None, threshold: float) -> bool:
+    """The evaluation episodes are marked "no room for learning" (:func:`bench.pipeline.breakdown.room_flag`)."""
+    from bench.pipeline.breakdown import NO_ROOM, room_flag
+
+    return bool(y) and room_flag(y.get("headroom"), y.get("headroom_found"), threshold) == NO_ROOM
+
+
 def _yardstick_note(y: dict | None, threshold: float) -> str:
     """The evaluation episodes' references in words (per request, on the objective)."""
     if not y:
@@ -386,12 +393,18 @@ def build_table(m: dict[str, Any], training: dict[str, dict[str, dict]], setting
                         d, p, note=f"after the whole budget; J / J_ref − 1 on {settings.eval_seeds} evaluation "
                                    f"episode(s) of {settings.eval_steps} requests per training scenario, never trained "
                                    f"on (docs/bound.md); " + _yardstick_note(yard, threshold)))
-        o, d, p = [sb3_note if e is None else _captured(e) for e in (ours, sb3["dqn"], sb3["ppo"])]
+        # as the evaluate stage: no learner is ranked on episodes with no room for learning (a share of a near-zero
+        # headroom is noise); the values stay in the JSON (raw.training)
+        no_room = _no_room(yard, threshold)
+        o, d, p = [sb3_note if e is None else ("n/a (no room)" if no_room else _captured(e))
+                   for e in (ours, sb3["dqn"], sb3["ppo"])]
         rows.append(row(f"{label}: final headroom captured, against the bound / the best found", o, "—", d, p,
                         note="(J_static − J) / (J_static − J_ref), J_static = the best static action per DNN fitted "
                              "on the same episodes (as the evaluate stage); 1 = reaches the reference, 0 = no better "
                              "than the static choice, < 0 = worse; the bound's end is conservative, the best "
-                             "found's optimistic"))
+                             "found's optimistic" + ("; not shown: these episodes leave no room for learning (headroom "
+                                                    f"< {threshold:.0%}), so the share is not a ranking; the values "
+                                                    "are in results/perf.json" if no_room else "")))
         o, d, p = cells("train_wall_s", "{:.1f}")
         rows.append(row(f"{label}: training wall time, whole budget (s)", o, "—", d, p,
                         note="env steps: " + " / ".join(_num(e["env_steps"], "{:,.0f}", "-") if e else "-"
