@@ -349,3 +349,27 @@ def test_headroom_captured_is_not_shown_where_there_is_no_room():
     assert perf._no_room(none, 0.05) and not perf._no_room(room, 0.05) and not perf._no_room(None, 0.05)
     assert perf._captured(entry) == "-49.10 / -62.00"
     assert perf._captured({"final_headroom_captured": None, "final_headroom_captured_found": 0.5}) == "undefined / 0.50"
+
+
+def test_standalone_learner_reports_measure_against_the_yardstick():
+    """``python -m bench.perf.autoscale --evaluate`` / ``python -m bench.perf.dvfo``'s evaluation: every policy on the
+    same episodes as the bound, the best found and the static reference; nothing ends below the certified bound."""
+    from bench.perf import autoscale as pa
+    from bench.perf import dvfo as pd_
+    from bench.policies.autoscale import AutoScaleConfig, train
+    from bench.policies.dvfo import DVFOConfig
+    from bench.policies.dvfo import train as dvfo_train
+
+    cfg = AutoScaleConfig(seed=1, total_steps=200, episode_steps=50, scenarios=("wifi_weak",), max_levels_per_target=2)
+    res = pa.compare(train(cfg).learner, seeds=[3], n_steps=30)
+    assert sorted(res["policy"]) == ["autoscale", "cloud_only", "cpu_only"]
+    assert (res["gap_to_bound"] >= -1e-9).all() and (res["bound_objective_mj"] <= res["best_found_objective_mj"] + 1e-9).all()
+    fig = pa.figures(res)
+    assert list(fig.index) == ["wifi_weak", "ALL"]
+    assert fig.loc["ALL", "gap_to_bound_pct"] >= fig.loc["ALL", "gap_to_best_found_pct"] - 1e-9
+
+    dcfg = DVFOConfig.ci(seed=2, total_steps=100, max_episode_steps=20, learning_starts=20,
+                         scenarios=("dvfo_trickle_5mbps",), n_cpu_levels=2, n_gpu_levels=2, n_mem_levels=2, xi_levels=3)
+    out = pd_.summarise(pd_.evaluate(dvfo_train(dcfg).learner, dcfg, dcfg.scenarios, seeds=[5]))
+    assert sorted(out["policy"]) == ["dvfo", "local_max_freq", "max_offload"]
+    assert (out["gap_to_bound_pct"] >= -1e-7).all() and (out["latency_ms"] > 0).all()

@@ -2,12 +2,16 @@
 
 ``python -m bench.perf.autoscale`` trains the default config and prints
 ``act()`` latency (p50 / p99 microseconds over observations from real rollouts)
-and the training wall time. ``--evaluate`` also compares the trained policy with
-the oracle, cpu_only and cloud_only on every scenario, greedily, on evaluation
-seeds disjoint from the training seeds (training draws its episode seeds from
-``SeedSequence(seed)``; evaluation uses ``--eval-seeds``), and prints per-scenario
-and overall: device energy per inference, gap to the oracle (%), QoS violation
-rate and the energy-efficiency ratios ``E_cpu_only / E_autoscale`` and
+and the training wall time. ``--evaluate`` also measures the trained policy,
+cpu_only and cloud_only greedily on every training scenario, on evaluation seeds
+disjoint from the training seeds (training draws its episode seeds from
+``SeedSequence(seed)``; evaluation uses ``--eval-seeds``), on the declared
+objective ``J = E + λ·misses`` against the same episodes' yardstick
+(:class:`bench.perf.learn.GapEvaluator`: the certified hindsight bound, the best
+schedule found, the best static action per DNN), and prints per scenario and
+overall: J of each reference, the headroom, AutoScale's device energy per
+inference, gap to the bound and to the best found, headroom captured, QoS
+violation rate and the energy-efficiency ratios ``E_cpu_only / E_autoscale`` and
 ``E_cloud_only / E_autoscale``. ``--train-seeds 0 1 2`` repeats for several
 training seeds (the spread is part of the result).
 """
@@ -21,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from bench.policies.autoscale import AutoScaleConfig, AutoScaleLearner, make_envs, train
-from bench.policies.rollout import evaluate_policy
 from bench.sim.envs import AUTOSCALE_ID
 
 
@@ -59,37 +62,44 @@ def act_latency_us(learner: AutoScaleLearner, n_obs: int = 20_000, seed: int = 0
 
 
 def compare(learner: AutoScaleLearner, seeds, n_steps: int = 1000) -> pd.DataFrame:
-    """Per-step results of autoscale, oracle, cpu_only and cloud_only on every training scenario."""
+    """Per training scenario and policy (autoscale, cpu_only, cloud_only): the figures of
+    :class:`bench.perf.learn.GapEvaluator` on the scenario's evaluation episodes, with the episodes' yardstick."""
+    from bench.perf.learn import GapEvaluator
+    from bench.policies.base import make_policy
+
     kw = {k: v for k, v in learner.config.env_kwargs().items() if k != "violation_penalty"}
-    frames = []
+    rows = []
     for scen in learner.config.scenarios:
-        frames.append(evaluate_policy(learner, AUTOSCALE_ID, scen, seeds, n_steps, env_kwargs=kw, label="autoscale"))
-        for name in ("greedy_oracle", "cpu_only", "cloud_only"):  # greedy_oracle labelled "oracle" in this table
-            frames.append(evaluate_policy(name, AUTOSCALE_ID, scen, seeds, n_steps, env_kwargs=kw,
-                                          label="oracle" if name == "greedy_oracle" else None))
-        # the oracle over the full DVFS action set, to show what subsampling levels costs
-        full = dict(kw, max_levels_per_target=None)
-        frames.append(evaluate_policy("greedy_oracle", AUTOSCALE_ID, scen, seeds, n_steps, env_kwargs=full,
-                                      label="oracle_all_levels"))
-    return pd.concat(frames, ignore_index=True)
+        ev = GapEvaluator(AUTOSCALE_ID, [scen], kw, seeds, n_steps)
+        y = ev.yardstick()
+        policies = {"autoscale": learner, **{n: make_policy(n, ev.envs[0]) for n in ("cpu_only", "cloud_only")}}
+        for name, pol in policies.items():
+            rows.append({"scenario": scen, "policy": name, **y, **ev(pol)})
+        ev.close()
+    return pd.DataFrame(rows)
 
 
 def figures(results: pd.DataFrame) -> pd.DataFrame:
-    """Energy, gap to oracle, violations and ratios per scenario, plus an ``ALL`` row (mean over all requests)."""
+    """Per scenario, plus an ``ALL`` row pooled over all requests: the yardstick (J per request of the certified
+    bound, the best found and the best static per DNN; the headroom) and AutoScale's energy, objective, gaps,
+    headroom captured, violations and energy ratios to cpu_only / cloud_only."""
     def one(df: pd.DataFrame) -> dict[str, float]:
-        e = df.groupby("policy")["energy_mj"].mean()
-        v = 1.0 - df.groupby("policy")["qos_ok"].mean()
-        return {"autoscale_mj": e["autoscale"], "oracle_mj": e["oracle"],
-                "oracle_all_levels_mj": e["oracle_all_levels"],
-                "gap_pct": 100 * (e["autoscale"] / e["oracle"] - 1), "viol_pct": 100 * v["autoscale"],
-                "oracle_viol_pct": 100 * v["oracle"], "x_vs_cpu_only": e["cpu_only"] / e["autoscale"],
-                "x_vs_cloud_only": e["cloud_only"] / e["autoscale"], "cpu_only_viol_pct": 100 * v["cpu_only"],
-                "cloud_only_viol_pct": 100 * v["cloud_only"]}
+        w = df.groupby("policy")["requests"].sum()
+        mean = lambda col: (df[col] * df["requests"]).groupby(df["policy"]).sum() / w  # noqa: E731
+        e, j, v = mean("energy_mj"), mean("objective_mj"), mean("qos_violation")
+        ja = j["autoscale"]
+        jb, jf, js = (mean(c)["autoscale"] for c in ("bound_objective_mj", "best_found_objective_mj",
+                                                     "static_objective_mj"))
+        return {"j_bound_mj": jb, "j_best_found_mj": jf, "j_static_mj": js, "headroom": 1 - jb / js,
+                "autoscale_mj": e["autoscale"], "autoscale_j_mj": ja, "gap_to_bound_pct": 100 * (ja / jb - 1),
+                "gap_to_best_found_pct": 100 * (ja / jf - 1),
+                "captured": (js - ja) / (js - jb) if js > jb else np.nan,
+                "captured_found": (js - ja) / (js - jf) if js > jf else np.nan, "viol_pct": 100 * v["autoscale"],
+                "x_vs_cpu_only": e["cpu_only"] / e["autoscale"], "x_vs_cloud_only": e["cloud_only"] / e["autoscale"],
+                "cpu_only_viol_pct": 100 * v["cpu_only"], "cloud_only_viol_pct": 100 * v["cloud_only"]}
 
     rows = {s: one(d) for s, d in results.groupby("scenario")}
     rows["ALL"] = one(results)
-    non_dvfo = results[~results["scenario"].str.startswith("dvfo_")]
-    rows["ALL_except_dvfo"] = one(non_dvfo)
     return pd.DataFrame(rows).T
 
 
@@ -97,7 +107,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--total-steps", type=int, default=None, help="override AutoScaleConfig.total_steps")
     p.add_argument("--train-seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--evaluate", action="store_true", help="also compare with the oracle and baselines")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also measure against the hindsight bound, the best found and the baselines")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=[9001, 9002, 9003])
     p.add_argument("--eval-steps", type=int, default=1000)
     args = p.parse_args(argv)

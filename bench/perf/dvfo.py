@@ -5,39 +5,43 @@ Prints, for the default :class:`~bench.policies.dvfo.DVFOConfig` (or ``--ci``):
 * training wall time and env steps;
 * ``act()`` latency on CPU for a single observation (p50 / p99 µs);
 * the share of decision latency hidden by thinking-while-moving;
-* greedy evaluation on fresh seeds (never used in training): device energy per
-  inference, QoS-met rate and latency of DVFO, of the per-request oracle over the
-  DVFO action space, of everything-local at the highest frequencies and of
-  maximal offload (xi = 1 at the highest frequencies); DVFO's gap to the oracle in %.
+* greedy evaluation on fresh seeds (never used in training), on the declared objective
+  ``J = E + λ·misses`` against the same episodes' yardstick
+  (:class:`bench.perf.learn.GapEvaluator`: the certified hindsight bound, the best schedule
+  found, the best static action per DNN): device energy per inference, J, QoS violation rate
+  and latency of DVFO, of everything-local at the highest frequencies and of maximal offload
+  (xi = 1 at the highest frequencies); each one's gap to the bound and to the best found and
+  its headroom captured (None where the best static choice leaves no headroom).
 
-The oracle picks per request the least-energy action meeting QoS under that
-request's realised random draws (:meth:`bench.sim.core.Simulator.oracle`); all
-policies are then stepped through the same env episode (same seed), so the
-queueing wait of thinking-while-moving applies to all of them alike.
+All policies are stepped through the same env episodes (same seeds), so the queueing wait of
+thinking-while-moving applies to all of them alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from bench.policies.base import Policy
 from bench.policies.dvfo import DVFOConfig, DVFOLearner, hidden_decision_share, make_env, torch_settings, train
 
 EVAL_SEED_BASE = 10_000  # evaluation seeds start here; training draws its env seeds from SeedSequence(config.seed)
 
 
-def _rollout(env, seed: int, choose: Callable[[int, np.ndarray], int]) -> dict[str, float]:
-    """One greedy episode; ``choose(t, obs)`` gives the action of request t."""
-    obs, _ = env.reset(seed=seed)
-    e, lat, ok, n, done = 0.0, 0.0, 0, 0, False
-    while not done:
-        obs, _r, term, trunc, info = env.step(choose(n, obs))
-        e, lat, ok, n, done = e + info["energy_mj"], lat + info["latency_ms"], ok + info["qos_ok"], n + 1, term or trunc
-    return {"energy_mj": e / n, "latency_ms": lat / n, "qos_ok": ok / n, "n_requests": n}
+class _Fixed(Policy):
+    """One action for every request (the reference actions below)."""
+
+    name = "fixed"
+
+    def __init__(self, action: int):
+        self.action = int(action)
+
+    def act(self, obs) -> int:
+        return self.action
 
 
 def reference_actions(env) -> dict[str, int]:
@@ -49,34 +53,32 @@ def reference_actions(env) -> dict[str, int]:
 
 
 def evaluate(learner: DVFOLearner, config: DVFOConfig, scenarios: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
-    """One row per (scenario, seed, policy): mean energy / latency per inference and QoS-met rate."""
+    """One row per (scenario, policy): the figures of :class:`bench.perf.learn.GapEvaluator` on the scenario's
+    evaluation episodes (``seeds``), with the episodes' yardstick."""
+    from bench.perf.learn import GapEvaluator
+    from bench.sim.envs import DVFO_ID
+    from bench.world.scenarios import load_scenario
+
     rows = []
     for sc in scenarios:
-        env = make_env(config, sc)
-        refs = reference_actions(env)
-        for seed in seeds:
-            env.reset(seed=int(seed))
-            u = env.unwrapped
-            # the oracle needs the episode's realised states and draws (the env's own episode data)
-            ep = u.episode()
-            best, _ = u.sim.oracle(ep.states, ep.draws)
-            n_steps = env.spec.max_episode_steps or len(best)
-            best = best[:n_steps]
-            policies = {"dvfo": lambda t, o: learner.act(o), "oracle": lambda t, o, b=best: int(b[t])}
-            policies.update({k: (lambda t, o, a=a: a) for k, a in refs.items()})
-            for name, choose in policies.items():
-                rows.append({"scenario": sc, "seed": int(seed), "policy": name, **_rollout(env, int(seed), choose)})
-        env.close()
+        steps = config.max_episode_steps or load_scenario(sc).steps  # as make_env
+        ev = GapEvaluator(DVFO_ID, [sc], config.env_kwargs(), seeds, steps)
+        y = ev.yardstick()
+        policies = {"dvfo": learner, **{k: _Fixed(a) for k, a in reference_actions(ev.envs[0]).items()}}
+        for name, pol in policies.items():
+            rows.append({"scenario": sc, "policy": name, **y, **ev(pol)})
+        ev.close()
     return pd.DataFrame(rows)
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario and policy: means over seeds and the energy gap to the oracle (%)."""
-    s = results.groupby(["scenario", "policy"], sort=False)[["energy_mj", "latency_ms", "qos_ok"]].mean().reset_index()
-    oracle = s[s["policy"] == "oracle"].set_index("scenario")["energy_mj"]
-    s["gap_to_oracle_pct"] = 100.0 * (s["energy_mj"] / s["scenario"].map(oracle) - 1.0)
-    s["qos_violation_rate"] = 1.0 - s["qos_ok"]
-    return s.drop(columns="qos_ok")
+    """Per scenario and policy: energy, objective, latency, violations, gaps (%) and headroom captured."""
+    s = results[["scenario", "policy", "energy_mj", "objective_mj", "latency_ms", "qos_violation"]].copy()
+    s["gap_to_bound_pct"] = 100.0 * results["gap_to_bound"]
+    s["gap_to_best_found_pct"] = 100.0 * results["gap_to_best_found"]
+    s["headroom"] = results["headroom"]
+    s["captured"] = results["headroom_captured"]
+    return s
 
 
 def act_latency_us(learner: DVFOLearner, env, n: int = 2000, seed: int = 0, repeats: int = 1) -> dict[str, float]:

@@ -105,7 +105,7 @@ class GapEvaluator:
     def _measure(self, policy: Policy | str, policy_kwargs: dict | None = None) -> dict[str, float]:
         df = pd.concat([evaluate_policy(policy, e, None, self.seeds, self.n_steps, policy_kwargs=policy_kwargs)
                         for e in self.envs])
-        return {"energy_mj": float(df["energy_mj"].mean()),
+        return {"energy_mj": float(df["energy_mj"].mean()), "latency_ms": float(df["latency_ms"].mean()),
                 "objective_mj": float(self.objective.cost(df["energy_mj"], df["qos_ok"]).mean()),
                 "qos_violation": float(1.0 - df["qos_ok"].mean()), "requests": int(len(df))}
 
@@ -131,7 +131,8 @@ class GapEvaluator:
         """Energy and objective per request, QoS violation rate, gaps and headroom captured of ``policy``."""
         r = self._measure(policy)
         j, js = r["objective_mj"], self.static_objective_mj
-        return {"energy_mj": r["energy_mj"], "objective_mj": j, "qos_violation": r["qos_violation"],
+        return {"energy_mj": r["energy_mj"], "latency_ms": r["latency_ms"], "objective_mj": j,
+                "qos_violation": r["qos_violation"],
                 "gap_to_bound": j / self.bound_objective_mj - 1.0,
                 "gap_to_best_found": j / self.best_found_objective_mj - 1.0,
                 "headroom_captured": _ratio(js - j, js - self.bound_objective_mj),
