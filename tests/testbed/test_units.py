@@ -325,6 +325,33 @@ def test_part_errors_per_part():
     assert e["transfer_measured_median_ms"] == 150.0 and e["transfer_predicted_median_ms"] == 155.0
 
 
+def test_part_errors_leave_out_timed_out_requests_and_count_them():
+    import pandas as pd
+
+    # request 2 timed out live (its transfer is the 2.5 s wait, its local the fallback), request 3 only in the
+    # twin (predicted transfer: the wait), request 4 on both sides; only requests 0 and 1 are compared per part
+    df = pd.DataFrame({"route": ["cpu", "cloud_wifi", "cloud_wifi", "cloud_wifi", "cloud_wifi"],
+                       "timed_out": [False, False, True, False, True],
+                       "pred_timed_out": [False, False, False, True, True],
+                       "local_ms": [10.0, 1.0, 20.0, 1.0, 20.0], "pred_local_ms": [12.0, 0.0, 0.0, 20.0, 20.0],
+                       "transfer_ms": [0.0, 100.0, 2500.0, 50.0, 2500.0],
+                       "pred_transfer_ms": [0.0, 120.0, 1.0, 2500.0, 2500.0],
+                       "server_ms": [0.0, 10.0, 0.0, 10.0, 0.0], "pred_server_ms": [0.0, 11.0, 10.0, 0.0, 0.0],
+                       "queue_ms": [1.0, 3.0, 900.0, 0.0, 0.0], "pred_queue_ms": [0.0, 0.0, 0.0, 700.0, 0.0]})
+    e = loop.part_errors(df)
+    assert e["parts_skipped_timed_out"] == 3
+    assert e["local_n"] == 1 and np.isclose(e["local_mape"], 0.2)
+    assert e["transfer_n"] == 1 and np.isclose(e["transfer_mape"], 0.2)
+    assert e["server_n"] == 1 and np.isclose(e["server_mape"], 0.1)
+    assert e["queue_n"] == 2 and np.isclose(e["queue_mae_ms"], 2.0)
+    # without the twin's column (a run written before it) only the live timeouts are left out
+    e = loop.part_errors(df.drop(columns="pred_timed_out"))
+    assert e["parts_skipped_timed_out"] == 2 and e["transfer_n"] == 2
+    # every request timed out: nothing compared, said so (NaN), no error raised
+    e = loop.part_errors(df.assign(timed_out=True))
+    assert e["parts_skipped_timed_out"] == 5 and e["transfer_n"] == 0 and np.isnan(e["transfer_mape"])
+
+
 def test_unknown_policies_are_skipped_with_a_reason(capsys):
     from bench.testbed.compare import runnable_policies
 
@@ -624,6 +651,10 @@ def test_campaign_table_block_in_the_docs_is_generated_and_replaced(tmp_path):
     block = compare.markdown_table(table, {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2,
                                            "latency_mape_all": 0.25}, Path("results/testbed/c"))
     assert "| cpu_only / wifi_weak | 80 / 70 | 120 / 90 | 25% | 20% |  |  | 4 | 0 / 1 | 9.0-11.0 |" in block
+    skipped = compare.markdown_table(
+        pd.DataFrame([compare.row_from_summary({**summary, "parts_skipped_timed_out": 1})], columns=compare.COLUMNS),
+        {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2}, Path("results/testbed/c"))
+    assert "| 4 | 0 / 1 (1 out of parts) | 9.0-11.0 |" in skipped
     assert "load 9.0-11.0" in block and "niceness -10" in block
     doc = tmp_path / "doc.md"
     doc.write_text(f"# T\n\nbefore\n\n{compare.DOCS_START}\nold\n{compare.DOCS_END}\n\nafter\n")
