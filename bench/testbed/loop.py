@@ -49,7 +49,7 @@ import yaml
 
 from bench.errors import BenchError
 from bench.testbed.edge import Client, ClientPool
-from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, radio_rates
+from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, SupportCpu, pin_thread, radio_rates, support_cpus
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
 
@@ -590,7 +590,7 @@ def niceness(nice: int):
 
 
 def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFrame, levels: tuple[float, float],
-                      edge_path: Path):
+                      edge_path: Path, gap_s: float = 0.2):
     """The twin's interference model for this host (:mod:`bench.testbed.hostload`) and its provenance."""
     from bench.testbed import hostload
     from bench.world.scenarios import load_interference_model
@@ -613,11 +613,15 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
         return model, {"interference": f"none ({why})"}
     local = acts[(acts["kind"] == "local") & (acts["target"] == "cpu")].index
     cpu_action = {w: int(local[-1]) for w in cfg.workloads}
-    timings = hostload.time_settings(edge, corun, cfg.workloads, *levels)
+    load_before = os.getloadavg()
+    timings = hostload.time_settings(edge, corun, cfg.workloads, *levels, gap_s=gap_s)
+    timings.to_csv(edge_path.with_name(f"{edge_path.stem}_interference_timings.csv"), index=False)
     model, per = hostload.fit(timings, tables, cpu_action, *levels, base)
-    hostload.write(sidecar, model, per, levels)
+    prov = hostload.provenance(int(timings["round"].max()) + 1, gap_s, load_before, cfg.nice, cfg.edge_cpus)
+    hostload.write(sidecar, model, per, levels, prov)
     return model, {"interference": f"measured here at cpu {levels[0]:.2f} / mem {levels[1]:.2f}",
-                   "cpu_slowdown": model.cpu_slowdown, "mem_slowdown": model.mem_slowdown}
+                   "cpu_slowdown": model.cpu_slowdown, "mem_slowdown": model.mem_slowdown,
+                   "interference_measured": prov}
 
 
 def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
@@ -630,6 +634,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     from bench.world.network import load_link
 
     load_start = os.getloadavg()
+    # the testbed's own work runs off the edge's CPUs (where the host has others): see live.support_cpus
+    support = support_cpus(cfg.edge_cpus, os.sched_getaffinity(0))
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
     edge_path, cloud_path, prof_info = host_profiles(cfg, out)
@@ -649,14 +655,15 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                           cpus=cfg.server_cpus) as srv:
         # the server's compute as the server process does it (stored with the host profile), before any load
         server_profile(cfg, link.ns_ip, edge_path, cloud_path, prof_info)
-        corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
+        corun = (CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([])), cycle_cpus=tuple(sorted(support)))
+                 if cfg.corunners else None)
         if corun is not None:
             corun.__enter__()
         shaper, stop_shaping = None, threading.Event()  # the thread that shapes the link at the arrivals
         try:
             edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus)
             interference, inter_info = host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels,
-                                                         edge_path)
+                                                         edge_path, gap_s=float(u0.trace.interarrival_ms) / 1e3)
             env = twin_env(scen_path, edge_path, cloud_path, n, interference)
             policy = make_live_policy(cfg, env, scen_path, edge_path, cloud_path, out, interference)
             u = env.unwrapped
@@ -672,11 +679,13 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             fallback = u.sim.on_timeout == "local"
             states = link_state_constants(cfg.ports)  # the proxy's radio state machine, seen from the edge
             pools = {r: ClientPool(link.ns_ip, p, states.get(r)) for r, p in cfg.ports.items()}
-            prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe")
+            prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe", initializer=pin_thread,
+                                        initargs=(support,))
             probe_clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
             shaped: dict[str, tuple[float, float, float]] = {}
-            clock = Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT))
+            # the requests on the edge's CPUs; the dispatching thread itself moves off them as the clock starts
+            clock = Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT), cpus=cfg.edge_cpus)
 
             def shape(t: int) -> None:
                 """The world at request t: each radio's goodput (capped) and RTT, the co-runners' load."""
@@ -704,7 +713,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                         return
                     f.result()  # a failed probe is a failed run
                 if pools[r].in_flight == 0 and est.age[r] >= cfg.probe_every:
-                    probing[r] = prober.submit(probe, r, probe_size(est.mbps.get(r), cfg.probe_bytes))
+                    probing[r] = prober.submit(own_cpu.timed, "probes", probe, r,
+                                               probe_size(est.mbps.get(r), cfg.probe_bytes))
 
             def serve(t: int, wl: str, radio: str, turn) -> dict[str, Any]:
                 """Request t on a worker thread: its turn on the CPU or the radio's transmitter, then the work."""
@@ -742,9 +752,13 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                         return
                     shape(t)
 
+            pin_thread(support)  # the dispatcher's loop (policy, twin step, probes' scheduling) off the edge's CPUs
+            own_cpu = SupportCpu()
+            loop_cpu0 = time.thread_time()
             clock.start()
-            shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper")
-            shaping = shaper.submit(shape_at_arrivals) if cfg.pace else None
+            shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper", initializer=pin_thread,
+                                        initargs=(support,))
+            shaping = shaper.submit(own_cpu.timed, "shaper", shape_at_arrivals) if cfg.pace else None
             meta = []
             for t in range(n):
                 if shaping is None:  # back to back: the arrival is now
@@ -781,10 +795,13 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     print(f"[{t + 1}/{n}] {wl} -> {meta[-1]['action_name']} (issued {late_ms:.0f} ms late)", flush=True)
                 if truncated and t + 1 < n:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
+            own_cpu.add("dispatcher", (time.thread_time() - loop_cpu0) * 1e3)
             for m_row, done in zip(meta, clock.results()):
                 rows.append({**m_row, **done})
             if shaping is not None:
                 shaping.result()  # every arrival shaped (a failed tc call is a failed run)
+            support_info = {"support_cpus": sorted(support), "edge_cpus": list(cfg.edge_cpus),
+                            "support_cpu_ms_per_request": own_cpu.per_request(n)}
             prober.shutdown(wait=True)
             for f in probing.values():
                 if f is not None:
@@ -843,6 +860,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                        "one transmitter per radio, the server one request at a time (FIFO); latency from arrival",
              **inter_info}
     summary = summarise(df, sim_df, cfg, prof_info, meter)
+    summary.update(support_info)
     summary.update({"world": world, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
                     "cpu_count": os.cpu_count(), "nice": cfg.nice})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

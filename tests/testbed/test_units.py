@@ -489,6 +489,90 @@ def test_niceness_is_checked_and_restored():
         assert os.getpriority(os.PRIO_PROCESS, 0) == own
 
 
+class _FakeCoRunners:
+    def __init__(self):
+        self.load = {"cpu": 0.0, "mem": 0.0}
+
+    def set_load(self, cpu, mem):
+        self.load = {"cpu": cpu, "mem": mem}
+
+
+class _FakeEdge:
+    """Latency = the workload's time x the co-runner's stretch x an unrelated background that drifts between
+    inferences (what a shared host does); CPU time = the workload's time alone."""
+
+    def __init__(self, corun, kc, km, drift):
+        self.corun, self.kc, self.km, self.drift, self.calls = corun, kc, km, drift, []
+
+    def local(self, w):
+        from bench.testbed.edge import Timing
+
+        t = _Tables()
+        i = t.workloads.index(w)
+        pre, pc, pm = t.pre_ms[i, 0], t.pre_cpu_ms[i, 0], t.pre_mem_ms[i, 0]
+        lo = self.corun.load
+        own = pre + self.kc * lo["cpu"] * pc + self.km * lo["mem"] * pm
+        self.calls.append((w, dict(lo)))
+        return Timing(local_ms=own * self.drift(len(self.calls)), local_cpu_ms=pre)
+
+
+@settings(max_examples=20, deadline=None)
+@given(kc=st.floats(0, 4), km=st.floats(0, 4), cpu=st.floats(0.1, 1), mem=st.floats(0.1, 1),
+       rounds=st.integers(3, 7))
+def test_host_slowdown_is_measured_alternated_and_paired_against_a_drifting_background(kc, km, cpu, mem, rounds):
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    corun = _FakeCoRunners()
+    # the background doubles the host's times for a whole stretch of the measurement (a burst of other work)
+    edge = _FakeEdge(corun, kc, km, lambda k: 1.0 + 0.02 * (k % 3) if k < 9 else 2.0)
+    timings = hostload.time_settings(edge, corun, ["a", "b"], cpu, mem, rounds=rounds, gap_s=0.0)
+    assert len(timings) == rounds * 2 * 3 and corun.load == {"cpu": 0.0, "mem": 0.0}
+    # every inference met its own setting's co-runner and only it; the settings' order rotates
+    for (w, lo), (_, r) in zip(edge.calls, timings.iterrows()):
+        assert w == r["workload"] and lo == {"none": {"cpu": 0.0, "mem": 0.0}, "cpu": {"cpu": cpu, "mem": 0.0},
+                                             "mem": {"cpu": 0.0, "mem": mem}}[r["setting"]]
+    firsts = timings.groupby(["round", "workload"])["setting"].first()
+    assert firsts.nunique() == 3
+    assert {"cpu_ms", "latency_ms"} <= set(timings.columns)
+    model, per = hostload.fit(timings, _Tables(), {"a": 0, "b": 0}, cpu, mem, load_interference_model())
+    # the paired stretch cancels the background; a median of the unpaired times would not
+    assert np.isclose(model.cpu_slowdown, kc, rtol=0.05, atol=0.02) and np.isclose(model.mem_slowdown, km, rtol=0.05,
+                                                                                    atol=0.02)
+    assert (per["off_cpu_share_none"] >= 0).all() and "alternated" in model.sources["cpu_slowdown"]
+
+
+def test_host_slowdown_stores_its_provenance(tmp_path):
+    import yaml
+
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    model, per = hostload.fit(_timings(1.0, 1.0, 0.5, 0.5), _Tables(), {"a": 0, "b": 0}, 0.5, 0.5,
+                              load_interference_model())
+    prov = hostload.provenance(9, 5.0, (3.5, 2.0, 1.0), -10, (0,))
+    path = hostload.write(tmp_path / "x_interference.yaml", model, per, (0.5, 0.5), prov)
+    at = yaml.safe_load(path.read_text())["measured_at"]
+    assert at["loadavg_1min_before"] == 3.5 and at["niceness"] == -10 and at["rounds"] == 9
+    assert at["gap_ms"] == hostload.MAX_GAP_S * 1e3  # the pause is bounded
+    assert at["measured_utc"].endswith("Z") and at["command"] and at["cpu_load"] == 0.5
+    assert np.isclose(hostload.read(path).cpu_slowdown, 1.0)
+
+
+def test_the_testbeds_own_work_runs_off_the_edges_cpus():
+    from bench.testbed.live import SupportCpu, support_cpus
+
+    assert support_cpus((0,), {0, 1}) == {1}
+    assert support_cpus((0, 1), {0, 1, 2, 3}) == {2, 3}
+    assert support_cpus((0,), {0}) == {0}  # a one-CPU host: nowhere else to go
+    own = SupportCpu()
+    own.add("shaper", 30.0)
+    own.add("shaper", 10.0)
+    assert own.timed("probes", lambda x: x + 1, 1) == 2
+    per = own.per_request(4)
+    assert per["shaper"] == 10.0 and per["probes"] >= 0 and per["children"] >= 0
+
+
 def test_host_slowdown_fit_weighs_a_workload_by_how_much_the_load_can_slow_it():
     from bench.testbed import hostload
     from bench.world.scenarios import load_interference_model
