@@ -78,6 +78,8 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
 def paired_stretch(timings: pd.DataFrame) -> pd.DataFrame:
     """Per workload and setting: the median over rounds of ``latency / latency with no co-runner`` of the same
     round (1 for ``none``); rounds without both are left out."""
+    if timings.empty or "round" not in timings.columns:
+        return pd.DataFrame()
     t = timings.groupby(["workload", "setting", "round"])["latency_ms"].median().unstack("setting")
     if "none" not in t.columns:
         return pd.DataFrame()

@@ -385,6 +385,8 @@ def _timings(kc: float, km: float, cpu: float, mem: float):
 
 
 def test_host_slowdown_fit_recovers_the_coefficients():
+    import pandas as pd
+
     from bench.testbed import hostload
     from bench.world.scenarios import load_interference_model
 
@@ -398,6 +400,10 @@ def test_host_slowdown_fit_recovers_the_coefficients():
     none, _ = hostload.fit(_timings(1.1, 0.0, 0.9, 0.0).query("setting != 'mem'"), _Tables(), {"a": 0, "b": 0},
                            0.9, 0.0, base)
     assert none.mem_slowdown == 0 and none.sources["mem_slowdown"].startswith("not measured")
+    # no co-runner at all (what the loop fits for a scenario without one): nothing measured, no error
+    empty, per = hostload.fit(pd.DataFrame(columns=["workload", "setting", "latency_ms"]), _Tables(), {}, 0.0, 0.0,
+                              base)
+    assert empty.cpu_slowdown == 0 and empty.mem_slowdown == 0 and per.empty
 
 
 @settings(max_examples=25, deadline=None)
