@@ -483,6 +483,21 @@ def test_a_run_without_a_twin_tabulates(tmp_path):
     assert (tmp_path / "sim_vs_testbed.csv").exists()
 
 
+def test_the_quick_fits_pause_is_checked_and_paces_the_timed_runs(monkeypatch):
+    from bench.testbed.loop import TestbedConfig, TestbedError
+
+    for bad in (-1.0, 1e6):
+        with pytest.raises(TestbedError, match="fit-gap-ms"):
+            TestbedConfig(policy="cpu_only", scenario="wifi_weak", fit_gap_ms=bad)
+    sleeps = []
+    monkeypatch.setattr(loop.time, "sleep", lambda s: sleeps.append(s))
+    trace = loop.quick_host_trace(["lstm_text"], threads=1, repeats=3, warmup=1, gap_s=0.2)
+    assert sleeps == [0.2] * 3 and len(trace) == 1 and trace["latency_ms"].iloc[0] > 0
+    sleeps.clear()
+    loop.quick_host_trace(["lstm_text"], threads=1, repeats=2, warmup=0)
+    assert sleeps == []  # 0: back to back, as before
+
+
 def test_niceness_is_checked_and_restored():
     import os
 
