@@ -11,8 +11,8 @@ sharing the edge's CPUs, so the twin gets coefficients measured here instead:
   co-runner, the CPU stressor alone at the scenario's CPU load level, the memory stressor alone at its memory
   level; :class:`bench.testbed.edge.CoRunners`, the same duty cycle the live run uses). The settings
   alternate inference by inference (their order rotating each round), so unrelated load of the moment meets
-  them all alike. Back-to-back inferences (as before) met the stressor without the scheduler's credit for a
-  thread that slept: on this host they measured mobilenet_v2 at 37 ms under cpu 0.9 against 19 ms alone,
+  them all alike. Back-to-back inferences (as before) met the stressor as a CPU hog does (likely: without
+  the scheduler's placement credit for a thread that slept, which each live request has): on this host they measured mobilenet_v2 at 37 ms under cpu 0.9 against 19 ms alone,
   while the live requests, 200 ms apart, took a median 22 ms (autoscale/cpu_corunner: twin 48 ms vs live 26 ms);
 * each setting's stretch is the median over rounds of the paired ratio ``t / t0`` (the same round, so the same
   background), in wall-clock time: a co-runner on the inference's CPU slows it by taking the CPU, which the
