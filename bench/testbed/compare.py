@@ -24,7 +24,7 @@ COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_me
            "server_mape", "queue_mae_ms",
            *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
            "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
-           "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
+           "parts_skipped_timed_out", "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
            "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice"]
 
 
@@ -56,6 +56,7 @@ def row_from_summary(s: dict) -> dict:
             **{f"{p}_{w}_{q}_ms": s.get(f"{p}_{w}_{q}_ms") for p in PARTS for w in ("measured", "predicted")
                for q in ("median", "p95")},
             "timeouts": s.get("timeouts"), "pred_timeouts": s.get("pred_timeouts"),
+            "parts_skipped_timed_out": s.get("parts_skipped_timed_out"),
             "pred_energy_mj_mean": s.get("pred_energy_mj_mean"),
             "energy_check": _check_text(s.get("energy_check")),
             "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
@@ -201,6 +202,12 @@ def _pct(v) -> str:
     return "" if pd.isna(v) else f"{float(v):.0%}"
 
 
+def _skipped(row) -> str:
+    """`` (N out of parts)`` where N requests timed out on either side (left out of the per-part errors)."""
+    k = pd.to_numeric(row.get("parts_skipped_timed_out"), errors="coerce")
+    return f" ({int(k)} out of parts)" if pd.notna(k) and k > 0 else ""
+
+
 def markdown_table(table: pd.DataFrame, summary: dict, out: Path) -> str:
     """The campaign's table for docs/testbed.md: measured vs predicted median and p95 latency, the per-request
     and per-part errors, timeouts and the host's load - every number read from the campaign's own files."""
@@ -210,7 +217,8 @@ def markdown_table(table: pd.DataFrame, summary: dict, out: Path) -> str:
             f"{summary.get('cpu_count')}-CPU host at 1-min load {loads[0]:.1f}-{loads[1]:.1f} (shared with other "
             f"work), niceness {', '.join(map(str, nice)) or '0'}; per-request latency MAPE over all runs "
             f"{_pct(summary.get('latency_mape_all'))}. Latency runs from the request's arrival (waits included) "
-            "on both sides. Parts: MAPE over the requests that have the part; queue: mean absolute error.")
+            "on both sides. Parts: MAPE over the requests that have the part and timed out on neither side (the "
+            "count left out follows the timeouts); queue: mean absolute error.")
     cols = ("policy / scenario | median ms (live / twin) | p95 ms (live / twin) | latency MAPE | local | transfer "
             "| server | queue MAE ms | timeouts (live / twin) | load 1-min")
     lines = [head, "", f"| {cols} |", "|" + " --- |" * (cols.count("|") + 1)]
@@ -219,7 +227,7 @@ def markdown_table(table: pd.DataFrame, summary: dict, out: Path) -> str:
             f"| {r['policy']} / {r['scenario']} | {_ms(r['measured_median_ms'])} / {_ms(r['predicted_median_ms'])} "
             f"| {_ms(r['measured_p95_ms'])} / {_ms(r['predicted_p95_ms'])} | {_pct(r['latency_mape'])} "
             f"| {_pct(r['local_mape'])} | {_pct(r['transfer_mape'])} | {_pct(r['server_mape'])} "
-            f"| {_ms(r['queue_mae_ms'])} | {r['timeouts']} / {r['pred_timeouts']} "
+            f"| {_ms(r['queue_mae_ms'])} | {r['timeouts']} / {r['pred_timeouts']}{_skipped(r)} "
             f"| {float(r['loadavg_start_1min']):.1f}-{float(r['loadavg_end_1min']):.1f} |")
     return "\n".join(lines)
 

@@ -54,13 +54,14 @@ def run(cfg, out: Path, progress: bool = False) -> dict[str, Any]:
 
 def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     from bench.testbed.edge import ClientPool, CoRunners, EdgeRunner
-    from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, radio_rates
+    from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, pin_thread, radio_rates, support_cpus
     from bench.testbed.link import Link
     from bench.testbed.loop import RADIOS, host_profiles, restricted_scenario, twin_env
     from bench.testbed.server import ServerProcess
     from bench.world.network import load_link
 
     load_start = os.getloadavg()
+    support = support_cpus(cfg.edge_cpus, os.sched_getaffinity(0))  # the loop's own work off the edge (as loop.py)
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
     edge_path, cloud_path, _ = host_profiles(cfg, out)
@@ -72,7 +73,8 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     ia_ms = float(trace.interarrival_ms)
     with Link(dict(cfg.ports)) as link, \
             ServerProcess(link, cfg.workloads, port=cfg.server_port, threads=cfg.threads, cpus=cfg.server_cpus) as srv:
-        corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
+        corun = (CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([])), cycle_cpus=tuple(sorted(support)))
+                 if cfg.corunners else None)
         if corun is not None:
             corun.__enter__()
         try:
@@ -80,7 +82,7 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
             pool = ClientPool(link.ns_ip, cfg.ports["wifi"])
             for r in RADIOS:
                 srv.control(r, load_link(r).rtt_ms)
-            clock = Dispatcher(ia_ms, pace=cfg.pace, workers=min(cfg.requests, MAX_IN_FLIGHT))
+            clock = Dispatcher(ia_ms, pace=cfg.pace, workers=min(cfg.requests, MAX_IN_FLIGHT), cpus=cfg.edge_cpus)
 
             def serve(wl: str, split: bool, turn) -> dict[str, Any]:
                 if not split:
@@ -95,6 +97,7 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
                         "server_queue_ms": tim.server_queue_ms, "edge_queue_ms": tim.wait_ms,
                         "timed_out": tim.timed_out, "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down}
 
+            pin_thread(support)  # the loop (its tc calls included) off the edge's CPUs; the requests on them
             clock.start()
             meta = []
             for t in range(cfg.requests):

@@ -481,6 +481,9 @@ class CoRunners:
     wrap: tuple[str, ...] = ()
     procs: dict = field(default_factory=dict)
     load: dict = field(default_factory=lambda: {"cpu": 0.0, "mem": 0.0})
+    #: where the duty-cycle thread (its SIGSTOP/SIGCONT every few ms) runs: off the edge's CPUs where given
+    #: (:func:`bench.testbed.live.support_cpus`), so the stressors alone compete with the inference
+    cycle_cpus: tuple[int, ...] = ()
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -538,6 +541,8 @@ class CoRunners:
         self.load = {"cpu": float(np.clip(cpu, 0, 1)), "mem": float(np.clip(mem, 0, 1))}
 
     def _cycle(self) -> None:
+        if self.cycle_cpus:
+            os.sched_setaffinity(0, set(self.cycle_cpus))
         running = {"cpu": False, "mem": False}
         while not self._stop.is_set():
             t0 = time.monotonic()

@@ -6,14 +6,17 @@ CPU-sensitive part and ``1 + mem_slowdown * u_mem`` on its memory-bound part
 a phone's big cores; on this x86 host the co-runners are ``stress-ng`` processes
 sharing the edge's CPUs, so the twin gets coefficients measured here instead:
 
-* the served workloads run on the edge's CPUs, interleaved, with no co-runner,
-  with the CPU stressor alone at the scenario's CPU load level and with the memory
-  stressor alone at its memory level (:class:`bench.testbed.edge.CoRunners`, the
-  same duty cycle the live run uses);
-* ``t0`` and ``t`` are both wall-clock times taken in the same interleaved rounds, so the stretch is the
-  co-runner's relative effect at the host's load of the moment (the quick fit's ``t0``, thread CPU time
-  with one torch thread, is unrelated load's; tried: ``t0`` as CPU time here too turned the unrelated
-  load of a shared host into the co-runner's coefficient, k_cpu 0.3 -> 4.7 at load 12);
+* the served workloads run on the edge's CPUs one inference at a time, **as the live run issues them**: each
+  after a pause of the scenario's inter-arrival time with the co-runner of its setting already running (no
+  co-runner, the CPU stressor alone at the scenario's CPU load level, the memory stressor alone at its memory
+  level; :class:`bench.testbed.edge.CoRunners`, the same duty cycle the live run uses). The settings
+  alternate inference by inference (their order rotating each round), so unrelated load of the moment meets
+  them all alike. Back-to-back inferences (as before) met the stressor as a CPU hog does (likely: without
+  the scheduler's placement credit for a thread that slept, which each live request has): on this host they measured mobilenet_v2 at 37 ms under cpu 0.9 against 19 ms alone,
+  while the live requests, 200 ms apart, took a median 22 ms (autoscale/cpu_corunner: twin 48 ms vs live 26 ms);
+* each setting's stretch is the median over rounds of the paired ratio ``t / t0`` (the same round, so the same
+  background), in wall-clock time: a co-runner on the inference's CPU slows it by taking the CPU, which the
+  thread's CPU time does not see (the thread CPU time is kept beside it: ``off_cpu_share`` per setting);
 * the simulator's model is ``t = t0 + k * load * part`` with ``part`` the time the
   load slows (``pre_cpu_ms`` or ``pre_mem_ms`` of the workload's local CPU action,
   scaled to the measured ``t0``); ``k`` is the least-squares fit through the origin
@@ -40,6 +43,9 @@ import yaml
 
 #: (setting, cpu stressor on, mem stressor on)
 SETTINGS = (("none", False, False), ("cpu", True, False), ("mem", False, True))
+#: the pause before each timed inference is the scenario's inter-arrival time, at most this (s): the
+#: scheduler's credit for a sleeping thread saturates well within it, and it bounds the measurement's length
+MAX_GAP_S = 0.25
 
 
 def scenario_levels(cpu_load: np.ndarray, mem_load: np.ndarray) -> tuple[float, float]:
@@ -47,22 +53,38 @@ def scenario_levels(cpu_load: np.ndarray, mem_load: np.ndarray) -> tuple[float, 
     return float(np.max(cpu_load, initial=0.0)), float(np.max(mem_load, initial=0.0))
 
 
-def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, rounds: int = 3,
-                  runs: int = 8, settle_s: float = 0.2) -> pd.DataFrame:
-    """Latencies (ms) of each workload under each setting, rounds interleaved so host drift hits all alike."""
+def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, rounds: int = 9,
+                  gap_s: float = 0.2) -> pd.DataFrame:
+    """Latency (ms, wall clock) and thread CPU time of single inferences under each setting (see the module
+    docstring): per round and workload, the settings in a rotating order, each inference after ``gap_s`` with
+    its setting's co-runner running. ``edge.local(w)`` returns a :class:`~bench.testbed.edge.Timing`."""
+    settings = [(name, cpu_on, mem_on) for name, cpu_on, mem_on in SETTINGS
+                if not ((cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0))]
+    gap = float(np.clip(gap_s, 0.0, MAX_GAP_S))
     rows = []
     for rnd in range(rounds):
-        for setting, cpu_on, mem_on in SETTINGS:
-            if (cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0):
-                continue
-            corun.set_load(cpu_level if cpu_on else 0.0, mem_level if mem_on else 0.0)
-            time.sleep(settle_s)  # at least one duty-cycle period at the new level
-            for w in workloads:
-                for _ in range(runs):
-                    rows.append({"round": rnd, "setting": setting, "workload": w,
-                                 "latency_ms": edge.local(w).local_ms})
+        for i, w in enumerate(workloads):
+            k = (rnd + i) % len(settings)
+            for setting, cpu_on, mem_on in settings[k:] + settings[:k]:
+                corun.set_load(cpu_level if cpu_on else 0.0, mem_level if mem_on else 0.0)
+                time.sleep(gap)  # the inter-arrival pause, the co-runner running (at least one duty period)
+                tim = edge.local(w)
+                rows.append({"round": rnd, "setting": setting, "workload": w, "latency_ms": tim.local_ms,
+                             "cpu_ms": tim.local_cpu_ms})
     corun.set_load(0.0, 0.0)
-    return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms"])
+    return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms", "cpu_ms"])
+
+
+def paired_stretch(timings: pd.DataFrame) -> pd.DataFrame:
+    """Per workload and setting: the median over rounds of ``latency / latency with no co-runner`` of the same
+    round (1 for ``none``); rounds without both are left out."""
+    if timings.empty or "round" not in timings.columns:
+        return pd.DataFrame()
+    t = timings.groupby(["workload", "setting", "round"])["latency_ms"].median().unstack("setting")
+    if "none" not in t.columns:
+        return pd.DataFrame()
+    ratio = t.div(t["none"], axis=0)
+    return ratio.groupby(level="workload").median()
 
 
 def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: float, mem_level: float,
@@ -72,6 +94,11 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
     ``tables`` are the twin's :class:`bench.sim.core.ActionTables`, ``cpu_action`` the local CPU action of each
     workload, ``base`` the shipped :class:`~bench.world.scenarios.InterferenceModel` (its other fields kept)."""
     med = timings.groupby(["workload", "setting"])["latency_ms"].median().unstack()
+    stretch = paired_stretch(timings)
+    off_cpu = None
+    if "cpu_ms" in timings.columns and timings["cpu_ms"].notna().any():
+        share = (1.0 - timings["cpu_ms"] / timings["latency_ms"]).clip(0.0, 1.0)
+        off_cpu = timings.assign(share=share).groupby(["workload", "setting"])["share"].median().unstack()
     rows = []
     for w, a in cpu_action.items():
         if w not in med.index:
@@ -79,9 +106,16 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
         i = tables.workload_index(np.array([w]))[0]
         pre, pre_cpu, pre_mem = (float(x[i, a]) for x in (tables.pre_ms, tables.pre_cpu_ms, tables.pre_mem_ms))
         row = {"workload": w, "t0_ms": float(med.at[w, "none"])}
+        if off_cpu is not None and "none" in off_cpu.columns:
+            row["off_cpu_share_none"] = float(off_cpu.at[w, "none"])
         for setting, level, share in (("cpu", cpu_level, pre_cpu / pre), ("mem", mem_level, pre_mem / pre)):
-            t = float(med.at[w, setting]) if setting in med.columns else np.nan
+            # t0 x the paired stretch: the co-runner's effect with the background of each round cancelled
+            t = (row["t0_ms"] * float(stretch.at[w, setting]) if setting in stretch.columns and w in stretch.index
+                 and np.isfinite(stretch.at[w, setting]) else np.nan)
             row[f"t_{setting}_ms"] = t
+            row[f"stretch_{setting}"] = t / row["t0_ms"] if np.isfinite(t) else np.nan
+            if off_cpu is not None and setting in off_cpu.columns:
+                row[f"off_cpu_share_{setting}"] = float(off_cpu.at[w, setting])
             ok = np.isfinite(t) and level > 0 and share > 0
             row[f"k_{setting}"] = max(t / row["t0_ms"] - 1.0, 0.0) / (level * share) if ok else np.nan
         # the time each load slows, at the measured speed (the simulator's shares of its own prediction)
@@ -96,8 +130,9 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
         if level > 0 and len(d) and float(x @ x) > 0:
             values[field_] = float(np.clip((x @ y) / (x @ x), 0.0, 100.0))
             sources[field_] = (f"measured: this host, stress-ng {setting} stressor duty-cycled at load {level:.2f} on "
-                               f"the edge's CPUs; least-squares k of (t - t0) = k x load x {setting}-sensitive time "
-                               f"over {len(d)} workload(s) (bench/testbed/hostload.py)")
+                               f"the edge's CPUs, single inferences paced at the inter-arrival time and alternated "
+                               f"with no co-runner (median paired stretch); least-squares k of (t - t0) = k x load x "
+                               f"{setting}-sensitive time over {len(d)} workload(s) (bench/testbed/hostload.py)")
         else:
             values[field_] = 0.0
             sources[field_] = (f"not measured: the scenario has no {setting} co-runner load, so the coefficient "
@@ -109,15 +144,33 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
     return dataclasses.replace(base, sources=sources, **values), per
 
 
-def write(path: Path, model, per: pd.DataFrame, levels: tuple[float, float]) -> Path:
-    """The model in ``_model.yaml``'s format (loadable by :func:`read`), with the per-workload measurements."""
+def provenance(rounds: int, gap_s: float, load_before: tuple[float, ...], nice: int, cpus) -> dict:
+    """When, under what load and by what command the coefficients were measured (stored with them)."""
+    import datetime
+    import os
+    import shlex
+    import sys
+
+    return {"measured_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "loadavg_1min_before": round(float(load_before[0]), 2),
+            "loadavg_1min_after": round(float(os.getloadavg()[0]), 2),
+            "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+            "niceness": int(nice), "edge_cpus": [int(c) for c in cpus], "rounds": int(rounds),
+            "gap_ms": round(float(np.clip(gap_s, 0.0, MAX_GAP_S)) * 1e3, 3),
+            "method": "single inferences paced at the inter-arrival time, settings alternated, median paired "
+                      "stretch (bench/testbed/hostload.py)"}
+
+
+def write(path: Path, model, per: pd.DataFrame, levels: tuple[float, float], prov: dict | None = None) -> Path:
+    """The model in ``_model.yaml``'s format (loadable by :func:`read`), with the per-workload measurements and
+    where given their provenance (:func:`provenance`)."""
     fields_ = ("cpu_slowdown", "mem_slowdown", "accel_cpu_coupling", "cpu_power_w", "mem_power_w", "gpu_slowdown")
     doc = {"interference_model": {f: {"value": float(getattr(model, f)), "source": str(model.sources.get(f, ""))}
                                   for f in fields_},
            "apps": {name: {"cpu": float(c), "mem": float(m), "gpu": float(g),
                            "source": str(model.sources.get(f"apps.{name}", "data/scenarios/_model.yaml"))}
                     for name, (c, m, g) in model.apps.items()},
-           "measured_at": {"cpu_load": levels[0], "mem_load": levels[1]},
+           "measured_at": {"cpu_load": levels[0], "mem_load": levels[1], **(prov or {})},
            "per_workload": per.round(6).to_dict(orient="records")}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

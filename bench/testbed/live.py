@@ -17,6 +17,9 @@ thread and stamps its arrival, dispatch lateness and end.
 
 from __future__ import annotations
 
+import os
+import resource
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
@@ -25,6 +28,57 @@ from bench.testbed.edge import FifoResource, Turn
 
 #: worker threads: more requests in flight than this wait for a thread (a backlog no scenario here reaches)
 MAX_IN_FLIGHT = 64
+
+
+def support_cpus(edge_cpus, allowed) -> set[int]:
+    """Where the testbed's own work runs (the dispatcher's loop, the link shaper and its ``tc`` calls, the
+    probes, the co-runners' duty cycle): the ``allowed`` CPUs (the process's before it pinned itself) other
+    than the edge's, so none of it takes the inference's CPU (on a 2-core host: the server's CPU, idle but for
+    the server's compute); the edge's CPUs where there are no others.
+
+    Measured: on the edge's CPU the shaper's ``tc`` calls at every arrival of a moving walk (the rate changes
+    each request) ran just as the request's inference started; cpu_only/mobility_walk's local compute then
+    spent 22 % of its wall time off the CPU with no co-runner at all (wifi_weak, whose rate never changes: 1 %)."""
+    edge = {int(c) for c in edge_cpus}
+    return {int(c) for c in allowed if int(c) not in edge} or edge
+
+
+def pin_thread(cpus) -> None:
+    """The calling thread (and what it starts later: its ``tc`` children, its threads) on ``cpus``."""
+    os.sched_setaffinity(0, set(cpus))
+
+
+class SupportCpu:
+    """CPU time the testbed's own work took during a run (ms): named threads' thread CPU time, added by the
+    threads themselves (:meth:`timed`), and the children it waited for (the ``tc`` calls) from ``getrusage``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.ms: dict[str, float] = {}
+        self._children0 = self._children_s()
+
+    @staticmethod
+    def _children_s() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def add(self, name: str, ms: float) -> None:
+        with self._lock:
+            self.ms[name] = self.ms.get(name, 0.0) + float(ms)
+
+    def timed(self, name: str, fn: Callable, *args):
+        """``fn(*args)``, its thread CPU time added to ``name``."""
+        c0 = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            self.add(name, (time.thread_time() - c0) * 1e3)
+
+    def per_request(self, n: int) -> dict[str, float]:
+        """Each part's CPU ms per request, ``children`` (the reaped ``tc`` calls) included."""
+        out = dict(self.ms)
+        out["children"] = (self._children_s() - self._children0) * 1e3
+        return {k: round(v / max(n, 1), 4) for k, v in sorted(out.items())}
 
 
 def radio_rates(link_model, trace, radio: str, t: int) -> tuple[float, float]:
@@ -40,11 +94,14 @@ class Dispatcher:
     """Arrivals paced at ``interarrival_ms`` (``pace=False``: back to back, as fast as they are issued),
     each request run on a worker thread once issued; the edge's resources as FIFO queues."""
 
-    def __init__(self, interarrival_ms: float, pace: bool = True, radios=(), workers: int = MAX_IN_FLIGHT):
+    def __init__(self, interarrival_ms: float, pace: bool = True, radios=(), workers: int = MAX_IN_FLIGHT,
+                 cpus=None):
+        """``cpus``: the workers run there (the edge's CPUs) wherever the dispatching thread runs."""
         self.interarrival_ms, self.pace = float(interarrival_ms), bool(pace)
         self.cpu = FifoResource("cpu")
         self.tx = {r: FifoResource(f"tx_{r}") for r in radios}
-        self._pool = ThreadPoolExecutor(max_workers=max(int(workers), 1), thread_name_prefix="request")
+        pin = {} if cpus is None else {"initializer": pin_thread, "initargs": (set(cpus),)}
+        self._pool = ThreadPoolExecutor(max_workers=max(int(workers), 1), thread_name_prefix="request", **pin)
         self._futures: list[Future] = []
         self.t0 = time.perf_counter()
 

@@ -49,7 +49,7 @@ import yaml
 
 from bench.errors import BenchError
 from bench.testbed.edge import Client, ClientPool
-from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, radio_rates
+from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, SupportCpu, pin_thread, radio_rates, support_cpus
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
 
@@ -114,6 +114,11 @@ class TestbedConfig:
     """A host profile YAML to use; empty = fit a quick one at the testbed's threads and affinity."""
     profile_repeats: int = 5
     """Timed runs per workload for the quick fit."""
+    fit_gap_ms: float = 0.0
+    """Pause before each timed run of the quick fits (edge and server), in ms; 0 = back to back. Live, every
+    request arrives after the inter-arrival time; on the committed idle campaign the live requests' thread CPU
+    time was 15 % (mobilenet_v2) to 27 % (lstm_text) above the back-to-back fit on every run without co-runners
+    (the idle local error); ``--fit-gap-ms 200`` times the compute as a paced request meets it. Experimental."""
     autoscale_steps: int = 20_000
     """Training steps of AutoScale on the simulator twin (policy ``autoscale``)."""
     probe_bytes: int = 32_768
@@ -136,6 +141,8 @@ class TestbedConfig:
             raise TestbedError(f"--requests must be >= 1, got {self.requests}")
         if self.threads < 1:
             raise TestbedError(f"--threads must be >= 1, got {self.threads}")
+        if not 0.0 <= float(self.fit_gap_ms) <= 10_000.0:
+            raise TestbedError(f"--fit-gap-ms must lie in [0, 10000], got {self.fit_gap_ms}")
         if not -20 <= int(self.nice) <= 19:
             raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
         name = self.policy.split(":", 1)[0]
@@ -178,7 +185,7 @@ def _power() -> dict[str, tuple[float, str]]:
     return {k: (float(v["value"]), str(v["source"])) for k, v in raw.items()}
 
 
-def quick_host_trace(workloads, threads: int, repeats: int, warmup: int = 2) -> pd.DataFrame:
+def quick_host_trace(workloads, threads: int, repeats: int, warmup: int = 2, gap_s: float = 0.0) -> pd.DataFrame:
     """Time ``workloads`` on this process's CPUs (trace columns the fit reads).
 
     With one torch thread the fitted time is the inference thread's CPU time (median), as the profile stage
@@ -200,6 +207,8 @@ def quick_host_trace(workloads, threads: int, repeats: int, warmup: int = 2) -> 
             for _ in range(warmup):
                 model(example)
             for i in range(repeats):
+                if gap_s > 0:
+                    time.sleep(gap_s)  # as a paced live request meets the model (TestbedConfig.fit_gap_ms)
                 t0, c0 = time.perf_counter(), time.thread_time()
                 model(example)
                 wall[i], cpu[i] = (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3
@@ -219,7 +228,7 @@ def fit_workloads(cfg: TestbedConfig) -> list[str]:
 
 
 def server_quick_trace(host: str, port: int, workloads, repeats: int, warmup: int = 2,
-                       cpu_time: bool = True) -> pd.DataFrame:
+                       cpu_time: bool = True, gap_s: float = 0.0) -> pd.DataFrame:
     """Time ``workloads`` *in the running server process*, through its own ``/infer`` on the unshaped port:
     the server's reported compute (``x-server-ms``: the model call under its lock, in its worker thread, on
     its CPUs, beside its event loop) - what the live run's server part measures - in the trace's columns;
@@ -236,6 +245,8 @@ def server_quick_trace(host: str, port: int, workloads, repeats: int, warmup: in
                 client.post(f"/infer/{w}", body)
             wall, cpu = [], []
             for _ in range(repeats):
+                if gap_s > 0:
+                    time.sleep(gap_s)
                 wall.append(client.post(f"/infer/{w}", body)[2])
                 cpu.append(client.last_server_cpu_ms)
             wall, cpu = np.array(wall), np.array(cpu)
@@ -281,7 +292,7 @@ def server_profile(cfg: TestbedConfig, host: str, edge_path: Path, cloud_path: P
             info["server_profile"] = f"stored with the host profile: {stored}"
             return
     trace = server_quick_trace(host, cfg.server_port, fit_workloads(cfg), cfg.profile_repeats,
-                               cpu_time=cfg.threads == 1)
+                               cpu_time=cfg.threads == 1, gap_s=cfg.fit_gap_ms / 1e3)
     trace.to_csv(cloud_path.with_name("host_quick_trace_server_process.csv"), index=False)
     p, fit, _ = host_profile(trace, load_op_classes(), name="testbed_server",
                              description=f"this host's server process at {cfg.threads} thread(s) on CPUs "
@@ -315,12 +326,13 @@ def host_profiles(cfg: TestbedConfig, out_dir: Path) -> tuple[Path, Path, dict[s
         info = {"host_profile": str(cfg.host_profile), "fitted_here": False}
     else:
         names = fit_workloads(cfg)
-        fitted, info = [], {"host_profile": "fitted here", "fitted_here": True, "threads": cfg.threads}
+        fitted, info = [], {"host_profile": "fitted here", "fitted_here": True, "threads": cfg.threads,
+                            "fit_gap_ms": float(cfg.fit_gap_ms)}
         own = os.sched_getaffinity(0)
         try:  # the edge's and the server's CPUs each timed where that role runs (their loads differ)
             for role, cpus in (("edge", cfg.edge_cpus), ("server", cfg.server_cpus)):
                 os.sched_setaffinity(0, set(cpus))
-                trace = quick_host_trace(names, cfg.threads, cfg.profile_repeats)
+                trace = quick_host_trace(names, cfg.threads, cfg.profile_repeats, gap_s=cfg.fit_gap_ms / 1e3)
                 trace.to_csv(out_dir / f"host_quick_trace_{role}.csv", index=False)
                 p, fit, _ = host_profile(trace, load_op_classes(), name=f"testbed_{role}",
                                          description=f"this host at {cfg.threads} thread(s) on CPUs {list(cpus)}")
@@ -590,7 +602,7 @@ def niceness(nice: int):
 
 
 def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFrame, levels: tuple[float, float],
-                      edge_path: Path):
+                      edge_path: Path, gap_s: float = 0.2):
     """The twin's interference model for this host (:mod:`bench.testbed.hostload`) and its provenance."""
     from bench.testbed import hostload
     from bench.world.scenarios import load_interference_model
@@ -613,11 +625,15 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
         return model, {"interference": f"none ({why})"}
     local = acts[(acts["kind"] == "local") & (acts["target"] == "cpu")].index
     cpu_action = {w: int(local[-1]) for w in cfg.workloads}
-    timings = hostload.time_settings(edge, corun, cfg.workloads, *levels)
+    load_before = os.getloadavg()
+    timings = hostload.time_settings(edge, corun, cfg.workloads, *levels, gap_s=gap_s)
+    timings.to_csv(edge_path.with_name(f"{edge_path.stem}_interference_timings.csv"), index=False)
     model, per = hostload.fit(timings, tables, cpu_action, *levels, base)
-    hostload.write(sidecar, model, per, levels)
+    prov = hostload.provenance(int(timings["round"].max()) + 1, gap_s, load_before, cfg.nice, cfg.edge_cpus)
+    hostload.write(sidecar, model, per, levels, prov)
     return model, {"interference": f"measured here at cpu {levels[0]:.2f} / mem {levels[1]:.2f}",
-                   "cpu_slowdown": model.cpu_slowdown, "mem_slowdown": model.mem_slowdown}
+                   "cpu_slowdown": model.cpu_slowdown, "mem_slowdown": model.mem_slowdown,
+                   "interference_measured": prov}
 
 
 def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
@@ -630,6 +646,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     from bench.world.network import load_link
 
     load_start = os.getloadavg()
+    # the testbed's own work runs off the edge's CPUs (where the host has others): see live.support_cpus
+    support = support_cpus(cfg.edge_cpus, os.sched_getaffinity(0))
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
     edge_path, cloud_path, prof_info = host_profiles(cfg, out)
@@ -649,14 +667,15 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                           cpus=cfg.server_cpus) as srv:
         # the server's compute as the server process does it (stored with the host profile), before any load
         server_profile(cfg, link.ns_ip, edge_path, cloud_path, prof_info)
-        corun = CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([]))) if cfg.corunners else None
+        corun = (CoRunners(cpus=cfg.edge_cpus, wrap=tuple(link.ns_cmd([])), cycle_cpus=tuple(sorted(support)))
+                 if cfg.corunners else None)
         if corun is not None:
             corun.__enter__()
         shaper, stop_shaping = None, threading.Event()  # the thread that shapes the link at the arrivals
         try:
             edge = EdgeRunner(cfg.workloads, threads=cfg.threads, cpus=cfg.edge_cpus)
             interference, inter_info = host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels,
-                                                         edge_path)
+                                                         edge_path, gap_s=float(u0.trace.interarrival_ms) / 1e3)
             env = twin_env(scen_path, edge_path, cloud_path, n, interference)
             policy = make_live_policy(cfg, env, scen_path, edge_path, cloud_path, out, interference)
             u = env.unwrapped
@@ -672,11 +691,13 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             fallback = u.sim.on_timeout == "local"
             states = link_state_constants(cfg.ports)  # the proxy's radio state machine, seen from the edge
             pools = {r: ClientPool(link.ns_ip, p, states.get(r)) for r, p in cfg.ports.items()}
-            prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe")
+            prober = ThreadPoolExecutor(max_workers=len(RADIOS), thread_name_prefix="probe", initializer=pin_thread,
+                                        initargs=(support,))
             probe_clients = {r: Client(link.ns_ip, p) for r, p in cfg.ports.items()}
             est = BandwidthEstimator(links)
             shaped: dict[str, tuple[float, float, float]] = {}
-            clock = Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT))
+            # the requests on the edge's CPUs; the dispatching thread itself moves off them as the clock starts
+            clock = Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT), cpus=cfg.edge_cpus)
 
             def shape(t: int) -> None:
                 """The world at request t: each radio's goodput (capped) and RTT, the co-runners' load."""
@@ -704,7 +725,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                         return
                     f.result()  # a failed probe is a failed run
                 if pools[r].in_flight == 0 and est.age[r] >= cfg.probe_every:
-                    probing[r] = prober.submit(probe, r, probe_size(est.mbps.get(r), cfg.probe_bytes))
+                    probing[r] = prober.submit(own_cpu.timed, "probes", probe, r,
+                                               probe_size(est.mbps.get(r), cfg.probe_bytes))
 
             def serve(t: int, wl: str, radio: str, turn) -> dict[str, Any]:
                 """Request t on a worker thread: its turn on the CPU or the radio's transmitter, then the work."""
@@ -742,9 +764,13 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                         return
                     shape(t)
 
+            pin_thread(support)  # the dispatcher's loop (policy, twin step, probes' scheduling) off the edge's CPUs
+            own_cpu = SupportCpu()
+            loop_cpu0 = time.thread_time()
             clock.start()
-            shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper")
-            shaping = shaper.submit(shape_at_arrivals) if cfg.pace else None
+            shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper", initializer=pin_thread,
+                                        initargs=(support,))
+            shaping = shaper.submit(own_cpu.timed, "shaper", shape_at_arrivals) if cfg.pace else None
             meta = []
             for t in range(n):
                 if shaping is None:  # back to back: the arrival is now
@@ -781,10 +807,13 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     print(f"[{t + 1}/{n}] {wl} -> {meta[-1]['action_name']} (issued {late_ms:.0f} ms late)", flush=True)
                 if truncated and t + 1 < n:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
+            own_cpu.add("dispatcher", (time.thread_time() - loop_cpu0) * 1e3)
             for m_row, done in zip(meta, clock.results()):
                 rows.append({**m_row, **done})
             if shaping is not None:
                 shaping.result()  # every arrival shaped (a failed tc call is a failed run)
+            support_info = {"support_cpus": sorted(support), "edge_cpus": list(cfg.edge_cpus),
+                            "support_cpu_ms_per_request": own_cpu.per_request(n)}
             prober.shutdown(wait=True)
             for f in probing.values():
                 if f is not None:
@@ -843,6 +872,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                        "one transmitter per radio, the server one request at a time (FIFO); latency from arrival",
              **inter_info}
     summary = summarise(df, sim_df, cfg, prof_info, meter)
+    summary.update(support_info)
     summary.update({"world": world, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
                     "cpu_count": os.cpu_count(), "nice": cfg.nice})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -985,21 +1015,36 @@ def add_predicted_parts(df: pd.DataFrame, sim, pred) -> None:
     df["pred_queue_ms"] = queue
 
 
+def _timed_out_either_side(df: pd.DataFrame) -> pd.Series:
+    """Requests that timed out live or in the twin (``pred_timed_out``)."""
+    false = pd.Series(False, index=df.index)
+    live = df["timed_out"].astype(bool) if "timed_out" in df.columns else false
+    twin = df["pred_timed_out"].astype(bool) if "pred_timed_out" in df.columns else false
+    return live | twin
+
+
 def _part_rows(df: pd.DataFrame, part: str) -> pd.Series:
+    """The requests that have ``part`` and are compared on it: a request that timed out on either side is left
+    out of every part (its "transfer" is the wait for the timeout on one side and a transfer on the other, its
+    server part is missing on one side, and its local fallback is compared with nothing where only one side fell
+    back); its latency, arrival to answer on both sides, stays in ``latency_mape``."""
     local = df["route"] == "cpu"
-    timed = df["timed_out"].astype(bool) if "timed_out" in df.columns else pd.Series(False, index=df.index)
+    keep = ~_timed_out_either_side(df)
     if part == "local":
-        return local | timed
-    if part == "server":
-        return ~local & ~timed
-    return ~local if part == "transfer" else pd.Series(True, index=df.index)
+        return local & keep
+    if part in ("server", "transfer"):
+        return ~local & keep
+    return keep
 
 
 def part_errors(df: pd.DataFrame) -> dict[str, float]:
-    """Per part (local, transfer, server, queue), over the requests that have it: measured and predicted
-    median and p95 (ms) and the mean absolute relative error (``<part>_mape``); the queue, zero for most
-    requests on both sides, gets the mean absolute error in ms (``queue_mae_ms``) instead."""
-    out = {}
+    """Per part (local, transfer, server, queue), over the requests that have it and timed out on neither side:
+    measured and predicted median and p95 (ms) and the mean absolute relative error (``<part>_mape``); the
+    queue, zero for most requests on both sides, gets the mean absolute error in ms (``queue_mae_ms``) instead.
+    ``parts_skipped_timed_out`` counts the requests left out for a timeout (live or in the twin): in a run with
+    many timeouts the per-part errors cover only the rest (one timed-out transfer against a predicted
+    completed one made a run's transfer error 10064 %)."""
+    out: dict[str, float] = {"parts_skipped_timed_out": int(_timed_out_either_side(df).sum())}
     for part in PARTS:
         if f"pred_{part}_ms" not in df.columns:
             continue

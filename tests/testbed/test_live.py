@@ -105,7 +105,8 @@ def test_twenty_live_requests(tmp_path):
     assert (df["latency_ms"] > 0).all() and np.isfinite(df["pred_latency_ms"]).all()
     off = df["route"] != "cpu"
     assert off.any() and (~off).any()  # random over cpu / cloud_wifi / cloud_lte: both kinds ran
-    assert (df.loc[off, "bytes_up"] > 0).all() and (df.loc[off, "server_ms"] > 0).all()
+    # a timed-out offload has no server part (it fell back here): on a loaded host some do
+    assert (df.loc[off, "bytes_up"] > 0).all() and (df.loc[off & ~df["timed_out"], "server_ms"] > 0).all()
     assert (df.loc[~off, "bytes_up"] == 0).all() and (df.loc[~off, "transfer_ms"] == 0).all()
     assert 0 <= summary["latency_mape"] < 100 and set(summary["target_mix_live"]) <= {"cpu", "cloud_wifi", "cloud_lte"}
     assert _gone(f"bt{os.getpid() % 10**8}")  # the run's namespace (tagged with this process id) is gone
@@ -131,6 +132,14 @@ def test_twenty_live_requests(tmp_path):
     assert summary["world"]["radio_state_machine"]["wifi"]["promotion_ms"] > 0
     assert len(summary["loadavg_start"]) == 3 and len(summary["loadavg_end"]) == 3
     assert (tmp_path / "testbed_edge_interference.yaml").exists()
+    import yaml
+
+    at = yaml.safe_load((tmp_path / "testbed_edge_interference.yaml").read_text())["measured_at"]
+    if cfg.corunners:  # measured here: when, under what load, by what command
+        assert {"measured_utc", "loadavg_1min_before", "command", "rounds", "gap_ms"} <= set(at)
+    # the testbed's own work ran off the edge's CPUs where the host has others, and its CPU time was counted
+    assert not set(summary["support_cpus"]) & set(cfg.edge_cpus) or os.cpu_count() == 1
+    assert {"dispatcher", "shaper", "children"} <= set(summary["support_cpu_ms_per_request"])
 
 
 def test_overlapping_requests_queue_live_and_in_the_twin(tmp_path):

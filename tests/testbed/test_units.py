@@ -325,6 +325,33 @@ def test_part_errors_per_part():
     assert e["transfer_measured_median_ms"] == 150.0 and e["transfer_predicted_median_ms"] == 155.0
 
 
+def test_part_errors_leave_out_timed_out_requests_and_count_them():
+    import pandas as pd
+
+    # request 2 timed out live (its transfer is the 2.5 s wait, its local the fallback), request 3 only in the
+    # twin (predicted transfer: the wait), request 4 on both sides; only requests 0 and 1 are compared per part
+    df = pd.DataFrame({"route": ["cpu", "cloud_wifi", "cloud_wifi", "cloud_wifi", "cloud_wifi"],
+                       "timed_out": [False, False, True, False, True],
+                       "pred_timed_out": [False, False, False, True, True],
+                       "local_ms": [10.0, 1.0, 20.0, 1.0, 20.0], "pred_local_ms": [12.0, 0.0, 0.0, 20.0, 20.0],
+                       "transfer_ms": [0.0, 100.0, 2500.0, 50.0, 2500.0],
+                       "pred_transfer_ms": [0.0, 120.0, 1.0, 2500.0, 2500.0],
+                       "server_ms": [0.0, 10.0, 0.0, 10.0, 0.0], "pred_server_ms": [0.0, 11.0, 10.0, 0.0, 0.0],
+                       "queue_ms": [1.0, 3.0, 900.0, 0.0, 0.0], "pred_queue_ms": [0.0, 0.0, 0.0, 700.0, 0.0]})
+    e = loop.part_errors(df)
+    assert e["parts_skipped_timed_out"] == 3
+    assert e["local_n"] == 1 and np.isclose(e["local_mape"], 0.2)
+    assert e["transfer_n"] == 1 and np.isclose(e["transfer_mape"], 0.2)
+    assert e["server_n"] == 1 and np.isclose(e["server_mape"], 0.1)
+    assert e["queue_n"] == 2 and np.isclose(e["queue_mae_ms"], 2.0)
+    # without the twin's column (a run written before it) only the live timeouts are left out
+    e = loop.part_errors(df.drop(columns="pred_timed_out"))
+    assert e["parts_skipped_timed_out"] == 2 and e["transfer_n"] == 2
+    # every request timed out: nothing compared, said so (NaN), no error raised
+    e = loop.part_errors(df.assign(timed_out=True))
+    assert e["parts_skipped_timed_out"] == 5 and e["transfer_n"] == 0 and np.isnan(e["transfer_mape"])
+
+
 def test_unknown_policies_are_skipped_with_a_reason(capsys):
     from bench.testbed.compare import runnable_policies
 
@@ -358,6 +385,8 @@ def _timings(kc: float, km: float, cpu: float, mem: float):
 
 
 def test_host_slowdown_fit_recovers_the_coefficients():
+    import pandas as pd
+
     from bench.testbed import hostload
     from bench.world.scenarios import load_interference_model
 
@@ -371,6 +400,10 @@ def test_host_slowdown_fit_recovers_the_coefficients():
     none, _ = hostload.fit(_timings(1.1, 0.0, 0.9, 0.0).query("setting != 'mem'"), _Tables(), {"a": 0, "b": 0},
                            0.9, 0.0, base)
     assert none.mem_slowdown == 0 and none.sources["mem_slowdown"].startswith("not measured")
+    # no co-runner at all (what the loop fits for a scenario without one): nothing measured, no error
+    empty, per = hostload.fit(pd.DataFrame(columns=["workload", "setting", "latency_ms"]), _Tables(), {}, 0.0, 0.0,
+                              base)
+    assert empty.cpu_slowdown == 0 and empty.mem_slowdown == 0 and per.empty
 
 
 @settings(max_examples=25, deadline=None)
@@ -450,6 +483,21 @@ def test_a_run_without_a_twin_tabulates(tmp_path):
     assert (tmp_path / "sim_vs_testbed.csv").exists()
 
 
+def test_the_quick_fits_pause_is_checked_and_paces_the_timed_runs(monkeypatch):
+    from bench.testbed.loop import TestbedConfig, TestbedError
+
+    for bad in (-1.0, 1e6):
+        with pytest.raises(TestbedError, match="fit-gap-ms"):
+            TestbedConfig(policy="cpu_only", scenario="wifi_weak", fit_gap_ms=bad)
+    sleeps = []
+    monkeypatch.setattr(loop.time, "sleep", lambda s: sleeps.append(s))
+    trace = loop.quick_host_trace(["lstm_text"], threads=1, repeats=3, warmup=1, gap_s=0.2)
+    assert sleeps == [0.2] * 3 and len(trace) == 1 and trace["latency_ms"].iloc[0] > 0
+    sleeps.clear()
+    loop.quick_host_trace(["lstm_text"], threads=1, repeats=2, warmup=0)
+    assert sleeps == []  # 0: back to back, as before
+
+
 def test_niceness_is_checked_and_restored():
     import os
 
@@ -460,6 +508,90 @@ def test_niceness_is_checked_and_restored():
         assert os.getpriority(os.PRIO_PROCESS, 0) == min(own + 1, 19)
     if os.geteuid() == 0:  # raising it back needs root
         assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
+class _FakeCoRunners:
+    def __init__(self):
+        self.load = {"cpu": 0.0, "mem": 0.0}
+
+    def set_load(self, cpu, mem):
+        self.load = {"cpu": cpu, "mem": mem}
+
+
+class _FakeEdge:
+    """Latency = the workload's time x the co-runner's stretch x an unrelated background that drifts between
+    inferences (what a shared host does); CPU time = the workload's time alone."""
+
+    def __init__(self, corun, kc, km, drift):
+        self.corun, self.kc, self.km, self.drift, self.calls = corun, kc, km, drift, []
+
+    def local(self, w):
+        from bench.testbed.edge import Timing
+
+        t = _Tables()
+        i = t.workloads.index(w)
+        pre, pc, pm = t.pre_ms[i, 0], t.pre_cpu_ms[i, 0], t.pre_mem_ms[i, 0]
+        lo = self.corun.load
+        own = pre + self.kc * lo["cpu"] * pc + self.km * lo["mem"] * pm
+        self.calls.append((w, dict(lo)))
+        return Timing(local_ms=own * self.drift(len(self.calls)), local_cpu_ms=pre)
+
+
+@settings(max_examples=20, deadline=None)
+@given(kc=st.floats(0, 4), km=st.floats(0, 4), cpu=st.floats(0.1, 1), mem=st.floats(0.1, 1),
+       rounds=st.integers(3, 7))
+def test_host_slowdown_is_measured_alternated_and_paired_against_a_drifting_background(kc, km, cpu, mem, rounds):
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    corun = _FakeCoRunners()
+    # the background doubles the host's times for a whole stretch of the measurement (a burst of other work)
+    edge = _FakeEdge(corun, kc, km, lambda k: 1.0 + 0.02 * (k % 3) if k < 9 else 2.0)
+    timings = hostload.time_settings(edge, corun, ["a", "b"], cpu, mem, rounds=rounds, gap_s=0.0)
+    assert len(timings) == rounds * 2 * 3 and corun.load == {"cpu": 0.0, "mem": 0.0}
+    # every inference met its own setting's co-runner and only it; the settings' order rotates
+    for (w, lo), (_, r) in zip(edge.calls, timings.iterrows()):
+        assert w == r["workload"] and lo == {"none": {"cpu": 0.0, "mem": 0.0}, "cpu": {"cpu": cpu, "mem": 0.0},
+                                             "mem": {"cpu": 0.0, "mem": mem}}[r["setting"]]
+    firsts = timings.groupby(["round", "workload"])["setting"].first()
+    assert firsts.nunique() == 3
+    assert {"cpu_ms", "latency_ms"} <= set(timings.columns)
+    model, per = hostload.fit(timings, _Tables(), {"a": 0, "b": 0}, cpu, mem, load_interference_model())
+    # the paired stretch cancels the background; a median of the unpaired times would not
+    assert np.isclose(model.cpu_slowdown, kc, rtol=0.05, atol=0.02) and np.isclose(model.mem_slowdown, km, rtol=0.05,
+                                                                                    atol=0.02)
+    assert (per["off_cpu_share_none"] >= 0).all() and "alternated" in model.sources["cpu_slowdown"]
+
+
+def test_host_slowdown_stores_its_provenance(tmp_path):
+    import yaml
+
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    model, per = hostload.fit(_timings(1.0, 1.0, 0.5, 0.5), _Tables(), {"a": 0, "b": 0}, 0.5, 0.5,
+                              load_interference_model())
+    prov = hostload.provenance(9, 5.0, (3.5, 2.0, 1.0), -10, (0,))
+    path = hostload.write(tmp_path / "x_interference.yaml", model, per, (0.5, 0.5), prov)
+    at = yaml.safe_load(path.read_text())["measured_at"]
+    assert at["loadavg_1min_before"] == 3.5 and at["niceness"] == -10 and at["rounds"] == 9
+    assert at["gap_ms"] == hostload.MAX_GAP_S * 1e3  # the pause is bounded
+    assert at["measured_utc"].endswith("Z") and at["command"] and at["cpu_load"] == 0.5
+    assert np.isclose(hostload.read(path).cpu_slowdown, 1.0)
+
+
+def test_the_testbeds_own_work_runs_off_the_edges_cpus():
+    from bench.testbed.live import SupportCpu, support_cpus
+
+    assert support_cpus((0,), {0, 1}) == {1}
+    assert support_cpus((0, 1), {0, 1, 2, 3}) == {2, 3}
+    assert support_cpus((0,), {0}) == {0}  # a one-CPU host: nowhere else to go
+    own = SupportCpu()
+    own.add("shaper", 30.0)
+    own.add("shaper", 10.0)
+    assert own.timed("probes", lambda x: x + 1, 1) == 2
+    per = own.per_request(4)
+    assert per["shaper"] == 10.0 and per["probes"] >= 0 and per["children"] >= 0
 
 
 def test_host_slowdown_fit_weighs_a_workload_by_how_much_the_load_can_slow_it():
@@ -624,6 +756,10 @@ def test_campaign_table_block_in_the_docs_is_generated_and_replaced(tmp_path):
     block = compare.markdown_table(table, {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2,
                                            "latency_mape_all": 0.25}, Path("results/testbed/c"))
     assert "| cpu_only / wifi_weak | 80 / 70 | 120 / 90 | 25% | 20% |  |  | 4 | 0 / 1 | 9.0-11.0 |" in block
+    skipped = compare.markdown_table(
+        pd.DataFrame([compare.row_from_summary({**summary, "parts_skipped_timed_out": 1})], columns=compare.COLUMNS),
+        {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2}, Path("results/testbed/c"))
+    assert "| 4 | 0 / 1 (1 out of parts) | 9.0-11.0 |" in skipped
     assert "load 9.0-11.0" in block and "niceness -10" in block
     doc = tmp_path / "doc.md"
     doc.write_text(f"# T\n\nbefore\n\n{compare.DOCS_START}\nold\n{compare.DOCS_END}\n\nafter\n")
