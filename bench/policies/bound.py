@@ -948,17 +948,28 @@ class BestFoundSchedule(Policy):
     name = "best_found_schedule"
     privileged = True
 
-    def __init__(self, env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None):
+    def __init__(self, env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                 bound: Bound | None = None):
         if variant not in VARIANTS:
             raise ValueError(f"{self.name} variant {variant!r}; allowed: {list(VARIANTS)}")
         self.env, self.variant, self.n_steps = env, variant, n_steps
         self.objective = Objective(violation_cost_mj)
         self.schedule = np.zeros(0, dtype=np.int64)
         self.bound: Bound | None = None
+        # the first episode's bracket when the caller has already searched it (the evaluate stage computes each
+        # episode's bound once for the yardstick and hands it here): hindsight_bound(env, objective, n_steps)
+        # of the episode the env is reset to next, for this objective; used for that one episode only
+        self._given = bound
         self._t = 0
 
     def reset(self) -> None:
-        self.bound = hindsight_bound(self.env, self.objective, self.n_steps)
+        given, self._given = self._given, None
+        if given is not None:  # the caller's bracket of this episode; a length it was not searched for is refused
+            n = len(self.env.unwrapped.episode().states)
+            if given.n != (n if not self.n_steps else min(int(self.n_steps), n)):
+                raise ValueError(f"{self.name}: the given bound covers {given.n} requests, the episode {n} "
+                                 f"(n_steps {self.n_steps})")
+        self.bound = given if given is not None else hindsight_bound(self.env, self.objective, self.n_steps)
         self.schedule = self.bound.schedule[self.variant]
         self._t = 0
 
@@ -978,15 +989,17 @@ BoundSchedule = BestFoundSchedule
 # live although privileged: the testbed replays the schedule found on its simulated twin (docs/testbed.md)
 @register("best_found_schedule", order=30, colour="#000000", marker="*", reference=True, live=True)
 def best_found_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                        bound: Bound | None = None,
                         **_) -> BestFoundSchedule:
-    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps)
+    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps, bound)
 
 
 # the deprecated name: results written under it still order and colour beside the new one
 @register("bound_schedule", order=31, colour="#2f2f2f", marker="*", reference=True, live=True)
 def bound_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                   bound: Bound | None = None,
                    **_) -> BestFoundSchedule:
     """Deprecated alias of ``best_found_schedule`` (it replays the best schedule found, not the bound)."""
     warnings.warn("policy 'bound_schedule' is deprecated: it replays the best schedule found (the bracket's upper "
                   "end), not the certified bound; use 'best_found_schedule'", DeprecationWarning, stacklevel=2)
-    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps)
+    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps, bound)
