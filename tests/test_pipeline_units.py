@@ -310,20 +310,27 @@ def test_one_bound_search_per_episode_gives_the_tables_of_the_cells_and_the_boun
     from bench.sim.objective import Objective
 
     obj = Objective(500.0)
-    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone", ["cpu_only", "best_found_schedule"],
-                                 ["wifi_weak", "heldout_cell_edge"], 2, 30, root_seed=5,
-                                 violation_cost_mj=obj.violation_cost_mj)
+    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone",
+                                 ["cpu_only", "greedy_oracle", "best_found_schedule"], ["wifi_weak", "heldout_cell_edge"],
+                                 2, 30, root_seed=5, violation_cost_mj=obj.violation_cost_mj)
     apart = evaluate.run_cells(cells, workers=1, progress=False)
     bounds, req = yardstick.bound_cells(cells, obj)
-    calls = []
-    search = bound_mod.hindsight_bound
+    calls, greedy = [], []
+    search, roll = bound_mod.hindsight_bound, bound_mod.greedy_schedule
     monkeypatch.setattr(bound_mod, "hindsight_bound", lambda *a, **k: calls.append(1) or search(*a, **k))
+    monkeypatch.setattr(bound_mod, "greedy_schedule", lambda *a, **k: greedy.append(1) or roll(*a, **k))
     together, bounds2, req2 = evaluate.run_cells_and_bounds(cells, obj, workers=1, progress=False)
     assert len(calls) == 2 * 2  # one search per (scenario, seed), none in the best-found cells
+    assert not greedy  # the search starts from the greedy oracle's cell, not a rollout of its own
     pd.testing.assert_frame_equal(together, apart, check_exact=True)
     pd.testing.assert_frame_equal(bounds2, bounds, check_exact=True)
     pd.testing.assert_frame_equal(req2, req, check_exact=True)
-    assert set(together["policy"]) == {"autoscale", "cpu_only", "best_found_schedule"}
+    assert set(together["policy"]) == {"autoscale", "cpu_only", "greedy_oracle", "best_found_schedule"}
+    # without a greedy oracle among the policies, the search rolls the greedy schedule itself: same bounds
+    alone, bounds3, _ = evaluate.run_cells_and_bounds([c for c in cells if c.policy != "greedy_oracle"], obj,
+                                                      workers=1, progress=False)
+    assert len(greedy) == 2 * 2
+    pd.testing.assert_frame_equal(bounds3, bounds, check_exact=True)
 
 
 def test_a_bound_for_another_episode_length_is_refused(trained):

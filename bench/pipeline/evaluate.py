@@ -275,9 +275,16 @@ def _concat_results(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def _reuses_bound(cell: Cell, key: tuple) -> bool:
-    """Whether ``cell`` replays the best schedule of the bound searched for ``key`` (its episode and λ): its own
-    search would be ``hindsight_bound(env, Objective(λ), steps)`` on the same episode."""
+#: the policy whose rollout is the bound search's first proposal (:func:`bench.policies.bound.greedy_schedule`)
+GREEDY = "greedy_oracle"
+
+
+def _joins_bound(cell: Cell, key: tuple) -> bool:
+    """Whether ``cell`` runs in the task of the bound searched for ``key`` (its episode and λ): a best-found cell
+    (it replays the bound's best schedule; its own search would be ``hindsight_bound(env, Objective(λ), steps)``
+    on the same episode) or the greedy oracle's (its rollout is the search's greedy proposal)."""
+    if cell.policy == GREEDY:
+        return True
     if cell.policy not in BOUND_SCHEDULES:
         return False
     kw = _policy_kwargs(cell)
@@ -285,7 +292,9 @@ def _reuses_bound(cell: Cell, key: tuple) -> bool:
 
 
 def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.DataFrame]]:
-    """One episode's bound (the yardstick's row and per-request bounds) and the cells replaying its best schedule."""
+    """One episode's bound (the yardstick's row and per-request bounds) with the cells that share its work: the
+    greedy oracle's rollout first (handed to the search as its greedy proposal), then the best-found cells
+    (replaying the search's best schedule). Frames in the order of the task's cells."""
     key, cells = task
     suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
@@ -293,11 +302,21 @@ def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.Data
     from bench.policies.bound import hindsight_bound
     from bench.sim.objective import Objective
 
+    frames: dict[int, pd.DataFrame] = {}
+    greedy = None
+    for i, c in enumerate(cells):
+        if c.policy == GREEDY:
+            frames[i] = run_cell(c)
+            if len(frames[i]) == int(steps):  # an episode cut short: the search rolls its own
+                greedy = tuple(frames[i][col].to_numpy() for col in ("action", "energy_mj", "qos_ok"))
     env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
     env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
-    b = hindsight_bound(env, Objective(lam), int(steps))
+    b = hindsight_bound(env, Objective(lam), int(steps), greedy=greedy)
     row, req = bound_rows(key, b)
-    return row, req, [run_cell(c, bound=b) for c in cells]
+    for i, c in enumerate(cells):
+        if i not in frames:
+            frames[i] = run_cell(c, bound=b)
+    return row, req, [frames[i] for i in range(len(cells))]
 
 
 def _run_task(task: tuple) -> Any:
@@ -312,7 +331,8 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     bound searched once: ``(results, bounds, bound_requests)``, the same tables as the two calls.
 
     A best-found-schedule cell replays the best schedule of its episode's bound search; run apart, it searched
-    the episode again (half of the stage's time). Here one task per episode searches it, writes the yardstick's
+    the episode again (half of the stage's time), and the search rolled the greedy oracle out once more. Here one
+    task per episode runs the greedy oracle's cell, searches the bound from its rollout, writes the yardstick's
     row and hands the result to the episode's best-found cells. All tasks share one map on ``engine``: the
     fitted baselines' tasks first (as :func:`task_groups` orders them), then the bounds, then the rest.
     """
@@ -327,7 +347,7 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     replays: dict[tuple, list[int]] = {k: [] for k in keys}
     for i, c in enumerate(cells):
         k = bound_key(c, objective)
-        if _reuses_bound(c, k):
+        if _joins_bound(c, k):
             replays[k].append(i)
     taken = {i for idx in replays.values() for i in idx}
     rest = [i for i in range(len(cells)) if i not in taken]

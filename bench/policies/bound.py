@@ -751,6 +751,14 @@ def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return acts, e, ok
 
 
+def _given_greedy(greedy: tuple, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    acts, e, ok = (np.asarray(x) for x in greedy)
+    if not len(acts) == len(e) == len(ok) == n:
+        raise ValueError(f"the given greedy schedule has {len(acts)} actions, {len(e)} energies, {len(ok)} QoS flags; "
+                         f"the episode {n} requests")
+    return acts.astype(np.int64), e.astype(float), ok.astype(bool)
+
+
 def replay(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-request (energy_mj, qos_ok) of ``actions`` on a copy of ``env`` at the start of its episode.
 
@@ -870,8 +878,12 @@ class Bound:
 
 
 def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
-                    close_within: float = SEARCH_SKIP_GAP) -> Bound:
-    """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests."""
+                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None) -> Bound:
+    """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
+
+    ``greedy``: :func:`greedy_schedule` of this episode when the caller has it already (the evaluate stage rolls
+    the ``greedy_oracle`` policy out on the same episode: the same actions, energies and QoS flags), else computed.
+    """
     from bench.policies.baselines import env_kind
 
     u = env.unwrapped
@@ -900,7 +912,8 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     feas = rb.feasible
     # the greedy oracle first: where it is already within ``close_within`` of the certified lower bound in both
     # variants, no search could gain more than that and it is skipped
-    greedy, e_g, ok_g = greedy_schedule(env, n)  # a proposal: the best found is never worse than greedy_oracle
+    # a proposal: the best found is never worse than greedy_oracle
+    greedy, e_g, ok_g = greedy_schedule(env, n) if greedy is None else _given_greedy(greedy, n)
     proposals = {"greedy_oracle": greedy}
     tol = 1.0 + max(float(close_within), 1e-12)
     closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * tol
