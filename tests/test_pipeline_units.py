@@ -301,3 +301,70 @@ def test_curve_seeds_in_worker_processes_give_the_same_bytes_as_one_after_the_ot
                                      if p.is_file())
     for f in files:
         assert (tmp_path / "seq" / f).read_bytes() == (tmp_path / "par" / f).read_bytes(), f
+
+
+def test_one_bound_search_per_episode_gives_the_tables_of_the_cells_and_the_bounds_run_apart(trained, monkeypatch):
+    """run_cells_and_bounds = run_cells + yardstick.bound_cells, with each episode's bound searched once."""
+    import bench.policies.bound as bound_mod
+    from bench.pipeline import yardstick
+    from bench.sim.objective import Objective
+
+    obj = Objective(500.0)
+    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone",
+                                 ["cpu_only", "greedy_oracle", "best_found_schedule"], ["wifi_weak", "heldout_cell_edge"],
+                                 2, 30, root_seed=5, violation_cost_mj=obj.violation_cost_mj)
+    apart = evaluate.run_cells(cells, workers=1, progress=False)
+    bounds, req = yardstick.bound_cells(cells, obj)
+    calls, greedy = [], []
+    search, roll = bound_mod.hindsight_bound, bound_mod.greedy_schedule
+    monkeypatch.setattr(bound_mod, "hindsight_bound", lambda *a, **k: calls.append(1) or search(*a, **k))
+    monkeypatch.setattr(bound_mod, "greedy_schedule", lambda *a, **k: greedy.append(1) or roll(*a, **k))
+    together, bounds2, req2 = evaluate.run_cells_and_bounds(cells, obj, workers=1, progress=False)
+    assert len(calls) == 2 * 2  # one search per (scenario, seed), none in the best-found cells
+    assert not greedy  # the search starts from the greedy oracle's cell, not a rollout of its own
+    pd.testing.assert_frame_equal(together, apart, check_exact=True)
+    pd.testing.assert_frame_equal(bounds2, bounds, check_exact=True)
+    pd.testing.assert_frame_equal(req2, req, check_exact=True)
+    assert set(together["policy"]) == {"autoscale", "cpu_only", "greedy_oracle", "best_found_schedule"}
+    # without a greedy oracle among the policies, the search rolls the greedy schedule itself: same bounds
+    alone, bounds3, _ = evaluate.run_cells_and_bounds([c for c in cells if c.policy != "greedy_oracle"], obj,
+                                                      workers=1, progress=False)
+    assert len(greedy) == 2 * 2
+    pd.testing.assert_frame_equal(bounds3, bounds, check_exact=True)
+
+
+def test_a_bound_for_another_episode_length_is_refused(trained):
+    import bench.policies.bound as bound_mod
+    from bench.policies import make_policy
+    from bench.policies.rollout import make_env
+    from bench.sim.objective import Objective
+
+    env = make_env("bench/AutoScale-v0", "wifi_weak", 20)
+    env.reset(seed=3)
+    b = bound_mod.hindsight_bound(env, Objective(500.0), 20)
+    pol = make_policy("best_found_schedule", env, violation_cost_mj=500.0, n_steps=10, bound=b)
+    env.reset(seed=3)
+    with pytest.raises(ValueError, match="covers 20 requests"):
+        pol.reset()
+
+
+def test_a_learner_loaded_once_per_process_decides_as_a_fresh_load(trained, tmp_path):
+    from bench.policies.rollout import evaluate_policy
+
+    evaluate._LEARNERS.clear()
+    cells = [c for c in _cells(trained, steps=40, seeds=2) if c.policy == "autoscale"]
+    got = [evaluate.run_cell(c) for c in cells + cells]  # the second pass reuses the loaded learner
+    assert len(evaluate._LEARNERS) == 1
+    for cell, frame in zip(cells + cells, got):
+        fresh = evaluate_policy(cell.policy, evaluate.env_id(cell.learner), cell.scenario, [cell.seed], cell.steps,
+                                policy_kwargs={"path": cell.artefact}, env_kwargs=json.loads(cell.env_kwargs_json))
+        pd.testing.assert_frame_equal(frame.drop(columns=["suite", "profile"]), fresh, check_exact=True)
+    # other bytes at the same path: another key, so the retrained learner is loaded anew
+    import shutil
+
+    copy = tmp_path / "policy"
+    shutil.copytree(cells[0].artefact, copy)
+    before = evaluate._files_digest(str(copy))
+    meta = next(copy.glob("*.json"))
+    meta.write_text(meta.read_text() + "\n")
+    assert evaluate._files_digest(str(copy)) != before

@@ -97,16 +97,29 @@ def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], sc
     return {}
 
 
-def run_cell(cell: Cell) -> pd.DataFrame:
-    """Roll ``cell.policy`` out for one episode of ``cell.scenario`` (pure; safe in any worker)."""
+#: the policies that replay the best schedule the episode's bound search found (the latter: its deprecated alias)
+BOUND_SCHEDULES = ("best_found_schedule", "bound_schedule")
+
+
+def run_cell(cell: Cell, bound: Any = None) -> pd.DataFrame:
+    """Roll ``cell.policy`` out for one episode of ``cell.scenario`` (pure; safe in any worker).
+
+    ``bound``: for a :data:`BOUND_SCHEDULES` cell, the :class:`~bench.policies.bound.Bound` of its episode
+    already searched (:func:`run_cells_and_bounds`), replayed instead of searching it again (same rows)."""
     import bench.sim  # noqa: F401  (registers the envs in a fresh worker)
     import bench.policies  # noqa: F401  (registers the policies)
     from bench.policies.rollout import evaluate_policy
 
     _single_thread_torch()
     env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
-    frame = evaluate_policy(cell.policy, env, cell.scenario, [cell.seed], cell.steps,
-                            policy_kwargs=_policy_kwargs(cell))
+    policy = _saved_learner(cell.learner, cell.artefact, env) if cell.policy == cell.learner else cell.policy
+    kwargs = None if cell.policy == cell.learner else _policy_kwargs(cell)
+    if bound is not None:
+        if cell.policy not in BOUND_SCHEDULES:
+            raise ValueError(f"a bound is only handed to {BOUND_SCHEDULES} cells, not {cell.policy!r}")
+        kwargs = {**kwargs, "bound": bound}
+    frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, policy_kwargs=kwargs,
+                            label=cell.policy)
     frame.insert(0, "profile", cell.profile)
     frame.insert(0, "suite", cell.suite)
     return frame
@@ -124,6 +137,45 @@ def _episode_env(env_name: str, scenario: str, steps: int, env_kwargs_json: str)
     from bench.policies.rollout import make_env
 
     return make_env(env_name, scenario, steps, **json.loads(env_kwargs_json))
+
+
+def _files_digest(path: str) -> str:
+    """sha256 over the names and bytes of every file under ``path`` (a saved learner's directory, or one file)."""
+    root = Path(path)
+    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _saved_learner(learner: str, artefact: str, env):
+    """The suite's trained learner loaded from ``artefact``, once per process and file contents.
+
+    Loading is most of a learner cell's cost (AutoScale: decompressing its tables and measuring its back-off
+    order, ~1 CPU-s; its 1000 greedy decisions: ~2 ms). Evaluation never updates a learner, and what ``act``
+    caches (AutoScale's greedy choice per state, its back-off levels) is a function of the saved tables only,
+    so the cells of a process share one instance and decide exactly as a fresh load would
+    (tests/test_pipeline_units.py compares them). Keyed by the files' bytes, so a retrained artefact at the
+    same path is loaded anew; and by the env's action names, which the load checks the artefact against.
+    """
+    names = tuple(str(n) for n in env.unwrapped.action_table["name"])
+    return _load_learner(learner, str(Path(artefact).resolve()), _files_digest(artefact), names, env)
+
+
+_LEARNERS: dict[tuple, Any] = {}
+
+
+def _load_learner(learner: str, path: str, digest: str, names: tuple, env):
+    from bench.policies import make_policy
+
+    key = (learner, path, digest, names)
+    if key not in _LEARNERS:
+        if len(_LEARNERS) >= 8:  # a few suites' learners per process; a long-lived worker does not grow
+            _LEARNERS.clear()
+        _LEARNERS[key] = make_policy(learner, env, path=path)
+    return _LEARNERS[key]
 
 
 def run_cell_group(cells: Sequence[Cell]) -> list[pd.DataFrame]:
@@ -212,10 +264,120 @@ def run_cells(cells: Sequence[Cell], workers: int = 0, progress: bool = True,
     for idx, group_frames in zip(groups, done):
         for i, frame in zip(idx, group_frames):
             frames[i] = frame
+    return _concat_results(frames)
+
+
+def _concat_results(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The cells' frames, in cell order, as one results table (the text columns as pandas strings)."""
     out = pd.concat(frames, ignore_index=True)
     for col in ("suite", "profile", "policy", "scenario", "workload", "action_name"):
         out[col] = out[col].astype("string")
     return out
+
+
+#: the policy whose rollout is the bound search's first proposal (:func:`bench.policies.bound.greedy_schedule`)
+GREEDY = "greedy_oracle"
+
+
+def _joins_bound(cell: Cell, key: tuple) -> bool:
+    """Whether ``cell`` runs in the task of the bound searched for ``key`` (its episode and λ): a best-found cell
+    (it replays the bound's best schedule; its own search would be ``hindsight_bound(env, Objective(λ), steps)``
+    on the same episode) or the greedy oracle's (its rollout is the search's greedy proposal)."""
+    if cell.policy == GREEDY:
+        return True
+    if cell.policy not in BOUND_SCHEDULES:
+        return False
+    kw = _policy_kwargs(cell)
+    return float(kw.get("violation_cost_mj", float("nan"))) == float(key[-1]) and int(kw["n_steps"]) == int(key[4])
+
+
+def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.DataFrame]]:
+    """One episode's bound (the yardstick's row and per-request bounds) with the cells that share its work: the
+    greedy oracle's rollout first (handed to the search as its greedy proposal), then the best-found cells
+    (replaying the search's best schedule). Frames in the order of the task's cells."""
+    key, cells = task
+    suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
+    import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
+    from bench.pipeline.yardstick import bound_rows
+    from bench.policies.bound import hindsight_bound
+    from bench.sim.objective import Objective
+
+    frames: dict[int, pd.DataFrame] = {}
+    greedy = None
+    for i, c in enumerate(cells):
+        if c.policy == GREEDY:
+            frames[i] = run_cell(c)
+            if len(frames[i]) == int(steps):  # an episode cut short: the search rolls its own
+                greedy = tuple(frames[i][col].to_numpy() for col in ("action", "energy_mj", "qos_ok"))
+    env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
+    env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
+    b = hindsight_bound(env, Objective(lam), int(steps), greedy=greedy)
+    row, req = bound_rows(key, b)
+    for i, c in enumerate(cells):
+        if i not in frames:
+            frames[i] = run_cell(c, bound=b)
+    return row, req, [frames[i] for i in range(len(cells))]
+
+
+def _run_task(task: tuple) -> Any:
+    kind, payload = task
+    return run_cell_group(payload) if kind == "cells" else _bound_task(payload)
+
+
+def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0, progress: bool = True,
+                         engine: "Engine | Mapping[str, Any] | None" = None
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`run_cells` and :func:`bench.pipeline.yardstick.bound_cells` of ``cells`` in one pass, each episode's
+    bound searched once: ``(results, bounds, bound_requests)``, the same tables as the two calls.
+
+    A best-found-schedule cell replays the best schedule of its episode's bound search; run apart, it searched
+    the episode again (half of the stage's time), and the search rolled the greedy oracle out once more. Here one
+    task per episode runs the greedy oracle's cell, searches the bound from its rollout, writes the yardstick's
+    row and hands the result to the episode's best-found cells. All tasks share one map on ``engine``: the
+    fitted baselines' tasks first (as :func:`task_groups` orders them), then the bounds, then the rest.
+    """
+    from bench.pipeline.engine import Engine, map_ordered
+    from bench.pipeline.yardstick import bound_key, bound_tables
+
+    if engine is None or isinstance(engine, Mapping):
+        engine = Engine.from_dict(engine or {})
+    if workers:
+        engine = dataclasses.replace(engine, workers=workers)
+    keys = list(dict.fromkeys(bound_key(c, objective) for c in cells))
+    replays: dict[tuple, list[int]] = {k: [] for k in keys}
+    for i, c in enumerate(cells):
+        k = bound_key(c, objective)
+        if _joins_bound(c, k):
+            replays[k].append(i)
+    taken = {i for idx in replays.values() for i in idx}
+    rest = [i for i in range(len(cells)) if i not in taken]
+    groups = [[rest[j] for j in g] for g in task_groups([cells[i] for i in rest])]
+    fitted = [g for g in groups if cells[g[0]].policy != cells[g[0]].learner
+              and cells[g[0]].policy_kwargs_json not in ("", "{}") and cells[g[0]].policy not in BOUND_SCHEDULES]
+    plain = [g for g in groups if g not in fitted]
+    order = [("cells", g) for g in fitted] + [("bound", k) for k in keys] + [("cells", g) for g in plain]
+    tasks, names = [], []
+    for kind, what in order:
+        if kind == "cells":
+            tasks.append(("cells", [cells[i] for i in what]))
+            names.append(group_key(tasks[-1][1]))
+        else:
+            tasks.append(("bound", (what, [cells[i] for i in replays[what]])))
+            blob = json.dumps([list(what), [cell_key(cells[i]) for i in replays[what]]])
+            names.append(f"bound-cells-{hashlib.sha256(blob.encode()).hexdigest()[:20]}")
+    done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate")
+    frames: list[pd.DataFrame] = [pd.DataFrame()] * len(cells)
+    outs = []
+    for (kind, what), value in zip(order, done):
+        if kind == "cells":
+            idx, group_frames = what, value
+        else:
+            row, req, group_frames = value
+            outs.append((row, req))
+            idx = replays[what]
+        for i, frame in zip(idx, group_frames):
+            frames[i] = frame
+    return _concat_results(frames), *bound_tables(outs)
 
 
 def cell_key(cell: Cell) -> str:

@@ -51,6 +51,12 @@ def _bound_cell(key: tuple) -> tuple[dict[str, Any], pd.DataFrame]:
     env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
     b = hindsight_bound(env, Objective(lam), int(steps))
     env.close()
+    return bound_rows(key, b)
+
+
+def bound_rows(key: tuple, b) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The bound table's row and the per-request bounds of one episode's :class:`~bench.policies.bound.Bound`."""
+    suite, _, scenario, seed = key[:4]
     row = {"suite": suite, "scenario": scenario, "seed": int(seed), **b.summary()}
     rb = b.requests
     req = pd.DataFrame({"suite": suite, "scenario": scenario, "seed": int(seed), "step": np.arange(b.n),
@@ -77,12 +83,22 @@ def bound_cells(cells: Sequence, objective: Objective, engine=None, progress: bo
     (:class:`bench.pipeline.evaluate.Cell`; one bound per distinct episode, whatever the policies)."""
     from bench.pipeline.engine import Engine, map_ordered
 
-    keys = list(dict.fromkeys((c.suite, c.learner, c.scenario, int(c.seed), int(c.steps), c.env_kwargs_json,
-                               objective.violation_cost_mj) for c in cells))
+    keys = list(dict.fromkeys(bound_key(c, objective) for c in cells))
     if engine is None or isinstance(engine, Mapping):
         engine = Engine.from_dict(engine or {})
     names = [f"bound-{hashlib.sha256(json.dumps(k).encode()).hexdigest()[:20]}" for k in keys]
     outs = map_ordered(_bound_cell, keys, engine, keys=names, progress=progress, desc="bound")
+    return bound_tables(outs)
+
+
+def bound_key(cell, objective: Objective) -> tuple:
+    """The episode a cell plays and the objective its bound is searched for: one bound per distinct key."""
+    return (cell.suite, cell.learner, cell.scenario, int(cell.seed), int(cell.steps), cell.env_kwargs_json,
+            objective.violation_cost_mj)
+
+
+def bound_tables(outs: Sequence[tuple[dict[str, Any], pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bound table, per-request bounds) from :func:`bound_rows` of each episode, in the given order."""
     table = pd.DataFrame([o[0] for o in outs])
     req = pd.concat([o[1] for o in outs], ignore_index=True) if outs else pd.DataFrame()
     for col in ("suite", "scenario"):

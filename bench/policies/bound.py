@@ -751,6 +751,14 @@ def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return acts, e, ok
 
 
+def _given_greedy(greedy: tuple, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    acts, e, ok = (np.asarray(x) for x in greedy)
+    if not len(acts) == len(e) == len(ok) == n:
+        raise ValueError(f"the given greedy schedule has {len(acts)} actions, {len(e)} energies, {len(ok)} QoS flags; "
+                         f"the episode {n} requests")
+    return acts.astype(np.int64), e.astype(float), ok.astype(bool)
+
+
 def replay(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-request (energy_mj, qos_ok) of ``actions`` on a copy of ``env`` at the start of its episode.
 
@@ -870,8 +878,12 @@ class Bound:
 
 
 def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
-                    close_within: float = SEARCH_SKIP_GAP) -> Bound:
-    """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests."""
+                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None) -> Bound:
+    """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
+
+    ``greedy``: :func:`greedy_schedule` of this episode when the caller has it already (the evaluate stage rolls
+    the ``greedy_oracle`` policy out on the same episode: the same actions, energies and QoS flags), else computed.
+    """
     from bench.policies.baselines import env_kind
 
     u = env.unwrapped
@@ -900,7 +912,8 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     feas = rb.feasible
     # the greedy oracle first: where it is already within ``close_within`` of the certified lower bound in both
     # variants, no search could gain more than that and it is skipped
-    greedy, e_g, ok_g = greedy_schedule(env, n)  # a proposal: the best found is never worse than greedy_oracle
+    # a proposal: the best found is never worse than greedy_oracle
+    greedy, e_g, ok_g = greedy_schedule(env, n) if greedy is None else _given_greedy(greedy, n)
     proposals = {"greedy_oracle": greedy}
     tol = 1.0 + max(float(close_within), 1e-12)
     closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * tol
@@ -948,17 +961,28 @@ class BestFoundSchedule(Policy):
     name = "best_found_schedule"
     privileged = True
 
-    def __init__(self, env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None):
+    def __init__(self, env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                 bound: Bound | None = None):
         if variant not in VARIANTS:
             raise ValueError(f"{self.name} variant {variant!r}; allowed: {list(VARIANTS)}")
         self.env, self.variant, self.n_steps = env, variant, n_steps
         self.objective = Objective(violation_cost_mj)
         self.schedule = np.zeros(0, dtype=np.int64)
         self.bound: Bound | None = None
+        # the first episode's bracket when the caller has already searched it (the evaluate stage computes each
+        # episode's bound once for the yardstick and hands it here): hindsight_bound(env, objective, n_steps)
+        # of the episode the env is reset to next, for this objective; used for that one episode only
+        self._given = bound
         self._t = 0
 
     def reset(self) -> None:
-        self.bound = hindsight_bound(self.env, self.objective, self.n_steps)
+        given, self._given = self._given, None
+        if given is not None:  # the caller's bracket of this episode; a length it was not searched for is refused
+            n = len(self.env.unwrapped.episode().states)
+            if given.n != (n if not self.n_steps else min(int(self.n_steps), n)):
+                raise ValueError(f"{self.name}: the given bound covers {given.n} requests, the episode {n} "
+                                 f"(n_steps {self.n_steps})")
+        self.bound = given if given is not None else hindsight_bound(self.env, self.objective, self.n_steps)
         self.schedule = self.bound.schedule[self.variant]
         self._t = 0
 
@@ -978,15 +1002,17 @@ BoundSchedule = BestFoundSchedule
 # live although privileged: the testbed replays the schedule found on its simulated twin (docs/testbed.md)
 @register("best_found_schedule", order=30, colour="#000000", marker="*", reference=True, live=True)
 def best_found_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                        bound: Bound | None = None,
                         **_) -> BestFoundSchedule:
-    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps)
+    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps, bound)
 
 
 # the deprecated name: results written under it still order and colour beside the new one
 @register("bound_schedule", order=31, colour="#2f2f2f", marker="*", reference=True, live=True)
 def bound_schedule(env, violation_cost_mj: float, variant: str = "lagrangian", n_steps: int | None = None,
+                   bound: Bound | None = None,
                    **_) -> BestFoundSchedule:
     """Deprecated alias of ``best_found_schedule`` (it replays the best schedule found, not the bound)."""
     warnings.warn("policy 'bound_schedule' is deprecated: it replays the best schedule found (the bracket's upper "
                   "end), not the certified bound; use 'best_found_schedule'", DeprecationWarning, stacklevel=2)
-    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps)
+    return BestFoundSchedule(env, violation_cost_mj, variant, n_steps, bound)
