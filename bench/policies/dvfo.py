@@ -78,6 +78,10 @@ class DVFOConfig:
     """Environment steps (= inference requests) of training."""
     learning_rate: float = bounded(5e-4, gt=0, le=1)
     """Adam learning rate of the Q-network."""
+    learning_rate_end: float | None = bounded(None, gt=0, le=1)
+    """When set, the learning rate decays linearly from ``learning_rate`` (at ``learning_starts``) to this value
+    at ``total_steps`` (SB3's linear schedule), so the last gradient steps move the greedy choice less
+    (issue 23, docs/dvfo.md). None = constant ``learning_rate``."""
     buffer_size: int = bounded(100_000, ge=1, le=10_000_000)  # preallocated: 2 float32 obs + action, reward, done each
     """Replay buffer capacity (transitions); the oldest are overwritten."""
     batch_size: int = bounded(256, ge=1, le=1_000_000)
@@ -457,6 +461,11 @@ class DVFOLearner(Learner):
         if self.steps < c.learning_starts:
             return diag
         if self.steps % c.train_frequency == 0:
+            if c.learning_rate_end is not None:
+                frac = min(max(self.steps - c.learning_starts, 0) / max(c.total_steps - c.learning_starts, 1), 1.0)
+                lr = c.learning_rate + (c.learning_rate_end - c.learning_rate) * frac
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
             diag["loss"] = self._gradient_step()
         if self.steps % c.target_update_interval == 0:
             with torch.no_grad():

@@ -168,6 +168,20 @@ def test_epsilon_schedule(tiny_config):
     assert c.end_e < learner.epsilon(mid) < c.start_e
 
 
+@pytest.mark.parametrize("end", [None, 1e-5])
+def test_learning_rate_decays_linearly_to_its_end_value_only_when_asked(end):
+    """``learning_rate_end``: Adam's step size falls linearly from ``learning_rate`` after the warm-up to the end
+    value at the last step (halfway there at the middle); None keeps it constant (issue 23, docs/dvfo.md)."""
+    c = DVFOConfig.ci(total_steps=1_000, learning_starts=200, train_frequency=1, learning_rate_end=end)
+    lrs = {}
+    train(c, callback=lambda step, lr: lrs.__setitem__(step, lr.optimizer.param_groups[0]["lr"]), callback_every=100)
+    want = (lambda s: c.learning_rate) if end is None else (
+        lambda s: c.learning_rate + (end - c.learning_rate) * (s - c.learning_starts) / (c.total_steps - c.learning_starts))
+    for step in (300, 600, 1_000):
+        assert lrs[step] == pytest.approx(want(step), rel=1e-9)
+    assert lrs[1_000] == pytest.approx(c.learning_rate if end is None else end, rel=1e-9)
+
+
 def test_hidden_decision_share_is_sane(trained, tiny_config, tiny_scenario):
     env = make_env(tiny_config, tiny_scenario)
     out = hidden_decision_share(trained.learner, env, n_steps=120, seed=0)
