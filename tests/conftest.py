@@ -1,7 +1,7 @@
 """Session-wide test settings: Hypothesis profiles, one Dask cluster, clean repository copies, markers.
 
 * Hypothesis: the ``ci`` profile (selected by ``CI=true``, as CI services set it, or by
-  ``HYPOTHESIS_PROFILE=ci``) runs fewer examples per property with no example database, so a clean CI
+  ``HYPOTHESIS_PROFILE=ci``, as ``make test`` sets it) runs fewer examples per property with no example database, so a clean CI
   machine spends its time proportionately; ``default`` is what a developer gets. Tests that pin their
   own ``max_examples`` keep it (the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``).
 * ``dask_engine``: one 2-worker local Dask cluster for the whole session (starting one costs seconds:

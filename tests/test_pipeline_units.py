@@ -301,6 +301,13 @@ def test_curve_seeds_in_worker_processes_give_the_same_bytes_as_one_after_the_ot
                                      if p.is_file())
     for f in files:
         assert (tmp_path / "seq" / f).read_bytes() == (tmp_path / "par" / f).read_bytes(), f
+    # the levels run one scenario per task: the same table as one pass over all the training envs
+    from bench.seeding import derive_seeds
+
+    whole = training.reference_levels("autoscale", training.make_config("autoscale", "phone_sd845", cfg, 11, "r"),
+                                      derive_seeds(11, 1, "train-reference", "r"))
+    whole.insert(0, "run", "r")
+    assert whole.to_csv(index=False, float_format="%.6g") == (tmp_path / "par" / "reference_levels.csv").read_text()
 
 
 def test_one_bound_search_per_episode_gives_the_tables_of_the_cells_and_the_bounds_run_apart(trained, monkeypatch):

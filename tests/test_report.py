@@ -94,6 +94,14 @@ def test_targets_are_named_and_coloured_the_same_everywhere():
     assert a["ξ=0.4"] == b["ξ=0.4"] and b["cloud"] == report.TARGET_COLOURS["cloud"]
 
 
+def test_targets_of_a_column_are_target_of_each_row():
+    names = ["cpu@1804.8", "cloud_lte", "cpu115.2_gpu114.75_mem204_xi0.40", "cpu@1804.8", "dsp@500"]
+    for column in (pd.Series(names, index=[5, 3, 9, 1, 0]), pd.Series(names, dtype="category")):
+        got = report.targets_of(column)
+        assert list(got) == [report.target_of(n) for n in names]
+        assert got.index.equals(column.index)
+
+
 def test_figures_have_units_on_their_axes_and_need_no_pyplot(tables):
     import matplotlib.pyplot as plt
 

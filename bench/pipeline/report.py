@@ -139,6 +139,14 @@ def target_of(action_name: str) -> str:
     return name
 
 
+def targets_of(action_names: pd.Series) -> pd.Series:
+    """:func:`target_of` of every row, parsed once per distinct action name (a results table has ~10^6 rows
+    and a few dozen names; per row it was a fifth of the target-mix figure's time)."""
+    codes, names = pd.factorize(action_names.astype(str))
+    targets = np.array([target_of(n) for n in names] + [""], dtype=object)  # [-1]: a missing name
+    return pd.Series(targets[codes], index=action_names.index, name=action_names.name)
+
+
 def target_colours(targets: Iterable[str]) -> dict[str, str]:
     """Fixed colours for AutoScale's targets; a sequential scale for DVFO's offloaded shares."""
     targets = list(dict.fromkeys(targets))
@@ -470,7 +478,7 @@ def _overlap_area(a, b) -> float:
 
 def target_mix(results: pd.DataFrame, title: str = "", ncols: int = 3) -> Figure:
     """Share of requests run on each target (AutoScale) or offloaded share ξ (DVFO), per policy and scenario."""
-    df = results.assign(target=results.action_name.astype(str).map(target_of), policy=results.policy.astype(str))
+    df = results.assign(target=targets_of(results.action_name), policy=results.policy.astype(str))
     share = (df.groupby(["scenario", "policy"]).target.value_counts(normalize=True).rename("share").reset_index())
     scen = sorted(share.scenario.unique())
     pols = ordered(share.policy)
@@ -506,7 +514,7 @@ def best_target_heatmap(results: pd.DataFrame, conditions: pd.DataFrame, title: 
     """Per DNN and signal bin: the target the oracle picks most often (colour) and how often (text)."""
     column, label = SIGNAL_AXES[suite_learner(results)]
     df = with_conditions(results[results.policy.astype(str) == policy], conditions)
-    df["target"] = df.action_name.astype(str).map(target_of)
+    df["target"] = targets_of(df.action_name)
     df["signal"] = signal_bins(df[column], column)
     df = df.dropna(subset=["signal"])
     counts = df.groupby(["workload", "signal"]).target.value_counts().rename("n").reset_index()

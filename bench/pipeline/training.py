@@ -94,7 +94,7 @@ def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], r
         curve = _labelled(result.curve, run, learner, 0)
         curve.drop(columns="curve_seed").to_csv(out_dir / "curve.csv", index=False, float_format="%.6g")
         curves = [curve] + [_labelled(side.result(("curve", k)), run, learner, k) for k in range(1, curve_seeds)]
-        levels = side.result(("levels", 0))
+        levels = _levels_frame([row for s in _level_scenarios(config) for row in side.result(("levels", s))])
     pd.concat(curves, ignore_index=True).to_csv(out_dir / "curves.csv", index=False, float_format="%.6g")
     levels.insert(0, "run", run)
     levels.to_csv(out_dir / "reference_levels.csv", index=False, float_format="%.6g")
@@ -112,12 +112,24 @@ def _curve_of_seed(job: tuple) -> pd.DataFrame:
     return learner_spec(learner).train(extra, progress=False).curve
 
 
-def _levels_of_run(job: tuple) -> pd.DataFrame:
-    """The reference levels of a run (a worker's task): one episode per training scenario, a level being a
-    mean over a whole episode of requests."""
-    learner, profile, overrides, root_seed, run = job
+def _levels_of_run(job: tuple) -> list[dict[str, Any]]:
+    """The reference-level rows of a run on one training scenario (a worker's task): one episode per policy,
+    a level being a mean over a whole episode of requests."""
+    learner, profile, overrides, root_seed, run, scenario = job
     config = make_config(learner, profile, overrides, root_seed, run)
-    return reference_levels(learner, config, derive_seeds(root_seed, 1, "train-reference", run))
+    return _reference_rows(learner, _with_scenarios(config, [scenario]),
+                           derive_seeds(root_seed, 1, "train-reference", run))
+
+
+def _level_scenarios(config) -> list[str]:
+    """The training scenarios in the order :func:`training_envs` builds their envs (duplicates once)."""
+    return list(dict.fromkeys(config.scenarios))
+
+
+def _with_scenarios(config, scenarios: list[str]):
+    """``config`` training on ``scenarios`` only (an env depends on its own scenario and the config's settings,
+    not on the other scenarios, so one scenario's env is the same as in the full list)."""
+    return dataclasses.replace(config, scenarios=list(scenarios))
 
 
 class _SideWork:
@@ -144,9 +156,13 @@ def _side_work(learner: str, profile: str, overrides: dict[str, Any], root_seed:
     """
     from bench.pipeline.engine import local_cores
 
+    # the long tasks (whole training runs) first, then the reference levels one scenario per task: the short
+    # tasks fill both cores at the end instead of one core running all the levels while the other idles
+    # (issue 25: on 2 cores the autoscale_phone stage spent ~a third of its time so)
     tasks = {("curve", k): (_curve_of_seed, (learner, profile, dict(overrides), root_seed, run, k))
              for k in range(1, curve_seeds)}
-    tasks[("levels", 0)] = (_levels_of_run, (learner, profile, dict(overrides), root_seed, run))
+    for s in _level_scenarios(config):
+        tasks[("levels", s)] = (_levels_of_run, (learner, profile, dict(overrides), root_seed, run, s))
     workers = min(int(os.environ.get("BENCH_TRAIN_WORKERS", "0") or 0) or local_cores(), len(tasks))
     if workers <= 1:
         yield _SideWork({}, tasks)
@@ -186,6 +202,15 @@ def reference_levels(learner: str, config, seeds: list[int]) -> pd.DataFrame:
     One episode per (policy, scenario, seed) on the learner's own training envs, so the levels
     are in the units of its learning curve. Columns: ``policy, scenario, reward, energy_mj, qos_ok``.
     """
+    return _levels_frame(_reference_rows(learner, config, seeds))
+
+
+def _levels_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["policy", "scenario", "reward", "energy_mj", "qos_ok"])
+
+
+def _reference_rows(learner: str, config, seeds: list[int]) -> list[dict[str, Any]]:
+    """The rows of :func:`reference_levels`, scenario by scenario in the config's order."""
     from bench.policies import REGISTRY
     from bench.policies.rollout import evaluate_policy
 
@@ -204,7 +229,7 @@ def reference_levels(learner: str, config, seeds: list[int]) -> pd.DataFrame:
             rows.append({"policy": pol, "scenario": env.unwrapped.scenario.name, "reward": frame.reward.mean(),
                          "energy_mj": frame.energy_mj.mean(), "qos_ok": frame.qos_ok.mean()})
         env.close()
-    return pd.DataFrame(rows, columns=["policy", "scenario", "reward", "energy_mj", "qos_ok"])
+    return rows
 
 
 def load_curve(out_dir: str | Path) -> pd.DataFrame:
