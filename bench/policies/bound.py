@@ -319,7 +319,7 @@ def request_bounds(sim, states: States, draws: Draws, variants: Variants | None 
 # --------------------------------------------------------------------------- the episode bound
 
 #: grid steps per radio tail of the episode bound's carried windows (finer: tighter, more states)
-CARRY_STEPS = 16
+CARRY_STEPS = 256
 #: grid step (ms) of the episode bound's carried queues (finer: tighter, more states)
 QUEUE_GRID_MS = 10.0
 #: options per (local resource, radio) class the episode bound keeps per request after merging
@@ -534,7 +534,8 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         return EpisodeBound(float(step.sum()), step, 1)
     nl = int(max(n_res, v.resource.max(initial=-1) + 1))
     tails = np.asarray(tail_ms, dtype=float)
-    # [local free x nl][tx free x r][carry start x r][carry end x r][connected until x r]
+    # [local free x nl][tx free x r][window start x r][window end x r][connected until x r], in ms since the
+    # episode's first arrival (absolute: a number is rounded once, when it is set, never again as time passes)
     d_dims = nl + 4 * r
     grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 3)]
     feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
@@ -544,7 +545,8 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         w = v.carry_w[(v.radio == j) & (v.carry_w > 0)]
         power[j] = w.min() if len(w) else 0.0
     nxt = np.asarray(next_ms, dtype=float)
-    st = np.zeros((1, d_dims), dtype=np.int64)
+    arrival = np.r_[0.0, np.cumsum(nxt[:-1])] if n else np.zeros(0)
+    st = np.zeros((1, d_dims), dtype=np.int64)  # 0: free / no window / not connected (every number's "past")
     cost = np.zeros(1)
     parents, costs, chosen, most = [], [], [], 1
     q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
@@ -553,10 +555,12 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     for i in range(n):
         o = {k: x[offsets[i]:offsets[i + 1]] for k, x in opts.items()}
         g_n = len(o["cost"])
-        ms = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms
-        wl, wt, ca, cb, cu = ms[:, q_sl], ms[:, t_sl], ms[:, a_sl], ms[:, b_sl], ms[:, u_sl]
-        t = nxt[i]
-        charge = power * np.maximum(np.minimum(t, cb) - ca, 0.0)  # (S, R): each open window over this gap
+        now, t = arrival[i], nxt[i]
+        later = now + t  # the next arrival (inf after the last request)
+        ab = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms since the first arrival
+        wl = np.maximum(ab[:, q_sl] - now, 0.0)
+        wt = np.maximum(ab[:, t_sl] - now, 0.0)
+        ca, cb, cu = ab[:, a_sl], ab[:, b_sl], ab[:, u_sl] - now
         res, rad = o["res"].astype(np.int64), o["radio"].astype(np.int64)
         w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
         w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
@@ -564,33 +568,40 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
             conn = cu[:, np.clip(rad, 0, r - 1)]
             allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
-        own = np.where(rad >= 0, charge[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
-        newc = np.where(allowed, (cost + charge.sum(axis=1))[:, None] + o["cost"] - own, np.inf)
-        # the carried numbers after this request (ms from its arrival), then shifted to the next arrival
-        new = np.repeat(ms[:, None, :], g_n, axis=1)  # (S, G, D)
+            # an option on a radio closes that radio's open window at this arrival: the part before it is paid
+            shut = power[None, :] * np.maximum(np.minimum(now, cb) - ca, 0.0)  # (S, R)
+            own = np.where(rad >= 0, shut[:, np.clip(rad, 0, r - 1)], 0.0)
+        else:
+            own = 0.0
+        newc = np.where(allowed, cost[:, None] + o["cost"] + own, np.inf)
+        # the carried numbers after this request (ms since the first arrival)
+        new = np.repeat(ab[:, None, :], g_n, axis=1)  # (S, G, D)
         if nl:
             hit = res[None, :, None] == np.arange(nl)[None, None, :]
-            new[..., q_sl] = np.where(hit, (w_l + o["dur"])[..., None], new[..., q_sl])
+            new[..., q_sl] = np.where(hit, (now + w_l + o["dur"])[..., None], new[..., q_sl])
         if r:
             hit = rad[None, :, None] == np.arange(r)[None, None, :]
-            tx = np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
+            tx = now + np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
             new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
-            new[..., a_sl] = np.where(hit, o["ka"][None, :, None], new[..., a_sl] - t)
-            new[..., b_sl] = np.where(hit, o["kb"][None, :, None], new[..., b_sl] - t)
-            new[..., a_sl] = np.where(hit, new[..., a_sl], np.maximum(new[..., a_sl], 0.0))
-            with np.errstate(invalid="ignore"):  # (inf - inf after the last request: all reset below)
-                new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], o["conn"][None, :, None]),
-                                          new[..., u_sl]) - t
-        new[..., :nl + r] = new[..., :nl + r] - t
-        if np.isinf(t):
-            new[:] = 0.0
+            opens = o["kb"] > o["ka"]  # (no window carried past the episode's last request)
+            new[..., a_sl] = np.where(hit, np.where(opens, later + o["ka"], 0.0)[None, :, None], new[..., a_sl])
+            new[..., b_sl] = np.where(hit, np.where(opens, later + o["kb"], 0.0)[None, :, None], new[..., b_sl])
+            new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], (now + o["conn"])[None, :, None]), new[..., u_sl])
         newc = newc.reshape(-1)
         new = new.reshape(-1, d_dims)
         fin = np.isfinite(newc)
         idx = np.flatnonzero(fin)
         new, newc = new[fin], newc[fin]
+        if r:
+            # a window ending before the next arrival passes whole whatever comes next: paid now (also after the
+            # episode's last request: nothing closes a window then)
+            with np.errstate(invalid="ignore"):
+                done = new[:, b_sl] <= later
+                newc = newc + (np.where(done, np.maximum(new[:, b_sl] - new[:, a_sl], 0.0), 0.0) * power).sum(axis=1)
+            new[:, a_sl] = np.where(done, 0.0, new[:, a_sl])
+            new[:, b_sl] = np.where(done, 0.0, new[:, b_sl])
         while True:
-            k = _on_grid(new, grid, a_sl, b_sl, u_sl)
+            k = _on_grid(new, grid, later, a_sl, b_sl, u_sl)
             order = np.lexsort((newc, *k.T[::-1]))
             ks = k[order]
             first = order[np.r_[True, (ks[1:] != ks[:-1]).any(axis=1)]] if len(order) else order
@@ -629,15 +640,21 @@ def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_
     return lag, episode_bound(v, tail_ms, None, feasible, **kw)
 
 
-def _on_grid(ms: np.ndarray, grid: np.ndarray, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
-    """Carried numbers (ms) to grid steps, each towards the cheaper side: queues and window ends down, window
-    starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`); an empty window (end <= start) is no
-    window."""
+def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
+    """Carried numbers (ms since the episode's first arrival) to grid steps, each towards the cheaper side: queues
+    and window ends down, window starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`). A number
+    that can no longer matter - a queue free, a radio connected only until before the next arrival ``later`` - is
+    0, and an empty window (end <= start) is no window. The grid is absolute, so a number rounded once stays put:
+    rounding never accumulates over the requests it is carried across."""
     with np.errstate(invalid="ignore"):
-        k = np.floor(np.maximum(ms, 0.0) / grid + 1e-9)
-        k[:, a_sl] = np.ceil(np.maximum(ms[:, a_sl], 0.0) / grid[a_sl] - 1e-9)
-        k[:, u_sl] = np.ceil(np.maximum(ms[:, u_sl], 0.0) / grid[u_sl] - 1e-9)
+        k = np.floor(ab / grid + 1e-9)
+        k[:, a_sl] = np.ceil(ab[:, a_sl] / grid[a_sl] - 1e-9)
+        k[:, u_sl] = np.ceil(ab[:, u_sl] / grid[u_sl] - 1e-9)
+        past = ab <= later
+        past[:, a_sl] = False
+        past[:, b_sl] = False
     k = np.where(np.isfinite(k), np.minimum(k, _UNKNOWN), _UNKNOWN).astype(np.int64)
+    k = np.where(past, 0, k)
     empty = k[:, b_sl] <= k[:, a_sl]
     k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
     k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
