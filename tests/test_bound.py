@@ -132,7 +132,8 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     window attribution nor the bound is ever above what a schedule pays, in either variant."""
     env, states, draws, rb, lag, qos = _squeezed_episode(suite, which, seed, N, squeeze)
     u = env.unwrapped
-    assert lag.value >= rb.lagrangian(OBJ) * (1 - 1e-12) - 1e-9  # the DP only adds to the per-request sum
+    # (the DP alone may dip below the per-request sum - a miss inside an open radio window adds no base power of
+    # its own - so the reported lower end is the larger of the two; both are bounds, checked below)
     acts = _schedules(np.random.default_rng(seed), N, u.sim, 32)
     # the episode bound's own path, replayed: a real schedule like any other
     own = [lag.actions] + ([qos.actions] if qos.actions is not None else [])
@@ -144,6 +145,7 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     for j in range(acts.shape[1]):
         assert e[:, j].sum() >= rb.given_met(ok[:, j]) * (1 - 1e-9) - 1e-6, j
         assert OBJ.episode_cost(e[:, j], ok[:, j]) >= lag.value * (1 - 1e-9) - 1e-6, j
+        assert OBJ.episode_cost(e[:, j], ok[:, j]) >= rb.lagrangian(OBJ) * (1 - 1e-9) - 1e-6, j
         if ok[rb.feasible, j].all():
             assert e[:, j].sum() >= qos.value * (1 - 1e-9) - 1e-6, j
 
@@ -190,7 +192,7 @@ def test_the_bound_is_below_the_brute_force_optimum_and_the_best_found_above(sui
     out = u.sim.run_sequence(states, acts, draws)
     e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
     j_opt = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
-    assert rb.lagrangian(OBJ) <= lag.value * (1 + 1e-12) + 1e-9 <= j_opt * (1 + 1e-9) + 1e-6
+    assert max(rb.lagrangian(OBJ), lag.value) <= j_opt * (1 + 1e-9) + 1e-6
     meets = ok[rb.feasible].all(axis=0)
     if meets.any():
         assert qos.value <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6

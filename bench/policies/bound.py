@@ -120,6 +120,12 @@ class Variants:
     tx_release_ms: np.ndarray | None = None
     #: the radio activity's end (ms from the arrival; 0 where the radio is not used)
     radio_end_ms: np.ndarray | None = None
+    #: an outcome's local and transfer-excess energy without any of the radio's base power (what a request missing
+    #: QoS adds while an earlier request's window is still open on its radio: :func:`episode_bound`)
+    fixed_mj: np.ndarray | None = None
+    #: the radio activity + tail beyond the promotion and upload (ms): what a request missing QoS leaves connected
+    #: after it when no later request uses its radio (:func:`episode_bound`'s pending tail)
+    after_tx_ms: np.ndarray | None = None
     #: (V,) which favourable states have the radio already connected (no promotion): the episode bound lets an
     #: option of such a state use the radio only while an earlier request may have left it connected
     busy: np.ndarray | None = None
@@ -202,8 +208,9 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     with np.errstate(invalid="ignore"):
         slack = np.where(np.isfinite(end), np.maximum(qos - end, 0.0), 0.0)
     fixed, parts = _share_parts(ph)
-    any_mj = np.broadcast_to(fixed + _window_base(parts, nxt, np.inf), shape)
-    ok_mj = np.where(qos_ok, np.broadcast_to(fixed + _window_base(parts, nxt, slack), shape), np.inf)
+    fixed = np.broadcast_to(fixed, shape)
+    any_mj = fixed + np.broadcast_to(_window_base(parts, nxt, np.inf), shape)
+    ok_mj = np.where(qos_ok, fixed + np.broadcast_to(_window_base(parts, nxt, slack), shape), np.inf)
     used, s0, c_promo, d_tx, d_all, promo_w, tail_w = parts
     with np.errstate(invalid="ignore"):
         off = np.where(used, s0 + slack, 0.0)
@@ -215,7 +222,8 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     a = np.where(carry, np.broadcast_to(a, shape), 0.0)
     b = np.where(carry, np.broadcast_to(b, shape), 0.0)
     w = np.where(carry, np.broadcast_to(np.nan_to_num(w), shape), 0.0)
-    return any_mj, ok_mj, (a, b, w)
+    after = np.broadcast_to(np.where(used, np.maximum(d_all - d_tx, 0.0), 0.0), shape)
+    return any_mj, ok_mj, (a, b, w), fixed, after
 
 
 def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
@@ -233,7 +241,7 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
         pick = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
     e, ok = pick(out.energy_mj), pick(out.qos_ok, bool)
     ph = {name: pick(out.phases[name]) for name in _WINDOW_PHASES}
-    r_any, r_ok, (ca, cb, cw) = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
+    r_any, r_ok, (ca, cb, cw), fixed, after = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
     used = np.isfinite(ph["radio_end_ms"])
     radio = np.where(used, np.nan_to_num(ph["radio"], nan=-1.0), -1.0).astype(np.int64)
     lat = pick(out.latency_ms)
@@ -241,7 +249,7 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
     start = np.where(used, ph["radio_start_ms"], 0.0)
     release = np.where(used, np.minimum(start + ph["promo_ms"] + ph["up_ms"], ph["radio_end_ms"]), 0.0)
     end = np.where(used, ph["radio_end_ms"], 0.0)
-    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release, end
+    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release, end, fixed, after
 
 
 def _next_arrival(states: States) -> np.ndarray:
@@ -332,6 +340,8 @@ LOCAL_SEARCH_CHECKS = 300
 #: the bracket (relative, both variants) within which the greedy oracle's rollout ends the search for a better
 #: schedule: the search could gain at most this much (a speed/quality choice, not a world constant)
 SEARCH_SKIP_GAP = 0.005
+#: where the episode bound keeps a pending tail (ms since the first arrival): past any arrival, before "unknown"
+_PENDING_MS = 1e11
 #: grid index standing for "unknown / unbounded" (a radio a missed request may have left connected)
 _UNKNOWN = 1 << 40
 
@@ -352,7 +362,7 @@ class EpisodeBound:
 
 
 #: how each number of an option is merged towards the favourable side (:func:`_options`)
-_MERGE_MIN = ("cost", "dur", "rho", "u", "kb", "t0")
+_MERGE_MIN = ("cost", "cost_open", "after", "dur", "rho", "u", "kb", "t0")
 _MERGE_MAX = ("sig_w", "sig_t", "ka", "conn")
 
 
@@ -432,10 +442,10 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
         # transmitter wait - upload start + its radio activity's end (the upload starts no earlier than both)
         sig_w = np.where(has, qos - lat, np.inf)
         sig_t = np.where(off, qos - r_end + t0, np.inf)
-    cols = {"cost": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
+    cols = {"cost": ok_c, "cost_open": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
             "sig_w": sig_w, "sig_t": sig_t, "rho": np.where(off, rel, -np.inf), "u": np.where(off, rel - t0, -np.inf),
             "ka": np.where(cw > 0, ca, 0.0), "kb": np.where(cw > 0, cb, 0.0), "busy": busy,
-            "t0": np.where(off, t0, 0.0), "act": act, "miss": np.zeros(len(req), dtype=bool),
+            "t0": np.where(off, t0, 0.0), "act": act, "after": np.zeros(len(req)), "miss": np.zeros(len(req), dtype=bool),
             # connected at most until (ms from the arrival) after this request's own activity: it ends by the deadline
             "conn": np.where(off, qos + (tails[np.clip(radio, 0, len(tails) - 1)] if len(tails) else 0.0), -np.inf)}
     if not len(req):
@@ -470,6 +480,9 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
     n_v, n, n_a = v.radio.shape
     take = _timing(v)
     radio, any_c, t0 = take(v.radio), take(v.relaxed_any_mj), take(v.radio_start_ms)
+    fixed = take(v.fixed_mj) if v.fixed_mj is not None else any_c
+    after = take(v.after_tx_ms) if v.after_tx_ms is not None else np.zeros_like(any_c)
+    open_cost = fixed + lam if lam is not None else np.where(feas[:, None], np.inf, fixed)
     busy = np.repeat(v.busy if v.busy is not None else np.zeros(n_v, dtype=bool), n_a)[None, :] & (radio >= 0)
     any_cost = any_c + lam if lam is not None else np.where(feas[:, None], np.inf, any_c)
     acts = np.tile(np.arange(n_a), n_v)
@@ -483,17 +496,20 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
             c = np.where(mask[rows], any_cost[rows], np.inf)
             j = np.argmin(c, axis=1)
             k_ = len(rows)
-            parts.append({"cost": c[np.arange(k_), j], "radio": np.full(k_, r_), "res": np.full(k_, -1),
+            c_open = np.where(mask[rows], open_cost[rows], np.inf).min(axis=1)
+            k_after = np.where(mask[rows], after[rows], np.inf).min(axis=1)
+            parts.append({"cost": c[np.arange(k_), j], "cost_open": c_open, "radio": np.full(k_, r_),
+                          "res": np.full(k_, -1),
                           "dur": np.zeros(k_), "sig_w": np.full(k_, np.inf), "sig_t": np.full(k_, np.inf),
                           "rho": np.full(k_, -np.inf), "u": np.full(k_, -np.inf), "ka": np.zeros(k_),
                           "kb": np.zeros(k_), "busy": np.full(k_, b_),
                           "t0": np.where(mask[rows], t0[rows], np.inf).min(axis=1) if r_ >= 0 else np.zeros(k_),
-                          "act": acts[j], "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
+                          "act": acts[j], "after": k_after, "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
                           "miss": np.ones(k_, dtype=bool)})
             reqs.append(rows)
     if not parts:
-        return {k: np.zeros(0) for k in ("cost", "radio", "res", "dur", "sig_w", "sig_t", "rho", "u", "ka", "kb",
-                                         "busy", "t0", "act", "conn", "miss")}, np.zeros(0, dtype=np.int64)
+        return {k: np.zeros(0) for k in ("cost", "cost_open", "radio", "res", "dur", "sig_w", "sig_t", "rho", "u", "ka", "kb",
+                                         "busy", "t0", "act", "after", "conn", "miss")}, np.zeros(0, dtype=np.int64)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, np.concatenate(reqs)
 
 
@@ -565,15 +581,24 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
         w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
         allowed = (w_l <= o["sig_w"] + 1e-9) & (w_t <= o["sig_t"] + 1e-9)
+        miss = o["miss"].astype(bool)
+        closes = (rad >= 0) & ~miss  # (G,)
         if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
-            conn = cu[:, np.clip(rad, 0, r - 1)]
+            rc = np.clip(rad, 0, r - 1)
+            conn = cu[:, rc]
             allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
-            # an option on a radio closes that radio's open window at this arrival: the part before it is paid
-            shut = power[None, :] * np.maximum(np.minimum(now, cb) - ca, 0.0)  # (S, R)
-            own = np.where(rad >= 0, shut[:, np.clip(rad, 0, r - 1)], 0.0)
+            # an option meeting QoS on a radio closes that radio's open window at its own radio start (no earlier
+            # than its favourable start nor the transmitter's carried wait): the part before it is paid. An option
+            # missing QoS (its start unknown) leaves the window open and adds no base power of its own while one is
+            # open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
+            a_r, b_r = ca[:, rc], cb[:, rc]
+            cut = now + np.maximum(o["t0"], w_t)
+            own = np.where(closes, power[rc] * np.maximum(np.minimum(cut, b_r) - a_r, 0.0), 0.0)
+            is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
+            step_c = np.where(miss & (rad >= 0) & is_open, o["cost_open"], o["cost"])
         else:
-            own = 0.0
-        newc = np.where(allowed, cost[:, None] + o["cost"] + own, np.inf)
+            own, step_c = 0.0, o["cost"]
+        newc = np.where(allowed, cost[:, None] + step_c + own, np.inf)
         # the carried numbers after this request (ms since the first arrival)
         new = np.repeat(ab[:, None, :], g_n, axis=1)  # (S, G, D)
         if nl:
@@ -581,11 +606,18 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
             new[..., q_sl] = np.where(hit, (now + w_l + o["dur"])[..., None], new[..., q_sl])
         if r:
             hit = rad[None, :, None] == np.arange(r)[None, None, :]
+            shuts = hit & closes[None, :, None]
+            # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses the
+            # radio (its start is unknown, so any later user may have been right behind it); kept as a window
+            # beyond any time of the episode, which only the episode's end pays
+            pend = hit & (miss & (o["after"] > 0))[None, :, None] & ~is_open[..., None]
             tx = now + np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
             new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
             opens = o["kb"] > o["ka"]  # (no window carried past the episode's last request)
-            new[..., a_sl] = np.where(hit, np.where(opens, later + o["ka"], 0.0)[None, :, None], new[..., a_sl])
-            new[..., b_sl] = np.where(hit, np.where(opens, later + o["kb"], 0.0)[None, :, None], new[..., b_sl])
+            new[..., a_sl] = np.where(shuts, np.where(opens, later + o["ka"], 0.0)[None, :, None], new[..., a_sl])
+            new[..., b_sl] = np.where(shuts, np.where(opens, later + o["kb"], 0.0)[None, :, None], new[..., b_sl])
+            new[..., a_sl] = np.where(pend, _PENDING_MS, new[..., a_sl])
+            new[..., b_sl] = np.where(pend, (_PENDING_MS + o["after"])[None, :, None], new[..., b_sl])
             new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], (now + o["conn"])[None, :, None]), new[..., u_sl])
         newc = newc.reshape(-1)
         new = new.reshape(-1, d_dims)
