@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import bench  # noqa: F401  (registers the envs)
@@ -297,6 +297,9 @@ LTE_SCENARIOS = ["cellular_only", "heldout_trace_verizon_lte", "mobility_walk", 
 
 
 @settings(max_examples=6, deadline=None)
+# found by a longer run: a Wi-Fi miss as the episode's last request (its floor already holds the whole tail; a
+# pending tail on top counted it twice)
+@example(seed=1442223462, which=3, gaps=[20.0, 20.0, 20.0], workloads=[1, 0, 7], qos=[400.0, 400.0, 150.0])
 @given(seed=st.integers(0, 2**31 - 1), which=st.integers(0, len(LTE_SCENARIOS) - 1),
        gaps=st.lists(st.sampled_from([20.0, 150.0, 600.0, 2500.0, 9000.0, 11000.0, 30000.0]), min_size=3, max_size=3),
        workloads=st.lists(st.integers(0, 7), min_size=3, max_size=3) | st.none(),

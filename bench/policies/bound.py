@@ -222,7 +222,8 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     a = np.where(carry, np.broadcast_to(a, shape), 0.0)
     b = np.where(carry, np.broadcast_to(b, shape), 0.0)
     w = np.where(carry, np.broadcast_to(np.nan_to_num(w), shape), 0.0)
-    after = np.broadcast_to(np.where(used, np.maximum(d_all - d_tx, 0.0), 0.0), shape)
+    # (after the episode's last request the floor already holds the whole tail: nothing pending)
+    after = np.broadcast_to(np.where(used & np.isfinite(nxt), np.maximum(d_all - d_tx, 0.0), 0.0), shape)
     return any_mj, ok_mj, (a, b, w), fixed, after
 
 
@@ -327,13 +328,15 @@ def request_bounds(sim, states: States, draws: Draws, variants: Variants | None 
 # --------------------------------------------------------------------------- the episode bound
 
 #: grid steps per radio tail of the episode bound's carried windows (finer: tighter, more states)
-CARRY_STEPS = 256
+CARRY_STEPS = 32
+#: grid steps per radio tail of the episode bound's carried connected-until (rounded up: coarser is looser, faster)
+CONN_STEPS = 16
 #: grid step (ms) of the episode bound's carried queues (finer: tighter, more states)
 QUEUE_GRID_MS = 10.0
 #: options per (local resource, radio) class the episode bound keeps per request after merging
 OPTIONS_PER_CLASS = 4
 #: carried states per request beyond which the episode bound coarsens its grid
-MAX_STATES = 400
+MAX_STATES = 200
 #: requests a local search screens a change on, and the most whole-episode checks it makes (a time budget)
 LOCAL_SEARCH_WINDOW = 12
 LOCAL_SEARCH_CHECKS = 300
@@ -553,7 +556,9 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     # [local free x nl][tx free x r][window start x r][window end x r][connected until x r], in ms since the
     # episode's first arrival (absolute: a number is rounded once, when it is set, never again as time passes)
     d_dims = nl + 4 * r
-    grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 3)]
+    # (the connected-until only gates promotion-free options: a coarser grid, rounded up, keeps the states few)
+    grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 2),
+                 np.maximum(tails, 1e-9) / CONN_STEPS]
     feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
     # one base power per radio: the least any carry of that radio is priced at (a floor of each)
     power = np.zeros(r)
@@ -593,7 +598,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
             # open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
             a_r, b_r = ca[:, rc], cb[:, rc]
             cut = now + np.maximum(o["t0"], w_t)
-            own = np.where(closes, power[rc] * np.maximum(np.minimum(cut, b_r) - a_r, 0.0), 0.0)
+            own = np.where(closes, power[rc] * np.maximum(np.minimum(cut, b_r) - np.maximum(a_r, now), 0.0), 0.0)
             is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
             step_c = np.where(miss & (rad >= 0) & is_open, o["cost_open"], o["cost"])
         else:
@@ -625,13 +630,18 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         idx = np.flatnonzero(fin)
         new, newc = new[fin], newc[fin]
         if r:
-            # a window ending before the next arrival passes whole whatever comes next: paid now (also after the
-            # episode's last request: nothing closes a window then)
+            # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
+            # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
+            # to the current arrival), so windows differing only in a start already passed are one state; one
+            # ending before the next arrival is paid whole (also after the episode's last request)
             with np.errstate(invalid="ignore"):
-                done = new[:, b_sl] <= later
-                newc = newc + (np.where(done, np.maximum(new[:, b_sl] - new[:, a_sl], 0.0), 0.0) * power).sum(axis=1)
-            new[:, a_sl] = np.where(done, 0.0, new[:, a_sl])
-            new[:, b_sl] = np.where(done, 0.0, new[:, b_sl])
+                a_ab, b_ab = new[:, a_sl], new[:, b_sl]
+                started = (b_ab > a_ab) & (a_ab <= later)
+                pay = np.where(started, np.maximum(np.minimum(later, b_ab) - np.maximum(a_ab, now), 0.0), 0.0)
+                newc = newc + (pay * power).sum(axis=1)
+                done = b_ab <= later
+            new[:, a_sl] = np.where(started | done, 0.0, a_ab)
+            new[:, b_sl] = np.where(done, 0.0, b_ab)
         while True:
             k = _on_grid(new, grid, later, a_sl, b_sl, u_sl)
             order = np.lexsort((newc, *k.T[::-1]))
