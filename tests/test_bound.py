@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import bench  # noqa: F401  (registers the envs)
@@ -132,7 +132,8 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     window attribution nor the bound is ever above what a schedule pays, in either variant."""
     env, states, draws, rb, lag, qos = _squeezed_episode(suite, which, seed, N, squeeze)
     u = env.unwrapped
-    assert lag.value >= rb.lagrangian(OBJ) * (1 - 1e-12) - 1e-9  # the DP only adds to the per-request sum
+    # (the DP alone may dip below the per-request sum - a miss inside an open radio window adds no base power of
+    # its own - so the reported lower end is the larger of the two; both are bounds, checked below)
     acts = _schedules(np.random.default_rng(seed), N, u.sim, 32)
     # the episode bound's own path, replayed: a real schedule like any other
     own = [lag.actions] + ([qos.actions] if qos.actions is not None else [])
@@ -144,6 +145,7 @@ def test_no_random_schedule_beats_the_bound_even_on_overlapping_episodes(suite, 
     for j in range(acts.shape[1]):
         assert e[:, j].sum() >= rb.given_met(ok[:, j]) * (1 - 1e-9) - 1e-6, j
         assert OBJ.episode_cost(e[:, j], ok[:, j]) >= lag.value * (1 - 1e-9) - 1e-6, j
+        assert OBJ.episode_cost(e[:, j], ok[:, j]) >= rb.lagrangian(OBJ) * (1 - 1e-9) - 1e-6, j
         if ok[rb.feasible, j].all():
             assert e[:, j].sum() >= qos.value * (1 - 1e-9) - 1e-6, j
 
@@ -190,7 +192,7 @@ def test_the_bound_is_below_the_brute_force_optimum_and_the_best_found_above(sui
     out = u.sim.run_sequence(states, acts, draws)
     e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
     j_opt = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
-    assert rb.lagrangian(OBJ) <= lag.value * (1 + 1e-12) + 1e-9 <= j_opt * (1 + 1e-9) + 1e-6
+    assert max(rb.lagrangian(OBJ), lag.value) <= j_opt * (1 + 1e-9) + 1e-6
     meets = ok[rb.feasible].all(axis=0)
     if meets.any():
         assert qos.value <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6
@@ -288,3 +290,45 @@ def test_bound_schedule_is_a_deprecated_alias_of_best_found_schedule():
     new.reset()
     old.reset()
     assert np.array_equal(new.schedule, old.schedule)
+
+
+#: LTE and tail-heavy scenarios of the phone suite (the bracket's loose cells): one radio's 10 s tail shared or not
+LTE_SCENARIOS = ["cellular_only", "heldout_trace_verizon_lte", "mobility_walk", "heldout_corridor_walk"]
+
+
+@settings(max_examples=6, deadline=None)
+# found by a longer run: a Wi-Fi miss as the episode's last request (its floor already holds the whole tail; a
+# pending tail on top counted it twice)
+@example(seed=1442223462, which=3, gaps=[20.0, 20.0, 20.0], workloads=[1, 0, 7], qos=[400.0, 400.0, 150.0])
+@given(seed=st.integers(0, 2**31 - 1), which=st.integers(0, len(LTE_SCENARIOS) - 1),
+       gaps=st.lists(st.sampled_from([20.0, 150.0, 600.0, 2500.0, 9000.0, 11000.0, 30000.0]), min_size=3, max_size=3),
+       workloads=st.lists(st.integers(0, 7), min_size=3, max_size=3) | st.none(),
+       qos=st.lists(st.sampled_from([60.0, 150.0, 400.0, 3000.0]), min_size=3, max_size=3) | st.none())
+def test_lte_tail_episodes_brute_force(seed, which, gaps, workloads, qos):
+    """Random tiny LTE episodes, arrivals drawn around the LTE tail (10.1 s) so a request can ride on, or just miss,
+    an earlier offload's tail, and optionally any DNN mix (ViT included) and deadlines: every one of the 16**3 schedules runs
+    through the real kernel, and the reported lower end (the larger of the per-request sum and the episode bound)
+    is below the exact optimum in both variants (QoS-first over the schedules meeting every feasible deadline)."""
+    env = make_env("bench/AutoScale-v0", LTE_SCENARIOS[which], 3)
+    env.reset(seed=seed)
+    u = env.unwrapped
+    ep = u.episode()
+    idx = np.arange(3)
+    states, draws = ep.states.take(idx), ep.draws.take(idx)
+    kw = {"interarrival_ms": np.asarray(gaps, dtype=float)}
+    if workloads is not None:
+        kw["workload"] = np.asarray(workloads, dtype=states.workload.dtype)
+    states = dataclasses.replace(states, **kw)
+    if qos is not None:  # any deadline is a valid input of the bound
+        states = dataclasses.replace(states, qos_ms=np.asarray(qos, dtype=float))
+    v = _variants(u.sim, states, draws)
+    rb = request_bounds(u.sim, states, draws, v)
+    lag, qf = _episode_bounds(u.sim, states, v, rb)
+    acts = _all_schedules(u.sim.A, 3)
+    out = u.sim.run_sequence(states, acts, draws)
+    e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
+    j_opt = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
+    assert max(rb.lagrangian(OBJ), lag.value) <= j_opt * (1 + 1e-9) + 1e-6
+    meets = ok[rb.feasible].all(axis=0)
+    if meets.any() and np.isfinite(qf.value):
+        assert max(rb.qos_first(), qf.value) <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6

@@ -120,6 +120,12 @@ class Variants:
     tx_release_ms: np.ndarray | None = None
     #: the radio activity's end (ms from the arrival; 0 where the radio is not used)
     radio_end_ms: np.ndarray | None = None
+    #: an outcome's local and transfer-excess energy without any of the radio's base power (what a request missing
+    #: QoS adds while an earlier request's window is still open on its radio: :func:`episode_bound`)
+    fixed_mj: np.ndarray | None = None
+    #: the radio activity + tail beyond the promotion and upload (ms): what a request missing QoS leaves connected
+    #: after it when no later request uses its radio (:func:`episode_bound`'s pending tail)
+    after_tx_ms: np.ndarray | None = None
     #: (V,) which favourable states have the radio already connected (no promotion): the episode bound lets an
     #: option of such a state use the radio only while an earlier request may have left it connected
     busy: np.ndarray | None = None
@@ -202,8 +208,9 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     with np.errstate(invalid="ignore"):
         slack = np.where(np.isfinite(end), np.maximum(qos - end, 0.0), 0.0)
     fixed, parts = _share_parts(ph)
-    any_mj = np.broadcast_to(fixed + _window_base(parts, nxt, np.inf), shape)
-    ok_mj = np.where(qos_ok, np.broadcast_to(fixed + _window_base(parts, nxt, slack), shape), np.inf)
+    fixed = np.broadcast_to(fixed, shape)
+    any_mj = fixed + np.broadcast_to(_window_base(parts, nxt, np.inf), shape)
+    ok_mj = np.where(qos_ok, fixed + np.broadcast_to(_window_base(parts, nxt, slack), shape), np.inf)
     used, s0, c_promo, d_tx, d_all, promo_w, tail_w = parts
     with np.errstate(invalid="ignore"):
         off = np.where(used, s0 + slack, 0.0)
@@ -215,7 +222,9 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     a = np.where(carry, np.broadcast_to(a, shape), 0.0)
     b = np.where(carry, np.broadcast_to(b, shape), 0.0)
     w = np.where(carry, np.broadcast_to(np.nan_to_num(w), shape), 0.0)
-    return any_mj, ok_mj, (a, b, w)
+    # (after the episode's last request the floor already holds the whole tail: nothing pending)
+    after = np.broadcast_to(np.where(used & np.isfinite(nxt), np.maximum(d_all - d_tx, 0.0), 0.0), shape)
+    return any_mj, ok_mj, (a, b, w), fixed, after
 
 
 def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
@@ -233,7 +242,7 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
         pick = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
     e, ok = pick(out.energy_mj), pick(out.qos_ok, bool)
     ph = {name: pick(out.phases[name]) for name in _WINDOW_PHASES}
-    r_any, r_ok, (ca, cb, cw) = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
+    r_any, r_ok, (ca, cb, cw), fixed, after = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
     used = np.isfinite(ph["radio_end_ms"])
     radio = np.where(used, np.nan_to_num(ph["radio"], nan=-1.0), -1.0).astype(np.int64)
     lat = pick(out.latency_ms)
@@ -241,7 +250,7 @@ def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
     start = np.where(used, ph["radio_start_ms"], 0.0)
     release = np.where(used, np.minimum(start + ph["promo_ms"] + ph["up_ms"], ph["radio_end_ms"]), 0.0)
     end = np.where(used, ph["radio_end_ms"], 0.0)
-    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release, end
+    return e, ok, r_any, r_ok, radio, ca, cb, cw, lat, ph["local_ms"], res, start, release, end, fixed, after
 
 
 def _next_arrival(states: States) -> np.ndarray:
@@ -319,19 +328,23 @@ def request_bounds(sim, states: States, draws: Draws, variants: Variants | None 
 # --------------------------------------------------------------------------- the episode bound
 
 #: grid steps per radio tail of the episode bound's carried windows (finer: tighter, more states)
-CARRY_STEPS = 16
+CARRY_STEPS = 32
+#: grid steps per radio tail of the episode bound's carried connected-until (rounded up: coarser is looser, faster)
+CONN_STEPS = 16
 #: grid step (ms) of the episode bound's carried queues (finer: tighter, more states)
 QUEUE_GRID_MS = 10.0
 #: options per (local resource, radio) class the episode bound keeps per request after merging
 OPTIONS_PER_CLASS = 4
 #: carried states per request beyond which the episode bound coarsens its grid
-MAX_STATES = 400
+MAX_STATES = 200
 #: requests a local search screens a change on, and the most whole-episode checks it makes (a time budget)
 LOCAL_SEARCH_WINDOW = 12
 LOCAL_SEARCH_CHECKS = 300
 #: the bracket (relative, both variants) within which the greedy oracle's rollout ends the search for a better
 #: schedule: the search could gain at most this much (a speed/quality choice, not a world constant)
 SEARCH_SKIP_GAP = 0.005
+#: where the episode bound keeps a pending tail (ms since the first arrival): past any arrival, before "unknown"
+_PENDING_MS = 1e11
 #: grid index standing for "unknown / unbounded" (a radio a missed request may have left connected)
 _UNKNOWN = 1 << 40
 
@@ -352,7 +365,7 @@ class EpisodeBound:
 
 
 #: how each number of an option is merged towards the favourable side (:func:`_options`)
-_MERGE_MIN = ("cost", "dur", "rho", "u", "kb", "t0")
+_MERGE_MIN = ("cost", "cost_open", "after", "dur", "rho", "u", "kb", "t0")
 _MERGE_MAX = ("sig_w", "sig_t", "ka", "conn")
 
 
@@ -432,10 +445,10 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
         # transmitter wait - upload start + its radio activity's end (the upload starts no earlier than both)
         sig_w = np.where(has, qos - lat, np.inf)
         sig_t = np.where(off, qos - r_end + t0, np.inf)
-    cols = {"cost": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
+    cols = {"cost": ok_c, "cost_open": ok_c, "radio": radio, "res": np.where(has, res, -1), "dur": np.where(has, dur, 0.0),
             "sig_w": sig_w, "sig_t": sig_t, "rho": np.where(off, rel, -np.inf), "u": np.where(off, rel - t0, -np.inf),
             "ka": np.where(cw > 0, ca, 0.0), "kb": np.where(cw > 0, cb, 0.0), "busy": busy,
-            "t0": np.where(off, t0, 0.0), "act": act, "miss": np.zeros(len(req), dtype=bool),
+            "t0": np.where(off, t0, 0.0), "act": act, "after": np.zeros(len(req)), "miss": np.zeros(len(req), dtype=bool),
             # connected at most until (ms from the arrival) after this request's own activity: it ends by the deadline
             "conn": np.where(off, qos + (tails[np.clip(radio, 0, len(tails) - 1)] if len(tails) else 0.0), -np.inf)}
     if not len(req):
@@ -470,6 +483,9 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
     n_v, n, n_a = v.radio.shape
     take = _timing(v)
     radio, any_c, t0 = take(v.radio), take(v.relaxed_any_mj), take(v.radio_start_ms)
+    fixed = take(v.fixed_mj) if v.fixed_mj is not None else any_c
+    after = take(v.after_tx_ms) if v.after_tx_ms is not None else np.zeros_like(any_c)
+    open_cost = fixed + lam if lam is not None else np.where(feas[:, None], np.inf, fixed)
     busy = np.repeat(v.busy if v.busy is not None else np.zeros(n_v, dtype=bool), n_a)[None, :] & (radio >= 0)
     any_cost = any_c + lam if lam is not None else np.where(feas[:, None], np.inf, any_c)
     acts = np.tile(np.arange(n_a), n_v)
@@ -483,17 +499,20 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
             c = np.where(mask[rows], any_cost[rows], np.inf)
             j = np.argmin(c, axis=1)
             k_ = len(rows)
-            parts.append({"cost": c[np.arange(k_), j], "radio": np.full(k_, r_), "res": np.full(k_, -1),
+            c_open = np.where(mask[rows], open_cost[rows], np.inf).min(axis=1)
+            k_after = np.where(mask[rows], after[rows], np.inf).min(axis=1)
+            parts.append({"cost": c[np.arange(k_), j], "cost_open": c_open, "radio": np.full(k_, r_),
+                          "res": np.full(k_, -1),
                           "dur": np.zeros(k_), "sig_w": np.full(k_, np.inf), "sig_t": np.full(k_, np.inf),
                           "rho": np.full(k_, -np.inf), "u": np.full(k_, -np.inf), "ka": np.zeros(k_),
                           "kb": np.zeros(k_), "busy": np.full(k_, b_),
                           "t0": np.where(mask[rows], t0[rows], np.inf).min(axis=1) if r_ >= 0 else np.zeros(k_),
-                          "act": acts[j], "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
+                          "act": acts[j], "after": k_after, "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
                           "miss": np.ones(k_, dtype=bool)})
             reqs.append(rows)
     if not parts:
-        return {k: np.zeros(0) for k in ("cost", "radio", "res", "dur", "sig_w", "sig_t", "rho", "u", "ka", "kb",
-                                         "busy", "t0", "act", "conn", "miss")}, np.zeros(0, dtype=np.int64)
+        return {k: np.zeros(0) for k in ("cost", "cost_open", "radio", "res", "dur", "sig_w", "sig_t", "rho", "u", "ka", "kb",
+                                         "busy", "t0", "act", "after", "conn", "miss")}, np.zeros(0, dtype=np.int64)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, np.concatenate(reqs)
 
 
@@ -534,9 +553,12 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         return EpisodeBound(float(step.sum()), step, 1)
     nl = int(max(n_res, v.resource.max(initial=-1) + 1))
     tails = np.asarray(tail_ms, dtype=float)
-    # [local free x nl][tx free x r][carry start x r][carry end x r][connected until x r]
+    # [local free x nl][tx free x r][window start x r][window end x r][connected until x r], in ms since the
+    # episode's first arrival (absolute: a number is rounded once, when it is set, never again as time passes)
     d_dims = nl + 4 * r
-    grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 3)]
+    # (the connected-until only gates promotion-free options: a coarser grid, rounded up, keeps the states few)
+    grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 2),
+                 np.maximum(tails, 1e-9) / CONN_STEPS]
     feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
     # one base power per radio: the least any carry of that radio is priced at (a floor of each)
     power = np.zeros(r)
@@ -544,7 +566,8 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         w = v.carry_w[(v.radio == j) & (v.carry_w > 0)]
         power[j] = w.min() if len(w) else 0.0
     nxt = np.asarray(next_ms, dtype=float)
-    st = np.zeros((1, d_dims), dtype=np.int64)
+    arrival = np.r_[0.0, np.cumsum(nxt[:-1])] if n else np.zeros(0)
+    st = np.zeros((1, d_dims), dtype=np.int64)  # 0: free / no window / not connected (every number's "past")
     cost = np.zeros(1)
     parents, costs, chosen, most = [], [], [], 1
     q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
@@ -553,44 +576,74 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     for i in range(n):
         o = {k: x[offsets[i]:offsets[i + 1]] for k, x in opts.items()}
         g_n = len(o["cost"])
-        ms = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms
-        wl, wt, ca, cb, cu = ms[:, q_sl], ms[:, t_sl], ms[:, a_sl], ms[:, b_sl], ms[:, u_sl]
-        t = nxt[i]
-        charge = power * np.maximum(np.minimum(t, cb) - ca, 0.0)  # (S, R): each open window over this gap
+        now, t = arrival[i], nxt[i]
+        later = now + t  # the next arrival (inf after the last request)
+        ab = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms since the first arrival
+        wl = np.maximum(ab[:, q_sl] - now, 0.0)
+        wt = np.maximum(ab[:, t_sl] - now, 0.0)
+        ca, cb, cu = ab[:, a_sl], ab[:, b_sl], ab[:, u_sl] - now
         res, rad = o["res"].astype(np.int64), o["radio"].astype(np.int64)
         w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
         w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
         allowed = (w_l <= o["sig_w"] + 1e-9) & (w_t <= o["sig_t"] + 1e-9)
+        miss = o["miss"].astype(bool)
+        closes = (rad >= 0) & ~miss  # (G,)
         if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
-            conn = cu[:, np.clip(rad, 0, r - 1)]
+            rc = np.clip(rad, 0, r - 1)
+            conn = cu[:, rc]
             allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
-        own = np.where(rad >= 0, charge[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
-        newc = np.where(allowed, (cost + charge.sum(axis=1))[:, None] + o["cost"] - own, np.inf)
-        # the carried numbers after this request (ms from its arrival), then shifted to the next arrival
-        new = np.repeat(ms[:, None, :], g_n, axis=1)  # (S, G, D)
+            # an option meeting QoS on a radio closes that radio's open window at its own radio start (no earlier
+            # than its favourable start nor the transmitter's carried wait): the part before it is paid. An option
+            # missing QoS (its start unknown) leaves the window open and adds no base power of its own while one is
+            # open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
+            a_r, b_r = ca[:, rc], cb[:, rc]
+            cut = now + np.maximum(o["t0"], w_t)
+            own = np.where(closes, power[rc] * np.maximum(np.minimum(cut, b_r) - np.maximum(a_r, now), 0.0), 0.0)
+            is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
+            step_c = np.where(miss & (rad >= 0) & is_open, o["cost_open"], o["cost"])
+        else:
+            own, step_c = 0.0, o["cost"]
+        newc = np.where(allowed, cost[:, None] + step_c + own, np.inf)
+        # the carried numbers after this request (ms since the first arrival)
+        new = np.repeat(ab[:, None, :], g_n, axis=1)  # (S, G, D)
         if nl:
             hit = res[None, :, None] == np.arange(nl)[None, None, :]
-            new[..., q_sl] = np.where(hit, (w_l + o["dur"])[..., None], new[..., q_sl])
+            new[..., q_sl] = np.where(hit, (now + w_l + o["dur"])[..., None], new[..., q_sl])
         if r:
             hit = rad[None, :, None] == np.arange(r)[None, None, :]
-            tx = np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
+            shuts = hit & closes[None, :, None]
+            # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses the
+            # radio (its start is unknown, so any later user may have been right behind it); kept as a window
+            # beyond any time of the episode, which only the episode's end pays
+            pend = hit & (miss & (o["after"] > 0))[None, :, None] & ~is_open[..., None]
+            tx = now + np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
             new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
-            new[..., a_sl] = np.where(hit, o["ka"][None, :, None], new[..., a_sl] - t)
-            new[..., b_sl] = np.where(hit, o["kb"][None, :, None], new[..., b_sl] - t)
-            new[..., a_sl] = np.where(hit, new[..., a_sl], np.maximum(new[..., a_sl], 0.0))
-            with np.errstate(invalid="ignore"):  # (inf - inf after the last request: all reset below)
-                new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], o["conn"][None, :, None]),
-                                          new[..., u_sl]) - t
-        new[..., :nl + r] = new[..., :nl + r] - t
-        if np.isinf(t):
-            new[:] = 0.0
+            opens = o["kb"] > o["ka"]  # (no window carried past the episode's last request)
+            new[..., a_sl] = np.where(shuts, np.where(opens, later + o["ka"], 0.0)[None, :, None], new[..., a_sl])
+            new[..., b_sl] = np.where(shuts, np.where(opens, later + o["kb"], 0.0)[None, :, None], new[..., b_sl])
+            new[..., a_sl] = np.where(pend, _PENDING_MS, new[..., a_sl])
+            new[..., b_sl] = np.where(pend, (_PENDING_MS + o["after"])[None, :, None], new[..., b_sl])
+            new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], (now + o["conn"])[None, :, None]), new[..., u_sl])
         newc = newc.reshape(-1)
         new = new.reshape(-1, d_dims)
         fin = np.isfinite(newc)
         idx = np.flatnonzero(fin)
         new, newc = new[fin], newc[fin]
+        if r:
+            # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
+            # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
+            # to the current arrival), so windows differing only in a start already passed are one state; one
+            # ending before the next arrival is paid whole (also after the episode's last request)
+            with np.errstate(invalid="ignore"):
+                a_ab, b_ab = new[:, a_sl], new[:, b_sl]
+                started = (b_ab > a_ab) & (a_ab <= later)
+                pay = np.where(started, np.maximum(np.minimum(later, b_ab) - np.maximum(a_ab, now), 0.0), 0.0)
+                newc = newc + (pay * power).sum(axis=1)
+                done = b_ab <= later
+            new[:, a_sl] = np.where(started | done, 0.0, a_ab)
+            new[:, b_sl] = np.where(done, 0.0, b_ab)
         while True:
-            k = _on_grid(new, grid, a_sl, b_sl, u_sl)
+            k = _on_grid(new, grid, later, a_sl, b_sl, u_sl)
             order = np.lexsort((newc, *k.T[::-1]))
             ks = k[order]
             first = order[np.r_[True, (ks[1:] != ks[:-1]).any(axis=1)]] if len(order) else order
@@ -629,15 +682,21 @@ def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_
     return lag, episode_bound(v, tail_ms, None, feasible, **kw)
 
 
-def _on_grid(ms: np.ndarray, grid: np.ndarray, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
-    """Carried numbers (ms) to grid steps, each towards the cheaper side: queues and window ends down, window
-    starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`); an empty window (end <= start) is no
-    window."""
+def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
+    """Carried numbers (ms since the episode's first arrival) to grid steps, each towards the cheaper side: queues
+    and window ends down, window starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`). A number
+    that can no longer matter - a queue free, a radio connected only until before the next arrival ``later`` - is
+    0, and an empty window (end <= start) is no window. The grid is absolute, so a number rounded once stays put:
+    rounding never accumulates over the requests it is carried across."""
     with np.errstate(invalid="ignore"):
-        k = np.floor(np.maximum(ms, 0.0) / grid + 1e-9)
-        k[:, a_sl] = np.ceil(np.maximum(ms[:, a_sl], 0.0) / grid[a_sl] - 1e-9)
-        k[:, u_sl] = np.ceil(np.maximum(ms[:, u_sl], 0.0) / grid[u_sl] - 1e-9)
+        k = np.floor(ab / grid + 1e-9)
+        k[:, a_sl] = np.ceil(ab[:, a_sl] / grid[a_sl] - 1e-9)
+        k[:, u_sl] = np.ceil(ab[:, u_sl] / grid[u_sl] - 1e-9)
+        past = ab <= later
+        past[:, a_sl] = False
+        past[:, b_sl] = False
     k = np.where(np.isfinite(k), np.minimum(k, _UNKNOWN), _UNKNOWN).astype(np.int64)
+    k = np.where(past, 0, k)
     empty = k[:, b_sl] <= k[:, a_sl]
     k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
     k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
