@@ -162,11 +162,27 @@ def test_input_digests_follow_the_data(tmp_path):
     art.mkdir()
     (art / "w.bin").write_bytes(b"1")
     before = R.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
-    assert set(before) == {"data", "claims", "learner:s1"}
+    assert set(before) == {"data", "claims", "world", "learner:s1"}
     (tmp_path / "sim" / "model.yaml").write_text("a: 2\n")
     (art / "w.bin").write_bytes(b"2")
     after = R.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
     assert R.stale_inputs({"inputs": before}, after) == ["data", "learner:s1"]
+
+
+def test_a_changed_scenario_or_trace_marks_the_run_stale(tmp_path):
+    # scenarios, traces and workload tables hold no assumed constant, yet the verdicts rest on them
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "claims.yaml").write_text("[]\n")
+    (tmp_path / "scenarios" / "wifi.yaml").write_text("steps: 10\n")
+    (tmp_path / "traces" / "lte.csv").write_text("t,mbps\n0,5\n")
+    before = R.input_digests([], "none", tmp_path)
+    (tmp_path / "scenarios" / "wifi.yaml").write_text("steps: 20\n")
+    assert R.stale_inputs({"inputs": before}, R.input_digests([], "none", tmp_path)) == ["world"]
+    (tmp_path / "scenarios" / "wifi.yaml").write_text("steps: 10\n")
+    (tmp_path / "traces" / "lte.csv").write_text("t,mbps\n0,6\n")
+    assert R.stale_inputs({"inputs": before}, R.input_digests([], "none", tmp_path)) == ["world"]
+    assert R.stale_inputs({"inputs": {"data": before["data"]}}, R.input_digests([], "none", tmp_path)) == []
 
 
 # --------------------------------------------------------------------------- the resumable cache

@@ -31,6 +31,15 @@ def simulator_files(radio_profile: str, data_dir: Path = DATA_DIR) -> list[Path]
 
 
 
+def world_files(data_dir: Path = DATA_DIR) -> list[Path]:
+    """The other files a world's evaluation reads and that hold no assumed constant: the scenarios (scripted and
+    trace-driven), the throughput traces, the workload tables and DVFO's measured curves. A change to any of them
+    changes the verdicts as much as a refitted profile does, so a committed run records their digest too."""
+    data_dir = Path(data_dir)
+    groups = [(data_dir / "scenarios").glob("*.yaml"), (data_dir / "traces").glob("*.csv"),
+              (data_dir / "workloads").glob("*.csv"), (data_dir / "dvfo").glob("*.csv")]
+    return sorted(f for g in groups for f in g if f.is_file())
+
 #: the committed run the report and README fall back to when the stage itself is off (docs/sensitivity.md)
 COMMITTED_RUN = "sensitivity_run"
 #: how the committed run is remade (params.yaml's sensitivity budget; the learners in results/train)
@@ -68,7 +77,8 @@ def input_digests(suites: Sequence[Mapping[str, Any]] | None = None, radio_profi
             h.update(f.read_bytes())
         return h.hexdigest()[:16]
 
-    out = {"data": digest(simulator_files(radio_profile, data_dir)), "claims": digest([Path(data_dir) / "claims.yaml"])}
+    out = {"data": digest(simulator_files(radio_profile, data_dir)), "claims": digest([Path(data_dir) / "claims.yaml"]),
+           "world": digest(world_files(data_dir))}
     for s in suites or []:
         art = Path(s["artefact"]) if s.get("artefact") else None
         if art is not None and art.exists():
