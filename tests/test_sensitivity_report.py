@@ -218,6 +218,14 @@ def test_readme_block_lists_robust_and_sensitive_verdicts_with_direction():
     assert "- robust: P: lower latency than X (s1, trickle) (differs)" in text
     assert "s1: lrn vs best_static_dnn (yes): only the joint sample" in text
     assert "**Each policy against the on-device baseline (beats it or not)**: 1 of 1 robust" in text
+    assert "no assumed constant halved or doubled one at a time, and no joint sample, flips" in text
+
+
+def test_readme_block_says_what_robust_means_for_the_run_s_own_budget():
+    # the definition follows the run's factors and joint sample, not a fixed sentence
+    text = readme.robustness_section(_summary(factors=[0.8, 1.25], lhs_samples=0), "a run.", CLAIMS)
+    assert "no assumed constant scaled x0.8 or scaled x1.25 one at a time flips the verdict" in text
+    assert "joint sample," not in text and "(x0.8: scaled x0.8, x1.25: scaled x1.25)" in text
 
 
 def test_readme_render_fills_the_block_from_the_committed_run(tmp_path):
