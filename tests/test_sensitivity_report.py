@@ -320,3 +320,27 @@ def test_world_cache_key_follows_data_and_learners_not_paths():
     assert S.world_cache_key(w, spec, inputs) == S.world_cache_key(w, moved, inputs)
     assert S.world_cache_key(w, spec, inputs) != S.world_cache_key(w, spec, {**inputs, "data": "d2"})
     assert S.world_cache_key(w, spec, inputs) != S.world_cache_key(w, {**spec, "seeds": 2}, inputs)
+
+
+def test_budget_text_says_which_learners_were_replayed():
+    both = {"s1": "as trained (results/train/s1/policy), not retrained per world",
+            "s2": "no trained artefact in results/train: not evaluated (its claims are not assessed)"}
+    text = R.budget_text(_summary(learners=both))
+    assert "the learners of 1 of 2 suites replayed as trained" in text
+    assert "no trained learner for s2, whose learner claims are not assessed" in text
+    none = R.budget_text(_summary(learners={"s2": both["s2"]}))
+    assert "no learner replayed" in none and "replayed as trained" not in none
+    assert "learners as trained (not retrained per world)" in R.budget_text(_summary())  # an older summary
+
+
+def test_claims_robustness_column_names_the_direction_and_the_new_verdict():
+    from bench.pipeline.claims import with_robustness
+
+    table = pd.DataFrame([{"paper": "P", "claim": c["claim"], "baseline": "x", "scenario": c["scenario"] or "all"}
+                          for c in CLAIMS])
+    merged = with_robustness(table, _summary(), claims=CLAIMS)
+    assert list(merged["robustness"]) == [
+        "sensitive (to: era2018/lte.yaml: tail_mw x2 (-> differs); 25% of joint worlds)", "robust"]
+    # a verdict only the joint sample flips keeps its label; without flips recorded the keys are shown as before
+    only_keys = with_robustness(table, {**_summary(), "flips": []}, claims=CLAIMS)
+    assert only_keys["robustness"].iloc[0] == "sensitive (to: network/era2018/lte.yaml:tail_mw)"
