@@ -693,8 +693,9 @@ def _write_run_record(out_dir: Path, summary: Mapping[str, Any], argv: Sequence[
     import platform
     import resource
 
-    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-              for f in ("ru_utime", "ru_stime"))
+    # the driver's own CPU time only: each world's process is reaped by this process (or by a pool worker that this
+    # process reaps), so RUSAGE_CHILDREN would count the worlds a second time next to worlds_cpu_s
+    cpu = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=False).stdout.strip()
