@@ -223,3 +223,23 @@ def test_bad_only_pattern_is_one_line(tmp_path):
     params = params_from_dict({"sensitivity": {"enabled": True}})
     with pytest.raises(ConfigError, match=r"--only '\(': not a regular expression"):
         S.run_sensitivity(params, tmp_path, only="(")
+
+
+def test_missing_learners_are_said_before_the_run(tmp_path, monkeypatch, capsys):
+    # a checkout without results/train (no dvc pull, a fresh worktree) must not spend the whole budget silently
+    def stop(*args, **kwargs):
+        raise RuntimeError("stop before evaluating")
+
+    import dataclasses
+
+    from bench.config import load_params
+
+    monkeypatch.setattr(S, "_map_worlds", stop)
+    params = load_params()  # the shipped suites (params_from_dict({}) has none)
+    params = dataclasses.replace(params, sensitivity=dataclasses.replace(params.sensitivity, enabled=True))
+    assert params.evaluate.suites
+    with pytest.raises(RuntimeError, match="stop before"):
+        S.run_sensitivity(params, tmp_path / "out", train_dir=tmp_path / "no_learners", limit=1)
+    err = capsys.readouterr().err
+    assert "no trained learner" in err and str(tmp_path / "no_learners") in err
+    assert all(suite in err for suite in params.evaluate.suites)

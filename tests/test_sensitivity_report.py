@@ -162,11 +162,27 @@ def test_input_digests_follow_the_data(tmp_path):
     art.mkdir()
     (art / "w.bin").write_bytes(b"1")
     before = R.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
-    assert set(before) == {"data", "claims", "learner:s1"}
+    assert set(before) == {"data", "claims", "world", "learner:s1"}
     (tmp_path / "sim" / "model.yaml").write_text("a: 2\n")
     (art / "w.bin").write_bytes(b"2")
     after = R.input_digests([{"suite": "s1", "artefact": str(art)}], "none", tmp_path)
     assert R.stale_inputs({"inputs": before}, after) == ["data", "learner:s1"]
+
+
+def test_a_changed_scenario_or_trace_marks_the_run_stale(tmp_path):
+    # scenarios, traces and workload tables hold no assumed constant, yet the verdicts rest on them
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "claims.yaml").write_text("[]\n")
+    (tmp_path / "scenarios" / "wifi.yaml").write_text("steps: 10\n")
+    (tmp_path / "traces" / "lte.csv").write_text("t,mbps\n0,5\n")
+    before = R.input_digests([], "none", tmp_path)
+    (tmp_path / "scenarios" / "wifi.yaml").write_text("steps: 20\n")
+    assert R.stale_inputs({"inputs": before}, R.input_digests([], "none", tmp_path)) == ["world"]
+    (tmp_path / "scenarios" / "wifi.yaml").write_text("steps: 10\n")
+    (tmp_path / "traces" / "lte.csv").write_text("t,mbps\n0,6\n")
+    assert R.stale_inputs({"inputs": before}, R.input_digests([], "none", tmp_path)) == ["world"]
+    assert R.stale_inputs({"inputs": {"data": before["data"]}}, R.input_digests([], "none", tmp_path)) == []
 
 
 # --------------------------------------------------------------------------- the resumable cache
@@ -202,6 +218,14 @@ def test_readme_block_lists_robust_and_sensitive_verdicts_with_direction():
     assert "- robust: P: lower latency than X (s1, trickle) (differs)" in text
     assert "s1: lrn vs best_static_dnn (yes): only the joint sample" in text
     assert "**Each policy against the on-device baseline (beats it or not)**: 1 of 1 robust" in text
+    assert "no assumed constant halved or doubled one at a time, and no joint sample, flips" in text
+
+
+def test_readme_block_says_what_robust_means_for_the_run_s_own_budget():
+    # the definition follows the run's factors and joint sample, not a fixed sentence
+    text = readme.robustness_section(_summary(factors=[0.8, 1.25], lhs_samples=0), "a run.", CLAIMS)
+    assert "no assumed constant scaled x0.8 or scaled x1.25 one at a time flips the verdict" in text
+    assert "joint sample," not in text and "(x0.8: scaled x0.8, x1.25: scaled x1.25)" in text
 
 
 def test_readme_render_fills_the_block_from_the_committed_run(tmp_path):
@@ -296,3 +320,27 @@ def test_world_cache_key_follows_data_and_learners_not_paths():
     assert S.world_cache_key(w, spec, inputs) == S.world_cache_key(w, moved, inputs)
     assert S.world_cache_key(w, spec, inputs) != S.world_cache_key(w, spec, {**inputs, "data": "d2"})
     assert S.world_cache_key(w, spec, inputs) != S.world_cache_key(w, {**spec, "seeds": 2}, inputs)
+
+
+def test_budget_text_says_which_learners_were_replayed():
+    both = {"s1": "as trained (results/train/s1/policy), not retrained per world",
+            "s2": "no trained artefact in results/train: not evaluated (its claims are not assessed)"}
+    text = R.budget_text(_summary(learners=both))
+    assert "the learners of 1 of 2 suites replayed as trained" in text
+    assert "no trained learner for s2, whose learner claims are not assessed" in text
+    none = R.budget_text(_summary(learners={"s2": both["s2"]}))
+    assert "no learner replayed" in none and "replayed as trained" not in none
+    assert "learners as trained (not retrained per world)" in R.budget_text(_summary())  # an older summary
+
+
+def test_claims_robustness_column_names_the_direction_and_the_new_verdict():
+    from bench.pipeline.claims import with_robustness
+
+    table = pd.DataFrame([{"paper": "P", "claim": c["claim"], "baseline": "x", "scenario": c["scenario"] or "all"}
+                          for c in CLAIMS])
+    merged = with_robustness(table, _summary(), claims=CLAIMS)
+    assert list(merged["robustness"]) == [
+        "sensitive (to: era2018/lte.yaml: tail_mw x2 (-> differs); 25% of joint worlds)", "robust"]
+    # a verdict only the joint sample flips keeps its label; without flips recorded the keys are shown as before
+    only_keys = with_robustness(table, {**_summary(), "flips": []}, claims=CLAIMS)
+    assert only_keys["robustness"].iloc[0] == "sensitive (to: network/era2018/lte.yaml:tail_mw)"

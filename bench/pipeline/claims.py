@@ -402,7 +402,8 @@ def with_robustness(table: pd.DataFrame, sensitivity_summary: str | Path | Mappi
                     claims: Sequence[Mapping] | None = None) -> pd.DataFrame:
     """:func:`papers_vs_suite`'s table with a ``robustness`` column from the sensitivity stage
     (``results/sensitivity/summary.json``, :mod:`bench.pipeline.sensitivity`): ``robust``, ``sensitive (to:
-    key1, key2)`` (the assumed constants whose halving or doubling flips the verdict) or ``not assessed`` (the
+    lte.yaml: tail_mw x2 (-> differs); ...)`` (the assumed constants whose halving or doubling flips the verdict,
+    the direction and the verdict it then gets, and the share of joint worlds that flip it) or ``not assessed`` (the
     stage did not measure the claim). Without sensitivity results (no file, or the stage disabled) the table is
     returned unchanged; the other columns are never touched."""
     import json
@@ -416,8 +417,21 @@ def with_robustness(table: pd.DataFrame, sensitivity_summary: str | Path | Mappi
         return table
     ids = {(c["paper"], c["claim"], c["baseline"], c.get("scenario") or "all"): c["id"]
            for c in (claims if claims is not None else load_claims())}
-    rob = summary["robustness"]
+    from bench.pipeline.robustness import flip_text, flips_by_quantity
+
+    rob, flips, joint = summary["robustness"], flips_by_quantity(summary), summary.get("lhs_flip_rate") or {}
+
+    def label(quantity: str) -> str:
+        # a sensitive claim names each constant with the direction that flips it and the verdict it then gets
+        # (x0.5 / x2 -> verdict), and the share of joint worlds that flip it
+        verdict = rob.get(quantity, "not assessed")
+        if not verdict.startswith("sensitive") or not flips.get(quantity):
+            return verdict
+        rate = joint.get(quantity)
+        return (f"sensitive (to: {flip_text(flips[quantity])}"
+                + (f"; {100 * float(rate):.0f}% of joint worlds" if rate else "") + ")")
+
     out = table.copy()
-    out["robustness"] = [rob.get(f"claim:{ids.get((r.paper, r.claim, r.baseline, r.scenario))}", "not assessed")
+    out["robustness"] = [label(f"claim:{ids.get((r.paper, r.claim, r.baseline, r.scenario))}")
                          for r in table.itertuples(index=False)]
     return out

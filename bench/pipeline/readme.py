@@ -175,6 +175,22 @@ def claims_section(table: pd.DataFrame) -> str:
     return markdown_table(rows, cols)
 
 
+def _scaled_word(factor: float) -> str:
+    return {0.5: "halved", 2.0: "doubled"}.get(float(factor), f"scaled x{float(factor):g}")
+
+
+def robust_means(summary: Mapping) -> str:
+    """What 'robust' and 'sensitive' mean for this run, from its own factors and joint sample (a run with other
+    factors, or none, says so)."""
+    factors = [float(f) for f in summary.get("factors") or []]
+    moved = " or ".join(_scaled_word(f) for f in factors) or "changed"
+    joint = ", and no joint sample," if int(summary.get("lhs_samples") or 0) > 0 else ""
+    legend = ", ".join(f"x{f:g}: {_scaled_word(f)}" for f in factors)
+    return (f"Robust: no assumed constant {moved} one at a time{joint} flips the verdict; sensitive: the constants "
+            f"whose change flips it" + (f" ({legend}) and the verdict it then gets" if legend else "")
+            + " (docs/sensitivity.md).")
+
+
 def robustness_section(summary: Mapping, run_text: str, claims: Sequence[Mapping] = (),
                        kinds: Sequence[str] = ("claim", "learner", "headline")) -> str:
     """Which verdicts survive their assumptions (the sensitivity run's summary.json): per kind of verdict (the
@@ -186,8 +202,7 @@ def robustness_section(summary: Mapping, run_text: str, claims: Sequence[Mapping
     table = robustness_table(summary, claims)
     titles = {"claim": "Papers-vs-suite claims", "learner": "What the learners add",
               "headline": "Each policy against the on-device baseline (beats it or not)"}
-    parts = [f"From the sensitivity run ({run_text.strip()}) Robust: no assumed constant halved or doubled, and no "
-             "joint sample, flips the verdict; sensitive: the constants whose change flips it (docs/sensitivity.md)."]
+    parts = [f"From the sensitivity run ({run_text.strip()}) {robust_means(summary)}"]
     for kind in kinds:
         g = table[(table["kind"] == kind) & (table["verdict"] != "")]
         if g.empty:

@@ -31,6 +31,15 @@ def simulator_files(radio_profile: str, data_dir: Path = DATA_DIR) -> list[Path]
 
 
 
+def world_files(data_dir: Path = DATA_DIR) -> list[Path]:
+    """The other files a world's evaluation reads and that hold no assumed constant: the scenarios (scripted and
+    trace-driven), the throughput traces, the workload tables and DVFO's measured curves. A change to any of them
+    changes the verdicts as much as a refitted profile does, so a committed run records their digest too."""
+    data_dir = Path(data_dir)
+    groups = [(data_dir / "scenarios").glob("*.yaml"), (data_dir / "traces").glob("*.csv"),
+              (data_dir / "workloads").glob("*.csv"), (data_dir / "dvfo").glob("*.csv")]
+    return sorted(f for g in groups for f in g if f.is_file())
+
 #: the committed run the report and README fall back to when the stage itself is off (docs/sensitivity.md)
 COMMITTED_RUN = "sensitivity_run"
 #: how the committed run is remade (params.yaml's sensitivity budget; the learners in results/train)
@@ -68,7 +77,8 @@ def input_digests(suites: Sequence[Mapping[str, Any]] | None = None, radio_profi
             h.update(f.read_bytes())
         return h.hexdigest()[:16]
 
-    out = {"data": digest(simulator_files(radio_profile, data_dir)), "claims": digest([Path(data_dir) / "claims.yaml"])}
+    out = {"data": digest(simulator_files(radio_profile, data_dir)), "claims": digest([Path(data_dir) / "claims.yaml"]),
+           "world": digest(world_files(data_dir))}
     for s in suites or []:
         art = Path(s["artefact"]) if s.get("artefact") else None
         if art is not None and art.exists():
@@ -201,6 +211,21 @@ def robustness_table(summary: Mapping[str, Any], claims: Sequence[Mapping] = ())
                                        "flips (one at a time)", "joint-sample flip rate"])
 
 
+def learners_text(summary: Mapping[str, Any]) -> str:
+    """Which suites' learners the run replayed (summary.json's ``learners``), and which it could not (no trained
+    artefact: their learner claims are not assessed)."""
+    learners = summary.get("learners")
+    if not isinstance(learners, Mapping) or not learners:
+        return "learners as trained (not retrained per world)"  # a summary from before ``learners`` was recorded
+    replayed = [s for s, v in learners.items() if str(v).startswith("as trained")]
+    text = (f"the learners of {len(replayed)} of {len(learners)} suites replayed as trained (not retrained per world)"
+            if replayed else "no learner replayed")
+    missing = sorted(set(learners) - set(replayed))
+    if missing:
+        text += f"; no trained learner for {', '.join(missing)}, whose learner claims are not assessed"
+    return text
+
+
 def budget_text(summary: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> str:
     """One sentence: what the run perturbed, at which budget, when, and at what CPU cost."""
     record = record or {}
@@ -211,7 +236,7 @@ def budget_text(summary: Mapping[str, Any], record: Mapping[str, Any] | None = N
             f"{summary.get('lhs_samples', 0)} joint Latin-hypercube worlds ({summary.get('worlds', '?')} worlds, "
             f"{len(inv)} refused by the data's validation), {seeds} seed{'' if seeds == 1 else 's'} x "
             f"{summary.get('steps', '?')} requests per cell on the held-out scenarios and those a claim names, "
-            f"learners as trained (not retrained per world)")
+            f"{learners_text(summary)}")
     if summary.get("limited_to_first_constants") is not None or summary.get("only_matching"):
         text += " - a partial run (--limit/--only)"
     untested, lhs_missing = summary.get("constants_not_tested") or [], int(summary.get("lhs_not_run") or 0)

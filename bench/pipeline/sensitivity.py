@@ -623,6 +623,12 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     claims = load_claims()
     train_dir = Path(train_dir) if train_dir else RESULTS_DIR / "train"
     suites = _suite_specs(params, train_dir, sp.policies, claims)
+    untrained = [s["suite"] for s in suites if not s["artefact"]]
+    if untrained:
+        # said before the long run, not only in its summary: a checkout without the trained learners (no `dvc pull`,
+        # a fresh worktree) would otherwise spend the whole budget on a run that assesses no learner claim
+        print(f"warning: no trained learner in {train_dir} for {', '.join(untrained)}: their learners are left out "
+              f"and their claims not assessed (--train-dir DIR points at trained learners)", file=sys.stderr)
     spec = {"suites": suites, "seeds": sp.seeds, "steps": sp.steps, "seed": params.seed, "n_boot": sp.n_boot,
             "data_dir": str(DATA_DIR)}
     # two phases: the baseline and every constant one at a time, then the joint sample, whose range for each
@@ -687,8 +693,9 @@ def _write_run_record(out_dir: Path, summary: Mapping[str, Any], argv: Sequence[
     import platform
     import resource
 
-    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-              for f in ("ru_utime", "ru_stime"))
+    # the driver's own CPU time only: each world's process is reaped by this process (or by a pool worker that this
+    # process reaps), so RUSAGE_CHILDREN would count the worlds a second time next to worlds_cpu_s
+    cpu = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=False).stdout.strip()
