@@ -503,7 +503,9 @@ class DVFOLearner(Learner):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().clone() for k, v in self.q.state_dict().items()}
-        save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "bench.dvfo", "version": str(FORMAT_VERSION)})
+        # one metadata entry: safetensors writes its metadata map in hash order, so two entries made the file's
+        # header (and the artefact's digest) differ between identical trainings (seen on dvfo_phone's weights)
+        save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": f"bench.dvfo/{FORMAT_VERSION}"})
         meta = {"format": "bench.dvfo", "version": FORMAT_VERSION, "obs_dim": self.obs_dim,
                 "n_actions": self.n_actions, "train_steps": self.steps, "config": self.config.to_dict()}
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))

@@ -136,6 +136,13 @@ def test_save_load_round_trip(trained, tiny_config, tiny_scenario, tmp_path):
         obs, *_ = env.step(int(env.action_space.sample()) if _ % 3 else a)  # visit varied previous actions
 
 
+def test_saving_the_same_learner_twice_gives_the_same_bytes(trained, tmp_path):
+    """Same training, same artefact bytes (a run's digest, dvc.lock): safetensors writes its metadata map in hash
+    order, so the saved header must not depend on it (with two metadata entries 8 saves agreed 1 time in 128)."""
+    blobs = {trained.learner.save(tmp_path / f"dvfo{i}").joinpath("weights.safetensors").read_bytes() for i in range(8)}
+    assert len(blobs) == 1
+
+
 def test_load_rejects_mismatched_env(trained, tmp_path):
     path = trained.learner.save(tmp_path / "dvfo")
     other = gym.make("bench/DVFO-v0", n_cpu_levels=2, n_gpu_levels=2, n_mem_levels=1, xi_levels=2)
