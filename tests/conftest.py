@@ -74,3 +74,17 @@ def clean_repo(tmp_path_factory):
     assert leftover_state(dst) == [], leftover_state(dst)
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     return dst
+
+
+@pytest.fixture(autouse=True)
+def _world_env_restored():
+    """A stage's `apply_world` sets BENCH_RADIO_PROFILE for the process (bench/config.py): a test that calls it
+    (a notebook run in-process, a stage test) must not hand its radio profile to the next test of the same worker,
+    whose subprocesses would then load another profile (seen in CI: a perturbed era2018 constant had no effect)."""
+    name = "BENCH_RADIO_PROFILE"
+    before = os.environ.get(name)
+    yield
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before

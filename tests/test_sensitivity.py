@@ -96,7 +96,8 @@ print(json.dumps(float(f["energy_mj"].mean())))
 
 
 def _cloud_only_energy(data_dir: Path) -> float:
-    env = {**os.environ, "BENCH_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO_ROOT)}
+    # the perturbed file is era2018's: name that profile (an inherited BENCH_RADIO_PROFILE would load another)
+    env = {**os.environ, "BENCH_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO_ROOT), "BENCH_RADIO_PROFILE": "era2018"}
     out = subprocess.run([sys.executable, "-c", _CLOUD_ENERGY], env=env, capture_output=True, text=True,
                          cwd=REPO_ROOT, check=True)
     return float(out.stdout.strip().splitlines()[-1])

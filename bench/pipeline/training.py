@@ -164,7 +164,11 @@ def _side_work(learner: str, profile: str, overrides: dict[str, Any], root_seed:
     for s in _level_scenarios(config):
         tasks[("levels", s)] = (_levels_of_run, (learner, profile, dict(overrides), root_seed, run, s))
     workers = min(int(os.environ.get("BENCH_TRAIN_WORKERS", "0") or 0) or local_cores(), len(tasks))
-    if workers <= 1:
+    # inside a daemonic worker (a Dask or process-pool worker running a sweep's training) no child process may be
+    # started: compute here, one after the other (split into several tasks, the levels made this reachable)
+    import multiprocessing
+
+    if workers <= 1 or multiprocessing.current_process().daemon:
         yield _SideWork({}, tasks)
         return
     # the pool's processes start at the first submit, before this process trains (no torch thread pool is forked)
