@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pace", action="store_true", help="requests back to back instead of at the inter-arrival time")
     p.add_argument("--host-profile", default="", help="host profile YAML (default: fit a quick one here)")
     p.add_argument("--autoscale-steps", type=int, default=20_000)
-    p.add_argument("--fit-gap-ms", type=float, default=0.0,
-                   help="pause before each timed run of the quick fits (e.g. the inter-arrival time, 200): the "
-                        "compute as a paced request meets it; 0 = back to back (experimental)")
+    p.add_argument("--fit-gap-ms", type=float, default=None,
+                   help="pause before each timed run of the quick fits (default: the scenario's inter-arrival time "
+                        "when paced, the compute as a paced request meets it); 0 = back to back")
     p.add_argument("--nice", type=int, default=0,
                    help="niceness of the run, its server and co-runners (negative, as root: shields the experiment "
                         "from unrelated load on a shared host; recorded in the summary)")

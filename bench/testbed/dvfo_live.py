@@ -56,7 +56,7 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     from bench.testbed.edge import ClientPool, CoRunners, EdgeRunner
     from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, pin_thread, radio_rates, support_cpus
     from bench.testbed.link import Link
-    from bench.testbed.loop import RADIOS, host_profiles, restricted_scenario, twin_env
+    from bench.testbed.loop import RADIOS, host_profiles, restricted_scenario, twin_env, with_fit_gap
     from bench.testbed.server import ServerProcess
     from bench.world.network import load_link
 
@@ -64,6 +64,7 @@ def _run(cfg, out: Path, xi: float, progress: bool) -> dict[str, Any]:
     support = support_cpus(cfg.edge_cpus, os.sched_getaffinity(0))  # the loop's own work off the edge (as loop.py)
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
+    cfg = with_fit_gap(cfg, scen_path)
     edge_path, cloud_path, _ = host_profiles(cfg, out)
     env = twin_env(scen_path, edge_path, cloud_path, cfg.requests)  # the scenario's trace, same seed as the others
     env.reset(seed=cfg.seed)

@@ -501,9 +501,14 @@ class CoRunners:
         cmds = {"cpu": ["stress-ng", "--cpu", "1", "--taskset", taskset, "--quiet"],
                 "mem": ["stress-ng", "--vm", "1", "--vm-bytes", self.vm_bytes, "--taskset", taskset, "--quiet"]}
         for kind, cmd in cmds.items():
-            # `ip netns exec` execs the command in place, so the pid (and process group) stay stress-ng's
+            # `ip netns exec` execs the command in place, so the pid (and process group) stay stress-ng's.
+            # Its own process group (for killpg) but the testbed's *session*: with sched_autogroup (Linux's
+            # default on desktop/VM kernels) every session is one scheduling group that gets a fair share of a
+            # CPU as a whole, so a stressor in a session of its own competed as a group with the testbed's
+            # session - whose weight on the edge's CPU shrinks while its server and support threads run on the
+            # other CPU - instead of as one task against the inference (bench/testbed/loop.py: niceness)
             p = subprocess.Popen([*self.wrap, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+                                 process_group=0)
             self.procs[kind] = p
             _wait_exec(p.pid, "stress-ng")  # past `ip netns exec`: in the namespace, before it is stopped
             self._signal(kind, signal.SIGSTOP)

@@ -41,8 +41,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-#: (setting, cpu stressor on, mem stressor on)
-SETTINGS = (("none", False, False), ("cpu", True, False), ("mem", False, True))
+#: (setting, cpu stressor on, mem stressor on); ``scenario``: both at once, as the live run meets a scenario that
+#: has both loads (only measured then)
+SETTINGS = (("none", False, False), ("cpu", True, False), ("mem", False, True), ("scenario", True, True))
 #: the pause before each timed inference is the scenario's inter-arrival time, at most this (s): the
 #: scheduler's credit for a sleeping thread saturates well within it, and it bounds the measurement's length
 MAX_GAP_S = 0.25
@@ -123,6 +124,19 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
         rows.append(row)
     per = pd.DataFrame(rows)
     values, sources = {}, dict(base.sources)
+    together = _time_sliced(per, stretch, off_cpu, cpu_level, mem_level)
+    if together is not None:
+        k, n = together
+        for field_, level in (("cpu_slowdown", cpu_level), ("mem_slowdown", mem_level)):
+            values[field_] = float(np.clip(k / level, 0.0, 100.0))
+            sources[field_] = (f"measured: this host, both stress-ng stressors at once (cpu {cpu_level:.2f}, mem "
+                               f"{mem_level:.2f}, duty-cycled on the edge's CPUs) as the live run meets them, single "
+                               f"inferences paced at the inter-arrival time and alternated with no co-runner (median "
+                               f"paired stretch); the co-runners take the inference's CPU, so every part stretches "
+                               f"alike: least-squares k of (t - t0) = k x (cpu- + mem-sensitive time) over {n} "
+                               f"workload(s), {field_} = k / {level:.2f} (exact at these levels; "
+                               f"bench/testbed/hostload.py)")
+        return _finish(base, values, sources), per
     for setting, field_, level in (("cpu", "cpu_slowdown", cpu_level), ("mem", "mem_slowdown", mem_level)):
         d = per[per[f"t_{setting}_ms"].notna()] if len(per) and f"t_{setting}_ms" in per else per.iloc[0:0]
         x = level * d[f"part_{setting}_ms"].to_numpy(dtype=float) if len(d) else np.zeros(0)
@@ -137,11 +151,38 @@ def fit(timings: pd.DataFrame, tables, cpu_action: dict[str, int], cpu_level: fl
             values[field_] = 0.0
             sources[field_] = (f"not measured: the scenario has no {setting} co-runner load, so the coefficient "
                                "never multiplies a nonzero load")
+    return _finish(base, values, sources), per
+
+
+def _time_sliced(per: pd.DataFrame, stretch: pd.DataFrame, off_cpu, cpu_level: float,
+                 mem_level: float) -> tuple[float, int] | None:
+    """(k, workloads) of the both-at-once rule (module docstring), its measurements added to ``per``; None
+    where the scenario setting was not measured (one of the loads is zero)."""
+    if not (cpu_level > 0 and mem_level > 0) or "scenario" not in stretch.columns or per.empty:
+        return None
+    t, x = [], []
+    for i, row in per.iterrows():
+        w = row["workload"]
+        st = float(stretch.at[w, "scenario"]) if w in stretch.index else np.nan
+        per.loc[i, "t_scenario_ms"] = row["t0_ms"] * st
+        per.loc[i, "stretch_scenario"] = st
+        if off_cpu is not None and "scenario" in off_cpu.columns:
+            per.loc[i, "off_cpu_share_scenario"] = float(off_cpu.at[w, "scenario"])
+        if np.isfinite(st):
+            t.append(row["t0_ms"] * (st - 1.0))
+            x.append(row["part_cpu_ms"] + row["part_mem_ms"])
+    x, t = np.asarray(x, dtype=float), np.asarray(t, dtype=float)
+    if not len(x) or float(x @ x) <= 0:
+        return None
+    return max(float((x @ t) / (x @ x)), 0.0), len(x)
+
+
+def _finish(base, values: dict, sources: dict):
     for field_ in ("cpu_power_w", "mem_power_w"):
         values[field_] = 0.0
         sources[field_] = ("assumed: no energy meter on this host measured the co-runner's extra power "
                            "(the phone's constant does not carry over to an x86 package)")
-    return dataclasses.replace(base, sources=sources, **values), per
+    return dataclasses.replace(base, sources=sources, **values)
 
 
 def provenance(rounds: int, gap_s: float, load_before: tuple[float, ...], nice: int, cpus) -> dict:
