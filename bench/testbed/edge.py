@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +60,9 @@ class Timing:
     """The local compute's CPU time (its thread's): below ``local_ms`` by the time other work held the CPU."""
     server_cpu_ms: float = float("nan")
     """The server compute's CPU time (``x-server-cpu-ms``)."""
+    corunner_cpu_ms: float = float("nan")
+    """What the co-runners ran on the edge's CPUs during the local compute (where asked): of ``local_ms``, the
+    wait for them; the rest of ``local_ms - local_cpu_ms`` is unrelated work's."""
 
     @property
     def latency_ms(self) -> float:
@@ -318,24 +322,30 @@ class EdgeRunner:
         self.threads = int(threads)
         self.models = {n: m.warm(n, with_split=with_split) for n in workloads}
 
-    def local(self, name: str, turn: Turn | None = None) -> Timing:
-        """The whole DNN here; with ``turn``, once the edge's CPU is this request's (FIFO)."""
+    def local(self, name: str, turn: Turn | None = None, corunner_ms: Callable[[], float] | None = None) -> Timing:
+        """The whole DNN here; with ``turn``, once the edge's CPU is this request's (FIFO); with ``corunner_ms``
+        (:meth:`CoRunners.run_ms`), what the co-runners ran meanwhile (read just outside the timed call)."""
         import torch
 
         w = self.models[name]
         t_wait = time.perf_counter()
         if turn is not None:
             turn.wait()
+        r0 = r1 = float("nan")
         try:
             with torch.inference_mode():
+                if corunner_ms is not None:
+                    r0 = corunner_ms()
                 t0, c0 = time.perf_counter(), time.thread_time()
                 y = w.model(w.example)
                 t1, c1 = time.perf_counter(), time.thread_time()
+                if corunner_ms is not None:
+                    r1 = corunner_ms()
         finally:
             if turn is not None:
                 turn.release()
         return Timing(local_ms=(t1 - t0) * 1e3, output=_np(y), wait_ms=(t0 - t_wait) * 1e3,
-                      local_cpu_ms=(c1 - c0) * 1e3 if self.threads == 1 else float("nan"))
+                      local_cpu_ms=(c1 - c0) * 1e3 if self.threads == 1 else float("nan"), corunner_cpu_ms=r1 - r0)
 
     def offload(self, name: str, client: Client, timeout_ms: float = float("inf"), fallback: bool = True,
                 transmitter: Turn | None = None, radio: "ClientPool | None" = None) -> Timing:
@@ -489,6 +499,7 @@ class CoRunners:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: dict[str, tuple[float, int]] = {}
+        self._pids: dict[str, list[int]] = {}
 
     @staticmethod
     def available() -> bool:
@@ -584,17 +595,25 @@ class CoRunners:
                 out[kind] = float(np.clip((ticks - last[1]) / 1e9 / (now - last[0]) / len(self.cpus), 0, 1))
         return out
 
-    def _ticks(self, kind: str) -> int:
+    def run_ms(self) -> float:
+        """The stressors' time on a CPU so far (ms, ``/proc/<pid>/schedstat``), every kind together: pinned to the
+        edge's CPUs, what they ran while an inference there was running is the inference's wait for them."""
+        return sum(self._ticks(kind, fields=1) for kind in self.procs) / 1e6
+
+    def _ticks(self, kind: str, fields: int = 2) -> int:
         p = self.procs.get(kind)
         if p is None:
             return 0
-        total = 0
-        for child in _group_pids(p.pid):
+        # the group's pids are found once (a scan of /proc took ~1.5 ms of the dispatcher's time per request, on
+        # the request's critical path) and again only when one of them is gone
+        pids = self._pids.get(kind) or _group_pids(p.pid)
+        total, gone = 0, False
+        for child in pids:
             try:
-                run_ns, wait_ns = Path(f"/proc/{child}/schedstat").read_text().split()[:2]
-                total += int(run_ns) + int(wait_ns)
+                total += sum(int(v) for v in Path(f"/proc/{child}/schedstat").read_text().split()[:fields])
             except (OSError, ValueError):
-                pass
+                gone = True
+        self._pids[kind] = [] if gone else pids
         return total
 
 

@@ -130,6 +130,8 @@ class Dispatcher:
     def submit(self, fn: Callable[..., dict[str, Any]], arrival: float, late_ms: float, *args) -> None:
         """Run ``fn(*args) -> row`` on a worker; the row gets ``latency_ms`` (arrival to end) and ``late_ms``."""
 
+        submitted = time.perf_counter()
+
         def timed() -> dict[str, Any]:
             begin = time.perf_counter()
             row = fn(*args)
@@ -138,6 +140,9 @@ class Dispatcher:
             # issued late (the dispatcher's own work) plus the worker thread's start: the edge's scheduling delay
             row["dispatch_late_ms"] = max((begin - arrival) * 1e3, late_ms)
             row["work_ms"] = (end - begin) * 1e3
+            # of the lateness: the dispatcher's own work from the arrival to the hand-off, then the worker's start
+            row["issue_ms"] = max((submitted - arrival) * 1e3, 0.0)
+            row["worker_start_ms"] = max((begin - submitted) * 1e3, 0.0)
             return row
 
         self._futures.append(self._pool.submit(timed))

@@ -804,13 +804,14 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     finally:
                         pools[radio].put(client)
                 else:
-                    tim = edge.local(wl, turn=turn)
+                    tim = edge.local(wl, turn=turn, corunner_ms=corun.run_ms if corun is not None else None)
                 e1, w1 = meter.read_j(), time.perf_counter()
                 row = {"local_ms": tim.local_ms, "transfer_ms": tim.transfer_ms, "server_ms": tim.server_ms,
                        "edge_queue_ms": tim.wait_ms, "server_queue_ms": tim.server_queue_ms,
                        "timed_out": tim.timed_out, "fallback_ms": tim.fallback_ms,
                        "bytes_up": tim.bytes_up, "bytes_down": tim.bytes_down,
-                       "local_cpu_ms": tim.local_cpu_ms, "server_cpu_ms": tim.server_cpu_ms}
+                       "local_cpu_ms": tim.local_cpu_ms, "server_cpu_ms": tim.server_cpu_ms,
+                       "corunner_cpu_ms": tim.corunner_cpu_ms}
                 if e0 is not None and e1 is not None:  # RAPL: the whole package above its idle power
                     row["energy_rapl_mj"] = ((e1 - e0) - meter.idle_w * (w1 - w0)) * 1e3
                 return row
@@ -837,16 +838,18 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                                         initargs=(support,))
             shaping = shaper.submit(own_cpu.timed, "shaper", shape_at_arrivals) if cfg.pace else None
             meta = []
+            stateless = cfg.policy.startswith("autoscale")  # greedy on a Q-table: act() has no side effects
             for t in range(n):
                 if shaping is None:  # back to back: the arrival is now
                     shape(t)
                 for r in RADIOS:
                     maybe_probe(r)
+                # the co-runners' demand over the window before this arrival, read before it (off the request's path)
+                load = corun.measured_load() if corun is not None else {"cpu": 0.0, "mem": 0.0}
                 arrival, late_ms = clock.wait_for(t)
                 now = time.perf_counter()
                 # each radio's quiet time as the request arrives (NaN: a request in flight on it): the twin is told it
                 quiet = {r: pools[r].quiet_ms(now) for r in RADIOS}
-                load = corun.measured_load() if corun is not None else {"cpu": 0.0, "mem": 0.0}
                 live = np.array(obs, dtype=np.float32).copy()
                 live[5], live[6] = load["cpu"], load["mem"]
                 live[7], live[8] = est.signal_dbm("wifi"), est.signal_dbm("lte")
@@ -855,6 +858,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 radio = radio_of.get(a, "")
                 # the request is issued now, on its own thread: it waits where the simulator says it waits
                 clock.submit(serve, arrival, late_ms, t, wl, radio, clock.turn(radio))
+                # what the same (greedy, stateless) policy picks on the twin's own observation of this step (the
+                # trace's loads and signals instead of the measured ones), off the request's path
+                twin_choice = int(policy.act(np.array(obs, dtype=np.float32))) if stateless else -1
                 est.tick()
                 meta.append({"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
                              "target": str(acts.at[a, "target"]), "radio": radio,
@@ -866,7 +872,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                              **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
                              "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
                              "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
-                             "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8])})
+                             "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8]),
+                             "twin_obs_action": twin_choice,
+                             "twin_obs_wifi_dbm": float(obs[7]), "twin_obs_lte_dbm": float(obs[8])})
                 obs, _, _, truncated, _ = env.step(a)
                 if progress:
                     print(f"[{t + 1}/{n}] {wl} -> {meta[-1]['action_name']} (issued {late_ms:.0f} ms late)", flush=True)
@@ -1141,6 +1149,16 @@ def off_cpu_shares(df: pd.DataFrame) -> dict[str, float]:
         keep = np.isfinite(cpu) & (wall > 0)  # an offload's local encoding is not timed so: NaN, left out
         share = np.clip(1.0 - cpu[keep] / wall[keep], 0.0, 1.0)
         out[f"{part}_off_cpu_share_median"] = float(np.median(share)) if len(share) else float("nan")
+    # the local part's off-CPU time split: the co-runners' run (the twin models it) and the rest (unrelated load)
+    if "corunner_cpu_ms" in df and "local_cpu_ms" in df:
+        wall, cpu, co = (df[c].to_numpy(dtype=float) for c in ("local_ms", "local_cpu_ms", "corunner_cpu_ms"))
+        keep = np.isfinite(cpu) & np.isfinite(co) & (wall > 0) & (cpu > 0)
+        if keep.any():
+            out["local_corunner_share_median"] = float(np.median(np.clip(co[keep] / wall[keep], 0.0, 1.0)))
+            out["local_unrelated_share_median"] = float(np.median(np.clip(1.0 - (cpu[keep] + co[keep]) / wall[keep],
+                                                                          0.0, 1.0)))
+            # the co-runners' stretch of the inference as measured live, unrelated load left out (hostload's)
+            out["local_corunner_stretch_median"] = float(np.median((cpu[keep] + co[keep]) / cpu[keep]))
     return out
 
 
@@ -1162,6 +1180,19 @@ def energy_check(df: pd.DataFrame, meter: EnergyMeter) -> dict:
 def _route_labels(acts: pd.DataFrame) -> np.ndarray:
     """Per action: the local target (``cpu``) or the offload route (``cloud_wifi``, ``cloud_lte``)."""
     return np.where(acts["kind"] == "local", acts["target"], acts["name"]).astype(str)
+
+
+def action_agreement(df: pd.DataFrame) -> dict[str, Any]:
+    """How often the policy picked, on the twin's observation of a step, the action it picked live on the
+    measured one (``twin_obs_action``; -1 where not recorded), and the observed signals' median gap (live minus
+    twin, dB): the twin's own rollout (``target_mix_sim``) differs from the live one by these choices."""
+    if "twin_obs_action" not in df or not (df["twin_obs_action"] >= 0).any():
+        return {}
+    d = df[df["twin_obs_action"] >= 0]
+    gap = {r: float((d[f"obs_{r}_dbm"] - d[f"twin_obs_{r}_dbm"]).median()) for r in RADIOS
+           if f"twin_obs_{r}_dbm" in d}
+    return {"action_agreement_twin_obs": float((d["twin_obs_action"] == d["action"]).mean()),
+            "obs_signal_gap_db_median": gap}
 
 
 def _mix(targets: pd.Series) -> dict[str, float]:
@@ -1188,6 +1219,7 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "energy_source": "modeled (measured durations x the simulator's powers, above idle)",
         "energy_check": energy_check(df, meter),
         "target_mix_live": _mix(df["route"]), "target_mix_sim": _mix(sim_df["route"]),
+        **action_agreement(df),
         "sim_own_latency_median_ms": float(sim_df["latency_ms"].median()),
         "sim_own_latency_p95_ms": float(sim_df["latency_ms"].quantile(0.95)),
         **{f"profile_{k}": v for k, v in prof_info.items()},

@@ -529,7 +529,7 @@ class _FakeEdge:
     def __init__(self, corun, kc, km, drift, sliced=False):
         self.corun, self.kc, self.km, self.drift, self.sliced, self.calls = corun, kc, km, drift, sliced, []
 
-    def local(self, w):
+    def local(self, w, corunner_ms=None):
         from bench.testbed.edge import Timing
 
         t = _Tables()
@@ -985,3 +985,51 @@ def test_quick_fits_pause_the_scenarios_inter_arrival_time_unless_told(tmp_path)
     assert loop.with_fit_gap(cfg, scen).fit_gap_ms == 150.0
     assert loop.with_fit_gap(dataclasses.replace(cfg, pace=False), scen).fit_gap_ms == 0.0
     assert loop.with_fit_gap(dataclasses.replace(cfg, fit_gap_ms=20.0), scen).fit_gap_ms == 20.0
+
+
+class _AccountedCoRunners(_FakeCoRunners):
+    """Co-runners whose CPU time the fake edge advances while an inference runs (``run_ms``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ran_ms = 0.0
+
+    def run_ms(self):
+        return self.ran_ms
+
+
+@settings(max_examples=20, deadline=None)
+@given(kc=st.floats(0, 4), km=st.floats(0, 4), cpu=st.floats(0.1, 1), mem=st.floats(0.1, 1),
+       bursts=st.lists(st.floats(0, 50), min_size=40, max_size=40))
+def test_host_slowdown_by_cpu_accounting_leaves_out_any_unrelated_load(kc, km, cpu, mem, bursts):
+    """Each inference's wall time = its CPU time + the stressors' meanwhile + an unrelated burst of any size, drawn
+    per inference (no round-long background to pair away): the CPU-accounted stretch sees only the stressors."""
+    from bench.testbed import hostload
+    from bench.world.scenarios import load_interference_model
+
+    corun = _AccountedCoRunners()
+    t = _Tables()
+    calls = []
+
+    class Edge:
+        def local(self, w, corunner_ms=None):
+            from bench.testbed.edge import Timing
+
+            i = t.workloads.index(w)
+            pre, part = t.pre_ms[i, 0], t.pre_cpu_ms[i, 0] + t.pre_mem_ms[i, 0]
+            lo = corun.load
+            stressors = (kc * lo["cpu"] + km * lo["mem"]) * part
+            r0 = corunner_ms()
+            corun.ran_ms += stressors
+            calls.append(w)
+            return Timing(local_ms=pre + stressors + bursts[len(calls) % len(bursts)], local_cpu_ms=pre,
+                          corunner_cpu_ms=corunner_ms() - r0)
+
+    timings = hostload.time_settings(Edge(), corun, ["a", "b"], cpu, mem, rounds=5, gap_s=0.0)
+    assert hostload.accounted(timings)
+    model, per = hostload.fit(timings, t, {"a": 0, "b": 0}, cpu, mem, load_interference_model())
+    k = kc * cpu + km * mem
+    assert np.isclose(model.cpu_slowdown * cpu, k, rtol=1e-6, atol=1e-9)
+    assert np.isclose(model.mem_slowdown * mem, k, rtol=1e-6, atol=1e-9)
+    assert np.allclose(per["t0_ms"], [10.0, 20.0]) and "stressors' meanwhile" in model.sources["cpu_slowdown"]
+    assert {"wall_stretch_scenario", "stretch_scenario"} <= set(per.columns)
