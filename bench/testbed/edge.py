@@ -324,7 +324,7 @@ class EdgeRunner:
 
     def local(self, name: str, turn: Turn | None = None, corunner_ms: Callable[[], float] | None = None) -> Timing:
         """The whole DNN here; with ``turn``, once the edge's CPU is this request's (FIFO); with ``corunner_ms``
-        (:meth:`CoRunners.run_ms`), what the co-runners ran meanwhile (read just outside the timed call)."""
+        (:meth:`CoRunners.run_ms`), what the co-runners ran meanwhile (read just inside the timed window)."""
         import torch
 
         w = self.models[name]
@@ -334,13 +334,16 @@ class EdgeRunner:
         r0 = r1 = float("nan")
         try:
             with torch.inference_mode():
+                t0, c0 = time.perf_counter(), time.thread_time()
+                # the co-runners' run read inside the timed window (~0.1 ms of reads): the stressors may preempt
+                # this thread between a read and the clock, and a slice they run there must be in both or neither
+                # (read outside, lstm_text's stressors "ran" 3 ms more than it waited)
                 if corunner_ms is not None:
                     r0 = corunner_ms()
-                t0, c0 = time.perf_counter(), time.thread_time()
                 y = w.model(w.example)
-                t1, c1 = time.perf_counter(), time.thread_time()
                 if corunner_ms is not None:
                     r1 = corunner_ms()
+                t1, c1 = time.perf_counter(), time.thread_time()
         finally:
             if turn is not None:
                 turn.release()
@@ -583,6 +586,7 @@ class CoRunners:
         runnable but waiting for one (``/proc/<pid>/schedstat``). Demand rather than utilisation because on
         a shared host other processes take CPU time the co-runner wants; utilisation would then read far
         below the scenario's load. Call it over a window in which the inference is idle."""
+        self.refresh()  # the workers a stressor forked since (off the request's path: read before its arrival)
         out = {}
         now = time.monotonic()
         for kind in ("cpu", "mem"):
@@ -595,6 +599,13 @@ class CoRunners:
                 out[kind] = float(np.clip((ticks - last[1]) / 1e9 / (now - last[0]) / len(self.cpus), 0, 1))
         return out
 
+    def refresh(self) -> None:
+        """Find the stressors' processes again (a scan of /proc, ~1.5 ms: call it off an inference's path). A
+        stressor forks its workers only once it first runs, after the scan at its start, so reading the cached
+        pids alone missed them: the memory stressor's run read 0.09 ms during an inference it delayed by 1.6 ms."""
+        for kind, p in self.procs.items():
+            self._pids[kind] = _group_pids(p.pid)
+
     def run_ms(self) -> float:
         """The stressors' time on a CPU so far (ms, ``/proc/<pid>/schedstat``), every kind together: pinned to the
         edge's CPUs, what they ran while an inference there was running is the inference's wait for them."""
@@ -604,8 +615,8 @@ class CoRunners:
         p = self.procs.get(kind)
         if p is None:
             return 0
-        # the group's pids are found once (a scan of /proc took ~1.5 ms of the dispatcher's time per request, on
-        # the request's critical path) and again only when one of them is gone
+        # the group's pids as last found by refresh() (a scan of /proc took ~1.5 ms of the dispatcher's time per
+        # request, on the request's critical path), scanned here only when none are known or one of them is gone
         pids = self._pids.get(kind) or _group_pids(p.pid)
         total, gone = 0, False
         for child in pids:

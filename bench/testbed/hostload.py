@@ -15,14 +15,14 @@ sharing the edge's CPUs, so the twin gets coefficients measured here instead:
   the scheduler's placement credit for a thread that slept, which each live request has): on this host they measured mobilenet_v2 at 37 ms under cpu 0.9 against 19 ms alone,
   while the live requests, 200 ms apart, took a median 22 ms (autoscale/cpu_corunner: twin 48 ms vs live 26 ms);
 * each setting's stretch is the median over rounds of ``(t_cpu + r) / t0_cpu``: the inference's thread CPU time
-  ``t_cpu`` plus what the stressors ran meanwhile ``r`` (``/proc/<pid>/schedstat``, read just outside the timed
-  call), over its CPU time alone in the same round. Inference and stressors are pinned to the same CPU, so the
+  ``t_cpu`` plus what the stressors ran meanwhile ``r`` (``/proc/<pid>/schedstat``, read just inside the timed
+  window), over its CPU time alone in the same round. Inference and stressors are pinned to the same CPU, so the
   inference's wall time is exactly ``t_cpu + r +`` unrelated work's run: this leaves out unrelated load whatever
   it does from one inference to the next. The paired wall-clock ratio ``t / t0`` (kept as ``wall_stretch_*``)
-  cancels only a load that stays put for a round; at 1-min load 13-14 it read 1.57-1.79 for mobilenet_v2 (a
-  burst inflated the baseline, not the stressed run, whose wait for the CPU the stressors already filled)
-  against 1.73 accounted and 1.79 on the live requests. What the accounting misses: time neither ran (with the
-  memory stressor ~1.5 ms per inference here, likely kernel work for its pages);
+  cancels only a load that stays put for a round, and unrelated load biases it low: a burst inflates the
+  baseline, not the stressed run, whose wait for the CPU the stressors already fill (at 1-min load 17,
+  mobilenet_v2 waited 3.8 ms for unrelated work alone and 0.2 ms with the stressors; wall ratio 1.99,
+  accounted 2.16, the live requests' own accounted stretch 2.11);
 * where the scenario has both loads, the settings include **both stressors at once** (``scenario``), as the live
   run meets them, and the coefficients come from it: on this host the stressors take the inference's CPU, so
   every part of it stretches alike (mobilenet_v2 and lstm_text stretched 2.04 and 2.09 under the CPU stressor
@@ -82,6 +82,8 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
             for setting, cpu_on, mem_on in settings[k:] + settings[:k]:
                 corun.set_load(cpu_level if cpu_on else 0.0, mem_level if mem_on else 0.0)
                 time.sleep(gap)  # the inter-arrival pause, the co-runner running (at least one duty period)
+                if hasattr(corun, "refresh"):
+                    corun.refresh()  # its workers, forked once it first ran (before the timed call)
                 tim = edge.local(w, corunner_ms=getattr(corun, "run_ms", None))
                 rows.append({"round": rnd, "setting": setting, "workload": w, "latency_ms": tim.local_ms,
                              "cpu_ms": tim.local_cpu_ms, "corunner_cpu_ms": tim.corunner_cpu_ms})
