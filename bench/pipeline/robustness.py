@@ -43,7 +43,7 @@ def world_files(data_dir: Path = DATA_DIR) -> list[Path]:
 #: the committed run the report and README fall back to when the stage itself is off (docs/sensitivity.md)
 COMMITTED_RUN = "sensitivity_run"
 #: how the committed run is remade (params.yaml's sensitivity budget; the learners in results/train)
-RERUN_COMMAND = f"python -m bench sensitivity --enable --out results/{COMMITTED_RUN} --workers 1"
+RERUN_COMMAND = f"python -m bench sensitivity --enable --out results/{COMMITTED_RUN} --workers 2"
 #: a record of one run (date, budget, CPU time, what its inputs were): kept apart from summary.json, whose bytes
 #: depend on params and data only
 RUN_RECORD = "run.json"
