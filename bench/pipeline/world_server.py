@@ -23,6 +23,8 @@ import os
 import sys
 
 #: what every world imports and what its cost is (torch._dynamo: the DVFO learner's optimizer imports it on load)
+#: the module whose ``main --world-spec`` evaluates one world (what ``python -m bench.pipeline.sensitivity`` runs)
+WORLD_MODULE = "bench.pipeline.sensitivity"
 PRELOAD = ("numpy", "pandas", "scipy.stats", "scipy.optimize", "yaml", "gymnasium", "torch", "torch._dynamo")
 
 
@@ -52,11 +54,14 @@ def _child(req: dict) -> int:
         _track_reads(req["data_dir"], reads)
     rc = 1
     try:
-        from bench.errors import BenchError
-        from bench.pipeline.sensitivity import main
+        import importlib
 
+        from bench.errors import BenchError
+
+        # named, not imported at the top: bench.pipeline.sensitivity imports this module (no cycle for the layers)
+        world = importlib.import_module(WORLD_MODULE)
         try:
-            rc = int(main(["--world-spec", req["spec"]]) or 0)
+            rc = int(world.main(["--world-spec", req["spec"]]) or 0)
         except BenchError as exc:  # as bench.pipeline.sensitivity's __main__: one line, exit 2
             print(f"error: {exc}", file=sys.stderr)
             rc = 2
