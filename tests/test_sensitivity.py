@@ -244,3 +244,42 @@ def test_missing_learners_are_said_before_the_run(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "no trained learner" in err and str(tmp_path / "no_learners") in err
     assert all(suite in err for suite in params.evaluate.suites)
+
+
+# --------------------------------------------------------------------------- the local runner
+
+def test_local_runner_reruns_only_the_suites_that_read_a_changed_file(tmp_path, monkeypatch):
+    """A world re-runs the suites whose unperturbed evaluation read a file it rewrites; one that rewrites no file
+    any suite read is the unperturbed world (no process)."""
+    spec = {"suites": [{"suite": "a"}, {"suite": "b"}], "data_dir": str(tmp_path / "data")}
+    (tmp_path / "data" / "profiles").mkdir(parents=True)
+    for f in ("profiles/pa.yaml", "profiles/pb.yaml", "profiles/unread.yaml"):
+        (tmp_path / "data" / f).write_text("x: {value: 1.0, source: 'assumed: test'}\n")
+    runner = S._LocalRunner(spec, 1)
+    calls = []
+
+    def fake_run(data_dir, run_spec, reads=False):
+        calls.append(run_spec.get("run_suites"))
+        if run_spec.get("cells_only"):
+            suite = run_spec["run_suites"][0]
+            return 0, "", "", 1.0, [f"profiles/p{suite}.yaml"]
+        return 0, json.dumps([{"quantity": "q", "value": 2.0, "verdict": "v"}]) + "\n", "", 1.0, []
+
+    monkeypatch.setattr(runner, "_run", fake_run)
+    try:
+        def world(file):
+            return S.World(f"oat:{file}:x:x2", "oat", json.dumps({f"{file}:x": 2.0}), f"{file}:x", 2.0)
+
+        assert runner.run_world(world("profiles/pb.yaml"))["status"] == "ok"
+        assert calls[-1] == ["b"]
+        assert calls[:3] == [["a"], ["b"], []]  # the plan: one process per suite, then the quantities
+        n = len(calls)
+        res = runner.run_world(world("profiles/unread.yaml"))
+        assert len(calls) == n and res["quantities"] == runner.plan()["baseline"]  # nothing re-run
+        runner.run_world(S.World("lhs:000", "lhs", json.dumps({"profiles/pa.yaml:x": 0.7,
+                                                               "profiles/pb.yaml:x": 1.3})))
+        assert calls[-1] == ["a", "b"]
+        assert runner.setup_cpu_s == 3.0
+    finally:
+        runner.close()
+    assert not runner.tmp.exists()

@@ -43,7 +43,7 @@ def world_files(data_dir: Path = DATA_DIR) -> list[Path]:
 #: the committed run the report and README fall back to when the stage itself is off (docs/sensitivity.md)
 COMMITTED_RUN = "sensitivity_run"
 #: how the committed run is remade (params.yaml's sensitivity budget; the learners in results/train)
-RERUN_COMMAND = f"python -m bench sensitivity --enable --out results/{COMMITTED_RUN} --workers 1"
+RERUN_COMMAND = f"python -m bench sensitivity --enable --out results/{COMMITTED_RUN} --workers 2"
 #: a record of one run (date, budget, CPU time, what its inputs were): kept apart from summary.json, whose bytes
 #: depend on params and data only
 RUN_RECORD = "run.json"
@@ -66,7 +66,7 @@ def find_results(results_dir: str | Path) -> Path | None:
 def input_digests(suites: Sequence[Mapping[str, Any]] | None = None, radio_profile: str = "era2018",
                   data_dir: Path = DATA_DIR) -> dict[str, str]:
     """Short hashes of what a run's verdicts rest on: the simulator's data files, the claims, and each suite's
-    trained learner (its artefact folder). The report compares them with today's to say whether a committed run
+    trained learner (what it acts on: :func:`learner_digest`). The report compares them with today's to say whether a committed run
     still describes the current world."""
     import hashlib
 
@@ -82,8 +82,29 @@ def input_digests(suites: Sequence[Mapping[str, Any]] | None = None, radio_profi
     for s in suites or []:
         art = Path(s["artefact"]) if s.get("artefact") else None
         if art is not None and art.exists():
-            out[f"learner:{s['suite']}"] = digest([f for f in art.rglob("*") if f.is_file()] if art.is_dir() else [art])
+            out[f"learner:{s['suite']}"] = learner_digest(art) or \
+                digest([f for f in art.rglob("*") if f.is_file()] if art.is_dir() else [art])
     return out
+
+
+def learner_digest(artefact: Path) -> str | None:
+    """What a trained learner acts on (its loader's ``policy_digest``: tensors, action table, acting configuration;
+    not training-only keys or file metadata), or None for an artefact no learner here recognises (then its files'
+    bytes are digested). A learner is stale when its decisions can differ, not when its files were rewritten."""
+    artefact = Path(artefact)
+    if not artefact.is_dir():
+        return None
+    # lazy: the learners' modules import torch (the report imports the policy registry already)
+    from bench.policies import autoscale, dvfo
+
+    for files, policy_digest in (((dvfo.CONFIG_FILE, dvfo.WEIGHTS_FILE), dvfo.policy_digest),
+                                 ((autoscale.META_FILE, autoscale.Q_FILE), autoscale.policy_digest)):
+        if all((artefact / f).is_file() for f in files):
+            try:
+                return policy_digest(artefact)
+            except (OSError, ValueError, KeyError, TypeError):
+                return None  # unreadable as that learner: fall back to the files' bytes
+    return None
 
 
 def current_inputs(summary: Mapping[str, Any], repo_root: Path = REPO_ROOT) -> dict[str, str]:

@@ -325,12 +325,33 @@ def quantities(metrics: Mapping, results: pd.DataFrame | None, claims: Sequence[
 
 
 def evaluate_world(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """In *this* process (whose data/ is the world's): run the cells and return :func:`quantities`."""
-    from bench.pipeline.claims import load_claims
-    from bench.pipeline.evaluate import metrics, run_cells
+    """In *this* process (whose data/ is the world's): run the cells and return :func:`quantities`.
 
-    cells = [c for s in spec["suites"] for c in _cells(s, spec["seeds"], spec["steps"], spec["seed"])]
-    results = run_cells(cells, workers=1, progress=False)
+    Optional keys of ``spec`` (the local runner's, :class:`_LocalRunner`): ``run_suites`` (run the cells of these
+    suites only), ``reuse_frames`` (suite -> Parquet file: the results of a suite not run, taken from the unperturbed
+    world, which a world that changes no file the suite reads reproduces byte for byte), ``save_frames`` (a folder:
+    write each run suite's results there) and ``cells_only`` (stop after the cells: no quantities)."""
+    from bench.pipeline.claims import load_claims
+    from bench.pipeline.evaluate import _concat_results, metrics, run_cells
+
+    run = spec.get("run_suites")
+    run = [s["suite"] for s in spec["suites"]] if run is None else list(run)
+    frames = []
+    for s in spec["suites"]:
+        if s["suite"] not in run and spec.get("cells_only"):
+            continue
+        if s["suite"] in run:
+            suite_results = run_cells(_cells(s, spec["seeds"], spec["steps"], spec["seed"]), workers=1,
+                                      progress=False)
+            if spec.get("save_frames"):
+                suite_results.to_parquet(Path(spec["save_frames"]) / f"{s['suite']}.parquet")
+        else:
+            suite_results = pd.read_parquet(spec["reuse_frames"][s["suite"]])
+        frames.append(suite_results)
+    if spec.get("cells_only"):
+        return []
+    # one table in cell order, as one run_cells over every suite's cells would return it
+    results = _concat_results(frames)
     heldout = {s["suite"]: s["heldout"] for s in spec["suites"]}
     m = metrics(results, spec["n_boot"], spec["seed"], heldout)
     claims = load_claims(REPO_ROOT / "data" / "claims.yaml") if spec.get("claims_file") is None \
@@ -338,11 +359,22 @@ def evaluate_world(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return quantities(m, results, claims, spec["n_boot"], spec["seed"])
 
 
+def _world_result(rc: int, stdout: str, stderr: str, cpu: float) -> dict[str, Any]:
+    """A world process's outcome: ``{"status": "ok", "quantities": [...]}``, or ``invalid: <the loader's one-line
+    message>`` (exit 2: a perturbed value the data's own validation refuses), or ``error: ...`` (a crash)."""
+    if rc == 0:
+        return {"status": "ok", "quantities": json.loads(stdout.strip().splitlines()[-1]), "cpu_s": cpu}
+    lines = [ln for ln in (stderr or "").strip().splitlines() if ln.strip()]
+    msg = lines[-1] if lines else f"exit {rc}"
+    return {"status": f"invalid: {msg[:300]}" if rc == 2 else f"error: {msg[:300]}", "cpu_s": cpu}
+
+
 def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
     """Evaluate one perturbed world in a fresh process pointed at a perturbed copy of data/ (pure; any engine).
 
     Returns ``{"status": "ok", "quantities": [...]}`` or ``{"status": "invalid: <the loader's one-line
-    message>"}`` when a perturbed value is refused by the data's own validation (e.g. a fraction above 1)."""
+    message>"}`` when a perturbed value is refused by the data's own validation (e.g. a fraction above 1).
+    On this machine's processes the stage uses :class:`_LocalRunner` instead (same results, less work)."""
     import resource
 
     world, spec = task
@@ -357,11 +389,161 @@ def run_world(task: tuple[World, dict[str, Any]]) -> dict[str, Any]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # the world's CPU time (its process): run.json sums it, also over worlds a resumed run read from its cache
     cpu = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
-    if proc.returncode == 0:
-        return {"status": "ok", "quantities": json.loads(proc.stdout.strip().splitlines()[-1]), "cpu_s": cpu}
-    lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
-    msg = lines[-1] if lines else f"exit {proc.returncode}"
-    return {"status": f"invalid: {msg[:300]}" if proc.returncode == 2 else f"error: {msg[:300]}", "cpu_s": cpu}
+    return _world_result(proc.returncode, proc.stdout, proc.stderr, cpu)
+
+
+def changed_files(world: World) -> set[str]:
+    """The data files (relative to data/) a world rewrites: those holding one of its perturbed constants."""
+    return {key.split(":", 1)[0] for key in json.loads(world.factors_json)}
+
+
+class _LocalRunner:
+    """The worlds on this machine's processes, with the same results as :func:`run_world` and less work.
+
+    * **Preloaded processes.** ``workers`` world servers (:mod:`bench.pipeline.world_server`) import the
+      third-party libraries once and fork a fresh process per world, pointed at its copy of data/ as before.
+    * **Only the suites a world can change.** The unperturbed world is evaluated first one suite per process
+      (plus one process for the quantities), recording the data files each opens. The evaluation is a
+      deterministic function of the files it reads, so a suite none of whose files a world rewrites gives the
+      unperturbed results in that world, byte for byte: the world's process runs the cells of the other suites
+      only and takes that suite's results from the unperturbed world (its Parquet table). A world that rewrites
+      no file any suite or the quantities read (none at present) is the unperturbed world. One process per suite
+      makes each read set complete: no cache of another suite's evaluation in the same process can hide a read.
+    """
+
+    def __init__(self, spec: Mapping[str, Any], workers: int):
+        import queue
+        import threading
+
+        self.spec = dict(spec)
+        self.workers = max(1, int(workers))
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-sensitivity-"))
+        self._idle: "queue.SimpleQueue[subprocess.Popen]" = queue.SimpleQueue()
+        self._servers: list[subprocess.Popen] = []
+        self._lock = threading.Lock()  # the list of servers
+        self._plan_lock = threading.Lock()  # one thread makes the plan, the others wait for it
+        self._plan: dict[str, Any] | None = None
+        self.setup_cpu_s = 0.0  # the unperturbed world's per-suite processes (besides the worlds' own cpu_s)
+
+    # -- the preloaded processes
+    def _run(self, data_dir: Path, spec: Mapping[str, Any], reads: bool = False) -> tuple[int, str, str, float, list]:
+        """One world's process on a free server: (exit code, stdout, stderr, CPU s, data files it opened)."""
+        import queue
+        import uuid
+
+        try:
+            server = self._idle.get_nowait()
+        except queue.Empty:  # start one: at most one per worker thread
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+            env.pop("BENCH_DATA_DIR", None)
+            from bench.pipeline import world_server  # (imports nothing of bench: named here for the code deps)
+
+            server = subprocess.Popen([sys.executable, "-m", world_server.__name__], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+            with self._lock:
+                self._servers.append(server)
+        job = self.tmp / f"job-{uuid.uuid4().hex}"
+        job.mkdir()
+        try:
+            (job / "spec.json").write_text(json.dumps(spec))
+            req = {"data_dir": str(data_dir), "spec": str(job / "spec.json"), "stdout": str(job / "stdout"),
+                   "stderr": str(job / "stderr"), "reads": str(job / "reads.json") if reads else ""}
+            server.stdin.write(json.dumps(req) + "\n")
+            server.stdin.flush()
+            line = server.stdout.readline()
+            if not line:
+                raise RuntimeError("a sensitivity world server stopped unexpectedly")
+            answer = json.loads(line)
+            self._idle.put(server)
+            read = json.loads((job / "reads.json").read_text()) if reads and (job / "reads.json").is_file() else []
+            return (int(answer["rc"]), (job / "stdout").read_text(), (job / "stderr").read_text(),
+                    float(answer["cpu_s"]), read)
+        finally:
+            shutil.rmtree(job, ignore_errors=True)
+
+    def close(self) -> None:
+        for server in self._servers:
+            try:
+                server.stdin.close()
+                server.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                server.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- the unperturbed world, per suite
+    def plan(self) -> dict[str, Any]:
+        """What each suite and the quantities read in the unperturbed world, its per-suite results and quantities;
+        ``{"full": True}`` when that could not be made (every world then evaluates every suite)."""
+        with self._plan_lock:
+            if self._plan is None:
+                self._plan = self._make_plan()
+            return self._plan
+
+    def _make_plan(self) -> dict[str, Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        base = write_perturbed_data(self.tmp / "unperturbed" / "data", {}, Path(self.spec["data_dir"]))
+        frames = self.tmp / "unperturbed" / "frames"
+        frames.mkdir()
+        suites = [s["suite"] for s in self.spec["suites"]]
+
+        def one(suite: str):
+            return self._run(base, {**self.spec, "run_suites": [suite], "save_frames": str(frames),
+                                    "cells_only": True}, reads=True)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            per_suite = list(pool.map(one, suites))
+        plan: dict[str, Any] = {"full": True}
+        cpu = sum(r[3] for r in per_suite)
+        if all(r[0] == 0 for r in per_suite):
+            reuse = {s: str(frames / f"{s}.parquet") for s in suites}
+            rc, out, err, c, read = self._run(base, {**self.spec, "run_suites": [], "reuse_frames": reuse}, reads=True)
+            cpu += c
+            if rc == 0:
+                plan = {"full": False, "reads": {s: set(r[4]) for s, r in zip(suites, per_suite)},
+                        "quantity_reads": set(read), "frames": reuse,
+                        "baseline": _world_result(rc, out, err, 0.0)["quantities"]}
+        if plan["full"]:  # said, not silent: every world then costs what it cost before
+            failed = [r for r in per_suite if r[0] != 0] or [(rc, out, err)]
+            last = [ln for ln in failed[0][2].strip().splitlines() if ln.strip()][-1:] or ["?"]
+            print(f"warning: the unperturbed world's per-suite evaluation failed ({last[0][:200]}): every world "
+                  f"evaluates every suite", file=sys.stderr)
+        self.setup_cpu_s += cpu
+        return plan
+
+    # -- one world
+    def run_world(self, world: World) -> dict[str, Any]:
+        plan = self.plan()
+        spec = dict(self.spec)
+        suites_run = [s["suite"] for s in self.spec["suites"]]
+        if not plan["full"]:
+            changed = changed_files(world)
+            suites_run = [s for s in suites_run if plan["reads"][s] & changed]
+            if not suites_run and not plan["quantity_reads"] & changed:
+                return {"status": "ok", "quantities": plan["baseline"], "cpu_s": 0.0}
+            spec.update({"run_suites": suites_run, "reuse_frames": plan["frames"]})
+        with tempfile.TemporaryDirectory(prefix="world-", dir=self.tmp) as tmp:
+            data = write_perturbed_data(Path(tmp) / "data", json.loads(world.factors_json), Path(spec["data_dir"]))
+            rc, out, err, cpu, _ = self._run(data, spec)
+        return _world_result(rc, out, err, cpu)
+
+    def map(self, ws: Sequence[World], on_result, progress: bool) -> list[dict[str, Any]]:
+        """Every world's result in order (``on_result(j, value)`` as each arrives), ``workers`` at a time."""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        from tqdm.auto import tqdm
+
+        out: list[Any] = [None] * len(ws)
+        with tqdm(total=len(ws), desc="sensitivity", disable=not progress) as bar, \
+                ThreadPoolExecutor(self.workers) as pool:
+            futures = {pool.submit(self.run_world, w): j for j, w in enumerate(ws)}
+            for fut in as_completed(futures):
+                j = futures[fut]
+                out[j] = fut.result()
+                on_result(j, out[j])
+                bar.update(1)
+        return out
 
 
 # --------------------------------------------------------------------------- the table
@@ -541,7 +723,8 @@ NOT_RUN = "not run: out of budget (--cached-only)"
 
 def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: bool,
                 cache_dir: Path | None, cached_only: bool = False,
-                first_is_baseline: bool = True, inputs: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                first_is_baseline: bool = True, inputs: Mapping[str, str] | None = None,
+                runner: "_LocalRunner | None" = None) -> list[dict[str, Any]]:
     """Every world's result, in order; with ``cache_dir`` each result is written there as it arrives and a
     result already there (same world, same spec) is read instead of recomputed, so a long run that is
     interrupted resumes where it stopped. ``cached_only``: compute nothing, mark the worlds not in the cache
@@ -576,8 +759,11 @@ def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: 
             tmp.write_text(json.dumps({"world": ws[i].name, "result": value}))
             tmp.replace(cache_dir / f"{keys[i]}.json")
 
-    done = map_ordered(run_world, [(ws[i], spec) for i in todo], engine, keys=[f"sens-{keys[i]}" for i in todo],
-                       on_result=save, progress=progress, desc="sensitivity")
+    if runner is not None:
+        done = runner.map([ws[i] for i in todo], save, progress)
+    else:
+        done = map_ordered(run_world, [(ws[i], spec) for i in todo], engine, keys=[f"sens-{keys[i]}" for i in todo],
+                           on_result=save, progress=progress, desc="sensitivity")
     for i, r in zip(todo, done):
         out[i] = r
     return out  # type: ignore[return-value]
@@ -637,11 +823,17 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     cache = Path(cache_dir) if cache_dir else None
     inputs = input_digests(suites, radio, DATA_DIR)
     ws = worlds(constants, sp.factors, 0, params.seed)
-    res = _map_worlds(ws, spec, engine, progress, cache, cached_only, inputs=inputs)
-    refused = refused_directions(ws, res)
-    joint = [w for w in worlds(constants, sp.factors, sp.lhs_samples, params.seed, refused) if w.kind == "lhs"]
-    ws, res = ws + joint, res + _map_worlds(joint, spec, engine, progress, cache, cached_only,
-                                            first_is_baseline=False, inputs=inputs)
+    # on this machine: preloaded world processes that re-run only the suites a world can change (_LocalRunner)
+    runner = _LocalRunner(spec, engine.n_workers) if engine.backend == "local-processes" else None
+    try:
+        res = _map_worlds(ws, spec, engine, progress, cache, cached_only, inputs=inputs, runner=runner)
+        refused = refused_directions(ws, res)
+        joint = [w for w in worlds(constants, sp.factors, sp.lhs_samples, params.seed, refused) if w.kind == "lhs"]
+        ws, res = ws + joint, res + _map_worlds(joint, spec, engine, progress, cache, cached_only,
+                                                first_is_baseline=False, inputs=inputs, runner=runner)
+    finally:
+        if runner is not None:
+            runner.close()
     if res[0].get("status") != "ok":
         raise RuntimeError(f"the unperturbed world failed: {res[0].get('status')}")
     baseline = res[0]["quantities"]
@@ -683,7 +875,8 @@ def run_sensitivity(params, out_dir: str | Path, engine=None, progress: bool = F
     _figures(out_dir, table)
     # wall and CPU time are measurements of this machine: printed and put in run.json, kept out of summary.json
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
-    summary["worlds_cpu_s"] = round(sum(float(r.get("cpu_s") or 0) for r in res), 1)
+    summary["worlds_cpu_s"] = round(sum(float(r.get("cpu_s") or 0) for r in res) +
+                                    (runner.setup_cpu_s if runner is not None else 0.0), 1)
     return summary
 
 

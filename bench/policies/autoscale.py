@@ -492,6 +492,26 @@ class AutoScaleLearner(Learner):
         return learner
 
 
+#: AutoScaleConfig keys only training reads (the Q-learning update, exploration, reward, training scenarios): a saved
+#: learner's decision depends on its tables, the state bins (``*_edges``), the action names and the decision rule's
+#: settings (``share_dnn``, ``backoff``, ...), not on these
+TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "discount", "epsilon_start", "epsilon_end",
+                 "epsilon_decay_steps", "scenarios", "episode_steps", "violation_penalty", "violation_cost_mj")
+
+
+def policy_digest(path: str | Path) -> str:
+    """A short hash of what a saved AutoScale learner (:meth:`AutoScaleLearner.save`) acts on: its arrays (names,
+    dtypes, shapes, bytes; not the npz's compression), action names, state layout and acting configuration (the
+    config without :data:`TRAINING_ONLY` keys and keys at their default: :func:`bench.policies.artefact.acting_config`)."""
+    from bench.policies.artefact import acting_config, digest, npz_arrays
+
+    path = Path(path)
+    meta = json.loads((path / META_FILE).read_text())
+    acting = {k: meta.get(k) for k in ("policy", "action_names", "state_sizes", "state_features")}
+    acting["config"] = acting_config(meta.get("config") or {}, AutoScaleConfig, TRAINING_ONLY)
+    return digest(npz_arrays(path / Q_FILE), acting)
+
+
 # --------------------------------------------------------------------------- training
 
 @dataclass

@@ -536,6 +536,30 @@ class DVFOLearner(Learner):
         return learner
 
 
+#: DVFOConfig keys only training reads (the update, exploration, reward shaping and schedule): a saved learner's
+#: greedy decision depends on its Q-network's tensors (weights and observation statistics), ``obs_clip``,
+#: ``precision``, ``hidden_sizes`` and the action space (device, levels, xi), not on these
+TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "buffer_size", "batch_size",
+                 "prioritized_replay", "per_alpha", "per_beta", "per_eps", "gamma", "tau", "target_update_interval",
+                 "train_frequency", "learning_starts", "start_e", "end_e", "exploration_fraction", "max_grad_norm",
+                 "loss", "scenarios", "max_episode_steps", "w_energy", "w_time", "qos_penalty", "violation_cost_mj",
+                 "torch_threads", "log_every_episodes")
+
+
+def policy_digest(path: str | Path) -> str:
+    """A short hash of what a saved DVFO learner (:meth:`DVFOLearner.save`) acts on: its tensors (names, dtypes,
+    shapes, bytes; not the safetensors metadata header), its spaces and its acting configuration (the saved
+    config without :data:`TRAINING_ONLY` keys and keys at their default: :func:`bench.policies.artefact.acting_config`).
+    Equal digests: the same greedy decisions. Used to tell whether a result that replayed it is stale."""
+    from bench.policies.artefact import acting_config, digest, safetensors_tensors
+
+    path = Path(path)
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    acting = {k: meta.get(k) for k in ("format", "version", "obs_dim", "n_actions")}
+    acting["config"] = acting_config(meta.get("config") or {}, DVFOConfig, TRAINING_ONLY)
+    return digest(safetensors_tensors(path / WEIGHTS_FILE), acting)
+
+
 def _spaces(env) -> tuple[int, int]:
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(act_space, gym.spaces.Discrete) or len(obs_space.shape) != 1:
