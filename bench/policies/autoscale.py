@@ -6,8 +6,9 @@ public): one decision per inference request on ``bench/AutoScale-v0``.
 * **State** - a discrete id from mixed-radix index arithmetic (no hashing) over
   bucketed observation features: the NN's layer counts (conv / fc / recurrent /
   attention, each bucketed by ``*_edges``) and MACs bucket (``macs_log10_edges``)
-  x the runtime variance: co-runner CPU load, memory load, Wi-Fi RSSI, LTE RSRP
-  and the request's latency target. A value ``x`` falls in bucket
+  x the runtime variance: co-runner CPU load, memory load, Wi-Fi RSSI, LTE RSRP,
+  the request's latency target and the device's own backlog (per processor: which
+  one is busy; docs/autoscale.md). A value ``x`` falls in bucket
   ``bisect_right(edges, x)``, so ``k`` edges give ``k + 1`` buckets.
 * **Table** - ``q[state, action]`` (float64 numpy array), plus visit counts.
 * **Act** - greedy ``argmax`` over the state's row (ties: lowest index);
