@@ -6,8 +6,9 @@ public): one decision per inference request on ``bench/AutoScale-v0``.
 * **State** - a discrete id from mixed-radix index arithmetic (no hashing) over
   bucketed observation features: the NN's layer counts (conv / fc / recurrent /
   attention, each bucketed by ``*_edges``) and MACs bucket (``macs_log10_edges``)
-  x the runtime variance: co-runner CPU load, memory load, Wi-Fi RSSI, LTE RSRP
-  and the request's latency target. A value ``x`` falls in bucket
+  x the runtime variance: co-runner CPU load, memory load, Wi-Fi RSSI, LTE RSRP,
+  the request's latency target and the device's own backlog (per processor: which
+  one is busy; docs/autoscale.md). A value ``x`` falls in bucket
   ``bisect_right(edges, x)``, so ``k`` edges give ``k + 1`` buckets.
 * **Table** - ``q[state, action]`` (float64 numpy array), plus visit counts.
 * **Act** - greedy ``argmax`` over the state's row (ties: lowest index);
@@ -114,6 +115,12 @@ class AutoScaleConfig:
     Default (): ignored (one bucket; the state layout and saved tables are those without it)."""
     radio_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
     """Bucket edges on the busiest radio transmitter's backlog (ms). Default (): ignored."""
+    cpu_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the edge CPU's own backlog (ms): which processor is busy. Default (): ignored."""
+    gpu_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the edge GPU's own backlog (ms). Default (): ignored."""
+    dsp_busy_ms_edges: tuple[float, ...] = bounded((), ge=0, le=1e7, max_len=1000)
+    """Bucket edges on the edge DSP's own backlog (ms). Default (): ignored."""
     optimistic_init: float = bounded(0.0, ge=-1e9, le=1e9)  # a reward-sized value
     """Initial value of every table entry (sample efficiency). 0 is a zero-initialised table. A value above
     every reachable reward makes the greedy choice try each untried action of a state once before settling
@@ -209,7 +216,8 @@ _FEATURE_NAMES = (
     ("n_attention", "attention_edges"), ("log10_flops", "macs_log10_edges"), ("cpu_load", "cpu_load_edges"),
     ("mem_load", "mem_load_edges"), ("gpu_load", "gpu_load_edges"), ("wifi_dbm", "wifi_dbm_edges"),
     ("lte_dbm", "lte_dbm_edges"), ("qos_ms", "qos_ms_edges"), ("local_busy_ms", "local_busy_ms_edges"),
-    ("radio_busy_ms", "radio_busy_ms_edges"),
+    ("radio_busy_ms", "radio_busy_ms_edges"), ("cpu_busy_ms", "cpu_busy_ms_edges"),
+    ("gpu_busy_ms", "gpu_busy_ms_edges"), ("dsp_busy_ms", "dsp_busy_ms_edges"),
 )
 
 
@@ -229,7 +237,7 @@ _SIGNAL_FEATURES = ("wifi_dbm_edges", "lte_dbm_edges")
 #: the device's own backlog decides whether a local target can still meet the deadline, as the signal decides an
 #: offload; its busy bucket is rare (low visit-weighted informativeness), so measured it would go first and a busy
 #: request would read the idle choice (measured: heldout_cell_edge, docs/autoscale.md)
-_BACKLOG_FEATURES = ("local_busy_ms_edges",)
+_BACKLOG_FEATURES = ("local_busy_ms_edges", "cpu_busy_ms_edges", "gpu_busy_ms_edges", "dsp_busy_ms_edges")
 _PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES)
                    if name in _NN_FEATURES + _SIGNAL_FEATURES + _BACKLOG_FEATURES)
 _SIGNAL_POS = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _SIGNAL_FEATURES)

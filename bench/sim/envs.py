@@ -43,7 +43,8 @@ _MAX_LAYERS, _MAX_LOG_FLOPS, _MAX_MS, _MAX_MBPS = 1e4, 20.0, 1e6, 1e4
 #: names of the observation fields, in index order (policies look features up by name, never by number)
 NN_FIELDS = ("n_conv", "n_fc", "n_recurrent", "n_attention", "log10_flops")
 AUTOSCALE_OBS_FIELDS = NN_FIELDS + ("cpu_load", "mem_load", "wifi_dbm", "lte_dbm", "qos_ms", "max_accuracy_loss",
-                                    "gpu_load", "local_busy_ms", "radio_busy_ms")
+                                    "gpu_load", "local_busy_ms", "radio_busy_ms", "cpu_busy_ms", "gpu_busy_ms",
+                                    "dsp_busy_ms")
 DVFO_OBS_FIELDS = NN_FIELDS + ("bandwidth_mbps", "prev_cpu", "prev_gpu", "prev_mem", "prev_xi", "time_to_go",
                                "cpu_load", "mem_load", "gpu_load", "signal_dbm", "radio_busy_ms", "radio_connected_ms",
                                "throttled")
@@ -287,7 +288,7 @@ class AutoScaleEnv(_SimEnv):
     ``cloud_<radio>``      cloud over Wi-Fi / LTE
     =====================  =============================================
 
-    **Observation** - ``Box(float32, (14,))``; field names in :data:`AUTOSCALE_OBS_FIELDS`.
+    **Observation** - ``Box(float32, (17,))``; field names in :data:`AUTOSCALE_OBS_FIELDS`.
     The runtime signals are the ones the paper names (signal strength, processor
     utilisation, memory usage), observed with the request:
 
@@ -311,12 +312,15 @@ class AutoScaleEnv(_SimEnv):
                                 (CPU, GPU, DSP) is free (ms)
     13   ``radio_busy_ms``      queue: how long until the busiest radio's        [0, 1e6]
                                 transmitter is free (ms)
+    14   ``cpu_busy_ms``        queue: how long until the edge CPU is free (ms)  [0, 1e6]
+    15   ``gpu_busy_ms``        ... the edge GPU (0 where the device has none)   [0, 1e6]
+    16   ``dsp_busy_ms``        ... the edge DSP (0 where the device has none)   [0, 1e6]
     ===  =====================  ===============================================  ==========
 
     Each local target runs one inference at a time and each radio sends one upload
     at a time (FIFO, :mod:`bench.sim.kernel`): a request that arrives while earlier
-    ones still run waits, and the wait is part of its latency. Fields 12-13 let a
-    policy see that backlog (a real scheduler knows its own queues).
+    ones still run waits, and the wait is part of its latency. Fields 12-16 let a
+    policy see that backlog (a real scheduler knows its own queues), in total and per processor.
 
     **Reward** - with ``violation_cost_mj`` (λ; the pipeline passes params.yaml's ``objective``): the
     declared objective, ``-(energy_mj + λ · miss) / 1000`` (joules; a miss: latency > target or accuracy
@@ -352,23 +356,30 @@ class AutoScaleEnv(_SimEnv):
         # the declared objective (params.yaml `objective`, bench/sim/objective.py); None: the legacy reward
         self.objective = None if violation_cost_mj is None else Objective(violation_cost_mj)
         self._radio = [self.sim.radio_names.index(r) for r in ("wifi", "lte")]
-        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1, 1, _MAX_MS, _MAX_MS],
-                        dtype=np.float32)
-        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0, 0, 0], dtype=np.float32)
+        high = np.array([_MAX_LAYERS] * 4 + [_MAX_LOG_FLOPS, 1, 1, _DBM_HIGH, _DBM_HIGH, _MAX_MS, 1, 1, _MAX_MS, _MAX_MS]
+                        + [_MAX_MS] * 3, dtype=np.float32)
+        low = np.array([0] * 5 + [0, 0, _DBM_LOW, _DBM_LOW, 0, 0, 0, 0, 0] + [0] * 3, dtype=np.float32)
+        names = self.sim.kernel.resource_names  # per local target (cpu, gpu, dsp) its own backlog field; absent: 0
+        self._per_target = [(AUTOSCALE_OBS_FIELDS.index(f"{r}_busy_ms"), names.index(r)) for r in ("cpu", "gpu", "dsp")
+                            if r in names]
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
     def _obs_table(self, s: States) -> np.ndarray:
-        """(T, 14) observations of every request of an episode; the queue fields (12-13) are filled per step."""
+        """(T, 17) observations of every request of an episode; the queue fields (12-16) are filled per step."""
         sig = np.clip(s.signal_dbm[:, self._radio], _DBM_LOW, _DBM_HIGH)
         runtime = np.column_stack([s.cpu_load, s.mem_load, sig[:, 0], sig[:, 1], s.qos_ms,
                                    np.minimum(s.max_accuracy_loss, 1.0),
-                                   _state_column(s, "gpu_load"), np.zeros(len(s)), np.zeros(len(s))]).astype(np.float32)
+                                   _state_column(s, "gpu_load"), np.zeros(len(s)), np.zeros(len(s)),
+                                   np.zeros((len(s), 3))]).astype(np.float32)
         obs = np.concatenate([self._nn[s.workload], runtime], axis=1).astype(np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _obs(self) -> np.ndarray:
         obs = self._obs_tab[min(self._t, self._T - 1)].copy()
         obs[12], obs[13] = self._busy()  # (two scalar stores: cheaper than a slice from a tuple)
+        lf = self._kernel.local_free
+        for i, r in self._per_target:
+            obs[i] = min(max(lf[r], 0.0), _MAX_MS)
         return obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -177,6 +177,8 @@ class AutoScaleVectorEnv(_SimVectorEnv):
         c = self._carry
         obs[:, 12] = np.minimum(np.maximum(c.local_free.max(axis=1, initial=0.0), 0.0), _MAX_MS)
         obs[:, 13] = np.minimum(np.maximum(c.tx_free.max(axis=1, initial=0.0), 0.0), _MAX_MS)
+        for i, r in self.env._per_target:  # each local target's own backlog (cpu, gpu, dsp)
+            obs[:, i] = np.minimum(np.maximum(c.local_free[:, r], 0.0), _MAX_MS)
         return obs
 
     def _reward(self, out, x, a, live):

@@ -30,7 +30,7 @@ CPU, GPU, CLOUD = range(3)
 def _obs(**values) -> np.ndarray:
     base = dict(n_conv=50, n_fc=1, n_recurrent=0, n_attention=0, log10_flops=9.0, cpu_load=0.0, mem_load=0.0,
                 gpu_load=0.0, wifi_dbm=-50, lte_dbm=-80, qos_ms=100, max_accuracy_loss=0.02, local_busy_ms=0.0,
-                radio_busy_ms=0.0)
+                radio_busy_ms=0.0, cpu_busy_ms=0.0, gpu_busy_ms=0.0, dsp_busy_ms=0.0)
     base.update(values)
     return np.array([base[f] for f in FIELDS], dtype=np.float32)
 

@@ -64,3 +64,21 @@ def test_sb3_trains_on_the_vector_env():
     actions, _ = model.predict(obs)
     obs, rew, done, infos = venv.step(actions)
     assert rew.shape == (4,) and len(infos) == 4
+
+
+def test_autoscale_observes_each_processors_own_backlog():
+    """Fields cpu/gpu/dsp_busy_ms are each local target's wait; local_busy_ms is their maximum."""
+    from bench.sim.envs import AUTOSCALE_OBS_FIELDS as F
+
+    env = gym.make(AUTOSCALE_ID, scenario="random_walk", max_episode_steps=50)
+    obs, _ = env.reset(seed=3)
+    names = list(env.unwrapped.action_table["name"])
+    gpu = next(i for i, n in enumerate(names) if n.startswith("gpu@"))
+    seen_gpu_busy = False
+    for _ in range(49):  # everything on the slowest GPU level: the GPU queues, the CPU and DSP stay idle
+        obs, *_ = env.step(gpu)
+        per = [obs[F.index(f"{r}_busy_ms")] for r in ("cpu", "gpu", "dsp")]
+        assert per[0] == 0.0 and per[2] == 0.0
+        assert obs[F.index("local_busy_ms")] == pytest.approx(max(per))
+        seen_gpu_busy |= per[1] > 0.0
+    assert seen_gpu_busy
