@@ -387,17 +387,32 @@ class Simulator:
         return {"up_mbps": up, "down_mbps": down, "loss": loss, "weak_extra_w": extra}
 
     # ------------------------------------------------------------------ evaluation
-    def request_inputs(self, states: States, draws: Draws) -> RequestInputs:
-        """The policy-independent per-request inputs of the kernel (:class:`bench.sim.kernel.RequestInputs`)."""
+    def request_inputs(self, states: States, draws: Draws, route: np.ndarray | None = None) -> RequestInputs:
+        """The policy-independent per-request inputs of the kernel (:class:`bench.sim.kernel.RequestInputs`).
+
+        ``route`` (N,) int: the route arrays hold each row's values on that route only, (N,) (what the
+        kernel would gather at ``[row, route]``, the same numbers computed for that route alone: the batch
+        path with the queue knows each request's action before it computes its inputs).
+        """
         ls = self.link_state(states)
         tab = self.kernel
-        radio = tab.route_radio
-        cap = states.cap_mbps[:, None]
-        up_phy = ls["up_mbps"][:, radio] * draws.up_factor[:, radio]
-        down_phy = ls["down_mbps"][:, radio] * draws.down_factor[:, radio]
-        rtt = tab.route_rtt_ms * draws.rtt_factor[:, radio] + tab.rto_ms * (draws.loss_u[:, radio] < ls["loss"][:, radio])
+        if route is None:
+            radio = tab.route_radio
+            cap = states.cap_mbps[:, None]
+            at = lambda v: v[:, radio]  # noqa: E731  (N, R) -> (N, Q)
+            rtt_ms, rto_ms = tab.route_rtt_ms, tab.rto_ms
+        else:
+            q = np.asarray(route, dtype=np.int64)
+            n_r = len(self.links)
+            cell = np.arange(len(q)) * n_r + tab.route_radio[q]  # each row's radio, as a flat (N, R) index
+            cap = states.cap_mbps
+            at = lambda v: np.ascontiguousarray(v).reshape(-1).take(cell)  # noqa: E731  (N, R) -> (N,)
+            rtt_ms, rto_ms = tab.route_rtt_ms[q], tab.rto_ms[q]
+        up_phy = at(ls["up_mbps"]) * at(draws.up_factor)
+        down_phy = at(ls["down_mbps"]) * at(draws.down_factor)
+        rtt = rtt_ms * at(draws.rtt_factor) + rto_ms * (at(draws.loss_u) < at(ls["loss"]))
         return RequestInputs(up_phy, np.minimum(up_phy, cap), down_phy, np.minimum(down_phy, cap), rtt,
-                             ls["weak_extra_w"][:, radio], np.asarray(states.workload, dtype=np.int64),
+                             at(ls["weak_extra_w"]), np.asarray(states.workload, dtype=np.int64),
                              tab.cpu_slowdown * states.cpu_load, tab.mem_slowdown * states.mem_load,
                              tab.gpu_slowdown * states.gpu_load,
                              tab.cpu_power_w * states.cpu_load + tab.mem_power_w * states.mem_load,
@@ -498,7 +513,8 @@ class Simulator:
         for s0 in range(0, n_t, max(1, int(block_steps))):
             s1 = min(n_t, s0 + max(1, int(block_steps)))
             rows = slice(s0 * k, s1 * k)
-            x = self.request_inputs(states.take(rows), draws.take(rows))
+            # the inputs on each request's route only (its action is known): (rows,) arrays, not (rows, routes)
+            x = self.request_inputs(states.take(rows), draws.take(rows), route=self.kernel.route[acts[s0:s1].ravel()])
             carry = run_episodes(self.kernel, x, acts[s0:s1], thermal=self.thermal_params, carry=carry,
                                  out={key: v[s0:s1] for key, v in res.items()})["carry"]
         res["carry"] = carry if carry is not None else Carry.fresh(k, self.kernel)

@@ -178,7 +178,8 @@ class KernelTables:
 
 @dataclass(frozen=True)
 class RequestInputs:
-    """Per-request quantities that do not depend on the policy (N rows; route arrays (N, Q)).
+    """Per-request quantities that do not depend on the policy (N rows; route arrays (N, Q), or (N,) when
+    computed on each row's own route: ``Simulator.request_inputs(..., route=)``).
 
     ``up_phy``/``down_phy``: the radio's realised PHY rate on the route (signal and this
     request's throughput draw); ``up_good``/``down_good``: the flow's goodput (the PHY
@@ -631,7 +632,12 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
     # per (step, episode): the request's row of x, its route and radio, and the flat carry cells they use
     xrow = (np.arange(n_t)[:, None] * k + cols) if per_col else np.broadcast_to(np.arange(n_t)[:, None], (n_t, k))
     q_all = tab.route[acts]
-    route_all = {n: getattr(x, n)[xrow, q_all] for n in _ROUTE_KEYS}
+    if x.up_phy.ndim == 1:  # already on each request's route (request_inputs(..., route=)), laid out (T, K)
+        if not per_col:
+            raise ValueError("route inputs computed per row need one row of x per (step, episode)")
+        route_all = {n: getattr(x, n).reshape(n_t, k) for n in _ROUTE_KEYS}
+    else:
+        route_all = {n: getattr(x, n)[xrow, q_all] for n in _ROUTE_KEYS}
     i_tx_all = cols * n_r + tab.route_radio[q_all]
     i_srv_all = cols * n_q + q_all
     i_lf_all = cols * n_l + np.maximum(tab.local_resource[acts], 0)  # unthrottled; redone for throttled rows
