@@ -293,11 +293,21 @@ def _local_ms(kc, km, kg, jit, pre, pre_cpu, pre_mem, pre_gpu, par, par_cpu, par
 class _NumpyOps:
     """Array operations of the kernel for numpy batches."""
 
-    mx, mn, where, clip, not_ = staticmethod(np.maximum), staticmethod(np.minimum), staticmethod(np.where), \
-        staticmethod(np.clip), staticmethod(np.logical_not)
+    mx, mn, where, not_ = staticmethod(np.maximum), staticmethod(np.minimum), staticmethod(np.where), \
+        staticmethod(np.logical_not)
     nan = np.nan
     batch = True
-    any = staticmethod(np.any)
+
+    # Why not np.clip / np.any: their Python-level dispatch costs more than the operation on a lock-step
+    # batch of a few thousand rows; the same values (clip = min(max(v, lo), hi) for lo <= hi, NaN kept:
+    # the scalar rewrite's definition too)
+    @staticmethod
+    def clip(v, lo, hi):
+        return np.minimum(np.maximum(v, lo), hi)
+
+    @staticmethod
+    def any(v):
+        return v.any()
 
     @staticmethod
     def div(n, d):
@@ -319,7 +329,8 @@ class _NumpyOps:
     def fill(base, sel, v):
         """A copy of ``base`` (broadcast to the selection's shape) with ``v`` at the selected cells."""
         shape, idx = sel
-        out = np.array(np.broadcast_to(base, shape), dtype=np.result_type(base, v))
+        out = np.empty(shape, dtype=np.result_type(base, v))
+        out[...] = base  # (a broadcasting copy; np.broadcast_to's Python wrapper costs more at these sizes)
         out[idx] = v
         return out
 
@@ -332,6 +343,14 @@ class _NumpyOps:
 
 def _sdiv(n, d):
     return n / d if d != 0.0 else (math.inf if n > 0 else (0.0 if n == 0 else -math.inf))
+
+
+class _QuietNumpyOps(_NumpyOps):
+    """:class:`_NumpyOps` whose ``div`` leaves the floating-point error state to the caller: a loop that
+    calls the kernel many times (:func:`run_episodes`) ignores divide and invalid once around the loop
+    instead of entering ``np.errstate`` at every division (the same values)."""
+
+    div = staticmethod(np.true_divide)
 
 
 class _ScalarOps:
@@ -357,6 +376,7 @@ class _ScalarOps:
 
 
 NUMPY_OPS, SCALAR_OPS = _NumpyOps(), _ScalarOps()
+_QUIET_NUMPY_OPS = _QuietNumpyOps()
 
 
 def scalar_tables(tab: KernelTables) -> SimpleNamespace:
@@ -485,7 +505,7 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     ok = (latency <= qos) & (loss <= bound + 1e-12) & ops.not_(timed_out)
     violation = where(ok, 0.0, mx(latency / qos - 1.0, 0.0) + mx(loss - bound, 0.0) / mx(bound, 1e-3) + timed_out)
     if ops.batch:
-        bc = _broadcaster(np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(i)))  # every broadcast dim
+        bc = _broadcaster(np.broadcast(energy, off, i).shape)  # every broadcast dim
     else:
         bc = _same
     resource = where(has_local, tab.local_resource[a_run], -1)
@@ -642,6 +662,20 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
     i_srv_all = cols * n_q + q_all
     i_lf_all = cols * n_l + np.maximum(tab.local_resource[acts], 0)  # unthrottled; redone for throttled rows
     lf, tx, idle, srv = (v.reshape(-1) for v in (carry.local_free, carry.tx_free, carry.radio_idle, carry.server_free))
+    with np.errstate(divide="ignore", invalid="ignore"):  # once for the loop (what NUMPY_OPS.div does per call)
+        _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, (i_lf_all, i_tx_all, i_srv_all),
+                       (lf, tx, idle, srv))
+    res["carry"] = carry
+    return res
+
+
+def _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, cells, flat):
+    """:func:`run_episodes`'s loop over the T steps (the carry's flat views ``flat`` updated in place)."""
+    n_t, k = acts.shape
+    cols = np.arange(k)
+    n_l = tab.n_resources
+    i_lf_all, i_tx_all, i_srv_all = cells
+    lf, tx, idle, srv = flat
     for s in range(n_t):
         t = slice(s * k, (s + 1) * k) if per_col else s
         a = acts[s]
@@ -651,12 +685,11 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
             i_lf = cols * n_l + np.maximum(tab.local_resource[np.where(hot, tab.throttle_to[a], a)], 0)
         state = {"local_free": lf[i_lf], "tx_free": tx[i_tx], "last_end": -idle[i_tx], "server_free": srv[i_srv]}
         xr = {n: getattr(x, n)[t] for n in _X_KEYS}
-        o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False)
+        o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False,
+                            ops=_QUIET_NUMPY_OPS)
         for key in _EPISODE_KEYS:
             res[key][s] = o[key]
         _advance_into(carry, o, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv))
-    res["carry"] = carry
-    return res
 
 
 # --------------------------------------------------------------------------- the scalar step (gym envs)
