@@ -386,6 +386,24 @@ class Simulator:
             extra[:, j] = lk.weak_extra_w(s)
         return {"up_mbps": up, "down_mbps": down, "loss": loss, "weak_extra_w": extra}
 
+    def _link_state_at(self, states: States, radio: np.ndarray, cell: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`link_state` at each row's radio ``radio`` only ((N,) arrays; ``cell`` the flat (N, R) index
+        of that radio): each radio's model runs on its own rows (the same functions, on half the values)."""
+        sig = np.ascontiguousarray(states.signal_dbm, dtype=float).reshape(-1).take(cell)
+        n = len(sig)
+        out = {k: np.empty(n) for k in ("up_mbps", "down_mbps", "loss", "weak_extra_w")}
+        for j, lk in enumerate(self.links):
+            fns = (("up_mbps", lk.uplink_goodput_mbps), ("down_mbps", lk.downlink_goodput_mbps),
+                   ("loss", lk.loss_prob), ("weak_extra_w", lk.weak_extra_w))
+            rows = np.flatnonzero(radio == j)
+            if len(rows) == n:  # every row on this radio
+                out.update({k: np.asarray(fn(sig), dtype=float) for k, fn in fns})
+            elif len(rows):
+                s = sig[rows]
+                for k, fn in fns:
+                    out[k][rows] = fn(s)
+        return out
+
     # ------------------------------------------------------------------ evaluation
     def request_inputs(self, states: States, draws: Draws, route: np.ndarray | None = None) -> RequestInputs:
         """The policy-independent per-request inputs of the kernel (:class:`bench.sim.kernel.RequestInputs`).
@@ -394,9 +412,9 @@ class Simulator:
         kernel would gather at ``[row, route]``, the same numbers computed for that route alone: the batch
         path with the queue knows each request's action before it computes its inputs).
         """
-        ls = self.link_state(states)
         tab = self.kernel
         if route is None:
+            ls = self.link_state(states)
             radio = tab.route_radio
             cap = states.cap_mbps[:, None]
             at = lambda v: v[:, radio]  # noqa: E731  (N, R) -> (N, Q)
@@ -404,9 +422,11 @@ class Simulator:
         else:
             q = np.asarray(route, dtype=np.int64)
             n_r = len(self.links)
-            cell = np.arange(len(q)) * n_r + tab.route_radio[q]  # each row's radio, as a flat (N, R) index
+            radio = tab.route_radio[q]
+            cell = np.arange(len(q)) * n_r + radio  # each row's radio, as a flat (N, R) index
             cap = states.cap_mbps
-            at = lambda v: np.ascontiguousarray(v).reshape(-1).take(cell)  # noqa: E731  (N, R) -> (N,)
+            at = lambda v: v if v.ndim == 1 else np.ascontiguousarray(v).reshape(-1).take(cell)  # noqa: E731
+            ls = self._link_state_at(states, radio, cell)
             rtt_ms, rto_ms = tab.route_rtt_ms[q], tab.rto_ms[q]
         up_phy = at(ls["up_mbps"]) * at(draws.up_factor)
         down_phy = at(ls["down_mbps"]) * at(draws.down_factor)
