@@ -219,3 +219,20 @@ def test_specialised_source_has_no_ops_left():
     src = scalar_request_physics().__doc__
     for token in ("where(", "bc(", "ops.", "np.", " max(", " min(", "mx(", "mn("):
         assert token not in src, token
+
+
+@pytest.mark.parametrize("routes", ["random", "first", "last"])
+def test_route_inputs_on_each_rows_route_equal_the_gathered_ones(world, routes):
+    """request_inputs(..., route=q) (what rollout computes: each row's route only, each radio's model on its own
+    rows) == request_inputs() gathered at [row, q]; every row on one route included (one radio takes all rows)."""
+    sim, states, draws = world
+    rng = np.random.default_rng(5)
+    n, n_q = len(states), sim.kernel.n_routes
+    q = {"random": rng.integers(0, n_q, n), "first": np.zeros(n, dtype=int), "last": np.full(n, n_q - 1)}[routes]
+    full = sim.request_inputs(states, draws)
+    mine = sim.request_inputs(states, draws, route=q)
+    rows = np.arange(n)
+    for k in _ROUTE_KEYS:
+        assert _close(getattr(mine, k), getattr(full, k)[rows, q]), k
+    for k in _X_KEYS:
+        assert np.array_equal(getattr(mine, k), getattr(full, k)), k
