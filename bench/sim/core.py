@@ -515,13 +515,16 @@ class Simulator:
         return Outcome(*(stack([o[f] for o in outs]) for f in OUTCOME_FIELDS),
                        phases={p: stack([o[p] for o in outs]) for p in outs[0] if p not in OUTCOME_FIELDS})
 
-    def rollout(self, states: States, draws: Draws, actions: np.ndarray, block_steps: int = 8) -> dict:
+    def rollout(self, states: States, draws: Draws, actions: np.ndarray, block_steps: int = 32) -> dict:
         """K episodes of T requests in lock-step (``states``/``draws`` T*K rows laid out (T, K), ``actions``
         (T, K)): the batch path with the queue. Returns the outcome arrays (T, K) and the final ``carry``.
 
         The per-request inputs are computed ``block_steps`` steps at a time and the carry runs on from
-        block to block (the same outcomes as one pass: the inputs are per row): arrays of a block's K
-        rows stay in cache, where the (T*K, routes) arrays of a whole run would stream through memory.
+        block to block (the same outcomes as one pass: the inputs are per row): a block's arrays stay small,
+        where the arrays of a whole run would stream through memory, and the inputs' few dozen numpy calls
+        are paid once per block (32 steps: at the perf run's 2,500 episodes, ~5 % faster than 8 and as
+        fast as 40, process CPU time on the 2-core Xeon). Each request's inputs are computed on its own
+        action's route only.
         """
         acts = np.asarray(actions, dtype=np.int64)
         n_t, k = acts.shape
