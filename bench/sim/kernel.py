@@ -448,7 +448,8 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         conn_until = state["last_end"] + tail_ms
         promoted = up_start >= conn_until
         t_promo = promo_ms * promoted
-        up_end = up_start + t_promo + t_up
+        promo_end = up_start + t_promo
+        up_end = promo_end + t_up
         reached = off & (up_end <= deadline)
         t_remote = remote_ms * x["rjit"]
         srv_start = mx(up_end, state["server_free"])
@@ -457,8 +458,8 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         timed_out = off & (off_end > deadline)
         end = where(timed_out, deadline, off_end)  # the request's radio activity stops here
         use = off & (up_start < deadline)  # it got the transmitter before giving up
-        c_promo = mx(mn(up_start + t_promo, end) - up_start, 0.0) * use
-        c_up = where(use, mx(mn(up_end, end) - (up_start + t_promo), 0.0), 0.0)
+        c_promo = mx(mn(promo_end, end) - up_start, 0.0) * use
+        c_up = where(use, mx(mn(up_end, end) - promo_end, 0.0), 0.0)
         c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
         c_down = where(use, mx(end - resp, 0.0), 0.0)
         burst_up = base_w + up_w_mbps * ops.clip(up_phy, 0.0, pmax) + route["extra"]
@@ -586,7 +587,8 @@ def _advance_into(c: Carry, out: Mapping, ia, live, thermal, old: Mapping | None
         idle[i_tx] = np.where(m_tx, idle_old, np.minimum(idle_old, -out["new_last_end"]))
         srv[i_srv] = np.where(m_srv, old["server_free"], out["new_server_free"])
     shift = ia if live is None else np.where(live, ia, 0.0)
-    shift = np.broadcast_to(shift, (k,))[:, None]
+    if np.ndim(shift):  # one shift per row (a scalar broadcasts as it is)
+        shift = (shift if np.shape(shift) == (k,) else np.broadcast_to(shift, (k,)))[:, None]
     c.local_free -= shift
     c.tx_free -= shift
     c.radio_idle += shift
