@@ -330,7 +330,7 @@ class _NumpyOps:
         """A copy of ``base`` (broadcast to the selection's shape) with ``v`` at the selected cells."""
         shape, idx = sel
         out = np.empty(shape, dtype=np.result_type(base, v))
-        out[...] = base  # (a broadcasting copy; np.broadcast_to's Python wrapper costs more at these sizes)
+        np.copyto(out, base)  # (a broadcasting copy; np.broadcast_to's Python wrapper costs more at these sizes)
         out[idx] = v
         return out
 
