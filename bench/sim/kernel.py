@@ -178,7 +178,8 @@ class KernelTables:
 
 @dataclass(frozen=True)
 class RequestInputs:
-    """Per-request quantities that do not depend on the policy (N rows; route arrays (N, Q)).
+    """Per-request quantities that do not depend on the policy (N rows; route arrays (N, Q), or (N,) when
+    computed on each row's own route: ``Simulator.request_inputs(..., route=)``).
 
     ``up_phy``/``down_phy``: the radio's realised PHY rate on the route (signal and this
     request's throughput draw); ``up_good``/``down_good``: the flow's goodput (the PHY
@@ -292,11 +293,21 @@ def _local_ms(kc, km, kg, jit, pre, pre_cpu, pre_mem, pre_gpu, par, par_cpu, par
 class _NumpyOps:
     """Array operations of the kernel for numpy batches."""
 
-    mx, mn, where, clip, not_ = staticmethod(np.maximum), staticmethod(np.minimum), staticmethod(np.where), \
-        staticmethod(np.clip), staticmethod(np.logical_not)
+    mx, mn, where, not_ = staticmethod(np.maximum), staticmethod(np.minimum), staticmethod(np.where), \
+        staticmethod(np.logical_not)
     nan = np.nan
     batch = True
-    any = staticmethod(np.any)
+
+    # Why not np.clip / np.any: their Python-level dispatch costs more than the operation on a lock-step
+    # batch of a few thousand rows; the same values (clip = min(max(v, lo), hi) for lo <= hi, NaN kept:
+    # the scalar rewrite's definition too)
+    @staticmethod
+    def clip(v, lo, hi):
+        return np.minimum(np.maximum(v, lo), hi)
+
+    @staticmethod
+    def any(v):
+        return v.any()
 
     @staticmethod
     def div(n, d):
@@ -318,7 +329,8 @@ class _NumpyOps:
     def fill(base, sel, v):
         """A copy of ``base`` (broadcast to the selection's shape) with ``v`` at the selected cells."""
         shape, idx = sel
-        out = np.array(np.broadcast_to(base, shape), dtype=np.result_type(base, v))
+        out = np.empty(shape, dtype=np.result_type(base, v))
+        np.copyto(out, base)  # (a broadcasting copy; np.broadcast_to's Python wrapper costs more at these sizes)
         out[idx] = v
         return out
 
@@ -331,6 +343,14 @@ class _NumpyOps:
 
 def _sdiv(n, d):
     return n / d if d != 0.0 else (math.inf if n > 0 else (0.0 if n == 0 else -math.inf))
+
+
+class _QuietNumpyOps(_NumpyOps):
+    """:class:`_NumpyOps` whose ``div`` leaves the floating-point error state to the caller: a loop that
+    calls the kernel many times (:func:`run_episodes`) ignores divide and invalid once around the loop
+    instead of entering ``np.errstate`` at every division (the same values)."""
+
+    div = staticmethod(np.true_divide)
 
 
 class _ScalarOps:
@@ -356,6 +376,7 @@ class _ScalarOps:
 
 
 NUMPY_OPS, SCALAR_OPS = _NumpyOps(), _ScalarOps()
+_QUIET_NUMPY_OPS = _QuietNumpyOps()
 
 
 def scalar_tables(tab: KernelTables) -> SimpleNamespace:
@@ -427,7 +448,8 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         conn_until = state["last_end"] + tail_ms
         promoted = up_start >= conn_until
         t_promo = promo_ms * promoted
-        up_end = up_start + t_promo + t_up
+        promo_end = up_start + t_promo
+        up_end = promo_end + t_up
         reached = off & (up_end <= deadline)
         t_remote = remote_ms * x["rjit"]
         srv_start = mx(up_end, state["server_free"])
@@ -436,8 +458,8 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         timed_out = off & (off_end > deadline)
         end = where(timed_out, deadline, off_end)  # the request's radio activity stops here
         use = off & (up_start < deadline)  # it got the transmitter before giving up
-        c_promo = mx(mn(up_start + t_promo, end) - up_start, 0.0) * use
-        c_up = where(use, mx(mn(up_end, end) - (up_start + t_promo), 0.0), 0.0)
+        c_promo = mx(mn(promo_end, end) - up_start, 0.0) * use
+        c_up = where(use, mx(mn(up_end, end) - promo_end, 0.0), 0.0)
         c_wait = where(use, mx(mn(resp, end) - up_end, 0.0), 0.0)
         c_down = where(use, mx(end - resp, 0.0), 0.0)
         burst_up = base_w + up_w_mbps * ops.clip(up_phy, 0.0, pmax) + route["extra"]
@@ -484,7 +506,7 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
     ok = (latency <= qos) & (loss <= bound + 1e-12) & ops.not_(timed_out)
     violation = where(ok, 0.0, mx(latency / qos - 1.0, 0.0) + mx(loss - bound, 0.0) / mx(bound, 1e-3) + timed_out)
     if ops.batch:
-        bc = _broadcaster(np.broadcast_shapes(np.shape(energy), np.shape(off), np.shape(i)))  # every broadcast dim
+        bc = _broadcaster(np.broadcast(energy, off, i).shape)  # every broadcast dim
     else:
         bc = _same
     resource = where(has_local, tab.local_resource[a_run], -1)
@@ -565,7 +587,8 @@ def _advance_into(c: Carry, out: Mapping, ia, live, thermal, old: Mapping | None
         idle[i_tx] = np.where(m_tx, idle_old, np.minimum(idle_old, -out["new_last_end"]))
         srv[i_srv] = np.where(m_srv, old["server_free"], out["new_server_free"])
     shift = ia if live is None else np.where(live, ia, 0.0)
-    shift = np.broadcast_to(shift, (k,))[:, None]
+    if np.ndim(shift):  # one shift per row (a scalar broadcasts as it is)
+        shift = (shift if np.shape(shift) == (k,) else np.broadcast_to(shift, (k,)))[:, None]
     c.local_free -= shift
     c.tx_free -= shift
     c.radio_idle += shift
@@ -631,11 +654,30 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
     # per (step, episode): the request's row of x, its route and radio, and the flat carry cells they use
     xrow = (np.arange(n_t)[:, None] * k + cols) if per_col else np.broadcast_to(np.arange(n_t)[:, None], (n_t, k))
     q_all = tab.route[acts]
-    route_all = {n: getattr(x, n)[xrow, q_all] for n in _ROUTE_KEYS}
+    if x.up_phy.ndim == 1:  # already on each request's route (request_inputs(..., route=)), laid out (T, K)
+        if not per_col:
+            raise ValueError("route inputs computed per row need one row of x per (step, episode)")
+        route_all = {n: getattr(x, n).reshape(n_t, k) for n in _ROUTE_KEYS}
+    else:
+        route_all = {n: getattr(x, n)[xrow, q_all] for n in _ROUTE_KEYS}
     i_tx_all = cols * n_r + tab.route_radio[q_all]
     i_srv_all = cols * n_q + q_all
     i_lf_all = cols * n_l + np.maximum(tab.local_resource[acts], 0)  # unthrottled; redone for throttled rows
     lf, tx, idle, srv = (v.reshape(-1) for v in (carry.local_free, carry.tx_free, carry.radio_idle, carry.server_free))
+    with np.errstate(divide="ignore", invalid="ignore"):  # once for the loop (what NUMPY_OPS.div does per call)
+        _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, (i_lf_all, i_tx_all, i_srv_all),
+                       (lf, tx, idle, srv))
+    res["carry"] = carry
+    return res
+
+
+def _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, cells, flat):
+    """:func:`run_episodes`'s loop over the T steps (the carry's flat views ``flat`` updated in place)."""
+    n_t, k = acts.shape
+    cols = np.arange(k)
+    n_l = tab.n_resources
+    i_lf_all, i_tx_all, i_srv_all = cells
+    lf, tx, idle, srv = flat
     for s in range(n_t):
         t = slice(s * k, (s + 1) * k) if per_col else s
         a = acts[s]
@@ -645,12 +687,11 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
             i_lf = cols * n_l + np.maximum(tab.local_resource[np.where(hot, tab.throttle_to[a], a)], 0)
         state = {"local_free": lf[i_lf], "tx_free": tx[i_tx], "last_end": -idle[i_tx], "server_free": srv[i_srv]}
         xr = {n: getattr(x, n)[t] for n in _X_KEYS}
-        o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False)
+        o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False,
+                            ops=_QUIET_NUMPY_OPS)
         for key in _EPISODE_KEYS:
             res[key][s] = o[key]
         _advance_into(carry, o, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv))
-    res["carry"] = carry
-    return res
 
 
 # --------------------------------------------------------------------------- the scalar step (gym envs)

@@ -219,3 +219,37 @@ def test_specialised_source_has_no_ops_left():
     src = scalar_request_physics().__doc__
     for token in ("where(", "bc(", "ops.", "np.", " max(", " min(", "mx(", "mn("):
         assert token not in src, token
+
+
+@pytest.mark.parametrize("routes", ["random", "first", "last"])
+def test_route_inputs_on_each_rows_route_equal_the_gathered_ones(world, routes):
+    """request_inputs(..., route=q) (what rollout computes: each row's route only, each radio's model on its own
+    rows) == request_inputs() gathered at [row, q]; every row on one route included (one radio takes all rows)."""
+    sim, states, draws = world
+    rng = np.random.default_rng(5)
+    n, n_q = len(states), sim.kernel.n_routes
+    q = {"random": rng.integers(0, n_q, n), "first": np.zeros(n, dtype=int), "last": np.full(n, n_q - 1)}[routes]
+    full = sim.request_inputs(states, draws)
+    mine = sim.request_inputs(states, draws, route=q)
+    rows = np.arange(n)
+    for k in _ROUTE_KEYS:
+        assert _close(getattr(mine, k), getattr(full, k)[rows, q]), k
+    for k in _X_KEYS:
+        assert np.array_equal(getattr(mine, k), getattr(full, k)), k
+
+
+@pytest.mark.parametrize("block_steps", [1, 7, 32])
+def test_rollout_in_blocks_equals_one_pass_of_the_loop(world, block_steps):
+    """Simulator.rollout (inputs computed a block of steps at a time, on each request's route only, the carry run
+    on from block to block) == run_episodes over the whole run's per-route inputs, thermal state included."""
+    sim, states, draws = world
+    n_t, k = 30, 20
+    acts = np.random.default_rng(3).integers(0, sim.A, (n_t, k))
+    got = sim.rollout(states, draws, acts, block_steps=block_steps)
+    want = run_episodes(sim.kernel, sim.request_inputs(states, draws), acts, thermal=sim.thermal_params)
+    for key in ("energy_mj", "latency_ms", "tail_mj", "promo_mj", "remote_energy_mj", "accuracy", "violation"):
+        assert _close(got[key], want[key]), key
+    assert np.array_equal(got["timed_out"], want["timed_out"]) and np.array_equal(got["qos_ok"], want["qos_ok"])
+    with np.errstate(invalid="ignore"):  # radios never used stay idle for ever (inf - inf in the tolerance)
+        for f in ("local_free", "tx_free", "radio_idle", "server_free", "heat_w"):
+            assert _close(getattr(got["carry"], f), getattr(want["carry"], f)), f
