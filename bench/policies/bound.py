@@ -573,90 +573,115 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
     u_sl = slice(nl + 3 * r, d_dims)
     opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part)
-    for i in range(n):
-        o = {k: x[offsets[i]:offsets[i + 1]] for k, x in opts.items()}
-        g_n = len(o["cost"])
-        now, t = arrival[i], nxt[i]
-        later = now + t  # the next arrival (inf after the last request)
-        ab = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms since the first arrival
-        wl = np.maximum(ab[:, q_sl] - now, 0.0)
-        wt = np.maximum(ab[:, t_sl] - now, 0.0)
-        ca, cb, cu = ab[:, a_sl], ab[:, b_sl], ab[:, u_sl] - now
-        res, rad = o["res"].astype(np.int64), o["radio"].astype(np.int64)
-        w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
-        w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
-        allowed = (w_l <= o["sig_w"] + 1e-9) & (w_t <= o["sig_t"] + 1e-9)
-        miss = o["miss"].astype(bool)
-        closes = (rad >= 0) & ~miss  # (G,)
-        if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
-            rc = np.clip(rad, 0, r - 1)
-            conn = cu[:, rc]
-            allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
-            # an option meeting QoS on a radio closes that radio's open window at its own radio start (no earlier
-            # than its favourable start nor the transmitter's carried wait): the part before it is paid. An option
-            # missing QoS (its start unknown) leaves the window open and adds no base power of its own while one is
-            # open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
-            a_r, b_r = ca[:, rc], cb[:, rc]
-            cut = now + np.maximum(o["t0"], w_t)
-            own = np.where(closes, power[rc] * np.maximum(np.minimum(cut, b_r) - np.maximum(a_r, now), 0.0), 0.0)
-            is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
-            step_c = np.where(miss & (rad >= 0) & is_open, o["cost_open"], o["cost"])
-        else:
-            own, step_c = 0.0, o["cost"]
-        newc = np.where(allowed, cost[:, None] + step_c + own, np.inf)
-        # the carried numbers after this request (ms since the first arrival)
-        new = np.repeat(ab[:, None, :], g_n, axis=1)  # (S, G, D)
-        if nl:
-            hit = res[None, :, None] == np.arange(nl)[None, None, :]
-            new[..., q_sl] = np.where(hit, (now + w_l + o["dur"])[..., None], new[..., q_sl])
-        if r:
-            hit = rad[None, :, None] == np.arange(r)[None, None, :]
-            shuts = hit & closes[None, :, None]
-            # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses the
-            # radio (its start is unknown, so any later user may have been right behind it); kept as a window
-            # beyond any time of the episode, which only the episode's end pays
-            pend = hit & (miss & (o["after"] > 0))[None, :, None] & ~is_open[..., None]
-            tx = now + np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
-            new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
-            opens = o["kb"] > o["ka"]  # (no window carried past the episode's last request)
-            new[..., a_sl] = np.where(shuts, np.where(opens, later + o["ka"], 0.0)[None, :, None], new[..., a_sl])
-            new[..., b_sl] = np.where(shuts, np.where(opens, later + o["kb"], 0.0)[None, :, None], new[..., b_sl])
-            new[..., a_sl] = np.where(pend, _PENDING_MS, new[..., a_sl])
-            new[..., b_sl] = np.where(pend, (_PENDING_MS + o["after"])[None, :, None], new[..., b_sl])
-            new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], (now + o["conn"])[None, :, None]), new[..., u_sl])
-        newc = newc.reshape(-1)
-        new = new.reshape(-1, d_dims)
-        fin = np.isfinite(newc)
-        idx = np.flatnonzero(fin)
-        new, newc = new[fin], newc[fin]
-        if r:
-            # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
-            # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
-            # to the current arrival), so windows differing only in a start already passed are one state; one
-            # ending before the next arrival is paid whole (also after the episode's last request)
-            with np.errstate(invalid="ignore"):
+    # every option's numbers the loop reads, flat over the episode (request i's: [offsets[i], offsets[i + 1]));
+    # the waits are read from one (S, nl + r + 1) array whose last column is 0 (an option without that resource)
+    n_o = len(opts["cost"])
+    res_o, rad_o = opts["res"].astype(np.int64), opts["radio"].astype(np.int64)
+    miss_o = opts["miss"].astype(bool)
+    w_none = nl + r
+    l_col = np.where(res_o >= 0, res_o, w_none)
+    t_col = np.where(rad_o >= 0, nl + rad_o, w_none)
+    sig_w_o, sig_t_o = opts["sig_w"] + 1e-9, opts["sig_t"] + 1e-9
+    dur_o, cost_o, cost_open_o = opts["dur"], opts["cost"], opts["cost_open"]
+    # where the new state's numbers go (column ``d_dims``: a scratch column for options that set none)
+    new_l = np.where(res_o >= 0, res_o, d_dims)
+    closes_o = (rad_o >= 0) & ~miss_o
+    if r:
+        rc_o = np.clip(rad_o, 0, r - 1)
+        # no promotion only if an earlier request may have left the radio connected past the upload's start
+        # (an option needing no connected radio: any connected-until passes, as ``conn > -inf``)
+        busy_t0 = np.where(opts["busy"].astype(bool), opts["t0"], -np.inf)
+        t0_o, rho_o, u_o = opts["t0"], opts["rho"], opts["u"]
+        pw_o = power[rc_o]
+        open_miss_o = miss_o & (rad_o >= 0)
+        pend_o = open_miss_o & (opts["after"] > 0)
+        opens_o = opts["kb"] > opts["ka"]
+        ka_o, kb_o, after_o, conn_o = opts["ka"], opts["kb"], opts["after"], opts["conn"]
+        a_col, b_col, u_col = nl + r + rc_o, nl + 2 * r + rc_o, nl + 3 * r + rc_o
+        new_t = np.where(rad_o >= 0, nl + rad_o, d_dims)
+        new_u = np.where(rad_o >= 0, u_col, d_dims)
+    w_cols = np.r_[np.arange(nl + r), d_dims]
+    pastable = np.ones(d_dims, dtype=bool)
+    pastable[a_sl] = pastable[b_sl] = False
+    with np.errstate(invalid="ignore"):
+        for i in range(n):
+            lo, hi = offsets[i], offsets[i + 1]
+            g_n = hi - lo
+            now, t = arrival[i], nxt[i]
+            later = now + t  # the next arrival (inf after the last request)
+            n_s = len(cost)
+            ab = np.zeros((n_s, d_dims + 1))  # (S, D + scratch) ms since the first arrival
+            np.multiply(st, grid, out=ab[:, :d_dims])
+            ab[:, :d_dims][st >= _UNKNOWN] = np.inf
+            wait = np.maximum(ab[:, w_cols] - now, 0.0)  # (S, nl + r + 1): each queue's wait, then 0
+            w_l = wait[:, l_col[lo:hi]]  # (S, G)
+            w_t = wait[:, t_col[lo:hi]]
+            allowed = (w_l <= sig_w_o[lo:hi]) & (w_t <= sig_t_o[lo:hi])
+            if r:
+                allowed &= (ab[:, u_col[lo:hi]] - now) > busy_t0[lo:hi]
+                # an option meeting QoS on a radio closes that radio's open window at its own radio start (no earlier
+                # than its favourable start nor the transmitter's carried wait): the part before it is paid. An option
+                # missing QoS (its start unknown) leaves the window open and adds no base power of its own while one
+                # is open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
+                a_r, b_r = ab[:, a_col[lo:hi]], ab[:, b_col[lo:hi]]
+                cut = now + np.maximum(t0_o[lo:hi], w_t)
+                own = np.where(closes_o[lo:hi], pw_o[lo:hi] * np.maximum(np.minimum(cut, b_r) - np.maximum(a_r, now), 0.0),
+                               0.0)
+                is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
+                step_c = np.where(open_miss_o[lo:hi] & is_open, cost_open_o[lo:hi], cost_o[lo:hi])
+                newc = np.where(allowed, cost[:, None] + step_c + own, np.inf)
+            else:
+                newc = np.where(allowed, cost[:, None] + cost_o[lo:hi], np.inf)
+            newc = newc.reshape(-1)
+            idx = np.flatnonzero(np.isfinite(newc))
+            newc = newc[idx]
+            s_k, g_k = np.divmod(idx, g_n)
+            o_k = g_k + lo  # the pairs' options (flat)
+            # the carried numbers after this request (ms since the first arrival), for the live (state, option) pairs
+            new = ab[s_k]
+            rows = np.arange(len(idx))
+            w_lk = w_l.reshape(-1)[idx]
+            new[rows, new_l[o_k]] = now + w_lk + dur_o[o_k]
+            if r:
+                w_tk = w_t.reshape(-1)[idx]
+                new[rows, new_t[o_k]] = now + np.maximum(np.maximum(rho_o[o_k] + w_lk, w_tk + u_o[o_k]), w_tk)
+                # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses
+                # the radio (its start is unknown, so any later user may have been right behind it); kept as a window
+                # beyond any time of the episode, which only the episode's end pays
+                pend = pend_o[o_k] & ~is_open.reshape(-1)[idx]
+                sets = closes_o[o_k] | pend
+                opens = opens_o[o_k]  # (no window carried past the episode's last request)
+                new[rows, np.where(sets, a_col[o_k], d_dims)] = np.where(
+                    pend, _PENDING_MS, np.where(opens, later + ka_o[o_k], 0.0))
+                new[rows, np.where(sets, b_col[o_k], d_dims)] = np.where(
+                    pend, _PENDING_MS + after_o[o_k], np.where(opens, later + kb_o[o_k], 0.0))
+                uc = new_u[o_k]
+                new[rows, uc] = np.maximum(new[rows, uc], now + conn_o[o_k])
+                # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
+                # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
+                # to the current arrival), so windows differing only in a start already passed are one state; one
+                # ending before the next arrival is paid whole (also after the episode's last request)
                 a_ab, b_ab = new[:, a_sl], new[:, b_sl]
                 started = (b_ab > a_ab) & (a_ab <= later)
                 pay = np.where(started, np.maximum(np.minimum(later, b_ab) - np.maximum(a_ab, now), 0.0), 0.0)
                 newc = newc + (pay * power).sum(axis=1)
                 done = b_ab <= later
-            new[:, a_sl] = np.where(started | done, 0.0, a_ab)
-            new[:, b_sl] = np.where(done, 0.0, b_ab)
-        while True:
-            k = _on_grid(new, grid, later, a_sl, b_sl, u_sl)
-            order = np.lexsort((newc, *k.T[::-1]))
-            ks = k[order]
-            first = order[np.r_[True, (ks[1:] != ks[:-1]).any(axis=1)]] if len(order) else order
-            if len(first) <= max_states:
-                break
-            grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
-        if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
-            return EpisodeBound(np.inf, np.full(n, np.nan), most)
-        parents.append(idx[first] // g_n)
-        chosen.append(o["act"][idx[first] % g_n] * 2 + o["miss"][idx[first] % g_n])
-        st, cost = k[first], newc[first]
-        costs.append(cost)
-        most = max(most, len(cost))
+                new[:, a_sl] = np.where(started | done, 0.0, a_ab)
+                new[:, b_sl] = np.where(done, 0.0, b_ab)
+            new = new[:, :d_dims]
+            while True:
+                k = _on_grid(new, grid, later, a_sl, b_sl, u_sl, pastable)
+                first = _cheapest_per_key(k, newc)
+                if len(first) <= max_states:
+                    break
+                grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
+            if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
+                return EpisodeBound(np.inf, np.full(n, np.nan), most)
+            parents.append(s_k[first])
+            chosen.append(opts["act"][o_k[first]] * 2 + miss_o[o_k[first]])
+            st, cost = k[first], newc[first]
+            costs.append(cost)
+            most = max(most, len(cost))
     best = int(np.argmin(cost))
     value = float(cost[best])
     step = np.empty(n)
@@ -682,25 +707,45 @@ def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_
     return lag, episode_bound(v, tail_ms, None, feasible, **kw)
 
 
-def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
+def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, u_sl: slice,
+             pastable: np.ndarray | None = None) -> np.ndarray:
     """Carried numbers (ms since the episode's first arrival) to grid steps, each towards the cheaper side: queues
     and window ends down, window starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`). A number
     that can no longer matter - a queue free, a radio connected only until before the next arrival ``later`` - is
     0, and an empty window (end <= start) is no window. The grid is absolute, so a number rounded once stays put:
-    rounding never accumulates over the requests it is carried across."""
+    rounding never accumulates over the requests it is carried across. ``pastable``: (D,) the columns other than
+    the window's (what is 0 once past; computed when not given)."""
+    d = ab.shape[1]
+    up = np.zeros(d, dtype=bool)
+    up[a_sl] = up[u_sl] = True
+    if pastable is None:
+        pastable = np.ones(d, dtype=bool)
+        pastable[a_sl] = pastable[b_sl] = False
+    # down: floor(x + 1e-9); up: ceil(x - 1e-9) = -floor(-x + 1e-9) (negation is exact): one floor for all columns
+    sgn = np.where(up, -1.0, 1.0)
     with np.errstate(invalid="ignore"):
-        k = np.floor(ab / grid + 1e-9)
-        k[:, a_sl] = np.ceil(ab[:, a_sl] / grid[a_sl] - 1e-9)
-        k[:, u_sl] = np.ceil(ab[:, u_sl] / grid[u_sl] - 1e-9)
-        past = ab <= later
-        past[:, a_sl] = False
-        past[:, b_sl] = False
-    k = np.where(np.isfinite(k), np.minimum(k, _UNKNOWN), _UNKNOWN).astype(np.int64)
-    k = np.where(past, 0, k)
+        q = ab / grid
+        q *= sgn
+        q += 1e-9
+        np.floor(q, out=q)
+        q *= sgn
+        past = (ab <= later) & pastable
+    k = np.where(np.isfinite(q), np.minimum(q, _UNKNOWN), _UNKNOWN).astype(np.int64)
+    k[past] = 0
     empty = k[:, b_sl] <= k[:, a_sl]
     k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
     k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
     return k
+
+
+def _cheapest_per_key(k: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per distinct row of ``k``, the index of its cheapest row (ties: the first), in the rows' lexicographic order."""
+    order = np.lexsort((cost, *k.T[::-1]))
+    ks = k[order]
+    keep = np.empty(len(order), dtype=bool)
+    keep[:1] = True
+    np.any(ks[1:] != ks[:-1], axis=1, out=keep[1:])
+    return order[keep]
 
 
 # --------------------------------------------------------------------------- best schedule found
@@ -796,7 +841,42 @@ def _twin(env):
 
 def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The greedy per-request oracle's actions over the first ``n`` requests, rolled out on a copy of ``env``,
-    with their per-request (energy_mj, qos_ok) as :func:`replay` gives them."""
+    with their per-request (energy_mj, qos_ok) as :func:`replay` gives them.
+
+    An env stepping its episode kernel (:class:`bench.sim.kernel.ScalarEpisode`: both suites) is rolled out on a
+    fresh copy of that kernel: per request every action is evaluated from the state the kernel carries (one
+    :func:`bench.sim.kernel.step_rows` call on the episode's inputs, computed once) and
+    :func:`bench.sim.core.best_actions` picks, as :class:`~bench.policies.oracle.GreedyOracle` does through the env,
+    without a deep copy of the env nor its inputs recomputed per request."""
+    from types import SimpleNamespace
+
+    from bench.sim.core import best_actions
+    from bench.sim.kernel import step_rows
+
+    u = env.unwrapped
+    kernel = getattr(u, "_kernel", None)
+    sim = getattr(u, "sim", None)
+    if sim is None or kernel is None or not all(hasattr(kernel, f) for f in (*_KERNEL_STATE, "carry", "reset", "step")):
+        return _greedy_on_twin(env, n)
+    ep = u.episode()
+    x = sim.request_inputs(ep.states, ep.draws)
+    k = copy.copy(kernel)
+    k.reset()
+    every = np.arange(sim.A)
+    one_row = np.zeros(sim.A, dtype=np.int64)
+    acts = np.empty(n, dtype=np.int64)
+    e, ok = np.empty(n), np.empty(n, dtype=bool)
+    for t in range(n):
+        out = step_rows(sim.kernel, x, np.full(sim.A, t), every, k.carry().rows(one_row))
+        acts[t] = best_actions(SimpleNamespace(qos_ok=out["qos_ok"][None], energy_mj=out["energy_mj"][None],
+                                               violation=out["violation"][None]))[0]
+        step = k.step(t, int(acts[t]))
+        e[t], ok[t] = step["energy_mj"], step["qos_ok"]
+    return acts, e, ok
+
+
+def _greedy_on_twin(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`greedy_schedule` through the policy on a deep copy of the env (an env without an episode kernel)."""
     from bench.policies.oracle import GreedyOracle
 
     twin = _twin(env)
