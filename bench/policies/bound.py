@@ -49,6 +49,7 @@ import copy
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -227,19 +228,32 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     return any_mj, ok_mj, (a, b, w), fixed, after
 
 
-def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
+def _evaluate_cols(sim, states: States, x, cols: np.ndarray, radio_idle_ms, throttled) -> dict:
+    """The kernel's outcome and phases of actions ``cols`` on every request ((N, len(cols)) each) from the radio and
+    thermal state given: :meth:`Simulator.evaluate` over every action, restricted to ``cols`` (the same elementwise
+    :func:`bench.sim.kernel.request_physics` call; ``x``: the episode's :meth:`Simulator.request_inputs`, computed
+    once for all favourable states)."""
+    from bench.sim.kernel import gather_route, gather_state, request_physics
+
+    tab = sim.kernel
+    a = np.asarray(cols, dtype=np.int64)[None, :]
+    rows = np.arange(len(states))[:, None]
+    xr = {k: getattr(x, k)[:, None] for k in ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")}
+    hot = np.asarray(throttled, dtype=bool)[:, None]
+    carry = sim.carry_of(_with(states, radio_idle_ms=radio_idle_ms, throttled=np.asarray(throttled, dtype=bool)))
+    return request_physics(tab, xr, a, hot, gather_route(x, rows, tab.route[a]), gather_state(tab, carry, rows, a, hot))
+
+
+def _subset(sim, states: States, draws: Draws, cols: np.ndarray, x=None, **kw):
     """Energy, QoS, the window floors, the radio used (-1: none) and the carry (:func:`_window_energy`) of
-    actions ``cols`` on every request ((N, len(cols)) each) under state overrides ``kw``."""
+    actions ``cols`` on every request ((N, len(cols)) each) under state overrides ``kw`` (``radio_idle_ms``,
+    ``throttled``). ``x``: the episode's request inputs when the caller has them."""
     n, k = len(states), len(cols)
-    if 4 * k > sim.A:  # many columns: one broadcast call over every action is cheaper than N x k rows
-        out = sim.evaluate(_with(states, **kw), None, draws)
-        shape = np.shape(out.energy_mj)
-        pick = lambda x, dt=float: np.broadcast_to(np.asarray(x, dtype=dt), shape)[:, cols]  # noqa: E731
-    else:
-        rows = np.repeat(np.arange(n), k)
-        st = _with(states.take(rows), **{name: np.repeat(v, k, axis=0) for name, v in kw.items()})
-        out = sim.evaluate(st, np.tile(cols, n), draws.take(rows))
-        pick = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
+    x = sim.request_inputs(states, draws) if x is None else x
+    res = _evaluate_cols(sim, states, x, cols, kw.get("radio_idle_ms", states.radio_idle_ms),
+                         kw.get("throttled", states.throttled))
+    out = SimpleNamespace(energy_mj=res["energy_mj"], qos_ok=res["qos_ok"], latency_ms=res["latency_ms"], phases=res)
+    pick = lambda v, dt=float: np.broadcast_to(np.asarray(v, dtype=dt), (n, k))  # noqa: E731
     e, ok = pick(out.energy_mj), pick(out.qos_ok, bool)
     ph = {name: pick(out.phases[name]) for name in _WINDOW_PHASES}
     r_any, r_ok, (ca, cb, cw), fixed, after = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
@@ -282,7 +296,8 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
     idle_inf = np.full((n, r), np.inf)
     cool, hot = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     n_var = 1 + bool(thermal and len(hot_cols)) + bool(len(radio_cols)) * (1 + bool(thermal))
-    first = _subset(sim, states, draws, a, radio_idle_ms=idle_inf, throttled=cool)
+    inputs = sim.request_inputs(states, draws)  # policy-independent: once for every favourable state
+    first = _subset(sim, states, draws, a, x=inputs, radio_idle_ms=idle_inf, throttled=cool)
     # energy, ok, floor any, floor ok, radio, carry (a, b, w), timing: one (V, N, A) array each, filled in place
     arrays = []
     for x in first:
@@ -297,8 +312,9 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
         for arr in arrays:
             arr[k] = arr[0]
         if len(cols):
-            for arr, v in zip(arrays, _subset(sim, states, draws, cols, **kw)):
-                arr[k][:, cols] = v
+            flat = (np.arange(n)[:, None] * sim.A + np.asarray(cols)[None, :]).reshape(-1)  # row-major [:, cols]
+            for arr, v in zip(arrays, _subset(sim, states, draws, cols, x=inputs, **kw)):
+                arr[k].reshape(-1)[flat] = np.asarray(v).reshape(-1)
         filled[0] += 1
 
     if thermal and len(hot_cols):
@@ -848,7 +864,6 @@ def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     :func:`bench.sim.kernel.step_rows` call on the episode's inputs, computed once) and
     :func:`bench.sim.core.best_actions` picks, as :class:`~bench.policies.oracle.GreedyOracle` does through the env,
     without a deep copy of the env nor its inputs recomputed per request."""
-    from types import SimpleNamespace
 
     from bench.sim.core import best_actions
     from bench.sim.kernel import step_rows
