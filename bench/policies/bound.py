@@ -431,27 +431,25 @@ def _timing(v: Variants):
 def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The reduced options meeting QoS (:func:`_options`) and their requests."""
     n_v, n, n_a = v.radio.shape
-    take = _timing(v)
-    radio, res, ok_c = take(v.radio), take(v.resource), take(v.relaxed_ok_mj)
-    dur = take(v.local_ms)
     busy_v = v.busy if v.busy is not None else np.zeros(n_v, dtype=bool)
-    off = radio >= 0
-    has = (res >= 0) & (dur > 0)
-    busy = np.repeat(busy_v, n_a)[None, :] & off
-    cls = ((np.where(has, res, -1) + 1) * 64 + (radio + 1)) * 2 + busy
+    has3 = (v.resource >= 0) & (v.local_ms > 0)
+    cls3 = ((np.where(has3, v.resource, -1) + 1) * 64 + (v.radio + 1)) * 2 + (busy_v[:, None, None] & (v.radio >= 0))
     # per request, its options sorted by (class, cost) (a row-wise sort: cheaper than one over the flat options);
     # options missing QoS (cost inf) sort last and are dropped
     with np.errstate(invalid="ignore"):
-        key = np.where(np.isfinite(ok_c), cls * 1e9 + ok_c, np.inf)
+        key = _timing(v)(np.where(np.isfinite(v.relaxed_ok_mj), cls3 * 1e9 + v.relaxed_ok_mj, np.inf))
     order = np.argsort(key, axis=1, kind="stable")
-    g = lambda x: np.take_along_axis(np.asarray(x), order, axis=1)  # noqa: E731
-    live = np.isfinite(g(key))
-    pick = lambda x: g(take(x) if np.ndim(x) == 3 else np.broadcast_to(x, ok_c.shape))[live]  # noqa: E731
-    radio, res, ok_c, dur, busy, cls = (g(x)[live] for x in (radio, res, ok_c, dur, busy, cls))
+    n_live = np.isfinite(key).sum(axis=1)
+    col = order[np.arange(key.shape[1])[None, :] < n_live[:, None]]  # the live options, row by row in sorted order
+    req = np.repeat(np.arange(n), n_live)
+    var, act = np.divmod(col, n_a)
+    flat = (var * n + req) * n_a + act  # each live option's cell of a (V, N, A) array
+    pick = lambda x: np.asarray(x).reshape(-1)[flat]  # noqa: E731
+    radio, res, ok_c, dur = pick(v.radio), pick(v.resource), pick(v.relaxed_ok_mj), pick(v.local_ms)
+    busy = busy_v[var] & (radio >= 0)
+    cls = pick(cls3)
     lat, t0, rel, r_end = pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms), pick(v.radio_end_ms)
     ca, cb, cw = pick(v.carry_a_ms), pick(v.carry_b_ms), pick(v.carry_w)
-    act = g(np.broadcast_to(np.tile(np.arange(n_a), n_v)[None, :], live.shape))[live]
-    req = np.broadcast_to(np.arange(n)[:, None], live.shape)[live]
     qos = np.asarray(qos_ms, dtype=float)[req]
     has, off = (res >= 0) & (dur > 0), radio >= 0
     tails = np.asarray(tail_ms, dtype=float)
