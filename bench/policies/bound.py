@@ -946,6 +946,10 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     lowers that stretch's cost is then checked on the whole rest of the episode and kept only if the episode's
     cost falls. Every number is the kernel's. Returns (actions, energy, qos_ok) of the result, or ``None``
     where the env has no episode kernel to replay on.
+
+    A run (screen or check) stops as soon as its running cost reaches what it must beat: a request's cost
+    (energy + λ per miss) is not negative, so the rest could not bring it back (a margin of 1e-12 relative covers
+    the summation order; the search only proposes, and its result is replayed through the kernel).
     """
     kernel = getattr(env.unwrapped, "_kernel", None)
     if kernel is None or not all(hasattr(kernel, f) for f in _KERNEL_STATE):
@@ -953,25 +957,40 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     k = copy.copy(kernel)
     acts = np.asarray(actions, dtype=np.int64).copy()
     n = len(acts)
+    fields = _KERNEL_STATE
+    step = k.step
 
     def state():
-        return tuple(getattr(k, f) for f in _KERNEL_STATE)
+        return tuple([getattr(k, f) for f in fields])
 
     def restore(snap):
-        for f, x in zip(_KERNEL_STATE, snap):
+        for f, x in zip(fields, snap):
             setattr(k, f, x)
 
-    def run(start, seq, snap):
+    def run(start, seq, snap, snaps=None, stop=np.inf):
+        """Costs of ``seq`` from request ``start`` (state ``snap``); ``None`` once their running sum reaches
+        ``stop``. ``snaps``: a list collecting the state each request met."""
         restore(snap)
-        e, ok, snaps = np.empty(len(seq)), np.empty(len(seq), dtype=bool), []
-        for j, a in enumerate(seq):
-            snaps.append(state())
-            out = k.step(start + j, int(a))
-            e[j], ok[j] = out["energy_mj"], out["qos_ok"]
-        return e, ok, snaps
+        e, ok = np.empty(len(seq)), np.empty(len(seq), dtype=bool)
+        total = 0.0
+        for j, a in enumerate(seq.tolist()):
+            if snaps is not None:
+                snaps.append(state())
+            out = step(start + j, a)
+            e_j, ok_j = out["energy_mj"], out["qos_ok"]
+            e[j], ok[j] = e_j, ok_j
+            total += e_j + lam * (not ok_j)
+            if total >= stop:
+                return None
+        return e, ok
+
+    def beat(ref):
+        """A running cost at or above this cannot end below ``ref - 1e-9``."""
+        return ref - 1e-9 + 1e-12 * (abs(ref) + 1.0)
 
     k.reset()
-    e, ok, snaps = run(0, acts, state())
+    snaps = []
+    e, ok = run(0, acts, state(), snaps)
     cost = e + lam * ~ok
     checks = 0
     for i in range(n):
@@ -982,15 +1001,20 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
                 continue
             trial = acts[i:hi].copy()
             trial[0] = a
-            te, tok, _ = run(i, trial, snaps[i])
-            if (te + lam * ~tok).sum() >= base - 1e-9:
+            got = run(i, trial, snaps[i], stop=beat(base))
+            if got is None or (got[0] + lam * ~got[1]).sum() >= base - 1e-9:
                 continue
             checks += 1  # a promising change: the whole rest of the episode decides
             trial = acts[i:].copy()
             trial[0] = a
-            te, tok, tsnaps = run(i, trial, snaps[i])
+            rest = cost[i:].sum()
+            tsnaps = []
+            got = run(i, trial, snaps[i], tsnaps, stop=beat(rest))
+            if got is None:
+                continue
+            te, tok = got
             tcost = te + lam * ~tok
-            if tcost.sum() < cost[i:].sum() - 1e-9:
+            if tcost.sum() < rest - 1e-9:
                 acts[i] = a
                 e[i:], ok[i:], cost[i:] = te, tok, tcost
                 snaps[i:] = tsnaps
