@@ -795,14 +795,22 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     wait = np.zeros(n_lanes)
     cost = np.zeros(n_lanes)
     parents, chosen = [], []
+    # the kernel's step from each beam's carried state (:meth:`Simulator.evaluate` of the request's rows with the
+    # beams' radio quiet times, not thermally throttled), on the episode's request inputs computed once
+    from bench.sim.kernel import Carry, step_rows
+
+    tab = sim.kernel
+    x = sim.request_inputs(states, draws)
+    base = sim.carry_of(states)
     for i in range(n):
         acts = np.unique(candidates[i])
         b, k = len(cost), len(acts)
         rows = np.full(b * k, i)
-        st = _with(states.take(rows), radio_idle_ms=np.repeat(idle, k, axis=0),
-                   throttled=np.zeros(b * k, dtype=bool))
+        carry = Carry(base.local_free[rows], base.tx_free[rows], np.repeat(idle, k, axis=0), base.server_free[rows],
+                      np.zeros(b * k, dtype=bool), np.zeros(b * k))
         all_acts = np.tile(acts, b)
-        out = sim.evaluate(st, all_acts, draws.take(rows))
+        res = step_rows(tab, x, rows, all_acts, carry, phases=True)
+        out = SimpleNamespace(energy_mj=res["energy_mj"], qos_ok=res["qos_ok"], latency_ms=res["latency_ms"], phases=res)
         e = np.asarray(out.energy_mj, dtype=float)
         ok = np.asarray(out.qos_ok, dtype=bool)
         w = np.repeat(wait, k)
