@@ -861,7 +861,7 @@ def _twin(env):
     return copy.deepcopy(u, memo={id(x): x for x in shared if x is not None})
 
 
-def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def greedy_schedule(env, n: int, neutral: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The greedy per-request oracle's actions over the first ``n`` requests, rolled out on a copy of ``env``,
     with their per-request (energy_mj, qos_ok) as :func:`replay` gives them.
 
@@ -869,7 +869,12 @@ def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fresh copy of that kernel: per request every action is evaluated from the state the kernel carries (one
     :func:`bench.sim.kernel.step_rows` call on the episode's inputs, computed once) and
     :func:`bench.sim.core.best_actions` picks, as :class:`~bench.policies.oracle.GreedyOracle` does through the env,
-    without a deep copy of the env nor its inputs recomputed per request."""
+    without a deep copy of the env nor its inputs recomputed per request.
+
+    ``neutral``: (energy_mj, qos_ok), each (n, A), of every action from empty queues, every radio idle and the device
+    cool (:func:`_variants`' first state). A request meeting a carried state that acts the same (every queue free,
+    every radio idle for at least its tail, not throttled: the kernel reads a free queue as ``max(free, 0)`` and
+    promotes a radio idle that long) has these outcomes; where one of them meets QoS the pick is read from them."""
 
     from bench.sim.core import best_actions
     from bench.sim.kernel import step_rows
@@ -887,7 +892,16 @@ def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     one_row = np.zeros(sim.A, dtype=np.int64)
     acts = np.empty(n, dtype=np.int64)
     e, ok = np.empty(n), np.empty(n, dtype=bool)
+    tails = [lk.tail_ms for lk in sim.links]
     for t in range(n):
+        if (neutral is not None and not k.throttled and all(v <= 0.0 for v in k.local_free)
+                and all(v <= 0.0 for v in k.tx_free) and all(v <= 0.0 for v in k.server_free)
+                and all(v >= tl for v, tl in zip(k.radio_idle, tails)) and neutral[1][t].any()):
+            # best_actions where some action meets QoS: the least energy among those
+            acts[t] = int(np.argmin(np.where(neutral[1][t], neutral[0][t], np.inf)))
+            step = k.step(t, int(acts[t]))
+            e[t], ok[t] = step["energy_mj"], step["qos_ok"]
+            continue
         out = step_rows(sim.kernel, x, np.full(sim.A, t), every, k.carry().rows(one_row))
         acts[t] = best_actions(SimpleNamespace(qos_ok=out["qos_ok"][None], energy_mj=out["energy_mj"][None],
                                                violation=out["violation"][None]))[0]
@@ -1097,7 +1111,8 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     # the greedy oracle first: where it is already within ``close_within`` of the certified lower bound in both
     # variants, no search could gain more than that and it is skipped
     # a proposal: the best found is never worse than greedy_oracle
-    greedy, e_g, ok_g = greedy_schedule(env, n) if greedy is None else _given_greedy(greedy, n)
+    greedy, e_g, ok_g = (greedy_schedule(env, n, (outs.energy_mj[0], outs.qos_ok[0])) if greedy is None
+                         else _given_greedy(greedy, n))
     proposals = {"greedy_oracle": greedy}
     tol = 1.0 + max(float(close_within), 1e-12)
     closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * tol
