@@ -776,7 +776,7 @@ def _candidates(v: Variants, feasible: np.ndarray, lam: float, k: int) -> np.nda
 
 
 def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
-                   buckets: int = 6, wait_aware: bool = False) -> list[np.ndarray]:
+                   buckets: int = 6, wait_aware: bool = False, neutral: dict | None = None) -> list[np.ndarray]:
     """Beam searches over the episode carrying each radio's quiet time (and the DVFO edge's wait).
 
     One *lane* per ``(step_cost, width)`` pair, all evaluated in one simulator call per request.
@@ -784,7 +784,10 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     tail, or "tail expired"; the wait in quarter inter-arrivals) are merged, keeping the cheaper; the
     ``width`` cheapest survive each step. ``step_cost(energy, ok, i)`` prices one request. Returns one
     (N,) schedule per lane. The radio bookkeeping follows :meth:`Simulator.run_sequence`; a schedule is
-    only a proposal (the caller replays it through the env for its true cost).
+    only a proposal (the caller replays it through the env for its true cost). ``neutral``: the outcomes
+    (``energy_mj``, ``qos_ok``, ``latency_ms``, ``radio``, ``radio_end_ms``, ``local_ms``; (N, A) each) of every
+    action from empty queues, every radio idle, the device cool, which a beam whose radios are all idle past their
+    tail meets (as :func:`greedy_schedule`'s ``neutral``).
     """
     n, r = len(states), len(sim.links)
     n_lanes = len(step_costs)
@@ -802,29 +805,44 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     tab = sim.kernel
     x = sim.request_inputs(states, draws)
     base = sim.carry_of(states)
+    free = (base.local_free <= 0).all(axis=1) & (base.tx_free <= 0).all(axis=1) & (base.server_free <= 0).all(axis=1)
     for i in range(n):
         acts = np.unique(candidates[i])
         b, k = len(cost), len(acts)
         rows = np.full(b * k, i)
-        carry = Carry(base.local_free[rows], base.tx_free[rows], np.repeat(idle, k, axis=0), base.server_free[rows],
-                      np.zeros(b * k, dtype=bool), np.zeros(b * k))
         all_acts = np.tile(acts, b)
-        res = step_rows(tab, x, rows, all_acts, carry, phases=True)
-        out = SimpleNamespace(energy_mj=res["energy_mj"], qos_ok=res["qos_ok"], latency_ms=res["latency_ms"], phases=res)
-        e = np.asarray(out.energy_mj, dtype=float)
-        ok = np.asarray(out.qos_ok, dtype=bool)
+        idle_rows = np.repeat(idle, k, axis=0)
+        e, ok, lat = np.empty(b * k), np.empty(b * k, dtype=bool), np.empty(b * k)
+        radio, r_end, loc = np.empty(b * k, dtype=np.int64), np.empty(b * k), np.empty(b * k)
+        hard = np.arange(b * k)
+        if neutral is not None and free[i]:
+            # rows whose radios are all idle past their tail act as the neutral state: their outcomes are known
+            calm = (idle_rows >= tail).all(axis=1)
+            if calm.any():
+                aa = all_acts[calm]
+                for dst, name in ((e, "energy_mj"), (ok, "qos_ok"), (lat, "latency_ms"), (radio, "radio"),
+                                  (r_end, "radio_end_ms"), (loc, "local_ms")):
+                    dst[calm] = neutral[name][i, aa]
+                hard = np.flatnonzero(~calm)
+        if len(hard):
+            hr = rows[hard]
+            carry = Carry(base.local_free[hr], base.tx_free[hr], idle_rows[hard], base.server_free[hr],
+                          np.zeros(len(hard), dtype=bool), np.zeros(len(hard)))
+            res = step_rows(tab, x, hr, all_acts[hard], carry, phases=True)
+            for dst, name in ((e, "energy_mj"), (ok, "qos_ok"), (lat, "latency_ms"), (radio, "radio"),
+                              (r_end, "radio_end_ms"), (loc, "local_ms")):
+                dst[hard] = res[name]
         w = np.repeat(wait, k)
         if wait_aware:
-            ok = ok & (np.asarray(out.latency_ms, dtype=float) + w <= states.qos_ms[i])
+            ok = ok & (lat + w <= states.qos_ms[i])
         ln = np.repeat(lane, k)
         step = np.choose(ln, [f(e, ok, i) for f in step_costs]) if n_lanes > 1 else step_costs[0](e, ok, i)
         c = np.repeat(cost, k) + step
         ia = float(states.interarrival_ms[i])
         nidle = np.repeat(idle, k, axis=0) + ia
-        radio = np.asarray(out.phases["radio"], dtype=np.int64)
         used = np.flatnonzero(radio >= 0)
-        nidle[used, radio[used]] = ia - np.asarray(out.phases["radio_end_ms"], dtype=float)[used]
-        nwait = np.maximum(0.0, w + np.asarray(out.phases["local_ms"], dtype=float) - ia) if wait_aware else w
+        nidle[used, radio[used]] = ia - r_end[used]
+        nwait = np.maximum(0.0, w + loc - ia) if wait_aware else w
         # merge states of a lane in the same bucket, keep the cheapest; then the lane's `width` cheapest
         qb = np.where(nidle >= tail, buckets, np.clip(np.floor(nidle / tail * buckets), -1, buckets - 1)) + 1
         key = (qb.astype(np.int64) * (buckets + 2) ** np.arange(r)).sum(axis=1)
@@ -1122,8 +1140,10 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         wait_aware = env_kind(env) == "dvfo"
         lag_cost = lambda e, ok, i: e + lam * ~ok  # noqa: E731
         qos_cost = lambda e, ok, i: e + _QOS_FIRST_MISS_MJ * (~ok & feas[i])  # noqa: E731
+        neutral = {"energy_mj": outs.energy_mj[0], "qos_ok": outs.qos_ok[0], "latency_ms": outs.latency_ms[0],
+                   "radio": outs.radio[0], "radio_end_ms": outs.radio_end_ms[0], "local_ms": outs.local_ms[0]}
         lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
-                               wait_aware=wait_aware)
+                               wait_aware=wait_aware, neutral=neutral)
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
         # the episode bound's optimal paths, as actions (each option's cheapest member)
         proposals["episode_dp_lagrangian"] = ep_lag.actions
