@@ -661,10 +661,13 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
                 new[rows, new_t[o_k]] = now + np.maximum(np.maximum(rho_o[o_k] + w_lk, w_tk + u_o[o_k]), w_tk)
                 # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses
                 # the radio (its start is unknown, so any later user may have been right behind it); kept as a window
-                # beyond any time of the episode, which only the episode's end pays
-                pend = pend_o[o_k] & ~is_open.reshape(-1)[idx]
-                sets = closes_o[o_k] | pend
-                opens = opens_o[o_k]  # (no window carried past the episode's last request)
+                # beyond any time of the episode, which only the episode's end pays. Such a miss is itself a later
+                # user of the radio: it replaces an earlier miss's pending tail (by its own, or by none: the episode's
+                # last request, whose floor already holds its whole tail)
+                resets = open_miss_o[o_k] & ~is_open.reshape(-1)[idx]
+                pend = resets & pend_o[o_k]
+                sets = closes_o[o_k] | resets
+                opens = opens_o[o_k] & ~resets  # (no window carried past the episode's last request)
                 new[rows, np.where(sets, a_col[o_k], d_dims)] = np.where(
                     pend, _PENDING_MS, np.where(opens, later + ka_o[o_k], 0.0))
                 new[rows, np.where(sets, b_col[o_k], d_dims)] = np.where(
