@@ -991,8 +991,9 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     where the env has no episode kernel to replay on.
 
     A run (screen or check) stops as soon as its running cost reaches what it must beat: a request's cost
-    (energy + λ per miss) is not negative, so the rest could not bring it back (a margin of 1e-12 relative covers
-    the summation order; the search only proposes, and its result is replayed through the kernel).
+    (energy + λ per miss) is not negative in the kernel's ledger, so the rest could not bring it back (a margin of
+    1e-12 relative covers the summation order). Were a cost ever negative, the stop would only drop a candidate a
+    full run might have kept: the result is still a schedule whose every number is the kernel's.
     """
     kernel = getattr(env.unwrapped, "_kernel", None)
     if kernel is None or not all(hasattr(kernel, f) for f in _KERNEL_STATE):
