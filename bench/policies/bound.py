@@ -49,6 +49,7 @@ import copy
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -227,19 +228,32 @@ def _window_energy(ph: dict, qos_ok: np.ndarray, qos_ms: np.ndarray, next_ms: np
     return any_mj, ok_mj, (a, b, w), fixed, after
 
 
-def _subset(sim, states: States, draws: Draws, cols: np.ndarray, **kw):
+def _evaluate_cols(sim, states: States, x, cols: np.ndarray, radio_idle_ms, throttled) -> dict:
+    """The kernel's outcome and phases of actions ``cols`` on every request ((N, len(cols)) each) from the radio and
+    thermal state given: :meth:`Simulator.evaluate` over every action, restricted to ``cols`` (the same elementwise
+    :func:`bench.sim.kernel.request_physics` call; ``x``: the episode's :meth:`Simulator.request_inputs`, computed
+    once for all favourable states)."""
+    from bench.sim.kernel import gather_route, gather_state, request_physics
+
+    tab = sim.kernel
+    a = np.asarray(cols, dtype=np.int64)[None, :]
+    rows = np.arange(len(states))[:, None]
+    xr = {k: getattr(x, k)[:, None] for k in ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")}
+    hot = np.asarray(throttled, dtype=bool)[:, None]
+    carry = sim.carry_of(_with(states, radio_idle_ms=radio_idle_ms, throttled=np.asarray(throttled, dtype=bool)))
+    return request_physics(tab, xr, a, hot, gather_route(x, rows, tab.route[a]), gather_state(tab, carry, rows, a, hot))
+
+
+def _subset(sim, states: States, draws: Draws, cols: np.ndarray, x=None, **kw):
     """Energy, QoS, the window floors, the radio used (-1: none) and the carry (:func:`_window_energy`) of
-    actions ``cols`` on every request ((N, len(cols)) each) under state overrides ``kw``."""
+    actions ``cols`` on every request ((N, len(cols)) each) under state overrides ``kw`` (``radio_idle_ms``,
+    ``throttled``). ``x``: the episode's request inputs when the caller has them."""
     n, k = len(states), len(cols)
-    if 4 * k > sim.A:  # many columns: one broadcast call over every action is cheaper than N x k rows
-        out = sim.evaluate(_with(states, **kw), None, draws)
-        shape = np.shape(out.energy_mj)
-        pick = lambda x, dt=float: np.broadcast_to(np.asarray(x, dtype=dt), shape)[:, cols]  # noqa: E731
-    else:
-        rows = np.repeat(np.arange(n), k)
-        st = _with(states.take(rows), **{name: np.repeat(v, k, axis=0) for name, v in kw.items()})
-        out = sim.evaluate(st, np.tile(cols, n), draws.take(rows))
-        pick = lambda x, dt=float: np.asarray(x, dtype=dt).reshape(n, k)  # noqa: E731
+    x = sim.request_inputs(states, draws) if x is None else x
+    res = _evaluate_cols(sim, states, x, cols, kw.get("radio_idle_ms", states.radio_idle_ms),
+                         kw.get("throttled", states.throttled))
+    out = SimpleNamespace(energy_mj=res["energy_mj"], qos_ok=res["qos_ok"], latency_ms=res["latency_ms"], phases=res)
+    pick = lambda v, dt=float: np.broadcast_to(np.asarray(v, dtype=dt), (n, k))  # noqa: E731
     e, ok = pick(out.energy_mj), pick(out.qos_ok, bool)
     ph = {name: pick(out.phases[name]) for name in _WINDOW_PHASES}
     r_any, r_ok, (ca, cb, cw), fixed, after = _window_energy(ph, ok, states.qos_ms, _next_arrival(states))
@@ -282,7 +296,8 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
     idle_inf = np.full((n, r), np.inf)
     cool, hot = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     n_var = 1 + bool(thermal and len(hot_cols)) + bool(len(radio_cols)) * (1 + bool(thermal))
-    first = _subset(sim, states, draws, a, radio_idle_ms=idle_inf, throttled=cool)
+    inputs = sim.request_inputs(states, draws)  # policy-independent: once for every favourable state
+    first = _subset(sim, states, draws, a, x=inputs, radio_idle_ms=idle_inf, throttled=cool)
     # energy, ok, floor any, floor ok, radio, carry (a, b, w), timing: one (V, N, A) array each, filled in place
     arrays = []
     for x in first:
@@ -297,8 +312,9 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
         for arr in arrays:
             arr[k] = arr[0]
         if len(cols):
-            for arr, v in zip(arrays, _subset(sim, states, draws, cols, **kw)):
-                arr[k][:, cols] = v
+            flat = (np.arange(n)[:, None] * sim.A + np.asarray(cols)[None, :]).reshape(-1)  # row-major [:, cols]
+            for arr, v in zip(arrays, _subset(sim, states, draws, cols, x=inputs, **kw)):
+                arr[k].reshape(-1)[flat] = np.asarray(v).reshape(-1)
         filled[0] += 1
 
     if thermal and len(hot_cols):
@@ -415,27 +431,25 @@ def _timing(v: Variants):
 def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The reduced options meeting QoS (:func:`_options`) and their requests."""
     n_v, n, n_a = v.radio.shape
-    take = _timing(v)
-    radio, res, ok_c = take(v.radio), take(v.resource), take(v.relaxed_ok_mj)
-    dur = take(v.local_ms)
     busy_v = v.busy if v.busy is not None else np.zeros(n_v, dtype=bool)
-    off = radio >= 0
-    has = (res >= 0) & (dur > 0)
-    busy = np.repeat(busy_v, n_a)[None, :] & off
-    cls = ((np.where(has, res, -1) + 1) * 64 + (radio + 1)) * 2 + busy
+    has3 = (v.resource >= 0) & (v.local_ms > 0)
+    cls3 = ((np.where(has3, v.resource, -1) + 1) * 64 + (v.radio + 1)) * 2 + (busy_v[:, None, None] & (v.radio >= 0))
     # per request, its options sorted by (class, cost) (a row-wise sort: cheaper than one over the flat options);
     # options missing QoS (cost inf) sort last and are dropped
     with np.errstate(invalid="ignore"):
-        key = np.where(np.isfinite(ok_c), cls * 1e9 + ok_c, np.inf)
+        key = _timing(v)(np.where(np.isfinite(v.relaxed_ok_mj), cls3 * 1e9 + v.relaxed_ok_mj, np.inf))
     order = np.argsort(key, axis=1, kind="stable")
-    g = lambda x: np.take_along_axis(np.asarray(x), order, axis=1)  # noqa: E731
-    live = np.isfinite(g(key))
-    pick = lambda x: g(take(x) if np.ndim(x) == 3 else np.broadcast_to(x, ok_c.shape))[live]  # noqa: E731
-    radio, res, ok_c, dur, busy, cls = (g(x)[live] for x in (radio, res, ok_c, dur, busy, cls))
+    n_live = np.isfinite(key).sum(axis=1)
+    col = order[np.arange(key.shape[1])[None, :] < n_live[:, None]]  # the live options, row by row in sorted order
+    req = np.repeat(np.arange(n), n_live)
+    var, act = np.divmod(col, n_a)
+    flat = (var * n + req) * n_a + act  # each live option's cell of a (V, N, A) array
+    pick = lambda x: np.asarray(x).reshape(-1)[flat]  # noqa: E731
+    radio, res, ok_c, dur = pick(v.radio), pick(v.resource), pick(v.relaxed_ok_mj), pick(v.local_ms)
+    busy = busy_v[var] & (radio >= 0)
+    cls = pick(cls3)
     lat, t0, rel, r_end = pick(v.latency_ms), pick(v.radio_start_ms), pick(v.tx_release_ms), pick(v.radio_end_ms)
     ca, cb, cw = pick(v.carry_a_ms), pick(v.carry_b_ms), pick(v.carry_w)
-    act = g(np.broadcast_to(np.tile(np.arange(n_a), n_v)[None, :], live.shape))[live]
-    req = np.broadcast_to(np.arange(n)[:, None], live.shape)[live]
     qos = np.asarray(qos_ms, dtype=float)[req]
     has, off = (res >= 0) & (dur > 0), radio >= 0
     tails = np.asarray(tail_ms, dtype=float)
@@ -573,90 +587,118 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
     u_sl = slice(nl + 3 * r, d_dims)
     opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part)
-    for i in range(n):
-        o = {k: x[offsets[i]:offsets[i + 1]] for k, x in opts.items()}
-        g_n = len(o["cost"])
-        now, t = arrival[i], nxt[i]
-        later = now + t  # the next arrival (inf after the last request)
-        ab = np.where(st >= _UNKNOWN, np.inf, st * grid)  # (S, D) ms since the first arrival
-        wl = np.maximum(ab[:, q_sl] - now, 0.0)
-        wt = np.maximum(ab[:, t_sl] - now, 0.0)
-        ca, cb, cu = ab[:, a_sl], ab[:, b_sl], ab[:, u_sl] - now
-        res, rad = o["res"].astype(np.int64), o["radio"].astype(np.int64)
-        w_l = np.where(res >= 0, wl[:, np.clip(res, 0, max(nl - 1, 0))] if nl else 0.0, 0.0)  # (S, G)
-        w_t = np.where(rad >= 0, wt[:, np.clip(rad, 0, max(r - 1, 0))] if r else 0.0, 0.0)
-        allowed = (w_l <= o["sig_w"] + 1e-9) & (w_t <= o["sig_t"] + 1e-9)
-        miss = o["miss"].astype(bool)
-        closes = (rad >= 0) & ~miss  # (G,)
-        if r:  # no promotion only if an earlier request may have left the radio connected past the upload's start
-            rc = np.clip(rad, 0, r - 1)
-            conn = cu[:, rc]
-            allowed &= ~o["busy"].astype(bool) | (conn > o["t0"])
-            # an option meeting QoS on a radio closes that radio's open window at its own radio start (no earlier
-            # than its favourable start nor the transmitter's carried wait): the part before it is paid. An option
-            # missing QoS (its start unknown) leaves the window open and adds no base power of its own while one is
-            # open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
-            a_r, b_r = ca[:, rc], cb[:, rc]
-            cut = now + np.maximum(o["t0"], w_t)
-            own = np.where(closes, power[rc] * np.maximum(np.minimum(cut, b_r) - np.maximum(a_r, now), 0.0), 0.0)
-            is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
-            step_c = np.where(miss & (rad >= 0) & is_open, o["cost_open"], o["cost"])
-        else:
-            own, step_c = 0.0, o["cost"]
-        newc = np.where(allowed, cost[:, None] + step_c + own, np.inf)
-        # the carried numbers after this request (ms since the first arrival)
-        new = np.repeat(ab[:, None, :], g_n, axis=1)  # (S, G, D)
-        if nl:
-            hit = res[None, :, None] == np.arange(nl)[None, None, :]
-            new[..., q_sl] = np.where(hit, (now + w_l + o["dur"])[..., None], new[..., q_sl])
-        if r:
-            hit = rad[None, :, None] == np.arange(r)[None, None, :]
-            shuts = hit & closes[None, :, None]
-            # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses the
-            # radio (its start is unknown, so any later user may have been right behind it); kept as a window
-            # beyond any time of the episode, which only the episode's end pays
-            pend = hit & (miss & (o["after"] > 0))[None, :, None] & ~is_open[..., None]
-            tx = now + np.maximum(np.maximum(o["rho"] + w_l, w_t + o["u"]), w_t)
-            new[..., t_sl] = np.where(hit, tx[..., None], new[..., t_sl])
-            opens = o["kb"] > o["ka"]  # (no window carried past the episode's last request)
-            new[..., a_sl] = np.where(shuts, np.where(opens, later + o["ka"], 0.0)[None, :, None], new[..., a_sl])
-            new[..., b_sl] = np.where(shuts, np.where(opens, later + o["kb"], 0.0)[None, :, None], new[..., b_sl])
-            new[..., a_sl] = np.where(pend, _PENDING_MS, new[..., a_sl])
-            new[..., b_sl] = np.where(pend, (_PENDING_MS + o["after"])[None, :, None], new[..., b_sl])
-            new[..., u_sl] = np.where(hit, np.maximum(new[..., u_sl], (now + o["conn"])[None, :, None]), new[..., u_sl])
-        newc = newc.reshape(-1)
-        new = new.reshape(-1, d_dims)
-        fin = np.isfinite(newc)
-        idx = np.flatnonzero(fin)
-        new, newc = new[fin], newc[fin]
-        if r:
-            # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
-            # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
-            # to the current arrival), so windows differing only in a start already passed are one state; one
-            # ending before the next arrival is paid whole (also after the episode's last request)
-            with np.errstate(invalid="ignore"):
+    # every option's numbers the loop reads, flat over the episode (request i's: [offsets[i], offsets[i + 1]));
+    # the waits are read from one (S, nl + r + 1) array whose last column is 0 (an option without that resource)
+    n_o = len(opts["cost"])
+    res_o, rad_o = opts["res"].astype(np.int64), opts["radio"].astype(np.int64)
+    miss_o = opts["miss"].astype(bool)
+    w_none = nl + r
+    l_col = np.where(res_o >= 0, res_o, w_none)
+    t_col = np.where(rad_o >= 0, nl + rad_o, w_none)
+    sig_w_o, sig_t_o = opts["sig_w"] + 1e-9, opts["sig_t"] + 1e-9
+    dur_o, cost_o, cost_open_o = opts["dur"], opts["cost"], opts["cost_open"]
+    # where the new state's numbers go (column ``d_dims``: a scratch column for options that set none)
+    new_l = np.where(res_o >= 0, res_o, d_dims)
+    closes_o = (rad_o >= 0) & ~miss_o
+    if r:
+        rc_o = np.clip(rad_o, 0, r - 1)
+        # no promotion only if an earlier request may have left the radio connected past the upload's start
+        # (an option needing no connected radio: any connected-until passes, as ``conn > -inf``)
+        busy_t0 = np.where(opts["busy"].astype(bool), opts["t0"], -np.inf)
+        t0_o, rho_o, u_o = opts["t0"], opts["rho"], opts["u"]
+        pw_o = power[rc_o]
+        open_miss_o = miss_o & (rad_o >= 0)
+        pend_o = open_miss_o & (opts["after"] > 0)
+        opens_o = opts["kb"] > opts["ka"]
+        ka_o, kb_o, after_o, conn_o = opts["ka"], opts["kb"], opts["after"], opts["conn"]
+        a_col, b_col, u_col = nl + r + rc_o, nl + 2 * r + rc_o, nl + 3 * r + rc_o
+        new_t = np.where(rad_o >= 0, nl + rad_o, d_dims)
+        new_u = np.where(rad_o >= 0, u_col, d_dims)
+    w_cols = np.r_[np.arange(nl + r), d_dims]
+    pastable = np.ones(d_dims, dtype=bool)
+    pastable[a_sl] = pastable[b_sl] = False
+    with np.errstate(invalid="ignore"):
+        for i in range(n):
+            lo, hi = offsets[i], offsets[i + 1]
+            g_n = hi - lo
+            now, t = arrival[i], nxt[i]
+            later = now + t  # the next arrival (inf after the last request)
+            n_s = len(cost)
+            ab = np.zeros((n_s, d_dims + 1))  # (S, D + scratch) ms since the first arrival
+            np.multiply(st, grid, out=ab[:, :d_dims])
+            ab[:, :d_dims][st >= _UNKNOWN] = np.inf
+            wait = np.maximum(ab[:, w_cols] - now, 0.0)  # (S, nl + r + 1): each queue's wait, then 0
+            w_l = wait[:, l_col[lo:hi]]  # (S, G)
+            w_t = wait[:, t_col[lo:hi]]
+            allowed = (w_l <= sig_w_o[lo:hi]) & (w_t <= sig_t_o[lo:hi])
+            if r:
+                allowed &= (ab[:, u_col[lo:hi]] - now) > busy_t0[lo:hi]
+                # an option meeting QoS on a radio closes that radio's open window at its own radio start (no earlier
+                # than its favourable start nor the transmitter's carried wait): the part before it is paid. An option
+                # missing QoS (its start unknown) leaves the window open and adds no base power of its own while one
+                # is open (the radio is connected from the window's owner's start to its end + tail whoever else uses it)
+                a_r, b_r = ab[:, a_col[lo:hi]], ab[:, b_col[lo:hi]]
+                cut = now + np.maximum(t0_o[lo:hi], w_t)
+                own = np.where(closes_o[lo:hi], pw_o[lo:hi] * np.maximum(np.minimum(cut, b_r) - np.maximum(a_r, now), 0.0),
+                               0.0)
+                is_open = (b_r > a_r) & (a_r < _PENDING_MS)  # a window its owner's start is known for
+                step_c = np.where(open_miss_o[lo:hi] & is_open, cost_open_o[lo:hi], cost_o[lo:hi])
+                newc = np.where(allowed, cost[:, None] + step_c + own, np.inf)
+            else:
+                newc = np.where(allowed, cost[:, None] + cost_o[lo:hi], np.inf)
+            newc = newc.reshape(-1)
+            idx = np.flatnonzero(np.isfinite(newc))
+            newc = newc[idx]
+            s_k, g_k = np.divmod(idx, g_n)
+            o_k = g_k + lo  # the pairs' options (flat)
+            # the carried numbers after this request (ms since the first arrival), for the live (state, option) pairs
+            new = ab[s_k]
+            rows = np.arange(len(idx))
+            w_lk = w_l.reshape(-1)[idx]
+            new[rows, new_l[o_k]] = now + w_lk + dur_o[o_k]
+            if r:
+                w_tk = w_t.reshape(-1)[idx]
+                new[rows, new_t[o_k]] = now + np.maximum(np.maximum(rho_o[o_k] + w_lk, w_tk + u_o[o_k]), w_tk)
+                # a miss on a radio with no window open leaves a *pending* tail: paid only if no later request uses
+                # the radio (its start is unknown, so any later user may have been right behind it); kept as a window
+                # beyond any time of the episode, which only the episode's end pays. Such a miss is itself a later
+                # user of the radio: it replaces an earlier miss's pending tail (by its own, or by none: the episode's
+                # last request, whose floor already holds its whole tail)
+                resets = open_miss_o[o_k] & ~is_open.reshape(-1)[idx]
+                pend = resets & pend_o[o_k]
+                sets = closes_o[o_k] | resets
+                opens = opens_o[o_k] & ~resets  # (no window carried past the episode's last request)
+                new[rows, np.where(sets, a_col[o_k], d_dims)] = np.where(
+                    pend, _PENDING_MS, np.where(opens, later + ka_o[o_k], 0.0))
+                new[rows, np.where(sets, b_col[o_k], d_dims)] = np.where(
+                    pend, _PENDING_MS + after_o[o_k], np.where(opens, later + kb_o[o_k], 0.0))
+                uc = new_u[o_k]
+                new[rows, uc] = np.maximum(new[rows, uc], now + conn_o[o_k])
+                # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
+                # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
+                # to the current arrival), so windows differing only in a start already passed are one state; one
+                # ending before the next arrival is paid whole (also after the episode's last request)
                 a_ab, b_ab = new[:, a_sl], new[:, b_sl]
                 started = (b_ab > a_ab) & (a_ab <= later)
                 pay = np.where(started, np.maximum(np.minimum(later, b_ab) - np.maximum(a_ab, now), 0.0), 0.0)
                 newc = newc + (pay * power).sum(axis=1)
                 done = b_ab <= later
-            new[:, a_sl] = np.where(started | done, 0.0, a_ab)
-            new[:, b_sl] = np.where(done, 0.0, b_ab)
-        while True:
-            k = _on_grid(new, grid, later, a_sl, b_sl, u_sl)
-            order = np.lexsort((newc, *k.T[::-1]))
-            ks = k[order]
-            first = order[np.r_[True, (ks[1:] != ks[:-1]).any(axis=1)]] if len(order) else order
-            if len(first) <= max_states:
-                break
-            grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
-        if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
-            return EpisodeBound(np.inf, np.full(n, np.nan), most)
-        parents.append(idx[first] // g_n)
-        chosen.append(o["act"][idx[first] % g_n] * 2 + o["miss"][idx[first] % g_n])
-        st, cost = k[first], newc[first]
-        costs.append(cost)
-        most = max(most, len(cost))
+                new[:, a_sl] = np.where(started | done, 0.0, a_ab)
+                new[:, b_sl] = np.where(done, 0.0, b_ab)
+            new = new[:, :d_dims]
+            while True:
+                k = _on_grid(new, grid, later, a_sl, b_sl, u_sl, pastable)
+                first = _cheapest_per_key(k, newc)
+                if len(first) <= max_states:
+                    break
+                grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
+            if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
+                return EpisodeBound(np.inf, np.full(n, np.nan), most)
+            parents.append(s_k[first])
+            chosen.append(opts["act"][o_k[first]] * 2 + miss_o[o_k[first]])
+            st, cost = k[first], newc[first]
+            costs.append(cost)
+            most = max(most, len(cost))
     best = int(np.argmin(cost))
     value = float(cost[best])
     step = np.empty(n)
@@ -682,25 +724,45 @@ def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_
     return lag, episode_bound(v, tail_ms, None, feasible, **kw)
 
 
-def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, u_sl: slice) -> np.ndarray:
+def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, u_sl: slice,
+             pastable: np.ndarray | None = None) -> np.ndarray:
     """Carried numbers (ms since the episode's first arrival) to grid steps, each towards the cheaper side: queues
     and window ends down, window starts and the radio's connected-until up (``inf``: :data:`_UNKNOWN`). A number
     that can no longer matter - a queue free, a radio connected only until before the next arrival ``later`` - is
     0, and an empty window (end <= start) is no window. The grid is absolute, so a number rounded once stays put:
-    rounding never accumulates over the requests it is carried across."""
+    rounding never accumulates over the requests it is carried across. ``pastable``: (D,) the columns other than
+    the window's (what is 0 once past; computed when not given)."""
+    d = ab.shape[1]
+    up = np.zeros(d, dtype=bool)
+    up[a_sl] = up[u_sl] = True
+    if pastable is None:
+        pastable = np.ones(d, dtype=bool)
+        pastable[a_sl] = pastable[b_sl] = False
+    # down: floor(x + 1e-9); up: ceil(x - 1e-9) = -floor(-x + 1e-9) (negation is exact): one floor for all columns
+    sgn = np.where(up, -1.0, 1.0)
     with np.errstate(invalid="ignore"):
-        k = np.floor(ab / grid + 1e-9)
-        k[:, a_sl] = np.ceil(ab[:, a_sl] / grid[a_sl] - 1e-9)
-        k[:, u_sl] = np.ceil(ab[:, u_sl] / grid[u_sl] - 1e-9)
-        past = ab <= later
-        past[:, a_sl] = False
-        past[:, b_sl] = False
-    k = np.where(np.isfinite(k), np.minimum(k, _UNKNOWN), _UNKNOWN).astype(np.int64)
-    k = np.where(past, 0, k)
+        q = ab / grid
+        q *= sgn
+        q += 1e-9
+        np.floor(q, out=q)
+        q *= sgn
+        past = (ab <= later) & pastable
+    k = np.where(np.isfinite(q), np.minimum(q, _UNKNOWN), _UNKNOWN).astype(np.int64)
+    k[past] = 0
     empty = k[:, b_sl] <= k[:, a_sl]
     k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
     k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
     return k
+
+
+def _cheapest_per_key(k: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per distinct row of ``k``, the index of its cheapest row (ties: the first), in the rows' lexicographic order."""
+    order = np.lexsort((cost, *k.T[::-1]))
+    ks = k[order]
+    keep = np.empty(len(order), dtype=bool)
+    keep[:1] = True
+    np.any(ks[1:] != ks[:-1], axis=1, out=keep[1:])
+    return order[keep]
 
 
 # --------------------------------------------------------------------------- best schedule found
@@ -717,7 +779,7 @@ def _candidates(v: Variants, feasible: np.ndarray, lam: float, k: int) -> np.nda
 
 
 def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
-                   buckets: int = 6, wait_aware: bool = False) -> list[np.ndarray]:
+                   buckets: int = 6, wait_aware: bool = False, neutral: dict | None = None) -> list[np.ndarray]:
     """Beam searches over the episode carrying each radio's quiet time (and the DVFO edge's wait).
 
     One *lane* per ``(step_cost, width)`` pair, all evaluated in one simulator call per request.
@@ -725,7 +787,10 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     tail, or "tail expired"; the wait in quarter inter-arrivals) are merged, keeping the cheaper; the
     ``width`` cheapest survive each step. ``step_cost(energy, ok, i)`` prices one request. Returns one
     (N,) schedule per lane. The radio bookkeeping follows :meth:`Simulator.run_sequence`; a schedule is
-    only a proposal (the caller replays it through the env for its true cost).
+    only a proposal (the caller replays it through the env for its true cost). ``neutral``: the outcomes
+    (``energy_mj``, ``qos_ok``, ``latency_ms``, ``radio``, ``radio_end_ms``, ``local_ms``; (N, A) each) of every
+    action from empty queues, every radio idle, the device cool, which a beam whose radios are all idle past their
+    tail meets (as :func:`greedy_schedule`'s ``neutral``).
     """
     n, r = len(states), len(sim.links)
     n_lanes = len(step_costs)
@@ -736,28 +801,51 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     wait = np.zeros(n_lanes)
     cost = np.zeros(n_lanes)
     parents, chosen = [], []
+    # the kernel's step from each beam's carried state (:meth:`Simulator.evaluate` of the request's rows with the
+    # beams' radio quiet times, not thermally throttled), on the episode's request inputs computed once
+    from bench.sim.kernel import Carry, step_rows
+
+    tab = sim.kernel
+    x = sim.request_inputs(states, draws)
+    base = sim.carry_of(states)
+    free = (base.local_free <= 0).all(axis=1) & (base.tx_free <= 0).all(axis=1) & (base.server_free <= 0).all(axis=1)
     for i in range(n):
         acts = np.unique(candidates[i])
         b, k = len(cost), len(acts)
         rows = np.full(b * k, i)
-        st = _with(states.take(rows), radio_idle_ms=np.repeat(idle, k, axis=0),
-                   throttled=np.zeros(b * k, dtype=bool))
         all_acts = np.tile(acts, b)
-        out = sim.evaluate(st, all_acts, draws.take(rows))
-        e = np.asarray(out.energy_mj, dtype=float)
-        ok = np.asarray(out.qos_ok, dtype=bool)
+        idle_rows = np.repeat(idle, k, axis=0)
+        e, ok, lat = np.empty(b * k), np.empty(b * k, dtype=bool), np.empty(b * k)
+        radio, r_end, loc = np.empty(b * k, dtype=np.int64), np.empty(b * k), np.empty(b * k)
+        hard = np.arange(b * k)
+        if neutral is not None and free[i]:
+            # rows whose radios are all idle past their tail act as the neutral state: their outcomes are known
+            calm = (idle_rows >= tail).all(axis=1)
+            if calm.any():
+                aa = all_acts[calm]
+                for dst, name in ((e, "energy_mj"), (ok, "qos_ok"), (lat, "latency_ms"), (radio, "radio"),
+                                  (r_end, "radio_end_ms"), (loc, "local_ms")):
+                    dst[calm] = neutral[name][i, aa]
+                hard = np.flatnonzero(~calm)
+        if len(hard):
+            hr = rows[hard]
+            carry = Carry(base.local_free[hr], base.tx_free[hr], idle_rows[hard], base.server_free[hr],
+                          np.zeros(len(hard), dtype=bool), np.zeros(len(hard)))
+            res = step_rows(tab, x, hr, all_acts[hard], carry, phases=True)
+            for dst, name in ((e, "energy_mj"), (ok, "qos_ok"), (lat, "latency_ms"), (radio, "radio"),
+                              (r_end, "radio_end_ms"), (loc, "local_ms")):
+                dst[hard] = res[name]
         w = np.repeat(wait, k)
         if wait_aware:
-            ok = ok & (np.asarray(out.latency_ms, dtype=float) + w <= states.qos_ms[i])
+            ok = ok & (lat + w <= states.qos_ms[i])
         ln = np.repeat(lane, k)
         step = np.choose(ln, [f(e, ok, i) for f in step_costs]) if n_lanes > 1 else step_costs[0](e, ok, i)
         c = np.repeat(cost, k) + step
         ia = float(states.interarrival_ms[i])
         nidle = np.repeat(idle, k, axis=0) + ia
-        radio = np.asarray(out.phases["radio"], dtype=np.int64)
         used = np.flatnonzero(radio >= 0)
-        nidle[used, radio[used]] = ia - np.asarray(out.phases["radio_end_ms"], dtype=float)[used]
-        nwait = np.maximum(0.0, w + np.asarray(out.phases["local_ms"], dtype=float) - ia) if wait_aware else w
+        nidle[used, radio[used]] = ia - r_end[used]
+        nwait = np.maximum(0.0, w + loc - ia) if wait_aware else w
         # merge states of a lane in the same bucket, keep the cheapest; then the lane's `width` cheapest
         qb = np.where(nidle >= tail, buckets, np.clip(np.floor(nidle / tail * buckets), -1, buckets - 1)) + 1
         key = (qb.astype(np.int64) * (buckets + 2) ** np.arange(r)).sum(axis=1)
@@ -794,9 +882,57 @@ def _twin(env):
     return copy.deepcopy(u, memo={id(x): x for x in shared if x is not None})
 
 
-def greedy_schedule(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def greedy_schedule(env, n: int, neutral: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The greedy per-request oracle's actions over the first ``n`` requests, rolled out on a copy of ``env``,
-    with their per-request (energy_mj, qos_ok) as :func:`replay` gives them."""
+    with their per-request (energy_mj, qos_ok) as :func:`replay` gives them.
+
+    An env stepping its episode kernel (:class:`bench.sim.kernel.ScalarEpisode`: both suites) is rolled out on a
+    fresh copy of that kernel: per request every action is evaluated from the state the kernel carries (one
+    :func:`bench.sim.kernel.step_rows` call on the episode's inputs, computed once) and
+    :func:`bench.sim.core.best_actions` picks, as :class:`~bench.policies.oracle.GreedyOracle` does through the env,
+    without a deep copy of the env nor its inputs recomputed per request.
+
+    ``neutral``: (energy_mj, qos_ok), each (n, A), of every action from empty queues, every radio idle and the device
+    cool (:func:`_variants`' first state). A request meeting a carried state that acts the same (every queue free,
+    every radio idle for at least its tail, not throttled: the kernel reads a free queue as ``max(free, 0)`` and
+    promotes a radio idle that long) has these outcomes; where one of them meets QoS the pick is read from them."""
+
+    from bench.sim.core import best_actions
+    from bench.sim.kernel import step_rows
+
+    u = env.unwrapped
+    kernel = getattr(u, "_kernel", None)
+    sim = getattr(u, "sim", None)
+    if sim is None or kernel is None or not all(hasattr(kernel, f) for f in (*_KERNEL_STATE, "carry", "reset", "step")):
+        return _greedy_on_twin(env, n)
+    ep = u.episode()
+    x = sim.request_inputs(ep.states, ep.draws)
+    k = copy.copy(kernel)
+    k.reset()
+    every = np.arange(sim.A)
+    one_row = np.zeros(sim.A, dtype=np.int64)
+    acts = np.empty(n, dtype=np.int64)
+    e, ok = np.empty(n), np.empty(n, dtype=bool)
+    tails = [lk.tail_ms for lk in sim.links]
+    for t in range(n):
+        if (neutral is not None and not k.throttled and all(v <= 0.0 for v in k.local_free)
+                and all(v <= 0.0 for v in k.tx_free) and all(v <= 0.0 for v in k.server_free)
+                and all(v >= tl for v, tl in zip(k.radio_idle, tails)) and neutral[1][t].any()):
+            # best_actions where some action meets QoS: the least energy among those
+            acts[t] = int(np.argmin(np.where(neutral[1][t], neutral[0][t], np.inf)))
+            step = k.step(t, int(acts[t]))
+            e[t], ok[t] = step["energy_mj"], step["qos_ok"]
+            continue
+        out = step_rows(sim.kernel, x, np.full(sim.A, t), every, k.carry().rows(one_row))
+        acts[t] = best_actions(SimpleNamespace(qos_ok=out["qos_ok"][None], energy_mj=out["energy_mj"][None],
+                                               violation=out["violation"][None]))[0]
+        step = k.step(t, int(acts[t]))
+        e[t], ok[t] = step["energy_mj"], step["qos_ok"]
+    return acts, e, ok
+
+
+def _greedy_on_twin(env, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`greedy_schedule` through the policy on a deep copy of the env (an env without an episode kernel)."""
     from bench.policies.oracle import GreedyOracle
 
     twin = _twin(env)
@@ -853,6 +989,11 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     lowers that stretch's cost is then checked on the whole rest of the episode and kept only if the episode's
     cost falls. Every number is the kernel's. Returns (actions, energy, qos_ok) of the result, or ``None``
     where the env has no episode kernel to replay on.
+
+    A run (screen or check) stops as soon as its running cost reaches what it must beat: a request's cost
+    (energy + λ per miss) is not negative in the kernel's ledger, so the rest could not bring it back (a margin of
+    1e-12 relative covers the summation order). Were a cost ever negative, the stop would only drop a candidate a
+    full run might have kept: the result is still a schedule whose every number is the kernel's.
     """
     kernel = getattr(env.unwrapped, "_kernel", None)
     if kernel is None or not all(hasattr(kernel, f) for f in _KERNEL_STATE):
@@ -860,25 +1001,40 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     k = copy.copy(kernel)
     acts = np.asarray(actions, dtype=np.int64).copy()
     n = len(acts)
+    fields = _KERNEL_STATE
+    step = k.step
 
     def state():
-        return tuple(getattr(k, f) for f in _KERNEL_STATE)
+        return tuple([getattr(k, f) for f in fields])
 
     def restore(snap):
-        for f, x in zip(_KERNEL_STATE, snap):
+        for f, x in zip(fields, snap):
             setattr(k, f, x)
 
-    def run(start, seq, snap):
+    def run(start, seq, snap, snaps=None, stop=np.inf):
+        """Costs of ``seq`` from request ``start`` (state ``snap``); ``None`` once their running sum reaches
+        ``stop``. ``snaps``: a list collecting the state each request met."""
         restore(snap)
-        e, ok, snaps = np.empty(len(seq)), np.empty(len(seq), dtype=bool), []
-        for j, a in enumerate(seq):
-            snaps.append(state())
-            out = k.step(start + j, int(a))
-            e[j], ok[j] = out["energy_mj"], out["qos_ok"]
-        return e, ok, snaps
+        e, ok = np.empty(len(seq)), np.empty(len(seq), dtype=bool)
+        total = 0.0
+        for j, a in enumerate(seq.tolist()):
+            if snaps is not None:
+                snaps.append(state())
+            out = step(start + j, a)
+            e_j, ok_j = out["energy_mj"], out["qos_ok"]
+            e[j], ok[j] = e_j, ok_j
+            total += e_j + lam * (not ok_j)
+            if total >= stop:
+                return None
+        return e, ok
+
+    def beat(ref):
+        """A running cost at or above this cannot end below ``ref - 1e-9``."""
+        return ref - 1e-9 + 1e-12 * (abs(ref) + 1.0)
 
     k.reset()
-    e, ok, snaps = run(0, acts, state())
+    snaps = []
+    e, ok = run(0, acts, state(), snaps)
     cost = e + lam * ~ok
     checks = 0
     for i in range(n):
@@ -889,15 +1045,20 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
                 continue
             trial = acts[i:hi].copy()
             trial[0] = a
-            te, tok, _ = run(i, trial, snaps[i])
-            if (te + lam * ~tok).sum() >= base - 1e-9:
+            got = run(i, trial, snaps[i], stop=beat(base))
+            if got is None or (got[0] + lam * ~got[1]).sum() >= base - 1e-9:
                 continue
             checks += 1  # a promising change: the whole rest of the episode decides
             trial = acts[i:].copy()
             trial[0] = a
-            te, tok, tsnaps = run(i, trial, snaps[i])
+            rest = cost[i:].sum()
+            tsnaps = []
+            got = run(i, trial, snaps[i], tsnaps, stop=beat(rest))
+            if got is None:
+                continue
+            te, tok = got
             tcost = te + lam * ~tok
-            if tcost.sum() < cost[i:].sum() - 1e-9:
+            if tcost.sum() < rest - 1e-9:
                 acts[i] = a
                 e[i:], ok[i:], cost[i:] = te, tok, tcost
                 snaps[i:] = tsnaps
@@ -972,7 +1133,8 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     # the greedy oracle first: where it is already within ``close_within`` of the certified lower bound in both
     # variants, no search could gain more than that and it is skipped
     # a proposal: the best found is never worse than greedy_oracle
-    greedy, e_g, ok_g = greedy_schedule(env, n) if greedy is None else _given_greedy(greedy, n)
+    greedy, e_g, ok_g = (greedy_schedule(env, n, (outs.energy_mj[0], outs.qos_ok[0])) if greedy is None
+                         else _given_greedy(greedy, n))
     proposals = {"greedy_oracle": greedy}
     tol = 1.0 + max(float(close_within), 1e-12)
     closed = (objective.episode_cost(e_g, ok_g) <= lower_lag * tol
@@ -982,8 +1144,10 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         wait_aware = env_kind(env) == "dvfo"
         lag_cost = lambda e, ok, i: e + lam * ~ok  # noqa: E731
         qos_cost = lambda e, ok, i: e + _QOS_FIRST_MISS_MJ * (~ok & feas[i])  # noqa: E731
+        neutral = {"energy_mj": outs.energy_mj[0], "qos_ok": outs.qos_ok[0], "latency_ms": outs.latency_ms[0],
+                   "radio": outs.radio[0], "radio_end_ms": outs.radio_end_ms[0], "local_ms": outs.local_ms[0]}
         lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
-                               wait_aware=wait_aware)
+                               wait_aware=wait_aware, neutral=neutral)
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
         # the episode bound's optimal paths, as actions (each option's cheapest member)
         proposals["episode_dp_lagrangian"] = ep_lag.actions
