@@ -95,7 +95,7 @@ def _paired(results: pd.DataFrame, suite: str, scenario: str | None, policy: str
         r = r[r["scenario"] == scenario]
     r = r[r["policy"].isin([policy, baseline])]
     r = r[r[column].notna()]
-    if r.empty or set(r["policy"]) != {policy, baseline}:
+    if r.empty or set(r["policy"].unique()) != {policy, baseline}:  # unique first: a column of ~1e5 rows
         return None
     g = r.groupby(["policy", "scenario", "seed"])[column].agg(["sum", "count"]).reset_index()
     s = g.pivot_table(index=["scenario", "seed"], columns="policy", values="sum").dropna()

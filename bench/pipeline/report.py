@@ -114,7 +114,7 @@ def policy_style(name: str) -> dict[str, str]:
 
 def ordered(policies: Iterable[str]) -> list[str]:
     """Policies in their registered ``order``, the others (no order, or not registered) after them alphabetically."""
-    names = list(dict.fromkeys(str(p) for p in policies))
+    names = list(dict.fromkeys(str(p) for p in _distinct(policies)))
     orders = {p: _info(p).order for p in names}
     return (sorted((p for p in names if orders[p] is not None), key=lambda p: (orders[p], p))
             + sorted(p for p in names if orders[p] is None))
@@ -122,8 +122,17 @@ def ordered(policies: Iterable[str]) -> list[str]:
 
 def suite_learner(frame: pd.DataFrame) -> str:
     """The learner a suite's results were produced for (the one learner policy in it)."""
-    found = [p for p in learner_names() if p in set(frame.policy.astype(str))]
+    present = {str(p) for p in _distinct(frame.policy)}  # once, not once per learner (a million-row column)
+    found = [p for p in learner_names() if p in present]
     return found[0] if found else "autoscale"
+
+
+def _distinct(values: Iterable) -> Iterable:
+    """``values`` without repeats, first occurrences in order; a pandas column is deduplicated in C (speed, issue
+    25: iterating a results column of ~2 million rows element by element took seconds per figure)."""
+    if isinstance(values, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray, np.ndarray)):
+        return pd.unique(values) if not isinstance(values, pd.Series) else values.unique()
+    return values
 
 
 def target_of(action_name: str) -> str:
