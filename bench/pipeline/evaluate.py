@@ -291,10 +291,52 @@ def _joins_bound(cell: Cell, key: tuple) -> bool:
     return float(kw.get("violation_cost_mj", float("nan"))) == float(key[-1]) and int(kw["n_steps"]) == int(key[4])
 
 
-def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.DataFrame]]:
+def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
+    """:func:`run_cell` of a greedy-oracle cell, and its rollout as the fitted baselines' replay keeps it
+    (:class:`~bench.policies.episodes.EpisodeData`: the observation before each request, the realised states and
+    draws, the oracle's actions): :func:`bench.policies.episodes.replay` of the same episode is the same rollout
+    (``env.reset(seed)`` on an env of the same class and arguments, the same oracle acting until the episode
+    ends), so the hindsight statics fit on these instead of rolling the oracle through every episode again."""
+    import numpy as np
+
+    import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
+    from bench.policies import make_policy
+    from bench.policies.base import Policy
+    from bench.policies.episodes import EpisodeData
+    from bench.policies.rollout import evaluate_policy
+
+    class Recorded(Policy):  # the oracle, keeping what it observed
+        name = cell.policy
+
+        def __init__(self, inner):
+            self.inner, self.obs = inner, []
+
+        def reset(self) -> None:
+            self.inner.reset()
+            self.obs = []
+
+        def act(self, obs) -> int:
+            self.obs.append(obs)
+            return self.inner.act(obs)
+
+    _single_thread_torch()
+    env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
+    policy = Recorded(make_policy(cell.policy, env, **_policy_kwargs(cell)))
+    frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
+    frame.insert(0, "profile", cell.profile)
+    frame.insert(0, "suite", cell.suite)
+    ep = env.unwrapped.episode()
+    idx = np.arange(len(policy.obs))
+    episode = EpisodeData(env.unwrapped.scenario.name, int(cell.seed), np.asarray(policy.obs, dtype=np.float32),
+                          ep.states.take(idx), ep.draws.take(idx), frame["action"].to_numpy(dtype=np.int64))
+    return frame, episode
+
+
+def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.DataFrame], Any]:
     """One episode's bound (the yardstick's row and per-request bounds) with the cells that share its work: the
     greedy oracle's rollout first (handed to the search as its greedy proposal), then the best-found cells
-    (replaying the search's best schedule). Frames in the order of the task's cells."""
+    (replaying the search's best schedule). Frames in the order of the task's cells, and the greedy oracle's
+    rollout (:func:`_greedy_cell`; None without a greedy cell) for the fits of the statics."""
     key, cells = task
     suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
@@ -303,10 +345,10 @@ def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.Data
     from bench.sim.objective import Objective
 
     frames: dict[int, pd.DataFrame] = {}
-    greedy = None
+    greedy = episode = None
     for i, c in enumerate(cells):
         if c.policy == GREEDY:
-            frames[i] = run_cell(c)
+            frames[i], episode = _greedy_cell(c)
             if len(frames[i]) == int(steps):  # an episode cut short: the search rolls its own
                 greedy = tuple(frames[i][col].to_numpy() for col in ("action", "energy_mj", "qos_ok"))
     env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
@@ -316,12 +358,57 @@ def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.Data
     for i, c in enumerate(cells):
         if i not in frames:
             frames[i] = run_cell(c, bound=b)
-    return row, req, [frames[i] for i in range(len(cells))]
+    return row, req, [frames[i] for i in range(len(cells))], episode
+
+
+#: the fitted baselines whose fit replays the greedy oracle through exactly the evaluation's episodes
+#: (:func:`bench.pipeline.evaluate.fitted_policy_kwargs`): they fit on the greedy-oracle cells' rollouts
+STATICS = ("best_static_dnn", "best_static_dnn_signal")
+
+
+def _statics_task(payload: tuple) -> list[pd.DataFrame]:
+    """:func:`run_cell_group` of a hindsight-statics task, its fit reading the greedy oracle's ``episodes``
+    (:func:`bench.policies.episodes.supplied`) instead of replaying them."""
+    cells, episodes = payload
+    import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
+    from bench.policies.episodes import supplied
+
+    c = cells[0]
+    kw = _policy_kwargs(c)
+    env = _episode_env(env_id(c.learner), c.scenario, c.steps, c.env_kwargs_json)
+    with supplied(env, kw["fit_scenarios"], kw["fit_seeds"], kw.get("n_steps"), episodes):
+        return run_cell_group(cells)
 
 
 def _run_task(task: tuple) -> Any:
     kind, payload = task
+    if kind == "statics":
+        return _statics_task(payload)
     return run_cell_group(payload) if kind == "cells" else _bound_task(payload)
+
+
+def _statics_episodes(group: Sequence[Cell], greedy_of: Mapping[tuple, int]) -> list[int] | None:
+    """For a task of hindsight-statics cells: the index of the greedy-oracle cell (:data:`GREEDY`) playing each of
+    its fit's episodes, in the fit's order (scenario, then seed); None when one is missing or not the whole
+    episode the fit replays (then the fit replays them itself, as before)."""
+    from bench.policies.episodes import scenario_steps
+
+    c = group[0]
+    if c.policy not in STATICS or any(g.policy not in STATICS or g.policy_kwargs_json != c.policy_kwargs_json
+                                      for g in group):
+        return None
+    kw = json.loads(c.policy_kwargs_json or "{}")
+    if not kw.get("fit_scenarios") or kw.get("fit_seeds") is None:
+        return None
+    out = []
+    for sc in kw["fit_scenarios"]:
+        limit = int(kw.get("n_steps") or 0) or scenario_steps(sc)
+        for sd in kw["fit_seeds"]:
+            i = greedy_of.get((c.suite, c.learner, c.env_kwargs_json, str(sc), int(sd), limit))
+            if i is None:
+                return None
+            out.append(i)
+    return out
 
 
 def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0, progress: bool = True,
@@ -333,10 +420,14 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     A best-found-schedule cell replays the best schedule of its episode's bound search; run apart, it searched
     the episode again (half of the stage's time), and the search rolled the greedy oracle out once more. Here one
     task per episode runs the greedy oracle's cell, searches the bound from its rollout, writes the yardstick's
-    row and hands the result to the episode's best-found cells. All tasks share one map on ``engine``: the
-    fitted baselines' tasks first (as :func:`task_groups` orders them), then the bounds, then the rest.
+    row and hands the result to the episode's best-found cells, with the greedy oracle's rollout. The tasks run in
+    two maps on ``engine`` (one session): first the fitted baselines' tasks (as :func:`task_groups` orders them),
+    then the bounds, then the rest; then the hindsight statics (:data:`STATICS`), fitted on the greedy oracle's
+    rollouts of the first map (their fit replays exactly those episodes: :func:`_statics_episodes`) instead of
+    rolling the oracle through every evaluation episode once more (a statics task whose episodes lack a greedy
+    cell runs in the first map and replays them itself).
     """
-    from bench.pipeline.engine import Engine, map_ordered
+    from bench.pipeline.engine import Engine, map_ordered, session
     from bench.pipeline.yardstick import bound_key, bound_tables
 
     if engine is None or isinstance(engine, Mapping):
@@ -352,6 +443,12 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     taken = {i for idx in replays.values() for i in idx}
     rest = [i for i in range(len(cells)) if i not in taken]
     groups = [[rest[j] for j in g] for g in task_groups([cells[i] for i in rest])]
+    greedy_of = {(c.suite, c.learner, c.env_kwargs_json, c.scenario, int(c.seed), int(c.steps)): i
+                 for i in taken if (c := cells[i]).policy == GREEDY}
+    supplied = {id(g): eps for g in groups
+                if (eps := _statics_episodes([cells[i] for i in g], greedy_of)) is not None}
+    later = [g for g in groups if id(g) in supplied]
+    groups = [g for g in groups if id(g) not in supplied]
     fitted = [g for g in groups if cells[g[0]].policy != cells[g[0]].learner
               and cells[g[0]].policy_kwargs_json not in ("", "{}") and cells[g[0]].policy not in BOUND_SCHEDULES]
     plain = [g for g in groups if g not in fitted]
@@ -365,18 +462,29 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
             tasks.append(("bound", (what, [cells[i] for i in replays[what]])))
             blob = json.dumps([list(what), [cell_key(cells[i]) for i in replays[what]]])
             names.append(f"bound-cells-{hashlib.sha256(blob.encode()).hexdigest()[:20]}")
-    done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate")
     frames: list[pd.DataFrame] = [pd.DataFrame()] * len(cells)
-    outs = []
-    for (kind, what), value in zip(order, done):
-        if kind == "cells":
-            idx, group_frames = what, value
-        else:
-            row, req, group_frames = value
-            outs.append((row, req))
-            idx = replays[what]
-        for i, frame in zip(idx, group_frames):
-            frames[i] = frame
+    outs, episodes = [], {}
+    with session(engine) as client:
+        done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate", client=client)
+        for (kind, what), value in zip(order, done):
+            if kind == "cells":
+                idx, group_frames = what, value
+            else:
+                row, req, group_frames, episode = value
+                outs.append((row, req))
+                idx = replays[what]
+                for i in idx:
+                    if cells[i].policy == GREEDY:
+                        episodes[i] = episode
+            for i, frame in zip(idx, group_frames):
+                frames[i] = frame
+        tasks = [("statics", ([cells[i] for i in g], [episodes[j] for j in supplied[id(g)]])) for g in later]
+        names = [f"statics-{group_key(t[1][0])}" for t in tasks]
+        done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate statics",
+                           client=client)
+        for g, group_frames in zip(later, done):
+            for i, frame in zip(g, group_frames):
+                frames[i] = frame
     return _concat_results(frames), *bound_tables(outs)
 
 
