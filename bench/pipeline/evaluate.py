@@ -384,6 +384,8 @@ def _run_task(task: tuple) -> Any:
     kind, payload = task
     if kind == "statics":
         return _statics_task(payload)
+    if kind == "importance":
+        return _importance_task(payload)
     return run_cell_group(payload) if kind == "cells" else _bound_task(payload)
 
 
@@ -427,6 +429,18 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     rolling the oracle through every evaluation episode once more (a statics task whose episodes lack a greedy
     cell runs in the first map and replays them itself).
     """
+    return run_evaluation(cells, objective, (), workers, progress, engine)[:3]
+
+
+def run_evaluation(cells: Sequence[Cell], objective: Any, importance: Sequence[tuple] = (), workers: int = 0,
+                   progress: bool = True, engine: "Engine | Mapping[str, Any] | None" = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The evaluate stage's work on ``engine`` in one session: :func:`run_cells_and_bounds` of ``cells`` and
+    :func:`feature_importances` of the ``importance`` tasks (``(suite, run_dir, scenarios, seeds, steps,
+    root_seed)`` each; empty: an empty table). The importance tasks start with the first map, so they share the
+    workers with the cells instead of running after them; every table is the one the separate calls give.
+    ``(results, bounds, bound_requests, importance)``.
+    """
     from bench.pipeline.engine import Engine, map_ordered, session
     from bench.pipeline.yardstick import bound_key, bound_tables
 
@@ -445,28 +459,42 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     groups = [[rest[j] for j in g] for g in task_groups([cells[i] for i in rest])]
     greedy_of = {(c.suite, c.learner, c.env_kwargs_json, c.scenario, int(c.seed), int(c.steps)): i
                  for i in taken if (c := cells[i]).policy == GREEDY}
-    supplied = {id(g): eps for g in groups
-                if (eps := _statics_episodes([cells[i] for i in g], greedy_of)) is not None}
-    later = [g for g in groups if id(g) in supplied]
-    groups = [g for g in groups if id(g) not in supplied]
+    later: list[tuple[list[int], list[int]]] = []  # (a static's cells, the greedy cells playing its fit episodes)
+    first = []
+    for g in groups:
+        eps = _statics_episodes([cells[i] for i in g], greedy_of)
+        if eps is None:
+            first.append(g)
+        else:  # one task per static (each fits its own table on the episodes): the second map has tasks to balance
+            later += [([i for i in g if cells[i].policy == p], eps) for p in dict.fromkeys(cells[i].policy for i in g)]
+    groups = first
     fitted = [g for g in groups if cells[g[0]].policy != cells[g[0]].learner
               and cells[g[0]].policy_kwargs_json not in ("", "{}") and cells[g[0]].policy not in BOUND_SCHEDULES]
     plain = [g for g in groups if g not in fitted]
-    order = [("cells", g) for g in fitted] + [("bound", k) for k in keys] + [("cells", g) for g in plain]
+    imp = _importance_tasks(importance)
+    # training fits first (the longest tasks), then the other fits and the importance, the bounds, the rest
+    order = ([("cells", g) for g in fitted] + [("importance", t) for t in imp] + [("bound", k) for k in keys]
+             + [("cells", g) for g in plain])
     tasks, names = [], []
     for kind, what in order:
         if kind == "cells":
             tasks.append(("cells", [cells[i] for i in what]))
             names.append(group_key(tasks[-1][1]))
+        elif kind == "importance":
+            tasks.append(("importance", what))
+            names.append(_importance_key(what))
         else:
             tasks.append(("bound", (what, [cells[i] for i in replays[what]])))
             blob = json.dumps([list(what), [cell_key(cells[i]) for i in replays[what]]])
             names.append(f"bound-cells-{hashlib.sha256(blob.encode()).hexdigest()[:20]}")
     frames: list[pd.DataFrame] = [pd.DataFrame()] * len(cells)
-    outs, episodes = [], {}
+    outs, episodes, imp_frames = [], {}, []
     with session(engine) as client:
         done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate", client=client)
         for (kind, what), value in zip(order, done):
+            if kind == "importance":
+                imp_frames.append(value)
+                continue
             if kind == "cells":
                 idx, group_frames = what, value
             else:
@@ -478,14 +506,15 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
                         episodes[i] = episode
             for i, frame in zip(idx, group_frames):
                 frames[i] = frame
-        tasks = [("statics", ([cells[i] for i in g], [episodes[j] for j in supplied[id(g)]])) for g in later]
+        tasks = [("statics", ([cells[i] for i in g], [episodes[j] for j in eps])) for g, eps in later]
         names = [f"statics-{group_key(t[1][0])}" for t in tasks]
         done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate statics",
                            client=client)
-        for g, group_frames in zip(later, done):
+        for (g, _), group_frames in zip(later, done):
             for i, frame in zip(g, group_frames):
                 frames[i] = frame
-    return _concat_results(frames), *bound_tables(outs)
+    importance_table = pd.concat(imp_frames, ignore_index=True) if imp_frames else pd.DataFrame()
+    return _concat_results(frames), *bound_tables(outs), importance_table
 
 
 def cell_key(cell: Cell) -> str:
@@ -602,6 +631,15 @@ def _importance_task(args: tuple) -> pd.DataFrame:
     return feature_importance(*args)
 
 
+def _importance_tasks(tasks: Sequence[tuple]) -> list[tuple]:
+    """``(suite, run_dir, scenarios, seeds, steps, root_seed)`` tasks as plain data (paths as strings)."""
+    return [(str(t[0]), str(t[1]), list(t[2]), int(t[3]), t[4], int(t[5])) for t in tasks]
+
+
+def _importance_key(task: tuple) -> str:
+    return f"importance-{hashlib.sha256(json.dumps(task).encode()).hexdigest()[:20]}"
+
+
 def feature_importances(tasks: Sequence[tuple], workers: int = 0, progress: bool = False,
                         engine: "Engine | Mapping[str, Any] | None" = None) -> pd.DataFrame:
     """:func:`feature_importance` of each ``(suite, run_dir, scenarios, seeds, steps, root_seed)`` on ``engine``
@@ -615,8 +653,8 @@ def feature_importances(tasks: Sequence[tuple], workers: int = 0, progress: bool
         engine = Engine.from_dict(engine or {})
     if workers:
         engine = dataclasses.replace(engine, workers=workers)
-    tasks = [(str(t[0]), str(t[1]), list(t[2]), int(t[3]), t[4], int(t[5])) for t in tasks]
-    keys = [f"importance-{hashlib.sha256(json.dumps(t).encode()).hexdigest()[:20]}" for t in tasks]
+    tasks = _importance_tasks(tasks)
+    keys = [_importance_key(t) for t in tasks]
     frames = map_ordered(_importance_task, tasks, engine, keys=keys, progress=progress, desc="importance")
     return pd.concat(frames, ignore_index=True)
 
