@@ -576,14 +576,14 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int,
         entry: dict[str, Any] = {}
         if held and is_held.any():
             entry["overall"] = summarise(frame[is_held], **kw)
-            entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"])),
-                              "seen": sorted(set(frame.loc[~is_held, "scenario"]))}
+            entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"].unique())),
+                              "seen": sorted(set(frame.loc[~is_held, "scenario"].unique()))}
             if (~is_held).any():
                 entry["seen"] = summarise(frame[~is_held], **kw)
         else:
             entry["overall"] = summarise(frame, **kw)
             entry["split"] = {"headline": "all evaluated scenarios", "heldout": [],
-                              "seen": sorted(set(frame["scenario"]))}
+                              "seen": sorted(set(frame["scenario"].unique()))}
         entry["by_scenario"] = summarise_by_scenario(frame, **kw)
         if sb is not None and violation_cost_mj is not None:
             from bench.pipeline.yardstick import yardstick_metrics
