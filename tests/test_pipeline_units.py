@@ -340,6 +340,37 @@ def test_one_bound_search_per_episode_gives_the_tables_of_the_cells_and_the_boun
     pd.testing.assert_frame_equal(bounds3, bounds, check_exact=True)
 
 
+def test_statics_fitted_on_the_greedy_cells_rollouts_play_as_fitted_on_their_own_replay(trained, monkeypatch):
+    """Issue 25: the hindsight statics' fit replays the greedy oracle through the evaluation's episodes; with
+    the greedy oracle among the policies, run_cells_and_bounds fits them on its cells' rollouts instead (no
+    replay at all) and every row is the one of the statics fitted on their own replay (run_cells)."""
+    import bench.policies.episodes as episodes
+    from bench.sim.objective import Objective
+
+    obj = Objective(500.0)
+    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone",
+                                 ["greedy_oracle", "best_static_dnn", "best_static_dnn_signal"],
+                                 ["wifi_weak", "heldout_cell_edge"], 2, 30, root_seed=7,
+                                 violation_cost_mj=obj.violation_cost_mj)
+    apart = evaluate.run_cells(cells, workers=1, progress=False)
+    replays = []
+    real = episodes.replay
+    monkeypatch.setattr(episodes, "replay", lambda *a, **k: replays.append(1) or real(*a, **k))
+    episodes._collect.cache_clear()
+    from bench.policies import static
+
+    static._FITS.clear()
+    together, _, _ = evaluate.run_cells_and_bounds(cells, obj, workers=1, progress=False)
+    assert not replays  # both statics fitted on the four greedy rollouts
+    pd.testing.assert_frame_equal(together, apart, check_exact=True)
+    # the supplied episodes must be the fit's, in its order
+    env = evaluate._episode_env("bench/AutoScale-v0", "wifi_weak", 30, cells[0].env_kwargs_json)
+    eps = episodes.collect_episodes(env, ["wifi_weak"], [1, 2], 30)
+    with pytest.raises(ValueError, match="order"):
+        with episodes.supplied(env, ["wifi_weak"], [2, 1], 30, eps):
+            pass
+
+
 def test_a_bound_for_another_episode_length_is_refused(trained):
     import bench.policies.bound as bound_mod
     from bench.policies import make_policy

@@ -291,10 +291,52 @@ def _joins_bound(cell: Cell, key: tuple) -> bool:
     return float(kw.get("violation_cost_mj", float("nan"))) == float(key[-1]) and int(kw["n_steps"]) == int(key[4])
 
 
-def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.DataFrame]]:
+def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
+    """:func:`run_cell` of a greedy-oracle cell, and its rollout as the fitted baselines' replay keeps it
+    (:class:`~bench.policies.episodes.EpisodeData`: the observation before each request, the realised states and
+    draws, the oracle's actions): :func:`bench.policies.episodes.replay` of the same episode is the same rollout
+    (``env.reset(seed)`` on an env of the same class and arguments, the same oracle acting until the episode
+    ends), so the hindsight statics fit on these instead of rolling the oracle through every episode again."""
+    import numpy as np
+
+    import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
+    from bench.policies import make_policy
+    from bench.policies.base import Policy
+    from bench.policies.episodes import EpisodeData
+    from bench.policies.rollout import evaluate_policy
+
+    class Recorded(Policy):  # the oracle, keeping what it observed
+        name = cell.policy
+
+        def __init__(self, inner):
+            self.inner, self.obs = inner, []
+
+        def reset(self) -> None:
+            self.inner.reset()
+            self.obs = []
+
+        def act(self, obs) -> int:
+            self.obs.append(obs)
+            return self.inner.act(obs)
+
+    _single_thread_torch()
+    env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
+    policy = Recorded(make_policy(cell.policy, env, **_policy_kwargs(cell)))
+    frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
+    frame.insert(0, "profile", cell.profile)
+    frame.insert(0, "suite", cell.suite)
+    ep = env.unwrapped.episode()
+    idx = np.arange(len(policy.obs))
+    episode = EpisodeData(env.unwrapped.scenario.name, int(cell.seed), np.asarray(policy.obs, dtype=np.float32),
+                          ep.states.take(idx), ep.draws.take(idx), frame["action"].to_numpy(dtype=np.int64))
+    return frame, episode
+
+
+def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.DataFrame], Any]:
     """One episode's bound (the yardstick's row and per-request bounds) with the cells that share its work: the
     greedy oracle's rollout first (handed to the search as its greedy proposal), then the best-found cells
-    (replaying the search's best schedule). Frames in the order of the task's cells."""
+    (replaying the search's best schedule). Frames in the order of the task's cells, and the greedy oracle's
+    rollout (:func:`_greedy_cell`; None without a greedy cell) for the fits of the statics."""
     key, cells = task
     suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
@@ -303,10 +345,10 @@ def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.Data
     from bench.sim.objective import Objective
 
     frames: dict[int, pd.DataFrame] = {}
-    greedy = None
+    greedy = episode = None
     for i, c in enumerate(cells):
         if c.policy == GREEDY:
-            frames[i] = run_cell(c)
+            frames[i], episode = _greedy_cell(c)
             if len(frames[i]) == int(steps):  # an episode cut short: the search rolls its own
                 greedy = tuple(frames[i][col].to_numpy() for col in ("action", "energy_mj", "qos_ok"))
     env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
@@ -316,12 +358,59 @@ def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.Data
     for i, c in enumerate(cells):
         if i not in frames:
             frames[i] = run_cell(c, bound=b)
-    return row, req, [frames[i] for i in range(len(cells))]
+    return row, req, [frames[i] for i in range(len(cells))], episode
+
+
+#: the fitted baselines whose fit replays the greedy oracle through exactly the evaluation's episodes
+#: (:func:`bench.pipeline.evaluate.fitted_policy_kwargs`): they fit on the greedy-oracle cells' rollouts
+STATICS = ("best_static_dnn", "best_static_dnn_signal")
+
+
+def _statics_task(payload: tuple) -> list[pd.DataFrame]:
+    """:func:`run_cell_group` of a hindsight-statics task, its fit reading the greedy oracle's ``episodes``
+    (:func:`bench.policies.episodes.supplied`) instead of replaying them."""
+    cells, episodes = payload
+    import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
+    from bench.policies.episodes import supplied
+
+    c = cells[0]
+    kw = _policy_kwargs(c)
+    env = _episode_env(env_id(c.learner), c.scenario, c.steps, c.env_kwargs_json)
+    with supplied(env, kw["fit_scenarios"], kw["fit_seeds"], kw.get("n_steps"), episodes):
+        return run_cell_group(cells)
 
 
 def _run_task(task: tuple) -> Any:
     kind, payload = task
+    if kind == "statics":
+        return _statics_task(payload)
+    if kind == "importance":
+        return _importance_task(payload)
     return run_cell_group(payload) if kind == "cells" else _bound_task(payload)
+
+
+def _statics_episodes(group: Sequence[Cell], greedy_of: Mapping[tuple, int]) -> list[int] | None:
+    """For a task of hindsight-statics cells: the index of the greedy-oracle cell (:data:`GREEDY`) playing each of
+    its fit's episodes, in the fit's order (scenario, then seed); None when one is missing or not the whole
+    episode the fit replays (then the fit replays them itself, as before)."""
+    from bench.policies.episodes import scenario_steps
+
+    c = group[0]
+    if c.policy not in STATICS or any(g.policy not in STATICS or g.policy_kwargs_json != c.policy_kwargs_json
+                                      for g in group):
+        return None
+    kw = json.loads(c.policy_kwargs_json or "{}")
+    if not kw.get("fit_scenarios") or kw.get("fit_seeds") is None:
+        return None
+    out = []
+    for sc in kw["fit_scenarios"]:
+        limit = int(kw.get("n_steps") or 0) or scenario_steps(sc)
+        for sd in kw["fit_seeds"]:
+            i = greedy_of.get((c.suite, c.learner, c.env_kwargs_json, str(sc), int(sd), limit))
+            if i is None:
+                return None
+            out.append(i)
+    return out
 
 
 def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0, progress: bool = True,
@@ -333,10 +422,26 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     A best-found-schedule cell replays the best schedule of its episode's bound search; run apart, it searched
     the episode again (half of the stage's time), and the search rolled the greedy oracle out once more. Here one
     task per episode runs the greedy oracle's cell, searches the bound from its rollout, writes the yardstick's
-    row and hands the result to the episode's best-found cells. All tasks share one map on ``engine``: the
-    fitted baselines' tasks first (as :func:`task_groups` orders them), then the bounds, then the rest.
+    row and hands the result to the episode's best-found cells, with the greedy oracle's rollout. The tasks run in
+    two maps on ``engine`` (one session): first the fitted baselines' tasks (as :func:`task_groups` orders them),
+    then the bounds, then the rest; then the hindsight statics (:data:`STATICS`), fitted on the greedy oracle's
+    rollouts of the first map (their fit replays exactly those episodes: :func:`_statics_episodes`) instead of
+    rolling the oracle through every evaluation episode once more (a statics task whose episodes lack a greedy
+    cell runs in the first map and replays them itself).
     """
-    from bench.pipeline.engine import Engine, map_ordered
+    return run_evaluation(cells, objective, (), workers, progress, engine)[:3]
+
+
+def run_evaluation(cells: Sequence[Cell], objective: Any, importance: Sequence[tuple] = (), workers: int = 0,
+                   progress: bool = True, engine: "Engine | Mapping[str, Any] | None" = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The evaluate stage's work on ``engine`` in one session: :func:`run_cells_and_bounds` of ``cells`` and
+    :func:`feature_importances` of the ``importance`` tasks (``(suite, run_dir, scenarios, seeds, steps,
+    root_seed)`` each; empty: an empty table). The importance tasks start with the first map, so they share the
+    workers with the cells instead of running after them; every table is the one the separate calls give.
+    ``(results, bounds, bound_requests, importance)``.
+    """
+    from bench.pipeline.engine import Engine, map_ordered, session
     from bench.pipeline.yardstick import bound_key, bound_tables
 
     if engine is None or isinstance(engine, Mapping):
@@ -352,32 +457,64 @@ def run_cells_and_bounds(cells: Sequence[Cell], objective: Any, workers: int = 0
     taken = {i for idx in replays.values() for i in idx}
     rest = [i for i in range(len(cells)) if i not in taken]
     groups = [[rest[j] for j in g] for g in task_groups([cells[i] for i in rest])]
+    greedy_of = {(c.suite, c.learner, c.env_kwargs_json, c.scenario, int(c.seed), int(c.steps)): i
+                 for i in taken if (c := cells[i]).policy == GREEDY}
+    later: list[tuple[list[int], list[int]]] = []  # (a static's cells, the greedy cells playing its fit episodes)
+    first = []
+    for g in groups:
+        eps = _statics_episodes([cells[i] for i in g], greedy_of)
+        if eps is None:
+            first.append(g)
+        else:  # one task per static (each fits its own table on the episodes): the second map has tasks to balance
+            later += [([i for i in g if cells[i].policy == p], eps) for p in dict.fromkeys(cells[i].policy for i in g)]
+    groups = first
     fitted = [g for g in groups if cells[g[0]].policy != cells[g[0]].learner
               and cells[g[0]].policy_kwargs_json not in ("", "{}") and cells[g[0]].policy not in BOUND_SCHEDULES]
     plain = [g for g in groups if g not in fitted]
-    order = [("cells", g) for g in fitted] + [("bound", k) for k in keys] + [("cells", g) for g in plain]
+    imp = _importance_tasks(importance)
+    # training fits first (the longest tasks), then the other fits and the importance, the bounds, the rest
+    order = ([("cells", g) for g in fitted] + [("importance", t) for t in imp] + [("bound", k) for k in keys]
+             + [("cells", g) for g in plain])
     tasks, names = [], []
     for kind, what in order:
         if kind == "cells":
             tasks.append(("cells", [cells[i] for i in what]))
             names.append(group_key(tasks[-1][1]))
+        elif kind == "importance":
+            tasks.append(("importance", what))
+            names.append(_importance_key(what))
         else:
             tasks.append(("bound", (what, [cells[i] for i in replays[what]])))
             blob = json.dumps([list(what), [cell_key(cells[i]) for i in replays[what]]])
             names.append(f"bound-cells-{hashlib.sha256(blob.encode()).hexdigest()[:20]}")
-    done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate")
     frames: list[pd.DataFrame] = [pd.DataFrame()] * len(cells)
-    outs = []
-    for (kind, what), value in zip(order, done):
-        if kind == "cells":
-            idx, group_frames = what, value
-        else:
-            row, req, group_frames = value
-            outs.append((row, req))
-            idx = replays[what]
-        for i, frame in zip(idx, group_frames):
-            frames[i] = frame
-    return _concat_results(frames), *bound_tables(outs)
+    outs, episodes, imp_frames = [], {}, []
+    with session(engine) as client:
+        done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate", client=client)
+        for (kind, what), value in zip(order, done):
+            if kind == "importance":
+                imp_frames.append(value)
+                continue
+            if kind == "cells":
+                idx, group_frames = what, value
+            else:
+                row, req, group_frames, episode = value
+                outs.append((row, req))
+                idx = replays[what]
+                for i in idx:
+                    if cells[i].policy == GREEDY:
+                        episodes[i] = episode
+            for i, frame in zip(idx, group_frames):
+                frames[i] = frame
+        tasks = [("statics", ([cells[i] for i in g], [episodes[j] for j in eps])) for g, eps in later]
+        names = [f"statics-{group_key(t[1][0])}" for t in tasks]
+        done = map_ordered(_run_task, tasks, engine, keys=names, progress=progress, desc="evaluate statics",
+                           client=client)
+        for (g, _), group_frames in zip(later, done):
+            for i, frame in zip(g, group_frames):
+                frames[i] = frame
+    importance_table = pd.concat(imp_frames, ignore_index=True) if imp_frames else pd.DataFrame()
+    return _concat_results(frames), *bound_tables(outs), importance_table
 
 
 def cell_key(cell: Cell) -> str:
@@ -439,14 +576,14 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int,
         entry: dict[str, Any] = {}
         if held and is_held.any():
             entry["overall"] = summarise(frame[is_held], **kw)
-            entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"])),
-                              "seen": sorted(set(frame.loc[~is_held, "scenario"]))}
+            entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"].unique())),
+                              "seen": sorted(set(frame.loc[~is_held, "scenario"].unique()))}
             if (~is_held).any():
                 entry["seen"] = summarise(frame[~is_held], **kw)
         else:
             entry["overall"] = summarise(frame, **kw)
             entry["split"] = {"headline": "all evaluated scenarios", "heldout": [],
-                              "seen": sorted(set(frame["scenario"]))}
+                              "seen": sorted(set(frame["scenario"].unique()))}
         entry["by_scenario"] = summarise_by_scenario(frame, **kw)
         if sb is not None and violation_cost_mj is not None:
             from bench.pipeline.yardstick import yardstick_metrics
@@ -494,6 +631,15 @@ def _importance_task(args: tuple) -> pd.DataFrame:
     return feature_importance(*args)
 
 
+def _importance_tasks(tasks: Sequence[tuple]) -> list[tuple]:
+    """``(suite, run_dir, scenarios, seeds, steps, root_seed)`` tasks as plain data (paths as strings)."""
+    return [(str(t[0]), str(t[1]), list(t[2]), int(t[3]), t[4], int(t[5])) for t in tasks]
+
+
+def _importance_key(task: tuple) -> str:
+    return f"importance-{hashlib.sha256(json.dumps(task).encode()).hexdigest()[:20]}"
+
+
 def feature_importances(tasks: Sequence[tuple], workers: int = 0, progress: bool = False,
                         engine: "Engine | Mapping[str, Any] | None" = None) -> pd.DataFrame:
     """:func:`feature_importance` of each ``(suite, run_dir, scenarios, seeds, steps, root_seed)`` on ``engine``
@@ -507,8 +653,8 @@ def feature_importances(tasks: Sequence[tuple], workers: int = 0, progress: bool
         engine = Engine.from_dict(engine or {})
     if workers:
         engine = dataclasses.replace(engine, workers=workers)
-    tasks = [(str(t[0]), str(t[1]), list(t[2]), int(t[3]), t[4], int(t[5])) for t in tasks]
-    keys = [f"importance-{hashlib.sha256(json.dumps(t).encode()).hexdigest()[:20]}" for t in tasks]
+    tasks = _importance_tasks(tasks)
+    keys = [_importance_key(t) for t in tasks]
     frames = map_ordered(_importance_task, tasks, engine, keys=keys, progress=progress, desc="importance")
     return pd.concat(frames, ignore_index=True)
 

@@ -185,6 +185,30 @@ def test_neurosurgeon_picks_the_offload_share_from_the_bandwidth_estimate(dvfo_e
         make_policy("neurosurgeon", dvfo_env, alpha=0.0)
 
 
+def test_neurosurgeon_plans_an_episode_in_one_batch_and_decides_as_query_by_query(any_env):
+    """Issue 25: the episode's decisions are planned up front (one simulator call); each query checks its inputs
+    against the plan. Same actions as deciding query by query, and a query off the plan decides alone."""
+    from bench.policies.neurosurgeon import Neurosurgeon
+
+    planned, alone = Neurosurgeon(any_env), Neurosurgeon(any_env)
+    alone._make_plan = lambda: None
+    calls = []
+    predict = planned.predict
+    planned.predict = lambda *a: calls.append(1) or predict(*a)
+    for seed in (3, 4):
+        a = evaluate_policy(planned, any_env, None, [seed], 120)
+        b = evaluate_policy(alone, any_env, None, [seed], 120)
+        assert a["action"].tolist() == b["action"].tolist()
+    assert not calls  # every query took its planned decision
+    # an observation the plan did not foresee (another signal): decided alone, as before
+    any_env.reset(seed=3)
+    planned.reset()
+    obs = _obs_for(any_env, "vit_b_16", **({"wifi_dbm": -92.0} if "wifi_dbm" in obs_fields(any_env)
+                                           else {"bandwidth_mbps": 0.5}))
+    alone.reset()
+    assert planned.act(obs) == alone.act(obs) and calls == [1]
+
+
 # ----------------------------------------------------------------------------- AppealNet, DRLDO
 
 def test_appealnet_appeals_at_the_edge_models_error_rate(dvfo_env):
