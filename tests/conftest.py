@@ -2,8 +2,9 @@
 
 * Hypothesis: the ``ci`` profile (selected by ``CI=true``, as CI services set it, or by
   ``HYPOTHESIS_PROFILE=ci``, as ``make test`` sets it) runs fewer examples per property with no example database, so a clean CI
-  machine spends its time proportionately; ``default`` is what a developer gets. Tests that pin their
-  own ``max_examples`` keep it (the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``).
+  machine spends its time proportionately; ``dev`` is what a developer gets. A property that pins its
+  own ``max_examples`` above the profile's runs the profile's share of it in CI (:func:`ci_examples`);
+  the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``.
 * ``dask_engine``: one 2-worker local Dask cluster for the whole session (starting one costs seconds:
   every worker imports torch), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
 * ``clean_repo``: a copy of this checkout that holds nothing a previous ``make repro``, ``make lab`` or
@@ -25,11 +26,40 @@ settings.register_profile("ci", max_examples=30, database=None, deadline=None,
 settings.register_profile("dev", max_examples=100, deadline=None)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() in ("true", "1") else "dev")
 settings.load_profile(PROFILE)
+#: the ci profile's share of a property's examples (30 of the developer's 100)
+CI_SHARE = 0.3
+#: a property that pins a small count (an expensive one: the bound's DP, a learner) keeps up to this many in CI
+CI_FLOOR = 10
+#: test modules that scale their own pinned counts from the environment (below)
+SELF_SCALED = ("test_fuzz_", "test_hw_fuzz")
 if PROFILE == "ci":
     # the fuzz suites pin their own counts (300 inputs per loader and kind; hw parsers 60-600): a third in CI,
     # the same proportion as the profile's 30 of 100, unless the run sets them (the counts are printed)
     os.environ.setdefault("BENCH_FUZZ_EXAMPLES", "100")
     os.environ.setdefault("HW_FUZZ_SCALE", "0.34")
+
+
+def ci_examples(pinned: int) -> int:
+    """A property's pinned ``max_examples`` under the ci profile: the profile's share of it, never below
+    ``min(pinned, CI_FLOOR)`` (a property pinned at 60 runs 18; one pinned at 4 keeps its 4)."""
+    return max(min(pinned, CI_FLOOR), round(pinned * CI_SHARE))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under the ci profile, a property that pins its own ``@settings(max_examples=N)`` (which overrides the
+    profile) runs :func:`ci_examples` (N) instead, so CI spends the same share on every property (issue 25);
+    the developer's profile runs N. The fuzz suites scale themselves (BENCH_FUZZ_EXAMPLES, HW_FUZZ_SCALE)."""
+    if PROFILE != "ci":
+        return
+    done = set()
+    for item in items:
+        test = getattr(item, "obj", None)
+        pinned = getattr(test, "_hypothesis_internal_use_settings", None)
+        if pinned is None or id(test) in done or item.path.name.startswith(SELF_SCALED):
+            continue
+        done.add(id(test))
+        if pinned.max_examples > settings.default.max_examples:
+            test._hypothesis_internal_use_settings = settings(pinned, max_examples=ci_examples(pinned.max_examples))
 
 # Under pytest-xdist (`make test`: -n 2) each worker gets its share of the cores for torch's and BLAS's thread
 # pools, read from the environment when they start (here: before any test imports them), and inherited by the
