@@ -66,9 +66,11 @@ def pytest_collection_modifyitems(config, items):
 # notebook kernels and pipeline subprocesses a test starts. Two workers on two cores with torch's default pool
 # (one thread per core) oversubscribe: a learner's one-request forward pass then spends ~50x longer waking
 # and joining threads than computing (profiled on this 2-core machine: 2.4 ms vs 45 us). A value the run sets wins.
+# The same share bounds a training run's side-work pool (BENCH_TRAIN_WORKERS, bench/pipeline/training.py: else one
+# process per core, i.e. 4 busy processes on 2 cores); test_pipeline_units sets it itself where the pool is tested.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _share = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BENCH_TRAIN_WORKERS"):
         os.environ.setdefault(_var, str(_share))
 
 
