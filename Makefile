@@ -39,10 +39,12 @@ repro: $(STAMP)
 	$(RUN) python -m bench readme
 
 # Test files spread over TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file, and so each
-# notebook's cells, in order on one worker. `make test TEST_WORKERS=0` runs everything in this process.
-# The `live` tests (real links, servers) run afterwards on their own: beside another worker's load the live
-# testbed's latencies and crash timeouts are not the ones they check. The whole-pipeline ones (marker
-# `pipeline`: long, not timing-sensitive) stay in the parallel pass.
+# notebook's cells, in order on one worker; --no-loadscope-reorder hands the files out in collection order, which
+# tests/conftest.py starts with the longest (LONG_FIRST; xdist's default, most tests first, started them last).
+# `make test TEST_WORKERS=0` runs everything in this process.
+# The `serial` tests (the live testbed's real links and servers) run afterwards on their own: beside another
+# worker's load their latencies and crash timeouts are not the ones they check. The other `live` tests (whole
+# pipelines, retrains in subprocesses: long, not timing-sensitive) stay in the parallel pass.
 TEST_WORKERS ?= 2
 # Hypothesis profile (tests/conftest.py): `ci`, 30 examples per property and the fuzz suites at a third, like
 # a CI service's run, so README's `make test` fits its budget on 2 cores (issue 25: the ten property and fuzz
@@ -50,9 +52,9 @@ TEST_WORKERS ?= 2
 HYPOTHESIS_PROFILE ?= ci
 
 test: $(STAMP)
-	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax \
-	    -m "not live or pipeline" tests notebooks
-	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -m "live and not pipeline" tests
+	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	    --no-loadscope-reorder --nbval-lax -m "not serial" tests notebooks
+	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -m serial tests
 
 lab: $(STAMP)
 	$(RUN) jupyter lab notebooks

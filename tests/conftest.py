@@ -45,7 +45,29 @@ def ci_examples(pinned: int) -> int:
     return max(min(pinned, CI_FLOOR), round(pinned * CI_SHARE))
 
 
+#: test files (and notebooks, nbval) that take the longest, longest first (CPU seconds of `make test`'s parallel pass,
+#: issue 25, measured on the shared 2-core host). Under `make test` (pytest-xdist, --dist loadfile,
+#: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
+#: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
+#: started these last). A name missing here only costs time: such files run after these, in their usual order.
+LONG_FIRST = ("tests/test_pipeline.py", "tests/test_notebooks.py", "notebooks/04_report.ipynb",
+              "notebooks/03_evaluate.ipynb", "tests/test_sweep_store.py", "tests/test_attention.py",
+              "tests/test_sweep.py", "tests/test_pipeline_units.py", "notebooks/02_train.ipynb",
+              "notebooks/01_profile.ipynb")
+
+
+def _long_first(items) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    # a stable sort: the tests of one file (a notebook's cells) keep their order
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 def pytest_collection_modifyitems(config, items):
+    _long_first(items)
+    _ci_examples(items)
+
+
+def _ci_examples(items) -> None:
     """Under the ci profile, a property that pins its own ``@settings(max_examples=N)`` (which overrides the
     profile) runs :func:`ci_examples` (N) instead, so CI spends the same share on every property (issue 25);
     the developer's profile runs N. The fuzz suites scale themselves (BENCH_FUZZ_EXAMPLES, HW_FUZZ_SCALE)."""
@@ -60,6 +82,7 @@ def pytest_collection_modifyitems(config, items):
         done.add(id(test))
         if pinned.max_examples > settings.default.max_examples:
             test._hypothesis_internal_use_settings = settings(pinned, max_examples=ci_examples(pinned.max_examples))
+
 
 # Under pytest-xdist (`make test`: -n 2) each worker gets its share of the cores for torch's and BLAS's thread
 # pools, read from the environment when they start (here: before any test imports them), and inherited by the
@@ -78,7 +101,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "live: drives real processes, namespaces or a whole pipeline (minutes); "
                                        "runs in `make test`, `-m 'not live'` skips it")
     config.addinivalue_line("markers", "pipeline: a live test that runs a whole (CI-sized) DVC pipeline: long, but "
-                                       "not timing-sensitive, so `make test` runs it in the parallel pass")
+                                       "not timing-sensitive")
+    config.addinivalue_line("markers", "serial: timing-sensitive (the live testbed's latencies and timeouts): "
+                                       "`make test` runs these alone after the parallel pass of everything else")
 
 
 @pytest.fixture(scope="session")
