@@ -50,9 +50,9 @@ def ci_examples(pinned: int) -> int:
 #: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
 #: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
-LONG_FIRST = ("tests/test_pipeline.py", "tests/test_notebooks.py", "notebooks/04_report.ipynb",
-              "notebooks/03_evaluate.ipynb", "tests/test_sweep_store.py", "tests/test_attention.py",
-              "tests/test_sweep.py", "tests/test_pipeline_units.py", "notebooks/02_train.ipynb",
+LONG_FIRST = ("tests/test_pipeline.py", "tests/test_notebooks.py", "tests/test_sweep_store.py", "tests/test_perf.py",
+              "tests/test_attention.py", "tests/test_sweep.py", "tests/test_pipeline_units.py",
+              "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb", "notebooks/02_train.ipynb",
               "notebooks/01_profile.ipynb")
 
 
