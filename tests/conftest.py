@@ -50,8 +50,16 @@ def ci_examples(pinned: int) -> int:
 #: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
 #: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
-LONG_FIRST = ("tests/test_pipeline.py", "tests/test_notebooks.py", "tests/test_sweep_store.py", "tests/test_perf.py",
-              "tests/test_attention.py", "tests/test_sweep.py", "tests/test_pipeline_units.py",
+LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s
+              "tests/test_notebooks.py",  # every notebook through papermill (nbval alone took ~70 s for them)
+              "tests/policies/test_dvfo.py",  # 69 s
+              "tests/test_perf.py",  # 59 s
+              "tests/test_sweep.py",  # 58 s (102 s before its learner trained on 2 scenarios)
+              "tests/test_sweep_store.py",  # ~55 s (128 s before)
+              "tests/test_attention.py",  # 42 s
+              "tests/test_pipeline_units.py",  # 27 s
+              "tests/test_docs.py",  # 21 s
+              # only under `pytest --nbval-lax notebooks`
               "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb", "notebooks/02_train.ipynb",
               "notebooks/01_profile.ipynb")
 
