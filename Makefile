@@ -50,7 +50,8 @@ repro: $(STAMP)
 # worker's load their latencies and crash timeouts are not the ones they check. The other `live` tests (whole
 # pipelines, retrains in subprocesses: long, not timing-sensitive) stay in the parallel pass.
 TEST_WORKERS ?= 2
-# Hypothesis profile (tests/conftest.py): `ci`, 30 examples per property and the fuzz suites at a third, like
+# Hypothesis profile (tests/conftest.py): `ci`, 30 examples per property (30% of a property's own pinned count, at
+# least min(count, 10)) and the fuzz suites at a third, like
 # a CI service's run, so README's `make test` fits its budget on 2 cores (issue 25: the ten property and fuzz
 # files: 85 s of CPU under `dev`, 50 s under `ci`); `make test HYPOTHESIS_PROFILE=dev` runs the developer's 100.
 HYPOTHESIS_PROFILE ?= ci
