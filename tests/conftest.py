@@ -2,8 +2,9 @@
 
 * Hypothesis: the ``ci`` profile (selected by ``CI=true``, as CI services set it, or by
   ``HYPOTHESIS_PROFILE=ci``, as ``make test`` sets it) runs fewer examples per property with no example database, so a clean CI
-  machine spends its time proportionately; ``default`` is what a developer gets. Tests that pin their
-  own ``max_examples`` keep it (the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``).
+  machine spends its time proportionately; ``dev`` is what a developer gets. A property that pins its
+  own ``max_examples`` above the profile's runs the profile's share of it in CI (:func:`ci_examples`);
+  the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``.
 * ``dask_engine``: one 2-worker local Dask cluster for the whole session (starting one costs seconds:
   every worker imports torch), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
 * ``clean_repo``: a copy of this checkout that holds nothing a previous ``make repro``, ``make lab`` or
@@ -25,20 +26,82 @@ settings.register_profile("ci", max_examples=30, database=None, deadline=None,
 settings.register_profile("dev", max_examples=100, deadline=None)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() in ("true", "1") else "dev")
 settings.load_profile(PROFILE)
+#: the ci profile's share of a property's examples (30 of the developer's 100)
+CI_SHARE = 0.3
+#: a property that pins a small count (an expensive one: the bound's DP, a learner) keeps up to this many in CI
+CI_FLOOR = 10
+#: test modules that scale their own pinned counts from the environment (below)
+SELF_SCALED = ("test_fuzz_", "test_hw_fuzz")
 if PROFILE == "ci":
     # the fuzz suites pin their own counts (300 inputs per loader and kind; hw parsers 60-600): a third in CI,
     # the same proportion as the profile's 30 of 100, unless the run sets them (the counts are printed)
     os.environ.setdefault("BENCH_FUZZ_EXAMPLES", "100")
     os.environ.setdefault("HW_FUZZ_SCALE", "0.34")
 
+
+def ci_examples(pinned: int) -> int:
+    """A property's pinned ``max_examples`` under the ci profile: the profile's share of it, never below
+    ``min(pinned, CI_FLOOR)`` (a property pinned at 60 runs 18; one pinned at 4 keeps its 4)."""
+    return max(min(pinned, CI_FLOOR), round(pinned * CI_SHARE))
+
+
+#: test files (and notebooks, nbval) that take the longest, longest first (CPU seconds of `make test`'s parallel pass,
+#: issue 25, measured on the shared 2-core host). Under `make test` (pytest-xdist, --dist loadfile,
+#: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
+#: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
+#: started these last). A name missing here only costs time: such files run after these, in their usual order.
+LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s
+              "tests/test_notebooks.py",  # every notebook through papermill (nbval alone took ~70 s for them)
+              "tests/policies/test_dvfo.py",  # 69 s
+              "tests/test_perf.py",  # 59 s
+              "tests/test_sweep.py",  # 58 s (102 s before its learner trained on 2 scenarios)
+              "tests/test_sweep_store.py",  # ~55 s (128 s before)
+              "tests/test_attention.py",  # 42 s
+              "tests/test_pipeline_units.py",  # 27 s
+              "tests/test_docs.py",  # 21 s
+              # only under `pytest --nbval-lax notebooks`
+              "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb", "notebooks/02_train.ipynb",
+              "notebooks/01_profile.ipynb")
+
+
+def _long_first(items) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    # a stable sort: the tests of one file (a notebook's cells) keep their order
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+def pytest_collection_modifyitems(config, items):
+    _long_first(items)
+    _ci_examples(items)
+
+
+def _ci_examples(items) -> None:
+    """Under the ci profile, a property that pins its own ``@settings(max_examples=N)`` (which overrides the
+    profile) runs :func:`ci_examples` (N) instead, so CI spends the same share on every property (issue 25);
+    the developer's profile runs N. The fuzz suites scale themselves (BENCH_FUZZ_EXAMPLES, HW_FUZZ_SCALE)."""
+    if PROFILE != "ci":
+        return
+    done = set()
+    for item in items:
+        test = getattr(item, "obj", None)
+        pinned = getattr(test, "_hypothesis_internal_use_settings", None)
+        if pinned is None or id(test) in done or item.path.name.startswith(SELF_SCALED):
+            continue
+        done.add(id(test))
+        if pinned.max_examples > settings.default.max_examples:
+            test._hypothesis_internal_use_settings = settings(pinned, max_examples=ci_examples(pinned.max_examples))
+
+
 # Under pytest-xdist (`make test`: -n 2) each worker gets its share of the cores for torch's and BLAS's thread
 # pools, read from the environment when they start (here: before any test imports them), and inherited by the
 # notebook kernels and pipeline subprocesses a test starts. Two workers on two cores with torch's default pool
 # (one thread per core) oversubscribe: a learner's one-request forward pass then spends ~50x longer waking
 # and joining threads than computing (profiled on this 2-core machine: 2.4 ms vs 45 us). A value the run sets wins.
+# The same share bounds a training run's side-work pool (BENCH_TRAIN_WORKERS, bench/pipeline/training.py: else one
+# process per core, i.e. 4 busy processes on 2 cores); test_pipeline_units sets it itself where the pool is tested.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _share = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BENCH_TRAIN_WORKERS"):
         os.environ.setdefault(_var, str(_share))
 
 
@@ -46,7 +109,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "live: drives real processes, namespaces or a whole pipeline (minutes); "
                                        "runs in `make test`, `-m 'not live'` skips it")
     config.addinivalue_line("markers", "pipeline: a live test that runs a whole (CI-sized) DVC pipeline: long, but "
-                                       "not timing-sensitive, so `make test` runs it in the parallel pass")
+                                       "not timing-sensitive")
+    config.addinivalue_line("markers", "serial: timing-sensitive (the live testbed's latencies and timeouts): "
+                                       "`make test` runs these alone after the parallel pass of everything else")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,9 @@ import pytest
 from bench.testbed.link import Link, cleanup_all, leftovers, unavailable_reason
 
 REASON = unavailable_reason()
-pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.live]
+# serial: `make test` runs these alone after the parallel pass (tests/conftest.py): beside another worker's load the
+# live links' latencies and crash timeouts are not the ones they check
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.live, pytest.mark.serial]
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"wifi": 9001, "lte": 9002}
 
