@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (README "Set-up"):
 #   make repro   -> creates .venv on first use, then `dvc repro` (the whole pipeline)
-#   make test    -> creates .venv on first use, then the whole test suite (every notebook executed, tests/test_notebooks.py)
+#   make test    -> creates .venv on first use, then the whole test suite (incl. nbval)
 # Everything else here is a convenience around those two.
 
 PYTHON ?= python3
@@ -38,12 +38,8 @@ repro: $(STAMP)
 	$(RUN) dvc repro
 	$(RUN) python -m bench readme
 
-# The notebooks: tests/test_notebooks.py executes each one as the pipeline does (papermill; a cell that raises fails
-# it) and checks what a reader sees. nbval (`python -m pytest --nbval-lax notebooks`) executed the same notebooks with
-# the same defaults a second time, asserting nothing more (no cell is marked for output comparison): CPU that `make test`
-# no longer spends (issue 25: 04_report alone took 35 s of CPU under nbval).
-# Test files spread over TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file in order on one
-# worker (its module fixtures are built once); --no-loadscope-reorder hands the files out in collection order, which
+# Test files spread over TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps each file, and so each
+# notebook's cells, in order on one worker; --no-loadscope-reorder hands the files out in collection order, which
 # tests/conftest.py starts with the longest (LONG_FIRST; xdist's default, most tests first, started them last).
 # `make test TEST_WORKERS=0` runs everything in this process.
 # The `serial` tests (the live testbed's real links and servers) run afterwards on their own: beside another
@@ -58,7 +54,7 @@ HYPOTHESIS_PROFILE ?= ci
 
 test: $(STAMP)
 	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-	    --no-loadscope-reorder -m "not serial" tests
+	    --no-loadscope-reorder --nbval-lax -m "not serial" tests notebooks
 	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -m serial tests
 
 lab: $(STAMP)

@@ -51,7 +51,8 @@ def ci_examples(pinned: int) -> int:
 #: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
 LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s
-              "tests/test_notebooks.py",  # every notebook through papermill (nbval alone took ~70 s for them)
+              "tests/test_notebooks.py",  # every notebook through papermill
+              "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb",  # nbval (--nbval-lax): ~70 s for all four
               "tests/policies/test_dvfo.py",  # 69 s
               "tests/test_perf.py",  # 59 s
               "tests/test_sweep.py",  # 58 s (102 s before its learner trained on 2 scenarios)
@@ -59,8 +60,7 @@ LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s
               "tests/test_attention.py",  # 42 s
               "tests/test_pipeline_units.py",  # 27 s
               "tests/test_docs.py",  # 21 s
-              # only under `pytest --nbval-lax notebooks`
-              "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb", "notebooks/02_train.ipynb",
+              "notebooks/02_train.ipynb",
               "notebooks/01_profile.ipynb")
 
 

@@ -1,7 +1,7 @@
 """Every stage notebook, executed as the pipeline executes it (papermill, CI-sized defaults).
 
-A notebook that raises fails here (papermill stops at the cell; ``make test`` runs no second
-execution through nbval, which checked nothing more); this also checks what a reader of the executed notebooks sees: every plotting cell shows an image, no progress-bar
+nbval (``make test``) checks that the notebooks run; this checks what a reader of the
+executed notebooks sees: every plotting cell shows an image, no progress-bar
 warnings or machine paths in the outputs, the notebooks stay small, and the
 report's HTML page opens in a real (headless) browser with every figure decoded.
 """
