@@ -58,12 +58,9 @@ def test_a_barely_visited_state_backs_off_once_its_entries_have_too_few_samples(
     assert learner.served_level(learner.bins.state_id(BUSY_GPU)) == 0 and learner.act(BUSY_GPU) == GPU
 
 
-class QueueEnv(gym.Env):
-    """Known optimum (SB3's IdentityEnv idea): the GPU when the device's own backlog is short, else the cloud.
-
-    The backlog is 0 or 200 ms with equal odds; the signal and co-runners are fixed, so nothing but the
-    backlog tells the two cases apart. Reward 1 for the optimum, 0 otherwise.
-    """
+class _KnownOptimumEnv(gym.Env):
+    """An env whose optimum per observation is known (SB3's IdentityEnv idea): observations drawn i.i.d. by
+    ``_draw``; reward 1 for ``optimum(obs)``, 0 otherwise."""
 
     def __init__(self):
         self.observation_space = spaces.Box(-200, 1e6, shape=(len(FIELDS),), dtype=np.float32)
@@ -74,15 +71,29 @@ class QueueEnv(gym.Env):
         return self._draw(), {}
 
     def _draw(self):
+        raise NotImplementedError
+
+    def optimum(self, obs) -> int:
+        raise NotImplementedError
+
+    def step(self, action):
+        reward = float(action == self.optimum(self._obs))
+        return self._draw(), reward, False, False, {}
+
+
+class QueueEnv(_KnownOptimumEnv):
+    """Known optimum (SB3's IdentityEnv idea): the GPU when the device's own backlog is short, else the cloud.
+
+    The backlog is 0 or 200 ms with equal odds; the signal and co-runners are fixed, so nothing but the
+    backlog tells the two cases apart. Reward 1 for the optimum, 0 otherwise.
+    """
+
+    def _draw(self):
         self._obs = _obs(local_busy_ms=float(self.np_random.choice([0.0, 200.0])))
         return self._obs
 
     def optimum(self, obs) -> int:
         return GPU if obs[FIELDS.index("local_busy_ms")] < 30 else CLOUD
-
-    def step(self, action):
-        reward = float(action == self.optimum(self._obs))
-        return self._draw(), reward, False, False, {}
 
 
 def _score_on(env, learner, seed: int) -> float:
@@ -107,19 +118,11 @@ def test_learns_a_backlog_dependent_optimum_only_when_the_backlog_is_in_its_stat
     assert _score(_learner(seed=seed), seed) <= 0.7  # one state for both cases: right about half the time
 
 
-class WhichTargetEnv(gym.Env):
+class WhichTargetEnv(_KnownOptimumEnv):
     """Known optimum: the CPU when the GPU is the busy processor, the GPU when the CPU is (equal odds).
 
     Either way the busiest target's backlog (``local_busy_ms``) is 200 ms: only the per-processor backlog
     tells the two apart (what a ViT-B/16 request left on the GPU means for the next CNN, docs/autoscale.md)."""
-
-    def __init__(self):
-        self.observation_space = spaces.Box(-200, 1e6, shape=(len(FIELDS),), dtype=np.float32)
-        self.action_space = spaces.Discrete(len(ACTIONS))
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self._draw(), {}
 
     def _draw(self):
         busy = str(self.np_random.choice(["cpu", "gpu"]))
@@ -128,10 +131,6 @@ class WhichTargetEnv(gym.Env):
 
     def optimum(self, obs) -> int:
         return CPU if obs[FIELDS.index("gpu_busy_ms")] >= 30 else GPU
-
-    def step(self, action):
-        reward = float(action == self.optimum(self._obs))
-        return self._draw(), reward, False, False, {}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
