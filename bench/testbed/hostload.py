@@ -68,18 +68,23 @@ def scenario_levels(cpu_load: np.ndarray, mem_load: np.ndarray) -> tuple[float, 
 
 
 def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, rounds: int = 9,
-                  gap_s: float = 0.2) -> pd.DataFrame:
+                  gap_s: float = 0.2, base_only=()) -> pd.DataFrame:
     """Latency (ms, wall clock) and thread CPU time of single inferences under each setting (see the module
     docstring): per round and workload, the settings in a rotating order, each inference after ``gap_s`` with
-    its setting's co-runner running. ``edge.local(w)`` returns a :class:`~bench.testbed.edge.Timing`."""
+    its setting's co-runner running. ``edge.local(w)`` returns a :class:`~bench.testbed.edge.Timing`.
+    ``base_only``: workloads timed in the ``none`` setting only (the host fit's filler, never served: it needs
+    no stretch); ``corun`` None: no co-runners, every workload in the ``none`` setting only."""
     settings = [(name, cpu_on, mem_on) for name, cpu_on, mem_on in SETTINGS
                 if not ((cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0))]
+    if corun is None:
+        settings, corun = settings[:1], _NoCoRunners()
     gap = float(np.clip(gap_s, 0.0, MAX_GAP_S))
     rows = []
     for rnd in range(rounds):
         for i, w in enumerate(workloads):
-            k = (rnd + i) % len(settings)
-            for setting, cpu_on, mem_on in settings[k:] + settings[:k]:
+            own = settings[:1] if w in base_only else settings
+            k = (rnd + i) % len(own)
+            for setting, cpu_on, mem_on in own[k:] + own[:k]:
                 corun.set_load(cpu_level if cpu_on else 0.0, mem_level if mem_on else 0.0)
                 time.sleep(gap)  # the inter-arrival pause, the co-runner running (at least one duty period)
                 if hasattr(corun, "refresh"):
@@ -89,6 +94,37 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
                              "cpu_ms": tim.local_cpu_ms, "corunner_cpu_ms": tim.corunner_cpu_ms})
     corun.set_load(0.0, 0.0)
     return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms", "cpu_ms", "corunner_cpu_ms"])
+
+
+class _NoCoRunners:
+    """No co-runners (a scenario without them): nothing to set, nothing ran."""
+
+    def set_load(self, cpu: float, mem: float) -> None:
+        pass
+
+
+def base_trace(timings: pd.DataFrame, cpu_mhz: float, threads: int = 1) -> pd.DataFrame:
+    """The edge's host trace (the quick fit's columns, :func:`bench.testbed.loop.quick_host_trace`) from the
+    ``none`` setting of :func:`time_settings`: per workload the median of its thread CPU time (one torch
+    thread), else of its wall clock; the wall-clock median beside it.
+
+    These are the live run's own warm models, paced, timed seconds before its requests in the same rounds as
+    the co-runner settings, so the twin's local time and its co-runner stretch share one baseline. The quick fit
+    at the run's start timed other instances a minute earlier: in the idle campaign
+    ``campaign_accounted_nice-10`` it read mobilenet_v2 at 41.5 ms CPU time where this setting, and then the
+    live requests, read 31.1 and 31.3 ms, and the twin (41.5 ms x the stretch 2.33 = 96 ms against 65 ms live)
+    was 42 % off."""
+    none = timings[timings["setting"] == "none"]
+    cpu_time = threads == 1 and "cpu_ms" in none.columns and bool(np.isfinite(none["cpu_ms"]).all()) and len(none)
+    rows = []
+    for w, g in none.groupby("workload", sort=False):
+        fitted = g["cpu_ms" if cpu_time else "latency_ms"].to_numpy(dtype=float)
+        rows.append({"workload": w, "latency_ms": float(np.median(fitted)),
+                     "latency_p95_ms": float(np.percentile(fitted, 95)), "n_runs": int(len(g)),
+                     "cpu_mhz": float(cpu_mhz), "error": "", "meter": "none", "power_w": float("nan"),
+                     "latency_wall_ms": float(np.median(g["latency_ms"])),
+                     "timed": "thread CPU time" if cpu_time else "wall clock"})
+    return pd.DataFrame(rows)
 
 
 def accounted(timings: pd.DataFrame) -> bool:

@@ -1033,3 +1033,122 @@ def test_host_slowdown_by_cpu_accounting_leaves_out_any_unrelated_load(kc, km, c
     assert np.isclose(model.mem_slowdown * mem, k, rtol=1e-6, atol=1e-9)
     assert np.allclose(per["t0_ms"], [10.0, 20.0]) and "stressors' meanwhile" in model.sources["cpu_slowdown"]
     assert {"wall_stretch_scenario", "stretch_scenario"} <= set(per.columns)
+
+
+class _BaseEdge:
+    """An edge whose inference takes ``base[w]`` ms of its own CPU time, and whose co-runners (at any load) run
+    ``k`` x that meanwhile (CPU-accounted, as on this host: they take the inference's CPU)."""
+
+    def __init__(self, corun, base, k):
+        self.corun, self.base, self.k, self.models = corun, base, k, dict.fromkeys(base)
+
+    def local(self, w, corunner_ms=None):
+        from bench.testbed.edge import Timing
+
+        own = self.base[w]
+        r0 = corunner_ms() if corunner_ms is not None else np.nan
+        if any(v > 0 for v in self.corun.load.values()):
+            self.corun.ran_ms += self.k * own
+        r1 = corunner_ms() if corunner_ms is not None else np.nan
+        return Timing(local_ms=own + (r1 - r0 if corunner_ms is not None else 0.0), local_cpu_ms=own,
+                      corunner_cpu_ms=r1 - r0)
+
+
+def _write_testbed_profiles(trace, out):
+    """(edge path, cloud path) as the start's quick fit writes them, from ``trace``."""
+    import yaml
+
+    from bench.world.profiles import load_profile, profile_to_dict
+
+    edge = out / "testbed_edge.yaml"
+    loop.edge_profile_from_base(trace, edge, 1, {})
+    cloud = out / "testbed_cloud.yaml"
+    p = dataclasses.replace(load_profile(edge), name="testbed_cloud", kind="cloud", radios=())
+    cloud.write_text(yaml.safe_dump(profile_to_dict(p), sort_keys=False))
+    return edge, cloud
+
+
+def test_the_twins_local_time_under_co_runners_is_its_base_times_the_stretch_from_one_measurement(tmp_path):
+    """The campaign's 42 % cell (autoscale/cpu_corunner, campaign_accounted_nice-10): the twin predicted local
+    compute as the start's quick fit (mobilenet_v2 41.5 ms CPU time) x the co-runner stretch measured later
+    against its own baseline (31.1 ms, and 31.3 ms live): 96 ms against 65 ms live. Now the base is refitted
+    from the same paced rounds that measure the stretch, so the twin's time is that baseline x that stretch,
+    whatever the start's fit read; the fit's filler is timed without co-runners only."""
+    import pandas as pd
+
+    from bench.testbed import hostload
+
+    base = {"mobilenet_v2": 31.1, "lstm_text": 10.2, "resnet18": 60.0}
+    k = 1.2  # the stressors run 1.2 x the inference's CPU time meanwhile: stretch 2.2 for every workload
+    start = pd.DataFrame([{"workload": w, "latency_ms": t * 1.33, "latency_p95_ms": t * 1.4, "n_runs": 9,
+                           "cpu_mhz": 2600.0, "error": "", "meter": "none", "power_w": np.nan,
+                           "latency_wall_ms": t * 1.33, "timed": "thread CPU time"} for w, t in base.items()])
+    edge_path, cloud_path = _write_testbed_profiles(start, tmp_path)
+    cfg = loop.TestbedConfig(policy="cpu_only", scenario="cpu_corunner")
+    n = 12
+    scen = loop.restricted_scenario(cfg.scenario, cfg.workloads, n, tmp_path)
+    env0 = loop.twin_env(scen, edge_path, cloud_path, n)
+    env0.reset(seed=cfg.seed)
+    u0 = env0.unwrapped
+    levels = hostload.scenario_levels(u0.trace.cpu_load[:n], u0.trace.mem_load[:n])
+    assert min(levels) > 0  # both stressors: the scenario's own setting
+    corun = _AccountedCoRunners()
+    edge = _BaseEdge(corun, base, k)
+    prof: dict = {}
+    model, info = loop.host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels, edge_path,
+                                         gap_s=0.0, prof_info=prof)
+    assert info["interference"].startswith("measured here")
+    assert prof["edge_base_ms"] == pytest.approx(base)
+    assert (tmp_path / "testbed_edge_provisional.yaml").is_file()
+    assert (tmp_path / "host_quick_trace_edge_provisional.csv").is_file()
+    timings = pd.read_csv(tmp_path / "testbed_edge_interference_timings.csv")
+    assert set(timings.loc[timings["workload"] == "resnet18", "setting"]) == {"none"}  # the filler: base only
+    assert set(timings.loc[timings["workload"] == "mobilenet_v2", "setting"]) == {"none", "cpu", "mem", "scenario"}
+
+    env = loop.twin_env(scen, edge_path, cloud_path, n, model)
+    env.reset(seed=cfg.seed)
+    u = env.unwrapped
+    acts = u.action_table
+    cpu = int(acts[(acts["kind"] == "local") & (acts["target"] == "cpu")].index[-1])
+    states = u.episode().states.take(np.arange(n))
+    states = dataclasses.replace(states, interarrival_ms=np.full(n, 1e4))  # no queueing: compute alone
+    pred = loop.twin_sequence(u.sim, states, np.full(n, cpu), np.full((n, len(u.sim.links)), np.nan))
+    df = pd.DataFrame({"workload": np.asarray(u.sim.tables.workloads)[states.workload], "action": cpu})
+    loop.add_predicted_parts(df, u.sim, pred)
+    at_level = (np.isclose(u.trace.cpu_load[:n], levels[0]) & np.isclose(u.trace.mem_load[:n], levels[1]))
+    assert at_level.any()
+    for w, p_ms in zip(df["workload"][at_level], df["pred_local_ms"][at_level]):
+        assert p_ms == pytest.approx(base[w] * (1 + k), rel=0.03)  # the measured baseline x the measured stretch
+        assert abs(p_ms / (base[w] * 1.33 * (1 + k)) - 1) > 0.2  # not the start's fit x it (the 42 % cell)
+
+
+@settings(max_examples=30, deadline=None)
+@given(cpu=st.lists(st.floats(1, 100), min_size=6, max_size=6), stretch=st.floats(1, 3))
+def test_the_edges_base_is_the_median_cpu_time_without_co_runners(cpu, stretch):
+    import pandas as pd
+
+    from bench.testbed import hostload
+
+    rows = []
+    for r, c in enumerate(cpu):
+        for w, f in (("a", 1.0), ("b", 0.5)):
+            rows.append({"round": r, "setting": "none", "workload": w, "latency_ms": c * f + 1, "cpu_ms": c * f,
+                         "corunner_cpu_ms": 0.0})
+            rows.append({"round": r, "setting": "scenario", "workload": w, "latency_ms": c * f * stretch,
+                         "cpu_ms": c * f * 1.1, "corunner_cpu_ms": c * f * (stretch - 1)})
+    t = hostload.base_trace(pd.DataFrame(rows), 2600.0).set_index("workload")
+    assert t.at["a", "latency_ms"] == pytest.approx(float(np.median(cpu)))
+    assert t.at["b", "latency_ms"] == pytest.approx(0.5 * float(np.median(cpu)))
+    assert t.at["a", "latency_wall_ms"] == pytest.approx(float(np.median(cpu)) + 1)
+    assert (t["n_runs"] == 6).all() and (t["timed"] == "thread CPU time").all()
+    # more than one torch thread: the wall clock (the thread's CPU time is not the inference's)
+    assert hostload.base_trace(pd.DataFrame(rows), 2600.0, threads=2).at[0, "timed"] == "wall clock"
+
+
+def test_live_cpu_time_over_the_twins_base_per_workload():
+    import pandas as pd
+
+    df = pd.DataFrame({"workload": ["a", "a", "a", "b", "b"], "target": ["cpu", "cpu", "cpu", "cpu", "cloud"],
+                       "timed_out": [False, False, True, False, False], "local_cpu_ms": [30.0, 32.0, 90.0, 9.0, 1.0]})
+    assert loop.local_cpu_over_base(df, {"a": 40.0, "b": 10.0}) == pytest.approx({"a": 31.0 / 40.0, "b": 0.9})
+    assert loop.local_cpu_over_base(df, {}) == {}
