@@ -390,7 +390,8 @@ def _powered(p, threads: int):
     return dataclasses.replace(p, targets={"cpu": cpu}, idle_power_w=idle, idle_power_source=idle_src)
 
 
-def edge_profile_from_base(trace: pd.DataFrame, edge_path: Path, threads: int, info: dict[str, Any]) -> None:
+def edge_profile_from_base(trace: pd.DataFrame, edge_path: Path, threads: int, info: dict[str, Any],
+                           with_corunners: bool = True) -> None:
     """Rewrite the twin's edge (``edge_path``) from ``trace``: the live run's own models timed paced just before
     its requests (:func:`bench.testbed.hostload.base_trace`), the same baseline the co-runner stretch is
     measured against. The start's quick fit (kept as ``<edge>_provisional.yaml`` and
@@ -417,7 +418,8 @@ def edge_profile_from_base(trace: pd.DataFrame, edge_path: Path, threads: int, i
     edge = dataclasses.replace(_powered(p, threads), name="testbed_edge", kind="host", radios=RADIOS)
     edge_path.write_text(yaml.safe_dump(profile_to_dict(edge), sort_keys=False))
     info["edge_base"] = ("the live run's own models, paced at the inter-arrival time, timed just before its "
-                         "requests (the co-runner measurement's no-co-runner setting)")
+                         "requests" + (" (the co-runner measurement's no-co-runner setting)" if with_corunners
+                                       else " (no co-runner in this scenario)"))
     info["edge_fit_median_abs_err"] = fit["in_sample_median_abs_err"]
     info["edge_fit_loo_median_abs_err"] = fit["loo_median_abs_err"]
     info["edge_base_ms"] = {str(r.workload): float(r.latency_ms) for r in trace.itertuples()}
@@ -731,7 +733,7 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
                                          *(levels if measure else (0.0, 0.0)), gap_s=gap, base_only=fillers)
         if not cfg.host_profile:
             edge_profile_from_base(hostload.base_trace(timings, _cpu_mhz(), cfg.threads), edge_path, cfg.threads,
-                                   prof_info if prof_info is not None else {})
+                                   prof_info if prof_info is not None else {}, with_corunners=measure)
     if not measure:
         why = "co-runners off" if corun is None else "the scenario has no co-runner load"
         model, per = hostload.fit(pd.DataFrame(columns=["workload", "setting", "latency_ms"]), tables, {}, 0.0, 0.0,
