@@ -1152,3 +1152,23 @@ def test_live_cpu_time_over_the_twins_base_per_workload():
                        "timed_out": [False, False, True, False, False], "local_cpu_ms": [30.0, 32.0, 90.0, 9.0, 1.0]})
     assert loop.local_cpu_over_base(df, {"a": 40.0, "b": 10.0}) == pytest.approx({"a": 31.0 / 40.0, "b": 0.9})
     assert loop.local_cpu_over_base(df, {}) == {}
+
+
+def test_without_co_runners_the_edges_base_is_still_timed_just_before_the_requests(tmp_path):
+    import pandas as pd
+
+    base = {"mobilenet_v2": 25.0, "lstm_text": 7.0, "resnet18": 50.0}
+    start = pd.DataFrame([{"workload": w, "latency_ms": t * 0.8, "latency_p95_ms": t, "n_runs": 9,
+                           "cpu_mhz": 2600.0, "error": "", "meter": "none", "power_w": np.nan,
+                           "latency_wall_ms": t * 0.8, "timed": "thread CPU time"} for w, t in base.items()])
+    edge_path, cloud_path = _write_testbed_profiles(start, tmp_path)
+    cfg = loop.TestbedConfig(policy="cpu_only", scenario="wifi_weak")
+    scen = loop.restricted_scenario(cfg.scenario, cfg.workloads, 4, tmp_path)
+    u0 = loop.twin_env(scen, edge_path, cloud_path, 4).unwrapped
+    for corun in (None, _AccountedCoRunners()):  # co-runners off, or on with a scenario that loads nothing
+        edge, prof = _BaseEdge(_AccountedCoRunners(), base, 1.0), {}
+        model, info = loop.host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, (0.0, 0.0),
+                                             edge_path, gap_s=0.0, prof_info=prof)
+        assert info["interference"].startswith("none") and model.cpu_slowdown == 0
+        assert prof["edge_base_ms"] == pytest.approx(base) and "no co-runner" in prof["edge_base"]
+        assert not (tmp_path / "testbed_edge_interference_timings.csv").exists()
