@@ -713,7 +713,6 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
 
     base = load_interference_model()
     sidecar = edge_path.with_name(f"{edge_path.stem}_interference.yaml")
-    stored = None
     if cfg.host_profile:
         given = Path(cfg.host_profile)
         stored = given.with_name(f"{given.stem}_interference.yaml")
@@ -722,6 +721,7 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
             sidecar.write_text(stored.read_text())
             return model, {"interference": f"stored with the host profile: {stored}"}
     measure = corun is not None and max(levels) > 0
+    load_before = os.getloadavg()
     if cfg.host_profile and not measure:  # the given profile's base stands; nothing to time
         timings = None
     else:
@@ -743,7 +743,6 @@ def host_interference(cfg: TestbedConfig, edge, corun, tables, acts: pd.DataFram
         return model, {"interference": f"none ({why})"}
     local = acts[(acts["kind"] == "local") & (acts["target"] == "cpu")].index
     cpu_action = {w: int(local[-1]) for w in cfg.workloads}
-    load_before = os.getloadavg()
     timings.to_csv(edge_path.with_name(f"{edge_path.stem}_interference_timings.csv"), index=False)
     model, per = hostload.fit(timings, tables, cpu_action, *levels, base)
     prov = hostload.provenance(int(timings["round"].max()) + 1, gap_s, load_before, cfg.nice, cfg.edge_cpus)
