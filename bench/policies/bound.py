@@ -130,11 +130,6 @@ class Variants:
     #: (V,) which favourable states have the radio already connected (no promotion): the episode bound lets an
     #: option of such a state use the radio only while an earlier request may have left it connected
     busy: np.ndarray | None = None
-    #: the latest the radio activity can end (ms after the local start; 0 where the radio is not used): the favourable
-    #: outcome's radio start (its local head, with empty queues) + the app's timeout. The kernel's timeout runs from
-    #: the hand-off, so every outcome of the same action ends its radio activity by its local wait + this
-    #: (:func:`episode_bound` bounds how long a request missing QoS can keep the radio connected)
-    radio_deadline_ms: np.ndarray | None = None
 
 
 #: the phases :func:`_window_energy` reads from the kernel's ledger
@@ -335,10 +330,7 @@ def _variants(sim, states: States, draws: Draws) -> Variants:
             variant(np.intersect1d(radio_cols, hot_cols), radio_idle_ms=busy, throttled=hot)
     busy_v = np.zeros(n_var, dtype=bool)
     busy_v[n_idle:] = True
-    # radio_start (= the local head: the transmitter is free in every favourable state) + the workload's timeout
-    timeout = np.asarray(sim.kernel.timeout_ms, dtype=float)[np.asarray(inputs.workload, dtype=np.int64)]
-    deadline = np.where(arrays[4] >= 0, arrays[11] + timeout[None, :, None], 0.0)
-    return Variants(*arrays, busy=busy_v, radio_deadline_ms=deadline)
+    return Variants(*arrays, busy=busy_v)
 
 
 def request_bounds(sim, states: States, draws: Draws, variants: Variants | None = None) -> RequestBounds:
@@ -507,9 +499,6 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
     radio, any_c, t0 = take(v.radio), take(v.relaxed_any_mj), take(v.radio_start_ms)
     fixed = take(v.fixed_mj) if v.fixed_mj is not None else any_c
     after = take(v.after_tx_ms) if v.after_tx_ms is not None else np.zeros_like(any_c)
-    # the latest radio end after the local start (:attr:`Variants.radio_deadline_ms`); unknown without it
-    deadline = take(v.radio_deadline_ms) if v.radio_deadline_ms is not None else np.full_like(any_c, np.inf)
-    tails = np.asarray(tail_ms, dtype=float)
     open_cost = fixed + lam if lam is not None else np.where(feas[:, None], np.inf, fixed)
     busy = np.repeat(v.busy if v.busy is not None else np.zeros(n_v, dtype=bool), n_a)[None, :] & (radio >= 0)
     any_cost = any_c + lam if lam is not None else np.where(feas[:, None], np.inf, any_c)
@@ -532,10 +521,7 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
                           "rho": np.full(k_, -np.inf), "u": np.full(k_, -np.inf), "ka": np.zeros(k_),
                           "kb": np.zeros(k_), "busy": np.full(k_, b_),
                           "t0": np.where(mask[rows], t0[rows], np.inf).min(axis=1) if r_ >= 0 else np.zeros(k_),
-                          "act": acts[j], "after": k_after,
-                          # connected at most until (ms after the request's local start) its latest radio end + tail
-                          "conn": (np.where(mask[rows], deadline[rows], -np.inf).max(axis=1) + tails[r_] if r_ >= 0
-                                   else np.full(k_, -np.inf)),
+                          "act": acts[j], "after": k_after, "conn": np.full(k_, np.inf if r_ >= 0 else -np.inf),
                           "miss": np.ones(k_, dtype=bool)})
             reqs.append(rows)
     if not parts:
@@ -581,16 +567,12 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         return EpisodeBound(float(step.sum()), step, 1)
     nl = int(max(n_res, v.resource.max(initial=-1) + 1))
     tails = np.asarray(tail_ms, dtype=float)
-    # [local free x nl][tx free x r][window start x r][window end x r][connected until x r][local busy at most], in
-    # ms since the episode's first arrival (absolute: a number is rounded once, when it is set, never again as time
-    # passes). The last (with radios only) is an *upper* bound on when every local resource is free: it bounds how
-    # long a request missing QoS can keep its radio connected (its radio activity ends by its local wait + local
-    # head + the app's timeout: :attr:`Variants.radio_deadline_ms`)
-    h_dims = 1 if r and v.radio_deadline_ms is not None else 0
-    d_dims = nl + 4 * r + h_dims
+    # [local free x nl][tx free x r][window start x r][window end x r][connected until x r], in ms since the
+    # episode's first arrival (absolute: a number is rounded once, when it is set, never again as time passes)
+    d_dims = nl + 4 * r
     # (the connected-until only gates promotion-free options: a coarser grid, rounded up, keeps the states few)
     grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 2),
-                 np.maximum(tails, 1e-9) / CONN_STEPS, np.full(h_dims, float(queue_ms))]
+                 np.maximum(tails, 1e-9) / CONN_STEPS]
     feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
     # one base power per radio: the least any carry of that radio is priced at (a floor of each)
     power = np.zeros(r)
@@ -598,16 +580,12 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         w = v.carry_w[(v.radio == j) & (v.carry_w > 0)]
         power[j] = w.min() if len(w) else 0.0
     nxt = np.asarray(next_ms, dtype=float)
-    qos_all = np.asarray(qos_ms, dtype=float)
     arrival = np.r_[0.0, np.cumsum(nxt[:-1])] if n else np.zeros(0)
     st = np.zeros((1, d_dims), dtype=np.int64)  # 0: free / no window / not connected (every number's "past")
     cost = np.zeros(1)
     parents, costs, chosen, most = [], [], [], 1
     q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
-    u_sl = slice(nl + 3 * r, d_dims)  # rounded up: the connected-until and the local busy at most
-    h_c = nl + 4 * r  # (only with h_dims)
-    # per request the longest local occupancy of any action (any thermal case; a fallback does not queue)
-    dur_max = v.local_ms.max(axis=(0, 2)) if h_dims else None
+    u_sl = slice(nl + 3 * r, d_dims)
     opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part)
     # every option's numbers the loop reads, flat over the episode (request i's: [offsets[i], offsets[i + 1]));
     # the waits are read from one (S, nl + r + 1) array whose last column is 0 (an option without that resource)
@@ -636,7 +614,6 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         a_col, b_col, u_col = nl + r + rc_o, nl + 2 * r + rc_o, nl + 3 * r + rc_o
         new_t = np.where(rad_o >= 0, nl + rad_o, d_dims)
         new_u = np.where(rad_o >= 0, u_col, d_dims)
-        has_o = res_o >= 0
     w_cols = np.r_[np.arange(nl + r), d_dims]
     pastable = np.ones(d_dims, dtype=bool)
     pastable[a_sl] = pastable[b_sl] = False
@@ -696,20 +673,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
                 new[rows, np.where(sets, b_col[o_k], d_dims)] = np.where(
                     pend, _PENDING_MS + after_o[o_k], np.where(opens, later + kb_o[o_k], 0.0))
                 uc = new_u[o_k]
-                if h_dims:
-                    # a miss's radio activity ends by its local wait (at most until the local busy bound) + its
-                    # latest radio end after the local start; an option meeting QoS ends by its deadline
-                    h_old = ab[s_k, h_c]
-                    hw = np.maximum(h_old - now, 0.0)
-                    conn_k = conn_o[o_k] + np.where(miss_o[o_k], hw, 0.0)
-                    # the local busy bound after this request: a miss may occupy a resource for its longest action
-                    # after the bound; one meeting QoS with local work ends it by its deadline (and by the same)
-                    new[rows, h_c] = np.where(
-                        miss_o[o_k], now + hw + dur_max[i],
-                        np.where(has_o[o_k], np.maximum(h_old, now + np.minimum(qos_all[i], hw + dur_max[i])), h_old))
-                else:
-                    conn_k = conn_o[o_k]
-                new[rows, uc] = np.maximum(new[rows, uc], now + conn_k)
+                new[rows, uc] = np.maximum(new[rows, uc], now + conn_o[o_k])
                 # the part of an open window up to the next arrival is paid whatever comes next (a later closer cuts it
                 # no earlier than its own arrival): paid now, exactly, and the window marked started (start 0: paid up
                 # to the current arrival), so windows differing only in a start already passed are one state; one
