@@ -352,7 +352,8 @@ DVFO_PHONE = {"edge": "phone_sd845", "cloud": "cloud_rtx3080", "n_cpu_levels": 4
          workloads=[7, 7, 7])
 @given(seed=st.integers(0, 2**31 - 1), scenario=st.sampled_from(["heldout_dvfo_camera_corunner", "dvfo_trickle_5mbps",
                                                                  "heldout_dvfo_trace_verizon"]),
-       gaps=st.lists(st.sampled_from([5.0, 100.0, 300.0, 400.0, 600.0, 1500.0, 2600.0, 4000.0]), min_size=3, max_size=3),
+       gaps=st.lists(st.sampled_from([5.0, 100.0, 300.0, 400.0, 600.0, 1500.0, 2600.0, 4000.0]),
+                     min_size=3, max_size=3),
        qos=st.lists(st.sampled_from([30.0, 100.0, 250.0, 300.0, 600.0, 3000.0]), min_size=3, max_size=3) | st.none(),
        pick=st.integers(0, 2**31 - 1), workloads=st.lists(st.integers(0, 7), min_size=3, max_size=3) | st.none())
 def test_dvfo_phone_brute_force_over_an_action_subset(seed, scenario, gaps, qos, pick, workloads):
