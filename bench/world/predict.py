@@ -28,6 +28,7 @@ import pandas as pd
 
 
 from bench.validate import read_utf8
+from bench.world.float_path import resolve
 from bench.world.profiles import DeviceProfile, ProfileError, Work, load_profile
 
 OUTPUT_COLUMNS = ("latency_ms", "power_w", "energy_mj", "runtime", "source", "error")
@@ -106,6 +107,16 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _suite_acc_int8() -> dict[str, float]:
+    """The suite workloads' published int8 accuracy (NaN: no int8 model), as the simulator reads it."""
+    from bench.paths import DATA_DIR
+    path = DATA_DIR / "workloads" / "workloads.csv"
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path, usecols=["workload", "acc_int8"])
+    return {str(w): float(a) for w, a in zip(table["workload"], table["acc_int8"])}
+
+
 class Predictor:
     """Caches profiles and the op-class table across rows."""
 
@@ -115,6 +126,7 @@ class Predictor:
             features = load_op_classes()
         self.features = features.set_index("model")
         self._profiles: dict[str, DeviceProfile] = {}
+        self.acc_int8 = _suite_acc_int8()
 
     def profile(self, name: str) -> DeviceProfile:
         if name not in self._profiles:
@@ -138,6 +150,11 @@ class Predictor:
             raise PredictError(f"workload={workload!r} has no op-class features; known: {', '.join(sorted(self.features.index))}")
         f = _level(level_mhz, t.freq_mhz, "level_mhz")
         fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
+        # an int8 target cannot run a DNN that has no int8 model: the runtime runs it elsewhere
+        # (bench/world/float_path.py); that target's own top clock then applies
+        run_on, why = resolve(prof, target, workload, acc_int8=self.acc_int8.get(workload))
+        if why:
+            t, f, fm = run_on, float(run_on.freq_mhz[-1]), float(run_on.mem_freq_mhz[-1])
         cpu = None
         if not _blank(cpu_level_mhz):
             if "cpu" not in prof.targets or target == "cpu":
@@ -148,7 +165,8 @@ class Predictor:
                                         cpu_freq_mhz=cpu)
         return {"profile": prof.name, "workload": workload, "target": target, "level_mhz": f, "mem_level_mhz": fm,
                 "precision": t.precision, "runtime": t.runtime, "latency_ms": lat, "power_w": power,
-                "energy_mj": lat * power, "source": source, "error": _nan_reason(t, lat, power)}
+                "energy_mj": lat * power, "source": f"{source}; {why}" if why else source,
+                "error": _nan_reason(t, lat, power)}
 
 
 def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tuple[pd.DataFrame, int]:
