@@ -142,17 +142,16 @@ class Predictor:
         if target not in prof.targets:
             raise PredictError(f"target={target!r}: profile {prof.name} has targets {sorted(prof.targets)}")
         t = prof.targets[target]
-        if precision not in (None, "") and not (isinstance(precision, float) and math.isnan(precision)) \
-                and str(precision).strip() != t.precision:
-            raise PredictError(f"precision={precision!r}: target {prof.name}/{target} runs {t.precision} "
-                               f"({t.runtime or 'runtime not stated'})")
         if workload not in self.features.index:
             raise PredictError(f"workload={workload!r} has no op-class features; known: {', '.join(sorted(self.features.index))}")
-        f = _level(level_mhz, t.freq_mhz, "level_mhz")
-        fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
         # an int8 target cannot run a DNN that has no int8 model: the runtime runs it elsewhere
         # (bench/world/float_path.py); that target's own top clock then applies
         run_on, why = resolve(prof, target, workload, acc_int8=self.acc_int8.get(workload))
+        if not _blank(precision) and str(precision).strip() != run_on.precision:
+            raise PredictError(f"precision={precision!r}: target {prof.name}/{target} runs {run_on.precision} "
+                               f"({run_on.runtime or 'runtime not stated'})" + (f"; {workload}: {why}" if why else ""))
+        f = _level(level_mhz, t.freq_mhz, "level_mhz")
+        fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
         if why:
             t, f, fm = run_on, float(run_on.freq_mhz[-1]), float(run_on.mem_freq_mhz[-1])
         cpu = None
