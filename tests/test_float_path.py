@@ -154,3 +154,25 @@ def test_a_slower_float_rate_never_predicts_faster(ratio, model):
     assert lat >= float(phone.targets["gpu"].work_latency_ms(work)) * (1 - 1e-9)
     if ratio <= 0.5:
         assert lat >= float(t_hi.work_latency_ms(work)) * (1 - 1e-9)
+
+
+def test_calibration_predicts_a_float_row_of_the_dsp_through_its_float_path():
+    """The Pixel 3's float MobileNet V1 through NNAPI is held out on phone_sd845/dsp at fp32: calibrate predicts
+    it on the float path of the fitted profile (never fitted); as a fitted row it is refused."""
+    from bench.world import fit
+    rows, _ = fit.load_calibration()
+    prior = load_profile(fit.PRIORS_DIR / "phone_sd845.yaml")
+    res = fit.calibrate_joint([prior], rows, load_op_classes(), loo=False)
+    held = res["heldout"]
+    row = held[(held["target"] == "dsp") & (held["model"] == "mobilenet_v1")]
+    assert len(row) == 1 and row["precision"].iloc[0] == "fp32"
+    run_on, _ = float_target(res["profiles"]["phone_sd845"], "dsp", load_float_paths())
+    work = Work.from_features(load_op_classes().set_index("model").loc["mobilenet_v1"])
+    assert row["predicted_ms"].iloc[0] == pytest.approx(float(run_on.work_latency_ms(work, 710.0)))
+    order = fit.target_orderings(rows, res["profiles"])
+    mv1 = order[(order["profile"] == "phone_sd845") & (order["model"] == "mobilenet_v1")].iloc[0]
+    assert mv1["measured_order"].index("gpu") < mv1["measured_order"].index("dsp") and mv1["match"]
+    bad = rows.copy()
+    bad.loc[(bad["target"] == "dsp") & (bad["precision"] == "fp32"), "use"] = "fit"
+    with pytest.raises(fit.CalibrationError, match="precision differs"):
+        fit.calibrate_joint([prior], bad, load_op_classes(), loo=False)
