@@ -176,3 +176,13 @@ def test_calibration_predicts_a_float_row_of_the_dsp_through_its_float_path():
     bad.loc[(bad["target"] == "dsp") & (bad["precision"] == "fp32"), "use"] = "fit"
     with pytest.raises(fit.CalibrationError, match="precision differs"):
         fit.calibrate_joint([prior], bad, load_op_classes(), loo=False)
+
+
+def test_a_float_path_request_takes_either_processors_clock():
+    p = Predictor()
+    top = p.predict("phone_sd845", "mobilenet_v1", "dsp")
+    assert p.predict("phone_sd845", "mobilenet_v1", "dsp", level_mhz="1000")["latency_ms"] == top["latency_ms"]
+    low = p.predict("phone_sd845", "mobilenet_v1", "dsp", level_mhz="342")
+    assert low["level_mhz"] == 342 and low["latency_ms"] > top["latency_ms"]
+    with pytest.raises(PredictError, match="outside the target's range"):
+        p.predict("phone_sd845", "mobilenet_v1", "dsp", level_mhz="5000")

@@ -55,6 +55,16 @@ def _level(text: Any, levels: Sequence[float], what: str) -> float:
     return value
 
 
+def _either_level(text: Any, run_levels: Sequence[float], asked_levels: Sequence[float], what: str) -> float:
+    """A clock for a request an int8 target hands on (bench/world/float_path.py): within the range of the
+    processor that runs it, it is used; a clock of the target asked for means that processor's top level."""
+    try:
+        return _level(text, run_levels, what)
+    except PredictError:
+        _level(text, asked_levels, what)  # neither range: the asked target's message
+        return float(run_levels[-1])
+
+
 def _nan_reason(t: Any, latency: float, power: float) -> str:
     """Why a number of a prediction is NaN ("" when all are finite): the profile's own source for it."""
     reasons = []
@@ -150,10 +160,13 @@ class Predictor:
         if not _blank(precision) and str(precision).strip() != run_on.precision:
             raise PredictError(f"precision={precision!r}: target {prof.name}/{target} runs {run_on.precision} "
                                f"({run_on.runtime or 'runtime not stated'})" + (f"; {workload}: {why}" if why else ""))
-        f = _level(level_mhz, t.freq_mhz, "level_mhz")
-        fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
-        if why:
-            t, f, fm = run_on, float(run_on.freq_mhz[-1]), float(run_on.mem_freq_mhz[-1])
+        if why:  # a clock of the processor that runs it, or of the target asked for (then the top one)
+            f = _either_level(level_mhz, run_on.freq_mhz, t.freq_mhz, "level_mhz")
+            fm = _either_level(mem_level_mhz, run_on.mem_freq_mhz, t.mem_freq_mhz, "mem_level_mhz")
+            t = run_on
+        else:
+            f = _level(level_mhz, t.freq_mhz, "level_mhz")
+            fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
         cpu = None
         if not _blank(cpu_level_mhz):
             if "cpu" not in prof.targets or target == "cpu":
