@@ -106,7 +106,8 @@ def float_target(profile: DeviceProfile, target: str, paths: FloatPaths) -> tupl
     # its tensors by the bytes per value of `precision` (Target.parts_ms reads them from `precision`)
     t = dataclasses.replace(host, precision=fp.precision, gflops_per_ghz=host.gflops_per_ghz * r,
                             peak_gflops_per_ghz=host.peak_gflops_per_ghz * r,
-                            runtime=f"float path of {target}: {host.runtime}, computed in {fp.precision}",
+                            runtime=(f"float path of {target}: the float graph on the {fp.runs_on} in {fp.precision} "
+                                     f"(its constants fitted to: {host.runtime})"),
                             measurements={})
     return t, (f"no int8 model: {target} runs it as a float graph on the {fp.runs_on} in {fp.precision} "
                f"(data/calibration/float_path.yaml)")
