@@ -23,9 +23,10 @@ Suite choices (documented, configurable by arguments):
 * accuracy: fp32 and fp16 targets keep ``acc_fp32``; int8 targets use
   ``acc_int8``; accuracies are fractions (the workloads table stores percent);
 * an INT8 target (the phone's DSP) runs only DNNs for which an INT8 model exists
-  (torchvision publishes its accuracy); for the others the request falls back to
-  the CPU at its highest level, as mobile NN delegates fall back on unsupported
-  graphs - so the DSP is not a free lunch for every DNN;
+  (torchvision publishes its accuracy); the others run as a float graph where the
+  profile's float path says (``data/calibration/float_path.yaml``: the SD845's NNAPI
+  runs them on the Adreno in fp32), else on the CPU, at that target's highest level -
+  so the DSP is not a free lunch for every DNN;
 * DVFO (inputs in ``data/dvfo/model.yaml``, each sourced or ``assumed:``):
   ``host_flop_share`` of the FLOPs (pre/post-processing, host operators) run on
   the CPU at f_CPU, the rest on the GPU at (f_GPU, f_MEM); the tail's local and
@@ -52,6 +53,7 @@ import pandas as pd
 
 
 from bench.errors import DataFileError
+from bench.world.float_path import float_target, load_float_paths
 from bench.world.network import load_link
 from bench.paths import DATA_DIR
 from bench.validate import read_yaml
@@ -179,7 +181,7 @@ def _accuracy(row: pd.Series, precision: str) -> tuple[float, float]:
     if precision != "int8":
         return fp32, 0.0
     int8 = float(row["acc_int8"]) / 100.0
-    if not np.isfinite(int8):  # no INT8 model: the request ran in fp32 on the CPU (fallback above)
+    if not np.isfinite(int8):  # no INT8 model: the request ran as a float graph (float path above)
         return fp32, 0.0
     return int8, max(fp32 - int8, 0.0) if np.isfinite(fp32) else 0.0
 
@@ -244,9 +246,10 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
         for ai, act in actions.iterrows():
             if act["kind"] == "local":
                 t, f, fm = edge.targets[act["target"]], act["freq_mhz"], act["mem_freq_mhz"]
-                if t.precision == "int8" and not has_int8_model(row) and "cpu" in edge.targets:
-                    # No INT8 model exists for this DNN: the NN delegate falls back to the CPU at its top level.
-                    t = edge.targets["cpu"]
+                if t.precision == "int8" and not has_int8_model(row):
+                    # No INT8 model exists for this DNN: the runtime runs the float graph where the profile's
+                    # float path says (bench/world/float_path.py; the CPU where none is given), at its top level.
+                    t, _why = float_target(edge, act["target"], load_float_paths())
                     f, fm = float(t.freq_mhz[-1]), float(t.mem_freq_mhz[-1])
                 work = _work(row)
                 lat, power, _src = t.estimate(row["workload"], work, f, fm)

@@ -45,6 +45,7 @@ import bench.validate as V
 from bench.validate import read_utf8, read_yaml
 from bench.world.profiles import (EFFICIENCY_KEYS, OP_CLASSES, DeviceProfile, ProfileError, Target, Work,
                                   load_profile, profile_from_dict, profile_to_dict)
+from bench.world.float_path import FloatPaths, float_target, load_float_paths, resolve
 from bench.world.shared_fit import JointModel, JointSettings, PointTable, dominant_class
 
 CALIBRATION_DIR = DATA_DIR / "calibration"
@@ -376,6 +377,7 @@ def target_orderings(calibration: pd.DataFrame, fitted: Mapping[str, DeviceProfi
                      features: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per profile and DNN measured on two or more targets: measured vs predicted order of the targets."""
     feats = _features_table(features)
+    float_paths = load_float_paths()
     fit_rows = calibration[calibration["use"].isin(["fit", "heldout"])] if len(calibration) else calibration
     out = []
     for (prof, model), grp in fit_rows.groupby(["profile", "model"]):
@@ -383,11 +385,17 @@ def target_orderings(calibration: pd.DataFrame, fitted: Mapping[str, DeviceProfi
             continue
         meas, pred = {}, {}
         for r in grp.itertuples():
-            t = fitted[prof].targets[r.target]
+            # compare what `predict` answers for this DNN: an int8 target's int8 rows if the DNN has an int8
+            # model, its float-path rows if not (a quantised variant measured on the DSP is another DNN here)
+            if resolve(fitted[prof], r.target, model, float_paths)[0].precision != r.precision:
+                continue
+            t = _held_target(fitted[prof], r.target, r.precision, float_paths)
             p = Point(model, Work.from_features(feats.loc[model]), r.latency_ms, r.freq_mhz, r.mem_freq_mhz,
                       r.compute_scale, r.memory_scale)
             meas.setdefault(r.target, []).append(r.latency_ms)
             pred.setdefault(r.target, []).append(predict_point(t, p))
+        if len(meas) < 2:
+            continue
         m_order = sorted(meas, key=lambda k: float(np.median(meas[k])))
         p_order = sorted(pred, key=lambda k: float(np.median(pred[k])))
         out.append({"profile": prof, "model": model, "measured_order": " < ".join(m_order),
@@ -464,6 +472,7 @@ def calibrate_joint(priors: Sequence[DeviceProfile], calibration: pd.DataFrame, 
     feats = _features_table(features)
     settings = settings or load_settings()
     host_split = load_host_split() if host_split is None else host_split
+    float_paths = load_float_paths()
     keys = [(p.name, name) for p in priors for name in p.targets]
     targets = [p.targets[name] for p in priors for name in p.targets]
     index = {k: i for i, k in enumerate(keys)}
@@ -474,7 +483,11 @@ def calibrate_joint(priors: Sequence[DeviceProfile], calibration: pd.DataFrame, 
             raise CalibrationError(f"measurements.csv: profile {p.name} has no target(s) {unknown}; "
                                    f"targets: {sorted(p.targets)}")
         for name, t in p.targets.items():
-            bad = mine[(mine["target"] == name) & (mine["precision"] != t.precision)]
+            # a held-out row may describe the target's float path (a DNN with no int8 model: float_path.py)
+            fp = float_paths.paths.get((p.name, name)) if t.precision == "int8" else None
+            ok = (mine["precision"] == t.precision) | ((mine["use"] == "heldout") & (fp is not None)
+                                                       & (mine["precision"] == (fp.precision if fp else "")))
+            bad = mine[(mine["target"] == name) & ~ok]
             if len(bad):
                 lines = ", ".join(str(x) for x in bad["line"])
                 raise CalibrationError(f"measurements.csv line(s) {lines}: precision differs from target "
@@ -484,6 +497,8 @@ def calibrate_joint(priors: Sequence[DeviceProfile], calibration: pd.DataFrame, 
     held_rows = calibration[(calibration["use"] == "heldout") & calibration["profile"].isin(names)]
     pts, skipped = point_table(fit_rows, feats, index)
     held, skipped_h = point_table(held_rows, feats, index)
+    held_precision = [r.precision for r in held_rows.itertuples()
+                      if (r.profile, r.target) in index and r.model in feats.index]
     model = JointModel(targets, host_split, _joint_settings(settings))
     theta = model.fit(pts)
     fitted_ms = model.predict(theta, pts)
@@ -504,11 +519,16 @@ def calibrate_joint(priors: Sequence[DeviceProfile], calibration: pd.DataFrame, 
                            "prior_ms": prior_ms, "prior_rel_error": prior_ms / pts.measured_ms - 1})
     # held-out rows: predicted by the clipped, written constants (what `predict` will use)
     fitted_targets = [dataclasses.replace(_with(t, c)) for t, c in zip(targets, consts)]
-    held_ms = np.array([predict_point(fitted_targets[held.target[i]], Point(
+    fitted_profiles = {p.name: dataclasses.replace(p, targets={n: fitted_targets[index[(p.name, n)]] for n in p.targets})
+                       for p in priors}
+    held_run = [_held_target(fitted_profiles[keys[i][0]], keys[i][1], prec, float_paths)
+                for i, prec in zip(held.target, held_precision)]
+    held_ms = np.array([predict_point(held_run[i], Point(
         held.group[i], _work_of(held, i), held.measured_ms[i], held.f_ghz[i] * 1e3, held.fm_ghz[i] * 1e3,
         held.compute_scale[i], held.memory_scale[i])) for i in range(len(held.target))])
     heldout = pd.DataFrame({"profile": [keys[i][0] for i in held.target], "target": [keys[i][1] for i in held.target],
-                            "model": held.group, "measured_ms": held.measured_ms, "predicted_ms": held_ms,
+                            "model": held.group, "precision": held_precision,
+                            "measured_ms": held.measured_ms, "predicted_ms": held_ms,
                             "rel_error": held_ms / held.measured_ms - 1 if len(held_ms) else []})
     summaries, profiles = [], []
     for p in priors:
@@ -555,6 +575,15 @@ def calibrate_joint(priors: Sequence[DeviceProfile], calibration: pd.DataFrame, 
                             "in_sample_median_abs_err": _median_abs(sel["rel_error"])})
     return {"profiles": {p.name: p for p in profiles}, "points": points, "summary": pd.DataFrame(summaries),
             "classes": pd.DataFrame(classes), "heldout": heldout, "skipped": skipped + skipped_h}
+
+
+def _held_target(profile: DeviceProfile, target: str, precision: str, float_paths: FloatPaths) -> Target:
+    """The target a held-out row ran on: the named one, or its float path when the row is a float model
+    sent to an int8 target (bench/world/float_path.py)."""
+    t = profile.targets[target]
+    if precision == t.precision:
+        return t
+    return float_target(profile, target, float_paths)[0]
 
 
 def _work_of(pts: PointTable, i: int) -> Work:

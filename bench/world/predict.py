@@ -28,6 +28,7 @@ import pandas as pd
 
 
 from bench.validate import read_utf8
+from bench.world.float_path import resolve
 from bench.world.profiles import DeviceProfile, ProfileError, Work, load_profile
 
 OUTPUT_COLUMNS = ("latency_ms", "power_w", "energy_mj", "runtime", "source", "error")
@@ -52,6 +53,16 @@ def _level(text: Any, levels: Sequence[float], what: str) -> float:
     if not lo <= value <= hi:
         raise PredictError(f"{what}={value:g} is outside the target's range [{lo:g}, {hi:g}] MHz")
     return value
+
+
+def _either_level(text: Any, run_levels: Sequence[float], asked_levels: Sequence[float], what: str) -> float:
+    """A clock for a request an int8 target hands on (bench/world/float_path.py): within the range of the
+    processor that runs it, it is used; a clock of the target asked for means that processor's top level."""
+    try:
+        return _level(text, run_levels, what)
+    except PredictError:
+        _level(text, asked_levels, what)  # neither range: the asked target's message
+        return float(run_levels[-1])
 
 
 def _nan_reason(t: Any, latency: float, power: float) -> str:
@@ -106,6 +117,16 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _suite_acc_int8() -> dict[str, float]:
+    """The suite workloads' published int8 accuracy (NaN: no int8 model), as the simulator reads it."""
+    from bench.paths import DATA_DIR
+    path = DATA_DIR / "workloads" / "workloads.csv"
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path, usecols=["workload", "acc_int8"])
+    return {str(w): float(a) for w, a in zip(table["workload"], table["acc_int8"])}
+
+
 class Predictor:
     """Caches profiles and the op-class table across rows."""
 
@@ -115,6 +136,7 @@ class Predictor:
             features = load_op_classes()
         self.features = features.set_index("model")
         self._profiles: dict[str, DeviceProfile] = {}
+        self.acc_int8 = _suite_acc_int8()
 
     def profile(self, name: str) -> DeviceProfile:
         if name not in self._profiles:
@@ -130,14 +152,21 @@ class Predictor:
         if target not in prof.targets:
             raise PredictError(f"target={target!r}: profile {prof.name} has targets {sorted(prof.targets)}")
         t = prof.targets[target]
-        if precision not in (None, "") and not (isinstance(precision, float) and math.isnan(precision)) \
-                and str(precision).strip() != t.precision:
-            raise PredictError(f"precision={precision!r}: target {prof.name}/{target} runs {t.precision} "
-                               f"({t.runtime or 'runtime not stated'})")
         if workload not in self.features.index:
             raise PredictError(f"workload={workload!r} has no op-class features; known: {', '.join(sorted(self.features.index))}")
-        f = _level(level_mhz, t.freq_mhz, "level_mhz")
-        fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
+        # an int8 target cannot run a DNN that has no int8 model: the runtime runs it elsewhere
+        # (bench/world/float_path.py); that target's own top clock then applies
+        run_on, why = resolve(prof, target, workload, acc_int8=self.acc_int8.get(workload))
+        if not _blank(precision) and str(precision).strip() != run_on.precision:
+            raise PredictError(f"precision={precision!r}: target {prof.name}/{target} runs {run_on.precision} "
+                               f"({run_on.runtime or 'runtime not stated'})" + (f"; {workload}: {why}" if why else ""))
+        if why:  # a clock of the processor that runs it, or of the target asked for (then the top one)
+            f = _either_level(level_mhz, run_on.freq_mhz, t.freq_mhz, "level_mhz")
+            fm = _either_level(mem_level_mhz, run_on.mem_freq_mhz, t.mem_freq_mhz, "mem_level_mhz")
+            t = run_on
+        else:
+            f = _level(level_mhz, t.freq_mhz, "level_mhz")
+            fm = _level(mem_level_mhz, t.mem_freq_mhz, "mem_level_mhz")
         cpu = None
         if not _blank(cpu_level_mhz):
             if "cpu" not in prof.targets or target == "cpu":
@@ -148,7 +177,8 @@ class Predictor:
                                         cpu_freq_mhz=cpu)
         return {"profile": prof.name, "workload": workload, "target": target, "level_mhz": f, "mem_level_mhz": fm,
                 "precision": t.precision, "runtime": t.runtime, "latency_ms": lat, "power_w": power,
-                "energy_mj": lat * power, "source": source, "error": _nan_reason(t, lat, power)}
+                "energy_mj": lat * power, "source": f"{source}; {why}" if why else source,
+                "error": _nan_reason(t, lat, power)}
 
 
 def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tuple[pd.DataFrame, int]:
