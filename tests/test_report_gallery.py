@@ -39,3 +39,10 @@ def test_a_figure_the_child_cannot_write_is_an_error_naming_it(tmp_path):
     gallery.add(_figure(3), "fig", "caption", "A")
     with pytest.raises(RuntimeError, match="fig.png"):
         gallery.sections
+
+
+def test_report_workers_zero_writes_in_this_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_REPORT_WORKERS", "0")
+    gallery = report.Gallery(tmp_path)
+    gallery.add(_figure(3), "fig", "caption", "A")
+    assert not gallery._pending and (tmp_path / "fig.png").is_file() and (tmp_path / "fig.svg").is_file()

@@ -885,8 +885,9 @@ class Gallery:
 
         self.out_dir = Path(out_dir)
         self._sections: dict[str, list[tuple[Path, str]]] = {}
-        if save_workers is None:  # one writer beside this process's own drawing
-            save_workers = int(os.environ.get("BENCH_REPORT_WORKERS", "0") or 0) or local_cores() - 1
+        if save_workers is None:  # one writer beside this process's own drawing; BENCH_REPORT_WORKERS=0: none
+            env = os.environ.get("BENCH_REPORT_WORKERS", "").strip()
+            save_workers = int(env) if env.isdigit() else local_cores() - 1
         forkable = "fork" in multiprocessing.get_all_start_methods()
         self._workers = max(0, save_workers) if forkable else 0
         self._pending: list = []
