@@ -54,8 +54,9 @@ def _train_on_near_ties(learning_rate_end: float | None, seed: int = 0, steps: i
     return hit, regret
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known DVFO flaw, not fixed (issue 23, docs/dvfo.md round 6): the greedy choice "
-                   "among near-tied actions wanders with the previous-action field")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="known DVFO flaw, not fixed (issue 23, docs/dvfo.md round 6): the greedy choice among "
+                          "near-tied actions wanders with the previous-action field")
 def test_greedy_choice_is_the_best_of_near_tied_actions_whatever_the_previous_action():
     """The shipped learner (constant learning rate) should pick the best action for every value of the
     previous-action field, which the reward ignores. It does not (48 % of the pairs on seed 0, 50 % on seed 1;
