@@ -303,6 +303,7 @@ def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
     from bench.policies import make_policy
     from bench.policies.base import Policy
     from bench.policies.episodes import EpisodeData
+    from bench.policies.oracle import PlannedGreedyOracle
     from bench.policies.rollout import evaluate_policy
 
     class Recorded(Policy):  # the oracle, keeping what it observed
@@ -321,7 +322,10 @@ def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
 
     _single_thread_torch()
     env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
-    policy = Recorded(make_policy(cell.policy, env, **_policy_kwargs(cell)))
+    # the oracle's decisions for the whole episode at reset (the step-by-step oracle's actions, ~2.5x less CPU)
+    inner = (PlannedGreedyOracle(env, cell.steps) if cell.policy == GREEDY
+             else make_policy(cell.policy, env, **_policy_kwargs(cell)))
+    policy = Recorded(inner)
     frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
     frame.insert(0, "profile", cell.profile)
     frame.insert(0, "suite", cell.suite)
