@@ -71,7 +71,7 @@ def greedy_actions(env, n: int) -> np.ndarray | None:
     :func:`bench.sim.kernel.request_physics` on the same inputs and carried state; ~2.5x less CPU: the inputs
     are not recomputed per request, the env's states not synced). The env itself is not stepped. None for an env
     without an episode kernel (then act step by step)."""
-    from bench.sim.kernel import step_rows
+    from bench.sim.kernel import Carry, step_rows
 
     u = env.unwrapped
     kernel, sim = getattr(u, "_kernel", None), getattr(u, "sim", None)
@@ -82,9 +82,24 @@ def greedy_actions(env, n: int) -> np.ndarray | None:
     x = sim.request_inputs(ep.states, ep.draws)
     k = copy.copy(kernel)  # its carry lists are replaced at each step, never mutated: the env's stay as they are
     k.reset()
-    every, one_row = np.arange(sim.A), np.zeros(sim.A, dtype=np.int64)
+    a_n = sim.A
+    every, one_row = np.arange(a_n), np.zeros(a_n, dtype=np.int64)
+    # every action of every request from the fresh carry (queues empty, radios idle, cool), in one batch: a request
+    # meeting a carry that acts the same (every queue free, every radio idle at least its tail, not throttled: the
+    # kernel reads a free queue as max(free, 0) and promotes a radio idle that long) has these outcomes, and where
+    # one of them meets QoS best_actions is the least energy among those (the bound's greedy proposal does the same)
+    fresh = step_rows(sim.kernel, x, np.repeat(np.arange(n), a_n), np.tile(every, n), Carry.fresh(n * a_n, sim.kernel))
+    n_ok = fresh["qos_ok"].reshape(n, a_n)
+    n_e = np.where(n_ok, fresh["energy_mj"].reshape(n, a_n), np.inf)
+    n_pick, n_any = n_e.argmin(axis=1).tolist(), n_ok.any(axis=1).tolist()
+    tails = [lk.tail_ms for lk in sim.links]
     acts = np.empty(n, dtype=np.int64)
     for t in range(n):
+        if (n_any[t] and not k.throttled and all(v <= 0.0 for v in k.local_free) and all(v <= 0.0 for v in k.tx_free)
+                and all(v <= 0.0 for v in k.server_free) and all(v >= tl for v, tl in zip(k.radio_idle, tails))):
+            acts[t] = n_pick[t]
+            k.step(t, n_pick[t])
+            continue
         out = step_rows(sim.kernel, x, np.full(sim.A, t), every, k.carry().rows(one_row))
         acts[t] = best_actions(SimpleNamespace(qos_ok=out["qos_ok"][None], energy_mj=out["energy_mj"][None],
                                                violation=out["violation"][None]))[0]
