@@ -322,7 +322,7 @@ def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
 
     _single_thread_torch()
     env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
-    # the oracle's decisions for the whole episode at reset (the step-by-step oracle's actions, ~2.5x less CPU)
+    # the oracle's decisions for the whole episode at reset: the step-by-step oracle's actions, 2-5x less CPU
     inner = (PlannedGreedyOracle(env, cell.steps) if cell.policy == GREEDY
              else make_policy(cell.policy, env, **_policy_kwargs(cell)))
     policy = Recorded(inner)

@@ -68,8 +68,10 @@ def greedy_actions(env, n: int) -> np.ndarray | None:
     at once: per request every action is evaluated from the state a copy of the env's episode kernel carries (one
     :func:`bench.sim.kernel.step_rows` call on the episode's inputs, computed once) and :func:`best_actions`
     picks, as :meth:`GreedyOracle.act` does through :meth:`Simulator.evaluate` on the request's own row (the same
-    :func:`bench.sim.kernel.request_physics` on the same inputs and carried state; ~2.5x less CPU: the inputs
-    are not recomputed per request, the env's states not synced). The env itself is not stepped. None for an env
+    :func:`bench.sim.kernel.request_physics` on the same inputs and carried state: the inputs are not
+    recomputed per request, the env's states not synced; requests meeting a neutral carry read one batch, below).
+    Measured on every full-length evaluation episode at 2 seeds: the same actions as the step-by-step oracle, its
+    CPU time 5.5x (AutoScale) and 1.8-2.4x (DVFO's 360 actions) less. The env itself is not stepped. None for an env
     without an episode kernel (then act step by step)."""
     from bench.sim.kernel import Carry, step_rows
 
