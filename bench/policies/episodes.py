@@ -110,14 +110,16 @@ def _collect(env_id: str, kwargs_json: str, scenarios: tuple[str, ...], seeds: t
 def replay(env, seed: int, n_steps: int) -> EpisodeData:
     """Reset ``env`` with ``seed`` and let the per-request oracle act for (at most) ``n_steps`` requests.
 
-    The oracle decides step by step on the env's current episode (:class:`bench.policies.oracle.Oracle`), so
+    The oracle decides on the env's current episode (:class:`bench.policies.oracle.PlannedGreedyOracle`: the
+    step-by-step oracle's actions, computed at once on a copy of the episode's kernel), so
     any state the env carries from request to request is the one the oracle's own choices left; the states
     and draws are read after the rollout, with that history in them.
     """
-    from bench.policies.oracle import GreedyOracle
+    from bench.policies.oracle import PlannedGreedyOracle
 
-    oracle = GreedyOracle(env)
+    oracle = PlannedGreedyOracle(env, int(n_steps))  # the oracle's decisions, computed for the episode at once
     obs, _ = env.reset(seed=int(seed))
+    oracle.reset()
     rows, actions = [], []
     for _ in range(int(n_steps)):
         a = oracle.act(obs)
