@@ -52,11 +52,11 @@ def ci_examples(pinned: int) -> int:
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
 LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s, then checks of the notebooks they executed
               "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb",  # nbval (--nbval-lax): ~70 s for all four
-              "tests/policies/test_dvfo.py",  # 69 s
+              "tests/policies/test_dvfo.py",  # 69 s (110 s before its determinism check trained 2 x 4,000 steps)
               "tests/test_perf.py",  # 59 s
-              "tests/test_sweep.py",  # 58 s (102 s before its learner trained on 2 scenarios)
-              "tests/test_sweep_store.py",  # ~55 s (128 s before)
+              "tests/test_sweep.py",  # ~50 s with the dask cluster (89 s with the per-processor backlog features)
               "tests/test_attention.py",  # 42 s
+              "tests/test_sweep_store.py",  # ~50 s (185 s with the per-processor backlog features)
               "tests/test_pipeline_units.py",  # 27 s
               "tests/test_docs.py",  # 21 s
               "notebooks/02_train.ipynb",
