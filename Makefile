@@ -43,7 +43,8 @@ repro: $(STAMP)
 # tests/conftest.py starts with the longest (LONG_FIRST; xdist's default, most tests first, started them last).
 # `make test TEST_WORKERS=0` runs everything in this process.
 # The `serial` tests (the live testbed's real links and servers) run afterwards on their own: beside another
-# worker's load their latencies and crash timeouts are not the ones they check. The other `live` tests (whole
+# worker's load their latencies and crash timeouts are not the ones they check; they live in tests/testbed, the only
+# folder the second pass collects (tests/conftest.py SERIAL_DIR refuses a `serial` test elsewhere). The other `live` tests (whole
 # pipelines, retrains in subprocesses: long, not timing-sensitive) stay in the parallel pass.
 TEST_WORKERS ?= 2
 # Hypothesis profile (tests/conftest.py): `ci`, 30 examples per property (30% of a property's own pinned count, at
@@ -55,7 +56,7 @@ HYPOTHESIS_PROFILE ?= ci
 test: $(STAMP)
 	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -n $(TEST_WORKERS) --dist loadfile \
 	    --no-loadscope-reorder --nbval-lax -m "not serial" tests notebooks
-	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -m serial tests
+	$(RUN) HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) python -m pytest -m serial tests/testbed
 
 lab: $(STAMP)
 	$(RUN) jupyter lab notebooks

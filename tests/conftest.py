@@ -50,14 +50,13 @@ def ci_examples(pinned: int) -> int:
 #: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
 #: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
-LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s
-              "tests/test_notebooks.py",  # every notebook through papermill
+LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s, then checks of the notebooks they executed
               "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb",  # nbval (--nbval-lax): ~70 s for all four
-              "tests/policies/test_dvfo.py",  # 69 s
+              "tests/policies/test_dvfo.py",  # 69 s (110 s before its determinism check trained 2 x 4,000 steps)
               "tests/test_perf.py",  # 59 s
-              "tests/test_sweep.py",  # 58 s (102 s before its learner trained on 2 scenarios)
-              "tests/test_sweep_store.py",  # ~55 s (128 s before)
+              "tests/test_sweep.py",  # ~50 s with the dask cluster (89 s with the per-processor backlog features)
               "tests/test_attention.py",  # 42 s
+              "tests/test_sweep_store.py",  # ~50 s (185 s with the per-processor backlog features)
               "tests/test_pipeline_units.py",  # 27 s
               "tests/test_docs.py",  # 21 s
               "notebooks/02_train.ipynb",
@@ -70,9 +69,24 @@ def _long_first(items) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
+#: where the `serial` tests live: `make test`'s second pass collects only these (collecting every test module again,
+#: importing bench, torch and pandas with them, cost ~10 s of a 1.5-minute pass); a `serial` test elsewhere stops
+#: the session (below) instead of silently never running in `make test`
+SERIAL_DIR = "tests/testbed/"
+
+
 def pytest_collection_modifyitems(config, items):
+    _serial_where_make_test_looks(items)
     _long_first(items)
     _ci_examples(items)
+
+
+def _serial_where_make_test_looks(items) -> None:
+    stray = [item.nodeid for item in items
+             if item.get_closest_marker("serial") and not item.nodeid.startswith(SERIAL_DIR)]
+    if stray:
+        raise pytest.UsageError(f"`serial` tests outside {SERIAL_DIR} (the only place `make test`'s serial pass "
+                                f"collects; move them or widen SERIAL_DIR and the Makefile's test target): {stray}")
 
 
 def _ci_examples(items) -> None:

@@ -1,11 +1,18 @@
 """The DVC + papermill wiring, end to end, on a copy of the repo with a tiny params.yaml.
 
-`dvc repro` runs the profile notebook; a second `dvc repro` runs nothing; changing
-a parameter marks the stage as changed.
+`dvc repro` runs every stage's notebook; a second `dvc repro` runs nothing; changing
+a parameter marks the stage as changed. The notebooks that `dvc repro` executed are what a reader
+of the executed notebooks sees: every plotting cell shows an image, no progress-bar warnings or
+machine paths in the outputs, the notebooks stay small, and the report's HTML page opens in a real
+(headless) browser with every figure decoded. (nbval, in `make test`, runs each notebook with its
+CI-sized defaults and checks the same per-cell outputs there: notebooks/conftest.py. Each notebook
+is executed once per way it is run: issue 25.)
 """
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +23,8 @@ import yaml
 
 from bench.pipeline.demo import CI_RUNS, CI_SUITES
 from bench.paths import REPO_ROOT
-from bench.pipeline.stages import stage_parameters
+from bench.pipeline.stages import NOTEBOOKS, stage_parameters
+from notebook_checks import cell_problems, is_plotting, machine_paths
 
 def _run(args, cwd):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -42,6 +50,17 @@ def repo_copy(clean_repo):
     return dst
 
 
+@pytest.fixture(scope="module")
+def reproduced(repo_copy, tmp_path_factory):
+    """The first `dvc repro` of the CI-sized copy: its output, and a snapshot of what it executed (results/notebooks,
+    results/report), taken before a later test changes a parameter and reruns stages."""
+    first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
+    snap = tmp_path_factory.mktemp("executed")
+    for part in ("notebooks", "report"):
+        shutil.copytree(repo_copy / "results" / part, snap / part)
+    return first, snap
+
+
 def test_stage_parameters_come_from_params_yaml():
     params = stage_parameters("profile")
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -52,8 +71,8 @@ def test_stage_parameters_come_from_params_yaml():
 
 @pytest.mark.live
 @pytest.mark.pipeline
-def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
-    first = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
+def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy, reproduced):
+    first = reproduced[0]
     for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "testbed", "report"):
         assert f"Running stage '{stage}'" in first, first
     # the live testbed is off by default: its stage says so in an empty table
@@ -80,9 +99,8 @@ def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy):
 
 @pytest.mark.live
 @pytest.mark.pipeline
-def test_an_evaluation_param_reruns_only_what_depends_on_it(repo_copy):
-    # from a reproduced pipeline: nothing runs when the test above already did (same module copy); alone, all
-    _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
+def test_an_evaluation_param_reruns_only_what_depends_on_it(repo_copy, reproduced):
+    # from the reproduced pipeline (the module's copy)
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["evaluate"]["steps"] = 25
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -110,3 +128,54 @@ def test_bad_param_stops_before_any_work(repo_copy, tmp_path):
                           cwd=repo_copy, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert "unknown key 'profile.repeat'" in proc.stderr and "did you mean 'profile.repeats'" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- the executed notebooks
+@pytest.mark.live
+@pytest.mark.pipeline
+@pytest.mark.parametrize("stage", list(NOTEBOOKS))
+def test_executed_notebook_shows_images_and_clean_outputs(repo_copy, reproduced, stage):
+    executed = sorted((reproduced[1] / "notebooks").glob(NOTEBOOKS[stage].replace(".ipynb", "*.ipynb")))
+    assert executed, f"dvc repro executed no {NOTEBOOKS[stage]}"
+    paths = machine_paths(repo_copy, repo_copy / "results", repo_copy / "results" / stage)
+    for path in executed:  # one per training run for the train stage
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"
+                and "injected-parameters" not in c["metadata"].get("tags", [])]  # papermill's record of its inputs
+        assert any(is_plotting("".join(c["source"])) for c in code), f"{path.name}: no plotting cell found"
+        problems = [p for c in code for p in cell_problems(path.name, "".join(c["source"]), c.get("outputs", []), paths)]
+        assert not problems, "\n".join(problems)
+        # the executed notebook stays small: figures and tables, no per-update progress chunks
+        streams = sum(o["output_type"] == "stream" for c in code for o in c.get("outputs", []))
+        assert streams <= len(code), f"{path.name}: {streams} stream outputs in {len(code)} cells"
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.live
+@pytest.mark.pipeline
+def test_html_report_opens_in_a_headless_browser_with_every_figure_loaded(reproduced, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no headless browser: install Debian's `chromium` (.ci/run does) to check the HTML report")
+    page = reproduced[1] / "report" / "index.html"
+    html = page.read_text(encoding="utf-8")
+    n_figures = html.count('<img class="figure"')
+    assert n_figures >= 10, f"{page.name} embeds only {n_figures} figures"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", proc.stdout)
+    assert body, f"the browser returned no page:\n{proc.stdout[:500]}\n{proc.stderr[-1000:]}"
+    assert f'data-figures="{n_figures}"' in body.group(0), body.group(0)
+    assert f'data-figures-loaded="{n_figures}"' in body.group(0), body.group(0)
+    imgs = re.findall(r'<img class="figure"[^>]*>', proc.stdout)
+    assert len(imgs) == n_figures and all('data-loaded="true"' in i for i in imgs)
+    assert all(int(re.search(r'data-natural-width="(\d+)"', i).group(1)) > 100 for i in imgs)

@@ -23,7 +23,13 @@ def _tiny_params(**sweep_over):
                                       # two training scenarios, not the shipped 13: a training run also plays one
                                       # reference episode per policy on each (its levels), and what is tested here
                                       # (the store, the engines) does not depend on how many there are
-                                      scenarios=["wifi_strong", "cpu_corunner"])
+                                      scenarios=["wifi_strong", "cpu_corunner"],
+                                      # without the per-processor backlog features (their default, off): the shipped
+                                      # ones make the dense Q-table 4x larger, and loading it and building its
+                                      # back-off levels cost ~10 CPU-s per evaluated learner cell (issue 25: one
+                                      # recomputed cell 9.7 -> 0.15 CPU-s); the store and the engines do not
+                                      # depend on the learner's state
+                                      cpu_busy_ms_edges=[], gpu_busy_ms_edges=[], dsp_busy_ms_edges=[])
     data["sweep"] = {"enabled": True, "seeds": 2, "steps": 20, "grids": {
         "tiny": {"learner": "autoscale", "profiles": ["phone_sd845"], "configs": {"default": {}},
                  "policies": ["cpu_only", "cloud_only"], "scenarios": ["wifi_strong"]}}, **sweep_over}
