@@ -33,11 +33,13 @@ def simulator_files(radio_profile: str, data_dir: Path = DATA_DIR) -> list[Path]
 
 def world_files(data_dir: Path = DATA_DIR) -> list[Path]:
     """The other files a world's evaluation reads and that hold no assumed constant: the scenarios (scripted and
-    trace-driven), the throughput traces, the workload tables and DVFO's measured curves. A change to any of them
+    trace-driven), the throughput traces, the workload tables DVFO's measured curves and the float path of INT8 targets. A change to any of them
     changes the verdicts as much as a refitted profile does, so a committed run records their digest too."""
     data_dir = Path(data_dir)
     groups = [(data_dir / "scenarios").glob("*.yaml"), (data_dir / "traces").glob("*.csv"),
-              (data_dir / "workloads").glob("*.csv"), (data_dir / "dvfo").glob("*.csv")]
+              (data_dir / "workloads").glob("*.csv"), (data_dir / "dvfo").glob("*.csv"),
+              # where a request for a DNN without an INT8 model runs when sent to an INT8 target (bench/world/float_path.py)
+              (data_dir / "calibration").glob("float_path.yaml")]
     return sorted(f for g in groups for f in g if f.is_file())
 
 #: the committed run the report and README fall back to when the stage itself is off (docs/sensitivity.md)
