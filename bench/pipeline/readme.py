@@ -268,9 +268,14 @@ def perf_section(perf: Mapping) -> str:
         f"; load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end"
         + (" (a machine shared with other jobs: timings are upper bounds)" if max(load[0][0], load[1][0])
            > machine.get("cores", 1) * 0.5 else ""))
-    cpu_timed = "timing" in perf.get("raw", {}).get("micro", {}).get("sim", {})  # runs since the CPU-time switch
-    timing = ("simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
-              "median wall time over repeats") if cpu_timed else "median over repeats"
+    micro = perf.get("raw", {}).get("micro", {})
+    cpu_timed = "timing" in micro.get("sim", {})  # runs since the CPU-time switch
+    all_cpu = "clock_cost_us" in micro.get("autoscale_act", {})  # runs since act and training moved to CPU time
+    timing = ("every row in CPU time where it can be (as each row states: simulator, gym steps, vector envs, act, "
+              "training, sampler, bound); the rows where wall time is the point (the share of DVFO's decision "
+              "hidden, the sweep engine's scaling) in wall time, upper bounds under load") if all_cpu else (
+        "simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
+        "median wall time over repeats") if cpu_timed else "median over repeats"
     isa = f"{machine['vector_isa']}, " if machine.get("vector_isa") else ""  # read from the machine at run time
     head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({isa}{machine.get('cores', '?')} cores), " \
            f"{machine.get('date', '')}{load_txt}; {timing}; SB3 trained in the same run.\n\n"
