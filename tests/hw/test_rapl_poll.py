@@ -78,3 +78,28 @@ def test_poll_of_a_closed_meter_never_reads_a_reused_descriptor(tmp_path):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_sampler_thread_clock_counts_the_thread_only(tmp_path):
+    """The sampling thread's CPU clock advances while it samples and does not count the caller's work."""
+    import time
+
+    from hw.sampler import Sampler
+
+    m = RaplMeter(_tree(tmp_path / "rapl", 1_000, 2_000))
+    s = Sampler(m, rate_hz=100)
+    assert s.thread_cpu_clock() is None  # not started
+    with s:
+        clock = s.thread_cpu_clock()
+        if clock is None:
+            pytest.skip("no per-thread CPU clock on this platform")
+        t0, c0 = time.clock_gettime(clock), time.thread_time()
+        end = time.thread_time() + 0.2
+        while time.thread_time() < end:  # the caller burns 0.2 CPU-s
+            pass
+        while s.n_reads < 5:
+            time.sleep(0.01)
+        thread_s = time.clock_gettime(clock) - t0
+        caller_s = time.thread_time() - c0
+    m.close()
+    assert 0 < thread_s < caller_s  # the sampler's reads cost something, and not the caller's 0.2 s
