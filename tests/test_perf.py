@@ -227,8 +227,8 @@ def test_per_call_cpu_time_does_not_count_sleep():
 
 def test_tracker_excludes_evaluation_time():
     ev = _ScriptedEvaluator([(0.5, 0.0), (0.0, 0.0)], delay=0.2)
+    t0 = time.perf_counter()  # before the tracker's clock starts: the inequality below then holds exactly
     tr = LearningTracker(ev)
-    t0 = time.perf_counter()
     tr(1, None)
     time.sleep(0.05)  # "training"
     tr(2, None)
@@ -409,3 +409,31 @@ def test_standalone_learner_reports_measure_against_the_yardstick():
     out = pd_.summarise(pd_.evaluate(dvfo_train(dcfg).learner, dcfg, dcfg.scenarios, seeds=[5]))
     assert sorted(out["policy"]) == ["dvfo", "local_max_freq", "max_offload"]
     assert (out["gap_to_bound_pct"] >= -1e-7).all() and (out["latency_ms"] > 0).all()
+
+
+def test_remeasure_redoes_one_entry_and_keeps_the_rest(quick_doc, tmp_path):
+    out = tmp_path / "perf.json"
+    out.write_text(json.dumps(quick_doc))
+    assert perf.main(["--remeasure", "sampler", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["raw"]["training"] == quick_doc["raw"]["training"] and doc["raw"]["runs"] == quick_doc["raw"]["runs"]
+    assert doc["raw"]["micro"]["bound"] == quick_doc["raw"]["micro"]["bound"]
+    assert set(doc["machine"]["remeasured"]) == {"sampler"}
+    assert [r["measure"] for r in doc["table"]] == [r["measure"] for r in quick_doc["table"]]
+    assert "sampler rows measured again" in perf_section(doc)
+
+
+@pytest.mark.parametrize("argv", [["--remeasure", "training"], ["--remeasure", ""], ["--remeasure", "sampler", "--quick"]])
+def test_remeasure_refuses_bad_arguments(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        perf.main([*argv, "--out", str(tmp_path / "perf.json")])
+    assert e.value.code == 2
+    assert "--remeasure" in capsys.readouterr().err
+
+
+def test_remeasure_of_a_file_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "perf.json"
+    out.write_text("{}")
+    assert perf.main(["--remeasure", "sampler", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "not a saved" in err and len(err.strip().splitlines()) == 1

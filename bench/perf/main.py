@@ -432,9 +432,13 @@ def build_table(m: dict[str, Any], training: dict[str, dict[str, dict]], setting
                     note=f"all {sim['n_actions']} actions of {sim['batch']:,} requests + greedy oracle"))
     rows.append(row(f"Sampler overhead at {smp['rate_hz']:g} Hz (% of one core)", f"{smp['overhead_pct']:.2f}",
                     "≤ 1", note=f"{met(smp['overhead_pct'] <= 1.0)}; "
-                    f"meter: {smp['meter']}; {smp['samples_per_s']:.0f} samples/s achieved; process CPU time per second of "
-                    f"wall time with the sampler minus without (a baseline next to each window), median of "
-                    f"{smp['repeats']} windows of {smp['seconds']:g} s"))
+                    f"meter: {smp['meter']}; {smp['samples_per_s']:.0f} samples/s achieved; "
+                    + (f"the sampling thread's own CPU time per second of wall time (its CPU clock), median of "
+                       f"{smp['repeats']} windows of {smp['seconds']:g} s; process CPU with the sampler minus without "
+                       f"(a baseline next to each window, which also carries the other threads' noise): "
+                       f"{smp['overhead_pct_process']:.2f}%" if smp.get("clock") == "thread" else
+                       f"process CPU time per second of wall time with the sampler minus without (a baseline next to "
+                       f"each window), median of {smp['repeats']} windows of {smp['seconds']:g} s")))
     bnd = m.get("bound")
     if bnd:
         for kind, label in (("autoscale", "AutoScale-v0 (phone)"), ("dvfo", "DVFO-v0 (Jetson)")):
@@ -502,6 +506,53 @@ def run(settings: Settings, root_seed: int, with_sb3: bool = True) -> dict[str, 
             "raw": {"micro": m, "training": training, "runs": runs}}
 
 
+#: micro-benchmark entries that ``--remeasure`` can redo alone (none of them needs the trained learners)
+REMEASURABLE = ("sim", "sampler", "bound", "engine")
+
+
+def remeasure(doc: dict[str, Any], names: Sequence[str], root_seed: int) -> dict[str, Any]:
+    """``doc`` (a saved run) with the micro-benchmark entries ``names`` measured again on today's code, in this
+    process, with the run's own settings, and its table rebuilt from the stored raw figures. The training rows
+    and every other entry stay the run's; ``machine.remeasured`` records, per entry, when, at which revision and
+    under which load it was measured (the rendered header says so)."""
+    from hw.provenance import git_revision
+
+    unknown = [n for n in names if n not in REMEASURABLE]
+    if unknown:
+        raise ValueError(f"cannot remeasure {unknown}; allowed: {', '.join(REMEASURABLE)}")
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    stored = doc["settings"]
+    settings = Settings(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items() if k in fields})
+    seed = __import__("bench.seeding", fromlist=["derive_seed"]).derive_seed(root_seed, "perf", "micro")
+    m = doc["raw"]["micro"]
+    load0 = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    for name in names:
+        if name == "sim":
+            from bench.perf.sim import measure
+
+            m["sim"] = measure(settings.sim_batch, "random_walk", settings.repeats, seed, settings.gym_steps,
+                               settings.vec_sizes, settings.vec_steps, settings.queue_episodes, settings.queue_steps)
+        elif name == "sampler":
+            from bench.perf.sampler import sampler_overhead
+
+            m["sampler"] = sampler_overhead(settings.sampler_seconds, settings.sampler_rate_hz, settings.repeats)
+        elif name == "bound":
+            from bench.perf.bound import measure as bound_measure
+
+            m["bound"] = bound_measure(settings.bound_steps, settings.repeats, seed)
+        elif name == "engine" and settings.engine_cells:
+            from bench.perf.engine import measure as engine_measure
+
+            m["engine"] = engine_measure(settings.engine_cells, settings.engine_steps, root_seed=seed)
+    sb3_version = stored.get("sb3", {}).get("version")
+    sb3_note = stored.get("sb3", {}).get("note") or "skipped"
+    doc["table"] = build_table(m, doc["raw"]["training"], settings, sb3_note, sb3_version)
+    when = {"date": _dt.date.today().isoformat(), "git_revision": git_revision(), "load_average_at_start": load0,
+            "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    doc["machine"].setdefault("remeasured", {}).update({n: when for n in names})
+    return doc
+
+
 def render(doc: dict[str, Any]) -> str:
     """The table as markdown, as the README shows it."""
     from bench.pipeline.readme import perf_section
@@ -519,7 +570,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--train-seeds", type=int, default=None, help="training seeds per learner (medians shown)")
     ap.add_argument("--repeats", type=int, default=None, help="repeats of every timing (medians shown)")
     ap.add_argument("--seed", type=int, default=None, help="root seed (default: params.yaml's seed)")
+    ap.add_argument("--remeasure", default=None, metavar="ENTRIES",
+                    help=f"measure only these comma-separated entries ({', '.join(REMEASURABLE)}) again on today's "
+                         f"code into the saved run at --out (default {DEFAULT_OUT}); its other rows stay the run's")
     args = ap.parse_args(argv)
+    if args.remeasure is not None:
+        return _remeasure_main(ap, args)
     over = {k: v for k, v in {"workers": args.workers, "train_seeds": args.train_seeds,
                               "repeats": args.repeats}.items() if v is not None}
     for k, v in over.items():
@@ -542,6 +598,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(render(doc))
         print(f"\ntotal {doc['settings']['total_wall_s']:.0f} s" + (f"; saved {out}" if out else ""), file=sys.stderr)
+    return 0
+
+
+def _remeasure_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.remeasure.split(",") if n.strip()]
+    bad = [n for n in names if n not in REMEASURABLE]
+    if not names or bad:
+        ap.error(f"--remeasure {args.remeasure!r}: allowed entries are {', '.join(REMEASURABLE)} (comma-separated)")
+    if args.quick or args.no_sb3 or any(v is not None for v in (args.workers, args.train_seeds, args.repeats)):
+        ap.error("--remeasure uses the saved run's settings: it takes no --quick, --no-sb3, --workers, --train-seeds "
+                 "or --repeats")
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    try:
+        doc = json.loads(out.read_text())
+        doc["settings"], doc["raw"]["micro"], doc["raw"]["training"], doc["machine"]  # noqa: B018 - shape check
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"{out}: not a saved `python -m bench perf` run ({type(exc).__name__}: {exc}); run the whole "
+              f"benchmark first", file=sys.stderr)
+        return 2
+    root_seed = doc["settings"].get("root_seed") if args.seed is None else args.seed
+    doc = remeasure(doc, names, int(root_seed))
+    out.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    print(render(doc))
+    print(f"\nremeasured {', '.join(names)}; saved {out}", file=sys.stderr)
     return 0
 
 

@@ -276,6 +276,17 @@ def perf_section(perf: Mapping) -> str:
               "hidden, the sweep engine's scaling) in wall time, upper bounds under load") if all_cpu else (
         "simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
         "median wall time over repeats") if cpu_timed else "median over repeats"
+    again = machine.get("remeasured") or {}
+    if again:  # entries measured again on later code (python -m bench perf --remeasure): say which, when, at what load
+        by_when: dict[tuple, list[str]] = {}
+        for name, w in again.items():
+            load_w = [x[0] for x in (w.get("load_average_at_start"), w.get("load_average_at_end")) if x]
+            by_when.setdefault((w.get("date"), str(w.get("git_revision", "?"))[:12],
+                                f"{min(load_w):.1f}-{max(load_w):.1f}" if load_w else "?"), []).append(name)
+        labels = {"sim": "simulator, gym-step and vector-env", "sampler": "sampler", "bound": "hindsight-bound",
+                  "engine": "sweep-engine"}
+        timing += "; " + "; ".join(f"the {', '.join(labels.get(n, n) for n in names)} rows measured again on {d} at revision {rev} (load {ld}), "
+                                   f"the other rows are the run's" for (d, rev, ld), names in by_when.items())
     isa = f"{machine['vector_isa']}, " if machine.get("vector_isa") else ""  # read from the machine at run time
     head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({isa}{machine.get('cores', '?')} cores), " \
            f"{machine.get('date', '')}{load_txt}; {timing}; SB3 trained in the same run.\n\n"
