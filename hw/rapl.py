@@ -135,6 +135,14 @@ def find_zones(root: str | os.PathLike = "/sys/class/powercap") -> dict[str, Pat
     return zones
 
 
+_monotonic, _pread = time.monotonic, os.pread
+_sample_fast = Sample.fast
+
+
+class _NotCommon(Exception):
+    """Internal: a poll that needs :meth:`RaplMeter._update`'s careful path."""
+
+
 class RaplMeter(Meter):
     """Cumulative energy per RAPL zone (J), unwrapped. No power field: RAPL has only counters."""
 
@@ -172,8 +180,11 @@ class RaplMeter(Meter):
         self.total = tuple(r for r in zones if r.startswith(("package", "dram")))
         self._all_idx = list(range(len(zones)))
         self._total_idx = [k for k, r in enumerate(zones) if r in self.total]
+        # poll()'s own view of the zones of the total: (index, descriptor, rail) once, not looked up per read
+        self._poll_zones = tuple((k, self._fd_list[k], self._rails[k]) for k in self._total_idx)
         smallest_range_j = min(self._max_uj.values()) / 1e6
         self.max_poll_interval_s = smallest_range_j / ASSUMED_MAX_ZONE_POWER_W / 2
+        self._full_read_every_s = 0.5 * self.max_poll_interval_s
 
     def _pread(self, rail: str) -> int:
         path = self.zones[rail] / "energy_uj"
@@ -215,13 +226,35 @@ class RaplMeter(Meter):
     def poll(self) -> Sample:
         """The sampler thread's periodic read: only the zones of the total (one ``pread`` each),
         plus every zone at least every half ``max_poll_interval_s`` so that no sub-zone wrap is
-        missed. Window edges use :meth:`read`, so per-zone window energies stay exact."""
-        t = time.monotonic()
-        if t - self._last_full_t >= 0.5 * self.max_poll_interval_s:
+        missed. Window edges use :meth:`read`, so per-zone window energies stay exact.
+
+        This runs 100 times a second on a cold cache, so its common case (every counter at or above
+        its last value) is one loop with nothing looked up twice; anything else (a wrap, a reset, a
+        bad or unreadable file, a closed meter) goes to :meth:`_update`, which reads again and handles
+        it (a counter that did not move backwards is never counted twice: the re-read starts from the
+        value this loop stored)."""
+        t = _monotonic()
+        if t - self._last_full_t >= self._full_read_every_s:
             return self.read()
-        self._update(self._total_idx, t)
-        acc = self._acc_list
-        return Sample.fast(t, energy_j={self._rails[k]: acc[k] * 1e-6 for k in self._total_idx}, total=self.total)
+        zones = self._poll_zones
+        if not zones and not self._fd_list:
+            raise MeterError(f"RAPL meter on {self.root} is closed")
+        last, acc, last_t = self._last_list, self._acc_list, self._last_t_list
+        energy = {}
+        try:
+            for k, fd, rail in zones:
+                raw = int(_pread(fd, 32, 0))
+                prev = last[k]
+                if raw < prev:  # a wrap, a reset or a negative value: the careful path
+                    raise _NotCommon
+                acc[k] += raw - prev
+                last[k] = raw
+                last_t[k] = t
+                energy[rail] = acc[k] * 1e-6
+        except (_NotCommon, OSError, ValueError):
+            self._update(self._total_idx, t)
+            energy = {self._rails[k]: acc[k] * 1e-6 for k in self._total_idx}
+        return _sample_fast(t, None, energy, self.total)
 
     def _update(self, idx: list[int], t: float) -> None:
         fds = self._fd_list
@@ -262,6 +295,7 @@ class RaplMeter(Meter):
     def close(self) -> None:
         fds, self._fds = getattr(self, "_fds", {}), {}
         self._fd_list = []
+        self._poll_zones = ()  # before the descriptors close: a reused number must never be read as a counter
         for fd in fds.values():
             try:
                 os.close(fd)

@@ -222,6 +222,18 @@ class Sampler:
             self._thread.join()
             self._thread = None
 
+    def thread_cpu_clock(self) -> int | None:
+        """The sampling thread's CPU clock (for ``time.clock_gettime``): what sampling itself costs, apart from
+        every other thread of the process (``python -m bench.perf.sampler``). None when the thread is not running
+        or the platform has no per-thread clock."""
+        t = self._thread
+        if t is None or t.ident is None or not hasattr(time, "pthread_getcpuclockid"):
+            return None
+        try:
+            return time.pthread_getcpuclockid(t.ident)
+        except OSError:  # the thread ended between the check and the call
+            return None
+
     def __enter__(self) -> "Sampler":
         return self.start()
 

@@ -23,14 +23,14 @@ from bench.pipeline.readme import perf_section
 MEASURES = ("Batch simulator, decisions/s", "Batch simulator, bytes moved", "One gym step, AutoScale-v0",
             "One gym step, DVFO-v0", "Vector env AutoScale-v0, env steps/s", "Vector env DVFO-v0, env steps/s",
             "AutoScale act", "DVFO act on CPU",
-            "DVFO decision time hidden", "AutoScale-v0: env steps until within", "AutoScale-v0: training wall time until",
+            "DVFO decision time hidden", "AutoScale-v0: env steps until within", "AutoScale-v0: training time until",
             "AutoScale-v0: final gap to the certified bound / to the best schedule found",
             "AutoScale-v0: final headroom captured",
-            "AutoScale-v0: training wall time, whole budget", "AutoScale-v0: peak memory",
-            "DVFO-v0: env steps until within", "DVFO-v0: training wall time until",
+            "AutoScale-v0: training time, whole budget", "AutoScale-v0: peak memory",
+            "DVFO-v0: env steps until within", "DVFO-v0: training time until",
             "DVFO-v0: final gap to the certified bound / to the best schedule found",
             "DVFO-v0: final headroom captured",
-            "DVFO-v0: training wall time, whole budget", "DVFO-v0: peak memory", "Peak memory, simulator batch",
+            "DVFO-v0: training time, whole budget", "DVFO-v0: peak memory", "Peak memory, simulator batch",
             "Sampler overhead at 100 Hz", "Hindsight bound, one 60-request episode, AutoScale",
             "Hindsight bound, one 60-request episode, DVFO")
 
@@ -127,11 +127,12 @@ def _training_scenarios(env):
 class _ScriptedEvaluator:
     """Returns scripted (gap to the best found, gap to the bound) results and takes ``delay`` seconds per call."""
 
-    def __init__(self, results, delay=0.0):
-        self.results, self.delay, self.calls = list(results), delay, 0
+    def __init__(self, results, delay=0.0, burn_cpu_s=0.0):
+        self.results, self.delay, self.burn, self.calls = list(results), delay, burn_cpu_s, 0
 
     def __call__(self, policy):
         time.sleep(self.delay)
+        _burn_cpu(self.burn)
         found, bound = self.results[self.calls]
         self.calls += 1
         return {"energy_mj": 1.0 + found, "objective_mj": 1.0 + found, "qos_violation": 0.0,
@@ -189,10 +190,45 @@ def test_gap_evaluator_reads_its_references_back():
     ev.close()
 
 
+def _burn_cpu(seconds: float) -> None:
+    """Spin until this process has used ``seconds`` more CPU time."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_tracker_excludes_evaluation_cpu_time():
+    # evaluation burns 2 x 0.1 CPU-s, "training" 0.05 CPU-s between the calls: the training CPU time is the
+    # process's CPU time less the evaluation's (an identity on CPU clocks, no speed threshold)
+    ev = _ScriptedEvaluator([(0.05, 0.1), (0.0, 0.0)], burn_cpu_s=0.1)
+    c0 = time.process_time()
+    tr = LearningTracker(ev)
+    _burn_cpu(0.05)
+    tr(1, None)
+    _burn_cpu(0.05)
+    tr(2, None)
+    s = tr.summary(2)
+    used = time.process_time() - c0
+    assert s["eval_cpu_s"] >= 0.2
+    assert s["train_cpu_s"] >= 0.1 - 1e-3
+    assert s["train_cpu_s"] == pytest.approx(used - s["eval_cpu_s"], abs=0.02)
+    # the target was met at the first evaluation, after the first 0.05 CPU-s of training, before the second
+    assert 0.05 - 1e-3 <= s["cpu_s_to_target"] <= s["train_cpu_s"]
+
+
+def test_per_call_cpu_time_does_not_count_sleep():
+    from bench.perf.clock import per_call_cpu_us
+
+    r = per_call_cpu_us(lambda a: time.sleep(a), [0.002], n=20, warmup=1)
+    # a 2 ms sleep is 2 ms of wall time and (almost) no CPU time: the CPU clock does not count time off the core
+    assert r["wall_p50_us"] >= 2000 > 10 * r["p50_us"]
+    assert r["p50_us"] <= r["p99_us"] and r["clock_cost_us"] > 0
+
+
 def test_tracker_excludes_evaluation_time():
     ev = _ScriptedEvaluator([(0.5, 0.0), (0.0, 0.0)], delay=0.2)
+    t0 = time.perf_counter()  # before the tracker's clock starts: the inequality below then holds exactly
     tr = LearningTracker(ev)
-    t0 = time.perf_counter()
     tr(1, None)
     time.sleep(0.05)  # "training"
     tr(2, None)
@@ -373,3 +409,31 @@ def test_standalone_learner_reports_measure_against_the_yardstick():
     out = pd_.summarise(pd_.evaluate(dvfo_train(dcfg).learner, dcfg, dcfg.scenarios, seeds=[5]))
     assert sorted(out["policy"]) == ["dvfo", "local_max_freq", "max_offload"]
     assert (out["gap_to_bound_pct"] >= -1e-7).all() and (out["latency_ms"] > 0).all()
+
+
+def test_remeasure_redoes_one_entry_and_keeps_the_rest(quick_doc, tmp_path):
+    out = tmp_path / "perf.json"
+    out.write_text(json.dumps(quick_doc))
+    assert perf.main(["--remeasure", "sampler", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["raw"]["training"] == quick_doc["raw"]["training"] and doc["raw"]["runs"] == quick_doc["raw"]["runs"]
+    assert doc["raw"]["micro"]["bound"] == quick_doc["raw"]["micro"]["bound"]
+    assert set(doc["machine"]["remeasured"]) == {"sampler"}
+    assert [r["measure"] for r in doc["table"]] == [r["measure"] for r in quick_doc["table"]]
+    assert "sampler rows measured again" in perf_section(doc)
+
+
+@pytest.mark.parametrize("argv", [["--remeasure", "training"], ["--remeasure", ""], ["--remeasure", "sampler", "--quick"]])
+def test_remeasure_refuses_bad_arguments(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        perf.main([*argv, "--out", str(tmp_path / "perf.json")])
+    assert e.value.code == 2
+    assert "--remeasure" in capsys.readouterr().err
+
+
+def test_remeasure_of_a_file_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "perf.json"
+    out.write_text("{}")
+    assert perf.main(["--remeasure", "sampler", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "not a saved" in err and len(err.strip().splitlines()) == 1

@@ -19,7 +19,6 @@ training seeds (the spread is part of the result).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
@@ -45,20 +44,14 @@ def collect_observations(config: AutoScaleConfig, n_obs: int = 20_000, seed: int
 
 
 def act_latency_us(learner: AutoScaleLearner, n_obs: int = 20_000, seed: int = 0, repeats: int = 1) -> dict[str, float]:
-    """p50 / p99 of ``learner.act`` in microseconds over observations collected from the training envs;
-    with ``repeats`` > 1, the median over repeated passes of each percentile."""
+    """p50 / p99 of ``learner.act`` in µs of thread CPU time (net of the clock's own cost,
+    :func:`bench.perf.clock.per_call_cpu_us`) over observations collected from the training envs; with ``repeats``
+    > 1, the median over repeated passes of each percentile. ``wall_p50_us`` / ``wall_p99_us``: the same in wall
+    time (an upper bound on a shared machine)."""
+    from bench.perf.clock import per_call_cpu_us
+
     obs_list = collect_observations(learner.config, n_obs, seed)
-    times = np.empty(len(obs_list))
-    clock, act = time.perf_counter_ns, learner.act
-    p50, p99 = [], []
-    for _ in range(max(1, repeats)):
-        for i, o in enumerate(obs_list):
-            t0 = clock()
-            act(o)
-            times[i] = clock() - t0
-        p50.append(np.percentile(times, 50) / 1e3)
-        p99.append(np.percentile(times, 99) / 1e3)
-    return {"p50_us": float(np.median(p50)), "p99_us": float(np.median(p99))}
+    return per_call_cpu_us(learner.act, obs_list, len(obs_list), repeats)
 
 
 def compare(learner: AutoScaleLearner, seeds, n_steps: int = 1000) -> pd.DataFrame:

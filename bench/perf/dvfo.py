@@ -20,7 +20,6 @@ thinking-while-moving applies to all of them alike.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Sequence
 
 import numpy as np
@@ -82,26 +81,22 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def act_latency_us(learner: DVFOLearner, env, n: int = 2000, seed: int = 0, repeats: int = 1) -> dict[str, float]:
-    """Wall-clock ``act()`` time for single observations of a real episode (µs); with ``repeats`` > 1,
-    the median over repeated passes of each percentile."""
+    """``act()`` time for single observations of a real episode, p50 / p99 µs of thread CPU time (net of the clock's
+    own cost, :func:`bench.perf.clock.per_call_cpu_us`; torch runs ``act`` on the calling thread with
+    ``torch_threads`` = 1); with ``repeats`` > 1, the median over repeated passes of each percentile.
+    ``act_us_wall_p50`` / ``act_us_wall_p99``: the same in wall time (an upper bound on a shared machine)."""
+    from bench.perf.clock import per_call_cpu_us
+
     obs, _ = env.reset(seed=seed)
     observations = [obs]
     for _ in range(199):
         obs, *_ = env.step(learner.act(obs))
         observations.append(obs)
-    times = np.empty(n)
-    p50, p99 = [], []
     with torch_settings(learner.config.torch_threads):
-        for _ in range(50):  # warm-up
-            learner.act(observations[0])
-        for _ in range(max(1, repeats)):
-            for i in range(n):
-                t = time.perf_counter()
-                learner.act(observations[i % len(observations)])
-                times[i] = time.perf_counter() - t
-            p50.append(np.percentile(times, 50) * 1e6)
-            p99.append(np.percentile(times, 99) * 1e6)
-    return {"act_us_p50": float(np.median(p50)), "act_us_p99": float(np.median(p99))}
+        r = per_call_cpu_us(learner.act, observations, n, repeats)
+    return {"act_us_p50": r["p50_us"], "act_us_p99": r["p99_us"], "act_us_wall_p50": r["wall_p50_us"],
+            "act_us_wall_p99": r["wall_p99_us"], "clock_cost_us": r["clock_cost_us"],
+            "torch_threads": learner.config.torch_threads}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

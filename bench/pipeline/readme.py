@@ -268,9 +268,25 @@ def perf_section(perf: Mapping) -> str:
         f"; load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end"
         + (" (a machine shared with other jobs: timings are upper bounds)" if max(load[0][0], load[1][0])
            > machine.get("cores", 1) * 0.5 else ""))
-    cpu_timed = "timing" in perf.get("raw", {}).get("micro", {}).get("sim", {})  # runs since the CPU-time switch
-    timing = ("simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
-              "median wall time over repeats") if cpu_timed else "median over repeats"
+    micro = perf.get("raw", {}).get("micro", {})
+    cpu_timed = "timing" in micro.get("sim", {})  # runs since the CPU-time switch
+    all_cpu = "clock_cost_us" in micro.get("autoscale_act", {})  # runs since act and training moved to CPU time
+    timing = ("every row in CPU time where it can be (as each row states: simulator, gym steps, vector envs, act, "
+              "training, sampler, bound); the rows where wall time is the point (the share of DVFO's decision "
+              "hidden, the sweep engine's scaling) in wall time, upper bounds under load") if all_cpu else (
+        "simulator, gym-step and vector-env rows in process CPU time (as each row states), the others "
+        "median wall time over repeats") if cpu_timed else "median over repeats"
+    again = machine.get("remeasured") or {}
+    if again:  # entries measured again on later code (python -m bench perf --remeasure): say which, when, at what load
+        by_when: dict[tuple, list[str]] = {}
+        for name, w in again.items():
+            load_w = [x[0] for x in (w.get("load_average_at_start"), w.get("load_average_at_end")) if x]
+            by_when.setdefault((w.get("date"), str(w.get("git_revision", "?"))[:12],
+                                f"{min(load_w):.1f}-{max(load_w):.1f}" if load_w else "?"), []).append(name)
+        labels = {"sim": "simulator, gym-step and vector-env", "sampler": "sampler", "bound": "hindsight-bound",
+                  "engine": "sweep-engine"}
+        timing += "; " + "; ".join(f"the {', '.join(labels.get(n, n) for n in names)} rows measured again on {d} at revision {rev} (load {ld}), "
+                                   f"the other rows are the run's" for (d, rev, ld), names in by_when.items())
     isa = f"{machine['vector_isa']}, " if machine.get("vector_isa") else ""  # read from the machine at run time
     head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({isa}{machine.get('cores', '?')} cores), " \
            f"{machine.get('date', '')}{load_txt}; {timing}; SB3 trained in the same run.\n\n"
