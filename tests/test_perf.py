@@ -437,3 +437,17 @@ def test_remeasure_of_a_file_that_is_not_a_run(tmp_path, capsys):
     assert perf.main(["--remeasure", "sampler", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert str(out) in err and "not a saved" in err and len(err.strip().splitlines()) == 1
+
+
+def test_remeasure_refuses_a_run_from_an_older_harness_before_measuring(quick_doc, tmp_path, capsys):
+    # a run saved before the act rows were CPU time lacks the keys today's table reads: refused up front in one
+    # line (exit 2), the file untouched, instead of a KeyError traceback after minutes of remeasuring
+    old = json.loads(json.dumps(quick_doc))
+    del old["raw"]["micro"]["autoscale_act"]["clock_cost_us"]
+    out = tmp_path / "perf.json"
+    out.write_text(json.dumps(old))
+    before = out.read_bytes()
+    assert perf.main(["--remeasure", "sampler", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "older" in err and "clock_cost_us" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == before

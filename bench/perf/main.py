@@ -617,12 +617,34 @@ def _remeasure_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> in
         print(f"{out}: not a saved `python -m bench perf` run ({type(exc).__name__}: {exc}); run the whole "
               f"benchmark first", file=sys.stderr)
         return 2
+    missing = _fields_today_needs(doc)
+    if missing:
+        print(f"{out}: written by an older `python -m bench perf` (its entries lack {', '.join(missing)}, which "
+              f"today's table reads); run the whole benchmark first, then --remeasure", file=sys.stderr)
+        return 2
     root_seed = doc["settings"].get("root_seed") if args.seed is None else args.seed
     doc = remeasure(doc, names, int(root_seed))
     out.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
     print(render(doc))
     print(f"\nremeasured {', '.join(names)}; saved {out}", file=sys.stderr)
     return 0
+
+
+def _fields_today_needs(doc: dict[str, Any]) -> list[str]:
+    """What today's table reads and a saved run lacks (``[]``: none), found by building the table from the run's
+    stored figures before the minutes of remeasuring, so an older run is refused up front, not at the end."""
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    try:
+        settings = Settings(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in doc["settings"].items()
+                               if k in fields})
+        stored = doc["settings"].get("sb3", {}) if isinstance(doc["settings"].get("sb3"), dict) else {}
+        build_table(doc["raw"]["micro"], doc["raw"]["training"], settings, stored.get("note") or "skipped",
+                    stored.get("version"))
+    except KeyError as exc:
+        return [repr(exc.args[0]) if exc.args else "an entry"]
+    except (TypeError, ValueError, AttributeError) as exc:
+        return [f"a readable entry ({type(exc).__name__}: {exc})"]
+    return []
 
 
 def _json_default(o):
