@@ -174,6 +174,27 @@ def _squeezed_episode(suite: str, which: int, seed: int, n: int, squeeze: float)
     return env, states, draws, rb, lag, qos
 
 
+def _tiny_episode(env, seed: int, gaps, workloads, qos):
+    """The first 3 requests of ``env``'s episode at ``seed`` with the given inter-arrival gaps and, where given, DNN
+    mix and deadlines (any deadline is a valid input of the bound), and what the brute-force tests read of the bound:
+    (env, states, draws, variants, per-request bounds, episode bounds)."""
+    env.reset(seed=seed)
+    u = env.unwrapped
+    ep = u.episode()
+    idx = np.arange(3)
+    states, draws = ep.states.take(idx), ep.draws.take(idx)
+    kw = {"interarrival_ms": np.asarray(gaps, dtype=float)}
+    if workloads is not None:
+        kw["workload"] = np.asarray(workloads, dtype=states.workload.dtype)
+    if qos is not None:
+        kw["qos_ms"] = np.asarray(qos, dtype=float)
+    states = dataclasses.replace(states, **kw)
+    v = _variants(u.sim, states, draws)
+    rb = request_bounds(u.sim, states, draws, v)
+    lag, qf = _episode_bounds(u.sim, states, v, rb)
+    return u, states, draws, v, rb, lag, qf
+
+
 def _all_schedules(a: int, n: int) -> np.ndarray:
     """(n, a**n): every action sequence of an n-request episode."""
     return np.stack(np.meshgrid(*[np.arange(a)] * n, indexing="ij"), axis=0).reshape(n, -1)
@@ -312,21 +333,8 @@ def test_lte_tail_episodes_brute_force(seed, which, gaps, workloads, qos):
     an earlier offload's tail, and optionally any DNN mix (ViT included) and deadlines: every one of the 16**3 schedules runs
     through the real kernel, and the reported lower end (the larger of the per-request sum and the episode bound)
     is below the exact optimum in both variants (QoS-first over the schedules meeting every feasible deadline)."""
-    env = make_env("bench/AutoScale-v0", LTE_SCENARIOS[which], 3)
-    env.reset(seed=seed)
-    u = env.unwrapped
-    ep = u.episode()
-    idx = np.arange(3)
-    states, draws = ep.states.take(idx), ep.draws.take(idx)
-    kw = {"interarrival_ms": np.asarray(gaps, dtype=float)}
-    if workloads is not None:
-        kw["workload"] = np.asarray(workloads, dtype=states.workload.dtype)
-    states = dataclasses.replace(states, **kw)
-    if qos is not None:  # any deadline is a valid input of the bound
-        states = dataclasses.replace(states, qos_ms=np.asarray(qos, dtype=float))
-    v = _variants(u.sim, states, draws)
-    rb = request_bounds(u.sim, states, draws, v)
-    lag, qf = _episode_bounds(u.sim, states, v, rb)
+    u, states, draws, v, rb, lag, qf = _tiny_episode(make_env("bench/AutoScale-v0", LTE_SCENARIOS[which], 3), seed,
+                                                      gaps, workloads, qos)
     acts = _all_schedules(u.sim.A, 3)
     out = u.sim.run_sequence(states, acts, draws)
     e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
@@ -362,21 +370,8 @@ def test_dvfo_phone_brute_force_over_an_action_subset(seed, scenario, gaps, qos,
     each request among them) runs through the real kernel; the reported lower end (per-request sum and episode bound)
     is below each in both variants. A bound below every schedule over a subset is necessary, not sufficient, for one
     below the exact optimum; the subset always holds the offloads that meet QoS only on a connected radio."""
-    env = make_env("bench/DVFO-v0", scenario, 3, **DVFO_PHONE)
-    env.reset(seed=seed)
-    u = env.unwrapped
-    ep = u.episode()
-    idx = np.arange(3)
-    states, draws = ep.states.take(idx), ep.draws.take(idx)
-    kw = {"interarrival_ms": np.asarray(gaps, dtype=float)}
-    if qos is not None:
-        kw["qos_ms"] = np.asarray(qos, dtype=float)
-    if workloads is not None:
-        kw["workload"] = np.asarray(workloads, dtype=states.workload.dtype)
-    states = dataclasses.replace(states, **kw)
-    v = _variants(u.sim, states, draws)
-    rb = request_bounds(u.sim, states, draws, v)
-    lag, qf = _episode_bounds(u.sim, states, v, rb)
+    u, states, draws, v, rb, lag, qf = _tiny_episode(make_env("bench/DVFO-v0", scenario, 3, **DVFO_PHONE), seed,
+                                                      gaps, workloads, qos)
     rng = np.random.default_rng(pick)
     # the subset: actions meeting QoS only when the radio is connected, the cheapest misses, and random others
     busy_only = np.flatnonzero((v.qos_ok[v.busy].any(axis=0) & ~v.qos_ok[~v.busy].any(axis=0)).any(axis=0))
