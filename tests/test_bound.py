@@ -195,6 +195,19 @@ def _tiny_episode(env, seed: int, gaps, workloads, qos):
     return u, states, draws, v, rb, lag, qf
 
 
+def _assert_below_every_schedule(sim, states, draws, schedules, rb, lag, qf):
+    """Every schedule (columns of ``schedules``) runs through the real kernel; the reported lower ends (the larger of
+    the per-request sum and the episode bound) lie below the best of them in both variants (QoS-first over the
+    schedules meeting every feasible deadline)."""
+    out = sim.run_sequence(states, schedules, draws)
+    e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
+    j_min = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
+    assert max(rb.lagrangian(OBJ), lag.value) <= j_min * (1 + 1e-9) + 1e-6
+    meets = ok[rb.feasible].all(axis=0)
+    if meets.any() and np.isfinite(qf.value):
+        assert max(rb.qos_first(), qf.value) <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6
+
+
 def _all_schedules(a: int, n: int) -> np.ndarray:
     """(n, a**n): every action sequence of an n-request episode."""
     return np.stack(np.meshgrid(*[np.arange(a)] * n, indexing="ij"), axis=0).reshape(n, -1)
@@ -335,14 +348,7 @@ def test_lte_tail_episodes_brute_force(seed, which, gaps, workloads, qos):
     is below the exact optimum in both variants (QoS-first over the schedules meeting every feasible deadline)."""
     u, states, draws, v, rb, lag, qf = _tiny_episode(make_env("bench/AutoScale-v0", LTE_SCENARIOS[which], 3), seed,
                                                       gaps, workloads, qos)
-    acts = _all_schedules(u.sim.A, 3)
-    out = u.sim.run_sequence(states, acts, draws)
-    e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
-    j_opt = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
-    assert max(rb.lagrangian(OBJ), lag.value) <= j_opt * (1 + 1e-9) + 1e-6
-    meets = ok[rb.feasible].all(axis=0)
-    if meets.any() and np.isfinite(qf.value):
-        assert max(rb.qos_first(), qf.value) <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6
+    _assert_below_every_schedule(u.sim, states, draws, _all_schedules(u.sim.A, 3), rb, lag, qf)
 
 
 #: the DVFO suite on the phone (CPU/GPU frequencies x partition point x its Wi-Fi/LTE radios): where a request
@@ -377,11 +383,4 @@ def test_dvfo_phone_brute_force_over_an_action_subset(seed, scenario, gaps, qos,
     busy_only = np.flatnonzero((v.qos_ok[v.busy].any(axis=0) & ~v.qos_ok[~v.busy].any(axis=0)).any(axis=0))
     cheap = np.argsort(v.energy_mj[0].min(axis=0))[:4]
     acts = np.unique(np.r_[busy_only[:8], cheap, rng.choice(u.sim.A, 20, replace=False)])[:20]
-    grid = _all_schedules(len(acts), 3)
-    out = u.sim.run_sequence(states, acts[grid], draws)
-    e, ok = np.asarray(out.energy_mj), np.asarray(out.qos_ok, dtype=bool)
-    j_min = (e + OBJ.violation_cost_mj * ~ok).sum(axis=0).min()
-    assert max(rb.lagrangian(OBJ), lag.value) <= j_min * (1 + 1e-9) + 1e-6
-    meets = ok[rb.feasible].all(axis=0)
-    if meets.any() and np.isfinite(qf.value):
-        assert max(rb.qos_first(), qf.value) <= e.sum(axis=0)[meets].min() * (1 + 1e-9) + 1e-6
+    _assert_below_every_schedule(u.sim, states, draws, acts[_all_schedules(len(acts), 3)], rb, lag, qf)
