@@ -241,7 +241,8 @@ def _evaluate_cols(sim, states: States, x, cols: np.ndarray, radio_idle_ms, thro
     xr = {k: getattr(x, k)[:, None] for k in ("workload", "kc", "km", "kg", "p_add", "jit", "rjit", "qos_ms", "bound")}
     hot = np.asarray(throttled, dtype=bool)[:, None]
     carry = sim.carry_of(_with(states, radio_idle_ms=radio_idle_ms, throttled=np.asarray(throttled, dtype=bool)))
-    return request_physics(tab, xr, a, hot, gather_route(x, rows, tab.route[a]), gather_state(tab, carry, rows, a, hot))
+    st = gather_state(tab, carry, rows, a, hot, xr["workload"])  # the local queue where each workload runs
+    return request_physics(tab, xr, a, hot, gather_route(x, rows, tab.route[a]), st)
 
 
 def _subset(sim, states: States, draws: Draws, cols: np.ndarray, x=None, **kw):

@@ -161,7 +161,11 @@ class ActionTables:
     the parts that CPU / memory / GPU contention stretch (the CPU-sensitive part
     already multiplied by the target's coupling). ``timeout_ms`` (W,) is the
     offload timeout of the workload's app class; ``fallback`` (A,) the local action
-    a timed-out offload runs instead (-1: none).
+    a timed-out offload runs instead (-1: none). ``runs_on`` (W, A) str: the local
+    target that runs the request (whose queue it joins; "" for none), where it can
+    differ from the action's ``target`` (a DNN without an INT8 model sent to the DSP
+    runs as a float graph on the GPU: :mod:`bench.world.float_path`); default: the
+    action's ``target`` (:func:`bench.sim.kernel.local_resources`).
     """
 
     workloads: tuple[str, ...]
@@ -186,6 +190,7 @@ class ActionTables:
     timeout_ms: np.ndarray | None = None  # (W,), default: no timeout (inf)
     fallback: np.ndarray | None = None  # (A,), default: -1 (a timed-out request is dropped)
     throttle_to: np.ndarray | None = None  # (A,), the action run instead while thermally throttled; default: itself
+    runs_on: np.ndarray | None = None  # (W, A) str, the local target that runs (and queues) it; default: the action's
 
     def __post_init__(self):
         shape = self.pre_ms.shape
@@ -472,7 +477,7 @@ class Simulator:
         q = tab.route[a]
         rt = gather_route(x, rows, q)
         hot = col(np.asarray(states.throttled, dtype=bool))
-        st = gather_state(tab, self.carry_of(states), rows, a, hot)
+        st = gather_state(tab, self.carry_of(states), rows, a, hot, xr["workload"])
         out = request_physics(tab, xr, a, hot, rt, st, phases=phases)
         return Outcome(*(out[f] for f in OUTCOME_FIELDS),
                        phases={k: v for k, v in out.items() if k not in OUTCOME_FIELDS})

@@ -321,6 +321,9 @@ class AutoScaleEnv(_SimEnv):
     at a time (FIFO, :mod:`bench.sim.kernel`): a request that arrives while earlier
     ones still run waits, and the wait is part of its latency. Fields 12-16 let a
     policy see that backlog (a real scheduler knows its own queues), in total and per processor.
+    A processor's backlog is what runs on it: a DNN without an INT8 model sent to the DSP
+    runs as a float graph on the GPU (:mod:`bench.world.float_path`), so it shows in
+    ``gpu_busy_ms``, not ``dsp_busy_ms``.
 
     **Reward** - with ``violation_cost_mj`` (λ; the pipeline passes params.yaml's ``objective``): the
     declared objective, ``-(energy_mj + λ · miss) / 1000`` (joules; a miss: latency > target or accuracy

@@ -15,7 +15,12 @@ World model (suite choice; times are ms from the request's arrival):
 
 * **One inference at a time per local resource.** Each local target (phone CPU,
   GPU, DSP; the Jetson's CPU+GPU composite) serves one request at a time, FIFO
-  in arrival order. A request with local work waits until its target is free
+  in arrival order. The target a request occupies is the one that runs it, per
+  (workload, action) (``KernelTables.local_resource``): a DNN without an INT8
+  model sent to the phone's DSP runs as a float graph on the GPU
+  (:mod:`bench.world.float_path`), so it waits behind the GPU's requests and
+  they behind it, and the DSP's INT8 requests never wait for it. A request with
+  local work waits until its target is free
   (``queue_ms``), then runs ``t_pre`` (the whole DNN, or DVFO's head) and
   ``t_par`` (DVFO's local tail, which runs while the offload path proceeds). The
   wait draws no active power (energy is above the idle baseline).
@@ -99,9 +104,10 @@ class KernelTables:
     """Everything the kernel needs that depends only on (workload, action) or the route: public, named, flat.
 
     Per (workload, action) arrays are flattened, ``index = workload * A + action``
-    (``pre_ms`` ... ``loss``); per action ``(A,)``: ``route``, ``fallback``,
-    ``has_fallback``, ``throttle_to``, ``local_resource`` (index into
-    ``resource_names``, -1 for none); per workload ``(W,)``: ``timeout_ms``; per route
+    (``pre_ms`` ... ``loss``, and ``local_resource``: the index into ``resource_names`` of
+    the local target the request occupies, where it really runs, -1 for none); per action
+    ``(A,)``: ``route``, ``fallback``, ``has_fallback``, ``throttle_to``; per workload
+    ``(W,)``: ``timeout_ms``; per route
     ``(Q,)``: ``route_radio``, the radio constants (``tail_w`` ...) of the route's radio
     and ``route_rtt_ms``/``rto_ms``. Interference coefficients are scalars.
     """
@@ -129,7 +135,7 @@ class KernelTables:
     fallback: np.ndarray
     has_fallback: np.ndarray
     throttle_to: np.ndarray
-    local_resource: np.ndarray
+    local_resource: np.ndarray  # int (W * A,), flattened as the per (workload, action) arrays
     resource_names: tuple[str, ...]
     route_radio: np.ndarray
     route_rtt_ms: np.ndarray
@@ -242,20 +248,28 @@ class Carry:
         return Carry(*(getattr(self, f.name)[idx] for f in fields(self)))
 
 
-def local_resources(actions) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Each action's local resource (index, -1: none) and the resources' names.
+def local_resources(actions, runs_on=None, n_workloads: int = 1) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each (workload, action)'s local resource (index, -1: none), ``(n_workloads, A)``, and the resources' names.
 
     An action table with ``target`` and ``kind`` columns (AutoScale) has one resource per
     local target (offloads use none); otherwise (DVFO) every action runs its local part on one
-    composite resource, ``edge``.
+    composite resource, ``edge``. ``runs_on`` ((W, A) target names, "" for none; the
+    :class:`~bench.sim.core.ActionTables` field): where each request really runs, which can
+    differ by workload (a float DNN sent to the DSP runs on the GPU: it occupies the GPU). The
+    names are the local actions' targets in table order (so every target keeps its resource,
+    its backlog observation, even where no workload runs on it), then any other ``runs_on`` target.
     """
     if actions is not None and {"target", "kind"} <= set(actions.columns):
         local = actions["kind"].to_numpy() == "local"
-        names = tuple(dict.fromkeys(str(t) for t, k in zip(actions["target"], local) if k))
-        idx = np.array([names.index(str(t)) if k else -1 for t, k in zip(actions["target"], local)], dtype=np.int64)
+        targets = [str(t) if k else "" for t, k in zip(actions["target"], local)]
+        on = (np.broadcast_to(np.array(targets, dtype=object), (n_workloads, len(targets))) if runs_on is None
+              else np.asarray(runs_on, dtype=object).reshape(n_workloads, len(targets)))
+        names = tuple(dict.fromkeys([t for t in targets if t] + [str(t) for t in on.ravel() if t]))
+        lookup = {n: i for i, n in enumerate(names)}
+        idx = np.array([[lookup[str(t)] if t else -1 for t in row] for row in on], dtype=np.int64).reshape(on.shape)
         return idx, names or ("edge",)
     n = 0 if actions is None else len(actions)
-    return np.zeros(n, dtype=np.int64), ("edge",)
+    return np.zeros((n_workloads, n), dtype=np.int64), ("edge",)
 
 
 def kernel_tables(t, links, routes, interference, on_timeout: str) -> KernelTables:
@@ -264,9 +278,10 @@ def kernel_tables(t, links, routes, interference, on_timeout: str) -> KernelTabl
     W, A = t.pre_ms.shape
     fb = np.asarray(t.fallback, dtype=np.int64)
     rl = [links[r.radio] for r in routes]
-    res, names = local_resources(t.actions)
-    if len(res) != A:
-        res = np.zeros(A, dtype=np.int64)
+    res, names = local_resources(t.actions, getattr(t, "runs_on", None), W)
+    if res.shape != (W, A):
+        res = np.zeros((W, A), dtype=np.int64)
+    res = np.ascontiguousarray(res).ravel()  # flattened as the other per (workload, action) tables
     arr = lambda f: np.array([f(lk) for lk in rl], dtype=float)  # noqa: E731
     it = interference
     return KernelTables(
@@ -390,9 +405,11 @@ def scalar_tables(tab: KernelTables) -> SimpleNamespace:
         return list(zip(*v.tolist())) if v.ndim == 2 else v.tolist()
 
     stab = SimpleNamespace(**{f.name: conv(getattr(tab, f.name)) for f in fields(tab)})
-    # per action, the carry cells its request meets: (local resource, local resource when throttled, route, radio)
-    stab.cells = [(stab.local_resource[a], stab.local_resource[stab.throttle_to[a]], stab.route[a],
-                   stab.route_radio[stab.route[a]]) for a in range(len(stab.route))]
+    # per (workload, action), index workload * A + action: the carry cells its request meets (local resource,
+    # local resource when throttled, route, radio); the local resource is the workload's (where it runs)
+    A = len(stab.route)
+    stab.cells = [(stab.local_resource[w * A + a], stab.local_resource[w * A + stab.throttle_to[a]], stab.route[a],
+                   stab.route_radio[stab.route[a]]) for w in range(tab.W) for a in range(A)]
     return stab
 
 
@@ -509,7 +526,7 @@ def request_physics(tab: KernelTables, x: Mapping, a, throttled, route: Mapping,
         bc = _broadcaster(np.broadcast(energy, off, i).shape)  # every broadcast dim
     else:
         bc = _same
-    resource = where(has_local, tab.local_resource[a_run], -1)
+    resource = where(has_local, tab.local_resource[i], -1)  # where the request runs (its workload's)
     out = {"energy_mj": bc(energy), "remote_energy_mj": bc(remote), "latency_ms": bc(latency), "accuracy": bc(acc),
            "accuracy_loss": bc(loss), "qos_ok": bc(ok), "violation": bc(violation), "tail_mj": bc(tail_mj),
            "promo_mj": bc(promo_mj), "timed_out": bc(timed_out),
@@ -544,10 +561,11 @@ def gather_route(x: RequestInputs, rows, q) -> dict:
     return {k: getattr(x, k)[rows, q] for k in _ROUTE_KEYS}
 
 
-def gather_state(tab: KernelTables, carry: Carry, rows, a, throttled) -> dict:
-    """What requests at ``rows`` of ``carry`` meet on the resources action ``a`` uses."""
+def gather_state(tab: KernelTables, carry: Carry, rows, a, throttled, workload) -> dict:
+    """What requests of ``workload`` at ``rows`` of ``carry`` meet on the resources action ``a`` uses (the local
+    resource is where the workload runs under that action: :attr:`KernelTables.local_resource`)."""
     a_run = np.where(throttled, tab.throttle_to[a], a)
-    res = np.maximum(tab.local_resource[a_run], 0)
+    res = np.maximum(tab.local_resource[np.asarray(workload) * tab.A + a_run], 0)
     q = tab.route[a]
     r = tab.route_radio[q]
     return {"local_free": carry.local_free[rows, res], "tx_free": carry.tx_free[rows, r],
@@ -624,7 +642,7 @@ def step_rows(tab: KernelTables, x: RequestInputs, t, actions, carry: Carry, pha
     q = tab.route[actions]
     xr = {n: getattr(x, n)[t] for n in _X_KEYS}
     rt = {n: getattr(x, n)[t, q] for n in _ROUTE_KEYS}
-    st = gather_state(tab, carry, rows, actions, carry.throttled)
+    st = gather_state(tab, carry, rows, actions, carry.throttled, xr["workload"])
     return request_physics(tab, xr, actions, carry.throttled, rt, st, phases=phases)
 
 
@@ -662,7 +680,8 @@ def run_episodes(tab: KernelTables, x: RequestInputs, actions: np.ndarray, therm
         route_all = {n: getattr(x, n)[xrow, q_all] for n in _ROUTE_KEYS}
     i_tx_all = cols * n_r + tab.route_radio[q_all]
     i_srv_all = cols * n_q + q_all
-    i_lf_all = cols * n_l + np.maximum(tab.local_resource[acts], 0)  # unthrottled; redone for throttled rows
+    wa_all = x.workload[xrow] * tab.A  # each request's row of the per (workload, action) tables
+    i_lf_all = cols * n_l + np.maximum(tab.local_resource[wa_all + acts], 0)  # unthrottled; redone for throttled rows
     lf, tx, idle, srv = (v.reshape(-1) for v in (carry.local_free, carry.tx_free, carry.radio_idle, carry.server_free))
     with np.errstate(divide="ignore", invalid="ignore"):  # once for the loop (what NUMPY_OPS.div does per call)
         _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, (i_lf_all, i_tx_all, i_srv_all),
@@ -684,7 +703,8 @@ def _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, cells,
         hot = carry.throttled
         i_lf, i_tx, i_srv = i_lf_all[s], i_tx_all[s], i_srv_all[s]
         if hot.any():
-            i_lf = cols * n_l + np.maximum(tab.local_resource[np.where(hot, tab.throttle_to[a], a)], 0)
+            i_lf = cols * n_l + np.maximum(tab.local_resource[x.workload[t] * tab.A
+                                                              + np.where(hot, tab.throttle_to[a], a)], 0)
         state = {"local_free": lf[i_lf], "tx_free": tx[i_tx], "last_end": -idle[i_tx], "server_free": srv[i_srv]}
         xr = {n: getattr(x, n)[t] for n in _X_KEYS}
         o = request_physics(tab, xr, a, hot, {n: v[s] for n, v in route_all.items()}, state, phases=False,
@@ -725,7 +745,8 @@ class ScalarEpisode:
         self._route_rows = np.stack([getattr(x, k) for k in _ROUTE_KEYS], axis=-1).tolist()  # [t][route][key]
         self.interarrival = x.interarrival_ms.tolist()
         self._physics = scalar_request_physics()
-        self._cells = stab.cells
+        self._cells = stab.cells  # per workload * A + action
+        self._wA = [w * tab.A for w in self.x["workload"]]  # per request: its row of the cells
         self.reset()
 
     def reset(self) -> None:
@@ -748,7 +769,7 @@ class ScalarEpisode:
     def step(self, t: int, a: int) -> dict:
         """Request ``t`` with action ``a`` from the carried state (the outcome dict, no phases); the carry moves on."""
         hot = self.throttled
-        res, res_hot, q, r = self._cells[a]
+        res, res_hot, q, r = self._cells[self._wA[t] + a]
         if hot:
             res = res_hot
         lf, tx, idle, srv = self.local_free, self.tx_free, self.radio_idle, self.server_free

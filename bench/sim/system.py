@@ -26,7 +26,8 @@ Suite choices (documented, configurable by arguments):
   (torchvision publishes its accuracy); the others run as a float graph where the
   profile's float path says (``data/calibration/float_path.yaml``: the SD845's NNAPI
   runs them on the Adreno in fp32), else on the CPU, at that target's highest level -
-  so the DSP is not a free lunch for every DNN;
+  so the DSP is not a free lunch for every DNN; such a request also occupies that
+  target's queue (``ActionTables.runs_on``), not the DSP's;
 * DVFO (inputs in ``data/dvfo/model.yaml``, each sourced or ``assumed:``):
   ``host_flop_share`` of the FLOPs (pre/post-processing, host operators) run on
   the CPU at f_CPU, the rest on the GPU at (f_GPU, f_MEM); the tail's local and
@@ -240,6 +241,7 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
     pre, pre_cpu, pre_mem, pre_gpu, p_local = z(), z(), z(), z(), z()
     up_bits, down_bits, remote_ms, remote_p, acc, loss = z(), z(), z(), z(), z(), z()
     offloads = np.zeros((W, A), dtype=bool)
+    runs_on = np.full((W, A), "", dtype=object)  # the local target that runs (and queues) each request
     it = interference or load_interference_model()
     constants = sim_kwargs.pop("constants", None) or load_sim_constants()
     for wi, row in wl.iterrows():
@@ -251,6 +253,8 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
                     # float path says (bench/world/float_path.py; the CPU where none is given), at its top level.
                     t, _why = float_target(edge, act["target"], load_float_paths())
                     f, fm = float(t.freq_mhz[-1]), float(t.mem_freq_mhz[-1])
+                # it occupies the processor that runs it (the float path's host keeps its name), not the DSP
+                runs_on[wi, ai] = t.name
                 work = _work(row)
                 lat, power, _src = t.estimate(row["workload"], work, f, fm)
                 comp, memt = _model_parts(t, work, f, fm)
@@ -288,7 +292,7 @@ def autoscale_system(edge="phone_sd845", cloud="cloud_rtx3080", peer="peer_lapto
     tables = ActionTables(tuple(wl["workload"]), actions, pre, pre_cpu, pre_mem, z(), z(), z(), p_local, offloads,
                           actions["route"].to_numpy(dtype=np.int64), up_bits, down_bits, remote_ms, remote_p, acc, loss,
                           pre_gpu_ms=pre_gpu, par_gpu_ms=z(), timeout_ms=_timeouts(wl, constants), fallback=fallback,
-                          throttle_to=throttle_to)
+                          throttle_to=throttle_to, runs_on=runs_on)
     sim = Simulator(tables, links, routes, it, edge.idle_power_w, constants=constants, thermal=thermal, **sim_kwargs)
     return System(sim, wl, edge, {"cloud": cloud, "peer": peer})
 

@@ -73,10 +73,16 @@ class ReferenceModel:
         self.states = states
         self.arrivals = np.concatenate([[0.0], np.cumsum(states.interarrival_ms)[:-1]])
         acts = self.t.actions
+        # per (workload, action): the local target whose queue the request joins, the one that runs it (the
+        # tables' runs_on: a float DNN sent to the DSP runs on the GPU), else the action's target
+        n_w = len(self.t.workloads)
         if {"target", "kind"} <= set(acts.columns):
-            self.resource = [str(tg) if kd == "local" else None for tg, kd in zip(acts["target"], acts["kind"])]
+            own = [str(tg) if kd == "local" else None for tg, kd in zip(acts["target"], acts["kind"])]
+            on = getattr(self.t, "runs_on", None)
+            self.resource = [[(str(on[w][a]) or None) if on is not None else own[a] for a in range(len(acts))]
+                             for w in range(n_w)]
         else:
-            self.resource = ["edge"] * len(acts)
+            self.resource = [["edge"] * len(acts) for _ in range(n_w)]
 
     # ------------------------------------------------------------------ per-request quantities from the tables
     def _local(self, k: int, a: int) -> tuple[float, float, float]:
@@ -218,7 +224,7 @@ class ReferenceModel:
                 r = reqs[k]
                 pre, par, _ = self._local(k, r.action)
                 if pre + par > 0:
-                    res = self.resource[r.action]
+                    res = self.resource[w_of(k)][r.action]
                     local_q.setdefault(res, deque()).append(k)
                     start_local(res)
                 else:

@@ -78,7 +78,7 @@ def _scalar_args(sim, x, acts, hot, carry, j):
     tab = sim.kernel
     a = int(acts[j])
     a_run = int(tab.throttle_to[a]) if hot[j] else a
-    res = max(int(tab.local_resource[a_run]), 0)
+    res = max(int(tab.local_resource[int(x.workload[j]) * tab.A + a_run]), 0)  # where this DNN runs
     q = int(tab.route[a])
     r = int(tab.route_radio[q])
     xr = {k: getattr(x, k)[j].item() for k in _X_KEYS}

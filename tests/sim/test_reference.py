@@ -198,7 +198,7 @@ def test_a_queue_delays_but_draws_no_power(sims, wait, seed):
     sim = sims["autoscale"]
     rng = np.random.default_rng(seed)
     states, draws, _ = random_episode(sim, rng, n=4)
-    local = np.flatnonzero(sim.kernel.local_resource >= 0)
+    local = np.flatnonzero((sim.kernel.local_resource.reshape(sim.W, sim.A) >= 0).all(axis=0))  # local for every DNN
     acts = rng.choice(local, len(states))
     free = sim.evaluate(states, acts, draws)
     tab, n = sim.kernel, len(states)
