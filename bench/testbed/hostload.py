@@ -68,18 +68,23 @@ def scenario_levels(cpu_load: np.ndarray, mem_load: np.ndarray) -> tuple[float, 
 
 
 def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, rounds: int = 9,
-                  gap_s: float = 0.2, base_only=()) -> pd.DataFrame:
+                  gap_s: float = 0.2, base_only=(), phase: str = "before") -> pd.DataFrame:
     """Latency (ms, wall clock) and thread CPU time of single inferences under each setting (see the module
     docstring): per round and workload, the settings in a rotating order, each inference after ``gap_s`` with
     its setting's co-runner running. ``edge.local(w)`` returns a :class:`~bench.testbed.edge.Timing`.
     ``base_only``: workloads timed in the ``none`` setting only (the host fit's filler, never served: it needs
-    no stretch); ``corun`` None: no co-runners, every workload in the ``none`` setting only."""
+    no stretch); ``corun`` None: no co-runners, every workload in the ``none`` setting only.
+
+    Each row also records where the inference stood (:data:`POSITION_COLUMNS`): ``phase`` (``before`` or
+    ``after`` the requests, :func:`bench.testbed.loop.bracket_base`), ``seq`` (its place in this measurement),
+    ``t_s`` (seconds from the measurement's start to the inference) and ``after`` (the setting of the inference
+    just before it, ``start`` for the first): what :func:`residue` and :func:`base_drift` read."""
     settings = [(name, cpu_on, mem_on) for name, cpu_on, mem_on in SETTINGS
                 if not ((cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0))]
     if corun is None:
         settings, corun = settings[:1], _NoCoRunners()
     gap = float(np.clip(gap_s, 0.0, MAX_GAP_S))
-    rows = []
+    rows, previous, start = [], "start", time.perf_counter()
     for rnd in range(rounds):
         for i, w in enumerate(workloads):
             own = settings[:1] if w in base_only else settings
@@ -89,11 +94,60 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
                 time.sleep(gap)  # the inter-arrival pause, the co-runner running (at least one duty period)
                 if hasattr(corun, "refresh"):
                     corun.refresh()  # its workers, forked once it first ran (before the timed call)
+                t_s = time.perf_counter() - start
                 tim = edge.local(w, corunner_ms=getattr(corun, "run_ms", None))
                 rows.append({"round": rnd, "setting": setting, "workload": w, "latency_ms": tim.local_ms,
-                             "cpu_ms": tim.local_cpu_ms, "corunner_cpu_ms": tim.corunner_cpu_ms})
+                             "cpu_ms": tim.local_cpu_ms, "corunner_cpu_ms": tim.corunner_cpu_ms,
+                             "phase": phase, "seq": len(rows), "t_s": t_s, "after": previous})
+                previous = setting
     corun.set_load(0.0, 0.0)
-    return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms", "cpu_ms", "corunner_cpu_ms"])
+    return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms", "cpu_ms", "corunner_cpu_ms",
+                                       *POSITION_COLUMNS])
+
+
+#: where each timed inference stood (:func:`time_settings`)
+POSITION_COLUMNS = ("phase", "seq", "t_s", "after")
+
+
+def _alone_time(timings: pd.DataFrame) -> str:
+    """The column an alone inference is timed by: its thread CPU time where every row has it, else the wall
+    clock (as :func:`base_trace`)."""
+    ok = "cpu_ms" in timings.columns and len(timings) and bool(np.isfinite(timings["cpu_ms"].to_numpy(float)).all())
+    return "cpu_ms" if ok else "latency_ms"
+
+
+def residue(timings: pd.DataFrame) -> dict[str, float]:
+    """Per workload: the median alone (``none``) inference right after a co-runner setting over the median alone
+    inference after another alone one (or first), each relative to the workload's alone median; NaN where either
+    kind is missing. A co-runner's residue (warm caches taken, stress-ng winding down, a lower clock) would read
+    above 1. Over the 12 committed accounted runs (252 alone inferences, campaign_{accounted,base,paced}_nice-10)
+    it read 1.000 after a co-runner against 1.004 after none (Mann-Whitney p = 0.82): none found, so the 200 ms
+    pause without co-runner that already precedes every alone inference stands and no longer gap is added."""
+    none = timings[timings["setting"] == "none"]
+    if none.empty or "after" not in none.columns:
+        return {}
+    col = _alone_time(none)
+    out = {}
+    for w, g in none.groupby("workload", sort=False):
+        rel = g[col].to_numpy(float) / float(np.median(g[col]))
+        co = g["after"].isin([s for s, *_ in SETTINGS if s != "none"]).to_numpy()
+        out[str(w)] = (float(np.median(rel[co]) / np.median(rel[~co])) if co.any() and (~co).any()
+                       else float("nan"))
+    return out
+
+
+def base_drift(timings: pd.DataFrame) -> dict[str, float]:
+    """Per workload: the median alone inference ``after`` the requests over the median ``before`` them (CPU time
+    where every row has it): how far the host's own speed moved across the run (NaN without both phases)."""
+    none = timings[timings["setting"] == "none"]
+    if none.empty or "phase" not in none.columns:
+        return {}
+    col = _alone_time(none)
+    out = {}
+    for w, g in none.groupby("workload", sort=False):
+        b, a = (g.loc[g["phase"] == ph, col].to_numpy(float) for ph in ("before", "after"))
+        out[str(w)] = float(np.median(a) / np.median(b)) if len(a) and len(b) else float("nan")
+    return out
 
 
 class _NoCoRunners:
