@@ -1172,3 +1172,132 @@ def test_without_co_runners_the_edges_base_is_still_timed_just_before_the_reques
         assert info["interference"].startswith("none") and model.cpu_slowdown == 0
         assert prof["edge_base_ms"] == pytest.approx(base) and "no co-runner" in prof["edge_base"]
         assert not (tmp_path / "testbed_edge_interference_timings.csv").exists()
+
+
+class _DriftingEdge(_BaseEdge):
+    """:class:`_BaseEdge` on a host whose own speed moves with time: the ``k``-th inference of the whole run takes
+    ``speed(k)`` x its base (what campaign_base_nice-10's autoscale/cpu_corunner met: the live CPU time's last
+    quarter 0.66-0.74 of its first). Records the co-runners' load each inference met."""
+
+    def __init__(self, corun, base, k, speed):
+        super().__init__(corun, base, k)
+        self.speed, self.calls, self.loads = speed, 0, []
+
+    def local(self, w, corunner_ms=None):
+        tim = super().local(w, corunner_ms)
+        f = self.speed(self.calls)
+        self.calls += 1
+        self.loads.append(dict(self.corun.load))
+        return dataclasses.replace(tim, local_ms=tim.local_ms * f, local_cpu_ms=tim.local_cpu_ms * f,
+                                   corunner_cpu_ms=tim.corunner_cpu_ms * f)
+
+
+def test_alone_rounds_record_their_position_in_the_measurement():
+    """Every timed inference says where it stood (phase, place, time, the setting just before it): what tells a
+    co-runner's residue (hostload.residue) and a drifting host (hostload.base_drift) from the rest."""
+    from bench.testbed import hostload
+
+    corun = _AccountedCoRunners()
+    edge = _BaseEdge(corun, {"a": 10.0, "b": 20.0}, 1.0)
+    t = hostload.time_settings(edge, corun, ["a", "b"], 0.9, 0.2, rounds=3, gap_s=0.0, phase="after")
+    assert set(hostload.POSITION_COLUMNS) <= set(t.columns) and (t["phase"] == "after").all()
+    assert list(t["seq"]) == list(range(len(t))) and (np.diff(t["t_s"].to_numpy()) >= 0).all()
+    assert t["after"].iloc[0] == "start" and list(t["after"].iloc[1:]) == list(t["setting"].iloc[:-1])
+
+
+def test_the_twins_base_is_bracketed_around_the_requests_on_a_host_whose_speed_drifts(tmp_path):
+    """The 25 % cell (campaign_base_nice-10, autoscale/cpu_corunner): the host's speed moved during the run, so a
+    base timed only before the requests read it as it was then (live over base 0.62 / 0.83). With as many alone
+    rounds right after the requests (co-runners set to nothing first), the pooled median meets a drift linear in
+    time in the requests' window; the drift is recorded, the start's fit and the before-only base are kept."""
+    import pandas as pd
+
+    base = {"mobilenet_v2": 31.1, "lstm_text": 10.2, "resnet18": 60.0}
+    start = pd.DataFrame([{"workload": w, "latency_ms": t, "latency_p95_ms": t, "n_runs": 9, "cpu_mhz": 2600.0,
+                           "error": "", "meter": "none", "power_w": np.nan, "latency_wall_ms": t,
+                           "timed": "thread CPU time"} for w, t in base.items()])
+    edge_path, cloud_path = _write_testbed_profiles(start, tmp_path)
+    (tmp_path / "testbed_edge.yaml").replace(tmp_path / "start.yaml")  # the start's fit, as host_profiles leaves it
+    (tmp_path / "start.yaml").replace(edge_path)
+    cfg = loop.TestbedConfig(policy="cpu_only", scenario="cpu_corunner")
+    n = 8
+    scen = loop.restricted_scenario(cfg.scenario, cfg.workloads, n, tmp_path)
+    u0 = loop.twin_env(scen, edge_path, cloud_path, n).unwrapped
+    levels = (0.9, 0.2)
+    corun = _AccountedCoRunners()
+    total = 9 * (2 * 4 + 1) + 40 + 9 * 3  # before (2 served x 4 settings + the filler), 40 requests, after
+    edge = _DriftingEdge(corun, base, 1.0, lambda k: 1.0 - 0.35 * k / total)  # 35 % faster by the run's end
+    prof: dict = {}
+    timed: list = []
+    loop.host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels, edge_path, gap_s=0.0,
+                           prof_info=prof, timed=timed)
+    before_only = dict(prof["edge_base_ms"])
+    corun.set_load(0.9, 0.2)  # the requests' co-runners
+    live = {w: [] for w in base}
+    for i in range(40):
+        w = ("mobilenet_v2", "lstm_text")[i % 2]
+        live[w].append(edge.local(w).local_cpu_ms)
+    n_before = edge.calls
+    pooled = loop.bracket_base(cfg, edge, corun, timed[0], edge_path, prof, gap_s=0.0)
+    assert all(lo == {"cpu": 0.0, "mem": 0.0} for lo in edge.loads[n_before:])  # alone: the co-runners set to 0
+    assert set(pooled["phase"]) == {"before", "after"} and set(pooled["setting"]) == {"none"}
+    assert (pooled["phase"] == "after").sum() == (pooled["phase"] == "before").sum() == 9 * 3
+    for w in ("mobilenet_v2", "lstm_text"):
+        mid = float(np.median(live[w]))
+        assert prof["edge_base_ms"][w] == pytest.approx(mid, rel=0.03)  # the requests' own speed
+        assert abs(before_only[w] / mid - 1) > 0.1  # what the old base (before only) read: >10 % off
+        assert prof["edge_base_drift"][w] == pytest.approx(0.7, abs=0.08)  # recorded, not corrected
+    # the residue ratio is recorded per workload (NaN where no alone inference followed another alone one)
+    assert {"mobilenet_v2", "lstm_text", "resnet18"} <= set(prof["edge_base_residue"])
+    assert "bracketed" in prof["edge_base"]
+    assert (tmp_path / "testbed_edge_provisional.yaml").is_file()  # the start's fit, not overwritten
+    assert (tmp_path / "testbed_edge_before_requests.yaml").is_file()
+    assert (tmp_path / "testbed_edge_base_timings.csv").is_file()
+    from bench.world.profiles import load_profile
+
+    assert load_profile(edge_path).name == "testbed_edge"
+
+
+def _alone(values_before, values_after, after_setting):
+    import pandas as pd
+
+    rows = []
+    for phase, vals in (("before", values_before), ("after", values_after)):
+        for i, v in enumerate(vals):
+            rows.append({"round": i, "setting": "none", "workload": "w", "latency_ms": v + 1.0, "cpu_ms": v,
+                         "corunner_cpu_ms": 0.0, "phase": phase, "seq": i, "t_s": float(i),
+                         "after": after_setting(i)})
+    return pd.DataFrame(rows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(before=st.lists(st.floats(1, 200), min_size=1, max_size=12),
+       after=st.lists(st.floats(1, 200), min_size=1, max_size=12))
+def test_the_bracketed_base_lies_between_both_sides_and_the_drift_is_their_ratio(before, after):
+    from bench.testbed import hostload
+
+    t = _alone(before, after, lambda i: "start")
+    b, a = float(np.median(before)), float(np.median(after))
+    base = float(hostload.base_trace(t, 2600.0).at[0, "latency_ms"])
+    assert min(a, b) * (1 - 1e-12) <= base <= max(a, b) * (1 + 1e-12)
+    assert hostload.base_drift(t)["w"] == pytest.approx(a / b, rel=1e-9)
+    assert np.isnan(hostload.base_drift(t[t["phase"] == "before"])["w"])  # one side only: no drift to read
+
+
+@settings(max_examples=40, deadline=None)
+@given(vals=st.lists(st.floats(1, 200), min_size=4, max_size=20), f=st.floats(0.5, 2.0),
+       pattern=st.lists(st.sampled_from(["none", "cpu", "mem", "scenario", "start"]), min_size=20, max_size=20))
+def test_a_co_runners_residue_scales_the_residue_ratio_by_itself(vals, f, pattern):
+    """Alone inferences after a co-runner setting read ``f`` x slower: the residue ratio moves by exactly ``f``
+    (it is a ratio of medians, each relative to the workload's median), whatever the values and the order."""
+    from bench.testbed import hostload
+
+    t = _alone(vals, [], lambda i: pattern[i])
+    co = t["after"].isin(["cpu", "mem", "scenario"])
+    r0 = hostload.residue(t)["w"]
+    if not co.any() or co.all():
+        assert np.isnan(r0)
+        return
+    t2 = t.assign(cpu_ms=np.where(co, t["cpu_ms"] * f, t["cpu_ms"]))
+    assert hostload.residue(t2)["w"] == pytest.approx(f * r0, rel=1e-9)
+    assert hostload.residue(t.drop(columns=["after"])) == {}  # timings from before positions were recorded
