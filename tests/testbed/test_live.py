@@ -139,6 +139,12 @@ def test_twenty_live_requests(tmp_path):
     at = yaml.safe_load((tmp_path / "testbed_edge_interference.yaml").read_text())["measured_at"]
     if cfg.corunners:  # measured here: when, under what load, by what command
         assert {"measured_utc", "loadavg_1min_before", "command", "rounds", "gap_ms"} <= set(at)
+    # the twin's base: alone rounds before and as many right after the requests (loop.bracket_base)
+    base = pd.read_csv(tmp_path / "testbed_edge_base_timings.csv")
+    assert (base["setting"] == "none").all()
+    assert (base["phase"] == "after").sum() == (base["phase"] == "before").sum() > 0
+    assert set(summary["profile_edge_base_drift"]) == set(base["workload"]) and "bracketed" in summary["profile_edge_base"]
+    assert (tmp_path / "testbed_edge_before_requests.yaml").is_file() and (tmp_path / "testbed_edge_provisional.yaml").is_file()
     # the testbed's own work ran off the edge's CPUs where the host has others, and its CPU time was counted
     assert not set(summary["support_cpus"]) & set(cfg.edge_cpus) or os.cpu_count() == 1
     assert {"dispatcher", "shaper", "children"} <= set(summary["support_cpu_ms_per_request"])
