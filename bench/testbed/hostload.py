@@ -122,7 +122,9 @@ def residue(timings: pd.DataFrame) -> dict[str, float]:
     kind is missing. A co-runner's residue (warm caches taken, stress-ng winding down, a lower clock) would read
     above 1. Over the 12 committed accounted runs (252 alone inferences, campaign_{accounted,base,paced}_nice-10)
     it read 1.000 after a co-runner against 1.004 after none (Mann-Whitney p = 0.82): none found, so the 200 ms
-    pause without co-runner that already precedes every alone inference stands and no longer gap is added."""
+    pause without co-runner that already precedes every alone inference stands and no longer gap is added.
+    NaN for a workload the settings' rotation never places after another alone inference (the second of two
+    served workloads)."""
     none = timings[timings["setting"] == "none"]
     if none.empty or "after" not in none.columns:
         return {}
