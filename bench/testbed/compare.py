@@ -25,7 +25,14 @@ COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_me
            *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
            "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
            "parts_skipped_timed_out", "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
-           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice"]
+           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice", "edge_base_drift"]
+
+
+def base_drift(s: dict) -> float | None:
+    """The run's edge-base drift (after the requests over before them, :func:`bench.testbed.loop.bracket_base`)
+    farthest from 1 over its workloads; None for a run from before the bracket or without a timed base."""
+    drift = [float(v) for v in (s.get("profile_edge_base_drift") or {}).values() if v is not None and np.isfinite(v)]
+    return max(drift, key=lambda v: abs(v - 1.0)) if drift else None
 
 
 def _mix_text(mix: dict | None) -> str:
@@ -61,6 +68,7 @@ def row_from_summary(s: dict) -> dict:
             "energy_check": _check_text(s.get("energy_check")),
             "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
             "loadavg_end_1min": (s.get("loadavg_end") or [None])[0], "nice": s.get("nice", 0),
+            "edge_base_drift": base_drift(s),
             "local_ms_mean": s.get("local_ms_mean"), "transfer_ms_mean": s.get("transfer_ms_mean"),
             "server_ms_mean": s.get("server_ms_mean"), "queue_ms_mean": s.get("queue_ms_mean"),
             "energy_mj_mean": s.get("energy_mj_mean"), "energy_source": s.get("energy_source"),

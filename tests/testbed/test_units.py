@@ -1301,3 +1301,18 @@ def test_a_co_runners_residue_scales_the_residue_ratio_by_itself(vals, f, patter
     t2 = t.assign(cpu_ms=np.where(co, t["cpu_ms"] * f, t["cpu_ms"]))
     assert hostload.residue(t2)["w"] == pytest.approx(f * r0, rel=1e-9)
     assert hostload.residue(t.drop(columns=["after"])) == {}  # timings from before positions were recorded
+
+
+@settings(max_examples=40, deadline=None)
+@given(drift=st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                             st.one_of(st.floats(0.1, 10), st.just(float("nan"))), max_size=3))
+def test_the_campaign_table_shows_each_runs_base_drift_farthest_from_one(drift):
+    from bench.testbed.compare import base_drift
+
+    finite = [v for v in drift.values() if np.isfinite(v)]
+    got = base_drift({"profile_edge_base_drift": drift})
+    if not finite:
+        assert got is None
+    else:
+        assert got in finite and all(abs(got - 1) >= abs(v - 1) for v in finite)
+    assert base_drift({}) is None  # a run from before the bracket
