@@ -189,6 +189,8 @@ def main(argv=None) -> int:
         print("gap ladder (mJ per inference; each step's share of AutoScale - the bound's lower end):")
         prev = None
         for k, v in rung.items():
+            if not np.isfinite(v):  # a rung not computed (--reference-seeds 0)
+                continue
             share = "" if prev is None or gap == 0 else f"  step {prev - v:+7.2f} ({(prev - v) / gap:6.1%})"
             print(f"  {k:24s} {v:8.2f}{share}")
             prev = v
