@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,7 +148,17 @@ def main(argv=None) -> int:
     apply_world(params)
     lam = float(params.objective.violation_cost_mj)
     t0 = time.process_time()
-    learner = AutoScaleLearner.load(args.policy)
+    try:  # bad input: one line naming it, exit 2 (no traceback)
+        learner = AutoScaleLearner.load(args.policy)
+        for sc in args.scenarios:
+            load_scenario(sc)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"autoscale_gap: {e}", file=sys.stderr)
+        return 2
+    if args.seeds < 1 or args.reference_seeds < 0 or args.steps < 0:
+        print(f"autoscale_gap: --seeds {args.seeds} (>= 1), --reference-seeds {args.reference_seeds} (>= 0), "
+              f"--steps {args.steps} (>= 0)", file=sys.stderr)
+        return 2
     kw = learner.config.env_kwargs()
     length = lambda sc: load_scenario(sc).steps if args.steps <= 0 else min(args.steps, load_scenario(sc).steps)  # noqa: E731
     seeds = derive_seeds(params.seed, max(args.seeds, 1), "evaluate", "autoscale_phone")[: args.seeds]

@@ -39,3 +39,11 @@ def test_the_state_best_rung_never_costs_more_than_the_policy_on_its_own_data(ro
     own = np.where(df["state"] % 2 == 0, df["c:a"], df["c:b"])  # a policy that decides by state
     df["one_step_cost"] = own
     assert gap._pick(df, gap.state_best(df, ["a", "b"])).mean() <= own.mean() + 1e-9 * max(1.0, own.mean())
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.text(alphabet="abcxyz_-", min_size=1, max_size=12))
+def test_a_missing_artefact_is_one_line_and_exit_2(tmp_path_factory, name):
+    gap = _script()
+    missing = tmp_path_factory.mktemp("gap") / name
+    assert gap.main([str(missing)]) == 2
