@@ -773,8 +773,8 @@ def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: 
 
 
 def _undominated(k: np.ndarray, cost: np.ndarray, better: np.ndarray) -> np.ndarray:
-    """Indices of the states (distinct rows of grid keys ``k``, costs ``cost``) that no other state *dominates*: in every
-    column at least as favourable (``better``: +1 larger, -1 smaller, 0 equal) and no dearer. A dominated state is
+    """Indices of the states (distinct rows of grid keys ``k``, costs ``cost``) that no other state *dominates*: in
+    every column at least as favourable (``better``: +1 larger, -1 smaller, 0 equal) and no dearer. A dominated state is
     redundant in the episode bound: every continuation of it is open to its dominator at no more cost (each rule of
     :func:`episode_bound` is monotone in these columns: a queue free earlier allows more options and leaves the queues
     no later; a radio connected longer only allows more), so dropping it leaves the least
