@@ -534,7 +534,8 @@ def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> t
 def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray | None = None,
                   next_ms: np.ndarray | None = None, qos_ms: np.ndarray | None = None, n_res: int = 0,
                   steps: int = CARRY_STEPS, queue_ms: float = QUEUE_GRID_MS, per_class: int = OPTIONS_PER_CLASS,
-                  max_states: int = MAX_STATES, ok_part: tuple | None = None) -> EpisodeBound:
+                  max_states: int = MAX_STATES, ok_part: tuple | None = None,
+                  prune_from: int | None = None) -> EpisodeBound:
     """The per-request relaxation tightened by a dynamic program over what one request leaves the next.
 
     :func:`request_bounds` lets every request meet empty queues and cuts its radio window at the next arrival
@@ -555,6 +556,11 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     ends down, window starts up; doubled where the states exceed ``max_states``), and options are merged
     towards the favourable side (:func:`_options`), so the DP stays finite and its minimum a bound.
 
+    Where more than ``max_states`` states survive a step, the states another dominates are dropped first
+    (:func:`_undominated`: the least path cost is unchanged) and the grid coarsens only if that is not enough
+    (``prune_from``: the number of states above which dominated ones are dropped; default ``max_states``; tests pass
+    0 to check that dropping them never changes the value).
+
     ``lam``: the Lagrangian variant (a miss costs ``lam``); ``None``: QoS-first (``feasible`` requests only
     through options meeting QoS, the others through any option at no price). ``ok_part``: the options meeting
     QoS (:func:`_ok_options`), when both variants are computed (:func:`episode_bounds`).
@@ -574,6 +580,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     # (the connected-until only gates promotion-free options: a coarser grid, rounded up, keeps the states few)
     grid = np.r_[np.full(nl + r, float(queue_ms)), np.tile(np.maximum(tails, 1e-9) / steps, 2),
                  np.maximum(tails, 1e-9) / CONN_STEPS]
+    prune_at = max_states if prune_from is None else int(prune_from)
     feas = np.ones(n, dtype=bool) if feasible is None else np.asarray(feasible, dtype=bool)
     # one base power per radio: the least any carry of that radio is priced at (a floor of each)
     power = np.zeros(r)
@@ -616,6 +623,12 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
         new_t = np.where(rad_o >= 0, nl + rad_o, d_dims)
         new_u = np.where(rad_o >= 0, u_col, d_dims)
     w_cols = np.r_[np.arange(nl + r), d_dims]
+    # per carried column, which way is more favourable to a path (:func:`_undominated`): +1 larger (the connected-until:
+    # it only allows more), -1 smaller (queues: each only allows more and occupies less), 0 neither (a window: a longer
+    # one costs more later but, open, lets a miss on its radio add no base power of its own)
+    better = np.zeros(d_dims, dtype=np.int64)
+    better[:nl + r] = -1
+    better[u_sl] = 1
     pastable = np.ones(d_dims, dtype=bool)
     pastable[a_sl] = pastable[b_sl] = False
     with np.errstate(invalid="ignore"):
@@ -690,6 +703,9 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
             while True:
                 k = _on_grid(new, grid, later, a_sl, b_sl, u_sl, pastable)
                 first = _cheapest_per_key(k, newc)
+                if len(first) > prune_at:
+                    # before a coarser grid: drop the states another makes redundant (:func:`_undominated`)
+                    first = first[_undominated(k[first], newc[first], better)]
                 if len(first) <= max_states:
                     break
                 grid = grid * 2.0  # too many states: a coarser grid (still rounding to the cheaper side)
@@ -754,6 +770,31 @@ def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: 
     k[:, a_sl] = np.where(empty, 0, k[:, a_sl])
     k[:, b_sl] = np.where(empty, 0, k[:, b_sl])
     return k
+
+
+def _undominated(k: np.ndarray, cost: np.ndarray, better: np.ndarray) -> np.ndarray:
+    """Indices of the states (distinct rows of grid keys ``k``, costs ``cost``) that no other state *dominates*: in
+    every column at least as favourable (``better``: +1 larger, -1 smaller, 0 equal) and no dearer. A dominated state is
+    redundant in the episode bound: every continuation of it is open to its dominator at no more cost (each rule of
+    :func:`episode_bound` is monotone in these columns: a queue free earlier allows more options and leaves the queues
+    no later; a radio connected longer only allows more), so dropping it leaves the least
+    path cost unchanged. Rows are distinct, so two states never dominate each other."""
+    k = np.asarray(k)
+    cost = np.asarray(cost, dtype=float)
+    n = len(cost)
+    if n < 2:
+        return np.arange(n)
+    kb = k * np.where(better < 0, -1, 1)  # every compared column: larger is more favourable
+    eq, ge = better == 0, better != 0
+    dominated = np.zeros(n, dtype=bool)
+    step = max(1, 4_000_000 // (n * k.shape[1] + 1))
+    for s in range(0, n, step):  # rows i in [s, s + step): is some j at least as favourable everywhere, no dearer?
+        ki = kb[s:s + step, None, :]
+        dom = (kb[None, :, ge] >= ki[:, :, ge]).all(axis=2) & (kb[None, :, eq] == ki[:, :, eq]).all(axis=2)
+        dom &= cost[None, :] <= cost[s:s + step, None]
+        dom[np.arange(dom.shape[0]), np.arange(s, s + dom.shape[0])] = False
+        dominated[s:s + step] = dom.any(axis=1)
+    return np.flatnonzero(~dominated)
 
 
 def _cheapest_per_key(k: np.ndarray, cost: np.ndarray) -> np.ndarray:
