@@ -138,7 +138,8 @@ def test_an_evaluation_param_reruns_only_what_depends_on_it(repo_copy, reproduce
     for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson"):
         assert stage not in status, status
     for stage in ("evaluate", "report"):  # marked by the `evaluate` params alone, no other dependency changed
-        changed = [entry["changed deps"] for entry in status[stage] if isinstance(entry, dict) and "changed deps" in entry]
+        changed = [entry["changed deps"] for entry in status[stage]
+                   if isinstance(entry, dict) and "changed deps" in entry]
         assert changed == [{"params.yaml": {"evaluate": "modified"}}], status[stage]
 
 
