@@ -50,7 +50,7 @@ def ci_examples(pinned: int) -> int:
 #: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
 #: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
-LONG_FIRST = ("tests/test_pipeline.py",  # two CI-sized `dvc repro`s, then checks of the notebooks they executed
+LONG_FIRST = ("tests/test_pipeline.py",  # a CI-sized `dvc repro`, a no-op one, `dvc status`; its notebooks
               "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb",  # nbval (--nbval-lax): ~70 s for all four
               "tests/policies/test_dvfo.py",  # 69 s (110 s before its determinism check trained 2 x 4,000 steps)
               "tests/test_perf.py",  # 59 s

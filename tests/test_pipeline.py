@@ -26,11 +26,21 @@ from bench.paths import REPO_ROOT
 from bench.pipeline.stages import NOTEBOOKS, stage_parameters
 from notebook_checks import cell_problems, is_plotting, machine_paths
 
+#: a hang guard, not a speed goal: the CI-sized first `dvc repro` took over 600 s beside a load of ~20 on the shared
+#: 2-core host (issue 25's measurements), and a timeout there failed every test that reads its outputs
+HANG_S = 1800
+
+
 def _run(args, cwd):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+#: the CI copy's steps per episode: not the evaluate notebook's own default (60), so the first repro shows the param
+#: reached the notebook
+CI_STEPS = 30
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +48,22 @@ def repo_copy(clean_repo):
     """The checkout as git knows it (no run cache, results or checkpoints of earlier runs), CI-sized params."""
     dst = clean_repo
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["profile"].update(workloads=["mobilenet_v2", "resnet18", "lstm_text"], warmup=0, repeats=2, adapter="none")
+    # the profile notebook's own CI-sized caps (its parameters cell) on the adaptive warm-up and repeats: the shipped
+    # ones (max_repeats 60 until the median's CI is within 2%, up to 30 warm-up runs, 8 hooked class runs) let a noisy
+    # host time each workload ~100 times where the wiring needs a few (issue 25); the loops still run, to these caps
+    params["profile"].update(workloads=["mobilenet_v2", "resnet18", "lstm_text"], warmup=0, repeats=2, adapter="none",
+                             max_repeats=6, ci_rel=0.05, max_warmup=5, warmup_tol=0.10, class_runs=3)
     # the CI runs only (a shipped run no CI suite evaluates, dvfo_phone, would be one more training stage and notebook
     # for nothing: the wiring is the same for every run); CI-sized learners, same code path
     params["train"]["runs"] = {}
     for run, (learner, profile, config) in CI_RUNS.items():
         params["train"]["runs"][run] = {"learner": learner, "profile": profile}
         params["train"][learner] = {k: v for k, v in config.items()}
-    params["evaluate"].update(seeds=1, steps=30, n_boot=50, workers=1, suites=CI_SUITES)
+    # two seeds per learning curve, not the shipped three: the extra seeds' side work (another training per run,
+    # curves.csv, the report's band over seeds) runs the same for one extra seed as for two (issue 25: a third of the
+    # train stages' learning)
+    params["train"]["curve_seeds"] = 2
+    params["evaluate"].update(seeds=1, steps=CI_STEPS, n_boot=50, workers=1, suites=CI_SUITES)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dst
 
@@ -87,6 +105,9 @@ def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy, reproduc
     assert set(metrics) == set(CI_SUITES)
     assert "efficiency_vs_cpu_only" in metrics["autoscale_phone"]["autoscale"]
     assert (results / "report" / "papers_vs_suite.csv").exists()
+    # the evaluate stage's notebook ran with params.yaml's steps (the CI copy's 30), not its own default (60)
+    evaluated = pd.read_parquet(results / "evaluate" / "results.parquet")
+    assert evaluated.groupby(["policy", "scenario", "seed"]).size().eq(CI_STEPS).all()
     # one executed notebook per stage run: profile, evaluate, report and one per training run
     runs = yaml.safe_load((repo_copy / "params.yaml").read_text())["train"]["runs"]
     assert len(list((results / "notebooks").glob("*.ipynb"))) == 3 + len(runs)
@@ -100,16 +121,26 @@ def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy, reproduc
 @pytest.mark.live
 @pytest.mark.pipeline
 def test_an_evaluation_param_reruns_only_what_depends_on_it(repo_copy, reproduced):
-    # from the reproduced pipeline (the module's copy)
+    """DVC reruns exactly the stages `dvc status` names as changed (plus those whose dependencies a rerun stage
+    rewrites, none here: evaluate's outputs feed only the report, which the param itself marks): so the wiring
+    under test, which stages depend on the `evaluate` params, is read from `dvc status` of the reproduced copy
+    instead of paying a second evaluation and report render (issue 25: ~57 CPU-s). That the stage's notebook
+    reads the param is checked on the first repro (the CI copy's steps, not the notebook's default, per episode)."""
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["evaluate"]["steps"] = 25
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run([sys.executable, "-m", "dvc", "repro"], repo_copy)
-    assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out, out
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo_copy, env=env,
+                          capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert {"evaluate", "report"} <= set(status), status
     for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson"):
-        assert f"Running stage '{stage}'" not in out
-    results = pd.read_parquet(repo_copy / "results" / "evaluate" / "results.parquet")
-    assert results.groupby(["policy", "scenario", "seed"]).size().eq(25).all()
+        assert stage not in status, status
+    for stage in ("evaluate", "report"):  # marked by the `evaluate` params alone, no other dependency changed
+        changed = [entry["changed deps"] for entry in status[stage]
+                   if isinstance(entry, dict) and "changed deps" in entry]
+        assert changed == [{"params.yaml": {"evaluate": "modified"}}], status[stage]
 
 
 def test_changing_a_profile_param_marks_the_stage_changed(repo_copy):
