@@ -181,11 +181,12 @@ class Predictor:
                 "error": _nan_reason(t, lat, power)}
 
 
-def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tuple[pd.DataFrame, int]:
+def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None,
+                  where: str = "input") -> tuple[pd.DataFrame, int]:
     """The rows plus the output columns; the number of rows that failed (their ``error`` says why)."""
     for col in ("profile", "workload", "target"):
         if col not in rows.columns:
-            raise PredictError(f"input lacks column {col!r}; needed: profile, workload, target "
+            raise PredictError(f"{where} lacks column {col!r}; needed: profile, workload, target "
                                f"[, level_mhz, mem_level_mhz, precision]")
     predictor = predictor or Predictor()
     out = rows.copy()
@@ -214,7 +215,7 @@ def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int]:
                            f"in an existing directory")
     if Path(out_path).is_dir():
         raise PredictError(f"--out {out_path}: is a directory; allowed: a file path")
-    out, failed = predict_frame(read_rows(src))
+    out, failed = predict_frame(read_rows(src), where=f"--csv {src}")
     try:
         # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters)
         out.to_csv(out_path, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
