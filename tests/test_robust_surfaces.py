@@ -181,3 +181,29 @@ def test_monitor_replay_without_power_is_one_line(tmp_path, capsys):
     log.write_text("RAM 1/2MB garbage\n")  # a tegrastats line with no power rail
     _one_line_exit_2(capsys, ["monitor", "--adapter", "replay", "--replay", str(log), "--", "true"],
                      "power or energy")
+
+
+# --------------------------------------------------------------------------- --meter-option KEY=VALUE
+
+@FAST
+@given(st.lists(st.text(alphabet=string.printable, max_size=12), min_size=1, max_size=3))
+def test_meter_options_parse_or_refuse(pairs):
+    # was: a YAML parser traceback for a value like 'k=[1,'
+    from hw.base import MeterError
+    from hw.cli import meter_options
+
+    try:
+        out = meter_options(pairs)
+    except MeterError as exc:
+        assert "--meter-option" in str(exc)
+    else:
+        assert set(out) <= {p.partition("=")[0] for p in pairs}
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["monitor", "--adapter", "replay", "--replay", "x.log", "--meter-option", "foo", "--", "true"], "expected KEY=VALUE"),
+    (["monitor", "--adapter", "rapl", "--meter-option", "root=/x", "--", "true"], "takes no --meter-option"),
+])
+def test_meter_option_misuse_is_one_line(capsys, argv, needle):
+    # was: silently dropped with a built-in adapter (the run went ahead without the user's setting)
+    _one_line_exit_2(capsys, argv, needle)
