@@ -207,3 +207,24 @@ def test_meter_options_parse_or_refuse(pairs):
 def test_meter_option_misuse_is_one_line(capsys, argv, needle):
     # was: silently dropped with a built-in adapter (the run went ahead without the user's setting)
     _one_line_exit_2(capsys, argv, needle)
+
+
+# --------------------------------------------------------------------------- testbed: nothing written on a refused input
+
+@pytest.mark.parametrize("case", ["bad trace cell", "no shared workload", "garbage host profile"])
+def test_testbed_refuses_bad_inputs_before_creating_out(tmp_path, capsys, case):
+    # was: --out (and a restricted scenario copy in it) created before the scenario or host profile was read
+    from bench.paths import DATA_DIR
+
+    src = (DATA_DIR / "scenarios" / "dvfo_trace_att_driving.yaml").read_text()
+    (tmp_path / "t.csv").write_text("time_s,mbps\n0,1\n1,nan\n")
+    (tmp_path / "s.yaml").write_text(src.replace("path: traces/mahimahi_att_lte_driving_up.csv", "path: t.csv"))
+    (tmp_path / "hp.yaml").write_bytes(b"\xff\xfe")
+    out = tmp_path / "out dir ü"
+    argv = ["testbed", "--policy", "static_local", "--out", str(out), "--requests", "1"]
+    argv += {"bad trace cell": ["--scenario", str(tmp_path / "s.yaml")],
+             "no shared workload": ["--scenario", "cellular_only", "--workloads", "nope"],
+             "garbage host profile": ["--scenario", "cellular_only", "--host-profile", str(tmp_path / "hp.yaml")]}[case]
+    _one_line_exit_2(capsys, argv, {"bad trace cell": "must be finite", "no shared workload": "--workloads",
+                                    "garbage host profile": "not UTF-8"}[case])
+    assert not out.exists()
