@@ -228,3 +228,20 @@ def test_testbed_refuses_bad_inputs_before_creating_out(tmp_path, capsys, case):
     _one_line_exit_2(capsys, argv, {"bad trace cell": "must be finite", "no shared workload": "--workloads",
                                     "garbage host profile": "not UTF-8"}[case])
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- readme --results
+
+@pytest.mark.parametrize("content", [b"\xe2[j garbage", b'{"a": NaN}', b'{"x": {"y": 1}}'])
+def test_readme_with_foreign_results_is_one_line_and_writes_nothing(tmp_path, capsys, content):
+    # was: UnicodeDecodeError / AttributeError tracebacks from the renderer
+    from bench.pipeline import readme
+
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "evaluate" / "metrics_overall.json").write_bytes(content)
+    before = readme.README.read_bytes()
+    code = main(["readme", "--check", "--results", str(tmp_path)])  # --check: never writes, whatever happens
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--results" in err, (code, err)
+    assert readme.README.read_bytes() == before
