@@ -245,3 +245,25 @@ def test_readme_with_foreign_results_is_one_line_and_writes_nothing(tmp_path, ca
     assert "Traceback" not in err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--results" in err, (code, err)
     assert readme.README.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- testbed-stage --tabulate
+
+@FAST
+@given(st.binary(max_size=64), st.binary(max_size=64) | st.sampled_from([b"{}", b"[]", b'{"policy": 1}', b"null"]))
+def test_tabulate_skips_and_counts_unreadable_runs(tmp_path_factory, parquet, summary):
+    # was: a pyarrow ArrowInvalid traceback for one crashed run folder, losing the whole table
+    import contextlib
+    import io
+
+    from bench.testbed.compare import COLUMNS, tabulate
+
+    run = tmp_path_factory.mktemp("runs") / "a"
+    run.mkdir()
+    (run / "requests.parquet").write_bytes(parquet)
+    (run / "summary.json").write_bytes(summary)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        table, requests = tabulate([run, run.parent / "missing"])
+    assert list(table.columns) == list(COLUMNS) and len(table) == 0
+    assert "skipped 2 of 2 run folders" in err.getvalue()
