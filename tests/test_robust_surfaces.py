@@ -267,3 +267,21 @@ def test_tabulate_skips_and_counts_unreadable_runs(tmp_path_factory, parquet, su
         table, requests = tabulate([run, run.parent / "missing"])
     assert list(table.columns) == list(COLUMNS) and len(table) == 0
     assert "skipped 2 of 2 run folders" in err.getvalue()
+
+
+# --------------------------------------------------------------------------- INA3221 under an odd --sysfs-root
+
+@pytest.mark.parametrize("root_name", ["run[1]", "a*b?c", "sp ace ü"])
+def test_ina3221_root_with_glob_characters_is_a_path(tmp_path, root_name):
+    # was: the root was used as a glob pattern, so /tmp/run[1] found no rails (and the error said 'run[1]sys/...')
+    from hw.base import NoDeviceError
+    from hw.jetson import Ina3221Meter
+
+    hw = tmp_path / root_name / "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
+    hw.mkdir(parents=True)
+    (hw / "in1_label").write_text("VDD_IN\n")
+    (hw / "in1_input").write_text("5000\n")
+    (hw / "curr1_input").write_text("1000\n")
+    assert Ina3221Meter(tmp_path / root_name).read().power_w == {"VDD_IN": pytest.approx(5.0)}
+    with pytest.raises(NoDeviceError, match=r"/sys/bus/i2c/drivers/ina3221"):
+        Ina3221Meter(tmp_path / root_name / "empty")
