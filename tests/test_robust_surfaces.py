@@ -285,3 +285,40 @@ def test_ina3221_root_with_glob_characters_is_a_path(tmp_path, root_name):
     assert Ina3221Meter(tmp_path / root_name).read().power_w == {"VDD_IN": pytest.approx(5.0)}
     with pytest.raises(NoDeviceError, match=r"/sys/bus/i2c/drivers/ina3221"):
         Ina3221Meter(tmp_path / root_name / "empty")
+
+
+# --------------------------------------------------------------------------- cpufreq/devfreq files
+
+class _FakeFS:
+    def __init__(self, files):
+        self.files = files
+
+    def read(self, path):
+        return self.files[path]
+
+    def write(self, path, value):
+        self.files[path] = value
+
+    def listdir(self, path):
+        return ["policy0"] if path.endswith("cpufreq") else []
+
+    def exists(self, path):
+        return path in self.files
+
+
+@FAST
+@given(st.text(max_size=40), st.text(max_size=12))
+def test_dvfs_clock_files_parse_or_refuse(avail, cur):
+    # was: int() ValueError tracebacks on a stray token ('1190400*', '²', 'N/A') in a clock file
+    from hw.base import ParseError
+    from hw.dvfs import CPUFREQ_DIR, SysfsDvfs
+
+    d = f"{CPUFREQ_DIR}/policy0"
+    ctl = SysfsDvfs(_FakeFS({f"{d}/scaling_available_frequencies": avail, f"{d}/scaling_cur_freq": cur}))
+    for read in (ctl.frequencies, ctl.current):
+        try:
+            out = read()
+        except ParseError as exc:
+            assert "\n" not in str(exc) and d in str(exc)
+        else:
+            assert all(v >= 0 for vals in out.values() for v in (vals if isinstance(vals, list) else [vals]))
