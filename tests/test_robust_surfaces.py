@@ -322,3 +322,25 @@ def test_dvfs_clock_files_parse_or_refuse(avail, cur):
             assert "\n" not in str(exc) and d in str(exc)
         else:
             assert all(v >= 0 for vals in out.values() for v in (vals if isinstance(vals, list) else [vals]))
+
+
+# --------------------------------------------------------------------------- adb: power_supply listing
+
+@FAST
+@given(st.text(max_size=60), st.sampled_from(["Battery", "Mains", "\x00", ""]))
+def test_find_battery_skips_unusable_supply_names(listing, kind):
+    # was: a NUL in adb's listing reached subprocess ("embedded null byte" ValueError)
+    from hw.android import find_battery
+    from hw.base import MeterError
+
+    class Phone:
+        def shell(self, argv):
+            assert all("\x00" not in a for a in argv)
+            return listing if argv[0] == "ls" else kind
+
+    try:
+        path = find_battery(Phone())
+    except MeterError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert path.startswith("/sys/class/power_supply/") and kind == "Battery"
