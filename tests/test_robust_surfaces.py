@@ -344,3 +344,22 @@ def test_find_battery_skips_unusable_supply_names(listing, kind):
         assert "\n" not in str(exc)
     else:
         assert path.startswith("/sys/class/power_supply/") and kind == "Battery"
+
+
+def test_predict_failed_write_keeps_the_old_output(tmp_path, capsys, monkeypatch):
+    # was: to_csv straight into --out: a full disk left half a file (and lost an input named as --out too)
+    import errno
+
+    import pandas as pd
+
+    src = tmp_path / "rows.csv"
+    src.write_text("profile,workload,target\nphone_sd845,resnet18,gpu\n")
+    before = src.read_bytes()
+
+    def full_disk(self, path, *a, **k):
+        Path(path).write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    _one_line_exit_2(capsys, ["predict", "--csv", str(src), "--out", str(src)], "No space left")
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]

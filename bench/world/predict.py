@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -216,10 +217,15 @@ def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int]:
     if Path(out_path).is_dir():
         raise PredictError(f"--out {out_path}: is a directory; allowed: a file path")
     out, failed = predict_frame(read_rows(src), where=f"--csv {src}")
+    tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp")
     try:
-        # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters)
-        out.to_csv(out_path, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters);
+        # written beside and renamed: a failed write (a full disk) never leaves a half file, nor loses an
+        # input the user named as --out too
+        out.to_csv(tmp, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        os.replace(tmp, out_path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise PredictError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
     return len(out), failed
 
