@@ -222,6 +222,8 @@ def _check_args(args: argparse.Namespace) -> str:
         return f"--out {out} is a directory; allowed: a file path such as {out / 'trace.parquet'}"
     if out.name in ("", ".", ".."):
         return f"--out {args.out!r}: allowed: a file path such as traces/host.parquet"
+    if out.suffix.lower() != ".parquet":  # a trace.csv would hold Parquet bytes that no CSV reader opens
+        return f"--out {args.out!r}: the trace is written as Parquet; allowed: a path ending in .parquet"
     return ""
 
 

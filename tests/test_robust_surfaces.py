@@ -363,3 +363,10 @@ def test_predict_failed_write_keeps_the_old_output(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
     _one_line_exit_2(capsys, ["predict", "--csv", str(src), "--out", str(src)], "No space left")
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_collect_out_must_be_parquet(tmp_path, capsys):
+    # was: Parquet bytes written under trace.csv (no CSV reader opens it), after minutes of measuring
+    _one_line_exit_2(capsys, ["collect", "--adapter", "none", "--workloads", "resnet18", "--out",
+                              str(tmp_path / "trace.csv")], "ending in .parquet")
+    assert list(tmp_path.iterdir()) == []
