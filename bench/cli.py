@@ -206,7 +206,12 @@ def _run(fn, *args) -> int:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in _USER_OS_ERRNOS or os.environ.get(TRACEBACK_ENV) == "1":
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        if exc.errno is None and isinstance(exc, FileNotFoundError):  # raised with a message of ours (no errno)
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        if exc.errno not in _USER_OS_ERRNOS:
             raise
         where = exc.filename if exc.filename is not None else "-"
         print(f"error: {short(str(where))[1:-1] if isinstance(where, str) else where}: "

@@ -29,7 +29,7 @@ def run_workloads(args: argparse.Namespace) -> int:
         for path in write_cache(out):
             print(f"wrote {path}")
     with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(load_workloads(out).drop(columns="acc_source").to_string(index=False))
+        print(load_workloads(out).drop(columns="acc_source", errors="ignore").to_string(index=False))
     return 0
 
 

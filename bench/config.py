@@ -821,8 +821,14 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: no such file (the pipeline reads its parameters from params.yaml at the repo root)")
-    data = read_yaml(path, ParamsError, where=str(path.name))
-    return params_from_dict(data, base_dir=path.resolve().parent)
+    data = read_yaml(path, ParamsError, where=str(path.name) if path.name == "params.yaml" else str(path))
+    try:
+        return params_from_dict(data, base_dir=path.resolve().parent)
+    except ParamsError as exc:
+        msg = str(exc)
+        if path.name != "params.yaml" and msg.startswith("params.yaml:"):  # name the file the user gave
+            raise type(exc)(f"{path}{msg[len('params.yaml'):]}") from None
+        raise
 
 
 def apply_world(params: Params) -> None:

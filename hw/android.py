@@ -82,7 +82,9 @@ class AdbDevice:
     def run(self, *args: str, timeout_s: float | None = None) -> str:
         """``adb <args>``; stdout on success, an actionable :class:`MeterError` otherwise."""
         try:
-            proc = subprocess.run(self._argv(*args), capture_output=True, text=True,
+            # errors="replace": bytes that are not UTF-8 (a broken adb, a binary dump) reach the parsers, which
+            # refuse them naming the file, instead of a UnicodeDecodeError naming nothing
+            proc = subprocess.run(self._argv(*args), capture_output=True, text=True, errors="replace",
                                   timeout=timeout_s or self.timeout_s)
         except FileNotFoundError:
             raise MissingFileError(f"{self.adb!r} not found: install Android platform-tools and put adb on PATH") from None
@@ -242,7 +244,9 @@ def detect_convention(readings: Sequence[tuple[int, int]]) -> BatteryConvention:
 
 def find_battery(device: AdbDevice) -> str:
     """Path of the supply whose ``type`` is ``Battery`` (``battery`` preferred)."""
-    names = device.shell(["ls", POWER_SUPPLY]).split()
+    listed = device.shell(["ls", POWER_SUPPLY]).split()
+    # a supply's name is a sysfs directory name: anything else (a NUL, a slash, garbage from a broken adb) is skipped
+    names = [n for n in listed if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", n)]
     batteries = []
     for name in names:
         try:
@@ -252,7 +256,8 @@ def find_battery(device: AdbDevice) -> str:
         if kind == "Battery":
             batteries.append(name)
     if not batteries:
-        raise NoDeviceError(f"no power supply of type Battery under {POWER_SUPPLY} (found {names})")
+        raise NoDeviceError(f"no power supply of type Battery under {POWER_SUPPLY} (found {names[:8]}"
+                            f"{f'; {len(listed) - len(names)} unusable names skipped' if len(listed) > len(names) else ''})")
     return f"{POWER_SUPPLY}/{'battery' if 'battery' in batteries else batteries[0]}"
 
 

@@ -133,12 +133,21 @@ def meter_options(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise MeterError(f"--meter-option {pair!r}: expected KEY=VALUE")
-        out[key] = yaml.safe_load(value) if value else ""
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as exc:
+            raise MeterError(f"--meter-option {pair!r}: value is not a YAML scalar ({' '.join(str(exc).split())[:80]})"
+                             f"; allowed: KEY=VALUE with a number, word or quoted string") from None
     return out
 
 
 def make_meter(args: argparse.Namespace) -> Meter | None:
     """The meter the arguments ask for (``None`` for ``none``); raises MeterError when it cannot run."""
+    options = meter_options(getattr(args, "meter_option", []) or [])  # a malformed pair is refused whatever the meter
+    if options and (args.adapter in ("none", "auto") or args.adapter in BUILDERS):
+        # a built-in meter takes its settings from its own options: a --meter-option would be silently dropped
+        raise MeterError(f"--meter-option {sorted(options)}: adapter {args.adapter!r} takes no --meter-option; "
+                         f"allowed: --meter-option with a plugin meter (its constructor arguments)")
     if args.adapter == "none":
         return None
     if args.adapter == "auto":
@@ -155,7 +164,6 @@ def make_meter(args: argparse.Namespace) -> Meter | None:
     builder = BUILDERS.get(args.adapter)
     if builder is not None:
         return builder(args)
-    options = meter_options(getattr(args, "meter_option", []) or [])
     try:
         return METERS[args.adapter](**options)
     except TypeError as exc:  # wrong option names for the plugin's constructor
@@ -214,6 +222,8 @@ def _check_args(args: argparse.Namespace) -> str:
         return f"--out {out} is a directory; allowed: a file path such as {out / 'trace.parquet'}"
     if out.name in ("", ".", ".."):
         return f"--out {args.out!r}: allowed: a file path such as traces/host.parquet"
+    if out.suffix.lower() != ".parquet":  # a trace.csv would hold Parquet bytes that no CSV reader opens
+        return f"--out {args.out!r}: the trace is written as Parquet; allowed: a path ending in .parquet"
     return ""
 
 

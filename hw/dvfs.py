@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from .base import DvfsController, MeterError, MissingFileError, PermissionDeniedError
+from .base import DvfsController, MeterError, MissingFileError, ParseError, PermissionDeniedError
 
 
 class FileAccess(Protocol):
@@ -82,6 +82,27 @@ class LocalFS:
         return self._p(path).exists()
 
 
+def _freq(text: str, path: str) -> int:
+    """One clock value of a cpufreq/devfreq file (kHz or Hz); anything else is a ParseError naming the file."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ParseError(f"{path}: {text.strip()[:40]!r} is not a clock value; allowed: a non-negative integer "
+                         f"(kHz for cpufreq, Hz for devfreq)") from None
+    if value < 0:
+        raise ParseError(f"{path}: {value} is not a clock value; allowed: a non-negative integer")
+    return value
+
+
+def _freq_list(text: str, path: str) -> list[int]:
+    """The levels of an available-frequencies file: bad tokens are skipped (a file with none is a ParseError)."""
+    levels = [int(v) for v in text.split() if v.isascii() and v.isdigit()]  # "²".isdigit() too
+    if not levels:
+        raise ParseError(f"{path}: no clock level in {text.strip()[:40]!r}; allowed: space-separated non-negative "
+                         f"integers")
+    return levels
+
+
 CPUFREQ_DIR = "/sys/devices/system/cpu/cpufreq"
 DEVFREQ_DIR = "/sys/class/devfreq"
 
@@ -122,11 +143,12 @@ class SysfsDvfs(DvfsController):
             avail = self._files(domain)[0]
             if not self.fs.exists(avail):
                 continue  # intel_pstate etc.: no discrete levels to offer
-            out[domain] = sorted({int(v) / unit for v in self.fs.read(avail).split()})
+            out[domain] = sorted({v / unit for v in _freq_list(self.fs.read(avail), avail)})
         return out
 
     def current(self) -> dict[str, float]:
-        return {d: int(self.fs.read(self._files(d)[3])) / self._domains[d][2] for d in self._domains}
+        return {d: _freq(self.fs.read(self._files(d)[3]), self._files(d)[3]) / self._domains[d][2]
+                for d in self._domains}
 
     def _snapshot(self, domain: str) -> tuple[str, str, str]:
         _, fmin, fmax, _, gov = self._files(domain)
@@ -134,7 +156,7 @@ class SysfsDvfs(DvfsController):
 
     def _set_minmax(self, domain: str, lo: int, hi: int) -> None:
         _, fmin, fmax, _, _ = self._files(domain)
-        cur_max = int(self.fs.read(fmax))
+        cur_max = _freq(self.fs.read(fmax), fmax)
         if lo > cur_max:  # raising: max first so that min <= max at every step
             self.fs.write(fmax, str(hi))
             self.fs.write(fmin, str(lo))
@@ -151,4 +173,5 @@ class SysfsDvfs(DvfsController):
         *_, fgov = self._files(domain)
         if self.fs.read(fgov) != gov:
             self.fs.write(fgov, gov)
-        self._set_minmax(domain, int(lo), int(hi))
+        _, fmin, fmax, _, _ = self._files(domain)
+        self._set_minmax(domain, _freq(lo, fmin), _freq(hi, fmax))

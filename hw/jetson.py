@@ -391,10 +391,10 @@ class TegrastatsMeter(Meter):
 # --------------------------------------------------------------------------- INA3221 sysfs
 def find_ina3221_rails(root: str | os.PathLike = "/") -> dict[str, tuple[str, ...]]:
     """Rail label -> ("hwmon", in_mV_file, curr_mA_file) or ("iio", power_mW_file)."""
-    root = str(root).rstrip("/")
+    root = glob.escape(str(root).rstrip("/"))  # a root like /tmp/run[1] is a path, not a pattern
     rails: dict[str, tuple[str, ...]] = {}
     for hw in sorted(glob.glob(f"{root}/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*")):
-        for label in sorted(glob.glob(f"{hw}/in*_label")):
+        for label in sorted(glob.glob(f"{glob.escape(hw)}/in*_label")):
             k = re.search(r"in(\d+)_label$", label).group(1)
             try:
                 name = Path(label).read_text(errors="replace").strip()
@@ -404,7 +404,7 @@ def find_ina3221_rails(root: str | os.PathLike = "/") -> dict[str, tuple[str, ..
             if name and name != "NC" and os.path.exists(volt) and os.path.exists(curr):
                 rails[name] = ("hwmon", volt, curr)
     for dev in sorted(glob.glob(f"{root}/sys/bus/i2c/drivers/ina3221x/*/iio:device*")):
-        for label in sorted(glob.glob(f"{dev}/rail_name_*")):
+        for label in sorted(glob.glob(f"{glob.escape(dev)}/rail_name_*")):
             k = label.rsplit("_", 1)[1]
             try:
                 name = Path(label).read_text(errors="replace").strip()
@@ -438,7 +438,8 @@ class Ina3221Meter(Meter):
         self.root = str(root)
         self.rails = find_ina3221_rails(root)
         if not self.rails:
-            raise NoDeviceError(f"no INA3221 rails under {root}sys/bus/i2c/drivers/ina3221{{,x}} (not a Jetson with power monitors)")
+            raise NoDeviceError(f"no INA3221 rails under {os.path.join(str(root), 'sys/bus/i2c/drivers/ina3221')}{{,x}} "
+                               f"(not a Jetson with power monitors)")
         self.total = next(((r,) for r in INPUT_RAILS if r in self.rails), tuple(self.rails))
         self._fds: list[int] = []
         # (rail, scale, fd, fd-or-None): hwmon mV * mA * 1e-6 = W; iio mW * 1e-3 = W

@@ -318,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MeterError as exc:
         print(f"error: meter failed: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # e.g. a replayed log whose stretch under the window holds no power reading
+        print(f"error: {args.adapter}: no energy for the window: {' '.join(str(exc).split())}; allowed: a meter "
+              f"that reads power or energy while the command runs", file=sys.stderr)
+        return 2
     print(f"monitor: {' '.join(command)}\n"
           f"  meter {m.meter} ({m.method}), {m.n_samples} samples{'' if m.valid else ' [TOO SHORT: unreliable]'}\n"
           f"  duration {m.duration_s:.3f} s, energy {m.energy_j:.3f} J ({m.energy_mj:.1f} mJ), "

@@ -154,6 +154,10 @@ class ReplayMeter(Meter):
         samples = load_samples(path, stats) if path.suffix == ".jsonl" else tegrastats_samples(path, interval_s, stats)
         if not samples:
             raise NoDeviceError(f"replay: no usable samples in {path} ({stats.summary()})")
+        if not any(s.power_w or s.energy_j for s in samples):  # nothing to integrate: refuse now, not at the end
+            raise NoDeviceError(f"replay: {path}: none of its {len(samples)} usable samples has a power or energy "
+                                f"reading; allowed: a tegrastats log with power rails (e.g. VDD_IN 5000mW/5000mW) "
+                                f"or samples with power_w or energy_j")
         meter = cls(samples, speed=speed, loop=loop, source=str(path))
         meter.stats = stats
         return meter

@@ -581,6 +581,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, v in over.items():
         if v < (0 if k == "workers" else 1):
             ap.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'workers' else 1}, got {v}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:  # numpy's SeedSequence takes no negative seed
+        ap.error(f"--seed must be in [0, 2**63), got {args.seed}")
+    if args.out and Path(args.out).is_dir():  # refused up front, not after minutes of benchmarking
+        ap.error(f"--out {args.out} is a directory; allowed: a JSON file path")
     settings = Settings.quick(**over) if args.quick else Settings(**over)
     if args.seed is None:
         from bench.config import load_params

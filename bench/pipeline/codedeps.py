@@ -285,6 +285,23 @@ def rewrite(text: str, want: dict[str, list[str]]) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+def _check_dvc_file(path: Path) -> None:
+    """A --file that is not a dvc.yaml (not UTF-8 YAML, no ``stages`` mapping, a stage without a ``cmd``
+    string) is one line naming the file and the stage, never a traceback from the parser below."""
+    from bench.errors import ConfigError
+    from bench.validate import read_yaml
+
+    data = read_yaml(path, ConfigError, where=str(path))
+    stages = data.get("stages")
+    if not isinstance(stages, dict) or not stages:
+        raise ConfigError.at(f"{path}: stages", "must be a non-empty mapping of stage name -> stage", stages,
+                             "a dvc.yaml with `stages:` (https://dvc.org/doc/user-guide/project-structure/dvcyaml-files)")
+    for name, stage in stages.items():
+        body = stage.get("do", stage) if isinstance(stage, dict) else None
+        if not isinstance(body, dict) or not isinstance(body.get("cmd"), str):
+            raise ConfigError.at(f"{path}: stages.{name}", "needs a `cmd` string", stage, "cmd: <command line>")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench dvc-deps",
                                  description="Code dependencies of each DVC stage, from what it imports.")
@@ -294,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", default=str(DVC_FILE), help="the dvc.yaml to read (default: the repository's)")
     args = ap.parse_args(argv)
     path = Path(args.file)
+    _check_dvc_file(path)
     text = path.read_text(encoding="utf-8")
     want = expected(REPO_ROOT, path)
     have = current(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -379,12 +380,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = Path(args.results)
     if not metrics_file(results).exists():
-        print(f"no {metrics_file(results)}: run `make repro` (dvc repro) first", file=sys.stderr)
+        print(f"error: no {metrics_file(results)}: run `make repro` (dvc repro) first", file=sys.stderr)
         return 2
     old = README.read_text()
-    new, figs = render(old, results)
     docs = {path: path.read_text() for path in GENERATED_DOCS if path.exists()}
-    new_docs = {path: render(text, results)[0] for path, text in docs.items()}
+    try:
+        new, figs = render(old, results)
+        new_docs = {path: render(text, results)[0] for path, text in docs.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        # --results names a folder whose files are not what the pipeline writes (hand-edited, truncated, another
+        # tool's): one line, nothing written; BENCH_TRACEBACK=1 shows where the rendering stopped
+        if os.environ.get("BENCH_TRACEBACK") == "1":
+            raise
+        print(f"error: --results {results}: its files are not the pipeline's outputs ({type(exc).__name__}: "
+              f"{' '.join(str(exc).split())[:160]}); allowed: a results/ folder `make repro` wrote", file=sys.stderr)
+        return 2
     stale = [f for f in figs if not (FIGURES / f.name).exists() or (FIGURES / f.name).read_bytes() != f.read_bytes()]
     if args.check:
         if new != old or stale or any(new_docs[p] != docs[p] for p in docs):

@@ -747,7 +747,10 @@ def _map_worlds(ws: Sequence[World], spec: Mapping[str, Any], engine, progress: 
     todo = [i for i, r in enumerate(out) if r is None]
     if cached_only:
         if first_is_baseline and 0 in todo:
-            raise RuntimeError("--cached-only: the unperturbed world is not in the cache")
+            from bench.errors import ConfigError  # a user's choice of flags: one line, exit 2
+
+            raise ConfigError(f"python -m bench sensitivity --cached-only: the unperturbed world is not in the cache "
+                              f"{cache_dir}; allowed: a --cache folder a run without --cached-only has filled")
         for i in todo:
             out[i] = {"status": NOT_RUN}
         return out  # type: ignore[return-value]
@@ -922,6 +925,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--world-spec", help=argparse.SUPPRESS)  # internal: evaluate one world in this process
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:  # a negative K would silently drop the last constants
+        ap.error(f"--limit must be >= 1, got {args.limit}")
+    if args.workers is not None and args.workers < 0:
+        ap.error(f"--workers must be >= 0 (0 = one per core), got {args.workers}")
+    if args.cached_only and not args.cache:
+        ap.error("--cached-only needs --cache FOLDER (the worlds a previous run kept)")
     if args.world_spec:
         print(json.dumps(evaluate_world(json.loads(Path(args.world_spec).read_text()))))
         return 0

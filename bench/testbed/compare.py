@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,11 +163,22 @@ def run_summary(run_dir: Path) -> tuple[dict, pd.DataFrame]:
 
 def tabulate(run_dirs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table, all requests) over the given run directories."""
-    rows, runs = [], []
-    for run_dir in map(Path, run_dirs):
-        summary, requests = run_summary(run_dir)
-        rows.append(row_from_summary(summary))
+    rows, runs, skipped = [], [], []
+    run_dirs = [Path(d) for d in run_dirs]
+    for run_dir in run_dirs:
+        try:
+            summary, requests = run_summary(run_dir)
+            row = row_from_summary(summary)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # a crashed or hand-edited run folder: skipped and counted (one line each), the others still tabulate
+            skipped.append(run_dir.name)
+            print(f"testbed --tabulate: skipped run {run_dir}: unreadable ({type(exc).__name__}: "
+                  f"{' '.join(str(exc).split())[:120]})", file=sys.stderr)
+            continue
+        rows.append(row)
         runs.append(requests)
+    if skipped:
+        print(f"testbed --tabulate: skipped {len(skipped)} of {len(run_dirs)} run folders", file=sys.stderr)
     return pd.DataFrame(rows, columns=COLUMNS), (pd.concat(runs, ignore_index=True) if runs else pd.DataFrame())
 
 

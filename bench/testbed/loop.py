@@ -182,6 +182,23 @@ def restricted_scenario(name: str, workloads, steps: int, out_dir: Path) -> Path
     return out
 
 
+def _check_inputs(cfg: TestbedConfig) -> None:
+    """Load the scenario and the host profile the run names (each raises its one-line error), so a mistake in
+    either leaves no half-made output directory behind."""
+    from bench.world.profiles import load_profile
+    from bench.world.scenarios import ScenarioError, load_scenario
+
+    try:
+        scen = load_scenario(cfg.scenario)
+    except (ScenarioError, FileNotFoundError) as exc:
+        raise TestbedError(str(exc)) from None
+    if not set(scen.workloads) & set(cfg.workloads):
+        raise TestbedError(f"scenario {scen.name!r} requests {scen.workloads}; none is among the testbed's workloads "
+                           f"{list(cfg.workloads)} (pass --workloads)")
+    if cfg.host_profile:
+        load_profile(cfg.host_profile)
+
+
 def _power() -> dict[str, tuple[float, str]]:
     raw = read_yaml(POWER_FILE, TestbedError)
     return {k: (float(v["value"]), str(v["source"])) for k, v in raw.items()}
@@ -816,6 +833,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     load_start = os.getloadavg()
     # the testbed's own work runs off the edge's CPUs (where the host has others): see live.support_cpus
     support = support_cpus(cfg.edge_cpus, os.sched_getaffinity(0))
+    _check_inputs(cfg)  # a bad scenario or host profile is one line before anything is written under --out
     out.mkdir(parents=True, exist_ok=True)
     scen_path = restricted_scenario(cfg.scenario, cfg.workloads, cfg.requests, out)
     cfg = with_fit_gap(cfg, scen_path)

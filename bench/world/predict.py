@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -181,11 +182,12 @@ class Predictor:
                 "error": _nan_reason(t, lat, power)}
 
 
-def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None) -> tuple[pd.DataFrame, int]:
+def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None,
+                  where: str = "input") -> tuple[pd.DataFrame, int]:
     """The rows plus the output columns; the number of rows that failed (their ``error`` says why)."""
     for col in ("profile", "workload", "target"):
         if col not in rows.columns:
-            raise PredictError(f"input lacks column {col!r}; needed: profile, workload, target "
+            raise PredictError(f"{where} lacks column {col!r}; needed: profile, workload, target "
                                f"[, level_mhz, mem_level_mhz, precision]")
     predictor = predictor or Predictor()
     out = rows.copy()
@@ -214,11 +216,16 @@ def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int]:
                            f"in an existing directory")
     if Path(out_path).is_dir():
         raise PredictError(f"--out {out_path}: is a directory; allowed: a file path")
-    out, failed = predict_frame(read_rows(src))
+    out, failed = predict_frame(read_rows(src), where=f"--csv {src}")
+    tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp")
     try:
-        # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters)
-        out.to_csv(out_path, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters);
+        # written beside and renamed: a failed write (a full disk) never leaves a half file, nor loses an
+        # input the user named as --out too
+        out.to_csv(tmp, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        os.replace(tmp, out_path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise PredictError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
     return len(out), failed
 

@@ -616,7 +616,21 @@ def write_cache(out_dir: Path | str = DATA_DIR, progress: bool = True) -> tuple[
 def _read_cache(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing; run `python -m bench workloads --write`")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    import io
+
+    from bench.errors import WorkloadError
+    from bench.validate import read_utf8
+
+    text = read_utf8(path, WorkloadError)  # not UTF-8 / unreadable: one line naming the file
+    try:
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise WorkloadError.at(str(path), f"not a workload cache CSV ({' '.join(str(exc).split())[:120]})",
+                               allowed="the CSV `python -m bench workloads --write` writes") from None
+    if "workload" not in df.columns:
+        raise WorkloadError.at(str(path), "lacks column 'workload'", list(df.columns),
+                               "the CSV `python -m bench workloads --write` writes") from None
+    return df
 
 
 def load_workloads(data_dir: Path | str = DATA_DIR) -> pd.DataFrame:
