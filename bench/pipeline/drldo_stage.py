@@ -147,5 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(old)
     records = train_all(jobs, out, args.workers or int(os.environ.get("BENCH_TRAIN_WORKERS", "0") or 0))
     out.mkdir(parents=True, exist_ok=True)
+    # the suites trained, for people; also keeps the output a non-empty directory when no suite evaluates DRLDO
+    (out / "index.json").write_text(json.dumps({"suites": [r["suite"] for r in records]}, indent=2) + "\n")
     print(json.dumps({"suites": [r["suite"] for r in records], "out": str(out)}), file=sys.stdout)
     return 0
