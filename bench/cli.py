@@ -148,6 +148,12 @@ def _sensitivity_main(argv: list[str]) -> int:
     return sensitivity.main(argv)
 
 
+def _train_drldo_main(argv: list[str]) -> int:
+    from bench.pipeline import drldo_stage
+
+    return drldo_stage.main(argv)
+
+
 def _testbed_stage_main(argv: list[str]) -> int:
     from bench.testbed import compare
 
@@ -306,6 +312,7 @@ COMMANDS: dict[str, Command] = {
     "env-yml": Command("regenerate (or --check) environment.yml from pyproject.toml", _cmd_env_yml, _build_env_yml),
     "dvc-deps": Command("each DVC stage's code dependencies, from what it imports (--check, --write)",
                         _dvc_deps_main),
+    "train-drldo": Command("the drldo DVC stage: DRLDO trained once per suite that evaluates it", _train_drldo_main),
     "testbed": Command("a policy live on real inference over a shaped link (root)", _testbed_main),
     "testbed-stage": Command("the testbed DVC stage: params' policies x scenarios, live vs simulated",
                              _testbed_stage_main),

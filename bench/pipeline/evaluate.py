@@ -93,7 +93,9 @@ def fitted_policy_kwargs(policy: str, suite: str, run_config: dict[str, Any], sc
         return {"train_scenarios": list(run_config["scenarios"]), "n_steps": int(steps),
                 "train_seeds": derive_seeds(root_seed, len(eval_seeds), "distill", suite)}
     if policy == "drldo":
-        return {"config": dict(run_config), "train_seed": derive_seed(root_seed, "train", "drldo", suite)}
+        from bench.pipeline.drldo_stage import fit_kwargs  # the drldo stage trains on the same arguments
+
+        return fit_kwargs(suite, run_config, root_seed)
     return {}
 
 
@@ -534,8 +536,13 @@ def group_key(cells: Sequence[Cell]) -> str:
 
 
 def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenarios: Iterable[str], seeds: int,
-                steps: int, root_seed: int, violation_cost_mj: float | None = None) -> list[Cell]:
-    """All cells of a suite: the run's learner + ``policies`` x ``scenarios`` x derived seeds."""
+                steps: int, root_seed: int, violation_cost_mj: float | None = None,
+                drldo_dir: str | Path | None = None) -> list[Cell]:
+    """All cells of a suite: the run's learner + ``policies`` x ``scenarios`` x derived seeds.
+
+    ``drldo_dir``: DRLDO's cells play the learner the drldo stage saved under ``drldo_dir/suite``
+    (:mod:`bench.pipeline.drldo_stage`: trained on the same arguments, checked) instead of training it in the
+    worker that runs them; without it (CI-sized runs, sweeps) DRLDO trains in the evaluation as before."""
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "train.json").read_text())
     from bench.pipeline.training import config_class
@@ -547,6 +554,10 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
     scenarios = list(scenarios)
     fitted = {p: json.dumps(fitted_policy_kwargs(p, suite, info["config"], scenarios, eval_seeds, steps, root_seed,
                                                  violation_cost_mj), sort_keys=True, default=list) for p in names}
+    if drldo_dir and "drldo" in fitted:
+        from bench.pipeline.drldo_stage import saved_fit
+
+        fitted["drldo"] = saved_fit(drldo_dir, suite, fitted["drldo"])
     from bench.world.scenarios import load_scenario
 
     # steps <= 0: the whole scenario (its own length); a positive value caps it (CI-sized runs only)

@@ -89,24 +89,83 @@ def input_digests(suites: Sequence[Mapping[str, Any]] | None = None, radio_profi
     return out
 
 
-def learner_digest(artefact: Path) -> str | None:
-    """What a trained learner acts on (its loader's ``policy_digest``: tensors, action table, acting configuration;
-    not training-only keys or file metadata), or None for an artefact no learner here recognises (then its files'
-    bytes are digested). A learner is stale when its decisions can differ, not when its files were rewritten."""
-    artefact = Path(artefact)
-    if not artefact.is_dir():
-        return None
+#: written beside a trained learner's files by the train stage (:func:`write_learner_digest`): its
+#: :func:`learner_digest` and the sha256 of each file it was computed from
+DIGEST_FILE = "acting_digest.json"
+
+
+def _learner_files(artefact: Path):
+    """(files, policy_digest) of the learner whose files ``artefact`` holds, or None."""
     # lazy: the learners' modules import torch (the report imports the policy registry already)
     from bench.policies import autoscale, dvfo
 
     for files, policy_digest in (((dvfo.CONFIG_FILE, dvfo.WEIGHTS_FILE), dvfo.policy_digest),
                                  ((autoscale.META_FILE, autoscale.Q_FILE), autoscale.policy_digest)):
         if all((artefact / f).is_file() for f in files):
-            try:
-                return policy_digest(artefact)
-            except (OSError, ValueError, KeyError, TypeError):
-                return None  # unreadable as that learner: fall back to the files' bytes
+            return files, policy_digest
     return None
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def learner_digest(artefact: Path) -> str | None:
+    """What a trained learner acts on (its loader's ``policy_digest``: tensors, action table, acting configuration;
+    not training-only keys or file metadata), or None for an artefact no learner here recognises (then its files'
+    bytes are digested). A learner is stale when its decisions can differ, not when its files were rewritten.
+
+    The train stage stores the digest beside the files (:data:`DIGEST_FILE`): it is read back when every file it
+    was computed from still has the bytes it had (a sha256 of the compressed files, ~0.1 CPU-s), instead of
+    decompressing and hashing the tables again (AutoScale's dense tables: ~1 GB, ~6 CPU-s per report/readme)."""
+    artefact = Path(artefact)
+    if not artefact.is_dir():
+        return None
+    found = _learner_files(artefact)
+    if found is None:
+        return None
+    files, policy_digest = found
+    stored = _stored_digest(artefact, files)
+    if stored is not None:
+        return stored
+    try:
+        return policy_digest(artefact)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable as that learner: fall back to the files' bytes
+
+
+def _stored_digest(artefact: Path, files: Sequence[str]) -> str | None:
+    """The digest :func:`write_learner_digest` stored, when it was computed from exactly these files' bytes."""
+    try:
+        record = json.loads((artefact / DIGEST_FILE).read_text())
+        hashes, value = record["files"], record["digest"]
+        if not isinstance(value, str) or not isinstance(hashes, Mapping) or set(hashes) != set(files):
+            return None
+        if all(_file_sha256(artefact / f) == hashes[f] for f in files):
+            return value
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def write_learner_digest(artefact: Path) -> str | None:
+    """Compute a saved learner's :func:`learner_digest` once (at training) and store it beside its files, with the
+    sha256 of each, so readers (report, readme, the sensitivity stage) need not decompress its tables again."""
+    artefact = Path(artefact)
+    found = _learner_files(artefact) if artefact.is_dir() else None
+    if found is None:
+        return None
+    files, policy_digest = found
+    value = policy_digest(artefact)
+    record = {"digest": value, "files": {f: _file_sha256(artefact / f) for f in files}}
+    (artefact / DIGEST_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return value
 
 
 def current_inputs(summary: Mapping[str, Any], repo_root: Path = REPO_ROOT) -> dict[str, str]:

@@ -58,6 +58,7 @@ def _parameters(stage: str, params: Params, run: str | None) -> dict:
                 "engine": as_dict(params.engine), "objective": as_dict(params.objective),
                 "headroom_threshold": ev.headroom_threshold,
                 "suites": as_dict(ev.suites), "train_dir": _rel(RESULTS_DIR / "train"),
+                "drldo_dir": _rel(RESULTS_DIR / "drldo"),  # the drldo stage's learners (bench/pipeline/drldo_stage.py)
                 "out_dir": _rel(RESULTS_DIR / "evaluate"), "metrics_path": _rel(RESULTS_DIR / "metrics.json")}
     if stage == "report":
         # the whole params for the HTML page's run metadata (the report restates what produced it)

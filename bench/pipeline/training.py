@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from bench.pipeline.robustness import write_learner_digest
 from bench.seeding import derive_seed, derive_seeds
 
 #: static baselines whose reward level the learning-curve figure draws (the best of those registered)
@@ -91,6 +92,9 @@ def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], r
     with _side_work(learner, profile, overrides, root_seed, run, curve_seeds, config) as side:
         result = learner_spec(learner).train(config, progress=progress)
         result.learner.save(out_dir / "policy")
+        # what the learner acts on, hashed once here rather than by every reader (report, readme): no decisions
+        # depend on it; a reader recomputes it when the files no longer have these bytes
+        write_learner_digest(out_dir / "policy")
         curve = _labelled(result.curve, run, learner, 0)
         curve.drop(columns="curve_seed").to_csv(out_dir / "curve.csv", index=False, float_format="%.6g")
         curves = [curve] + [_labelled(side.result(("curve", k)), run, learner, k) for k in range(1, curve_seeds)]
