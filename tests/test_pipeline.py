@@ -91,7 +91,9 @@ def test_stage_parameters_come_from_params_yaml():
 @pytest.mark.pipeline
 def test_repro_runs_every_stage_then_nothing_the_second_time(repo_copy, reproduced):
     first = reproduced[0]
-    for stage in ("profile", "train@autoscale_phone", "train@dvfo_jetson", "evaluate", "testbed", "report"):
+    for stage in (
+        "profile", "train@autoscale_phone", "train@dvfo_jetson", "train_drldo", "evaluate", "testbed", "report",
+    ):
         assert f"Running stage '{stage}'" in first, first
     # the live testbed is off by default: its stage says so in an empty table
     assert json.loads((repo_copy / "results" / "testbed" / "summary.json").read_text())["enabled"] is False
