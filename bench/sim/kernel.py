@@ -578,9 +578,12 @@ def _put(flat: np.ndarray, idx, keep, new) -> None:
     flat[idx] = np.where(keep, old, new)
 
 
-def _advance_into(c: Carry, out: Mapping, ia, live, thermal, old: Mapping | None = None, idx=None) -> None:
+def _advance_into(c: Carry, out: Mapping, ia, live, thermal, old: Mapping | None = None, idx=None,
+                  decay=None) -> None:
     """:func:`advance` in place on ``c`` (C-contiguous arrays). ``old``/``idx``: what the rows' requests met
-    (:func:`gather_state`) and the flat cells it came from, when the caller has them (saves the gathers)."""
+    (:func:`gather_state`) and the flat cells it came from, when the caller has them (saves the gathers).
+    ``decay``: the thermal filter's ``(exp(-ia / tau), 1 - exp(-ia / tau))`` when the caller has them
+    (they depend on the arrivals only: :func:`run_episodes` computes them once for all its steps)."""
     k = len(c.heat_w)
     if idx is None:
         rows = np.arange(k)
@@ -614,8 +617,11 @@ def _advance_into(c: Carry, out: Mapping, ia, live, thermal, old: Mapping | None
     if thermal is not None:
         tau_ms, trip, release = thermal
         power = (out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"]) / ia
-        kk = np.exp(-ia / tau_ms)
-        h = c.heat_w * kk + power * (1.0 - kk)
+        if decay is None:
+            kk = np.exp(-ia / tau_ms)
+            decay = kk, 1.0 - kk
+        kk, rest = decay
+        h = c.heat_w * kk + power * rest
         hot = np.where(c.throttled, h >= release, h > trip)
         if live is None:
             c.heat_w[:], c.throttled[:] = h, hot
@@ -697,6 +703,9 @@ def _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, cells,
     n_l = tab.n_resources
     i_lf_all, i_tx_all, i_srv_all = cells
     lf, tx, idle, srv = flat
+    if thermal is not None:  # the thermal filter's decay over each gap: arrivals only, so once for every step
+        kk_all = np.exp(-x.interarrival_ms / thermal[0])
+        rest_all = 1.0 - kk_all
     for s in range(n_t):
         t = slice(s * k, (s + 1) * k) if per_col else s
         a = acts[s]
@@ -711,7 +720,8 @@ def _lockstep_loop(tab, x, acts, thermal, carry, res, per_col, route_all, cells,
                             ops=_QUIET_NUMPY_OPS)
         for key in _EPISODE_KEYS:
             res[key][s] = o[key]
-        _advance_into(carry, o, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv))
+        _advance_into(carry, o, x.interarrival_ms[t], None, thermal, old=state, idx=(i_lf, i_tx, i_srv),
+                      decay=None if thermal is None else (kk_all[t], rest_all[t]))
 
 
 # --------------------------------------------------------------------------- the scalar step (gym envs)
