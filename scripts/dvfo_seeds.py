@@ -2,6 +2,8 @@
 greedy policy and best_static_dnn out on the suite's held-out and seen scenarios (docs/dvfo.md, issue 23 tables).
 
     python scripts/dvfo_seeds.py --suite dvfo_jetson --seeds 0 1 2 --tag uniform [--set prioritized_replay=true]
+    python scripts/dvfo_seeds.py --suite dvfo_phone --seeds 1 --tag lrdecay --set learning_rate_end=5e-5 \
+        --training-scenarios-only      # score on train.dvfo.scenarios only (a decision's evidence)
     ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE python scripts/dvfo_seeds.py --seeds 0 --tag other_isa
 
 Seed k is the pipeline's own run for k = 0 and its curve seed k otherwise (bench.pipeline.training.make_config);
@@ -27,6 +29,8 @@ ap.add_argument("--train-only", action="store_true")
 ap.add_argument("--eval-only", action="store_true")
 ap.add_argument("--workers", type=int, default=1)
 ap.add_argument("--out", default="dvfo-seeds")
+ap.add_argument("--training-scenarios-only", action="store_true",
+                help="evaluate on the run's training scenarios only (train.dvfo.scenarios: what a decision may use)")
 a = ap.parse_args()
 P = load_params()
 suite = P.evaluate.suites[a.suite]
@@ -39,17 +43,19 @@ rows = []
 for k in a.seeds:
     cfg = make_config("dvfo", prof, base, P.seed, run, curve_seed=k)
     out = Path(a.out) / a.tag / run / f"s{k}"
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     if not a.eval_only:
         res = learner_spec("dvfo").train(cfg)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         res.learner.save(out / "policy")
         (out / "train.json").write_text(json.dumps({"learner": "dvfo", "profile": prof, "config": cfg.to_dict()}))
         res.curve.to_csv(out / "curve.csv")
-        print(f"# {a.tag} seed {k}: trained {res.env_steps} steps in {wall:.1f}s", flush=True)
+        print(f"# {a.tag} seed {k}: trained {res.env_steps} steps in {wall:.1f}s wall, {cpu:.1f}s process CPU", flush=True)
     else: wall = 0
     if a.train_only: continue
     scen = list(suite.heldout_scenarios) + list(suite.scenarios)
+    if a.training_scenarios_only:
+        scen = list(dict.fromkeys(cfg.scenarios))
     cells = suite_cells(a.suite, out, ["best_static_dnn"], scen, a.eval_seeds, 0, P.seed, lam)
     df = run_cells(cells, workers=a.workers, progress=False)
     df.to_parquet(out / "eval.parquet")
@@ -59,6 +65,8 @@ for k in a.seeds:
     print(g.round(1).to_string(), flush=True)
     for h in (True, False):
         sub = df[df.scenario.isin(suite.heldout_scenarios) == h]
+        if sub.empty:
+            continue
         m = sub.groupby("policy").agg(obj=("objv", "mean"), miss=("qos_ok", lambda x: 1 - x.mean()))
         print("heldout" if h else "seen", m.round(3).to_dict(), flush=True)
         rows.append({"tag": a.tag, "seed": k, "set": "heldout" if h else "seen", "dvfo": m.obj["dvfo"],
