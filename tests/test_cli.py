@@ -67,17 +67,7 @@ def test_collect_unavailable_meter_exits_2_with_reason(capsys, tmp_path):
 import errno  # noqa: E402
 
 import pytest  # noqa: E402
-
-
-def _one_line_exit_2(capsys, argv, *needles):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, (argv, code, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+from cli_checks import one_line_exit_2 as _one_line_exit_2  # noqa: E402
 
 
 def _bomb() -> str:

@@ -17,21 +17,11 @@ from hypothesis import strategies as st
 
 from bench.cli import main
 from bench.errors import BenchError, ConfigError, WorkloadError
+from cli_checks import one_line_exit_2 as _one_line_exit_2
 
 #: every property here reads a small file per example: a few seconds each
 FAST = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-def _one_line_exit_2(capsys, argv, *needles):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, (argv, code, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- workloads cache (--out DIR)
