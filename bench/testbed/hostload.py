@@ -68,7 +68,8 @@ def scenario_levels(cpu_load: np.ndarray, mem_load: np.ndarray) -> tuple[float, 
 
 
 def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, rounds: int = 9,
-                  gap_s: float = 0.2, base_only=(), phase: str = "before") -> pd.DataFrame:
+                  gap_s: float = 0.2, base_only=(), phase: str = "before", only=None,
+                  first_round: int = 0) -> pd.DataFrame:
     """Latency (ms, wall clock) and thread CPU time of single inferences under each setting (see the module
     docstring): per round and workload, the settings in a rotating order, each inference after ``gap_s`` with
     its setting's co-runner running. ``edge.local(w)`` returns a :class:`~bench.testbed.edge.Timing`.
@@ -77,15 +78,21 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
 
     Each row also records where the inference stood (:data:`POSITION_COLUMNS`): ``phase`` (``before`` or
     ``after`` the requests, :func:`bench.testbed.loop.bracket_base`), ``seq`` (its place in this measurement),
-    ``t_s`` (seconds from the measurement's start to the inference) and ``after`` (the setting of the inference
-    just before it, ``start`` for the first): what :func:`residue` and :func:`base_drift` read."""
+    ``t_s`` (seconds from the measurement's start to the inference), ``after`` (the setting of the inference
+    just before it, ``start`` for the first) and ``at_s`` (``time.perf_counter()`` at the inference: one clock
+    with the requests', :mod:`bench.testbed.localbase`): what :func:`residue` and :func:`base_drift` read.
+
+    ``only``: these settings alone (the blocks inside the request window time ``none`` and the one the fit uses,
+    :func:`bench.testbed.loop.alone_block`); ``first_round``: the first round's number (it also turns the
+    settings' rotation, so successive one-round blocks alternate which setting comes first)."""
     settings = [(name, cpu_on, mem_on) for name, cpu_on, mem_on in SETTINGS
-                if not ((cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0))]
+                if not ((cpu_on and cpu_level <= 0) or (mem_on and mem_level <= 0))
+                and (only is None or name in only)]
     if corun is None:
         settings, corun = settings[:1], _NoCoRunners()
     gap = float(np.clip(gap_s, 0.0, MAX_GAP_S))
     rows, previous, start = [], "start", time.perf_counter()
-    for rnd in range(rounds):
+    for rnd in range(int(first_round), int(first_round) + rounds):
         for i, w in enumerate(workloads):
             own = settings[:1] if w in base_only else settings
             k = (rnd + i) % len(own)
@@ -94,11 +101,12 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
                 time.sleep(gap)  # the inter-arrival pause, the co-runner running (at least one duty period)
                 if hasattr(corun, "refresh"):
                     corun.refresh()  # its workers, forked once it first ran (before the timed call)
-                t_s = time.perf_counter() - start
+                at_s = time.perf_counter()
                 tim = edge.local(w, corunner_ms=getattr(corun, "run_ms", None))
                 rows.append({"round": rnd, "setting": setting, "workload": w, "latency_ms": tim.local_ms,
                              "cpu_ms": tim.local_cpu_ms, "corunner_cpu_ms": tim.corunner_cpu_ms,
-                             "phase": phase, "seq": len(rows), "t_s": t_s, "after": previous})
+                             "phase": phase, "seq": len(rows), "t_s": at_s - start, "after": previous,
+                             "at_s": at_s})
                 previous = setting
     corun.set_load(0.0, 0.0)
     return pd.DataFrame(rows, columns=["round", "setting", "workload", "latency_ms", "cpu_ms", "corunner_cpu_ms",
@@ -106,7 +114,7 @@ def time_settings(edge, corun, workloads, cpu_level: float, mem_level: float, ro
 
 
 #: where each timed inference stood (:func:`time_settings`)
-POSITION_COLUMNS = ("phase", "seq", "t_s", "after")
+POSITION_COLUMNS = ("phase", "seq", "t_s", "after", "at_s")
 
 
 def _alone_time(timings: pd.DataFrame) -> str:

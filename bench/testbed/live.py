@@ -24,6 +24,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
+import numpy as np
+
 from bench.testbed.edge import FifoResource, Turn
 
 #: worker threads: more requests in flight than this wait for a thread (a backlog no scenario here reaches)
@@ -104,14 +106,44 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=max(int(workers), 1), thread_name_prefix="request", **pin)
         self._futures: list[Future] = []
         self.t0 = time.perf_counter()
+        # paused stretches of the schedule (alone inferences timed between requests, loop.alone_block): request t
+        # arrives ``t * interarrival`` plus every pause inserted before it after the start
+        self._shift: list[tuple[int, float]] = []
+        self._held, self._next_held = False, 0
 
     def start(self) -> None:
         """The clock starts now (request 0 arrives now)."""
         self.t0 = time.perf_counter()
 
     def arrival(self, t: int) -> float:
-        """When request ``t`` arrives (``time.perf_counter()`` seconds)."""
-        return self.t0 + t * self.interarrival_ms / 1e3 if self.pace else time.perf_counter()
+        """When request ``t`` arrives (``time.perf_counter()`` seconds); ``inf`` for a request not yet issued while
+        the schedule is held (:meth:`hold`): the shaper waits for it instead of shaping it early."""
+        if not self.pace:
+            return time.perf_counter()
+        base = self.t0 + t * self.interarrival_ms / 1e3 + sum(s for k, s in self._shift if k <= t)
+        return float("inf") if self._held and t >= self._next_held else base
+
+    def hold(self, t: int) -> None:
+        """Hold the schedule from request ``t`` on (until :meth:`resume`)."""
+        self._next_held, self._held = int(t), True
+
+    def resume(self, t: int, at: float) -> float:
+        """Release the hold: request ``t`` (and every later one, by as much) arrives no earlier than ``at``;
+        returns the pause added before it (ms)."""
+        self._held = False
+        extra = max(at - self.arrival(t), 0.0)
+        if extra > 0:
+            self._shift.append((int(t), extra))
+        return extra * 1e3
+
+    def pause_ms(self, n: int) -> np.ndarray:
+        """(n,) the pause inserted before each request (ms): its gap from the one before is the inter-arrival
+        time plus this."""
+        out = np.zeros(int(n))
+        for k, s in self._shift:
+            if 0 <= k < n:
+                out[k] += s * 1e3
+        return out
 
     def wait_for(self, t: int) -> tuple[float, float]:
         """Sleep until request ``t`` arrives; (its arrival, how late it is being issued in ms: earlier work of

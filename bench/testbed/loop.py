@@ -48,6 +48,7 @@ import pandas as pd
 import yaml
 
 from bench.errors import BenchError
+from bench.testbed import localbase
 from bench.testbed.edge import Client, ClientPool
 from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, SupportCpu, pin_thread, radio_rates, support_cpus
 from bench.paths import DATA_DIR
@@ -121,6 +122,11 @@ class TestbedConfig:
     predictors cold; paired and interleaved here at 1-min load 8: mobilenet_v2 +9 %, lstm_text +19 %; on the
     committed idle campaign the live requests' thread CPU time was 15 % and 27 % above the back-to-back fit, the
     idle local error), so by default the fits time the compute as a paced request meets it."""
+    base_every: int = 10
+    """Every this many requests (paced runs), the schedule pauses for one block of alone inferences of each served
+    workload (co-runners set to nothing) and, where the scenario has co-runners, one with them at the measured
+    levels (:func:`alone_block`): the twin's base for each request is then the median of the alone samples
+    nearest it in time (:mod:`bench.testbed.localbase`), not one pooled over the bracket. 0 = the bracket only."""
     autoscale_steps: int = 20_000
     """Training steps of AutoScale on the simulator twin (policy ``autoscale``)."""
     probe_bytes: int = 32_768
@@ -145,6 +151,9 @@ class TestbedConfig:
             raise TestbedError(f"--threads must be >= 1, got {self.threads}")
         if self.fit_gap_ms is not None and not 0.0 <= float(self.fit_gap_ms) <= 10_000.0:
             raise TestbedError(f"--fit-gap-ms must lie in [0, 10000], got {self.fit_gap_ms}")
+        if not 0 <= int(self.base_every) <= 10**6:
+            raise TestbedError(f"--base-every must be >= 0 (0 = no alone inferences between requests), "
+                               f"got {self.base_every}")
         if not -20 <= int(self.nice) <= 19:
             raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
         name = self.policy.split(":", 1)[0]
@@ -784,13 +793,18 @@ def base_gap_s(cfg: TestbedConfig, measure: bool, interarrival_s: float) -> floa
 
 
 def bracket_base(cfg: TestbedConfig, edge, corun, before: pd.DataFrame, edge_path: Path,
-                 prof_info: dict[str, Any], gap_s: float, with_corunners: bool = True) -> pd.DataFrame:
+                 prof_info: dict[str, Any], gap_s: float, with_corunners: bool = True,
+                 during: pd.DataFrame | None = None, origin_s: float | None = None) -> pd.DataFrame:
     """The twin's edge base from alone inferences on both sides of the requests: the rounds timed before them
     (:func:`host_interference`'s ``none`` setting) and as many rounds right after them, the co-runners set to
     nothing first, same models, same pause; the edge profile is refitted from the pooled median
     (:func:`edge_profile_from_base`) and ``prof_info`` gains ``edge_base_drift`` (after over before, per workload)
-    and ``edge_base_residue`` (:func:`bench.testbed.hostload.residue`). Returns the pooled alone timings (also
-    written as ``<edge>_base_timings.csv``).
+    and ``edge_base_residue`` (:func:`bench.testbed.hostload.residue`). ``during``: the blocks timed between the
+    requests (:func:`alone_block`), whose alone samples join the pool (and give each request its time-local base,
+    :func:`request_bases`); their paired co-runner stretch is recorded beside the one the twin uses. ``origin_s``:
+    the requests' clock start (``time.perf_counter()``): every timing gets ``run_s``, its time on that clock.
+    Returns the pooled alone timings (also written as ``<edge>_base_timings.csv``; the blocks' every timing as
+    ``<edge>_interleaved_timings.csv``).
 
     Why (campaign_base_nice-10, autoscale/cpu_corunner at 25 %): the host's own speed moved during the run - the
     live requests' CPU time in the last quarter was 0.66 (lstm_text) / 0.74 (mobilenet_v2) of the first quarter's,
@@ -799,7 +813,8 @@ def bracket_base(cfg: TestbedConfig, edge, corun, before: pd.DataFrame, edge_pat
     bootstrap error 5 %, at most 8 %) explained it. A base timed only before the requests reads the host as it was
     before them; with equal rounds before and after, a drift linear in time is met at the run's middle, and the
     pooled median always lies between the two sides' medians. What the bracket cannot cancel (a drift that is
-    not monotone) ``edge_base_drift`` shows; no constant is fitted to it."""
+    not monotone, campaign_bracketed_nice-10's 26 % cell) ``edge_base_drift`` shows; the blocks between the
+    requests follow it (:mod:`bench.testbed.localbase`). No constant is fitted to it."""
     from bench.testbed import hostload
 
     if corun is not None:
@@ -810,15 +825,99 @@ def bracket_base(cfg: TestbedConfig, edge, corun, before: pd.DataFrame, edge_pat
     rounds = int(alone["round"].max()) + 1 if len(alone) else 0
     after = hostload.time_settings(edge, None, served + fillers, 0.0, 0.0, rounds=rounds, gap_s=gap_s,
                                    base_only=fillers, phase="after")
-    pooled = pd.concat([alone, after], ignore_index=True)
+    inside = during[during["setting"] == "none"] if during is not None and len(during) else after.iloc[0:0]
+    pooled = pd.concat([alone, inside, after], ignore_index=True)
     edge_profile_from_base(hostload.base_trace(pooled, _cpu_mhz(), cfg.threads), edge_path, cfg.threads, prof_info,
                            with_corunners=with_corunners)
     prof_info["edge_base"] += (f"; bracketed: {rounds} round(s) before the requests and {rounds} right after them, "
                                "pooled median (loop.bracket_base)")
     prof_info["edge_base_drift"] = hostload.base_drift(pooled)
     prof_info["edge_base_residue"] = hostload.residue(before)
+    if origin_s is not None and "at_s" in pooled.columns:
+        pooled["run_s"] = pooled["at_s"] - origin_s
+    if len(inside):
+        blocks = int(during["round"].nunique())
+        prof_info["edge_base"] += (f"; {blocks} block(s) of alone inferences between the requests (every "
+                                   f"{cfg.base_every}), each request's base the median of the "
+                                   f"{localbase.NEAREST} alone samples nearest it in time "
+                                   "(loop.alone_block, bench.testbed.localbase)")
+        prof_info["edge_base_blocks"] = blocks
+        prof_info.update(interleaved_stretch(before, during))
+        if origin_s is not None:
+            during = during.assign(run_s=during["at_s"] - origin_s)
+        during.to_csv(edge_path.with_name(f"{edge_path.stem}_interleaved_timings.csv"), index=False)
     pooled.to_csv(edge_path.with_name(f"{edge_path.stem}_base_timings.csv"), index=False)
     return pooled
+
+
+def interleaved_stretch(before: pd.DataFrame, during: pd.DataFrame) -> dict[str, Any]:
+    """The co-runner stretch paired inside each block between the requests (alone and with the co-runners at the
+    measured levels, seconds apart) next to the one the twin uses (paired over the rounds before the requests,
+    :func:`bench.testbed.hostload.paired_stretch`), per workload, and their ratio: recorded, not used. The twin
+    keeps the stretch of the rounds before the requests: a ratio of the inference's time with and without
+    co-runners on the same host, it moves with the host's speed only where the two move apart (both scale alike
+    to first order), and 9 paired rounds give it a steadier median than one pair per block."""
+    from bench.testbed import hostload
+
+    out: dict[str, Any] = {}
+    inside, prior = hostload.paired_stretch(during), hostload.paired_stretch(before)
+    co = [c for c in inside.columns if c != "none"]
+    if inside.empty or not co:
+        return out
+    setting = co[0]  # one co-runner setting per block (fit_setting)
+    out["edge_stretch_setting"] = setting
+    out["edge_stretch_interleaved"] = {str(w): float(v) for w, v in inside[setting].items() if np.isfinite(v)}
+    if setting in prior.columns:
+        out["edge_stretch_before"] = {str(w): float(prior.at[w, setting]) for w in inside.index if w in prior.index}
+        out["edge_stretch_interleaved_over_before"] = {
+            w: out["edge_stretch_interleaved"][w] / out["edge_stretch_before"][w]
+            for w in out["edge_stretch_interleaved"] if out["edge_stretch_before"].get(w, 0) > 0}
+    return out
+
+
+def fit_setting(levels: tuple[float, float]) -> str | None:
+    """The co-runner setting the twin's slowdown comes from (:func:`bench.testbed.hostload.fit`): both stressors
+    where the scenario has both loads, else the one it has; None without co-runner load."""
+    cpu, mem = levels
+    if cpu > 0 and mem > 0:
+        return "scenario"
+    return "cpu" if cpu > 0 else "mem" if mem > 0 else None
+
+
+def alone_block(edge, corun, workloads, levels: tuple[float, float], gap_s: float, block: int,
+                runner=None) -> pd.DataFrame:
+    """One block of timed inferences between the requests, while the schedule is held and the edge's CPU is
+    this block's: each served workload alone (co-runners set to nothing, after ``gap_s``: the base's own pause)
+    and, where the scenario has co-runner load, once with them at the measured ``levels`` (the setting the fit
+    uses, :func:`fit_setting`), the two in an order that alternates block by block. ``runner``: an executor
+    whose thread runs on the edge's CPUs (the dispatcher's own thread runs elsewhere). Rows as
+    :func:`bench.testbed.hostload.time_settings`, ``phase`` ``during``, ``round`` the block's number; the
+    co-runners are left at nothing (the caller restores the world's load)."""
+    from bench.testbed import hostload
+
+    setting = fit_setting(levels) if corun is not None else None
+    only = ("none",) if setting is None else ("none", setting)
+    call = (hostload.time_settings, edge, corun if setting else None, list(workloads),
+            *(levels if setting else (0.0, 0.0)))
+    kw = {"rounds": 1, "gap_s": gap_s, "phase": "during", "only": only, "first_round": int(block)}
+    return runner.submit(*call, **kw).result() if runner is not None else call[0](*call[1:], **kw)
+
+
+def request_bases(pooled: pd.DataFrame, df: pd.DataFrame, prof_info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(each request's base in ms, the factor its twin's local time gets: that base over the pooled one the edge
+    profile was fitted to). With alone samples between the requests (``phase`` ``during``) the base is the median
+    of the :data:`~bench.testbed.localbase.NEAREST` samples of its workload nearest its arrival
+    (:func:`bench.testbed.localbase.request_bases`); without them (``--base-every 0``, a stored host profile) the
+    pooled base and factor 1, the bracket as before."""
+    from bench.testbed import hostload
+
+    ref = prof_info.get("edge_base_ms", {})
+    pooled_ms = np.array([ref.get(str(w), np.nan) for w in df["workload"]], dtype=float)
+    if pooled is None or not len(pooled) or "run_s" not in pooled.columns or not (pooled["phase"] == "during").any():
+        return pooled_ms, np.ones(len(df))
+    alone = pooled[pooled["setting"] == "none"]
+    return localbase.request_bases(alone, df["workload"], df["arrival_s"], hostload._alone_time(alone),
+                                   pooled=ref)
 
 
 def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
@@ -949,11 +1048,48 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 corun.measured_load()
             def shape_at_arrivals() -> None:
                 """Request t's world from its arrival on (the twin's rates change at arrivals too): on its own
-                thread, so a request already uploading moves at the new rate and no arrival waits for ``tc``."""
+                thread, so a request already uploading moves at the new rate and no arrival waits for ``tc``.
+                While the schedule is held for alone inferences (:func:`alone_block`) the arrival is unknown:
+                the wait is re-checked in short slices."""
                 for t in range(1, n):
-                    if stop_shaping.wait(max(clock.arrival(t) - time.perf_counter(), 0.0)):
-                        return
+                    while (wait := clock.arrival(t) - time.perf_counter()) > 0:
+                        if stop_shaping.wait(min(wait, 0.05)):
+                            return
                     shape(t)
+                    shaped_up_to[0] = t
+
+            # alone inferences between the requests (TestbedConfig.base_every): on a thread on the edge's CPUs
+            served = [w for w in cfg.workloads if w in edge.models]
+            every = int(cfg.base_every) if cfg.pace and not cfg.host_profile and timed else 0
+            block_runner = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="alone", initializer=pin_thread,
+                                               initargs=(set(cfg.edge_cpus),)) if every else None)
+            measured_co = corun is not None and max(levels) > 0
+            block_gap_s = base_gap_s(cfg, measured_co, ia_ms / 1e3)
+            blocks: list[pd.DataFrame] = []
+            shaped_up_to = [0]  # the last request whose world the shaper set
+
+            def between_requests(t: int) -> None:
+                """Before request t: hold the schedule, wait for the edge's CPU (the earlier requests' local work
+                ends first, FIFO), time one block (:func:`alone_block`), give the co-runners the world's load back
+                and let them run it for one inter-arrival time (the next request's measured load reads that
+                window, as any request's), then request t and all later ones arrive that much later (the twin is
+                told: ``pause_before_ms``)."""
+                clock.hold(t)
+                # request t-1's world is set before the block (else the shaper could start the co-runners inside it)
+                while shaping is not None and shaped_up_to[0] < t - 1 and not shaping.done():
+                    time.sleep(0.001)
+                turn = clock.cpu.turn()
+                turn.wait()
+                try:
+                    blocks.append(alone_block(edge, corun if measured_co else None, served, levels, block_gap_s,
+                                              len(blocks), runner=block_runner))
+                finally:
+                    turn.release()
+                if corun is not None:
+                    corun.set_load(float(trace.cpu_load[t - 1]), float(trace.mem_load[t - 1]))
+                    corun.measured_load()  # its window restarts with the world's load
+                time.sleep(ia_ms / 1e3)
+                clock.resume(t, time.perf_counter())
 
             pin_thread(support)  # the dispatcher's loop (policy, twin step, probes' scheduling) off the edge's CPUs
             own_cpu = SupportCpu()
@@ -965,6 +1101,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             meta = []
             stateless = cfg.policy.startswith("autoscale")  # greedy on a Q-table: act() has no side effects
             for t in range(n):
+                if every and t and t % every == 0:
+                    between_requests(t)
                 if shaping is None:  # back to back: the arrival is now
                     shape(t)
                 for r in RADIOS:
@@ -987,7 +1125,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 # trace's loads and signals instead of the measured ones), off the request's path
                 twin_choice = int(policy.act(np.array(obs, dtype=np.float32))) if stateless else -1
                 est.tick()
-                meta.append({"step": t, "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
+                meta.append({"step": t, "arrival_s": arrival - clock.t0,
+                             "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
                              "target": str(acts.at[a, "target"]), "radio": radio,
                              "qos_ms": float(trace.qos_ms[t]),
                              "shaped_up_mbps": radio_rates(links[radio], trace, radio, t)[0] if radio else np.nan,
@@ -1006,14 +1145,21 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 if truncated and t + 1 < n:
                     raise RuntimeError("the twin's episode ended before the live run; this is a bug")
             own_cpu.add("dispatcher", (time.thread_time() - loop_cpu0) * 1e3)
-            for m_row, done in zip(meta, clock.results()):
-                rows.append({**m_row, **done})
+            pauses = clock.pause_ms(n)
+            for m_row, done, pause in zip(meta, clock.results(), pauses):
+                rows.append({**m_row, **done, "pause_before_ms": float(pause)})
+            if block_runner is not None:
+                block_runner.shutdown(wait=True)
             # the base's second half, right after the requests on the same warm models (see bracket_base)
             rebased = not cfg.host_profile and bool(timed)
+            pooled = None
             if rebased:
                 measured = corun is not None and max(levels) > 0
-                bracket_base(cfg, edge, corun, timed[0], edge_path, prof_info,
-                             base_gap_s(cfg, measured, float(u0.trace.interarrival_ms) / 1e3), with_corunners=measured)
+                pooled = bracket_base(cfg, edge, corun, timed[0], edge_path, prof_info,
+                                      base_gap_s(cfg, measured, float(u0.trace.interarrival_ms) / 1e3),
+                                      with_corunners=measured,
+                                      during=pd.concat(blocks, ignore_index=True) if blocks else None,
+                                      origin_s=clock.t0)
             if shaping is not None:
                 shaping.result()  # every arrival shaped (a failed tc call is a failed run)
             support_info = {"support_cpus": sorted(support), "edge_cpus": list(cfg.edge_cpus),
@@ -1038,6 +1184,12 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     df["other_ms"] = df["latency_ms"] - df[["local_ms", "transfer_ms", "server_ms", "queue_ms"]].sum(axis=1)
     idx = np.arange(len(df))
     states = u.episode().states.take(idx)
+    if df["pause_before_ms"].to_numpy().any():  # the twin's requests keep the live gaps (pauses for alone blocks)
+        gaps = np.asarray(states.interarrival_ms, dtype=float).copy()
+        gaps[:-1] += df["pause_before_ms"].to_numpy(dtype=float)[1:]
+        states = dataclasses.replace(states, interarrival_ms=gaps)
+    # each request's local base: time-local where alone inferences were timed between the requests
+    df["pred_base_ms"], df["pred_base_factor"] = request_bases(pooled, df, prof_info)
     if rebased:  # the twin that predicts the requests gets the bracketed base (the live policy kept its own)
         env_pred = twin_env(scen_path, edge_path, cloud_path, n, interference)
         env_pred.reset(seed=cfg.seed)
@@ -1045,7 +1197,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     # the twin meets the radio state the live radios were in (quiet time since their last traffic)
     quiet = np.column_stack([df[f"quiet_{r}_ms"].to_numpy(dtype=float) if r in RADIOS else np.full(len(df), np.nan)
                              for r in sim_radios])
-    pred = twin_sequence(u.sim, states, df["action"].to_numpy(), quiet)
+    pred = twin_sequence(u.sim, states, df["action"].to_numpy(), quiet,
+                         local_factor=df["pred_base_factor"].to_numpy(dtype=float))
     df["pred_latency_ms"] = pred.latency_ms
     df["pred_energy_mj"] = pred.energy_mj
     df["pred_timed_out"] = np.asarray(pred.timed_out, dtype=bool)
@@ -1163,13 +1316,16 @@ class UploadTimeline:
         return d
 
 
-def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray, rate_in_time: bool = True):
+def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray, rate_in_time: bool = True,
+                  local_factor: np.ndarray | None = None):
     """The twin's prediction of a live run: the requests in order through the kernel (expected conditions:
     :meth:`Draws.neutral`), each meeting the queues the twin's own earlier requests left (one inference at a
     time on each local resource, one transmitter per radio, a FIFO queue per server route) - the waits the
     live side meets - and each radio in the state the live radio was in as the request arrived
     (``quiet_ms`` (N, R): its quiet time, probes included; NaN where a request was in flight on it live,
-    so the twin's own carried radio state stands). Returns an :class:`~bench.sim.core.Outcome` over the N."""
+    so the twin's own carried radio state stands). ``local_factor`` (N,): each request's local time over the
+    profile's (its time-local base over the pooled one, :func:`request_bases`; default 1). Returns an
+    :class:`~bench.sim.core.Outcome` over the N."""
     from bench.sim.core import Draws, Outcome
     from bench.sim.kernel import OUTCOME_FIELDS, Carry
 
@@ -1185,10 +1341,12 @@ def twin_sequence(sim, states, actions: np.ndarray, quiet_ms: np.ndarray, rate_i
         carry = Carry(carry.local_free, carry.tx_free, idle, carry.server_free, carry.throttled, carry.heat_w)
         st = states.take(np.array([t])).with_carry(carry)
         act = np.asarray(actions[t:t + 1], dtype=np.int64)
-        out = sim.evaluate(st, act, neutral)
+        local = np.ones(1) if local_factor is None else np.asarray(local_factor[t:t + 1], dtype=float)
+        out = sim.evaluate(st, act, dataclasses.replace(neutral, local_factor=local))
         if timeline is not None:  # the upload at the rates in force while it runs, not only at its arrival
             draws = timeline.draws(t, int(act[0]), out.phases)
             if draws is not None:  # the factors set the goodput alone: the cap is in the effective rate already
+                draws = dataclasses.replace(draws, local_factor=local)
                 out = sim.evaluate(dataclasses.replace(st, cap_mbps=np.full(1, np.inf)), act, draws)
         outs.append(out)
         carry = sim.advance(carry, out, st.interarrival_ms)
@@ -1334,6 +1492,24 @@ def _mix(targets: pd.Series) -> dict[str, float]:
     return {str(k): round(float(v), 4) for k, v in targets.value_counts(normalize=True).sort_index().items()}
 
 
+def local_base_record(df: pd.DataFrame) -> dict[str, Any]:
+    """What each request's time-local base did (``pred_base_ms``, :func:`request_bases`): per workload, the live
+    local requests' median CPU time over the base each used (the drift left after it; compare
+    ``local_cpu_over_base_median``, against the pooled base) and the range of the bases over the pooled one; the
+    pauses the alone blocks added to the schedule."""
+    if "pred_base_ms" not in df:
+        return {}
+    out: dict[str, Any] = {"pause_total_ms": float(df["pause_before_ms"].sum()) if "pause_before_ms" in df else 0.0}
+    f = df.groupby("workload")["pred_base_factor"]
+    out["pred_base_factor_range"] = {str(w): [float(g.min()), float(g.max())] for w, g in f}
+    if "local_cpu_ms" in df and "target" in df:
+        local = df[(df["target"] == "cpu") & ~df["timed_out"].astype(bool) & df["local_cpu_ms"].notna()
+                   & (df["pred_base_ms"] > 0)]
+        out["local_cpu_over_pred_base_median"] = {str(w): float((g["local_cpu_ms"] / g["pred_base_ms"]).median())
+                                                  for w, g in local.groupby("workload")}
+    return out
+
+
 def local_cpu_over_base(df: pd.DataFrame, base_ms: dict[str, float]) -> dict[str, float]:
     """Per workload: the live local requests' median thread CPU time over the twin's base for it (the edge fit's
     time). Off 1 by x, the twin's local time is off by about x before any co-runner stretch: the campaign's 42 %
@@ -1370,5 +1546,6 @@ def summarise(df: pd.DataFrame, sim_df: pd.DataFrame, cfg: TestbedConfig, prof_i
         "sim_own_latency_median_ms": float(sim_df["latency_ms"].median()),
         "sim_own_latency_p95_ms": float(sim_df["latency_ms"].quantile(0.95)),
         "local_cpu_over_base_median": local_cpu_over_base(df, prof_info.get("edge_base_ms", {})),
+        "base_every": int(cfg.base_every), **local_base_record(df),
         **{f"profile_{k}": v for k, v in prof_info.items()},
     }

@@ -1316,3 +1316,199 @@ def test_the_campaign_table_shows_each_runs_base_drift_farthest_from_one(drift):
     else:
         assert got in finite and all(abs(got - 1) >= abs(v - 1) for v in finite)
     assert base_drift({}) is None  # a run from before the bracket
+
+
+# --------------------------------------------------------------------------- the time-local base (issue 24)
+
+def _speed(shape: str, peak: float, t, span: float):
+    """A host's speed factor over the request window [0, span]: 1 outside it; ``step``: ``peak`` over its middle
+    third; ``ramp``: from 1 to ``peak`` at the middle and back (both turn within the run, as in
+    campaign_bracketed_nice-10's 26 % cell: slow on both sides, fast in the middle)."""
+    t = np.asarray(t, dtype=float)
+    x = np.clip(t / span, 0.0, 1.0)
+    if shape == "step":
+        return np.where((x >= 1 / 3) & (x < 2 / 3), peak, 1.0)
+    return 1.0 + (peak - 1.0) * (1.0 - np.abs(2.0 * x - 1.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(base=st.floats(5.0, 100.0), peak=st.one_of(st.floats(0.6, 0.85), st.floats(1.2, 1.6)),
+       shape=st.sampled_from(["step", "ramp"]), spacing=st.floats(0.5, 4.0), n_blocks=st.integers(12, 24),
+       noise=st.lists(st.floats(-0.01, 0.01), min_size=64, max_size=64))
+def test_the_local_base_follows_a_drift_that_turns_within_the_run_and_the_pooled_one_does_not(
+        base, peak, shape, spacing, n_blocks, noise):
+    """Alone samples before the requests, one per block between them and after them on a host whose speed steps
+    or ramps and turns back within the run: each request's base (the median of the 3 samples nearest it in time)
+    is the host's speed then, to within the drift over two blocks and the samples' noise; the pooled base (the
+    bracket) misses the middle by the whole excursion."""
+    from bench.testbed import localbase
+
+    span = (n_blocks + 1) * spacing
+    t = np.concatenate([np.linspace(-5.0, -0.5, 9), spacing * np.arange(1, n_blocks + 1),
+                        span + np.linspace(0.5, 5.0, 9)])
+    v = base * _speed(shape, peak, t, span) * (1.0 + np.resize(np.asarray(noise), len(t)))
+    q = np.linspace(0.0, span, 10 * (n_blocks + 1))
+    truth = base * _speed(shape, peak, q, span)
+    local = localbase.nearest_median(t, v, q)
+    pooled = localbase.pooled_median(v)
+    err = np.abs(local / truth - 1.0)
+    if shape == "step":  # away from the steps, the three nearest samples all lie on the request's side
+        edges = np.array([span / 3, 2 * span / 3])
+        far = np.abs(q[:, None] - edges[None, :]).min(axis=1) > 2.0 * spacing
+        assert far.any()
+        assert (err[far] <= 0.011 / min(peak, 1.0) + 1e-9).all()
+    else:  # within the ramp's drift over two blocks (the nearest three lie within that) plus the noise
+        slope = 2.0 * abs(peak - 1.0) / span
+        assert (err <= (slope * 2.0 * spacing + 0.011 * max(peak, 1.0)) / min(peak, 1.0) + 1e-9).all()
+    old = np.abs(pooled / truth - 1.0)
+    assert old.max() >= 0.1  # the bracket's pooled base misses the middle of the run
+    assert err.mean() < old.mean() / 2  # (at a step itself the nearest samples lag it by up to a block)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0.1, 1e3)),
+                       min_size=0, max_size=20),
+       q=st.floats(-50, 50), nearest=st.integers(1, 5))
+def test_the_local_base_drops_samples_that_are_not_a_time(values, q, nearest):
+    """NaN, infinite, zero or negative samples never enter a base; with none usable the base is NaN (the caller
+    then keeps the pooled one); otherwise it lies within the usable samples."""
+    from bench.testbed import localbase
+
+    t = np.arange(len(values), dtype=float)
+    v = np.asarray(values, dtype=float)
+    out = localbase.nearest_median(t, v, [q], nearest)
+    ok = v[np.isfinite(v) & (v > 0)] if len(v) else v
+    if not len(ok):
+        assert np.isnan(out[0]) and np.isnan(localbase.pooled_median(v))
+    else:
+        assert ok.min() - 1e-9 <= out[0] <= ok.max() + 1e-9
+        assert ok.min() - 1e-9 <= localbase.pooled_median(v) <= ok.max() + 1e-9
+
+
+def test_one_bad_sample_among_the_nearest_moves_no_base_and_missing_workloads_keep_the_pooled_one():
+    import pandas as pd
+
+    from bench.testbed import localbase
+
+    t = np.arange(6, dtype=float)
+    v = np.array([10.0, 10.0, 10.0, 100.0, 10.0, 10.0])  # one inference descheduled for long, among the nearest
+    assert localbase.nearest_median(t, v, [3.0])[0] == pytest.approx(10.0)
+    assert np.isnan(localbase.nearest_median(t, v, [np.nan])[0])  # a request without an arrival time: none
+    assert np.isnan(localbase.nearest_median([], [], [1.0])[0])
+    with pytest.raises(ValueError):
+        localbase.nearest_median([1.0, 2.0], [1.0], [1.0])
+    with pytest.raises(ValueError):
+        localbase.nearest_median(t, v, [1.0], nearest=0)
+    alone = pd.DataFrame({"workload": ["a"] * 4 + ["b"] * 2, "run_s": [0.0, 1.0, 2.0, 3.0, 0.0, 1.0],
+                          "cpu_ms": [10.0, 10.0, 20.0, 20.0, np.nan, -1.0]})
+    base, factor = localbase.request_bases(alone, ["a", "a", "b", "c"], [0.0, 3.0, 0.5, 0.5], "cpu_ms",
+                                           pooled={"a": 15.0, "b": 7.0})
+    assert base[0] == pytest.approx(10.0) and factor[0] == pytest.approx(10.0 / 15.0)
+    assert base[1] == pytest.approx(20.0) and factor[1] == pytest.approx(20.0 / 15.0)
+    assert base[2] == 7.0 and factor[2] == 1.0  # no usable sample of b: its pooled base, unchanged
+    assert np.isnan(base[3]) and factor[3] == 1.0  # a workload never timed alone: the profile's time stands
+
+
+def test_the_schedule_holds_for_an_alone_block_and_every_later_arrival_moves_by_it():
+    from bench.testbed.live import Dispatcher
+
+    clock = Dispatcher(200.0, pace=True, workers=1)
+    clock.start()
+    t0 = clock.t0
+    assert clock.arrival(3) == pytest.approx(t0 + 0.6)
+    clock.hold(3)
+    assert clock.arrival(2) == pytest.approx(t0 + 0.4) and clock.arrival(3) == np.inf  # the shaper waits
+    assert clock.resume(3, t0 + 2.0) == pytest.approx(1400.0)
+    assert clock.arrival(3) == pytest.approx(t0 + 2.0) and clock.arrival(4) == pytest.approx(t0 + 2.2)
+    clock.hold(6)
+    assert clock.resume(6, t0) == 0.0  # a block that ended before the arrival adds no pause
+    np.testing.assert_allclose(clock.pause_ms(7), [0, 0, 0, 1400.0, 0, 0, 0])
+    clock.results()
+    with pytest.raises(loop.TestbedError, match="base-every"):
+        loop.TestbedConfig(policy="cpu_only", scenario="cpu_corunner", base_every=-1)
+
+
+def test_the_twins_local_time_takes_each_requests_base_factor():
+    u, states = _twin(n=4, ia_ms=1e4)  # no queueing: each request's compute alone
+    acts = u.action_table
+    cpu = int(acts[(acts["kind"] == "local") & (acts["target"] == "cpu")].index[-1])
+    unknown = np.full((4, len(u.sim.links)), np.nan)
+    same = loop.twin_sequence(u.sim, states, np.full(4, cpu), unknown)
+    moved = loop.twin_sequence(u.sim, states, np.full(4, cpu), unknown,
+                               local_factor=np.array([1.0, 0.8, 1.25, 1.0]))
+    np.testing.assert_allclose(moved.phases["local_ms"], same.phases["local_ms"] * [1.0, 0.8, 1.25, 1.0], rtol=1e-9)
+    np.testing.assert_allclose(loop.twin_sequence(u.sim, states, np.full(4, cpu), unknown,
+                                                  local_factor=np.ones(4)).latency_ms, same.latency_ms, rtol=1e-12)
+
+
+def test_alone_blocks_between_the_requests_give_each_its_base_on_a_host_fast_in_the_middle(tmp_path):
+    """campaign_bracketed_nice-10's 26 % cell: the alone rounds after the requests read 1.3x those before, the
+    requests ran at 0.80-0.85x the pooled base - the host fast in the middle, slow on both sides, which the bracket
+    cannot cancel. With a block of alone inferences every 5 requests (co-runners set to nothing; one inference with
+    them at the measured levels beside it) each request's base follows the host's speed where the pooled one
+    (the old code's) is off by up to the whole excursion; the blocks' stretch is recorded beside the twin's."""
+    import pandas as pd
+
+    base = {"mobilenet_v2": 31.1, "lstm_text": 10.2, "resnet18": 60.0}
+    start = pd.DataFrame([{"workload": w, "latency_ms": t, "latency_p95_ms": t, "n_runs": 9, "cpu_mhz": 2600.0,
+                           "error": "", "meter": "none", "power_w": np.nan, "latency_wall_ms": t,
+                           "timed": "thread CPU time"} for w, t in base.items()])
+    edge_path, cloud_path = _write_testbed_profiles(start, tmp_path)
+    cfg = loop.TestbedConfig(policy="cpu_only", scenario="cpu_corunner", base_every=5)
+    n, k = 40, 1.2
+    scen = loop.restricted_scenario(cfg.scenario, cfg.workloads, n, tmp_path)
+    u0 = loop.twin_env(scen, edge_path, cloud_path, n).unwrapped
+    levels = (0.9, 0.2)
+    corun = _AccountedCoRunners()
+    before = 9 * (2 * 4 + 1)  # before the requests: 2 served x 4 settings + the filler
+    window = n + (n // 5 - 1) * 2 * 2  # the requests and 7 blocks of 2 workloads x 2 settings
+    edge = _DriftingEdge(corun, base, k, lambda c: 1.0 if not before <= c < before + window
+                         else float(_speed("ramp", 0.75, c - before, window)))
+    prof: dict = {}
+    timed: list = []
+    loop.host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels, edge_path, gap_s=0.0,
+                           prof_info=prof, timed=timed)
+    served = list(cfg.workloads)
+    origin = time_perf = __import__("time").perf_counter
+    origin = time_perf()
+    arrivals, workloads, live, blocks = [], [], [], []
+    for i in range(n):
+        if i and i % cfg.base_every == 0:
+            calls = edge.calls
+            blocks.append(loop.alone_block(edge, corun, served, levels, 0.0, len(blocks)))
+            got = blocks[-1]
+            loads = edge.loads[calls:]
+            assert [lo == {"cpu": 0.0, "mem": 0.0} for lo in loads] == list(got["setting"] == "none")
+            assert corun.load == {"cpu": 0.0, "mem": 0.0}  # left at nothing: the caller gives the world's back
+            assert set(got["setting"]) == {"none", "scenario"} and (got["phase"] == "during").all()
+        corun.set_load(*levels)  # the requests' co-runners
+        w = served[i % 2]
+        arrivals.append(time_perf() - origin)
+        workloads.append(w)
+        live.append(edge.local(w).local_cpu_ms)
+    assert edge.calls == before + window
+    first = [b["setting"].iloc[0] for b in blocks]
+    assert first[0] != first[1]  # the order within a block alternates
+    pooled = loop.bracket_base(cfg, edge, corun, timed[0], edge_path, prof, gap_s=0.0,
+                               during=pd.concat(blocks, ignore_index=True), origin_s=origin)
+    assert set(pooled["phase"]) == {"before", "during", "after"} and (pooled["setting"] == "none").all()
+    assert "run_s" in pooled.columns and (pooled.loc[pooled["phase"] == "before", "run_s"] < 0).all()
+    df = pd.DataFrame({"workload": workloads, "arrival_s": arrivals})
+    got, factor = loop.request_bases(pooled, df, prof)
+    live = np.asarray(live)
+    local_err = np.abs(got / live - 1.0)
+    pooled_ms = np.array([prof["edge_base_ms"][w] for w in workloads])
+    old_err = np.abs(pooled_ms / live - 1.0)  # the bracket's pooled base, the old code's
+    assert old_err.max() > 0.2 and np.median(local_err) < 0.05 and local_err.max() < 0.12
+    assert local_err.mean() < old_err.mean() / 2
+    np.testing.assert_allclose(got, pooled_ms * factor, rtol=1e-9)
+    assert prof["edge_base_blocks"] == 7 and "nearest it in time" in prof["edge_base"]
+    assert prof["edge_stretch_setting"] == "scenario"
+    for w in served:  # the blocks' stretch, paired one inference apart (the host moves a little between them)
+        assert prof["edge_stretch_interleaved"][w] == pytest.approx(1 + k, rel=0.03)
+        assert prof["edge_stretch_interleaved_over_before"][w] == pytest.approx(1.0, rel=0.03)
+    inter = pd.read_csv(tmp_path / "testbed_edge_interleaved_timings.csv")
+    assert len(inter) == 7 * 2 * 2 and "run_s" in inter.columns
+    # without blocks (--base-every 0): the pooled base, factor 1 - the bracket as before
+    same, one = loop.request_bases(pooled[pooled["phase"] != "during"], df, prof)
+    assert (one == 1.0).all() and np.allclose(same, pooled_ms)
