@@ -26,7 +26,8 @@ COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_me
            *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
            "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
            "parts_skipped_timed_out", "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
-           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice", "edge_base_drift"]
+           "target_mix_sim", "loadavg_start_1min", "loadavg_end_1min", "nice", "edge_base_drift",
+           "base_factor_min", "base_factor_max"]
 
 
 def base_drift(s: dict) -> float | None:
@@ -34,6 +35,15 @@ def base_drift(s: dict) -> float | None:
     farthest from 1 over its workloads; None for a run from before the bracket or without a timed base."""
     drift = [float(v) for v in (s.get("profile_edge_base_drift") or {}).values() if v is not None and np.isfinite(v)]
     return max(drift, key=lambda v: abs(v - 1.0)) if drift else None
+
+
+def base_factor_span(s: dict) -> tuple[float | None, float | None]:
+    """The least and most of the run's per-request base over the pooled one (``pred_base_factor``, the time-local
+    base of :mod:`bench.testbed.localbase`) over its workloads: how far the host moved within the requests' window;
+    (None, None) for a run without alone inferences between its requests."""
+    got = [float(x) for lo_hi in (s.get("pred_base_factor_range") or {}).values() for x in lo_hi
+           if x is not None and np.isfinite(x)]
+    return (min(got), max(got)) if got else (None, None)
 
 
 def _mix_text(mix: dict | None) -> str:
@@ -70,6 +80,7 @@ def row_from_summary(s: dict) -> dict:
             "loadavg_start_1min": (s.get("loadavg_start") or [None])[0],
             "loadavg_end_1min": (s.get("loadavg_end") or [None])[0], "nice": s.get("nice", 0),
             "edge_base_drift": base_drift(s),
+            **dict(zip(("base_factor_min", "base_factor_max"), base_factor_span(s))),
             "local_ms_mean": s.get("local_ms_mean"), "transfer_ms_mean": s.get("transfer_ms_mean"),
             "server_ms_mean": s.get("server_ms_mean"), "queue_ms_mean": s.get("queue_ms_mean"),
             "energy_mj_mean": s.get("energy_mj_mean"), "energy_source": s.get("energy_source"),

@@ -145,6 +145,16 @@ def test_twenty_live_requests(tmp_path):
     assert (base["phase"] == "after").sum() == (base["phase"] == "before").sum() > 0
     assert set(summary["profile_edge_base_drift"]) == set(base["workload"])
     assert "bracketed" in summary["profile_edge_base"]
+    # and a block of alone inferences between the requests (every 10): each request's base is time-local
+    assert cfg.base_every == 10 and summary["profile_edge_base_blocks"] == 1
+    assert (base["phase"] == "during").sum() == 2 and set(base.loc[base["phase"] == "during", "workload"]) == {
+        "mobilenet_v2", "lstm_text"} and base["run_s"].is_monotonic_increasing
+    pause = df["pause_before_ms"].to_numpy()
+    assert pause[10] > 0 and (np.delete(pause, 10) == 0).all()  # the schedule paused there; the twin was told
+    assert np.isclose(df["arrival_s"].iloc[10] - df["arrival_s"].iloc[9], 0.2 + pause[10] / 1e3, atol=1e-6)
+    assert np.isfinite(df["pred_base_ms"]).all() and (df["pred_base_factor"] > 0).all()
+    inter = pd.read_csv(tmp_path / "testbed_edge_interleaved_timings.csv")
+    assert set(inter["setting"]) == ({"none", "scenario"} if cfg.corunners else {"none"})
     for kept in ("testbed_edge_before_requests.yaml", "testbed_edge_provisional.yaml"):
         assert (tmp_path / kept).is_file()
     # the testbed's own work ran off the edge's CPUs where the host has others, and its CPU time was counted
@@ -163,8 +173,9 @@ def test_overlapping_requests_queue_live_and_in_the_twin(tmp_path):
     raw.update(name="tight_arrivals", interarrival_ms=10)
     scen = tmp_path / "tight_arrivals.yaml"
     scen.write_text(yaml.safe_dump(raw, sort_keys=False))
+    # no alone block between the requests (base_every=0): a block waits for the edge's CPU, so it drains the backlog
     cfg = TestbedConfig(policy="cpu_only", scenario=str(scen), requests=12, seed=1, workloads=("mobilenet_v2",),
-                        profile_repeats=3, corunners=False)
+                        profile_repeats=3, corunners=False, base_every=0)
     summary = run(cfg, tmp_path / "run")
     df = pd.read_parquet(tmp_path / "run" / "requests.parquet")
     assert (df["route"] == "cpu").all()

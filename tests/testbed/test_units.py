@@ -1318,6 +1318,19 @@ def test_the_campaign_table_shows_each_runs_base_drift_farthest_from_one(drift):
     assert base_drift({}) is None  # a run from before the bracket
 
 
+@settings(max_examples=40, deadline=None)
+@given(ranges=st.dictionaries(st.sampled_from(["a", "b"]),
+                              st.lists(st.one_of(st.floats(0.1, 10), st.just(float("nan"))), min_size=2, max_size=2),
+                              max_size=2))
+def test_the_campaign_table_shows_how_far_each_runs_local_base_moved(ranges):
+    from bench.testbed.compare import base_factor_span
+
+    finite = [v for lo_hi in ranges.values() for v in lo_hi if np.isfinite(v)]
+    got = base_factor_span({"pred_base_factor_range": ranges})
+    assert got == ((min(finite), max(finite)) if finite else (None, None))
+    assert base_factor_span({}) == (None, None)  # a run without alone blocks
+
+
 # --------------------------------------------------------------------------- the time-local base (issue 24)
 
 def _speed(shape: str, peak: float, t, span: float):
