@@ -1072,8 +1072,9 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 """Before request t: hold the schedule, wait for the edge's CPU (the earlier requests' local work
                 ends first, FIFO), time one block (:func:`alone_block`), give the co-runners the world's load back
                 and let them run it for one inter-arrival time (the next request's measured load reads that
-                window, as any request's), then request t and all later ones arrive that much later (the twin is
-                told: ``pause_before_ms``)."""
+                window, as any request's), then request t arrives one inter-arrival time later (as after any
+                request: the dispatcher's own work before it - the load read, the probes - precedes it, so it is
+                not issued late) and all later ones as much later (the twin is told: ``pause_before_ms``)."""
                 clock.hold(t)
                 # request t-1's world is set before the block (else the shaper could start the co-runners inside it)
                 while shaping is not None and shaped_up_to[0] < t - 1 and not shaping.done():
@@ -1089,7 +1090,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                     corun.set_load(float(trace.cpu_load[t - 1]), float(trace.mem_load[t - 1]))
                     corun.measured_load()  # its window restarts with the world's load
                 time.sleep(ia_ms / 1e3)
-                clock.resume(t, time.perf_counter())
+                clock.resume(t, time.perf_counter() + ia_ms / 1e3)
 
             pin_thread(support)  # the dispatcher's loop (policy, twin step, probes' scheduling) off the edge's CPUs
             own_cpu = SupportCpu()
