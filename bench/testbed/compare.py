@@ -87,8 +87,10 @@ def row_from_summary(s: dict) -> dict:
             "target_mix_live": _mix_text(s.get("target_mix_live")), "target_mix_sim": _mix_text(s.get("target_mix_sim"))}
 
 
-def run_stage(params, out_dir: str | Path, progress: bool = False, nice: int = 0) -> pd.DataFrame:
-    """Run the stage for validated ``params`` (:class:`bench.config.Params`); writes ``out_dir``."""
+def run_stage(params, out_dir: str | Path, progress: bool = False, nice: int = 0,
+              base_every: int | None = None) -> pd.DataFrame:
+    """Run the stage for validated ``params`` (:class:`bench.config.Params`); writes ``out_dir``. ``base_every``:
+    every run's :attr:`~bench.testbed.loop.TestbedConfig.base_every` (None: its default)."""
     from bench.seeding import derive_seed
     from bench.testbed import dvfo_live
     from bench.testbed.loop import TestbedConfig, is_dvfo, run
@@ -105,7 +107,8 @@ def run_stage(params, out_dir: str | Path, progress: bool = False, nice: int = 0
                 cfg = TestbedConfig(policy=policy, scenario=scenario, requests=tb.requests, seed=seed,
                                     workloads=tb.workloads, threads=tb.threads, edge_cpus=tb.edge_cpus,
                                     server_cpus=tb.server_cpus, corunners=tb.corunners,
-                                    autoscale_steps=tb.autoscale_steps, nice=nice)
+                                    autoscale_steps=tb.autoscale_steps, nice=nice,
+                                    **({} if base_every is None else {"base_every": int(base_every)}))
                 run_dir = out / "runs" / f"{scenario}__{policy}"
                 if progress:
                     print(f"testbed: {policy} on {scenario} -> {run_dir}", flush=True)
@@ -330,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help="a campaign: these scenarios instead")
     p.add_argument("--requests", type=int, help="a campaign: requests per (policy, scenario) instead")
     p.add_argument("--nice", type=int, default=0, help="niceness of every run (see python -m bench testbed --help)")
+    p.add_argument("--base-every", type=int, default=None,
+                   help="alone inferences between the requests every this many (see python -m bench testbed --help; "
+                        "default: TestbedConfig's, 10; 0 = the before/after bracket only)")
     p.add_argument("--docs", metavar="FILE", help="with --tabulate: write the campaign's table into FILE's "
                                                   "testbed-campaign block (e.g. docs/testbed.md)")
     args = p.parse_args(argv)
@@ -345,11 +351,14 @@ def main(argv: list[str] | None = None) -> int:
                 summary = json.loads((Path(args.out) / "summary.json").read_text())
                 update_docs(docs, markdown_table(table, summary, Path(args.out)))
         else:
+            if args.base_every is not None and not 0 <= args.base_every <= 10**6:
+                raise TestbedError(f"--base-every must be >= 0 (0 = no alone inferences between requests), "
+                                   f"got {args.base_every}")
             params = load_params(args.params)
             apply_world(params)  # the radio profile of params.yaml
             if args.policies or args.scenarios or args.requests:
                 params = campaign_params(params, args.policies, args.scenarios, args.requests)
-            table = run_stage(params, args.out, progress=True, nice=args.nice)
+            table = run_stage(params, args.out, progress=True, nice=args.nice, base_every=args.base_every)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1525,3 +1525,17 @@ def test_alone_blocks_between_the_requests_give_each_its_base_on_a_host_fast_in_
     # without blocks (--base-every 0): the pooled base, factor 1 - the bracket as before
     same, one = loop.request_bases(pooled[pooled["phase"] != "during"], df, prof)
     assert (one == 1.0).all() and np.allclose(same, pooled_ms)
+
+
+@pytest.mark.parametrize("entry", ["testbed", "testbed-stage"])
+def test_a_negative_base_every_is_one_line_and_exit_2(entry, tmp_path, capsys):
+    from bench.testbed import cli, compare
+
+    out = tmp_path / "out"
+    if entry == "testbed":
+        rc = cli.main(["--policy", "cpu_only", "--scenario", "wifi_weak", "--base-every", "-1", "--out", str(out)])
+    else:
+        rc = compare.main(["--base-every", "-1", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--base-every" in err and "-1" in err
+    assert not out.exists()  # nothing half-made
