@@ -20,8 +20,10 @@ def _figure(n: int) -> Figure:
     return fig
 
 
-def test_figures_written_in_children_are_the_files_written_here(tmp_path):
-    here, there = report.Gallery(tmp_path / "here", save_workers=0), report.Gallery(tmp_path / "there", save_workers=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_figures_written_in_children_are_the_files_written_here(tmp_path, workers):
+    here = report.Gallery(tmp_path / "here", save_workers=0)
+    there = report.Gallery(tmp_path / "there", save_workers=workers)
     for n in (3, 5, 8):
         here.add(_figure(n), f"f{n}", f"caption {n}", "A" if n < 8 else "B")
         there.add(_figure(n), f"f{n}", f"caption {n}", "A" if n < 8 else "B")
@@ -46,3 +48,12 @@ def test_report_workers_zero_writes_in_this_process(tmp_path, monkeypatch):
     gallery = report.Gallery(tmp_path)
     gallery.add(_figure(3), "fig", "caption", "A")
     assert not gallery._pending and (tmp_path / "fig.png").is_file() and (tmp_path / "fig.svg").is_file()
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 2), (4, 4)])
+def test_default_writers_one_per_core_and_none_on_one_core(tmp_path, monkeypatch, cores, workers):
+    # one child per core beside the drawing process: a figure that draws longer than it writes does not leave a
+    # core idle while this process waits on the previous write (issue 25); one core: writing here is as fast
+    monkeypatch.delenv("BENCH_REPORT_WORKERS", raising=False)
+    monkeypatch.setattr("bench.config.local_cores", lambda: cores)
+    assert report.Gallery(tmp_path)._workers == workers

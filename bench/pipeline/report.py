@@ -870,11 +870,14 @@ class Gallery:
     ``add`` writes ``out_dir/NAME.png`` through the figure object, displays the figure when running in a
     notebook, and files it under a section title for :mod:`bench.pipeline.report_html`.
 
-    Writing a figure (PNG at print resolution and SVG: about three quarters of the report stage's CPU) runs in a
-    forked child process while this one draws the next figure (speed, issue 25: the stage used one core of
-    two). The child writes from the figure as it was handed over, so the files are the same bytes as written
-    here; ``save_workers=0`` (or one core, or no ``fork``) writes here, one after the other. :attr:`sections`
-    waits for every write, so whatever reads the files through it finds them complete.
+    Writing a figure (PNG at print resolution and SVG) runs in a forked child process while this one draws the
+    next figure (speed, issue 25: the stage used one core of two). The child writes from the figure as it was
+    handed over, so the files are the same bytes as written here; ``save_workers=0`` (or no ``fork``) writes
+    here, one after the other. Up to one child per core is in flight (``BENCH_REPORT_WORKERS`` sets another
+    number): drawing a figure and showing it inline costs about what writing it does over the whole report, but
+    not figure by figure (the target mix draws longer than it writes, the efficiency figures the other way
+    round), so with a single child this process waited on each write in turn while a core idled.
+    :attr:`sections` waits for every write, so whatever reads the files through it finds them complete.
     """
 
     def __init__(self, out_dir: str | Path, save_workers: int | None = None):
@@ -885,9 +888,10 @@ class Gallery:
 
         self.out_dir = Path(out_dir)
         self._sections: dict[str, list[tuple[Path, str]]] = {}
-        if save_workers is None:  # one writer beside this process's own drawing; BENCH_REPORT_WORKERS=0: none
+        if save_workers is None:  # one writer per core beside this process's own drawing; BENCH_REPORT_WORKERS=0: none
             env = os.environ.get("BENCH_REPORT_WORKERS", "").strip()
-            save_workers = int(env) if env.isdigit() else local_cores() - 1
+            cores = local_cores()
+            save_workers = int(env) if env.isdigit() else (cores if cores > 1 else 0)
         forkable = "fork" in multiprocessing.get_all_start_methods()
         self._workers = max(0, save_workers) if forkable else 0
         self._pending: list = []
