@@ -140,6 +140,11 @@ class AutoScaleConfig:
     visited reads the finest coarser table that saw it, then the nearest signal bucket of the coarsest table;
     never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
     while training)."""
+    backoff_rank: str = bounded("changed_share", choices=("changed_share", "value_lost"))
+    """How the back-off measures a feature's informativeness (the drop order): ``changed_share`` = the
+    visit-weighted share of states whose greedy action changes when the feature is merged away; ``value_lost`` =
+    the visit-weighted mean reward lost by acting on the merged table's choice. Chosen by leave-one-scenario-out
+    validation on the training scenarios (scripts/autoscale_loso.py, docs/autoscale.md, Round 8)."""
     backoff_min_visits: int = bounded(1, ge=1, le=1_000_000)
     """Samples a (state, action) entry needs before a greedy decision reads it, at every level: the full table
     included, so a state visited only a few times (its few tried actions often exploratory mistakes) backs off to
@@ -182,12 +187,13 @@ class AutoScaleConfig:
                   "learning_rate": 0 < self.learning_rate <= 1, "discount": 0 <= self.discount < 1,
                   "epsilon_start": 0 <= self.epsilon_start <= 1, "epsilon_end": 0 <= self.epsilon_end <= 1,
                   "epsilon_decay_steps": self.epsilon_decay_steps >= 1,
-                  "backoff_min_visits": self.backoff_min_visits >= 1}
+                  "backoff_min_visits": self.backoff_min_visits >= 1,
+                  "backoff_rank": self.backoff_rank in ("changed_share", "value_lost")}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"AutoScaleConfig: invalid value for {bad}: need total_steps, episode_steps, "
                              f"epsilon_decay_steps, backoff_min_visits >= 1; learning_rate in (0, 1]; discount in [0, 1); "
-                             f"epsilons in [0, 1]")
+                             f"epsilons in [0, 1]; backoff_rank changed_share or value_lost")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -348,7 +354,7 @@ class AutoScaleLearner(Learner):
         if self._levels is None:
             self._levels = build_levels(self.target_sum, self.visits, self.bins.sizes,
                                         tuple(name for _, name in _FEATURES), _PROTECTED,
-                                        self.config.backoff_min_visits)
+                                        self.config.backoff_min_visits, self.config.backoff_rank)
         return self._levels
 
     def rebuild_backoff(self) -> list:

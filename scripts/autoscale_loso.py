@@ -1,0 +1,172 @@
+"""Leave-one-scenario-out validation of AutoScale's back-off feature ranking, on training scenarios only (issue 23).
+
+The back-off (docs/autoscale-backoff.md) drops runtime features least informative first; *how* informativeness
+is measured (``AutoScaleConfig.backoff_rank``) must be chosen without held-out data. This script is the
+pre-registered protocol (docs/autoscale.md, "Round 8"):
+
+1. ``log``: retrain AutoScale on a trained artefact's own config (``train.json``: same seed, so the same table,
+   checked) and record every training sample (state id, action, TD target, training scenario).
+2. ``validate``: for each training scenario k (a fold), rebuild the tables from the samples of the *other*
+   training scenarios only (full table = their sample averages; back-off levels built with each candidate
+   ranking), roll the greedy policy out on scenario k (``--seeds`` episodes, seeds derived from the artefact's
+   seed and "loso"), and report the objective ``E + λ·miss`` per inference per fold and rank. Scenario k's
+   contexts that the other scenarios never produced back off, which is the situation a held-out family meets.
+
+Usage::
+
+    PYTHONPATH=$PWD python scripts/autoscale_loso.py log results/train/autoscale_phone --out /tmp/samples.npz
+    PYTHONPATH=$PWD python scripts/autoscale_loso.py validate results/train/autoscale_phone /tmp/samples.npz \
+        [--ranks changed_share value_lost] [--seeds 3] [--csv folds.csv]
+
+Writes only the files named by ``--out`` / ``--csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _config(train_dir: Path):
+    from bench.policies.autoscale import AutoScaleConfig
+
+    meta = json.loads((train_dir / "train.json").read_text())
+    return AutoScaleConfig.from_dict(meta["config"])
+
+
+def log_samples(train_dir: Path, out: Path) -> int:
+    """Retrain with the artefact's config, recording (state, action, target, scenario) of every update."""
+    from bench.policies import autoscale as mod
+
+    config = _config(train_dir)
+    rec: list[tuple[int, int, float]] = []
+    original = mod.AutoScaleLearner.update_ids
+
+    def recording(self, s, a, reward, s_next, terminated):  # discount 0: the target is the reward
+        rec.append((int(s), int(a), float(reward)))
+        return original(self, s, a, reward, s_next, terminated)
+
+    mod.AutoScaleLearner.update_ids = recording
+    try:
+        t0 = time.process_time()
+        result = mod.train(config)
+    finally:
+        mod.AutoScaleLearner.update_ids = original
+    if config.discount != 0:
+        raise SystemExit("autoscale_loso: needs discount 0 (the TD target is then the reward)")
+    curve = result.curve
+    names = list(config.scenarios)
+    scen = np.empty(len(rec), dtype=np.int16)
+    start = 0
+    for end, sc in zip(curve["step"], curve["scenario"]):
+        scen[start:end] = names.index(sc) if sc in names else [Path(n).stem for n in names].index(sc)
+        start = end
+    arr = np.asarray(rec, dtype=float)
+    saved = train_dir / "policy" / "q_table.npz"
+    same = None
+    if saved.exists():
+        with np.load(saved, allow_pickle=False) as d:
+            same = bool(np.array_equal(d["visits"], result.learner.visits))
+    np.savez_compressed(out, state=arr[:, 0].astype(np.int64), action=arr[:, 1].astype(np.int64),
+                        target=arr[:, 2], scenario=scen, scenarios=np.asarray(names))
+    print(f"{len(rec)} samples, {time.process_time() - t0:.0f} CPU-s; visits equal to the saved table: {same}")
+    return 0
+
+
+def fold_learner(config, action_names, samples: dict, keep: np.ndarray, rank: str):
+    """An AutoScale learner whose tables hold only the samples where ``keep`` (sample averages)."""
+    from dataclasses import replace
+
+    from bench.policies.autoscale import AutoScaleLearner
+
+    learner = AutoScaleLearner(replace(config, backoff_rank=rank), action_names)
+    s, a, t = samples["state"][keep], samples["action"][keep], samples["target"][keep]
+    np.add.at(learner.visits, (s, a), 1)
+    np.add.at(learner.target_sum, (s, a), t)
+    learner.q = np.where(learner.visits > 0, learner.target_sum / np.maximum(learner.visits, 1),
+                         config.optimistic_init)
+    learner.rebuild_backoff()
+    return learner
+
+
+def episode_cost(learner, env, seed: int, lam: float) -> tuple[float, float]:
+    """(objective per inference, share of requests backed off) of one greedy episode."""
+    obs, _ = env.reset(seed=int(seed))
+    total, n, backed = 0.0, 0, 0
+    while True:
+        a = learner.act(obs)
+        backed += learner.served_level(learner.bins.state_id(obs)) not in (0, None)
+        obs, _, terminated, truncated, info = env.step(a)
+        total += info["energy_mj"] + lam * (1.0 - float(info["qos_ok"]))
+        n += 1
+        if terminated or truncated:
+            return total / n, backed / n
+
+
+def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, csv: str) -> int:
+    from bench.policies.autoscale import make_envs
+    from bench.seeding import derive_seeds
+
+    config = _config(train_dir)
+    with np.load(samples_path, allow_pickle=False) as d:
+        samples = {k: d[k] for k in d.files}
+    names = [str(x) for x in samples["scenarios"]]
+    envs = make_envs(config)
+    action_names = list(envs[0].unwrapped.action_table["name"])
+    lam = float(config.violation_cost_mj or 0.0)
+    ep_seeds = derive_seeds(config.seed, seeds, "loso", "autoscale")
+    rows = []
+    for k, (name, env) in enumerate(zip(names, envs)):
+        keep = samples["scenario"] != k
+        for rank in ranks:
+            learner = fold_learner(config, action_names, samples, keep, rank)
+            order = [lvl.dropped.removesuffix("_edges") for lvl in learner.backoff_levels()]
+            for sd in ep_seeds:
+                j, backed = episode_cost(learner, env, sd, lam)
+                rows.append({"fold": name, "rank": rank, "seed": int(sd), "j_mj": j, "backed_off": backed,
+                             "order": " > ".join(order)})
+        print(pd.DataFrame(rows[-len(ranks) * seeds:]).groupby("rank")[["j_mj", "backed_off"]].mean()
+              .assign(fold=name).to_string(), flush=True)
+    df = pd.DataFrame(rows)
+    if csv:
+        df.to_csv(csv, index=False)
+    per = df.groupby(["fold", "rank"])[["j_mj", "backed_off"]].mean().unstack("rank")
+    print(per.to_string())
+    print(df.groupby("rank")["j_mj"].mean().to_string())
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    lg = sub.add_parser("log")
+    lg.add_argument("train_dir")
+    lg.add_argument("--out", required=True)
+    va = sub.add_parser("validate")
+    va.add_argument("train_dir")
+    va.add_argument("samples")
+    va.add_argument("--ranks", nargs="+", default=["changed_share", "value_lost"])
+    va.add_argument("--seeds", type=int, default=3)
+    va.add_argument("--csv", default="")
+    args = ap.parse_args(argv)
+    train_dir = Path(args.train_dir)
+    if not (train_dir / "train.json").exists():
+        print(f"autoscale_loso: {train_dir / 'train.json'} not found (a train stage's output directory)",
+              file=sys.stderr)
+        return 2
+    if args.cmd == "log":
+        return log_samples(train_dir, Path(args.out))
+    if args.seeds < 1:
+        print(f"autoscale_loso: --seeds {args.seeds}: need >= 1", file=sys.stderr)
+        return 2
+    return validate(train_dir, Path(args.samples), args.ranks, args.seeds, args.csv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
