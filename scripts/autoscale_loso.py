@@ -142,6 +142,52 @@ def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, 
     return 0
 
 
+def heldout(train_dir: Path, ranks: list[str], seeds: int, csv: str) -> int:
+    """The saved table with each ranking, on the held-out scenarios (the evaluate stage's seeds); run only after
+    the rule's outcome is written (docs/autoscale.md, Round 8). Capture uses the committed yardstick's best
+    static per DNN and bound (``results/evaluate/yardstick.json`` next to ``train_dir``'s results)."""
+    from dataclasses import replace
+
+    import bench  # noqa: F401  (registers envs and policies)
+    from bench.config import apply_world, load_params
+    from bench.policies.autoscale import AutoScaleLearner
+    from bench.policies.rollout import make_env
+    from bench.seeding import derive_seeds
+    from bench.world.scenarios import load_scenario
+
+    params = load_params()
+    apply_world(params)
+    lam = float(params.objective.violation_cost_mj)
+    suite = params.evaluate.suites["autoscale_phone"]
+    ep_seeds = derive_seeds(params.seed, seeds, "evaluate", "autoscale_phone")
+    yard_path = train_dir.parent.parent / "evaluate" / "yardstick.json"
+    yard = {r["scenario"]: r for r in json.loads(yard_path.read_text())["autoscale_phone"]["headroom"]}
+    rows = []
+    for rank in ranks:
+        learner = AutoScaleLearner.load(train_dir / "policy")
+        learner.config = replace(learner.config, backoff_rank=rank)
+        learner.rebuild_backoff()
+        kw = learner.config.env_kwargs()
+        for sc in suite.heldout_scenarios:
+            env = make_env("bench/AutoScale-v0", sc, load_scenario(sc).steps, **kw)
+            for sd in ep_seeds:
+                j, backed = episode_cost(learner, env, sd, lam)
+                rows.append({"scenario": sc, "rank": rank, "seed": int(sd), "j_mj": j, "backed_off": backed})
+    df = pd.DataFrame(rows)
+    if csv:
+        df.to_csv(csv, index=False)
+    per = df.groupby(["scenario", "rank"])[["j_mj", "backed_off"]].mean().reset_index()
+    y = pd.DataFrame([{"scenario": sc, "j_static": yard[sc]["j_best_static_dnn_mj"], "j_bound": yard[sc]["j_bound_mj"],
+                       "j_found": yard[sc]["j_best_found_mj"]} for sc in per.scenario.unique()])
+    per = per.merge(y, on="scenario")
+    per["captured_vs_bound"] = (per.j_static - per.j_mj) / (per.j_static - per.j_bound)
+    per["captured_vs_found"] = (per.j_static - per.j_mj) / (per.j_static - per.j_found)
+    pd.set_option("display.width", 200)
+    print(per.round(4).to_string(index=False))
+    print(per.groupby("rank")[["j_mj", "captured_vs_bound", "captured_vs_found"]].mean().round(4).to_string())
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -154,6 +200,11 @@ def main(argv=None) -> int:
     va.add_argument("--ranks", nargs="+", default=["changed_share", "value_lost"])
     va.add_argument("--seeds", type=int, default=3)
     va.add_argument("--csv", default="")
+    ho = sub.add_parser("heldout")
+    ho.add_argument("train_dir")
+    ho.add_argument("--ranks", nargs="+", default=["changed_share", "value_lost"])
+    ho.add_argument("--seeds", type=int, default=5)
+    ho.add_argument("--csv", default="")
     args = ap.parse_args(argv)
     train_dir = Path(args.train_dir)
     if not (train_dir / "train.json").exists():
@@ -165,6 +216,8 @@ def main(argv=None) -> int:
     if args.seeds < 1:
         print(f"autoscale_loso: --seeds {args.seeds}: need >= 1", file=sys.stderr)
         return 2
+    if args.cmd == "heldout":
+        return heldout(train_dir, args.ranks, args.seeds, args.csv)
     return validate(train_dir, Path(args.samples), args.ranks, args.seeds, args.csv)
 
 
