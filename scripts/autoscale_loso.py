@@ -16,7 +16,7 @@ Usage::
 
     PYTHONPATH=$PWD python scripts/autoscale_loso.py log results/train/autoscale_phone --out /tmp/samples.npz
     PYTHONPATH=$PWD python scripts/autoscale_loso.py validate results/train/autoscale_phone /tmp/samples.npz \
-        [--ranks changed_share value_lost] [--seeds 3] [--csv folds.csv]
+        [--ranks changed_share value_lost | --ranks orders] [--seeds 3] [--tag loso] [--csv folds.csv]
 
 Writes only the files named by ``--out`` / ``--csv``.
 """
@@ -79,13 +79,20 @@ def log_samples(train_dir: Path, out: Path) -> int:
     return 0
 
 
-def fold_learner(config, action_names, samples: dict, keep: np.ndarray, rank: str):
-    """An AutoScale learner whose tables hold only the samples where ``keep`` (sample averages)."""
+def _candidate(config, rank: str):
+    """A candidate named ``changed_share`` / ``value_lost`` (a measure) or ``order:a>b>c>d`` (a fixed drop order)."""
     from dataclasses import replace
 
+    if rank.startswith("order:"):
+        return replace(config, backoff_order=tuple(rank.removeprefix("order:").split(">")))
+    return replace(config, backoff_rank=rank)
+
+
+def fold_learner(config, action_names, samples: dict, keep: np.ndarray, rank: str):
+    """An AutoScale learner whose tables hold only the samples where ``keep`` (sample averages)."""
     from bench.policies.autoscale import AutoScaleLearner
 
-    learner = AutoScaleLearner(replace(config, backoff_rank=rank), action_names)
+    learner = AutoScaleLearner(_candidate(config, rank), action_names)
     s, a, t = samples["state"][keep], samples["action"][keep], samples["target"][keep]
     np.add.at(learner.visits, (s, a), 1)
     np.add.at(learner.target_sum, (s, a), t)
@@ -109,7 +116,18 @@ def episode_cost(learner, env, seed: int, lam: float) -> tuple[float, float]:
             return total / n, backed / n
 
 
-def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, csv: str) -> int:
+def all_orders(config) -> list[str]:
+    """``order:`` candidates: every permutation of the droppable runtime features that have edges."""
+    from itertools import permutations
+
+    from bench.policies.autoscale import _DROPPABLE_NAMES
+
+    names = [n.removesuffix("_edges") for n in _DROPPABLE_NAMES if getattr(config, n)]
+    return ["order:" + ">".join(p) for p in permutations(names)]
+
+
+def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, csv: str,
+             tag: str = "loso") -> int:
     from bench.policies.autoscale import make_envs
     from bench.seeding import derive_seeds
 
@@ -120,25 +138,38 @@ def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, 
     envs = make_envs(config)
     action_names = list(envs[0].unwrapped.action_table["name"])
     lam = float(config.violation_cost_mj or 0.0)
-    ep_seeds = derive_seeds(config.seed, seeds, "loso", "autoscale")
+    ep_seeds = derive_seeds(config.seed, seeds, tag, "autoscale")
+    if ranks == ["orders"]:
+        ranks = ["changed_share"] + all_orders(config)
     rows = []
     for k, (name, env) in enumerate(zip(names, envs)):
         keep = samples["scenario"] != k
         for rank in ranks:
             learner = fold_learner(config, action_names, samples, keep, rank)
             order = [lvl.dropped.removesuffix("_edges") for lvl in learner.backoff_levels()]
+            first = [r for r in rows if r["fold"] == name and r["rank"] == ranks[0]]
+            if rank != ranks[0] and not any(r["backed_off"] for r in first):
+                # nothing backs off in this fold (order-independent): every candidate acts identically
+                rows += [{**r, "rank": rank, "order": " > ".join(order)} for r in first]
+                continue
             for sd in ep_seeds:
                 j, backed = episode_cost(learner, env, sd, lam)
                 rows.append({"fold": name, "rank": rank, "seed": int(sd), "j_mj": j, "backed_off": backed,
                              "order": " > ".join(order)})
-        print(pd.DataFrame(rows[-len(ranks) * seeds:]).groupby("rank")[["j_mj", "backed_off"]].mean()
-              .assign(fold=name).to_string(), flush=True)
+        f = pd.DataFrame([r for r in rows if r["fold"] == name]).groupby("rank")[["j_mj", "backed_off"]].mean()
+        print(f"{name}: backed off {f.backed_off.max():.3f}; J {f.j_mj[ranks[0]]:.3f} ({ranks[0]}), "
+              f"min {f.j_mj.min():.3f} ({f.j_mj.idxmin()}), max {f.j_mj.max():.3f}", flush=True)
     df = pd.DataFrame(rows)
     if csv:
         df.to_csv(csv, index=False)
     per = df.groupby(["fold", "rank"])[["j_mj", "backed_off"]].mean().unstack("rank")
     print(per.to_string())
-    print(df.groupby("rank")["j_mj"].mean().to_string())
+    fold = df.groupby(["fold", "rank"])["j_mj"].mean().unstack("rank")
+    base = ranks[0]
+    d = fold.sub(fold[base], axis=0).div(fold[base], axis=0)
+    summary = pd.DataFrame({"mean_d": d.mean(), "max_d": d.max(), "mean_j": fold.mean()}).sort_values("mean_d")
+    print(f"d_k relative to {base}:")
+    print(summary.to_string())
     return 0
 
 
@@ -200,6 +231,7 @@ def main(argv=None) -> int:
     va.add_argument("--ranks", nargs="+", default=["changed_share", "value_lost"])
     va.add_argument("--seeds", type=int, default=3)
     va.add_argument("--csv", default="")
+    va.add_argument("--tag", default="loso", help="episode seeds: derive_seeds(seed, n, TAG, 'autoscale')")
     ho = sub.add_parser("heldout")
     ho.add_argument("train_dir")
     ho.add_argument("--ranks", nargs="+", default=["changed_share", "value_lost"])
@@ -218,7 +250,7 @@ def main(argv=None) -> int:
         return 2
     if args.cmd == "heldout":
         return heldout(train_dir, args.ranks, args.seeds, args.csv)
-    return validate(train_dir, Path(args.samples), args.ranks, args.seeds, args.csv)
+    return validate(train_dir, Path(args.samples), args.ranks, args.seeds, args.csv, args.tag)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def _value_lost(sums_p, cnt_p, g_parent, sums_c, cnt_c, g_child_of_parent, min_v
 
 
 def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, ...], names: tuple[str, ...],
-                 protected: tuple[int, ...], min_visits: int, rank: str = "changed_share") -> list[Level]:
+                 protected: tuple[int, ...], min_visits: int, rank: str = "changed_share",
+                 order: tuple[str, ...] = ()) -> list[Level]:
     """The back-off hierarchy, finest first (see the module docstring).
 
     ``rank``: the informativeness measure (:data:`RANKS`). ``changed_share``: the visit-weighted share of the
@@ -120,6 +121,9 @@ def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, .
     visit-weighted mean TD target (reward) lost by acting on the merged table's greedy action instead
     (:func:`_value_lost`): a rare bucket whose merged choice costs much counts for its cost, not only its share
     (docs/autoscale.md, Round 8).
+
+    ``order``: feature names (as in ``names``) dropped first, in this order, whatever their informativeness (still
+    measured and recorded); droppable features it does not name follow, least informative first. () = measured.
 
     ``target_sum`` / ``visits``: (n_states, A) sums of TD targets and sample counts of the full table,
     whose state id is the mixed radix over ``sizes`` (one per feature, named ``names``).
@@ -162,8 +166,11 @@ def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, .
             else:
                 changed = g_parent != g_child
                 scores[p] = float((weight * changed).sum() / total) if total else 0.0
-        # least informative first; ties: the feature later in the layout (the runtime context's tail)
-        p = min(droppable, key=lambda q: (scores[q], -q))
+        # a fixed order first (chosen on training scenarios); then least informative first; ties: the feature
+        # later in the layout (the runtime context's tail)
+        fixed = [q for q in droppable if names[q] in order]
+        p = (min(fixed, key=lambda q: order.index(names[q])) if fixed
+             else min(droppable, key=lambda q: (scores[q], -q)))
         _, sums, cnt, coords = merged[p]
         kept.remove(p)
         droppable.remove(p)
