@@ -312,3 +312,20 @@ def test_either_rank_drops_every_droppable_feature_once_and_ends_on_the_same_coa
         assert a.kept == b.kept and np.array_equal(a.counts, b.counts) and np.allclose(a.sums, b.sums, atol=1e-9)
     with pytest.raises(ValueError, match="rank"):
         build_levels(target_sum, visits, tuple(sizes), names, protected, min_visits, "nope")
+
+
+def test_a_fixed_backoff_order_overrides_the_measured_one_and_refuses_protected_features():
+    held_out = _obs(cpu_load=0.5, gpu_load=0.9)
+    learner = _learner(backoff_order=("cpu_load",))  # dropped first; the rest follow measured
+    for obs, rewards, times in ((_obs(cpu_load=0.0), {CPU: -1.5, GPU: -1.0}, 100),
+                                (_obs(cpu_load=0.3), {CPU: -1.0, GPU: -1.05}, 200),
+                                (_obs(cpu_load=0.5), {CPU: -1.05, GPU: -1.0}, 100),
+                                (_obs(cpu_load=0.0, gpu_load=0.9), {CPU: -1.0, GPU: -4.0}, 5)):
+        _feed(learner, obs, rewards, times=times)
+    dropped = [lvl.dropped for lvl in learner.backoff_levels()]
+    assert dropped[0] == "cpu_load_edges" and sorted(dropped[1:]) == ["gpu_load_edges", "mem_load_edges",
+                                                                      "qos_ms_edges"]
+    assert learner.act(held_out) == CPU  # the table that still knows the game on the GPU decides
+    for bad in (("wifi_dbm",), ("gpu_busy_ms",), ("cpu_load", "cpu_load"), ("n_conv",)):
+        with pytest.raises(ValueError, match="backoff_order"):
+            AutoScaleConfig(scenarios=("random_walk",), backoff_order=bad)
