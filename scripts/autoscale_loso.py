@@ -102,13 +102,17 @@ def fold_learner(config, action_names, samples: dict, keep: np.ndarray, rank: st
     return learner
 
 
-def episode_cost(learner, env, seed: int, lam: float) -> tuple[float, float]:
-    """(objective per inference, share of requests backed off) of one greedy episode."""
+def episode_cost(learner, env, seed: int, lam: float, visited: list | None = None) -> tuple[float, float]:
+    """(objective per inference, share of requests backed off) of one greedy episode; ``visited`` collects
+    (state, action) of every request."""
     obs, _ = env.reset(seed=int(seed))
     total, n, backed = 0.0, 0, 0
     while True:
         a = learner.act(obs)
-        backed += learner.served_level(learner.bins.state_id(obs)) not in (0, None)
+        s = learner.bins.state_id(obs)
+        if visited is not None:
+            visited.append((s, a))
+        backed += learner.served_level(s) not in (0, None)
         obs, _, terminated, truncated, info = env.step(a)
         total += info["energy_mj"] + lam * (1.0 - float(info["qos_ok"]))
         n += 1
@@ -147,19 +151,22 @@ def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, 
         for rank in ranks:
             learner = fold_learner(config, action_names, samples, keep, rank)
             order = [lvl.dropped.removesuffix("_edges") for lvl in learner.backoff_levels()]
-            first = [r for r in rows if r["fold"] == name and r["rank"] == ranks[0]]
-            if rank != ranks[0] and not any(r["backed_off"] for r in first):
-                # nothing backs off in this fold (order-independent): every candidate acts identically
-                rows += [{**r, "rank": rank, "order": " > ".join(order)} for r in first]
-                continue
-            for sd in ep_seeds:
-                j, backed = episode_cost(learner, env, sd, lam)
+            for i, sd in enumerate(ep_seeds):
+                # exact shortcut: a candidate that takes an evaluated candidate's action in every state of that
+                # candidate's episode replays the same episode (same seed, same actions), so the same cost
+                twin = next((r for r in rows if r["fold"] == name and r["seed"] == int(sd) and all(
+                    int(learner.row(st).argmax()) == at for st, at in r["_visited"])), None)
+                if twin is not None:
+                    rows.append({**twin, "rank": rank, "order": " > ".join(order), "replayed_from": twin["rank"]})
+                    continue
+                visited: list = []
+                j, backed = episode_cost(learner, env, sd, lam, visited)
                 rows.append({"fold": name, "rank": rank, "seed": int(sd), "j_mj": j, "backed_off": backed,
-                             "order": " > ".join(order)})
+                             "order": " > ".join(order), "replayed_from": "", "_visited": sorted(set(visited))})
         f = pd.DataFrame([r for r in rows if r["fold"] == name]).groupby("rank")[["j_mj", "backed_off"]].mean()
         print(f"{name}: backed off {f.backed_off.max():.3f}; J {f.j_mj[ranks[0]]:.3f} ({ranks[0]}), "
               f"min {f.j_mj.min():.3f} ({f.j_mj.idxmin()}), max {f.j_mj.max():.3f}", flush=True)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).drop(columns="_visited")
     if csv:
         df.to_csv(csv, index=False)
     per = df.groupby(["fold", "rank"])[["j_mj", "backed_off"]].mean().unstack("rank")

@@ -145,7 +145,7 @@ class AutoScaleConfig:
     visit-weighted share of states whose greedy action changes when the feature is merged away; ``value_lost`` =
     the visit-weighted mean reward lost by acting on the merged table's choice. Chosen by leave-one-scenario-out
     validation on the training scenarios (scripts/autoscale_loso.py, docs/autoscale.md, Round 8)."""
-    backoff_order: tuple[str, ...] = bounded((), max_len=16)
+    backoff_order: tuple[str, ...] = bounded((), max_len=5, choices=("cpu_load", "mem_load", "gpu_load", "qos_ms", "radio_busy_ms"))
     """Runtime features (observation names: ``qos_ms``, ``gpu_load``, ...) the back-off drops first, in this order,
     instead of by measured informativeness; unnamed droppable features follow, measured. () = all measured. The
     DNN, signal and backlog features cannot be named (never dropped). Chosen by leave-one-scenario-out
