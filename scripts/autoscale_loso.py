@@ -148,8 +148,10 @@ def validate(train_dir: Path, samples_path: Path, ranks: list[str], seeds: int, 
     rows = []
     for k, (name, env) in enumerate(zip(names, envs)):
         keep = samples["scenario"] != k
+        learner = fold_learner(config, action_names, samples, keep, ranks[0])  # the fold's tables, built once
         for rank in ranks:
-            learner = fold_learner(config, action_names, samples, keep, rank)
+            learner.config = _candidate(config, rank)  # only the hierarchy differs between candidates
+            learner.rebuild_backoff()
             order = [lvl.dropped.removesuffix("_edges") for lvl in learner.backoff_levels()]
             for i, sd in enumerate(ep_seeds):
                 # exact shortcut: a candidate that takes an evaluated candidate's action in every state of that
