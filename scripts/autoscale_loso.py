@@ -186,8 +186,6 @@ def heldout(train_dir: Path, ranks: list[str], seeds: int, csv: str) -> int:
     """The saved table with each ranking, on the held-out scenarios (the evaluate stage's seeds); run only after
     the rule's outcome is written (docs/autoscale.md, Round 8). Capture uses the committed yardstick's best
     static per DNN and bound (``results/evaluate/yardstick.json`` next to ``train_dir``'s results)."""
-    from dataclasses import replace
-
     import bench  # noqa: F401  (registers envs and policies)
     from bench.config import apply_world, load_params
     from bench.policies.autoscale import AutoScaleLearner
@@ -205,7 +203,7 @@ def heldout(train_dir: Path, ranks: list[str], seeds: int, csv: str) -> int:
     rows = []
     for rank in ranks:
         learner = AutoScaleLearner.load(train_dir / "policy")
-        learner.config = replace(learner.config, backoff_rank=rank)
+        learner.config = _candidate(learner.config, rank)
         learner.rebuild_backoff()
         kw = learner.config.env_kwargs()
         for sc in suite.heldout_scenarios:
