@@ -10,7 +10,8 @@ through a hierarchy of coarser tables, all learned from the same samples:
   pairs (``target_sum / visits`` summed over the merged states) - exactly the
   table a sample-average learner over the coarser state would learn from the
   same samples;
-* the drop order is measured, not chosen: from the current kept set, each
+* the drop order is measured (unless a fixed ``order`` chosen on training scenarios is given;
+  docs/autoscale.md, Round 8): from the current kept set, each
   droppable feature's *informativeness* is the visit-weighted share of the
   kept table's states whose greedy action changes when that feature is merged
   away; the least informative goes first (ties: the later feature in the state
