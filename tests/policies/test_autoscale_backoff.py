@@ -171,9 +171,10 @@ def test_learns_the_known_optimum_and_generalises_to_held_out_combinations(seed)
     assert hits / 500 >= 0.95
 
 
-def test_same_seed_same_backoff_tables_and_choices():
+@pytest.mark.parametrize("order", [(), ("cpu_load", "gpu_load", "mem_load", "qos_ms")])
+def test_same_seed_same_backoff_tables_and_choices(order):
     cfg = AutoScaleConfig(scenarios=("random_walk",), total_steps=600, episode_steps=200, backoff=True,
-                          share_dnn=True, epsilon_decay_steps=300)
+                          share_dnn=True, epsilon_decay_steps=300, backoff_order=order)
     a, b = train(cfg).learner, train(cfg).learner
     assert np.array_equal(a.target_sum, b.target_sum) and np.array_equal(a.q, b.q)
     la, lb = a.backoff_levels(), b.backoff_levels()
