@@ -140,6 +140,16 @@ class AutoScaleConfig:
     visited reads the finest coarser table that saw it, then the nearest signal bucket of the coarsest table;
     never a row that ignores signal. Supersedes ``share_dnn`` at decision time (that pooled row is used only
     while training)."""
+    backoff_rank: str = bounded("changed_share", choices=("changed_share", "value_lost"))
+    """How the back-off measures a feature's informativeness (the drop order): ``changed_share`` = the
+    visit-weighted share of states whose greedy action changes when the feature is merged away; ``value_lost`` =
+    the visit-weighted mean reward lost by acting on the merged table's choice. Chosen by leave-one-scenario-out
+    validation on the training scenarios (scripts/autoscale_loso.py, docs/autoscale.md, Round 8)."""
+    backoff_order: tuple[str, ...] = bounded((), max_len=5, choices=("cpu_load", "mem_load", "gpu_load", "qos_ms", "radio_busy_ms"))
+    """Runtime features (observation names: ``qos_ms``, ``gpu_load``, ...) the back-off drops first, in this order,
+    instead of by measured informativeness; unnamed droppable features follow, measured. () = all measured. The
+    DNN, signal and backlog features cannot be named (never dropped). Chosen by leave-one-scenario-out
+    validation on the training scenarios (scripts/autoscale_loso.py, docs/autoscale.md, Round 8)."""
     backoff_min_visits: int = bounded(1, ge=1, le=1_000_000)
     """Samples a (state, action) entry needs before a greedy decision reads it, at every level: the full table
     included, so a state visited only a few times (its few tried actions often exploratory mistakes) backs off to
@@ -170,7 +180,7 @@ class AutoScaleConfig:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name.endswith("_edges") or f.name == "scenarios":
+            if f.name.endswith("_edges") or f.name in ("scenarios", "backoff_order"):
                 v = tuple(v)
                 setattr(self, f.name, v)
             if f.name.endswith("_edges") and any(b <= a for a, b in zip(v, v[1:])):
@@ -182,12 +192,16 @@ class AutoScaleConfig:
                   "learning_rate": 0 < self.learning_rate <= 1, "discount": 0 <= self.discount < 1,
                   "epsilon_start": 0 <= self.epsilon_start <= 1, "epsilon_end": 0 <= self.epsilon_end <= 1,
                   "epsilon_decay_steps": self.epsilon_decay_steps >= 1,
-                  "backoff_min_visits": self.backoff_min_visits >= 1}
+                  "backoff_min_visits": self.backoff_min_visits >= 1,
+                  "backoff_rank": self.backoff_rank in ("changed_share", "value_lost"),
+                  "backoff_order": (len(set(self.backoff_order)) == len(self.backoff_order) and all(
+                      f"{n}_edges" in _DROPPABLE_NAMES for n in self.backoff_order))}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"AutoScaleConfig: invalid value for {bad}: need total_steps, episode_steps, "
                              f"epsilon_decay_steps, backoff_min_visits >= 1; learning_rate in (0, 1]; discount in [0, 1); "
-                             f"epsilons in [0, 1]")
+                             f"epsilons in [0, 1]; backoff_rank changed_share or value_lost; backoff_order distinct names "
+                             f"from {[n.removesuffix('_edges') for n in _DROPPABLE_NAMES]}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -240,6 +254,8 @@ _SIGNAL_FEATURES = ("wifi_dbm_edges", "lte_dbm_edges")
 _BACKLOG_FEATURES = ("local_busy_ms_edges", "cpu_busy_ms_edges", "gpu_busy_ms_edges", "dsp_busy_ms_edges")
 _PROTECTED = tuple(i for i, (_, name) in enumerate(_FEATURES)
                    if name in _NN_FEATURES + _SIGNAL_FEATURES + _BACKLOG_FEATURES)
+#: runtime features the back-off may drop (``AutoScaleConfig.backoff_order`` names only these)
+_DROPPABLE_NAMES = ("cpu_load_edges", "mem_load_edges", "gpu_load_edges", "qos_ms_edges", "radio_busy_ms_edges")
 _SIGNAL_POS = tuple(i for i, (_, name) in enumerate(_FEATURES) if name in _SIGNAL_FEATURES)
 
 
@@ -348,7 +364,8 @@ class AutoScaleLearner(Learner):
         if self._levels is None:
             self._levels = build_levels(self.target_sum, self.visits, self.bins.sizes,
                                         tuple(name for _, name in _FEATURES), _PROTECTED,
-                                        self.config.backoff_min_visits)
+                                        self.config.backoff_min_visits, self.config.backoff_rank,
+                                        tuple(f"{n}_edges" for n in self.config.backoff_order))
         return self._levels
 
     def rebuild_backoff(self) -> list:

@@ -10,7 +10,8 @@ through a hierarchy of coarser tables, all learned from the same samples:
   pairs (``target_sum / visits`` summed over the merged states) - exactly the
   table a sample-average learner over the coarser state would learn from the
   same samples;
-* the drop order is measured, not chosen: from the current kept set, each
+* the drop order is measured (unless a fixed ``order`` chosen on training scenarios is given;
+  docs/autoscale.md, Round 8): from the current kept set, each
   droppable feature's *informativeness* is the visit-weighted share of the
   kept table's states whose greedy action changes when that feature is merged
   away; the least informative goes first (ties: the later feature in the state
@@ -90,9 +91,40 @@ def _greedy(sums: np.ndarray, visits: np.ndarray, min_visits: int) -> np.ndarray
     return means.argmax(axis=-1)
 
 
+#: how a droppable feature's informativeness is measured (``AutoScaleConfig.backoff_rank``)
+RANKS = ("changed_share", "value_lost")
+
+
+def _value_lost(sums_p, cnt_p, g_parent, sums_c, cnt_c, g_child_of_parent, min_visits: int) -> np.ndarray:
+    """Per parent state: the mean TD target lost by taking the merged table's greedy action instead of its own.
+
+    The merged action's value is the parent's own sample average where it is seen there, else the merged
+    table's (the pooled estimate the back-off would act on); clipped at 0 (a merged choice can look better than
+    the parent's on a pooled estimate, which is no gain). 0 for a parent state without a seen entry.
+    """
+    rows = np.arange(len(g_parent))
+    seen_p = cnt_p >= min_visits
+    mean_p = sums_p / np.maximum(cnt_p, 1)
+    own = mean_p[rows, g_parent]
+    c = g_child_of_parent
+    pooled = sums_c / np.maximum(cnt_c, 1)
+    alt = np.where(seen_p[rows, c], mean_p[rows, c], pooled[rows, c])
+    return np.where(seen_p.any(axis=-1), np.maximum(own - alt, 0.0), 0.0)
+
+
 def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, ...], names: tuple[str, ...],
-                 protected: tuple[int, ...], min_visits: int) -> list[Level]:
+                 protected: tuple[int, ...], min_visits: int, rank: str = "changed_share",
+                 order: tuple[str, ...] = ()) -> list[Level]:
     """The back-off hierarchy, finest first (see the module docstring).
+
+    ``rank``: the informativeness measure (:data:`RANKS`). ``changed_share``: the visit-weighted share of the
+    kept table's states whose greedy action changes when the feature is merged away. ``value_lost``: the
+    visit-weighted mean TD target (reward) lost by acting on the merged table's greedy action instead
+    (:func:`_value_lost`): a rare bucket whose merged choice costs much counts for its cost, not only its share
+    (docs/autoscale.md, Round 8).
+
+    ``order``: feature names (as in ``names``) dropped first, in this order, whatever their informativeness (still
+    measured and recorded); droppable features it does not name follow, least informative first. () = measured.
 
     ``target_sum`` / ``visits``: (n_states, A) sums of TD targets and sample counts of the full table,
     whose state id is the mixed radix over ``sizes`` (one per feature, named ``names``).
@@ -104,6 +136,8 @@ def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, .
     merged feature's bucket, as numpy's sum over that axis does (tests/policies/test_autoscale_backoff.py
     compares both).
     """
+    if rank not in RANKS:
+        raise ValueError(f"back-off rank {rank!r}: allowed {list(RANKS)}")
     n_actions = visits.shape[1]
     # states with samples (a TD target sum without a visit cannot occur; checked anyway, it costs one pass)
     rows = np.flatnonzero(visits.any(axis=1) | (target_sum != 0).any(axis=1))
@@ -126,10 +160,18 @@ def build_levels(target_sum: np.ndarray, visits: np.ndarray, sizes: tuple[int, .
         for p in droppable:
             merged[p] = _merge(coords, kept.index(p), sizes[p], sums, cnt, tuple(sizes[k] for k in kept))
             inverse, s_child, c_child, _ = merged[p]
-            changed = g_parent != _greedy(s_child, c_child, min_visits)[inverse]
-            scores[p] = float((weight * changed).sum() / total) if total else 0.0
-        # least informative first; ties: the feature later in the layout (the runtime context's tail)
-        p = min(droppable, key=lambda q: (scores[q], -q))
+            g_child = _greedy(s_child, c_child, min_visits)[inverse]
+            if rank == "value_lost":
+                lost = _value_lost(sums, cnt, g_parent, s_child[inverse], c_child[inverse], g_child, min_visits)
+                scores[p] = float((weight * lost).sum() / total) if total else 0.0
+            else:
+                changed = g_parent != g_child
+                scores[p] = float((weight * changed).sum() / total) if total else 0.0
+        # a fixed order first (chosen on training scenarios); then least informative first; ties: the feature
+        # later in the layout (the runtime context's tail)
+        fixed = [q for q in droppable if names[q] in order]
+        p = (min(fixed, key=lambda q: order.index(names[q])) if fixed
+             else min(droppable, key=lambda q: (scores[q], -q)))
         _, sums, cnt, coords = merged[p]
         kept.remove(p)
         droppable.remove(p)

@@ -171,9 +171,10 @@ def test_learns_the_known_optimum_and_generalises_to_held_out_combinations(seed)
     assert hits / 500 >= 0.95
 
 
-def test_same_seed_same_backoff_tables_and_choices():
+@pytest.mark.parametrize("order", [(), ("cpu_load", "gpu_load", "mem_load", "qos_ms")])
+def test_same_seed_same_backoff_tables_and_choices(order):
     cfg = AutoScaleConfig(scenarios=("random_walk",), total_steps=600, episode_steps=200, backoff=True,
-                          share_dnn=True, epsilon_decay_steps=300)
+                          share_dnn=True, epsilon_decay_steps=300, backoff_order=order)
     a, b = train(cfg).learner, train(cfg).learner
     assert np.array_equal(a.target_sum, b.target_sum) and np.array_equal(a.q, b.q)
     la, lb = a.backoff_levels(), b.backoff_levels()
@@ -240,3 +241,92 @@ def test_levels_from_the_visited_states_equal_the_dense_axis_sums(data, sizes, n
         assert lv.sums.shape == sums.shape and np.allclose(lv.sums, sums, rtol=1e-12, atol=1e-12)
         assert lv.strides == tuple(int(np.prod([sizes[k] for k in kept[i + 1:]], dtype=np.int64))
                                    for i in range(len(kept)))
+
+
+def _rare_costly_bucket(rank: str) -> AutoScaleLearner:
+    """The CPU co-runner flips the greedy action often for little value; the GPU co-runner (a rare bucket) flips
+    it seldom, at a large cost (round 6's gaming_commute failure: the game on the GPU)."""
+    learner = _learner(backoff_rank=rank)
+    _feed(learner, _obs(cpu_load=0.0), {CPU: -1.5, GPU: -1.0}, times=100)
+    _feed(learner, _obs(cpu_load=0.3), {CPU: -1.0, GPU: -1.05}, times=200)
+    _feed(learner, _obs(cpu_load=0.5), {CPU: -1.05, GPU: -1.0}, times=100)
+    _feed(learner, _obs(cpu_load=0.0, gpu_load=0.9), {CPU: -1.0, GPU: -4.0}, times=5)
+    return learner
+
+
+def test_value_lost_keeps_a_rare_but_costly_feature_that_the_changed_share_merges_away():
+    held_out = _obs(cpu_load=0.5, gpu_load=0.9)  # the GPU co-runner never met this CPU load in training
+    share, value = _rare_costly_bucket("changed_share"), _rare_costly_bucket("value_lost")
+    assert share.visits[share.bins.state_id(held_out)].sum() == 0
+    order = {r: [lvl.dropped for lvl in lr.backoff_levels()] for r, lr in (("share", share), ("value", value))}
+    assert order["share"].index("gpu_load_edges") < order["share"].index("cpu_load_edges")
+    assert order["value"].index("cpu_load_edges") < order["value"].index("gpu_load_edges")
+    assert all(lvl.informativeness >= 0 for lvl in value.backoff_levels())
+    assert share.act(held_out) == GPU  # read from a table blind to the game on the GPU
+    assert value.act(held_out) == CPU  # read from the table that still knows it
+    # a visited state keeps its own samples under either ranking
+    for obs in (_obs(cpu_load=0.0), _obs(cpu_load=0.3), _obs(cpu_load=0.0, gpu_load=0.9)):
+        assert share.act(obs) == value.act(obs)
+
+
+def test_backoff_rank_is_validated_and_old_artefacts_keep_the_changed_share(tmp_path):
+    import json
+
+    with pytest.raises(ValueError, match="backoff_rank"):
+        AutoScaleConfig(scenarios=("random_walk",), backoff_rank="entropy")
+    learner = _rare_costly_bucket("changed_share")
+    path = learner.save(tmp_path / "as")
+    meta = json.loads((path / "autoscale.json").read_text())
+    del meta["config"]["backoff_rank"]  # an artefact saved before the field existed
+    (path / "autoscale.json").write_text(json.dumps(meta))
+    loaded = AutoScaleLearner.load(path)
+    assert loaded.config.backoff_rank == "changed_share"
+    assert loaded.act(_obs(cpu_load=0.5, gpu_load=0.9)) == GPU
+    assert AutoScaleLearner.load(_rare_costly_bucket("value_lost").save(tmp_path / "v")).act(
+        _obs(cpu_load=0.5, gpu_load=0.9)) == CPU
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), sizes=st.lists(st.sampled_from([1, 2, 3, 7]), min_size=1, max_size=5),
+       n_actions=st.integers(1, 5), density=st.sampled_from([0.0, 0.02, 0.3, 1.0]), min_visits=st.integers(1, 4))
+def test_either_rank_drops_every_droppable_feature_once_and_ends_on_the_same_coarsest_table(
+        data, sizes, n_actions, density, min_visits):
+    """The ranking changes only the order: every level is a valid merge, the coarsest table is the same, and the
+    value-lost informativeness is a non-negative mean reward."""
+    from bench.policies.autoscale_backoff import RANKS, build_levels
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    n = int(np.prod(sizes))
+    visits = ((rng.random((n, n_actions)) < density) * rng.integers(1, 9, (n, n_actions))).astype(np.int32)
+    target_sum = np.where(visits > 0, rng.normal(size=(n, n_actions)) * visits, 0.0)
+    protected = tuple(data.draw(st.sets(st.integers(0, len(sizes) - 1), max_size=2), label="protected"))
+    names = tuple(f"f{i}" for i in range(len(sizes)))
+    built = {r: build_levels(target_sum, visits, tuple(sizes), names, protected, min_visits, r) for r in RANKS}
+    droppable = {names[p] for p in range(len(sizes)) if p not in protected and sizes[p] > 1}
+    for levels in built.values():
+        assert sorted(lvl.dropped for lvl in levels) == sorted(droppable)
+        for lvl in levels:
+            assert lvl.counts.sum() == visits.sum() and lvl.sums.sum() == pytest.approx(target_sum.sum(), abs=1e-9)
+    assert all(lvl.informativeness >= 0 for lvl in built["value_lost"])
+    if droppable:
+        a, b = built["changed_share"][-1], built["value_lost"][-1]
+        assert a.kept == b.kept and np.array_equal(a.counts, b.counts) and np.allclose(a.sums, b.sums, atol=1e-9)
+    with pytest.raises(ValueError, match="rank"):
+        build_levels(target_sum, visits, tuple(sizes), names, protected, min_visits, "nope")
+
+
+def test_a_fixed_backoff_order_overrides_the_measured_one_and_refuses_protected_features():
+    held_out = _obs(cpu_load=0.5, gpu_load=0.9)
+    learner = _learner(backoff_order=("cpu_load",))  # dropped first; the rest follow measured
+    for obs, rewards, times in ((_obs(cpu_load=0.0), {CPU: -1.5, GPU: -1.0}, 100),
+                                (_obs(cpu_load=0.3), {CPU: -1.0, GPU: -1.05}, 200),
+                                (_obs(cpu_load=0.5), {CPU: -1.05, GPU: -1.0}, 100),
+                                (_obs(cpu_load=0.0, gpu_load=0.9), {CPU: -1.0, GPU: -4.0}, 5)):
+        _feed(learner, obs, rewards, times=times)
+    dropped = [lvl.dropped for lvl in learner.backoff_levels()]
+    assert dropped[0] == "cpu_load_edges" and sorted(dropped[1:]) == ["gpu_load_edges", "mem_load_edges",
+                                                                      "qos_ms_edges"]
+    assert learner.act(held_out) == CPU  # the table that still knows the game on the GPU decides
+    for bad in (("wifi_dbm",), ("gpu_busy_ms",), ("cpu_load", "cpu_load"), ("n_conv",)):
+        with pytest.raises(ValueError, match="backoff_order"):
+            AutoScaleConfig(scenarios=("random_walk",), backoff_order=bad)
