@@ -363,6 +363,9 @@ def test_statics_fitted_on_the_greedy_cells_rollouts_play_as_fitted_on_their_own
     together, _, _ = evaluate.run_cells_and_bounds(cells, obj, workers=1, progress=False)
     assert not replays  # both statics fitted on the four greedy rollouts
     pd.testing.assert_frame_equal(together, apart, check_exact=True)
+    # on two worker processes (one pool for both maps: the statics run where the greedy cells ran): the same rows
+    parallel, _, _ = evaluate.run_cells_and_bounds(cells, obj, workers=2, progress=False)
+    pd.testing.assert_frame_equal(parallel, apart, check_exact=True)
     # the supplied episodes must be the fit's, in its order
     env = evaluate._episode_env("bench/AutoScale-v0", "wifi_weak", 30, cells[0].env_kwargs_json)
     eps = episodes.collect_episodes(env, ["wifi_weak"], [1, 2], 30)

@@ -125,6 +125,33 @@ def test_map_ordered_keeps_item_order_on_every_backend(dask_engine):
     assert map_ordered(abs, [-i for i in items], Engine("dask", workers=2), keys=[f"e{i}" for i in items]) == items
 
 
+def test_a_local_session_runs_its_maps_in_one_pool_of_processes(monkeypatch):
+    """The evaluate stage's two maps share the session's processes (and so their imports and caches)."""
+    from bench.pipeline import engine as engine_mod
+
+    pools = []
+
+    class Counted(engine_mod.ProcessPoolExecutor):
+        def __init__(self, *a, **kw):
+            pools.append(self)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(engine_mod, "ProcessPoolExecutor", Counted)
+    engine = Engine("local-processes", workers=2)
+    with engine_mod.session(engine) as pool:
+        first = map_ordered(_pid, range(4), engine, client=pool)
+        second = map_ordered(_pid, range(4), engine, client=pool)
+    assert len(pools) == 1 and os.getpid() not in first + second
+    map_ordered(_pid, range(4), engine)  # no session: a pool of its own
+    assert len(pools) == 2
+    with engine_mod.session(Engine("local-processes", workers=1)) as none:  # one worker: in this process
+        assert none is None and map_ordered(_pid, range(2), Engine("local-processes", workers=1)) == [os.getpid()] * 2
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
 def test_engine_refuses_unknown_backend_and_misplaced_address():
     with pytest.raises(ValueError, match="allowed"):
         Engine("spark")

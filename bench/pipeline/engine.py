@@ -121,9 +121,17 @@ def dask_client(engine: Engine) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def session(engine: Engine) -> Iterator[Any]:
-    """Hold the engine's resources across several maps (one Dask cluster, not one per map)."""
+    """Hold the engine's resources across several maps (one Dask cluster, not one per map).
+
+    Local processes: one pool of ``workers`` processes for every map of the session, so a later map's tasks run in
+    processes that have already imported the suite (torch included) and built what their caches keep (the
+    evaluation's envs, its loaded learners) instead of paying that again in a fresh pool."""
     if engine.backend == "local-processes":
-        yield None
+        if engine.n_workers <= 1:
+            yield None
+            return
+        with ProcessPoolExecutor(max_workers=engine.n_workers) as pool:
+            yield pool
     else:
         with dask_client(engine) as client:
             yield client
@@ -159,11 +167,11 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], engine: Engine =
         if engine.backend == "local-processes" and engine.n_workers <= 1:
             for i, item in enumerate(items):
                 done(i, fn(item))
+        elif engine.backend == "local-processes" and isinstance(client, ProcessPoolExecutor):
+            _pool_map(client, fn, items, done)  # the session's pool (:func:`session`)
         elif engine.backend == "local-processes":
             with ProcessPoolExecutor(max_workers=min(engine.n_workers, len(items))) as pool:
-                futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-                for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
+                _pool_map(pool, fn, items, done)
         elif client is None:
             with dask_client(engine) as own:
                 _dask_map(own, fn, items, keys, done)
@@ -172,6 +180,12 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], engine: Engine =
     finally:
         bar.close()
     return out
+
+
+def _pool_map(pool: ProcessPoolExecutor, fn: Callable, items: list, done: Callable) -> None:
+    futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+    for fut in as_completed(futures):
+        done(futures[fut], fut.result())
 
 
 def _dask_map(client: Any, fn: Callable, items: list, keys: Sequence[str] | None, done: Callable) -> None:

@@ -293,12 +293,13 @@ def _joins_bound(cell: Cell, key: tuple) -> bool:
     return float(kw.get("violation_cost_mj", float("nan"))) == float(key[-1]) and int(kw["n_steps"]) == int(key[4])
 
 
-def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
+def _greedy_cell(cell: Cell, neutral: tuple | None = None) -> tuple[pd.DataFrame, Any]:
     """:func:`run_cell` of a greedy-oracle cell, and its rollout as the fitted baselines' replay keeps it
     (:class:`~bench.policies.episodes.EpisodeData`: the observation before each request, the realised states and
     draws, the oracle's actions): :func:`bench.policies.episodes.replay` of the same episode is the same rollout
     (``env.reset(seed)`` on an env of the same class and arguments, the same oracle acting until the episode
-    ends), so the hindsight statics fit on these instead of rolling the oracle through every episode again."""
+    ends), so the hindsight statics fit on these instead of rolling the oracle through every episode again.
+    ``neutral``: the fresh carry's outcomes of this very episode (:func:`bench.policies.oracle.greedy_actions`)."""
     import numpy as np
 
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
@@ -325,7 +326,7 @@ def _greedy_cell(cell: Cell) -> tuple[pd.DataFrame, Any]:
     _single_thread_torch()
     env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
     # the oracle's decisions for the whole episode at reset: the step-by-step oracle's actions, 2-5x less CPU
-    inner = (PlannedGreedyOracle(env, cell.steps) if cell.policy == GREEDY
+    inner = (PlannedGreedyOracle(env, cell.steps, neutral) if cell.policy == GREEDY
              else make_policy(cell.policy, env, **_policy_kwargs(cell)))
     policy = Recorded(inner)
     frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
@@ -347,19 +348,23 @@ def _bound_task(task: tuple) -> tuple[dict[str, Any], pd.DataFrame, list[pd.Data
     suite, learner, scenario, seed, steps, env_kwargs_json, lam = key
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
     from bench.pipeline.yardstick import bound_rows
-    from bench.policies.bound import hindsight_bound
+    from bench.policies.bound import episode_variants, hindsight_bound
     from bench.sim.objective import Objective
 
     frames: dict[int, pd.DataFrame] = {}
     greedy = episode = None
-    for i, c in enumerate(cells):
-        if c.policy == GREEDY:
-            frames[i], episode = _greedy_cell(c)
-            if len(frames[i]) == int(steps):  # an episode cut short: the search rolls its own
-                greedy = tuple(frames[i][col].to_numpy() for col in ("action", "energy_mj", "qos_ok"))
     env = _episode_env(env_id(learner), scenario, int(steps), env_kwargs_json)  # the cells' own (cached) env
     env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
-    b = hindsight_bound(env, Objective(lam), int(steps), greedy=greedy)
+    # every action under the bound's favourable states, once: the greedy oracle's plan reads the first (the fresh
+    # carry's outcomes, which it would otherwise batch itself) and the search gets them all
+    variants = episode_variants(env, int(steps))
+    for i, c in enumerate(cells):
+        if c.policy == GREEDY:
+            frames[i], episode = _greedy_cell(c, (variants.energy_mj[0], variants.qos_ok[0]))
+            if len(frames[i]) == int(steps):  # an episode cut short: the search rolls its own
+                greedy = tuple(frames[i][col].to_numpy() for col in ("action", "energy_mj", "qos_ok"))
+    env.reset(seed=int(seed))  # the same reset as every policy's episode of this cell
+    b = hindsight_bound(env, Objective(lam), int(steps), greedy=greedy, variants=variants)
     row, req = bound_rows(key, b)
     for i, c in enumerate(cells):
         if i not in frames:

@@ -1139,18 +1139,10 @@ class Bound:
                 "source_qos_first": self.source["qos_first"], "source_lagrangian": self.source["lagrangian"]}
 
 
-def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
-                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None) -> Bound:
-    """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
-
-    ``greedy``: :func:`greedy_schedule` of this episode when the caller has it already (the evaluate stage rolls
-    the ``greedy_oracle`` policy out on the same episode: the same actions, energies and QoS flags), else computed.
-    """
-    from bench.policies.baselines import env_kind
-
-    u = env.unwrapped
-    sim = u.sim
-    ep = u.episode()
+def _episode_arrays(env, n_steps: int | None) -> tuple[int, States, Draws]:
+    """(n, states, draws) of the env's current episode (freshly reset) over its first ``n_steps`` requests, every
+    row's carried state uniform (radios idle, cool): what the bound's favourable states start from."""
+    ep = env.unwrapped.episode()
     if ep.step != 0:
         raise ValueError(f"hindsight_bound needs an env at the start of its episode (step 0), got step {ep.step}: "
                          "call env.reset(seed=...) first")
@@ -1158,9 +1150,35 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     idx = np.arange(n)
     states, draws = ep.states.take(idx), ep.draws.take(idx)
     # the episode as reset left it: every later row still holds the initial carried state; make it uniform
-    states = _with(states, radio_idle_ms=np.full(states.radio_idle_ms.shape, np.inf),
-                   throttled=np.zeros(n, dtype=bool))
-    outs = _variants(sim, states, draws)
+    return n, _with(states, radio_idle_ms=np.full(states.radio_idle_ms.shape, np.inf),
+                    throttled=np.zeros(n, dtype=bool)), draws
+
+
+def episode_variants(env, n_steps: int | None = None) -> Variants:
+    """:func:`_variants` of the env's current episode (freshly reset), as :func:`hindsight_bound` computes them: for
+    a caller that also needs the first favourable state's outcomes (the greedy oracle's plan,
+    :func:`bench.policies.oracle.greedy_actions`) and hands them back to the bound (``variants=``)."""
+    _, states, draws = _episode_arrays(env, n_steps)
+    return _variants(env.unwrapped.sim, states, draws)
+
+
+def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
+                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None,
+                    variants: Variants | None = None) -> Bound:
+    """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
+
+    ``greedy``: :func:`greedy_schedule` of this episode when the caller has it already (the evaluate stage rolls
+    the ``greedy_oracle`` policy out on the same episode: the same actions, energies and QoS flags), else computed.
+    ``variants``: :func:`episode_variants` of this episode when the caller has them, else computed.
+    """
+    from bench.policies.baselines import env_kind
+
+    sim = env.unwrapped.sim
+    n, states, draws = _episode_arrays(env, n_steps)
+    if variants is not None and variants.energy_mj.shape[1:] != (n, sim.A):
+        raise ValueError(f"hindsight_bound: variants for {variants.energy_mj.shape[1:]} (requests, actions), the episode "
+                         f"has {(n, sim.A)}")
+    outs = variants if variants is not None else _variants(sim, states, draws)
     rb = request_bounds(sim, states, draws, outs)
     # the episode bound (a DP over queues, radio windows and connection; never below the per-request sum)
     dp_args = dict(next_ms=_next_arrival(states), qos_ms=states.qos_ms, n_res=sim.kernel.n_resources)

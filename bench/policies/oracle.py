@@ -63,7 +63,7 @@ class GreedyOracle(Policy):
         return int(best_actions(out)[0])
 
 
-def greedy_actions(env, n: int) -> np.ndarray | None:
+def greedy_actions(env, n: int, neutral: tuple | None = None) -> np.ndarray | None:
     """:class:`GreedyOracle`'s actions over the first ``n`` requests of ``env``'s current episode (just reset), all
     at once: per request every action is evaluated from the state a copy of the env's episode kernel carries (one
     :func:`bench.sim.kernel.step_rows` call on the episode's inputs, computed once) and :func:`best_actions`
@@ -72,7 +72,12 @@ def greedy_actions(env, n: int) -> np.ndarray | None:
     recomputed per request, the env's states not synced; requests meeting a neutral carry read one batch, below).
     Measured on every full-length evaluation episode at 2 seeds: the same actions as the step-by-step oracle, its
     CPU time 5.5x (AutoScale) and 1.8-2.4x (DVFO's 360 actions) less. The env itself is not stepped. None for an env
-    without an episode kernel (then act step by step)."""
+    without an episode kernel (then act step by step).
+
+    ``neutral``: (energy_mj, qos_ok), each (>= n, A), of every action of this episode's requests from the fresh carry,
+    when the caller has them (the hindsight bound's first favourable state, :func:`bench.policies.bound.episode_variants`:
+    the same :func:`~bench.sim.kernel.request_physics` on the same inputs and carry), instead of the batch below
+    (most of the plan's cost with DVFO's 360 actions)."""
     from bench.sim.kernel import Carry, step_rows
 
     u = env.unwrapped
@@ -90,9 +95,15 @@ def greedy_actions(env, n: int) -> np.ndarray | None:
     # meeting a carry that acts the same (every queue free, every radio idle at least its tail, not throttled: the
     # kernel reads a free queue as max(free, 0) and promotes a radio idle that long) has these outcomes, and where
     # one of them meets QoS best_actions is the least energy among those (the bound's greedy proposal does the same)
-    fresh = step_rows(sim.kernel, x, np.repeat(np.arange(n), a_n), np.tile(every, n), Carry.fresh(n * a_n, sim.kernel))
-    n_ok = fresh["qos_ok"].reshape(n, a_n)
-    n_e = np.where(n_ok, fresh["energy_mj"].reshape(n, a_n), np.inf)
+    if neutral is None:
+        fresh = step_rows(sim.kernel, x, np.repeat(np.arange(n), a_n), np.tile(every, n), Carry.fresh(n * a_n, sim.kernel))
+        n_ok = fresh["qos_ok"].reshape(n, a_n)
+        n_e = np.where(n_ok, fresh["energy_mj"].reshape(n, a_n), np.inf)
+    else:
+        n_ok = np.asarray(neutral[1], dtype=bool)[:n]
+        if n_ok.shape != (n, a_n):
+            raise ValueError(f"greedy_actions: neutral outcomes of shape {n_ok.shape}, the episode needs {(n, a_n)}")
+        n_e = np.where(n_ok, np.asarray(neutral[0], dtype=float)[:n], np.inf)
     n_pick, n_any = n_e.argmin(axis=1).tolist(), n_ok.any(axis=1).tolist()
     tails = [lk.tail_ms for lk in sim.links]
     acts = np.empty(n, dtype=np.int64)
@@ -119,14 +130,15 @@ class PlannedGreedyOracle(Policy):
     name = "greedy_oracle"
     privileged = True
 
-    def __init__(self, env, n_steps: int):
+    def __init__(self, env, n_steps: int, neutral: tuple | None = None):
         self.env, self.n_steps = env, int(n_steps)
+        self.neutral = neutral  # see greedy_actions; only for the episode the env is reset to next (the caller's)
         self.oracle = GreedyOracle(env)
         self.plan: np.ndarray | None = None
         self.t = 0
 
     def reset(self) -> None:
-        self.plan, self.t = greedy_actions(self.env, self.n_steps), 0
+        self.plan, self.t = greedy_actions(self.env, self.n_steps, self.neutral), 0
 
     def act(self, obs) -> int:
         if self.plan is None or self.t >= len(self.plan):

@@ -253,3 +253,20 @@ def test_rollout_in_blocks_equals_one_pass_of_the_loop(world, block_steps):
     with np.errstate(invalid="ignore"):  # radios never used stay idle for ever (inf - inf in the tolerance)
         for f in ("local_free", "tx_free", "radio_idle", "server_free", "heat_w"):
             assert _close(getattr(got["carry"], f), getattr(want["carry"], f)), f
+
+
+_times = st.lists(st.floats(-1e6, 1e6, allow_nan=False) | st.just(math.inf) | st.just(-math.inf), min_size=1, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lf=_times, tx=_times, srv=_times, ia=st.floats(0.0, 1e5, allow_nan=False))
+def test_the_scalar_steps_generated_carry_shift_is_the_per_list_shift(lf, tx, srv, ia):
+    """The scalar step's shift to the next arrival, written out per list length, is advance()'s: every free time
+    minus the gap, every radio's idle time plus it (same operations: equal floats, infinities kept), new lists."""
+    from bench.sim.kernel import _carry_shift
+
+    idle = [-v for v in tx]  # as many radios as transmitters
+    got = _carry_shift(len(lf), len(tx), len(srv))(lf, tx, idle, srv, ia)
+    want = ([v - ia for v in lf], [v - ia for v in tx], [v + ia for v in idle], [v - ia for v in srv])
+    assert [list(map(repr, g)) for g in got] == [list(map(repr, w)) for w in want]
+    assert all(g is not v for g, v in zip(got, (lf, tx, idle, srv)))
