@@ -916,6 +916,75 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
     return out_scheds
 
 
+#: beams per lane of the exact-state beam search (:func:`exact_beam_schedules`) and the grid (ms) its local queues
+#: are bucketed on when beams merge (a speed/quality choice, not a world constant)
+EXACT_BEAM_WIDTH = 8
+EXACT_BEAM_QUEUE_MS = 100.0
+
+
+def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
+                         buckets: int = 6, queue_ms: float = EXACT_BEAM_QUEUE_MS) -> list[np.ndarray]:
+    """Beam searches over the episode on the kernel's *whole* carried state (issue 21, round 8).
+
+    Each beam holds the kernel's own carry (:class:`bench.sim.kernel.Carry`: every local queue, transmitter and
+    server queue, each radio's quiet time, the thermal filter) and steps it with :func:`bench.sim.kernel.step_rows` and
+    :func:`bench.sim.kernel.advance` - the kernel the env replays - so a beam's cost is its path's true cost (the
+    discretised :func:`beam_schedules` carries only the radios' quiet times and ranks on outcomes from empty queues).
+    One *lane* per ``(step_cost, width)`` pair (``step_cost(energy, ok, i)`` prices one request), all lanes stepped in
+    one kernel call per request. Beams of a lane that fall in the same bucket (per radio: quiet time in ``buckets``
+    slices of its tail or "tail expired"; per local resource: busy time in ``queue_ms`` steps, up to 20; throttled)
+    are merged, keeping the cheaper, and the ``width`` cheapest survive. Returns one (N,) schedule per lane: a
+    proposal, replayed through the env like the others (merging drops paths, so the result is no optimum)."""
+    from bench.sim.kernel import Carry, advance, step_rows
+
+    n, tab = len(states), sim.kernel
+    n_lanes = len(step_costs)
+    x = sim.request_inputs(states, draws)
+    tail = np.array([lk.tail_ms for lk in sim.links], dtype=float)
+    widths = np.asarray(widths, dtype=np.int64)
+    carry = Carry.fresh(n_lanes, tab)
+    cost, lane = np.zeros(n_lanes), np.arange(n_lanes)
+    parents, chosen = [], []
+    r_pow = (buckets + 2) ** np.arange(len(tail))
+    q_pow = 21 ** np.arange(tab.n_resources)
+    for i in range(n):
+        acts = np.unique(candidates[i])
+        b, k = len(cost), len(acts)
+        src = np.repeat(np.arange(b), k)
+        all_acts = np.tile(acts, b)
+        met = carry.rows(src)
+        out = step_rows(tab, x, np.full(b * k, i), all_acts, met)
+        nxt = advance(met, out, x.interarrival_ms[i], thermal=sim.thermal_params)
+        e, ok = np.asarray(out["energy_mj"], dtype=float), np.asarray(out["qos_ok"], dtype=bool)
+        ln = lane[src]
+        step = np.choose(ln, [f(e, ok, i) for f in step_costs]) if n_lanes > 1 else step_costs[0](e, ok, i)
+        c = cost[src] + step
+        idle = nxt.radio_idle
+        qb = np.where(idle >= tail, buckets, np.clip(np.floor(idle / tail * buckets), -1, buckets - 1)) + 1
+        lq = np.minimum(np.floor(np.maximum(nxt.local_free, 0.0) / queue_ms), 20).astype(np.int64)
+        key = ((qb.astype(np.int64) * r_pow).sum(axis=1) * 21 ** tab.n_resources + (lq * q_pow).sum(axis=1)) * 2
+        key = (key + nxt.throttled) * n_lanes + ln
+        order = np.lexsort((c, key))
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        first = first[np.lexsort((c[first], ln[first]))]
+        fl = ln[first]
+        rank = np.arange(len(first)) - np.searchsorted(fl, fl)
+        keep = first[rank < widths[fl]]
+        parents.append(src[keep])
+        chosen.append(all_acts[keep])
+        carry, cost, lane = nxt.rows(keep), c[keep], ln[keep]
+    out_scheds = []
+    for j in range(n_lanes):
+        mine = np.flatnonzero(lane == j)
+        best = int(mine[np.argmin(cost[mine])])
+        sched = np.empty(n, dtype=np.int64)
+        for i in range(n - 1, -1, -1):
+            sched[i] = chosen[i][best]
+            best = int(parents[i][best])
+        out_scheds.append(sched)
+    return out_scheds
+
+
 def _twin(env):
     """A copy of the unwrapped env at its current step; the simulator and its tables (not changed by
     stepping) are shared: a deep copy of them is most of the cost."""
@@ -1140,7 +1209,8 @@ class Bound:
 
 
 def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
-                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None) -> Bound:
+                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None,
+                    beam_width: int = EXACT_BEAM_WIDTH) -> Bound:
     """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
 
     ``greedy``: :func:`greedy_schedule` of this episode when the caller has it already (the evaluate stage rolls
@@ -1188,8 +1258,9 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         qos_cost = lambda e, ok, i: e + _QOS_FIRST_MISS_MJ * (~ok & feas[i])  # noqa: E731
         neutral = {"energy_mj": outs.energy_mj[0], "qos_ok": outs.qos_ok[0], "latency_ms": outs.latency_ms[0],
                    "radio": outs.radio[0], "radio_end_ms": outs.radio_end_ms[0], "local_ms": outs.local_ms[0]}
-        lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
-                               wait_aware=wait_aware, neutral=neutral)
+        # the beams carry the kernel's whole state (queues, quiet times, heat): their costs are their paths' own
+        lanes = exact_beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost],
+                                     [beam_width, beam_width, 1])
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
         # the episode bound's optimal paths, as actions (each option's cheapest member)
         proposals["episode_dp_lagrangian"] = ep_lag.actions
