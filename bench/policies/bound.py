@@ -923,7 +923,7 @@ EXACT_BEAM_QUEUE_MS = 100.0
 
 
 def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
-                         buckets: int = 6, queue_ms: float = EXACT_BEAM_QUEUE_MS) -> list[np.ndarray]:
+                         buckets: int = 6, queue_ms: float = EXACT_BEAM_QUEUE_MS, merge: bool = True) -> list[np.ndarray]:
     """Beam searches over the episode on the kernel's *whole* carried state (issue 21, round 8).
 
     Each beam holds the kernel's own carry (:class:`bench.sim.kernel.Carry`: every local queue, transmitter and
@@ -934,7 +934,9 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
     one kernel call per request. Beams of a lane that fall in the same bucket (per radio: quiet time in ``buckets``
     slices of its tail or "tail expired"; per local resource: busy time in ``queue_ms`` steps, up to 20; throttled)
     are merged, keeping the cheaper, and the ``width`` cheapest survive. Returns one (N,) schedule per lane: a
-    proposal, replayed through the env like the others (merging drops paths, so the result is no optimum)."""
+    proposal, replayed through the env like the others (merging drops paths, so the result is no optimum).
+    ``merge=False``: no merging, only the width cut (with a width of at least every path, an exhaustive search: what
+    the brute-force test checks)."""
     from bench.sim.kernel import Carry, advance, step_rows
 
     n, tab = len(states), sim.kernel
@@ -964,6 +966,8 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
         lq = np.minimum(np.floor(np.maximum(nxt.local_free, 0.0) / queue_ms), 20).astype(np.int64)
         key = ((qb.astype(np.int64) * r_pow).sum(axis=1) * 21 ** tab.n_resources + (lq * q_pow).sum(axis=1)) * 2
         key = (key + nxt.throttled) * n_lanes + ln
+        if not merge:
+            key = np.arange(len(c))
         order = np.lexsort((c, key))
         first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
         first = first[np.lexsort((c[first], ln[first]))]
