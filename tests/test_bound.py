@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 import bench  # noqa: F401  (registers the envs)
 import bench.policies  # noqa: F401  (registers the policies)
 from bench.pipeline import yardstick
-from bench.policies.bound import (_next_arrival, _variants, episode_bound, exact_beam_schedules, hindsight_bound, replay,
-                                  request_bounds, window_share)
+from bench.policies.bound import (_next_arrival, _variants, episode_bound, exact_beam_schedules, hindsight_bound,
+                                  replay, request_bounds, window_share)
 from bench.policies.rollout import evaluate_policy, make_env
 from bench.sim.objective import Objective
 

@@ -934,7 +934,8 @@ EXACT_BEAM_QUEUE_MS = 100.0
 
 
 def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
-                         buckets: int = 6, queue_ms: float = EXACT_BEAM_QUEUE_MS, merge: bool = True) -> list[np.ndarray]:
+                         buckets: int = 6, queue_ms: float = EXACT_BEAM_QUEUE_MS,
+                         merge: bool = True) -> list[np.ndarray]:
     """Beam searches over the episode on the kernel's *whole* carried state (issue 21, round 8).
 
     Each beam holds the kernel's own carry (:class:`bench.sim.kernel.Carry`: every local queue, transmitter and
@@ -1223,16 +1224,13 @@ class Bound:
                 "source_qos_first": self.source["qos_first"], "source_lagrangian": self.source["lagrangian"]}
 
 
-def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
-                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None,
-                    beam_width: int = EXACT_BEAM_WIDTH) -> Bound:
+def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = EXACT_BEAM_WIDTH, k: int = 3,
+                    close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None) -> Bound:
     """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
 
     ``greedy``: :func:`greedy_schedule` of this episode when the caller has it already (the evaluate stage rolls
     the ``greedy_oracle`` policy out on the same episode: the same actions, energies and QoS flags), else computed.
     """
-    from bench.policies.baselines import env_kind
-
     u = env.unwrapped
     sim = u.sim
     ep = u.episode()
@@ -1268,14 +1266,11 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
               and not (~ok_g & feas).any() and float(e_g.sum()) <= lower_qos * tol)
     if not closed:
         cand = _candidates(outs, feas, lam, k)
-        wait_aware = env_kind(env) == "dvfo"
         lag_cost = lambda e, ok, i: e + lam * ~ok  # noqa: E731
         qos_cost = lambda e, ok, i: e + _QOS_FIRST_MISS_MJ * (~ok & feas[i])  # noqa: E731
-        neutral = {"energy_mj": outs.energy_mj[0], "qos_ok": outs.qos_ok[0], "latency_ms": outs.latency_ms[0],
-                   "radio": outs.radio[0], "radio_end_ms": outs.radio_end_ms[0], "local_ms": outs.local_ms[0]}
         # the beams carry the kernel's whole state (queues, quiet times, heat): their costs are their paths' own
         lanes = exact_beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost],
-                                     [beam_width, beam_width, 1])
+                                     [width, width, 1])
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
         # the episode bound's optimal paths, as actions (each option's cheapest member)
         proposals["episode_dp_lagrangian"] = ep_lag.actions
