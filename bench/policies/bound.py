@@ -29,8 +29,8 @@ at 1,000 requests x 360 actions; so this module brackets it (docs/bound.md):
   option merges round towards the cheaper side, so its minimum is still a bound; it is the lower end the
   pipeline reports (never below the per-request sum). docs/bound.md has the argument.
 * **best schedule found** (:func:`hindsight_bound`): the greedy oracle's rollout first (where it is within
-  :data:`SEARCH_SKIP_GAP` of the lower bound the search is skipped), else a beam search over the episode with a
-  discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait), plus the
+  :data:`SEARCH_SKIP_GAP` of the lower bound the search is skipped), else a beam search over the episode on the
+  kernel's whole carried state (:func:`exact_beam_schedules`; beams merged per bucket of it), plus the
   hindsight-best static actions, a width-1 pass, the episode bound's optimal paths and a local search from the
   best of them (:func:`local_search`); every candidate is *replayed on the real simulator* (a fresh copy of the
   env's episode kernel, thermal state and queues included), and the best replay under each variant is the upper
