@@ -29,8 +29,8 @@ at 1,000 requests x 360 actions; so this module brackets it (docs/bound.md):
   option merges round towards the cheaper side, so its minimum is still a bound; it is the lower end the
   pipeline reports (never below the per-request sum). docs/bound.md has the argument.
 * **best schedule found** (:func:`hindsight_bound`): the greedy oracle's rollout first (where it is within
-  :data:`SEARCH_SKIP_GAP` of the lower bound the search is skipped), else a beam search over the episode with a
-  discretised carried state (each radio's quiet time in buckets of its tail, the DVFO wait), plus the
+  :data:`SEARCH_SKIP_GAP` of the lower bound the search is skipped), else a beam search over the episode on the
+  kernel's whole carried state (:func:`exact_beam_schedules`; beams merged per bucket of it), plus the
   hindsight-best static actions, a width-1 pass, the episode bound's optimal paths and a local search from the
   best of them (:func:`local_search`); every candidate is *replayed on the real simulator* (a fresh copy of the
   env's episode kernel, thermal state and queues included), and the best replay under each variant is the upper
@@ -810,13 +810,24 @@ def _cheapest_per_key(k: np.ndarray, cost: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- best schedule found
 
 def _candidates(v: Variants, feasible: np.ndarray, lam: float, k: int) -> np.ndarray:
-    """(N, K) actions worth trying per request: the k cheapest under each favourable state and cost."""
+    """(N, K) actions worth trying per request: the k cheapest under each favourable state and cost, and the cheapest
+    (Lagrangian, radio idle, cool) per place it runs - each (local resource, radio) pair - so that a search meeting a
+    busy queue has a way around it (issue 21, round 8: on `heldout_cell_edge` the GPU busy with a 1 s ViT left a small
+    CNN on the GPU queue, missing its deadline, because the CPU was never among the cheapest from empty queues)."""
     cols = []
     for e, ok in zip(v.energy_mj, v.qos_ok):
         miss = ~ok
         for cost in (e + lam * miss, e + _QOS_FIRST_MISS_MJ * (miss & feasible[:, None]), e):
             kk = min(k, cost.shape[1])
             cols.append(np.argpartition(cost, kk - 1, axis=1)[:, :kk])
+    if v.resource is not None and v.radio is not None:
+        cost = v.energy_mj[0] + lam * ~v.qos_ok[0]
+        place = (v.resource[0] + 1) * (int(v.radio.max(initial=-1)) + 2) + (v.radio[0] + 1)
+        best = np.argmin(cost, axis=1)
+        for c in np.unique(place):
+            mine = np.where(place == c, cost, np.inf)
+            j = np.argmin(mine, axis=1)
+            cols.append(np.where(np.isfinite(mine[np.arange(len(j)), j]), j, best)[:, None])
     return np.concatenate(cols, axis=1)
 
 
@@ -904,6 +915,80 @@ def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, st
         chosen.append(all_acts[keep])
         idle, wait, cost, lane = nidle[keep], nwait[keep], c[keep], ln[keep]
     # backtrack from each lane's cheapest survivor
+    out_scheds = []
+    for j in range(n_lanes):
+        mine = np.flatnonzero(lane == j)
+        best = int(mine[np.argmin(cost[mine])])
+        sched = np.empty(n, dtype=np.int64)
+        for i in range(n - 1, -1, -1):
+            sched[i] = chosen[i][best]
+            best = int(parents[i][best])
+        out_scheds.append(sched)
+    return out_scheds
+
+
+#: beams per lane of the exact-state beam search (:func:`exact_beam_schedules`) and the grid (ms) its local queues
+#: are bucketed on when beams merge (a speed/quality choice, not a world constant)
+EXACT_BEAM_WIDTH = 8
+EXACT_BEAM_QUEUE_MS = 100.0
+
+
+def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
+                         buckets: int = 6, queue_ms: float = EXACT_BEAM_QUEUE_MS,
+                         merge: bool = True) -> list[np.ndarray]:
+    """Beam searches over the episode on the kernel's *whole* carried state (issue 21, round 8).
+
+    Each beam holds the kernel's own carry (:class:`bench.sim.kernel.Carry`: every local queue, transmitter and
+    server queue, each radio's quiet time, the thermal filter) and steps it with :func:`bench.sim.kernel.step_rows` and
+    :func:`bench.sim.kernel.advance` - the kernel the env replays - so a beam's cost is its path's true cost (the
+    discretised :func:`beam_schedules` carries only the radios' quiet times and ranks on outcomes from empty queues).
+    One *lane* per ``(step_cost, width)`` pair (``step_cost(energy, ok, i)`` prices one request), all lanes stepped in
+    one kernel call per request. Beams of a lane that fall in the same bucket (per radio: quiet time in ``buckets``
+    slices of its tail or "tail expired"; per local resource: busy time in ``queue_ms`` steps, up to 20; throttled)
+    are merged, keeping the cheaper, and the ``width`` cheapest survive. Returns one (N,) schedule per lane: a
+    proposal, replayed through the env like the others (merging drops paths, so the result is no optimum).
+    ``merge=False``: no merging, only the width cut (with a width of at least every path, an exhaustive search: what
+    the brute-force test checks)."""
+    from bench.sim.kernel import Carry, advance, step_rows
+
+    n, tab = len(states), sim.kernel
+    n_lanes = len(step_costs)
+    x = sim.request_inputs(states, draws)
+    tail = np.array([lk.tail_ms for lk in sim.links], dtype=float)
+    widths = np.asarray(widths, dtype=np.int64)
+    carry = Carry.fresh(n_lanes, tab)
+    cost, lane = np.zeros(n_lanes), np.arange(n_lanes)
+    parents, chosen = [], []
+    r_pow = (buckets + 2) ** np.arange(len(tail))
+    q_pow = 21 ** np.arange(tab.n_resources)
+    for i in range(n):
+        acts = np.unique(candidates[i])
+        b, k = len(cost), len(acts)
+        src = np.repeat(np.arange(b), k)
+        all_acts = np.tile(acts, b)
+        met = carry.rows(src)
+        out = step_rows(tab, x, np.full(b * k, i), all_acts, met)
+        nxt = advance(met, out, x.interarrival_ms[i], thermal=sim.thermal_params)
+        e, ok = np.asarray(out["energy_mj"], dtype=float), np.asarray(out["qos_ok"], dtype=bool)
+        ln = lane[src]
+        step = np.choose(ln, [f(e, ok, i) for f in step_costs]) if n_lanes > 1 else step_costs[0](e, ok, i)
+        c = cost[src] + step
+        idle = nxt.radio_idle
+        qb = np.where(idle >= tail, buckets, np.clip(np.floor(idle / tail * buckets), -1, buckets - 1)) + 1
+        lq = np.minimum(np.floor(np.maximum(nxt.local_free, 0.0) / queue_ms), 20).astype(np.int64)
+        key = ((qb.astype(np.int64) * r_pow).sum(axis=1) * 21 ** tab.n_resources + (lq * q_pow).sum(axis=1)) * 2
+        key = (key + nxt.throttled) * n_lanes + ln
+        if not merge:
+            key = np.arange(len(c))
+        order = np.lexsort((c, key))
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        first = first[np.lexsort((c[first], ln[first]))]
+        fl = ln[first]
+        rank = np.arange(len(first)) - np.searchsorted(fl, fl)
+        keep = first[rank < widths[fl]]
+        parents.append(src[keep])
+        chosen.append(all_acts[keep])
+        carry, cost, lane = nxt.rows(keep), c[keep], ln[keep]
     out_scheds = []
     for j in range(n_lanes):
         mine = np.flatnonzero(lane == j)
@@ -1162,7 +1247,7 @@ def episode_variants(env, n_steps: int | None = None) -> Variants:
     return _variants(env.unwrapped.sim, states, draws)
 
 
-def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = 8, k: int = 3,
+def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width: int = EXACT_BEAM_WIDTH, k: int = 3,
                     close_within: float = SEARCH_SKIP_GAP, greedy: tuple | None = None,
                     variants: Variants | None = None) -> Bound:
     """The bracket of the env's current episode (freshly reset), over its first ``n_steps`` requests.
@@ -1171,8 +1256,6 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
     the ``greedy_oracle`` policy out on the same episode: the same actions, energies and QoS flags), else computed.
     ``variants``: :func:`episode_variants` of this episode when the caller has them, else computed.
     """
-    from bench.policies.baselines import env_kind
-
     sim = env.unwrapped.sim
     n, states, draws = _episode_arrays(env, n_steps)
     if variants is not None and variants.energy_mj.shape[1:] != (n, sim.A):
@@ -1201,13 +1284,11 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
               and not (~ok_g & feas).any() and float(e_g.sum()) <= lower_qos * tol)
     if not closed:
         cand = _candidates(outs, feas, lam, k)
-        wait_aware = env_kind(env) == "dvfo"
         lag_cost = lambda e, ok, i: e + lam * ~ok  # noqa: E731
         qos_cost = lambda e, ok, i: e + _QOS_FIRST_MISS_MJ * (~ok & feas[i])  # noqa: E731
-        neutral = {"energy_mj": outs.energy_mj[0], "qos_ok": outs.qos_ok[0], "latency_ms": outs.latency_ms[0],
-                   "radio": outs.radio[0], "radio_end_ms": outs.radio_end_ms[0], "local_ms": outs.local_ms[0]}
-        lanes = beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost], [width, width, 1],
-                               wait_aware=wait_aware, neutral=neutral)
+        # the beams carry the kernel's whole state (queues, quiet times, heat): their costs are their paths' own
+        lanes = exact_beam_schedules(sim, states, draws, cand, [lag_cost, qos_cost, qos_cost],
+                                     [width, width, 1])
         proposals.update(zip(("beam_lagrangian", "beam_qos_first", "greedy_qos_first"), lanes))
         # the episode bound's optimal paths, as actions (each option's cheapest member)
         proposals["episode_dp_lagrangian"] = ep_lag.actions
