@@ -5,8 +5,8 @@
   machine spends its time proportionately; ``dev`` is what a developer gets. A property that pins its
   own ``max_examples`` above the profile's runs the profile's share of it in CI (:func:`ci_examples`);
   the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``.
-* ``dask_engine``: one 2-worker local Dask cluster for the whole session (starting one costs seconds:
-  every worker imports torch), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
+* ``dask_engine``: one 2-worker local Dask cluster per test module that uses it, stopped when the module ends
+  (an idle cluster costs CPU), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
 * ``clean_repo``: a copy of this checkout that holds nothing a previous ``make repro``, ``make lab`` or
   test run left behind (:mod:`repo_state`).
 * marker ``live``: tests that drive real processes, network namespaces or a whole pipeline (minutes
@@ -130,9 +130,14 @@ def pytest_configure(config):
                                        "`make test` runs these alone after the parallel pass of everything else")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_engine():
-    """An Engine on one 2-worker local Dask cluster shared by every test of the session."""
+    """An Engine on one 2-worker local Dask cluster shared by every test of a module (today one module uses it:
+    tests/test_sweep.py). Module, not session, scope: a session's cluster lived on after its last user until the
+    worker's session ended, and an idle cluster is not free (its scheduler here and its 2 nannies and 2 workers
+    tick, heartbeat and monitor themselves: 6.9 CPU-s per idle minute, measured on the 2-core host; at the end of a
+    50-minute `make test` under load its workers' 95 CPU-s, their work included, were reaped, issue 25). Starting
+    one costs ~2 s."""
     distributed = pytest.importorskip("distributed")
     from bench.pipeline.engine import Engine
 
