@@ -24,7 +24,12 @@ $(STAMP): pyproject.toml
 	# (measured, issue 25: 38 s of CPU and ~3 min beside a load of 12-20 where pip took 66 s and ~21 min; torch's
 	# CUDA wheels are most of the bytes). Where uv cannot be had or fails (no wheel for the platform, a pip.conf
 	# index uv does not read), pip installs the same requirements, as before.
-	# No byte-compiling up front (uv's default, pip's --no-compile): Python compiles what is imported, on first import.
+	# No byte-compiling up front (uv's default, pip's --no-compile): Python compiles what is imported, on first import
+	# (issue 25, measured on the shared 2-core host in CPU time: compiling the whole venv, 16,366 files, costs 63 CPU-s,
+	# ~30 s more of `make venv` on 2 idle cores; compiling everything the whole test suite's collection imports, torch,
+	# pandas and bench included, costs 11.5 CPU-s once (collect-only: 21.5 CPU-s cold vs 10.0 warm), and `make repro`
+	# has compiled most of it before `make test` starts. So `--compile-bytecode` would make `make repro` ~30 s slower
+	# to make `make test` seconds faster: the first `make test`'s extra ~1.5 min over a second one is not mainly bytecode).
 	if $(BIN)/python -m pip install --quiet --no-compile --disable-pip-version-check $(UV) \
 	    && $(BIN)/python -m uv pip install --python $(BIN)/python -e ".[all]"; then :; else \
 	  echo "uv unavailable or failed: installing with pip" >&2; \

@@ -5,8 +5,8 @@
   machine spends its time proportionately; ``dev`` is what a developer gets. A property that pins its
   own ``max_examples`` above the profile's runs the profile's share of it in CI (:func:`ci_examples`);
   the fuzz suites scale with ``BENCH_FUZZ_EXAMPLES`` / ``HW_FUZZ_SCALE``.
-* ``dask_engine``: one 2-worker local Dask cluster for the whole session (starting one costs seconds:
-  every worker imports torch), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
+* ``dask_engine``: one 2-worker local Dask cluster per test module that uses it, stopped when the module ends
+  (an idle cluster costs CPU), as an :class:`~bench.pipeline.engine.Engine` pointing at it.
 * ``clean_repo``: a copy of this checkout that holds nothing a previous ``make repro``, ``make lab`` or
   test run left behind (:mod:`repo_state`).
 * marker ``live``: tests that drive real processes, network namespaces or a whole pipeline (minutes
@@ -46,21 +46,23 @@ def ci_examples(pinned: int) -> int:
 
 
 #: test files (and notebooks, nbval) that take the longest, longest first (CPU seconds of `make test`'s parallel pass,
-#: issue 25, measured on the shared 2-core host). Under `make test` (pytest-xdist, --dist loadfile,
-#: --no-loadscope-reorder) files are handed out in collection order, one file per free worker: starting the long ones
-#: first keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
+#: issue 25: per-file process + reaped-children CPU under xdist, one thread per worker, measured on the shared 2-core
+#: host at load ~22, 2026-12-07). Under `make test` (pytest-xdist, --dist loadfile, --no-loadscope-reorder) files are
+#: handed out in collection order, one file per free worker: starting the long ones first (longest-processing-time
+#: first) keeps one of them from starting last while the other worker idles (xdist's own order, most tests first,
 #: started these last). A name missing here only costs time: such files run after these, in their usual order.
-LONG_FIRST = ("tests/test_pipeline.py",  # a CI-sized `dvc repro`, a no-op one, `dvc status`; its notebooks
-              "notebooks/04_report.ipynb", "notebooks/03_evaluate.ipynb",  # nbval (--nbval-lax): ~70 s for all four
-              "tests/policies/test_dvfo.py",  # 69 s (110 s before its determinism check trained 2 x 4,000 steps)
-              "tests/test_perf.py",  # 59 s
-              "tests/test_sweep.py",  # ~50 s with the dask cluster (89 s with the per-processor backlog features)
-              "tests/test_attention.py",  # 42 s
-              "tests/test_sweep_store.py",  # ~50 s (185 s with the per-processor backlog features)
-              "tests/test_pipeline_units.py",  # 27 s
-              "tests/test_docs.py",  # 21 s
-              "notebooks/02_train.ipynb",
-              "notebooks/01_profile.ipynb")
+LONG_FIRST = ("tests/test_pipeline.py",  # 123: a CI-sized `dvc repro` (115 of it), a no-op one, `dvc status`
+              "tests/test_attention.py",  # 54: the shipped accuracy-vs-xi curve recomputed (48)
+              "tests/policies/test_dvfo.py",  # 41: the 24,000-step learning fixture (27)
+              "tests/test_perf.py",  # 34 (58 before `perf --quick` timed the vector envs over 2,000 steps, not 40,000)
+              "tests/test_sweep.py",  # 32 with the dask cluster
+              "notebooks/04_report.ipynb",  # 28 (nbval, --nbval-lax; the kernel's CPU)
+              "tests/test_docs.py",  # 28: README's and docs/extending.md's examples, each in a fresh interpreter
+              "tests/test_pipeline_units.py",  # 24
+              "tests/test_sweep_store.py",  # 21
+              "notebooks/03_evaluate.ipynb",  # 13
+              "notebooks/01_profile.ipynb",  # 13
+              "notebooks/02_train.ipynb")  # 7
 
 
 def _long_first(items) -> None:
@@ -128,9 +130,14 @@ def pytest_configure(config):
                                        "`make test` runs these alone after the parallel pass of everything else")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_engine():
-    """An Engine on one 2-worker local Dask cluster shared by every test of the session."""
+    """An Engine on one 2-worker local Dask cluster shared by every test of a module (today one module uses it:
+    tests/test_sweep.py). Module, not session, scope: a session's cluster lived on after its last user until the
+    worker's session ended, and an idle cluster is not free (its scheduler here and its 2 nannies and 2 workers
+    tick, heartbeat and monitor themselves: 6.9 CPU-s per idle minute, measured on the 2-core host; at the end of a
+    50-minute `make test` under load its workers' 95 CPU-s, their work included, were reaped, issue 25). Starting
+    one costs ~2 s."""
     distributed = pytest.importorskip("distributed")
     from bench.pipeline.engine import Engine
 

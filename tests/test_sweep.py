@@ -38,7 +38,7 @@ def _tiny_params(**sweep_over):
 
 @pytest.fixture(scope="module")
 def cluster(dask_engine):
-    """The session's local Dask cluster (tests/conftest.py: starting one costs seconds, torch imports)."""
+    """The module's local Dask cluster (tests/conftest.py: starting one costs seconds, torch imports)."""
     return dask_engine
 
 

@@ -109,9 +109,12 @@ class Settings:
     @classmethod
     def quick(cls, **overrides) -> "Settings":
         """Tiny budgets (seconds): a smoke test of the whole benchmark, not a measurement."""
+        # vec_steps too (issue 25): the default's 40,000 env steps per vector-env timing ran the N = 1 copy at
+        # ~4,000 steps/s, ~20 CPU-s of the quick run's ~46 (tests/test_perf.py); 2,000 still times every size
+        # (N = 256 at the floor of 20 vector steps, 5,120 env steps)
         base = dict(budget_autoscale=2048, budget_dvfo=2048, eval_every_autoscale=1024, eval_every_dvfo=1024,
                     eval_seeds=1, eval_steps=30, repeats=1, sim_batch=2_000, queue_episodes=50, queue_steps=20, gym_steps=200, act_obs=300,
-                    hidden_steps=50, sampler_seconds=0.2, workers=1, engine_cells=0, bound_steps=60)
+                    hidden_steps=50, sampler_seconds=0.2, workers=1, engine_cells=0, bound_steps=60, vec_steps=2_000)
         base.update(overrides)
         return cls(**base)
 
