@@ -831,102 +831,6 @@ def _candidates(v: Variants, feasible: np.ndarray, lam: float, k: int) -> np.nda
     return np.concatenate(cols, axis=1)
 
 
-def beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarray, step_costs, widths,
-                   buckets: int = 6, wait_aware: bool = False, neutral: dict | None = None) -> list[np.ndarray]:
-    """Beam searches over the episode carrying each radio's quiet time (and the DVFO edge's wait).
-
-    One *lane* per ``(step_cost, width)`` pair, all evaluated in one simulator call per request.
-    States of a lane that fall in the same bucket (per radio: quiet time in ``buckets`` slices of its
-    tail, or "tail expired"; the wait in quarter inter-arrivals) are merged, keeping the cheaper; the
-    ``width`` cheapest survive each step. ``step_cost(energy, ok, i)`` prices one request. Returns one
-    (N,) schedule per lane. The radio bookkeeping follows :meth:`Simulator.run_sequence`; a schedule is
-    only a proposal (the caller replays it through the env for its true cost). ``neutral``: the outcomes
-    (``energy_mj``, ``qos_ok``, ``latency_ms``, ``radio``, ``radio_end_ms``, ``local_ms``; (N, A) each) of every
-    action from empty queues, every radio idle, the device cool, which a beam whose radios are all idle past their
-    tail meets (as :func:`greedy_schedule`'s ``neutral``).
-    """
-    n, r = len(states), len(sim.links)
-    n_lanes = len(step_costs)
-    tail = np.array([lk.tail_ms for lk in sim.links], dtype=float)
-    widths = np.asarray(widths, dtype=np.int64)
-    lane = np.arange(n_lanes)
-    idle = np.full((n_lanes, r), np.inf)
-    wait = np.zeros(n_lanes)
-    cost = np.zeros(n_lanes)
-    parents, chosen = [], []
-    # the kernel's step from each beam's carried state (:meth:`Simulator.evaluate` of the request's rows with the
-    # beams' radio quiet times, not thermally throttled), on the episode's request inputs computed once
-    from bench.sim.kernel import Carry, step_rows
-
-    tab = sim.kernel
-    x = sim.request_inputs(states, draws)
-    base = sim.carry_of(states)
-    free = (base.local_free <= 0).all(axis=1) & (base.tx_free <= 0).all(axis=1) & (base.server_free <= 0).all(axis=1)
-    for i in range(n):
-        acts = np.unique(candidates[i])
-        b, k = len(cost), len(acts)
-        rows = np.full(b * k, i)
-        all_acts = np.tile(acts, b)
-        idle_rows = np.repeat(idle, k, axis=0)
-        e, ok, lat = np.empty(b * k), np.empty(b * k, dtype=bool), np.empty(b * k)
-        radio, r_end, loc = np.empty(b * k, dtype=np.int64), np.empty(b * k), np.empty(b * k)
-        hard = np.arange(b * k)
-        if neutral is not None and free[i]:
-            # rows whose radios are all idle past their tail act as the neutral state: their outcomes are known
-            calm = (idle_rows >= tail).all(axis=1)
-            if calm.any():
-                aa = all_acts[calm]
-                for dst, name in ((e, "energy_mj"), (ok, "qos_ok"), (lat, "latency_ms"), (radio, "radio"),
-                                  (r_end, "radio_end_ms"), (loc, "local_ms")):
-                    dst[calm] = neutral[name][i, aa]
-                hard = np.flatnonzero(~calm)
-        if len(hard):
-            hr = rows[hard]
-            carry = Carry(base.local_free[hr], base.tx_free[hr], idle_rows[hard], base.server_free[hr],
-                          np.zeros(len(hard), dtype=bool), np.zeros(len(hard)))
-            res = step_rows(tab, x, hr, all_acts[hard], carry, phases=True)
-            for dst, name in ((e, "energy_mj"), (ok, "qos_ok"), (lat, "latency_ms"), (radio, "radio"),
-                              (r_end, "radio_end_ms"), (loc, "local_ms")):
-                dst[hard] = res[name]
-        w = np.repeat(wait, k)
-        if wait_aware:
-            ok = ok & (lat + w <= states.qos_ms[i])
-        ln = np.repeat(lane, k)
-        step = np.choose(ln, [f(e, ok, i) for f in step_costs]) if n_lanes > 1 else step_costs[0](e, ok, i)
-        c = np.repeat(cost, k) + step
-        ia = float(states.interarrival_ms[i])
-        nidle = np.repeat(idle, k, axis=0) + ia
-        used = np.flatnonzero(radio >= 0)
-        nidle[used, radio[used]] = ia - r_end[used]
-        nwait = np.maximum(0.0, w + loc - ia) if wait_aware else w
-        # merge states of a lane in the same bucket, keep the cheapest; then the lane's `width` cheapest
-        qb = np.where(nidle >= tail, buckets, np.clip(np.floor(nidle / tail * buckets), -1, buckets - 1)) + 1
-        key = (qb.astype(np.int64) * (buckets + 2) ** np.arange(r)).sum(axis=1)
-        if wait_aware:
-            key = key * 64 + np.minimum(np.floor(nwait / ia * 4), 63).astype(np.int64)
-        key = key * n_lanes + ln
-        order = np.lexsort((c, key))
-        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
-        first = first[np.lexsort((c[first], ln[first]))]
-        fl = ln[first]
-        rank = np.arange(len(first)) - np.searchsorted(fl, fl)
-        keep = first[rank < widths[fl]]
-        parents.append(keep // k)
-        chosen.append(all_acts[keep])
-        idle, wait, cost, lane = nidle[keep], nwait[keep], c[keep], ln[keep]
-    # backtrack from each lane's cheapest survivor
-    out_scheds = []
-    for j in range(n_lanes):
-        mine = np.flatnonzero(lane == j)
-        best = int(mine[np.argmin(cost[mine])])
-        sched = np.empty(n, dtype=np.int64)
-        for i in range(n - 1, -1, -1):
-            sched[i] = chosen[i][best]
-            best = int(parents[i][best])
-        out_scheds.append(sched)
-    return out_scheds
-
-
 #: beams per lane of the exact-state beam search (:func:`exact_beam_schedules`) and the grid (ms) its local queues
 #: are bucketed on when beams merge (a speed/quality choice, not a world constant)
 EXACT_BEAM_WIDTH = 8
@@ -941,7 +845,7 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
     Each beam holds the kernel's own carry (:class:`bench.sim.kernel.Carry`: every local queue, transmitter and
     server queue, each radio's quiet time, the thermal filter) and steps it with :func:`bench.sim.kernel.step_rows` and
     :func:`bench.sim.kernel.advance` - the kernel the env replays - so a beam's cost is its path's true cost (the
-    discretised :func:`beam_schedules` carries only the radios' quiet times and ranks on outcomes from empty queues).
+    round-7 beam it replaced carried only the radios' quiet times and ranked on outcomes from empty queues).
     One *lane* per ``(step_cost, width)`` pair (``step_cost(energy, ok, i)`` prices one request), all lanes stepped in
     one kernel call per request. Beams of a lane that fall in the same bucket (per radio: quiet time in ``buckets``
     slices of its tail or "tail expired"; per local resource: busy time in ``queue_ms`` steps, up to 20; throttled)
