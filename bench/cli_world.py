@@ -102,9 +102,11 @@ def run_predict(args: argparse.Namespace) -> int:
         if args.csv:
             if not args.out:
                 raise PredictError("--csv needs --out")
-            rows, failed = write_predictions(args.csv, args.out)
+            rows, failed, read = write_predictions(args.csv, args.out)
             print(f"wrote {args.out}: {rows - failed} rows predicted, {failed} failed (see column 'error')",
                   file=sys.stderr)
+            if read.skipped:  # a ragged row cannot be placed in the columns: left out of OUT, counted here
+                print(f"warning: --csv {args.csv}: {read.skipped_text()}; not in {args.out}", file=sys.stderr)
             return 0
         missing = [k for k in ("profile", "workload", "target") if not getattr(args, k)]
         if missing:
