@@ -77,3 +77,198 @@ def test_predict_keeps_exactly_the_rows_that_fit_the_header(tmp_path_factory, wi
         assert len(read_rows(out)) == usable
     else:
         assert not out.exists()
+
+
+# --------------------------------------------------------------------------- outputs written atomically
+
+class _HalfThenFull:
+    """A file opened for writing that takes half of what it is given, then fails as a full disk does."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def write(self, data):
+        import errno
+
+        self._fh.write(data[: len(data) // 2])
+        self._fh.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch, tmp_path):
+    """``full_disk()``: from now on every file opened for writing in tmp_path fills the disk halfway through its
+    first write (both ``open`` and ``Path.write_text``, which calls ``io.open``)."""
+    import builtins
+    import io as _io
+    import os
+
+    real_open = builtins.open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        if any(c in mode for c in "wax") and os.path.dirname(os.path.abspath(file)) == str(tmp_path):
+            return _HalfThenFull(fh)
+        return fh
+
+    def arm():
+        monkeypatch.setattr(builtins, "open", fake_open)
+        monkeypatch.setattr(_io, "open", fake_open)
+
+    return arm
+
+
+def _only(tmp_path, *names):
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names), "a temporary file was left behind"
+
+
+@FAST
+@given(old=st.binary(max_size=200), new=st.binary(max_size=200), fail=st.booleans())
+def test_atomic_write_leaves_old_or_new_never_half(tmp_path_factory, old, new, fail):
+    import errno
+    import os
+    from unittest import mock
+
+    from hw.atomic import atomic_write_bytes
+
+    d = tmp_path_factory.mktemp("aw")
+    target = d / "out.json"
+    target.write_bytes(old)
+    if fail:
+        with mock.patch.object(os, "fsync", side_effect=OSError(errno.ENOSPC, "No space left on device")):
+            with pytest.raises(OSError) as info:
+                atomic_write_bytes(target, new)
+        assert target.read_bytes() == old and info.value.filename == str(target)
+    else:
+        atomic_write_bytes(target, new)
+        assert target.read_bytes() == new
+    assert [p.name for p in d.iterdir()] == ["out.json"]
+
+
+def _replay_log(path: Path) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps({"t_s": i * 0.05, "power_w": {"VDD_IN": 5.0}}) + "\n" for i in range(200)))
+    return path
+
+
+def test_monitor_json_on_a_full_disk_keeps_the_previous_file(tmp_path, capsys, full_disk):
+    # was: open(--json, "w"): a failed write left half a JSON document where the previous one was
+    log = _replay_log(tmp_path / "log.jsonl")
+    out = tmp_path / "m.json"
+    out.write_text('{"previous": true}\n')
+    full_disk()
+    code = main(["monitor", "--adapter", "replay", "--replay", str(log), "--json", str(out), "--allow-short", "--", "true"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left" in err and "m.json" in err and "Traceback" not in err
+    assert out.read_text() == '{"previous": true}\n'
+    _only(tmp_path, "m.json", "log.jsonl")
+
+
+@pytest.mark.parametrize("target", ["folder", "missing/m.json", "afile/m.json"])
+def test_monitor_json_target_is_checked_before_the_command_runs(tmp_path, capsys, target):
+    # was: the command ran to its end, then its measurement was lost on a bad --json path
+    import sys
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    log = _replay_log(tmp_path / "log.jsonl")
+    marker = tmp_path / "ran"
+    one_line_exit_2(capsys, ["monitor", "--adapter", "replay", "--replay", str(log), "--json", str(tmp_path / target),
+                             "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"], "--json", target)
+    assert not marker.exists()
+
+
+def _fake_perf(monkeypatch):
+    from bench.perf import main as perf
+
+    calls = []
+    monkeypatch.setattr(perf, "run", lambda *a, **k: calls.append(a) or {"settings": {"total_wall_s": 1.0}})
+    monkeypatch.setattr(perf, "render", lambda doc: "table")
+    return calls
+
+
+def test_perf_out_on_a_full_disk_keeps_the_previous_run(tmp_path, capsys, monkeypatch, full_disk):
+    # was: out.write_text: a crash mid-write left a truncated perf.json in place of the previous run
+    calls = _fake_perf(monkeypatch)
+    out = tmp_path / "perf.json"
+    out.write_text('{"previous": true}\n')
+    full_disk()
+    one_line_exit_2(capsys, ["perf", "--seed", "1", "--no-sb3", "--out", str(out)], "No space left", "perf.json")
+    assert calls and out.read_text() == '{"previous": true}\n'
+    _only(tmp_path, "perf.json")
+
+
+def test_perf_out_under_a_file_is_refused_before_the_benchmark(tmp_path, capsys, monkeypatch):
+    # was: mkdir failed after the whole benchmark (minutes) had run
+    calls = _fake_perf(monkeypatch)
+    (tmp_path / "afile").write_text("x")
+    one_line_exit_2(capsys, ["perf", "--seed", "1", "--out", str(tmp_path / "afile" / "sub" / "p.json")],
+                    "is not a folder")
+    assert not calls
+
+
+def test_perf_remeasure_of_a_foreign_file_is_an_error_line(tmp_path, capsys):
+    (tmp_path / "p.json").write_text("[]")
+    one_line_exit_2(capsys, ["perf", "--remeasure", "sim", "--out", str(tmp_path / "p.json")], "p.json",
+                    "not a saved")
+
+
+def test_docs_block_on_a_full_disk_keeps_the_document(tmp_path, full_disk):
+    from bench.testbed.compare import update_docs
+
+    doc = tmp_path / "doc.md"
+    doc.write_bytes(b"# Doc\n\nprose the user wrote\n")
+    full_disk()
+    with pytest.raises(OSError):
+        update_docs(doc, "| a | b |")
+    assert doc.read_bytes() == b"# Doc\n\nprose the user wrote\n"
+    _only(tmp_path, "doc.md")
+
+
+def test_written_profile_is_whole_or_the_old_one(tmp_path, full_disk):
+    from bench.world.fit import write_profile
+    from bench.world.profiles import load_profile
+
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"old profile\n")
+    full_disk()
+    with pytest.raises(OSError):
+        write_profile(load_profile("phone_sd845"), path)
+    assert path.read_bytes() == b"old profile\n"
+
+
+def test_dvc_deps_write_on_a_full_disk_keeps_dvc_yaml(tmp_path, capsys, full_disk):
+    from bench.paths import REPO_ROOT
+
+    dvc = tmp_path / "dvc.yaml"
+    text = (REPO_ROOT / "dvc.yaml").read_text().replace("- bench/cli.py\n", "", 1)  # drifted: --write rewrites
+    dvc.write_bytes(text.encode())
+    full_disk()
+    code = main(["dvc-deps", "--write", "--file", str(dvc)])
+    assert code == 2 and dvc.read_bytes() == text.encode()
+    _only(tmp_path, "dvc.yaml")
+
+
+# --------------------------------------------------------------------------- testbed-stage --tabulate, no run
+
+def test_tabulate_without_runs_says_what_it_looked_for(tmp_path, capsys):
+    # was: "testbed disabled (params.yaml testbed.enabled: false)", exit 0, and an empty table written
+    one_line_exit_2(capsys, ["testbed-stage", "--tabulate", "--out", str(tmp_path)], "no readable run",
+                    str(tmp_path / "runs"), "no such folder")
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir()
+    (tmp_path / "runs" / "b" / "summary.json").write_text("{")
+    code = main(["testbed-stage", "--tabulate", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: ") and "found 2 run folder(s), 1 with summary.json" in err[-1]
+    assert "Traceback" not in "".join(err) and sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
