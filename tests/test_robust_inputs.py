@@ -272,3 +272,49 @@ def test_tabulate_without_runs_says_what_it_looked_for(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: ") and "found 2 run folder(s), 1 with summary.json" in err[-1]
     assert "Traceback" not in "".join(err) and sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+# --------------------------------------------------------------------------- testbed: options refused up front
+
+@pytest.mark.parametrize("field,value", [("seed", -1), ("seed", 2**63), ("autoscale_steps", 0), ("autoscale_steps", -5)])
+def test_testbed_config_refuses_out_of_range_numbers(field, value):
+    # was: --seed -1 ran the quick fits, then gymnasium's traceback; --autoscale-steps -5 was accepted
+    from bench.testbed.loop import TestbedConfig, TestbedError
+
+    with pytest.raises(TestbedError, match=f"--{field.replace('_', '-')}"):
+        TestbedConfig(policy="cpu_only", scenario="wifi_weak", **{field: value})
+
+
+@pytest.mark.parametrize("opt,value", [("--edge-cpus", "99999"), ("--server-cpus", "-1"), ("--edge-cpus", ",")])
+def test_testbed_cpu_ids_are_checked_before_the_run(tmp_path, capsys, monkeypatch, opt, value):
+    # was: sched_setaffinity's EINVAL traceback after the quick fits (an empty list: the whole machine's CPUs)
+    from bench.testbed import loop
+
+    calls = []
+    monkeypatch.setattr(loop, "run", lambda *a, **k: calls.append(a) or {})
+    one_line_exit_2(capsys, ["testbed", "--policy", "cpu_only", "--scenario", "wifi_weak", "--out",
+                             str(tmp_path / "o"), f"{opt}={value}"], opt, "CPU ids")
+    assert not calls and not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- endless or oversized input files
+
+def test_predict_csv_is_read_with_a_size_cap(tmp_path, capsys, monkeypatch):
+    # was: read_bytes() without a cap: `predict --csv /dev/zero` read until memory ran out
+    import bench.validate as V
+
+    monkeypatch.setattr(V, "MAX_CSV_BYTES", 100)
+    src = tmp_path / "in.csv"
+    src.write_text(_csv([HEADER] + [GOOD] * 20))
+    one_line_exit_2(capsys, ["predict", "--csv", str(src), "--out", str(tmp_path / "o.csv")], "file too large",
+                    "at most 100 bytes")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_device_that_reports_no_size_is_not_cut_off_silently(monkeypatch):
+    # was: /dev/zero (st_size 0) read up to the cap and parsed as if that were the whole file
+    import bench.validate as V
+    from bench.errors import DataFileError
+
+    with pytest.raises(DataFileError, match="too large"):
+        V._read_bytes(Path("/dev/zero"), DataFileError, "zero", 64)
