@@ -318,3 +318,29 @@ def test_a_device_that_reports_no_size_is_not_cut_off_silently(monkeypatch):
 
     with pytest.raises(DataFileError, match="too large"):
         V._read_bytes(Path("/dev/zero"), DataFileError, "zero", 64)
+
+
+# --------------------------------------------------------------------------- NVML index
+
+@pytest.mark.parametrize("index", [-1, -2**31, 2, 2**40])
+def test_nvml_index_outside_the_gpus_is_refused(monkeypatch, index):
+    # was: a negative index passed the `index >= count` check (and probe() called it available)
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "hw"))
+    from test_hw_nvml import fake_pynvml
+
+    from hw.base import NoDeviceError
+    from hw.nvml import NvmlMeter
+
+    fake = fake_pynvml(count=2)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert not NvmlMeter.probe(index).ok
+    with pytest.raises(NoDeviceError, match="allowed: 0..1"):
+        NvmlMeter(index)
+    assert fake.inits == 0  # NVML shut down again
+
+
+def test_sensitivity_workers_out_of_range_is_one_line(capsys):
+    # was: the engine's ValueError as a traceback
+    one_line_exit_2(capsys, ["sensitivity", "--workers", "99999999999"], "--workers", "100000")
