@@ -344,3 +344,21 @@ def test_nvml_index_outside_the_gpus_is_refused(monkeypatch, index):
 def test_sensitivity_workers_out_of_range_is_one_line(capsys):
     # was: the engine's ValueError as a traceback
     one_line_exit_2(capsys, ["sensitivity", "--workers", "99999999999"], "--workers", "100000")
+
+
+@FAST
+@given(st.binary(max_size=300) | st.text(alphabet=",\"\n\r ab\x00é", max_size=120).map(str.encode))
+def test_predict_reader_parses_or_refuses_any_bytes(tmp_path_factory, raw):
+    from bench.world.predict import PredictError, read_input
+
+    src = tmp_path_factory.mktemp("rd") / "in.csv"
+    src.write_bytes(b"profile,workload,target\n" + raw)
+    try:
+        rows = read_input(src)
+    except PredictError as exc:
+        assert "\n" not in str(exc) and "in.csv" in str(exc)
+        return
+    n_lines = src.read_bytes().count(b"\n") + src.read_bytes().count(b"\r") + 1
+    assert len(rows.lines) == len(rows.frame) and list(rows.frame.columns) == HEADER
+    assert all(2 <= line <= n_lines for line in rows.lines + tuple(line for line, _ in rows.skipped))
+    assert list(rows.lines) == sorted(rows.lines)

@@ -5,7 +5,10 @@ target`` and optionally ``level_mhz`` (a core clock, or ``max``/empty for the
 highest level), ``mem_level_mhz`` (likewise) and ``precision`` (must equal the
 target's), and writes the same rows plus ``latency_ms, power_w, energy_mj,
 runtime, source, error``. A row that cannot be predicted keeps its place with
-``error`` saying why (and NaN numbers); the count goes to stderr.
+``error`` saying why (and NaN numbers); the count goes to stderr. A ragged row (more or
+fewer cells than the header) cannot be placed in the columns: it is left out of the output
+and counted in a ``warning:`` line naming its file line; a file without one usable row is
+refused (exit 2).
 
 Single-row form: ``--profile P --workload W --target T [--level-mhz F]
 [--mem-level-mhz F] [--precision P] [--json]``.
