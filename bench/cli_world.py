@@ -22,8 +22,11 @@ def run_workloads(args: argparse.Namespace) -> int:
     """Print the workload table; ``--write`` recomputes the cache (torch, minutes) first."""
     import pandas as pd
 
+    from bench.errors import WorkloadError
     from bench.world.workloads import DATA_DIR, load_workloads, write_cache
 
+    if args.out is not None and not args.out.strip():  # "" read (or --write wrote) the shipped cache
+        raise WorkloadError(f"--out {args.out!r}: an empty path; allowed: a cache folder (default {DATA_DIR})")
     out = args.out or str(DATA_DIR)
     if args.write:
         for path in write_cache(out):

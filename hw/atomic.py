@@ -43,6 +43,8 @@ def check_writable_target(path: str | os.PathLike) -> str | None:
     """Why an output file cannot be written at ``path`` (a folder, a missing or non-folder parent), or None.
 
     Checked before minutes of work, so a typo in ``--out`` does not lose them."""
+    if not str(path).strip():
+        return "an empty path; allowed: a file path"
     path = Path(path)
     if path.is_dir():
         return "is a directory; allowed: a file path"

@@ -294,10 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.adapter == "none":
         print("error: --adapter none measures no energy; pick a meter (or auto)", file=sys.stderr)
         return 2
-    if args.json and args.json != "-":  # refused before the command runs, not after (its measurement lost)
+    if args.json is not None and args.json != "-":  # refused before the command runs, not after (its measurement lost)
         why = check_writable_target(args.json)
         if why:
-            print(f"error: --json {args.json}: {why} (or '-' for stdout)", file=sys.stderr)
+            print(f"error: --json {args.json!r}: {why} (or '-' for stdout)", file=sys.stderr)
             return 2
     try:
         meter = make_meter(args)

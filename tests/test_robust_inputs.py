@@ -362,3 +362,28 @@ def test_predict_reader_parses_or_refuses_any_bytes(tmp_path_factory, raw):
     assert len(rows.lines) == len(rows.frame) and list(rows.frame.columns) == HEADER
     assert all(2 <= line <= n_lines for line in rows.lines + tuple(line for line, _ in rows.skipped))
     assert list(rows.lines) == sorted(rows.lines)
+
+
+# --------------------------------------------------------------------------- empty paths are not the default
+
+def test_perf_out_empty_is_refused_not_the_default(tmp_path, capsys, monkeypatch):
+    # was: `--out ""` is falsy: the benchmark ran and overwrote results/perf.json
+    from bench.perf import main as perf
+
+    calls = _fake_perf(monkeypatch)
+    monkeypatch.setattr(perf, "DEFAULT_OUT", tmp_path / "default.json")
+    one_line_exit_2(capsys, ["perf", "--seed", "1", "--out", ""], "--out", "empty path")
+    one_line_exit_2(capsys, ["perf", "--remeasure", "sim", "--out", ""], "--out", "empty path")
+    assert not calls and not (tmp_path / "default.json").exists()
+
+
+def test_monitor_json_empty_is_refused(tmp_path, capsys):
+    # was: `--json ""` is falsy: the measurement ran and no JSON was written, silently
+    log = _replay_log(tmp_path / "log.jsonl")
+    one_line_exit_2(capsys, ["monitor", "--adapter", "replay", "--replay", str(log), "--json", "", "--", "true"],
+                    "--json", "empty path")
+
+
+def test_workloads_out_empty_is_refused(capsys):
+    # was: `--out ""` fell back to the shipped cache (and --write would rewrite it)
+    one_line_exit_2(capsys, ["workloads", "--out", ""], "--out", "empty path")

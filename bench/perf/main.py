@@ -584,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'workers' else 1}, got {v}")
     if args.seed is not None and not 0 <= args.seed < 2**63:  # numpy's SeedSequence takes no negative seed
         ap.error(f"--seed must be in [0, 2**63), got {args.seed}")
-    if args.out:  # refused up front, not after minutes of benchmarking
+    if args.out is not None:  # refused up front, not after minutes of benchmarking
         _check_out(ap, Path(args.out))
     settings = Settings.quick(**over) if args.quick else Settings(**over)
     if args.seed is None:
@@ -594,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         root_seed = args.seed
     doc = run(settings, root_seed, with_sb3=not args.no_sb3)
-    out = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
+    out = Path(args.out) if args.out is not None else (None if args.quick else DEFAULT_OUT)
     if out is not None:  # atomic: a crash mid-write keeps the previous run whole
         atomic_write_text(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
     if args.json:
@@ -607,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_out(ap: argparse.ArgumentParser, out: Path) -> None:
     """``--out`` must name a file whose nearest existing ancestor is a folder (missing folders are created)."""
+    if not str(out).strip() or out == Path("."):  # `--out ""` fell back to results/perf.json, overwriting the run
+        ap.error("--out: an empty path; allowed: a JSON file path")
     if out.is_dir():
         ap.error(f"--out {out} is a directory; allowed: a JSON file path")
     parent = out.parent
@@ -624,7 +626,9 @@ def _remeasure_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if args.quick or args.no_sb3 or any(v is not None for v in (args.workers, args.train_seeds, args.repeats)):
         ap.error("--remeasure uses the saved run's settings: it takes no --quick, --no-sb3, --workers, --train-seeds "
                  "or --repeats")
-    out = Path(args.out) if args.out else DEFAULT_OUT
+    if args.out is not None:
+        _check_out(ap, Path(args.out))
+    out = Path(args.out) if args.out is not None else DEFAULT_OUT
     try:
         doc = json.loads(out.read_text())
         doc["settings"], doc["raw"]["micro"], doc["raw"]["training"], doc["machine"]  # noqa: B018 - shape check
