@@ -51,6 +51,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from bench.errors import DataFileError
     from bench.world.fit import MEASUREMENTS_CSV, SETTINGS_YAML, calibrate_all
 
+    for opt, value in (("--measurements", args.measurements), ("--settings", args.settings)):
+        if value is not None and not value.strip():  # "" fell back to the shipped file, silently
+            print(f"error: {opt} {value!r}: an empty path; allowed: a file path (or leave the option out)",
+                  file=sys.stderr)
+            return 2
     try:
         res = calibrate_all(args.profiles or None, write=args.write, measurements=args.measurements or MEASUREMENTS_CSV,
                             settings_path=args.settings or SETTINGS_YAML, strict=True)

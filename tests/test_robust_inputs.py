@@ -387,3 +387,16 @@ def test_monitor_json_empty_is_refused(tmp_path, capsys):
 def test_workloads_out_empty_is_refused(capsys):
     # was: `--out ""` fell back to the shipped cache (and --write would rewrite it)
     one_line_exit_2(capsys, ["workloads", "--out", ""], "--out", "empty path")
+
+
+@pytest.mark.parametrize("opt", ["--measurements", "--settings"])
+def test_calibrate_empty_path_is_refused(capsys, opt):
+    # was: "" fell back to the shipped file, silently (and --write would have written from it)
+    one_line_exit_2(capsys, ["calibrate", opt, ""], opt, "empty path")
+
+
+def test_testbed_stage_zero_requests_and_empty_docs_are_refused(tmp_path, capsys):
+    # was: `--requests 0` is falsy: the campaign was dropped and params' stage ran; `--docs ""` wrote no docs
+    one_line_exit_2(capsys, ["testbed-stage", "--requests", "0", "--out", str(tmp_path / "o")], "--requests", ">= 1")
+    one_line_exit_2(capsys, ["testbed-stage", "--tabulate", "--out", str(tmp_path / "o"), "--docs", ""], "--docs")
+    assert not (tmp_path / "o").exists()

@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.tabulate:
-            if args.docs and not Path(args.docs).is_file():  # checked before anything is read or written
+            if args.docs is not None and not Path(args.docs).is_file():  # checked before anything is read or written
                 raise TestbedError(f"--docs {args.docs}: no such file; allowed: an existing Markdown file")
             runs_dir = Path(args.out) / "runs"
             folders = sorted(d for d in runs_dir.glob("*") if d.is_dir()) if runs_dir.is_dir() else []
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             params = load_params(args.params)
             apply_world(params)  # the radio profile of params.yaml
-            if args.policies or args.scenarios or args.requests:
+            if args.policies or args.scenarios or args.requests is not None:  # --requests 0 is refused, not ignored
                 params = campaign_params(params, args.policies, args.scenarios, args.requests)
             table = run_stage(params, args.out, progress=True, nice=args.nice)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:
