@@ -400,3 +400,11 @@ def test_testbed_stage_zero_requests_and_empty_docs_are_refused(tmp_path, capsys
     one_line_exit_2(capsys, ["testbed-stage", "--requests", "0", "--out", str(tmp_path / "o")], "--requests", ">= 1")
     one_line_exit_2(capsys, ["testbed-stage", "--tabulate", "--out", str(tmp_path / "o"), "--docs", ""], "--docs")
     assert not (tmp_path / "o").exists()
+
+
+def test_predict_out_over_its_input_never_drops_skipped_rows(tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    src.write_text(_csv([HEADER, GOOD, GOOD + ["extra"]]))
+    before = src.read_bytes()
+    one_line_exit_2(capsys, ["predict", "--csv", str(src), "--out", str(src)], "would lose", "line 3")
+    assert src.read_bytes() == before

@@ -257,6 +257,9 @@ def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int, 
         raise PredictError(f"--csv {src}: no usable row"
                            + (f": {rows.skipped_text()}; allowed: one cell per header column (quote cells that hold "
                               f"commas)" if rows.skipped else " under the header; allowed: one or more rows"))
+    if rows.skipped and Path(out_path).exists() and os.path.samefile(src, out_path):  # would drop the user's rows
+        raise PredictError(f"--out {out_path} is the --csv file and {rows.skipped_text()}: writing would lose "
+                           f"them; allowed: another --out (or fix those rows)")
     out, failed = predict_frame(rows.frame, where=f"--csv {src}", lines=rows.lines)
     tmp = Path(out_path).with_name(f".{Path(out_path).name}.{os.getpid()}.tmp")
     try:
