@@ -22,8 +22,11 @@ def run_workloads(args: argparse.Namespace) -> int:
     """Print the workload table; ``--write`` recomputes the cache (torch, minutes) first."""
     import pandas as pd
 
+    from bench.errors import WorkloadError
     from bench.world.workloads import DATA_DIR, load_workloads, write_cache
 
+    if args.out is not None and not args.out.strip():  # "" read (or --write wrote) the shipped cache
+        raise WorkloadError(f"--out {args.out!r}: an empty path; allowed: a cache folder (default {DATA_DIR})")
     out = args.out or str(DATA_DIR)
     if args.write:
         for path in write_cache(out):
@@ -48,6 +51,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from bench.errors import DataFileError
     from bench.world.fit import MEASUREMENTS_CSV, SETTINGS_YAML, calibrate_all
 
+    for opt, value in (("--measurements", args.measurements), ("--settings", args.settings)):
+        if value is not None and not value.strip():  # "" fell back to the shipped file, silently
+            print(f"error: {opt} {value!r}: an empty path; allowed: a file path (or leave the option out)",
+                  file=sys.stderr)
+            return 2
     try:
         res = calibrate_all(args.profiles or None, write=args.write, measurements=args.measurements or MEASUREMENTS_CSV,
                             settings_path=args.settings or SETTINGS_YAML, strict=True)
@@ -102,9 +110,11 @@ def run_predict(args: argparse.Namespace) -> int:
         if args.csv:
             if not args.out:
                 raise PredictError("--csv needs --out")
-            rows, failed = write_predictions(args.csv, args.out)
+            rows, failed, read = write_predictions(args.csv, args.out)
             print(f"wrote {args.out}: {rows - failed} rows predicted, {failed} failed (see column 'error')",
                   file=sys.stderr)
+            if read.skipped:  # a ragged row cannot be placed in the columns: left out of OUT, counted here
+                print(f"warning: --csv {args.csv}: {read.skipped_text()}; not in {args.out}", file=sys.stderr)
             return 0
         missing = [k for k in ("profile", "workload", "target") if not getattr(args, k)]
         if missing:

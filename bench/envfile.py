@@ -10,6 +10,7 @@ import sys
 import tomllib
 
 from bench.paths import REPO_ROOT
+from hw.atomic import atomic_write_text
 
 HEADER = ("# Generated from pyproject.toml by `python -m bench env-yml`; do not edit by hand.\n"
           "# conda env create -f environment.yml && conda activate edge-inference-bench\n")
@@ -43,6 +44,6 @@ def main(argv: list[str]) -> int:
             return 1
         print("environment.yml matches pyproject.toml")
         return 0
-    path.write_text(text)
+    atomic_write_text(path, text)  # a crash mid-write keeps the old file whole
     print(f"wrote {path}")
     return 0

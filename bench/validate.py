@@ -225,7 +225,10 @@ def _read_bytes(path: Path, error: type[BenchError], where: str, max_bytes: int)
         if size > max_bytes:
             raise error.at(where, f"file too large ({size} bytes)", allowed=f"at most {max_bytes} bytes")
         with open(path, "rb") as fh:
-            return fh.read(max_bytes + 1)
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:  # a pipe or device reports no size: never parse a silently cut-off file
+            raise error.at(where, f"file too large (more than {max_bytes} bytes)", allowed=f"at most {max_bytes} bytes")
+        return data
     except FileNotFoundError:
         raise error.at(where, f"no such file: {path}") from None
     except IsADirectoryError:
@@ -405,9 +408,13 @@ def read_utf8(path: str | Path, error: type[BenchError], prefix: str = "") -> st
     another encoding is one clean ``error`` naming the file (after ``prefix``, e.g. the option that named it)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:  # capped: /dev/zero or an endless pipe is refused, not read until memory ends
+            data = fh.read(MAX_CSV_BYTES + 1)
     except OSError as exc:
         raise error(f"{prefix}{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CSV_BYTES:
+        raise error(f"{prefix}{path}: file too large (more than {MAX_CSV_BYTES} bytes); allowed: at most "
+                    f"{MAX_CSV_BYTES} bytes (split the rows over several files)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

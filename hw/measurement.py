@@ -44,6 +44,7 @@ import time
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
+from .atomic import atomic_write_text, check_writable_target
 from .base import Meter, MeterError, NoDeviceError
 from .sampler import Sampler, Window
 
@@ -293,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.adapter == "none":
         print("error: --adapter none measures no energy; pick a meter (or auto)", file=sys.stderr)
         return 2
+    if args.json is not None and args.json != "-":  # refused before the command runs, not after (its measurement lost)
+        why = check_writable_target(args.json)
+        if why:
+            print(f"error: --json {args.json!r}: {why} (or '-' for stdout)", file=sys.stderr)
+            return 2
     try:
         meter = make_meter(args)
         if meter is None:
@@ -332,8 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json == "-":
             print(text)
         else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+            atomic_write_text(args.json, text + "\n")  # a crash mid-write keeps the previous file whole
     return returncode
 
 

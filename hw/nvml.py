@@ -56,8 +56,9 @@ class NvmlMeter(Meter):
             raise _translate(pynvml, exc, "nvmlInit") from None
         try:
             count = pynvml.nvmlDeviceGetCount()
-            if self.index >= count:
-                raise NoDeviceError(f"GPU index {self.index} requested but NVML sees {count} GPU(s)")
+            if not 0 <= self.index < count:  # a negative index would wrap to a huge unsigned one in NVML's C API
+                raise NoDeviceError(f"GPU index {self.index} requested but NVML sees {count} GPU(s)"
+                                    + (f"; allowed: 0..{count - 1}" if count else ""))
             self._h = pynvml.nvmlDeviceGetHandleByIndex(self.index)
             self.rail = f"gpu{self.index}"
             try:
@@ -86,7 +87,8 @@ class NvmlMeter(Meter):
             return Availability(False, f"NVML unavailable: {exc} (no NVIDIA driver/GPU)")
         try:
             count = pynvml.nvmlDeviceGetCount()
-            return Availability(index < count, "" if index < count else f"NVML sees {count} GPU(s); index {index} absent")
+            ok = 0 <= index < count
+            return Availability(ok, "" if ok else f"NVML sees {count} GPU(s); index {index} absent")
         finally:
             pynvml.nvmlShutdown()
 

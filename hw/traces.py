@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from hw import provenance as _provenance
+from hw.atomic import atomic_write_bytes  # noqa: F401  (re-exported: hw.collect writes through it)
 from hw.provenance import cpu_model, git_revision  # noqa: F401  (re-exported: one provenance helper)
 
 #: Column -> pandas dtype, in the order the files are written.
@@ -115,18 +116,6 @@ def run_metadata(**extra: Any) -> dict[str, Any]:
 def sidecar_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path.with_name(path.stem + ".meta.json")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_trace(frame: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:

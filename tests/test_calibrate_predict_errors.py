@@ -149,8 +149,8 @@ def _predict(capsys, *args):
 @pytest.mark.parametrize("data,needle", [
     ("profile,workload,target\nphone_sd845,resnet18,cpu\n".encode("utf-16"), "not UTF-8"),
     ("profile,workload,target\nphone_sd845,resnet18,cpu\xe9\n".encode("latin-1"), "not UTF-8"),
-    (b"profile,workload,target\nphone_sd845,resnet18,cpu,1,2\n", "row 2: 5 cells"),
-    (b"profile,workload,target\nphone_sd845,resnet18\n", "row 2: 2 cells"),
+    (b"profile,workload,target\nphone_sd845,resnet18,cpu,1,2\n", "line 2: 5 cells"),
+    (b"profile,workload,target\nphone_sd845,resnet18\n", "line 2: 2 cells"),
     (b"", "empty file"),
     (b"profile,workload,target\nphone\x00,resnet18,cpu\n", "NUL"),
     (b"profile,profile,target\nphone_sd845,resnet18,cpu\n", "duplicate column"),

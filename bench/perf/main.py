@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.paths import RESULTS_DIR
+from hw.atomic import atomic_write_text
 
 COLUMNS = ("measure", "ours", "goal", "sb3_dqn", "sb3_ppo", "note")
 DEFAULT_OUT = RESULTS_DIR / "perf.json"
@@ -586,8 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'workers' else 1}, got {v}")
     if args.seed is not None and not 0 <= args.seed < 2**63:  # numpy's SeedSequence takes no negative seed
         ap.error(f"--seed must be in [0, 2**63), got {args.seed}")
-    if args.out and Path(args.out).is_dir():  # refused up front, not after minutes of benchmarking
-        ap.error(f"--out {args.out} is a directory; allowed: a JSON file path")
+    if args.out is not None:  # refused up front, not after minutes of benchmarking
+        _check_out(ap, Path(args.out))
     settings = Settings.quick(**over) if args.quick else Settings(**over)
     if args.seed is None:
         from bench.config import load_params
@@ -596,16 +597,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         root_seed = args.seed
     doc = run(settings, root_seed, with_sb3=not args.no_sb3)
-    out = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    out = Path(args.out) if args.out is not None else (None if args.quick else DEFAULT_OUT)
+    if out is not None:  # atomic: a crash mid-write keeps the previous run whole
+        atomic_write_text(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
     if args.json:
         print(json.dumps(doc, indent=1, default=_json_default))
     else:
         print(render(doc))
         print(f"\ntotal {doc['settings']['total_wall_s']:.0f} s" + (f"; saved {out}" if out else ""), file=sys.stderr)
     return 0
+
+
+def _check_out(ap: argparse.ArgumentParser, out: Path) -> None:
+    """``--out`` must name a file whose nearest existing ancestor is a folder (missing folders are created)."""
+    if not str(out).strip() or out == Path("."):  # `--out ""` fell back to results/perf.json, overwriting the run
+        ap.error("--out: an empty path; allowed: a JSON file path")
+    if out.is_dir():
+        ap.error(f"--out {out} is a directory; allowed: a JSON file path")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        ap.error(f"--out {out}: {str(parent)!r} is not a folder; allowed: a JSON file path under a folder")
 
 
 def _remeasure_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -616,22 +629,24 @@ def _remeasure_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if args.quick or args.no_sb3 or any(v is not None for v in (args.workers, args.train_seeds, args.repeats)):
         ap.error("--remeasure uses the saved run's settings: it takes no --quick, --no-sb3, --workers, --train-seeds "
                  "or --repeats")
-    out = Path(args.out) if args.out else DEFAULT_OUT
+    if args.out is not None:
+        _check_out(ap, Path(args.out))
+    out = Path(args.out) if args.out is not None else DEFAULT_OUT
     try:
         doc = json.loads(out.read_text())
         doc["settings"], doc["raw"]["micro"], doc["raw"]["training"], doc["machine"]  # noqa: B018 - shape check
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"{out}: not a saved `python -m bench perf` run ({type(exc).__name__}: {exc}); run the whole "
+        print(f"error: {out}: not a saved `python -m bench perf` run ({type(exc).__name__}: {exc}); run the whole "
               f"benchmark first", file=sys.stderr)
         return 2
     missing = _fields_today_needs(doc)
     if missing:
-        print(f"{out}: written by an older `python -m bench perf` (its entries lack {', '.join(missing)}, which "
+        print(f"error: {out}: written by an older `python -m bench perf` (its entries lack {', '.join(missing)}, which "
               f"today's table reads); run the whole benchmark first, then --remeasure", file=sys.stderr)
         return 2
     root_seed = doc["settings"].get("root_seed") if args.seed is None else args.seed
     doc = remeasure(doc, names, int(root_seed))
-    out.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    atomic_write_text(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
     print(render(doc))
     print(f"\nremeasured {', '.join(names)}; saved {out}", file=sys.stderr)
     return 0

@@ -31,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from bench.paths import REPO_ROOT
+from hw.atomic import atomic_write_text
 
 CODE_ROOTS = ("bench", "hw")
 DVC_FILE = REPO_ROOT / "dvc.yaml"
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     want = expected(REPO_ROOT, path)
     have = current(text)
     if args.write:
-        path.write_text(rewrite(text, want), encoding="utf-8")
+        atomic_write_text(path, rewrite(text, want))  # dvc.yaml stays whole if the write fails
         print(f"{path.name}: code dependencies of {len(want)} stages written")
         return 0
     if args.check:

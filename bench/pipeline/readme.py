@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from bench.paths import REPO_ROOT, RESULTS_DIR
+from hw.atomic import atomic_write_text
 
 README = REPO_ROOT / "README.md"
 #: other documents with generated blocks (the perf table and the calibration summary live in docs/)
@@ -405,13 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path, text in new_docs.items():
         if text != docs[path]:
-            path.write_text(text)
+            atomic_write_text(path, text)  # a crash mid-write keeps the old file whole
     FIGURES.mkdir(parents=True, exist_ok=True)
     for f in figs:
         shutil.copyfile(f, FIGURES / f.name)
     for old_fig in [*FIGURES.glob("*.png"), *FIGURES.glob("*.svg")]:  # figures the README no longer shows
         if figs and old_fig.name not in {f.name for f in figs}:
             old_fig.unlink()
-    README.write_text(new)
+    atomic_write_text(README, new)
     print(f"refreshed README.md ({len(figs)} figures in {FIGURES.relative_to(REPO_ROOT)})")
     return 0

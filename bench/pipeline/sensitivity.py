@@ -937,7 +937,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = load_params(args.params)
     if args.enable:
         params = dataclasses.replace(params, sensitivity=dataclasses.replace(params.sensitivity, enabled=True))
-    engine = params.engine if args.workers is None else dataclasses.replace(params.engine, workers=args.workers)
+    try:
+        engine = params.engine if args.workers is None else dataclasses.replace(params.engine, workers=args.workers)
+    except ValueError as exc:  # the engine's own range check (e.g. --workers 99999999999): one line, exit 2
+        ap.error(f"--workers: {exc}")
     summary = run_sensitivity(params, args.out, engine, progress=not args.no_progress, limit=args.limit,
                                only=args.only, train_dir=args.train_dir, cache_dir=args.cache,
                                cached_only=args.cached_only)

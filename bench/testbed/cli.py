@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                         "a time-local base (bench/testbed/localbase.py); 0 = the before/after bracket only")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
+    usable = sorted(os.sched_getaffinity(0))
+    for opt, cpus in (("--edge-cpus", args.edge_cpus), ("--server-cpus", args.server_cpus)):
+        if not cpus or not set(cpus) <= set(usable):  # refused up front, not by sched_setaffinity mid-run
+            p.error(f"{opt} {','.join(map(str, cpus)) or repr('')}: allowed: CPU ids this process may use {usable}")
     try:
         cfg = TestbedConfig(policy=args.policy, scenario=args.scenario, requests=args.requests, seed=args.seed,
                             workloads=tuple(args.workloads), threads=args.threads, edge_cpus=args.edge_cpus,

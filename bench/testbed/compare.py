@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hw.atomic import atomic_write_text
+
 PARTS = ("local", "transfer", "server", "queue")
 COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_median_ms", "median_error",
            "measured_p95_ms", "predicted_p95_ms", "p95_error", "latency_mape", "local_mape", "transfer_mape",
@@ -217,7 +219,8 @@ def write(table: pd.DataFrame, requests: pd.DataFrame, out: Path, enabled: bool)
                         "worst_run": f"{worst['policy']} on {worst['scenario']}",
                         "worst_latency_mape": float(mape.max()) if mape.notna().any() else None})
     else:
-        summary["note"] = "testbed disabled in params.yaml (testbed.enabled: false); no live runs"
+        summary["note"] = ("testbed disabled in params.yaml (testbed.enabled: false); no live runs" if not enabled
+                           else "no readable live run (every run folder was skipped; see the stage's log)")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     figure(requests, out / "sim_vs_testbed.png")
 
@@ -275,7 +278,7 @@ def update_docs(path: Path, block: str) -> None:
         text = before + new + rest.split(DOCS_END, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + new + "\n"
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)  # the user's document stays whole if the write fails
 
 
 def figure(requests: pd.DataFrame, path: Path) -> None:
@@ -341,13 +344,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.tabulate:
-            runs = sorted(d for d in (Path(args.out) / "runs").glob("*") if (d / "summary.json").exists())
+            if args.docs is not None and not Path(args.docs).is_file():  # checked before anything is read or written
+                raise TestbedError(f"--docs {args.docs}: no such file; allowed: an existing Markdown file")
+            runs_dir = Path(args.out) / "runs"
+            folders = sorted(d for d in runs_dir.glob("*") if d.is_dir()) if runs_dir.is_dir() else []
+            runs = [d for d in folders if (d / "summary.json").is_file()]
             table, requests = tabulate(runs)
+            if not len(table):  # nothing to tabulate: say what was looked for and found (outputs left as they are)
+                raise TestbedError(f"--tabulate: no readable run under {runs_dir}: looked for {runs_dir}/*/summary.json"
+                                   + (f"; found {len(folders)} run folder(s), {len(runs)} with summary.json"
+                                      + (f", {len(runs)} unreadable (see above)" if runs else "")
+                                      if runs_dir.is_dir() else " (no such folder)")
+                                   + "; allowed: --out naming a folder whose runs/ holds `testbed-stage` runs")
             write(table, requests, Path(args.out), enabled=True)
             if args.docs:
                 docs = Path(args.docs)
-                if not docs.is_file():
-                    raise TestbedError(f"--docs {docs}: no such file; allowed: an existing Markdown file")
                 summary = json.loads((Path(args.out) / "summary.json").read_text())
                 update_docs(docs, markdown_table(table, summary, Path(args.out)))
         else:
@@ -356,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                                    f"got {args.base_every}")
             params = load_params(args.params)
             apply_world(params)  # the radio profile of params.yaml
-            if args.policies or args.scenarios or args.requests:
+            if args.policies or args.scenarios or args.requests is not None:  # --requests 0 is refused, not ignored
                 params = campaign_params(params, args.policies, args.scenarios, args.requests)
             table = run_stage(params, args.out, progress=True, nice=args.nice, base_every=args.base_every)
     except (ParamsError, TestbedError, TestbedUnavailable) as exc:

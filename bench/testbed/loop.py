@@ -156,6 +156,10 @@ class TestbedConfig:
                                f"got {self.base_every}")
         if not -20 <= int(self.nice) <= 19:
             raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
+        if not 0 <= int(self.seed) < 2**63:  # refused here, not by gymnasium after the quick fits
+            raise TestbedError(f"--seed must lie in [0, 2**63), got {self.seed}")
+        if int(self.autoscale_steps) < 1:
+            raise TestbedError(f"--autoscale-steps must be >= 1, got {self.autoscale_steps}")
         name = self.policy.split(":", 1)[0]
         excluded = _live_excluded()
         if name in excluded:

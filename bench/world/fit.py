@@ -47,6 +47,7 @@ from bench.world.profiles import (EFFICIENCY_KEYS, OP_CLASSES, DeviceProfile, Pr
                                   load_profile, profile_from_dict, profile_to_dict)
 from bench.world.float_path import FloatPaths, float_target, load_float_paths, resolve
 from bench.world.shared_fit import JointModel, JointSettings, PointTable, dominant_class
+from hw.atomic import atomic_write_text
 
 CALIBRATION_DIR = DATA_DIR / "calibration"
 MEASUREMENTS_CSV = CALIBRATION_DIR / "measurements.csv"
@@ -406,7 +407,7 @@ def target_orderings(calibration: pd.DataFrame, fitted: Mapping[str, DeviceProfi
 def write_profile(profile: DeviceProfile, path: Path) -> None:
     """Write a profile YAML with the generated-file header."""
     text = yaml.safe_dump(profile_to_dict(profile), sort_keys=False, allow_unicode=True, width=120)
-    path.write_text(GENERATED_HEADER.format(name=profile.name) + text)
+    atomic_write_text(path, GENERATED_HEADER.format(name=profile.name) + text)  # never half a profile
 
 
 # --------------------------------------------------------------------------- joint fit of the reference profiles

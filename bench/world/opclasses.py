@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from bench.paths import DATA_DIR as _DATA_DIR
+from hw.atomic import atomic_write_text
 
 DATA_DIR = _DATA_DIR / "workloads"
 OP_CLASSES_CSV = "op_classes.csv"
@@ -422,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write:
         table = op_class_table(progress=True)
         path = Path(args.out) / OP_CLASSES_CSV
-        path.write_text(table.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
         print(f"wrote {path}")
     with pd.option_context("display.width", 250, "display.max_columns", None):
         print(load_op_classes(args.out).to_string(index=False))

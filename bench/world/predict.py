@@ -5,7 +5,10 @@ target`` and optionally ``level_mhz`` (a core clock, or ``max``/empty for the
 highest level), ``mem_level_mhz`` (likewise) and ``precision`` (must equal the
 target's), and writes the same rows plus ``latency_ms, power_w, energy_mj,
 runtime, source, error``. A row that cannot be predicted keeps its place with
-``error`` saying why (and NaN numbers); the count goes to stderr.
+``error`` saying why (and NaN numbers); the count goes to stderr. A ragged row (more or
+fewer cells than the header) cannot be placed in the columns: it is left out of the output
+and counted in a ``warning:`` line naming its file line; a file without one usable row is
+refused (exit 2).
 
 Single-row form: ``--profile P --workload W --target T [--level-mhz F]
 [--mem-level-mhz F] [--precision P] [--json]``.
@@ -21,6 +24,7 @@ import csv
 import io
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -79,30 +83,60 @@ def _nan_reason(t: Any, latency: float, power: float) -> str:
     return "; ".join(reasons)
 
 
-def read_rows(path: str | Path) -> pd.DataFrame:
-    """The input CSV as strings; not UTF-8, not CSV or a ragged row is one clean :class:`PredictError`."""
+#: how many skipped line numbers a warning lists before "... (N more)"
+SKIPPED_LINES_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class InputRows:
+    """A predict input CSV as read: its usable rows (strings), each row's file line, and the skipped lines."""
+
+    frame: pd.DataFrame
+    lines: tuple[int, ...]
+    #: (file line, why) of each row that could not be read into the columns (a ragged row)
+    skipped: tuple[tuple[int, str], ...]
+
+    def skipped_text(self) -> str:
+        """The skipped rows in a few words: ``2 ragged rows skipped (line 3: 5 cells ..., line 9: ...)``."""
+        shown = ", ".join(f"line {line}: {why}" for line, why in self.skipped[:SKIPPED_LINES_SHOWN])
+        more = f", ... ({len(self.skipped) - SKIPPED_LINES_SHOWN} more)" if len(self.skipped) > SKIPPED_LINES_SHOWN else ""
+        return f"{len(self.skipped)} ragged row{'s' if len(self.skipped) != 1 else ''} skipped ({shown}{more})"
+
+
+def read_input(path: str | Path) -> InputRows:
+    """The input CSV as strings. A ragged row (more or fewer cells than the header) is skipped and counted with its
+    file line; not UTF-8, not CSV, a NUL, no header or a duplicate column is one clean :class:`PredictError`."""
     path = Path(path)
     text = read_utf8(path, PredictError, prefix="--csv ")
     if "\x00" in text:
         raise PredictError(f"--csv {path.name}: holds a NUL character at offset {text.index(chr(0))}; allowed: CSV text")
     reader = csv.reader(io.StringIO(text, newline=""))
+    table: list[tuple[int, list[str]]] = []
+    start = 1
     try:
-        table = [row for row in reader]
+        for row in reader:
+            table.append((start, row))  # the line the row starts on (a quoted cell may span lines)
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise PredictError(f"--csv {path.name}: line {reader.line_num}: not CSV ({exc}); allowed: CSV text") from None
-    table = [row for row in table if any(c.strip() for c in row)]
+    table = [(line, row) for line, row in table if any(c.strip() for c in row)]
     if not table:
         raise PredictError(f"--csv {path.name}: empty file; allowed: a header 'profile,workload,target[,level_mhz,"
                            f"mem_level_mhz,precision]' and rows")
-    header = [h.strip() for h in table[0]]
+    header = [h.strip() for h in table[0][1]]
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise PredictError(f"--csv {path.name}: line 1: duplicate column(s) {dup}; allowed: each column once")
-    for i, row in enumerate(table[1:], start=2):
-        if len(row) != len(header):
-            raise PredictError(f"--csv {path.name}: row {i}: {len(row)} cells but the header has {len(header)}; "
-                               f"allowed: one cell per header column (quote cells that hold commas)")
-    return pd.DataFrame(table[1:], columns=header, dtype=str)
+        raise PredictError(f"--csv {path.name}: line {table[0][0]}: duplicate column(s) {dup}; allowed: each column once")
+    good = [(line, row) for line, row in table[1:] if len(row) == len(header)]
+    skipped = tuple((line, f"{len(row)} cells but the header has {len(header)}") for line, row in table[1:]
+                    if len(row) != len(header))
+    return InputRows(pd.DataFrame([row for _, row in good], columns=header, dtype=str),
+                     tuple(line for line, _ in good), skipped)
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """The usable rows of a predict CSV (input or output) as strings; see :func:`read_input`."""
+    return read_input(path).frame
 
 
 def json_safe(obj: Any) -> Any:
@@ -182,9 +216,10 @@ class Predictor:
                 "error": _nan_reason(t, lat, power)}
 
 
-def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None,
-                  where: str = "input") -> tuple[pd.DataFrame, int]:
-    """The rows plus the output columns; the number of rows that failed (their ``error`` says why)."""
+def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None, where: str = "input",
+                  lines: Sequence[int] | None = None) -> tuple[pd.DataFrame, int]:
+    """The rows plus the output columns; the number of rows that failed (their ``error`` says why, naming the
+    row's file line from ``lines``, or its position + 2 -- the header is line 1 -- without)."""
     for col in ("profile", "workload", "target"):
         if col not in rows.columns:
             raise PredictError(f"{where} lacks column {col!r}; needed: profile, workload, target "
@@ -193,7 +228,7 @@ def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None,
     out = rows.copy()
     results: list[Mapping[str, Any]] = []
     failed = 0
-    for i, r in rows.iterrows():
+    for k, (i, r) in enumerate(rows.iterrows()):
         try:
             res = predictor.predict(str(r["profile"]), str(r["workload"]), str(r["target"]), r.get("level_mhz"),
                                     r.get("mem_level_mhz"), r.get("precision"), r.get("cpu_level_mhz"))
@@ -201,23 +236,32 @@ def predict_frame(rows: pd.DataFrame, predictor: Predictor | None = None,
         except PredictError as exc:
             failed += 1
             results.append({"latency_ms": math.nan, "power_w": math.nan, "energy_mj": math.nan, "runtime": "",
-                            "source": "", "error": f"row {i + 2}: {exc}"})
+                            "source": "", "error": f"row {lines[k] if lines is not None else k + 2}: {exc}"})
     for col in OUTPUT_COLUMNS:
         out[col] = [r[col] for r in results]
     return out, failed
 
 
-def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int]:
-    """Predict every row of the CSV ``src`` and write them to ``out_path`` (the batch form above);
-    returns (rows, rows that failed). A bad ``out_path`` raises :class:`PredictError` (one line)."""
+def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int, InputRows]:
+    """Predict every row of the CSV ``src`` and write them to ``out_path`` (the batch form above); returns
+    (rows written, rows that failed, the input as read: its ``skipped`` ragged rows are not written). A bad
+    ``out_path``, or an input without one usable row, raises :class:`PredictError` (one line)."""
     out_dir = Path(out_path).parent
     if not out_dir.is_dir():
         raise PredictError(f"--out {out_path}: directory {str(out_dir)!r} does not exist; allowed: a file "
                            f"in an existing directory")
     if Path(out_path).is_dir():
         raise PredictError(f"--out {out_path}: is a directory; allowed: a file path")
-    out, failed = predict_frame(read_rows(src), where=f"--csv {src}")
-    tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp")
+    rows = read_input(src)
+    if rows.frame.empty:  # nothing to predict: a user's mistake, not an empty output
+        raise PredictError(f"--csv {src}: no usable row"
+                           + (f": {rows.skipped_text()}; allowed: one cell per header column (quote cells that hold "
+                              f"commas)" if rows.skipped else " under the header; allowed: one or more rows"))
+    if rows.skipped and Path(out_path).exists() and os.path.samefile(src, out_path):  # would drop the user's rows
+        raise PredictError(f"--out {out_path} is the --csv file and {rows.skipped_text()}: writing would lose "
+                           f"them; allowed: another --out (or fix those rows)")
+    out, failed = predict_frame(rows.frame, where=f"--csv {src}", lines=rows.lines)
+    tmp = Path(out_path).with_name(f".{Path(out_path).name}.{os.getpid()}.tmp")
     try:
         # a cell holding a bare CR must be quoted too (csv quotes only the line terminator's characters);
         # written beside and renamed: a failed write (a full disk) never leaves a half file, nor loses an
@@ -227,7 +271,7 @@ def write_predictions(src: str | Path, out_path: str | Path) -> tuple[int, int]:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise PredictError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
-    return len(out), failed
+    return len(out), failed, rows
 
 
 def describe(res: Mapping[str, Any]) -> str:

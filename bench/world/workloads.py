@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import pandas as pd
 
 from bench import paths
+from hw.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # torch is imported lazily: the cache readers must stay cheap
     import torch
@@ -607,9 +608,10 @@ def write_cache(out_dir: Path | str = DATA_DIR, progress: bool = True) -> tuple[
     out.mkdir(parents=True, exist_ok=True)
     workloads, partitions = workload_table(progress=progress)
     wpath, ppath = out / WORKLOADS_CSV, out / PARTITIONS_CSV
-    wpath.write_text(to_csv_text(workloads))
-    ppath.write_text(to_csv_text(partitions))
-    (out / "README.md").write_text(_readme_text())
+    # atomic: a crash mid-write keeps the previous cache whole (a half CSV would load as a short table)
+    atomic_write_text(wpath, to_csv_text(workloads))
+    atomic_write_text(ppath, to_csv_text(partitions))
+    atomic_write_text(out / "README.md", _readme_text())
     return wpath, ppath
 
 
