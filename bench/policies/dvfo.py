@@ -184,7 +184,8 @@ class DVFOConfig:
                   "hidden_sizes": len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
                   "scenarios": len(self.scenarios) >= 1, "torch_threads": self.torch_threads >= 1,
                   "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1,
-                  "loss": self.loss in LOSSES, "precision": self.precision in DTYPES}
+                  "loss": self.loss in LOSSES, "precision": self.precision in DTYPES,
+                  "act_average_fraction": 0.0 <= self.act_average_fraction < 1.0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid DVFOConfig field(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
