@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from bench.policies.base import Transition
 from bench.policies.dvfo import DVFOConfig, DVFOLearner, train
