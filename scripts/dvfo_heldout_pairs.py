@@ -9,7 +9,7 @@ n) on the same evaluation seeds (RESULTS_DIR, default results/evaluate); capture
 import sys
 runs, tag = sys.argv[1], sys.argv[2]
 res = sys.argv[3] if len(sys.argv) > 3 else "results/evaluate"
-import pandas as pd, numpy as np
+import pandas as pd
 lam=1000.0
 H=['heldout_dvfo_camera_corunner','heldout_dvfo_trace_tmobile','heldout_dvfo_trace_verizon']
 R=pd.read_parquet(f'{res}/results.parquet', filters=[('suite','in',['dvfo_jetson','dvfo_phone']),('policy','in',['best_static_dnn','distilled','best_found_schedule','dvfo'])])
@@ -20,7 +20,7 @@ for suite in ['dvfo_jetson','dvfo_phone']:
   for s in (0,1,2):
     try:
       d=pd.read_parquet(f'{runs}/{tag}/{suite}/s{s}/eval.parquet'); l=pd.read_parquet(f'{runs}/{tag}-last/{suite}/s{s}/eval.parquet')
-    except Exception as e: print(suite,s,'missing'); continue
+    except FileNotFoundError: print(suite, s, "missing"); continue
     seeds=sorted(set(d.seed))
     for name,df in (('averaged',d),('last',l)):
       df=df[df.scenario.isin(H)&(df.policy=='dvfo')].copy(); df['J']=df.energy_mj+lam*(1-df.qos_ok.astype(float))

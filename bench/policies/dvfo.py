@@ -30,7 +30,8 @@ Suite choices (not the paper's published settings; see docs/papers.md): the stat
 the env's observation (DNN features, bandwidth, previous action, time to go);
 the discount defaults to a short horizon (``gamma=0.1``, tuned on training seeds) because consecutive
 requests interact only through the queueing wait; Double DQN; the default
-training scenarios are the three DVFO bandwidth scenarios on the Jetson Xavier NX.
+training scenarios are the three DVFO bandwidth scenarios on the Jetson Xavier NX; optionally the greedy policy acts
+on the mean of the weights over the last steps (``act_average_fraction``; the pipeline's params.yaml sets it).
 """
 
 from __future__ import annotations
