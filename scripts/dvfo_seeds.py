@@ -5,6 +5,9 @@ greedy policy and best_static_dnn out on the suite's held-out and seen scenarios
     python scripts/dvfo_seeds.py --suite dvfo_phone --seeds 1 --tag lrdecay --set learning_rate_end=5e-5 \
         --training-scenarios-only      # score on train.dvfo.scenarios only (a decision's evidence)
     ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE python scripts/dvfo_seeds.py --seeds 0 --tag other_isa
+    python scripts/dvfo_seeds.py --suite dvfo_phone --seeds 0 --tag avg --set act_average_fraction=0.1 --also-last \
+        --training-scenarios-only  # also saves and scores the last online weights (run TAG-last): the same
+                                   # training without the averaging, a paired baseline (docs/dvfo.md round 8)
 
 Seed k is the pipeline's own run for k = 0 and its curve seed k otherwise (bench.pipeline.training.make_config);
 evaluation: ``--eval-seeds`` seeds of the suite (derive_seeds(seed, n, "evaluate", suite)), whole scenarios.
@@ -28,6 +31,10 @@ ap.add_argument("--tag", default="base")
 ap.add_argument("--train-only", action="store_true")
 ap.add_argument("--eval-only", action="store_true")
 ap.add_argument("--workers", type=int, default=1)
+ap.add_argument("--baselines", nargs="*", default=["best_static_dnn"],
+                help="policies scored beside DVFO (none: DVFO only, the cheapest check)")
+ap.add_argument("--also-last", action="store_true",
+                help="with act_average_fraction > 0: also save and score the last online weights as run TAG-last")
 ap.add_argument("--out", default="dvfo-seeds")
 ap.add_argument("--training-scenarios-only", action="store_true",
                 help="evaluate on the run's training scenarios only (train.dvfo.scenarios: what a decision may use)")
@@ -44,20 +51,36 @@ for k in a.seeds:
     cfg = make_config("dvfo", prof, base, P.seed, run, curve_seed=k)
     out = Path(a.out) / a.tag / run / f"s{k}"
     t, cpu = time.perf_counter(), time.process_time()
+    last = Path(a.out) / f"{a.tag}-last" / run / f"s{k}"
+    if a.also_last and not a.eval_only:
+        from bench.policies.dvfo import DVFOLearner
+        swap = DVFOLearner._act_on_average
+
+        def save_last_then_swap(self, _swap=swap, _last=last):
+            self.save(_last / "policy")  # the online weights before the average replaces them
+            _swap(self)
+        DVFOLearner._act_on_average = save_last_then_swap
     if not a.eval_only:
         res = learner_spec("dvfo").train(cfg)
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         res.learner.save(out / "policy")
         (out / "train.json").write_text(json.dumps({"learner": "dvfo", "profile": prof, "config": cfg.to_dict()}))
         res.curve.to_csv(out / "curve.csv")
+        if a.also_last:
+            (last / "train.json").write_text((out / "train.json").read_text())
         print(f"# {a.tag} seed {k}: trained {res.env_steps} steps in {wall:.1f}s wall, {cpu:.1f}s process CPU", flush=True)
     else: wall = 0
     if a.train_only: continue
     scen = list(suite.heldout_scenarios) + list(suite.scenarios)
     if a.training_scenarios_only:
         scen = list(dict.fromkeys(cfg.scenarios))
-    cells = suite_cells(a.suite, out, ["best_static_dnn"], scen, a.eval_seeds, 0, P.seed, lam)
+    cells = suite_cells(a.suite, out, a.baselines, scen, a.eval_seeds, 0, P.seed, lam)
     df = run_cells(cells, workers=a.workers, progress=False)
+    if a.also_last:  # the last online weights, the same cells: policy "dvfo_last"
+        lcells = [c for c in suite_cells(a.suite, last, [], scen, a.eval_seeds, 0, P.seed, lam)]
+        ldf = run_cells(lcells, workers=a.workers, progress=False)
+        ldf.to_parquet(last / "eval.parquet")
+        df = pd.concat([df, ldf[ldf.policy == "dvfo"].assign(policy="dvfo_last")], ignore_index=True)
     df.to_parquet(out / "eval.parquet")
     df["objv"] = df.energy_mj + lam * (1 - df.qos_ok)
     g = df.groupby(["policy", "scenario"]).objv.mean().unstack(0)
@@ -70,7 +93,8 @@ for k in a.seeds:
         m = sub.groupby("policy").agg(obj=("objv", "mean"), miss=("qos_ok", lambda x: 1 - x.mean()))
         print("heldout" if h else "seen", m.round(3).to_dict(), flush=True)
         rows.append({"tag": a.tag, "seed": k, "set": "heldout" if h else "seen", "dvfo": m.obj["dvfo"],
-                     "static": m.obj["best_static_dnn"], "dvfo_miss": m.miss["dvfo"], "wall": wall})
+                     **({"dvfo_last": m.obj["dvfo_last"]} if a.also_last else {}),
+                     "static": m.obj.get("best_static_dnn", float("nan")), "dvfo_miss": m.miss["dvfo"], "wall": wall})
     noroom = df[df.scenario != "heldout_dvfo_camera_corunner"]
     m = noroom.groupby(["policy", "workload"]).objv.mean().unstack(0)
     print("no-room per DNN\n", m.round(1).to_string())

@@ -30,7 +30,8 @@ Suite choices (not the paper's published settings; see docs/papers.md): the stat
 the env's observation (DNN features, bandwidth, previous action, time to go);
 the discount defaults to a short horizon (``gamma=0.1``, tuned on training seeds) because consecutive
 requests interact only through the queueing wait; Double DQN; the default
-training scenarios are the three DVFO bandwidth scenarios on the Jetson Xavier NX.
+training scenarios are the three DVFO bandwidth scenarios on the Jetson Xavier NX; optionally the greedy policy acts
+on the mean of the weights over the last steps (``act_average_fraction``; the pipeline's params.yaml sets it).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ class DVFOConfig:
     """When set, the learning rate decays linearly from ``learning_rate`` (at ``learning_starts``) to this value
     at ``total_steps`` (SB3's linear schedule), so the last gradient steps move the greedy choice less
     (issue 23, docs/dvfo.md). None = constant ``learning_rate``."""
+    act_average_fraction: float = bounded(0.0, ge=0, lt=1)
+    """When > 0, the greedy policy acts on the uniform average of the online network's weights over the gradient
+    steps of the last ``act_average_fraction`` of ``total_steps`` (stochastic weight averaging, Izmailov et al.,
+    UAI 2018): when training reaches ``total_steps`` the averaged weights replace the online ones (and the
+    target's), so what is saved and evaluated is the average. Why (issue 23, docs/dvfo.md round 8): with a
+    constant learning rate each gradient step moves the ranking of near-tied actions, so the greedy choice at
+    the last step is one noisy sample; the average over the last steps is not. 0 = act on the last weights."""
     buffer_size: int = bounded(100_000, ge=1, le=10_000_000)  # preallocated: 2 float32 obs + action, reward, done each
     """Replay buffer capacity (transitions); the oldest are overwritten."""
     batch_size: int = bounded(256, ge=1, le=1_000_000)
@@ -177,7 +185,8 @@ class DVFOConfig:
                   "hidden_sizes": len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
                   "scenarios": len(self.scenarios) >= 1, "torch_threads": self.torch_threads >= 1,
                   "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1,
-                  "loss": self.loss in LOSSES, "precision": self.precision in DTYPES}
+                  "loss": self.loss in LOSSES, "precision": self.precision in DTYPES,
+                  "act_average_fraction": 0.0 <= self.act_average_fraction < 1.0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid DVFOConfig field(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
@@ -411,6 +420,9 @@ class DVFOLearner(Learner):
         #: (indices, mean, std) that replace the warm-up's statistics for the condition fields (:func:`train` sets it)
         self.condition_stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.steps = 0
+        #: the running uniform average of the online parameters (``act_average_fraction``) and how many it holds
+        self._average: list[torch.Tensor] | None = None
+        self._n_averaged = 0
 
     # ---------------------------------------------------------------- acting
     def act(self, obs: np.ndarray) -> int:
@@ -467,10 +479,30 @@ class DVFOLearner(Learner):
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
             diag["loss"] = self._gradient_step()
+            if c.act_average_fraction > 0 and self.steps > (1.0 - c.act_average_fraction) * c.total_steps:
+                self._accumulate_average()
         if self.steps % c.target_update_interval == 0:
             with torch.no_grad():
                 torch._foreach_lerp_(self._target_params, self._params, c.tau)
+        if self.steps == c.total_steps and self._n_averaged:
+            self._act_on_average()
         return diag
+
+    def _accumulate_average(self) -> None:
+        """Fold the online parameters after a gradient step into their running uniform average."""
+        with torch.no_grad():
+            if self._average is None:
+                self._average = [p.detach().clone() for p in self._params]
+            else:  # avg += (p - avg) / (n + 1)
+                torch._foreach_lerp_(self._average, self._params, 1.0 / (self._n_averaged + 1))
+        self._n_averaged += 1
+
+    def _act_on_average(self) -> None:
+        """The end of training: the averaged weights become the online and target networks' (what acts, is saved)."""
+        with torch.no_grad():
+            torch._foreach_copy_(self._params, self._average)
+            torch._foreach_copy_(self._target_params, self._average)
+        self._average, self._n_averaged = None, 0
 
     def _gradient_step(self) -> float:
         c = self.config
@@ -539,7 +571,8 @@ class DVFOLearner(Learner):
 #: DVFOConfig keys only training reads (the update, exploration, reward shaping and schedule): a saved learner's
 #: greedy decision depends on its Q-network's tensors (weights and observation statistics), ``obs_clip``,
 #: ``precision``, ``hidden_sizes`` and the action space (device, levels, xi), not on these
-TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "buffer_size", "batch_size",
+TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "act_average_fraction", "buffer_size",
+                 "batch_size",
                  "prioritized_replay", "per_alpha", "per_beta", "per_eps", "gamma", "tau", "target_update_interval",
                  "train_frequency", "learning_starts", "start_e", "end_e", "exploration_fraction", "max_grad_norm",
                  "loss", "scenarios", "max_episode_steps", "w_energy", "w_time", "qos_penalty", "violation_cost_mj",

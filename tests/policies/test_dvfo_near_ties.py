@@ -23,7 +23,8 @@ GAP, NOISE = 0.03, 0.15
 
 
 @functools.lru_cache(maxsize=None)  # each training runs once per session
-def _train_on_near_ties(learning_rate_end: float | None, seed: int = 0, steps: int = 6_000):
+def _train_on_near_ties(learning_rate_end: float | None, seed: int = 0, steps: int = 6_000,
+                        act_average_fraction: float = 0.0):
     """Train on the near-tie bandit; return (share of (context, previous action) pairs where the greedy action is
     the best one, mean regret of the greedy action over those pairs)."""
     rng = np.random.default_rng(1000 + seed)
@@ -32,7 +33,7 @@ def _train_on_near_ties(learning_rate_end: float | None, seed: int = 0, steps: i
         cost[ctx, best] = 1.0
     config = DVFOConfig.ci(seed=seed, total_steps=steps, learning_starts=500, exploration_fraction=0.1,
                            learning_rate=5e-4, learning_rate_end=learning_rate_end, gamma=0.1, batch_size=64,
-                           train_frequency=4, hidden_sizes=(64, 64))
+                           train_frequency=4, hidden_sizes=(64, 64), act_average_fraction=act_average_fraction)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -55,13 +56,25 @@ def _train_on_near_ties(learning_rate_end: float | None, seed: int = 0, steps: i
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known DVFO flaw, not fixed (issue 23, docs/dvfo.md round 6): the greedy choice among "
-                          "near-tied actions wanders with the previous-action field")
+                   reason="known DVFO flaw, reduced but not fixed (issue 23, docs/dvfo.md rounds 6 and 8): the greedy "
+                          "choice among near-tied actions still wanders with the previous-action field on seed 0")
 def test_greedy_choice_is_the_best_of_near_tied_actions_whatever_the_previous_action():
-    """The shipped learner (constant learning rate) should pick the best action for every value of the
-    previous-action field, which the reward ignores. It does not (48 % of the pairs on seed 0, 50 % on seed 1;
-    a linear learning-rate decay to 1e-5 gave 100 % on seed 0 but 60 % on seed 1, so it is no fix either).
+    """The shipped learner (constant learning rate, greedy policy on the mean of the last 10 % of the weights:
+    params.yaml ``train.dvfo.act_average_fraction``) should pick the best action for every value of the
+    previous-action field, which the reward ignores. Without the averaging it does so on 48 % of the pairs on
+    seed 0 (50 / 71 % on seeds 1 / 2); with it 85 % (98 / 96 %, docs/dvfo.md round 8): better, not yet the bar.
     Strict: when a learner change makes this pass, the xfail must go."""
-    hit, regret = _train_on_near_ties(learning_rate_end=None)
+    from bench.config import load_params
+    hit, regret = _train_on_near_ties(learning_rate_end=None,
+                                      act_average_fraction=load_params().train.dvfo.act_average_fraction)
     assert hit >= 0.95, f"greedy action is the best on only {hit:.0%} of (context, previous action) pairs"
     assert regret <= 0.1 * GAP
+
+
+def test_weight_averaging_lowers_the_near_tie_regret():
+    """The round-8 change (act on the mean of the last 10 % of the weights) on the same bandit and seeds: mean
+    regret over seeds 0-2 falls from 0.024 to 0.004 (docs/dvfo.md round 8); asserted with margin (at least
+    halved), so it fails on the plain last weights."""
+    plain = [_train_on_near_ties(None, seed)[1] for seed in (0, 1, 2)]
+    averaged = [_train_on_near_ties(None, seed, act_average_fraction=0.1)[1] for seed in (0, 1, 2)]
+    assert np.mean(averaged) <= 0.5 * np.mean(plain), (plain, averaged)
