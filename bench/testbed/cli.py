@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-every", type=int, default=10,
                    help="every this many requests (paced), one block of alone inferences between them gives the twin "
                         "a time-local base (bench/testbed/localbase.py); 0 = the before/after bracket only")
+    p.add_argument("--dispatch-jobs", type=int, default=12,
+                   help="local requests dispatched before the live ones to measure the testbed's own per-request "
+                        "overhead, which the twin adds (bench/testbed/dispatch.py); 0 = not measured, the twin adds 0")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     usable = sorted(os.sched_getaffinity(0))
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                             workloads=tuple(args.workloads), threads=args.threads, edge_cpus=args.edge_cpus,
                             server_cpus=args.server_cpus, corunners=not args.no_corunners, pace=not args.no_pace,
                             host_profile=args.host_profile, autoscale_steps=args.autoscale_steps,
-                            nice=args.nice, fit_gap_ms=args.fit_gap_ms, base_every=args.base_every)
+                            nice=args.nice, fit_gap_ms=args.fit_gap_ms, base_every=args.base_every,
+                            dispatch_jobs=args.dispatch_jobs)
         if is_dvfo(cfg.policy):  # DVFO's split: its own loop, measured only (no CPU-only DVFO twin)
             from bench.testbed import dvfo_live
 

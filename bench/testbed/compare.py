@@ -21,10 +21,10 @@ import pandas as pd
 
 from hw.atomic import atomic_write_text
 
-PARTS = ("local", "transfer", "server", "queue")
+PARTS = ("local", "transfer", "server", "queue", "dispatch")
 COLUMNS = ["policy", "scenario", "requests", "measured_median_ms", "predicted_median_ms", "median_error",
            "measured_p95_ms", "predicted_p95_ms", "p95_error", "latency_mape", "local_mape", "transfer_mape",
-           "server_mape", "queue_mae_ms",
+           "server_mape", "queue_mae_ms", "dispatch_mae_ms", "dispatch_before_ms", "dispatch_samples",
            *[f"{p}_{w}_{q}_ms" for p in PARTS for w in ("measured", "predicted") for q in ("median", "p95")],
            "local_ms_mean", "transfer_ms_mean", "server_ms_mean", "queue_ms_mean", "timeouts", "pred_timeouts",
            "parts_skipped_timed_out", "energy_mj_mean", "pred_energy_mj_mean", "energy_source", "energy_check", "target_mix_live",
@@ -73,6 +73,11 @@ def row_from_summary(s: dict) -> dict:
             "p95_error": rel(s.get("pred_latency_p95_ms"), s["latency_p95_ms"]), "latency_mape": s.get("latency_mape"),
             "local_mape": s.get("local_mape"), "transfer_mape": s.get("transfer_mape"),
             "server_mape": s.get("server_mape"), "queue_mae_ms": s.get("queue_mae_ms"),
+            "dispatch_mae_ms": s.get("dispatch_mae_ms"),
+            # the overhead measured before the requests and added by the twin (bench.testbed.dispatch); None for a
+            # run written before it (its twin added nothing)
+            "dispatch_before_ms": (s.get("dispatch_overhead") or {}).get("dispatch_ms"),
+            "dispatch_samples": (s.get("dispatch_overhead") or {}).get("samples"),
             **{f"{p}_{w}_{q}_ms": s.get(f"{p}_{w}_{q}_ms") for p in PARTS for w in ("measured", "predicted")
                for q in ("median", "p95")},
             "timeouts": s.get("timeouts"), "pred_timeouts": s.get("pred_timeouts"),
@@ -229,9 +234,15 @@ DOCS_START = "<!-- testbed-campaign:start (python -m bench testbed-stage --tabul
 DOCS_END = "<!-- testbed-campaign:end -->"
 
 
-def _ms(v) -> str:
+def _ms(v, digits: int = 0) -> str:
     v = pd.to_numeric(v, errors="coerce")
-    return "" if pd.isna(v) else f"{float(v):.0f}"
+    return "" if pd.isna(v) else f"{float(v):.{digits}f}"
+
+
+def _pair(row, part: str) -> str:
+    """``live / twin`` median of ``part`` to 0.1 ms; empty for a run written before the part was compared."""
+    live, twin = (_ms(row.get(f"{part}_{w}_median_ms"), 1) for w in ("measured", "predicted"))
+    return f"{live} / {twin}" if live or twin else ""
 
 
 def _pct(v) -> str:
@@ -255,16 +266,18 @@ def markdown_table(table: pd.DataFrame, summary: dict, out: Path) -> str:
             f"work), niceness {', '.join(map(str, nice)) or '0'}; per-request latency MAPE over all runs "
             f"{_pct(summary.get('latency_mape_all'))}. Latency runs from the request's arrival (waits included) "
             "on both sides. Parts: MAPE over the requests that have the part and timed out on neither side (the "
-            "count left out follows the timeouts); queue: mean absolute error.")
+            "count left out follows the timeouts); queue: mean absolute error; dispatch: the testbed's own "
+            "per-request overhead (latency less every modelled part), live median / the twin's, measured before "
+            "the requests (bench/testbed/dispatch.py).")
     cols = ("policy / scenario | median ms (live / twin) | p95 ms (live / twin) | latency MAPE | local | transfer "
-            "| server | queue MAE ms | timeouts (live / twin) | load 1-min")
+            "| server | queue MAE ms | dispatch ms (live / twin) | timeouts (live / twin) | load 1-min")
     lines = [head, "", f"| {cols} |", "|" + " --- |" * (cols.count("|") + 1)]
     for _, r in table.iterrows():
         lines.append(
             f"| {r['policy']} / {r['scenario']} | {_ms(r['measured_median_ms'])} / {_ms(r['predicted_median_ms'])} "
             f"| {_ms(r['measured_p95_ms'])} / {_ms(r['predicted_p95_ms'])} | {_pct(r['latency_mape'])} "
             f"| {_pct(r['local_mape'])} | {_pct(r['transfer_mape'])} | {_pct(r['server_mape'])} "
-            f"| {_ms(r['queue_mae_ms'])} | {r['timeouts']} / {r['pred_timeouts']}{_skipped(r)} "
+            f"| {_ms(r['queue_mae_ms'])} | {_pair(r, 'dispatch')} | {r['timeouts']} / {r['pred_timeouts']}{_skipped(r)} "
             f"| {float(r['loadavg_start_1min']):.1f}-{float(r['loadavg_end_1min']):.1f} |")
     return "\n".join(lines)
 

@@ -48,7 +48,7 @@ import pandas as pd
 import yaml
 
 from bench.errors import BenchError
-from bench.testbed import localbase
+from bench.testbed import dispatch, localbase
 from bench.testbed.edge import Client, ClientPool
 from bench.testbed.live import MAX_IN_FLIGHT, Dispatcher, SupportCpu, pin_thread, radio_rates, support_cpus
 from bench.paths import DATA_DIR
@@ -127,6 +127,11 @@ class TestbedConfig:
     workload (co-runners set to nothing) and, where the scenario has co-runners, one with them at the measured
     levels (:func:`alone_block`): the twin's base for each request is then the median of the alone samples
     nearest it in time (:mod:`bench.testbed.localbase`), not one pooled over the bracket. 0 = the bracket only."""
+    dispatch_jobs: int = 12
+    """Local requests dispatched before the live ones through a dispatcher like theirs (same pacing, worker pool,
+    ``serve`` and timing points), to measure the testbed's own per-request overhead (the worker's late start and
+    the unaccounted rest) the twin then adds to every request (:mod:`bench.testbed.dispatch`). 0 = not measured:
+    the twin adds 0, and the summary says so."""
     autoscale_steps: int = 20_000
     """Training steps of AutoScale on the simulator twin (policy ``autoscale``)."""
     probe_bytes: int = 32_768
@@ -154,6 +159,8 @@ class TestbedConfig:
         if not 0 <= int(self.base_every) <= 10**6:
             raise TestbedError(f"--base-every must be >= 0 (0 = no alone inferences between requests), "
                                f"got {self.base_every}")
+        if not 0 <= int(self.dispatch_jobs) <= 10_000:
+            raise TestbedError(f"--dispatch-jobs must lie in [0, 10000] (0 = not measured), got {self.dispatch_jobs}")
         if not -20 <= int(self.nice) <= 19:
             raise TestbedError(f"--nice must lie in [-20, 19], got {self.nice}")
         if not 0 <= int(self.seed) < 2**63:  # refused here, not by gymnasium after the quick fits
@@ -1098,13 +1105,33 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
 
             pin_thread(support)  # the dispatcher's loop (policy, twin step, probes' scheduling) off the edge's CPUs
             own_cpu = SupportCpu()
+            stateless = cfg.policy.startswith("autoscale")  # greedy on a Q-table: act() has no side effects
+
+            def dispatcher_steps() -> None:
+                """The loop's own work between an arrival and the hand-off that leaves the run as it is (the
+                policy's choice only where it has no side effect): the calibration jobs' stand-in for it."""
+                now = time.perf_counter()
+                {r: pools[r].quiet_ms(now) for r in RADIOS}
+                live = np.array(obs, dtype=np.float32).copy()
+                if stateless:
+                    policy.act(live)
+
+            # the testbed's own per-request overhead, measured before the requests on the very path they take
+            calib = dispatch.measure(
+                lambda: Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT),
+                                   cpus=cfg.edge_cpus),
+                serve, [w for w in cfg.workloads if w in edge.models], cfg.dispatch_jobs, dispatcher_steps)
+            disp = dispatch.estimate(calib) if cfg.dispatch_jobs else dispatch.not_measured("--dispatch-jobs 0")
+            if len(calib):
+                calib.to_parquet(out / "dispatch_calibration.parquet", index=False)
+            if corun is not None:
+                corun.measured_load()  # the first request's load window starts after the calibration
             loop_cpu0 = time.thread_time()
             clock.start()
             shaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shaper", initializer=pin_thread,
                                         initargs=(support,))
             shaping = shaper.submit(own_cpu.timed, "shaper", shape_at_arrivals) if cfg.pace else None
             meta = []
-            stateless = cfg.policy.startswith("autoscale")  # greedy on a Q-table: act() has no side effects
             for t in range(n):
                 if every and t and t % every == 0:
                     between_requests(t)
@@ -1208,6 +1235,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     df["pred_energy_mj"] = pred.energy_mj
     df["pred_timed_out"] = np.asarray(pred.timed_out, dtype=bool)
     add_predicted_parts(df, u.sim, pred)
+    dispatch.apply(df, disp)  # the testbed's own overhead, measured before the requests (0 where not measured)
     df["energy_mj"] = modeled_energy_mj(df, {**pred.phases, "tail_mj": pred.tail_mj})
     df["energy_source"] = "modeled: measured durations x the simulator's powers, above idle"
     df["qos_ok"] = (df["latency_ms"] <= df["qos_ms"]) & ~df["timed_out"]
@@ -1239,6 +1267,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
              **inter_info}
     summary = summarise(df, sim_df, cfg, prof_info, meter)
     summary.update(support_info)
+    summary["dispatch_overhead"] = disp
     summary.update({"world": world, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
                     "cpu_count": os.cpu_count(), "nice": cfg.nice,
                     "scheduling_groups": scheduling_groups()})
@@ -1246,7 +1275,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
     return summary
 
 
-PARTS = ("local", "transfer", "server", "queue")
+PARTS = ("local", "transfer", "server", "queue", "dispatch")
 
 
 @dataclass
@@ -1410,9 +1439,10 @@ def _part_rows(df: pd.DataFrame, part: str) -> pd.Series:
 
 
 def part_errors(df: pd.DataFrame) -> dict[str, float]:
-    """Per part (local, transfer, server, queue), over the requests that have it and timed out on neither side:
+    """Per part (local, transfer, server, queue, dispatch: :mod:`bench.testbed.dispatch`), over the requests that have it and timed out on neither side:
     measured and predicted median and p95 (ms) and the mean absolute relative error (``<part>_mape``); the
-    queue, zero for most requests on both sides, gets the mean absolute error in ms (``queue_mae_ms``) instead.
+    queue and the dispatch overhead, near zero on both sides, get the mean absolute error in ms (``queue_mae_ms``,
+    ``dispatch_mae_ms``) instead.
     ``parts_skipped_timed_out`` counts the requests left out for a timeout (live or in the twin): in a run with
     many timeouts the per-part errors cover only the rest (one timed-out transfer against a predicted
     completed one made a run's transfer error 10064 %)."""
@@ -1426,8 +1456,8 @@ def part_errors(df: pd.DataFrame) -> dict[str, float]:
         for name, v in (("measured", meas), ("predicted", pred)):
             out[f"{part}_{name}_median_ms"] = float(np.median(v)) if len(v) else float("nan")
             out[f"{part}_{name}_p95_ms"] = float(np.percentile(v, 95)) if len(v) else float("nan")
-        if part == "queue":
-            out["queue_mae_ms"] = float(np.abs(pred - meas).mean()) if len(d) else float("nan")
+        if part in ("queue", "dispatch"):  # ~1 ms on both sides: the error in ms
+            out[f"{part}_mae_ms"] = float(np.abs(pred - meas).mean()) if len(d) else float("nan")
         else:
             ok = meas > 0
             out[f"{part}_mape"] = float((np.abs(pred[ok] - meas[ok]) / meas[ok]).mean()) if ok.any() else float("nan")

@@ -774,11 +774,11 @@ def test_campaign_table_block_in_the_docs_is_generated_and_replaced(tmp_path):
     table = pd.DataFrame([compare.row_from_summary(summary)], columns=compare.COLUMNS)
     block = compare.markdown_table(table, {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2,
                                            "latency_mape_all": 0.25}, Path("results/testbed/c"))
-    assert "| cpu_only / wifi_weak | 80 / 70 | 120 / 90 | 25% | 20% |  |  | 4 | 0 / 1 | 9.0-11.0 |" in block
+    assert "| cpu_only / wifi_weak | 80 / 70 | 120 / 90 | 25% | 20% |  |  | 4 |  | 0 / 1 | 9.0-11.0 |" in block
     skipped = compare.markdown_table(
         pd.DataFrame([compare.row_from_summary({**summary, "parts_skipped_timed_out": 1})], columns=compare.COLUMNS),
         {"loadavg_1min_min_max": [9.0, 11.0], "cpu_count": 2}, Path("results/testbed/c"))
-    assert "| 4 | 0 / 1 (1 out of parts) | 9.0-11.0 |" in skipped
+    assert "| 4 |  | 0 / 1 (1 out of parts) | 9.0-11.0 |" in skipped
     assert "load 9.0-11.0" in block and "niceness -10" in block
     doc = tmp_path / "doc.md"
     doc.write_text(f"# T\n\nbefore\n\n{compare.DOCS_START}\nold\n{compare.DOCS_END}\n\nafter\n")
