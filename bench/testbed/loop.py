@@ -1107,20 +1107,34 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             own_cpu = SupportCpu()
             stateless = cfg.policy.startswith("autoscale")  # greedy on a Q-table: act() has no side effects
 
+            # a twin of its own for the calibration's steps: the run's twin (and the policy's state) stay untouched
+            cal_env = twin_env(scen_path, edge_path, cloud_path, n, interference)
+            cal_obs = [cal_env.reset(seed=cfg.seed)[0]]
+            local_action = int(np.flatnonzero(acts["kind"].to_numpy() == "local")[0])
+
             def dispatcher_steps() -> None:
                 """The loop's own work between an arrival and the hand-off that leaves the run as it is (the
                 policy's choice only where it has no side effect): the calibration jobs' stand-in for it."""
                 now = time.perf_counter()
                 {r: pools[r].quiet_ms(now) for r in RADIOS}
-                live = np.array(obs, dtype=np.float32).copy()
+                live = np.array(cal_obs[0], dtype=np.float32).copy()
                 if stateless:
                     policy.act(live)
+
+            def dispatcher_after() -> None:
+                """The loop's own work right after the hand-off, while the worker starts (the worker needs the
+                GIL the dispatcher's thread holds): the twin's choice and step, on the calibration's own twin."""
+                if stateless:
+                    policy.act(np.array(cal_obs[0], dtype=np.float32))
+                o, _, _, truncated, _ = cal_env.step(local_action)
+                cal_obs[0] = cal_env.reset(seed=cfg.seed)[0] if truncated else o
 
             # the testbed's own per-request overhead, measured before the requests on the very path they take
             calib = dispatch.measure(
                 lambda: Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT),
                                    cpus=cfg.edge_cpus),
-                serve, [w for w in cfg.workloads if w in edge.models], cfg.dispatch_jobs, dispatcher_steps)
+                serve, [w for w in cfg.workloads if w in edge.models], cfg.dispatch_jobs, dispatcher_steps,
+                dispatcher_after)
             disp = dispatch.estimate(calib) if cfg.dispatch_jobs else dispatch.not_measured("--dispatch-jobs 0")
             if len(calib):
                 calib.to_parquet(out / "dispatch_calibration.parquet", index=False)

@@ -108,8 +108,8 @@ def test_measure_runs_jobs_through_a_dispatcher_in_order():
 
     steps = []
     rows = dispatch.measure(lambda: Dispatcher(1.0, pace=True, workers=2), serve, ["a", "b"], 5,
-                            lambda: steps.append(1))
-    assert len(rows) == 5 and len(steps) == 5
+                            lambda: steps.append("before"), lambda: steps.append("after"))
+    assert len(rows) == 5 and steps == ["before", "after"] * 5
     assert sorted(calls) == sorted([(-1 - k, "ab"[k % 2], "") for k in range(5)])
     assert {"latency_ms", "dispatch_late_ms", "worker_start_ms", "issue_ms"} <= set(rows.columns)
     e = dispatch.estimate(rows)
