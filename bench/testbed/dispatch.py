@@ -23,6 +23,8 @@ adds the total (:data:`TOTAL`) to every request's predicted latency as its own p
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -99,25 +101,51 @@ def apply(df: pd.DataFrame, est: dict[str, Any]) -> None:
 
 def measure(make_clock: Callable[[], Any], serve: Callable[..., dict[str, Any]], workloads, jobs: int,
             before_submit: Callable[[], Any] | None = None,
-            after_submit: Callable[[], Any] | None = None) -> pd.DataFrame:
+            after_submit: Callable[[], Any] | None = None,
+            at_arrival: Callable[[int], Any] | None = None) -> pd.DataFrame:
     """``jobs`` local requests through a fresh dispatcher (``make_clock()``, a
     :class:`~bench.testbed.live.Dispatcher`), paced as it is, issued as the live loop issues a request:
     ``wait_for``, the dispatcher's own work before the hand-off (``before_submit``: the loop's per-request steps
     that have no side effect on the run), ``submit(serve, arrival, late, k, workload, "", turn)``, then the
     dispatcher's work after the hand-off (``after_submit``: the twin's step; it holds the GIL the starting worker
     needs, so it is part of the worker's start: without it, the first smoke run's calibration measured a median
-    0.2 ms worker start against 0.8 ms live). Returns the
+    0.2 ms worker start against 0.8 ms live). ``at_arrival(k)``: on a thread of its own, called at job ``k``'s
+    arrival, as the live shaper shapes the world at each request's (it too competes for the GIL then). Returns the
     jobs' rows (``serve``'s row plus the dispatcher's timing columns), in order."""
     wls = list(workloads)
     if int(jobs) <= 0 or not wls:
         return pd.DataFrame()
     clock = make_clock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def arrivals() -> None:
+        try:
+            for k in range(1, int(jobs)):  # job 0's world is the one already set, as request 0's
+                wait = clock.arrival(k) - time.perf_counter()
+                if wait > 0 and stop.wait(wait):
+                    return
+                at_arrival(k)
+        except BaseException as exc:  # noqa: BLE001 - raised on the calling thread below
+            errors.append(exc)
+
+    shaper = threading.Thread(target=arrivals, name="calibration-shaper", daemon=True) if at_arrival else None
     clock.start()
-    for k in range(int(jobs)):
-        arrival, late_ms = clock.wait_for(k)
-        if before_submit is not None:
-            before_submit()
-        clock.submit(serve, arrival, late_ms, -1 - k, wls[k % len(wls)], "", clock.turn(""))
-        if after_submit is not None:
-            after_submit()
-    return pd.DataFrame(clock.results())  # results() shuts the calibration's pool down
+    if shaper is not None:
+        shaper.start()
+    try:
+        for k in range(int(jobs)):
+            arrival, late_ms = clock.wait_for(k)
+            if before_submit is not None:
+                before_submit()
+            clock.submit(serve, arrival, late_ms, -1 - k, wls[k % len(wls)], "", clock.turn(""))
+            if after_submit is not None:
+                after_submit()
+        rows = clock.results()  # shuts the calibration's pool down
+    finally:
+        stop.set()
+        if shaper is not None:
+            shaper.join()
+    if errors:
+        raise errors[0]
+    return pd.DataFrame(rows)

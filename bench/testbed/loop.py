@@ -1121,6 +1121,12 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 if stateless:
                     policy.act(live)
 
+            def calibration_shape(k: int) -> None:
+                """At a calibration job's arrival, what the shaper does at a request's: the world of request k
+                (its rates, its co-runner load), from the shaper's CPUs."""
+                pin_thread(support)
+                shape(k % n)
+
             def dispatcher_after() -> None:
                 """The loop's own work right after the hand-off, while the worker starts (the worker needs the
                 GIL the dispatcher's thread holds): the twin's choice and step, on the calibration's own twin."""
@@ -1134,7 +1140,8 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 lambda: Dispatcher(ia_ms, pace=cfg.pace, radios=RADIOS, workers=min(n, MAX_IN_FLIGHT),
                                    cpus=cfg.edge_cpus),
                 serve, [w for w in cfg.workloads if w in edge.models], cfg.dispatch_jobs, dispatcher_steps,
-                dispatcher_after)
+                dispatcher_after, at_arrival=calibration_shape)
+            shape(0)  # request 0's world back
             disp = dispatch.estimate(calib) if cfg.dispatch_jobs else dispatch.not_measured("--dispatch-jobs 0")
             if len(calib):
                 calib.to_parquet(out / "dispatch_calibration.parquet", index=False)

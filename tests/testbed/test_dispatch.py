@@ -106,10 +106,12 @@ def test_measure_runs_jobs_through_a_dispatcher_in_order():
         finally:
             turn.release()
 
-    steps = []
+    steps, shaped = [], []
     rows = dispatch.measure(lambda: Dispatcher(1.0, pace=True, workers=2), serve, ["a", "b"], 5,
-                            lambda: steps.append("before"), lambda: steps.append("after"))
+                            lambda: steps.append("before"), lambda: steps.append("after"),
+                            at_arrival=shaped.append)
     assert len(rows) == 5 and steps == ["before", "after"] * 5
+    assert shaped == [1, 2, 3, 4]  # the shaper's stand-in at every later job's arrival, on its own thread
     assert sorted(calls) == sorted([(-1 - k, "ab"[k % 2], "") for k in range(5)])
     assert {"latency_ms", "dispatch_late_ms", "worker_start_ms", "issue_ms"} <= set(rows.columns)
     e = dispatch.estimate(rows)
