@@ -1103,6 +1103,23 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 time.sleep(ia_ms / 1e3)
                 clock.resume(t, time.perf_counter() + ia_ms / 1e3)
 
+            def request_meta(t, arrival_s, wl, a, radio, quiet, load, live, obs, twin_choice) -> dict[str, Any]:
+                """Request t's record as the dispatcher writes it right after the hand-off."""
+                return {"step": t, "arrival_s": arrival_s,
+                        "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
+                        "target": str(acts.at[a, "target"]), "radio": radio,
+                        "qos_ms": float(trace.qos_ms[t]),
+                        "shaped_up_mbps": radio_rates(links[radio], trace, radio, t)[0] if radio else np.nan,
+                        "shaped_down_mbps": radio_rates(links[radio], trace, radio, t)[1] if radio else np.nan,
+                        "rtt_ms": links[radio].rtt_ms if radio else np.nan,
+                        "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
+                        **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
+                        "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
+                        "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
+                        "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8]),
+                        "twin_obs_action": twin_choice,
+                        "twin_obs_wifi_dbm": float(obs[7]), "twin_obs_lte_dbm": float(obs[8])}
+
             pin_thread(support)  # the dispatcher's loop (policy, twin step, probes' scheduling) off the edge's CPUs
             own_cpu = SupportCpu()
             stateless = cfg.policy.startswith("autoscale")  # greedy on a Q-table: act() has no side effects
@@ -1111,13 +1128,14 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
             cal_env = twin_env(scen_path, edge_path, cloud_path, n, interference)
             cal_obs = [cal_env.reset(seed=cfg.seed)[0]]
             local_action = int(np.flatnonzero(acts["kind"].to_numpy() == "local")[0])
+            cal_seen: dict[str, Any] = {"k": 0}
 
             def dispatcher_steps() -> None:
                 """The loop's own work between an arrival and the hand-off that leaves the run as it is (the
                 policy's choice only where it has no side effect): the calibration jobs' stand-in for it."""
                 now = time.perf_counter()
-                {r: pools[r].quiet_ms(now) for r in RADIOS}
-                live = np.array(cal_obs[0], dtype=np.float32).copy()
+                cal_seen["quiet"] = {r: pools[r].quiet_ms(now) for r in RADIOS}
+                live = cal_seen["live"] = np.array(cal_obs[0], dtype=np.float32).copy()
                 if stateless:
                     policy.act(live)
 
@@ -1129,11 +1147,19 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
 
             def dispatcher_after() -> None:
                 """The loop's own work right after the hand-off, while the worker starts (the worker needs the
-                GIL the dispatcher's thread holds): the twin's choice and step, on the calibration's own twin."""
-                if stateless:
-                    policy.act(np.array(cal_obs[0], dtype=np.float32))
+                GIL the dispatcher's thread holds): the twin's choice, the request's record (thrown away) and the
+                twin's step, on the calibration's own twin, then the next iteration's steps up to its first read of
+                a file (the co-runners' load, where the dispatcher's thread lets the GIL go)."""
+                k = cal_seen["k"] = cal_seen["k"] + 1
+                choice = int(policy.act(np.array(cal_obs[0], dtype=np.float32))) if stateless else -1
+                request_meta(k % n, 0.0, str(trace.workload[k % n]), local_action, "", cal_seen["quiet"],
+                             {"cpu": 0.0, "mem": 0.0}, cal_seen["live"], cal_obs[0], choice)
                 o, _, _, truncated, _ = cal_env.step(local_action)
                 cal_obs[0] = cal_env.reset(seed=cfg.seed)[0] if truncated else o
+                for r in RADIOS:
+                    pools[r].in_flight  # noqa: B018 - maybe_probe's check, as in the loop
+                if corun is not None:
+                    corun.measured_load()
 
             # the testbed's own per-request overhead, measured before the requests on the very path they take
             calib = dispatch.measure(
@@ -1178,20 +1204,7 @@ def _run(cfg: TestbedConfig, out: Path, progress: bool) -> dict[str, Any]:
                 # trace's loads and signals instead of the measured ones), off the request's path
                 twin_choice = int(policy.act(np.array(obs, dtype=np.float32))) if stateless else -1
                 est.tick()
-                meta.append({"step": t, "arrival_s": arrival - clock.t0,
-                             "workload": wl, "action": a, "action_name": str(acts.at[a, "name"]),
-                             "target": str(acts.at[a, "target"]), "radio": radio,
-                             "qos_ms": float(trace.qos_ms[t]),
-                             "shaped_up_mbps": radio_rates(links[radio], trace, radio, t)[0] if radio else np.nan,
-                             "shaped_down_mbps": radio_rates(links[radio], trace, radio, t)[1] if radio else np.nan,
-                             "rtt_ms": links[radio].rtt_ms if radio else np.nan,
-                             "signal_dbm": float(trace.signal_dbm[radio][t]) if radio else np.nan,
-                             **{f"quiet_{r}_ms": quiet[r] for r in RADIOS},
-                             "cpu_load_trace": float(trace.cpu_load[t]), "mem_load_trace": float(trace.mem_load[t]),
-                             "cpu_load_measured": load["cpu"], "mem_load_measured": load["mem"],
-                             "obs_wifi_dbm": float(live[7]), "obs_lte_dbm": float(live[8]),
-                             "twin_obs_action": twin_choice,
-                             "twin_obs_wifi_dbm": float(obs[7]), "twin_obs_lte_dbm": float(obs[8])})
+                meta.append(request_meta(t, arrival - clock.t0, wl, a, radio, quiet, load, live, obs, twin_choice))
                 obs, _, _, truncated, _ = env.step(a)
                 if progress:
                     print(f"[{t + 1}/{n}] {wl} -> {meta[-1]['action_name']} (issued {late_ms:.0f} ms late)", flush=True)
