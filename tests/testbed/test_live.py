@@ -160,6 +160,12 @@ def test_twenty_live_requests(tmp_path):
     # the testbed's own work ran off the edge's CPUs where the host has others, and its CPU time was counted
     assert not set(summary["support_cpus"]) & set(cfg.edge_cpus) or os.cpu_count() == 1
     assert {"dispatcher", "shaper", "children"} <= set(summary["support_cpu_ms_per_request"])
+    # the testbed's own dispatch overhead, measured before the requests, added by the twin to every request
+    over = summary["dispatch_overhead"]
+    calib = pd.read_parquet(tmp_path / "dispatch_calibration.parquet")
+    assert over["measured"] and over["samples"] + over["dropped"] == len(calib) == cfg.dispatch_jobs
+    assert over["dispatch_ms"] > 0 and np.allclose(df["pred_dispatch_ms"], over["dispatch_ms"])
+    assert (df["dispatch_ms"] > 0).all() and "dispatch_mae_ms" in summary
 
 
 def test_overlapping_requests_queue_live_and_in_the_twin(tmp_path):
