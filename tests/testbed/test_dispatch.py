@@ -140,3 +140,13 @@ def test_campaign_table_reports_the_dispatch_part_and_the_measured_overhead(tmp_
     table = pd.DataFrame([row], columns=compare.COLUMNS)
     block = compare.markdown_table(table, {"loadavg_1min_min_max": [1.0, 1.0], "cpu_count": 2}, Path("r"))
     assert "| 2.4 / 2.3 |" in block
+
+
+def test_a_negative_dispatch_job_count_is_one_line_and_exit_2(tmp_path, capsys):
+    from bench.testbed import cli
+
+    out = tmp_path / "out"
+    rc = cli.main(["--policy", "cpu_only", "--scenario", "wifi_weak", "--dispatch-jobs", "-3", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--dispatch-jobs" in err and "-3" in err
+    assert not out.exists()  # nothing half-made
