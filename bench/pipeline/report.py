@@ -1026,6 +1026,42 @@ def sensitivity_results(results_dir: str | Path) -> tuple[Path | None, dict, str
     return found, summary, text
 
 
+#: the live campaign the report shows when the `testbed` stage is off (it needs root, network namespaces and an idle
+#: host, so it is run by hand and committed; docs/testbed.md): the folder `testbed-stage --tabulate` wrote, under
+#: results/. A new committed campaign replaces this name and the report stage's two deps on it in dvc.yaml.
+COMMITTED_CAMPAIGN = "testbed/campaign_dispatch_nice-10"
+
+
+def testbed_results(results_dir: str | Path) -> tuple[Path | None, pd.DataFrame, str]:
+    """(folder, per-run table, a sentence on the campaign) of the sim-vs-testbed comparison the report shows: the
+    `testbed` stage's own when it ran live runs, else the committed campaign (:data:`COMMITTED_CAMPAIGN`, with its
+    size and the host's load from its summary.json); (None, empty, why not) when neither has a table."""
+    import json
+
+    res = Path(results_dir)
+    for folder, what in ((res / "testbed", "this run's `testbed` stage"),
+                         (res / COMMITTED_CAMPAIGN, f"the committed campaign `results/{COMMITTED_CAMPAIGN}/`")):
+        table = folder / "sim_vs_testbed.csv"
+        if not table.is_file():
+            continue
+        try:
+            df = pd.read_csv(table)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            return None, pd.DataFrame(), f"{table}: unreadable ({exc})"
+        if df.empty:
+            continue
+        try:
+            summary = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            summary = {}
+        load = summary.get("loadavg_1min_min_max") or []
+        load_text = f", host 1-min load {load[0]:.1f}-{load[1]:.1f}" if len(load) == 2 else ""
+        requests = int(df["requests"].sum()) if "requests" in df else 0
+        return folder, df, f"{what}: {len(df)} runs, {requests} live requests{load_text}"
+    return None, pd.DataFrame(), ("no testbed results: the stage is off (testbed.enabled: false) and no committed "
+                                  f"campaign in results/{COMMITTED_CAMPAIGN}/ (docs/testbed.md)")
+
+
 def add_tornados(gallery: Gallery, folder: Path, summary: Mapping, claims: Sequence[Mapping] = ()) -> int:
     """Every tornado the sensitivity run drew (its figures/index.md), captioned with what the quantity is and its
     robustness; returns how many."""
