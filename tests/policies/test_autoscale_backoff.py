@@ -218,6 +218,18 @@ def _dense_levels(target_sum, visits, sizes, names, protected, min_visits):
     return out
 
 
+def _random_table(data, sizes, n_actions: int, density: float):
+    """(target_sum, visits, protected, names) of a random sparse Q-table over ``sizes`` features: about ``density``
+    of the (state, action) cells visited 1-8 times, their target sums drawn with the visits; up to two features
+    protected from dropping."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    n = int(np.prod(sizes))
+    visits = ((rng.random((n, n_actions)) < density) * rng.integers(1, 9, (n, n_actions))).astype(np.int32)
+    target_sum = np.where(visits > 0, rng.normal(size=(n, n_actions)) * visits, 0.0)
+    protected = tuple(data.draw(st.sets(st.integers(0, len(sizes) - 1), max_size=2), label="protected"))
+    return target_sum, visits, protected, tuple(f"f{i}" for i in range(len(sizes)))
+
+
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), sizes=st.lists(st.sampled_from([1, 2, 3, 7, 13]), min_size=1, max_size=5),
        n_actions=st.integers(1, 5), density=st.sampled_from([0.0, 0.02, 0.3, 1.0]), min_visits=st.integers(1, 4))
@@ -226,12 +238,7 @@ def test_levels_from_the_visited_states_equal_the_dense_axis_sums(data, sizes, n
     and sums as summing the whole dense table over each dropped feature."""
     from bench.policies.autoscale_backoff import build_levels
 
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    n = int(np.prod(sizes))
-    visits = ((rng.random((n, n_actions)) < density) * rng.integers(1, 9, (n, n_actions))).astype(np.int32)
-    target_sum = np.where(visits > 0, rng.normal(size=(n, n_actions)) * visits, 0.0)
-    protected = tuple(data.draw(st.sets(st.integers(0, len(sizes) - 1), max_size=2), label="protected"))
-    names = tuple(f"f{i}" for i in range(len(sizes)))
+    target_sum, visits, protected, names = _random_table(data, sizes, n_actions, density)
     got = build_levels(target_sum, visits, tuple(sizes), names, protected, min_visits)
     want = _dense_levels(target_sum, visits, tuple(sizes), names, protected, min_visits)
     assert [(lv.kept, lv.dropped) for lv in got] == [w[:2] for w in want]
@@ -295,12 +302,7 @@ def test_either_rank_drops_every_droppable_feature_once_and_ends_on_the_same_coa
     value-lost informativeness is a non-negative mean reward."""
     from bench.policies.autoscale_backoff import RANKS, build_levels
 
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    n = int(np.prod(sizes))
-    visits = ((rng.random((n, n_actions)) < density) * rng.integers(1, 9, (n, n_actions))).astype(np.int32)
-    target_sum = np.where(visits > 0, rng.normal(size=(n, n_actions)) * visits, 0.0)
-    protected = tuple(data.draw(st.sets(st.integers(0, len(sizes) - 1), max_size=2), label="protected"))
-    names = tuple(f"f{i}" for i in range(len(sizes)))
+    target_sum, visits, protected, names = _random_table(data, sizes, n_actions, density)
     built = {r: build_levels(target_sum, visits, tuple(sizes), names, protected, min_visits, r) for r in RANKS}
     droppable = {names[p] for p in range(len(sizes)) if p not in protected and sizes[p] > 1}
     for levels in built.values():

@@ -1,20 +1,16 @@
 """scripts/autoscale_gap.py: the gap ladder's per-state rung picks each state's least mean one-step cost."""
 
-import importlib.util
 
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.paths import REPO_ROOT
+from script_modules import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("autoscale_gap", REPO_ROOT / "scripts" / "autoscale_gap.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("autoscale_gap")
 
 
 def test_state_best_is_the_least_mean_cost_per_state_and_pick_reads_it():

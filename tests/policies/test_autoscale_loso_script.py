@@ -1,6 +1,5 @@
 """scripts/autoscale_loso.py: the leave-one-scenario-out protocol that chooses AutoScale's back-off drop order."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -9,14 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.paths import REPO_ROOT
+from script_modules import load_script
 from bench.policies.autoscale import AutoScaleConfig
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("autoscale_loso", REPO_ROOT / "scripts" / "autoscale_loso.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("autoscale_loso")
 
 
 def test_candidates_are_the_measures_and_every_order_of_the_features_with_edges():

@@ -106,14 +106,13 @@ def test_energy_per_mb_follows_the_power_model():
 
 def test_docs_energy_table_is_what_the_script_computes():
     """docs/radio-and-traces.md quotes scripts/radio_energy_table.py; a changed constant must update it."""
-    import importlib.util
     import re
 
     from bench.paths import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("radio_energy_table", REPO_ROOT / "scripts" / "radio_energy_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from script_modules import load_script
+
+    mod = load_script("radio_energy_table")
     computed = {(r["profile"], r["radio"], r["uplink_mbps"]): r["energy_j_per_mb"] for r in mod.table([1.0, 5.0, 20.0])}
     doc = (REPO_ROOT / "docs" / "radio-and-traces.md").read_text()
     rows = re.findall(r"^\| (\w+) \| (lte|wifi) \| ([\d.]+) J .*?\| ([\d.]+) J .*?\| ([\d.]+) J .*?\|$", doc, re.M)
