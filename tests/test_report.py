@@ -228,3 +228,36 @@ def test_headline_metrics_are_a_few_means_per_policy(tmp_path, tables):
     back = evaluate.load_metrics(tmp_path)
     assert back["s"]["overall"]["autoscale"]["energy_mj"]["ci_low"] is not None
     assert set(back["s"]["by_scenario"]) == {"wifi_strong", "mobility_walk"}
+
+
+def test_the_report_shows_the_testbed_stage_when_it_ran_else_the_committed_campaign(tmp_path):
+    """testbed_results: the stage's own table wins; an empty one (the stage off) falls back to COMMITTED_CAMPAIGN with
+    its size and load; neither gives None and says where it looked; an unreadable table is named, not raised."""
+    import json
+
+    import pandas as pd
+
+    from bench.pipeline import report
+
+    stage = tmp_path / "testbed"
+    stage.mkdir()
+    (stage / "sim_vs_testbed.csv").write_text("")  # what the stage writes when it is off: no runs
+    folder, table, text = report.testbed_results(tmp_path)
+    assert folder is None and table.empty and report.COMMITTED_CAMPAIGN in text
+
+    committed = tmp_path / report.COMMITTED_CAMPAIGN
+    committed.mkdir(parents=True)
+    pd.DataFrame({"policy": ["cpu_only", "autoscale"], "requests": [100, 100]}).to_csv(
+        committed / "sim_vs_testbed.csv", index=False)
+    (committed / "summary.json").write_text(json.dumps({"loadavg_1min_min_max": [0.1, 1.3]}))
+    folder, table, text = report.testbed_results(tmp_path)
+    assert folder == committed and len(table) == 2
+    assert "2 runs, 200 live requests" in text and "0.1-1.3" in text
+
+    pd.DataFrame({"policy": ["random"], "requests": [40]}).to_csv(stage / "sim_vs_testbed.csv", index=False)
+    folder, table, text = report.testbed_results(tmp_path)
+    assert folder == stage and list(table["policy"]) == ["random"] and "this run's" in text
+
+    (stage / "sim_vs_testbed.csv").write_bytes(b'"unclosed\n')
+    folder, table, text = report.testbed_results(tmp_path)
+    assert folder is None and "unreadable" in text and str(stage / "sim_vs_testbed.csv") in text

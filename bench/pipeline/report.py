@@ -1046,7 +1046,9 @@ def testbed_results(results_dir: str | Path) -> tuple[Path | None, pd.DataFrame,
             continue
         try:
             df = pd.read_csv(table)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        except pd.errors.EmptyDataError:  # a zero-byte table: no runs, like the header-only one the stage writes off
+            continue
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             return None, pd.DataFrame(), f"{table}: unreadable ({exc})"
         if df.empty:
             continue
