@@ -151,3 +151,33 @@ def test_the_per_processor_backlog_is_never_dropped_by_the_backoff():
 def test_backlog_edges_are_validated():
     with pytest.raises(ValueError, match="local_busy_ms_edges"):
         AutoScaleConfig(scenarios=("random_walk",), local_busy_ms_edges=(50.0, 30.0))
+
+
+class HiddenDrawEnv(_KnownOptimumEnv):
+    """ViT-B/16 on the LTE-only families (docs/autoscale.md, round 9), in J: the GPU always misses its 400 ms
+    target (1.244 J + λ = 1 J); the CPU at its top level makes it on 68 % of the requests (2.026 J), else
+    2.189 J + 1 J, decided by the request's own latency jitter draw, which no observation carries. Expected
+    costs: GPU 2.244 J, CPU 2.396 J; the cloud over LTE 12.8 J. Reward = -cost; the optimum is the GPU."""
+
+    def _draw(self):
+        self._obs = _obs(n_attention=12, qos_ms=400)
+        return self._obs
+
+    def optimum(self, obs) -> int:
+        return GPU
+
+    def step(self, action):
+        lucky = self.np_random.random() < 0.68  # the hidden draw
+        cost = {GPU: 2.244, CPU: 2.026 if lucky else 3.189, CLOUD: 12.8}[int(action)]
+        return self._draw(), -cost, False, False, {}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_under_a_hidden_per_request_draw_it_learns_the_expected_best_not_the_lucky_choice(seed):
+    # the best schedule found in hindsight takes the CPU exactly on the lucky requests (261 of 285 vs 0 of 133
+    # on heldout_trace_verizon_lte); a bandit over the observed state can only learn each action's mean
+    learner = _learner(seed=seed, cpu_busy_ms_edges=(30.0,), gpu_busy_ms_edges=(30.0,), dsp_busy_ms_edges=(30.0,))
+    assert _score_on(HiddenDrawEnv(), learner, seed) == 1.0
+    s = learner.bins.state_id(_obs(n_attention=12, qos_ms=400))
+    assert learner.q[s, GPU] == pytest.approx(-2.244, abs=1e-9)  # a sure outcome: its sample average is exact
+    assert learner.q[s, CPU] == pytest.approx(-(0.68 * 2.026 + 0.32 * 3.189), abs=0.15)  # the mean, not a draw
