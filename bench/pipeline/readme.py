@@ -249,8 +249,8 @@ def family_section(suite: str, yard: Mapping, split: Mapping, target: tuple[floa
             def miss(r, learner=learner) -> str:
                 h, hf = (r.get("headroom") or {}).get("mean"), (r.get("headroom_found") or {}).get("mean")
                 share = r["captured"][learner]["bound"]["mean"]
-                best = f" (the best schedule found: {100 * hf / h:.0f}%)" if h and hf is not None else ""
-                return f"{family_label(r)}: {100 * share:.0f}%{best}"
+                best = f" (the best schedule found: {_pct({'mean': hf / h})})" if h and hf is not None else ""
+                return f"{family_label(r)}: {_pct({'mean': share})}{best}"
             parts.append(f"{learner} misses the target (≥ {100 * target[0]:.0f}% of the headroom from the certified "
                          f"lower end, where it is ≥ {100 * target[1]:.0f}%) on "
                          + ("; ".join(miss(r) for r in v["misses"]) if v["misses"] else "no family")
