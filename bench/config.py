@@ -219,6 +219,11 @@ class EvaluateParams:
     headroom_threshold: float = spec(0.05, "A scenario whose headroom 1 - E_bound / E_best_static_dnn is below this "
                                      "is marked 'no room for learning' and not used to rank learners (docs/bound.md).",
                                      ge=0, le=1)
+    capture_target: float = spec(0.70, "The share of a family's headroom (from the certified lower end) a learner "
+                                 "should capture where that headroom is at least capture_target_headroom; README "
+                                 "names the families where it does not (issue 23).", ge=0, le=1)
+    capture_target_headroom: float = spec(0.10, "The headroom from which capture_target applies (issue 23).",
+                                          ge=0, le=1)
     suites: dict[str, EvalSuite] = field(default_factory=dict, metadata={
         "doc": "Named comparisons (names: a letter, then letters, digits, '_' or '-'; they name output files).",
         "safe_keys": True})

@@ -1,6 +1,7 @@
 """Atomic writes of the files a user keeps (a measurement, a benchmark run, a trace): a temporary file in the
 same folder, flushed to disk, then renamed over the target. A crash or a full disk mid-write leaves the previous
-file whole (and no half file); the temporary file is removed on failure.
+file whole (and no half file); the temporary file is removed on failure. :func:`file_sha256` is the one digest that
+checks such a file later (a sweep store's entries, a trained learner's files).
 
 The lowest layer (``hw``) so that the meters and every ``bench`` layer above can use it; no imports beyond the
 standard library, so ``python -m bench monitor`` stays light.
@@ -54,3 +55,14 @@ def check_writable_target(path: str | os.PathLike) -> str | None:
     if not parent.is_dir():
         return f"{str(parent)!r} is not a folder; allowed: a file in an existing folder"
     return None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in blocks (a file may be larger than memory)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -14,12 +14,14 @@ import tempfile
 
 from bench.pipeline import report
 
-#: the report module's figure functions (annotated ``-> Figure``)
+#: the report module's figure functions (annotated ``-> Figure``; with those of bench.pipeline.figures, which it
+#: re-exports and the other stages' notebooks call as ``figures.NAME``)
 FIGURE_FUNCTIONS = sorted(n for n, f in vars(report).items() if inspect.isfunction(f)
                           and inspect.signature(f).return_annotation in ("Figure", report.Figure))
 #: a code cell that draws: it must leave an image/png output (a figure copied from another stage with
-#: gallery.add_file, e.g. the testbed's when that stage ran, is not required here)
-PLOTTING = re.compile(r"gallery\.add\(|display\(fig|report\.(" + "|".join(FIGURE_FUNCTIONS)
+#: gallery.add_file, e.g. the testbed's when that stage ran, is not required here); ``display(fig)``, not
+#: ``display(figures.headline_table(...))``
+PLOTTING = re.compile(r"gallery\.add\(|display\(fig\b|(?:report|figures)\.(" + "|".join(FIGURE_FUNCTIONS)
                       + r")\(|sns\.\w+plot|\.plot\(")
 #: what must never show in an executed notebook's outputs
 FORBIDDEN = ("TqdmWarning", "IProgress not found", "Traceback")

@@ -103,6 +103,18 @@ def test_metrics_carry_gap_to_bound_headroom_and_flags(evaluated, tmp_path):
     assert "headroom_captured_found" in adds.columns
     notes = claims.learner_notes(adds)
     assert "One scenario decides" in notes[0] and "above the hindsight bound" in notes[0]
+    # per family of the held-out scenarios (issue 23): headroom and each share with CIs, the distilled rule's too
+    stored = json.loads(paths["yardstick"].read_text())["autoscale_phone"]
+    fams = stored["by_family"]["headline"]
+    assert sorted(s for r in fams for s in r["scenarios"]) == ["heldout_cell_edge", "heldout_gaming_commute"]
+    assert "distilled" in stored["headroom_captured"]["headline"]
+    for r in fams:
+        assert r["room"] == yardstick.room_flag(r["headroom"]["mean"], r["headroom_found"]["mean"], 0.05)
+        assert r["headroom"]["ci_low"] <= r["headroom"]["mean"] <= r["headroom"]["ci_high"]
+        assert {"autoscale", "distilled"} <= set(r["captured"]) and "vs_distilled" in r["captured"]["autoscale"]
+    block = readme.learners_section(adds, "\n".join(notes), {"autoscale_phone": stored},
+                                    {"autoscale_phone": m["autoscale_phone"]["split"]}, (0.70, 0.10))
+    assert "**autoscale_phone, per held-out family**" in block and "autoscale misses the target" in block
     claim = {"id": "x", "paper": "P", "claim": "c", "value": None, "unit": "x", "source": "s",
              "suite": "autoscale_phone", "policy": "autoscale", "baseline": "distilled", "metric": "efficiency",
              "why": "w"}

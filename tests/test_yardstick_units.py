@@ -151,3 +151,36 @@ def test_the_report_table_reads_old_and_new_yardsticks(tables):
     assert t_old.loc["edge", "bracket_gap"] == pytest.approx(t.loc["edge", "bracket_gap"])
     titles = report.baseline_tables(new, res)
     assert any("both ends of the bracket" in k for k in titles)
+
+
+def test_family_captured_gives_each_policy_its_share_with_a_ci(tables):
+    res, bounds = tables  # each scenario its own family (a name no scenario file defines)
+    rows = {r["family"]: r for r in yardstick.family_captured(res, bounds, OBJ, 0.05, n_boot=200, seed=0)}
+    assert set(rows) == {"calm", "edge"} and rows["edge"]["scenarios"] == ["edge"] and rows["edge"]["cells"] == 2
+    assert rows["calm"]["room"] == "none" and rows["edge"]["room"] == "room"
+    edge = rows["edge"]
+    # static 300 over the two edge cells, bound 80, best found 120; autoscale 120, distilled 160
+    assert edge["headroom"]["mean"] == pytest.approx(1 - 80 / 300)
+    assert edge["headroom_found"]["mean"] == pytest.approx(1 - 120 / 300)
+    auto, dist = edge["captured"]["autoscale"], edge["captured"]["distilled"]
+    assert auto["bound"]["mean"] == pytest.approx((300 - 120) / (300 - 80))
+    assert auto["found"]["mean"] == pytest.approx(1.0)
+    assert dist["bound"]["mean"] == pytest.approx((300 - 160) / (300 - 80))
+    assert auto["vs_distilled"]["mean"] == pytest.approx(120 / 160 - 1)
+    assert "vs_distilled" not in dist  # the rule is the reference, not compared with itself
+    for o in (edge["headroom"], edge["headroom_found"], auto["bound"], dist["found"], auto["vs_distilled"]):
+        assert o["ci_low"] <= o["mean"] + 1e-12 and o["mean"] <= o["ci_high"] + 1e-12
+    # the same numbers as the per-scenario headroom table, pooled the same way
+    h = yardstick.headroom_table(res, bounds, OBJ, threshold=0.05).set_index("scenario")
+    assert edge["headroom"]["mean"] == pytest.approx(h.loc["edge", "headroom"])
+
+
+def test_yardstick_metrics_carry_the_distilled_rule_and_the_families(tables):
+    res, bounds = tables
+    entry = {"overall": {"autoscale": {}, "distilled": {}}, "split": {"heldout": ["calm", "edge"]}}
+    yardstick.yardstick_metrics(entry, res, bounds, OBJ.violation_cost_mj, 0.05, 50, 0)
+    yard = entry["yardstick"]
+    assert {"autoscale", "distilled"} <= set(yard["headroom_captured"]["headline"])
+    assert {r["family"] for r in yard["by_family"]["headline"]} == {"calm", "edge"}
+    # the learner's headline entry gets its share; the rule's stays as it was (metrics.json: learners only)
+    assert "headroom_captured" in entry["overall"]["autoscale"] and "headroom_captured" not in entry["overall"]["distilled"]

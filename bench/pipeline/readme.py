@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from bench.paths import REPO_ROOT, RESULTS_DIR
+from bench.pipeline.breakdown import is_ranked, no_room
 from hw.atomic import atomic_write_text
 
 README = REPO_ROOT / "README.md"
@@ -111,7 +112,8 @@ def headroom_section(suite: str, yard: Mapping) -> str:
         return f"{100 * o['mean']:.0f}%{ci}"
 
     cap = []
-    for learner, c in (yard.get("headroom_captured", {}).get("headline") or {}).items():
+    shares = (yard.get("headroom_captured", {}).get("headline") or {}).items()
+    for learner, c in sorted(shares, key=lambda kv: kv[0] == "distilled"):  # the learners, then the distilled rule
         if c.get("overall"):
             found = f", {pc(c.get('overall_found'))} of that to the best schedule found" if "overall_found" in c else ""
             cap.append(f"{learner}: {pc(c['overall'])} of the headroom to the certified bound captured (conservative)"
@@ -149,8 +151,121 @@ def single_scenario_flags(yard: Mapping, policies: Sequence[str] = ("autoscale",
     return ("Differences one scenario decides (it supplies more than half):\n\n" + "\n".join(lines)) if lines else ""
 
 
-def learners_section(adds: pd.DataFrame, notes: str) -> str:
-    """What the learners add over the strongest non-learning baselines (results/report/what_learners_add.csv)."""
+def learners_section(adds: pd.DataFrame, notes: str, yardstick: Mapping[str, Mapping] | None = None,
+                     splits: Mapping[str, Mapping] | None = None, target: tuple[float, float] | None = None) -> str:
+    """What the learners add over the strongest non-learning baselines (results/report/what_learners_add.csv) and,
+    per suite with a yardstick, the same per family of its headline scenarios (:func:`family_section`)."""
+    body = _learners_table(adds, notes)
+    fams = [family_section(suite, yard, (splits or {}).get(suite, {}), target)
+            for suite, yard in sorted((yardstick or {}).items())]
+    return "\n\n".join(p for p in (body, *fams) if p)
+
+
+def _pct(o: Mapping | None, signed: bool = False, decimals: int = 0) -> str:
+    """``47% [40, 55]`` of a ``{mean, ci_low, ci_high}`` share (``—`` when undefined); one decimal more while the
+    mean is below 1% (a difference of 0.05% is not printed as "+0%")."""
+    if not isinstance(o, Mapping) or o.get("mean") is None:
+        return "—"
+    decimals += abs(100 * o["mean"]) < 1
+    f = ("{:+." if signed else "{:.") + f"{decimals}f}}"
+
+    def num(x: float) -> str:
+        return f.format(round(100 * x, decimals) + 0.0)  # + 0.0: no "-0"
+
+    ci = (f" [{num(o['ci_low'])}, {num(o['ci_high'])}]"
+          if o.get("ci_low") is not None and o.get("ci_high") is not None else "")
+    return f"{num(o['mean'])}%{ci}"
+
+
+#: what a family's row says instead of a ranking when its headroom is below the threshold
+NO_ROOM_TEXT = "no room to learn"
+
+
+def family_label(row: Mapping) -> str:
+    return f"{row['family']} ({', '.join(row.get('scenarios') or [])})"
+
+
+def family_verdicts(rows: Sequence[Mapping], learner: str, target: tuple[float, float] | None,
+                    distilled: str = "distilled") -> dict[str, list[Mapping]]:
+    """The families of ``rows`` (yardstick.json's ``by_family``) sorted by what they say about ``learner``:
+    ``no_room`` (flagged "none": not ranked, whatever the numbers), ``misses`` (ranked, headroom from the lower end
+    >= ``target[1]`` and less than ``target[0]`` of it captured), ``meets`` (the same, at least ``target[0]``),
+    ``worse`` (ranked, the learner's objective above the distilled rule's with the whole 95% CI above 0)."""
+    out: dict[str, list[Mapping]] = {"no_room": [], "misses": [], "meets": [], "worse": []}
+    for r in rows:
+        if no_room(r.get("room")):
+            out["no_room"].append(r)
+            continue
+        if not is_ranked(r.get("room")):
+            continue  # unknown (no static reference): nothing to say
+        cap = (r.get("captured") or {}).get(learner) or {}
+        share, head = (cap.get("bound") or {}).get("mean"), (r.get("headroom") or {}).get("mean")
+        if target is not None and share is not None and head is not None and head >= target[1]:
+            out["meets" if share >= target[0] else "misses"].append(r)
+        vs = cap.get("vs_distilled") or {}
+        if vs.get("ci_low") is not None and vs["ci_low"] > 0:
+            out["worse"].append(r)
+    return out
+
+
+def family_section(suite: str, yard: Mapping, split: Mapping, target: tuple[float, float] | None,
+                   distilled: str = "distilled") -> str:
+    """Per family of the suite's headline scenarios (yardstick.json's ``by_family``): the headroom from both ends
+    of the bracket and what each learner and the distilled rule capture of it (95% CIs); a family without room
+    says so instead of a ranking; then a line naming the families where the learner misses the target or is
+    worse than the distilled rule beyond the CI."""
+    rows = (yard.get("by_family") or {}).get("headline") or []
+    if not rows:
+        return ""
+    threshold = yard.get("threshold", 0.05)
+    pols = list(dict.fromkeys(p for r in rows for p in (r.get("captured") or {})))
+    learners = [p for p in pols if p != distilled]
+    shown = learners + ([distilled] if distilled in pols else [])
+    table = []
+    for r in rows:
+        none = no_room(r.get("room"))
+        room_note = {"undetermined": " (undetermined)", "none": f" (< {100 * threshold:.0f}%)"}.get(r.get("room"), "")
+        t = {"family (scenarios)": family_label(r), "headroom from lower end": _pct(r.get("headroom")) + room_note,
+             "headroom from best found": _pct(r.get("headroom_found"))}
+        for p in shown:
+            c = (r.get("captured") or {}).get(p) or {}
+            t[f"{p} captured: vs lower end / vs found"] = (NO_ROOM_TEXT if none else
+                                                            f"{_pct(c.get('bound'))} / {_pct(c.get('found'))}")
+        for p in learners if distilled in pols else ():
+            c = (r.get("captured") or {}).get(p) or {}
+            t[f"{p} vs {distilled} (objective)"] = NO_ROOM_TEXT if none else _pct(c.get("vs_distilled"), True, 1)
+        table.append(t)
+    which = "held-out family" if split.get("heldout") else "family"
+    head = (f"**{suite}, per {which}** (objective per inference over the family's scenarios × seeds; headroom = "
+            f"1 − J / best static per DNN from the certified lower end and from the best schedule found; captured = "
+            f"(J best static − J policy) / (J best static − J end); 95% bootstrap CI over the family's cells; a "
+            f"family whose headroom from the lower end is below {100 * threshold:.0f}% has "
+            f"{NO_ROOM_TEXT} and is not ranked).")
+    lines = [head, markdown_table(table, list(table[0]))]
+    for learner in learners:
+        v = family_verdicts(rows, learner, target, distilled)
+        parts = []
+        if target is not None:
+            def miss(r, learner=learner) -> str:
+                h, hf = (r.get("headroom") or {}).get("mean"), (r.get("headroom_found") or {}).get("mean")
+                share = r["captured"][learner]["bound"]["mean"]
+                best = f" (the best schedule found: {_pct({'mean': hf / h})})" if h and hf is not None else ""
+                return f"{family_label(r)}: {_pct({'mean': share})}{best}"
+            parts.append(f"{learner} misses the target (≥ {100 * target[0]:.0f}% of the headroom from the certified "
+                         f"lower end, where it is ≥ {100 * target[1]:.0f}%) on "
+                         + ("; ".join(miss(r) for r in v["misses"]) if v["misses"] else "no family")
+                         + (f" (meets it on {', '.join(family_label(r) for r in v['meets'])})" if v["meets"] else ""))
+        if distilled in pols:
+            parts.append(f"worse than the {distilled} rule beyond the 95% CI on "
+                         + ("; ".join(f"{family_label(r)}: {_pct(r['captured'][learner]['vs_distilled'], True, 1)}"
+                                      for r in v["worse"]) if v["worse"] else "no family"))
+        if v["no_room"]:
+            parts.append(f"{NO_ROOM_TEXT} (not ranked): {', '.join(family_label(r) for r in v['no_room'])}")
+        lines.append(f"**{suite}**: " + "; ".join(parts) + ".")
+    return "\n\n".join(lines)
+
+
+def _learners_table(adds: pd.DataFrame, notes: str) -> str:
     def ci(x) -> str:
         import ast
 
@@ -325,6 +440,18 @@ def robustness_block(results_dir: Path) -> str:
     return robustness_section(summary, text, load_claims())
 
 
+def _family_inputs(results_dir: Path) -> tuple[dict, dict, tuple[float, float]]:
+    """(yardstick per suite, split per suite, issue 23's target from params.yaml) for the per-family tables."""
+    from bench.config import load_params
+
+    yard_path, seen_path = results_dir / "evaluate" / "yardstick.json", results_dir / "evaluate" / "metrics_seen.json"
+    yard = json.loads(yard_path.read_text()) if yard_path.exists() else {}
+    splits = ({s: v.get("split", {}) for s, v in json.loads(seen_path.read_text()).items()}
+              if seen_path.exists() else {})
+    ev = load_params().evaluate
+    return yard, splits, (float(ev.capture_target), float(ev.capture_target_headroom))
+
+
 def splice(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
@@ -356,7 +483,8 @@ def render(text: str, results_dir: Path = RESULTS_DIR) -> tuple[str, list[Path]]
             text = splice(text, "results", results_section(metrics, splits, yard))
     adds_path, notes_path = results_dir / "report" / "what_learners_add.csv", results_dir / "report" / "learner_notes.md"
     if adds_path.exists() and notes_path.exists() and "<!-- learners:start -->" in text:
-        text = splice(text, "learners", learners_section(pd.read_csv(adds_path), notes_path.read_text()))
+        text = splice(text, "learners", learners_section(pd.read_csv(adds_path), notes_path.read_text(),
+                                                         *_family_inputs(results_dir)))
     if claims_path.exists() and "<!-- claims:start -->" in text:
         text = splice(text, "claims", claims_section(pd.read_csv(claims_path)))
     if "<!-- robustness:start -->" in text:

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from bench.paths import DATA_DIR, REPO_ROOT
+from hw.atomic import file_sha256
 
 #: the kinds of quantity recorded per world: a claim of data/claims.yaml, a learner verdict, a headline ratio
 CLAIM, LEARNER, HEADLINE = "claim", "learner", "headline"
@@ -106,16 +107,6 @@ def _learner_files(artefact: Path):
     return None
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def learner_digest(artefact: Path) -> str | None:
     """What a trained learner acts on (its loader's ``policy_digest``: tensors, action table, acting configuration;
     not training-only keys or file metadata), or None for an artefact no learner here recognises (then its files'
@@ -147,7 +138,7 @@ def _stored_digest(artefact: Path, files: Sequence[str]) -> str | None:
         hashes, value = record["files"], record["digest"]
         if not isinstance(value, str) or not isinstance(hashes, Mapping) or set(hashes) != set(files):
             return None
-        if all(_file_sha256(artefact / f) == hashes[f] for f in files):
+        if all(file_sha256(artefact / f) == hashes[f] for f in files):
             return value
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -163,7 +154,7 @@ def write_learner_digest(artefact: Path) -> str | None:
         return None
     files, policy_digest = found
     value = policy_digest(artefact)
-    record = {"digest": value, "files": {f: _file_sha256(artefact / f) for f in files}}
+    record = {"digest": value, "files": {f: file_sha256(artefact / f) for f in files}}
     (artefact / DIGEST_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return value
 

@@ -48,6 +48,7 @@ from bench.paths import DATA_DIR, REPO_ROOT
 from bench.pipeline.engine import Engine, EngineAddressError, map_ordered, probe_scheduler, session
 from bench.pipeline.evaluate import Cell, run_cell
 from bench.seeding import derive_seeds
+from hw.atomic import file_sha256
 
 KEY_COLUMNS = ("grid", "learner", "profile", "config", "policy", "scenario", "seed")
 #: what the model is made of: a change in any of these files changes every key
@@ -194,14 +195,6 @@ class StoreCorruptError(RuntimeError):
 MANIFEST = "manifest.jsonl"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Store:
     """One file per finished cell (and one directory per train job) under ``root``, each written
     atomically (temporary file, fsync, rename, fsync of the directory) and then recorded with its
@@ -280,7 +273,7 @@ class Store:
         return self._manifest
 
     def _record(self, key: str, files: dict[str, Path]) -> None:
-        entry = {n: [p.stat().st_size, _sha256(p)] for n, p in files.items()}
+        entry = {n: [p.stat().st_size, file_sha256(p)] for n, p in files.items()}
         path = self.root / MANIFEST
         if path.exists() and not path.is_file():
             raise StoreCorruptError(f"{path} is not a file")
@@ -307,7 +300,7 @@ class Store:
             actual = path.stat().st_size
             if actual != size:
                 return f"{name}: {actual} bytes, the manifest recorded {size}"
-            if _sha256(path) != digest:
+            if file_sha256(path) != digest:
                 return f"{name}: content differs from what was written (SHA-256 mismatch)"
         return ""
 

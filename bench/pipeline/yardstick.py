@@ -14,6 +14,8 @@
 * :func:`headroom_captured` - learners as ``(J_static - J_learner) / (J_static - J_ref)`` against both ends
   (``J_ref`` = the certified lower bound: conservative; the best schedule found: optimistic), each with a
   paired cluster-bootstrap CI over the ranked scenarios (every scenario not flagged "none");
+* :func:`family_captured` - per scenario family: the headroom from both ends and what each learner and the
+  distilled rule capture of it, with CIs (a family flagged "none" is not ranked: README says so);
 * :func:`breakdown` - a difference between two policies split by scenario; flags a scenario that
   supplies more than half of it and gives the value without it.
 """
@@ -296,6 +298,85 @@ def headroom_captured(results: pd.DataFrame, bounds: pd.DataFrame, headroom: pd.
     return out
 
 
+def _interval(point: float, reps: np.ndarray) -> dict[str, float | None]:
+    """``{mean, ci_low, ci_high}`` (95% percentile interval of the finite replicates); None for what is undefined
+    (JSON has no NaN)."""
+    from bench.pipeline.stats import _ci
+
+    reps = reps[np.isfinite(reps)]
+    ci = _ci(reps, point) if np.isfinite(point) and len(reps) else {"mean": point}
+    out = {}
+    for k in ("mean", "ci_low", "ci_high"):
+        v = ci.get(k)
+        out[k] = float(v) if v is not None and np.isfinite(v) else None
+    return out
+
+
+def family_captured(results: pd.DataFrame, bounds: pd.DataFrame, objective: Objective, threshold: float,
+                    learners: Sequence[str] = ("autoscale", "dvfo"), distilled: str = "distilled",
+                    static: str = STATIC_REFERENCE, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """Per scenario family of one suite's ``results``: the headroom from both ends of the bracket and what each
+    learner and the distilled rule capture of it, each with a 95% bootstrap CI over the family's (scenario, seed)
+    cells (one set of resamples per family for every number: paired).
+
+    Each row: ``family``, ``scenarios``, ``cells``, ``headroom`` = ``1 - ΣJ_bound / ΣJ_static`` (from the certified
+    lower end), ``headroom_found`` = ``1 - ΣJ_best_found / ΣJ_static``, ``room`` (:func:`room_flag` of the two
+    point values: a family flagged "none" has no room to learn and is not ranked), and per policy in ``captured``:
+    ``bound`` / ``found`` = ``(ΣJ_static - ΣJ_policy) / (ΣJ_static - ΣJ_end)`` against each end (None where that
+    end does not beat the static reference) and, for a learner, ``vs_distilled`` = ``ΣJ_learner / ΣJ_distilled - 1``
+    (objective; > 0: the learner is worse). A policy missing from a cell of the family is left out."""
+    lam = objective.violation_cost_mj
+    c = _cell_sums(results, lam)
+    b = bounds.copy()
+    for col in ("suite", "scenario"):
+        b[col] = b[col].astype(str)
+    if b.empty or c.empty:
+        return []
+    fam = _families(sorted(set(b["scenario"])))
+    st = c[c["policy"] == static].set_index(["scenario", "seed"])["j"]
+    pols = [p for p in (*learners, distilled) if p in set(c["policy"])]
+    pj = {p: c[c["policy"] == p].set_index(["scenario", "seed"])["j"] for p in pols}
+    b = b.set_index(["scenario", "seed"])
+    rows = []
+    for family in sorted(set(fam.values())):
+        idx = b.index[np.array([fam.get(sc) == family for sc, _ in b.index], dtype=bool)].intersection(st.index)
+        if not len(idx):
+            continue
+        s_ = st.loc[idx].to_numpy(float)
+        lo, up = b.loc[idx, "lower_lagrangian"].to_numpy(float), b.loc[idx, "upper_lagrangian"].to_numpy(float)
+        draws = np.random.default_rng(seed).integers(0, len(idx), size=(n_boot, len(idx)))
+        S, L, U = s_.sum(), lo.sum(), up.sum()
+        Sb, Lb, Ub = s_[draws].sum(1), lo[draws].sum(1), up[draws].sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h, hb = (1 - L / S if S > 0 else np.nan), np.where(Sb > 0, 1 - Lb / Sb, np.nan)
+            hf, hfb = (1 - U / S if S > 0 else np.nan), np.where(Sb > 0, 1 - Ub / Sb, np.nan)
+        row: dict[str, Any] = {"family": family, "scenarios": sorted({sc for sc, _ in idx}), "cells": int(len(idx)),
+                               "headroom": _interval(h, hb), "headroom_found": _interval(hf, hfb),
+                               "room": room_flag(h, hf, threshold), "captured": {}}
+        sums = {}
+        for p in pols:
+            if not idx.isin(pj[p].index).all():
+                continue
+            v = pj[p].loc[idx].to_numpy(float)
+            sums[p] = (v.sum(), v[draws].sum(1))
+            entry = {}
+            for end, (R, Rb) in (("bound", (L, Lb)), ("found", (U, Ub))):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    point = (S - sums[p][0]) / (S - R) if S - R > 0 else np.nan
+                    reps = np.where(Sb - Rb > 0, (Sb - sums[p][1]) / (Sb - Rb), np.nan)
+                entry[end] = _interval(point, reps)
+            row["captured"][p] = entry
+        if distilled in sums:
+            D, Db = sums[distilled]
+            for p in learners:
+                if p in sums and D > 0:
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        row["captured"][p]["vs_distilled"] = _interval(sums[p][0] / D - 1,
+                                                                        np.where(Db > 0, sums[p][1] / Db - 1, np.nan))
+        rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- into the metrics
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -304,12 +385,14 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.DataFrame, violation_cost_mj: float,
                       threshold: float, n_boot: int, seed: int, baselines: Mapping[str, str] | None = None,
-                      learners: Sequence[str] = ("autoscale", "dvfo")) -> None:
+                      learners: Sequence[str] = ("autoscale", "dvfo"), distilled: str = "distilled") -> None:
     """Add one suite's yardstick to its metrics ``entry`` (as :func:`bench.pipeline.evaluate.metrics` builds it):
     ``entry["yardstick"]`` = headroom per scenario (and per family), headroom captured per learner (headline
-    split and seen scenarios) and, for every policy against every ratio baseline, the per-scenario breakdown
-    of the energy difference over the headline split (``baselines``: label -> policy, as the efficiency ratios);
-    each learner's headline entry gets ``headroom_captured``."""
+    split and seen scenarios; the distilled rule's too), per family of each split (``by_family``:
+    :func:`family_captured`, the headroom and each policy's share of it with CIs) and, for every policy against
+    every ratio baseline, the per-scenario breakdown of the energy difference over the headline split
+    (``baselines``: label -> policy, as the efficiency ratios); each learner's headline entry gets
+    ``headroom_captured``."""
     obj = Objective(violation_cost_mj)
     head = headroom_table(frame, bounds, obj, threshold)
     fam = headroom_table(frame, bounds, obj, threshold, family=True)
@@ -322,16 +405,21 @@ def yardstick_metrics(entry: dict[str, Any], frame: pd.DataFrame, bounds: pd.Dat
     if len(fam) and (fam["family"].tolist() != head["scenario"].tolist()):
         yard["headroom_by_family"] = _records(fam)
     captured: dict[str, Any] = {}
+    families: dict[str, list] = {}
     for name, scen in (("headline", headline_sc), ("seen", set(split.get("seen") or ()) if split.get("heldout") else set())):
         if not scen:
             continue
         part = head[head["scenario"].isin(scen)]
-        cap = headroom_captured(frame[frame["scenario"].isin(scen)], bounds[bounds["scenario"].isin(scen)], part,
-                                obj, learners, n_boot=n_boot, seed=seed)
+        res_s, bounds_s = frame[frame["scenario"].isin(scen)], bounds[bounds["scenario"].isin(scen)]
+        # the distilled rule too: the README sets each learner's share beside the rule's (issue 23)
+        cap = headroom_captured(res_s, bounds_s, part, obj, (*learners, distilled), n_boot=n_boot, seed=seed)
         captured[name] = next(iter(cap.values()), {})
+        families[name] = family_captured(res_s, bounds_s, obj, threshold, learners, distilled, n_boot=n_boot,
+                                         seed=seed)
     yard["headroom_captured"] = captured
+    yard["by_family"] = families
     for learner, c in captured.get("headline", {}).items():
-        if "overall" in c and learner in entry["overall"]:
+        if "overall" in c and learner in entry["overall"] and learner in learners:
             entry["overall"][learner]["headroom_captured"] = c["overall"]  # against the certified bound
             entry["overall"][learner]["headroom_captured_found"] = c["overall_found"]  # against the best found
     by_sc = {sc: m for sc, m in entry.get("by_scenario", {}).items() if sc in headline_sc}
