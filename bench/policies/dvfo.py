@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -249,16 +250,31 @@ class Seeds:
                    np.random.default_rng(ss_cond))
 
 
+def set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` for eager CPU code, without importing TorchInductor.
+
+    The public call also sets ``torch._inductor.config.deterministic``, so its first call in a process imports the
+    compiler stack (dynamo, inductor, sympy: 4.4-4.6 CPU-s per process here where no bytecode is cached, measured;
+    every training process paid it) although nothing here compiles. Eager kernels read only the flag set by
+    ``torch._C._set_deterministic_algorithms``, so the trained bytes are the same. Where inductor is already loaded
+    (someone compiles) or torch lacks the private setter, the public call is used."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
+
+
 @contextlib.contextmanager
 def torch_settings(threads: int) -> Iterator[None]:
     """Deterministic algorithms and a thread count for the block; restores torch's previous global settings."""
     prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
+    set_deterministic(True)
     torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(prev_det)
+        set_deterministic(prev_det)
         torch.set_num_threads(prev_threads)
 
 
@@ -349,6 +365,54 @@ def condition_stats(envs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return idx, x.mean(axis=0), constant_as_inf(x.std(axis=0, ddof=1))
 
 
+class FusedAdam:
+    """``torch.optim.Adam(params, lr, fused=True)`` (its defaults: betas 0.9 / 0.999, eps 1e-8, no weight decay) as
+    the kernel it runs, ``torch._fused_adam_``, on the same state, without ``torch.optim``.
+
+    Why (issue 25): ``torch.optim.Optimizer`` wraps its methods in ``torch._disable_dynamo``, whose first call imports
+    TorchDynamo and TorchInductor (sympy, the compiler; 4.0 CPU-s per process where no bytecode is cached, 1.3
+    where it is; measured) although nothing here compiles, and every training process (a stage's run and its
+    curve seeds, each DRLDO suite) paid it. The same kernel on the same tensors in the same order gives the same
+    bytes (checked: the trained weights and curve of a short dvfo_jetson run, before and after). Where torch lacks the
+    kernel, ``torch.optim.Adam`` does the work. ``param_groups[0]["lr"]`` is the learning rate, as in torch.optim."""
+
+    BETAS, EPS = (0.9, 0.999), 1e-8
+
+    def __init__(self, params, lr: float):
+        self.params = list(params)
+        self.param_groups = [{"lr": lr}]
+        self._torch = None
+        if not hasattr(torch, "_fused_adam_"):  # pragma: no cover - the pinned torch has it
+            self._torch = torch.optim.Adam(self.params, lr=lr, fused=True)
+            self.param_groups = self._torch.param_groups
+            return
+        # as torch.optim.Adam's lazy state for fused=True: float32 step counters, zero moments
+        self._steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
+        self._exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self._exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+
+    def zero_grad(self) -> None:
+        """``zero_grad(set_to_none=True)``."""
+        if self._torch is not None:  # pragma: no cover
+            self._torch.zero_grad(set_to_none=True)
+            return
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if self._torch is not None:  # pragma: no cover
+            self._torch.step()
+            return
+        if any(p.grad is None for p in self.params):
+            raise RuntimeError("FusedAdam.step: every parameter needs a gradient (call backward first)")
+        torch._foreach_add_(self._steps, 1)
+        torch._fused_adam_(self.params, [p.grad for p in self.params], self._exp_avgs, self._exp_avg_sqs, [],
+                           self._steps, amsgrad=False, lr=float(self.param_groups[0]["lr"]), beta1=self.BETAS[0],
+                           beta2=self.BETAS[1], weight_decay=0.0, eps=self.EPS, maximize=False, grad_scale=None,
+                           found_inf=None)
+
+
 class ReplayBuffer:
     """Fixed-size ring buffer of transitions in preallocated numpy arrays."""
 
@@ -413,7 +477,7 @@ class DVFOLearner(Learner):
         self.target.load_state_dict(self.q.state_dict())
         # fused Adam and foreach clipping / Polyak: one kernel per step instead of one per tensor (profiled:
         # the per-tensor loops were a quarter of a gradient step for this small network)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate, fused=True)
+        self.optimizer = FusedAdam(self.q.parameters(), lr=config.learning_rate)
         self._params, self._target_params = list(self.q.parameters()), list(self.target.parameters())
         self.buffer = ReplayBuffer(config.buffer_size, self.obs_dim, self._np_dtype)
         self.stats = RunningStats(self.obs_dim)
@@ -522,7 +586,7 @@ class DVFOLearner(Learner):
             self.buffer.set_priorities(idx, (q - y).detach().abs().numpy(), c.per_alpha, c.per_eps)
         else:
             loss = LOSSES[c.loss](q, y).mean()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(self._params, c.max_grad_norm, foreach=True)
         self.optimizer.step()

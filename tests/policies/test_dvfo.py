@@ -195,6 +195,48 @@ def test_learning_rate_decays_linearly_to_its_end_value_only_when_asked(end):
     assert lrs[1_000] == pytest.approx(c.learning_rate if end is None else end, rel=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_adam_takes_torch_adams_steps(dtype):
+    """:class:`FusedAdam` (issue 25: torch.optim without its TorchDynamo import) moves the parameters exactly as
+    ``torch.optim.Adam(fused=True)`` does, in the same process, including after a learning-rate change."""
+    from bench.policies.dvfo import FusedAdam
+
+    g = torch.Generator().manual_seed(3)
+    ours = [torch.randn(5, 4, generator=g, dtype=dtype, requires_grad=True),
+            torch.randn(4, generator=g, dtype=dtype, requires_grad=True)]
+    ref = [p.detach().clone().requires_grad_(True) for p in ours]
+    opt, ref_opt = FusedAdam(ours, lr=1e-2), torch.optim.Adam(ref, lr=1e-2, fused=True)
+    x = torch.randn(7, 5, generator=g, dtype=dtype)
+    for step in range(6):
+        if step == 3:
+            opt.param_groups[0]["lr"] = ref_opt.param_groups[0]["lr"] = 3e-3
+        for params, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            ((x @ params[0] + params[1]).square().mean()).backward()
+            o.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours, ref)), f"step {step}"
+    assert all(p.grad is not None for p in ours)
+    opt.zero_grad()
+    assert all(p.grad is None for p in ours)
+
+
+def test_training_does_not_import_the_torch_compiler():
+    """A DVFO training imports neither TorchDynamo nor TorchInductor (issue 25: 4-5.5 CPU-s per training process
+    where no bytecode is cached), and still runs with deterministic algorithms on."""
+    import subprocess
+    import sys
+
+    script = ("import sys, torch\n"
+              "from bench.policies.dvfo import DVFOConfig, train\n"
+              "seen = []\n"
+              "train(DVFOConfig.ci(total_steps=300, learning_starts=100), "
+              "callback=lambda s, l: seen.append(torch.are_deterministic_algorithms_enabled()), callback_every=100)\n"
+              "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'sympy') if m in sys.modules), seen, "
+              "torch.are_deterministic_algorithms_enabled())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "[] [True, True, True] False"
+
+
 def test_hidden_decision_share_is_sane(trained, tiny_config, tiny_scenario):
     env = make_env(tiny_config, tiny_scenario)
     out = hidden_decision_share(trained.learner, env, n_steps=120, seed=0)
