@@ -11,7 +11,12 @@ KERNEL := bench-suite
 # uv, the installer of the venv's packages (an exact pin, like pyproject's); `make venv UV=` installs with pip alone
 UV     := uv==0.13.9
 # The venv's bin first, so `python`, `papermill` and `dvc` inside stages are the venv's.
-RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
+# PYTHONDONTWRITEBYTECODE emptied: Python then caches what it compiles on first import (in .venv and the checkout's
+# gitignored __pycache__), as it does by default. Some machines and images set it to 1 (this project's own build
+# host does); then every process of the pipeline and the tests compiles torch, pandas, sympy... again from source
+# (issue 25, measured: `import sympy` 2.0 CPU-s uncached vs 0.4 cached; torch + pandas + bench ~5 CPU-s more per
+# process), and `make repro` starts a few dozen such processes (dvc, papermill, each notebook's kernel).
+RUN    := PATH="$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" PYTHONDONTWRITEBYTECODE=
 
 .PHONY: venv repro test lab clean-venv
 
