@@ -206,3 +206,46 @@ def test_trace_scenarios_are_in_both_suites_and_mostly_held_out():
     assert len(held) >= 4
     for suite in p.evaluate.suites.values():
         assert trace_scen & set(suite.scenarios + suite.heldout_scenarios)
+
+
+def _factors(family: str) -> tuple[str, str, str]:
+    signal, corunner, dnns = family.split("/")
+    return signal, corunner, dnns
+
+
+@pytest.mark.parametrize("suite", ["dvfo_jetson", "dvfo_phone"])
+def test_dvfo_held_out_families_are_held_out_combinations_of_seen_levels(suite):
+    """Issue 23 item 1/3: a held-out family is an unseen combination of a co-runner mix and a DNN mix the learner
+    trained on, never an unseen level (a learner cannot act on a condition its training never varied; before
+    dvfo_camera_bandwidth_sweep the camera co-runner was such a level). Signal processes: the trace families
+    differ by trace source, so only the co-runner and DNN factors are checked level by level."""
+    from bench.config import load_params
+
+    p = load_params()
+    trained = {load_scenario(s).family for s in p.train.dvfo.scenarios}
+    seen = [set(level) for level in zip(*map(_factors, trained))]
+    for name in p.evaluate.suites[suite].heldout_scenarios:
+        family = load_scenario(name).family
+        assert family not in trained, name
+        _, corunner, dnns = _factors(family)
+        assert corunner in seen[1], (name, corunner, seen[1])
+        assert dnns in seen[2], (name, dnns, seen[2])
+
+
+def test_dvfo_training_conditions_vary_the_corunner_loads():
+    """The DVFO learner standardises the condition fields over one episode of every training scenario and
+    ignores a field that never varies (obs_std = inf): with the camera co-runner in training its loads vary."""
+    import dataclasses
+
+    from bench.config import load_params
+    from bench.pipeline.training import make_config
+    from bench.policies.dvfo import condition_stats, make_env
+    from bench.sim.envs import DVFO_CONDITION_FIELDS
+
+    p = load_params()
+    shipped = {f.name: getattr(p.train.dvfo, f.name) for f in dataclasses.fields(p.train.dvfo)}
+    config = make_config("dvfo", "jetson_xavier_nx", shipped, root_seed=7, run="dvfo_jetson")
+    envs = [make_env(config, s) for s in config.scenarios]
+    _, _, std = condition_stats(envs, np.random.default_rng(0))
+    for field in ("cpu_load", "mem_load", "gpu_load"):
+        assert np.isfinite(std[DVFO_CONDITION_FIELDS.index(field)]), field
