@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 import bench  # noqa: F401  (registers the envs)
 import bench.policies  # noqa: F401  (registers the policies)
 from bench.pipeline import yardstick
-from bench.policies.bound import (_next_arrival, _variants, episode_bound, exact_beam_schedules, hindsight_bound,
-                                  replay, request_bounds, window_share)
+from bench.policies.bound import (_next_arrival, _variants, episode_bound, exact_beam_schedules, greedy_schedule,
+                                  hindsight_bound, replay, request_bounds, window_share)
 from bench.policies.rollout import evaluate_policy, make_env
 from bench.sim.objective import Objective
 
@@ -455,3 +455,32 @@ def test_the_search_tries_every_place_a_request_can_run(suite):
         for p in np.unique(place[i]):
             mine = np.where(place[i] == p, cost[i], np.inf)
             assert mine[cand[i]].min() == pytest.approx(mine.min()), (i, p)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), which=st.integers(0, 9), squeeze=st.sampled_from([1.0, 0.3, 0.05, 0.01]),
+       start=st.sampled_from(["random", "static", "greedy"]))
+@example(seed=0, which=0, squeeze=0.01, start="random")  # queues, a throttled phone: flags part while following
+def test_the_local_search_that_follows_the_schedule_finds_what_stepping_finds(suite, seed, which, squeeze, start):
+    """:func:`bench.policies.bound.local_search` reads a trial's outcomes from the schedule once their carried states
+    cannot be told apart (``follow``): the same schedule, energies and QoS flags as stepping every trial through the
+    kernel, on episodes whose arrivals are squeezed so requests queue, share radio tails and throttle."""
+    from bench.policies.bound import local_search
+    from bench.sim.fast import EpisodeKernel
+
+    n = 60
+    env, states, draws, _, _, _ = _squeezed_episode(suite, which, seed, n, squeeze)
+    sim = env.unwrapped.sim
+    twin = type("Env", (), {})()
+    twin.unwrapped = type("Core", (), {})()
+    twin.unwrapped._kernel = EpisodeKernel(sim, states, draws)  # the squeezed episode, replayed by the kernel
+    rng = np.random.default_rng(seed)
+    acts = {"random": rng.integers(0, sim.A, n), "static": np.full(n, int(rng.integers(0, sim.A))),
+            "greedy": np.asarray(greedy_schedule(env, n)[0])}[start]
+    cand = np.concatenate([rng.integers(0, sim.A, (n, 6)), np.tile(np.arange(min(sim.A, 8)), (n, 1))], axis=1)
+    for lam in (OBJ.violation_cost_mj, 10.0):
+        fast = local_search(twin, acts, cand, lam, window=8, max_checks=60)
+        slow = local_search(twin, acts, cand, lam, window=8, max_checks=60, follow=False)
+        for x, y in zip(fast, slow):
+            assert np.array_equal(x, y)

@@ -409,3 +409,33 @@ def test_a_learner_loaded_once_per_process_decides_as_a_fresh_load(trained, tmp_
     meta = next(copy.glob("*.json"))
     meta.write_text(meta.read_text() + "\n")
     assert evaluate._files_digest(str(copy)) != before
+
+
+def test_the_importance_reading_the_learner_cells_rollouts_gives_the_tables_run_apart(trained, monkeypatch):
+    """run_evaluation runs a suite's learner cells in its importance task (one load of the learner) and the importance
+    reads their rollouts instead of rolling the learner out again: the results and importance tables are those of
+    run_cells and feature_importances run apart; where the cells do not play the importance's episodes (another
+    length), the importance rolls its own."""
+    import bench.policies.importance as importance_mod
+    from bench.sim.objective import Objective
+
+    obj = Objective(500.0)
+    scenarios = ["wifi_weak", "heldout_cell_edge"]
+    cells = evaluate.suite_cells("autoscale_phone", trained / "autoscale_phone", ["cpu_only"], scenarios, 2, 30,
+                                 root_seed=5, violation_cost_mj=obj.violation_cost_mj)
+    task = ("autoscale_phone", trained / "autoscale_phone", scenarios, 2, 30, 5)
+    apart = evaluate.run_cells(cells, workers=1, progress=False)
+    imp_apart = evaluate.feature_importances([task], workers=1)
+    rolls = []
+    roll = importance_mod.rollout
+    monkeypatch.setattr(importance_mod, "rollout", lambda *a, **k: rolls.append(1) or roll(*a, **k))
+    together, _, _, imp = evaluate.run_evaluation(cells, obj, [task], workers=1, progress=False)
+    assert not rolls  # the learner cells' rollouts were read
+    pd.testing.assert_frame_equal(together, apart, check_exact=True)
+    pd.testing.assert_frame_equal(imp, imp_apart, check_exact=True)
+    other = evaluate.run_evaluation(cells, obj, [task[:4] + (20,) + task[5:]], workers=1, progress=False)
+    assert len(rolls) == 1  # 20-request episodes: not the cells' own, so rolled out
+    pd.testing.assert_frame_equal(other[0], apart, check_exact=True)
+    pooled = evaluate.run_evaluation(cells, obj, [task], workers=2, progress=False)  # the tasks in worker processes
+    pd.testing.assert_frame_equal(pooled[0], apart, check_exact=True)
+    pd.testing.assert_frame_equal(pooled[3], imp_apart, check_exact=True)

@@ -397,6 +397,8 @@ def _run_task(task: tuple) -> Any:
         return _statics_task(payload)
     if kind == "importance":
         return _importance_task(payload)
+    if kind == "learner":
+        return _learner_task(payload)
     return run_cell_group(payload) if kind == "cells" else _bound_task(payload)
 
 
@@ -483,8 +485,18 @@ def run_evaluation(cells: Sequence[Cell], objective: Any, importance: Sequence[t
               and cells[g[0]].policy_kwargs_json not in ("", "{}") and cells[g[0]].policy not in BOUND_SCHEDULES]
     plain = [g for g in groups if g not in fitted]
     imp = _importance_tasks(importance)
+    # a suite's learner cells run in its importance task where they play exactly its episodes (one load of the
+    # learner; the importance reads their rollouts): :func:`_learner_task`
+    imp_order: list[tuple[str, Any]] = []
+    for t in imp:
+        idx = _learner_cells(t, cells, [i for g in plain for i in g])
+        if idx is None:
+            imp_order.append(("importance", t))
+            continue
+        imp_order.append(("learner", (t, idx)))
+        plain = [kept for g in plain if (kept := [i for i in g if i not in set(idx)])]
     # training fits first (the longest tasks), then the other fits and the importance, the bounds, the rest
-    order = ([("cells", g) for g in fitted] + [("importance", t) for t in imp] + [("bound", k) for k in keys]
+    order = ([("cells", g) for g in fitted] + imp_order + [("bound", k) for k in keys]
              + [("cells", g) for g in plain])
     tasks, names = [], []
     for kind, what in order:
@@ -494,6 +506,10 @@ def run_evaluation(cells: Sequence[Cell], objective: Any, importance: Sequence[t
         elif kind == "importance":
             tasks.append(("importance", what))
             names.append(_importance_key(what))
+        elif kind == "learner":
+            t, idx = what
+            tasks.append(("learner", (t, [cells[i] for i in idx])))
+            names.append(f"learner-{_importance_key(t)}-{group_key(tasks[-1][1][1])}")
         else:
             tasks.append(("bound", (what, [cells[i] for i in replays[what]])))
             blob = json.dumps([list(what), [cell_key(cells[i]) for i in replays[what]]])
@@ -505,6 +521,12 @@ def run_evaluation(cells: Sequence[Cell], objective: Any, importance: Sequence[t
         for (kind, what), value in zip(order, done):
             if kind == "importance":
                 imp_frames.append(value)
+                continue
+            if kind == "learner":
+                group_frames, table = value
+                imp_frames.append(table)
+                for i, frame in zip(what[1], group_frames):
+                    frames[i] = frame
                 continue
             if kind == "cells":
                 idx, group_frames = what, value
@@ -614,12 +636,14 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int,
 
 
 def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str], seeds: int, steps: int | None,
-                       root_seed: int, n_repeats: int = 5) -> pd.DataFrame:
+                       root_seed: int, n_repeats: int = 5, rolled: tuple | None = None) -> pd.DataFrame:
     """Permutation importance of the suite's trained learner on its evaluation scenarios and seeds.
 
     The same episodes as the suite's cells (:func:`suite_cells`); one row per observation field
     (:func:`bench.policies.importance.permutation_importance`), with ``suite`` and ``learner`` columns. The
-    evaluate stage writes the suites' tables to ``results/evaluate/feature_importance.csv``.
+    evaluate stage writes the suites' tables to ``results/evaluate/feature_importance.csv``. ``rolled``: the learner's
+    rollouts of these episodes when the caller has them (:func:`_learner_task`;
+    :func:`bench.policies.importance.permutation_importance`).
     """
     import bench.sim  # noqa: F401  (registers the envs)
     import bench.policies  # noqa: F401  (registers the policies)
@@ -643,7 +667,7 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
     eval_seeds = derive_seeds(root_seed, seeds, "evaluate", suite)
     with _torch_single_threaded():
         df = permutation_importance(policy, env, scenarios, eval_seeds, steps, n_repeats=n_repeats,
-                                    seed=derive_seed(root_seed, "importance", suite))
+                                    seed=derive_seed(root_seed, "importance", suite), rolled=rolled)
     df.insert(0, "learner", info["learner"])
     df.insert(0, "suite", suite)
     return df
@@ -651,6 +675,81 @@ def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str]
 
 def _importance_task(args: tuple) -> pd.DataFrame:
     return feature_importance(*args)
+
+
+def _learner_cells(task: tuple, cells: Sequence[Cell], candidates: Sequence[int]) -> list[int] | None:
+    """For an importance task ``(suite, run_dir, scenarios, seeds, steps, root_seed)``: the indices (among
+    ``candidates``) of the suite's learner cells playing exactly the episodes its rollout plays, in its order
+    (scenario, then seed), with the same learner files, env arguments and lengths; None when they are not all there."""
+    from bench.policies.episodes import scenario_steps
+
+    suite, run_dir, scenarios, seeds, steps, root_seed = task
+    mine = [i for i in candidates if cells[i].suite == suite and cells[i].policy == cells[i].learner]
+    if not mine:
+        return None
+    info = json.loads((Path(run_dir) / "train.json").read_text())
+    from bench.pipeline.training import config_class
+
+    env_kwargs = json.dumps(config_class(info["learner"]).from_dict(info["config"]).env_kwargs(), sort_keys=True,
+                            default=list)
+    by_episode = {(cells[i].scenario, int(cells[i].seed)): i for i in mine}
+    out = []
+    for sc in scenarios:
+        for sd in derive_seeds(root_seed, seeds, "evaluate", suite):
+            i = by_episode.get((str(sc), int(sd)))
+            if i is None:
+                return None
+            c = cells[i]
+            if (c.learner != info["learner"] or c.env_kwargs_json != env_kwargs or c.artefact != str(Path(run_dir) / "policy")
+                    or int(c.steps) != int(steps or scenario_steps(sc))):
+                return None
+            out.append(i)
+    return out if len(out) == len(mine) else None
+
+
+def _learner_task(payload: tuple) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """A suite's learner cells (:func:`run_cell`'s frames, in order) and its :func:`feature_importance`, which reads
+    their rollouts (the learner's observation before each request, the realised states and draws: what
+    :func:`bench.policies.importance.rollout` gives for the same episodes - ``env.reset(seed)`` on an env of the same
+    class and arguments, the same learner acting greedily until the episode ends) instead of rolling it out again;
+    one process loads the learner once for both."""
+    task, cells = payload
+    import numpy as np
+
+    import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
+    from bench.policies.base import Policy
+    from bench.policies.importance import _concat
+    from bench.policies.rollout import evaluate_policy
+    from bench.sim.core import Draws, States
+
+    class Recorded(Policy):  # the learner, keeping what it observed
+        def __init__(self, inner):
+            self.inner, self.obs = inner, []
+
+        def reset(self) -> None:
+            self.inner.reset()
+            self.obs = []
+
+        def act(self, obs) -> int:
+            self.obs.append(obs)
+            return self.inner.act(obs)
+
+    _single_thread_torch()
+    frames, obs, states, draws = [], [], [], []
+    for cell in cells:
+        env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
+        policy = Recorded(_saved_learner(cell.learner, cell.artefact, env))
+        frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
+        frame.insert(0, "profile", cell.profile)
+        frame.insert(0, "suite", cell.suite)
+        frames.append(frame)
+        ep = env.unwrapped.episode()  # read after the rollout, as the importance's own rollout reads it
+        idx = np.arange(len(policy.obs))
+        obs.append(np.asarray(policy.obs, dtype=np.float32))
+        states.append(ep.states.take(idx))
+        draws.append(ep.draws.take(idx))
+    rolled = (np.concatenate(obs), _concat(states, States), _concat(draws, Draws))
+    return frames, feature_importance(*task, rolled=rolled)
 
 
 def _importance_tasks(tasks: Sequence[tuple]) -> list[tuple]:

@@ -1011,8 +1011,56 @@ def replay(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _KERNEL_STATE = ("local_free", "tx_free", "radio_idle", "server_free", "throttled", "heat_w")
 
 
+def _same_carry(stab) -> Any:
+    """``same(k, snap)``: whether the carried state of the scalar kernel ``k`` (:class:`bench.sim.kernel.ScalarEpisode`)
+    and the snapshot ``snap`` (:data:`_KERNEL_STATE` order) give every later request the same outcomes and leave it
+    states of which this holds again, whatever the actions, as long as their throttled flags agree (the heat itself
+    is not compared: :func:`local_search` carries it apart). Per carried number, the values the scalar physics
+    (:func:`bench.sim.kernel.request_physics`) and :meth:`ScalarEpisode.step` cannot tell apart:
+
+    * a local queue is read as ``max(free, 0.0)``: every negative free time and ``+0.0`` read ``0.0`` (``-0.0`` reads
+      ``-0.0`` and is compared exactly); a request that uses it sets it anew, one that does not shifts it by the
+      inter-arrival, which keeps a negative negative;
+    * a transmitter or server queue is read as ``max(t, free)`` with ``t >= 0`` (or ``-0.0``): every ``free <= 0``
+      reads ``t``, and a request that uses it leaves ``max(free, new) - ia`` with ``new >= 0``: the new value where
+      it is positive, else again a number ``<= 0``;
+    * a radio idle for at least every tail of an action on it (``tail_ms`` of the action's route; a larger threshold
+      only compares more exactly) is promoted by every request that uses it (``up_start >= 0 >= -idle + tail``)
+      and its connected-until is not read; one that uses it leaves ``min(idle, -end) + ia = -end + ia``; one that
+      does not keeps it above the threshold.
+
+    Other values are compared exactly (``0.0`` included where its sign could matter). Conservative: a pair it
+    calls different is merely stepped."""
+    tails = [0.0] * stab.n_radios
+    for a in range(len(stab.route)):
+        r = stab.route_radio[stab.route[a]]
+        t = float(stab.per_action_route[a][0])
+        if not t <= tails[r]:  # (a NaN tail: no idle time is above it)
+            tails[r] = t if t == t else float("inf")
+
+    def same(k, snap) -> bool:
+        if k.throttled != snap[4]:
+            return False
+        for x, y, tl in zip(k.radio_idle, snap[2], tails):
+            if not ((x >= tl and y >= tl) or (x == y and x != 0.0)):
+                return False
+        for x, y in zip(k.local_free, snap[0]):
+            if not ((x < 0.0 and y < 0.0) or (x == y and x != 0.0)):
+                return False
+        for x, y in zip(k.tx_free, snap[1]):
+            if not ((x <= 0.0 and y <= 0.0) or x == y):
+                return False
+        for x, y in zip(k.server_free, snap[3]):
+            if not ((x <= 0.0 and y <= 0.0) or x == y):
+                return False
+        return True
+
+    return same
+
+
 def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, window: int = LOCAL_SEARCH_WINDOW,
-                 max_checks: int = LOCAL_SEARCH_CHECKS) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+                 max_checks: int = LOCAL_SEARCH_CHECKS,
+                 follow: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Improve a schedule one request at a time on the real simulator (Lagrangian objective ``E + lam·miss``).
 
     Per request, each candidate action (``candidates`` (N, K)) is screened on the next ``window`` requests from
@@ -1025,6 +1073,14 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     (energy + λ per miss) is not negative in the kernel's ledger, so the rest could not bring it back (a margin of
     1e-12 relative covers the summation order). Were a cost ever negative, the stop would only drop a candidate a
     full run might have kept: the result is still a schedule whose every number is the kernel's.
+
+    ``follow`` (the scalar kernel's own step only): a trial differs from the schedule in its first action only, so
+    once the state it carries is one the kernel cannot tell from the schedule's at the same request
+    (:func:`_same_carry`: queues free in both, a radio idle past every tail in both, else equal; the same throttled
+    flag), every later outcome is the schedule's own, for as long as the throttled flags agree: the run reads them
+    from the schedule instead of stepping, and carries only the trial's heat (the thermal filter's update, with
+    the schedule's power). Where the flags part it steps again. The same outcomes, costs and result
+    (tests/test_bound.py compares both ways).
     """
     kernel = getattr(env.unwrapped, "_kernel", None)
     if kernel is None or not all(hasattr(kernel, f) for f in _KERNEL_STATE):
@@ -1034,6 +1090,13 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     n = len(acts)
     fields = _KERNEL_STATE
     step = k.step
+    from bench.sim.kernel import ScalarEpisode
+
+    same = (_same_carry(k.stab) if follow and getattr(type(k), "step", None) is ScalarEpisode.step
+            and hasattr(k, "stab") else None)
+    thermal = getattr(k, "thermal", None) if same is not None else None
+    if thermal is not None:
+        decay, ias, (_, trip, release) = k._decay, k.interarrival, thermal
 
     def state():
         return tuple([getattr(k, f) for f in fields])
@@ -1042,19 +1105,62 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
         for f, x in zip(fields, snap):
             setattr(k, f, x)
 
-    def run(start, seq, snap, snaps=None, stop=np.inf):
+    # the schedule's own per-request numbers, for a trial that follows it: the state each request meets (snaps),
+    # its cost as a run adds it up and the power its request feeds the thermal filter
+    snaps: list = []
+    costs: list = []
+    powers: list = []
+
+    def run(start, seq, snap, out_snaps=None, stop=np.inf, out_costs=None, out_powers=None, follows=False):
         """Costs of ``seq`` from request ``start`` (state ``snap``); ``None`` once their running sum reaches
-        ``stop``. ``snaps``: a list collecting the state each request met."""
+        ``stop``. ``out_snaps``, ``out_costs``, ``out_powers``: lists collecting the state each request met, its
+        cost and power. ``follows``: ``seq`` is the schedule's own after its first action."""
         restore(snap)
-        e, ok = np.empty(len(seq)), np.empty(len(seq), dtype=bool)
+        m = len(seq)
+        e, ok = np.empty(m), np.empty(m, dtype=bool)
         total = 0.0
-        for j, a in enumerate(seq.tolist()):
-            if snaps is not None:
-                snaps.append(state())
-            out = step(start + j, a)
+        seq = seq.tolist()
+        follows = follows and same is not None
+        j = 0
+        while j < m:
+            t = start + j
+            if follows and j and same(k, snaps[t]):
+                # from here every outcome is the schedule's while the throttled flags agree
+                thr, heat, j0 = k.throttled, k.heat_w, j
+                while j < m:
+                    s = snaps[t]
+                    if s[4] != thr:
+                        break
+                    if out_snaps is not None:
+                        out_snaps.append((s[0], s[1], s[2], s[3], thr, heat))
+                        out_costs.append(costs[t])
+                        out_powers.append(powers[t])
+                    if thermal is not None:
+                        d = decay[t]
+                        heat = heat * d + powers[t] * (1.0 - d)
+                        thr = (heat >= release) if thr else (heat > trip)
+                    total += costs[t]
+                    j += 1
+                    t += 1
+                    if total >= stop:
+                        return None
+                e[j0:j] = e_cur[start + j0:t]
+                ok[j0:j] = ok_cur[start + j0:t]
+                if j == m:
+                    break
+                restore((s[0], s[1], s[2], s[3], thr, heat))  # the flags part: step on from here
+            if out_snaps is not None:
+                out_snaps.append(state())
+            out = step(t, seq[j])
             e_j, ok_j = out["energy_mj"], out["qos_ok"]
             e[j], ok[j] = e_j, ok_j
-            total += e_j + lam * (not ok_j)
+            c = e_j + lam * (not ok_j)
+            if out_costs is not None:
+                out_costs.append(c)
+                out_powers.append((out["local_w"] * out["local_ms"] + out["fallback_w"] * out["fallback_ms"])
+                                  / k.interarrival[t] if thermal is not None else 0.0)
+            total += c
+            j += 1
             if total >= stop:
                 return None
         return e, ok
@@ -1064,8 +1170,8 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
         return ref - 1e-9 + 1e-12 * (abs(ref) + 1.0)
 
     k.reset()
-    snaps = []
-    e, ok = run(0, acts, state(), snaps)
+    e_cur, ok_cur = run(0, acts, state(), snaps, out_costs=costs, out_powers=powers)
+    e, ok = e_cur, ok_cur
     cost = e + lam * ~ok
     checks = 0
     for i in range(n):
@@ -1076,15 +1182,16 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
                 continue
             trial = acts[i:hi].copy()
             trial[0] = a
-            got = run(i, trial, snaps[i], stop=beat(base))
+            got = run(i, trial, snaps[i], stop=beat(base), follows=True)
             if got is None or (got[0] + lam * ~got[1]).sum() >= base - 1e-9:
                 continue
             checks += 1  # a promising change: the whole rest of the episode decides
             trial = acts[i:].copy()
             trial[0] = a
             rest = cost[i:].sum()
-            tsnaps = []
-            got = run(i, trial, snaps[i], tsnaps, stop=beat(rest))
+            tsnaps, tcosts, tpowers = [], [], []
+            got = run(i, trial, snaps[i], tsnaps, stop=beat(rest), out_costs=tcosts, out_powers=tpowers,
+                      follows=True)
             if got is None:
                 continue
             te, tok = got
@@ -1092,7 +1199,7 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
             if tcost.sum() < rest - 1e-9:
                 acts[i] = a
                 e[i:], ok[i:], cost[i:] = te, tok, tcost
-                snaps[i:] = tsnaps
+                snaps[i:], costs[i:], powers[i:] = tsnaps, tcosts, tpowers
                 base = cost[i:hi].sum()
     return acts, e, ok
 

@@ -74,13 +74,16 @@ def rollout(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int],
 
 
 def permutation_importance(policy: Policy, env, scenarios: Sequence[str], seeds: Sequence[int], n_steps: int | None,
-                           n_repeats: int = 5, seed: int = 0) -> pd.DataFrame:
-    """One row per observation field, ranked by ``decisions_changed`` (see the module docstring)."""
+                           n_repeats: int = 5, seed: int = 0, rolled: tuple | None = None) -> pd.DataFrame:
+    """One row per observation field, ranked by ``decisions_changed`` (see the module docstring).
+
+    ``rolled``: :func:`rollout` of these arguments when the caller has it (the evaluation's learner cells play
+    exactly these episodes: :func:`bench.pipeline.evaluate.run_evaluation`), instead of rolling the policy out again."""
     from bench.sim.envs import obs_fields
 
     names = obs_fields(env)
     sim = env.unwrapped.sim
-    obs, states, draws = rollout(policy, env, scenarios, seeds, n_steps)
+    obs, states, draws = rolled if rolled is not None else rollout(policy, env, scenarios, seeds, n_steps)
     base = act_batch(policy, obs)
     out0 = sim.evaluate(states, base, draws)
     e0, v0 = float(out0.energy_mj.mean()), float(1.0 - out0.qos_ok.mean())
