@@ -592,12 +592,11 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     st = np.zeros((1, d_dims), dtype=np.int64)  # 0: free / no window / not connected (every number's "past")
     cost = np.zeros(1)
     parents, costs, chosen, most = [], [], [], 1
-    q_sl, t_sl, a_sl, b_sl = slice(0, nl), slice(nl, nl + r), slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
+    a_sl, b_sl = slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
     u_sl = slice(nl + 3 * r, d_dims)
     opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part)
     # every option's numbers the loop reads, flat over the episode (request i's: [offsets[i], offsets[i + 1]));
     # the waits are read from one (S, nl + r + 1) array whose last column is 0 (an option without that resource)
-    n_o = len(opts["cost"])
     res_o, rad_o = opts["res"].astype(np.int64), opts["radio"].astype(np.int64)
     miss_o = opts["miss"].astype(bool)
     w_none = nl + r
@@ -1096,7 +1095,7 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
             and hasattr(k, "stab") else None)
     thermal = getattr(k, "thermal", None) if same is not None else None
     if thermal is not None:
-        decay, ias, (_, trip, release) = k._decay, k.interarrival, thermal
+        decay, (_, trip, release) = k._decay, thermal
 
     def state():
         return tuple([getattr(k, f) for f in fields])
