@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -174,3 +175,19 @@ def _world_env_restored():
         os.environ.pop(name, None)
     else:
         os.environ[name] = before
+
+
+@pytest.fixture
+def sigint_not_ignored():
+    """SIGINT as an interactive shell leaves it, whatever launched the tests.
+
+    A command started in the background by a non-interactive shell (`make test &` in a script, a CI runner
+    without job control) inherits SIGINT ignored, and POSIX keeps it ignored through exec: a `sh -c 'kill -INT $$'`
+    would then live on and exit 0, and a forwarded SIGINT would not end a command, exactly as in a shell started
+    that way. The tests that send SIGINT check what happens to a process that does not ignore it, so
+    they give the processes they spawn SIGINT's default disposition (a Python handler here becomes SIG_DFL in the
+    child). Found by a fresh-clone `.ci/run` started in the background of a non-interactive shell (issue 25).
+    """
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)

@@ -88,21 +88,6 @@ def counter_meter():
     del hw.METERS["counter_sig"]
 
 
-@pytest.fixture
-def sigint_not_ignored():
-    """SIGINT as an interactive shell leaves it, whatever launched the tests.
-
-    A command started in the background by a non-interactive shell (`make test &` in a script, a CI runner
-    without job control) inherits SIGINT ignored, and POSIX keeps it ignored through exec: the `sh -c 'kill -INT
-    $$'` below would then live on and exit 0, and a forwarded SIGINT would not end the command, exactly as in a
-    shell started that way. These tests check what monitor does with a signal the command does not ignore, so they
-    give the process they spawn SIGINT's default disposition (a Python handler here becomes SIG_DFL in the child).
-    """
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 @pytest.mark.parametrize("sig, code", [("KILL", 137), ("TERM", 143), ("INT", 130)])
 def test_killed_command_reported_as_the_shell_does(counter_meter, sigint_not_ignored, capsys, tmp_path, sig, code):
     out = tmp_path / "m.json"

@@ -223,7 +223,7 @@ time.sleep(60)
 
 
 @pytest.mark.parametrize("mode", ["raise", "sigterm", "sigint", "sigkill"])
-def test_crashed_run_leaves_nothing_behind(mode):
+def test_crashed_run_leaves_nothing_behind(mode, sigint_not_ignored):
     tag = str(90_000_000 + os.getpid() % 1_000_000 * 10 + ["raise", "sigterm", "sigint", "sigkill"].index(mode))[:8]
     proc = subprocess.Popen([sys.executable, "-c", _CRASH.format(tag=tag, mode=mode)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
