@@ -421,6 +421,13 @@ def test_remeasure_redoes_one_entry_and_keeps_the_rest(quick_doc, tmp_path):
     assert set(doc["machine"]["remeasured"]) == {"sampler"}
     assert [r["measure"] for r in doc["table"]] == [r["measure"] for r in quick_doc["table"]]
     assert "sampler rows measured again" in perf_section(doc)
+    # the record names the CPU it was measured on; the header names it only where it is not the run's machine
+    again = doc["machine"]["remeasured"]["sampler"]
+    assert again["cpu"] and "vector_isa" in again
+    assert f"measured again on {again['cpu']}" not in perf_section(doc) or again["cpu"] != doc["machine"]["cpu"]
+    other = json.loads(json.dumps(doc))
+    other["machine"]["cpu"] = "Another CPU"
+    assert f"sampler rows measured again on {again['cpu']} (" in perf_section(other)
 
 
 @pytest.mark.parametrize("argv", [["--remeasure", "training"], ["--remeasure", ""], ["--remeasure", "sampler", "--quick"]])

@@ -519,7 +519,7 @@ def remeasure(doc: dict[str, Any], names: Sequence[str], root_seed: int) -> dict
     process, with the run's own settings, and its table rebuilt from the stored raw figures. The training rows
     and every other entry stay the run's; ``machine.remeasured`` records, per entry, when, at which revision and
     under which load it was measured (the rendered header says so)."""
-    from hw.provenance import git_revision
+    from hw.provenance import cpu_model, git_revision
 
     unknown = [n for n in names if n not in REMEASURABLE]
     if unknown:
@@ -551,7 +551,9 @@ def remeasure(doc: dict[str, Any], names: Sequence[str], root_seed: int) -> dict
     sb3_version = stored.get("sb3", {}).get("version")
     sb3_note = stored.get("sb3", {}).get("note") or "skipped"
     doc["table"] = build_table(m, doc["raw"]["training"], settings, sb3_note, sb3_version)
-    when = {"date": _dt.date.today().isoformat(), "git_revision": git_revision(), "load_average_at_start": load0,
+    # the CPU too: a row measured again on another machine must not read as the run's machine's
+    when = {"date": _dt.date.today().isoformat(), "git_revision": git_revision(), "cpu": cpu_model(),
+            "vector_isa": vector_isa(), "load_average_at_start": load0,
             "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     doc["machine"].setdefault("remeasured", {}).update({n: when for n in names})
     return doc

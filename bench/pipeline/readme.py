@@ -398,12 +398,15 @@ def perf_section(perf: Mapping) -> str:
         by_when: dict[tuple, list[str]] = {}
         for name, w in again.items():
             load_w = [x[0] for x in (w.get("load_average_at_start"), w.get("load_average_at_end")) if x]
+            # named only where it differs from the run's machine (records before round 9 carry no CPU)
+            other = (w.get("cpu"), w.get("vector_isa")) != (machine.get("cpu"), machine.get("vector_isa"))
+            on = f" on {w['cpu']} ({w.get('vector_isa') or '?'})" if w.get("cpu") and other else ""
             by_when.setdefault((w.get("date"), str(w.get("git_revision", "?"))[:12],
-                                f"{min(load_w):.1f}-{max(load_w):.1f}" if load_w else "?"), []).append(name)
+                                f"{min(load_w):.1f}-{max(load_w):.1f}" if load_w else "?", on), []).append(name)
         labels = {"sim": "simulator, gym-step and vector-env", "sampler": "sampler", "bound": "hindsight-bound",
                   "engine": "sweep-engine"}
-        timing += "; " + "; ".join(f"the {', '.join(labels.get(n, n) for n in names)} rows measured again on {d} at revision {rev} (load {ld}), "
-                                   f"the other rows are the run's" for (d, rev, ld), names in by_when.items())
+        timing += "; " + "; ".join(f"the {', '.join(labels.get(n, n) for n in names)} rows measured again{on} on {d} at revision {rev} (load {ld}), "
+                                   f"the other rows are the run's" for (d, rev, ld, on), names in by_when.items())
     isa = f"{machine['vector_isa']}, " if machine.get("vector_isa") else ""  # read from the machine at run time
     head = f"Measured on {machine.get('cpu', 'unknown CPU')} ({isa}{machine.get('cores', '?')} cores), " \
            f"{machine.get('date', '')}{load_txt}; {timing}; SB3 trained in the same run.\n\n"
