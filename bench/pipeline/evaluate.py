@@ -216,6 +216,28 @@ def task_groups(cells: Sequence[Cell]) -> list[list[int]]:
     return [idx for _, idx in sorted(groups.items(), key=rank)]  # stable: first-seen order within a rank
 
 
+def _recording(inner, name: str | None = None):
+    """``inner`` acting as before, keeping every observation it acted on (``.obs``, cleared at reset): the oracle's
+    and the learner cells' rollouts hand them on instead of being rolled out again."""
+    from bench.policies.base import Policy
+
+    class Recorded(Policy):
+        def __init__(self):
+            self.inner, self.obs = inner, []
+
+        def reset(self) -> None:
+            self.inner.reset()
+            self.obs = []
+
+        def act(self, obs) -> int:
+            self.obs.append(obs)
+            return self.inner.act(obs)
+
+    if name is not None:
+        Recorded.name = name
+    return Recorded()
+
+
 def _single_thread_torch() -> None:
     # one process per core: torch's own thread pool would oversubscribe the cores
     try:
@@ -304,31 +326,16 @@ def _greedy_cell(cell: Cell, neutral: tuple | None = None) -> tuple[pd.DataFrame
 
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
     from bench.policies import make_policy
-    from bench.policies.base import Policy
     from bench.policies.episodes import EpisodeData
     from bench.policies.oracle import PlannedGreedyOracle
     from bench.policies.rollout import evaluate_policy
-
-    class Recorded(Policy):  # the oracle, keeping what it observed
-        name = cell.policy
-
-        def __init__(self, inner):
-            self.inner, self.obs = inner, []
-
-        def reset(self) -> None:
-            self.inner.reset()
-            self.obs = []
-
-        def act(self, obs) -> int:
-            self.obs.append(obs)
-            return self.inner.act(obs)
 
     _single_thread_torch()
     env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
     # the oracle's decisions for the whole episode at reset: the step-by-step oracle's actions, 2-5x less CPU
     inner = (PlannedGreedyOracle(env, cell.steps, neutral) if cell.policy == GREEDY
              else make_policy(cell.policy, env, **_policy_kwargs(cell)))
-    policy = Recorded(inner)
+    policy = _recording(inner, cell.policy)  # the oracle, keeping what it observed
     frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
     frame.insert(0, "profile", cell.profile)
     frame.insert(0, "suite", cell.suite)
@@ -717,28 +724,15 @@ def _learner_task(payload: tuple) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     import numpy as np
 
     import bench  # noqa: F401  (registers the envs and policies in a fresh worker)
-    from bench.policies.base import Policy
     from bench.policies.importance import _concat
     from bench.policies.rollout import evaluate_policy
     from bench.sim.core import Draws, States
-
-    class Recorded(Policy):  # the learner, keeping what it observed
-        def __init__(self, inner):
-            self.inner, self.obs = inner, []
-
-        def reset(self) -> None:
-            self.inner.reset()
-            self.obs = []
-
-        def act(self, obs) -> int:
-            self.obs.append(obs)
-            return self.inner.act(obs)
 
     _single_thread_torch()
     frames, obs, states, draws = [], [], [], []
     for cell in cells:
         env = _episode_env(env_id(cell.learner), cell.scenario, cell.steps, cell.env_kwargs_json)
-        policy = Recorded(_saved_learner(cell.learner, cell.artefact, env))
+        policy = _recording(_saved_learner(cell.learner, cell.artefact, env))  # keeping what it observed
         frame = evaluate_policy(policy, env, cell.scenario, [cell.seed], cell.steps, label=cell.policy)
         frame.insert(0, "profile", cell.profile)
         frame.insert(0, "suite", cell.suite)
