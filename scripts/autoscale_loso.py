@@ -80,9 +80,12 @@ def log_samples(train_dir: Path, out: Path) -> int:
 
 
 def _candidate(config, rank: str):
-    """A candidate named ``changed_share`` / ``value_lost`` (a measure) or ``order:a>b>c>d`` (a fixed drop order)."""
+    """A candidate named ``changed_share`` / ``value_lost`` (a measure), ``order:a>b>c>d`` (a fixed drop order) or
+    ``coverage`` (the config's own ranking and order with ``backoff_coverage``, docs/autoscale.md Round 10)."""
     from dataclasses import replace
 
+    if rank == "coverage":
+        return replace(config, backoff_coverage=True)
     if rank.startswith("order:"):
         return replace(config, backoff_order=tuple(rank.removeprefix("order:").split(">")))
     return replace(config, backoff_rank=rank)

@@ -150,6 +150,12 @@ class AutoScaleConfig:
     instead of by measured informativeness; unnamed droppable features follow, measured. () = all measured. The
     DNN, signal and backlog features cannot be named (never dropped). Chosen by leave-one-scenario-out
     validation on the training scenarios (scripts/autoscale_loso.py, docs/autoscale.md, Round 8)."""
+    backoff_coverage: bool = False
+    """Back-off coverage rule (docs/autoscale.md, Round 10): a coarser table's cell decides only if, for every
+    feature it has merged away, some of its samples had the request's own bucket of that feature; otherwise the
+    next coarser table is tried (if none qualifies, the finest that saw the state decides, as without the rule).
+    A cell whose samples all come from other buckets of a dropped feature speaks for another context (e.g. a busy
+    GPU's game where the request's GPU is idle). False: the finest table that saw the state decides."""
     backoff_min_visits: int = bounded(1, ge=1, le=1_000_000)
     """Samples a (state, action) entry needs before a greedy decision reads it, at every level: the full table
     included, so a state visited only a few times (its few tried actions often exploratory mistakes) backs off to
@@ -329,6 +335,7 @@ class AutoScaleLearner(Learner):
         # back-off: sums of TD targets per (state, action), the sufficient statistic of every coarser table
         self.target_sum = np.zeros(self.q.shape) if config.backoff else None
         self._levels: list | None = None  # built lazily from target_sum / visits, then updated with them
+        self._coverage: list | None = None  # per level: {dropped position: set of level cell * size + bucket}
 
     def row(self, s: int, training: bool = False) -> np.ndarray:
         """The action values the greedy choice reads in state ``s``.
@@ -371,8 +378,35 @@ class AutoScaleLearner(Learner):
     def rebuild_backoff(self) -> list:
         """Re-measure the drop order and rebuild every level from the full table's sums (end of training)."""
         self._levels = None
+        self._coverage = None
         self._greedy.clear()
         return self.backoff_levels()
+
+    def _level_coverage(self) -> list:
+        """Per back-off level, per merged feature position (more than one bucket): the set of (level cell, the
+        feature's bucket) pairs some sample had, as ``cell * size + bucket`` (``backoff_coverage``)."""
+        if self._coverage is None:
+            sizes = np.asarray(self.bins.sizes, dtype=np.int64)
+            sid = np.nonzero(self.visits.sum(axis=1) > 0)[0].astype(np.int64)
+            b = np.empty((len(sid), len(sizes)), dtype=np.int64)
+            rest = sid.copy()
+            for p in range(len(sizes) - 1, -1, -1):
+                rest, b[:, p] = np.divmod(rest, sizes[p])
+            out = []
+            for lvl in self.backoff_levels():
+                cell = np.zeros(len(sid), dtype=np.int64)
+                for p, st in zip(lvl.kept, lvl.strides):
+                    cell += b[:, p] * st
+                out.append({p: set((cell * sizes[p] + b[:, p]).tolist())
+                            for p in range(len(sizes)) if p not in lvl.kept and sizes[p] > 1})
+            self._coverage = out
+        return self._coverage
+
+    def _covers(self, k: int, cell: int, buckets: list[int]) -> bool:
+        """Whether level ``k`` (1 = the first coarser table) saw, in ``cell``, the request's bucket of every
+        feature it merged away."""
+        cov = self._level_coverage()[k - 1]
+        return all(cell * self.bins.sizes[p] + buckets[p] in seen for p, seen in cov.items())
 
     def _backoff_row(self, s: int) -> tuple[np.ndarray, list]:
         """Action values of state ``s`` with back-off, and per action the level that supplied it.
@@ -394,10 +428,16 @@ class AutoScaleLearner(Learner):
             return masked(self.q[s], seen, 0)
         levels = self.backoff_levels()
         buckets = self.bins.buckets(s)
+        first = None
         for k, lvl in enumerate(levels, start=1):
-            values, lvl_seen = lvl.row(lvl.state_id(buckets))
+            j = lvl.state_id(buckets)
+            values, lvl_seen = lvl.row(j)
             if lvl_seen.any():
-                return masked(values, lvl_seen, k)
+                if not self.config.backoff_coverage or self._covers(k, j, buckets):
+                    return masked(values, lvl_seen, k)
+                first = first or (values, lvl_seen, k)
+        if first is not None:  # no coarser cell saw every merged bucket of the request: the finest that saw it
+            return masked(*first)
         if levels:  # the coarsest (DNN, signal) cell never saw this DNN there: the nearest signal cell that did
             top = levels[-1]
             for j in neighbour_cells(buckets, top, self.bins.sizes, _SIGNAL_POS):
@@ -451,6 +491,7 @@ class AutoScaleLearner(Learner):
         if self.target_sum is not None:
             self.target_sum[s, a] += target
             if self._levels:  # built already: every coarser table learns the sample too
+                self._coverage = None
                 buckets = self.bins.buckets(s)
                 for lvl in self._levels:
                     lvl.add(buckets, a, target)

@@ -332,3 +332,39 @@ def test_a_fixed_backoff_order_overrides_the_measured_one_and_refuses_protected_
     for bad in (("wifi_dbm",), ("gpu_busy_ms",), ("cpu_load", "cpu_load"), ("n_conv",)):
         with pytest.raises(ValueError, match="backoff_order"):
             AutoScaleConfig(scenarios=("random_walk",), backoff_order=bad)
+
+
+def test_coverage_skips_a_coarser_cell_whose_samples_never_had_the_requests_merged_bucket():
+    """docs/autoscale.md, Round 10 (heldout_office_mixed in miniature): the request (moderate CPU load, memory load,
+    idle GPU) was never seen. Dropping ``cpu_load`` then ``gpu_load`` keeps ``mem_load``; that cell's memory-loaded
+    samples all come from a game (CPU and GPU busy, where the CPU is right), so without the rule the request reads
+    the game's choice. With ``backoff_coverage`` that cell never saw the request's CPU or GPU bucket, so a coarser
+    cell decides, whose samples include the request's buckets (moderate CPU load, idle GPU: the GPU is right)."""
+    held_out = _obs(cpu_load=0.3, mem_load=0.8, gpu_load=0.0)
+    order = ("cpu_load", "gpu_load", "mem_load", "qos_ms")
+    train = ((_obs(cpu_load=0.0), {CPU: -1.5, GPU: -1.0}, 100),
+             (_obs(cpu_load=0.3), {CPU: -1.4, GPU: -1.0}, 100),
+             (_obs(cpu_load=0.9, mem_load=0.8, gpu_load=0.9), {CPU: -1.0, GPU: -4.0}, 20))
+    choices = {}
+    for coverage in (False, True):
+        learner = _learner(backoff_order=order, backoff_coverage=coverage, backoff_min_visits=5)
+        for obs, rewards, times in train:
+            _feed(learner, obs, rewards, times=times)
+        s = learner.bins.state_id(held_out)
+        assert learner.visits[s].sum() == 0
+        choices[coverage] = (learner.act(held_out), learner.served_level(s))
+    assert choices[False] == (CPU, 2)  # the mem_load-only cell: the game's samples
+    assert choices[True][0] == GPU and choices[True][1] > 2  # a coarser cell that saw a moderate CPU, an idle GPU
+
+
+def test_coverage_falls_back_to_the_finest_cell_that_saw_the_state_and_changes_nothing_on_visited_states():
+    learner = _learner(backoff_coverage=True, backoff_order=("cpu_load", "gpu_load", "mem_load", "qos_ms"))
+    _feed(learner, _obs(cpu_load=0.9, gpu_load=0.9), {CPU: -1.0, GPU: -4.0}, times=5)
+    _feed(learner, STRONG_QUIET, {CPU: -2.0, GPU: -1.0}, times=5)
+    assert learner.act(STRONG_QUIET) == GPU and learner.served_level(learner.bins.state_id(STRONG_QUIET)) == 0
+    held_out = _obs(cpu_load=0.3, gpu_load=0.9, wifi_dbm=-50)  # moderate CPU load: no sample anywhere has it
+    without = _learner(backoff_order=("cpu_load", "gpu_load", "mem_load", "qos_ms"))
+    _feed(without, _obs(cpu_load=0.9, gpu_load=0.9), {CPU: -1.0, GPU: -4.0}, times=5)
+    _feed(without, STRONG_QUIET, {CPU: -2.0, GPU: -1.0}, times=5)
+    s = learner.bins.state_id(held_out)
+    assert (learner.act(held_out), learner.served_level(s)) == (without.act(held_out), without.served_level(s))
