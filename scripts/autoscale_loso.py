@@ -81,11 +81,14 @@ def log_samples(train_dir: Path, out: Path) -> int:
 
 def _candidate(config, rank: str):
     """A candidate named ``changed_share`` / ``value_lost`` (a measure), ``order:a>b>c>d`` (a fixed drop order) or
-    ``coverage`` (the config's own ranking and order with ``backoff_coverage``, docs/autoscale.md Round 10)."""
+    ``coverage`` (the config's own ranking and order with ``backoff_coverage``, docs/autoscale.md Round 10) or
+    ``measured`` (no fixed order: every feature dropped by its measured ``changed_share``, round 8's incumbent)."""
     from dataclasses import replace
 
     if rank == "coverage":
         return replace(config, backoff_coverage=True)
+    if rank == "measured":
+        return replace(config, backoff_rank="changed_share", backoff_order=())
     if rank.startswith("order:"):
         return replace(config, backoff_order=tuple(rank.removeprefix("order:").split(">")))
     return replace(config, backoff_rank=rank)

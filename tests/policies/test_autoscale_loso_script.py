@@ -49,3 +49,16 @@ def test_a_missing_training_directory_is_one_line_and_exit_2(tmp_path):
     out = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "autoscale_loso.py"), "log", str(tmp_path),
                           "--out", str(tmp_path / "s.npz")], capture_output=True, text=True, cwd=REPO_ROOT)
     assert out.returncode == 2 and "train.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_measured_and_coverage_candidates_change_only_their_own_setting():
+    """``measured`` is round 8's incumbent (no fixed order) even when the artefact's config names one; ``coverage``
+    keeps the config's ranking and order (docs/autoscale.md, Round 10)."""
+    from dataclasses import replace
+
+    loso = _script()
+    shipped = AutoScaleConfig(scenarios=("random_walk",), backoff=True,
+                              backoff_order=("cpu_load", "gpu_load", "mem_load", "qos_ms"))
+    assert loso._candidate(shipped, "measured") == replace(shipped, backoff_order=())
+    assert loso._candidate(shipped, "coverage") == replace(shipped, backoff_coverage=True)
+    assert loso._candidate(shipped, "changed_share") == shipped
