@@ -8,6 +8,8 @@ greedy policy and best_static_dnn out on the suite's held-out and seen scenarios
     python scripts/dvfo_seeds.py --suite dvfo_phone --seeds 0 --tag avg --set act_average_fraction=0.1 --also-last \
         --training-scenarios-only  # also saves and scores the last online weights (run TAG-last): the same
                                    # training without the averaging, a paired baseline (docs/dvfo.md round 8)
+    python scripts/dvfo_seeds.py --suite dvfo_jetson --seeds 0 --tag sel --set select_snapshots=3 --train-only
+        # also saves the last window's average before the choice among the snapshots as run TAG-nosel (round 10)
 
 Seed k is the pipeline's own run for k = 0 and its curve seed k otherwise (bench.pipeline.training.make_config);
 evaluation: ``--eval-seeds`` seeds of the suite (derive_seeds(seed, n, "evaluate", suite)), whole scenarios.
@@ -60,6 +62,19 @@ for k in a.seeds:
             self.save(_last / "policy")  # the online weights before the average replaces them
             _swap(self)
         DVFOLearner._act_on_average = save_last_then_swap
+    unsel = Path(a.out) / f"{a.tag}-nosel" / run / f"s{k}"
+    sel_cpu = []
+    if cfg.select_snapshots > 1 and not a.eval_only:
+        import bench.policies.dvfo as dvfo_mod
+        select = dvfo_mod.select_snapshot
+
+        def save_then_select(learner, envs, rng, _select=select, _unsel=unsel):
+            learner.save(_unsel / "policy")  # the last window's average: what select_snapshots 1 acts on
+            c0 = time.process_time()
+            out = _select(learner, envs, rng)
+            sel_cpu.append(time.process_time() - c0)
+            return out
+        dvfo_mod.select_snapshot = save_then_select
     if not a.eval_only:
         res = learner_spec("dvfo").train(cfg)
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
@@ -68,6 +83,11 @@ for k in a.seeds:
         res.curve.to_csv(out / "curve.csv")
         if a.also_last:
             (last / "train.json").write_text((out / "train.json").read_text())
+        if sel_cpu:  # --set select_snapshots=K: the run TAG-nosel is the same training without the choice
+            (unsel / "train.json").write_text((out / "train.json").read_text())
+            (out / "selection.json").write_text(json.dumps({**res.learner.selection, "cpu_s": sel_cpu[0],
+                                                            "train_cpu_s": cpu}))
+            print(f"# selection {res.learner.selection} in {sel_cpu[0]:.1f}s process CPU (of {cpu:.1f})", flush=True)
         print(f"# {a.tag} seed {k}: trained {res.env_steps} steps in {wall:.1f}s wall, {cpu:.1f}s process CPU", flush=True)
     else: wall = 0
     if a.train_only: continue

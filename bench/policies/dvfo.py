@@ -91,6 +91,15 @@ class DVFOConfig:
     target's), so what is saved and evaluated is the average. Why (issue 23, docs/dvfo.md round 8): with a
     constant learning rate each gradient step moves the ranking of near-tied actions, so the greedy choice at
     the last step is one noisy sample; the average over the last steps is not. 0 = act on the last weights."""
+    select_snapshots: int = bounded(1, ge=1, le=100)
+    """With ``act_average_fraction`` f > 0: how many consecutive windows of f·``total_steps`` at the end of
+    training give a candidate policy each (the online weights averaged over the window's gradient steps). When
+    > 1, the candidate with the lowest objective (E + λ·misses per request; ``-reward`` under the legacy reward)
+    over one greedy episode of every training scenario acts (the episode seeds come from the training seed's own
+    generator, the same episodes for every candidate; a tie goes to the later window). The training trajectory is
+    unchanged; the last window's candidate is what ``select_snapshots: 1`` acts on. Why (issue 23, docs/dvfo.md
+    round 10): which late weights act is one draw per seed; a choice among a few late averages, judged on the
+    training scenarios, guards against a bad draw. 1 = no choice."""
     buffer_size: int = bounded(100_000, ge=1, le=10_000_000)  # preallocated: 2 float32 obs + action, reward, done each
     """Replay buffer capacity (transitions); the oldest are overwritten."""
     batch_size: int = bounded(256, ge=1, le=1_000_000)
@@ -187,7 +196,9 @@ class DVFOConfig:
                   "scenarios": len(self.scenarios) >= 1, "torch_threads": self.torch_threads >= 1,
                   "learning_rate": self.learning_rate > 0, "log_every_episodes": self.log_every_episodes >= 1,
                   "loss": self.loss in LOSSES, "precision": self.precision in DTYPES,
-                  "act_average_fraction": 0.0 <= self.act_average_fraction < 1.0}
+                  "act_average_fraction": 0.0 <= self.act_average_fraction < 1.0,
+                  "select_snapshots": self.select_snapshots == 1 or (
+                      self.act_average_fraction > 0 and self.select_snapshots * self.act_average_fraction <= 1.0)}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid DVFOConfig field(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
@@ -241,13 +252,14 @@ class Seeds:
     explore: np.random.Generator  # epsilon coin flips and random actions
     conditions: np.random.Generator  # the episodes the condition fields are standardised over (a fifth child:
     # SeedSequence children do not depend on how many are spawned, so the other four are unchanged)
+    select: np.random.Generator | None = None  # the episodes ``select_snapshots`` judges on (a sixth child, likewise)
 
     @classmethod
     def from_seed(cls, seed: int) -> "Seeds":
-        ss_torch, ss_env, ss_replay, ss_explore, ss_cond = np.random.SeedSequence(seed).spawn(5)
+        ss_torch, ss_env, ss_replay, ss_explore, ss_cond, ss_sel = np.random.SeedSequence(seed).spawn(6)
         g = torch.Generator().manual_seed(int(ss_torch.generate_state(1, np.uint64)[0] >> np.uint64(1)))
         return cls(g, np.random.default_rng(ss_env), np.random.default_rng(ss_replay), np.random.default_rng(ss_explore),
-                   np.random.default_rng(ss_cond))
+                   np.random.default_rng(ss_cond), np.random.default_rng(ss_sel))
 
 
 def set_deterministic(mode: bool) -> None:
@@ -487,6 +499,11 @@ class DVFOLearner(Learner):
         #: the running uniform average of the online parameters (``act_average_fraction``) and how many it holds
         self._average: list[torch.Tensor] | None = None
         self._n_averaged = 0
+        #: ``select_snapshots``: the finished earlier windows' averages (oldest first) and the window being averaged
+        self._snapshots: list[list[torch.Tensor]] = []
+        self._window: int | None = None
+        #: what the choice among the snapshots saw (:func:`select_snapshot`): scores per window, oldest first
+        self.selection: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- acting
     def act(self, obs: np.ndarray) -> int:
@@ -543,14 +560,29 @@ class DVFOLearner(Learner):
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
             diag["loss"] = self._gradient_step()
-            if c.act_average_fraction > 0 and self.steps > (1.0 - c.act_average_fraction) * c.total_steps:
-                self._accumulate_average()
+            if c.act_average_fraction > 0:
+                window = self._averaging_window(self.steps)
+                if window is not None:
+                    if self._window is not None and window != self._window:  # an earlier window is complete
+                        self._snapshots.append([a.clone() for a in self._average])
+                        self._average, self._n_averaged = None, 0
+                    self._window = window
+                    self._accumulate_average()
         if self.steps % c.target_update_interval == 0:
             with torch.no_grad():
                 torch._foreach_lerp_(self._target_params, self._params, c.tau)
         if self.steps == c.total_steps and self._n_averaged:
             self._act_on_average()
         return diag
+
+    def _averaging_window(self, step: int) -> int | None:
+        """Which averaging window a gradient step at ``step`` belongs to: 0 = the last ``act_average_fraction`` of
+        training, 1 = the one before, ... up to ``select_snapshots`` - 1; None = before them."""
+        c = self.config
+        for j in range(c.select_snapshots):
+            if step > (1.0 - (j + 1) * c.act_average_fraction) * c.total_steps:
+                return j
+        return None
 
     def _accumulate_average(self) -> None:
         """Fold the online parameters after a gradient step into their running uniform average."""
@@ -635,7 +667,8 @@ class DVFOLearner(Learner):
 #: DVFOConfig keys only training reads (the update, exploration, reward shaping and schedule): a saved learner's
 #: greedy decision depends on its Q-network's tensors (weights and observation statistics), ``obs_clip``,
 #: ``precision``, ``hidden_sizes`` and the action space (device, levels, xi), not on these
-TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "act_average_fraction", "buffer_size",
+TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "act_average_fraction",
+                 "select_snapshots", "buffer_size",
                  "batch_size",
                  "prioritized_replay", "per_alpha", "per_beta", "per_eps", "gamma", "tau", "target_update_interval",
                  "train_frequency", "learning_starts", "start_e", "end_e", "exploration_fraction", "max_grad_norm",
@@ -749,9 +782,43 @@ def train(config: DVFOConfig, callback: Callable[[int, DVFOLearner], bool | None
             episode += 1
             bar.update(ep["n"])
         bar.close()
+        if learner._snapshots and step == config.total_steps:
+            select_snapshot(learner, envs, seeds.select)
     for e in envs.values():
         e.close()
     return DVFOResult(learner, pd.DataFrame(rows), time.perf_counter() - t0, step, config)
+
+
+def select_snapshot(learner: DVFOLearner, envs: dict[str, gym.Env], rng: np.random.Generator) -> dict[str, Any]:
+    """``select_snapshots``: score every candidate (the earlier windows' averages, then the acting weights) over one
+    greedy episode of each training env, the same episode seeds for all, and make the best the online and target
+    weights. Score: mean objective per request, E + λ·misses in mJ (``violation_cost_mj``), or ``-reward`` under
+    the legacy reward; lower is better, a tie goes to the later window. Returns (and keeps as
+    ``learner.selection``) the scores, oldest window first, and the chosen index."""
+    lam = learner.config.violation_cost_mj
+    candidates = learner._snapshots + [[p.detach().clone() for p in learner._params]]
+    episode_seeds = [int(rng.integers(2**31)) for _ in envs]
+    scores = []
+    for weights in candidates:
+        with torch.no_grad():
+            torch._foreach_copy_(learner._params, weights)
+        total, n = 0.0, 0
+        for env, s in zip(envs.values(), episode_seeds):
+            obs, _ = env.reset(seed=s)
+            done = False
+            while not done:
+                obs, reward, term, trunc, info = env.step(learner.act(obs))
+                total += (info["energy_mj"] + lam * (1.0 - float(info["qos_ok"]))) if lam is not None else -reward
+                n += 1
+                done = term or trunc
+        scores.append(total / n)
+    best = min(range(len(scores)), key=lambda i: (scores[i], -i))
+    with torch.no_grad():
+        torch._foreach_copy_(learner._params, candidates[best])
+        torch._foreach_copy_(learner._target_params, candidates[best])
+    learner._snapshots = []
+    learner.selection = {"scores": scores, "chosen": best}
+    return learner.selection
 
 
 # --------------------------------------------------------------------------- 6. thinking while moving
