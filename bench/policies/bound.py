@@ -630,6 +630,10 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     better[u_sl] = 1
     pastable = np.ones(d_dims, dtype=bool)
     pastable[a_sl] = pastable[b_sl] = False
+    up = np.zeros(d_dims, dtype=bool)  # _on_grid's rounding: up (-1) for window starts and connected-until
+    up[a_sl] = up[u_sl] = True
+    sgn = np.where(up, -1.0, 1.0)
+    chosen_o = opts["act"] * 2 + miss_o  # what the path records per option: its action and whether it misses QoS
     with np.errstate(invalid="ignore"):
         for i in range(n):
             lo, hi = offsets[i], offsets[i + 1]
@@ -700,7 +704,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
                 new[:, b_sl] = np.where(done, 0.0, b_ab)
             new = new[:, :d_dims]
             while True:
-                k = _on_grid(new, grid, later, a_sl, b_sl, u_sl, pastable)
+                k = _grid_keys(new, grid, later, a_sl, b_sl, sgn, pastable)
                 first = _cheapest_per_key(k, newc)
                 if len(first) > prune_at:
                     # before a coarser grid: drop the states another makes redundant (:func:`_undominated`)
@@ -711,7 +715,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
             if not len(first):  # QoS-first only: no path meets every feasible deadline (no schedule does)
                 return EpisodeBound(np.inf, np.full(n, np.nan), most)
             parents.append(s_k[first])
-            chosen.append(opts["act"][o_k[first]] * 2 + miss_o[o_k[first]])
+            chosen.append(chosen_o[o_k[first]])
             st, cost = k[first], newc[first]
             costs.append(cost)
             most = max(most, len(cost))
@@ -754,15 +758,21 @@ def _on_grid(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: 
     if pastable is None:
         pastable = np.ones(d, dtype=bool)
         pastable[a_sl] = pastable[b_sl] = False
-    # down: floor(x + 1e-9); up: ceil(x - 1e-9) = -floor(-x + 1e-9) (negation is exact): one floor for all columns
-    sgn = np.where(up, -1.0, 1.0)
     with np.errstate(invalid="ignore"):
-        q = ab / grid
-        q *= sgn
-        q += 1e-9
-        np.floor(q, out=q)
-        q *= sgn
-        past = (ab <= later) & pastable
+        return _grid_keys(ab, grid, later, a_sl, b_sl, np.where(up, -1.0, 1.0), pastable)
+
+
+def _grid_keys(ab: np.ndarray, grid: np.ndarray, later: float, a_sl: slice, b_sl: slice, sgn: np.ndarray,
+               pastable: np.ndarray) -> np.ndarray:
+    """:func:`_on_grid` with its rounding signs ``sgn`` ((D,): -1 where a column rounds up) given, in the caller's
+    ``np.errstate(invalid="ignore")`` (the episode bound's loop enters it once for every request)."""
+    # down: floor(x + 1e-9); up: ceil(x - 1e-9) = -floor(-x + 1e-9) (negation is exact): one floor for all columns
+    q = ab / grid
+    q *= sgn
+    q += 1e-9
+    np.floor(q, out=q)
+    q *= sgn
+    past = (ab <= later) & pastable
     k = np.where(np.isfinite(q), np.minimum(q, _UNKNOWN), _UNKNOWN).astype(np.int64)
     k[past] = 0
     empty = k[:, b_sl] <= k[:, a_sl]
@@ -830,6 +840,16 @@ def _candidates(v: Variants, feasible: np.ndarray, lam: float, k: int) -> np.nda
     return np.concatenate(cols, axis=1)
 
 
+def _row_uniques(candidates: np.ndarray) -> list[np.ndarray]:
+    """``[np.unique(row) for row in candidates]`` ((N, K) -> N sorted arrays of distinct actions), in one sort."""
+    srt = np.sort(np.asarray(candidates), axis=1)
+    if not len(srt):
+        return []
+    keep = np.ones(srt.shape, dtype=bool)
+    np.not_equal(srt[:, 1:], srt[:, :-1], out=keep[:, 1:])
+    return np.split(srt[keep], np.cumsum(keep.sum(axis=1))[:-1])
+
+
 #: beams per lane of the exact-state beam search (:func:`exact_beam_schedules`) and the grid (ms) its local queues
 #: are bucketed on when beams merge (a speed/quality choice, not a world constant)
 EXACT_BEAM_WIDTH = 8
@@ -864,27 +884,41 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
     parents, chosen = [], []
     r_pow = (buckets + 2) ** np.arange(len(tail))
     q_pow = 21 ** np.arange(tab.n_resources)
-    for i in range(n):
-        acts = np.unique(candidates[i])
+    # a lane's step cost priced once per distinct function (the QoS-first lanes share theirs)
+    f_of = [next(j for j, g in enumerate(step_costs) if g is f) for f in step_costs]
+    for i, acts in enumerate(_row_uniques(candidates[:n])):
         b, k = len(cost), len(acts)
         src = np.repeat(np.arange(b), k)
-        all_acts = np.tile(acts, b)
+        all_acts = acts[None, :].repeat(b, axis=0).reshape(-1)  # np.tile(acts, b)
         met = carry.rows(src)
         out = step_rows(tab, x, np.full(b * k, i), all_acts, met)
         nxt = advance(met, out, x.interarrival_ms[i], thermal=sim.thermal_params)
         e, ok = np.asarray(out["energy_mj"], dtype=float), np.asarray(out["qos_ok"], dtype=bool)
         ln = lane[src]
-        step = np.choose(ln, [f(e, ok, i) for f in step_costs]) if n_lanes > 1 else step_costs[0](e, ok, i)
+        if n_lanes > 1:
+            priced = {}
+            for j in f_of:
+                if j not in priced:
+                    priced[j] = step_costs[j](e, ok, i)
+            step = np.choose(ln, [priced[j] for j in f_of])
+        else:
+            step = step_costs[0](e, ok, i)
         c = cost[src] + step
         idle = nxt.radio_idle
-        qb = np.where(idle >= tail, buckets, np.clip(np.floor(idle / tail * buckets), -1, buckets - 1)) + 1
+        # (np.clip's value, without its Python-level dispatch)
+        qb = np.where(idle >= tail, buckets,
+                      np.minimum(np.maximum(np.floor(idle / tail * buckets), -1), buckets - 1)) + 1
         lq = np.minimum(np.floor(np.maximum(nxt.local_free, 0.0) / queue_ms), 20).astype(np.int64)
         key = ((qb.astype(np.int64) * r_pow).sum(axis=1) * 21 ** tab.n_resources + (lq * q_pow).sum(axis=1)) * 2
         key = (key + nxt.throttled) * n_lanes + ln
         if not merge:
             key = np.arange(len(c))
         order = np.lexsort((c, key))
-        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        ks = key[order]
+        head = np.empty(len(order), dtype=bool)
+        head[:1] = True
+        np.not_equal(ks[1:], ks[:-1], out=head[1:])
+        first = order[head]
         first = first[np.lexsort((c[first], ln[first]))]
         fl = ln[first]
         rank = np.arange(len(first)) - np.searchsorted(fl, fl)
@@ -1173,10 +1207,10 @@ def local_search(env, actions: np.ndarray, candidates: np.ndarray, lam: float, w
     e, ok = e_cur, ok_cur
     cost = e + lam * ~ok
     checks = 0
-    for i in range(n):
+    for i, cand_i in enumerate(_row_uniques(candidates[:n])):
         hi = min(n, i + window)
         base = cost[i:hi].sum()
-        for a in np.unique(candidates[i]):
+        for a in cand_i:
             if a == acts[i] or checks >= max_checks:
                 continue
             trial = acts[i:hi].copy()
@@ -1310,8 +1344,15 @@ def hindsight_bound(env, objective: Objective, n_steps: int | None = None, width
         miss_f = (~ok0 & feas[:, None]).sum(axis=0)
         proposals["static_qos_first"] = np.full(n, int(np.lexsort((e0.sum(axis=0), miss_f))[0]))
     scored = {}
+    replayed: dict[bytes, tuple] = {}  # proposals that are the same schedule (often) are replayed once
     for name, sched in proposals.items():
-        e, ok = (e_g, ok_g) if name == "greedy_oracle" else replay(env, sched)
+        if name == "greedy_oracle":
+            e, ok = e_g, ok_g
+        else:
+            key = np.asarray(sched, dtype=np.int64).tobytes()
+            if key not in replayed:
+                replayed[key] = replay(env, sched)
+            e, ok = replayed[key]
         scored[name] = (float(e.sum()), int((~ok & feas).sum()), objective.episode_cost(e, ok))
     best_l = min(scored, key=lambda s: (scored[s][2], s))
     if not closed:
