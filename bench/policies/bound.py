@@ -872,7 +872,7 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
     proposal, replayed through the env like the others (merging drops paths, so the result is no optimum).
     ``merge=False``: no merging, only the width cut (with a width of at least every path, an exhaustive search: what
     the brute-force test checks)."""
-    from bench.sim.kernel import Carry, advance, step_rows
+    from bench.sim.kernel import Carry, _advance_into, step_rows
 
     n, tab = len(states), sim.kernel
     n_lanes = len(step_costs)
@@ -892,7 +892,9 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
         all_acts = acts[None, :].repeat(b, axis=0).reshape(-1)  # np.tile(acts, b)
         met = carry.rows(src)
         out = step_rows(tab, x, np.full(b * k, i), all_acts, met)
-        nxt = advance(met, out, x.interarrival_ms[i], thermal=sim.thermal_params)
+        # kernel.advance in place: ``met`` is this step's own gathered copy (advance would copy it once more)
+        _advance_into(met, out, np.asarray(x.interarrival_ms[i], dtype=float), None, sim.thermal_params)
+        nxt = met
         e, ok = np.asarray(out["energy_mj"], dtype=float), np.asarray(out["qos_ok"], dtype=bool)
         ln = lane[src]
         if n_lanes > 1:
