@@ -387,7 +387,8 @@ _MERGE_MAX = ("sig_w", "sig_t", "ka", "conn")
 
 
 def _options(v: Variants, lam: float | None, feasible: np.ndarray, qos_ms: np.ndarray, tail_ms: np.ndarray,
-             per_class: int, ok_part: tuple | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+             per_class: int, ok_part: tuple | None = None,
+             any_part: tuple | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every request's options of the episode bound, reduced safely.
 
     *Meeting QoS* (one per (action, favourable state) member; Lagrangian and, at feasible requests, QoS-first):
@@ -408,7 +409,7 @@ def _options(v: Variants, lam: float | None, feasible: np.ndarray, qos_ms: np.nd
     ms), ``busy`` (it needs the radio still connected when its upload starts, at ``t0`` or later), ``conn`` (its
     radio is connected at most this long after the arrival: its activity ends by the deadline when it meets
     QoS, unknown when it does not), ``act`` (the cheapest member's action). ``ok_part``: :func:`_ok_options`
-    already computed (it does not depend on the variant).
+    already computed (it does not depend on the variant); ``any_part``: :func:`_any_inputs`, likewise.
     """
     n = v.radio.shape[1]
     feas = np.asarray(feasible, dtype=bool)
@@ -416,7 +417,7 @@ def _options(v: Variants, lam: float | None, feasible: np.ndarray, qos_ms: np.nd
     if lam is None:  # QoS-first: options meeting QoS at feasible requests only
         keep = feas[ok_req]
         ok_cols, ok_req = {k: x[keep] for k, x in ok_cols.items()}, ok_req[keep]
-    any_cols, any_req = _any_options(v, lam, feas, tail_ms)
+    any_cols, any_req = _any_options(v, lam, feas, tail_ms, any_part)
     req = np.r_[ok_req, any_req]
     order = np.argsort(req, kind="stable")
     cols = {k: np.r_[x, any_cols[k].astype(x.dtype)][order] for k, x in ok_cols.items()}
@@ -493,21 +494,30 @@ def _ok_options(v: Variants, qos_ms: np.ndarray, tail_ms, per_class: int) -> tup
     return out, req[starts]
 
 
-def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The any-outcome options (:func:`_options`) and their requests."""
+def _any_inputs(v: Variants, tail_ms) -> tuple:
+    """What :func:`_any_options` reads of ``v``, the same for both variants: the (N, V*A) views and each (radio, needs a
+    connected radio) class's cells (computed once when :func:`episode_bounds` computes both)."""
     n_v, n, n_a = v.radio.shape
     take = _timing(v)
     radio, any_c, t0 = take(v.radio), take(v.relaxed_any_mj), take(v.radio_start_ms)
     fixed = take(v.fixed_mj) if v.fixed_mj is not None else any_c
     after = take(v.after_tx_ms) if v.after_tx_ms is not None else np.zeros_like(any_c)
-    open_cost = fixed + lam if lam is not None else np.where(feas[:, None], np.inf, fixed)
     busy = np.repeat(v.busy if v.busy is not None else np.zeros(n_v, dtype=bool), n_a)[None, :] & (radio >= 0)
-    any_cost = any_c + lam if lam is not None else np.where(feas[:, None], np.inf, any_c)
     acts = np.tile(np.arange(n_a), n_v)
+    classes = {(r_, b_): (radio == r_) & (busy == b_) for r_ in range(-1, len(tail_ms)) for b_ in (False, True)}
+    return any_c, t0, fixed, after, acts, classes
+
+
+def _any_options(v: Variants, lam: float | None, feas: np.ndarray, tail_ms,
+                 inputs: tuple | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The any-outcome options (:func:`_options`) and their requests (``inputs``: :func:`_any_inputs` of ``v``)."""
+    any_c, t0, fixed, after, acts, classes = inputs if inputs is not None else _any_inputs(v, tail_ms)
+    open_cost = fixed + lam if lam is not None else np.where(feas[:, None], np.inf, fixed)
+    any_cost = any_c + lam if lam is not None else np.where(feas[:, None], np.inf, any_c)
     parts, reqs = [], []
     for r_ in range(-1, len(tail_ms)):
         for b_ in (False, True):
-            mask = (radio == r_) & (busy == b_) & np.isfinite(any_cost)
+            mask = classes[r_, b_] & np.isfinite(any_cost)
             rows = np.flatnonzero(mask.any(axis=1))
             if not len(rows):
                 continue
@@ -535,7 +545,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
                   next_ms: np.ndarray | None = None, qos_ms: np.ndarray | None = None, n_res: int = 0,
                   steps: int = CARRY_STEPS, queue_ms: float = QUEUE_GRID_MS, per_class: int = OPTIONS_PER_CLASS,
                   max_states: int = MAX_STATES, ok_part: tuple | None = None,
-                  prune_from: int | None = None) -> EpisodeBound:
+                  prune_from: int | None = None, any_part: tuple | None = None) -> EpisodeBound:
     """The per-request relaxation tightened by a dynamic program over what one request leaves the next.
 
     :func:`request_bounds` lets every request meet empty queues and cuts its radio window at the next arrival
@@ -563,7 +573,8 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
 
     ``lam``: the Lagrangian variant (a miss costs ``lam``); ``None``: QoS-first (``feasible`` requests only
     through options meeting QoS, the others through any option at no price). ``ok_part``: the options meeting
-    QoS (:func:`_ok_options`), when both variants are computed (:func:`episode_bounds`).
+    QoS (:func:`_ok_options`), when both variants are computed (:func:`episode_bounds`); ``any_part``:
+    :func:`_any_inputs`, likewise.
     """
     n = v.relaxed_ok_mj.shape[1]
     r = len(tail_ms)
@@ -594,7 +605,7 @@ def episode_bound(v: Variants, tail_ms, lam: float | None, feasible: np.ndarray 
     parents, costs, chosen, most = [], [], [], 1
     a_sl, b_sl = slice(nl + r, nl + 2 * r), slice(nl + 2 * r, nl + 3 * r)
     u_sl = slice(nl + 3 * r, d_dims)
-    opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part)
+    opts, offsets = _options(v, lam, feas, qos_ms, tails, per_class, ok_part, any_part)
     # every option's numbers the loop reads, flat over the episode (request i's: [offsets[i], offsets[i + 1]));
     # the waits are read from one (S, nl + r + 1) array whose last column is 0 (an option without that resource)
     res_o, rad_o = opts["res"].astype(np.int64), opts["radio"].astype(np.int64)
@@ -735,7 +746,8 @@ def episode_bounds(v: Variants, tail_ms, lam: float, feasible: np.ndarray, next_
                    qos_ms: np.ndarray, n_res: int = 0) -> tuple[EpisodeBound, EpisodeBound]:
     """Both variants of :func:`episode_bound` (Lagrangian with ``lam``, QoS-first), sharing their options."""
     ok_part = _ok_options(v, qos_ms, tail_ms, OPTIONS_PER_CLASS) if v.radio is not None else None
-    kw = dict(next_ms=next_ms, qos_ms=qos_ms, n_res=n_res, ok_part=ok_part)
+    any_part = _any_inputs(v, tail_ms) if v.radio is not None else None
+    kw = dict(next_ms=next_ms, qos_ms=qos_ms, n_res=n_res, ok_part=ok_part, any_part=any_part)
     lag = episode_bound(v, tail_ms, lam, feasible, **kw)
     if lag.missed is not None and np.asarray(feasible, dtype=bool).all() and not lag.missed.any():
         # every request feasible and the Lagrangian path meets them all, paying no λ: it is also the least path of
