@@ -824,7 +824,7 @@ def _cheapest_per_key(k: np.ndarray, cost: np.ndarray) -> np.ndarray:
     ks = k[order]
     keep = np.empty(len(order), dtype=bool)
     keep[:1] = True
-    np.any(ks[1:] != ks[:-1], axis=1, out=keep[1:])
+    keep[1:] = (ks[1:] != ks[:-1]).any(axis=1)  # (the method: np.any's Python-level wrapper costs more here)
     return order[keep]
 
 
