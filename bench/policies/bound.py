@@ -892,6 +892,7 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
     tail = np.array([lk.tail_ms for lk in sim.links], dtype=float)
     widths = np.asarray(widths, dtype=np.int64)
     carry = Carry.fresh(n_lanes, tab)
+    alive = np.arange(n_lanes)  # the beams: rows of ``carry`` (the last step's, gathered once per step)
     cost, lane = np.zeros(n_lanes), np.arange(n_lanes)
     parents, chosen = [], []
     r_pow = (buckets + 2) ** np.arange(len(tail))
@@ -902,7 +903,7 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
         b, k = len(cost), len(acts)
         src = np.repeat(np.arange(b), k)
         all_acts = acts[None, :].repeat(b, axis=0).reshape(-1)  # np.tile(acts, b)
-        met = carry.rows(src)
+        met = carry.rows(alive[src])
         out = step_rows(tab, x, np.full(b * k, i), all_acts, met)
         # kernel.advance in place: ``met`` is this step's own gathered copy (advance would copy it once more)
         _advance_into(met, out, np.asarray(x.interarrival_ms[i], dtype=float), None, sim.thermal_params)
@@ -939,7 +940,7 @@ def exact_beam_schedules(sim, states: States, draws: Draws, candidates: np.ndarr
         keep = first[rank < widths[fl]]
         parents.append(src[keep])
         chosen.append(all_acts[keep])
-        carry, cost, lane = nxt.rows(keep), c[keep], ln[keep]
+        carry, alive, cost, lane = nxt, keep, c[keep], ln[keep]
     out_scheds = []
     for j in range(n_lanes):
         mine = np.flatnonzero(lane == j)
