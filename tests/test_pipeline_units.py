@@ -287,6 +287,24 @@ def test_conditions_do_not_depend_on_what_the_cached_env_played_before(trained):
     assert {"wifi_dbm", "lte_dbm", "uplink_mbps", "qos_ms", "cpu_load", "mem_load"} <= set(fresh.columns)
 
 
+def test_conditions_and_metrics_in_forked_workers_are_those_of_one_process(trained):
+    """Issue 25: the evaluate stage resets the episodes for their conditions and summarises the suites in forked
+    processes (``workers``); the tables must be the ones one process computes, in the same order."""
+    cells = _cells(trained, steps=40, seeds=3)
+    one = evaluate.conditions(cells)
+    two = evaluate.conditions(cells, workers=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert two.to_csv(index=False) == one.to_csv(index=False)
+    res = evaluate.run_cells(cells, workers=1, progress=False)
+    both = pd.concat([res, res.assign(suite="autoscale_copy")], ignore_index=True)  # two suites: two tasks
+    both["suite"] = both["suite"].astype("string")
+    serial = evaluate.metrics(both, n_boot=40, seed=3, workers=1)
+    forked = evaluate.metrics(both, n_boot=40, seed=3, workers=2)
+    assert list(forked) == list(serial) == ["autoscale_copy", "autoscale_phone"]
+    assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
+    assert forked["autoscale_copy"] == forked["autoscale_phone"]  # each suite seeds its own bootstrap
+
+
 def test_curve_seeds_in_worker_processes_give_the_same_bytes_as_one_after_the_other(tmp_path, monkeypatch):
     """Issue 25: the train stage runs its extra curve seeds and reference levels in worker processes; the
     files must be those of the sequential run."""

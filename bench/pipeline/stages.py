@@ -74,10 +74,44 @@ def stage_parameters(stage: str, params_path: Path = PARAMS_FILE, run: str | Non
     return {"seed": params.seed, **_parameters(stage, params, run), "progress": False}
 
 
-def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None, output: Path | None = None) -> Path:
+def _validated(stage: str, params_path: Path, run: str | None) -> tuple[dict, dict[str, str]]:
+    """:func:`stage_parameters` and the environment :func:`bench.config.apply_world` set (a forked child's task)."""
+    before = dict(os.environ)
+    parameters = stage_parameters(stage, params_path, run)
+    return parameters, {k: v for k, v in os.environ.items() if before.get(k) != v}
+
+
+def _import_papermill():
+    """papermill, without the IRI grammar jsonschema would compile on import.
+
+    jsonschema registers an ``iri`` format checker when ``rfc3987_syntax`` is installed (a Jupyter Server
+    dependency), and that module builds an Earley parser of RFC 3987 at import: 1.5 CPU-s of every stage's
+    papermill process (issue 25; `python -X importtime -c "import papermill"`). Nothing here checks an IRI:
+    nbformat's notebook schemas have no ``format`` keyword and papermill and nbclient use no format checker,
+    so this process marks the module absent (jsonschema then registers no ``iri`` checker, as without it).
+    """
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import papermill as pm
 
-    parameters = stage_parameters(stage, params_path, run)
+    return pm
+
+
+def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = None, output: Path | None = None) -> Path:
+    # params.yaml is validated in a forked child while this process imports papermill: both import most of
+    # what they need from scratch (the validation: the policies' registries, torch included, ~2.3 CPU-s;
+    # papermill ~1.2), so on 2 cores the stage's notebook starts ~1.2 s sooner (issue 25). A bad key still
+    # stops the stage before any notebook runs (the child's ParamsError is raised here).
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = pool.submit(_validated, stage, params_path, run)
+        pm = _import_papermill()
+        parameters, world_env = pending.result()
+    os.environ.update(world_env)  # the world of the stage (apply_world), for the kernel and its workers
     notebook = NOTEBOOKS[stage]
     if output is None:
         name = notebook if run is None else notebook.replace(".ipynb", f"_{run}.ipynb")
