@@ -457,3 +457,15 @@ def test_the_importance_reading_the_learner_cells_rollouts_gives_the_tables_run_
     pooled = evaluate.run_evaluation(cells, obj, [task], workers=2, progress=False)  # the tasks in worker processes
     pd.testing.assert_frame_equal(pooled[0], apart, check_exact=True)
     pd.testing.assert_frame_equal(pooled[3], imp_apart, check_exact=True)
+
+
+def test_a_stage_kernel_warms_up_on_its_notebooks_third_party_imports_only():
+    """Issue 25: ``bench notebook`` starts the kernel before params.yaml is validated and has it import the
+    notebook's heavy modules; never the suite's own (they read the stage's environment, set after validation)."""
+    from bench.pipeline import stages
+
+    for stage, name in stages.NOTEBOOKS.items():
+        mods = stages._notebook_imports(stages.NOTEBOOKS_DIR / name)
+        assert "pandas" in mods, stage
+        assert not any(m.split(".")[0] in ("bench", "hw") for m in mods), (stage, mods)
+    assert "seaborn" in stages._notebook_imports(stages.NOTEBOOKS_DIR / "03_evaluate.ipynb")
