@@ -189,11 +189,13 @@ class _HeldBack:
             self._released.set()
 
 
-def _shutdown(km) -> None:
+def _shutdown(km, now: bool = True) -> None:
+    """Stop the kernel: gracefully after its notebook ran (as papermill does with a kernel of its own), at once
+    otherwise."""
     from jupyter_core.utils import run_sync
 
     try:
-        run_sync(km.shutdown_kernel)(now=True)
+        run_sync(km.shutdown_kernel)(now=now)
     except Exception:  # pragma: no cover - already gone
         pass
 
@@ -237,7 +239,7 @@ def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = Non
     from concurrent.futures import ProcessPoolExecutor
 
     notebook = NOTEBOOKS.get(stage)
-    warm = None
+    warm, ran = None, False
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
             pending = pool.submit(_validated, stage, params_path, run)  # forked before any kernel or channel exists
@@ -254,7 +256,8 @@ def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = Non
         extra = {"km": warm[0]} if warm is not None else {}
         pm.execute_notebook(str(NOTEBOOKS_DIR / notebook), str(output), parameters=parameters,
                             kernel_name=kernel_name(), cwd=str(NOTEBOOKS_DIR), progress_bar=False, **extra)
+        ran = True
     finally:
         if warm is not None:
-            _shutdown(warm[0])
+            _shutdown(warm[0], now=not ran)
     return output
