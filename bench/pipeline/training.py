@@ -93,15 +93,12 @@ def train_run(run: str, learner: str, profile: str, overrides: dict[str, Any], r
         result = learner_spec(learner).train(config, progress=progress)
         result.learner.save(out_dir / "policy")
         # what the learner acts on, hashed once here rather than by every reader (report, readme): no decisions
-        # depend on it; a reader recomputes it when the files no longer have these bytes. It reads the saved files
-        # only, so a side worker computes it (AutoScale's tables: ~5 CPU-s of decompressing and hashing) while this
-        # process writes the curves and collects the other side work, instead of after them (issue 25)
-        side.submit(("digest",), write_learner_digest, out_dir / "policy")
+        # depend on it; a reader recomputes it when the files no longer have these bytes
+        write_learner_digest(out_dir / "policy")
         curve = _labelled(result.curve, run, learner, 0)
         curve.drop(columns="curve_seed").to_csv(out_dir / "curve.csv", index=False, float_format="%.6g")
         curves = [curve] + [_labelled(side.result(("curve", k)), run, learner, k) for k in range(1, curve_seeds)]
         levels = _levels_frame([row for s in _level_scenarios(config) for row in side.result(("levels", s))])
-        side.result(("digest",))
     pd.concat(curves, ignore_index=True).to_csv(out_dir / "curves.csv", index=False, float_format="%.6g")
     levels.insert(0, "run", run)
     levels.to_csv(out_dir / "reference_levels.csv", index=False, float_format="%.6g")
@@ -142,16 +139,8 @@ def _with_scenarios(config, scenarios: list[str]):
 class _SideWork:
     """Results of the side tasks of a run by name, from worker processes or computed here when asked."""
 
-    def __init__(self, futures: dict, inline: dict, pool: ProcessPoolExecutor | None = None):
-        self._futures, self._inline, self._pool = futures, inline, pool
-
-    def submit(self, name: tuple, fn, *args) -> None:
-        """One more side task, ``fn(*args)``: in the workers when there are any (queued after the others), else here
-        and now."""
-        if self._pool is not None:
-            self._futures[name] = self._pool.submit(fn, *args)
-        else:
-            self._inline[name] = (lambda job: job, fn(*args))
+    def __init__(self, futures: dict, inline: dict):
+        self._futures, self._inline = futures, inline
 
     def result(self, name: tuple) -> pd.DataFrame:
         if name in self._futures:
@@ -190,7 +179,7 @@ def _side_work(learner: str, profile: str, overrides: dict[str, Any], root_seed:
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {name: pool.submit(fn, job) for name, (fn, job) in tasks.items()}
         try:
-            yield _SideWork(futures, tasks, pool)
+            yield _SideWork(futures, tasks)
         except BaseException:
             for f in futures.values():
                 f.cancel()
