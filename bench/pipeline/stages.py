@@ -238,17 +238,25 @@ def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = Non
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    import signal
+    import sys
+
     notebook = NOTEBOOKS.get(stage)
     warm, ran = None, False
+    # until papermill takes the kernel over (it then stops it on SIGTERM and SIGINT itself), a SIGTERM unwinds
+    # through the `finally` below, so the kernel started here is not left running
+    previous = signal.getsignal(signal.SIGTERM)
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
             pending = pool.submit(_validated, stage, params_path, run)  # forked before any kernel or channel exists
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
             warm = _warm_kernel(NOTEBOOKS_DIR / notebook) if notebook else None
             pm = _import_papermill()
             parameters, world_env = pending.result()
         os.environ.update(world_env)  # the world of the stage (apply_world), for the kernel and its workers
         if warm is not None:
             _hand_over(warm, world_env)
+        signal.signal(signal.SIGTERM, previous)
         if output is None:
             name = notebook if run is None else notebook.replace(".ipynb", f"_{run}.ipynb")
             output = RESULTS_DIR / "notebooks" / name
@@ -258,6 +266,7 @@ def run_stage(stage: str, params_path: Path = PARAMS_FILE, run: str | None = Non
                             kernel_name=kernel_name(), cwd=str(NOTEBOOKS_DIR), progress_bar=False, **extra)
         ran = True
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if warm is not None:
             _shutdown(warm[0], now=not ran)
     return output
