@@ -287,6 +287,24 @@ def test_conditions_do_not_depend_on_what_the_cached_env_played_before(trained):
     assert {"wifi_dbm", "lte_dbm", "uplink_mbps", "qos_ms", "cpu_load", "mem_load"} <= set(fresh.columns)
 
 
+def test_conditions_and_metrics_in_forked_workers_are_those_of_one_process(trained):
+    """Issue 25: the evaluate stage resets the episodes for their conditions and summarises the suites in forked
+    processes (``workers``); the tables must be the ones one process computes, in the same order."""
+    cells = _cells(trained, steps=40, seeds=3)
+    one = evaluate.conditions(cells)
+    two = evaluate.conditions(cells, workers=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert two.to_csv(index=False) == one.to_csv(index=False)
+    res = evaluate.run_cells(cells, workers=1, progress=False)
+    both = pd.concat([res, res.assign(suite="autoscale_copy")], ignore_index=True)  # two suites: two tasks
+    both["suite"] = both["suite"].astype("string")
+    serial = evaluate.metrics(both, n_boot=40, seed=3, workers=1)
+    forked = evaluate.metrics(both, n_boot=40, seed=3, workers=2)
+    assert list(forked) == list(serial) == ["autoscale_copy", "autoscale_phone"]
+    assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
+    assert forked["autoscale_copy"] == forked["autoscale_phone"]  # each suite seeds its own bootstrap
+
+
 def test_curve_seeds_in_worker_processes_give_the_same_bytes_as_one_after_the_other(tmp_path, monkeypatch):
     """Issue 25: the train stage runs its extra curve seeds and reference levels in worker processes; the
     files must be those of the sequential run."""
@@ -439,3 +457,15 @@ def test_the_importance_reading_the_learner_cells_rollouts_gives_the_tables_run_
     pooled = evaluate.run_evaluation(cells, obj, [task], workers=2, progress=False)  # the tasks in worker processes
     pd.testing.assert_frame_equal(pooled[0], apart, check_exact=True)
     pd.testing.assert_frame_equal(pooled[3], imp_apart, check_exact=True)
+
+
+def test_a_stage_kernel_warms_up_on_its_notebooks_third_party_imports_only():
+    """Issue 25: ``bench notebook`` starts the kernel before params.yaml is validated and has it import the
+    notebook's heavy modules; never the suite's own (they read the stage's environment, set after validation)."""
+    from bench.pipeline import stages
+
+    for stage, name in stages.NOTEBOOKS.items():
+        mods = stages._notebook_imports(stages.NOTEBOOKS_DIR / name)
+        assert "pandas" in mods, stage
+        assert not any(m.split(".")[0] in ("bench", "hw") for m in mods), (stage, mods)
+    assert "seaborn" in stages._notebook_imports(stages.NOTEBOOKS_DIR / "03_evaluate.ipynb")

@@ -602,9 +602,38 @@ def suite_cells(suite: str, run_dir: str | Path, policies: Iterable[str], scenar
             for pol in names for sc in scenarios for s in eval_seeds]
 
 
+#: what a forked child of :func:`_fork_map` reads (set just before the fork; the parent's data, never pickled)
+_FORKED: dict[str, Any] = {}
+
+
+def _forked_call(i: int) -> Any:
+    return _FORKED["fn"](_FORKED["items"][i])
+
+
+def _fork_map(fn, items: Sequence[Any], workers: int) -> list[Any]:
+    """``[fn(x) for x in items]``, in up to ``workers`` forked processes (0: one per core) that read ``fn``, the
+    items and whatever ``fn`` closes over from this process's memory instead of receiving them pickled (a stage's
+    results table is ~1e6 rows); only the return values travel. One worker, one item, or inside a daemonic worker
+    (a sweep's or sensitivity run's pool, where no child may be started): here, one after the other."""
+    import multiprocessing
+
+    from bench.config import local_cores
+
+    workers = min(workers or local_cores(), len(items))
+    if workers <= 1 or multiprocessing.current_process().daemon:
+        return [fn(x) for x in items]
+    _FORKED.update(fn=fn, items=list(items))
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_forked_call, range(len(items)), chunksize=1)
+    finally:
+        _FORKED.clear()
+
+
 def metrics(results: pd.DataFrame, n_boot: int, seed: int,
             heldout: Mapping[str, Sequence[str]] | None = None, bounds: pd.DataFrame | None = None,
-            violation_cost_mj: float | None = None, headroom_threshold: float = 0.05) -> dict[str, Any]:
+            violation_cost_mj: float | None = None, headroom_threshold: float = 0.05,
+            workers: int = 1) -> dict[str, Any]:
     """Per suite: summaries with bootstrap 95% CIs (see :mod:`bench.pipeline.stats`).
 
     ``overall`` is the headline: over the suite's *held-out* scenarios (``heldout[suite]``: scenarios no
@@ -613,33 +642,49 @@ def metrics(results: pd.DataFrame, n_boot: int, seed: int,
     With ``violation_cost_mj`` (λ) and ``bounds`` (:func:`bench.pipeline.yardstick.bound_cells`), every
     policy also gets the objective and its gap to the bound, and each suite the yardstick
     (:func:`yardstick_metrics`: headroom per scenario, headroom captured, per-scenario breakdowns).
+
+    The suites are independent (each summary seeds its own bootstrap with ``seed``): with ``workers`` other than
+    1 (0: one per core) they are summarised in forked processes (:func:`_fork_map`), the same numbers.
     """
-    from bench.pipeline.stats import round_floats, summarise, summarise_by_scenario
+    from bench.pipeline.stats import round_floats
 
-    out: dict[str, Any] = {}
-    for suite, frame in results.groupby("suite", sort=True):
-        sb = None if bounds is None else bounds[bounds["suite"].astype(str) == str(suite)]
-        kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed, bounds=sb, violation_cost_mj=violation_cost_mj)
-        held = set((heldout or {}).get(str(suite), ()))
-        is_held = frame["scenario"].isin(held)
-        entry: dict[str, Any] = {}
-        if held and is_held.any():
-            entry["overall"] = summarise(frame[is_held], **kw)
-            entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"].unique())),
-                              "seen": sorted(set(frame.loc[~is_held, "scenario"].unique()))}
-            if (~is_held).any():
-                entry["seen"] = summarise(frame[~is_held], **kw)
-        else:
-            entry["overall"] = summarise(frame, **kw)
-            entry["split"] = {"headline": "all evaluated scenarios", "heldout": [],
-                              "seen": sorted(set(frame["scenario"].unique()))}
-        entry["by_scenario"] = summarise_by_scenario(frame, **kw)
-        if sb is not None and violation_cost_mj is not None:
-            from bench.pipeline.yardstick import yardstick_metrics
+    frames = dict(list(results.groupby("suite", sort=True)))
 
-            yardstick_metrics(entry, frame, sb, violation_cost_mj, headroom_threshold, n_boot, seed, RATIO_BASELINES)
-        out[str(suite)] = entry
-    return round_floats(out)
+    def one(suite) -> dict[str, Any]:
+        return _suite_metrics(suite, frames[suite], n_boot, seed, heldout, bounds, violation_cost_mj,
+                              headroom_threshold)
+
+    names = list(frames)
+    return round_floats({str(s): e for s, e in zip(names, _fork_map(one, names, workers))})
+
+
+def _suite_metrics(suite: Any, frame: pd.DataFrame, n_boot: int, seed: int, heldout: Mapping[str, Sequence[str]] | None,
+                   bounds: pd.DataFrame | None, violation_cost_mj: float | None,
+                   headroom_threshold: float) -> dict[str, Any]:
+    """One suite's entry of :func:`metrics`."""
+    from bench.pipeline.stats import summarise, summarise_by_scenario
+
+    sb = None if bounds is None else bounds[bounds["suite"].astype(str) == str(suite)]
+    kw = dict(baselines=RATIO_BASELINES, n_boot=n_boot, seed=seed, bounds=sb, violation_cost_mj=violation_cost_mj)
+    held = set((heldout or {}).get(str(suite), ()))
+    is_held = frame["scenario"].isin(held)
+    entry: dict[str, Any] = {}
+    if held and is_held.any():
+        entry["overall"] = summarise(frame[is_held], **kw)
+        entry["split"] = {"headline": "held-out scenarios", "heldout": sorted(held & set(frame["scenario"].unique())),
+                          "seen": sorted(set(frame.loc[~is_held, "scenario"].unique()))}
+        if (~is_held).any():
+            entry["seen"] = summarise(frame[~is_held], **kw)
+    else:
+        entry["overall"] = summarise(frame, **kw)
+        entry["split"] = {"headline": "all evaluated scenarios", "heldout": [],
+                          "seen": sorted(set(frame["scenario"].unique()))}
+    entry["by_scenario"] = summarise_by_scenario(frame, **kw)
+    if sb is not None and violation_cost_mj is not None:
+        from bench.pipeline.yardstick import yardstick_metrics
+
+        yardstick_metrics(entry, frame, sb, violation_cost_mj, headroom_threshold, n_boot, seed, RATIO_BASELINES)
+    return entry
 
 
 def feature_importance(suite: str, run_dir: str | Path, scenarios: Iterable[str], seeds: int, steps: int | None,
@@ -798,16 +843,25 @@ def _cell_conditions(key: tuple[str, str, str, int, int, str]) -> pd.DataFrame:
     return frame
 
 
-def conditions(cells: Sequence[Cell]) -> pd.DataFrame:
+def _conditions_of(keys: Sequence[tuple]) -> list[pd.DataFrame]:
+    return [_cell_conditions(k) for k in keys]
+
+
+def conditions(cells: Sequence[Cell], workers: int = 1) -> pd.DataFrame:
     """Signal, uplink bandwidth, QoS deadline and load of every request of every (suite, scenario, seed).
 
     Every policy of a cell sees the same realisation (common random numbers), so one reset of the
     cell's env gives the conditions behind all its policies' rows; the report bins energy and QoS
     against them. Columns: ``suite, scenario, seed, step, wifi_dbm, lte_dbm, uplink_mbps, qos_ms,
-    cpu_load, mem_load``.
+    cpu_load, mem_load``. With ``workers`` other than 1 (0: one per core), consecutive runs of the episodes
+    are reset in forked processes (:func:`_fork_map`) and concatenated in the same order: the same table.
     """
+    from bench.config import local_cores
+
     keys = list(dict.fromkeys((c.suite, c.learner, c.scenario, c.seed, c.steps, c.env_kwargs_json) for c in cells))
-    out = pd.concat([_cell_conditions(k) for k in keys], ignore_index=True)
+    n = max(1, min(workers or local_cores(), len(keys)))
+    chunks = [keys[len(keys) * i // n:len(keys) * (i + 1) // n] for i in range(n)]  # consecutive: envs reused
+    out = pd.concat([f for part in _fork_map(_conditions_of, chunks, n) for f in part], ignore_index=True)
     for col in ("suite", "scenario"):
         out[col] = out[col].astype("string")
     return out
