@@ -54,12 +54,13 @@ import torch
 from torch import nn
 
 from bench.policies.base import Learner, Transition
-# the configuration lives in a torch-free module (issue 25: params validation and `import bench.policies` load it
-# without torch); re-exported here, where training code and saved learners have always found it
-from bench.policies.dvfo_config import LOSS_NAMES, PRECISIONS, DVFOConfig
+# the configuration, the saved files' names and the digest of a saved learner live in a torch-free module (issue 25:
+# params validation, `import bench.policies` and the report's staleness check load them without torch); re-exported
+# here, where training code, saved learners and the tests have always found them
+from bench.policies.dvfo_config import (CONFIG_FILE, LOSS_NAMES, PRECISIONS, TRAINING_ONLY, WEIGHTS_FILE,  # noqa: F401
+                                       DVFOConfig, policy_digest)
 from bench.sim.envs import DVFO_ID
 
-WEIGHTS_FILE = "weights.safetensors"
 #: TD losses :attr:`DVFOConfig.loss` allows (elementwise, no reduction)
 LOSSES = {"huber": lambda q, y: nn.functional.smooth_l1_loss(q, y, reduction="none"),
           "mse": lambda q, y: nn.functional.mse_loss(q, y, reduction="none")}
@@ -67,7 +68,6 @@ LOSSES = {"huber": lambda q, y: nn.functional.smooth_l1_loss(q, y, reduction="no
 DTYPES = {"float32": (torch.float32, np.float32), "float64": (torch.float64, np.float64)}
 if tuple(LOSSES) != LOSS_NAMES or tuple(DTYPES) != PRECISIONS:  # pragma: no cover - the two lists are edited together
     raise ImportError("bench.policies.dvfo: LOSSES / DTYPES and dvfo_config's LOSS_NAMES / PRECISIONS differ")
-CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 
 
@@ -503,32 +503,6 @@ class DVFOLearner(Learner):
         learner.target.load_state_dict(state)
         learner.steps = int(meta.get("train_steps", 0))
         return learner
-
-
-#: DVFOConfig keys only training reads (the update, exploration, reward shaping and schedule): a saved learner's
-#: greedy decision depends on its Q-network's tensors (weights and observation statistics), ``obs_clip``,
-#: ``precision``, ``hidden_sizes`` and the action space (device, levels, xi), not on these
-TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "act_average_fraction",
-                 "select_snapshots", "buffer_size",
-                 "batch_size",
-                 "prioritized_replay", "per_alpha", "per_beta", "per_eps", "gamma", "tau", "target_update_interval",
-                 "train_frequency", "learning_starts", "start_e", "end_e", "exploration_fraction", "max_grad_norm",
-                 "loss", "scenarios", "max_episode_steps", "w_energy", "w_time", "qos_penalty", "violation_cost_mj",
-                 "torch_threads", "log_every_episodes")
-
-
-def policy_digest(path: str | Path) -> str:
-    """A short hash of what a saved DVFO learner (:meth:`DVFOLearner.save`) acts on: its tensors (names, dtypes,
-    shapes, bytes; not the safetensors metadata header), its spaces and its acting configuration (the saved
-    config without :data:`TRAINING_ONLY` keys and keys at their default: :func:`bench.policies.artefact.acting_config`).
-    Equal digests: the same greedy decisions. Used to tell whether a result that replayed it is stale."""
-    from bench.policies.artefact import acting_config, digest, safetensors_tensors
-
-    path = Path(path)
-    meta = json.loads((path / CONFIG_FILE).read_text())
-    acting = {k: meta.get(k) for k in ("format", "version", "obs_dim", "n_actions")}
-    acting["config"] = acting_config(meta.get("config") or {}, DVFOConfig, TRAINING_ONLY)
-    return digest(safetensors_tensors(path / WEIGHTS_FILE), acting)
 
 
 def _spaces(env) -> tuple[int, int]:

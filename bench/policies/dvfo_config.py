@@ -6,14 +6,18 @@ thin factory that imports :mod:`bench.policies.dvfo` when it is called. Why: ``i
 policy registered) and params.yaml's validation (``train.dvfo`` checked against :class:`DVFOConfig`) run in every
 ``python -m bench`` command and every pipeline stage, and importing the training module imported torch (2-4 CPU-s
 per process here where nothing else needed it: the switched-off stages, ``python -m bench readme``, each notebook
-stage's validation). Whatever trains or acts (:func:`bench.policies.dvfo.train`,
-:class:`bench.policies.dvfo.DVFOLearner`, ``make_policy("dvfo", ...)``) still imports torch.
+stage's validation). A saved learner's file names and :func:`policy_digest` (what it acts on) are here too, so
+the report's staleness check (:func:`bench.pipeline.robustness.learner_digest`) needs no torch. Whatever trains
+or acts (:func:`bench.policies.dvfo.train`, :class:`bench.policies.dvfo.DVFOLearner`, ``make_policy("dvfo", ...)``)
+still imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,9 @@ from bench.validate import bounded
 from bench.world.profiles import list_profiles
 from bench.world.scenarios import list_scenarios
 
+#: a saved learner's files (:meth:`bench.policies.dvfo.DVFOLearner.save`)
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
 #: TD losses :attr:`DVFOConfig.loss` allows (their torch functions: :data:`bench.policies.dvfo.LOSSES`)
 LOSS_NAMES = ("huber", "mse")
 #: the Q-network's floating-point types :attr:`DVFOConfig.precision` allows (torch and numpy types:
@@ -190,3 +197,30 @@ class DVFOConfig:
                     n_mem_levels=self.n_mem_levels, xi_levels=xi, w_energy=self.w_energy, w_time=self.w_time,
                     qos_penalty=self.qos_penalty,
                     **({} if self.violation_cost_mj is None else {"violation_cost_mj": self.violation_cost_mj}))
+
+
+#: DVFOConfig keys only training reads (the update, exploration, reward shaping and schedule): a saved learner's
+#: greedy decision depends on its Q-network's tensors (weights and observation statistics), ``obs_clip``,
+#: ``precision``, ``hidden_sizes`` and the action space (device, levels, xi), not on these
+TRAINING_ONLY = ("seed", "total_steps", "learning_rate", "learning_rate_end", "act_average_fraction",
+                 "select_snapshots", "buffer_size",
+                 "batch_size",
+                 "prioritized_replay", "per_alpha", "per_beta", "per_eps", "gamma", "tau", "target_update_interval",
+                 "train_frequency", "learning_starts", "start_e", "end_e", "exploration_fraction", "max_grad_norm",
+                 "loss", "scenarios", "max_episode_steps", "w_energy", "w_time", "qos_penalty", "violation_cost_mj",
+                 "torch_threads", "log_every_episodes")
+
+
+def policy_digest(path: str | Path) -> str:
+    """A short hash of what a saved DVFO learner (:meth:`bench.policies.dvfo.DVFOLearner.save`) acts on: its
+    tensors (names, dtypes, shapes, bytes; not the safetensors metadata header), its spaces and its acting
+    configuration (the saved config without :data:`TRAINING_ONLY` keys and keys at their default:
+    :func:`bench.policies.artefact.acting_config`). Equal digests: the same greedy decisions. Used to tell whether
+    a result that replayed it is stale."""
+    from bench.policies.artefact import acting_config, digest, safetensors_tensors
+
+    path = Path(path)
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    acting = {k: meta.get(k) for k in ("format", "version", "obs_dim", "n_actions")}
+    acting["config"] = acting_config(meta.get("config") or {}, DVFOConfig, TRAINING_ONLY)
+    return digest(safetensors_tensors(path / WEIGHTS_FILE), acting)

@@ -61,3 +61,15 @@ def test_the_registry_factory_builds_what_make_dvfo_builds(tmp_path):
     direct = make_dvfo(env, path=path)
     obs, _ = env.reset(seed=0)
     assert loaded.act(obs) == direct.act(obs) == learner.act(obs)
+
+
+def test_a_saved_learners_digest_needs_no_torch(tmp_path):
+    # the report's staleness check (bench.pipeline.robustness.learner_digest) digests the trained learners
+    from bench.policies.dvfo import DVFOConfig, make_dvfo, policy_digest
+
+    cfg = DVFOConfig.ci(hidden_sizes=(8,))
+    env = gym.make("bench/DVFO-v0", scenario="dvfo_trickle_5mbps", **cfg.env_kwargs())
+    path = make_dvfo(env, **cfg.to_dict()).save(tmp_path / "l")
+    code = (f"from bench.pipeline.robustness import learner_digest\nd = learner_digest({str(path)!r})\n"
+            f"assert d == {policy_digest(path)!r}, d")
+    assert _loaded_after(code) == "[]"
