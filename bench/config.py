@@ -147,7 +147,7 @@ def _autoscale_config():
 
 
 def _dvfo_config():
-    from bench.policies.dvfo import DVFOConfig
+    from bench.policies.dvfo_config import DVFOConfig  # not bench.policies.dvfo: that imports torch (issue 25)
 
     return DVFOConfig
 

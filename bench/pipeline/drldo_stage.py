@@ -98,6 +98,10 @@ def train_all(jobs: Sequence[Mapping[str, Any]], out_dir: str | Path, workers: i
     workers = min(workers or local_cores(), len(jobs))
     if workers <= 1:
         return [train_suite(j, out_dir) for j in jobs]
+    # the training module (torch) imported once here, before the fork, so the workers inherit it instead of each
+    # importing it (validating params.yaml no longer imports torch: issue 25)
+    import bench.policies.dvfo  # noqa: F401
+
     # forked, like the train stage's side work: the world chosen by apply_world (an environment variable) and
     # plugin learners registered here are there too
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:

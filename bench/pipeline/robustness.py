@@ -97,8 +97,9 @@ DIGEST_FILE = "acting_digest.json"
 
 def _learner_files(artefact: Path):
     """(files, policy_digest) of the learner whose files ``artefact`` holds, or None."""
-    # lazy: the learners' modules import torch (the report imports the policy registry already)
-    from bench.policies import autoscale, dvfo
+    # DVFO's file names and digest from its torch-free module (issue 25: the report then imports no torch)
+    from bench.policies import autoscale
+    from bench.policies import dvfo_config as dvfo
 
     for files, policy_digest in (((dvfo.CONFIG_FILE, dvfo.WEIGHTS_FILE), dvfo.policy_digest),
                                  ((autoscale.META_FILE, autoscale.Q_FILE), autoscale.policy_digest)):

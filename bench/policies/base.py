@@ -182,6 +182,10 @@ class LearnerSpec:
     :class:`Learner`), ``curve`` (a DataFrame with ``step`` and ``reward``), ``env_steps``
     and ``wall_time_s``. The trained policy is evaluated as ``make_policy(name, env, path=...)``,
     so the learner's class is also registered in :data:`REGISTRY` under the same name.
+
+    ``config_module``, when given, is where the config class is defined (``module`` may re-export it): params.yaml's
+    validation reads the config class from there without importing ``module`` and what it imports (issue 25: the
+    DVFO training module imports torch, 2-4 CPU-s in every process that only validated params.yaml).
     """
 
     name: str
@@ -191,6 +195,9 @@ class LearnerSpec:
     module: str
     #: name of the config dataclass in ``module``
     config: str
+    #: module defining the config class, when importing ``module`` costs more than validation should pay
+    #: (None: ``module``)
+    config_module: str | None = None
 
     def load_module(self):
         import importlib
@@ -198,6 +205,10 @@ class LearnerSpec:
         return importlib.import_module(self.module)
 
     def config_class(self) -> type:
+        import importlib
+
+        if self.config_module is not None:
+            return getattr(importlib.import_module(self.config_module), self.config)
         return getattr(self.load_module(), self.config)
 
     def train(self, config, progress: bool = False):
@@ -213,4 +224,6 @@ def _check_learner(name: str, value: object) -> None:
 LEARNERS: Registry = Registry("learner", "learners", check=_check_learner)
 LEARNERS.register("autoscale", LearnerSpec("autoscale", "bench/AutoScale-v0", "bench.policies.autoscale",
                                            "AutoScaleConfig"))
-LEARNERS.register("dvfo", LearnerSpec("dvfo", "bench/DVFO-v0", "bench.policies.dvfo", "DVFOConfig"))
+# its config from the torch-free module that bench.policies.dvfo re-exports it from (issue 25)
+LEARNERS.register("dvfo", LearnerSpec("dvfo", "bench/DVFO-v0", "bench.policies.dvfo", "DVFOConfig",
+                                      config_module="bench.policies.dvfo_config"))
