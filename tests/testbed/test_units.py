@@ -1454,13 +1454,31 @@ def test_the_twins_local_time_takes_each_requests_base_factor():
                                                   local_factor=np.ones(4)).latency_ms, same.latency_ms, rtol=1e-12)
 
 
-def test_alone_blocks_between_the_requests_give_each_its_base_on_a_host_fast_in_the_middle(tmp_path):
+def test_alone_blocks_between_the_requests_give_each_its_base_on_a_host_fast_in_the_middle(tmp_path, monkeypatch):
     """campaign_bracketed_nice-10's 26 % cell: the alone rounds after the requests read 1.3x those before, the
     requests ran at 0.80-0.85x the pooled base - the host fast in the middle, slow on both sides, which the bracket
     cannot cancel. With a block of alone inferences every 5 requests (co-runners set to nothing; one inference with
     them at the measured levels beside it) each request's base follows the host's speed where the pooled one
     (the old code's) is off by up to the whole excursion; the blocks' stretch is recorded beside the twin's."""
+    import types
+
     import pandas as pd
+
+    from bench.testbed import hostload
+
+    # The host's clock moves only as its inferences run (each by its own latency): the bases are interpolated in
+    # time, and with the real clock a CI host that stalled between two blocks moved them apart (0.134 > 0.12, once)
+    clock = types.SimpleNamespace(now=1000.0)
+    fake_time = types.SimpleNamespace(perf_counter=lambda: clock.now, thread_time=lambda: clock.now,
+                                      sleep=lambda s: None)
+    monkeypatch.setattr(hostload, "time", fake_time)
+    monkeypatch.setattr(loop, "time", fake_time)
+
+    class _TimedDriftingEdge(_DriftingEdge):
+        def local(self, w, corunner_ms=None):
+            tim = super().local(w, corunner_ms)
+            clock.now += tim.local_ms / 1e3
+            return tim
 
     base = {"mobilenet_v2": 31.1, "lstm_text": 10.2, "resnet18": 60.0}
     start = pd.DataFrame([{"workload": w, "latency_ms": t, "latency_p95_ms": t, "n_runs": 9, "cpu_mhz": 2600.0,
@@ -1475,14 +1493,14 @@ def test_alone_blocks_between_the_requests_give_each_its_base_on_a_host_fast_in_
     corun = _AccountedCoRunners()
     before = 9 * (2 * 4 + 1)  # before the requests: 2 served x 4 settings + the filler
     window = n + (n // 5 - 1) * 2 * 2  # the requests and 7 blocks of 2 workloads x 2 settings
-    edge = _DriftingEdge(corun, base, k, lambda c: 1.0 if not before <= c < before + window
-                         else float(_speed("ramp", 0.75, c - before, window)))
+    edge = _TimedDriftingEdge(corun, base, k, lambda c: 1.0 if not before <= c < before + window
+                              else float(_speed("ramp", 0.75, c - before, window)))
     prof: dict = {}
     timed: list = []
     loop.host_interference(cfg, edge, corun, u0.sim.tables, u0.action_table, levels, edge_path, gap_s=0.0,
                            prof_info=prof, timed=timed)
     served = list(cfg.workloads)
-    origin = time_perf = __import__("time").perf_counter
+    time_perf = fake_time.perf_counter
     origin = time_perf()
     arrivals, workloads, live, blocks = [], [], [], []
     for i in range(n):
